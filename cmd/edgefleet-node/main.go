@@ -1,0 +1,32 @@
+// Command edgefleet-node is the node agent. It runs on each machine (register,
+// inventory, plans) on small devices, so it links neither the control plane
+// nor the manager's controllers.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/edgefleet/edgefleet/internal/version"
+)
+
+func main() {
+	root := &cobra.Command{
+		Use:           "edgefleet-node",
+		Short:         "edgefleet node agent: registers the machine and runs its plans",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(&cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), version.String("edgefleet-node")) },
+	})
+	if err := root.Execute(); err != nil {
+		fmt.Fprintf(os.Stderr, "edgefleet-node: error: %v\n", err)
+		os.Exit(1)
+	}
+}

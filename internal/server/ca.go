@@ -1,0 +1,84 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/edgefleet/edgefleet/internal/pki"
+)
+
+// CASecretName holds the manager CA on an external cluster, so every replica
+// serves certificates from one CA and agents pin one checksum.
+const CASecretName = "edgefleet-ca"
+
+// loadOrCreateCASecret returns the CA in the system namespace, creating it on
+// first start. Concurrent first starts are safe: the loser of the create reads
+// the winner's CA.
+func loadOrCreateCASecret(ctx context.Context, c client.Client) (*pki.CA, error) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: SystemNamespace}}
+	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("creating namespace %s: %w", SystemNamespace, err)
+	}
+	key := client.ObjectKey{Namespace: SystemNamespace, Name: CASecretName}
+	var secret corev1.Secret
+	err := c.Get(ctx, key, &secret)
+	if apierrors.IsNotFound(err) {
+		_, kp, genErr := pki.NewCA("edgefleet-ca")
+		if genErr != nil {
+			return nil, genErr
+		}
+		secret = corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
+			Type:       corev1.SecretTypeTLS,
+			Data:       map[string][]byte{corev1.TLSCertKey: kp.CertPEM, corev1.TLSPrivateKeyKey: kp.KeyPEM},
+		}
+		err = c.Create(ctx, &secret)
+		if apierrors.IsAlreadyExists(err) {
+			err = c.Get(ctx, key, &secret)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading CA secret %s: %w", key, err)
+	}
+	ca, err := pki.ParseCA(pki.KeyPair{CertPEM: secret.Data[corev1.TLSCertKey], KeyPEM: secret.Data[corev1.TLSPrivateKeyKey]})
+	if err != nil {
+		return nil, fmt.Errorf("CA secret %s is invalid: %w (delete it to generate a new CA; joined agents must then be given the new checksum)", key, err)
+	}
+	return ca, nil
+}
+
+// servingCert issues the endpoint's certificate for the external host name,
+// the listen address and the usual local names.
+func servingCert(ca *pki.CA, externalHost, listen string) (*tls.Certificate, error) {
+	spec := pki.CertSpec{CommonName: "edgefleet-manager", DNSNames: []string{"localhost"}, IPs: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}, Usage: pki.ServerAuth}
+	if h, err := os.Hostname(); err == nil && h != "localhost" {
+		spec.DNSNames = append(spec.DNSNames, h)
+	}
+	hosts := []string{externalHost}
+	if h, _, err := net.SplitHostPort(listen); err == nil {
+		hosts = append(hosts, h)
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			if !ip.IsUnspecified() && !ip.IsLoopback() {
+				spec.IPs = append(spec.IPs, ip)
+			}
+		} else if h != "" && h != "localhost" {
+			spec.DNSNames = append(spec.DNSNames, h)
+		}
+	}
+	kp, err := ca.Issue(spec)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.X509KeyPair(kp.CertPEM, kp.KeyPEM)
+	return &cert, err
+}

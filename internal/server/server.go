@@ -1,0 +1,302 @@
+// Package server is `edgefleet server`: it brings up (or connects to) the
+// Kubernetes API, installs the CRDs, runs the controllers and serves the HTTPS
+// endpoint. It owns start-up order and shutdown; each piece it starts lives in
+// its own package.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/discovery"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/controlplane"
+	"github.com/edgefleet/edgefleet/internal/crds"
+	"github.com/edgefleet/edgefleet/internal/datadir"
+	"github.com/edgefleet/edgefleet/internal/endpoint"
+	"github.com/edgefleet/edgefleet/internal/metrics"
+	"github.com/edgefleet/edgefleet/internal/pki"
+)
+
+// SystemNamespace holds the manager's own objects: its CA (external mode) and
+// the leader-election lease.
+const SystemNamespace = "edgefleet-system"
+
+// LeaderElectionID names the Lease replicas compete for.
+const LeaderElectionID = "edgefleet-manager"
+
+// Options are the flags of `edgefleet server`.
+type Options struct {
+	DataDir string
+	// Kubeconfig selects an existing cluster; empty means in-cluster config
+	// when running in a Pod, and the embedded control plane otherwise.
+	Kubeconfig string
+	Listen     string
+	// ExternalURL is how agents and users reach the endpoint; defaults to https://<listen>.
+	ExternalURL   string
+	KubeBinDir    string
+	APIServerPort int
+	// LeaderElection applies to external clusters; the embedded control plane
+	// is single-instance by its data-dir lock.
+	LeaderElection bool
+	UnsafeNoFsync  bool
+	Log            logr.Logger
+	// Out receives the start-up banner.
+	Out io.Writer
+}
+
+// Scheme has every type the manager reads or writes.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, fleetv1.AddToScheme, machinesv1.AddToScheme} {
+		if err := add(s); err != nil {
+			panic(err) // static registration of generated types; cannot fail at run time
+		}
+	}
+	return s
+}
+
+// Run starts the manager and blocks until ctx ends or a component fails.
+// Everything it started is stopped before it returns.
+func Run(ctx context.Context, o Options) error {
+	if o.Out == nil {
+		o.Out = os.Stdout
+	}
+	log := o.Log
+	started := time.Now()
+	// Bind first: a port in use fails before anything is started or touched.
+	listener, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %v (stop what uses it or pass another --listen)", o.Listen, err)
+	}
+	defer listener.Close()
+	// With port 0 the kernel picked one; advertise what was really bound.
+	o.Listen = listener.Addr().String()
+	externalURL, err := endpointURL(o)
+	if err != nil {
+		return err
+	}
+
+	cluster, err := connect(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer cluster.close()
+
+	c, err := client.New(cluster.restConfig, client.Options{Scheme: Scheme()})
+	if err != nil {
+		return err
+	}
+	log.Info("Installing CRDs")
+	if err := crds.Install(ctx, c, log); err != nil {
+		return fmt.Errorf("installing CRDs: %w", err)
+	}
+
+	ca := cluster.ca
+	if ca == nil {
+		if ca, err = loadOrCreateCASecret(ctx, c); err != nil {
+			return err
+		}
+	}
+	serving, err := servingCert(ca, externalURL.Hostname(), o.Listen)
+	if err != nil {
+		return err
+	}
+
+	mgr, err := ctrl.NewManager(cluster.restConfig, ctrl.Options{
+		Scheme:                        Scheme(),
+		Logger:                        log,
+		Metrics:                       metricsserver.Options{BindAddress: "0"}, // served by the endpoint
+		HealthProbeBindAddress:        "0",
+		LeaderElection:                cluster.external && o.LeaderElection,
+		LeaderElectionID:              LeaderElectionID,
+		LeaderElectionNamespace:       SystemNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       ptr(15 * time.Second),
+	})
+	if err != nil {
+		return fmt.Errorf("creating controller manager: %w", err)
+	}
+	if err := setupControllers(mgr); err != nil {
+		return err
+	}
+
+	var cacheSynced atomic.Bool
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		if mgr.GetCache().WaitForCacheSync(ctx) {
+			cacheSynced.Store(true)
+		}
+		return nil
+	})); err != nil {
+		return err
+	}
+	ep := endpoint.New(endpoint.Options{
+		CACertPEM:      ca.CertPEM,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return serving, nil },
+		Gatherer:       metrics.Registry,
+		Ready: func(r *http.Request) error {
+			if !cacheSynced.Load() {
+				return errors.New("caches not synced")
+			}
+			return nil
+		},
+		Log: log,
+	})
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return mgr.Start(gctx) })
+	g.Go(func() error { return ep.Serve(gctx, listener) })
+	g.Go(func() error {
+		select {
+		case err := <-cluster.failed:
+			return fmt.Errorf("control plane failed: %w", err)
+		case <-gctx.Done():
+			return nil
+		}
+	})
+
+	fmt.Fprintf(o.Out, "edgefleet manager is running\n  URL:        %s\n  kubeconfig: %s\n  CA sha256:  %s\n", externalURL, cluster.kubeconfigPath, pki.Checksum(ca.CertPEM))
+	log.Info("Manager started", "url", externalURL.String(), "startup", time.Since(started).Round(time.Millisecond).String(), "embedded", !cluster.external)
+
+	err = g.Wait()
+	log.Info("Manager stopping")
+	return err
+}
+
+// cluster is the Kubernetes API the manager runs on.
+type cluster struct {
+	restConfig     *rest.Config
+	kubeconfigPath string
+	external       bool
+	ca             *pki.CA // the embedded control plane's CA; nil when external
+	failed         <-chan error
+	close          func()
+}
+
+func connect(ctx context.Context, o Options) (*cluster, error) {
+	if o.Kubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
+		return connectExternal(ctx, o)
+	}
+	return startEmbedded(ctx, o)
+}
+
+func connectExternal(ctx context.Context, o Options) (*cluster, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+	where := o.Kubeconfig
+	if o.Kubeconfig == "" {
+		where = "in-cluster config"
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading %s: %v (pass a readable kubeconfig with --kubeconfig)", where, err)
+	}
+	cfg.QPS, cfg.Burst = 200, 400
+	if err := reachable(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("cannot reach the cluster of %s at %s: %v (check that it is up and that the kubeconfig is right, or omit --kubeconfig to run an embedded control plane)", where, cfg.Host, err)
+	}
+	return &cluster{restConfig: cfg, kubeconfigPath: o.Kubeconfig, external: true, failed: make(chan error), close: func() {}}, nil
+}
+
+func startEmbedded(ctx context.Context, o Options) (*cluster, error) {
+	dir, err := datadir.Open(o.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	binDir, err := controlplane.FindBinDir(o.KubeBinDir)
+	if err != nil {
+		dir.Close()
+		return nil, err
+	}
+	cp, err := controlplane.New(controlplane.Config{
+		DataDir:       dir.Join("controlplane"),
+		BinDir:        binDir,
+		APIServerPort: o.APIServerPort,
+		UnsafeNoFsync: o.UnsafeNoFsync,
+		Log:           o.Log.WithName("controlplane"),
+	})
+	if err != nil {
+		dir.Close()
+		return nil, err
+	}
+	o.Log.Info("Starting embedded control plane", "dataDir", dir.Path)
+	if err := cp.Start(ctx); err != nil {
+		dir.Close()
+		return nil, fmt.Errorf("starting embedded control plane: %w", err)
+	}
+	// The admin kubeconfig lives at the top of the data dir, where users look.
+	kubeconfig := dir.Join("kubeconfig")
+	if err := copyFile(cp.KubeconfigPath(), kubeconfig); err != nil {
+		cp.Stop()
+		dir.Close()
+		return nil, err
+	}
+	return &cluster{
+		restConfig:     cp.RESTConfig(),
+		kubeconfigPath: kubeconfig,
+		ca:             cp.CA(),
+		failed:         cp.Failed(),
+		close: func() {
+			cp.Stop()
+			dir.Close()
+		},
+	}, nil
+}
+
+func reachable(ctx context.Context, cfg *rest.Config) error {
+	c := rest.CopyConfig(cfg)
+	c.Timeout = 10 * time.Second
+	dc, err := discovery.NewDiscoveryClientForConfig(c)
+	if err != nil {
+		return err
+	}
+	_, err = dc.ServerVersion()
+	return err
+}
+
+func endpointURL(o Options) (*url.URL, error) {
+	raw := o.ExternalURL
+	if raw == "" {
+		raw = "https://" + o.Listen
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("--external-url %q is not valid: give an https URL such as https://manager.example.com:8443", raw)
+	}
+	return u, nil
+}
+
+func copyFile(from, to string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	tmp := to + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, to)
+}
+
+func ptr[T any](v T) *T { return &v }

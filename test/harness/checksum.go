@@ -1,0 +1,5 @@
+package harness
+
+import "github.com/edgefleet/edgefleet/internal/pki"
+
+func checksum(pemData []byte) string { return pki.Checksum(pemData) }
