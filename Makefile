@@ -39,7 +39,7 @@ dev-cluster: kube-binaries build
 
 ## test: unit, integration and end-to-end tests against real control planes
 test: deps kube-binaries build
-	EDGEFLEET_KUBE_BIN_DIR="$$(cat $(KUBE_BIN_DIR_FILE))" EDGEFLEET_BIN="$(CURDIR)/bin/edgefleet" \
+	EDGEFLEET_KUBE_BIN_DIR="$$(cat $(KUBE_BIN_DIR_FILE))" KUBEBUILDER_ASSETS="$$(cat $(KUBE_BIN_DIR_FILE))" EDGEFLEET_BIN="$(CURDIR)/bin/edgefleet" \
 		go test $(GO_TEST_FLAGS) ./...
 
 ## test-unit: only the tests that need no control plane

@@ -7,8 +7,9 @@
 # across clones). Prints the folder of the binaries on its last line.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-kube_version=$(awk '$1=="k8s.io/kubernetes"{print $2}' "$root/hack/kube/go.mod" | head -1)
-etcd_version=$(awk '$1=="go.etcd.io/etcd/server/v3"{print $2}' "$root/hack/kube/go.mod" | head -1)
+modver() { awk -v m="$1" '/^[[:space:]]*\/\//{next} {for (i = 1; i < NF; i++) if ($i == m) {print $(i+1); exit}}' "$root/hack/kube/go.mod"; }
+kube_version=$(modver k8s.io/kubernetes)
+etcd_version=$(modver go.etcd.io/etcd/server/v3)
 kwok_version=${KWOK_VERSION:-v0.8.0}
 cache_root=${EDGEFLEET_KUBE_CACHE:-$root/.cache/kube}
 out=$cache_root/$kube_version-etcd$etcd_version-kwok$kwok_version
@@ -39,9 +40,11 @@ fi
 if [ ! -f "$out/kwok-stages.yaml" ]; then
   moddir=$(cd "$root/hack/kube" && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/kwok@$kwok_version" | awk -F'"' '$2=="Dir"{print $4}')
   : > "$out/kwok-stages.yaml.tmp"
-  for s in node-initialize node-heartbeat-with-lease pod-ready pod-complete pod-delete; do
-    f=$(find "$moddir/kustomize/stage" -name "$s.yaml" | head -1)
-    [ -n "$f" ] || { echo "kwok stage $s not found in $moddir" >&2; exit 1; }
+  # The "fast" stages: nodes Ready at once, pods Running/Ready about a second
+  # after scheduling, Jobs' pods complete, deleted pods go away.
+  for s in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+    f="$moddir/kustomize/stage/$s.yaml"
+    [ -f "$f" ] || { echo "kwok stage $s not found in $moddir" >&2; exit 1; }
     { echo "---"; cat "$f"; } >> "$out/kwok-stages.yaml.tmp"
   done
   mv "$out/kwok-stages.yaml.tmp" "$out/kwok-stages.yaml"

@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/edgefleet/edgefleet/internal/logging"
@@ -42,6 +43,7 @@ Start with:  edgefleet server --data-dir ./edgefleet-data`,
 			}
 			g.log = log
 			ctrl.SetLogger(log)
+			klog.SetLogger(log) // client-go and leader election log through klog
 			return nil
 		},
 	}

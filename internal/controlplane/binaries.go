@@ -48,7 +48,14 @@ func FindBinDir(explicit string) (string, error) {
 
 func requireBinaries(dir string, names ...string) error {
 	for _, n := range names {
-		if !isExecutable(filepath.Join(dir, n)) {
+		path := filepath.Join(dir, n)
+		if n == KwokStages {
+			if _, err := os.Stat(path); err != nil {
+				return fmt.Errorf("%s not found in %s: run `make kube-binaries`", n, dir)
+			}
+			continue
+		}
+		if !isExecutable(path) {
 			return fmt.Errorf("%s not found in %s: run `make kube-binaries`", n, dir)
 		}
 	}

@@ -25,17 +25,17 @@ import (
 const serviceCIDR = "10.96.0.0/16"
 
 type certs struct {
-	store              pki.Store
-	ca                 *pki.CA
-	etcdServer         pki.KeyPair
-	apiserverEtcd      pki.KeyPair
-	apiserver          pki.KeyPair
-	admin              pki.KeyPair
-	controllerManager  pki.KeyPair
-	scheduler          pki.KeyPair
-	serviceAccountKey  string
-	serviceAccountPub  string
-	caFile, caKeyFile  string
+	store             pki.Store
+	ca                *pki.CA
+	etcdServer        pki.KeyPair
+	apiserverEtcd     pki.KeyPair
+	apiserver         pki.KeyPair
+	admin             pki.KeyPair
+	controllerManager pki.KeyPair
+	scheduler         pki.KeyPair
+	serviceAccountKey string
+	serviceAccountPub string
+	caFile, caKeyFile string
 }
 
 func (p *Processes) ensurePKI() (*certs, error) {

@@ -9,12 +9,12 @@ import (
 
 func TestLevelsAndFormats(t *testing.T) {
 	tests := []struct {
-		name       string
-		opts       Options
-		wantErr    string
-		wantInfo   bool
-		wantDebug  bool
-		wantJSON   bool
+		name      string
+		opts      Options
+		wantErr   string
+		wantInfo  bool
+		wantDebug bool
+		wantJSON  bool
 	}{
 		{name: "default is info text", opts: Options{}, wantInfo: true},
 		{name: "debug shows V(1)", opts: Options{Level: "debug"}, wantInfo: true, wantDebug: true},

@@ -1,13 +1,10 @@
 // Package metrics holds edgefleet's Prometheus registry: controller-runtime's
-// (reconcile, workqueue and client metrics) plus process, Go runtime and
-// build information. The manager serves it at /metrics.
+// (reconcile, workqueue, client, process and Go runtime metrics) plus build
+// information. The manager serves it at /metrics.
 package metrics
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/edgefleet/edgefleet/internal/version"
@@ -23,13 +20,5 @@ func init() {
 		ConstLabels: prometheus.Labels{"version": version.Version, "commit": version.Commit},
 	})
 	buildInfo.Set(1)
-	for _, c := range []prometheus.Collector{
-		buildInfo,
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	} {
-		if err := Registry.Register(c); err != nil && !errors.As(err, &prometheus.AlreadyRegisteredError{}) {
-			panic(err) // a programming error in static metric definitions
-		}
-	}
+	Registry.MustRegister(buildInfo)
 }

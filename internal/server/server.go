@@ -19,6 +19,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -26,7 +27,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
@@ -69,7 +69,7 @@ type Options struct {
 // Scheme has every type the manager reads or writes.
 func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, fleetv1.AddToScheme, machinesv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, fleetv1.AddToScheme, machinesv1.AddToScheme} {
 		if err := add(s); err != nil {
 			panic(err) // static registration of generated types; cannot fail at run time
 		}
@@ -143,9 +143,19 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	var cacheSynced atomic.Bool
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+	if err := mgr.Add(everyReplica(func(ctx context.Context) error {
 		if mgr.GetCache().WaitForCacheSync(ctx) {
 			cacheSynced.Store(true)
+		}
+		return nil
+	})); err != nil {
+		return err
+	}
+	if err := mgr.Add(everyReplica(func(ctx context.Context) error {
+		select {
+		case <-mgr.Elected():
+			log.Info("Became the leader", "leaderElection", cluster.external && o.LeaderElection)
+		case <-ctx.Done():
 		}
 		return nil
 	})); err != nil {
@@ -300,3 +310,9 @@ func copyFile(from, to string) error {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// everyReplica is a runnable that runs on standby replicas too, not only on the leader.
+type everyReplica func(context.Context) error
+
+func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
+func (everyReplica) NeedLeaderElection() bool          { return false }

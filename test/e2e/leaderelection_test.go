@@ -48,14 +48,14 @@ func TestTwoReplicasOnExternalClusterElectOneLeader(t *testing.T) {
 		return holder != ""
 	})
 	leader, follower := a, b
-	if !strings.Contains(b.Output(), "successfully acquired lease") {
-		if !strings.Contains(a.Output(), "successfully acquired lease") {
+	if !strings.Contains(b.Output(), "Became the leader") {
+		if !strings.Contains(a.Output(), "Became the leader") {
 			t.Fatalf("lease held by %q but neither manager logged acquiring it", holder)
 		}
 	} else {
 		leader, follower = b, a
 	}
-	if strings.Contains(follower.Output(), "successfully acquired lease") {
+	if strings.Contains(follower.Output(), "Became the leader") {
 		t.Fatal("both replicas acquired the lease")
 	}
 
@@ -64,7 +64,7 @@ func TestTwoReplicasOnExternalClusterElectOneLeader(t *testing.T) {
 		t.Fatalf("leader stop: exit %d, %v", code, err)
 	}
 	waitFor(t, 60*time.Second, "the follower to take over", func() bool {
-		return strings.Contains(follower.Output(), "successfully acquired lease") && leaseHolder(ctx, cl.Client) != holder
+		return strings.Contains(follower.Output(), "Became the leader") && leaseHolder(ctx, cl.Client) != holder
 	})
 }
 

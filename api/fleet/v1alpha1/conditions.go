@@ -1,0 +1,152 @@
+/*
+Copyright 2026 The edgefleet Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+// Condition types shared by every kind in this group. Every kind reports
+// Ready; Reconciling and Stalled follow the kstatus convention and are present
+// only while they are True.
+const (
+	// ReadyCondition is True when the object has reached its desired state.
+	ReadyCondition = "Ready"
+
+	// ReconcilingCondition is present and True while the controller is working
+	// towards the desired state (for example during a rollout).
+	ReconcilingCondition = "Reconciling"
+
+	// StalledCondition is present and True when the controller cannot make
+	// progress without a change to the object or its environment (for example
+	// an invalid spec).
+	StalledCondition = "Stalled"
+)
+
+// Kind-specific condition types.
+const (
+	// ConnectedCondition (Cluster) is True while the cluster's agent has
+	// checked in recently. It is False with reason AgentOffline when the last
+	// heartbeat is too old, and with reason WaitingForCheckIn when the agent
+	// has never checked in.
+	ConnectedCondition = "Connected"
+
+	// DeployedCondition (BundleDeployment) is True when the agent has applied
+	// the current deploymentID.
+	DeployedCondition = "Deployed"
+
+	// MonitoredCondition (BundleDeployment) is True when the agent has
+	// evaluated the readiness and drift of the deployed resources.
+	MonitoredCondition = "Monitored"
+
+	// FetchedCondition (GitRepo) is True when the repository was fetched and
+	// the bundles were rendered for the current commit.
+	FetchedCondition = "Fetched"
+
+	// ExpiredCondition (ClusterRegistrationToken) is True once the token's TTL
+	// has passed and it can no longer be used to register clusters.
+	ExpiredCondition = "Expired"
+)
+
+// Generic condition reasons. Reasons are PascalCase and always set.
+const (
+	// SucceededReason means the last reconcile reached the desired state.
+	SucceededReason = "Succeeded"
+
+	// ProgressingReason means work towards the desired state is under way.
+	ProgressingReason = "Progressing"
+
+	// FailedReason means the last reconcile failed; the message has details.
+	FailedReason = "Failed"
+
+	// InvalidSpecReason means the spec cannot be acted on as written.
+	InvalidSpecReason = "InvalidSpec"
+
+	// PausedReason means the object is paused and changes are not rolled out.
+	PausedReason = "Paused"
+
+	// DependencyNotReadyReason means an object this one depends on is not
+	// ready yet.
+	DependencyNotReadyReason = "DependencyNotReady"
+)
+
+// Cluster condition reasons.
+const (
+	// AgentConnectedReason: the agent checked in recently.
+	AgentConnectedReason = "AgentConnected"
+
+	// AgentOfflineReason: the agent's last heartbeat is older than the
+	// offline threshold.
+	AgentOfflineReason = "AgentOffline"
+
+	// WaitingForCheckInReason: no agent has checked in for this cluster yet.
+	WaitingForCheckInReason = "WaitingForCheckIn"
+
+	// BundlesNotReadyReason: one or more BundleDeployments of the cluster are
+	// not Ready.
+	BundlesNotReadyReason = "BundlesNotReady"
+)
+
+// ClusterGroup condition reasons.
+const (
+	// ClustersNotReadyReason: one or more clusters of the group are not Ready.
+	ClustersNotReadyReason = "ClustersNotReady"
+
+	// NoClustersReason: the selector matches no clusters.
+	NoClustersReason = "NoClusters"
+)
+
+// Bundle and GitRepo condition reasons.
+const (
+	// RolloutInProgressReason: BundleDeployments are being created or updated
+	// within the rollout budget.
+	RolloutInProgressReason = "RolloutInProgress"
+
+	// TargetsNotReadyReason: one or more targeted clusters are not Ready.
+	TargetsNotReadyReason = "TargetsNotReady"
+
+	// NoTargetsReason: the targets match no clusters.
+	NoTargetsReason = "NoTargets"
+
+	// RenderFailedReason: the bundle's manifests could not be rendered.
+	RenderFailedReason = "RenderFailed"
+
+	// GitFetchFailedReason: the repository could not be fetched.
+	GitFetchFailedReason = "GitFetchFailed"
+)
+
+// BundleDeployment condition reasons.
+const (
+	// DeployFailedReason: the agent could not apply the deployment.
+	DeployFailedReason = "DeployFailed"
+
+	// WaitingForDependenciesReason: a dependsOn bundle is not in an accepted
+	// state on this cluster.
+	WaitingForDependenciesReason = "WaitingForDependencies"
+
+	// ResourcesNotReadyReason: deployed resources are not ready yet.
+	ResourcesNotReadyReason = "ResourcesNotReady"
+
+	// ResourcesModifiedReason: deployed resources drifted from the desired
+	// state.
+	ResourcesModifiedReason = "ResourcesModified"
+)
+
+// ClusterRegistrationToken condition reasons.
+const (
+	// TokenExpiredReason: the token's TTL has passed.
+	TokenExpiredReason = "TokenExpired"
+
+	// SecretCreatedReason: the registration credentials Secret exists.
+	SecretCreatedReason = "SecretCreated"
+)

@@ -1,0 +1,106 @@
+/*
+Copyright 2026 The edgefleet Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+// Condition types shared by every kind in this group. Every kind reports
+// Ready; Reconciling and Stalled follow the kstatus convention and are present
+// only while they are True.
+const (
+	// ReadyCondition is True when the object has reached its desired state.
+	ReadyCondition = "Ready"
+
+	// ReconcilingCondition is present and True while the controller is working
+	// towards the desired state.
+	ReconcilingCondition = "Reconciling"
+
+	// StalledCondition is present and True when the controller cannot make
+	// progress without a change to the object or its environment.
+	StalledCondition = "Stalled"
+)
+
+// Kind-specific condition types.
+const (
+	// RegisteredCondition (MachineInventory) is True once the machine has
+	// completed registration and proved its identity.
+	RegisteredCondition = "Registered"
+)
+
+// Generic condition reasons. Reasons are PascalCase and always set.
+const (
+	// SucceededReason means the last reconcile reached the desired state.
+	SucceededReason = "Succeeded"
+
+	// ProgressingReason means work towards the desired state is under way.
+	ProgressingReason = "Progressing"
+
+	// FailedReason means the last reconcile failed; the message has details.
+	FailedReason = "Failed"
+
+	// InvalidSpecReason means the spec cannot be acted on as written.
+	InvalidSpecReason = "InvalidSpec"
+)
+
+// MachineRegistration condition reasons.
+const (
+	// RegistrationEndpointReadyReason: the registration URL is served and
+	// machines can register.
+	RegistrationEndpointReadyReason = "RegistrationEndpointReady"
+
+	// MissingServerURLReason: the manager's external URL is not configured,
+	// so no registration URL can be published.
+	MissingServerURLReason = "MissingServerURL"
+
+	// RBACCreationFailedReason: the credentials for registered machines could
+	// not be created.
+	RBACCreationFailedReason = "RBACCreationFailed"
+)
+
+// MachineInventory condition reasons.
+const (
+	// RegistrationSucceededReason: the machine registered and proved its
+	// identity.
+	RegistrationSucceededReason = "RegistrationSucceeded"
+
+	// WaitingForRegistrationReason: the inventory exists but the machine has
+	// not completed registration.
+	WaitingForRegistrationReason = "WaitingForRegistration"
+
+	// WaitingForPlanReason: the machine has not applied its current plan yet.
+	WaitingForPlanReason = "WaitingForPlan"
+
+	// PlanAppliedReason: the machine applied its current plan.
+	PlanAppliedReason = "PlanApplied"
+
+	// PlanFailedReason: the machine failed to apply its current plan.
+	PlanFailedReason = "PlanFailed"
+)
+
+// SeedImage condition reasons.
+const (
+	// BuildOngoingReason: the image is being built.
+	BuildOngoingReason = "BuildOngoing"
+
+	// BuildSucceededReason: the image was built and can be downloaded.
+	BuildSucceededReason = "BuildSucceeded"
+
+	// BuildFailedReason: the image build failed.
+	BuildFailedReason = "BuildFailed"
+
+	// ImageExpiredReason: the image was cleaned up after
+	// cleanupAfterMinutes; set retriggerBuild to build it again.
+	ImageExpiredReason = "ImageExpired"
+)

@@ -1,0 +1,170 @@
+/*
+Copyright 2026 The edgefleet Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Well-known labels the registration server sets on every MachineInventory
+// from the machine's SMBIOS and system data (values sanitized to valid label
+// values). They are shown by `kubectl get machineinventories -o wide`.
+const (
+	// LabelManufacturer is the system manufacturer (SMBIOS System
+	// Information/Manufacturer).
+	LabelManufacturer = "machines.edgefleet.io/manufacturer"
+
+	// LabelProductName is the system product name (SMBIOS System
+	// Information/Product Name).
+	LabelProductName = "machines.edgefleet.io/product-name"
+
+	// LabelArchitecture is the CPU architecture in GOARCH form, e.g. "amd64".
+	LabelArchitecture = "machines.edgefleet.io/arch"
+)
+
+// PlanState is the state of a machine's plan.
+// +kubebuilder:validation:Enum=Pending;Applied;Failed
+type PlanState string
+
+const (
+	// PlanPending: the machine has not reported on the current plan yet.
+	PlanPending PlanState = "Pending"
+	// PlanApplied: the machine applied the current plan.
+	PlanApplied PlanState = "Applied"
+	// PlanFailed: the machine failed to apply the current plan.
+	PlanFailed PlanState = "Failed"
+)
+
+// MachineInventory represents one registered machine. It is created by the
+// registration server when a machine registers through a MachineRegistration,
+// carries the machine's identity and hardware labels, and points to the plan
+// the machine's agent applies.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Namespaced,shortName=minv,categories={edgefleet,machines}
+// +kubebuilder:printcolumn:name="Registered",type=string,JSONPath=`.status.conditions[?(@.type=="Registered")].status`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`,priority=10
+// +kubebuilder:printcolumn:name="Manufacturer",type=string,JSONPath=`.metadata.labels.machines\.edgefleet\.io/manufacturer`,priority=10
+// +kubebuilder:printcolumn:name="Product",type=string,JSONPath=`.metadata.labels.machines\.edgefleet\.io/product-name`,priority=10
+// +kubebuilder:printcolumn:name="Arch",type=string,JSONPath=`.metadata.labels.machines\.edgefleet\.io/arch`,priority=10
+// +kubebuilder:printcolumn:name="Last-Seen",type=date,JSONPath=`.status.lastSeen`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type MachineInventory struct {
+	metav1.TypeMeta `json:",inline"`
+	// metadata is the standard object metadata.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec holds the machine's identity and references.
+	// +optional
+	Spec MachineInventorySpec `json:"spec,omitzero"`
+
+	// status is the observed state of the machine.
+	// +optional
+	Status MachineInventoryStatus `json:"status,omitzero"`
+}
+
+// MachineInventorySpec is the desired state of a MachineInventory.
+type MachineInventorySpec struct {
+	// tpmHash identifies machines that authenticate with a TPM: the
+	// hex-encoded SHA-256 of the PKIX-encoded public endorsement key.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^[0-9a-f]{64}$`
+	TPMHash string `json:"tpmHash,omitempty"`
+
+	// machineHash identifies machines that authenticate without a TPM: the
+	// hex-encoded SHA-256 of their MAC address or SMBIOS UUID.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^[0-9a-f]{64}$`
+	MachineHash string `json:"machineHash,omitempty"`
+
+	// planRef references the Secret holding the plan the machine's agent
+	// applies.
+	// +optional
+	PlanRef *ObjectReference `json:"planRef,omitempty"`
+
+	// registrationRef references the MachineRegistration the machine
+	// registered through.
+	// +optional
+	RegistrationRef *ObjectReference `json:"registrationRef,omitempty"`
+}
+
+// MachineInventoryStatus is the observed state of a MachineInventory.
+type MachineInventoryStatus struct {
+	// conditions describe the machine's current state: Registered, Ready (the
+	// current plan is applied), and Reconciling or Stalled while they are
+	// True.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=32
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// lastSeen is when the machine last contacted the manager.
+	// +optional
+	LastSeen metav1.Time `json:"lastSeen,omitzero"`
+
+	// plan reports the state of the machine's plan.
+	// +optional
+	Plan PlanStatus `json:"plan,omitzero"`
+
+	// observedGeneration is the generation of the spec last reconciled
+	// successfully.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+}
+
+// PlanStatus is the state of a machine's plan.
+type PlanStatus struct {
+	// checksum of the current plan.
+	// +optional
+	Checksum string `json:"checksum,omitempty"`
+
+	// state of the current plan on the machine.
+	// +optional
+	State PlanState `json:"state,omitempty"`
+
+	// appliedChecksum is the checksum of the plan the machine last applied
+	// successfully.
+	// +optional
+	AppliedChecksum string `json:"appliedChecksum,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// MachineInventoryList is a list of MachineInventories.
+type MachineInventoryList struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []MachineInventory `json:"items"`
+}
+
+// GetConditions returns the machine inventory's status conditions.
+func (in *MachineInventory) GetConditions() []metav1.Condition {
+	return in.Status.Conditions
+}
+
+// SetConditions replaces the machine inventory's status conditions.
+func (in *MachineInventory) SetConditions(conditions []metav1.Condition) {
+	in.Status.Conditions = conditions
+}
+
+func init() {
+	SchemeBuilder.Register(&MachineInventory{}, &MachineInventoryList{})
+}

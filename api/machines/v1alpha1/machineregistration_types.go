@@ -1,0 +1,310 @@
+/*
+Copyright 2026 The edgefleet Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// RegistrationAuth is how a machine proves its identity when it registers.
+// +kubebuilder:validation:Enum=tpm;tpm-or-fallback;mac;sys-uuid
+type RegistrationAuth string
+
+const (
+	// AuthTPM identifies machines by their TPM endorsement key, proved by a
+	// credential-activation challenge. This is the default.
+	AuthTPM RegistrationAuth = "tpm"
+	// AuthTPMOrFallback uses the TPM when the machine has one and otherwise
+	// the first available method listed in fallback.
+	AuthTPMOrFallback RegistrationAuth = "tpm-or-fallback"
+	// AuthMAC identifies machines by the MAC address of their first network
+	// interface. It proves nothing; use only on trusted networks.
+	AuthMAC RegistrationAuth = "mac"
+	// AuthSysUUID identifies machines by their SMBIOS system UUID. It proves
+	// nothing; use only on trusted networks.
+	AuthSysUUID RegistrationAuth = "sys-uuid"
+)
+
+// FallbackAuth is an identity method used by tpm-or-fallback on machines
+// without a TPM.
+// +kubebuilder:validation:Enum=emulated-tpm;mac;sys-uuid
+type FallbackAuth string
+
+const (
+	// FallbackEmulatedTPM uses a software TPM seeded per machine.
+	FallbackEmulatedTPM FallbackAuth = "emulated-tpm"
+	// FallbackMAC uses the MAC address of the first network interface.
+	FallbackMAC FallbackAuth = "mac"
+	// FallbackSysUUID uses the SMBIOS system UUID.
+	FallbackSysUUID FallbackAuth = "sys-uuid"
+)
+
+// MachineRegistration is a registration endpoint for machines. Boot a machine
+// from media that carries the registration URL (see SeedImage): it registers,
+// gets a MachineInventory named after machineName and labelled from
+// machineInventoryLabels, then installs the OS as set in config.install.
+// The layout of config follows Rancher Elemental's MachineRegistration.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Namespaced,shortName=mreg,categories={edgefleet,machines}
+// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.status.registrationURL`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=10
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type MachineRegistration struct {
+	metav1.TypeMeta `json:",inline"`
+	// metadata is the standard object metadata.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec describes how registering machines are named, labelled, installed
+	// and authenticated.
+	// +optional
+	Spec MachineRegistrationSpec `json:"spec,omitzero"`
+
+	// status publishes the registration URL.
+	// +optional
+	Status MachineRegistrationStatus `json:"status,omitzero"`
+}
+
+// MachineRegistrationSpec is the desired state of a MachineRegistration.
+type MachineRegistrationSpec struct {
+	// machineName is a template for the name of each registered machine's
+	// MachineInventory (and its hostname). ${Section/Key} is replaced by the
+	// machine's SMBIOS data, e.g. "m-${System Information/UUID}". The result
+	// is lowercased, characters other than [0-9a-z.-] become "-", and it is
+	// truncated to 58 characters. Defaults to "m-${System Information/UUID}".
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	MachineName string `json:"machineName,omitempty"`
+
+	// machineInventoryLabels are set on each registered machine's
+	// MachineInventory. Values are templates like machineName, e.g.
+	// "${System Information/Manufacturer}"; a label whose template cannot be
+	// resolved is skipped.
+	// +optional
+	MachineInventoryLabels map[string]string `json:"machineInventoryLabels,omitempty"`
+
+	// machineInventoryAnnotations are set on each registered machine's
+	// MachineInventory. Values are templates like machineName.
+	// +optional
+	MachineInventoryAnnotations map[string]string `json:"machineInventoryAnnotations,omitempty"`
+
+	// config is handed to the registered machines: the cloud-config applied
+	// on the installed system, and the install and registration settings.
+	// +optional
+	Config MachineRegistrationConfig `json:"config,omitzero"`
+}
+
+// MachineRegistrationConfig is the configuration handed to registered
+// machines.
+type MachineRegistrationConfig struct {
+	// cloud-config is applied on the installed system at boot, in cloud-init
+	// or yip syntax, e.g. {users: [{name: root, passwd: ...}]}. It is not
+	// applied during installation.
+	// +optional
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:pruning:PreserveUnknownFields
+	CloudConfig *apiextensionsv1.JSON `json:"cloud-config,omitempty"`
+
+	// install configures the OS installation on registered machines.
+	// +optional
+	Install *InstallConfig `json:"install,omitempty"`
+
+	// registration configures how machines authenticate when they register.
+	// +optional
+	Registration *RegistrationConfig `json:"registration,omitempty"`
+}
+
+// InstallConfig configures the OS installation. Field names match Elemental's
+// install settings.
+type InstallConfig struct {
+	// device is the disk to install to, e.g. "/dev/sda". It takes precedence
+	// over device-selector.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Device string `json:"device,omitempty"`
+
+	// device-selector picks the disk to install to from the machine's disks.
+	// All requirements must match; when several disks match, one of them is
+	// used.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	DeviceSelector []DeviceSelectorRequirement `json:"device-selector,omitempty"`
+
+	// reboot reboots the machine after installation.
+	// +optional
+	Reboot bool `json:"reboot,omitempty"`
+
+	// poweroff powers the machine off after installation.
+	// +optional
+	PowerOff bool `json:"poweroff,omitempty"`
+
+	// system-uri is the OS image to install, e.g. "oci:registry.example.com/os:v1".
+	// Ignored when iso is set.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	SystemURI string `json:"system-uri,omitempty"`
+
+	// iso is the URL of an ISO to install the OS from. It takes precedence
+	// over system-uri.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	ISO string `json:"iso,omitempty"`
+
+	// config-urls are URLs or paths of additional cloud-config files copied to
+	// the installed system.
+	// +optional
+	// +listType=atomic
+	ConfigURLs []string `json:"config-urls,omitempty"`
+
+	// debug enables verbose installer output.
+	// +optional
+	Debug bool `json:"debug,omitempty"`
+
+	// firmware is the firmware type to install for, e.g. "efi" (the default).
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Firmware string `json:"firmware,omitempty"`
+
+	// disable-boot-entry skips creating an EFI boot entry.
+	// +optional
+	DisableBootEntry bool `json:"disable-boot-entry,omitempty"`
+}
+
+// DeviceSelectorRequirement is one requirement a disk must meet to be picked
+// for installation.
+type DeviceSelectorRequirement struct {
+	// key is the disk property compared: Name (e.g. "/dev/sda") or Size (in
+	// bytes, or with a unit such as "100Gi").
+	// +required
+	// +kubebuilder:validation:Enum=Name;Size
+	Key string `json:"key,omitempty"`
+
+	// operator relates key to values: In and NotIn for Name or Size, Gt and Lt
+	// for Size (with a single value).
+	// +required
+	// +kubebuilder:validation:Enum=In;NotIn;Gt;Lt
+	Operator string `json:"operator,omitempty"`
+
+	// values compared against key.
+	// +optional
+	// +listType=atomic
+	Values []string `json:"values,omitempty"`
+}
+
+// RegistrationConfig configures how machines authenticate when they register.
+// +kubebuilder:validation:XValidation:rule="!has(self.fallback) || (has(self.auth) && self.auth == 'tpm-or-fallback')",message="fallback can only be set when auth is tpm-or-fallback"
+type RegistrationConfig struct {
+	// auth is how machines prove their identity: tpm (the default),
+	// tpm-or-fallback, mac or sys-uuid. Only tpm proves the machine's identity
+	// cryptographically.
+	// +optional
+	Auth RegistrationAuth `json:"auth,omitempty"`
+
+	// fallback lists, in order of preference, the methods tpm-or-fallback uses
+	// on machines without a TPM.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=3
+	Fallback []FallbackAuth `json:"fallback,omitempty"`
+
+	// emulate-tpm makes machines use a software TPM instead of a hardware one.
+	// For development and testing only.
+	// +optional
+	EmulateTPM bool `json:"emulate-tpm,omitempty"`
+
+	// emulated-tpm-seed seeds the software TPM. -1 derives a distinct seed per
+	// machine; any other value gives every machine the same identity, so only
+	// one of them can register.
+	// +optional
+	// +kubebuilder:validation:Minimum=-1
+	EmulatedTPMSeed int64 `json:"emulated-tpm-seed,omitempty"`
+
+	// no-smbios stops machines from sending their SMBIOS data; templates that
+	// use it then fall back to defaults.
+	// +optional
+	NoSMBIOS bool `json:"no-smbios,omitempty"`
+}
+
+// MachineRegistrationStatus is the observed state of a MachineRegistration.
+type MachineRegistrationStatus struct {
+	// registrationURL is the URL machines register at. Bake it into
+	// installation media with a SeedImage.
+	// +optional
+	RegistrationURL string `json:"registrationURL,omitempty"`
+
+	// registrationToken is the identifier of this registration used in
+	// registrationURL. It is not a credential.
+	// +optional
+	RegistrationToken string `json:"registrationToken,omitempty"`
+
+	// conditions describe the registration's current state: Ready, and
+	// Reconciling or Stalled while they are True.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=32
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// observedGeneration is the generation of the spec last reconciled
+	// successfully.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+}
+
+// ObjectReference refers to an object by name and, optionally, namespace.
+type ObjectReference struct {
+	// name of the object.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name,omitempty"`
+
+	// namespace of the object. Defaults to the namespace of the referring
+	// object.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// MachineRegistrationList is a list of MachineRegistrations.
+type MachineRegistrationList struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []MachineRegistration `json:"items"`
+}
+
+// GetConditions returns the registration's status conditions.
+func (in *MachineRegistration) GetConditions() []metav1.Condition {
+	return in.Status.Conditions
+}
+
+// SetConditions replaces the registration's status conditions.
+func (in *MachineRegistration) SetConditions(conditions []metav1.Condition) {
+	in.Status.Conditions = conditions
+}
+
+func init() {
+	SchemeBuilder.Register(&MachineRegistration{}, &MachineRegistrationList{})
+}

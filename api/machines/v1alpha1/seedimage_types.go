@@ -1,0 +1,182 @@
+/*
+Copyright 2026 The edgefleet Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// SeedImageType is the kind of media a SeedImage builds.
+// +kubebuilder:validation:Enum=iso;raw
+type SeedImageType string
+
+const (
+	// SeedImageISO builds a bootable ISO that installs the OS. The default.
+	SeedImageISO SeedImageType = "iso"
+	// SeedImageRaw builds a pre-installed raw disk image that registers on
+	// first boot.
+	SeedImageRaw SeedImageType = "raw"
+)
+
+// SeedImageState is the build state of a SeedImage.
+// +kubebuilder:validation:Enum=Pending;Building;Ready;Failed;Expired
+type SeedImageState string
+
+const (
+	// SeedImagePending: the build has not started.
+	SeedImagePending SeedImageState = "Pending"
+	// SeedImageBuilding: the image is being built.
+	SeedImageBuilding SeedImageState = "Building"
+	// SeedImageReady: the image can be downloaded from status.downloadURL.
+	SeedImageReady SeedImageState = "Ready"
+	// SeedImageFailed: the build failed; see the Ready condition.
+	SeedImageFailed SeedImageState = "Failed"
+	// SeedImageExpired: the image was removed after cleanupAfterMinutes.
+	SeedImageExpired SeedImageState = "Expired"
+)
+
+// DefaultSeedImageCleanupAfterMinutes is how long a built image stays
+// downloadable when spec.cleanupAfterMinutes is unset.
+const DefaultSeedImageCleanupAfterMinutes = 60
+
+// SeedImage builds installation media for a MachineRegistration: a base OS
+// image with the registration URL (and optional cloud-config) baked in. Boot
+// machines from it to register them. The image is served at
+// status.downloadURL until it expires.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Namespaced,shortName=si,categories={edgefleet,machines}
+// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
+// +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.state`
+// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.status.downloadURL`,priority=10
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=10
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type SeedImage struct {
+	metav1.TypeMeta `json:",inline"`
+	// metadata is the standard object metadata.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec describes the image to build.
+	// +required
+	Spec SeedImageSpec `json:"spec,omitzero"`
+
+	// status reports the build and where to download the image.
+	// +optional
+	Status SeedImageStatus `json:"status,omitzero"`
+}
+
+// SeedImageSpec is the desired state of a SeedImage.
+type SeedImageSpec struct {
+	// registrationRef references the MachineRegistration whose URL is baked
+	// into the image. namespace defaults to the SeedImage's namespace.
+	// +required
+	RegistrationRef ObjectReference `json:"registrationRef,omitzero"`
+
+	// type of media to build: iso (the default) or raw.
+	// +optional
+	Type SeedImageType `json:"type,omitempty"`
+
+	// baseImage is the image to start from: for iso, the URL of an ISO or an
+	// OCI image containing one; for raw, the OS image to install. Defaults to
+	// the manager's configured base image.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	BaseImage string `json:"baseImage,omitempty"`
+
+	// cloud-config is applied by the live system booted from the image
+	// (before registration), in cloud-init or yip syntax.
+	// +optional
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:pruning:PreserveUnknownFields
+	CloudConfig *apiextensionsv1.JSON `json:"cloud-config,omitempty"`
+
+	// cleanupAfterMinutes is how long the built image stays downloadable.
+	// Defaults to 60; 0 keeps it until the SeedImage is deleted.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	CleanupAfterMinutes *int32 `json:"cleanupAfterMinutes,omitempty"`
+
+	// retriggerBuild, when set to true on an expired or failed image, builds
+	// it again.
+	// +optional
+	RetriggerBuild bool `json:"retriggerBuild,omitempty"`
+}
+
+// SeedImageStatus is the observed state of a SeedImage.
+type SeedImageStatus struct {
+	// state of the build: Pending, Building, Ready, Failed or Expired.
+	// +optional
+	State SeedImageState `json:"state,omitempty"`
+
+	// downloadURL is where the built image can be downloaded while state is
+	// Ready.
+	// +optional
+	DownloadURL string `json:"downloadURL,omitempty"`
+
+	// checksum is the SHA-256 checksum of the built image, hex-encoded.
+	// +optional
+	Checksum string `json:"checksum,omitempty"`
+
+	// checksumURL is where the image's SHA-256 checksum file can be
+	// downloaded.
+	// +optional
+	ChecksumURL string `json:"checksumURL,omitempty"`
+
+	// expiresAt is when the built image will be removed.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+
+	// conditions describe the image's current state: Ready, and Reconciling
+	// or Stalled while they are True.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=32
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// observedGeneration is the generation of the spec last reconciled
+	// successfully.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// SeedImageList is a list of SeedImages.
+type SeedImageList struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []SeedImage `json:"items"`
+}
+
+// GetConditions returns the seed image's status conditions.
+func (in *SeedImage) GetConditions() []metav1.Condition {
+	return in.Status.Conditions
+}
+
+// SetConditions replaces the seed image's status conditions.
+func (in *SeedImage) SetConditions(conditions []metav1.Condition) {
+	in.Status.Conditions = conditions
+}
+
+func init() {
+	SchemeBuilder.Register(&SeedImage{}, &SeedImageList{})
+}
