@@ -48,7 +48,7 @@ import (
 // expectedKinds lists every kind the API must serve, by group.
 var expectedKinds = map[string][]string{
 	fleetv1alpha1.GroupVersion.Group: {
-		"Bundle", "BundleDeployment", "Cluster", "ClusterGroup", "ClusterRegistrationToken", "GitRepo",
+		"Bundle", "BundleDeployment", "Cluster", "ClusterGroup", "ClusterRegistrationToken", "Content", "GitRepo",
 	},
 	machinesv1alpha1.GroupVersion.Group: {
 		"MachineInventory", "MachineRegistration", "SeedImage",
@@ -64,6 +64,10 @@ func loadCRDs(t *testing.T) []*apiextensionsv1.CustomResourceDefinition {
 	return crds
 }
 
+// storageKinds are plain data (no spec, status or conditions), cluster-scoped
+// so one copy serves every namespace, and kept out of `kubectl get edgefleet`.
+var storageKinds = map[string]bool{"contents.fleet.edgefleet.io": true}
+
 func TestEmbeddedCRDs(t *testing.T) {
 	allowedGroups := map[string]string{
 		fleetv1alpha1.GroupVersion.Group:    "fleet",
@@ -77,6 +81,15 @@ func TestEmbeddedCRDs(t *testing.T) {
 			}
 			if want := def.Spec.Names.Plural + "." + def.Spec.Group; def.Name != want {
 				t.Errorf("name = %q, want %q", def.Name, want)
+			}
+			if storageKinds[def.Name] {
+				if def.Spec.Scope != apiextensionsv1.ClusterScoped {
+					t.Errorf("scope = %q, want Cluster", def.Spec.Scope)
+				}
+				if len(def.Spec.Names.Categories) != 0 {
+					t.Errorf("storage kind in categories %v", def.Spec.Names.Categories)
+				}
+				return
 			}
 			if def.Spec.Scope != apiextensionsv1.NamespaceScoped {
 				t.Errorf("scope = %q, want Namespaced", def.Spec.Scope)
@@ -256,8 +269,12 @@ func TestNames(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("Names() = %v, want %v", names, want)
 	}
-	if len(names) != 9 {
-		t.Errorf("Names() has %d entries, want 9", len(names))
+	kinds := 0
+	for _, k := range expectedKinds {
+		kinds += len(k)
+	}
+	if len(names) != kinds {
+		t.Errorf("Names() has %d entries, want %d", len(names), kinds)
 	}
 }
 

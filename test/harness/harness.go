@@ -22,10 +22,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/edgefleet/edgefleet/internal/controlplane"
+	"github.com/edgefleet/edgefleet/internal/crds"
 	"github.com/edgefleet/edgefleet/internal/devcluster"
 	"github.com/edgefleet/edgefleet/internal/server"
 )
@@ -132,6 +134,9 @@ type Cluster struct {
 type ClusterOptions struct {
 	// Nodes > 0 adds controller-manager, scheduler and that many kwok nodes.
 	Nodes int
+	// CRDs installs edgefleet's CRDs, for tests that use the cluster as a
+	// manager-side API without running the manager.
+	CRDs bool
 }
 
 // StartClusters starts n dev clusters concurrently.
@@ -159,6 +164,9 @@ func StartClusters(t testing.TB, n int, o ClusterOptions) []*Cluster {
 			}
 			t.Cleanup(c.Stop)
 			cl, err := client.New(c.RESTConfig(), client.Options{Scheme: server.Scheme()})
+			if err == nil && o.CRDs {
+				err = crds.Install(ctx, cl, logr.Discard())
+			}
 			clusters[i], errs[i] = &Cluster{Cluster: c, Client: cl}, err
 		}()
 	}

@@ -1,0 +1,58 @@
+/*
+Copyright 2026 The edgefleet Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+// Labels and annotations edgefleet sets. Everything under the edgefleet.io
+// domain is reserved: labels an agent reports for its cluster are dropped if
+// they use it, so a cluster cannot claim to be something it is not.
+const (
+	// ReservedLabelDomain is the suffix of every reserved label prefix.
+	ReservedLabelDomain = "edgefleet.io"
+
+	// BundleNameLabel and BundleNamespaceLabel on a BundleDeployment name
+	// the Bundle it was made from.
+	BundleNameLabel      = "fleet.edgefleet.io/bundle-name"
+	BundleNamespaceLabel = "fleet.edgefleet.io/bundle-namespace"
+
+	// ClusterNameLabel and ClusterNamespaceLabel on a BundleDeployment (and
+	// on a cluster's own namespace) name the Cluster it belongs to.
+	ClusterNameLabel      = "fleet.edgefleet.io/cluster"
+	ClusterNamespaceLabel = "fleet.edgefleet.io/cluster-namespace"
+
+	// ManagedLabel marks namespaces edgefleet created (value "true").
+	ManagedLabel = "fleet.edgefleet.io/managed"
+
+	// BundleSetLabel groups the Bundles created by one `edgefleet apply NAME`
+	// (or one GitRepo), so bundles that vanish from the source are pruned.
+	BundleSetLabel = "fleet.edgefleet.io/bundle-set"
+
+	// RepoNameLabel and CommitLabel mark Bundles from a GitRepo.
+	RepoNameLabel = "fleet.edgefleet.io/repo-name"
+	CommitLabel   = "fleet.edgefleet.io/commit"
+
+	// BundleDeploymentLabel on a downstream object names the
+	// BundleDeployment ("<namespace>/<name>" encoded as
+	// "<namespace>.<name>") that applied it; the agent's inventory.
+	BundleDeploymentLabel = "fleet.edgefleet.io/bundledeployment"
+	// DeploymentIDAnnotation on a downstream object is the deployment ID
+	// that last applied it.
+	DeploymentIDAnnotation = "fleet.edgefleet.io/deployment-id"
+
+	// ClusterDisplayNameLabel is matched by a target's clusterName too, as
+	// Fleet matches management.cattle.io/cluster-display-name.
+	ClusterDisplayNameLabel = "fleet.edgefleet.io/cluster-display-name"
+)
