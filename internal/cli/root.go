@@ -57,7 +57,9 @@ Start with:  edgefleet server --data-dir ./edgefleet-data`,
 	root.AddCommand(
 		newServerCommand(g),
 		newDevClusterCommand(g),
+		newAgentCommand(g),
 		newVersionCommand(),
+		newApplyCommand(g),
 	)
 	return root
 }

@@ -1,0 +1,162 @@
+// Package agent is the cluster agent: it watches the BundleDeployments of its
+// cluster on the manager's Kubernetes API, deploys them to the downstream
+// cluster (Helm releases, or server-side applied objects for raw YAML and
+// Kustomize bundles), and reports readiness and drift back to the manager.
+// Both `edgefleet-agent run` and `edgefleet agent` call Run.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/discovery"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/agent/apply"
+	"github.com/edgefleet/edgefleet/internal/agent/helmdeploy"
+)
+
+// Defaults of Options.
+const (
+	DefaultWorkers           = 20
+	DefaultMonitorInterval   = 30 * time.Second
+	DefaultHeartbeatInterval = 30 * time.Second
+)
+
+// Options configure an agent.
+type Options struct {
+	// ManagerConfig reaches the manager's Kubernetes API.
+	ManagerConfig *rest.Config
+	// Namespace is the manager-side namespace holding this cluster's
+	// BundleDeployments (the Cluster's status.namespace).
+	Namespace string
+	// ClusterName and ClusterNamespace name the Cluster object whose
+	// status.agent the agent keeps fresh. No heartbeat without ClusterName.
+	ClusterName      string
+	ClusterNamespace string
+	// DownstreamConfig reaches the cluster the agent deploys to.
+	DownstreamConfig *rest.Config
+	// Workers is how many BundleDeployments are reconciled in parallel.
+	Workers int
+	// MonitorInterval is how often deployed resources are checked for
+	// readiness and drift.
+	MonitorInterval time.Duration
+	// HeartbeatInterval is how often the Cluster's status.agent.lastSeen is
+	// refreshed.
+	HeartbeatInterval time.Duration
+	// MetricsAddr serves Prometheus metrics; empty or "0" turns them off.
+	MetricsAddr string
+	// Log is the agent's logger.
+	Log logr.Logger
+}
+
+func (o *Options) defaults() error {
+	if o.ManagerConfig == nil {
+		return errors.New("no manager API configured: pass --manager-kubeconfig")
+	}
+	if o.DownstreamConfig == nil {
+		return errors.New("no downstream cluster configured: pass --kubeconfig, or run the agent in a Pod")
+	}
+	if o.Namespace == "" {
+		return errors.New("--cluster-namespace is required: the manager namespace holding this cluster's BundleDeployments (the Cluster's status.namespace)")
+	}
+	if o.ClusterName != "" && o.ClusterNamespace == "" {
+		return errors.New("--cluster-name needs --cluster-object-namespace: the namespace of the Cluster object on the manager")
+	}
+	if o.Workers <= 0 {
+		o.Workers = DefaultWorkers
+	}
+	if o.MonitorInterval <= 0 {
+		o.MonitorInterval = DefaultMonitorInterval
+	}
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if o.MetricsAddr == "" {
+		o.MetricsAddr = "0"
+	}
+	if o.Log.GetSink() == nil {
+		o.Log = logr.Discard()
+	}
+	return nil
+}
+
+// Scheme has the types the agent reads and writes.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(apiextensionsv1.AddToScheme(s))
+	utilruntime.Must(fleetv1.AddToScheme(s))
+	return s
+}
+
+// Run runs the agent until ctx is cancelled.
+func Run(ctx context.Context, o Options) error {
+	if err := o.defaults(); err != nil {
+		return err
+	}
+	scheme := Scheme()
+	mgr, err := ctrl.NewManager(o.ManagerConfig, manager.Options{
+		Scheme:                 scheme,
+		Logger:                 o.Log,
+		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress: "0",
+		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{o.Namespace: {}}},
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		return fmt.Errorf("connecting to the manager API: %w", err)
+	}
+	downstream, err := client.New(o.DownstreamConfig, client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("connecting to the downstream cluster: %w", err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(o.DownstreamConfig)
+	if err != nil {
+		return fmt.Errorf("connecting to the downstream cluster: %w", err)
+	}
+	v, err := dc.ServerVersion()
+	if err != nil {
+		return fmt.Errorf("reading the downstream cluster's version: %w", err)
+	}
+	r := &reconciler{
+		kubeVersion: v.GitVersion,
+		manager:     mgr.GetClient(),
+		reader:      mgr.GetAPIReader(),
+		downstream:  downstream,
+		applier:     &apply.Applier{Client: downstream},
+		helm:        &helmdeploy.Deployer{Config: o.DownstreamConfig},
+		opts:        o,
+		desired:     newDesiredCache(),
+	}
+	if err := r.setup(mgr, controller.Options{MaxConcurrentReconciles: o.Workers}); err != nil {
+		return err
+	}
+	if o.ClusterName != "" {
+		hb := &heartbeat{client: mgr.GetClient(), kubeVersion: v.GitVersion, opts: o}
+		if err := mgr.Add(manager.RunnableFunc(hb.run)); err != nil {
+			return fmt.Errorf("adding heartbeat: %w", err)
+		}
+	}
+	o.Log.Info("Starting agent", "namespace", o.Namespace, "cluster", o.ClusterNamespace+"/"+o.ClusterName, "workers", o.Workers)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("running agent: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,275 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strings"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/bundlereader"
+	"github.com/edgefleet/edgefleet/internal/content"
+)
+
+// defaultApplyNamespace is Fleet's default for `fleet apply -n`.
+const defaultApplyNamespace = "fleet-local"
+
+type applyOptions struct {
+	namespace   string
+	kubeconfig  string
+	context     string
+	output      string
+	targetsFile string
+	labels      []string
+	paused      bool
+	plainHTTP   bool
+}
+
+func newApplyCommand(g *globals) *cobra.Command {
+	o := applyOptions{}
+	cmd := &cobra.Command{
+		Use:   "apply NAME DIR...",
+		Short: "Turn directories into Bundles (Fleet's fleet.yaml format) and write them",
+		Long: `Read each DIR the way Rancher Fleet does and write the resulting Bundles.
+
+DIR becomes a bundle if it has a fleet.yaml or YAML files of its own; every
+subdirectory with a fleet.yaml is a bundle of its own. .git and hidden files
+are skipped, .fleetignore (gitignore syntax) is honoured. Charts from Helm
+repositories, OCI registries or URLs are downloaded into the bundle, so
+clusters never need access to them.
+
+Every bundle is labelled ` + fleetv1.BundleSetLabel + `=NAME. Bundles of that set
+in the namespace that this run did not produce are deleted (pruned).
+Everything is read and checked before anything is written: on any error
+nothing changes.`,
+		Example: `  edgefleet apply myapp ./deploy
+  edgefleet apply -n fleet-default --targets-file targets.yaml myapp ./apps ./infra
+  edgefleet apply -o - myapp ./deploy      # print the Bundles, write nothing`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := ctrl.LoggerInto(cmd.Context(), g.log)
+			return runApply(ctx, o, args[0], args[1:], cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.namespace, "namespace", "n", defaultApplyNamespace, "namespace of the Bundles (Fleet's default)")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig of the edgefleet API (default $KUBECONFIG, then ~/.kube/config)")
+	f.StringVar(&o.context, "context", "", "kubeconfig context to use")
+	f.StringVarP(&o.output, "output", "o", "", `write the Bundles as YAML to this file ("-" for stdout) instead of applying them`)
+	f.StringVar(&o.targetsFile, "targets-file", "", "YAML file with the targets for every bundle (fleet.yaml overrideTargets still win)")
+	f.StringArrayVar(&o.labels, "label", nil, "extra label key=value for every bundle (repeatable)")
+	f.BoolVar(&o.paused, "paused", false, "create the bundles paused: changes are staged, not rolled out")
+	f.BoolVar(&o.plainHTTP, "helm-repo-insecure-plain-http", false, "pull charts from OCI registries over plain HTTP (local test registries only)")
+	return cmd
+}
+
+func runApply(ctx context.Context, o applyOptions, name string, dirs []string, out io.Writer) error {
+	ropts := bundlereader.Options{
+		Name:              name,
+		Namespace:         o.namespace,
+		Labels:            map[string]string{},
+		Paused:            o.paused,
+		RegistryPlainHTTP: o.plainHTTP,
+	}
+	for _, kv := range o.labels {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("--label %q: use key=value", kv)
+		}
+		ropts.Labels[k] = v
+	}
+	if o.targetsFile != "" {
+		targets, err := bundlereader.ReadTargetsFile(o.targetsFile)
+		if err != nil {
+			return err
+		}
+		ropts.Targets = targets
+	}
+	bundles, err := bundlereader.Read(ctx, ropts, dirs...)
+	if err != nil {
+		return err
+	}
+	if len(bundles) == 0 {
+		return fmt.Errorf("no bundles in %s: a directory needs a fleet.yaml or YAML files; nothing was applied (to remove the bundles of %q, run: kubectl delete bundles -n %s -l %s=%s)",
+			strings.Join(dirs, ", "), name, o.namespace, fleetv1.BundleSetLabel, name)
+	}
+	if o.output != "" {
+		return writeBundlesYAML(bundles, o.output, out)
+	}
+	c, err := applyClient(o)
+	if err != nil {
+		return err
+	}
+	return applyBundles(ctx, c, o.namespace, name, bundles, out)
+}
+
+func applyClient(o applyOptions) (client.Client, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = o.kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: o.context}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig: %w (pass --kubeconfig; an embedded edgefleet server writes <data-dir>/kubeconfig)", err)
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := fleetv1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", cfg.Host, err)
+	}
+	return c, nil
+}
+
+// writeBundlesYAML prints the bundles with their files inline, each gzip +
+// base64 encoded as Fleet does, so the output can be applied with kubectl.
+func writeBundlesYAML(bundles []*bundlereader.Bundle, dest string, stdout io.Writer) error {
+	var buf bytes.Buffer
+	for i, b := range bundles {
+		obj := b.Bundle.DeepCopy()
+		for _, r := range b.Manifest.Resources {
+			cr, err := bundlereader.Compressed(r)
+			if err != nil {
+				return err
+			}
+			obj.Spec.Resources = append(obj.Spec.Resources, cr)
+		}
+		data, err := yaml.Marshal(obj)
+		if err != nil {
+			return fmt.Errorf("encoding bundle %s: %w", obj.Name, err)
+		}
+		if i > 0 {
+			buf.WriteString("---\n")
+		}
+		buf.Write(data)
+	}
+	if dest == "-" {
+		_, err := stdout.Write(buf.Bytes())
+		return err
+	}
+	if err := os.WriteFile(dest, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", dest, err)
+	}
+	return nil
+}
+
+// applyBundles stores the bundles' content, creates or updates the bundles
+// and prunes the set's bundles that are gone. Everything that can be checked
+// is checked before the first write.
+func applyBundles(ctx context.Context, c client.Client, namespace, set string, bundles []*bundlereader.Bundle, out io.Writer) error {
+	var ns corev1.Namespace
+	if err := c.Get(ctx, client.ObjectKey{Name: namespace}, &ns); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("namespace %q does not exist: create it (kubectl create namespace %s) or pass -n", namespace, namespace)
+		}
+		return fmt.Errorf("reading namespace %s: %w", namespace, err)
+	}
+	var list fleetv1.BundleList
+	if err := c.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{fleetv1.BundleSetLabel: set}); err != nil {
+		return fmt.Errorf("listing bundles of %s in %s: %w", set, namespace, err)
+	}
+	existing := map[string]*fleetv1.Bundle{}
+	for i := range list.Items {
+		existing[list.Items[i].Name] = &list.Items[i]
+	}
+	for _, b := range bundles {
+		if _, ok := existing[b.Bundle.Name]; ok {
+			continue
+		}
+		var other fleetv1.Bundle
+		err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: b.Bundle.Name}, &other)
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return fmt.Errorf("reading bundle %s: %w", b.Bundle.Name, err)
+		case other.Labels[fleetv1.BundleSetLabel] != "":
+			return fmt.Errorf("bundle %s/%s already exists and belongs to %q (label %s): set another name in %s/fleet.yaml",
+				namespace, b.Bundle.Name, other.Labels[fleetv1.BundleSetLabel], fleetv1.BundleSetLabel, b.Dir)
+		default:
+			// A bundle of no set is adopted.
+			existing[b.Bundle.Name] = &other
+		}
+	}
+
+	desired := make([]*fleetv1.Bundle, 0, len(bundles))
+	for _, b := range bundles {
+		id, err := content.Store(ctx, c, b.Manifest)
+		if err != nil {
+			return fmt.Errorf("storing the content of bundle %s: %w", b.Bundle.Name, err)
+		}
+		d := b.Bundle.DeepCopy()
+		d.Namespace = namespace
+		d.Spec.Resources = nil
+		d.Spec.ContentsID = id
+		desired = append(desired, d)
+	}
+
+	produced := map[string]bool{}
+	for _, d := range desired {
+		produced[d.Name] = true
+		cur, ok := existing[d.Name]
+		if !ok {
+			if err := c.Create(ctx, d); err != nil {
+				return fmt.Errorf("creating bundle %s: %w", d.Name, err)
+			}
+			fmt.Fprintf(out, "bundle/%s created\n", d.Name)
+			continue
+		}
+		if sameJSON(cur.Spec, d.Spec) && reflect.DeepEqual(cur.Labels, d.Labels) {
+			fmt.Fprintf(out, "bundle/%s unchanged\n", d.Name)
+			continue
+		}
+		cur.Spec = d.Spec
+		cur.Labels = d.Labels
+		if err := c.Update(ctx, cur); err != nil {
+			return fmt.Errorf("updating bundle %s: %w", d.Name, err)
+		}
+		fmt.Fprintf(out, "bundle/%s configured\n", d.Name)
+	}
+	for _, b := range list.Items {
+		if produced[b.Name] {
+			continue
+		}
+		if err := c.Delete(ctx, &b); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("pruning bundle %s: %w", b.Name, err)
+		}
+		fmt.Fprintf(out, "bundle/%s pruned\n", b.Name)
+	}
+	return nil
+}
+
+// sameJSON compares through JSON, so Helm values that the API server
+// re-encoded still compare equal.
+func sameJSON(a, b any) bool {
+	var av, bv any
+	for _, p := range []struct {
+		in  any
+		out *any
+	}{{a, &av}, {b, &bv}} {
+		data, err := json.Marshal(p.in)
+		if err != nil {
+			return false
+		}
+		if err := json.Unmarshal(data, p.out); err != nil {
+			return false
+		}
+	}
+	return reflect.DeepEqual(av, bv)
+}

@@ -1,0 +1,283 @@
+// Package bundle turns Bundles into BundleDeployments: one per (Bundle,
+// Cluster) pair the bundle's targets select, in the cluster's namespace,
+// and rolls the BundleDeployments' states up into the Bundle's status.
+//
+// Work is done per pair, never per bundle × cluster:
+//   - a Bundle change recomputes that bundle's pairs over the clusters of
+//     its namespace (the "bundle" controller);
+//   - a Cluster or ClusterGroup change recomputes only the pairs of the
+//     affected clusters, over the bundles of their namespace (the
+//     "bundle-cluster" controller);
+//   - a BundleDeployment status change only recomputes its Bundle's status
+//     from the bundle's own BundleDeployments, found through a field index
+//     and batched (the "bundle-status" controller).
+package bundle
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/targeting"
+)
+
+// Field indexes on BundleDeployments registered by SetupWithManager.
+const (
+	// BundleIndex maps a BundleDeployment to "<bundle namespace>/<bundle name>".
+	BundleIndex = "spec.bundleKey"
+)
+
+// DefaultStatusBatch is how long BundleDeployment status changes are
+// collected before their Bundle's status is recomputed once.
+const DefaultStatusBatch = time.Second
+
+// Reconciler creates, updates and deletes BundleDeployments for Bundles and
+// keeps the Bundles' status.
+type Reconciler struct {
+	// Client reads from the manager's cache and writes to the API.
+	Client client.Client
+	// ContentClient stores inline bundle resources as Contents. It should
+	// not be cached (Contents are large and only ever fetched by name);
+	// SetupWithManager creates an uncached client when nil.
+	ContentClient client.Client
+	// StatusBatch defaults to DefaultStatusBatch.
+	StatusBatch time.Duration
+
+	mu          sync.Mutex
+	contents    map[types.NamespacedName]contentsEntry
+	stored      map[string]bool
+	bundleQueue workqueue.TypedRateLimitingInterface[reconcile.Request]
+}
+
+type contentsEntry struct {
+	uid        types.UID
+	generation int64
+	id         string
+}
+
+// SetupWithManager registers the field index and the three controllers.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Client == nil {
+		r.Client = mgr.GetClient()
+	}
+	if r.ContentClient == nil {
+		c, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+		if err != nil {
+			return fmt.Errorf("creating content client: %w", err)
+		}
+		r.ContentClient = c
+	}
+	if r.StatusBatch <= 0 {
+		r.StatusBatch = DefaultStatusBatch
+	}
+	r.contents = map[types.NamespacedName]contentsEntry{}
+	r.stored = map[string]bool{}
+
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &fleetv1.BundleDeployment{}, BundleIndex, func(o client.Object) []string {
+		bd := o.(*fleetv1.BundleDeployment)
+		if bd.Spec.BundleName == "" {
+			return nil
+		}
+		return []string{bd.Spec.BundleNamespace + "/" + bd.Spec.BundleName}
+	}); err != nil {
+		return fmt.Errorf("indexing BundleDeployments by bundle: %w", err)
+	}
+
+	err := ctrl.NewControllerManagedBy(mgr).
+		Named("bundle").
+		For(&fleetv1.Bundle{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
+		WatchesRawSource(source.Func(func(_ context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+			r.mu.Lock()
+			r.bundleQueue = q
+			r.mu.Unlock()
+			return nil
+		})).
+		Complete(r)
+	if err != nil {
+		return fmt.Errorf("creating bundle controller: %w", err)
+	}
+	if err := (&clusterReconciler{r}).setup(mgr); err != nil {
+		return err
+	}
+	return (&statusReconciler{r}).setup(mgr)
+}
+
+// enqueueRollout asks the bundle controller for a full pass over a bundle,
+// e.g. when a constrained rollout may have to promote more clusters.
+func (r *Reconciler) enqueueRollout(key types.NamespacedName) {
+	r.mu.Lock()
+	q := r.bundleQueue
+	r.mu.Unlock()
+	if q != nil {
+		q.Add(reconcile.Request{NamespacedName: key})
+	}
+}
+
+// +kubebuilder:rbac:groups=fleet.edgefleet.io,resources=bundles;bundledeployments;clusters;clustergroups;contents,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=fleet.edgefleet.io,resources=bundles/status,verbs=get;update;patch
+
+// Reconcile recomputes every pair of one Bundle: O(clusters in its namespace).
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
+	var bundle fleetv1.Bundle
+	if err := r.Client.Get(ctx, req.NamespacedName, &bundle); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(req.NamespacedName)
+			return ctrl.Result{}, r.deleteDeployments(ctx, req.NamespacedName)
+		}
+		return ctrl.Result{}, err
+	}
+	if !bundle.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.deleteDeployments(ctx, req.NamespacedName)
+	}
+
+	matcher, err := targeting.NewBundleMatcher(&bundle)
+	if err != nil {
+		log.Info("Bundle has invalid targets", "error", err.Error())
+		return ctrl.Result{}, r.patchStatus(ctx, &bundle, func(st *fleetv1.BundleStatus) {
+			setInvalid(st, &bundle, fmt.Errorf("invalid targets: %w; fix the selector and re-apply the bundle", err))
+		})
+	}
+	contentsID, err := r.contentsID(ctx, &bundle)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+
+	var clusters fleetv1.ClusterList
+	if err := r.Client.List(ctx, &clusters, client.InNamespace(bundle.Namespace)); err != nil {
+		return ctrl.Result{}, fmt.Errorf("listing clusters: %w", err)
+	}
+	groups, err := listGroups(ctx, r.Client, bundle.Namespace)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	existing, err := r.deploymentsOf(ctx, req.NamespacedName)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	byNamespace := map[string]*fleetv1.BundleDeployment{}
+	for _, bd := range existing {
+		byNamespace[bd.Namespace] = bd
+	}
+
+	var targets []*targeting.RolloutTarget
+	var originals []*fleetv1.BundleDeployment
+	var pending []string
+	for i := range clusters.Items {
+		cluster := &clusters.Items[i]
+		if !cluster.DeletionTimestamp.IsZero() {
+			continue
+		}
+		pairRecomputes.WithLabelValues("bundle").Inc()
+		opts, _, ok := matcher.Target(cluster, groups)
+		if !ok {
+			continue
+		}
+		if cluster.Status.Namespace == "" {
+			pending = append(pending, cluster.Namespace+"/"+cluster.Name)
+			continue
+		}
+		current := byNamespace[cluster.Status.Namespace]
+		delete(byNamespace, cluster.Status.Namespace)
+		originals = append(originals, current)
+		targets = append(targets, &targeting.RolloutTarget{
+			Cluster:      cluster,
+			Groups:       groups,
+			DeploymentID: targeting.DeploymentID(contentsID, opts),
+			Options:      opts,
+			Paused:       bundle.Spec.Paused || cluster.Spec.Paused,
+			Offline:      offline(cluster),
+			Deployment:   desiredDeployment(&bundle, cluster, current),
+		})
+	}
+	rollout, err := targeting.Rollout(bundle.Spec.RolloutStrategy, targets)
+	if err != nil {
+		return ctrl.Result{}, r.patchStatus(ctx, &bundle, func(st *fleetv1.BundleStatus) {
+			setInvalid(st, &bundle, fmt.Errorf("invalid rollout strategy: %w", err))
+		})
+	}
+
+	var errs []error
+	var deployments []*fleetv1.BundleDeployment
+	for i, t := range targets {
+		finalizeDeployment(t.Deployment, &bundle, t.Cluster, t.Paused)
+		written, err := r.write(ctx, originals[i], t.Deployment)
+		if err != nil {
+			errs = append(errs, err)
+			pending = append(pending, t.Cluster.Namespace+"/"+t.Cluster.Name)
+			continue
+		}
+		deployments = append(deployments, written)
+	}
+	for _, stale := range byNamespace {
+		if err := r.delete(ctx, stale); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := r.patchStatus(ctx, &bundle, func(st *fleetv1.BundleStatus) {
+		computeStatus(st, &bundle, deployments, pending)
+		st.Partitions = rollout.Partitions
+		st.ObservedGeneration = bundle.Generation
+	}); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return ctrl.Result{}, fmt.Errorf("reconciling bundle %s: %v", req.NamespacedName, errs)
+	}
+	return ctrl.Result{}, nil
+}
+
+func offline(c *fleetv1.Cluster) bool {
+	return meta.IsStatusConditionFalse(c.Status.Conditions, fleetv1.ConnectedCondition)
+}
+
+func listGroups(ctx context.Context, c client.Reader, namespace string) ([]*fleetv1.ClusterGroup, error) {
+	var list fleetv1.ClusterGroupList
+	if err := c.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+		return nil, fmt.Errorf("listing cluster groups: %w", err)
+	}
+	out := make([]*fleetv1.ClusterGroup, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+	}
+	return out, nil
+}
+
+// deploymentsOf lists a bundle's BundleDeployments through the index.
+func (r *Reconciler) deploymentsOf(ctx context.Context, key types.NamespacedName) ([]*fleetv1.BundleDeployment, error) {
+	var list fleetv1.BundleDeploymentList
+	if err := r.Client.List(ctx, &list, client.MatchingFields{BundleIndex: key.Namespace + "/" + key.Name}); err != nil {
+		return nil, fmt.Errorf("listing bundle deployments of %s: %w", key, err)
+	}
+	out := make([]*fleetv1.BundleDeployment, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+	}
+	return out, nil
+}
+
+func (r *Reconciler) deleteDeployments(ctx context.Context, key types.NamespacedName) error {
+	bds, err := r.deploymentsOf(ctx, key)
+	if err != nil {
+		return err
+	}
+	for _, bd := range bds {
+		if err := r.delete(ctx, bd); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,178 @@
+package bundle
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/targeting"
+)
+
+// statusReconciler recomputes a Bundle's status from its own
+// BundleDeployments when their status changes: O(its deployments), batched
+// by StatusBatch so a burst of agent reports costs one pass.
+type statusReconciler struct{ *Reconciler }
+
+func (r *statusReconciler) setup(mgr ctrl.Manager) error {
+	enqueue := func(o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		bd, ok := o.(*fleetv1.BundleDeployment)
+		if !ok || bd.Spec.BundleName == "" {
+			return
+		}
+		q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: bd.Spec.BundleNamespace, Name: bd.Spec.BundleName}}, r.StatusBatch)
+	}
+	err := ctrl.NewControllerManagedBy(mgr).
+		Named("bundle-status").
+		Watches(&fleetv1.BundleDeployment{}, handler.TypedFuncs[client.Object, reconcile.Request]{
+			CreateFunc: func(_ context.Context, e event.TypedCreateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				enqueue(e.Object, q)
+			},
+			UpdateFunc: func(_ context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				enqueue(e.ObjectNew, q)
+			},
+			DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				enqueue(e.Object, q)
+			},
+		}).
+		Complete(r)
+	if err != nil {
+		return fmt.Errorf("creating bundle-status controller: %w", err)
+	}
+	return nil
+}
+
+func (r *statusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var bundle fleetv1.Bundle
+	if err := r.Client.Get(ctx, req.NamespacedName, &bundle); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !bundle.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	if _, err := targeting.NewBundleMatcher(&bundle); err != nil {
+		return ctrl.Result{}, nil // the bundle controller reports it
+	}
+	if !targeting.Unconstrained(bundle.Spec.RolloutStrategy) {
+		// A deployment becoming ready may free budget for the next
+		// clusters, and partition counts need the clusters: full pass.
+		r.enqueueRollout(req.NamespacedName)
+		return ctrl.Result{}, nil
+	}
+	bds, err := r.deploymentsOf(ctx, req.NamespacedName)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, r.patchStatus(ctx, &bundle, func(st *fleetv1.BundleStatus) {
+		computeStatus(st, &bundle, bds, nil)
+	})
+}
+
+type entry struct {
+	name    string
+	state   fleetv1.BundleState
+	message string
+}
+
+// computeStatus fills summary, counts, display and conditions from the
+// bundle's deployments and the matched clusters that have none yet.
+func computeStatus(st *fleetv1.BundleStatus, bundle *fleetv1.Bundle, bds []*fleetv1.BundleDeployment, pending []string) {
+	entries := make([]entry, 0, len(bds)+len(pending))
+	for _, bd := range bds {
+		entries = append(entries, entry{name: clusterRef(bd), state: targeting.State(bd), message: targeting.Message(bd)})
+	}
+	for _, p := range pending {
+		entries = append(entries, entry{name: p, state: fleetv1.Pending, message: "waiting for the cluster's namespace"})
+	}
+	// Worst first, so the capped list of non-ready entries shows the worst.
+	sort.SliceStable(entries, func(i, j int) bool {
+		a, b := entries[i], entries[j]
+		if targeting.Rank(a.state) != targeting.Rank(b.state) {
+			return targeting.Rank(a.state) > targeting.Rank(b.state)
+		}
+		return a.name < b.name
+	})
+	var s fleetv1.BundleSummary
+	for _, e := range entries {
+		targeting.Add(&s, e.name, e.state, e.message)
+	}
+	st.Summary = s
+	st.ReadyClusters = s.Ready
+	st.DesiredReadyClusters = s.DesiredReady
+	st.Display.ReadyClusters = fmt.Sprintf("%d/%d", s.Ready, s.DesiredReady)
+	st.Display.State = string(targeting.WorstState(s))
+
+	gen := bundle.Generation
+	meta.RemoveStatusCondition(&st.Conditions, fleetv1.StalledCondition)
+	switch {
+	case s.DesiredReady == 0:
+		setCondition(st, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.NoTargetsReason, "The bundle's targets match no cluster", gen)
+	case s.Ready == s.DesiredReady:
+		setCondition(st, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.SucceededReason, fmt.Sprintf("Ready on %d/%d clusters", s.Ready, s.DesiredReady), gen)
+	case bundle.Spec.Paused && s.OutOfSync > 0:
+		setCondition(st, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.PausedReason, "Paused: "+targeting.ReadyMessage(s, "Cluster"), gen)
+	default:
+		setCondition(st, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.TargetsNotReadyReason, targeting.ReadyMessage(s, "Cluster"), gen)
+	}
+	rolling := s.WaitApplied+s.Pending > 0 || (!bundle.Spec.Paused && s.OutOfSync > 0)
+	if rolling {
+		setCondition(st, fleetv1.ReconcilingCondition, metav1.ConditionTrue, fleetv1.RolloutInProgressReason,
+			fmt.Sprintf("Rolling out: %d waiting for agents, %d held back, %d pending", s.WaitApplied, s.OutOfSync, s.Pending), gen)
+	} else {
+		meta.RemoveStatusCondition(&st.Conditions, fleetv1.ReconcilingCondition)
+	}
+}
+
+// setInvalid marks a bundle whose spec cannot be acted on; its existing
+// deployments are left alone.
+func setInvalid(st *fleetv1.BundleStatus, bundle *fleetv1.Bundle, err error) {
+	msg := fmt.Sprintf("Bundle %s/%s: %v", bundle.Namespace, bundle.Name, err)
+	setCondition(st, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.InvalidSpecReason, msg, bundle.Generation)
+	setCondition(st, fleetv1.StalledCondition, metav1.ConditionTrue, fleetv1.InvalidSpecReason, msg, bundle.Generation)
+	meta.RemoveStatusCondition(&st.Conditions, fleetv1.ReconcilingCondition)
+}
+
+func setCondition(st *fleetv1.BundleStatus, typ string, status metav1.ConditionStatus, reason, msg string, gen int64) {
+	if len(msg) > 32768 {
+		msg = msg[:32768]
+	}
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen})
+}
+
+// clusterRef names a deployment's cluster as "<namespace>/<name>".
+func clusterRef(bd *fleetv1.BundleDeployment) string {
+	ns, name := bd.Labels[fleetv1.ClusterNamespaceLabel], bd.Labels[fleetv1.ClusterNameLabel]
+	if name == "" {
+		return bd.Namespace
+	}
+	return ns + "/" + name
+}
+
+// patchStatus applies mutate to a copy of bundle's status and patches it
+// when it changed, with optimistic locking.
+func (r *Reconciler) patchStatus(ctx context.Context, bundle *fleetv1.Bundle, mutate func(*fleetv1.BundleStatus)) error {
+	updated := bundle.DeepCopy()
+	mutate(&updated.Status)
+	if equality.Semantic.DeepEqual(bundle.Status, updated.Status) {
+		return nil
+	}
+	if err := r.Client.Status().Patch(ctx, updated, client.MergeFromWithOptions(bundle, client.MergeFromWithOptimisticLock{})); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("patching status of bundle %s/%s: %w", bundle.Namespace, bundle.Name, err)
+	}
+	return nil
+}

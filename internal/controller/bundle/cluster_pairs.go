@@ -1,0 +1,220 @@
+package bundle
+
+import (
+	"context"
+	"fmt"
+	"maps"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/targeting"
+)
+
+// clusterReconciler recomputes the pairs of one Cluster over the bundles of
+// its namespace: O(bundles), whatever the number of clusters. It runs when
+// what targeting depends on changes: the cluster's labels, pause, namespace
+// or connectivity, or a ClusterGroup it is (or was) a member of.
+type clusterReconciler struct{ *Reconciler }
+
+func (r *clusterReconciler) setup(mgr ctrl.Manager) error {
+	err := ctrl.NewControllerManagedBy(mgr).
+		Named("bundle-cluster").
+		For(&fleetv1.Cluster{}, builder.WithPredicates(clusterTargetingChanged())).
+		Watches(&fleetv1.ClusterGroup{}, r.groupHandler()).
+		Watches(&fleetv1.BundleDeployment{}, r.deletedDeploymentHandler()).
+		Complete(r)
+	if err != nil {
+		return fmt.Errorf("creating bundle-cluster controller: %w", err)
+	}
+	return nil
+}
+
+// clusterTargetingChanged passes cluster events that can change targeting.
+func clusterTargetingChanged() predicate.Predicate {
+	return predicate.Funcs{
+		DeleteFunc: func(event.DeleteEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*fleetv1.Cluster)
+			n, ok2 := e.ObjectNew.(*fleetv1.Cluster)
+			if !ok1 || !ok2 {
+				return true
+			}
+			return !maps.Equal(o.Labels, n.Labels) ||
+				o.Generation != n.Generation ||
+				o.Status.Namespace != n.Status.Namespace ||
+				offline(o) != offline(n) ||
+				o.DeletionTimestamp.IsZero() != n.DeletionTimestamp.IsZero()
+		},
+	}
+}
+
+// groupHandler enqueues the clusters a changed group selects, before or
+// after the change.
+func (r *clusterReconciler) groupHandler() handler.EventHandler {
+	enqueue := func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request], groups ...client.Object) {
+		var selectors []labels.Selector
+		ns := ""
+		for _, o := range groups {
+			g, ok := o.(*fleetv1.ClusterGroup)
+			if !ok || g.Spec.Selector == nil {
+				continue
+			}
+			ns = g.Namespace
+			if s, err := metav1.LabelSelectorAsSelector(g.Spec.Selector); err == nil {
+				selectors = append(selectors, s)
+			}
+		}
+		if len(selectors) == 0 {
+			return
+		}
+		var clusters fleetv1.ClusterList
+		if err := r.Client.List(ctx, &clusters, client.InNamespace(ns)); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Listing clusters for a changed ClusterGroup")
+			return
+		}
+		for i := range clusters.Items {
+			c := &clusters.Items[i]
+			for _, s := range selectors {
+				if s.Matches(labels.Set(c.Labels)) {
+					q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: c.Namespace, Name: c.Name}})
+					break
+				}
+			}
+		}
+	}
+	return handler.TypedFuncs[client.Object, reconcile.Request]{
+		CreateFunc: func(ctx context.Context, e event.TypedCreateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, q, e.Object)
+		},
+		UpdateFunc: func(ctx context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			o, n := e.ObjectOld.(*fleetv1.ClusterGroup), e.ObjectNew.(*fleetv1.ClusterGroup)
+			if o != nil && n != nil && maps.Equal(o.Labels, n.Labels) && semanticEqual(o.Spec, n.Spec) {
+				return
+			}
+			enqueue(ctx, q, e.ObjectOld, e.ObjectNew)
+		},
+		DeleteFunc: func(ctx context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, q, e.Object)
+		},
+	}
+}
+
+// deletedDeploymentHandler re-checks a cluster whose BundleDeployment was
+// deleted while its bundle still exists (someone deleted it by hand), so
+// it is recreated. Deletions by the bundle controller (bundle gone) are
+// skipped, so deleting a bundle does not fan out to every cluster.
+func (r *clusterReconciler) deletedDeploymentHandler() handler.EventHandler {
+	return handler.TypedFuncs[client.Object, reconcile.Request]{
+		DeleteFunc: func(ctx context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			bd, ok := e.Object.(*fleetv1.BundleDeployment)
+			if !ok || bd.Spec.BundleName == "" {
+				return
+			}
+			var b fleetv1.Bundle
+			if err := r.Client.Get(ctx, types.NamespacedName{Namespace: bd.Spec.BundleNamespace, Name: bd.Spec.BundleName}, &b); err != nil || !b.DeletionTimestamp.IsZero() {
+				return
+			}
+			ns, name := bd.Labels[fleetv1.ClusterNamespaceLabel], bd.Labels[fleetv1.ClusterNameLabel]
+			if name == "" {
+				return
+			}
+			q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}, r.StatusBatch)
+		},
+	}
+}
+
+func (r *clusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
+	var cluster fleetv1.Cluster
+	if err := r.Client.Get(ctx, req.NamespacedName, &cluster); err != nil {
+		// A deleted cluster's deployments go with its namespace (cluster
+		// controller).
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !cluster.DeletionTimestamp.IsZero() || cluster.Status.Namespace == "" {
+		return ctrl.Result{}, nil
+	}
+	var bundles fleetv1.BundleList
+	if err := r.Client.List(ctx, &bundles, client.InNamespace(cluster.Namespace)); err != nil {
+		return ctrl.Result{}, fmt.Errorf("listing bundles: %w", err)
+	}
+	groups, err := listGroups(ctx, r.Client, cluster.Namespace)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	var list fleetv1.BundleDeploymentList
+	if err := r.Client.List(ctx, &list, client.InNamespace(cluster.Status.Namespace)); err != nil {
+		return ctrl.Result{}, fmt.Errorf("listing bundle deployments of cluster %s: %w", req.NamespacedName, err)
+	}
+	byBundle := map[types.NamespacedName]*fleetv1.BundleDeployment{}
+	for i := range list.Items {
+		bd := &list.Items[i]
+		byBundle[types.NamespacedName{Namespace: bd.Spec.BundleNamespace, Name: bd.Spec.BundleName}] = bd
+	}
+
+	var errs []error
+	for i := range bundles.Items {
+		bundle := &bundles.Items[i]
+		if !bundle.DeletionTimestamp.IsZero() {
+			continue
+		}
+		key := types.NamespacedName{Namespace: bundle.Namespace, Name: bundle.Name}
+		current := byBundle[key]
+		matcher, err := targeting.NewBundleMatcher(bundle)
+		if err != nil {
+			continue // invalid bundles keep their deployments; the bundle controller reports why
+		}
+		pairRecomputes.WithLabelValues("cluster").Inc()
+		opts, _, ok := matcher.Target(&cluster, groups)
+		if !ok {
+			if current != nil {
+				log.V(1).Info("Cluster no longer targeted", "Bundle", key.String())
+				if err := r.delete(ctx, current); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			continue
+		}
+		contentsID, err := r.contentsID(ctx, bundle)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		paused := bundle.Spec.Paused || cluster.Spec.Paused
+		t := &targeting.RolloutTarget{
+			Cluster:      &cluster,
+			DeploymentID: targeting.DeploymentID(contentsID, opts),
+			Options:      opts,
+			Paused:       paused,
+			Deployment:   desiredDeployment(bundle, &cluster, current),
+		}
+		targeting.Stage(t)
+		if targeting.Unconstrained(bundle.Spec.RolloutStrategy) {
+			targeting.Promote(t.Deployment, paused)
+		} else if !paused && t.Deployment.Spec.DeploymentID != t.Deployment.Spec.StagedDeploymentID {
+			// The budget spans all of the bundle's clusters: let the
+			// bundle controller decide.
+			r.enqueueRollout(key)
+		}
+		finalizeDeployment(t.Deployment, bundle, &cluster, paused)
+		if _, err := r.write(ctx, current, t.Deployment); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return ctrl.Result{}, fmt.Errorf("reconciling deployments of cluster %s: %v", req.NamespacedName, errs)
+	}
+	return ctrl.Result{}, nil
+}
+

@@ -1,0 +1,156 @@
+package bundle
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"reflect"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/content"
+)
+
+// desiredDeployment starts from the cluster's current BundleDeployment (a
+// copy) or a new one.
+func desiredDeployment(bundle *fleetv1.Bundle, cluster *fleetv1.Cluster, current *fleetv1.BundleDeployment) *fleetv1.BundleDeployment {
+	if current != nil && current.Namespace == cluster.Status.Namespace {
+		return current.DeepCopy()
+	}
+	return &fleetv1.BundleDeployment{ObjectMeta: metav1.ObjectMeta{
+		Namespace: cluster.Status.Namespace,
+		Name:      DeploymentName(bundle.Namespace, bundle.Name, cluster.Namespace),
+	}}
+}
+
+// finalizeDeployment sets everything but the (staged) deployment: labels,
+// back references, pause, dependencies and drift correction.
+func finalizeDeployment(bd *fleetv1.BundleDeployment, bundle *fleetv1.Bundle, cluster *fleetv1.Cluster, paused bool) {
+	if bd.Labels == nil {
+		bd.Labels = map[string]string{}
+	}
+	maps.Copy(bd.Labels, map[string]string{
+		fleetv1.BundleNameLabel:       LabelValue(bundle.Name),
+		fleetv1.BundleNamespaceLabel:  LabelValue(bundle.Namespace),
+		fleetv1.ClusterNameLabel:      LabelValue(cluster.Name),
+		fleetv1.ClusterNamespaceLabel: LabelValue(cluster.Namespace),
+	})
+	bd.Spec.BundleName = bundle.Name
+	bd.Spec.BundleNamespace = bundle.Namespace
+	bd.Spec.Paused = paused
+	bd.Spec.DependsOn = bundle.Spec.DependsOn
+	// correctDrift is not part of the deployment ID, so it takes effect at
+	// once, without waiting for the rollout.
+	bd.Spec.CorrectDrift = bd.Spec.StagedOptions.CorrectDrift
+	if bd.Spec.DeploymentID == bd.Spec.StagedDeploymentID {
+		// Same ID, so only options outside the ID (diff) can differ; they
+		// take effect without a redeploy too.
+		bd.Spec.Options = *bd.Spec.StagedOptions.DeepCopy()
+	}
+}
+
+// write creates or updates desired when it differs from original and
+// returns what is now stored.
+func (r *Reconciler) write(ctx context.Context, original, desired *fleetv1.BundleDeployment) (*fleetv1.BundleDeployment, error) {
+	log := ctrl.LoggerFrom(ctx).WithValues("BundleDeployment", klogRef(desired))
+	if original == nil || original.Namespace != desired.Namespace || original.Name != desired.Name {
+		if original != nil {
+			if err := r.delete(ctx, original); err != nil {
+				return nil, err
+			}
+		}
+		log.V(1).Info("Creating BundleDeployment", "deploymentID", desired.Spec.DeploymentID)
+		if err := r.Client.Create(ctx, desired); err != nil {
+			return nil, fmt.Errorf("creating bundle deployment %s: %w", klogRef(desired), err)
+		}
+		bdWrites.WithLabelValues("create").Inc()
+		return desired, nil
+	}
+	if semanticEqual(original.Spec, desired.Spec) && maps.Equal(original.Labels, desired.Labels) {
+		return original, nil
+	}
+	log.V(1).Info("Updating BundleDeployment", "deploymentID", desired.Spec.DeploymentID, "stagedDeploymentID", desired.Spec.StagedDeploymentID)
+	if err := r.Client.Update(ctx, desired); err != nil {
+		return nil, fmt.Errorf("updating bundle deployment %s: %w", klogRef(desired), err)
+	}
+	bdWrites.WithLabelValues("update").Inc()
+	return desired, nil
+}
+
+func (r *Reconciler) delete(ctx context.Context, bd *fleetv1.BundleDeployment) error {
+	ctrl.LoggerFrom(ctx).V(1).Info("Deleting BundleDeployment", "BundleDeployment", klogRef(bd))
+	if err := r.Client.Delete(ctx, bd, client.Preconditions{UID: &bd.UID}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting bundle deployment %s: %w", klogRef(bd), err)
+	}
+	bdWrites.WithLabelValues("delete").Inc()
+	return nil
+}
+
+func klogRef(o client.Object) string { return o.GetNamespace() + "/" + o.GetName() }
+
+// semanticEqual compares two values by their JSON, so Helm values that
+// only differ in number formatting or key order compare equal.
+func semanticEqual(a, b any) bool {
+	return reflect.DeepEqual(generic(a), generic(b))
+}
+
+func generic(v any) any {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return v
+	}
+	var out any
+	if err := json.Unmarshal(data, &out); err != nil {
+		return v
+	}
+	return out
+}
+
+// contentsID returns the ID of the bundle's manifest: spec.contentsID, or
+// the ID of spec.resources, which are stored as a Content the first time
+// they are seen so agents always read Contents. The ID is never written
+// back to the Bundle.
+func (r *Reconciler) contentsID(ctx context.Context, bundle *fleetv1.Bundle) (string, error) {
+	if bundle.Spec.ContentsID != "" {
+		return bundle.Spec.ContentsID, nil
+	}
+	key := types.NamespacedName{Namespace: bundle.Namespace, Name: bundle.Name}
+	r.mu.Lock()
+	e, ok := r.contents[key]
+	stored := ok && r.stored[e.id]
+	r.mu.Unlock()
+	if ok && e.uid == bundle.UID && e.generation == bundle.Generation && stored {
+		return e.id, nil
+	}
+	m := &content.Manifest{Resources: bundle.Spec.Resources}
+	_, id, err := content.Encode(m)
+	if err != nil {
+		return "", fmt.Errorf("encoding resources of bundle %s/%s: %w", bundle.Namespace, bundle.Name, err)
+	}
+	r.mu.Lock()
+	stored = r.stored[id]
+	r.mu.Unlock()
+	if !stored {
+		if _, err := content.Store(ctx, r.ContentClient, m); err != nil {
+			return "", fmt.Errorf("storing resources of bundle %s/%s: %w", bundle.Namespace, bundle.Name, err)
+		}
+	}
+	r.mu.Lock()
+	r.stored[id] = true
+	r.contents[key] = contentsEntry{uid: bundle.UID, generation: bundle.Generation, id: id}
+	r.mu.Unlock()
+	return id, nil
+}
+
+// forget drops cached state of a deleted bundle.
+func (r *Reconciler) forget(key types.NamespacedName) {
+	r.mu.Lock()
+	delete(r.contents, key)
+	r.mu.Unlock()
+}

@@ -1,0 +1,273 @@
+// Package cluster gives every Cluster its namespace on the manager (where
+// its BundleDeployments live), removes the namespace when the Cluster is
+// deleted, and rolls the cluster's BundleDeployment states up into its
+// status.
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/targeting"
+)
+
+// Finalizer keeps a Cluster until its namespace is deleted.
+const Finalizer = "fleet.edgefleet.io/cluster-namespace"
+
+// DefaultStatusBatch is how long BundleDeployment changes are collected
+// before the cluster's status is recomputed once.
+const DefaultStatusBatch = time.Second
+
+// Reconciler manages cluster namespaces and cluster status.
+type Reconciler struct {
+	Client client.Client
+	// StatusBatch defaults to DefaultStatusBatch.
+	StatusBatch time.Duration
+}
+
+// SetupWithManager registers the controller.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Client == nil {
+		r.Client = mgr.GetClient()
+	}
+	if r.StatusBatch <= 0 {
+		r.StatusBatch = DefaultStatusBatch
+	}
+	byLabels := func(o client.Object) (reconcile.Request, bool) {
+		l := o.GetLabels()
+		if l[fleetv1.ClusterNameLabel] == "" || l[fleetv1.ClusterNamespaceLabel] == "" {
+			return reconcile.Request{}, false
+		}
+		return reconcile.Request{NamespacedName: types.NamespacedName{Namespace: l[fleetv1.ClusterNamespaceLabel], Name: l[fleetv1.ClusterNameLabel]}}, true
+	}
+	batched := func(o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		if req, ok := byLabels(o); ok {
+			q.AddAfter(req, r.StatusBatch)
+		}
+	}
+	err := ctrl.NewControllerManagedBy(mgr).
+		Named("cluster").
+		For(&fleetv1.Cluster{}).
+		Watches(&fleetv1.BundleDeployment{}, handler.TypedFuncs[client.Object, reconcile.Request]{
+			CreateFunc: func(_ context.Context, e event.TypedCreateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				batched(e.Object, q)
+			},
+			UpdateFunc: func(_ context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				batched(e.ObjectNew, q)
+			},
+			DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				batched(e.Object, q)
+			},
+		}).
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			if o.GetLabels()[fleetv1.ManagedLabel] != "true" {
+				return nil
+			}
+			if req, ok := byLabels(o); ok {
+				return []reconcile.Request{req}
+			}
+			return nil
+		})).
+		Complete(r)
+	if err != nil {
+		return fmt.Errorf("creating cluster controller: %w", err)
+	}
+	return nil
+}
+
+// Reconcile ensures the cluster's namespace and status.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var cluster fleetv1.Cluster
+	if err := r.Client.Get(ctx, req.NamespacedName, &cluster); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !cluster.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.reconcileDelete(ctx, &cluster)
+	}
+	if !controllerutil.ContainsFinalizer(&cluster, Finalizer) {
+		patch := client.MergeFrom(cluster.DeepCopy())
+		controllerutil.AddFinalizer(&cluster, Finalizer)
+		if err := r.Client.Patch(ctx, &cluster, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer to cluster %s: %w", req.NamespacedName, err)
+		}
+	}
+
+	nsName := NamespaceName(cluster.Namespace, cluster.Name)
+	status := cluster.Status.DeepCopy()
+	result, nsErr := r.ensureNamespace(ctx, &cluster, nsName, status)
+	if nsErr == nil && result.IsZero() {
+		status.Namespace = nsName
+	}
+
+	var bds fleetv1.BundleDeploymentList
+	if status.Namespace != "" {
+		if err := r.Client.List(ctx, &bds, client.InNamespace(status.Namespace)); err != nil {
+			return ctrl.Result{}, fmt.Errorf("listing bundle deployments of cluster %s: %w", req.NamespacedName, err)
+		}
+	}
+	computeStatus(status, &cluster, bds.Items)
+	if nsErr == nil {
+		status.ObservedGeneration = cluster.Generation
+	}
+	if err := r.patchStatus(ctx, &cluster, status); err != nil {
+		return ctrl.Result{}, err
+	}
+	return result, nsErr
+}
+
+// ensureNamespace creates the cluster's namespace. A namespace of that name
+// that belongs to something else stalls the cluster; a terminating one
+// (the cluster was deleted and recreated) is waited for.
+func (r *Reconciler) ensureNamespace(ctx context.Context, cluster *fleetv1.Cluster, name string, status *fleetv1.ClusterStatus) (ctrl.Result, error) {
+	want := map[string]string{
+		fleetv1.ManagedLabel:          "true",
+		fleetv1.ClusterNameLabel:      cluster.Name,
+		fleetv1.ClusterNamespaceLabel: cluster.Namespace,
+	}
+	var ns corev1.Namespace
+	err := r.Client.Get(ctx, types.NamespacedName{Name: name}, &ns)
+	switch {
+	case apierrors.IsNotFound(err):
+		ctrl.LoggerFrom(ctx).Info("Creating cluster namespace", "Namespace", name)
+		ns = corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: want}}
+		if err := r.Client.Create(ctx, &ns); err != nil && !apierrors.IsAlreadyExists(err) {
+			return ctrl.Result{}, fmt.Errorf("creating namespace %s for cluster %s/%s: %w", name, cluster.Namespace, cluster.Name, err)
+		}
+	case err != nil:
+		return ctrl.Result{}, fmt.Errorf("reading namespace %s: %w", name, err)
+	case ns.Labels[fleetv1.ClusterNameLabel] != cluster.Name || ns.Labels[fleetv1.ClusterNamespaceLabel] != cluster.Namespace:
+		msg := fmt.Sprintf("Namespace %s already exists and does not belong to this cluster (labels %s and %s do not name it); delete or rename that namespace", name, fleetv1.ClusterNamespaceLabel, fleetv1.ClusterNameLabel)
+		setCondition(status, fleetv1.StalledCondition, metav1.ConditionTrue, fleetv1.InvalidSpecReason, msg, cluster.Generation)
+		return ctrl.Result{}, reconcile.TerminalError(fmt.Errorf("%s", msg))
+	case !ns.DeletionTimestamp.IsZero():
+		setCondition(status, fleetv1.ReconcilingCondition, metav1.ConditionTrue, fleetv1.ProgressingReason,
+			fmt.Sprintf("Waiting for the previous namespace %s to finish terminating", name), cluster.Generation)
+		return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
+	}
+	meta.RemoveStatusCondition(&status.Conditions, fleetv1.StalledCondition)
+	meta.RemoveStatusCondition(&status.Conditions, fleetv1.ReconcilingCondition)
+	return ctrl.Result{}, nil
+}
+
+// reconcileDelete deletes the cluster's BundleDeployments and namespace,
+// then releases the Cluster. The BundleDeployments are deleted explicitly
+// because a control plane without kube-controller-manager never empties a
+// terminating namespace.
+func (r *Reconciler) reconcileDelete(ctx context.Context, cluster *fleetv1.Cluster) error {
+	if !controllerutil.ContainsFinalizer(cluster, Finalizer) {
+		return nil
+	}
+	name := cluster.Status.Namespace
+	if name == "" {
+		name = NamespaceName(cluster.Namespace, cluster.Name)
+	}
+	log := ctrl.LoggerFrom(ctx)
+	var ns corev1.Namespace
+	err := r.Client.Get(ctx, types.NamespacedName{Name: name}, &ns)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading namespace %s: %w", name, err)
+	}
+	if err == nil && ns.Labels[fleetv1.ClusterNameLabel] == cluster.Name && ns.Labels[fleetv1.ClusterNamespaceLabel] == cluster.Namespace {
+		log.Info("Deleting cluster namespace", "Namespace", name)
+		if err := r.Client.DeleteAllOf(ctx, &fleetv1.BundleDeployment{}, client.InNamespace(name)); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting bundle deployments in %s: %w", name, err)
+		}
+		if err := r.Client.Delete(ctx, &ns); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting namespace %s: %w", name, err)
+		}
+	}
+	patch := client.MergeFrom(cluster.DeepCopy())
+	controllerutil.RemoveFinalizer(cluster, Finalizer)
+	if err := r.Client.Patch(ctx, cluster, patch); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("removing finalizer from cluster %s/%s: %w", cluster.Namespace, cluster.Name, err)
+	}
+	return nil
+}
+
+// computeStatus rolls the cluster's BundleDeployments up into status.
+func computeStatus(st *fleetv1.ClusterStatus, cluster *fleetv1.Cluster, bds []fleetv1.BundleDeployment) {
+	type entry struct {
+		name, message string
+		state         fleetv1.BundleState
+	}
+	entries := make([]entry, 0, len(bds))
+	for i := range bds {
+		bd := &bds[i]
+		name := bd.Spec.BundleNamespace + "/" + bd.Spec.BundleName
+		if bd.Spec.BundleName == "" {
+			name = bd.Namespace + "/" + bd.Name
+		}
+		entries = append(entries, entry{name: name, state: targeting.State(bd), message: targeting.Message(bd)})
+	}
+	sort.SliceStable(entries, func(i, j int) bool {
+		a, b := entries[i], entries[j]
+		if targeting.Rank(a.state) != targeting.Rank(b.state) {
+			return targeting.Rank(a.state) > targeting.Rank(b.state)
+		}
+		return a.name < b.name
+	})
+	var s fleetv1.BundleSummary
+	for _, e := range entries {
+		targeting.Add(&s, e.name, e.state, e.message)
+	}
+	st.Summary = s
+	st.ReadyBundles = s.Ready
+	st.DesiredReadyBundles = s.DesiredReady
+	st.Display.ReadyBundles = fmt.Sprintf("%d/%d", s.Ready, s.DesiredReady)
+	switch connected := meta.FindStatusCondition(st.Conditions, fleetv1.ConnectedCondition); {
+	case st.Agent.LastSeen.IsZero():
+		st.Display.State = fleetv1.ClusterStateWaitCheckIn
+	case connected != nil && connected.Status == metav1.ConditionFalse && connected.Reason == fleetv1.AgentOfflineReason:
+		st.Display.State = fleetv1.ClusterStateOffline
+	default:
+		st.Display.State = string(targeting.WorstState(s))
+	}
+	gen := cluster.Generation
+	switch {
+	case s.DesiredReady == 0:
+		setCondition(st, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.SucceededReason, "No bundles target this cluster", gen)
+	case s.Ready == s.DesiredReady:
+		setCondition(st, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.SucceededReason, fmt.Sprintf("%d/%d bundles ready", s.Ready, s.DesiredReady), gen)
+	default:
+		setCondition(st, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.BundlesNotReadyReason, targeting.ReadyMessage(s, "Bundle"), gen)
+	}
+}
+
+func setCondition(st *fleetv1.ClusterStatus, typ string, status metav1.ConditionStatus, reason, msg string, gen int64) {
+	if len(msg) > 32768 {
+		msg = msg[:32768]
+	}
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen})
+}
+
+func (r *Reconciler) patchStatus(ctx context.Context, cluster *fleetv1.Cluster, status *fleetv1.ClusterStatus) error {
+	if equality.Semantic.DeepEqual(&cluster.Status, status) {
+		return nil
+	}
+	updated := cluster.DeepCopy()
+	updated.Status = *status
+	if err := r.Client.Status().Patch(ctx, updated, client.MergeFromWithOptions(cluster, client.MergeFromWithOptimisticLock{})); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("patching status of cluster %s/%s: %w", cluster.Namespace, cluster.Name, err)
+	}
+	return nil
+}

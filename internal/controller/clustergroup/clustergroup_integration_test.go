@@ -1,0 +1,77 @@
+package clustergroup_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/controller/clustergroup"
+	"github.com/edgefleet/edgefleet/internal/controller/internal/ctrltest"
+)
+
+func TestClusterGroupController(t *testing.T) {
+	c := ctrltest.Start(t, func(m ctrl.Manager) error {
+		return (&clustergroup.Reconciler{Batch: 100 * time.Millisecond}).SetupWithManager(m)
+	})
+	ctx := context.Background()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "fleet"}}); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(name, env string, ready bool) {
+		cl := &fleetv1.Cluster{ObjectMeta: metav1.ObjectMeta{Namespace: "fleet", Name: name, Labels: map[string]string{"env": env}}}
+		if err := c.Create(ctx, cl); err != nil {
+			t.Fatal(err)
+		}
+		status := metav1.ConditionTrue
+		if !ready {
+			status = metav1.ConditionFalse
+		}
+		meta.SetStatusCondition(&cl.Status.Conditions, metav1.Condition{Type: fleetv1.ReadyCondition, Status: status, Reason: "Test"})
+		if err := c.Status().Update(ctx, cl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("p1", "prod", true)
+	mk("p2", "prod", false)
+	mk("d1", "dev", true)
+	if err := c.Create(ctx, &fleetv1.ClusterGroup{ObjectMeta: metav1.ObjectMeta{Namespace: "fleet", Name: "prod"},
+		Spec: fleetv1.ClusterGroupSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"env": "prod"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	expect := func(count int32, display string, nonReady []string) {
+		t.Helper()
+		ctrltest.Eventually(t, 20*time.Second, func() error {
+			var g fleetv1.ClusterGroup
+			if err := c.Get(ctx, types.NamespacedName{Namespace: "fleet", Name: "prod"}, &g); err != nil {
+				return err
+			}
+			if g.Status.ClusterCount != count || g.Status.Display.ReadyClusters != display || fmt.Sprint(g.Status.NonReadyClusters) != fmt.Sprint(nonReady) {
+				return fmt.Errorf("status %+v", g.Status)
+			}
+			if meta.IsStatusConditionTrue(g.Status.Conditions, fleetv1.ReadyCondition) != (len(nonReady) == 0) {
+				return fmt.Errorf("Ready condition %+v", g.Status.Conditions)
+			}
+			return nil
+		})
+	}
+	expect(2, "1/2", []string{"p2"})
+
+	// A label change moves a cluster into the group.
+	var d1 fleetv1.Cluster
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "fleet", Name: "d1"}, &d1); err != nil {
+		t.Fatal(err)
+	}
+	d1.Labels["env"] = "prod"
+	if err := c.Update(ctx, &d1); err != nil {
+		t.Fatal(err)
+	}
+	expect(3, "2/3", []string{"p2"})
+}
