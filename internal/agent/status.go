@@ -9,6 +9,7 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/agent/apply"
+	"github.com/edgefleet/edgefleet/internal/targeting"
 )
 
 // maxDetails is how many nonReady and modified entries the status keeps, as
@@ -115,22 +116,4 @@ func objectName(namespace, name string) string {
 // State is the BundleState of bd, by the rules the manager uses (Fleet's
 // GetDeploymentState): the agent only reports the fields, but shows the
 // state in display.state and uses it for dependsOn.
-func State(bd *fleetv1.BundleDeployment) fleetv1.BundleState {
-	switch {
-	case bd.Status.AppliedDeploymentID != bd.Spec.DeploymentID:
-		if meta.IsStatusConditionFalse(bd.Status.Conditions, fleetv1.DeployedCondition) {
-			if c := meta.FindStatusCondition(bd.Status.Conditions, fleetv1.DeployedCondition); c.Reason != fleetv1.DependencyNotReadyReason {
-				return fleetv1.ErrApplied
-			}
-		}
-		return fleetv1.WaitApplied
-	case !bd.Status.Ready:
-		return fleetv1.NotReady
-	case bd.Spec.StagedDeploymentID != "" && bd.Spec.DeploymentID != bd.Spec.StagedDeploymentID:
-		return fleetv1.OutOfSync
-	case !bd.Status.NonModified:
-		return fleetv1.Modified
-	default:
-		return fleetv1.Ready
-	}
-}
+func State(bd *fleetv1.BundleDeployment) fleetv1.BundleState { return targeting.State(bd) }

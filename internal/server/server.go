@@ -243,6 +243,9 @@ func startEmbedded(ctx context.Context, o Options) (*cluster, error) {
 		DataDir:       dir.Join("controlplane"),
 		BinDir:        binDir,
 		APIServerPort: o.APIServerPort,
+		// kube-controller-manager finishes namespace deletion and garbage
+		// collection; without it a deleted cluster's namespace stays Terminating.
+		Components:    controlplane.Components{ControllerManager: true},
 		UnsafeNoFsync: o.UnsafeNoFsync,
 		Log:           o.Log.WithName("controlplane"),
 	})

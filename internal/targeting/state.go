@@ -30,13 +30,15 @@ func State(bd *fleetv1.BundleDeployment) fleetv1.BundleState {
 	case bd == nil:
 		return fleetv1.Pending
 	case bd.Status.AppliedDeploymentID != bd.Spec.DeploymentID:
-		if meta.IsStatusConditionFalse(bd.Status.Conditions, fleetv1.DeployedCondition) {
+		// A deployment held back by dependsOn is waiting, not failing.
+		if c := meta.FindStatusCondition(bd.Status.Conditions, fleetv1.DeployedCondition); c != nil &&
+			c.Status == metav1.ConditionFalse && c.Reason != fleetv1.DependencyNotReadyReason {
 			return fleetv1.ErrApplied
 		}
 		return fleetv1.WaitApplied
 	case !bd.Status.Ready:
 		return fleetv1.NotReady
-	case bd.Spec.DeploymentID != bd.Spec.StagedDeploymentID:
+	case bd.Spec.StagedDeploymentID != "" && bd.Spec.DeploymentID != bd.Spec.StagedDeploymentID:
 		return fleetv1.OutOfSync
 	case !bd.Status.NonModified:
 		return fleetv1.Modified

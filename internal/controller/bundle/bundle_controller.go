@@ -126,9 +126,6 @@ func (r *Reconciler) enqueueRollout(key types.NamespacedName) {
 	}
 }
 
-// +kubebuilder:rbac:groups=fleet.edgefleet.io,resources=bundles;bundledeployments;clusters;clustergroups;contents,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=fleet.edgefleet.io,resources=bundles/status,verbs=get;update;patch
-
 // Reconcile recomputes every pair of one Bundle: O(clusters in its namespace).
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	log := ctrl.LoggerFrom(ctx)

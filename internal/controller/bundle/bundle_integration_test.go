@@ -35,9 +35,15 @@ type env struct {
 
 func startControllers(t *testing.T) client.Client {
 	return ctrltest.Start(t,
-		func(m ctrl.Manager) error { return (&clusterctrl.Reconciler{StatusBatch: 100 * time.Millisecond}).SetupWithManager(m) },
-		func(m ctrl.Manager) error { return (&clustergroup.Reconciler{Batch: 100 * time.Millisecond}).SetupWithManager(m) },
-		func(m ctrl.Manager) error { return (&bundle.Reconciler{StatusBatch: 100 * time.Millisecond}).SetupWithManager(m) },
+		func(m ctrl.Manager) error {
+			return (&clusterctrl.Reconciler{StatusBatch: 100 * time.Millisecond}).SetupWithManager(m)
+		},
+		func(m ctrl.Manager) error {
+			return (&clustergroup.Reconciler{Batch: 100 * time.Millisecond}).SetupWithManager(m)
+		},
+		func(m ctrl.Manager) error {
+			return (&bundle.Reconciler{StatusBatch: 100 * time.Millisecond}).SetupWithManager(m)
+		},
 	)
 }
 
