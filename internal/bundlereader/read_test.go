@@ -215,6 +215,7 @@ func TestReadDirectories(t *testing.T) {
 				"values/v2.yaml":          "b: 3\nlist: [1, 2]\n",
 				"chart/Chart.yaml":        chartYAML,
 				"chart/values.yaml":       "replicas: 1\n",
+				"chart/.helmignore":       "*.md\n",
 				"chart/templates/cm.yaml": "metadata:\n  name: {{ .Release.Name }}\n{{- if .Values.x }}\n  x: y\n{{- end }}\n",
 			},
 			check: func(g check, bs map[string]*Bundle) {
@@ -225,7 +226,7 @@ func TestReadDirectories(t *testing.T) {
 				g.eq(values(t, h), map[string]any{
 					"a": 1.0, "b": 3.0, "nested": map[string]any{"x": 1.0, "y": 2.0}, "list": []any{1.0, 2.0},
 				})
-				g.has(resourceNames(bs["myapp"]), "chart/Chart.yaml", "chart/templates/cm.yaml", "v1.yaml")
+				g.has(resourceNames(bs["myapp"]), "chart/Chart.yaml", "chart/templates/cm.yaml", "chart/.helmignore", "v1.yaml")
 			},
 		},
 		{

@@ -20,6 +20,7 @@ const (
 	fleetYAMLName   = "fleet.yaml"
 	fleetYMLName    = "fleet.yml" // Fleet's fallback spelling
 	fleetIgnoreName = ".fleetignore"
+	helmIgnoreName  = ".helmignore"
 )
 
 // bundleDir is a directory that becomes one bundle, with the files that
@@ -122,7 +123,9 @@ func (s *scanner) walk(dir, display string, rel []string, patterns []gitignore.P
 
 	for _, e := range entries {
 		name := e.Name()
-		if name == ".git" || strings.HasPrefix(name, ".") {
+		// Hidden files are skipped as in Fleet, except .helmignore, which
+		// the renderer honours when it packages a local chart.
+		if name == ".git" || (strings.HasPrefix(name, ".") && name != helmIgnoreName) {
 			continue
 		}
 		full := filepath.Join(dir, name)
