@@ -189,6 +189,10 @@ func (c *typeChecker) check(n *yaml.Node, t reflect.Type, path string, top bool)
 	}
 	switch t {
 	case rawJSONType:
+		// Every free-form field of fleet.yaml (helm.values) is a map of values.
+		if n.Kind != yaml.MappingNode {
+			return c.errorf(n, "%s: expected a map of values, got %s", fieldName(path), describe(n))
+		}
 		return nil
 	case intOrStrType:
 		if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!str") {

@@ -373,6 +373,7 @@ func TestReadErrors(t *testing.T) {
 		{"missing chart", map[string]string{"fleet.yaml": "helm:\n  chart: ./nochart\n"}, Options{}, `fleet.yaml:2: helm.chart: `},
 		{"chart outside the bundle", map[string]string{"fleet.yaml": "helm:\n  chart: ../c\n"}, Options{}, `points outside the bundle directory`},
 		{"missing valuesFiles", map[string]string{"fleet.yaml": "helm:\n  valuesFiles:\n  - a.yaml\n  - missing.yaml\n", "a.yaml": "x: 1\n"}, Options{}, `fleet.yaml:4: helm.valuesFiles: `},
+		{"values not a map", map[string]string{"fleet.yaml": "helm:\n  chart: ./chart\n  values: [1, 2]\n", "chart/Chart.yaml": "apiVersion: v2\nname: c\nversion: 0.1.0\n"}, Options{}, `fleet.yaml:3: helm.values: expected a map of values`},
 		{"values file not a map", map[string]string{"fleet.yaml": "helm:\n  valuesFiles: [v.yaml]\n", "v.yaml": "- 1\n"}, Options{}, `v.yaml:1: Helm values must be a map`},
 		{"invalid selector", map[string]string{"fleet.yaml": "targets:\n- clusterSelector:\n    matchExpressions:\n    - {key: env, operator: Sometimes}\n"}, Options{}, `fleet.yaml:2: clusterSelector: invalid label selector`},
 		{"repo without chart", map[string]string{"fleet.yaml": "helm:\n  repo: https://charts.example.com\n"}, Options{}, `fleet.yaml:2: helm.repo is set but helm.chart is empty`},
