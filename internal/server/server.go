@@ -174,6 +174,10 @@ func Run(ctx context.Context, o Options) error {
 		Log: log,
 	})
 
+	if err := registerRoutes(ep, routeDeps{mgr: mgr, ca: ca, externalURL: externalURL, log: log}); err != nil {
+		return err
+	}
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
