@@ -97,8 +97,13 @@ func Read(ctx context.Context, opts Options, paths ...string) ([]*Bundle, error)
 			return nil, err
 		}
 		nameBase := root
-		if base != "" {
+		switch {
+		case base != "":
 			nameBase = base
+		case len(paths) > 1:
+			// Several paths: each root is named by its folder (NAME-web,
+			// NAME-infra), as GitRepo paths are, so they cannot collide.
+			nameBase = filepath.Dir(root)
 		}
 		for _, d := range dirs {
 			rel, err := filepath.Rel(nameBase, d.abs)

@@ -60,6 +60,7 @@ Start with:  edgefleet server --data-dir ./edgefleet-data`,
 		newAgentCommand(g),
 		newVersionCommand(),
 		newApplyCommand(g),
+		newFleetTestCommand(),
 	)
 	return root
 }
