@@ -30,12 +30,12 @@ targetCustomizations:
 targets:
 - clusterSelector: {}
 `,
-		"web/chart/Chart.yaml":           "apiVersion: v2\nname: web\nversion: 0.1.0\n",
-		"web/chart/values.yaml":          "replicas: 1\n",
-		"web/chart/templates/cm.yaml":    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  env: {{ .Values.env | quote }}\n  size: {{ .Values.size | quote }}\n  replicas: {{ .Values.replicas | quote }}\n",
-		"eu-only/fleet.yaml":             "targets:\n- clusterSelector: {matchLabels: {region: eu}}\n",
-		"eu-only/cm.yaml":                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: eu\n",
-		"values.yaml":                    "size: large\n",
+		"web/chart/Chart.yaml":        "apiVersion: v2\nname: web\nversion: 0.1.0\n",
+		"web/chart/values.yaml":       "replicas: 1\n",
+		"web/chart/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  env: {{ .Values.env | quote }}\n  size: {{ .Values.size | quote }}\n  replicas: {{ .Values.replicas | quote }}\n",
+		"eu-only/fleet.yaml":          "targets:\n- clusterSelector: {matchLabels: {region: eu}}\n",
+		"eu-only/cm.yaml":             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: eu\n",
+		"values.yaml":                 "size: large\n",
 	}
 	for name, data := range files {
 		p := filepath.Join(repo, name)
@@ -54,7 +54,7 @@ targets:
 		wantErr string
 	}{
 		{name: "prod in eu gets the customization and the eu bundle", labels: []string{"env=prod", "region=eu"},
-			want: []string{`env: prod`, `replicas: "3"`, `size: large`, "name: eu", "target prod"}},
+			want: []string{`env: prod`, `replicas: "3"`, `size: large`, "name: eu", "RawYAML"}},
 		{name: "dev in us gets defaults and no eu bundle", labels: []string{"env=dev", "region=us"},
 			want: []string{`env: dev`, `replicas: "1"`, "not deployed to this cluster", "region=eu"}, notWant: []string{"name: eu\n"}},
 		{name: "doNotDeploy skips", labels: []string{"env=lab"},

@@ -352,6 +352,12 @@ type BundleDeploymentOptions struct {
 	// +optional
 	KeepResources bool `json:"keepResources,omitempty"`
 
+	// forceSyncGeneration is part of the deployment ID: changing it (e.g. a
+	// GitRepo's forceSyncGeneration, copied here) redeploys the bundle on
+	// every cluster even when nothing else changed.
+	// +optional
+	ForceSyncGeneration int64 `json:"forceSyncGeneration,omitempty"`
+
 	// deleteNamespace deletes the namespace created for the bundle when the
 	// bundle is removed from the cluster.
 	// +optional
