@@ -7,6 +7,10 @@ declare -A need=(
   [git]=git
   [make]=make
   [gcc]=gcc
+  # machine registration tests (TPM simulator, EK certificates) and seed images
+  [swtpm]=swtpm
+  [swtpm_setup]=swtpm-tools
+  [xorriso]=xorriso
 )
 missing=()
 for cmd in "${!need[@]}"; do

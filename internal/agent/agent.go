@@ -30,6 +30,7 @@ import (
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/agent/apply"
 	"github.com/edgefleet/edgefleet/internal/agent/helmdeploy"
+	"github.com/edgefleet/edgefleet/internal/agent/join"
 )
 
 // Defaults of Options.
@@ -62,6 +63,11 @@ type Options struct {
 	HeartbeatInterval time.Duration
 	// MetricsAddr serves Prometheus metrics; empty or "0" turns them off.
 	MetricsAddr string
+	// Join, when set, registers with the manager's endpoint (token + CA
+	// checksum) instead of using ManagerConfig, and keeps the reverse
+	// tunnel up; ManagerConfig, Namespace and the Cluster's name come from
+	// the registration.
+	Join *join.Options
 	// Log is the agent's logger.
 	Log logr.Logger
 }
@@ -108,10 +114,29 @@ func Scheme() *runtime.Scheme {
 
 // Run runs the agent until ctx is cancelled.
 func Run(ctx context.Context, o Options) error {
+	scheme := Scheme()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if o.Join != nil {
+		if o.DownstreamConfig == nil {
+			return errors.New("no downstream cluster configured: pass --kubeconfig, or run the agent in a Pod")
+		}
+		jo := *o.Join
+		jo.Log = o.Log.WithName("join")
+		j, err := join.Join(ctx, jo, o.DownstreamConfig, scheme)
+		if err != nil {
+			return err
+		}
+		o.ManagerConfig, o.Namespace, o.ClusterName, o.ClusterNamespace = j.ManagerConfig, j.Namespace, j.ClusterName, j.ClusterNamespace
+		go func() {
+			if err := j.Run(ctx); err != nil {
+				cancel(err)
+			}
+		}()
+	}
 	if err := o.defaults(); err != nil {
 		return err
 	}
-	scheme := Scheme()
 	mgr, err := ctrl.NewManager(o.ManagerConfig, manager.Options{
 		Scheme:                 scheme,
 		Logger:                 o.Log,
@@ -157,6 +182,9 @@ func Run(ctx context.Context, o Options) error {
 	o.Log.Info("Starting agent", "namespace", o.Namespace, "cluster", o.ClusterNamespace+"/"+o.ClusterName, "workers", o.Workers)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running agent: %w", err)
+	}
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
 	}
 	return nil
 }

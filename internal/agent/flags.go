@@ -2,10 +2,13 @@ package agent
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/edgefleet/edgefleet/internal/agent/join"
 )
 
 // Flags are the command-line flags of `edgefleet-agent run` and
@@ -13,16 +16,24 @@ import (
 type Flags struct {
 	ManagerKubeconfig string
 	Kubeconfig        string
+	Join              join.Options
+	Labels            []string
 	Options           Options
 }
 
 // AddFlags registers the flags on fs.
 func (f *Flags) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&f.ManagerKubeconfig, "manager-kubeconfig", "", "kubeconfig for the manager's Kubernetes API (required)")
+	fs.StringVar(&f.Join.Server, "server", "", "URL of the manager's endpoint to join, e.g. https://fleet.example.com:8443 (with --token and --ca-checksum)")
+	fs.StringVar(&f.Join.Token, "token", "", "registration token (edgefleet token create)")
+	fs.StringVar(&f.Join.CAChecksum, "ca-checksum", "", "sha256 of the manager's CA; the agent trusts only that CA")
+	fs.StringArrayVar(&f.Labels, "label", nil, "label k=v proposed for this cluster's Cluster object (repeatable; *edgefleet.io keys are dropped by the manager)")
+	fs.StringVar(&f.Join.ClientID, "client-id", "", "stable identity of this cluster (default: the UID of its kube-system namespace)")
+	fs.StringVar(&f.ManagerKubeconfig, "manager-kubeconfig", "", "kubeconfig for the manager's Kubernetes API (instead of --server)")
 	fs.StringVar(&f.Options.Namespace, "cluster-namespace", "", "manager namespace holding this cluster's BundleDeployments: the Cluster's status.namespace (required)")
 	fs.StringVar(&f.Options.ClusterName, "cluster-name", "", "name of this cluster's Cluster object on the manager; enables the heartbeat (status.agent.lastSeen)")
 	fs.StringVar(&f.Options.ClusterNamespace, "cluster-object-namespace", "", "namespace of the Cluster object on the manager (with --cluster-name)")
 	fs.StringVar(&f.Kubeconfig, "kubeconfig", "", "kubeconfig for the downstream cluster (default: in-cluster config)")
+	fs.DurationVar(&f.Options.HeartbeatInterval, "heartbeat-interval", DefaultHeartbeatInterval, "how often the Cluster's status.agent.lastSeen is refreshed")
 	fs.IntVar(&f.Options.Workers, "workers", DefaultWorkers, "BundleDeployments reconciled in parallel")
 	fs.DurationVar(&f.Options.MonitorInterval, "monitor-interval", DefaultMonitorInterval, "how often deployed resources are checked for readiness and drift")
 	fs.StringVar(&f.Options.MetricsAddr, "metrics-bind-address", "0", "address for Prometheus metrics, e.g. :8080 (0 turns them off)")
@@ -31,14 +42,31 @@ func (f *Flags) AddFlags(fs *pflag.FlagSet) {
 // Complete loads the kubeconfigs and returns the agent's options.
 func (f *Flags) Complete() (Options, error) {
 	o := f.Options
-	if f.ManagerKubeconfig == "" {
-		return o, fmt.Errorf("--manager-kubeconfig is required: a kubeconfig for the manager's Kubernetes API")
+	var cfg *rest.Config
+	var err error
+	switch {
+	case f.Join.Server != "" && f.ManagerKubeconfig != "":
+		return o, fmt.Errorf("--server and --manager-kubeconfig exclude each other: join with --server, --token and --ca-checksum, or pass a manager kubeconfig")
+	case f.Join.Server != "":
+		j := f.Join
+		j.Labels = map[string]string{}
+		for _, kv := range f.Labels {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				return o, fmt.Errorf("--label %q is not k=v", kv)
+			}
+			j.Labels[k] = v
+		}
+		o.Join = &j
+	case f.ManagerKubeconfig == "":
+		return o, fmt.Errorf("--server (with --token and --ca-checksum) or --manager-kubeconfig is required")
+	default:
+		cfg, err = clientcmd.BuildConfigFromFlags("", f.ManagerKubeconfig)
+		if err != nil {
+			return o, fmt.Errorf("reading --manager-kubeconfig %s: %w", f.ManagerKubeconfig, err)
+		}
+		o.ManagerConfig = cfg
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", f.ManagerKubeconfig)
-	if err != nil {
-		return o, fmt.Errorf("reading --manager-kubeconfig %s: %w", f.ManagerKubeconfig, err)
-	}
-	o.ManagerConfig = cfg
 	if f.Kubeconfig != "" {
 		cfg, err = clientcmd.BuildConfigFromFlags("", f.Kubeconfig)
 		if err != nil {

@@ -3,11 +3,9 @@ package cli
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"reflect"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -22,7 +20,7 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/bundlereader"
-	"github.com/edgefleet/edgefleet/internal/content"
+	"github.com/edgefleet/edgefleet/internal/bundlewriter"
 )
 
 // defaultApplyNamespace is Fleet's default for `fleet apply -n`.
@@ -170,9 +168,9 @@ func writeBundlesYAML(bundles []*bundlereader.Bundle, dest string, stdout io.Wri
 	return nil
 }
 
-// applyBundles stores the bundles' content, creates or updates the bundles
-// and prunes the set's bundles that are gone. Everything that can be checked
-// is checked before the first write.
+// applyBundles checks the namespace exists, then writes the bundles and
+// prunes the set's bundles that are gone (internal/bundlewriter), printing
+// each change as kubectl does.
 func applyBundles(ctx context.Context, c client.Client, namespace, set string, bundles []*bundlereader.Bundle, out io.Writer) error {
 	var ns corev1.Namespace
 	if err := c.Get(ctx, client.ObjectKey{Name: namespace}, &ns); err != nil {
@@ -181,95 +179,8 @@ func applyBundles(ctx context.Context, c client.Client, namespace, set string, b
 		}
 		return fmt.Errorf("reading namespace %s: %w", namespace, err)
 	}
-	var list fleetv1.BundleList
-	if err := c.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{fleetv1.BundleSetLabel: set}); err != nil {
-		return fmt.Errorf("listing bundles of %s in %s: %w", set, namespace, err)
-	}
-	existing := map[string]*fleetv1.Bundle{}
-	for i := range list.Items {
-		existing[list.Items[i].Name] = &list.Items[i]
-	}
-	for _, b := range bundles {
-		if _, ok := existing[b.Bundle.Name]; ok {
-			continue
-		}
-		var other fleetv1.Bundle
-		err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: b.Bundle.Name}, &other)
-		switch {
-		case apierrors.IsNotFound(err):
-		case err != nil:
-			return fmt.Errorf("reading bundle %s: %w", b.Bundle.Name, err)
-		case other.Labels[fleetv1.BundleSetLabel] != "":
-			return fmt.Errorf("bundle %s/%s already exists and belongs to %q (label %s): set another name in %s/fleet.yaml",
-				namespace, b.Bundle.Name, other.Labels[fleetv1.BundleSetLabel], fleetv1.BundleSetLabel, b.Dir)
-		default:
-			// A bundle of no set is adopted.
-			existing[b.Bundle.Name] = &other
-		}
-	}
-
-	desired := make([]*fleetv1.Bundle, 0, len(bundles))
-	for _, b := range bundles {
-		id, err := content.Store(ctx, c, b.Manifest)
-		if err != nil {
-			return fmt.Errorf("storing the content of bundle %s: %w", b.Bundle.Name, err)
-		}
-		d := b.Bundle.DeepCopy()
-		d.Namespace = namespace
-		d.Spec.Resources = nil
-		d.Spec.ContentsID = id
-		desired = append(desired, d)
-	}
-
-	produced := map[string]bool{}
-	for _, d := range desired {
-		produced[d.Name] = true
-		cur, ok := existing[d.Name]
-		if !ok {
-			if err := c.Create(ctx, d); err != nil {
-				return fmt.Errorf("creating bundle %s: %w", d.Name, err)
-			}
-			fmt.Fprintf(out, "bundle/%s created\n", d.Name)
-			continue
-		}
-		if sameJSON(cur.Spec, d.Spec) && reflect.DeepEqual(cur.Labels, d.Labels) {
-			fmt.Fprintf(out, "bundle/%s unchanged\n", d.Name)
-			continue
-		}
-		cur.Spec = d.Spec
-		cur.Labels = d.Labels
-		if err := c.Update(ctx, cur); err != nil {
-			return fmt.Errorf("updating bundle %s: %w", d.Name, err)
-		}
-		fmt.Fprintf(out, "bundle/%s configured\n", d.Name)
-	}
-	for _, b := range list.Items {
-		if produced[b.Name] {
-			continue
-		}
-		if err := c.Delete(ctx, &b); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("pruning bundle %s: %w", b.Name, err)
-		}
-		fmt.Fprintf(out, "bundle/%s pruned\n", b.Name)
-	}
-	return nil
-}
-
-// sameJSON compares through JSON, so Helm values that the API server
-// re-encoded still compare equal.
-func sameJSON(a, b any) bool {
-	var av, bv any
-	for _, p := range []struct {
-		in  any
-		out *any
-	}{{a, &av}, {b, &bv}} {
-		data, err := json.Marshal(p.in)
-		if err != nil {
-			return false
-		}
-		if err := json.Unmarshal(data, p.out); err != nil {
-			return false
-		}
-	}
-	return reflect.DeepEqual(av, bv)
+	_, err := bundlewriter.Write(ctx, c, namespace, set, bundles, bundlewriter.Options{
+		OnChange: func(ch bundlewriter.Change) { fmt.Fprintf(out, "bundle/%s %s\n", ch.Name, ch.Action) },
+	})
+	return err
 }

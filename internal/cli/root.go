@@ -60,6 +60,9 @@ Start with:  edgefleet server --data-dir ./edgefleet-data`,
 		newAgentCommand(g),
 		newVersionCommand(),
 		newApplyCommand(g),
+		newSeedImageCommand(g),
+		newTokenCommand(g),
+		newKubeconfigCommand(g),
 		newFleetTestCommand(),
 	)
 	return root

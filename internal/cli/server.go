@@ -3,6 +3,7 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/edgefleet/edgefleet/internal/clusterproxy"
 	"github.com/edgefleet/edgefleet/internal/server"
 )
 
@@ -39,5 +40,7 @@ with leader election so several replicas can run.`,
 	f.BoolVar(&o.LeaderElection, "leader-elect", true, "with --kubeconfig, elect one active replica through a Lease in "+server.SystemNamespace)
 	f.BoolVar(&o.UnsafeNoFsync, "unsafe-no-fsync", false, "run etcd without fsync (tests and benchmarks only: a power loss can lose data)")
 	_ = f.MarkHidden("unsafe-no-fsync")
+	f.DurationVar(&o.OfflineThreshold, "cluster-offline-threshold", clusterproxy.DefaultOfflineThreshold, "a cluster with neither a heartbeat nor a tunnel probe for this long is Offline")
+	f.DurationVar(&o.TunnelProbeInterval, "tunnel-probe-interval", clusterproxy.DefaultProbeInterval, "how often each agent's tunnel is probed end to end (GET /version through it)")
 	return cmd
 }

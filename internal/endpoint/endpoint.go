@@ -7,6 +7,7 @@ package endpoint
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
 	"net/http"
@@ -22,6 +23,9 @@ type Options struct {
 	// CACertPEM is served at /cacerts; agents compare its sha256 with the
 	// checksum they were given before trusting anything else.
 	CACertPEM []byte
+	// ClientCA, when set, verifies client certificates callers may present
+	// (the kube-api proxy identifies users by them); none is required.
+	ClientCA *x509.Certificate
 	// GetCertificate supplies the serving certificate.
 	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	// Gatherer is exposed at /metrics.
@@ -71,12 +75,21 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 
 // Serve serves HTTPS on l until ctx ends, then drains connections for up to 10 s.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	var clientCAs *x509.CertPool
+	clientAuth := tls.NoClientCert
+	if s.opts.ClientCA != nil {
+		clientCAs = x509.NewCertPool()
+		clientCAs.AddCert(s.opts.ClientCA)
+		clientAuth = tls.VerifyClientCertIfGiven
+	}
 	srv := &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig: &tls.Config{
 			GetCertificate: s.opts.GetCertificate,
 			MinVersion:     tls.VersionTLS12,
+			ClientAuth:     clientAuth,
+			ClientCAs:      clientCAs,
 			NextProtos:     []string{"h2", "http/1.1"},
 		},
 		ErrorLog: nil,

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"path/filepath"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -9,6 +10,7 @@ import (
 	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
 	clustergroupctrl "github.com/edgefleet/edgefleet/internal/controller/clustergroup"
 	contentgcctrl "github.com/edgefleet/edgefleet/internal/controller/contentgc"
+	gitrepoctrl "github.com/edgefleet/edgefleet/internal/controller/gitrepo"
 )
 
 type reconcilerSetup interface {
@@ -16,8 +18,9 @@ type reconcilerSetup interface {
 }
 
 // setupControllers registers every reconciler with the manager. Each
-// capability's controller package adds one line here.
-func setupControllers(mgr ctrl.Manager) error {
+// capability's controller package adds one line here. dataDir holds
+// controllers' local caches (git repositories).
+func setupControllers(mgr ctrl.Manager, dataDir string) error {
 	for _, c := range []struct {
 		name string
 		r    reconcilerSetup
@@ -26,6 +29,7 @@ func setupControllers(mgr ctrl.Manager) error {
 		{"clustergroup", &clustergroupctrl.Reconciler{}},
 		{"bundle", &bundlectrl.Reconciler{}},
 		{"contentgc", &contentgcctrl.Reconciler{}},
+		{"gitrepo", &gitrepoctrl.Reconciler{WorkDir: filepath.Join(dataDir, "git")}},
 	} {
 		if err := c.r.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the %s controller: %w", c.name, err)

@@ -1,13 +1,22 @@
 package server
 
 import (
+	"context"
 	"net/url"
+	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/go-logr/logr"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/edgefleet/edgefleet/internal/clusterproxy"
 	"github.com/edgefleet/edgefleet/internal/endpoint"
+	"github.com/edgefleet/edgefleet/internal/gitops/webhook"
+	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/pki"
+	"github.com/edgefleet/edgefleet/internal/registration"
+	"github.com/edgefleet/edgefleet/internal/seedimage"
 )
 
 // routeDeps is what the endpoint's capability routes may use. Routes run on
@@ -18,13 +27,31 @@ type routeDeps struct {
 	ca          *pki.CA
 	externalURL *url.URL
 	log         logr.Logger
+	// listen is this replica's endpoint address (its tunnel Lease identity).
+	listen string
+	// offlineThreshold and probeInterval tune cluster liveness (0 = default).
+	offlineThreshold, probeInterval time.Duration
+	// dataDir holds files served by the endpoint (seed images).
+	dataDir string
 }
 
 // registerRoutes adds each capability's routes (registration, import
 // manifests, tunnel, downloads, webhooks) to the endpoint. Each capability
 // package adds one line here.
 func registerRoutes(ep *endpoint.Server, d routeDeps) error {
-	_ = ep
-	_ = d
-	return nil
+	ep.Handle("POST "+webhook.Path, &webhook.Handler{Reader: d.mgr.GetAPIReader(), Writer: d.mgr.GetClient(), SystemNamespace: SystemNamespace, Log: d.log.WithName("webhook")})
+	if err := registration.Setup(d.mgr, ep, registration.Options{ExternalURL: d.externalURL, CACertPEM: d.ca.CertPEM, Log: d.log}); err != nil {
+		return err
+	}
+	if err := machineregistration.Setup(context.Background(), d.mgr, ep, machineregistration.Options{ExternalURL: d.externalURL}); err != nil {
+		return err
+	}
+	if err := seedimage.Setup(context.Background(), d.mgr, ep, seedimage.Options{Dir: filepath.Join(d.dataDir, "seedimages"), ExternalURL: d.externalURL, CACertPEM: d.ca.CertPEM}); err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	_, err := clusterproxy.Setup(d.mgr, ep, clusterproxy.Options{
+		ProbeInterval: d.probeInterval, OfflineThreshold: d.offlineThreshold, Identity: host + "/" + d.listen, Log: d.log.WithName("tunnel"),
+	})
+	return err
 }

@@ -61,7 +61,12 @@ type Options struct {
 	// is single-instance by its data-dir lock.
 	LeaderElection bool
 	UnsafeNoFsync  bool
-	Log            logr.Logger
+	// OfflineThreshold: a cluster unheard-of this long is Offline
+	// (default clusterproxy.DefaultOfflineThreshold).
+	OfflineThreshold time.Duration
+	// TunnelProbeInterval is how often each agent tunnel is probed.
+	TunnelProbeInterval time.Duration
+	Log                 logr.Logger
 	// Out receives the start-up banner.
 	Out io.Writer
 }
@@ -138,7 +143,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("creating controller manager: %w", err)
 	}
-	if err := setupControllers(mgr); err != nil {
+	if err := setupControllers(mgr, o.DataDir); err != nil {
 		return err
 	}
 
@@ -163,6 +168,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	ep := endpoint.New(endpoint.Options{
 		CACertPEM:      ca.CertPEM,
+		ClientCA:       ca.Cert,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return serving, nil },
 		Gatherer:       metrics.Registry,
 		Ready: func(r *http.Request) error {
@@ -174,7 +180,8 @@ func Run(ctx context.Context, o Options) error {
 		Log: log,
 	})
 
-	if err := registerRoutes(ep, routeDeps{mgr: mgr, ca: ca, externalURL: externalURL, log: log}); err != nil {
+	if err := registerRoutes(ep, routeDeps{mgr: mgr, ca: ca, externalURL: externalURL, log: log,
+		listen: o.Listen, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval, dataDir: o.DataDir}); err != nil {
 		return err
 	}
 

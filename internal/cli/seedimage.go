@@ -1,0 +1,181 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/server"
+)
+
+type seedImageOptions struct {
+	kubeconfig, context, namespace, registration, output, baseImage string
+	keep                                                            bool
+	timeout                                                         time.Duration
+}
+
+func newSeedImageCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "seed-image", Short: "Build installation media for machines (SeedImages)"}
+	o := seedImageOptions{}
+	build := &cobra.Command{
+		Use:   "build --registration NAME -o FILE",
+		Short: "Have the manager build a seed image for a MachineRegistration and download it",
+		Long: `Create a SeedImage for the MachineRegistration, wait until the manager has
+built it, download it and check its SHA-256 against the SeedImage's status.
+The image is removed from the manager afterwards unless --keep is given.
+
+Without --base-image the image is config-only media (volume label EFSEED)
+holding edgefleet-node.yaml: the registration URL, the manager's CA and the
+registration's auth settings.`,
+		Example: `  edgefleet seed-image build --registration lab -n machines -o seed.iso
+  edgefleet seed-image build --registration lab --base-image https://example.com/os.iso -o os-seed.iso`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := ctrl.LoggerInto(cmd.Context(), g.log)
+			return runSeedImageBuild(ctx, o, cmd.OutOrStdout())
+		},
+	}
+	f := build.Flags()
+	f.StringVar(&o.registration, "registration", "", "name of the MachineRegistration (required)")
+	f.StringVarP(&o.output, "output", "o", "", "file to write the image to (required)")
+	f.StringVarP(&o.namespace, "namespace", "n", "fleet-default", "namespace of the MachineRegistration")
+	f.StringVar(&o.baseImage, "base-image", "", "ISO to add the config to: a path on the manager's host or an http(s) URL")
+	f.BoolVar(&o.keep, "keep", false, "keep the SeedImage (and its download URL) after downloading")
+	f.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait for the build")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig of the edgefleet API (default $KUBECONFIG, then ~/.kube/config)")
+	f.StringVar(&o.context, "context", "", "kubeconfig context to use")
+	_ = build.MarkFlagRequired("registration")
+	_ = build.MarkFlagRequired("output")
+	cmd.AddCommand(build)
+	return cmd
+}
+
+func runSeedImageBuild(ctx context.Context, o seedImageOptions, out io.Writer) error {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = o.kubeconfig
+	restCfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: o.context}).ClientConfig()
+	if err != nil {
+		return fmt.Errorf("loading the kubeconfig: %w (pass --kubeconfig <data-dir>/kubeconfig)", err)
+	}
+	c, err := client.New(restCfg, client.Options{Scheme: server.Scheme()})
+	if err != nil {
+		return err
+	}
+	mr := &machinesv1.MachineRegistration{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: o.namespace, Name: o.registration}, mr); err != nil {
+		return fmt.Errorf("reading MachineRegistration %s/%s: %w", o.namespace, o.registration, err)
+	}
+	si := &machinesv1.SeedImage{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: o.registration + "-", Namespace: o.namespace},
+		Spec:       machinesv1.SeedImageSpec{RegistrationRef: machinesv1.ObjectReference{Name: o.registration}, Type: machinesv1.SeedImageISO, BaseImage: o.baseImage},
+	}
+	if err := c.Create(ctx, si); err != nil {
+		return fmt.Errorf("creating the SeedImage: %w", err)
+	}
+	if !o.keep {
+		defer func() { _ = c.Delete(context.WithoutCancel(ctx), si) }()
+	}
+	fmt.Fprintf(out, "SeedImage %s/%s created, waiting for the build\n", si.Namespace, si.Name)
+	deadline := time.Now().Add(o.timeout)
+	for si.Status.State != machinesv1.SeedImageReady {
+		if si.Status.State == machinesv1.SeedImageFailed {
+			return fmt.Errorf("the build of SeedImage %s failed: %s", si.Name, readyMessage(si))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("SeedImage %s not built after %s (state %q: %s)", si.Name, o.timeout, si.Status.State, readyMessage(si))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(si), si); err != nil {
+			return err
+		}
+	}
+	httpClient, err := managerHTTPClient(ctx, c, restCfg)
+	if err != nil {
+		return err
+	}
+	if err := downloadVerified(ctx, httpClient, si.Status.DownloadURL, si.Status.Checksum, o.output); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "wrote %s (sha256 %s)\n", o.output, si.Status.Checksum)
+	return nil
+}
+
+func readyMessage(si *machinesv1.SeedImage) string {
+	for _, c := range si.Status.Conditions {
+		if c.Type == machinesv1.ReadyCondition {
+			return c.Message
+		}
+	}
+	return ""
+}
+
+// managerHTTPClient trusts the manager endpoint's CA: the edgefleet-ca Secret
+// (external mode) or, for the embedded control plane, the kubeconfig's CA.
+// The image is also checked against the checksum read from the API.
+func managerHTTPClient(ctx context.Context, c client.Client, cfg *rest.Config) (*http.Client, error) {
+	pool := x509.NewCertPool()
+	s := &corev1.Secret{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: server.SystemNamespace, Name: server.CASecretName}, s); err == nil {
+		pool.AppendCertsFromPEM(s.Data[corev1.TLSCertKey])
+	}
+	ca := cfg.CAData
+	if len(ca) == 0 && cfg.CAFile != "" {
+		ca, _ = os.ReadFile(cfg.CAFile)
+	}
+	pool.AppendCertsFromPEM(ca)
+	return &http.Client{Timeout: 30 * time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}, nil
+}
+
+func downloadVerified(ctx context.Context, hc *http.Client, url, checksum, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("downloading %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("downloading %s: %s", url, resp.Status)
+	}
+	tmp := path + ".part"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(f, h), resp.Body)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("downloading %s: %w", url, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != checksum {
+		os.Remove(tmp)
+		return fmt.Errorf("downloaded image has sha256 %s, the SeedImage says %s: not written", got, checksum)
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,194 @@
+package clusterproxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
+	"github.com/edgefleet/edgefleet/internal/joinapi"
+)
+
+// TunnelLease is the Lease, in each cluster's namespace, that the replica
+// holding the cluster's tunnel renews after each successful probe:
+// holderIdentity is that replica, renewTime the last good probe. It is how
+// the leader (and, later, other replicas routing requests) knows where the
+// session is and that it works.
+const TunnelLease = "edgefleet-tunnel"
+
+// TunnelDisconnectedReason: the agent heartbeats but its tunnel is down, so
+// the kube-api proxy cannot reach the cluster.
+const TunnelDisconnectedReason = "TunnelDisconnected"
+
+// leaseRenewEvery limits Lease writes to one per cluster per period: the
+// probe interval, but no more often than a sixth of the offline threshold
+// (15 s by default).
+func (o *Options) leaseRenewEvery() time.Duration { return max(o.ProbeInterval, o.OfflineThreshold/6) }
+
+// probeLoop probes every session on this replica each ProbeInterval.
+func (s *Server) probeLoop(ctx context.Context) error {
+	t := time.NewTicker(s.opts.ProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		s.mu.Lock()
+		batch := make(map[types.NamespacedName]*entry, len(s.sessions))
+		for k, e := range s.sessions {
+			batch[k] = e
+		}
+		s.mu.Unlock()
+		for k, e := range batch {
+			go s.probe(ctx, k, e)
+		}
+	}
+}
+
+// probe sends GET /version through the tunnel to the downstream API server
+// and, on success, renews the cluster's tunnel Lease.
+func (s *Server) probe(ctx context.Context, key types.NamespacedName, e *entry) {
+	log := s.opts.Log.WithValues("Cluster", key.String())
+	pctx, cancel := context.WithTimeout(ctx, max(s.opts.ProbeInterval, 5*time.Second))
+	defer cancel()
+	req, _ := http.NewRequestWithContext(pctx, http.MethodGet, "http://"+joinapi.TunnelAPIServerHost+"/version", nil)
+	resp, err := e.transport.RoundTrip(req)
+	if err != nil {
+		log.V(1).Info("Tunnel probe failed", "error", err.Error())
+		return
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		log.V(1).Info("Tunnel probe failed", "status", resp.Status)
+		return
+	}
+	now := time.Now()
+	s.mu.Lock()
+	due := now.Sub(e.renewed) >= s.opts.leaseRenewEvery()
+	s.mu.Unlock()
+	if !due {
+		return
+	}
+	if err := s.renewLease(ctx, key, now); err != nil {
+		log.Error(err, "Renewing tunnel lease failed")
+		return
+	}
+	s.mu.Lock()
+	e.renewed = now
+	s.mu.Unlock()
+}
+
+func (s *Server) renewLease(ctx context.Context, key types.NamespacedName, now time.Time) error {
+	ns := clusterctrl.NamespaceName(key.Namespace, key.Name)
+	var cluster fleetv1.Cluster
+	if err := s.cache.Get(ctx, key, &cluster); err == nil && cluster.Status.Namespace != "" {
+		ns = cluster.Status.Namespace
+	}
+	t := metav1.NewMicroTime(now)
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: TunnelLease}}
+	err := s.client.Get(ctx, client.ObjectKeyFromObject(lease), lease)
+	if apierrors.IsNotFound(err) {
+		lease.Spec = coordinationv1.LeaseSpec{HolderIdentity: &s.opts.Identity, RenewTime: &t, AcquireTime: &t}
+		return s.client.Create(ctx, lease)
+	}
+	if err != nil {
+		return err
+	}
+	lease.Spec.HolderIdentity = &s.opts.Identity
+	lease.Spec.RenewTime = &t
+	return s.client.Update(ctx, lease)
+}
+
+// liveness sets every Cluster's Connected condition from its heartbeat and
+// tunnel Lease. It runs on the leader.
+type liveness struct {
+	server *Server
+}
+
+func (l *liveness) Start(ctx context.Context) error {
+	interval := min(l.server.opts.ProbeInterval, l.server.opts.OfflineThreshold/3)
+	t := time.NewTicker(max(interval, 200*time.Millisecond))
+	defer t.Stop()
+	for {
+		if err := l.sweep(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			l.server.opts.Log.Error(err, "Updating cluster liveness failed")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (l *liveness) sweep(ctx context.Context, now time.Time) error {
+	s := l.server
+	var clusters fleetv1.ClusterList
+	if err := s.cache.List(ctx, &clusters); err != nil {
+		return fmt.Errorf("listing clusters: %w", err)
+	}
+	for i := range clusters.Items {
+		c := &clusters.Items[i]
+		if !c.DeletionTimestamp.IsZero() || c.Status.Namespace == "" {
+			continue
+		}
+		var lease coordinationv1.Lease
+		var probed time.Time
+		if err := s.cache.Get(ctx, client.ObjectKey{Namespace: c.Status.Namespace, Name: TunnelLease}, &lease); err == nil && lease.Spec.RenewTime != nil {
+			probed = lease.Spec.RenewTime.Time
+		}
+		cond := Connected(c.Status.Agent.LastSeen.Time, probed, now, s.opts.OfflineThreshold, s.opts.tunnelStale())
+		cond.ObservedGeneration = c.Generation
+		old := meta.FindStatusCondition(c.Status.Conditions, fleetv1.ConnectedCondition)
+		if old != nil && old.Status == cond.Status && old.Reason == cond.Reason {
+			continue
+		}
+		updated := c.DeepCopy()
+		meta.SetStatusCondition(&updated.Status.Conditions, cond)
+		ctrl.LoggerFrom(ctx).Info("Cluster connection changed", "Cluster", c.Namespace+"/"+c.Name, "connected", cond.Status, "reason", cond.Reason)
+		if err := s.client.Status().Patch(ctx, updated, client.MergeFromWithOptions(c, client.MergeFromWithOptimisticLock{})); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return fmt.Errorf("patching Connected of cluster %s/%s: %w", c.Namespace, c.Name, err)
+		}
+	}
+	return nil
+}
+
+// Connected computes the Connected condition from the last heartbeat, the
+// last successful tunnel probe, and the thresholds.
+func Connected(lastSeen, probed, now time.Time, offline, tunnelStale time.Duration) metav1.Condition {
+	heard := lastSeen
+	if probed.After(heard) {
+		heard = probed
+	}
+	c := metav1.Condition{Type: fleetv1.ConnectedCondition}
+	switch {
+	case heard.IsZero():
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, fleetv1.WaitingForCheckInReason, "No agent has checked in for this cluster yet"
+	case now.Sub(heard) > offline:
+		c.Status, c.Reason = metav1.ConditionFalse, fleetv1.AgentOfflineReason
+		c.Message = fmt.Sprintf("No heartbeat or tunnel probe since %s (offline after %s)", heard.UTC().Format(time.RFC3339), offline)
+	case probed.IsZero():
+		// An agent without a tunnel (started with --manager-kubeconfig):
+		// the heartbeat is all there is.
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, fleetv1.AgentConnectedReason, "The agent checks in; it has no tunnel, so the kube-api proxy is not available"
+	case now.Sub(probed) <= tunnelStale:
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, fleetv1.AgentConnectedReason, "The agent's tunnel answers: the manager reaches the cluster's Kubernetes API"
+	default:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, TunnelDisconnectedReason, "The agent checks in but its tunnel is down: deployments continue, the kube-api proxy cannot reach the cluster"
+	}
+	return c
+}

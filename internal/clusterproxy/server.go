@@ -1,0 +1,158 @@
+// Package clusterproxy is the manager's end of the agents' tunnels: it
+// accepts each agent's websocket (/v1/tunnel), proxies
+// /k8s/clusters/<namespace>.<name>/... through it to that cluster's
+// Kubernetes API with the caller's identity passed by impersonation, and
+// probes every tunnel end to end to keep the Cluster's Connected condition.
+// See docs/tunnel.md.
+package clusterproxy
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/edgefleet/edgefleet/internal/authn"
+	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/registration"
+	"github.com/edgefleet/edgefleet/internal/tunnel"
+)
+
+// Defaults of Options.
+const (
+	DefaultProbeInterval    = 10 * time.Second
+	DefaultOfflineThreshold = 90 * time.Second
+)
+
+// Options configure the tunnel server.
+type Options struct {
+	// ProbeInterval is how often each tunnel is probed with GET /version.
+	ProbeInterval time.Duration
+	// OfflineThreshold: a cluster with neither a heartbeat nor a successful
+	// probe for this long is Connected=False/AgentOffline.
+	OfflineThreshold time.Duration
+	// Identity names this replica in the tunnel Lease (holderIdentity).
+	Identity string
+	Log      logr.Logger
+}
+
+func (o *Options) defaults() {
+	if o.ProbeInterval <= 0 {
+		o.ProbeInterval = DefaultProbeInterval
+	}
+	if o.OfflineThreshold <= 0 {
+		o.OfflineThreshold = DefaultOfflineThreshold
+	}
+}
+
+// tunnelStale is how old a probe may be for the tunnel to count as up.
+func (o *Options) tunnelStale() time.Duration {
+	return 3 * o.leaseRenewEvery()
+}
+
+// Server holds this replica's agent sessions.
+type Server struct {
+	opts   Options
+	client client.Client // direct
+	cache  client.Reader
+	auth   *authn.Authenticator
+
+	mu       sync.Mutex
+	sessions map[types.NamespacedName]*entry
+}
+
+type entry struct {
+	sess      *tunnel.Session
+	transport http.RoundTripper
+	renewed   time.Time // last Lease renewal by this replica
+}
+
+// Setup adds the tunnel and proxy routes and the probe and liveness loops.
+func Setup(mgr ctrl.Manager, r registration.Router, o Options) (*Server, error) {
+	o.defaults()
+	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
+	if err != nil {
+		return nil, fmt.Errorf("creating tunnel client: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return nil, fmt.Errorf("creating tunnel clientset: %w", err)
+	}
+	s := &Server{opts: o, client: direct, cache: mgr.GetClient(), auth: &authn.Authenticator{Client: cs}, sessions: map[types.NamespacedName]*entry{}}
+	r.Handle("GET "+joinapi.TunnelPath, http.HandlerFunc(s.serveTunnel))
+	r.Handle(joinapi.ClusterProxyPrefix, http.HandlerFunc(s.serveProxy))
+	if err := mgr.Add(everyReplica(s.probeLoop)); err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(&liveness{server: s}); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// serveTunnel accepts an agent's websocket, authenticated by its cluster
+// credential. A newer session for the same cluster replaces an older one.
+func (s *Server) serveTunnel(w http.ResponseWriter, r *http.Request) {
+	cluster, err := registration.ClusterOf(r.Context(), s.auth, s.client, r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return
+	}
+	key := types.NamespacedName{Namespace: cluster.Namespace, Name: cluster.Name}
+	log := s.opts.Log.WithValues("Cluster", key.String())
+	sess, err := tunnel.Accept(w, r)
+	if err != nil {
+		log.Info("Tunnel upgrade failed", "error", err.Error())
+		return
+	}
+	e := &entry{sess: sess, transport: sess.Transport()}
+	s.mu.Lock()
+	old := s.sessions[key]
+	s.sessions[key] = e
+	s.mu.Unlock()
+	if old != nil {
+		_ = old.sess.Close()
+	}
+	log.Info("Agent tunnel connected", "remote", r.RemoteAddr)
+	go s.probe(context.WithoutCancel(r.Context()), key, e)
+	go func() {
+		<-sess.Done()
+		s.mu.Lock()
+		if s.sessions[key] == e {
+			delete(s.sessions, key)
+		}
+		s.mu.Unlock()
+		log.Info("Agent tunnel disconnected")
+	}()
+}
+
+func (s *Server) session(key types.NamespacedName) *entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions[key]
+}
+
+// Connected lists the clusters with a session on this replica.
+func (s *Server) Connected() []types.NamespacedName {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]types.NamespacedName, 0, len(s.sessions))
+	for k := range s.sessions {
+		out = append(out, k)
+	}
+	return out
+}
+
+// everyReplica runs on every replica, not only the leader: sessions land on
+// whichever replica the agent reached.
+type everyReplica func(context.Context) error
+
+func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
+func (everyReplica) NeedLeaderElection() bool          { return false }

@@ -1,0 +1,330 @@
+package gitrepo
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/bundlereader"
+	"github.com/edgefleet/edgefleet/internal/bundlewriter"
+	"github.com/edgefleet/edgefleet/internal/gitops"
+)
+
+// Reasons for GitRepo conditions, besides gitops' fetch reasons
+// (AuthenticationFailed, RepositoryUnreachable, BranchNotFound,
+// RevisionNotFound).
+const (
+	PathNotFoundReason = "PathNotFound"
+	RenderErrorReason  = "RenderError"
+	// WriteFailedReason: the Bundles could not be written (API errors,
+	// a bundle name owned by another set).
+	WriteFailedReason = "WriteFailed"
+	// SecretNotFoundReason: clientSecretName or helmSecretName names a
+	// Secret that does not exist or lacks the expected keys.
+	SecretNotFoundReason = "SecretNotFound"
+)
+
+// failure is why the last sync did not fully succeed.
+type failure struct {
+	reason  string
+	message string
+}
+
+// sync fetches the followed commit and, when it (or the spec) is new or
+// force is set, renders every path and writes the Bundles. Every outcome is
+// recorded in st for updateStatus.
+func (r *Reconciler) sync(ctx context.Context, gr, base *fleetv1.GitRepo, st *syncState, force bool) {
+	log := ctrl.LoggerFrom(ctx)
+	st.lastPoll = time.Now()
+	fail := func(reason string, err error, fetch bool) {
+		st.failures++
+		st.retryAt = time.Now().Add(backoff(st.failures))
+		st.fetchFailed = fetch
+		st.failure = &failure{reason: reason, message: err.Error()}
+		st.attemptedGeneration = gr.Generation
+		log.Info("GitRepo sync failed", "reason", reason, "error", err.Error(), "retryIn", backoff(st.failures).String())
+	}
+
+	auth, err := r.gitAuth(ctx, gr)
+	if err != nil {
+		fail(SecretNotFoundReason, err, true)
+		return
+	}
+	ref := gitops.Ref{Branch: gr.Spec.Branch, Revision: gr.Spec.Revision}
+	log.V(1).Info("Polling repository", "repo", gr.Spec.Repo, "ref", ref.String())
+	commit, err := r.fetcher.Resolve(ctx, gr.Spec.Repo, ref, auth)
+	if err != nil {
+		fail(reasonOr(err, gitops.ReasonRepositoryUnreachable), err, true)
+		return
+	}
+	upToDate := commit == st.attemptedCommit && gr.Generation == st.attemptedGeneration
+	if upToDate && (st.failures == 0 || (!force && time.Now().Before(st.retryAt))) {
+		if st.fetchFailed {
+			// The repository answers again and nothing changed.
+			st.failures, st.fetchFailed, st.failure = 0, false, nil
+		}
+		return
+	}
+
+	if commit != gr.Status.Commit {
+		r.markUpdating(ctx, base, commit)
+	}
+	dir, full, err := r.fetcher.Checkout(ctx, gr.Spec.Repo, ref, commit, auth)
+	if err != nil {
+		fail(reasonOr(err, gitops.ReasonRepositoryUnreachable), err, gitops.ReasonOf(err) != "")
+		return
+	}
+	defer os.RemoveAll(dir)
+	st.attemptedCommit, st.attemptedGeneration = commit, gr.Generation
+
+	httpClient, err := r.helmClient(ctx, gr)
+	if err != nil {
+		fail(SecretNotFoundReason, err, false)
+		return
+	}
+	bundles, pathFailure := r.readPaths(ctx, gr, dir, full, httpClient)
+	changes, err := bundlewriter.Write(ctx, r.Writer, gr.Namespace, gr.Name, bundles, bundlewriter.Options{NoPrune: pathFailure != nil})
+	st.written = map[string]string{}
+	for _, ch := range changes {
+		switch ch.Action {
+		case bundlewriter.Created, bundlewriter.Configured:
+			st.written[ch.Name] = full
+		}
+		if ch.Action != bundlewriter.Unchanged {
+			log.Info("Bundle "+string(ch.Action), "Bundle", ch.Name, "commit", full)
+		}
+	}
+	if err != nil {
+		fail(WriteFailedReason, err, false)
+		return
+	}
+	// Bundles at this commit are written (all of them, or all but the
+	// failing paths' ones, which keep their last good version).
+	gr.Status.Commit = full
+	if pathFailure != nil {
+		fail(pathFailure.reason, errors.New(pathFailure.message), false)
+		return
+	}
+	st.failures, st.fetchFailed, st.failure = 0, false, nil
+	gr.Status.ObservedGeneration = gr.Generation
+}
+
+func reasonOr(err error, def string) string {
+	if r := gitops.ReasonOf(err); r != "" {
+		return r
+	}
+	return def
+}
+
+// readPaths reads each of the GitRepo's paths (globs, relative to the
+// repository root) into bundles. A path that matches nothing or fails to
+// read is reported (every such path, in one failure) and skipped; the other
+// paths' bundles are returned.
+func (r *Reconciler) readPaths(ctx context.Context, gr *fleetv1.GitRepo, root, commit string, httpClient *http.Client) ([]*bundlereader.Bundle, *failure) {
+	paths := gr.Spec.Paths
+	if len(paths) == 0 {
+		paths = []string{"."}
+	}
+	targets := gitTargets(gr.Spec.Targets)
+	opts := bundlereader.Options{
+		Name:       gr.Name,
+		Namespace:  gr.Namespace,
+		Labels:     map[string]string{fleetv1.RepoNameLabel: gr.Name, fleetv1.CommitLabel: commit},
+		Targets:    targets,
+		Paused:     gr.Spec.Paused,
+		BaseDir:    root,
+		HTTPClient: httpClient,
+	}
+	short := commit
+	if len(short) > 12 {
+		short = short[:12]
+	}
+	var out []*bundlereader.Bundle
+	seen := map[string]string{}
+	var notFound, broken []string
+	for _, p := range paths {
+		clean := filepath.Clean(filepath.FromSlash(p))
+		if filepath.IsAbs(clean) || !filepath.IsLocal(clean) {
+			notFound = append(notFound, fmt.Sprintf("path %q is outside the repository: paths are relative to its root", p))
+			continue
+		}
+		matches, err := filepath.Glob(filepath.Join(root, clean))
+		if err != nil {
+			notFound = append(notFound, fmt.Sprintf("path %q is not a valid glob: %v", p, err))
+			continue
+		}
+		var dirs []string
+		for _, m := range matches {
+			if info, err := os.Stat(m); err == nil && info.IsDir() {
+				dirs = append(dirs, m)
+			}
+		}
+		if len(dirs) == 0 {
+			notFound = append(notFound, fmt.Sprintf("path %q matches no directory at commit %s: fix spec.paths or add the directory", p, short))
+			continue
+		}
+		sort.Strings(dirs)
+		for _, d := range dirs {
+			bs, err := bundlereader.Read(ctx, opts, d)
+			if err != nil {
+				broken = append(broken, strings.ReplaceAll(err.Error(), root+string(filepath.Separator), ""))
+				continue
+			}
+			for _, b := range bs {
+				if prev, dup := seen[b.Bundle.Name]; dup {
+					if prev != b.Dir {
+						broken = append(broken, fmt.Sprintf("%s and %s both make bundle %q: set a different name in one fleet.yaml", displayDir(root, prev), displayDir(root, b.Dir), b.Bundle.Name))
+					}
+					continue
+				}
+				seen[b.Bundle.Name] = b.Dir
+				customize(b.Bundle, gr)
+				out = append(out, b)
+			}
+		}
+	}
+	switch {
+	case len(broken) > 0:
+		msg := strings.Join(broken, "; ")
+		if len(notFound) > 0 {
+			msg += "; " + strings.Join(notFound, "; ")
+		}
+		return out, &failure{reason: RenderErrorReason, message: msg}
+	case len(notFound) > 0:
+		return out, &failure{reason: PathNotFoundReason, message: strings.Join(notFound, "; ")}
+	}
+	return out, nil
+}
+
+func displayDir(root, dir string) string {
+	if rel, err := filepath.Rel(root, dir); err == nil {
+		return rel
+	}
+	return dir
+}
+
+// customize applies the GitRepo-wide options to one bundle.
+func customize(b *fleetv1.Bundle, gr *fleetv1.GitRepo) {
+	b.Spec.KeepResources = b.Spec.KeepResources || gr.Spec.KeepResources
+	b.Spec.ForceSyncGeneration = gr.Spec.ForceSyncGeneration
+	if gr.Spec.TargetNamespace != "" {
+		b.Spec.Namespace = gr.Spec.TargetNamespace
+	}
+	if gr.Spec.CorrectDrift != nil && gr.Spec.CorrectDrift.Enabled {
+		b.Spec.CorrectDrift = gr.Spec.CorrectDrift.DeepCopy()
+	}
+}
+
+// gitTargets converts a GitRepo's targets; none means Fleet's default
+// target, the ClusterGroup named "default".
+func gitTargets(ts []fleetv1.GitTarget) []fleetv1.BundleTarget {
+	if len(ts) == 0 {
+		return []fleetv1.BundleTarget{bundlereader.DefaultTarget}
+	}
+	out := make([]fleetv1.BundleTarget, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, fleetv1.BundleTarget{
+			Name:                 t.Name,
+			ClusterName:          t.ClusterName,
+			ClusterSelector:      t.ClusterSelector,
+			ClusterGroup:         t.ClusterGroup,
+			ClusterGroupSelector: t.ClusterGroupSelector,
+		})
+	}
+	return out
+}
+
+// secret reads a Secret of the GitRepo's namespace.
+func (r *Reconciler) secret(ctx context.Context, gr *fleetv1.GitRepo, name, field string) (*corev1.Secret, error) {
+	var s corev1.Secret
+	if err := r.SecretReader.Get(ctx, client.ObjectKey{Namespace: gr.Namespace, Name: name}, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("%s: Secret %s/%s does not exist: create it or fix spec.%s", field, gr.Namespace, name, field)
+		}
+		return nil, fmt.Errorf("reading Secret %s/%s: %w", gr.Namespace, name, err)
+	}
+	return &s, nil
+}
+
+// gitAuth builds the credentials for the repository from clientSecretName
+// (username/password, or ssh-privatekey and known_hosts), caBundle and
+// insecureSkipTLSVerify.
+func (r *Reconciler) gitAuth(ctx context.Context, gr *fleetv1.GitRepo) (gitops.Auth, error) {
+	auth := gitops.Auth{CABundle: gr.Spec.CABundle, InsecureSkipTLSVerify: gr.Spec.InsecureSkipTLSVerify}
+	if gr.Spec.ClientSecretName == "" {
+		return auth, nil
+	}
+	s, err := r.secret(ctx, gr, gr.Spec.ClientSecretName, "clientSecretName")
+	if err != nil {
+		return auth, err
+	}
+	auth.Username = string(s.Data[corev1.BasicAuthUsernameKey])
+	auth.Password = string(s.Data[corev1.BasicAuthPasswordKey])
+	auth.SSHPrivateKey = s.Data[corev1.SSHAuthPrivateKey]
+	auth.KnownHosts = s.Data["known_hosts"]
+	if auth.Username == "" && auth.Password == "" && len(auth.SSHPrivateKey) == 0 {
+		return auth, fmt.Errorf("clientSecretName: Secret %s/%s has none of the keys username/password or ssh-privatekey", gr.Namespace, gr.Spec.ClientSecretName)
+	}
+	return auth, nil
+}
+
+// helmClient is the HTTP client for chart downloads: basic auth from
+// helmSecretName (username/password, optional cacerts) sent to every chart
+// repository, as Fleet does, and the GitRepo's TLS settings. nil means the
+// default client.
+func (r *Reconciler) helmClient(ctx context.Context, gr *fleetv1.GitRepo) (*http.Client, error) {
+	var user, pass string
+	caPEM := append([]byte(nil), gr.Spec.CABundle...)
+	if gr.Spec.HelmSecretName != "" {
+		s, err := r.secret(ctx, gr, gr.Spec.HelmSecretName, "helmSecretName")
+		if err != nil {
+			return nil, err
+		}
+		user, pass = string(s.Data[corev1.BasicAuthUsernameKey]), string(s.Data[corev1.BasicAuthPasswordKey])
+		caPEM = append(caPEM, s.Data["cacerts"]...)
+	}
+	if user == "" && pass == "" && len(caPEM) == 0 && !gr.Spec.InsecureSkipTLSVerify {
+		return nil, nil
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if len(caPEM) > 0 || gr.Spec.InsecureSkipTLSVerify {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if len(caPEM) > 0 && !pool.AppendCertsFromPEM(caPEM) {
+			return nil, fmt.Errorf("caBundle (or cacerts of helmSecretName) holds no PEM certificate")
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, InsecureSkipVerify: gr.Spec.InsecureSkipTLSVerify} //nolint:gosec // the user asked for it
+	}
+	var rt http.RoundTripper = tr
+	if user != "" || pass != "" {
+		rt = basicAuth{user: user, pass: pass, next: tr}
+	}
+	return &http.Client{Transport: rt, Timeout: 2 * time.Minute}, nil
+}
+
+type basicAuth struct {
+	user, pass string
+	next       http.RoundTripper
+}
+
+func (b basicAuth) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.SetBasicAuth(b.user, b.pass)
+	return b.next.RoundTrip(req)
+}

@@ -1,0 +1,60 @@
+package gitops
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing/transport"
+)
+
+// Reasons a fetch fails, used as condition reasons on a GitRepo.
+const (
+	ReasonAuthenticationFailed  = "AuthenticationFailed"
+	ReasonRepositoryUnreachable = "RepositoryUnreachable"
+	ReasonBranchNotFound        = "BranchNotFound"
+	ReasonRevisionNotFound      = "RevisionNotFound"
+)
+
+// Error is a fetch failure with the reason a user acts on.
+type Error struct {
+	Reason string
+	Err    error
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// ReasonOf is err's reason, or "" when err is not a fetch failure.
+func ReasonOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return ""
+}
+
+// classify turns a transport error into an Error with advice.
+func classify(repoURL string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return err
+	}
+	msg := err.Error()
+	switch {
+	case errors.Is(err, transport.ErrAuthenticationRequired):
+		return &Error{Reason: ReasonAuthenticationFailed, Err: fmt.Errorf("%s rejected the credentials (%v): check username/password or token in the clientSecretName Secret", repoURL, err)}
+	case errors.Is(err, transport.ErrAuthorizationFailed):
+		return &Error{Reason: ReasonAuthenticationFailed, Err: fmt.Errorf("%s denied access (%v): the credentials in the clientSecretName Secret lack read access", repoURL, err)}
+	case strings.Contains(msg, "unable to authenticate"), strings.Contains(msg, "known_hosts"), strings.Contains(msg, "knownhosts"):
+		return &Error{Reason: ReasonAuthenticationFailed, Err: fmt.Errorf("ssh to %s failed: %v", repoURL, err)}
+	case errors.Is(err, transport.ErrRepositoryNotFound):
+		return &Error{Reason: ReasonRepositoryUnreachable, Err: fmt.Errorf("repository %s not found: check spec.repo (a private repository without credentials also looks like this)", repoURL)}
+	case strings.Contains(msg, "x509:"), strings.Contains(msg, "certificate"):
+		return &Error{Reason: ReasonRepositoryUnreachable, Err: fmt.Errorf("TLS to %s failed: %v (set spec.caBundle to the server's CA)", repoURL, err)}
+	}
+	return &Error{Reason: ReasonRepositoryUnreachable, Err: fmt.Errorf("cannot reach %s: %v", repoURL, err)}
+}

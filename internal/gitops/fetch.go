@@ -1,0 +1,343 @@
+package gitops
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage/memory"
+	ctrl "sigs.k8s.io/controller-runtime"
+)
+
+// DefaultMaxConcurrent bounds simultaneous fetches and ls-remotes.
+const DefaultMaxConcurrent = 4
+
+// DefaultBranch is followed when neither branch nor revision is set, as in
+// Fleet.
+const DefaultBranch = "master"
+
+var hexRevision = regexp.MustCompile(`^[0-9a-fA-F]{4,40}$`)
+
+// Ref is what to follow in a repository: Revision (a tag, branch or
+// commit) wins over Branch; neither means DefaultBranch.
+type Ref struct {
+	Branch   string
+	Revision string
+}
+
+func (r Ref) String() string {
+	if r.Revision != "" {
+		return "revision " + r.Revision
+	}
+	return "branch " + r.branch()
+}
+
+func (r Ref) branch() string {
+	if r.Branch == "" {
+		return DefaultBranch
+	}
+	return r.Branch
+}
+
+// Fetcher fetches repositories into a cache directory, one bare shallow
+// repository per URL, and writes commits out as plain directories.
+type Fetcher struct {
+	dir   string
+	sem   chan struct{}
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+}
+
+// NewFetcher caches under dir (created if missing) and runs at most
+// maxConcurrent network operations at once (DefaultMaxConcurrent if <= 0).
+func NewFetcher(dir string, maxConcurrent int) (*Fetcher, error) {
+	if maxConcurrent <= 0 {
+		maxConcurrent = DefaultMaxConcurrent
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "repos"), filepath.Join(dir, "checkouts")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("creating git work directory: %w", err)
+		}
+	}
+	// Checkouts left by a previous run (a crash mid-sync) are garbage.
+	if entries, err := os.ReadDir(filepath.Join(dir, "checkouts")); err == nil {
+		for _, e := range entries {
+			_ = os.RemoveAll(filepath.Join(dir, "checkouts", e.Name()))
+		}
+	}
+	return &Fetcher{dir: dir, sem: make(chan struct{}, maxConcurrent), locks: map[string]*sync.Mutex{}}, nil
+}
+
+func (f *Fetcher) acquire(ctx context.Context) (func(), error) {
+	select {
+	case f.sem <- struct{}{}:
+		return func() { <-f.sem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (f *Fetcher) lock(key string) func() {
+	f.mu.Lock()
+	l, ok := f.locks[key]
+	if !ok {
+		l = &sync.Mutex{}
+		f.locks[key] = l
+	}
+	f.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// Resolve asks the remote (ls-remote, no objects transferred) which commit
+// ref points to. A commit-like revision that no ref advertises is returned
+// as is; Checkout verifies it.
+func (f *Fetcher) Resolve(ctx context.Context, repoURL string, ref Ref, auth Auth) (string, error) {
+	method, err := auth.method(repoURL)
+	if err != nil {
+		return "", err
+	}
+	release, err := f.acquire(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer release()
+	rem := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{repoURL}})
+	refs, err := rem.ListContext(ctx, &git.ListOptions{
+		Auth:            method,
+		CABundle:        auth.CABundle,
+		InsecureSkipTLS: auth.InsecureSkipTLSVerify,
+		PeelingOption:   git.AppendPeeled,
+	})
+	if errors.Is(err, transport.ErrEmptyRemoteRepository) || (err == nil && len(refs) == 0) {
+		return "", &Error{Reason: ReasonBranchNotFound, Err: fmt.Errorf("repository %s is empty: push a commit to %s", repoURL, ref.branch())}
+	}
+	if err != nil {
+		return "", classify(repoURL, err)
+	}
+	byName := map[string]string{}
+	for _, r := range refs {
+		if r.Type() == plumbing.HashReference {
+			byName[r.Name().String()] = r.Hash().String()
+		}
+	}
+	if ref.Revision == "" {
+		if h, ok := byName["refs/heads/"+ref.branch()]; ok {
+			return h, nil
+		}
+		return "", &Error{Reason: ReasonBranchNotFound, Err: fmt.Errorf("branch %q does not exist in %s: push it or set spec.branch to one of: %s", ref.branch(), repoURL, strings.Join(branches(byName), ", "))}
+	}
+	rev := ref.Revision
+	for _, name := range []string{"refs/tags/" + rev + "^{}", "refs/tags/" + rev, "refs/heads/" + rev, rev} {
+		if h, ok := byName[name]; ok {
+			return h, nil
+		}
+	}
+	if hexRevision.MatchString(rev) {
+		for _, h := range byName {
+			if strings.HasPrefix(h, strings.ToLower(rev)) {
+				return h, nil
+			}
+		}
+		return strings.ToLower(rev), nil
+	}
+	return "", &Error{Reason: ReasonRevisionNotFound, Err: fmt.Errorf("revision %q is neither a tag, a branch nor a commit of %s: fix spec.revision", rev, repoURL)}
+}
+
+func branches(byName map[string]string) []string {
+	var out []string
+	for name := range byName {
+		if b, ok := strings.CutPrefix(name, "refs/heads/"); ok {
+			out = append(out, b)
+		}
+	}
+	if len(out) == 0 {
+		return []string{"(none)"}
+	}
+	return out
+}
+
+// Checkout makes sure commit (as returned by Resolve for ref) is in the
+// cache, fetching shallowly when it is not, and writes its files to a new
+// directory. It returns the directory (remove it with os.RemoveAll when
+// done) and the full commit hash.
+func (f *Fetcher) Checkout(ctx context.Context, repoURL string, ref Ref, commit string, auth Auth) (string, string, error) {
+	method, err := auth.method(repoURL)
+	if err != nil {
+		return "", "", err
+	}
+	full := ref.Revision != "" && hexRevision.MatchString(ref.Revision)
+	key := cacheKey(repoURL, full)
+	unlock := f.lock(key)
+	defer unlock()
+	release, err := f.acquire(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	defer release()
+
+	path := filepath.Join(f.dir, "repos", key)
+	repo, hash, err := f.fetch(ctx, path, repoURL, ref, commit, method, auth, full)
+	if err != nil && ReasonOf(err) == "" && ctx.Err() == nil {
+		// A cache that go-git cannot update (interrupted fetch, shallow
+		// boundary trouble) is only a cache: start over once.
+		ctrl.LoggerFrom(ctx).Info("Re-cloning git cache", "repo", repoURL, "error", err.Error())
+		if rmErr := os.RemoveAll(path); rmErr != nil {
+			return "", "", fmt.Errorf("removing git cache %s: %w", path, rmErr)
+		}
+		repo, hash, err = f.fetch(ctx, path, repoURL, ref, commit, method, auth, full)
+	}
+	if err != nil {
+		return "", "", err
+	}
+	dir, err := os.MkdirTemp(filepath.Join(f.dir, "checkouts"), "c-")
+	if err != nil {
+		return "", "", fmt.Errorf("creating checkout directory: %w", err)
+	}
+	if err := writeCommit(repo, hash, dir); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", "", err
+	}
+	return dir, hash.String(), nil
+}
+
+func cacheKey(repoURL string, full bool) string {
+	sum := sha256.Sum256([]byte(repoURL))
+	key := hex.EncodeToString(sum[:8])
+	if full {
+		key += "-full"
+	}
+	return key
+}
+
+func (f *Fetcher) fetch(ctx context.Context, path, repoURL string, ref Ref, commit string, method transport.AuthMethod, auth Auth, full bool) (*git.Repository, plumbing.Hash, error) {
+	repo, err := git.PlainOpen(path)
+	if errors.Is(err, git.ErrRepositoryNotExists) {
+		repo, err = git.PlainInit(path, true)
+		if err == nil {
+			_, err = repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{repoURL}})
+		}
+	}
+	if err != nil {
+		return nil, plumbing.ZeroHash, fmt.Errorf("opening git cache %s: %w", path, err)
+	}
+	if h, err := repo.ResolveRevision(plumbing.Revision(commit)); err == nil {
+		if _, err := repo.CommitObject(*h); err == nil {
+			return repo, *h, nil
+		}
+	}
+	opts := &git.FetchOptions{
+		RemoteName:      "origin",
+		Auth:            method,
+		CABundle:        auth.CABundle,
+		InsecureSkipTLS: auth.InsecureSkipTLSVerify,
+		Force:           true,
+		Tags:            git.NoTags,
+	}
+	switch {
+	case full:
+		opts.RefSpecs = []config.RefSpec{"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"}
+	case ref.Revision != "":
+		opts.Depth = 1
+		opts.RefSpecs = []config.RefSpec{config.RefSpec("+refs/tags/" + ref.Revision + ":refs/tags/" + ref.Revision)}
+	default:
+		opts.Depth = 1
+		b := ref.branch()
+		opts.RefSpecs = []config.RefSpec{config.RefSpec("+refs/heads/" + b + ":refs/heads/" + b)}
+	}
+	err = repo.FetchContext(ctx, opts)
+	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		if ref.Revision != "" && !full && strings.Contains(err.Error(), "couldn't find remote ref") {
+			// The revision is a branch, not a tag.
+			b := ref.Revision
+			opts.RefSpecs = []config.RefSpec{config.RefSpec("+refs/heads/" + b + ":refs/heads/" + b)}
+			err = repo.FetchContext(ctx, opts)
+		}
+		if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+			if strings.Contains(err.Error(), "couldn't find remote ref") {
+				return nil, plumbing.ZeroHash, &Error{Reason: ReasonBranchNotFound, Err: fmt.Errorf("%s no longer exists in %s: %v", ref, repoURL, err)}
+			}
+			if c := classify(repoURL, err); ReasonOf(c) == ReasonAuthenticationFailed || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+				return nil, plumbing.ZeroHash, c
+			}
+			return nil, plumbing.ZeroHash, fmt.Errorf("fetching %s from %s: %w", ref, repoURL, err)
+		}
+	}
+	h, err := repo.ResolveRevision(plumbing.Revision(commit))
+	if err != nil {
+		if full {
+			return nil, plumbing.ZeroHash, &Error{Reason: ReasonRevisionNotFound, Err: fmt.Errorf("commit %s is not in %s: fix spec.revision", commit, repoURL)}
+		}
+		return nil, plumbing.ZeroHash, fmt.Errorf("commit %s not found after fetching %s from %s (the branch moved; retrying)", commit, ref, repoURL)
+	}
+	if _, err := repo.CommitObject(*h); err != nil {
+		return nil, plumbing.ZeroHash, fmt.Errorf("reading commit %s of %s: %w", h, repoURL, err)
+	}
+	return repo, *h, nil
+}
+
+// writeCommit writes the files of commit to dir. Symbolic links are kept
+// only when they point inside the repository, so a repository cannot make
+// the manager read its own files into a bundle. Submodules are not fetched.
+func writeCommit(repo *git.Repository, hash plumbing.Hash, dir string) error {
+	commit, err := repo.CommitObject(hash)
+	if err != nil {
+		return fmt.Errorf("reading commit %s: %w", hash, err)
+	}
+	tree, err := commit.Tree()
+	if err != nil {
+		return fmt.Errorf("reading the tree of %s: %w", hash, err)
+	}
+	return tree.Files().ForEach(func(file *object.File) error {
+		if !filepath.IsLocal(file.Name) {
+			return nil
+		}
+		dst := filepath.Join(dir, filepath.FromSlash(file.Name))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return fmt.Errorf("writing %s: %w", file.Name, err)
+		}
+		if file.Mode == filemode.Symlink {
+			target, err := file.Contents()
+			if err != nil {
+				return fmt.Errorf("reading %s: %w", file.Name, err)
+			}
+			rel, err := filepath.Rel(dir, filepath.Join(filepath.Dir(dst), target))
+			if filepath.IsAbs(target) || err != nil || !filepath.IsLocal(rel) {
+				return nil
+			}
+			return os.Symlink(target, dst)
+		}
+		perm := os.FileMode(0o644)
+		if file.Mode == filemode.Executable {
+			perm = 0o755
+		}
+		r, err := file.Reader()
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", file.Name, err)
+		}
+		defer r.Close()
+		out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, perm)
+		if err != nil {
+			return fmt.Errorf("writing %s: %w", file.Name, err)
+		}
+		if _, err := io.Copy(out, r); err != nil {
+			out.Close()
+			return fmt.Errorf("writing %s: %w", file.Name, err)
+		}
+		return out.Close()
+	})
+}

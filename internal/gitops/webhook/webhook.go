@@ -1,0 +1,337 @@
+// Package webhook receives push events from GitHub, GitLab and Gitea/Gogs
+// at POST /webhooks/git, verifies them against the GitRepo's webhook secret
+// (or the manager-wide one) and asks the GitRepo controller for an
+// immediate sync by setting status.webhookCommit. The payload is never
+// trusted for content: the controller still asks the repository itself
+// which commit the branch points to.
+package webhook
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/gitops"
+)
+
+// Path is where the manager's endpoint serves the handler.
+const Path = "/webhooks/git"
+
+// ManagerSecretName is the manager-wide webhook Secret (key SecretKey), in
+// the manager's system namespace, used by GitRepos without webhookSecret.
+const ManagerSecretName = "edgefleet-webhook"
+
+// SecretKey is the key holding the shared secret in a webhook Secret.
+const SecretKey = "token"
+
+// maxPayload is GitHub's own limit.
+const maxPayload = 25 << 20
+
+// Provider identifies the git host that sent an event.
+type Provider string
+
+// Providers.
+const (
+	GitHub Provider = "github"
+	GitLab Provider = "gitlab"
+	Gitea  Provider = "gitea"
+	Gogs   Provider = "gogs"
+)
+
+// Handler serves POST /webhooks/git.
+type Handler struct {
+	// Reader lists GitRepos and reads Secrets; uncached, so the handler
+	// works on every replica and before caches sync.
+	Reader client.Reader
+	// Writer patches GitRepo status.
+	Writer client.Client
+	// SystemNamespace holds ManagerSecretName.
+	SystemNamespace string
+	Log             logr.Logger
+}
+
+// event is what the handler needs from a push payload.
+type event struct {
+	provider  Provider
+	name      string // the event type header
+	signature string // the signature (or GitLab token) header
+	ref       string
+	after     string
+	urls      []string
+}
+
+// detect reads the provider and event headers. Gitea sends Gogs' and
+// GitHub's headers too, so it is checked first.
+func detect(h http.Header) (*event, bool) {
+	switch {
+	case h.Get("X-Gitea-Event") != "":
+		return &event{provider: Gitea, name: h.Get("X-Gitea-Event"), signature: h.Get("X-Gitea-Signature")}, true
+	case h.Get("X-Gogs-Event") != "":
+		return &event{provider: Gogs, name: h.Get("X-Gogs-Event"), signature: h.Get("X-Gogs-Signature")}, true
+	case h.Get("X-Gitlab-Event") != "":
+		return &event{provider: GitLab, name: h.Get("X-Gitlab-Event"), signature: h.Get("X-Gitlab-Token")}, true
+	case h.Get("X-GitHub-Event") != "":
+		return &event{provider: GitHub, name: h.Get("X-GitHub-Event"), signature: h.Get("X-Hub-Signature-256")}, true
+	}
+	return nil, false
+}
+
+func (e *event) isPush() bool {
+	switch e.provider {
+	case GitLab:
+		return e.name == "Push Hook" || e.name == "Tag Push Hook"
+	default:
+		return e.name == "push"
+	}
+}
+
+type payload struct {
+	Ref        string `json:"ref"`
+	After      string `json:"after"`
+	Repository struct {
+		HTMLURL     string `json:"html_url"`
+		CloneURL    string `json:"clone_url"`
+		SSHURL      string `json:"ssh_url"`
+		GitURL      string `json:"git_url"`
+		URL         string `json:"url"`
+		GitHTTPURL  string `json:"git_http_url"`
+		GitSSHURL   string `json:"git_ssh_url"`
+		Homepage    string `json:"homepage"`
+		WebsiteLink string `json:"website"`
+	} `json:"repository"`
+	Project struct {
+		WebURL     string `json:"web_url"`
+		GitHTTPURL string `json:"git_http_url"`
+		GitSSHURL  string `json:"git_ssh_url"`
+	} `json:"project"`
+}
+
+func (e *event) parse(body []byte) error {
+	var p payload
+	if err := json.Unmarshal(body, &p); err != nil {
+		return fmt.Errorf("the payload is not JSON: %v (set the webhook's content type to application/json)", err)
+	}
+	e.ref, e.after = p.Ref, p.After
+	r := p.Repository
+	for _, u := range []string{r.HTMLURL, r.CloneURL, r.SSHURL, r.GitURL, r.URL, r.GitHTTPURL, r.GitSSHURL, r.Homepage, p.Project.WebURL, p.Project.GitHTTPURL, p.Project.GitSSHURL} {
+		if u != "" {
+			e.urls = append(e.urls, gitops.NormalizeURL(u))
+		}
+	}
+	if e.ref == "" || len(e.urls) == 0 {
+		return errors.New("the payload has no ref or repository URL: is this a push event?")
+	}
+	return nil
+}
+
+// Verify checks an event's signature header against secret: GitHub's
+// X-Hub-Signature-256 ("sha256=" + hex HMAC-SHA256 of the body), Gitea's
+// and Gogs' hex HMAC-SHA256, GitLab's X-Gitlab-Token (the secret itself).
+// It returns errMissingSignature when the header is empty.
+func Verify(p Provider, body []byte, header string, secret []byte) error {
+	if header == "" {
+		return errMissingSignature
+	}
+	switch p {
+	case GitLab:
+		if subtle.ConstantTimeCompare([]byte(header), secret) != 1 {
+			return errBadSignature
+		}
+		return nil
+	case GitHub:
+		hexSig, ok := strings.CutPrefix(header, "sha256=")
+		if !ok {
+			return errBadSignature
+		}
+		header = hexSig
+	}
+	got, err := hex.DecodeString(header)
+	if err != nil {
+		return errBadSignature
+	}
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	if !hmac.Equal(got, mac.Sum(nil)) {
+		return errBadSignature
+	}
+	return nil
+}
+
+var (
+	errMissingSignature = errors.New("the request has no signature")
+	errBadSignature     = errors.New("the signature does not match the secret")
+)
+
+// Sign is what a git host sends for body and secret (for tests and tools).
+func Sign(p Provider, body []byte, secret []byte) (header, value string) {
+	if p == GitLab {
+		return "X-Gitlab-Token", string(secret)
+	}
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	sig := hex.EncodeToString(mac.Sum(nil))
+	switch p {
+	case Gitea:
+		return "X-Gitea-Signature", sig
+	case Gogs:
+		return "X-Gogs-Signature", sig
+	}
+	return "X-Hub-Signature-256", "sha256=" + sig
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	ev, ok := detect(r.Header)
+	if !ok {
+		http.Error(w, "unknown git host: expected a GitHub, GitLab, Gitea or Gogs event header (X-GitHub-Event, X-Gitlab-Event, X-Gitea-Event, X-Gogs-Event)", http.StatusBadRequest)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxPayload+1))
+	if err != nil {
+		http.Error(w, "reading the payload: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if len(body) > maxPayload {
+		http.Error(w, "payload larger than 25 MiB", http.StatusRequestEntityTooLarge)
+		return
+	}
+	if ev.name == "ping" {
+		fmt.Fprintln(w, "pong")
+		return
+	}
+	if !ev.isPush() {
+		fmt.Fprintf(w, "ignored %s event %q: only push events trigger a sync\n", ev.provider, ev.name)
+		return
+	}
+	if err := ev.parse(body); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	status, msg := h.trigger(ctx, ev, body)
+	if status != http.StatusOK {
+		http.Error(w, msg, status)
+		return
+	}
+	fmt.Fprintln(w, msg)
+}
+
+// trigger verifies ev for every GitRepo watching its repository and ref and
+// sets their webhookCommit. A GitRepo counts only if the signature is valid
+// with its secret, so a forged event triggers nothing.
+func (h *Handler) trigger(ctx context.Context, ev *event, body []byte) (int, string) {
+	log := h.Log.WithValues("provider", ev.provider, "ref", ev.ref, "commit", ev.after)
+	var list fleetv1.GitRepoList
+	if err := h.Reader.List(ctx, &list); err != nil {
+		log.Error(err, "Listing GitRepos for a webhook")
+		return http.StatusServiceUnavailable, "listing GitRepos failed; the git host will retry"
+	}
+	urls := map[string]bool{}
+	for _, u := range ev.urls {
+		urls[u] = true
+	}
+	var triggered, rejected []string
+	missing := false
+	matched := 0
+	for i := range list.Items {
+		gr := &list.Items[i]
+		if !urls[gitops.NormalizeURL(gr.Spec.Repo)] || !refMatches(gr, ev.ref) {
+			continue
+		}
+		matched++
+		key := gr.Namespace + "/" + gr.Name
+		secret, err := h.secretFor(ctx, gr)
+		if err != nil {
+			log.Info("Rejecting webhook", "GitRepo", key, "reason", err.Error())
+			rejected = append(rejected, key+": "+err.Error())
+			continue
+		}
+		if err := Verify(ev.provider, body, ev.signature, secret); err != nil {
+			missing = missing || errors.Is(err, errMissingSignature)
+			log.Info("Rejecting webhook", "GitRepo", key, "reason", err.Error())
+			rejected = append(rejected, key+": "+err.Error())
+			continue
+		}
+		if err := h.setWebhookCommit(ctx, gr, ev.after); err != nil {
+			log.Error(err, "Triggering sync", "GitRepo", key)
+			return http.StatusServiceUnavailable, "updating GitRepo " + key + " failed; the git host will retry"
+		}
+		log.Info("Webhook triggers sync", "GitRepo", key)
+		triggered = append(triggered, key)
+	}
+	switch {
+	case len(triggered) > 0:
+		sort.Strings(triggered)
+		return http.StatusOK, "sync triggered for " + strings.Join(triggered, ", ")
+	case matched == 0:
+		return http.StatusOK, fmt.Sprintf("no GitRepo follows %s of this repository; nothing to do", ev.ref)
+	case missing:
+		return http.StatusUnauthorized, "the request is not signed: set the webhook's secret to the token in the GitRepo's webhookSecret Secret (or " + ManagerSecretName + ")"
+	}
+	return http.StatusForbidden, "signature verification failed for every GitRepo of this repository: the webhook's secret must equal the \"token\" key of the GitRepo's webhookSecret Secret (or of " + h.SystemNamespace + "/" + ManagerSecretName + ")"
+}
+
+// refMatches tells whether a push to ref concerns gr: its branch, or its
+// revision as a tag or branch.
+func refMatches(gr *fleetv1.GitRepo, ref string) bool {
+	if rev := gr.Spec.Revision; rev != "" {
+		return ref == "refs/tags/"+rev || ref == "refs/heads/"+rev
+	}
+	branch := gr.Spec.Branch
+	if branch == "" {
+		branch = gitops.DefaultBranch
+	}
+	return ref == "refs/heads/"+branch
+}
+
+// secretFor is the GitRepo's webhook secret, or the manager-wide one.
+func (h *Handler) secretFor(ctx context.Context, gr *fleetv1.GitRepo) ([]byte, error) {
+	ns, name := gr.Namespace, gr.Spec.WebhookSecret
+	if name == "" {
+		ns, name = h.SystemNamespace, ManagerSecretName
+	}
+	var s corev1.Secret
+	if err := h.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			if gr.Spec.WebhookSecret == "" {
+				return nil, fmt.Errorf("no webhook secret configured: set spec.webhookSecret or create %s/%s with key %q", ns, name, SecretKey)
+			}
+			return nil, fmt.Errorf("webhookSecret %s/%s does not exist", ns, name)
+		}
+		return nil, fmt.Errorf("reading webhook secret %s/%s: %w", ns, name, err)
+	}
+	token := s.Data[SecretKey]
+	if len(token) == 0 {
+		return nil, fmt.Errorf("webhook secret %s/%s has no %q key", ns, name, SecretKey)
+	}
+	return token, nil
+}
+
+func (h *Handler) setWebhookCommit(ctx context.Context, gr *fleetv1.GitRepo, commit string) error {
+	if commit == "" {
+		commit = "unknown"
+	}
+	if gr.Status.WebhookCommit == commit {
+		return nil
+	}
+	orig := gr.DeepCopy()
+	gr.Status.WebhookCommit = commit
+	if err := h.Writer.Status().Patch(ctx, gr, client.MergeFrom(orig)); err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	return nil
+}

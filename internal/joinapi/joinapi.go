@@ -1,0 +1,117 @@
+// Package joinapi is the wire contract between an agent that joins the fleet
+// and the manager's endpoint: routes, request and response bodies, and the
+// names of the objects both sides create. The manager (internal/registration,
+// internal/clusterproxy) and the agent (internal/agent/join) import it; it
+// imports nothing of either.
+package joinapi
+
+import (
+	"time"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+)
+
+// Routes on the manager's endpoint.
+const (
+	// RegisterPath exchanges a registration token for a per-cluster
+	// credential (POST, RegisterRequest → RegisterResponse).
+	RegisterPath = "/v1/register"
+	// RenewPath exchanges a still-valid cluster credential (Authorization:
+	// Bearer) for a fresh one (POST, no body → RegisterResponse).
+	RenewPath = "/v1/renew"
+	// ImportPathPrefix + "<token>.yaml" serves the import manifest.
+	ImportPathPrefix = "/v1/import/"
+	// TunnelPath is the agent's websocket (GET with Upgrade, Authorization:
+	// Bearer <cluster credential>).
+	TunnelPath = "/v1/tunnel"
+	// ManagerAPIPrefix proxies the manager's Kubernetes API for agents: an
+	// agent's manager kubeconfig points at <endpoint>/k8s/manager.
+	ManagerAPIPrefix = "/k8s/manager"
+	// ClusterProxyPrefix + "<namespace>.<name>/..." reaches a downstream
+	// cluster's Kubernetes API through its tunnel.
+	ClusterProxyPrefix = "/k8s/clusters/"
+)
+
+// TunnelAPIServerHost is the only host an agent serves on a tunnel stream:
+// requests for anything else are refused.
+const TunnelAPIServerHost = "kube-apiserver"
+
+// Downstream objects (namespace edgefleet-system on the downstream cluster).
+const (
+	AgentNamespace = "edgefleet-system"
+	// AgentServiceAccount runs the agent; it may apply anything (bundles).
+	AgentServiceAccount = "edgefleet-agent"
+	// ImpersonatorServiceAccount may only impersonate; the agent sends the
+	// manager's proxied requests with its token, so downstream RBAC decides
+	// with the caller's identity.
+	ImpersonatorServiceAccount = "edgefleet-impersonator"
+	// BootstrapSecret holds the join settings from the import manifest.
+	BootstrapSecret = "edgefleet-agent-bootstrap"
+	// CredentialSecret holds the per-cluster credential after registration,
+	// so an agent restart does not register again.
+	CredentialSecret = "edgefleet-agent"
+)
+
+// Keys of BootstrapSecret.
+const (
+	KeyServer     = "server"
+	KeyToken      = "token"
+	KeyCAChecksum = "caChecksum"
+)
+
+// Manager-side names.
+const (
+	// ClusterServiceAccount is the ServiceAccount in each cluster's
+	// namespace whose tokens are the cluster's credential.
+	ClusterServiceAccount = "edgefleet-agent"
+	// EndpointConfigMap (in edgefleet-system on the manager) publishes the
+	// endpoint URL and CA for the CLI.
+	EndpointConfigMap = "edgefleet-endpoint"
+	// ManagerSystemNamespace holds EndpointConfigMap.
+	ManagerSystemNamespace = "edgefleet-system"
+)
+
+// RegisterRequest is the body of POST /v1/register.
+type RegisterRequest struct {
+	// Token is the ClusterRegistrationToken's secret value.
+	Token string `json:"token"`
+	// ClientID identifies the downstream cluster across re-registrations:
+	// the UID of its kube-system namespace.
+	ClientID string `json:"clientID"`
+	// Labels are proposed for the Cluster; reserved *edgefleet.io keys are
+	// dropped.
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// RegisterResponse is the credential the manager issues.
+type RegisterResponse struct {
+	// ClusterName and ClusterNamespace name the Cluster object.
+	ClusterName      string `json:"clusterName"`
+	ClusterNamespace string `json:"clusterNamespace"`
+	// Namespace holds the cluster's BundleDeployments (status.namespace).
+	Namespace string `json:"namespace"`
+	// Token is a bearer token for the manager API proxy and the tunnel.
+	Token string `json:"token"`
+	// Expires is when Token stops working; renew before.
+	Expires time.Time `json:"expires"`
+	// ManagerAPIPath is appended to the endpoint URL to form the manager
+	// kubeconfig's server.
+	ManagerAPIPath string `json:"managerAPIPath"`
+	// CACert is the endpoint's CA (PEM), the one the agent pinned.
+	CACert string `json:"caCert"`
+}
+
+// Error is the JSON body of every non-2xx answer.
+type Error struct {
+	Message string `json:"message"`
+}
+
+// ImpersonatorRules are the only rights of ImpersonatorServiceAccount:
+// impersonating users, groups, service accounts, UIDs and user extras (RBAC
+// has no "userextras/*" wildcard, and extra keys such as
+// authentication.kubernetes.io/credential-id are open-ended, hence "*" in
+// authentication.k8s.io — for the impersonate verb only).
+var ImpersonatorRules = []rbacv1.PolicyRule{
+	{APIGroups: []string{""}, Resources: []string{"users", "groups", "serviceaccounts"}, Verbs: []string{"impersonate"}},
+	{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"*"}, Verbs: []string{"impersonate"}},
+}

@@ -1,0 +1,138 @@
+package machineregistration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/machines/protocol"
+)
+
+// Handler serves GET /v1/machines/register/{token}: protocol v1 over a
+// websocket (docs/machines.md).
+type Handler struct {
+	// Client reads from the cache (indexes) and writes.
+	Client client.Client
+	// Reader reads the API server directly, where the cache may be stale.
+	Reader client.Reader
+	// Recorder emits warning events (skipped labels).
+	Recorder events.EventRecorder
+	// RESTConfig is the Kubernetes API the machines' kubeconfigs point to.
+	RESTConfig *rest.Config
+	// TokenTTL is the lifetime of a machine's credential; re-registration
+	// renews it.
+	TokenTTL time.Duration
+
+	upgrader websocket.Upgrader
+}
+
+// ServeHTTP authenticates the registration token before upgrading: a wrong
+// token gets 401 and nothing else.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	log := ctrl.LoggerFrom(r.Context())
+	token := r.PathValue("token")
+	mr, err := h.registrationByToken(r.Context(), token)
+	if err != nil {
+		log.Error(err, "Looking up the registration token")
+		http.Error(w, "cannot look up the registration right now; retry later", http.StatusServiceUnavailable)
+		return
+	}
+	if mr == nil {
+		http.Error(w, "unknown registration token: check the registration URL (kubectl get machineregistrations -A)", http.StatusUnauthorized)
+		return
+	}
+	h.upgrader.HandshakeTimeout = 5 * time.Second
+	ws, err := h.upgrader.Upgrade(w, r, nil) // answers the client itself on error
+	if err != nil {
+		return
+	}
+	conn := protocol.NewConn(ws)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Minute)
+	defer cancel()
+	log = log.WithValues("registration", mr.Namespace+"/"+mr.Name, "remote", r.RemoteAddr)
+	ctx = ctrl.LoggerInto(ctx, log)
+	name, err := h.exchange(ctx, conn, mr, r)
+	if err != nil {
+		var pe *protocol.Error
+		if !errors.As(err, &pe) {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) || errors.Is(err, net.ErrClosed) {
+				log.Info("Machine closed the registration connection", "err", err.Error())
+				_ = ws.Close()
+				return
+			}
+			pe = &protocol.Error{Code: protocol.CodeInternal, Message: err.Error()}
+		}
+		log.Info("Registration refused", "code", pe.Code, "reason", pe.Message)
+		conn.Fail(pe)
+		return
+	}
+	log.Info("Machine registered", "inventory", name)
+	conn.Close()
+}
+
+func (h *Handler) registrationByToken(ctx context.Context, token string) (*machinesv1.MachineRegistration, error) {
+	if len(token) < 32 || len(token) > 128 {
+		return nil, nil
+	}
+	list := &machinesv1.MachineRegistrationList{}
+	if err := h.Client.List(ctx, list, client.MatchingFields{registrationTokenIndex: token}); err != nil {
+		return nil, err
+	}
+	for i := range list.Items {
+		if list.Items[i].Status.RegistrationToken == token && list.Items[i].DeletionTimestamp.IsZero() {
+			return &list.Items[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// exchange runs the protocol. Nothing is written to Kubernetes before the
+// identity is proven and the inventory message is valid.
+func (h *Handler) exchange(ctx context.Context, conn *protocol.Conn, mr *machinesv1.MachineRegistration, r *http.Request) (string, error) {
+	m, err := conn.Receive(protocol.TypeHello)
+	if err != nil {
+		return "", err
+	}
+	hello := m.Hello
+	if hello.Version < protocol.MinVersion {
+		return "", &protocol.Error{Code: protocol.CodeUnsupportedVersion, Message: fmt.Sprintf("protocol version %d is too old; this manager speaks %d to %d: update edgefleet-node", hello.Version, protocol.MinVersion, protocol.Version)}
+	}
+	id, err := h.authenticate(ctx, conn, mr, r.URL.Path, hello)
+	if err != nil {
+		return "", err
+	}
+	existing, err := h.findInventory(ctx, mr.Namespace, id, hello.InventoryName)
+	if err != nil {
+		return "", err
+	}
+	if existing == nil && hello.ReRegistration {
+		return "", &protocol.Error{Code: protocol.CodeReprovisioningNeeded, Message: fmt.Sprintf("MachineInventory %s/%s no longer exists: this machine was removed and must be re-provisioned (reset it, or delete its edgefleet-node state to register it as a new machine)", mr.Namespace, hello.InventoryName)}
+	}
+	if err := conn.Send(&protocol.Message{Type: protocol.TypeReady, Ready: &protocol.Ready{Version: min(hello.Version, protocol.Version)}}); err != nil {
+		return "", err
+	}
+	m, err = conn.Receive(protocol.TypeInventory)
+	if err != nil {
+		return "", err
+	}
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	cfg, err := h.persist(ctx, mr, id, existing, m.Inventory, host)
+	if err != nil {
+		return "", err
+	}
+	if err := conn.Send(&protocol.Message{Type: protocol.TypeConfig, Config: cfg}); err != nil {
+		return "", err
+	}
+	return cfg.InventoryName, nil
+}

@@ -1,0 +1,348 @@
+package machineregistration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"os"
+	"strings"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/machines/protocol"
+)
+
+// Annotations the registration server sets on every MachineInventory.
+const (
+	AnnotationAuth           = "machines.edgefleet.io/auth"
+	AnnotationRegistrationIP = "machines.edgefleet.io/registration-ip"
+	// PlanSecretType is the type of a machine's plan Secret.
+	PlanSecretType = "machines.edgefleet.io/plan"
+	// reservedDomain: machines may not set labels in it themselves.
+	reservedDomain = "machines.edgefleet.io/"
+)
+
+// DefaultMachineName is used when the registration has no machineName.
+const DefaultMachineName = "m-${System Information/UUID}"
+
+// findInventory finds the inventory of id through the identity index, so the
+// cost does not depend on the number of machines. hint (the name the node
+// was given last time) covers the moment after a create the cache has not
+// seen yet.
+func (h *Handler) findInventory(ctx context.Context, ns string, id identity, hint string) (*machinesv1.MachineInventory, error) {
+	list := &machinesv1.MachineInventoryList{}
+	if err := h.Client.List(ctx, list, client.InNamespace(ns), client.MatchingFields{IdentityIndex: id.indexKey()}); err != nil {
+		return nil, fmt.Errorf("looking up the machine's inventory: %w", err)
+	}
+	var found []*machinesv1.MachineInventory
+	for i := range list.Items {
+		if list.Items[i].DeletionTimestamp.IsZero() {
+			found = append(found, &list.Items[i])
+		}
+	}
+	if len(found) > 1 {
+		return nil, fmt.Errorf("MachineInventories %s and %s in %s have the same identity; delete the wrong one", found[0].Name, found[1].Name, ns)
+	}
+	if len(found) == 1 {
+		return found[0], nil
+	}
+	if hint == "" {
+		return nil, nil
+	}
+	inv := &machinesv1.MachineInventory{}
+	if err := h.Reader.Get(ctx, types.NamespacedName{Namespace: ns, Name: hint}, inv); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	if inv.DeletionTimestamp.IsZero() && identityKey(inv) == id.indexKey() {
+		return inv, nil
+	}
+	return nil, nil
+}
+
+// persist creates or updates the machine's inventory, plan Secret and
+// credential. When it creates the inventory and a later step fails, it
+// deletes it again: no half-registered machine is left behind.
+func (h *Handler) persist(ctx context.Context, mr *machinesv1.MachineRegistration, id identity, existing *machinesv1.MachineInventory, in *protocol.Inventory, remoteIP string) (*protocol.Config, error) {
+	labels, annotations, warnings := h.renderMetadata(mr, existing, in)
+	annotations[AnnotationAuth] = id.method
+	if remoteIP != "" {
+		annotations[AnnotationRegistrationIP] = remoteIP
+	}
+	inv, created, err := h.upsertInventory(ctx, mr, id, existing, in.Data, labels, annotations)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := h.finish(ctx, mr, inv)
+	if err != nil {
+		if created {
+			if derr := h.Client.Delete(ctx, inv); derr != nil && !apierrors.IsNotFound(derr) {
+				ctrl.LoggerFrom(ctx).Error(derr, "Removing the half-registered MachineInventory", "inventory", inv.Name)
+			}
+		}
+		return nil, err
+	}
+	for _, w := range warnings {
+		h.Recorder.Eventf(inv, mr, corev1.EventTypeWarning, "TemplateUnresolved", "Register", "%s", w)
+	}
+	return cfg, nil
+}
+
+func (h *Handler) renderMetadata(mr *machinesv1.MachineRegistration, existing *machinesv1.MachineInventory, in *protocol.Inventory) (map[string]string, map[string]string, []string) {
+	labels, annotations := map[string]string{}, map[string]string{}
+	var warnings []string
+	for k, v := range in.Labels {
+		if err := validLabelKey(k); err != nil || strings.HasPrefix(k, reservedDomain) {
+			warnings = append(warnings, fmt.Sprintf("label %q sent by the machine skipped: not a valid key, or in the reserved %s domain", k, reservedDomain))
+			continue
+		}
+		labels[k] = sanitizeLabelValue(v)
+	}
+	for k, v := range in.Annotations {
+		if validLabelKey(k) == nil && !strings.HasPrefix(k, reservedDomain) {
+			annotations[k] = v
+		}
+	}
+	for key, from := range map[string]string{
+		machinesv1.LabelManufacturer: "System Information/Manufacturer",
+		machinesv1.LabelProductName:  "System Information/Product Name",
+		machinesv1.LabelArchitecture: "Runtime/Arch",
+	} {
+		if v := sanitizeLabelValue(in.Data[from]); v != "" {
+			labels[key] = v
+		}
+	}
+	for k, tmpl := range mr.Spec.MachineInventoryLabels {
+		if err := validLabelKey(k); err != nil {
+			warnings = append(warnings, fmt.Sprintf("label skipped: %v (fix machineInventoryLabels of MachineRegistration %s)", err, mr.Name))
+			continue
+		}
+		if existing != nil && hasRandom(tmpl) && existing.Labels[k] != "" {
+			labels[k] = existing.Labels[k] // random values are drawn once
+			continue
+		}
+		v, err := render(tmpl, in.Data)
+		if err != nil {
+			warnings = append(warnings, fmt.Sprintf("label %q skipped: %v (template %q in machineInventoryLabels of MachineRegistration %s)", k, err, tmpl, mr.Name))
+			continue
+		}
+		if v = sanitizeLabelValue(v); v == "" {
+			warnings = append(warnings, fmt.Sprintf("label %q skipped: template %q renders to no valid label value", k, tmpl))
+			continue
+		}
+		labels[k] = v
+	}
+	for k, tmpl := range mr.Spec.MachineInventoryAnnotations {
+		if err := validLabelKey(k); err != nil {
+			warnings = append(warnings, fmt.Sprintf("annotation skipped: %v", err))
+			continue
+		}
+		if existing != nil && hasRandom(tmpl) && existing.Annotations[k] != "" {
+			annotations[k] = existing.Annotations[k]
+			continue
+		}
+		v, err := render(tmpl, in.Data)
+		if err != nil {
+			warnings = append(warnings, fmt.Sprintf("annotation %q skipped: %v (template %q in machineInventoryAnnotations of MachineRegistration %s)", k, err, tmpl, mr.Name))
+			continue
+		}
+		annotations[k] = v
+	}
+	return labels, annotations, warnings
+}
+
+func (h *Handler) upsertInventory(ctx context.Context, mr *machinesv1.MachineRegistration, id identity, existing *machinesv1.MachineInventory, data, labels, annotations map[string]string) (*machinesv1.MachineInventory, bool, error) {
+	if existing != nil {
+		before := existing.DeepCopy()
+		if existing.Labels == nil {
+			existing.Labels = map[string]string{}
+		}
+		if existing.Annotations == nil {
+			existing.Annotations = map[string]string{}
+		}
+		maps.Copy(existing.Labels, labels)
+		maps.Copy(existing.Annotations, annotations)
+		if err := h.Client.Patch(ctx, existing, client.MergeFrom(before)); err != nil {
+			return nil, false, fmt.Errorf("updating MachineInventory %s: %w", existing.Name, err)
+		}
+		return existing, false, nil
+	}
+	tmpl := mr.Spec.MachineName
+	if tmpl == "" {
+		tmpl = DefaultMachineName
+	}
+	name := ""
+	if v, err := render(tmpl, data); err == nil {
+		name = sanitizeName(v)
+	}
+	if name == "" {
+		name = "m-" + string(uuid.NewUUID())
+	}
+	for attempt := 0; ; attempt++ {
+		inv := &machinesv1.MachineInventory{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: mr.Namespace, Labels: labels, Annotations: annotations},
+			Spec: machinesv1.MachineInventorySpec{
+				TPMHash: id.tpmHash, MachineHash: id.machineHash,
+				PlanRef:         &machinesv1.ObjectReference{Name: name, Namespace: mr.Namespace},
+				RegistrationRef: &machinesv1.ObjectReference{Name: mr.Name, Namespace: mr.Namespace},
+			},
+		}
+		err := h.Client.Create(ctx, inv)
+		if err == nil {
+			return inv, true, nil
+		}
+		if !apierrors.IsAlreadyExists(err) || attempt > 0 {
+			return nil, false, fmt.Errorf("creating MachineInventory %s: %w", name, err)
+		}
+		// The name is taken: by this machine (a concurrent registration the
+		// cache has not seen yet), or by another machine with the same
+		// SMBIOS data (cloned firmware), which gets a suffix of its identity.
+		other := &machinesv1.MachineInventory{}
+		if err := h.Reader.Get(ctx, types.NamespacedName{Namespace: mr.Namespace, Name: name}, other); err != nil {
+			return nil, false, fmt.Errorf("reading MachineInventory %s: %w", name, err)
+		}
+		if identityKey(other) == id.indexKey() && other.DeletionTimestamp.IsZero() {
+			return h.upsertInventory(ctx, mr, id, other, data, labels, annotations)
+		}
+		hash := id.tpmHash + id.machineHash
+		name = sanitizeName(fmt.Sprintf("%.49s-%s", name, hash[:8]))
+	}
+}
+
+// finish makes sure the machine's plan Secret and credential exist, marks the
+// inventory Registered and returns the machine's config.
+func (h *Handler) finish(ctx context.Context, mr *machinesv1.MachineRegistration, inv *machinesv1.MachineInventory) (*protocol.Config, error) {
+	plan, err := h.ensurePlanSecret(ctx, inv)
+	if err != nil {
+		return nil, fmt.Errorf("creating the plan Secret of %s: %w", inv.Name, err)
+	}
+	if err := h.ensureRBAC(ctx, inv, plan.Name); err != nil {
+		return nil, fmt.Errorf("creating the credential of %s: %w", inv.Name, err)
+	}
+	kubeconfig, err := h.issueKubeconfig(ctx, inv, plan)
+	if err != nil {
+		return nil, fmt.Errorf("issuing the credential of %s: %w", inv.Name, err)
+	}
+	before := inv.DeepCopy()
+	inv.Status.LastSeen = metav1.Now()
+	meta.SetStatusCondition(&inv.Status.Conditions, metav1.Condition{
+		Type: machinesv1.RegisteredCondition, Status: metav1.ConditionTrue, Reason: machinesv1.RegistrationSucceededReason,
+		Message: "registered through MachineRegistration " + mr.Name + " with auth " + inv.Annotations[AnnotationAuth], ObservedGeneration: inv.Generation,
+	})
+	if err := h.Client.Status().Patch(ctx, inv, client.MergeFrom(before)); err != nil {
+		return nil, fmt.Errorf("updating the status of MachineInventory %s: %w", inv.Name, err)
+	}
+	cfg := &protocol.Config{InventoryName: inv.Name, Namespace: inv.Namespace, Kubeconfig: kubeconfig, PlanSecret: plan.Name}
+	if cc := mr.Spec.Config.CloudConfig; cc != nil {
+		cfg.CloudConfig = cc.Raw
+	}
+	if in := mr.Spec.Config.Install; in != nil {
+		cfg.Install, _ = json.Marshal(in)
+	}
+	if rc := mr.Spec.Config.Registration; rc != nil {
+		cfg.Registration, _ = json.Marshal(rc)
+	}
+	return cfg, nil
+}
+
+func (h *Handler) ensurePlanSecret(ctx context.Context, inv *machinesv1.MachineInventory) (*corev1.Secret, error) {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: inv.Spec.PlanRef.Name, Namespace: inv.Namespace}}
+	if err := h.Reader.Get(ctx, client.ObjectKeyFromObject(s), s); err == nil {
+		return s, nil
+	} else if !apierrors.IsNotFound(err) {
+		return nil, err
+	}
+	s.Type = PlanSecretType
+	s.Data = map[string][]byte{"plan": []byte("{}")}
+	if err := controllerutil.SetControllerReference(inv, s, h.Client.Scheme()); err != nil {
+		return nil, err
+	}
+	if err := h.Client.Create(ctx, s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ensureRBAC gives the machine's ServiceAccount read access to its own plan
+// Secret and write access to its own inventory's status, by resourceNames:
+// nothing else, and nothing shared with other machines.
+func (h *Handler) ensureRBAC(ctx context.Context, inv *machinesv1.MachineInventory, plan string) error {
+	meta := func() metav1.ObjectMeta { return metav1.ObjectMeta{Name: inv.Name, Namespace: inv.Namespace} }
+	objs := []client.Object{
+		&corev1.ServiceAccount{ObjectMeta: meta()},
+		&rbacv1.Role{ObjectMeta: meta(), Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{plan}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{machinesv1.GroupVersion.Group}, Resources: []string{"machineinventories"}, ResourceNames: []string{inv.Name}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{machinesv1.GroupVersion.Group}, Resources: []string{"machineinventories/status"}, ResourceNames: []string{inv.Name}, Verbs: []string{"get", "update", "patch"}},
+		}},
+		&rbacv1.RoleBinding{ObjectMeta: meta(),
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: inv.Name},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: inv.Name, Namespace: inv.Namespace}},
+		},
+	}
+	for _, o := range objs {
+		if err := controllerutil.SetControllerReference(inv, o, h.Client.Scheme()); err != nil {
+			return err
+		}
+		if err := h.Client.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// issueKubeconfig requests a token for the machine's ServiceAccount, bound to
+// its plan Secret: deleting the inventory (and so the Secret) revokes it.
+func (h *Handler) issueKubeconfig(ctx context.Context, inv *machinesv1.MachineInventory, plan *corev1.Secret) ([]byte, error) {
+	ttl := int64(h.TokenTTL / time.Second)
+	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		ExpirationSeconds: &ttl,
+		BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Secret", APIVersion: "v1", Name: plan.Name, UID: plan.UID},
+	}}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: inv.Name, Namespace: inv.Namespace}}
+	if err := h.Client.SubResource("token").Create(ctx, sa, tr); err != nil {
+		return nil, err
+	}
+	ca := h.RESTConfig.CAData
+	if len(ca) == 0 && h.RESTConfig.CAFile != "" {
+		var err error
+		if ca, err = os.ReadFile(h.RESTConfig.CAFile); err != nil {
+			return nil, err
+		}
+	}
+	name := "edgefleet"
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters[name] = &clientcmdapi.Cluster{Server: h.RESTConfig.Host, CertificateAuthorityData: ca}
+	cfg.AuthInfos[name] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	cfg.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: name, Namespace: inv.Namespace}
+	cfg.CurrentContext = name
+	return clientcmd.Write(*cfg)
+}
+
+// identityKey is the identity index value of an inventory.
+func identityKey(inv *machinesv1.MachineInventory) string {
+	if inv.Spec.TPMHash != "" {
+		return "tpm/" + inv.Spec.TPMHash
+	}
+	if inv.Spec.MachineHash != "" {
+		return "machine/" + inv.Spec.MachineHash
+	}
+	return ""
+}

@@ -1,0 +1,95 @@
+// Package machineregistration is the manager side of machine onboarding:
+// the MachineRegistration controller (registration URL and token) and the
+// registration endpoint, where machines prove their identity (TPM credential
+// activation, or the fallbacks the registration allows), send their hardware
+// data and get a MachineInventory, a plan Secret and a credential of their
+// own. docs/machines.md describes the protocol and the security model.
+package machineregistration
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+)
+
+// Field indexes on the manager's cache.
+const (
+	// IdentityIndex indexes MachineInventories by "tpm/<tpmHash>" or
+	// "machine/<machineHash>".
+	IdentityIndex = "machines.edgefleet.io/identity"
+	// registrationTokenIndex indexes MachineRegistrations by status.registrationToken.
+	registrationTokenIndex = "machines.edgefleet.io/registration-token"
+)
+
+// DefaultTokenTTL is the lifetime of a machine's credential. Machines
+// re-register every 30 minutes, which renews it.
+const DefaultTokenTTL = 7 * 24 * time.Hour
+
+// Router is where the registration route is added (internal/endpoint.Server).
+type Router interface {
+	Handle(pattern string, h http.Handler)
+}
+
+// Options configure Setup.
+type Options struct {
+	// ExternalURL is how machines reach the manager's endpoint.
+	ExternalURL *url.URL
+	TokenTTL    time.Duration
+}
+
+// Setup registers the indexes, the MachineRegistration controller and the
+// registration route.
+func Setup(ctx context.Context, mgr ctrl.Manager, router Router, o Options) error {
+	if err := AddIndexes(ctx, mgr); err != nil {
+		return err
+	}
+	if err := (&Reconciler{ExternalURL: o.ExternalURL}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the machineregistration controller: %w", err)
+	}
+	router.Handle("GET "+RegisterPathPrefix+"{token}", NewHandler(mgr, o.TokenTTL))
+	return nil
+}
+
+// NewHandler builds the registration handler from the manager's clients.
+func NewHandler(mgr ctrl.Manager, ttl time.Duration) *Handler {
+	if ttl <= 0 {
+		ttl = DefaultTokenTTL
+	}
+	return &Handler{
+		Client:     mgr.GetClient(),
+		Reader:     mgr.GetAPIReader(),
+		Recorder:   mgr.GetEventRecorder("machineregistration"),
+		RESTConfig: mgr.GetConfig(),
+		TokenTTL:   ttl,
+	}
+}
+
+// AddIndexes adds the field indexes the registration endpoint looks machines
+// and tokens up by.
+func AddIndexes(ctx context.Context, mgr ctrl.Manager) error {
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &machinesv1.MachineInventory{}, IdentityIndex, func(o client.Object) []string {
+		if k := identityKey(o.(*machinesv1.MachineInventory)); k != "" {
+			return []string{k}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing MachineInventories by identity: %w", err)
+	}
+	if err := idx.IndexField(ctx, &machinesv1.MachineRegistration{}, registrationTokenIndex, func(o client.Object) []string {
+		if t := o.(*machinesv1.MachineRegistration).Status.RegistrationToken; t != "" {
+			return []string{t}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing MachineRegistrations by token: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,105 @@
+package registration
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/joinapi"
+)
+
+// ContentReaderRole is the shared ClusterRole that may get (not list)
+// Contents: their names are content hashes, so an agent can only fetch the
+// content its own BundleDeployments name.
+const ContentReaderRole = "edgefleet-content-reader"
+
+// clusterRoleName is the per-cluster Role (in the Cluster's namespace) and
+// ClusterRoleBinding name.
+func clusterRoleName(cluster *fleetv1.Cluster) string {
+	return "edgefleet-agent-" + cluster.Name
+}
+
+// agentRules are the credential's rights in the cluster's own namespace.
+var agentRules = []rbacv1.PolicyRule{
+	{APIGroups: []string{fleetv1.GroupVersion.Group}, Resources: []string{"bundledeployments"}, Verbs: []string{"get", "list", "watch", "patch", "update"}},
+	{APIGroups: []string{fleetv1.GroupVersion.Group}, Resources: []string{"bundledeployments/status"}, Verbs: []string{"get", "patch", "update"}},
+}
+
+// ensureRBAC gives the cluster's ServiceAccount exactly: its namespace's
+// BundleDeployments, get on Contents, get on its own Cluster and patch of
+// that Cluster's status.
+func (h *handlers) ensureRBAC(ctx context.Context, cluster *fleetv1.Cluster, ns *corev1.Namespace) error {
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: joinapi.ClusterServiceAccount}}
+	if err := h.client.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating service account %s/%s: %w", sa.Namespace, sa.Name, err)
+	}
+	subject := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns.Name, Name: joinapi.ClusterServiceAccount}}
+	nsOwner := []metav1.OwnerReference{{APIVersion: "v1", Kind: "Namespace", Name: ns.Name, UID: ns.UID}}
+	clusterOwner := []metav1.OwnerReference{{APIVersion: fleetv1.GroupVersion.String(), Kind: "Cluster", Name: cluster.Name, UID: cluster.UID}}
+	objs := []client.Object{
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: joinapi.ClusterServiceAccount}, Rules: agentRules},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: joinapi.ClusterServiceAccount}, Subjects: subject,
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: joinapi.ClusterServiceAccount}},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Namespace, Name: clusterRoleName(cluster), OwnerReferences: clusterOwner}, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{fleetv1.GroupVersion.Group}, Resources: []string{"clusters"}, ResourceNames: []string{cluster.Name}, Verbs: []string{"get"}},
+			{APIGroups: []string{fleetv1.GroupVersion.Group}, Resources: []string{"clusters/status"}, ResourceNames: []string{cluster.Name}, Verbs: []string{"get", "patch", "update"}},
+		}},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Namespace, Name: clusterRoleName(cluster), OwnerReferences: clusterOwner}, Subjects: subject,
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: clusterRoleName(cluster)}},
+		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: ContentReaderRole}, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{fleetv1.GroupVersion.Group}, Resources: []string{"contents"}, Verbs: []string{"get"}},
+		}},
+		// Owned by the cluster's namespace: a cluster-scoped object cannot
+		// be owned by the namespaced Cluster, and the namespace goes with it.
+		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "edgefleet-content-" + ns.Name, OwnerReferences: nsOwner}, Subjects: subject,
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ContentReaderRole}},
+	}
+	for _, o := range objs {
+		if err := h.upsert(ctx, o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// upsert creates o, or updates the existing object's rules, subjects and
+// owners when they differ.
+func (h *handlers) upsert(ctx context.Context, o client.Object) error {
+	err := h.client.Create(ctx, o)
+	if err == nil || !apierrors.IsAlreadyExists(err) {
+		if err != nil {
+			return fmt.Errorf("creating %T %s: %w", o, klogRef(o), err)
+		}
+		return nil
+	}
+	existing := o.DeepCopyObject().(client.Object)
+	if err := h.client.Get(ctx, client.ObjectKeyFromObject(o), existing); err != nil {
+		return fmt.Errorf("reading %T %s: %w", o, klogRef(o), err)
+	}
+	same := equality.Semantic.DeepEqual(existing.GetOwnerReferences(), o.GetOwnerReferences()) || len(o.GetOwnerReferences()) == 0
+	switch want := o.(type) {
+	case *rbacv1.Role:
+		same = same && equality.Semantic.DeepEqual(existing.(*rbacv1.Role).Rules, want.Rules)
+	case *rbacv1.ClusterRole:
+		same = same && equality.Semantic.DeepEqual(existing.(*rbacv1.ClusterRole).Rules, want.Rules)
+	case *rbacv1.RoleBinding:
+		same = same && equality.Semantic.DeepEqual(existing.(*rbacv1.RoleBinding).Subjects, want.Subjects)
+	case *rbacv1.ClusterRoleBinding:
+		same = same && equality.Semantic.DeepEqual(existing.(*rbacv1.ClusterRoleBinding).Subjects, want.Subjects)
+	}
+	if same {
+		return nil
+	}
+	o.SetResourceVersion(existing.GetResourceVersion())
+	if err := h.client.Update(ctx, o); err != nil {
+		return fmt.Errorf("updating %T %s: %w", o, klogRef(o), err)
+	}
+	return nil
+}

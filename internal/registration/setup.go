@@ -1,0 +1,114 @@
+// Package registration lets clusters join the fleet: it manages
+// ClusterRegistrationTokens, serves the join routes on the manager's endpoint
+// (register, renew, import manifest) and the agents' proxy to the manager's
+// Kubernetes API, and provisions each cluster's credential. See
+// docs/registration.md.
+package registration
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/authn"
+	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/pki"
+)
+
+// Router is the endpoint's route table.
+type Router interface {
+	Handle(pattern string, h http.Handler)
+}
+
+// Options configure registration.
+type Options struct {
+	ExternalURL *url.URL
+	CACertPEM   []byte
+	// CredentialTTL defaults to DefaultCredentialTTL.
+	CredentialTTL time.Duration
+	// AgentImage defaults to DefaultAgentImage.
+	AgentImage string
+	Log        logr.Logger
+}
+
+// Setup adds the token controller, the clientID index, the endpoint
+// ConfigMap and the join routes.
+func Setup(mgr ctrl.Manager, r Router, o Options) error {
+	if o.CredentialTTL <= 0 {
+		o.CredentialTTL = DefaultCredentialTTL
+	}
+	if o.AgentImage == "" {
+		o.AgentImage = DefaultAgentImage
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &fleetv1.Cluster{}, ClientIDIndex, func(o client.Object) []string {
+		if id := o.(*fleetv1.Cluster).Spec.ClientID; id != "" {
+			return []string{id}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing clusters by clientID: %w", err)
+	}
+	if err := (&TokenReconciler{}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
+	if err != nil {
+		return fmt.Errorf("creating registration client: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return fmt.Errorf("creating registration clientset: %w", err)
+	}
+	h := &handlers{
+		client: direct, cache: mgr.GetClient(), clientset: cs, auth: &authn.Authenticator{Client: cs},
+		externalURL: o.ExternalURL, caPEM: o.CACertPEM, credentialTTL: o.CredentialTTL, agentImage: o.AgentImage,
+		now: time.Now, log: o.Log.WithName("registration"),
+	}
+	proxy, err := ManagerAPIProxy(mgr.GetConfig())
+	if err != nil {
+		return err
+	}
+	r.Handle("POST "+joinapi.RegisterPath, http.HandlerFunc(h.register))
+	r.Handle("POST "+joinapi.RenewPath, http.HandlerFunc(h.renew))
+	r.Handle("GET "+joinapi.ImportPathPrefix+"{file}", http.HandlerFunc(h.importManifest))
+	r.Handle(joinapi.ManagerAPIPrefix+"/", proxy)
+	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		return publishEndpoint(ctx, direct, o)
+	}))
+}
+
+// publishEndpoint writes ConfigMap edgefleet-system/edgefleet-endpoint
+// (url, ca.crt, caChecksum) so `edgefleet token create` and `edgefleet
+// kubeconfig` can print commands without being told the URL. It runs on the
+// leader.
+func publishEndpoint(ctx context.Context, c client.Client, o Options) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: joinapi.ManagerSystemNamespace}}
+	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating namespace %s: %w", ns.Name, err)
+	}
+	want := map[string]string{"url": o.ExternalURL.String(), "ca.crt": string(o.CACertPEM), "caChecksum": pki.Checksum(o.CACertPEM)}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: joinapi.EndpointConfigMap}, Data: want}
+	err := c.Create(ctx, cm)
+	if apierrors.IsAlreadyExists(err) {
+		if err = c.Get(ctx, client.ObjectKeyFromObject(cm), cm); err == nil {
+			cm.Data = want
+			err = c.Update(ctx, cm)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("publishing endpoint ConfigMap %s/%s: %w", ns.Name, joinapi.EndpointConfigMap, err)
+	}
+	return nil
+}

@@ -1,0 +1,79 @@
+package seedimage
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+)
+
+// DownloadPathPrefix is the route built images are served under.
+const DownloadPathPrefix = "/v1/seedimages/"
+
+// Download serves GET /v1/seedimages/{token}/{file}: seed.iso and
+// seed.iso.sha256 ("<hex>  seed.iso"). The token is the only credential, as
+// for Elemental's seed image URL; it is random per build and the files go
+// away with the image.
+type Download struct {
+	Dir string
+}
+
+func (d *Download) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	token, file := r.PathValue("token"), r.PathValue("file")
+	var name string
+	switch file {
+	case ImageFile:
+		name = token + ".iso"
+	case ImageFile + ".sha256":
+		name = token + ".iso.sha256"
+	}
+	if !validToken(token) || name == "" {
+		http.NotFound(w, r)
+		return
+	}
+	f, err := os.Open(filepath.Join(d.Dir, name))
+	if err != nil {
+		http.Error(w, "no such seed image: it expired or was deleted (kubectl get seedimages -A)", http.StatusNotFound)
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	if file == ImageFile {
+		w.Header().Set("Content-Type", "application/x-iso9660-image")
+		w.Header().Set("Content-Disposition", `attachment; filename="seed.iso"`)
+	} else {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	}
+	http.ServeContent(w, r, name, st.ModTime(), f)
+}
+
+// Router is where the download route is added (internal/endpoint.Server).
+type Router interface {
+	Handle(pattern string, h http.Handler)
+}
+
+// Options configure Setup.
+type Options struct {
+	// Dir holds built images (<data-dir>/seedimages).
+	Dir         string
+	ExternalURL *url.URL
+	CACertPEM   []byte
+}
+
+// Setup registers the SeedImage controller and the download route. Images
+// are kept on the local disk of the replica that built them.
+func Setup(_ context.Context, mgr ctrl.Manager, router Router, o Options) error {
+	if err := (&Reconciler{Dir: o.Dir, ExternalURL: o.ExternalURL, CACertPEM: o.CACertPEM}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the seedimage controller: %w", err)
+	}
+	router.Handle("GET "+DownloadPathPrefix+"{token}/{file}", &Download{Dir: o.Dir})
+	return nil
+}

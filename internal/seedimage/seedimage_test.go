@@ -1,0 +1,257 @@
+package seedimage_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/machines/register"
+	"github.com/edgefleet/edgefleet/internal/seedimage"
+	"github.com/edgefleet/edgefleet/internal/server"
+	"github.com/edgefleet/edgefleet/test/harness"
+)
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
+// extract reads an ISO back with xorriso, as a user would.
+func extract(t *testing.T, iso string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/", dir).CombinedOutput(); err != nil {
+		t.Fatalf("xorriso extract: %v\n%s", err, out)
+	}
+	return dir
+}
+
+func get(t *testing.T, u string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// The controller builds config-only and remastered ISOs, serves them with a
+// checksum, expires them after cleanupAfterMinutes, rebuilds on
+// retriggerBuild, and reports unsupported inputs as a failed build.
+func TestSeedImageLifecycle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a control plane")
+	}
+	if _, err := exec.LookPath("xorriso"); err != nil {
+		t.Skip("xorriso not installed (hack/install-deps.sh)")
+	}
+	cl := harness.StartClusters(t, 1, harness.ClusterOptions{CRDs: true})[0]
+	mgr, err := ctrl.NewManager(cl.RESTConfig(), ctrl.Options{
+		Scheme: server.Scheme(), Logger: testr.New(t), Metrics: metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0", Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	clk := &clock{now: time.Now()}
+	r := &seedimage.Reconciler{Dir: dir, ExternalURL: u, CACertPEM: []byte("-----BEGIN CERTIFICATE-----\nTEST\n-----END CERTIFICATE-----\n"), Now: clk.Now}
+	if err := r.SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	mux.Handle("GET "+seedimage.DownloadPathPrefix+"{token}/{file}", &seedimage.Download{Dir: dir})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = mgr.Start(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	c := cl.Client
+	ns := "machines"
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	mr := &machinesv1.MachineRegistration{ObjectMeta: metav1.ObjectMeta{Name: "lab", Namespace: ns},
+		Spec: machinesv1.MachineRegistrationSpec{Config: machinesv1.MachineRegistrationConfig{Registration: &machinesv1.RegistrationConfig{Auth: machinesv1.AuthTPMOrFallback, Fallback: []machinesv1.FallbackAuth{machinesv1.FallbackEmulatedTPM}}}}}
+	if err := c.Create(ctx, mr); err != nil {
+		t.Fatal(err)
+	}
+	// No MachineRegistration controller runs here: publish the URL by hand.
+	mr.Status.RegistrationURL = "https://manager.example:8443/v1/machines/register/" + strings.Repeat("a", 48)
+	if err := c.Status().Update(ctx, mr); err != nil {
+		t.Fatal(err)
+	}
+
+	wait := func(name string, want machinesv1.SeedImageState) *machinesv1.SeedImage {
+		t.Helper()
+		si := &machinesv1.SeedImage{}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, si); err != nil {
+				t.Fatal(err)
+			}
+			if si.Status.State == want && si.Status.ObservedGeneration == si.Generation {
+				return si
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("SeedImage %s: state %q, want %q (status %+v, now %s)", name, si.Status.State, want, si.Status, clk.Now())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	download := func(si *machinesv1.SeedImage) string {
+		t.Helper()
+		code, iso := get(t, si.Status.DownloadURL)
+		if code != http.StatusOK {
+			t.Fatalf("download: %d %s", code, iso)
+		}
+		sum := sha256.Sum256(iso)
+		if hex.EncodeToString(sum[:]) != si.Status.Checksum {
+			t.Fatal("downloaded image does not match status.checksum")
+		}
+		if code, body := get(t, si.Status.ChecksumURL); code != http.StatusOK || !strings.HasPrefix(string(body), si.Status.Checksum+"  seed.iso") {
+			t.Fatalf("checksum file: %d %q", code, body)
+		}
+		path := filepath.Join(t.TempDir(), "seed.iso")
+		if err := os.WriteFile(path, iso, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return extract(t, path)
+	}
+
+	si := &machinesv1.SeedImage{ObjectMeta: metav1.ObjectMeta{Name: "config-only", Namespace: ns}, Spec: machinesv1.SeedImageSpec{
+		RegistrationRef: machinesv1.ObjectReference{Name: "lab"}, CleanupAfterMinutes: ptr.To[int32](5),
+		CloudConfig: jsonRaw(`{"users":[{"name":"ops"}]}`),
+	}}
+	if err := c.Create(ctx, si); err != nil {
+		t.Fatal(err)
+	}
+	si = wait(si.Name, machinesv1.SeedImageReady)
+	files := download(si)
+	nodeCfg, _, err := register.LoadConfig(filepath.Join(files, register.SeedConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nodeCfg.Registration.URL != mr.Status.RegistrationURL || !strings.Contains(nodeCfg.Registration.CACert, "TEST") ||
+		nodeCfg.Registration.Auth != "tpm-or-fallback" || len(nodeCfg.Registration.Fallback) != 1 {
+		t.Errorf("node config on the media: %+v", nodeCfg.Registration)
+	}
+	if cc, err := os.ReadFile(filepath.Join(files, seedimage.CloudConfigFile)); err != nil || !strings.Contains(string(cc), "name: ops") {
+		t.Errorf("cloud-config on the media: %q %v", cc, err)
+	}
+
+	// Expiry: the file goes, the state says so, the URL answers 404.
+	oldURL := si.Status.DownloadURL
+	clk.Add(6 * time.Minute)
+	touch(t, c, si) // the requeue is minutes away in real time; poke the controller
+	si = wait(si.Name, machinesv1.SeedImageExpired)
+	if code, _ := get(t, oldURL); code != http.StatusNotFound {
+		t.Errorf("expired image still served: %d", code)
+	}
+	// retriggerBuild builds it again under a new URL.
+	before := si.DeepCopy()
+	si.Spec.RetriggerBuild = true
+	if err := c.Patch(ctx, si, client.MergeFrom(before)); err != nil {
+		t.Fatal(err)
+	}
+	si = wait(si.Name, machinesv1.SeedImageReady)
+	if si.Status.DownloadURL == oldURL || si.Spec.RetriggerBuild {
+		t.Errorf("retrigger: url %s (old %s), retriggerBuild %v", si.Status.DownloadURL, oldURL, si.Spec.RetriggerBuild)
+	}
+	download(si)
+
+	// A base ISO from a local file and from a URL keeps its content and gains the config.
+	baseDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(baseDir, "os-release"), []byte("NAME=TestOS\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := filepath.Join(t.TempDir(), "base.iso")
+	if out, err := exec.Command("xorriso", "-as", "mkisofs", "-V", "TESTOS", "-J", "-R", "-o", base, baseDir).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	baseSrv := httptest.NewServer(http.FileServer(http.Dir(filepath.Dir(base))))
+	t.Cleanup(baseSrv.Close)
+	for name, b := range map[string]string{"local-base": base, "url-base": baseSrv.URL + "/base.iso"} {
+		s := &machinesv1.SeedImage{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: machinesv1.SeedImageSpec{RegistrationRef: machinesv1.ObjectReference{Name: "lab"}, BaseImage: b}}
+		if err := c.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		files := download(wait(name, machinesv1.SeedImageReady))
+		for _, f := range []string{"os-release", register.SeedConfigFile} {
+			if _, err := os.Stat(filepath.Join(files, f)); err != nil {
+				t.Errorf("%s: %s missing from the remastered image", name, f)
+			}
+		}
+	}
+
+	for name, spec := range map[string]machinesv1.SeedImageSpec{
+		"oci":  {RegistrationRef: machinesv1.ObjectReference{Name: "lab"}, BaseImage: "oci://registry.example/os:1"},
+		"raw":  {RegistrationRef: machinesv1.ObjectReference{Name: "lab"}, Type: machinesv1.SeedImageRaw},
+		"gone": {RegistrationRef: machinesv1.ObjectReference{Name: "lab"}, BaseImage: "/no/such/base.iso"},
+	} {
+		s := &machinesv1.SeedImage{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: spec}
+		if err := c.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		s = wait(name, machinesv1.SeedImageFailed)
+		if msg := readyMessage(s); msg == "" {
+			t.Errorf("%s: failed without a message", name)
+		} else {
+			t.Logf("%s: %s", name, msg)
+		}
+	}
+}
+
+func readyMessage(si *machinesv1.SeedImage) string {
+	for _, c := range si.Status.Conditions {
+		if c.Type == machinesv1.ReadyCondition && c.Status == metav1.ConditionFalse {
+			return c.Message
+		}
+	}
+	return ""
+}
+
+func touch(t *testing.T, c client.Client, si *machinesv1.SeedImage) {
+	t.Helper()
+	before := si.DeepCopy()
+	if si.Annotations == nil {
+		si.Annotations = map[string]string{}
+	}
+	si.Annotations["test/poke"] = fmt.Sprint(time.Now().UnixNano())
+	if err := c.Patch(context.Background(), si, client.MergeFrom(before)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func jsonRaw(s string) *apiextensionsv1.JSON { return &apiextensionsv1.JSON{Raw: []byte(s)} }

@@ -1,0 +1,127 @@
+// Package tunnel is the reverse tunnel between an agent and the manager: one
+// outbound websocket from the agent, multiplexed with hashicorp/yamux. The
+// manager opens streams (it is the yamux client); the agent serves HTTP on
+// them (it is the yamux server) and answers only for its own Kubernetes API.
+// Keepalives detect a dead peer within KeepAliveInterval+KeepAliveTimeout.
+package tunnel
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/hashicorp/yamux"
+)
+
+// Keepalive timing: yamux pings every KeepAliveInterval and closes the
+// session when a ping is unanswered for KeepAliveTimeout, so a dead peer is
+// noticed within 20 s.
+const (
+	KeepAliveInterval = 10 * time.Second
+	KeepAliveTimeout  = 10 * time.Second
+)
+
+// maxMessage bounds one websocket message; yamux frames are at most its
+// 256 KiB window plus a 12-byte header.
+const maxMessage = 1 << 20
+
+// Config is the yamux configuration both ends use.
+func Config() *yamux.Config {
+	c := yamux.DefaultConfig()
+	c.EnableKeepAlive = true
+	c.KeepAliveInterval = KeepAliveInterval
+	c.ConnectionWriteTimeout = KeepAliveTimeout
+	c.StreamOpenTimeout = 30 * time.Second
+	c.LogOutput = io.Discard
+	return c
+}
+
+// wsConn is a websocket as a byte stream (binary messages only), which is
+// what yamux needs.
+type wsConn struct {
+	ws  *websocket.Conn
+	rmu sync.Mutex
+	r   io.Reader
+	wmu sync.Mutex
+}
+
+func newConn(ws *websocket.Conn) *wsConn {
+	ws.SetReadLimit(maxMessage)
+	return &wsConn{ws: ws}
+}
+
+// errTextMessage ends a session whose peer sends text: only yamux frames in
+// binary messages are valid.
+var errTextMessage = errors.New("tunnel: unexpected text message")
+
+func (c *wsConn) Read(p []byte) (int, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	for {
+		if c.r == nil {
+			typ, r, err := c.ws.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if typ != websocket.BinaryMessage {
+				return 0, errTextMessage
+			}
+			c.r = r
+		}
+		n, err := c.r.Read(p)
+		if errors.Is(err, io.EOF) {
+			c.r = nil
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		return n, err
+	}
+}
+
+func (c *wsConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (c *wsConn) Close() error {
+	c.wmu.Lock()
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	c.wmu.Unlock()
+	return c.ws.Close()
+}
+
+func (c *wsConn) LocalAddr() net.Addr  { return c.ws.LocalAddr() }
+func (c *wsConn) RemoteAddr() net.Addr { return c.ws.RemoteAddr() }
+func (c *wsConn) SetDeadline(t time.Time) error {
+	return errors.Join(c.ws.SetReadDeadline(t), c.ws.SetWriteDeadline(t))
+}
+func (c *wsConn) SetReadDeadline(t time.Time) error  { return c.ws.SetReadDeadline(t) }
+func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
+
+// newSession wraps ws in a yamux session; the manager is the client (it
+// opens streams), the agent the server.
+func newSession(ws *websocket.Conn, client bool) (*yamux.Session, error) {
+	conn := newConn(ws)
+	var s *yamux.Session
+	var err error
+	if client {
+		s, err = yamux.Client(conn, Config())
+	} else {
+		s, err = yamux.Server(conn, Config())
+	}
+	if err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("starting tunnel session: %w", err)
+	}
+	return s, nil
+}
