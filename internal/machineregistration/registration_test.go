@@ -260,3 +260,44 @@ func TestFiftyEmulatedMachinesRegisterConcurrently(t *testing.T) {
 	t.Logf("%d concurrent emulated-TPM registrations: p50 %s, p99 %s, max %s, total %s, throughput %.1f registrations/s",
 		n, lat[n/2].Round(time.Millisecond), lat[n*99/100].Round(time.Millisecond), lat[n-1].Round(time.Millisecond), total.Round(time.Millisecond), float64(n)/total.Seconds())
 }
+
+// tpm-or-fallback: a machine without a TPM registers with the first fallback
+// it can do; mac identifies by the lowest physical MAC and registering again
+// finds the same inventory.
+func TestFallbackAuthPolicies(t *testing.T) {
+	e := startEnv(t)
+	ctx := context.Background()
+	fallback := e.registration(t, "mixed", machinesv1.MachineRegistrationSpec{Config: machinesv1.MachineRegistrationConfig{Registration: &machinesv1.RegistrationConfig{
+		Auth: machinesv1.AuthTPMOrFallback, Fallback: []machinesv1.FallbackAuth{machinesv1.FallbackEmulatedTPM},
+	}}})
+	noTPM := e.nodeConfig(t, fallback, register.Registration{Auth: "tpm-or-fallback", Fallback: []string{"emulated-tpm"}, TPMSocket: "/nonexistent/tpm.sock"})
+	res, err := register.Register(ctx, noTPM, register.Options{Data: map[string]string{"System Information/UUID": "no-tpm-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Auth != protocol.AuthEmulatedTPM {
+		t.Fatalf("auth %s, want the emulated-tpm fallback", res.Auth)
+	}
+
+	macReg := e.registration(t, "by-mac", machinesv1.MachineRegistrationSpec{Config: machinesv1.MachineRegistrationConfig{Registration: &machinesv1.RegistrationConfig{Auth: machinesv1.AuthMAC}}})
+	data := map[string]string{"System Information/UUID": "mac-1", "Network/NICs/0/MacAddress": "02:00:00:00:00:01", "Network/NICs/0/IsVirtual": "false"}
+	first, err := register.Register(ctx, e.nodeConfig(t, macReg, register.Registration{Auth: "mac"}), register.Options{Data: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same NIC seen by a machine that lost its state: same inventory.
+	second, err := register.Register(ctx, e.nodeConfig(t, macReg, register.Registration{Auth: "mac"}), register.Options{Data: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.InventoryName != second.InventoryName {
+		t.Fatalf("mac identity gave two inventories: %s, %s", first.InventoryName, second.InventoryName)
+	}
+	inv := &machinesv1.MachineInventory{}
+	if err := e.c.Get(ctx, types.NamespacedName{Namespace: e.ns, Name: first.InventoryName}, inv); err != nil {
+		t.Fatal(err)
+	}
+	if inv.Spec.MachineHash == "" || inv.Spec.TPMHash != "" || inv.Annotations[machineregistration.AnnotationAuth] != "mac" {
+		t.Fatalf("mac inventory spec %+v annotations %v", inv.Spec, inv.Annotations)
+	}
+}
