@@ -76,7 +76,7 @@ targetCustomizations:
 targets:
 - clusterSelector: {}
 `,
-		"helm/chart/Chart.yaml": "apiVersion: v2\nname: web\nversion: 0.1.0\n",
+		"helm/chart/Chart.yaml":  "apiVersion: v2\nname: web\nversion: 0.1.0\n",
 		"helm/chart/values.yaml": "env: none\ncluster: none\nreplicas: 1\n",
 		"helm/chart/templates/app.yaml": `apiVersion: v1
 kind: ConfigMap
@@ -117,9 +117,9 @@ targetCustomizations:
 targets:
 - clusterSelector: {}
 `,
-		"kustomize/base/kustomization.yaml": "resources:\n- tier.yaml\n",
-		"kustomize/base/tier.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: tier\ndata:\n  tier: base\n",
-		"kustomize/overlays/dev/kustomization.yaml": "resources:\n- ../../base\nnameSuffix: -dev\n",
+		"kustomize/base/kustomization.yaml":          "resources:\n- tier.yaml\n",
+		"kustomize/base/tier.yaml":                   "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: tier\ndata:\n  tier: base\n",
+		"kustomize/overlays/dev/kustomization.yaml":  "resources:\n- ../../base\nnameSuffix: -dev\n",
 		"kustomize/overlays/prod/kustomization.yaml": "resources:\n- ../../base\nnameSuffix: -prod\ncommonLabels:\n  tier: production\n",
 	}
 }
