@@ -21,6 +21,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -237,8 +238,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	return ctrl.Result{}, nil
 }
 
+// offline clusters cannot apply anything, so they do not hold a rollout's
+// budget. A cluster whose agent heartbeats but whose tunnel is down still
+// applies bundles and so still counts.
 func offline(c *fleetv1.Cluster) bool {
-	return meta.IsStatusConditionFalse(c.Status.Conditions, fleetv1.ConnectedCondition)
+	cond := meta.FindStatusCondition(c.Status.Conditions, fleetv1.ConnectedCondition)
+	return cond != nil && cond.Status == metav1.ConditionFalse &&
+		(cond.Reason == fleetv1.AgentOfflineReason || cond.Reason == fleetv1.WaitingForCheckInReason)
 }
 
 func listGroups(ctx context.Context, c client.Reader, namespace string) ([]*fleetv1.ClusterGroup, error) {
