@@ -175,7 +175,11 @@ func (r *reconciler) render(ctx context.Context, bd *fleetv1.BundleDeployment) (
 	if err != nil {
 		return nil, fmt.Errorf("loading bundle content: %w", err)
 	}
-	res, err := render.Render(ctx, m, bd.Spec.Options, r.templateContext(ctx, bd))
+	opts, err := resolveValuesFrom(ctx, r.downstream, bd.Spec.Options)
+	if err != nil {
+		return nil, err
+	}
+	res, err := render.Render(ctx, m, opts, r.templateContext(ctx, bd))
 	if err != nil {
 		return nil, fmt.Errorf("rendering bundle: %w", err)
 	}
