@@ -326,7 +326,12 @@ func TestClustersJoinAndAreReachedThroughTheTunnel(t *testing.T) {
 	ws.Close()
 	kubectl(t, proxyKC, nil, "get", "namespace", "proxied")
 
-	// The watch, open for the whole time, saw the create.
+	// The watch, open for the whole time and at least two minutes (longer
+	// than idle timeouts a proxy might have), still delivers an event made
+	// now: a watch that had died would never print it.
+	if rest := 2*time.Minute - time.Since(watchStarted); rest > 0 {
+		time.Sleep(rest)
+	}
 	kubectl(t, proxyKC, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: late\n  namespace: proxied\n"), "apply", "-f", "-")
 	waitFor(t, 10*time.Second, "watch event for a ConfigMap created late", func() bool {
 		return strings.Contains(watchOut.String(), "configmap/late") && strings.Contains(watchOut.String(), "configmap/applied")
