@@ -2,6 +2,8 @@
 # Installs the Debian packages edgefleet's tests use, only those missing.
 # Nothing is downloaded from anywhere but Debian's archive and the Go module proxy.
 set -euo pipefail
+# sgdisk, mkfs.ext4 and debugfs live in /usr/sbin, which is not on a Debian user's PATH.
+export PATH="$PATH:/usr/sbin:/sbin"
 # command -> Debian package
 declare -A need=(
   [git]=git
@@ -11,6 +13,11 @@ declare -A need=(
   [swtpm]=swtpm
   [swtpm_setup]=swtpm-tools
   [xorriso]=xorriso
+  # raw seed disk images: partitioned and formatted on plain files, read back with debugfs
+  [sgdisk]=gdisk
+  [mkfs.ext4]=e2fsprogs
+  [debugfs]=e2fsprogs
+  [e2label]=e2fsprogs
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -25,9 +25,9 @@ import (
 )
 
 type seedImageOptions struct {
-	kubeconfig, context, namespace, registration, output, baseImage string
-	keep                                                            bool
-	timeout                                                         time.Duration
+	kubeconfig, context, namespace, registration, output, baseImage, imageType string
+	keep                                                                       bool
+	timeout                                                                    time.Duration
 }
 
 func newSeedImageCommand(g *globals) *cobra.Command {
@@ -42,9 +42,13 @@ The image is removed from the manager afterwards unless --keep is given.
 
 Without --base-image the image is config-only media (volume label EFSEED)
 holding edgefleet-node.yaml: the registration URL, the manager's CA and the
-registration's auth settings.`,
+registration's auth settings. --type raw builds a GPT disk image whose ext4
+partition "edgefleet-seed" (label EFSEED) holds the same files; a raw base
+image keeps its partitions and gains (or has replaced) that partition.`,
 		Example: `  edgefleet seed-image build --registration lab -n machines -o seed.iso
-  edgefleet seed-image build --registration lab --base-image https://example.com/os.iso -o os-seed.iso`,
+  edgefleet seed-image build --registration lab --base-image https://example.com/os.iso -o os-seed.iso
+  edgefleet seed-image build --registration lab --base-image oci://registry.example/os/iso:1.2 -o os-seed.iso
+  edgefleet seed-image build --registration lab --type raw --base-image /srv/os.img -o os-seed.img`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := ctrl.LoggerInto(cmd.Context(), g.log)
@@ -55,7 +59,8 @@ registration's auth settings.`,
 	f.StringVar(&o.registration, "registration", "", "name of the MachineRegistration (required)")
 	f.StringVarP(&o.output, "output", "o", "", "file to write the image to (required)")
 	f.StringVarP(&o.namespace, "namespace", "n", "fleet-default", "namespace of the MachineRegistration")
-	f.StringVar(&o.baseImage, "base-image", "", "ISO to add the config to: a path on the manager's host or an http(s) URL")
+	f.StringVar(&o.baseImage, "base-image", "", "image to add the config to: a path on the manager's host, an http(s) URL, or an OCI image holding one .iso (.img for raw) file (oci://registry/repo:tag)")
+	f.StringVar(&o.imageType, "type", "iso", "media to build: iso or raw (GPT disk image)")
 	f.BoolVar(&o.keep, "keep", false, "keep the SeedImage (and its download URL) after downloading")
 	f.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait for the build")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig of the edgefleet API (default $KUBECONFIG, then ~/.kube/config)")
@@ -77,13 +82,16 @@ func runSeedImageBuild(ctx context.Context, o seedImageOptions, out io.Writer) e
 	if err != nil {
 		return err
 	}
+	if t := machinesv1.SeedImageType(o.imageType); t != machinesv1.SeedImageISO && t != machinesv1.SeedImageRaw {
+		return fmt.Errorf("--type %q: use iso or raw", o.imageType)
+	}
 	mr := &machinesv1.MachineRegistration{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: o.namespace, Name: o.registration}, mr); err != nil {
 		return fmt.Errorf("reading MachineRegistration %s/%s: %w", o.namespace, o.registration, err)
 	}
 	si := &machinesv1.SeedImage{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: o.registration + "-", Namespace: o.namespace},
-		Spec:       machinesv1.SeedImageSpec{RegistrationRef: machinesv1.ObjectReference{Name: o.registration}, Type: machinesv1.SeedImageISO, BaseImage: o.baseImage},
+		Spec:       machinesv1.SeedImageSpec{RegistrationRef: machinesv1.ObjectReference{Name: o.registration}, Type: machinesv1.SeedImageType(o.imageType), BaseImage: o.baseImage},
 	}
 	if err := c.Create(ctx, si); err != nil {
 		return fmt.Errorf("creating the SeedImage: %w", err)

@@ -23,8 +23,10 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/joinapi"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/machines/register"
+	"github.com/edgefleet/edgefleet/internal/registration"
 	"github.com/edgefleet/edgefleet/internal/server"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
@@ -37,6 +39,9 @@ type env struct {
 	url   *url.URL
 	caPEM string
 	ns    string
+	// apiServer is the kube-apiserver's own address, which machines must
+	// not be given.
+	apiServer string
 }
 
 func startEnv(t *testing.T) *env {
@@ -62,9 +67,17 @@ func startEnv(t *testing.T) *env {
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	u, _ := url.Parse(srv.URL)
-	if err := machineregistration.Setup(context.Background(), mgr, mux, machineregistration.Options{ExternalURL: u}); err != nil {
+	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+	if err := machineregistration.Setup(context.Background(), mgr, mux, machineregistration.Options{ExternalURL: u, CACertPEM: []byte(ca)}); err != nil {
 		t.Fatal(err)
 	}
+	// The endpoint's manager API proxy, as the manager serves it: machines'
+	// kubeconfigs point here, not at the kube-apiserver.
+	proxy, err := registration.ManagerAPIProxy(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux.Handle(joinapi.ManagerAPIPrefix+"/", proxy)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -78,8 +91,7 @@ func startEnv(t *testing.T) *env {
 	if err := cl.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		t.Fatal(err)
 	}
-	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
-	return &env{c: cl.Client, url: u, caPEM: ca, ns: ns}
+	return &env{c: cl.Client, url: u, caPEM: ca, ns: ns, apiServer: cfg.Host}
 }
 
 // registration creates a MachineRegistration and waits until its URL is

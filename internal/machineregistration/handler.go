@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -27,8 +26,10 @@ type Handler struct {
 	Reader client.Reader
 	// Recorder emits warning events (skipped labels).
 	Recorder events.EventRecorder
-	// RESTConfig is the Kubernetes API the machines' kubeconfigs point to.
-	RESTConfig *rest.Config
+	// APIServer is the Kubernetes API address the machines' kubeconfigs
+	// point to (ManagerAPIURL), and CACertPEM the CA they trust for it.
+	APIServer string
+	CACertPEM []byte
 	// TokenTTL is the lifetime of a machine's credential; re-registration
 	// renews it.
 	TokenTTL time.Duration

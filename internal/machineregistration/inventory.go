@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"os"
 	"strings"
 	"time"
 
@@ -320,16 +319,9 @@ func (h *Handler) issueKubeconfig(ctx context.Context, inv *machinesv1.MachineIn
 	if err := h.Client.SubResource("token").Create(ctx, sa, tr); err != nil {
 		return nil, err
 	}
-	ca := h.RESTConfig.CAData
-	if len(ca) == 0 && h.RESTConfig.CAFile != "" {
-		var err error
-		if ca, err = os.ReadFile(h.RESTConfig.CAFile); err != nil {
-			return nil, err
-		}
-	}
 	name := "edgefleet"
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters[name] = &clientcmdapi.Cluster{Server: h.RESTConfig.Host, CertificateAuthorityData: ca}
+	cfg.Clusters[name] = &clientcmdapi.Cluster{Server: h.APIServer, CertificateAuthorityData: h.CACertPEM}
 	cfg.AuthInfos[name] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
 	cfg.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: name, Namespace: inv.Namespace}
 	cfg.CurrentContext = name

@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -105,7 +107,7 @@ func TestSwtpmMachineRegistersAndReRegisters(t *testing.T) {
 		}
 		return fmt.Errorf("no TemplateUnresolved warning event for %s among %d events", inv.Name, len(evs.Items))
 	})
-	checkCredential(t, e, res)
+	checkCredential(t, e, cfg, res)
 
 	// Reboot: the same state directory, new hardware data.
 	if err := writeDMI(dmi, "sys_vendor", "Acme Industries"); err != nil {
@@ -157,12 +159,29 @@ func writeDMI(dir, name, v string) error {
 	return writeFile(dir+"/"+name, v+"\n")
 }
 
-// checkCredential: the machine's kubeconfig can read its plan Secret and
+// checkCredential: the kubeconfig the node stored points at the manager's
+// endpoint (<external URL>/k8s/manager, trusting the endpoint's CA), not at
+// the kube-apiserver; through it the machine can read its plan Secret and
 // update its inventory status, and nothing of another machine.
-func checkCredential(t *testing.T, e *env, res *register.Result) {
+func checkCredential(t *testing.T, e *env, node *register.Config, res *register.Result) {
 	t.Helper()
 	ctx := context.Background()
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(res.Config.Kubeconfig)
+	stored, err := os.ReadFile(filepath.Join(node.StateDir, register.KubeconfigFile))
+	if err != nil {
+		t.Fatalf("the node stored no kubeconfig: %v", err)
+	}
+	kc, err := clientcmd.Load(stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster := kc.Clusters[kc.Contexts[kc.CurrentContext].Cluster]
+	if want := e.url.String() + "/k8s/manager"; cluster.Server != want || string(cluster.CertificateAuthorityData) != e.caPEM {
+		t.Fatalf("machine kubeconfig server %q (CA %d bytes), want %q with the endpoint CA", cluster.Server, len(cluster.CertificateAuthorityData), want)
+	}
+	if strings.Contains(string(stored), e.apiServer) {
+		t.Fatalf("machine kubeconfig names the kube-apiserver's own address %s", e.apiServer)
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(stored)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,6 +217,34 @@ func checkCredential(t *testing.T, e *env, res *register.Result) {
 	}
 	if err := mc.Patch(ctx, inv, client.MergeFrom(before)); !apierrors.IsForbidden(err) {
 		t.Errorf("patching its own inventory spec/labels: %v, want Forbidden", err)
+	}
+	otherInv := &machinesv1.MachineInventory{ObjectMeta: metav1.ObjectMeta{Name: "other-machine", Namespace: e.ns}}
+	if err := e.c.Create(ctx, otherInv); err != nil {
+		t.Fatal(err)
+	}
+	otherBefore := otherInv.DeepCopy()
+	otherInv.Status.Plan.State = machinesv1.PlanApplied
+	if err := mc.Status().Patch(ctx, otherInv, client.MergeFrom(otherBefore)); !apierrors.IsForbidden(err) {
+		t.Errorf("writing another machine's inventory status: %v, want Forbidden", err)
+	}
+	if err := e.c.Delete(ctx, otherInv); err != nil {
+		t.Fatal(err)
+	}
+	if err := mc.List(ctx, &machinesv1.MachineInventoryList{}, client.InNamespace(e.ns)); !apierrors.IsForbidden(err) {
+		t.Errorf("listing MachineInventories with the machine's credential: %v, want Forbidden", err)
+	}
+	if err := mc.List(ctx, &corev1.SecretList{}, client.InNamespace("kube-system")); !apierrors.IsForbidden(err) {
+		t.Errorf("listing kube-system Secrets with the machine's credential: %v, want Forbidden", err)
+	}
+	// The endpoint forwards nothing without a bearer token.
+	anon := *cfg
+	anon.BearerToken = ""
+	ac, err := client.New(&anon, client.Options{Scheme: server.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ac.Get(ctx, types.NamespacedName{Namespace: e.ns, Name: res.Config.PlanSecret}, &corev1.Secret{}); !apierrors.IsUnauthorized(err) {
+		t.Errorf("reading the plan through the endpoint without a token: %v, want Unauthorized", err)
 	}
 }
 

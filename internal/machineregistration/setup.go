@@ -11,12 +11,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/joinapi"
 )
 
 // Field indexes on the manager's cache.
@@ -39,9 +41,14 @@ type Router interface {
 
 // Options configure Setup.
 type Options struct {
-	// ExternalURL is how machines reach the manager's endpoint.
+	// ExternalURL is how machines reach the manager's endpoint. Their
+	// kubeconfigs point at ExternalURL + joinapi.ManagerAPIPrefix, which the
+	// endpoint forwards to the manager's kube-apiserver
+	// (registration.ManagerAPIProxy).
 	ExternalURL *url.URL
-	TokenTTL    time.Duration
+	// CACertPEM is the endpoint's CA, trusted by the machines' kubeconfigs.
+	CACertPEM []byte
+	TokenTTL  time.Duration
 }
 
 // Setup registers the indexes, the MachineRegistration controller and the
@@ -53,22 +60,37 @@ func Setup(ctx context.Context, mgr ctrl.Manager, router Router, o Options) erro
 	if err := (&Reconciler{ExternalURL: o.ExternalURL}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the machineregistration controller: %w", err)
 	}
-	router.Handle("GET "+RegisterPathPrefix+"{token}", NewHandler(mgr, o.TokenTTL))
+	h, err := NewHandler(mgr, o)
+	if err != nil {
+		return err
+	}
+	router.Handle("GET "+RegisterPathPrefix+"{token}", h)
 	return nil
 }
 
 // NewHandler builds the registration handler from the manager's clients.
-func NewHandler(mgr ctrl.Manager, ttl time.Duration) *Handler {
-	if ttl <= 0 {
-		ttl = DefaultTokenTTL
+func NewHandler(mgr ctrl.Manager, o Options) (*Handler, error) {
+	if o.TokenTTL <= 0 {
+		o.TokenTTL = DefaultTokenTTL
+	}
+	if o.ExternalURL == nil || len(o.CACertPEM) == 0 {
+		return nil, fmt.Errorf("the machine registration endpoint needs the manager's external URL and CA: machines' kubeconfigs point at them")
 	}
 	return &Handler{
-		Client:     mgr.GetClient(),
-		Reader:     mgr.GetAPIReader(),
-		Recorder:   mgr.GetEventRecorder("machineregistration"),
-		RESTConfig: mgr.GetConfig(),
-		TokenTTL:   ttl,
-	}
+		Client:    mgr.GetClient(),
+		Reader:    mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("machineregistration"),
+		APIServer: ManagerAPIURL(o.ExternalURL),
+		CACertPEM: o.CACertPEM,
+		TokenTTL:  o.TokenTTL,
+	}, nil
+}
+
+// ManagerAPIURL is the Kubernetes API address in a machine's kubeconfig:
+// the manager's endpoint, which forwards bearer-token requests to its
+// kube-apiserver, so a machine needs to reach one address only.
+func ManagerAPIURL(external *url.URL) string {
+	return strings.TrimSuffix(external.String(), "/") + joinapi.ManagerAPIPrefix
 }
 
 // AddIndexes adds the field indexes the registration endpoint looks machines

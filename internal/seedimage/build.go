@@ -1,8 +1,9 @@
 // Package seedimage builds and serves SeedImages: installation media carrying
 // a MachineRegistration's URL, the manager's CA and cloud-config, which
-// edgefleet-node reads to register. Images are built inside the manager with
-// xorriso (Debian package xorriso), served with a random token and removed
-// after cleanupAfterMinutes.
+// edgefleet-node reads to register. Images are built inside the manager,
+// ISOs with xorriso, raw disk images with sgdisk and mkfs.ext4 (Debian
+// packages xorriso, gdisk, e2fsprogs), served with a random token and
+// removed after cleanupAfterMinutes.
 package seedimage
 
 import (
@@ -21,26 +22,41 @@ import (
 	"time"
 )
 
-// VolumeID is the ISO volume label of config-only media; the node's OS mounts
-// a medium with this label at /run/edgefleet/seed.
+// VolumeID is the volume label of config-only media (the ISO volume ID, the
+// ext4 label of a raw image's config partition); the node's OS mounts a
+// medium with this label at /run/edgefleet/seed.
 const VolumeID = "EFSEED"
+
+// Kinds of media (SeedImage spec.type).
+const (
+	KindISO = "iso"
+	KindRaw = "raw"
+)
 
 // Input is what goes into an image.
 type Input struct {
 	// Files are written at the root of the image (name → content).
 	Files map[string][]byte
-	// BaseImage is an ISO to add the files to: an absolute path on the
-	// manager's host or an http(s) URL. Empty builds config-only media.
+	// Kind is KindISO (the default) or KindRaw.
+	Kind string
+	// BaseImage is the image to add the files to: an absolute path on the
+	// manager's host, an http(s) URL, or an OCI image reference
+	// (oci://registry/repo:tag or registry/repo:tag) holding exactly one
+	// .iso file (.img or .raw for KindRaw). Empty builds config-only media.
 	BaseImage string
-	// MaxBaseBytes bounds a downloaded base image.
+	// MaxBaseBytes bounds a downloaded or pulled base image (default 16 GiB).
 	MaxBaseBytes int64
 }
 
-// Build writes the ISO to out and returns its hex SHA-256.
+// Build writes the image to out and returns its hex SHA-256: an ISO
+// (xorriso) or a raw GPT disk image (sgdisk, mkfs.ext4).
 func Build(ctx context.Context, in Input, out string) (string, error) {
-	xorriso, err := exec.LookPath("xorriso")
-	if err != nil {
-		return "", errors.New("xorriso is not installed on the manager's host: install the Debian package xorriso")
+	kind := in.Kind
+	if kind == "" {
+		kind = KindISO
+	}
+	if kind != KindISO && kind != KindRaw {
+		return "", fmt.Errorf("unknown image type %q: use iso or raw", in.Kind)
 	}
 	work, err := os.MkdirTemp(filepath.Dir(out), ".build-")
 	if err != nil {
@@ -56,21 +72,23 @@ func Build(ctx context.Context, in Input, out string) (string, error) {
 			return "", err
 		}
 	}
-	tmp := filepath.Join(work, "image.iso")
-	var args []string
-	if in.BaseImage == "" {
-		args = []string{"-as", "mkisofs", "-V", VolumeID, "-J", "-R", "-o", tmp, stage}
-	} else {
-		base, err := fetchBase(ctx, in.BaseImage, work, in.MaxBaseBytes)
-		if err != nil {
+	base := ""
+	if in.BaseImage != "" {
+		if base, err = fetchBase(ctx, in.BaseImage, kind, work, in.MaxBaseBytes); err != nil {
 			return "", err
 		}
-		// Remaster: keep the base image's boot records, add the files.
-		args = []string{"-indev", base, "-outdev", tmp, "-boot_image", "any", "replay", "-map", stage, "/", "-commit"}
 	}
-	cmd := exec.CommandContext(ctx, xorriso, args...)
-	if outText, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("xorriso %s: %v: %s", strings.Join(args, " "), err, lastLines(string(outText), 5))
+	tmp := filepath.Join(work, "image")
+	if kind == KindRaw {
+		err = buildRaw(ctx, stage, base, tmp, work)
+		if err != nil && base != "" {
+			err = fmt.Errorf("adding the %s partition to baseImage %s: %w", RawPartitionName, in.BaseImage, err)
+		}
+	} else {
+		err = buildISO(ctx, stage, base, tmp)
+	}
+	if err != nil {
+		return "", err
 	}
 	sum, err := fileSHA256(tmp)
 	if err != nil {
@@ -82,16 +100,42 @@ func Build(ctx context.Context, in Input, out string) (string, error) {
 	return sum, nil
 }
 
-func fetchBase(ctx context.Context, base, work string, limit int64) (string, error) {
-	if strings.HasPrefix(base, "oci://") || strings.HasPrefix(base, "oci:") {
-		return "", fmt.Errorf("baseImage %q: OCI base images are not supported yet; give a path on the manager's host or an http(s) URL", base)
+func buildISO(ctx context.Context, stage, base, out string) error {
+	xorriso, err := exec.LookPath("xorriso")
+	if err != nil {
+		return errors.New("xorriso is not installed on the manager's host: install the Debian package xorriso")
+	}
+	var args []string
+	if base == "" {
+		args = []string{"-as", "mkisofs", "-V", VolumeID, "-J", "-R", "-o", out, stage}
+	} else {
+		// Remaster: keep the base image's boot records, add the files.
+		args = []string{"-indev", base, "-outdev", out, "-boot_image", "any", "replay", "-map", stage, "/", "-commit"}
+	}
+	return run(ctx, xorriso, args...)
+}
+
+// fetchBase makes the base image a local file and returns its path.
+func fetchBase(ctx context.Context, base, kind, work string, limit int64) (string, error) {
+	if limit <= 0 {
+		limit = 16 << 30
+	}
+	local := filepath.Join(work, "base."+map[string]string{KindISO: "iso", KindRaw: "img"}[kind])
+	if isOCIReference(base) {
+		exts := []string{".iso"}
+		if kind == KindRaw {
+			exts = []string{".img", ".raw"}
+		}
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+		defer cancel()
+		return local, pullBase(ctx, base, exts, local, limit)
 	}
 	u, err := url.Parse(base)
 	if err == nil && (u.Scheme == "http" || u.Scheme == "https") {
-		return download(ctx, base, filepath.Join(work, "base.iso"), limit)
+		return download(ctx, base, local, limit)
 	}
 	if !filepath.IsAbs(base) {
-		return "", fmt.Errorf("baseImage %q is neither an absolute path on the manager's host nor an http(s) URL", base)
+		return "", fmt.Errorf("baseImage %q is neither an absolute path on the manager's host, an http(s) URL nor an OCI image reference (oci://registry/repository:tag)", base)
 	}
 	if _, err := os.Stat(base); err != nil {
 		return "", fmt.Errorf("baseImage: %w", err)
@@ -100,9 +144,6 @@ func fetchBase(ctx context.Context, base, work string, limit int64) (string, err
 }
 
 func download(ctx context.Context, from, to string, limit int64) (string, error) {
-	if limit <= 0 {
-		limit = 16 << 30
-	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, from, nil)

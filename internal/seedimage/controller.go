@@ -27,11 +27,24 @@ import (
 // Finalizer removes a SeedImage's file when it is deleted.
 const Finalizer = "machines.edgefleet.io/seedimage-files"
 
-// Files on config-only media.
+// Files on config-only media, and the names images are downloaded as.
 const (
 	CloudConfigFile = "cloud-config.yaml"
 	ImageFile       = "seed.iso"
+	RawImageFile    = "seed.img"
 )
+
+// imageFile is the download name of an image of kind (KindISO or KindRaw).
+func imageFile(kind string) string {
+	if kind == KindRaw {
+		return RawImageFile
+	}
+	return ImageFile
+}
+
+// fileExts are the extensions an image is stored under in Dir
+// (<token>.<ext>, with <token>.<ext>.sha256 next to it).
+var fileExts = map[string]string{ImageFile: "iso", RawImageFile: "img"}
 
 // Reconciler builds SeedImages into Dir.
 type Reconciler struct {
@@ -106,9 +119,6 @@ func (r *Reconciler) build(ctx context.Context, si *machinesv1.SeedImage) (ctrl.
 	if errors.Is(err, errNotReady) {
 		return ctrl.Result{RequeueAfter: 2 * time.Second}, r.setStatus(ctx, si, machinesv1.SeedImagePending, metav1.ConditionFalse, machinesv1.ProgressingReason, err.Error())
 	}
-	if err == nil && si.Spec.Type == machinesv1.SeedImageRaw {
-		err = errors.New("type raw is not supported yet: use type iso")
-	}
 	if err != nil {
 		return ctrl.Result{}, r.setStatus(ctx, si, machinesv1.SeedImageFailed, metav1.ConditionFalse, machinesv1.BuildFailedReason, err.Error())
 	}
@@ -117,17 +127,20 @@ func (r *Reconciler) build(ctx context.Context, si *machinesv1.SeedImage) (ctrl.
 	}
 	token := randomToken()
 	started := time.Now()
-	sum, err := Build(ctx, Input{Files: files, BaseImage: si.Spec.BaseImage}, filepath.Join(r.Dir, token+".iso"))
+	kind := string(si.Spec.Type)
+	file := imageFile(kind)
+	stored := filepath.Join(r.Dir, token+"."+fileExts[file])
+	sum, err := Build(ctx, Input{Files: files, Kind: kind, BaseImage: si.Spec.BaseImage}, stored)
 	if err != nil {
 		return ctrl.Result{}, r.setStatus(ctx, si, machinesv1.SeedImageFailed, metav1.ConditionFalse, machinesv1.BuildFailedReason, err.Error())
 	}
-	if err := os.WriteFile(filepath.Join(r.Dir, token+".iso.sha256"), []byte(sum+"  "+ImageFile+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(stored+".sha256", []byte(sum+"  "+file+"\n"), 0o600); err != nil {
 		return ctrl.Result{}, err
 	}
-	log.Info("Built seed image", "seedImage", si.Name, "took", time.Since(started).Round(time.Millisecond).String())
+	log.Info("Built seed image", "seedImage", si.Name, "type", kind, "took", time.Since(started).Round(time.Millisecond).String())
 	before := si.DeepCopy()
-	si.Status.DownloadURL = r.url(token, ImageFile)
-	si.Status.ChecksumURL = r.url(token, ImageFile+".sha256")
+	si.Status.DownloadURL = r.url(token, file)
+	si.Status.ChecksumURL = r.url(token, file+".sha256")
 	si.Status.Checksum = sum
 	si.Status.ExpiresAt = nil
 	minutes := int32(machinesv1.DefaultSeedImageCleanupAfterMinutes)
@@ -247,33 +260,35 @@ func (r *Reconciler) url(token, file string) string {
 	return u.String()
 }
 
-// tokenOf is the download token in the status URL ("" when none).
-func tokenOf(si *machinesv1.SeedImage) string {
+// storedFile is the path of the image named by the status URL ("" when
+// none).
+func (r *Reconciler) storedFile(si *machinesv1.SeedImage) string {
 	rest := si.Status.DownloadURL
 	i := strings.Index(rest, DownloadPathPrefix)
 	if i < 0 {
 		return ""
 	}
-	tok, _, _ := strings.Cut(rest[i+len(DownloadPathPrefix):], "/")
-	if !validToken(tok) {
+	tok, file, _ := strings.Cut(rest[i+len(DownloadPathPrefix):], "/")
+	ext, ok := fileExts[file]
+	if !validToken(tok) || !ok {
 		return ""
 	}
-	return tok
+	return filepath.Join(r.Dir, tok+"."+ext)
 }
 
 func (r *Reconciler) fileExists(si *machinesv1.SeedImage) bool {
-	tok := tokenOf(si)
-	if tok == "" {
+	p := r.storedFile(si)
+	if p == "" {
 		return false
 	}
-	_, err := os.Stat(filepath.Join(r.Dir, tok+".iso"))
+	_, err := os.Stat(p)
 	return err == nil
 }
 
 func (r *Reconciler) removeFiles(si *machinesv1.SeedImage) {
-	if tok := tokenOf(si); tok != "" {
-		_ = os.Remove(filepath.Join(r.Dir, tok+".iso"))
-		_ = os.Remove(filepath.Join(r.Dir, tok+".iso.sha256"))
+	if p := r.storedFile(si); p != "" {
+		_ = os.Remove(p)
+		_ = os.Remove(p + ".sha256")
 	}
 }
 

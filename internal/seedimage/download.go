@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 )
@@ -14,8 +15,8 @@ import (
 // DownloadPathPrefix is the route built images are served under.
 const DownloadPathPrefix = "/v1/seedimages/"
 
-// Download serves GET /v1/seedimages/{token}/{file}: seed.iso and
-// seed.iso.sha256 ("<hex>  seed.iso"). The token is the only credential, as
+// Download serves GET /v1/seedimages/{token}/{file}: seed.iso or seed.img
+// and its checksum file seed.iso.sha256 ("<hex>  seed.iso"). The token is the only credential, as
 // for Elemental's seed image URL; it is random per build and the files go
 // away with the image.
 type Download struct {
@@ -24,14 +25,13 @@ type Download struct {
 
 func (d *Download) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	token, file := r.PathValue("token"), r.PathValue("file")
-	var name string
-	switch file {
-	case ImageFile:
-		name = token + ".iso"
-	case ImageFile + ".sha256":
-		name = token + ".iso.sha256"
+	image, isSum := strings.CutSuffix(file, ".sha256")
+	ext, ok := fileExts[image]
+	name := token + "." + ext
+	if isSum {
+		name += ".sha256"
 	}
-	if !validToken(token) || name == "" {
+	if !validToken(token) || !ok {
 		http.NotFound(w, r)
 		return
 	}
@@ -46,11 +46,15 @@ func (d *Download) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	if file == ImageFile {
-		w.Header().Set("Content-Type", "application/x-iso9660-image")
-		w.Header().Set("Content-Disposition", `attachment; filename="seed.iso"`)
-	} else {
+	switch {
+	case isSum:
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	case image == ImageFile:
+		w.Header().Set("Content-Type", "application/x-iso9660-image")
+		w.Header().Set("Content-Disposition", `attachment; filename="`+image+`"`)
+	default:
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Disposition", `attachment; filename="`+image+`"`)
 	}
 	http.ServeContent(w, r, name, st.ModTime(), f)
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -30,6 +31,7 @@ import (
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/machines/register"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
+	sit "github.com/edgefleet/edgefleet/internal/seedimage/seedimagetest"
 	"github.com/edgefleet/edgefleet/internal/server"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
@@ -63,16 +65,16 @@ func get(t *testing.T, u string) (int, []byte) {
 	return resp.StatusCode, b
 }
 
-// The controller builds config-only and remastered ISOs, serves them with a
-// checksum, expires them after cleanupAfterMinutes, rebuilds on
-// retriggerBuild, and reports unsupported inputs as a failed build.
+// The controller builds config-only and remastered ISOs (base from a file, a
+// URL or an OCI registry) and raw disk images, serves them with a checksum,
+// expires them after cleanupAfterMinutes, rebuilds on retriggerBuild,
+// removes them with their SeedImage, and reports bad inputs as a failed
+// build.
 func TestSeedImageLifecycle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs a control plane")
 	}
-	if _, err := exec.LookPath("xorriso"); err != nil {
-		t.Skip("xorriso not installed (hack/install-deps.sh)")
-	}
+	sit.RequireTools(t, "xorriso", "sgdisk", "mkfs.ext4", "debugfs", "e2label")
 	cl := harness.StartClusters(t, 1, harness.ClusterOptions{CRDs: true})[0]
 	mgr, err := ctrl.NewManager(cl.RESTConfig(), ctrl.Options{
 		Scheme: server.Scheme(), Logger: testr.New(t), Metrics: metricsserver.Options{BindAddress: "0"},
@@ -215,10 +217,54 @@ func TestSeedImageLifecycle(t *testing.T) {
 		}
 	}
 
+	// type raw: a GPT disk image served as seed.img, its config partition
+	// holding the same node config.
+	rawSI := &machinesv1.SeedImage{ObjectMeta: metav1.ObjectMeta{Name: "raw", Namespace: ns}, Spec: machinesv1.SeedImageSpec{
+		RegistrationRef: machinesv1.ObjectReference{Name: "lab"}, Type: machinesv1.SeedImageRaw, CloudConfig: jsonRaw(`{"users":[{"name":"ops"}]}`),
+	}}
+	if err := c.Create(ctx, rawSI); err != nil {
+		t.Fatal(err)
+	}
+	rawSI = wait(rawSI.Name, machinesv1.SeedImageReady)
+	if !strings.HasSuffix(rawSI.Status.DownloadURL, "/seed.img") {
+		t.Errorf("raw downloadURL %s, want .../seed.img", rawSI.Status.DownloadURL)
+	}
+	rawFiles := downloadRaw(t, rawSI)
+	rawCfg, _, err := register.LoadConfig(filepath.Join(rawFiles, register.SeedConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(rawCfg.Registration, nodeCfg.Registration) {
+		t.Errorf("raw media config %+v differs from the ISO's %+v", rawCfg.Registration, nodeCfg.Registration)
+	}
+	if cc, err := os.ReadFile(filepath.Join(rawFiles, seedimage.CloudConfigFile)); err != nil || !strings.Contains(string(cc), "name: ops") {
+		t.Errorf("cloud-config on the raw media: %q %v", cc, err)
+	}
+	// Deleting it removes the file.
+	rawURL := rawSI.Status.DownloadURL
+	if err := c.Delete(ctx, rawSI); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyGone(t, rawURL)
+
+	// A base ISO from an OCI registry (in this process, on loopback).
+	reg := sit.StartRegistry(t)
+	ref := sit.Push(t, reg+"/os/iso:1", map[string]string{"os.iso": base})
+	ociSI := &machinesv1.SeedImage{ObjectMeta: metav1.ObjectMeta{Name: "oci-base", Namespace: ns}, Spec: machinesv1.SeedImageSpec{RegistrationRef: machinesv1.ObjectReference{Name: "lab"}, BaseImage: "oci://" + ref}}
+	if err := c.Create(ctx, ociSI); err != nil {
+		t.Fatal(err)
+	}
+	files = download(wait(ociSI.Name, machinesv1.SeedImageReady))
+	for _, f := range []string{"os-release", register.SeedConfigFile} {
+		if _, err := os.Stat(filepath.Join(files, f)); err != nil {
+			t.Errorf("oci-base: %s missing from the remastered image", f)
+		}
+	}
+
 	for name, spec := range map[string]machinesv1.SeedImageSpec{
-		"oci":  {RegistrationRef: machinesv1.ObjectReference{Name: "lab"}, BaseImage: "oci://registry.example/os:1"},
-		"raw":  {RegistrationRef: machinesv1.ObjectReference{Name: "lab"}, Type: machinesv1.SeedImageRaw},
-		"gone": {RegistrationRef: machinesv1.ObjectReference{Name: "lab"}, BaseImage: "/no/such/base.iso"},
+		"oci-missing": {RegistrationRef: machinesv1.ObjectReference{Name: "lab"}, BaseImage: "oci://" + reg + "/os/iso:404"},
+		"raw-on-iso":  {RegistrationRef: machinesv1.ObjectReference{Name: "lab"}, Type: machinesv1.SeedImageRaw, BaseImage: base},
+		"gone":        {RegistrationRef: machinesv1.ObjectReference{Name: "lab"}, BaseImage: "/no/such/base.iso"},
 	} {
 		s := &machinesv1.SeedImage{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: spec}
 		if err := c.Create(ctx, s); err != nil {
@@ -230,6 +276,52 @@ func TestSeedImageLifecycle(t *testing.T) {
 		} else {
 			t.Logf("%s: %s", name, msg)
 		}
+	}
+}
+
+// downloadRaw downloads a raw image, checks it against status.checksum and
+// the checksum file, and reads the config partition back with sgdisk and
+// debugfs.
+func downloadRaw(t *testing.T, si *machinesv1.SeedImage) string {
+	t.Helper()
+	code, img := get(t, si.Status.DownloadURL)
+	if code != http.StatusOK {
+		t.Fatalf("download: %d %s", code, img)
+	}
+	sum := sha256.Sum256(img)
+	if hex.EncodeToString(sum[:]) != si.Status.Checksum {
+		t.Fatal("downloaded image does not match status.checksum")
+	}
+	if code, body := get(t, si.Status.ChecksumURL); code != http.StatusOK || string(body) != si.Status.Checksum+"  seed.img\n" {
+		t.Fatalf("checksum file: %d %q", code, body)
+	}
+	path := filepath.Join(t.TempDir(), "seed.img")
+	if err := os.WriteFile(path, img, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	parts := sit.Partitions(t, path)
+	if len(parts) != 1 || parts[0].Name != seedimage.RawPartitionName {
+		t.Fatalf("partitions of seed.img: %+v", parts)
+	}
+	dir, label := sit.ReadExt4(t, sit.ExtractPartition(t, path, parts[0]))
+	if label != seedimage.VolumeID {
+		t.Errorf("config partition label %q, want %q", label, seedimage.VolumeID)
+	}
+	return dir
+}
+
+func eventuallyGone(t *testing.T, u string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, _ := get(t, u)
+		if code == http.StatusNotFound {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still answers %d after its SeedImage was deleted", u, code)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

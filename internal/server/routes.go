@@ -43,7 +43,7 @@ func registerRoutes(ep *endpoint.Server, d routeDeps) error {
 	if err := registration.Setup(d.mgr, ep, registration.Options{ExternalURL: d.externalURL, CACertPEM: d.ca.CertPEM, Log: d.log}); err != nil {
 		return err
 	}
-	if err := machineregistration.Setup(context.Background(), d.mgr, ep, machineregistration.Options{ExternalURL: d.externalURL}); err != nil {
+	if err := machineregistration.Setup(context.Background(), d.mgr, ep, machineregistration.Options{ExternalURL: d.externalURL, CACertPEM: d.ca.CertPEM}); err != nil {
 		return err
 	}
 	if err := seedimage.Setup(context.Background(), d.mgr, ep, seedimage.Options{Dir: filepath.Join(d.dataDir, "seedimages"), ExternalURL: d.externalURL, CACertPEM: d.ca.CertPEM}); err != nil {

@@ -2,6 +2,7 @@ package targeting
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -247,4 +248,30 @@ func ReadyMessage(s fleetv1.BundleSummary, kind string) string {
 		out = append(out, msg)
 	}
 	return strings.Join(out, "; ")
+}
+
+// Entry is one deployment's contribution to a rollup: a cluster's in a
+// Bundle's status, a bundle's in a Cluster's.
+type Entry struct {
+	Name    string
+	State   fleetv1.BundleState
+	Message string
+}
+
+// Summarize counts entries by state, worst first, so the capped list of
+// non-ready entries shows the worst ones.
+func Summarize(entries []Entry) fleetv1.BundleSummary {
+	sorted := slices.Clone(entries)
+	sort.SliceStable(sorted, func(i, j int) bool {
+		a, b := sorted[i], sorted[j]
+		if Rank(a.State) != Rank(b.State) {
+			return Rank(a.State) > Rank(b.State)
+		}
+		return a.Name < b.Name
+	})
+	var s fleetv1.BundleSummary
+	for _, e := range sorted {
+		Add(&s, e.Name, e.State, e.Message)
+	}
+	return s
 }

@@ -83,3 +83,22 @@ func TestSummaryAndReadyMessage(t *testing.T) {
 		t.Error("an all-ready summary has a message or a non-Ready worst state")
 	}
 }
+
+func TestSummarizeListsWorstFirst(t *testing.T) {
+	entries := []Entry{
+		{Name: "a", State: fleetv1.Ready},
+		{Name: "b", State: fleetv1.NotReady, Message: "waiting"},
+		{Name: "c", State: fleetv1.ErrApplied, Message: "rejected"},
+		{Name: "d", State: fleetv1.Ready},
+	}
+	s := Summarize(entries)
+	if s.DesiredReady != 4 || s.Ready != 2 || s.NotReady != 1 || s.ErrApplied != 1 {
+		t.Fatalf("counts wrong: %+v", s)
+	}
+	if len(s.NonReadyResources) != 2 || s.NonReadyResources[0].Name != "c" || s.NonReadyResources[1].Name != "b" {
+		t.Fatalf("non-ready entries not worst first: %+v", s.NonReadyResources)
+	}
+	if entries[0].Name != "a" {
+		t.Fatal("input reordered")
+	}
+}

@@ -3,7 +3,6 @@ package bundle
 import (
 	"context"
 	"fmt"
-	"sort"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -80,34 +79,17 @@ func (r *statusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	})
 }
 
-type entry struct {
-	name    string
-	state   fleetv1.BundleState
-	message string
-}
-
 // computeStatus fills summary, counts, display and conditions from the
 // bundle's deployments and the matched clusters that have none yet.
 func computeStatus(st *fleetv1.BundleStatus, bundle *fleetv1.Bundle, bds []*fleetv1.BundleDeployment, pending []string) {
-	entries := make([]entry, 0, len(bds)+len(pending))
+	entries := make([]targeting.Entry, 0, len(bds)+len(pending))
 	for _, bd := range bds {
-		entries = append(entries, entry{name: clusterRef(bd), state: targeting.State(bd), message: targeting.Message(bd)})
+		entries = append(entries, targeting.Entry{Name: clusterRef(bd), State: targeting.State(bd), Message: targeting.Message(bd)})
 	}
 	for _, p := range pending {
-		entries = append(entries, entry{name: p, state: fleetv1.Pending, message: "waiting for the cluster's namespace"})
+		entries = append(entries, targeting.Entry{Name: p, State: fleetv1.Pending, Message: "waiting for the cluster's namespace"})
 	}
-	// Worst first, so the capped list of non-ready entries shows the worst.
-	sort.SliceStable(entries, func(i, j int) bool {
-		a, b := entries[i], entries[j]
-		if targeting.Rank(a.state) != targeting.Rank(b.state) {
-			return targeting.Rank(a.state) > targeting.Rank(b.state)
-		}
-		return a.name < b.name
-	})
-	var s fleetv1.BundleSummary
-	for _, e := range entries {
-		targeting.Add(&s, e.name, e.state, e.message)
-	}
+	s := targeting.Summarize(entries)
 	st.Summary = s
 	st.ReadyClusters = s.Ready
 	st.DesiredReadyClusters = s.DesiredReady

@@ -7,7 +7,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"sort"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -203,30 +202,16 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, cluster *fleetv1.Clust
 
 // computeStatus rolls the cluster's BundleDeployments up into status.
 func computeStatus(st *fleetv1.ClusterStatus, cluster *fleetv1.Cluster, bds []fleetv1.BundleDeployment) {
-	type entry struct {
-		name, message string
-		state         fleetv1.BundleState
-	}
-	entries := make([]entry, 0, len(bds))
+	entries := make([]targeting.Entry, 0, len(bds))
 	for i := range bds {
 		bd := &bds[i]
 		name := bd.Spec.BundleNamespace + "/" + bd.Spec.BundleName
 		if bd.Spec.BundleName == "" {
 			name = bd.Namespace + "/" + bd.Name
 		}
-		entries = append(entries, entry{name: name, state: targeting.State(bd), message: targeting.Message(bd)})
+		entries = append(entries, targeting.Entry{Name: name, State: targeting.State(bd), Message: targeting.Message(bd)})
 	}
-	sort.SliceStable(entries, func(i, j int) bool {
-		a, b := entries[i], entries[j]
-		if targeting.Rank(a.state) != targeting.Rank(b.state) {
-			return targeting.Rank(a.state) > targeting.Rank(b.state)
-		}
-		return a.name < b.name
-	})
-	var s fleetv1.BundleSummary
-	for _, e := range entries {
-		targeting.Add(&s, e.name, e.state, e.message)
-	}
+	s := targeting.Summarize(entries)
 	st.Summary = s
 	st.ReadyBundles = s.Ready
 	st.DesiredReadyBundles = s.DesiredReady
