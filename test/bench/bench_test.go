@@ -1,0 +1,331 @@
+// Package bench measures edgefleet at fleet scale: a real manager on its
+// embedded kube-apiserver + etcd, N simulated clusters whose agents run in
+// this process with a dry-run applier (see dryRunAgents), and B bundles of a
+// ConfigMap and a Deployment targeting every cluster.
+//
+// It only runs with EDGEFLEET_BENCH=1 (`make bench`), so `go test ./...`
+// skips it. Environment:
+//
+//	EDGEFLEET_BENCH_SCENARIOS  clusters×bundles list, default "50x50" (the
+//	                           short run); also "500x10", "500x50", "5000x1"
+//	EDGEFLEET_BENCH_OUT        write the results as Markdown to this file
+//	EDGEFLEET_BENCH_CMD        the command line recorded in that file
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/edgefleet/edgefleet/internal/content"
+	"github.com/edgefleet/edgefleet/internal/server"
+	"github.com/edgefleet/edgefleet/test/harness"
+)
+
+const (
+	benchNS      = "fleet-default"
+	writeWorkers = 16
+	agentWorkers = 16
+)
+
+// scenario is one fleet shape.
+type scenario struct{ clusters, bundles int }
+
+func (s scenario) String() string { return fmt.Sprintf("%d×%d", s.clusters, s.bundles) }
+
+// result is what one scenario measured.
+type result struct {
+	scenario
+	registerDur           time.Duration // Cluster creates until every namespace exists
+	tBD, tReady           time.Duration
+	managerCPU, apiCPU    float64 // seconds from first Bundle create to all ready
+	etcdCPU               float64
+	benchCPU              float64 // this process: simulated agents, observer, writes
+	managerHWM, apiHWM    int64   // KiB, peak over the process lifetime
+	etcdHWM               int64
+	bdWrites              map[string]float64
+	apiRequests, etcdWrts float64
+	dbBytes               float64
+}
+
+func parseScenarios(s string) ([]scenario, error) {
+	var out []scenario
+	for _, f := range strings.Split(s, ",") {
+		c, b, ok := strings.Cut(strings.TrimSpace(strings.ReplaceAll(f, "×", "x")), "x")
+		n, err1 := strconv.Atoi(c)
+		m, err2 := strconv.Atoi(b)
+		if !ok || err1 != nil || err2 != nil || n < 1 || m < 1 {
+			return nil, fmt.Errorf("EDGEFLEET_BENCH_SCENARIOS: %q is not CLUSTERSxBUNDLES (e.g. 50x50)", f)
+		}
+		out = append(out, scenario{n, m})
+	}
+	return out, nil
+}
+
+func TestFleetScale(t *testing.T) {
+	if os.Getenv("EDGEFLEET_BENCH") != "1" {
+		t.Skip("benchmark; run with EDGEFLEET_BENCH=1 (make bench)")
+	}
+	// The simulated agents' controller-runtime logs are noise here.
+	ctrllog.SetLogger(logr.Discard())
+	spec := os.Getenv("EDGEFLEET_BENCH_SCENARIOS")
+	if spec == "" {
+		spec = "50x50"
+	}
+	scenarios, err := parseScenarios(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var results []result
+	for _, sc := range scenarios {
+		t.Run(strings.ReplaceAll(sc.String(), "×", "x"), func(t *testing.T) {
+			r := runScenario(t, sc)
+			t.Logf("%s: register %s, T_bd %s, T_ready %s, manager CPU %.1fs peak RSS %d MiB, kube-apiserver peak RSS %d MiB, BD writes %v",
+				sc, r.registerDur, r.tBD, r.tReady, r.managerCPU, r.managerHWM>>10, r.apiHWM>>10, r.bdWrites)
+			results = append(results, r)
+		})
+	}
+	if out := os.Getenv("EDGEFLEET_BENCH_OUT"); out != "" {
+		cmd := os.Getenv("EDGEFLEET_BENCH_CMD")
+		if cmd == "" {
+			cmd = "EDGEFLEET_BENCH=1 EDGEFLEET_BENCH_SCENARIOS=" + spec + " go test -run TestFleetScale -v ./test/bench/"
+		}
+		if err := os.WriteFile(out, []byte(markdown(results, cmd, spec)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %s", out)
+	}
+}
+
+func runScenario(t *testing.T, sc scenario) result {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res := result{scenario: sc}
+	m := harness.StartManager(t, harness.ManagerOptions{Args: []string{"--log-level", "info"}})
+	cfg, err := clientcmd.BuildConfigFromFlags("", m.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.QPS, cfg.Burst = 2000, 4000
+	c, err := client.New(cfg, client.Options{Scheme: server.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: benchNS}}); err != nil {
+		t.Fatal(err)
+	}
+	watch := startObserver(ctx, t, cfg)
+
+	start := time.Now()
+	parallel(t, sc.clusters, func(i int) error {
+		return c.Create(ctx, &fleetv1.Cluster{ObjectMeta: metav1.ObjectMeta{
+			Name: fmt.Sprintf("sim-%05d", i), Namespace: benchNS,
+			Labels: map[string]string{"bench": "fleet", "shard": strconv.Itoa(i % 10)},
+		}})
+	})
+	var namespaces []string
+	waitFor(t, 10*time.Minute, "every Cluster's status.namespace", func() bool {
+		var list fleetv1.ClusterList
+		if err := watch.List(ctx, &list, client.InNamespace(benchNS)); err != nil {
+			return false
+		}
+		namespaces = namespaces[:0]
+		for _, cl := range list.Items {
+			if cl.Status.Namespace != "" {
+				namespaces = append(namespaces, cl.Status.Namespace)
+			}
+		}
+		return len(namespaces) == sc.clusters
+	})
+	res.registerDur = time.Since(start)
+
+	// Content upload is part of `edgefleet apply`, before any Bundle exists.
+	ids := make([]string, sc.bundles)
+	parallel(t, sc.bundles, func(i int) error {
+		id, err := content.Store(ctx, c, benchManifest(i))
+		ids[i] = id
+		return err
+	})
+
+	self0, _ := readProc(os.Getpid())
+	procs0 := sampleProcs(m.DataDir)
+	api0, err := scrapeAPIServer(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bd0, err := scrapeManager(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	parallel(t, sc.bundles, func(i int) error {
+		return c.Create(ctx, &fleetv1.Bundle{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("app-%04d", i), Namespace: benchNS},
+			Spec: fleetv1.BundleSpec{
+				BundleDeploymentOptions: fleetv1.BundleDeploymentOptions{DefaultNamespace: fmt.Sprintf("app-%04d", i)},
+				ContentsID:              ids[i],
+				Targets:                 []fleetv1.BundleTarget{{ClusterSelector: &metav1.LabelSelector{}}},
+			},
+		})
+	})
+	want := sc.clusters * sc.bundles
+	waitFor(t, 30*time.Minute, fmt.Sprintf("%d BundleDeployments with a deploymentID", want), func() bool {
+		var list fleetv1.BundleDeploymentList
+		if err := watch.List(ctx, &list); err != nil {
+			return false
+		}
+		n := 0
+		for _, bd := range list.Items {
+			if bd.Spec.DeploymentID != "" {
+				n++
+			}
+		}
+		return n == want
+	})
+	res.tBD = time.Since(t0)
+
+	t1 := time.Now()
+	agentsDone := make(chan error, 1)
+	go func() { agentsDone <- dryRunAgents(ctx, cfg, namespaces, agentWorkers) }()
+	waitFor(t, 30*time.Minute, fmt.Sprintf("%d Bundles %d/%d ready", sc.bundles, sc.clusters, sc.clusters), func() bool {
+		select {
+		case err := <-agentsDone:
+			t.Fatalf("simulated agents stopped: %v", err)
+		default:
+		}
+		var list fleetv1.BundleList
+		if err := watch.List(ctx, &list, client.InNamespace(benchNS)); err != nil {
+			return false
+		}
+		n := 0
+		for _, b := range list.Items {
+			if b.Status.ReadyClusters == int32(sc.clusters) && b.Status.DesiredReadyClusters == int32(sc.clusters) {
+				n++
+			}
+		}
+		return n == sc.bundles
+	})
+	res.tReady = time.Since(t1)
+
+	self1, _ := readProc(os.Getpid())
+	res.benchCPU = self1.cpuSec - self0.cpuSec
+	procs1 := sampleProcs(m.DataDir)
+	api1, err := scrapeAPIServer(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bd1, err := scrapeManager(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.managerCPU = procs1["edgefleet"].cpuSec - procs0["edgefleet"].cpuSec
+	res.apiCPU = procs1["kube-apiserver"].cpuSec - procs0["kube-apiserver"].cpuSec
+	res.etcdCPU = procs1["etcd"].cpuSec - procs0["etcd"].cpuSec
+	res.managerHWM, res.apiHWM, res.etcdHWM = procs1["edgefleet"].hwmKiB, procs1["kube-apiserver"].hwmKiB, procs1["etcd"].hwmKiB
+	res.bdWrites = map[string]float64{}
+	for op, v := range bd1 {
+		res.bdWrites[op] = v - bd0[op]
+	}
+	res.apiRequests = api1.requests - api0.requests
+	res.etcdWrts = api1.etcdWrites - api0.etcdWrites
+	res.dbBytes = api1.dbBytes
+	return res
+}
+
+// startObserver watches Clusters, Bundles and BundleDeployments in every
+// namespace so the clocks are read from memory instead of by polling lists;
+// it costs the apiserver three watches.
+func startObserver(ctx context.Context, t *testing.T, cfg *rest.Config) cache.Cache {
+	t.Helper()
+	ca, err := cache.New(cfg, cache.Options{Scheme: server.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range []client.Object{&fleetv1.Cluster{}, &fleetv1.Bundle{}, &fleetv1.BundleDeployment{}} {
+		if _, err := ca.GetInformer(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go func() { _ = ca.Start(ctx) }()
+	if !ca.WaitForCacheSync(ctx) {
+		t.Fatal("observer cache did not sync")
+	}
+	return ca
+}
+
+// benchManifest is bundle i's content: a ConfigMap and a Deployment, unique
+// per bundle so each has its own content ID.
+func benchManifest(i int) *content.Manifest {
+	return &content.Manifest{Resources: []fleetv1.BundleResource{
+		{Name: "settings.yaml", Content: fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  bundle: \"%d\"\n", i)},
+		{Name: "deployment.yaml", Content: `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+`},
+	}}
+}
+
+// parallel runs f for 0..n-1 on writeWorkers goroutines and fails on the first error.
+func parallel(t *testing.T, n int, f func(i int) error) {
+	t.Helper()
+	next := make(chan int)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for range min(writeWorkers, n) {
+		wg.Go(func() {
+			for i := range next {
+				if err := f(i); err != nil {
+					once.Do(func() { first = fmt.Errorf("item %d: %w", i, err) })
+				}
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if first != nil {
+		t.Fatal(first)
+	}
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
