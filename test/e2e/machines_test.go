@@ -2,10 +2,7 @@ package e2e
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,7 +86,7 @@ func TestMachineOnboardingFromSeedISO(t *testing.T) {
 	})
 	t.Logf("seed ISO built and published in %s", time.Since(t0).Round(time.Millisecond))
 
-	iso := downloadChecked(t, m, si)
+	iso := downloadImage(t, m, si, "seed.iso")
 	files := t.TempDir()
 	if out, err := exec.Command("xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/", files).CombinedOutput(); err != nil {
 		t.Fatalf("xorriso: %v\n%s", err, out)
@@ -166,34 +163,6 @@ func TestMachineOnboardingFromSeedISO(t *testing.T) {
 	if string(a) != string(b) {
 		t.Errorf("CLI media config differs:\n%s\nvs\n%s", b, a)
 	}
-}
-
-func downloadChecked(t *testing.T, m *harness.Manager, si *machinesv1.SeedImage) string {
-	t.Helper()
-	resp, err := m.HTTP.Get(si.Status.DownloadURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	sum := sha256.Sum256(body)
-	if resp.StatusCode != 200 || hex.EncodeToString(sum[:]) != si.Status.Checksum {
-		t.Fatalf("download %s: %s, checksum mismatch with status", si.Status.DownloadURL, resp.Status)
-	}
-	r2, err := m.HTTP.Get(si.Status.ChecksumURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r2.Body.Close()
-	sumFile, _ := io.ReadAll(r2.Body)
-	if !strings.HasPrefix(string(sumFile), si.Status.Checksum) {
-		t.Fatalf("checksum file %q does not match %s", sumFile, si.Status.Checksum)
-	}
-	path := filepath.Join(t.TempDir(), "seed.iso")
-	if err := os.WriteFile(path, body, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 func waitUntil(t *testing.T, timeout time.Duration, f func() error) {
