@@ -79,9 +79,7 @@ func parseScenarios(s string) ([]scenario, error) {
 }
 
 func TestFleetScale(t *testing.T) {
-	if os.Getenv("EDGEFLEET_BENCH") != "1" {
-		t.Skip("benchmark; run with EDGEFLEET_BENCH=1 (make bench)")
-	}
+	requireBench(t)
 	// The simulated agents' controller-runtime logs are noise here.
 	ctrllog.SetLogger(logr.Discard())
 	spec := os.Getenv("EDGEFLEET_BENCH_SCENARIOS")
@@ -101,16 +99,7 @@ func TestFleetScale(t *testing.T) {
 			results = append(results, r)
 		})
 	}
-	if out := os.Getenv("EDGEFLEET_BENCH_OUT"); out != "" {
-		cmd := os.Getenv("EDGEFLEET_BENCH_CMD")
-		if cmd == "" {
-			cmd = "EDGEFLEET_BENCH=1 EDGEFLEET_BENCH_SCENARIOS=" + spec + " go test -run TestFleetScale -v ./test/bench/"
-		}
-		if err := os.WriteFile(out, []byte(markdown(results, cmd, spec)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("wrote %s", out)
-	}
+	addSection(orderFleet, fleetMarkdown(results, spec))
 }
 
 func runScenario(t *testing.T, sc scenario) result {
