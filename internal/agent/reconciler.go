@@ -31,8 +31,9 @@ import (
 )
 
 // Finalizer keeps a BundleDeployment until the agent removed what it
-// deployed downstream.
-const Finalizer = "fleet.edgefleet.io/agent-cleanup"
+// deployed downstream. The manager usually sets it already; the agent adds
+// it when missing.
+const Finalizer = fleetv1.AgentCleanupFinalizer
 
 // dependencyRequeue is how soon a deployment waiting for its dependencies
 // looks again; notReadyRequeue is how soon not-ready resources are checked
@@ -50,6 +51,8 @@ type reconciler struct {
 	helm       *helmdeploy.Deployer
 	opts       Options
 	desired    *desiredCache
+	// memory is told about every burst of heavy work (nil: not tracked).
+	memory *memoryReleaser
 	// kubeVersion is the downstream cluster's version, what charts see as
 	// .Capabilities.KubeVersion.
 	kubeVersion string
@@ -223,6 +226,7 @@ func (r *reconciler) target(bd *fleetv1.BundleDeployment, res *render.Result) ap
 }
 
 func (r *reconciler) deploy(ctx context.Context, bd *fleetv1.BundleDeployment, inv *apply.Inventory) error {
+	defer r.memory.touch()
 	res, err := r.render(ctx, bd)
 	if err != nil {
 		return err
@@ -283,6 +287,7 @@ func (r *reconciler) desiredObjects(ctx context.Context, bd *fleetv1.BundleDeplo
 	if objs, ok := r.desired.get(key, bd.Spec.DeploymentID); ok {
 		return objs, nil
 	}
+	defer r.memory.touch()
 	res, err := r.render(ctx, bd)
 	if err != nil {
 		return nil, err
@@ -322,6 +327,7 @@ func (r *reconciler) check(ctx context.Context, bd *fleetv1.BundleDeployment) (*
 // correct reverts drift: raw objects are applied again (forcing ownership),
 // Helm releases are rolled back to their current revision.
 func (r *reconciler) correct(ctx context.Context, bd *fleetv1.BundleDeployment) error {
+	defer r.memory.touch()
 	inv, err := apply.ReadInventory(ctx, r.downstream, bd.Namespace, bd.Name)
 	if err != nil {
 		return err
@@ -363,6 +369,7 @@ func (r *reconciler) finalize(ctx context.Context, bd *fleetv1.BundleDeployment)
 	if !controllerutil.ContainsFinalizer(bd, Finalizer) {
 		return nil
 	}
+	defer r.memory.touch()
 	log := ctrl.LoggerFrom(ctx)
 	inv, err := apply.ReadInventory(ctx, r.downstream, bd.Namespace, bd.Name)
 	if err != nil {

@@ -34,6 +34,7 @@ with leader election so several replicas can run.`,
 	f.StringVar(&o.DataDir, "data-dir", "edgefleet-data", "directory for all state of the embedded control plane (etcd, PKI, kubeconfig)")
 	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "run on the cluster of this kubeconfig instead of an embedded control plane")
 	f.StringVar(&o.Listen, "listen", "127.0.0.1:8443", "host:port of the HTTPS endpoint")
+	f.StringVar(&o.AdvertiseAddress, "advertise-address", "", "host:port where the other replicas reach this one, to forward kube-api proxy requests to the replica holding a cluster's tunnel (default $POD_IP:<listen port>, else --listen unless it is 0.0.0.0, else <hostname>:<listen port>)")
 	f.StringVar(&o.ExternalURL, "external-url", "", "URL agents and users reach the endpoint at (default https://<listen>)")
 	f.StringVar(&o.KubeBinDir, "kube-bin-dir", "", "folder with kube-apiserver and etcd (default $EDGEFLEET_KUBE_BIN_DIR, then beside this binary, then PATH)")
 	f.IntVar(&o.APIServerPort, "apiserver-port", 0, "port of the embedded kube-apiserver on 127.0.0.1 (default: the previous one, or a free one)")
@@ -41,6 +42,7 @@ with leader election so several replicas can run.`,
 	f.BoolVar(&o.UnsafeNoFsync, "unsafe-no-fsync", false, "run etcd without fsync (tests and benchmarks only: a power loss can lose data)")
 	_ = f.MarkHidden("unsafe-no-fsync")
 	f.DurationVar(&o.OfflineThreshold, "cluster-offline-threshold", clusterproxy.DefaultOfflineThreshold, "a cluster with neither a heartbeat nor a tunnel probe for this long is Offline")
+	f.StringVar(&o.PprofAddress, "pprof-address", "", "serve Go pprof profiles on this address, e.g. 127.0.0.1:6060 (off by default; never expose it)")
 	f.DurationVar(&o.TunnelProbeInterval, "tunnel-probe-interval", clusterproxy.DefaultProbeInterval, "how often each agent's tunnel is probed end to end (GET /version through it)")
 	return cmd
 }

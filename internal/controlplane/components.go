@@ -154,7 +154,7 @@ func (p *Processes) startAPIServer(ctx context.Context, pt ports, c *certs) erro
 		// default reconciler logs a warning every 10 s.
 		"--endpoint-reconciler-type=none",
 		"--cert-dir=" + filepath.Join(p.cfg.DataDir, "pki", "apiserver-generated"),
-		"--profiling=false",
+		fmt.Sprintf("--profiling=%t", p.cfg.Profiling),
 	}
 	p.cfg.Log.V(1).Info("Starting kube-apiserver", "url", url)
 	proc, err := p.launch(BinAPIServer, args)

@@ -44,8 +44,13 @@ type Components struct {
 	// Scheduler binds pods to (fake) nodes.
 	Scheduler bool
 	// KwokNodes, when > 0, runs kwok and registers that many fake nodes whose
-	// pods become Ready without a kubelet.
+	// pods become Ready without a kubelet. kwok also serves the kubelet API
+	// of these nodes (logs, exec, attach, port-forward) on 127.0.0.1.
 	KwokNodes int
+	// KwokConfig holds extra kwok configuration documents (YAML), such as
+	// the ClusterLogs, ClusterExec, ClusterAttach and ClusterPortForward
+	// rules that say what that kubelet API does for pods.
+	KwokConfig []byte
 }
 
 // Config describes one control plane.
@@ -62,7 +67,9 @@ type Config struct {
 	// UnsafeNoFsync turns off etcd's fsync. Only for tests and benchmarks: a
 	// power loss can lose data.
 	UnsafeNoFsync bool
-	Log           logr.Logger
+	// Profiling serves kube-apiserver's /debug/pprof (to cluster admins).
+	Profiling bool
+	Log       logr.Logger
 }
 
 // Processes is the Executor that runs each component as a child process.

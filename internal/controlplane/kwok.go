@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -11,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -23,7 +25,7 @@ func (p *Processes) startKwok(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	proc, err := p.launch(BinKwok, []string{
+	args := []string{
 		"--kubeconfig=" + p.kubeconfig,
 		"--config=" + filepath.Join(p.cfg.BinDir, KwokStages),
 		"--manage-all-nodes=false",
@@ -32,7 +34,23 @@ func (p *Processes) startKwok(ctx context.Context) error {
 		// turn NotReady after about a minute and pods never become ready.
 		"--node-lease-duration-seconds=40",
 		"--server-address=" + hostPort("127.0.0.1", serverPort),
-	})
+		// The node-initialize stage writes these into each node's status
+		// (InternalIP, daemonEndpoints.kubeletEndpoint.Port), so
+		// kube-apiserver sends logs, exec, attach and port-forward to kwok's
+		// server as it would to a kubelet. kwok serves HTTPS with a
+		// self-signed certificate there, which kube-apiserver accepts because
+		// it has no --kubelet-certificate-authority.
+		"--node-ip=127.0.0.1",
+		"--node-port=" + strconv.Itoa(serverPort),
+	}
+	if len(p.cfg.Components.KwokConfig) > 0 {
+		path := filepath.Join(p.cfg.DataDir, "kwok-config.yaml")
+		if err := os.WriteFile(path, p.cfg.Components.KwokConfig, 0o600); err != nil {
+			return fmt.Errorf("writing kwok configuration: %w", err)
+		}
+		args = append(args, "--config="+path)
+	}
+	proc, err := p.launch(BinKwok, args)
 	if err != nil {
 		return err
 	}
@@ -45,7 +63,7 @@ func (p *Processes) startKwok(ctx context.Context) error {
 			return err
 		}
 	}
-	return waitReady(ctx, proc, 60*time.Second, func(ctx context.Context) error {
+	if err := waitReady(ctx, proc, 60*time.Second, func(ctx context.Context) error {
 		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return err
@@ -56,7 +74,26 @@ func (p *Processes) startKwok(ctx context.Context) error {
 			}
 		}
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
+	// After a restart kwok's port may have changed, and nodes that are
+	// already Ready only get it from the next heartbeat (10-20 minutes).
+	for i := range p.cfg.Components.KwokNodes {
+		if err := setKubeletEndpoint(ctx, cs, "kwok-node-"+strconv.Itoa(i), serverPort); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setKubeletEndpoint points a fake node's kubelet address at kwok's server.
+func setKubeletEndpoint(ctx context.Context, cs kubernetes.Interface, name string, port int) error {
+	patch := fmt.Sprintf(`{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}],"daemonEndpoints":{"kubeletEndpoint":{"Port":%d}}}}`, port)
+	if _, err := cs.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status"); err != nil {
+		return fmt.Errorf("setting the kubelet endpoint of fake node %s: %w", name, err)
+	}
+	return nil
 }
 
 func createFakeNode(ctx context.Context, cs kubernetes.Interface, name string) error {

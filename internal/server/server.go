@@ -66,7 +66,12 @@ type Options struct {
 	OfflineThreshold time.Duration
 	// TunnelProbeInterval is how often each agent tunnel is probed.
 	TunnelProbeInterval time.Duration
-	Log                 logr.Logger
+	// AdvertiseAddress is where other replicas reach this one (host:port);
+	// see advertiseAddress for the default.
+	AdvertiseAddress string
+	// PprofAddress serves Go profiles (debugging and benchmarks); empty is off.
+	PprofAddress string
+	Log          logr.Logger
 	// Out receives the start-up banner.
 	Out io.Writer
 }
@@ -102,6 +107,10 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	advertise, err := advertiseAddress(o.AdvertiseAddress, o.Listen)
+	if err != nil {
+		return err
+	}
 
 	cluster, err := connect(ctx, o)
 	if err != nil {
@@ -124,7 +133,7 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
-	serving, err := servingCert(ca, externalURL.Hostname(), o.Listen)
+	serving, err := servingCert(ca, externalURL.Hostname(), o.Listen, advertise)
 	if err != nil {
 		return err
 	}
@@ -134,6 +143,7 @@ func Run(ctx context.Context, o Options) error {
 		Logger:                        log,
 		Metrics:                       metricsserver.Options{BindAddress: "0"}, // served by the endpoint
 		HealthProbeBindAddress:        "0",
+		PprofBindAddress:              o.PprofAddress,
 		LeaderElection:                cluster.external && o.LeaderElection,
 		LeaderElectionID:              LeaderElectionID,
 		LeaderElectionNamespace:       SystemNamespace,
@@ -181,7 +191,7 @@ func Run(ctx context.Context, o Options) error {
 	})
 
 	if err := registerRoutes(ep, routeDeps{mgr: mgr, ca: ca, externalURL: externalURL, log: log,
-		listen: o.Listen, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval, dataDir: o.DataDir}); err != nil {
+		advertise: advertise, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval, dataDir: o.DataDir}); err != nil {
 		return err
 	}
 
@@ -258,7 +268,9 @@ func startEmbedded(ctx context.Context, o Options) (*cluster, error) {
 		// collection; without it a deleted cluster's namespace stays Terminating.
 		Components:    controlplane.Components{ControllerManager: true},
 		UnsafeNoFsync: o.UnsafeNoFsync,
-		Log:           o.Log.WithName("controlplane"),
+		// Profiling the manager without its apiserver tells half the story.
+		Profiling: o.PprofAddress != "",
+		Log:       o.Log.WithName("controlplane"),
 	})
 	if err != nil {
 		dir.Close()

@@ -41,7 +41,7 @@ import (
 const (
 	benchNS      = "fleet-default"
 	writeWorkers = 16
-	agentWorkers = 16
+	agentWorkers = 64
 )
 
 // scenario is one fleet shape.
@@ -106,7 +106,9 @@ func runScenario(t *testing.T, sc scenario) result {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	res := result{scenario: sc}
-	m := harness.StartManager(t, harness.ManagerOptions{Args: []string{"--log-level", "info"}})
+	prof := newProfiler(t)
+	defer prof.wait()
+	m := harness.StartManager(t, harness.ManagerOptions{Args: append([]string{"--log-level", "info"}, prof.managerArgs()...)})
 	cfg, err := clientcmd.BuildConfigFromFlags("", m.Kubeconfig)
 	if err != nil {
 		t.Fatal(err)
@@ -163,6 +165,7 @@ func runScenario(t *testing.T, sc scenario) result {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
+	prof.capture(ctx, t, cfg, strings.ReplaceAll(sc.String(), "×", "x")+"-bd")
 	parallel(t, sc.bundles, func(i int) error {
 		return c.Create(ctx, &fleetv1.Bundle{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("app-%04d", i), Namespace: benchNS},
@@ -189,7 +192,9 @@ func runScenario(t *testing.T, sc scenario) result {
 	})
 	res.tBD = time.Since(t0)
 
+	prof.wait()
 	t1 := time.Now()
+	prof.capture(ctx, t, cfg, strings.ReplaceAll(sc.String(), "×", "x")+"-ready")
 	agentsDone := make(chan error, 1)
 	go func() { agentsDone <- dryRunAgents(ctx, cfg, namespaces, agentWorkers) }()
 	waitFor(t, 30*time.Minute, fmt.Sprintf("%d Bundles %d/%d ready", sc.bundles, sc.clusters, sc.clusters), func() bool {

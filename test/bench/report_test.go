@@ -57,7 +57,7 @@ func fleetMarkdown(results []result, spec string) string {
 	w("- **T_ready**: simulated agents start → every Bundle shows N/N clusters ready.\n")
 	w("- CPU: seconds of user+system time from the first Bundle create until all ready. Peak RSS: VmHWM over the process lifetime.\n")
 	w("- API requests and etcd writes: kube-apiserver `apiserver_request_total` and `etcd_requests_total` (create+update+delete) over the same window, from every client (manager, agents, the benchmark's own writes and watches), per deployment.\n")
-	w("- Bench process CPU: the simulated agents (16 reconcile workers in total), the observer and the benchmark's writes share the 2 cores with the manager; read it to judge whether the simulator limited T_ready.\n")
+	w("- Bench process CPU: the simulated agents (%d reconcile workers in total, standing in for N agents working in parallel), the observer and the benchmark's writes share the 2 cores with the manager; read it to judge whether the simulator limited T_ready.\n", agentWorkers)
 	w("- BD writes: the manager's `edgefleet_bundledeployment_writes_total` over the window.\n\n")
 
 	w("| Scenario (clusters×bundles) | deployments | register N clusters | T_bd | T_ready | T_bd + T_ready | manager CPU | manager peak RSS | kube-apiserver CPU | kube-apiserver peak RSS | etcd peak RSS | bench process CPU | BD writes (create/update/delete) | API requests / deployment | etcd writes / deployment | etcd DB size | Fleet T_bd + T_ready |\n")

@@ -56,3 +56,10 @@ const (
 	// Fleet matches management.cattle.io/cluster-display-name.
 	ClusterDisplayNameLabel = "fleet.edgefleet.io/cluster-display-name"
 )
+
+// AgentCleanupFinalizer keeps a BundleDeployment until the cluster's agent
+// has removed what it deployed downstream. The manager sets it when it
+// creates the BundleDeployment (saving every agent a write); the agent
+// removes it. When a Cluster is deleted the manager removes it, since an
+// unregistered cluster's agent can no longer reach its BundleDeployments.
+const AgentCleanupFinalizer = "fleet.edgefleet.io/agent-cleanup"

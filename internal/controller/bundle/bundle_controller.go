@@ -27,6 +27,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -106,6 +107,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			r.mu.Unlock()
 			return nil
 		})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Complete(r)
 	if err != nil {
 		return fmt.Errorf("creating bundle controller: %w", err)
@@ -208,20 +210,33 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		})
 	}
 
+	// Writes go out concurrently: one bundle over thousands of clusters is
+	// bound by round trips, not by the apiserver's throughput.
+	written := make([]*fleetv1.BundleDeployment, len(targets))
+	writeErrs := make([]error, len(targets))
+	inParallel(len(targets), writeConcurrency, func(i int) {
+		t := targets[i]
+		finalizeDeployment(t.Deployment, &bundle, t.Cluster, t.Paused)
+		written[i], writeErrs[i] = r.write(ctx, originals[i], t.Deployment)
+	})
 	var errs []error
 	var deployments []*fleetv1.BundleDeployment
 	for i, t := range targets {
-		finalizeDeployment(t.Deployment, &bundle, t.Cluster, t.Paused)
-		written, err := r.write(ctx, originals[i], t.Deployment)
-		if err != nil {
-			errs = append(errs, err)
+		if writeErrs[i] != nil {
+			errs = append(errs, writeErrs[i])
 			pending = append(pending, t.Cluster.Namespace+"/"+t.Cluster.Name)
 			continue
 		}
-		deployments = append(deployments, written)
+		deployments = append(deployments, written[i])
 	}
-	for _, stale := range byNamespace {
-		if err := r.delete(ctx, stale); err != nil {
+	stale := make([]*fleetv1.BundleDeployment, 0, len(byNamespace))
+	for _, bd := range byNamespace {
+		stale = append(stale, bd)
+	}
+	deleteErrs := make([]error, len(stale))
+	inParallel(len(stale), writeConcurrency, func(i int) { deleteErrs[i] = r.delete(ctx, stale[i]) })
+	for _, err := range deleteErrs {
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -33,6 +34,7 @@ func (r *clusterReconciler) setup(mgr ctrl.Manager) error {
 		For(&fleetv1.Cluster{}, builder.WithPredicates(clusterTargetingChanged())).
 		Watches(&fleetv1.ClusterGroup{}, r.groupHandler()).
 		Watches(&fleetv1.BundleDeployment{}, r.deletedDeploymentHandler()).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Complete(r)
 	if err != nil {
 		return fmt.Errorf("creating bundle-cluster controller: %w", err)
@@ -164,6 +166,9 @@ func (r *clusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	}
 
 	var errs []error
+	// Writes and deletes are collected and sent concurrently (see inParallel).
+	type pairWrite struct{ current, desired *fleetv1.BundleDeployment }
+	var writes []pairWrite
 	for i := range bundles.Items {
 		bundle := &bundles.Items[i]
 		if !bundle.DeletionTimestamp.IsZero() {
@@ -180,9 +185,7 @@ func (r *clusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		if !ok {
 			if current != nil {
 				log.V(1).Info("Cluster no longer targeted", "Bundle", key.String())
-				if err := r.delete(ctx, current); err != nil {
-					errs = append(errs, err)
-				}
+				writes = append(writes, pairWrite{current: current})
 			}
 			continue
 		}
@@ -208,7 +211,19 @@ func (r *clusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 			r.enqueueRollout(key)
 		}
 		finalizeDeployment(t.Deployment, bundle, &cluster, paused)
-		if _, err := r.write(ctx, current, t.Deployment); err != nil {
+		writes = append(writes, pairWrite{current: current, desired: t.Deployment})
+	}
+	writeErrs := make([]error, len(writes))
+	inParallel(len(writes), writeConcurrency, func(i int) {
+		w := writes[i]
+		if w.desired == nil {
+			writeErrs[i] = r.delete(ctx, w.current)
+			return
+		}
+		_, writeErrs[i] = r.write(ctx, w.current, w.desired)
+	})
+	for _, err := range writeErrs {
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -84,6 +85,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			}
 			return nil
 		})).
+		// Each reconcile is a round trip or two; thousands of clusters
+		// registering at once need several in flight.
+		WithOptions(controller.Options{MaxConcurrentReconciles: 8}).
 		Complete(r)
 	if err != nil {
 		return fmt.Errorf("creating cluster controller: %w", err)
@@ -185,6 +189,12 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, cluster *fleetv1.Clust
 	}
 	if err == nil && ns.Labels[fleetv1.ClusterNameLabel] == cluster.Name && ns.Labels[fleetv1.ClusterNamespaceLabel] == cluster.Namespace {
 		log.Info("Deleting cluster namespace", "Namespace", name)
+		// Deleting the Cluster revokes its agent's credentials, so the agent
+		// can no longer clean up: release its finalizers first. Workloads
+		// already deployed downstream stay, as when a cluster leaves Fleet.
+		if err := r.releaseAgentFinalizers(ctx, name); err != nil {
+			return err
+		}
 		if err := r.Client.DeleteAllOf(ctx, &fleetv1.BundleDeployment{}, client.InNamespace(name)); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("deleting bundle deployments in %s: %w", name, err)
 		}
@@ -253,6 +263,27 @@ func (r *Reconciler) patchStatus(ctx context.Context, cluster *fleetv1.Cluster, 
 			return nil
 		}
 		return fmt.Errorf("patching status of cluster %s/%s: %w", cluster.Namespace, cluster.Name, err)
+	}
+	return nil
+}
+
+// releaseAgentFinalizers removes the agent's finalizer from every
+// BundleDeployment in a cluster namespace.
+func (r *Reconciler) releaseAgentFinalizers(ctx context.Context, namespace string) error {
+	var list fleetv1.BundleDeploymentList
+	if err := r.Client.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+		return fmt.Errorf("listing bundle deployments in %s: %w", namespace, err)
+	}
+	for i := range list.Items {
+		bd := &list.Items[i]
+		if !controllerutil.ContainsFinalizer(bd, fleetv1.AgentCleanupFinalizer) {
+			continue
+		}
+		patch := client.MergeFromWithOptions(bd.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		controllerutil.RemoveFinalizer(bd, fleetv1.AgentCleanupFinalizer)
+		if err := r.Client.Patch(ctx, bd, patch); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("releasing the agent finalizer of bundle deployment %s/%s: %w", namespace, bd.Name, err)
+		}
 	}
 	return nil
 }

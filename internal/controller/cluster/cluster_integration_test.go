@@ -62,7 +62,9 @@ func TestClusterController(t *testing.T) {
 	labels := map[string]string{fleetv1.ClusterNameLabel: "edge1", fleetv1.ClusterNamespaceLabel: "fleet"}
 	for _, name := range []string{"ready", "waiting"} {
 		bd := &fleetv1.BundleDeployment{
-			ObjectMeta: metav1.ObjectMeta{Namespace: nsName, Name: name, Labels: labels},
+			// As the manager creates them: with the agent's finalizer, which
+			// no agent will ever remove here.
+			ObjectMeta: metav1.ObjectMeta{Namespace: nsName, Name: name, Labels: labels, Finalizers: []string{fleetv1.AgentCleanupFinalizer}},
 			Spec:       fleetv1.BundleDeploymentSpec{DeploymentID: "s-1:a", StagedDeploymentID: "s-1:a", BundleName: name, BundleNamespace: "fleet"},
 		}
 		if err := c.Create(ctx, bd); err != nil {
@@ -99,7 +101,8 @@ func TestClusterController(t *testing.T) {
 		return nil
 	})
 
-	// Deleting the Cluster deletes its BundleDeployments and namespace.
+	// Deleting the Cluster deletes its BundleDeployments (releasing the
+	// finalizers of an agent that can no longer act) and namespace.
 	if err := c.Delete(ctx, &cl); err != nil {
 		t.Fatal(err)
 	}
