@@ -42,6 +42,8 @@ with leader election so several replicas can run.`,
 	f.BoolVar(&o.UnsafeNoFsync, "unsafe-no-fsync", false, "run etcd without fsync (tests and benchmarks only: a power loss can lose data)")
 	_ = f.MarkHidden("unsafe-no-fsync")
 	f.DurationVar(&o.OfflineThreshold, "cluster-offline-threshold", clusterproxy.DefaultOfflineThreshold, "a cluster with neither a heartbeat nor a tunnel probe for this long is Offline")
+	f.Float32Var(&o.KubeAPIQPS, "kube-api-qps", server.DefaultKubeAPIQPS, "requests per second the manager may send to the Kubernetes API (client-side limit)")
+	f.IntVar(&o.KubeAPIBurst, "kube-api-burst", server.DefaultKubeAPIBurst, "burst above --kube-api-qps")
 	f.StringVar(&o.PprofAddress, "pprof-address", "", "serve Go pprof profiles on this address, e.g. 127.0.0.1:6060 (off by default; never expose it)")
 	f.DurationVar(&o.TunnelProbeInterval, "tunnel-probe-interval", clusterproxy.DefaultProbeInterval, "how often each agent's tunnel is probed end to end (GET /version through it)")
 	return cmd

@@ -23,7 +23,7 @@ import (
 // TunnelLease is the Lease, in each cluster's namespace, that the replica
 // holding the cluster's tunnel renews after each successful probe:
 // holderIdentity is that replica, renewTime the last good probe. It is how
-// the leader (and, later, other replicas routing requests) knows where the
+// the leader and the replicas forwarding proxy requests (forward.go) know where the
 // session is and that it works.
 const TunnelLease = "edgefleet-tunnel"
 

@@ -69,7 +69,7 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "use "+joinapi.ClusterProxyPrefix+"<namespace>.<cluster>/...", http.StatusNotFound)
 		return
 	}
-	user, err := s.auth.Authenticate(r.Context(), r)
+	user, forwardedBy, err := s.caller(r)
 	if err != nil {
 		status := http.StatusUnauthorized
 		if !errors.Is(err, authn.ErrUnauthenticated) {
@@ -85,7 +85,8 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 	}
 	e := s.session(key)
 	if e == nil {
-		writeStatus(w, http.StatusServiceUnavailable, fmt.Sprintf("cluster %s is not connected to this manager: its agent has no tunnel (check the Cluster's Connected condition)", key))
+		// Another replica may hold the tunnel (forward.go).
+		s.forward(w, r, key, user, forwardedBy)
 		return
 	}
 	rp := &httputil.ReverseProxy{

@@ -1,7 +1,8 @@
 // Package clusterproxy is the manager's end of the agents' tunnels: it
 // accepts each agent's websocket (/v1/tunnel), proxies
 // /k8s/clusters/<namespace>.<name>/... through it to that cluster's
-// Kubernetes API with the caller's identity passed by impersonation, and
+// Kubernetes API with the caller's identity passed by impersonation (or
+// forwards the request to the replica holding that cluster's tunnel), and
 // probes every tunnel end to end to keep the Cluster's Connected condition.
 // See docs/tunnel.md.
 package clusterproxy
@@ -21,6 +22,7 @@ import (
 
 	"github.com/edgefleet/edgefleet/internal/authn"
 	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/pki"
 	"github.com/edgefleet/edgefleet/internal/registration"
 	"github.com/edgefleet/edgefleet/internal/tunnel"
 )
@@ -38,9 +40,14 @@ type Options struct {
 	// OfflineThreshold: a cluster with neither a heartbeat nor a successful
 	// probe for this long is Connected=False/AgentOffline.
 	OfflineThreshold time.Duration
-	// Identity names this replica in the tunnel Lease (holderIdentity).
+	// Identity names this replica in the tunnel Lease (holderIdentity); see
+	// ReplicaIdentity. Other replicas forward requests to its address.
 	Identity string
-	Log      logr.Logger
+	// CA is the manager CA shared by all replicas. It issues this replica's
+	// peer certificate and is the only CA trusted when forwarding; nil
+	// disables forwarding.
+	CA  *pki.CA
+	Log logr.Logger
 }
 
 func (o *Options) defaults() {
@@ -63,6 +70,8 @@ type Server struct {
 	client client.Client // direct
 	cache  client.Reader
 	auth   *authn.Authenticator
+	// peers reaches other replicas (forward.go); nil without a CA.
+	peers http.RoundTripper
 
 	mu       sync.Mutex
 	sessions map[types.NamespacedName]*entry
@@ -86,6 +95,11 @@ func Setup(mgr ctrl.Manager, r registration.Router, o Options) (*Server, error) 
 		return nil, fmt.Errorf("creating tunnel clientset: %w", err)
 	}
 	s := &Server{opts: o, client: direct, cache: mgr.GetClient(), auth: &authn.Authenticator{Client: cs}, sessions: map[types.NamespacedName]*entry{}}
+	if o.CA != nil {
+		if s.peers, err = newPeerTransport(o.CA); err != nil {
+			return nil, err
+		}
+	}
 	r.Handle("GET "+joinapi.TunnelPath, http.HandlerFunc(s.serveTunnel))
 	r.Handle(joinapi.ClusterProxyPrefix, http.HandlerFunc(s.serveProxy))
 	if err := mgr.Add(everyReplica(s.probeLoop)); err != nil {

@@ -1,11 +1,14 @@
 // Package devcluster runs a local, API-only Kubernetes cluster — real etcd,
 // kube-apiserver, kube-controller-manager and kube-scheduler, with kwok fake
-// nodes so Deployments become Available without a kubelet. Users try edgefleet
-// with it, and the test harness starts its downstream clusters with it.
+// nodes so Deployments become Available without a kubelet. kwok also serves
+// the nodes' kubelet API, so with KubeletAPI set kubectl logs, exec, attach
+// and port-forward work against host files, commands and addresses. Users try
+// edgefleet with it, and the test harness starts its downstream clusters with it.
 package devcluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/go-logr/logr"
@@ -24,7 +27,11 @@ type Options struct {
 	Nodes         int
 	APIServerPort int
 	UnsafeNoFsync bool
-	Log           logr.Logger
+	// KubeletAPI says what `kubectl logs`, `exec`, `attach` and
+	// `port-forward` do for pods on the fake nodes. Without it they reach
+	// kwok and fail with "no logs/exec/forward found".
+	KubeletAPI *KubeletAPI
+	Log        logr.Logger
 }
 
 // Cluster is a running dev cluster.
@@ -36,6 +43,12 @@ type Cluster struct {
 // Start starts the cluster and returns when its API server is ready and its
 // fake nodes (if any) are Ready.
 func Start(ctx context.Context, o Options) (*Cluster, error) {
+	if o.KubeletAPI != nil && o.Nodes <= 0 {
+		return nil, errors.New("the kubelet API needs fake nodes: set Nodes > 0")
+	}
+	if err := o.KubeletAPI.validate(); err != nil {
+		return nil, err
+	}
 	dir, err := datadir.Open(o.DataDir)
 	if err != nil {
 		return nil, err
@@ -50,7 +63,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		DataDir:       dir.Path,
 		BinDir:        binDir,
 		APIServerPort: o.APIServerPort,
-		Components:    controlplane.Components{ControllerManager: full, Scheduler: full, KwokNodes: o.Nodes},
+		Components:    controlplane.Components{ControllerManager: full, Scheduler: full, KwokNodes: o.Nodes, KwokConfig: o.KubeletAPI.kwokConfig()},
 		UnsafeNoFsync: o.UnsafeNoFsync,
 		Log:           o.Log,
 	})

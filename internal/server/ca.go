@@ -56,15 +56,18 @@ func loadOrCreateCASecret(ctx context.Context, c client.Client) (*pki.CA, error)
 }
 
 // servingCert issues the endpoint's certificate for the external host name,
-// the listen address and the usual local names.
-func servingCert(ca *pki.CA, externalHost, listen string) (*tls.Certificate, error) {
+// the listen and advertise addresses (other replicas dial the latter) and
+// the usual local names.
+func servingCert(ca *pki.CA, externalHost, listen, advertise string) (*tls.Certificate, error) {
 	spec := pki.CertSpec{CommonName: "edgefleet-manager", DNSNames: []string{"localhost"}, IPs: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}, Usage: pki.ServerAuth}
 	if h, err := os.Hostname(); err == nil && h != "localhost" {
 		spec.DNSNames = append(spec.DNSNames, h)
 	}
 	hosts := []string{externalHost}
-	if h, _, err := net.SplitHostPort(listen); err == nil {
-		hosts = append(hosts, h)
+	for _, addr := range []string{listen, advertise} {
+		if h, _, err := net.SplitHostPort(addr); err == nil {
+			hosts = append(hosts, h)
+		}
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {

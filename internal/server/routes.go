@@ -27,8 +27,8 @@ type routeDeps struct {
 	ca          *pki.CA
 	externalURL *url.URL
 	log         logr.Logger
-	// listen is this replica's endpoint address (its tunnel Lease identity).
-	listen string
+	// advertise is where other replicas reach this one (its tunnel Lease identity).
+	advertise string
 	// offlineThreshold and probeInterval tune cluster liveness (0 = default).
 	offlineThreshold, probeInterval time.Duration
 	// dataDir holds files served by the endpoint (seed images).
@@ -51,7 +51,7 @@ func registerRoutes(ep *endpoint.Server, d routeDeps) error {
 	}
 	host, _ := os.Hostname()
 	_, err := clusterproxy.Setup(d.mgr, ep, clusterproxy.Options{
-		ProbeInterval: d.probeInterval, OfflineThreshold: d.offlineThreshold, Identity: host + "/" + d.listen, Log: d.log.WithName("tunnel"),
+		ProbeInterval: d.probeInterval, OfflineThreshold: d.offlineThreshold, Identity: clusterproxy.ReplicaIdentity(host, d.advertise), CA: d.ca, Log: d.log.WithName("tunnel"),
 	})
 	return err
 }

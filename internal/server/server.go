@@ -69,12 +69,22 @@ type Options struct {
 	// AdvertiseAddress is where other replicas reach this one (host:port);
 	// see advertiseAddress for the default.
 	AdvertiseAddress string
+	// KubeAPIQPS and KubeAPIBurst limit the manager's requests to the
+	// Kubernetes API (defaults DefaultKubeAPIQPS, DefaultKubeAPIBurst).
+	KubeAPIQPS   float32
+	KubeAPIBurst int
 	// PprofAddress serves Go profiles (debugging and benchmarks); empty is off.
 	PprofAddress string
 	Log          logr.Logger
 	// Out receives the start-up banner.
 	Out io.Writer
 }
+
+// Client-side rate limits of the manager's Kubernetes client.
+const (
+	DefaultKubeAPIQPS   = 1000
+	DefaultKubeAPIBurst = 2000
+)
 
 // Scheme has every type the manager reads or writes.
 func Scheme() *runtime.Scheme {
@@ -138,6 +148,14 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
+	// The client-side rate limit is a ceiling on rollout speed (one write
+	// per BundleDeployment); the apiserver's priority and fairness is the
+	// real protection, so the default is generous.
+	cluster.restConfig = rest.CopyConfig(cluster.restConfig)
+	cluster.restConfig.QPS, cluster.restConfig.Burst = o.KubeAPIQPS, o.KubeAPIBurst
+	if cluster.restConfig.QPS <= 0 {
+		cluster.restConfig.QPS, cluster.restConfig.Burst = DefaultKubeAPIQPS, DefaultKubeAPIBurst
+	}
 	mgr, err := ctrl.NewManager(cluster.restConfig, ctrl.Options{
 		Scheme:                        Scheme(),
 		Logger:                        log,

@@ -137,6 +137,9 @@ type ClusterOptions struct {
 	// CRDs installs edgefleet's CRDs, for tests that use the cluster as a
 	// manager-side API without running the manager.
 	CRDs bool
+	// KubeletAPI makes logs, exec, attach and port-forward work for pods on
+	// the kwok nodes (needs Nodes > 0).
+	KubeletAPI *devcluster.KubeletAPI
 }
 
 // StartClusters starts n dev clusters concurrently.
@@ -157,6 +160,7 @@ func StartClusters(t testing.TB, n int, o ClusterOptions) []*Cluster {
 				KubeBinDir:    bin,
 				Nodes:         o.Nodes,
 				UnsafeNoFsync: true,
+				KubeletAPI:    o.KubeletAPI,
 			})
 			if err != nil {
 				errs[i] = err
