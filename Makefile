@@ -26,7 +26,9 @@ kube-binaries:
 ## build: the manager/CLI, the cluster agent and the node agent into bin/
 build:
 	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/edgefleet ./cmd/edgefleet
-	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/edgefleet-agent ./cmd/edgefleet-agent
+	# CGO off: kustomize links Go's plugin package, which with cgo makes the
+	# linker export every symbol (87 MB instead of 63 MB, ~27 MB more RSS).
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/edgefleet-agent ./cmd/edgefleet-agent
 	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/edgefleet-node ./cmd/edgefleet-node
 
 ## run: build and start the manager on an embedded control plane in $(DATA_DIR)

@@ -63,6 +63,14 @@ type Options struct {
 	HeartbeatInterval time.Duration
 	// MetricsAddr serves Prometheus metrics; empty or "0" turns them off.
 	MetricsAddr string
+	// PprofAddr serves net/http/pprof on a loopback address; empty turns
+	// it off.
+	PprofAddr string
+	// MemoryLimit is the Go runtime's soft memory limit in bytes; 0 leaves
+	// the runtime's (GOMEMLIMIT) alone. MemoryLimitExplicit makes it win
+	// over GOMEMLIMIT.
+	MemoryLimit         int64
+	MemoryLimitExplicit bool
 	// Join, when set, registers with the manager's endpoint (token + CA
 	// checksum) instead of using ManagerConfig, and keeps the reverse
 	// tunnel up; ManagerConfig, Namespace and the Cluster's name come from
@@ -114,9 +122,18 @@ func Scheme() *runtime.Scheme {
 
 // Run runs the agent until ctx is cancelled.
 func Run(ctx context.Context, o Options) error {
-	scheme := Scheme()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	if o.Log.GetSink() == nil {
+		o.Log = logr.Discard()
+	}
+	applyMemoryLimit(o.MemoryLimit, o.MemoryLimitExplicit, o.Log)
+	if o.PprofAddr != "" {
+		if _, err := servePprof(ctx, o.PprofAddr, o.Log.WithName("pprof")); err != nil {
+			return err
+		}
+	}
+	scheme := Scheme()
 	if o.Join != nil {
 		if o.DownstreamConfig == nil {
 			return errors.New("no downstream cluster configured: pass --kubeconfig, or run the agent in a Pod")
@@ -142,8 +159,13 @@ func Run(ctx context.Context, o Options) error {
 		Logger:                 o.Log,
 		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{o.Namespace: {}}},
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+		// Only this cluster's BundleDeployments, without managedFields
+		// (the agent never reads them).
+		Cache: cache.Options{
+			DefaultNamespaces: map[string]cache.Config{o.Namespace: {}},
+			DefaultTransform:  cache.TransformStripManagedFields(),
+		},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
 		return fmt.Errorf("connecting to the manager API: %w", err)
@@ -169,7 +191,11 @@ func Run(ctx context.Context, o Options) error {
 		helm:        &helmdeploy.Deployer{Config: o.DownstreamConfig},
 		opts:        o,
 		desired:     newDesiredCache(),
+		memory:      &memoryReleaser{quiet: releaseQuiet},
 	}
+	defer r.memory.stop()
+	// Startup (registration, discovery, the first list) is a burst too.
+	r.memory.touch()
 	if err := r.setup(mgr, controller.Options{MaxConcurrentReconciles: o.Workers}); err != nil {
 		return err
 	}

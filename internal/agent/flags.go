@@ -18,7 +18,9 @@ type Flags struct {
 	Kubeconfig        string
 	Join              join.Options
 	Labels            []string
+	MemoryLimit       string
 	Options           Options
+	memoryLimitSet    func() bool
 }
 
 // AddFlags registers the flags on fs.
@@ -37,13 +39,21 @@ func (f *Flags) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&f.Options.Workers, "workers", DefaultWorkers, "BundleDeployments reconciled in parallel")
 	fs.DurationVar(&f.Options.MonitorInterval, "monitor-interval", DefaultMonitorInterval, "how often deployed resources are checked for readiness and drift")
 	fs.StringVar(&f.Options.MetricsAddr, "metrics-bind-address", "0", "address for Prometheus metrics, e.g. :8080 (0 turns them off)")
+	fs.StringVar(&f.Options.PprofAddr, "pprof-address", "", "loopback address serving Go profiles (/debug/pprof/), e.g. 127.0.0.1:6060; off by default")
+	fs.StringVar(&f.MemoryLimit, "memory-limit", DefaultMemoryLimit, "soft memory limit of the Go runtime, e.g. 40Mi (0: none); GC runs more often near it. GOMEMLIMIT wins unless this flag is given")
+	f.memoryLimitSet = func() bool { return fs.Changed("memory-limit") }
 }
 
 // Complete loads the kubeconfigs and returns the agent's options.
 func (f *Flags) Complete() (Options, error) {
 	o := f.Options
+	limit, err := parseMemoryLimit(f.MemoryLimit)
+	if err != nil {
+		return o, err
+	}
+	o.MemoryLimit = limit
+	o.MemoryLimitExplicit = f.memoryLimitSet != nil && f.memoryLimitSet()
 	var cfg *rest.Config
-	var err error
 	switch {
 	case f.Join.Server != "" && f.ManagerKubeconfig != "":
 		return o, fmt.Errorf("--server and --manager-kubeconfig exclude each other: join with --server, --token and --ca-checksum, or pass a manager kubeconfig")

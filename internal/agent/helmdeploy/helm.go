@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -16,9 +17,11 @@ import (
 	"helm.sh/helm/v4/pkg/kube"
 	rcommon "helm.sh/helm/v4/pkg/release/common"
 	releasev1 "helm.sh/helm/v4/pkg/release/v1"
+	"helm.sh/helm/v4/pkg/storage"
 	"helm.sh/helm/v4/pkg/storage/driver"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -35,8 +38,17 @@ const DefaultTimeout = 5 * time.Minute
 
 // Deployer manages Helm releases on one downstream cluster. Release records
 // are Secrets in the release namespace (Helm's default driver).
+//
+// A Helm action configuration (kubectl factory, a client for every API
+// group, discovery) is built per operation and dropped afterwards, so an
+// idle agent holds none of it; reading a release (every monitoring pass)
+// needs only a Secrets client, kept for the Deployer's life.
 type Deployer struct {
 	Config *rest.Config
+
+	once    sync.Once
+	core    corev1client.CoreV1Interface
+	coreErr error
 }
 
 // Release is the state of a Helm release.
@@ -96,15 +108,21 @@ func (d *Deployer) configuration(ctx context.Context, namespace string) (*action
 // Get returns the newest revision of release namespace/name, or nil if there
 // is none.
 func (d *Deployer) Get(ctx context.Context, namespace, name string) (*Release, error) {
-	cfg, err := d.configuration(ctx, namespace)
-	if err != nil {
-		return nil, err
+	d.once.Do(func() { d.core, d.coreErr = corev1client.NewForConfig(d.Config) })
+	if d.coreErr != nil {
+		return nil, fmt.Errorf("creating Kubernetes client for Helm release records: %w", d.coreErr)
 	}
-	return last(cfg, namespace, name)
+	secrets := driver.NewSecrets(d.core.Secrets(namespace))
+	secrets.SetLogger(logr.ToSlogHandler(ctrl.LoggerFrom(ctx).WithName("helm").V(4)))
+	return lastIn(storage.Init(secrets), namespace, name)
 }
 
 func last(cfg *action.Configuration, namespace, name string) (*Release, error) {
-	r, err := cfg.Releases.Last(name)
+	return lastIn(cfg.Releases, namespace, name)
+}
+
+func lastIn(releases *storage.Storage, namespace, name string) (*Release, error) {
+	r, err := releases.Last(name)
 	if errors.Is(err, driver.ErrReleaseNotFound) || errors.Is(err, driver.ErrNoDeployedReleases) {
 		return nil, nil
 	}

@@ -14,7 +14,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -58,7 +58,7 @@ func ensureImpersonator(ctx context.Context, c client.Client) error {
 
 // impersonatorToken keeps a fresh token of the impersonator account.
 type impersonatorToken struct {
-	cs      kubernetes.Interface
+	cs      corev1client.CoreV1Interface
 	mu      sync.Mutex
 	token   string
 	expires time.Time
@@ -71,7 +71,7 @@ func (t *impersonatorToken) get(ctx context.Context) (string, error) {
 		return t.token, nil
 	}
 	secs := int64(impersonatorTokenTTL / time.Second)
-	tr, err := t.cs.CoreV1().ServiceAccounts(joinapi.AgentNamespace).CreateToken(ctx, joinapi.ImpersonatorServiceAccount,
+	tr, err := t.cs.ServiceAccounts(joinapi.AgentNamespace).CreateToken(ctx, joinapi.ImpersonatorServiceAccount,
 		&authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
 	if err != nil {
 		return "", fmt.Errorf("requesting a token for %s/%s: %w", joinapi.AgentNamespace, joinapi.ImpersonatorServiceAccount, err)
@@ -103,9 +103,11 @@ func APIServerHandler(downstream *rest.Config) (http.Handler, error) {
 		// HTTP/1.1 so upgrades (exec, attach, port-forward) pass through.
 		tlsCfg.NextProtos = []string{"http/1.1"}
 	}
-	cs, err := kubernetes.NewForConfig(downstream)
+	// Only TokenRequests are needed: a core/v1 client, not a clientset
+	// with a REST client for every API group.
+	cs, err := corev1client.NewForConfig(downstream)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("creating downstream client for impersonator tokens: %w", err)
 	}
 	tok := &impersonatorToken{cs: cs}
 	transport := &http.Transport{TLSClientConfig: tlsCfg, MaxIdleConnsPerHost: 32, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
