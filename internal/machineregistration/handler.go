@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -33,8 +34,48 @@ type Handler struct {
 	// TokenTTL is the lifetime of a machine's credential; re-registration
 	// renews it.
 	TokenTTL time.Duration
+	// MaxWriting bounds the registrations writing to the API server at once
+	// (DefaultMaxWriting when 0).
+	MaxWriting int
 
-	upgrader websocket.Upgrader
+	upgrader  websocket.Upgrader
+	slotsOnce sync.Once
+	slots     chan struct{}
+}
+
+// DefaultMaxWriting: a registration is about seven sequential API requests,
+// so 16 at once keep the API server busy without flooding it. Machines that
+// boot together (a site's power returns) would otherwise send every write at
+// once; the API server then answers none of them in time, the machines give
+// up after protocol.Timeout and the manager keeps writing for machines that
+// already left.
+const DefaultMaxWriting = 16
+
+// slotWait is how long a registration waits for a write slot. It leaves
+// a third of protocol.Timeout, which the machine waits for its config, for
+// the writes: a machine refused with "busy" retries later, while one whose
+// config comes too late has cost the writes and retries anyway.
+const slotWait = protocol.Timeout * 2 / 3
+
+// acquire waits for a write slot; the returned function releases it.
+func (h *Handler) acquire(ctx context.Context) (func(), error) {
+	h.slotsOnce.Do(func() {
+		n := h.MaxWriting
+		if n <= 0 {
+			n = DefaultMaxWriting
+		}
+		h.slots = make(chan struct{}, n)
+	})
+	t := time.NewTimer(slotWait)
+	defer t.Stop()
+	select {
+	case h.slots <- struct{}{}:
+		return func() { <-h.slots }, nil
+	case <-t.C:
+		return nil, &protocol.Error{Code: protocol.CodeInternal, Message: fmt.Sprintf("the manager is busy: %d machines are registering and more are waiting; retry in a few seconds", cap(h.slots))}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // ServeHTTP authenticates the registration token before upgrading: a wrong
@@ -128,7 +169,12 @@ func (h *Handler) exchange(ctx context.Context, conn *protocol.Conn, mr *machine
 		return "", err
 	}
 	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	release, err := h.acquire(ctx)
+	if err != nil {
+		return "", err
+	}
 	cfg, err := h.persist(ctx, mr, id, existing, m.Inventory, host)
+	release()
 	if err != nil {
 		return "", err
 	}

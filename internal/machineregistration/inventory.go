@@ -89,7 +89,7 @@ func (h *Handler) persist(ctx context.Context, mr *machinesv1.MachineRegistratio
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := h.finish(ctx, mr, inv)
+	cfg, err := h.finish(ctx, mr, inv, created)
 	if err != nil {
 		if created {
 			if derr := h.Client.Delete(ctx, inv); derr != nil && !apierrors.IsNotFound(derr) {
@@ -227,8 +227,8 @@ func (h *Handler) upsertInventory(ctx context.Context, mr *machinesv1.MachineReg
 
 // finish makes sure the machine's plan Secret and credential exist, marks the
 // inventory Registered and returns the machine's config.
-func (h *Handler) finish(ctx context.Context, mr *machinesv1.MachineRegistration, inv *machinesv1.MachineInventory) (*protocol.Config, error) {
-	plan, err := h.ensurePlanSecret(ctx, inv)
+func (h *Handler) finish(ctx context.Context, mr *machinesv1.MachineRegistration, inv *machinesv1.MachineInventory, created bool) (*protocol.Config, error) {
+	plan, err := h.ensurePlanSecret(ctx, inv, created)
 	if err != nil {
 		return nil, fmt.Errorf("creating the plan Secret of %s: %w", inv.Name, err)
 	}
@@ -261,19 +261,29 @@ func (h *Handler) finish(ctx context.Context, mr *machinesv1.MachineRegistration
 	return cfg, nil
 }
 
-func (h *Handler) ensurePlanSecret(ctx context.Context, inv *machinesv1.MachineInventory) (*corev1.Secret, error) {
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: inv.Spec.PlanRef.Name, Namespace: inv.Namespace}}
-	if err := h.Reader.Get(ctx, client.ObjectKeyFromObject(s), s); err == nil {
-		return s, nil
-	} else if !apierrors.IsNotFound(err) {
-		return nil, err
+// ensurePlanSecret reads the plan Secret of a known machine; a new
+// inventory (created) cannot have one yet, so it is created without the read.
+func (h *Handler) ensurePlanSecret(ctx context.Context, inv *machinesv1.MachineInventory, created bool) (*corev1.Secret, error) {
+	key := types.NamespacedName{Name: inv.Spec.PlanRef.Name, Namespace: inv.Namespace}
+	s := &corev1.Secret{}
+	if !created {
+		if err := h.Reader.Get(ctx, key, s); err == nil {
+			return s, nil
+		} else if !apierrors.IsNotFound(err) {
+			return nil, err
+		}
 	}
-	s.Type = PlanSecretType
-	s.Data = map[string][]byte{"plan": []byte("{}")}
+	s = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}, Type: PlanSecretType, Data: map[string][]byte{"plan": []byte("{}")}}
 	if err := controllerutil.SetControllerReference(inv, s, h.Client.Scheme()); err != nil {
 		return nil, err
 	}
-	if err := h.Client.Create(ctx, s); err != nil {
+	err := h.Client.Create(ctx, s)
+	if apierrors.IsAlreadyExists(err) {
+		// Left from an inventory of the same name deleted just now, before the
+		// garbage collector removed it; read it as a known machine would.
+		err = h.Reader.Get(ctx, key, s)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return s, nil

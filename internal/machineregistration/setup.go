@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -76,8 +77,17 @@ func NewHandler(mgr ctrl.Manager, o Options) (*Handler, error) {
 	if o.ExternalURL == nil || len(o.CACertPEM) == 0 {
 		return nil, fmt.Errorf("the machine registration endpoint needs the manager's external URL and CA: machines' kubeconfigs point at them")
 	}
+	// Registrations write through their own client-side rate limit, so a
+	// storm of machines neither waits behind the controllers' requests nor
+	// starves them; MaxWriting bounds how many write at once.
+	cfg := rest.CopyConfig(mgr.GetConfig())
+	cfg.QPS, cfg.Burst = 500, 1000
+	c, err := client.New(cfg, client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), Cache: &client.CacheOptions{Reader: mgr.GetCache()}})
+	if err != nil {
+		return nil, fmt.Errorf("creating the registration endpoint's client: %w", err)
+	}
 	return &Handler{
-		Client:    mgr.GetClient(),
+		Client:    c,
 		Reader:    mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("machineregistration"),
 		APIServer: ManagerAPIURL(o.ExternalURL),

@@ -25,9 +25,15 @@ const (
 	KeepAliveTimeout  = 10 * time.Second
 )
 
-// maxMessage bounds one websocket message; yamux frames are at most its
-// 256 KiB window plus a 12-byte header.
-const maxMessage = 1 << 20
+// streamWindow is each stream's yamux receive window. yamux's default,
+// 256 KiB, caps one stream at 256 KiB per round trip, which a busy host
+// (scheduling delays of a few ms) turns into a throughput limit for large
+// lists and logs.
+const streamWindow = 4 << 20
+
+// maxMessage bounds one websocket message; a yamux frame is at most the
+// peer's window plus a 12-byte header, and a peer's window is at most ours.
+const maxMessage = streamWindow + 64<<10
 
 // Config is the yamux configuration both ends use.
 func Config() *yamux.Config {
@@ -36,6 +42,7 @@ func Config() *yamux.Config {
 	c.KeepAliveInterval = KeepAliveInterval
 	c.ConnectionWriteTimeout = KeepAliveTimeout
 	c.StreamOpenTimeout = 30 * time.Second
+	c.MaxStreamWindowSize = streamWindow
 	c.LogOutput = io.Discard
 	return c
 }

@@ -33,6 +33,9 @@ var (
 func benchBinary(t *testing.T, name string) string {
 	t.Helper()
 	if p := os.Getenv(harness.EnvEdgefleetBin); p != "" {
+		if name == "edgefleet" {
+			return p
+		}
 		if cand := filepath.Join(filepath.Dir(p), name); fileExists(cand) {
 			return cand
 		}
@@ -71,9 +74,10 @@ var tokenLine = regexp.MustCompile(`(?m)^Token (\S+)/(\S+) \(valid until [^)]*\)
 
 // agentProc is a running `edgefleet-agent run` joined to the manager.
 type agentProc struct {
-	cmd     *exec.Cmd
-	out     *syncBuffer
-	Cluster string // the Cluster object's name on the manager
+	cmd       *exec.Cmd
+	out       *syncBuffer
+	Cluster   string // the Cluster object's name on the manager
+	Namespace string // its status.namespace, where its BundleDeployments are
 }
 
 // joinAgent starts the edgefleet-agent binary for cl with a fresh
@@ -125,7 +129,7 @@ func joinAgent(t *testing.T, m *harness.Manager, cl *harness.Cluster, extraArgs 
 		for _, c := range l.Items {
 			cond := meta.FindStatusCondition(c.Status.Conditions, fleetv1.ConnectedCondition)
 			if c.Spec.ClientID == string(ks.UID) && cond != nil && cond.Status == metav1.ConditionTrue && c.Status.Namespace != "" {
-				a.Cluster = c.Name
+				a.Cluster, a.Namespace = c.Name, c.Status.Namespace
 				return true
 			}
 		}

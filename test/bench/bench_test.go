@@ -62,7 +62,18 @@ type result struct {
 	bdWrites              map[string]float64
 	apiRequests, etcdWrts float64
 	dbBytes               float64
+	// After every bundle's content changed: until all N×B deployments run
+	// the new ID and every Bundle is N/N ready again.
+	tChange                 time.Duration
+	changeManagerCPU        float64
+	changeAPICPU            float64
+	changeBDUpdates         float64
+	idleRSS, idleAPIRSS     int64   // KiB, VmRSS after the idle window
+	idleManagerCPUPerMinute float64 // CPU seconds per minute while idle
 }
+
+// idleWindow is how long the fleet sits idle before its RSS is read.
+const idleWindow = 30 * time.Second
 
 func parseScenarios(s string) ([]scenario, error) {
 	var out []scenario
@@ -94,8 +105,8 @@ func TestFleetScale(t *testing.T) {
 	for _, sc := range scenarios {
 		t.Run(strings.ReplaceAll(sc.String(), "×", "x"), func(t *testing.T) {
 			r := runScenario(t, sc)
-			t.Logf("%s: register %s, T_bd %s, T_ready %s, manager CPU %.1fs peak RSS %d MiB, kube-apiserver peak RSS %d MiB, BD writes %v",
-				sc, r.registerDur, r.tBD, r.tReady, r.managerCPU, r.managerHWM>>10, r.apiHWM>>10, r.bdWrites)
+			t.Logf("%s: register %s, T_bd %s, T_ready %s, manager CPU %.1fs peak RSS %d MiB, kube-apiserver peak RSS %d MiB, BD writes %v; change → ready %s; idle RSS manager %d MiB, apiserver %d MiB",
+				sc, r.registerDur, r.tBD, r.tReady, r.managerCPU, r.managerHWM>>10, r.apiHWM>>10, r.bdWrites, r.tChange, r.idleRSS>>10, r.idleAPIRSS>>10)
 			results = append(results, r)
 		})
 	}
@@ -131,10 +142,10 @@ func runScenario(t *testing.T, sc scenario) result {
 		}})
 	})
 	var namespaces []string
-	waitFor(t, 10*time.Minute, "every Cluster's status.namespace", func() bool {
+	waitProgress(t, 10*time.Minute, "every Cluster's status.namespace", func() (bool, string) {
 		var list fleetv1.ClusterList
 		if err := watch.List(ctx, &list, client.InNamespace(benchNS)); err != nil {
-			return false
+			return false, err.Error()
 		}
 		namespaces = namespaces[:0]
 		for _, cl := range list.Items {
@@ -142,7 +153,7 @@ func runScenario(t *testing.T, sc scenario) result {
 				namespaces = append(namespaces, cl.Status.Namespace)
 			}
 		}
-		return len(namespaces) == sc.clusters
+		return len(namespaces) == sc.clusters, fmt.Sprintf("%d/%d namespaces", len(namespaces), sc.clusters)
 	})
 	res.registerDur = time.Since(start)
 
@@ -177,10 +188,10 @@ func runScenario(t *testing.T, sc scenario) result {
 		})
 	})
 	want := sc.clusters * sc.bundles
-	waitFor(t, 30*time.Minute, fmt.Sprintf("%d BundleDeployments with a deploymentID", want), func() bool {
+	waitProgress(t, 30*time.Minute, fmt.Sprintf("%d BundleDeployments with a deploymentID", want), func() (bool, string) {
 		var list fleetv1.BundleDeploymentList
 		if err := watch.List(ctx, &list); err != nil {
-			return false
+			return false, err.Error()
 		}
 		n := 0
 		for _, bd := range list.Items {
@@ -188,7 +199,7 @@ func runScenario(t *testing.T, sc scenario) result {
 				n++
 			}
 		}
-		return n == want
+		return n == want, fmt.Sprintf("%d/%d", n, want)
 	})
 	res.tBD = time.Since(t0)
 
@@ -197,7 +208,7 @@ func runScenario(t *testing.T, sc scenario) result {
 	prof.capture(ctx, t, cfg, strings.ReplaceAll(sc.String(), "×", "x")+"-ready")
 	agentsDone := make(chan error, 1)
 	go func() { agentsDone <- dryRunAgents(ctx, cfg, namespaces, agentWorkers) }()
-	waitFor(t, 30*time.Minute, fmt.Sprintf("%d Bundles %d/%d ready", sc.bundles, sc.clusters, sc.clusters), func() bool {
+	waitProgress(t, 30*time.Minute, fmt.Sprintf("%d Bundles %d/%d ready", sc.bundles, sc.clusters, sc.clusters), func() (bool, string) {
 		select {
 		case err := <-agentsDone:
 			t.Fatalf("simulated agents stopped: %v", err)
@@ -205,7 +216,7 @@ func runScenario(t *testing.T, sc scenario) result {
 		}
 		var list fleetv1.BundleList
 		if err := watch.List(ctx, &list, client.InNamespace(benchNS)); err != nil {
-			return false
+			return false, err.Error()
 		}
 		n := 0
 		for _, b := range list.Items {
@@ -213,7 +224,7 @@ func runScenario(t *testing.T, sc scenario) result {
 				n++
 			}
 		}
-		return n == sc.bundles
+		return n == sc.bundles, fmt.Sprintf("%d/%d bundles ready, %d/%d deployments ready", n, sc.bundles, readyDeployments(ctx, watch, nil), want)
 	})
 	res.tReady = time.Since(t1)
 
@@ -236,9 +247,76 @@ func runScenario(t *testing.T, sc scenario) result {
 	for op, v := range bd1 {
 		res.bdWrites[op] = v - bd0[op]
 	}
+	t.Logf("requests from the first Bundle create until ready: %s", topRequests(api0, api1, 12))
 	res.apiRequests = api1.requests - api0.requests
 	res.etcdWrts = api1.etcdWrites - api0.etcdWrites
 	res.dbBytes = api1.dbBytes
+
+	// Change every bundle's content, as a git push would; the agents are
+	// still running.
+	newIDs := make([]string, sc.bundles)
+	parallel(t, sc.bundles, func(i int) error {
+		m := benchManifest(i)
+		m.Resources[0].Content += "  revision: \"2\"\n"
+		id, err := content.Store(ctx, c, m)
+		newIDs[i] = id
+		return err
+	})
+	procs2 := sampleProcs(m.DataDir)
+	t2 := time.Now()
+	prof.capture(ctx, t, cfg, strings.ReplaceAll(sc.String(), "×", "x")+"-change")
+	parallel(t, sc.bundles, func(i int) error {
+		var b fleetv1.Bundle
+		if err := c.Get(ctx, client.ObjectKey{Namespace: benchNS, Name: fmt.Sprintf("app-%04d", i)}, &b); err != nil {
+			return err
+		}
+		b.Spec.ContentsID = newIDs[i]
+		return c.Update(ctx, &b)
+	})
+	isNew := map[string]bool{}
+	for _, id := range newIDs {
+		isNew[id] = true
+	}
+	waitProgress(t, 30*time.Minute, fmt.Sprintf("%d BundleDeployments applied with the new content and %d Bundles ready", want, sc.bundles), func() (bool, string) {
+		n := readyDeployments(ctx, watch, isNew)
+		if n != want {
+			return false, fmt.Sprintf("%d/%d deployments ready with the new content", n, want)
+		}
+		var bundles fleetv1.BundleList
+		if err := watch.List(ctx, &bundles, client.InNamespace(benchNS)); err != nil {
+			return false, err.Error()
+		}
+		ready := 0
+		for _, b := range bundles.Items {
+			if b.Status.ObservedGeneration == b.Generation && b.Status.ReadyClusters == int32(sc.clusters) && b.Status.DesiredReadyClusters == int32(sc.clusters) {
+				ready++
+			}
+		}
+		return ready == sc.bundles, fmt.Sprintf("%d/%d bundles ready", ready, sc.bundles)
+	})
+	res.tChange = time.Since(t2)
+	if api3, err := scrapeAPIServer(ctx, cfg); err == nil {
+		t.Logf("requests during the change: %s", topRequests(api1, api3, 12))
+	}
+	procs3 := sampleProcs(m.DataDir)
+	bd3, err := scrapeManager(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.changeManagerCPU = procs3["edgefleet"].cpuSec - procs2["edgefleet"].cpuSec
+	res.changeAPICPU = procs3["kube-apiserver"].cpuSec - procs2["kube-apiserver"].cpuSec
+	res.changeBDUpdates = bd3["update"] - bd1["update"]
+
+	if n := strings.Count(m.Output(), "Reconciler error"); n > 0 {
+		i := strings.Index(m.Output(), "Reconciler error")
+		t.Logf("manager logged %d reconcile errors so far; first: %.600s", n, m.Output()[i:])
+	}
+
+	// Idle: everything deployed, agents connected and quiet.
+	time.Sleep(idleWindow)
+	procs4 := sampleProcs(m.DataDir)
+	res.idleRSS, res.idleAPIRSS = procs4["edgefleet"].rssKiB, procs4["kube-apiserver"].rssKiB
+	res.idleManagerCPUPerMinute = (procs4["edgefleet"].cpuSec - procs3["edgefleet"].cpuSec) / idleWindow.Minutes()
 	return res
 }
 
@@ -313,12 +391,46 @@ func parallel(t *testing.T, n int, f func(i int) error) {
 	}
 }
 
+// readyDeployments counts BundleDeployments whose agent applied the current
+// deployment ID and reports ready; with contentIDs, only those deploying one
+// of them.
+func readyDeployments(ctx context.Context, c client.Reader, contentIDs map[string]bool) int {
+	var list fleetv1.BundleDeploymentList
+	if err := c.List(ctx, &list); err != nil {
+		return 0
+	}
+	n := 0
+	for _, bd := range list.Items {
+		id, _, _ := strings.Cut(bd.Spec.DeploymentID, ":")
+		if (contentIDs == nil || contentIDs[id]) && bd.Status.AppliedDeploymentID == bd.Spec.DeploymentID && bd.Status.Ready {
+			n++
+		}
+	}
+	return n
+}
+
+// waitFor polls cond until it holds.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	waitProgress(t, timeout, what, func() (bool, string) { return cond(), "" })
+}
+
+// waitProgress polls cond until it reports done; its progress string is
+// logged every 5 s, so a long phase shows its pace.
+func waitProgress(t *testing.T, timeout time.Duration, what string, cond func() (done bool, progress string)) {
+	t.Helper()
+	start := time.Now()
+	deadline, nextLog := start.Add(timeout), start.Add(5*time.Second)
+	for {
+		done, progress := cond()
+		if done {
+			return
+		}
+		if now := time.Now(); now.After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s (%s)", timeout, what, progress)
+		} else if now.After(nextLog) {
+			t.Logf("%5.1fs waiting for %s: %s", now.Sub(start).Seconds(), what, progress)
+			nextLog = now.Add(5 * time.Second)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

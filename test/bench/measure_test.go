@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -24,6 +25,7 @@ type procSample struct {
 	comm   string
 	cpuSec float64
 	hwmKiB int64
+	rssKiB int64 // VmRSS now
 }
 
 // sampleProcs reads /proc for every live process whose command line
@@ -40,6 +42,7 @@ func sampleProcs(dataDir string) map[string]procSample {
 		prev.comm = s.comm
 		prev.cpuSec += s.cpuSec
 		prev.hwmKiB = max(prev.hwmKiB, s.hwmKiB)
+		prev.rssKiB += s.rssKiB
 		out[s.comm] = prev
 	}
 	return out
@@ -74,6 +77,12 @@ func readProc(pid int) (procSample, error) {
 			f := strings.Fields(v)
 			if len(f) > 0 {
 				sample.hwmKiB, _ = strconv.ParseInt(f[0], 10, 64)
+			}
+		}
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				sample.rssKiB, _ = strconv.ParseInt(f[0], 10, 64)
 			}
 		}
 	}
@@ -119,10 +128,13 @@ func promSum(text, metric string, groupBy string, labels ...string) map[string]f
 		if err != nil {
 			continue
 		}
-		key := ""
-		if groupBy != "" {
-			key = labelValue(lbls, groupBy)
+		var parts []string
+		for _, name := range strings.Split(groupBy, ",") {
+			if name != "" {
+				parts = append(parts, labelValue(lbls, name))
+			}
 		}
+		key := strings.Join(parts, " ")
 		out[key] += v
 	}
 	return out
@@ -153,6 +165,27 @@ type apiCounters struct {
 	requests   float64 // apiserver_request_total, every verb
 	etcdWrites float64 // etcd_requests_total for create, update and delete
 	dbBytes    float64 // apiserver_storage_size_bytes (etcd database size)
+	byRequest  map[string]float64 // "<verb> <resource> <subresource>" → requests
+}
+
+// topRequests lists the most frequent requests between two scrapes.
+func topRequests(before, after apiCounters, n int) string {
+	type kv struct {
+		k string
+		v float64
+	}
+	var all []kv
+	for k, v := range after.byRequest {
+		if d := v - before.byRequest[k]; d > 0 {
+			all = append(all, kv{strings.TrimSpace(k), d})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].v > all[j].v })
+	var parts []string
+	for i := 0; i < len(all) && i < n; i++ {
+		parts = append(parts, fmt.Sprintf("%s=%.0f", all[i].k, all[i].v))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func scrapeAPIServer(ctx context.Context, cfg *rest.Config) (apiCounters, error) {
@@ -170,6 +203,7 @@ func scrapeAPIServer(ctx context.Context, cfg *rest.Config) (apiCounters, error)
 		requests:   total(promSum(text, "apiserver_request_total", "")),
 		etcdWrites: ops["create"] + ops["update"] + ops["delete"],
 		dbBytes:    total(promSum(text, "apiserver_storage_size_bytes", "")),
+		byRequest:  promSum(text, "apiserver_request_total", "verb,resource,subresource"),
 	}, nil
 }
 

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"testing"
@@ -62,7 +64,24 @@ func (p *profiler) capture(ctx context.Context, t *testing.T, cfg *rest.Config, 
 	if p == nil {
 		return
 	}
-	p.wg.Add(2)
+	p.wg.Add(3)
+	go func() {
+		// Where the manager's goroutines wait, a few seconds into the phase.
+		defer p.wg.Done()
+		time.Sleep(5 * time.Second)
+		var self bytes.Buffer
+		if prof := pprof.Lookup("goroutine"); prof != nil && prof.WriteTo(&self, 1) == nil {
+			p.write(t, name+"-bench-goroutines.txt", self.Bytes(), nil)
+		}
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/goroutine?debug=1", p.managerAddr))
+		if err != nil {
+			p.write(t, name+"-manager-goroutines.txt", nil, err)
+			return
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		p.write(t, name+"-manager-goroutines.txt", data, err)
+	}()
 	go func() {
 		defer p.wg.Done()
 		cs, err := kubernetes.NewForConfig(cfg)

@@ -22,9 +22,13 @@ func quantile(d []time.Duration, q float64) time.Duration {
 	return s[min(max(i, 0), len(s)-1)]
 }
 
-// ms formats a duration in milliseconds with enough digits for sub-ms figures.
+// ms formats a duration in milliseconds with enough digits for sub-ms
+// figures, or in seconds from 10 s.
 func ms(d time.Duration) string {
 	v := float64(d) / float64(time.Millisecond)
+	if v >= 10000 {
+		return fmt.Sprintf("%.1f s", v/1000)
+	}
 	if v < 10 {
 		return fmt.Sprintf("%.2f ms", v)
 	}
