@@ -162,10 +162,33 @@ func total(m map[string]float64) float64 {
 
 // apiCounters are cumulative kube-apiserver figures.
 type apiCounters struct {
-	requests   float64 // apiserver_request_total, every verb
-	etcdWrites float64 // etcd_requests_total for create, update and delete
-	dbBytes    float64 // apiserver_storage_size_bytes (etcd database size)
+	requests   float64            // apiserver_request_total, every verb
+	etcdWrites float64            // etcd_requests_total for create, update and delete
+	dbBytes    float64            // apiserver_storage_size_bytes (etcd database size)
 	byRequest  map[string]float64 // "<verb> <resource> <subresource>" → requests
+	// Seconds spent, by the same key, in the apiserver and in etcd calls.
+	requestSeconds map[string]float64
+	etcdSeconds    map[string]float64 // "<operation> <type>"
+	etcdCalls      map[string]float64
+}
+
+// latencies reports mean apiserver and etcd latencies of the busiest
+// requests between two scrapes.
+func latencies(before, after apiCounters) string {
+	var parts []string
+	for _, k := range []string{"POST bundledeployments ", "PATCH bundledeployments status", "PATCH bundledeployments "} {
+		n := after.byRequest[k] - before.byRequest[k]
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%s: %.1f ms", strings.TrimSpace(k), 1000*(after.requestSeconds[k]-before.requestSeconds[k])/n))
+		}
+	}
+	for _, k := range []string{"create bundledeployments.fleet.edgefleet.io", "update bundledeployments.fleet.edgefleet.io", "get bundledeployments.fleet.edgefleet.io"} {
+		n := after.etcdCalls[k] - before.etcdCalls[k]
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("etcd %s: %.1f ms ×%.0f", k, 1000*(after.etcdSeconds[k]-before.etcdSeconds[k])/n, n))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // topRequests lists the most frequent requests between two scrapes.
@@ -200,10 +223,13 @@ func scrapeAPIServer(ctx context.Context, cfg *rest.Config) (apiCounters, error)
 	text := string(raw)
 	ops := promSum(text, "etcd_requests_total", "operation")
 	return apiCounters{
-		requests:   total(promSum(text, "apiserver_request_total", "")),
-		etcdWrites: ops["create"] + ops["update"] + ops["delete"],
-		dbBytes:    total(promSum(text, "apiserver_storage_size_bytes", "")),
-		byRequest:  promSum(text, "apiserver_request_total", "verb,resource,subresource"),
+		requests:       total(promSum(text, "apiserver_request_total", "")),
+		etcdWrites:     ops["create"] + ops["update"] + ops["delete"],
+		dbBytes:        total(promSum(text, "apiserver_storage_size_bytes", "")),
+		byRequest:      promSum(text, "apiserver_request_total", "verb,resource,subresource"),
+		requestSeconds: promSum(text, "apiserver_request_duration_seconds_sum", "verb,resource,subresource"),
+		etcdSeconds:    promSum(text, "etcd_request_duration_seconds_sum", "operation,type"),
+		etcdCalls:      promSum(text, "etcd_request_duration_seconds_count", "operation,type"),
 	}, nil
 }
 

@@ -27,12 +27,12 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/controller/queue"
 	"github.com/edgefleet/edgefleet/internal/targeting"
 )
 
@@ -55,6 +55,9 @@ type Reconciler struct {
 	// not be cached (Contents are large and only ever fetched by name);
 	// SetupWithManager creates an uncached client when nil.
 	ContentClient client.Client
+	// APIReader reads around the cache; SetupWithManager uses the
+	// manager's when nil.
+	APIReader client.Reader
 	// StatusBatch defaults to DefaultStatusBatch.
 	StatusBatch time.Duration
 
@@ -82,6 +85,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		r.ContentClient = c
 	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
 	if r.StatusBatch <= 0 {
 		r.StatusBatch = DefaultStatusBatch
 	}
@@ -107,7 +113,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			r.mu.Unlock()
 			return nil
 		})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		WithOptions(queue.Options(workers)).
 		Complete(r)
 	if err != nil {
 		return fmt.Errorf("creating bundle controller: %w", err)

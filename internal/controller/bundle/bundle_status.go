@@ -12,12 +12,12 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/controller/queue"
 	"github.com/edgefleet/edgefleet/internal/targeting"
 )
 
@@ -47,7 +47,7 @@ func (r *statusReconciler) setup(mgr ctrl.Manager) error {
 				enqueue(e.Object, q)
 			},
 		}).
-		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		WithOptions(queue.Options(workers)).
 		Complete(r)
 	if err != nil {
 		return fmt.Errorf("creating bundle-status controller: %w", err)

@@ -69,6 +69,9 @@ func (r *Reconciler) write(ctx context.Context, original, desired *fleetv1.Bundl
 		}
 		log.V(1).Info("Creating BundleDeployment", "deploymentID", desired.Spec.DeploymentID)
 		if err := r.Client.Create(ctx, desired); err != nil {
+			if apierrors.IsAlreadyExists(err) {
+				return r.writeOverLive(ctx, desired)
+			}
 			return nil, fmt.Errorf("creating bundle deployment %s: %w", klogRef(desired), err)
 		}
 		bdWrites.WithLabelValues("create").Inc()
@@ -78,11 +81,32 @@ func (r *Reconciler) write(ctx context.Context, original, desired *fleetv1.Bundl
 		return original, nil
 	}
 	log.V(1).Info("Updating BundleDeployment", "deploymentID", desired.Spec.DeploymentID, "stagedDeploymentID", desired.Spec.StagedDeploymentID)
-	if err := r.Client.Update(ctx, desired); err != nil {
+	// A merge patch of what changed, without optimistic locking: the
+	// manager owns spec and labels, the agent only writes status, so an
+	// agent report in between must not fail the write with a conflict.
+	if err := r.Client.Patch(ctx, desired, client.MergeFrom(original)); err != nil {
 		return nil, fmt.Errorf("updating bundle deployment %s: %w", klogRef(desired), err)
 	}
 	bdWrites.WithLabelValues("update").Inc()
 	return desired, nil
+}
+
+// writeOverLive handles a create that found the object already there: the
+// cache had not seen it yet (a retry, or the other controller of the pair
+// created it). It reads the live object and patches it to desired, rather
+// than failing and retrying the whole pass from the same stale cache.
+func (r *Reconciler) writeOverLive(ctx context.Context, desired *fleetv1.BundleDeployment) (*fleetv1.BundleDeployment, error) {
+	live := &fleetv1.BundleDeployment{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(desired), live); err != nil {
+		return nil, fmt.Errorf("reading bundle deployment %s after a create conflict: %w", klogRef(desired), err)
+	}
+	updated := live.DeepCopy()
+	updated.Spec = desired.Spec
+	if updated.Labels == nil {
+		updated.Labels = map[string]string{}
+	}
+	maps.Copy(updated.Labels, desired.Labels)
+	return r.write(ctx, live, updated)
 }
 
 func (r *Reconciler) delete(ctx context.Context, bd *fleetv1.BundleDeployment) error {

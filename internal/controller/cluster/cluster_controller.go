@@ -18,13 +18,13 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/controller/queue"
 	"github.com/edgefleet/edgefleet/internal/targeting"
 )
 
@@ -87,7 +87,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		})).
 		// Each reconcile is a round trip or two; thousands of clusters
 		// registering at once need several in flight.
-		WithOptions(controller.Options{MaxConcurrentReconciles: 8}).
+		WithOptions(queue.Options(8)).
 		Complete(r)
 	if err != nil {
 		return fmt.Errorf("creating cluster controller: %w", err)

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/controller/queue"
 	"github.com/edgefleet/edgefleet/internal/targeting"
 )
 
@@ -78,6 +79,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 				enqueueGroups(ctx, e.Object, q)
 			},
 		}).
+		WithOptions(queue.Options(2)).
 		Complete(r)
 	if err != nil {
 		return fmt.Errorf("creating clustergroup controller: %w", err)
