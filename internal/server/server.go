@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -157,10 +158,13 @@ func Run(ctx context.Context, o Options) error {
 		cluster.restConfig.QPS, cluster.restConfig.Burst = DefaultKubeAPIQPS, DefaultKubeAPIBurst
 	}
 	mgr, err := ctrl.NewManager(cluster.restConfig, ctrl.Options{
-		Scheme:                        Scheme(),
-		Logger:                        log,
-		Metrics:                       metricsserver.Options{BindAddress: "0"}, // served by the endpoint
-		HealthProbeBindAddress:        "0",
+		Scheme:                 Scheme(),
+		Logger:                 log,
+		Metrics:                metricsserver.Options{BindAddress: "0"}, // served by the endpoint
+		HealthProbeBindAddress: "0",
+		// managedFields are a large share of small objects and nothing here
+		// reads them: at thousands of clusters this is most of the cache.
+		Cache:                         cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
 		PprofBindAddress:              o.PprofAddress,
 		LeaderElection:                cluster.external && o.LeaderElection,
 		LeaderElectionID:              LeaderElectionID,

@@ -159,6 +159,15 @@ func runScenario(t *testing.T, sc scenario) result {
 	})
 	res.registerDur = time.Since(start)
 
+	// The agents connect now and report once agentsStart is closed.
+	agentsStart := make(chan struct{})
+	connectStart := time.Now()
+	agentsDone, err := dryRunAgents(ctx, cfg, namespaces, agentWorkers, agentsStart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d simulated agents connected (watches open) in %s", sc.clusters, secs(time.Since(connectStart)))
+
 	// Content upload is part of `edgefleet apply`, before any Bundle exists.
 	ids := make([]string, sc.bundles)
 	parallel(t, sc.bundles, func(i int) error {
@@ -214,8 +223,7 @@ func runScenario(t *testing.T, sc scenario) result {
 	prof.wait()
 	t1 := time.Now()
 	prof.capture(ctx, t, cfg, strings.ReplaceAll(sc.String(), "×", "x")+"-ready")
-	agentsDone := make(chan error, 1)
-	go func() { agentsDone <- dryRunAgents(ctx, cfg, namespaces, agentWorkers) }()
+	close(agentsStart)
 	waitProgress(t, 30*time.Minute, fmt.Sprintf("%d Bundles %d/%d ready", sc.bundles, sc.clusters, sc.clusters), func() (bool, string) {
 		select {
 		case err := <-agentsDone:

@@ -54,7 +54,7 @@ func fleetMarkdown(results []result, spec string) string {
 	w("the agent's finalizer, then the status a real agent writes after a successful apply of ready resources ")
 	w("(appliedDeploymentID, ready, nonModified, Deployed/Monitored/Ready conditions, display); nothing is rendered or applied downstream.\n\n")
 	w("- **T_bd**: first Bundle create → every (bundle, cluster) BundleDeployment exists with its deploymentID (agents not yet running).\n")
-	w("- **T_ready**: simulated agents start → every Bundle shows N/N clusters ready.\n")
+	w("- **T_ready**: simulated agents start reporting → every Bundle shows N/N clusters ready. The agents open their watches before the first Bundle exists (as connected agents have) and are held until T_bd ends, so the two clocks do not overlap.\n")
 	w("- CPU: seconds of user+system time from the first Bundle create until all ready. Peak RSS: VmHWM over the process lifetime.\n")
 	w("- API requests and etcd writes: kube-apiserver `apiserver_request_total` and `etcd_requests_total` (create+update+delete) over the same window, from every client (manager, agents, the benchmark's own writes and watches), per deployment.\n")
 	w("- Bench process CPU: the simulated agents (%d reconcile workers in total, standing in for N agents working in parallel), the observer and the benchmark's writes share the 2 cores with the manager; read it to judge whether the simulator limited T_ready.\n", agentWorkers)

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -32,7 +33,13 @@ import (
 // downstream cluster, so there is no clean seam to reuse it; the status
 // fields and conditions below mirror internal/agent/reconciler.go and
 // status.go, and display.state comes from agent.State.
-func dryRunAgents(ctx context.Context, cfg *rest.Config, namespaces []string, workers int) error {
+//
+// The agents connect (open their watches) before the bundles exist, as real
+// agents would, but report nothing until start is closed: the clock of
+// T_ready begins there, not while thousands of watches are being opened.
+//
+// It returns once every watch is open; done reports when the agents stop.
+func dryRunAgents(ctx context.Context, cfg *rest.Config, namespaces []string, workers int, start <-chan struct{}) (done <-chan error, err error) {
 	cfg = rest.CopyConfig(cfg)
 	// N real agents each have their own client-side rate limit (20 QPS).
 	cfg.QPS = float32(20 * len(namespaces))
@@ -48,28 +55,52 @@ func dryRunAgents(ctx context.Context, cfg *rest.Config, namespaces []string, wo
 		HealthProbeBindAddress: "0",
 	})
 	if err != nil {
-		return fmt.Errorf("creating the simulated agents' manager: %w", err)
+		return nil, fmt.Errorf("creating the simulated agents' manager: %w", err)
 	}
-	r := &dryRunReconciler{client: mgr.GetClient()}
+	r := &dryRunReconciler{client: mgr.GetClient(), start: start}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("bench-dryrun-agent").
 		For(&fleetv1.BundleDeployment{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		WithOptions(controller.Options{MaxConcurrentReconciles: workers, SkipNameValidation: ptrTo(true)}).
+		// Thousands of namespace watches take longer than the default 2 min
+		// to open on 2 cores; that happens before the clocks start.
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers, SkipNameValidation: ptrTo(true), CacheSyncTimeout: 20 * time.Minute}).
 		Complete(r)
 	if err != nil {
-		return fmt.Errorf("setting up the simulated agents: %w", err)
+		return nil, fmt.Errorf("setting up the simulated agents: %w", err)
 	}
-	return mgr.Start(ctx)
+	errs := make(chan error, 1)
+	go func() { errs <- mgr.Start(ctx) }()
+	synced := make(chan bool, 1)
+	go func() {
+		// The controller opens its watches lazily: open them now.
+		_, err := mgr.GetCache().GetInformer(ctx, &fleetv1.BundleDeployment{})
+		synced <- err == nil && mgr.GetCache().WaitForCacheSync(ctx)
+	}()
+	select {
+	case err := <-errs:
+		return nil, fmt.Errorf("the simulated agents stopped: %w", err)
+	case ok := <-synced:
+		if !ok {
+			return nil, fmt.Errorf("the simulated agents' watches did not sync")
+		}
+	}
+	return errs, nil
 }
 
 func ptrTo[T any](v T) *T { return &v }
 
 type dryRunReconciler struct {
 	client client.Client
+	start  <-chan struct{}
 }
 
 func (r *dryRunReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	select {
+	case <-r.start:
+	case <-ctx.Done():
+		return ctrl.Result{}, ctx.Err()
+	}
 	bd := &fleetv1.BundleDeployment{}
 	if err := r.client.Get(ctx, req.NamespacedName, bd); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)

@@ -6,7 +6,7 @@ import "sync"
 // flight; workers bounds concurrent reconciles per controller. Together
 // they keep the apiserver busy without a thundering herd.
 const (
-	writeConcurrency = 16
+	writeConcurrency = 32
 	workers          = 4
 )
 
