@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"fmt"
+	"net"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -39,8 +41,39 @@ import (
 // T_ready begins there, not while thousands of watches are being opened.
 //
 // It returns once every watch is open; done reports when the agents stop.
+//
+// Real agents each have their own connection. An HTTP/2 connection carries
+// a bounded number of streams and every watch holds one, so the simulated
+// agents are split into shards of agentsPerShard namespaces, each with its
+// own connection (an uncacheable dialer keeps client-go from sharing one
+// transport) and its share of the workers.
 func dryRunAgents(ctx context.Context, cfg *rest.Config, namespaces []string, workers int, start <-chan struct{}) (done <-chan error, err error) {
+	shards := (len(namespaces) + agentsPerShard - 1) / agentsPerShard
+	errs := make(chan error, shards)
+	// A shard opens its namespaces' watches one after another; shards
+	// connect concurrently, as separate agents would.
+	startErrs := make([]error, shards)
+	var wg sync.WaitGroup
+	for i := range shards {
+		part := namespaces[i*agentsPerShard : min(len(namespaces), (i+1)*agentsPerShard)]
+		wg.Go(func() { startErrs[i] = startAgentShard(ctx, cfg, part, max(2, workers/shards), start, errs) })
+	}
+	wg.Wait()
+	for _, err := range startErrs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return errs, nil
+}
+
+// agentsPerShard keeps each shard's watches well under the apiserver's
+// streams per connection.
+const agentsPerShard = 100
+
+func startAgentShard(ctx context.Context, cfg *rest.Config, namespaces []string, workers int, start <-chan struct{}, errs chan<- error) error {
 	cfg = rest.CopyConfig(cfg)
+	cfg.Dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	// N real agents each have their own client-side rate limit (20 QPS).
 	cfg.QPS = float32(20 * len(namespaces))
 	cfg.Burst = 30 * len(namespaces)
@@ -55,22 +88,24 @@ func dryRunAgents(ctx context.Context, cfg *rest.Config, namespaces []string, wo
 		HealthProbeBindAddress: "0",
 	})
 	if err != nil {
-		return nil, fmt.Errorf("creating the simulated agents' manager: %w", err)
+		return fmt.Errorf("creating the simulated agents' manager: %w", err)
 	}
 	r := &dryRunReconciler{client: mgr.GetClient(), start: start}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("bench-dryrun-agent").
 		For(&fleetv1.BundleDeployment{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		// Thousands of namespace watches take longer than the default 2 min
-		// to open on 2 cores; that happens before the clocks start.
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers, SkipNameValidation: ptrTo(true), CacheSyncTimeout: 20 * time.Minute}).
 		Complete(r)
 	if err != nil {
-		return nil, fmt.Errorf("setting up the simulated agents: %w", err)
+		return fmt.Errorf("setting up the simulated agents: %w", err)
 	}
-	errs := make(chan error, 1)
-	go func() { errs <- mgr.Start(ctx) }()
+	stopped := make(chan error, 1)
+	go func() {
+		err := mgr.Start(ctx)
+		stopped <- err
+		errs <- err
+	}()
 	synced := make(chan bool, 1)
 	go func() {
 		// The controller opens its watches lazily: open them now.
@@ -78,14 +113,14 @@ func dryRunAgents(ctx context.Context, cfg *rest.Config, namespaces []string, wo
 		synced <- err == nil && mgr.GetCache().WaitForCacheSync(ctx)
 	}()
 	select {
-	case err := <-errs:
-		return nil, fmt.Errorf("the simulated agents stopped: %w", err)
+	case err := <-stopped:
+		return fmt.Errorf("the simulated agents stopped: %w", err)
 	case ok := <-synced:
 		if !ok {
-			return nil, fmt.Errorf("the simulated agents' watches did not sync")
+			return fmt.Errorf("the simulated agents' watches did not sync")
 		}
 	}
-	return errs, nil
+	return nil
 }
 
 func ptrTo[T any](v T) *T { return &v }

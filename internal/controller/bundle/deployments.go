@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/content"
@@ -115,7 +116,31 @@ func (r *Reconciler) delete(ctx context.Context, bd *fleetv1.BundleDeployment) e
 		return fmt.Errorf("deleting bundle deployment %s: %w", klogRef(bd), err)
 	}
 	bdWrites.WithLabelValues("delete").Inc()
+	// The agent removes its finalizer after cleaning up downstream. A
+	// cluster whose agent never checked in has nothing deployed and no
+	// agent to do it: release the finalizer so the deletion completes.
+	if controllerutil.ContainsFinalizer(bd, fleetv1.AgentCleanupFinalizer) && r.neverCheckedIn(ctx, bd) {
+		patch := client.MergeFrom(bd.DeepCopy())
+		controllerutil.RemoveFinalizer(bd, fleetv1.AgentCleanupFinalizer)
+		if err := r.Client.Patch(ctx, bd, patch); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("releasing the agent finalizer of bundle deployment %s: %w", klogRef(bd), err)
+		}
+	}
 	return nil
+}
+
+// neverCheckedIn reports whether the deployment's cluster has never heard
+// from an agent.
+func (r *Reconciler) neverCheckedIn(ctx context.Context, bd *fleetv1.BundleDeployment) bool {
+	key := types.NamespacedName{Namespace: bd.Labels[fleetv1.ClusterNamespaceLabel], Name: bd.Labels[fleetv1.ClusterNameLabel]}
+	if key.Name == "" {
+		return false
+	}
+	var cluster fleetv1.Cluster
+	if err := r.Client.Get(ctx, key, &cluster); err != nil {
+		return false
+	}
+	return cluster.Status.Agent.LastSeen.IsZero()
 }
 
 func klogRef(o client.Object) string { return o.GetNamespace() + "/" + o.GetName() }
