@@ -9,11 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
@@ -27,26 +24,16 @@ import (
 type statusReconciler struct{ *Reconciler }
 
 func (r *statusReconciler) setup(mgr ctrl.Manager) error {
-	enqueue := func(o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	toBundle := func(o client.Object) (reconcile.Request, bool) {
 		bd, ok := o.(*fleetv1.BundleDeployment)
 		if !ok || bd.Spec.BundleName == "" {
-			return
+			return reconcile.Request{}, false
 		}
-		q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: bd.Spec.BundleNamespace, Name: bd.Spec.BundleName}}, r.StatusBatch)
+		return reconcile.Request{NamespacedName: types.NamespacedName{Namespace: bd.Spec.BundleNamespace, Name: bd.Spec.BundleName}}, true
 	}
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named("bundle-status").
-		Watches(&fleetv1.BundleDeployment{}, handler.TypedFuncs[client.Object, reconcile.Request]{
-			CreateFunc: func(_ context.Context, e event.TypedCreateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				enqueue(e.Object, q)
-			},
-			UpdateFunc: func(_ context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				enqueue(e.ObjectNew, q)
-			},
-			DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				enqueue(e.Object, q)
-			},
-		}).
+		Watches(&fleetv1.BundleDeployment{}, queue.Batched(r.StatusBatch, toBundle)).
 		WithOptions(queue.Options(workers)).
 		Complete(r)
 	if err != nil {

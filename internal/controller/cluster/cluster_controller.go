@@ -15,11 +15,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -61,25 +59,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		return reconcile.Request{NamespacedName: types.NamespacedName{Namespace: l[fleetv1.ClusterNamespaceLabel], Name: l[fleetv1.ClusterNameLabel]}}, true
 	}
-	batched := func(o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-		if req, ok := byLabels(o); ok {
-			q.AddAfter(req, r.StatusBatch)
-		}
-	}
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named("cluster").
 		For(&fleetv1.Cluster{}).
-		Watches(&fleetv1.BundleDeployment{}, handler.TypedFuncs[client.Object, reconcile.Request]{
-			CreateFunc: func(_ context.Context, e event.TypedCreateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				batched(e.Object, q)
-			},
-			UpdateFunc: func(_ context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				batched(e.ObjectNew, q)
-			},
-			DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				batched(e.Object, q)
-			},
-		}).
+		Watches(&fleetv1.BundleDeployment{}, queue.Batched(r.StatusBatch, byLabels)).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			if o.GetLabels()[fleetv1.ManagedLabel] != "true" {
 				return nil
