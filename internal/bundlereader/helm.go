@@ -6,11 +6,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
-	"os"
 	"path"
 	"path/filepath"
 	"sort"
@@ -58,13 +59,13 @@ func (b *builder) mergeValuesFiles(h *fleetv1.HelmOptions, where []any) error {
 	}
 	for i, name := range h.ValuesFiles {
 		at := append(append([]any(nil), where...), "valuesFiles", i)
-		abs, shown, err := b.insideBundle(name)
+		rel, shown, err := b.insideBundle(name)
 		if err != nil {
 			return b.fleetErr(at, "helm.valuesFiles: %v", err)
 		}
-		data, err := os.ReadFile(abs)
+		data, err := b.t.readFile(rel, shown, b.r.budget.limits.MaxFileBytes, "one file")
 		if err != nil {
-			if os.IsNotExist(err) {
+			if errors.Is(err, fs.ErrNotExist) {
 				return b.fleetErr(at, "helm.valuesFiles: %s does not exist (paths are relative to %s)", shown, b.dir.display)
 			}
 			return b.fleetErr(at, "helm.valuesFiles: %v", err)
@@ -142,24 +143,31 @@ func (b *builder) resolveChart(ctx context.Context, h *fleetv1.HelmOptions, wher
 	if err != nil {
 		return b.fleetErr(chartAt, "%v", err)
 	}
-	b.addChart(dl)
+	if err := b.addChart(dl); err != nil {
+		return b.fleetErr(chartAt, "%v", err)
+	}
 	h.Chart, h.Repo, h.Version = dl.dir, "", dl.version
 	return nil
 }
 
 func (b *builder) checkLocalChart(chart string, at []any) error {
-	abs, shown, err := b.insideBundle(chart)
+	name, shown, err := b.insideBundle(chart)
 	if err != nil {
 		return b.fleetErr(at, "helm.chart: %v", err)
 	}
-	info, err := os.Stat(abs)
+	info, err := b.t.stat(name, shown)
+	if isEscape(err) {
+		return b.fleetErr(at, "helm.chart: %v", err)
+	}
 	if err != nil {
 		return b.fleetErr(at, "helm.chart: %s does not exist; give a chart directory inside %s, a chart archive, a repo and chart name, or an oci:// reference", shown, b.dir.display)
 	}
-	rel, _ := filepath.Rel(b.dir.abs, abs)
-	rel = filepath.ToSlash(rel)
+	rel := filepath.ToSlash(filepath.Clean(filepath.FromSlash(chart)))
 	if info.IsDir() {
-		if _, err := os.Stat(filepath.Join(abs, "Chart.yaml")); err != nil {
+		if _, err := b.t.stat(filepath.Join(name, "Chart.yaml"), filepath.Join(shown, "Chart.yaml")); err != nil {
+			if isEscape(err) {
+				return b.fleetErr(at, "helm.chart: %v", err)
+			}
 			return b.fleetErr(at, "helm.chart: %s has no Chart.yaml", shown)
 		}
 		if !b.hasFile(path.Join(rel, "Chart.yaml")) {
@@ -174,8 +182,9 @@ func (b *builder) checkLocalChart(chart string, at []any) error {
 }
 
 // insideBundle resolves a path from fleet.yaml relative to the bundle
-// directory and refuses paths that leave it.
-func (b *builder) insideBundle(p string) (abs, shown string, err error) {
+// directory and refuses paths that leave it by name; the tree refuses
+// links that leave the root.
+func (b *builder) insideBundle(p string) (name, shown string, err error) {
 	if filepath.IsAbs(p) {
 		return "", "", fmt.Errorf("%q must be relative to the bundle directory", p)
 	}
@@ -183,7 +192,7 @@ func (b *builder) insideBundle(p string) (abs, shown string, err error) {
 	if clean == ".." || strings.HasPrefix(clean, ".."+string(filepath.Separator)) {
 		return "", "", fmt.Errorf("%q points outside the bundle directory %s", p, b.dir.display)
 	}
-	return filepath.Join(b.dir.abs, clean), filepath.Join(b.dir.display, clean), nil
+	return filepath.Join(b.dir.path, clean), filepath.Join(b.dir.display, clean), nil
 }
 
 func (r *reader) httpClient() *http.Client {

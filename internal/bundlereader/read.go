@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"unicode/utf8"
@@ -47,6 +46,13 @@ type Options struct {
 	RegistryPlainHTTP bool
 	// HTTPClient downloads charts; http.DefaultClient when nil.
 	HTTPClient *http.Client
+	// Root confines every file the reader opens: paths, symbolic links and
+	// fleet.yaml references resolve beneath it (os.Root), and a link that
+	// leaves it is an error naming the path. When empty it is BaseDir (a
+	// GitRepo's checkout), else each path given to Read is its own root.
+	Root string
+	// Limits bound the bytes read (defaults when zero).
+	Limits Limits
 }
 
 // Bundle is one bundle read from a directory: the Bundle object (without
@@ -84,33 +90,38 @@ func Read(ctx context.Context, opts Options, paths ...string) ([]*Bundle, error)
 		}
 		base = abs
 	}
-	r := &reader{opts: opts, charts: map[string]*downloadedChart{}}
+	r := &reader{opts: opts, charts: map[string]*downloadedChart{}, budget: &budget{limits: opts.Limits.withDefaults()}, trees: map[string]*tree{}}
+	defer r.close()
 	var out []*Bundle
 	seen := map[string]string{}
 	for _, p := range paths {
-		root, err := filepath.Abs(p)
+		abs, err := filepath.Abs(p)
 		if err != nil {
 			return nil, fmt.Errorf("resolving %s: %w", p, err)
 		}
-		dirs, err := scan(ctx, root, p)
+		t, dir, err := r.treeFor(abs, p)
 		if err != nil {
 			return nil, err
 		}
-		nameBase := root
+		dirs, err := scan(ctx, t, dir, p)
+		if err != nil {
+			return nil, err
+		}
+		nameBase := abs
 		switch {
 		case base != "":
 			nameBase = base
 		case len(paths) > 1:
 			// Several paths: each root is named by its folder (NAME-web,
 			// NAME-infra), as GitRepo paths are, so they cannot collide.
-			nameBase = filepath.Dir(root)
+			nameBase = filepath.Dir(abs)
 		}
 		for _, d := range dirs {
 			rel, err := filepath.Rel(nameBase, d.abs)
 			if err != nil {
 				return nil, err
 			}
-			b, err := r.build(ctx, d, derivedName(opts.Name, rel))
+			b, err := r.build(ctx, t, d, derivedName(opts.Name, rel))
 			if err != nil {
 				return nil, err
 			}
@@ -122,6 +133,40 @@ func Read(ctx context.Context, opts Options, paths ...string) ([]*Bundle, error)
 		}
 	}
 	return out, nil
+}
+
+// treeFor opens (once) the root that confines path abs and returns it with
+// abs relative to it.
+func (r *reader) treeFor(abs, shown string) (*tree, string, error) {
+	rootDir, rootName := abs, shown
+	switch {
+	case r.opts.Root != "":
+		rootDir, rootName = r.opts.Root, r.opts.Root
+	case r.opts.BaseDir != "":
+		rootDir, rootName = r.opts.BaseDir, "the repository"
+	}
+	rootDir, err := filepath.Abs(rootDir)
+	if err != nil {
+		return nil, "", fmt.Errorf("resolving %s: %w", rootDir, err)
+	}
+	rel, err := relInRoot(rootDir, abs, shown, rootName)
+	if err != nil {
+		return nil, "", err
+	}
+	t, ok := r.trees[rootDir]
+	if !ok {
+		if t, err = openTree(rootDir, rootName, r.budget); err != nil {
+			return nil, "", err
+		}
+		r.trees[rootDir] = t
+	}
+	return t, rel, nil
+}
+
+func (r *reader) close() {
+	for _, t := range r.trees {
+		t.close()
+	}
 }
 
 func derivedName(setName, rel string) string {
@@ -147,11 +192,14 @@ type reader struct {
 	opts     Options
 	charts   map[string]*downloadedChart
 	registry *registry.Client
+	budget   *budget
+	trees    map[string]*tree // by absolute root directory
 }
 
 // builder assembles one bundle.
 type builder struct {
 	r         *reader
+	t         *tree
 	dir       *bundleDir
 	fleetFile string // fleet.yaml as shown to the user
 	node      *yaml.Node
@@ -166,12 +214,12 @@ func (b *builder) fleetErr(at []any, format string, args ...any) error {
 
 func (b *builder) hasFile(name string) bool { return b.files[name] }
 
-func (r *reader) build(ctx context.Context, d *bundleDir, name string) (*Bundle, error) {
-	b := &builder{r: r, dir: d, files: map[string]bool{}, charts: map[string]bool{}}
+func (r *reader) build(ctx context.Context, t *tree, d *bundleDir, name string) (*Bundle, error) {
+	b := &builder{r: r, t: t, dir: d, files: map[string]bool{}, charts: map[string]bool{}}
 	for _, f := range d.files {
-		data, err := os.ReadFile(f.abs)
+		data, err := t.readFile(f.path, f.display, r.budget.limits.MaxFileBytes, "one file")
 		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", f.display, err)
+			return nil, err
 		}
 		if f.checkYAML && isYAMLName(f.name) {
 			if err := validateYAMLStream(f.display, data); err != nil {
@@ -185,9 +233,9 @@ func (r *reader) build(ctx context.Context, d *bundleDir, name string) (*Bundle,
 	fy := &FleetYAML{}
 	if d.fleetYAML != "" {
 		b.fleetFile = filepath.Join(d.display, filepath.Base(d.fleetYAML))
-		data, err := os.ReadFile(d.fleetYAML)
+		data, err := t.readFile(d.fleetYAML, b.fleetFile, r.budget.limits.MaxFleetYAMLBytes, "a fleet.yaml")
 		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", b.fleetFile, err)
+			return nil, err
 		}
 		if fy, b.node, err = ParseFleetYAML(b.fleetFile, data); err != nil {
 			return nil, err
@@ -300,11 +348,15 @@ func (b *builder) resolveHelm(ctx context.Context, o *fleetv1.BundleDeploymentOp
 func (b *builder) checkOptions(o *fleetv1.BundleDeploymentOptions, at []any) error {
 	if o.Kustomize != nil && o.Kustomize.Dir != "" {
 		where := append(append([]any(nil), at...), "kustomize", "dir")
-		abs, shown, err := b.insideBundle(o.Kustomize.Dir)
+		name, shown, err := b.insideBundle(o.Kustomize.Dir)
 		if err != nil {
 			return b.fleetErr(where, "kustomize.dir: %v", err)
 		}
-		if info, err := os.Stat(abs); err != nil || !info.IsDir() {
+		info, err := b.t.stat(name, shown)
+		if isEscape(err) {
+			return b.fleetErr(where, "kustomize.dir: %v", err)
+		}
+		if err != nil || !info.IsDir() {
 			return b.fleetErr(where, "kustomize.dir: %s is not a directory", shown)
 		}
 	}
@@ -327,16 +379,20 @@ func (b *builder) checkSelectors(at []any, cluster, group *metav1.LabelSelector)
 }
 
 // addChart adds a downloaded chart's files to the manifest once.
-func (b *builder) addChart(dl *downloadedChart) {
+func (b *builder) addChart(dl *downloadedChart) error {
 	if b.charts[dl.dir] {
-		return
+		return nil
 	}
 	b.charts[dl.dir] = true
 	for _, f := range dl.files {
+		if err := b.r.budget.charge(dl.dir+"/"+f.Name, int64(len(f.Data))); err != nil {
+			return err
+		}
 		name := dl.dir + "/" + f.Name
 		b.files[name] = true
 		b.resources = append(b.resources, fileResource(name, f.Data))
 	}
+	return nil
 }
 
 // fileResource stores text as is and anything else gzip+base64 encoded.

@@ -4,9 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -24,17 +24,19 @@ const (
 )
 
 // bundleDir is a directory that becomes one bundle, with the files that
-// belong to it.
+// belong to it. Paths named "path" are relative to the tree's root and are
+// only ever opened through it.
 type bundleDir struct {
-	abs       string // absolute path
+	abs       string // absolute path, for bundle names only
+	path      string // relative to the root ("" is the root itself)
 	display   string // path as the user gave it, for messages
-	fleetYAML string // absolute path of its fleet.yaml, "" if none
+	fleetYAML string // root-relative path of its fleet.yaml, "" if none
 	files     []bundleFile
 }
 
 type bundleFile struct {
 	name    string // relative to the bundle dir, '/'-separated
-	abs     string
+	path    string // relative to the root
 	display string
 	// checkYAML is false for Helm templates, which are not YAML before
 	// rendering.
@@ -53,26 +55,28 @@ func isYAMLName(name string) bool {
 // scanner walks one root path and splits it into bundle directories.
 type scanner struct {
 	ctx  context.Context
+	t    *tree
 	dirs []*bundleDir
 }
 
-// scan finds the bundle directories under root: root itself when it has a
-// fleet.yaml or YAML files of its own, and every subdirectory with a
-// fleet.yaml. A subdirectory bundle's files are not part of its parent.
-// .git and hidden files are skipped and .fleetignore files (gitignore
-// syntax) apply to their directory and everything below it.
-func scan(ctx context.Context, root, display string) ([]*bundleDir, error) {
-	info, err := os.Stat(root)
+// scan finds the bundle directories under dir (root-relative): dir itself
+// when it has a fleet.yaml or YAML files of its own, and every
+// subdirectory with a fleet.yaml. A subdirectory bundle's files are not
+// part of its parent. .git and hidden files are skipped and .fleetignore
+// files (gitignore syntax) apply to their directory and everything below
+// it. A symbolic link that leaves the tree's root is an error naming it.
+func scan(ctx context.Context, t *tree, dir, display string) ([]*bundleDir, error) {
+	info, err := t.stat(dir, display)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", display, err)
+		return nil, err
 	}
 	if !info.IsDir() {
 		return nil, fmt.Errorf("%s is not a directory: pass the directory holding fleet.yaml or the manifests", display)
 	}
-	s := &scanner{ctx: ctx}
-	top := &bundleDir{abs: root, display: display}
+	s := &scanner{ctx: ctx, t: t}
+	top := &bundleDir{abs: filepath.Join(t.abs, dir), path: dir, display: display}
 	s.dirs = append(s.dirs, top)
-	if err := s.walk(root, display, nil, nil, top, false); err != nil {
+	if err := s.walk(dir, display, nil, nil, top, false); err != nil {
 		return nil, err
 	}
 	var out []*bundleDir
@@ -86,40 +90,43 @@ func scan(ctx context.Context, root, display string) ([]*bundleDir, error) {
 }
 
 func (s *scanner) walk(dir, display string, rel []string, patterns []gitignore.Pattern, owner *bundleDir, inTemplates bool) error {
-	entries, err := os.ReadDir(dir)
+	entries, err := s.t.readDir(dir, display)
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", display, err)
+		return err
 	}
-	ignore, err := readFleetIgnore(filepath.Join(dir, fleetIgnoreName), rel)
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", filepath.Join(display, fleetIgnoreName), err)
+	names := map[string]fs.DirEntry{}
+	for _, e := range entries {
+		names[e.Name()] = e
+	}
+	var ignore []gitignore.Pattern
+	if e, ok := names[fleetIgnoreName]; ok && !e.IsDir() {
+		if ignore, err = s.readFleetIgnore(filepath.Join(dir, fleetIgnoreName), filepath.Join(display, fleetIgnoreName), rel); err != nil {
+			return err
+		}
 	}
 	patterns = append(slices.Clip(patterns), ignore...)
 	matcher := gitignore.NewMatcher(patterns)
 
-	names := map[string]bool{}
-	for _, e := range entries {
-		names[e.Name()] = true
-	}
 	fleetYAML := ""
-	switch {
-	case names[fleetYAMLName]:
-		fleetYAML = filepath.Join(dir, fleetYAMLName)
-	case names[fleetYMLName]:
-		fleetYAML = filepath.Join(dir, fleetYMLName)
+	for _, n := range []string{fleetYAMLName, fleetYMLName} {
+		if _, ok := names[n]; ok {
+			fleetYAML = n
+			break
+		}
 	}
-	if fleetYAML != "" && matcher.Match(append(slices.Clip(rel), filepath.Base(fleetYAML)), false) {
+	if fleetYAML != "" && matcher.Match(append(slices.Clip(rel), fleetYAML), false) {
 		fleetYAML = ""
 	}
 	if fleetYAML != "" {
+		fleetYAML = filepath.Join(dir, fleetYAML)
 		if len(rel) == 0 {
 			owner.fleetYAML = fleetYAML
 		} else {
-			owner = &bundleDir{abs: dir, display: display, fleetYAML: fleetYAML}
+			owner = &bundleDir{abs: filepath.Join(s.t.abs, dir), path: dir, display: display, fleetYAML: fleetYAML}
 			s.dirs = append(s.dirs, owner)
 		}
 	}
-	isChart := names["Chart.yaml"]
+	_, isChart := names["Chart.yaml"]
 
 	for _, e := range entries {
 		name := e.Name()
@@ -132,14 +139,11 @@ func (s *scanner) walk(dir, display string, rel []string, patterns []gitignore.P
 		shown := filepath.Join(display, name)
 		isDir := e.IsDir()
 		if e.Type()&fs.ModeSymlink != 0 {
-			target, err := os.Stat(full)
+			keep, err := s.followLink(full, shown)
 			if err != nil {
-				ctrl.LoggerFrom(s.ctx).V(1).Info("Skipping broken symlink", "path", shown)
-				continue
+				return err
 			}
-			if target.IsDir() {
-				// Following directory links could loop or escape the tree.
-				ctrl.LoggerFrom(s.ctx).V(1).Info("Skipping symlink to a directory", "path", shown)
+			if !keep {
 				continue
 			}
 		} else if !isDir && !e.Type().IsRegular() {
@@ -156,16 +160,19 @@ func (s *scanner) walk(dir, display string, rel []string, patterns []gitignore.P
 			}
 			continue
 		}
-		if filepath.Join(dir, name) == owner.fleetYAML {
+		if full == owner.fleetYAML {
 			continue
 		}
-		relToOwner, err := filepath.Rel(owner.abs, full)
+		relToOwner, err := filepath.Rel(owner.path, full)
+		if owner.path == "" {
+			relToOwner, err = full, nil
+		}
 		if err != nil {
 			return err
 		}
 		owner.files = append(owner.files, bundleFile{
 			name:      filepath.ToSlash(relToOwner),
-			abs:       full,
+			path:      full,
 			display:   shown,
 			checkYAML: !inTemplates,
 		})
@@ -173,11 +180,34 @@ func (s *scanner) walk(dir, display string, rel []string, patterns []gitignore.P
 	return nil
 }
 
+// followLink decides about a symbolic link: one to a regular file inside
+// the root is read like a file; a broken one is skipped, as is one to a
+// directory (following them could loop); one that leaves the root is an
+// error, whatever it points to.
+func (s *scanner) followLink(name, shown string) (bool, error) {
+	target, err := s.t.stat(name, shown)
+	switch {
+	case isEscape(err):
+		return false, err
+	case errors.Is(err, fs.ErrNotExist):
+		ctrl.LoggerFrom(s.ctx).V(1).Info("Skipping broken symlink", "path", shown)
+		return false, nil
+	case err != nil:
+		return false, err
+	case target.IsDir():
+		ctrl.LoggerFrom(s.ctx).V(1).Info("Skipping symlink to a directory", "path", shown)
+		return false, nil
+	case !target.Mode().IsRegular():
+		return false, nil
+	}
+	return true, nil
+}
+
 // readFleetIgnore parses a .fleetignore in gitignore syntax; its patterns
 // apply below domain (the directory's path from the root).
-func readFleetIgnore(file string, domain []string) ([]gitignore.Pattern, error) {
-	data, err := os.ReadFile(file)
-	if os.IsNotExist(err) {
+func (s *scanner) readFleetIgnore(name, shown string, domain []string) ([]gitignore.Pattern, error) {
+	data, err := s.t.readFile(name, shown, s.t.budget.limits.MaxFleetYAMLBytes, "a .fleetignore")
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
@@ -195,5 +225,8 @@ func readFleetIgnore(file string, domain []string) ([]gitignore.Pattern, error) 
 		}
 		ps = append(ps, gitignore.ParsePattern(line, slices.Clone(domain)))
 	}
-	return ps, sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", shown, err)
+	}
+	return ps, nil
 }
