@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,8 +15,6 @@ import (
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/filemode"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/memory"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -288,56 +285,4 @@ func (f *Fetcher) fetch(ctx context.Context, path, repoURL string, ref Ref, comm
 		return nil, plumbing.ZeroHash, fmt.Errorf("reading commit %s of %s: %w", h, repoURL, err)
 	}
 	return repo, *h, nil
-}
-
-// writeCommit writes the files of commit to dir. Symbolic links are kept
-// only when they point inside the repository, so a repository cannot make
-// the manager read its own files into a bundle. Submodules are not fetched.
-func writeCommit(repo *git.Repository, hash plumbing.Hash, dir string) error {
-	commit, err := repo.CommitObject(hash)
-	if err != nil {
-		return fmt.Errorf("reading commit %s: %w", hash, err)
-	}
-	tree, err := commit.Tree()
-	if err != nil {
-		return fmt.Errorf("reading the tree of %s: %w", hash, err)
-	}
-	return tree.Files().ForEach(func(file *object.File) error {
-		if !filepath.IsLocal(file.Name) {
-			return nil
-		}
-		dst := filepath.Join(dir, filepath.FromSlash(file.Name))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return fmt.Errorf("writing %s: %w", file.Name, err)
-		}
-		if file.Mode == filemode.Symlink {
-			target, err := file.Contents()
-			if err != nil {
-				return fmt.Errorf("reading %s: %w", file.Name, err)
-			}
-			rel, err := filepath.Rel(dir, filepath.Join(filepath.Dir(dst), target))
-			if filepath.IsAbs(target) || err != nil || !filepath.IsLocal(rel) {
-				return nil
-			}
-			return os.Symlink(target, dst)
-		}
-		perm := os.FileMode(0o644)
-		if file.Mode == filemode.Executable {
-			perm = 0o755
-		}
-		r, err := file.Reader()
-		if err != nil {
-			return fmt.Errorf("reading %s: %w", file.Name, err)
-		}
-		defer r.Close()
-		out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, perm)
-		if err != nil {
-			return fmt.Errorf("writing %s: %w", file.Name, err)
-		}
-		if _, err := io.Copy(out, r); err != nil {
-			out.Close()
-			return fmt.Errorf("writing %s: %w", file.Name, err)
-		}
-		return out.Close()
-	})
 }
