@@ -162,10 +162,31 @@ func writeBundlesYAML(bundles []*bundlereader.Bundle, dest string, stdout io.Wri
 		_, err := stdout.Write(buf.Bytes())
 		return err
 	}
-	if err := os.WriteFile(dest, buf.Bytes(), 0o644); err != nil {
+	if err := writePrivate(dest, buf.Bytes()); err != nil {
 		return fmt.Errorf("writing %s: %w", dest, err)
 	}
 	return nil
+}
+
+// writePrivate writes data readable by the owner only: rendered bundles
+// carry whatever the repository holds, Secrets and Helm values included.
+// An existing regular file is narrowed to 0600 too.
+func writePrivate(dest string, data []byte) error {
+	f, err := os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if info, err := f.Stat(); err == nil && info.Mode().IsRegular() && info.Mode().Perm() != 0o600 {
+		if err := f.Chmod(0o600); err != nil {
+			_ = f.Close()
+			return err
+		}
+	}
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // applyBundles checks the namespace exists, then writes the bundles and
