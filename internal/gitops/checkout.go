@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -25,9 +26,13 @@ var (
 // maxLinkTarget is PATH_MAX: no working link target is longer.
 const maxLinkTarget = 4096
 
-// ReasonCheckoutTooLarge: the commit exceeds 1 GiB or 100,000
-// files.
-const ReasonCheckoutTooLarge = "CheckoutTooLarge"
+const (
+	// ReasonCheckoutTooLarge: the commit exceeds 1 GiB or 100,000 files.
+	ReasonCheckoutTooLarge = "CheckoutTooLarge"
+	// ReasonUnsafeCommit: the commit's tree would write outside the
+	// checkout or names a path twice, which only a forged tree does.
+	ReasonUnsafeCommit = "UnsafeCommit"
+)
 
 // writeCommit writes the files of commit to dir. Every write goes through
 // an os.Root, so no entry of a (possibly forged) tree, nor a symbolic link
@@ -54,12 +59,34 @@ func writeCommit(repo *git.Repository, hash plumbing.Hash, dir string) error {
 		return fmt.Errorf("opening checkout directory: %w", err)
 	}
 	defer func() { _ = root.Close() }()
+	escape := escapeSentinel(root)
 	return tree.Files().ForEach(func(file *object.File) error {
 		if !filepath.IsLocal(file.Name) {
 			return nil
 		}
-		return writeEntry(root, file)
+		err := writeEntry(root, file)
+		switch {
+		case err == nil:
+			return nil
+		case escape != nil && errors.Is(err, escape), errors.Is(err, syscall.ELOOP):
+			// git never writes through a link; a tree that does is forged.
+			return &Error{Reason: ReasonUnsafeCommit, Err: fmt.Errorf("commit %s writes %s through a symbolic link out of the checkout: refused (the tree is forged)", hash, file.Name)}
+		case errors.Is(err, fs.ErrExist):
+			return &Error{Reason: ReasonUnsafeCommit, Err: fmt.Errorf("commit %s names %s twice: refused (the tree is forged)", hash, file.Name)}
+		}
+		return err
 	})
+}
+
+// escapeSentinel is os.Root's unexported "path escapes from parent"
+// error, learnt from a root so the check does not depend on its wording.
+func escapeSentinel(root *os.Root) error {
+	_, err := root.Lstat("..")
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return nil
 }
 
 // checkCheckoutSize refuses a commit whose files exceed the limits, before

@@ -44,8 +44,14 @@ func TestCheckoutWritesNothingOutsideTheCheckout(t *testing.T) {
 	if _, statErr := os.Stat(filepath.Join(outside, "pwned")); statErr == nil {
 		t.Fatalf("the checkout wrote %s outside the checkout (err %v)", filepath.Join(outside, "pwned"), err)
 	}
-	if err == nil || !strings.Contains(err.Error(), "writing a/pwned") {
-		t.Fatalf("forged tree: %v, want an error writing a/pwned", err)
+	if ReasonOf(err) != ReasonUnsafeCommit || !strings.Contains(err.Error(), "writes a/pwned through a symbolic link out of the checkout") {
+		t.Fatalf("forged tree: %v (reason %q), want an UnsafeCommit error naming a/pwned", err, ReasonOf(err))
+	}
+
+	// A path named twice is refused rather than written over.
+	repo.CommitTree(t, "main", "twice", []gitserver.Entry{gitserver.File("a", "1"), gitserver.File("a", "2")})
+	if _, _, err = checkout(t, f, srv.URL+"/forged.git", Ref{Branch: "main"}, Auth{}); ReasonOf(err) != ReasonUnsafeCommit || !strings.Contains(err.Error(), "names a twice") {
+		t.Fatalf("path named twice: %v", err)
 	}
 
 	// Without the duplicate the links are written verbatim.
