@@ -53,7 +53,9 @@ clusters never need access to them.
 Every bundle is labelled ` + fleetv1.BundleSetLabel + `=NAME. Bundles of that set
 in the namespace that this run did not produce are deleted (pruned).
 Everything is read and checked before anything is written: on any error
-nothing changes.`,
+nothing changes. Every file is read beneath DIR: a symbolic link that is
+absolute or leads outside DIR is an error naming it. -o FILE is written
+readable by its owner only (0600): bundles carry Secrets and values.`,
 		Example: `  edgefleet apply myapp ./deploy
   edgefleet apply -n fleet-default --targets-file targets.yaml myapp ./apps ./infra
   edgefleet apply -o - myapp ./deploy      # print the Bundles, write nothing`,
