@@ -214,3 +214,24 @@ func TestReadRefusesPathsOutsideTheRoot(t *testing.T) {
 		t.Fatalf("path outside Root: %v", err)
 	}
 }
+
+// TestIsDirBeneath: a GitRepo path glob's match is a directory only
+// through links inside the repository; one leaving it is an error, never a
+// stat of the host.
+func TestIsDirBeneath(t *testing.T) {
+	root := writeTree(t, map[string]string{"d/cm.yaml": cm, "f": "x"})
+	symlinks(t, root, map[string]string{"in": "d", "out": "/etc", "gone": "../../nope", "broken": "nope"})
+	for name, want := range map[string]string{"d": "dir", "in": "dir", "f": "no", "broken": "no", "out": "error", "gone": "error"} {
+		isDir, err := IsDirBeneath(root, filepath.Join(root, name))
+		got := "no"
+		switch {
+		case err != nil:
+			got = "error"
+		case isDir:
+			got = "dir"
+		}
+		if got != want {
+			t.Errorf("%s: %s (%v), want %s", name, got, err, want)
+		}
+	}
+}

@@ -227,3 +227,35 @@ func sizeString(n int64) string {
 		return fmt.Sprintf("%d bytes", n)
 	}
 }
+
+// IsDirBeneath tells whether p, below root, is a directory, following
+// symbolic links beneath root only (a GitRepo path glob's matches). A path
+// whose links leave root is an error, so the caller can pass it to Read,
+// which names it, instead of telling a repository what exists on the host.
+func IsDirBeneath(root, p string) (bool, error) {
+	rootAbs, err := filepath.Abs(root)
+	if err != nil {
+		return false, err
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return false, err
+	}
+	rel, err := relInRoot(rootAbs, abs, p, root)
+	if err != nil {
+		return false, err
+	}
+	t, err := openTree(rootAbs, "the repository", &budget{})
+	if err != nil {
+		return false, err
+	}
+	defer t.close()
+	info, err := t.stat(rel, p)
+	if err != nil {
+		if isEscape(err) {
+			return false, err
+		}
+		return false, nil
+	}
+	return info.IsDir(), nil
+}

@@ -151,6 +151,7 @@ func TestGitRepoCannotReadOrWriteOutsideTheCheckout(t *testing.T) {
 			gitserver.Dir("chart", chart, gitserver.Dir("templates", gitserver.File("cm.yaml", "kind: ConfigMap\n"), gitserver.Link("x", "../../../.."))),
 			gitserver.File("fleet.yaml", "helm:\n  chart: ./chart\n")),
 		gitserver.Dir("dirlink", cm("dirlink"), gitserver.Link("etc", "/etc")),
+		gitserver.Link("outdir", "/etc"),
 		gitserver.Dir("proc", cm("proc"), gitserver.Link("environ", "/proc/self/environ")),
 		gitserver.Dir("shortchain", append([]gitserver.Entry{cm("shortchain")}, climbLinks(3)...)...),
 		gitserver.Dir("values",
@@ -175,7 +176,7 @@ func TestGitRepoCannotReadOrWriteOutsideTheCheckout(t *testing.T) {
 		gitserver.Dir("a", gitserver.File("pwned", "written by a git committer\n")),
 	})
 
-	paths := []string{"absolute", "chain", "chart", "dirlink", "proc", "shortchain", "values"}
+	paths := []string{"absolute", "chain", "chart", "dirlink", "outdir", "proc", "shortchain", "values"}
 	gitRepo := func(name, repo string, paths ...string) *fleetv1.GitRepo {
 		return &fleetv1.GitRepo{ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: name}, Spec: fleetv1.GitRepoSpec{
 			Repo: srv.URL + "/" + repo, Branch: "main", Paths: paths, PollingInterval: &metav1.Duration{Duration: time.Second}, Targets: everyCluster}}
@@ -185,7 +186,7 @@ func TestGitRepoCannotReadOrWriteOutsideTheCheckout(t *testing.T) {
 	t.Run("links out of the checkout are refused in status", func(t *testing.T) {
 		msg := waitCondition(ctx, t, c, "attacks", "RenderError")
 		t.Logf("RenderError: %s", msg)
-		for _, want := range []string{"absolute/ca.key", "chain/secret.yaml", "chart/chart/templates/x", "dirlink/etc", "proc/environ", "shortchain/l2", "values/.values.yaml"} {
+		for _, want := range []string{"absolute/ca.key", "chain/secret.yaml", "chart/chart/templates/x", "dirlink/etc", "outdir: a symbolic link", "proc/environ", "shortchain/l2", "values/.values.yaml"} {
 			if !strings.Contains(msg, want) {
 				t.Errorf("status does not name %s", want)
 			}

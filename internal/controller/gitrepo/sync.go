@@ -169,7 +169,9 @@ func (r *Reconciler) readPaths(ctx context.Context, gr *fleetv1.GitRepo, root, c
 		}
 		var dirs []string
 		for _, m := range matches {
-			if info, err := os.Stat(m); err == nil && info.IsDir() {
+			// Beneath the checkout only: a match whose link leaves it is
+			// passed on for Read to name, never stat'ed on the host.
+			if isDir, err := bundlereader.IsDirBeneath(root, m); isDir || err != nil {
 				dirs = append(dirs, m)
 			}
 		}
