@@ -163,9 +163,16 @@ func (t *tree) readDir(name, shown string) ([]fs.DirEntry, error) {
 // readFile reads a regular file of at most limit bytes, charged to the
 // Read's budget. what names the limit in the message ("one file").
 func (t *tree) readFile(name, shown string, limit int64, what string) ([]byte, error) {
-	info, err := t.stat(name, shown)
+	// O_NONBLOCK: opening a FIFO must not wait for a writer; the file is
+	// checked to be regular on the open handle, so nothing can swap it.
+	f, err := t.root.OpenFile(rootName(name), os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, err
+		return nil, t.fail(shown, err)
+	}
+	defer func() { _ = f.Close() }()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, t.fail(shown, err)
 	}
 	if !info.Mode().IsRegular() {
 		// FIFOs and devices would block or never end.
@@ -177,12 +184,7 @@ func (t *tree) readFile(name, shown string, limit int64, what string) ([]byte, e
 	if info.Size() > limit {
 		return nil, tooBig()
 	}
-	f, err := t.root.Open(rootName(name))
-	if err != nil {
-		return nil, t.fail(shown, err)
-	}
-	defer func() { _ = f.Close() }()
-	// The size may have changed since stat: the bound is the read itself.
+	// The file may grow while it is read: the bound is the read itself.
 	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, t.fail(shown, err)
