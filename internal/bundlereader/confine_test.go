@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // canary writes a file with a random marker outside every tree a test
@@ -233,5 +235,28 @@ func TestIsDirBeneath(t *testing.T) {
 		if got != want {
 			t.Errorf("%s: %s (%v), want %s", name, got, err, want)
 		}
+	}
+}
+
+// TestReadDoesNotBlockOnFIFOs: a fleet.yaml or a linked file that is a
+// FIFO (a local directory can hold one) is an error or skipped, never a
+// read that waits forever for a writer.
+func TestReadDoesNotBlockOnFIFOs(t *testing.T) {
+	root := writeTree(t, map[string]string{"app/cm.yaml": cm})
+	if err := syscall.Mkfifo(filepath.Join(root, "app", "fleet.yaml"), 0o644); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Read(context.Background(), Options{Name: "set", Namespace: "ns"}, filepath.Join(root, "app"))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "fleet.yaml: not a regular file") {
+			t.Fatalf("fleet.yaml FIFO: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Read blocked on a FIFO")
 	}
 }
