@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -39,6 +40,9 @@ type Sources struct {
 	AllowedNetworks []netip.Prefix
 	// FetchTimeout bounds getting a base image (default 30 minutes).
 	FetchTimeout time.Duration
+
+	// rootCAs replaces the system roots (tests).
+	rootCAs *x509.CertPool
 }
 
 // DefaultFetchTimeout bounds getting a base image when Sources has none.
@@ -191,7 +195,7 @@ func (s Sources) transport() http.RoundTripper {
 		Proxy:                 nil,
 		DialContext:           d.DialContext,
 		ForceAttemptHTTP2:     true,
-		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: s.rootCAs},
 		TLSHandshakeTimeout:   30 * time.Second,
 		ResponseHeaderTimeout: time.Minute,
 		IdleConnTimeout:       90 * time.Second,
