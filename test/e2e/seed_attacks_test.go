@@ -146,11 +146,14 @@ func TestSeedImageAttacks(t *testing.T) {
 
 	t.Run("base image URLs to the manager's own networks", func(t *testing.T) {
 		var hits atomic.Int32
-		srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		serve := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			hits.Add(1)
 			http.ServeFile(w, r, iso)
-		}))
+		})
+		srv := httptest.NewTLSServer(serve)
 		defer srv.Close()
+		plain := httptest.NewServer(serve)
+		defer plain.Close()
 		_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 		sum := seedFileSHA256(t, iso)
 		for base, want := range map[string]string{
@@ -158,7 +161,7 @@ func TestSeedImageAttacks(t *testing.T) {
 			"https://localhost:" + port + "/os.iso":       "a loopback address",
 			"https://169.254.169.254/latest/meta-data/":   "a link-local",
 			"https://[::ffff:127.0.0.1]:" + port + "/iso": "a loopback address",
-			"http://127.0.0.1:" + port + "/os.iso":        "refusing plain HTTP",
+			plain.URL + "/os.iso":                         "refusing plain HTTP",
 		} {
 			si := seedCreate(t, m, "tenant-a", "", machinesv1.SeedImageSpec{RegistrationRef: machinesv1.ObjectReference{Name: "own"}, BaseImage: base, BaseImageSHA256: sum})
 			si = seedWaitState(t, m, si, machinesv1.SeedImageFailed, 20*time.Second)
@@ -167,7 +170,7 @@ func TestSeedImageAttacks(t *testing.T) {
 			}
 		}
 		if n := hits.Load(); n != 0 {
-			t.Errorf("the loopback server was reached %d times", n)
+			t.Errorf("the loopback servers were reached %d times", n)
 		}
 		// A URL without a checksum is refused when written.
 		err := m.Client.Create(ctx, &machinesv1.SeedImage{ObjectMeta: metav1.ObjectMeta{GenerateName: "nosum-", Namespace: "tenant-a"},
