@@ -138,6 +138,11 @@ func (s Sources) refusedAddress(ip netip.Addr) string {
 	if s.AllowInsecure {
 		return ""
 	}
+	// NAT64 reaches the IPv4 address in its last four bytes: judge that one.
+	if nat64.Contains(ip) {
+		b := ip.As16()
+		ip = netip.AddrFrom4([4]byte(b[12:]))
+	}
 	for _, n := range s.AllowedNetworks {
 		if n.Contains(ip) {
 			return ""
@@ -152,6 +157,8 @@ func (s Sources) refusedAddress(ip netip.Addr) string {
 		return "unspecified"
 	case ip.IsPrivate(), sharedAddressSpace.Contains(ip):
 		return "private"
+	case thisNetwork.Contains(ip):
+		return "unspecified"
 	case ip.IsMulticast(), ip.IsInterfaceLocalMulticast(), !ip.IsGlobalUnicast():
 		return "not a unicast"
 	}
@@ -161,6 +168,13 @@ func (s Sources) refusedAddress(ip netip.Addr) string {
 // sharedAddressSpace is RFC 6598 carrier-grade NAT space, which clouds use
 // for internal services too.
 var sharedAddressSpace = netip.MustParsePrefix("100.64.0.0/10")
+
+var (
+	// thisNetwork (0.0.0.0/8) reaches the host itself on Linux.
+	thisNetwork = netip.MustParsePrefix("0.0.0.0/8")
+	// nat64 is the well-known NAT64 prefix (RFC 6052).
+	nat64 = netip.MustParsePrefix("64:ff9b::/96")
+)
 
 // refusedAddressError is a dial refused by policy.
 type refusedAddressError struct {

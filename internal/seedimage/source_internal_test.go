@@ -18,23 +18,26 @@ import (
 func TestRefusedAddresses(t *testing.T) {
 	mirror := netip.MustParsePrefix("10.20.0.0/16")
 	for addr, want := range map[string]string{
-		"127.0.0.1":        "loopback",
-		"127.8.9.10":       "loopback",
-		"::1":              "loopback",
-		"::ffff:127.0.0.1": "loopback",
-		"169.254.169.254":  "link-local",
-		"fe80::1":          "link-local",
-		"0.0.0.0":          "unspecified",
-		"::":               "unspecified",
-		"10.0.0.5":         "private",
-		"172.16.3.4":       "private",
-		"192.168.1.10":     "private",
-		"fd00::1":          "private",
-		"100.64.0.1":       "private",
-		"239.1.1.1":        "not a unicast",
-		"10.20.30.40":      "", // in the allowed network
-		"93.184.215.14":    "",
-		"2606:4700::1111":  "",
+		"127.0.0.1":          "loopback",
+		"127.8.9.10":         "loopback",
+		"::1":                "loopback",
+		"::ffff:127.0.0.1":   "loopback",
+		"169.254.169.254":    "link-local",
+		"fe80::1":            "link-local",
+		"0.0.0.0":            "unspecified",
+		"::":                 "unspecified",
+		"10.0.0.5":           "private",
+		"172.16.3.4":         "private",
+		"192.168.1.10":       "private",
+		"fd00::1":            "private",
+		"100.64.0.1":         "private",
+		"239.1.1.1":          "not a unicast",
+		"0.1.2.3":            "unspecified",
+		"64:ff9b::a9fe:a9fe": "link-local", // NAT64 of 169.254.169.254
+		"64:ff9b::808:808":   "",
+		"10.20.30.40":        "", // in the allowed network
+		"93.184.215.14":      "",
+		"2606:4700::1111":    "",
 	} {
 		got := Sources{AllowedNetworks: []netip.Prefix{mirror}}.refusedAddress(netip.MustParseAddr(addr))
 		if (want == "") != (got == "") || !strings.HasPrefix(got, want) {
