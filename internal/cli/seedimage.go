@@ -26,8 +26,8 @@ import (
 
 type seedImageOptions struct {
 	kubeconfig, context, namespace, registration, output, baseImage, baseSHA256, imageType string
-	keep                                                                       bool
-	timeout                                                                    time.Duration
+	keep                                                                                   bool
+	timeout                                                                                time.Duration
 }
 
 func newSeedImageCommand(g *globals) *cobra.Command {
