@@ -25,9 +25,9 @@ import (
 )
 
 type seedImageOptions struct {
-	kubeconfig, context, namespace, registration, output, baseImage, imageType string
-	keep                                                                       bool
-	timeout                                                                    time.Duration
+	kubeconfig, context, namespace, registration, output, baseImage, baseSHA256, imageType string
+	keep                                                                                   bool
+	timeout                                                                                time.Duration
 }
 
 func newSeedImageCommand(g *globals) *cobra.Command {
@@ -44,11 +44,14 @@ Without --base-image the image is config-only media (volume label EFSEED)
 holding edgefleet-node.yaml: the registration URL, the manager's CA and the
 registration's auth settings. --type raw builds a GPT disk image whose ext4
 partition "edgefleet-seed" (label EFSEED) holds the same files; a raw base
-image keeps its partitions and gains (or has replaced) that partition.`,
+image keeps its partitions and gains (or has replaced) that partition.
+
+The image holds the registration URL, which is the credential machines
+register with: the file is written readable by its owner only (0600).`,
 		Example: `  edgefleet seed-image build --registration lab -n machines -o seed.iso
-  edgefleet seed-image build --registration lab --base-image https://example.com/os.iso -o os-seed.iso
+  edgefleet seed-image build --registration lab --base-image https://example.com/os.iso --base-image-sha256 <hex> -o os-seed.iso
   edgefleet seed-image build --registration lab --base-image oci://registry.example/os/iso:1.2 -o os-seed.iso
-  edgefleet seed-image build --registration lab --type raw --base-image /srv/os.img -o os-seed.img`,
+  edgefleet seed-image build --registration lab --type raw --base-image os.img -o os-seed.img`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := ctrl.LoggerInto(cmd.Context(), g.log)
@@ -59,7 +62,8 @@ image keeps its partitions and gains (or has replaced) that partition.`,
 	f.StringVar(&o.registration, "registration", "", "name of the MachineRegistration (required)")
 	f.StringVarP(&o.output, "output", "o", "", "file to write the image to (required)")
 	f.StringVarP(&o.namespace, "namespace", "n", "fleet-default", "namespace of the MachineRegistration")
-	f.StringVar(&o.baseImage, "base-image", "", "image to add the config to: a path on the manager's host, an http(s) URL, or an OCI image holding one .iso (.img for raw) file (oci://registry/repo:tag)")
+	f.StringVar(&o.baseImage, "base-image", "", "image to add the config to: a file in the manager's --seed-base-image-dir, an https URL (with --base-image-sha256), or an OCI image holding one .iso (.img for raw) file (oci://registry/repo:tag)")
+	f.StringVar(&o.baseSHA256, "base-image-sha256", "", "SHA-256 (hex) of the base image file: required for a URL, checked when given for the others")
 	f.StringVar(&o.imageType, "type", "iso", "media to build: iso or raw (GPT disk image)")
 	f.BoolVar(&o.keep, "keep", false, "keep the SeedImage (and its download URL) after downloading")
 	f.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait for the build")
@@ -91,7 +95,7 @@ func runSeedImageBuild(ctx context.Context, o seedImageOptions, out io.Writer) e
 	}
 	si := &machinesv1.SeedImage{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: o.registration + "-", Namespace: o.namespace},
-		Spec:       machinesv1.SeedImageSpec{RegistrationRef: machinesv1.ObjectReference{Name: o.registration}, Type: machinesv1.SeedImageType(o.imageType), BaseImage: o.baseImage},
+		Spec:       machinesv1.SeedImageSpec{RegistrationRef: machinesv1.ObjectReference{Name: o.registration}, Type: machinesv1.SeedImageType(o.imageType), BaseImage: o.baseImage, BaseImageSHA256: o.baseSHA256},
 	}
 	if err := c.Create(ctx, si); err != nil {
 		return fmt.Errorf("creating the SeedImage: %w", err)
@@ -167,8 +171,12 @@ func downloadVerified(ctx context.Context, hc *http.Client, url, checksum, path 
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("downloading %s: %s", url, resp.Status)
 	}
+	// 0600: the media carries the registration URL, a credential. A
+	// leftover .part from an earlier run is replaced, not reused with its
+	// mode.
 	tmp := path + ".part"
-	f, err := os.Create(tmp)
+	_ = os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}

@@ -1,14 +1,20 @@
 package cli
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
+
 	"github.com/spf13/cobra"
 
 	"github.com/edgefleet/edgefleet/internal/clusterproxy"
+	"github.com/edgefleet/edgefleet/internal/seedimage"
 	"github.com/edgefleet/edgefleet/internal/server"
 )
 
 func newServerCommand(g *globals) *cobra.Command {
 	o := server.Options{}
+	var seedNetworks []string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the edgefleet manager",
@@ -25,6 +31,9 @@ with leader election so several replicas can run.`,
   edgefleet server --kubeconfig ~/.kube/config --listen 0.0.0.0:8443 --external-url https://fleet.example.com:8443`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := seedSources(&o.SeedSources, seedNetworks); err != nil {
+				return err
+			}
 			o.Log = g.log
 			o.Out = cmd.OutOrStdout()
 			return ignoreCanceled(server.Run(cmd.Context(), o))
@@ -46,5 +55,31 @@ with leader election so several replicas can run.`,
 	f.IntVar(&o.KubeAPIBurst, "kube-api-burst", server.DefaultKubeAPIBurst, "burst above --kube-api-qps")
 	f.StringVar(&o.PprofAddress, "pprof-address", "", "serve Go pprof profiles on this address, e.g. 127.0.0.1:6060 (off by default; never expose it)")
 	f.DurationVar(&o.TunnelProbeInterval, "tunnel-probe-interval", clusterproxy.DefaultProbeInterval, "how often each agent's tunnel is probed end to end (GET /version through it)")
+	f.StringVar(&o.SeedSources.LocalDir, "seed-base-image-dir", "", "directory SeedImages may take local base images from (spec.baseImage: a file name in it); without it local paths are refused")
+	f.BoolVar(&o.SeedSources.AllowInsecure, "seed-allow-insecure-base-urls", false, "let SeedImage base image URLs and OCI registries use plain HTTP and reach any address, loopback, link-local and private included (tests and labs only)")
+	f.StringSliceVar(&seedNetworks, "seed-allowed-base-networks", nil, "CIDRs SeedImage base image URLs and OCI registries may reach besides public addresses, e.g. a mirror at 10.20.0.0/16 (loopback, link-local and private addresses are refused otherwise)")
 	return cmd
+}
+
+// seedSources completes the SeedImage base image policy from the flags:
+// the directory must exist (a typo would otherwise refuse every build) and
+// is made absolute.
+func seedSources(s *seedimage.Sources, networks []string) error {
+	nets, err := seedimage.ParseNetworks(networks)
+	if err != nil {
+		return err
+	}
+	s.AllowedNetworks = nets
+	if s.LocalDir == "" {
+		return nil
+	}
+	dir, err := filepath.Abs(s.LocalDir)
+	if err != nil {
+		return fmt.Errorf("--seed-base-image-dir: %w", err)
+	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return fmt.Errorf("--seed-base-image-dir %s is not a directory: create it or fix the flag", dir)
+	}
+	s.LocalDir = dir
+	return nil
 }

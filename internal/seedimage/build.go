@@ -19,7 +19,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"time"
 )
 
 // VolumeID is the volume label of config-only media (the ISO volume ID, the
@@ -39,14 +38,23 @@ type Input struct {
 	Files map[string][]byte
 	// Kind is KindISO (the default) or KindRaw.
 	Kind string
-	// BaseImage is the image to add the files to: an absolute path on the
-	// manager's host, an http(s) URL, or an OCI image reference
-	// (oci://registry/repo:tag or registry/repo:tag) holding exactly one
-	// .iso file (.img or .raw for KindRaw). Empty builds config-only media.
+	// BaseImage is the image to add the files to: a file in
+	// Sources.LocalDir (its name, or an absolute path inside it), an http(s)
+	// URL, or an OCI image reference (oci://registry/repo:tag or
+	// registry/repo:tag) holding exactly one .iso file (.img or .raw for
+	// KindRaw). Empty builds config-only media.
 	BaseImage string
-	// MaxBaseBytes bounds a downloaded or pulled base image (default 16 GiB).
+	// BaseImageSHA256 is the base image file's expected hex SHA-256:
+	// required for URLs, checked when set for the others.
+	BaseImageSHA256 string
+	// Sources limits where base images come from.
+	Sources Sources
+	// MaxBaseBytes bounds a base image (default 16 GiB).
 	MaxBaseBytes int64
 }
+
+// DefaultMaxBaseBytes bounds a base image when Input has no limit.
+const DefaultMaxBaseBytes = 16 << 30
 
 // Build writes the image to out and returns its hex SHA-256: an ISO
 // (xorriso) or a raw GPT disk image (sgdisk, mkfs.ext4).
@@ -72,16 +80,17 @@ func Build(ctx context.Context, in Input, out string) (string, error) {
 			return "", err
 		}
 	}
-	base := ""
+	var base *os.File
 	if in.BaseImage != "" {
-		if base, err = fetchBase(ctx, in.BaseImage, kind, work, in.MaxBaseBytes); err != nil {
+		if base, err = fetchBase(ctx, in, kind, work); err != nil {
 			return "", err
 		}
+		defer base.Close()
 	}
 	tmp := filepath.Join(work, "image")
 	if kind == KindRaw {
 		err = buildRaw(ctx, stage, base, tmp, work)
-		if err != nil && base != "" {
+		if err != nil && base != nil {
 			err = fmt.Errorf("adding the %s partition to baseImage %s: %w", RawPartitionName, in.BaseImage, err)
 		}
 	} else {
@@ -100,77 +109,118 @@ func Build(ctx context.Context, in Input, out string) (string, error) {
 	return sum, nil
 }
 
-func buildISO(ctx context.Context, stage, base, out string) error {
+func buildISO(ctx context.Context, stage string, base *os.File, out string) error {
 	xorriso, err := exec.LookPath("xorriso")
 	if err != nil {
 		return errors.New("xorriso is not installed on the manager's host: install the Debian package xorriso")
 	}
-	var args []string
-	if base == "" {
-		args = []string{"-as", "mkisofs", "-V", VolumeID, "-J", "-R", "-o", out, stage}
-	} else {
-		// Remaster: keep the base image's boot records, add the files.
-		args = []string{"-indev", base, "-outdev", out, "-boot_image", "any", "replay", "-map", stage, "/", "-commit"}
+	if base == nil {
+		return run(ctx, xorriso, "-as", "mkisofs", "-V", VolumeID, "-J", "-R", "-o", out, stage)
 	}
-	return run(ctx, xorriso, args...)
+	// Remaster: keep the base image's boot records, add the files. xorriso
+	// reads the file the manager opened (fd 3), never a path it could be
+	// swapped at; stdio: keeps it from treating /dev/fd/3 as a drive.
+	return runWith(ctx, []*os.File{base}, xorriso, "-indev", "stdio:/dev/fd/3", "-outdev", out, "-boot_image", "any", "replay", "-map", stage, "/", "-commit")
 }
 
-// fetchBase makes the base image a local file and returns its path.
-func fetchBase(ctx context.Context, base, kind, work string, limit int64) (string, error) {
+// fetchBase opens the base image: a file beneath Sources.LocalDir, or a
+// URL or OCI image fetched into work under Sources' network policy. Every
+// way is bounded in size and time and checked against BaseImageSHA256.
+func fetchBase(ctx context.Context, in Input, kind, work string) (*os.File, error) {
+	limit := in.MaxBaseBytes
 	if limit <= 0 {
-		limit = 16 << 30
+		limit = DefaultMaxBaseBytes
 	}
+	ctx, cancel := context.WithTimeout(ctx, in.Sources.fetchTimeout())
+	defer cancel()
+	base := in.BaseImage
 	local := filepath.Join(work, "base."+map[string]string{KindISO: "iso", KindRaw: "img"}[kind])
 	if isOCIReference(base) {
 		exts := []string{".iso"}
 		if kind == KindRaw {
 			exts = []string{".img", ".raw"}
 		}
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
-		defer cancel()
-		return local, pullBase(ctx, base, exts, local, limit)
+		if err := pullBase(ctx, base, exts, local, limit, in.Sources, in.BaseImageSHA256); err != nil {
+			os.Remove(local)
+			return nil, err
+		}
+		return os.Open(local)
 	}
-	u, err := url.Parse(base)
-	if err == nil && (u.Scheme == "http" || u.Scheme == "https") {
-		return download(ctx, base, local, limit)
+	if strings.Contains(base, "://") {
+		if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("baseImage %q is not a supported URL: use https://host/path (or oci://registry/repository:tag)", base)
+		}
+		if in.BaseImageSHA256 == "" {
+			return nil, fmt.Errorf("baseImage %s is a URL: set spec.baseImageSHA256 to its SHA-256, which the download is checked against", base)
+		}
+		if err := download(ctx, in.Sources, base, local, limit, in.BaseImageSHA256); err != nil {
+			os.Remove(local)
+			return nil, err
+		}
+		return os.Open(local)
 	}
-	if !filepath.IsAbs(base) {
-		return "", fmt.Errorf("baseImage %q is neither an absolute path on the manager's host, an http(s) URL nor an OCI image reference (oci://registry/repository:tag)", base)
+	f, err := in.Sources.openLocal(base, limit)
+	if err != nil {
+		return nil, err
 	}
-	if _, err := os.Stat(base); err != nil {
-		return "", fmt.Errorf("baseImage: %w", err)
+	if in.BaseImageSHA256 != "" {
+		if err := verifyLocal(ctx, f, base, limit, in.BaseImageSHA256); err != nil {
+			f.Close()
+			return nil, err
+		}
 	}
-	return base, nil
+	return f, nil
 }
 
-func download(ctx context.Context, from, to string, limit int64) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
-	defer cancel()
+// verifyLocal checks a local base image's checksum and rewinds it.
+func verifyLocal(ctx context.Context, f *os.File, base string, limit int64, want string) error {
+	sum := newChecksum(want)
+	if err := copyBounded(ctx, sum, f, limit, "baseImage "+base); err != nil {
+		return fmt.Errorf("reading baseImage %s: %w", base, err)
+	}
+	if err := sum.verify("baseImage " + base); err != nil {
+		return err
+	}
+	_, err := f.Seek(0, io.SeekStart)
+	return err
+}
+
+// download fetches from to to, verifying the SHA-256 while streaming; a
+// partial or mismatching file is removed.
+func download(ctx context.Context, src Sources, from, to string, limit int64, want string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, from, nil)
 	if err != nil {
-		return "", err
+		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := src.httpClient().Do(req)
 	if err != nil {
-		return "", fmt.Errorf("downloading baseImage %s: %w", from, err)
+		return fmt.Errorf("downloading baseImage %s: %w", from, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("downloading baseImage %s: %s", from, resp.Status)
+		return fmt.Errorf("downloading baseImage %s: %s", from, resp.Status)
 	}
-	f, err := os.Create(to)
+	if resp.ContentLength > limit {
+		return fmt.Errorf("baseImage %s is %d bytes, more than the %d allowed", from, resp.ContentLength, limit)
+	}
+	f, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return "", err
+		return err
 	}
-	defer f.Close()
-	n, err := io.Copy(f, io.LimitReader(resp.Body, limit+1))
+	sum := newChecksum(want)
+	err = copyBounded(ctx, io.MultiWriter(f, sum), resp.Body, limit, "baseImage "+from)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = sum.verify("baseImage " + from)
+	} else {
+		err = fmt.Errorf("downloading baseImage %s: %w", from, err)
+	}
 	if err != nil {
-		return "", fmt.Errorf("downloading baseImage %s: %w", from, err)
+		os.Remove(to)
 	}
-	if n > limit {
-		return "", fmt.Errorf("baseImage %s is larger than %d bytes", from, limit)
-	}
-	return to, f.Close()
+	return err
 }
 
 func fileSHA256(path string) (string, error) {

@@ -126,7 +126,7 @@ func makeBaseDisk(t *testing.T) string {
 func TestBuildRawOnBaseImage(t *testing.T) {
 	sit.RequireTools(t, "sgdisk", "mkfs.ext4", "debugfs", "e2label")
 	base := makeBaseDisk(t)
-	img, _ := build(t, seedimage.Input{Kind: seedimage.KindRaw, Files: seedFiles, BaseImage: base})
+	img, _ := build(t, seedimage.Input{Kind: seedimage.KindRaw, Files: seedFiles, BaseImage: base, Sources: localDirOf(base)})
 	parts := sit.Partitions(t, img)
 	if len(parts) != 3 || parts[0].Name != "EFI" || parts[1].Name != "COS_STATE" || parts[2].Name != seedimage.RawPartitionName {
 		t.Fatalf("partitions %+v: want EFI, COS_STATE and the config partition after them", parts)
@@ -141,7 +141,7 @@ func TestBuildRawOnBaseImage(t *testing.T) {
 
 	// Again on the result, with other files: replaced in place.
 	other := map[string][]byte{"edgefleet-node.yaml": []byte("registration:\n  url: https://other.example/v1/machines/register/y\n")}
-	again, _ := build(t, seedimage.Input{Kind: seedimage.KindRaw, Files: other, BaseImage: img})
+	again, _ := build(t, seedimage.Input{Kind: seedimage.KindRaw, Files: other, BaseImage: filepath.Base(img), Sources: localDirOf(img)})
 	if got := sit.Partitions(t, again); len(got) != 3 || got[2] != parts[2] {
 		t.Fatalf("partitions %+v, want %+v unchanged", got, parts)
 	}
@@ -164,14 +164,16 @@ func TestBuildFromOCIImage(t *testing.T) {
 	}
 	// The ISO in a second layer, under a directory, next to other files.
 	isoRef := sit.Push(t, reg+"/os/iso:1", map[string]string{"README": readme}, map[string]string{"images/os.iso": iso})
-	out, _ := build(t, seedimage.Input{Files: seedFiles, BaseImage: "oci://" + isoRef})
+	// The registry is on loopback and plain HTTP: allowed explicitly.
+	insecure := seedimage.Sources{AllowInsecure: true}
+	out, _ := build(t, seedimage.Input{Files: seedFiles, BaseImage: "oci://" + isoRef, Sources: insecure})
 	files := sit.ReadISO(t, out)
 	assertFiles(t, files, map[string][]byte{"os-release": []byte("NAME=TestOS\n")})
 	assertFiles(t, files, seedFiles)
 
 	// A plain reference (no oci://) to an image holding a raw disk.
 	rawRef := sit.Push(t, reg+"/os/raw:1", map[string]string{"disk/os.img": makeBaseDisk(t)})
-	img, _ := build(t, seedimage.Input{Kind: seedimage.KindRaw, Files: seedFiles, BaseImage: rawRef})
+	img, _ := build(t, seedimage.Input{Kind: seedimage.KindRaw, Files: seedFiles, BaseImage: rawRef, Sources: insecure})
 	if parts := sit.Partitions(t, img); len(parts) != 3 {
 		t.Fatalf("partitions %+v, want the base's two and the config partition", parts)
 	}
@@ -181,15 +183,23 @@ func TestBuildFromOCIImage(t *testing.T) {
 	for _, tc := range []struct {
 		name, ref, kind, want string
 		limit                 int64
+		sum                   string
+		secure                bool
 	}{
 		{name: "no iso", ref: sit.Push(t, reg+"/os/empty:1", map[string]string{"README": readme}), want: "holds no .iso file"},
 		{name: "two isos", ref: sit.Push(t, reg+"/os/two:1", map[string]string{"a.iso": iso, "b/c.iso": iso}), want: "holds 2 .iso files (/a.iso, /b/c.iso)"},
 		{name: "iso for raw", ref: isoRef, kind: seedimage.KindRaw, want: "holds no .img or .raw file"},
 		{name: "unknown tag", ref: reg + "/os/iso:2", want: "pulling baseImage"},
 		{name: "too large", ref: isoRef, limit: 1024, want: "more than the 1024 allowed"},
+		{name: "checksum mismatch", ref: isoRef, sum: strings.Repeat("0", 64), want: "but spec.baseImageSHA256 is 000"},
+		{name: "plain HTTP refused by default", ref: isoRef, secure: true, want: "refusing plain HTTP"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := seedimage.Build(context.Background(), seedimage.Input{Kind: tc.kind, Files: seedFiles, BaseImage: "oci://" + tc.ref, MaxBaseBytes: tc.limit}, filepath.Join(t.TempDir(), "out"))
+			src := insecure
+			if tc.secure {
+				src = seedimage.Sources{}
+			}
+			_, err := seedimage.Build(context.Background(), seedimage.Input{Kind: tc.kind, Files: seedFiles, BaseImage: "oci://" + tc.ref, MaxBaseBytes: tc.limit, BaseImageSHA256: tc.sum, Sources: src}, filepath.Join(t.TempDir(), "out"))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want one containing %q", err, tc.want)
 			}
@@ -209,9 +219,11 @@ func TestBuildRejectsBadBaseImages(t *testing.T) {
 		in   seedimage.Input
 		want string
 	}{
-		{"raw base without GPT", seedimage.Input{Kind: seedimage.KindRaw, BaseImage: notGPT}, "has no GPT partition table"},
-		{"relative path", seedimage.Input{BaseImage: "images/os.iso"}, "neither an absolute path"},
-		{"missing file", seedimage.Input{BaseImage: "/no/such/os.iso"}, "no such file"},
+		{"raw base without GPT", seedimage.Input{Kind: seedimage.KindRaw, BaseImage: notGPT, Sources: localDirOf(notGPT)}, "has no GPT partition table"},
+		{"local path without a base image directory", seedimage.Input{BaseImage: "images/os.iso"}, "reads no local base images"},
+		{"missing file", seedimage.Input{BaseImage: "os.iso", Sources: localDirOf(notGPT)}, "no such file in the manager's base image directory"},
+		{"URL without a checksum", seedimage.Input{BaseImage: "https://images.example/os.iso"}, "set spec.baseImageSHA256"},
+		{"unsupported URL", seedimage.Input{BaseImage: "file:///etc/passwd"}, "not a supported URL"},
 		{"unknown type", seedimage.Input{Kind: "vhd"}, `unknown image type "vhd"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -222,4 +234,9 @@ func TestBuildRejectsBadBaseImages(t *testing.T) {
 			}
 		})
 	}
+}
+
+// localDirOf allows local base images from the directory holding file.
+func localDirOf(file string) seedimage.Sources {
+	return seedimage.Sources{LocalDir: filepath.Dir(file)}
 }

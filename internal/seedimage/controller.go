@@ -57,9 +57,15 @@ type Reconciler struct {
 	// CACertPEM is the manager's CA, baked into the media so machines trust
 	// the registration URL.
 	CACertPEM []byte
+	// Sources limits where base images come from (server flags).
+	Sources Sources
 	// Now is the clock (tests).
 	Now func() time.Time
 }
+
+// maxBuildTime bounds a whole build, fetching the base image included, so
+// no input can hold the controller forever.
+const maxBuildTime = time.Hour
 
 // SetupWithManager registers the reconciler.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -119,6 +125,10 @@ func (r *Reconciler) build(ctx context.Context, si *machinesv1.SeedImage) (ctrl.
 	if errors.Is(err, errNotReady) {
 		return ctrl.Result{RequeueAfter: 2 * time.Second}, r.setStatus(ctx, si, machinesv1.SeedImagePending, metav1.ConditionFalse, machinesv1.ProgressingReason, err.Error())
 	}
+	var invalid invalidSpecError
+	if errors.As(err, &invalid) {
+		return ctrl.Result{}, r.setStatus(ctx, si, machinesv1.SeedImageFailed, metav1.ConditionFalse, machinesv1.InvalidSpecReason, err.Error())
+	}
 	if err != nil {
 		return ctrl.Result{}, r.setStatus(ctx, si, machinesv1.SeedImageFailed, metav1.ConditionFalse, machinesv1.BuildFailedReason, err.Error())
 	}
@@ -130,7 +140,9 @@ func (r *Reconciler) build(ctx context.Context, si *machinesv1.SeedImage) (ctrl.
 	kind := string(si.Spec.Type)
 	file := imageFile(kind)
 	stored := filepath.Join(r.Dir, token+"."+fileExts[file])
-	sum, err := Build(ctx, Input{Files: files, Kind: kind, BaseImage: si.Spec.BaseImage}, stored)
+	buildCtx, cancel := context.WithTimeout(ctx, maxBuildTime)
+	sum, err := Build(buildCtx, Input{Files: files, Kind: kind, BaseImage: si.Spec.BaseImage, BaseImageSHA256: si.Spec.BaseImageSHA256, Sources: r.Sources}, stored)
+	cancel()
 	if err != nil {
 		return ctrl.Result{}, r.setStatus(ctx, si, machinesv1.SeedImageFailed, metav1.ConditionFalse, machinesv1.BuildFailedReason, err.Error())
 	}
@@ -175,13 +187,22 @@ func (r *Reconciler) build(ctx context.Context, si *machinesv1.SeedImage) (ctrl.
 
 var errNotReady = errors.New("waiting for the MachineRegistration's registrationURL")
 
+// invalidSpecError is a spec that cannot be built as written.
+type invalidSpecError struct{ msg string }
+
+func (e invalidSpecError) Error() string { return e.msg }
+
 // mediaFiles are the node config (registration URL, CA, auth policy) and the
 // SeedImage's cloud-config.
 func (r *Reconciler) mediaFiles(ctx context.Context, si *machinesv1.SeedImage) (map[string][]byte, error) {
 	ref := si.Spec.RegistrationRef
-	ns := ref.Namespace
-	if ns == "" {
-		ns = si.Namespace
+	ns := si.Namespace
+	// Namespaces are tenants and the media carries the registration's URL,
+	// which is its credential: a SeedImage may only use a registration of
+	// its own namespace. Refused before any read, so the message says
+	// nothing about the other namespace.
+	if ref.Namespace != "" && ref.Namespace != si.Namespace {
+		return nil, invalidSpecError{fmt.Sprintf("spec.registrationRef.namespace %q is not the SeedImage's namespace %q: a SeedImage can only use a MachineRegistration in its own namespace; leave registrationRef.namespace empty and create the SeedImage in the registration's namespace", ref.Namespace, si.Namespace)}
 	}
 	mr := &machinesv1.MachineRegistration{}
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, mr); err != nil {

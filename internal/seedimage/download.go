@@ -70,12 +70,14 @@ type Options struct {
 	Dir         string
 	ExternalURL *url.URL
 	CACertPEM   []byte
+	// Sources limits where base images come from.
+	Sources Sources
 }
 
 // Setup registers the SeedImage controller and the download route. Images
 // are kept on the local disk of the replica that built them.
 func Setup(_ context.Context, mgr ctrl.Manager, router Router, o Options) error {
-	if err := (&Reconciler{Dir: o.Dir, ExternalURL: o.ExternalURL, CACertPEM: o.CACertPEM}).SetupWithManager(mgr); err != nil {
+	if err := (&Reconciler{Dir: o.Dir, ExternalURL: o.ExternalURL, CACertPEM: o.CACertPEM, Sources: o.Sources}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the seedimage controller: %w", err)
 	}
 	router.Handle("GET "+DownloadPathPrefix+"{token}/{file}", &Download{Dir: o.Dir})

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"path"
 	"strings"
@@ -25,16 +23,16 @@ const ociPrefix = "oci://"
 // pullBase pulls the image ref and writes the single file in it whose name
 // ends with one of exts to to. The image's layers are read flattened (later
 // layers and whiteouts win), as a container would see its filesystem.
-// Registries are reached over HTTPS only, except loopback ones (a registry
-// on 127.0.0.1 in tests or a local mirror), which may be plain HTTP.
+// Registries are reached under src's policy (HTTPS, public addresses unless
+// allowed) and the file is checked against want when set.
 // Pulls are anonymous: the manager has no registry credentials.
-func pullBase(ctx context.Context, ref string, exts []string, to string, limit int64) error {
+func pullBase(ctx context.Context, ref string, exts []string, to string, limit int64, src Sources, want string) error {
 	r, err := name.ParseReference(strings.TrimPrefix(ref, ociPrefix))
 	if err != nil {
 		return fmt.Errorf("baseImage %q is not a valid OCI image reference: %w", ref, err)
 	}
 	img, err := remote.Image(r, remote.WithContext(ctx), remote.WithAuth(authn.Anonymous),
-		remote.WithTransport(loopbackOnlyPlainHTTP{remote.DefaultTransport}))
+		remote.WithTransport(src.transport()))
 	if err != nil {
 		return fmt.Errorf("pulling baseImage %s: %w", ref, err)
 	}
@@ -60,7 +58,7 @@ func pullBase(ctx context.Context, ref string, exts []string, to string, limit i
 		if h.Size > limit {
 			return fmt.Errorf("%s in baseImage %s is %d bytes, more than the %d allowed", found[0], ref, h.Size, limit)
 		}
-		if err := writeFrom(to, tr); err != nil {
+		if err := writeFrom(ctx, to, tr, limit, want, found[0]+" in baseImage "+ref); err != nil {
 			return fmt.Errorf("extracting %s from baseImage %s: %w", found[0], ref, err)
 		}
 	}
@@ -83,37 +81,22 @@ func hasExt(p string, exts []string) bool {
 	return false
 }
 
-func writeFrom(to string, r io.Reader) error {
-	f, err := os.Create(to)
+// writeFrom writes r (at most limit bytes) to to and checks its SHA-256
+// against want when set.
+func writeFrom(ctx context.Context, to string, r io.Reader, limit int64, want, what string) error {
+	f, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(f, r); err != nil {
-		f.Close()
-		return err
+	sum := newChecksum(want)
+	err = copyBounded(ctx, io.MultiWriter(f, sum), r, limit, what)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	return f.Close()
-}
-
-// loopbackOnlyPlainHTTP refuses plain-HTTP requests to anything but a
-// loopback address. go-containerregistry falls back to HTTP for private
-// (RFC 1918) and .local registries, where anyone on the path could swap the
-// base image.
-type loopbackOnlyPlainHTTP struct{ next http.RoundTripper }
-
-func (t loopbackOnlyPlainHTTP) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Scheme == "http" && !isLoopback(req.URL.Hostname()) {
-		return nil, fmt.Errorf("refusing plain HTTP to registry %s: only loopback registries may be reached without TLS; serve the registry over HTTPS", req.URL.Host)
+	if err == nil {
+		err = sum.verify(what)
 	}
-	return t.next.RoundTrip(req)
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return err
 }
 
 // isOCIReference tells an image reference from a path or URL: oci://…, or

@@ -35,7 +35,7 @@ const (
 // buildRaw writes a raw disk image to out: base (a raw GPT disk image, or ""
 // for a disk holding only the config partition) with the files of stage in
 // its config partition.
-func buildRaw(ctx context.Context, stage, base, out, work string) error {
+func buildRaw(ctx context.Context, stage string, base *os.File, out, work string) error {
 	sgdisk, err := lookSbin("sgdisk", "gdisk")
 	if err != nil {
 		return err
@@ -49,7 +49,7 @@ func buildRaw(ctx context.Context, stage, base, out, work string) error {
 		return err
 	}
 	var start, sectors int64
-	if base == "" {
+	if base == nil {
 		start, sectors = alignSectors, need/sectorSize
 		if err := truncate(out, (start+sectors+alignSectors)*sectorSize); err != nil {
 			return err
@@ -77,8 +77,8 @@ func buildRaw(ctx context.Context, stage, base, out, work string) error {
 // partition's extent: the base's own RawPartitionName partition if it has
 // one (its content is replaced), else a new partition after the last one,
 // growing the disk.
-func placeConfigPartition(ctx context.Context, sgdisk, base, out string, need int64) (start, sectors int64, err error) {
-	if err := copySparse(base, out); err != nil {
+func placeConfigPartition(ctx context.Context, sgdisk string, base *os.File, out string, need int64) (start, sectors int64, err error) {
+	if err := copySparse(ctx, base, out); err != nil {
 		return 0, 0, fmt.Errorf("copying it: %w", err)
 	}
 	parts, err := readGPT(out)
@@ -215,7 +215,14 @@ func readGPT(disk string) ([]partition, error) {
 }
 
 func run(ctx context.Context, tool string, args ...string) error {
-	out, err := exec.CommandContext(ctx, tool, args...).CombinedOutput()
+	return runWith(ctx, nil, tool, args...)
+}
+
+// runWith runs tool with files as its fds 3, 4, ...
+func runWith(ctx context.Context, files []*os.File, tool string, args ...string) error {
+	cmd := exec.CommandContext(ctx, tool, args...)
+	cmd.ExtraFiles = files
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%s %s: %v: %s", filepath.Base(tool), strings.Join(args, " "), err, lastLines(string(out), 5))
 	}
@@ -267,14 +274,9 @@ func zeroRange(path string, offset, n int64) error {
 	return f.Close()
 }
 
-// copySparse copies src to dst leaving all-zero MiB blocks as holes: OS
+// copySparse copies in to dst leaving all-zero MiB blocks as holes: OS
 // disk images are mostly empty.
-func copySparse(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
+func copySparse(ctx context.Context, in *os.File, dst string) error {
 	out, err := os.Create(dst)
 	if err != nil {
 		return err
@@ -283,6 +285,10 @@ func copySparse(src, dst string) error {
 	zero := make([]byte, len(buf))
 	var size int64
 	for {
+		if err := ctx.Err(); err != nil {
+			out.Close()
+			return err
+		}
 		n, err := io.ReadFull(in, buf)
 		if n > 0 {
 			if bytes.Equal(buf[:n], zero[:n]) {

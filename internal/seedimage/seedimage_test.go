@@ -89,7 +89,11 @@ func TestSeedImageLifecycle(t *testing.T) {
 	t.Cleanup(srv.Close)
 	u, _ := url.Parse(srv.URL)
 	clk := &clock{now: time.Now()}
-	r := &seedimage.Reconciler{Dir: dir, ExternalURL: u, CACertPEM: []byte("-----BEGIN CERTIFICATE-----\nTEST\n-----END CERTIFICATE-----\n"), Now: clk.Now}
+	// Local base images from baseImages; the URL and the registry below are
+	// plain HTTP on loopback, allowed explicitly.
+	baseImages := t.TempDir()
+	r := &seedimage.Reconciler{Dir: dir, ExternalURL: u, CACertPEM: []byte("-----BEGIN CERTIFICATE-----\nTEST\n-----END CERTIFICATE-----\n"), Now: clk.Now,
+		Sources: seedimage.Sources{LocalDir: baseImages, AllowInsecure: true}}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
@@ -198,14 +202,15 @@ func TestSeedImageLifecycle(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(baseDir, "os-release"), []byte("NAME=TestOS\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	base := filepath.Join(t.TempDir(), "base.iso")
+	base := filepath.Join(baseImages, "base.iso")
 	if out, err := exec.Command("xorriso", "-as", "mkisofs", "-V", "TESTOS", "-J", "-R", "-o", base, baseDir).CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
 	baseSrv := httptest.NewServer(http.FileServer(http.Dir(filepath.Dir(base))))
 	t.Cleanup(baseSrv.Close)
+	baseSum := fileSum(t, base)
 	for name, b := range map[string]string{"local-base": base, "url-base": baseSrv.URL + "/base.iso"} {
-		s := &machinesv1.SeedImage{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: machinesv1.SeedImageSpec{RegistrationRef: machinesv1.ObjectReference{Name: "lab"}, BaseImage: b}}
+		s := &machinesv1.SeedImage{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: machinesv1.SeedImageSpec{RegistrationRef: machinesv1.ObjectReference{Name: "lab"}, BaseImage: b, BaseImageSHA256: baseSum}}
 		if err := c.Create(ctx, s); err != nil {
 			t.Fatal(err)
 		}
@@ -347,3 +352,13 @@ func touch(t *testing.T, c client.Client, si *machinesv1.SeedImage) {
 }
 
 func jsonRaw(s string) *apiextensionsv1.JSON { return &apiextensionsv1.JSON{Raw: []byte(s)} }
+
+func fileSum(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}

@@ -33,6 +33,8 @@ type routeDeps struct {
 	offlineThreshold, probeInterval time.Duration
 	// dataDir holds files served by the endpoint (seed images).
 	dataDir string
+	// seedSources limits where SeedImage base images come from.
+	seedSources seedimage.Sources
 }
 
 // registerRoutes adds each capability's routes (registration, import
@@ -46,7 +48,7 @@ func registerRoutes(ep *endpoint.Server, d routeDeps) error {
 	if err := machineregistration.Setup(context.Background(), d.mgr, ep, machineregistration.Options{ExternalURL: d.externalURL, CACertPEM: d.ca.CertPEM}); err != nil {
 		return err
 	}
-	if err := seedimage.Setup(context.Background(), d.mgr, ep, seedimage.Options{Dir: filepath.Join(d.dataDir, "seedimages"), ExternalURL: d.externalURL, CACertPEM: d.ca.CertPEM}); err != nil {
+	if err := seedimage.Setup(context.Background(), d.mgr, ep, seedimage.Options{Dir: filepath.Join(d.dataDir, "seedimages"), ExternalURL: d.externalURL, CACertPEM: d.ca.CertPEM, Sources: d.seedSources}); err != nil {
 		return err
 	}
 	host, _ := os.Hostname()

@@ -38,6 +38,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/endpoint"
 	"github.com/edgefleet/edgefleet/internal/metrics"
 	"github.com/edgefleet/edgefleet/internal/pki"
+	"github.com/edgefleet/edgefleet/internal/seedimage"
 )
 
 // SystemNamespace holds the manager's own objects: its CA (external mode) and
@@ -74,6 +75,10 @@ type Options struct {
 	// Kubernetes API (defaults DefaultKubeAPIQPS, DefaultKubeAPIBurst).
 	KubeAPIQPS   float32
 	KubeAPIBurst int
+	// SeedSources limits where SeedImage base images come from
+	// (--seed-base-image-dir, --seed-allow-insecure-base-urls,
+	// --seed-allowed-base-networks).
+	SeedSources seedimage.Sources
 	// PprofAddress serves Go profiles (debugging and benchmarks); empty is off.
 	PprofAddress string
 	Log          logr.Logger
@@ -213,7 +218,7 @@ func Run(ctx context.Context, o Options) error {
 	})
 
 	if err := registerRoutes(ep, routeDeps{mgr: mgr, ca: ca, externalURL: externalURL, log: log,
-		advertise: advertise, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval, dataDir: o.DataDir}); err != nil {
+		advertise: advertise, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval, dataDir: o.DataDir, seedSources: o.SeedSources}); err != nil {
 		return err
 	}
 

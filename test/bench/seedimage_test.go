@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,11 @@ func TestSeedISOBuild(t *testing.T) {
 	requireBench(t)
 	sit.RequireTools(t, "xorriso", "sgdisk", "mkfs.ext4")
 	ctx := context.Background()
-	m := startQuietManager(t)
+	// Incompressible data, so the base is 100 MiB on disk and in the ISO.
+	payload := make([]byte, seedBaseSize)
+	_, _ = rand.Read(payload)
+	base := sit.MakeISO(t, "BASEOS", map[string]string{"rootfs.squashfs": string(payload), "os-release": "NAME=BaseOS\n"})
+	m := startQuietManager(t, "--seed-base-image-dir", filepath.Dir(base))
 	ns := "machines"
 	if err := m.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		t.Fatal(err)
@@ -40,18 +45,13 @@ func TestSeedISOBuild(t *testing.T) {
 	if err := m.Client.Create(ctx, mr); err != nil {
 		t.Fatal(err)
 	}
-	// Incompressible data, so the base is 100 MiB on disk and in the ISO.
-	payload := make([]byte, seedBaseSize)
-	_, _ = rand.Read(payload)
-	base := sit.MakeISO(t, "BASEOS", map[string]string{"rootfs.squashfs": string(payload), "os-release": "NAME=BaseOS\n"})
-
 	kinds := []struct {
 		label string
 		spec  machinesv1.SeedImageSpec
 	}{
 		{"config-only ISO", machinesv1.SeedImageSpec{}},
 		{"config-only raw disk image", machinesv1.SeedImageSpec{Type: machinesv1.SeedImageRaw}},
-		{"ISO remastered from a 100 MiB base ISO (local path)", machinesv1.SeedImageSpec{BaseImage: base}},
+		{"ISO remastered from a 100 MiB base ISO (--seed-base-image-dir)", machinesv1.SeedImageSpec{BaseImage: filepath.Base(base)}},
 	}
 	// The first SeedImage waits for the registration's URL; it is not timed.
 	warm := seedImage(t, m.Client, ns, "warm-up", machinesv1.SeedImageSpec{})

@@ -37,7 +37,8 @@ func TestMachineOnboardingFromRawSeedAndOCIBase(t *testing.T) {
 		t.Skip("starts a manager")
 	}
 	sit.RequireTools(t, "xorriso", "sgdisk", "mkfs.ext4", "debugfs", "e2label")
-	m := harness.StartManager(t, harness.ManagerOptions{})
+	// The OCI registry below is plain HTTP on loopback: allowed explicitly.
+	m := harness.StartManager(t, harness.ManagerOptions{Args: []string{"--seed-allow-insecure-base-urls"}})
 	ctx := context.Background()
 	ns := "machines"
 	if err := m.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {

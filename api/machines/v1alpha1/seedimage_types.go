@@ -83,9 +83,12 @@ type SeedImage struct {
 }
 
 // SeedImageSpec is the desired state of a SeedImage.
+// +kubebuilder:validation:XValidation:rule="!has(self.baseImage) || !(self.baseImage.startsWith('http://') || self.baseImage.startsWith('https://')) || has(self.baseImageSHA256)",message="baseImageSHA256 is required when baseImage is an http(s) URL: set it to the image's published SHA-256"
 type SeedImageSpec struct {
-	// registrationRef references the MachineRegistration whose URL is baked
-	// into the image. namespace defaults to the SeedImage's namespace.
+	// registrationRef references the MachineRegistration whose URL and
+	// credentials are baked into the image. It must be in the SeedImage's
+	// namespace: namespace may be left empty or set to the SeedImage's own;
+	// any other namespace fails the build (namespaces are tenants).
 	// +required
 	RegistrationRef ObjectReference `json:"registrationRef,omitzero"`
 
@@ -93,12 +96,25 @@ type SeedImageSpec struct {
 	// +optional
 	Type SeedImageType `json:"type,omitempty"`
 
-	// baseImage is the image to start from: for iso, the URL of an ISO or an
-	// OCI image containing one; for raw, the OS image to install. Defaults to
-	// the manager's configured base image.
+	// baseImage is the image to start from: for iso, an ISO, for raw, a GPT
+	// disk image with the OS. One of: an https URL (with baseImageSHA256), an
+	// OCI image holding one such file (oci://registry/repository:tag), or the
+	// name of a file in the directory the manager's administrator configured
+	// with --seed-base-image-dir (an absolute path inside it is accepted too).
+	// Empty builds config-only media. URLs and registries on loopback,
+	// link-local or private addresses are refused unless the manager allows
+	// them (docs/machines.md).
 	// +optional
 	// +kubebuilder:validation:MaxLength=4096
 	BaseImage string `json:"baseImage,omitempty"`
+
+	// baseImageSHA256 is the expected SHA-256 (hex) of the base image file.
+	// Required when baseImage is an http(s) URL; checked, when set, for a
+	// file in the manager's base image directory and the file pulled from
+	// an OCI image. The build fails on a mismatch and keeps nothing.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^[a-f0-9]{64}$`
+	BaseImageSHA256 string `json:"baseImageSHA256,omitempty"`
 
 	// cloud-config is applied by the live system booted from the image
 	// (before registration), in cloud-init or yip syntax.
