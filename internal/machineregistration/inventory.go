@@ -195,17 +195,7 @@ func (h *Handler) upsertInventory(ctx context.Context, mr *machinesv1.MachineReg
 		}
 		return existing, false, nil
 	}
-	tmpl := mr.Spec.MachineName
-	if tmpl == "" {
-		tmpl = DefaultMachineName
-	}
-	name := ""
-	if v, err := render(tmpl, data); err == nil {
-		name = sanitizeName(v)
-	}
-	if name == "" {
-		name = "m-" + string(uuid.NewUUID())
-	}
+	name := inventoryName(mr, data)
 	for attempt := 0; ; attempt++ {
 		inv := &machinesv1.MachineInventory{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: mr.Namespace, Labels: labels, Annotations: annotations},
@@ -235,6 +225,23 @@ func (h *Handler) upsertInventory(ctx context.Context, mr *machinesv1.MachineReg
 		hash := id.tpmHash + id.machineHash
 		name = sanitizeName(fmt.Sprintf("%.49s-%s", name, hash[:8]))
 	}
+}
+
+// inventoryName renders spec.machineName over the machine's data into a
+// valid, bounded object name; a random one when nothing valid remains.
+func inventoryName(mr *machinesv1.MachineRegistration, data map[string]string) string {
+	tmpl := mr.Spec.MachineName
+	if tmpl == "" {
+		tmpl = DefaultMachineName
+	}
+	name := ""
+	if v, err := render(tmpl, data); err == nil {
+		name = sanitizeName(v)
+	}
+	if name == "" {
+		name = "m-" + string(uuid.NewUUID())
+	}
+	return name
 }
 
 // finish makes sure the machine's plan Secret and credential exist, marks the
