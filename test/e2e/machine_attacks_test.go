@@ -163,14 +163,14 @@ func TestMachineRegistrationAttacks(t *testing.T) {
 		}
 		victims := []client.Object{secret, sa, tokenSecret}
 		for _, victim := range victims {
-			before := victim.GetResourceVersion()
+			before, owners := victim.GetResourceVersion(), len(victim.GetOwnerReferences())
 			_, err := l.register(l.machine(t, regURL), victim.GetName())
 			refusedWith(t, err, "already exists", victim.GetName(), "never takes over")
 			now := victim.DeepCopyObject().(client.Object)
 			if err := m.Client.Get(ctx, client.ObjectKeyFromObject(victim), now); err != nil {
 				t.Fatal(err)
 			}
-			if now.GetResourceVersion() != before || len(now.GetOwnerReferences()) != 0 || now.GetLabels()[machineregistration.LabelInventory] != "" {
+			if now.GetResourceVersion() != before || len(now.GetOwnerReferences()) != owners || now.GetLabels()[machineregistration.LabelInventory] != "" {
 				t.Errorf("%T %s was changed by the refused registration: owners %v labels %v", victim, victim.GetName(), now.GetOwnerReferences(), now.GetLabels())
 			}
 			err = m.Client.Get(ctx, client.ObjectKey{Namespace: l.ns, Name: victim.GetName()}, &machinesv1.MachineInventory{})
@@ -238,8 +238,8 @@ func TestMachineRegistrationAttacks(t *testing.T) {
 		if names[0] == names[1] || !hashSuffix.MatchString(names[0]) || !hashSuffix.MatchString(names[1]) || len(names[0]) != 58 {
 			t.Errorf("long names %q, %q: want distinct 58-character names ending in a hash of the full name", names[0], names[1])
 		}
-		if names[2] != "kube-system-default" {
-			t.Errorf("hostile name became %q, want kube-system-default", names[2])
+		if names[2] != "kube-system--default" {
+			t.Errorf("hostile name became %q, want kube-system--default", names[2])
 		}
 	})
 
@@ -284,9 +284,15 @@ func TestMachineRegistrationAttacks(t *testing.T) {
 		if _, err := l.register(l.machine(t, newURL), "rot-new"); err != nil {
 			t.Fatalf("the rotated token does not register: %v", err)
 		}
-		if mr.Status.TokenRotation != "leaked-2026-12-06" {
-			t.Errorf("status.tokenRotation %q", mr.Status.TokenRotation)
-		}
+		waitUntil(t, 10*time.Second, func() error {
+			if err := m.Client.Get(ctx, client.ObjectKeyFromObject(mr), mr); err != nil {
+				return err
+			}
+			if mr.Status.TokenRotation != "leaked-2026-12-06" || mr.Status.TokenHash == before.Status.TokenHash {
+				return fmt.Errorf("status.tokenRotation %q, tokenHash unchanged %v", mr.Status.TokenRotation, mr.Status.TokenHash == before.Status.TokenHash)
+			}
+			return nil
+		})
 	})
 
 	t.Run("expiry: new machines refused, machines it registered renew", func(t *testing.T) {
