@@ -92,6 +92,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 	s, err := r.ensureToken(ctx, mr)
+	if apierrors.IsConflict(err) {
+		// The cache was behind the Secret (another reconcile rotated it):
+		// read again rather than report a failure.
+		return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil
+	}
 	if err != nil {
 		return ctrl.Result{}, r.setReady(ctx, mr, metav1.ConditionFalse, machinesv1.RBACCreationFailedReason, fmt.Sprintf("cannot maintain the registration token Secret %s: %v", TokenSecretName(mr.Name), err))
 	}

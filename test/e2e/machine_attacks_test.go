@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -246,7 +247,14 @@ func TestMachineRegistrationAttacks(t *testing.T) {
 	t.Run("the token is not in the MachineRegistration, only in its Secret", func(t *testing.T) {
 		mr, regURL := l.registration(t, "quiet", machinesv1.MachineRegistrationSpec{Config: emulated})
 		token := regURL[strings.LastIndex(regURL, "/")+1:]
-		raw, err := json.Marshal(mr)
+		// Everything the API server stores for the registration, not only
+		// the fields the Go type knows.
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(machinesv1.GroupVersion.WithKind("MachineRegistration"))
+		if err := m.Client.Get(ctx, client.ObjectKeyFromObject(mr), u); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := json.Marshal(u.Object)
 		if err != nil {
 			t.Fatal(err)
 		}
