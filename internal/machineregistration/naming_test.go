@@ -1,13 +1,18 @@
 package machineregistration
 
 import (
+	"crypto/x509"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/machines/nodetpm"
 	"github.com/edgefleet/edgefleet/internal/machines/protocol"
+	"github.com/edgefleet/edgefleet/internal/machines/swtpmtest"
 )
 
 // Names come from SMBIOS data the machine sends: whatever it sends, the
@@ -94,6 +99,61 @@ func FuzzInventoryMessage(f *testing.F) {
 		for k, v := range annotations {
 			if len(k) > protocol.MaxKeyBytes || len(v) > 2*protocol.MaxValueBytes {
 				t.Fatalf("annotation %s is %d bytes", k, len(v))
+			}
+		}
+	})
+}
+
+// FuzzHelloProcessing feeds the manager's handling of a hello message —
+// the auth policy check, parsing the EK, the EK certificate and the AK,
+// making the credential-activation challenge, checking an emulated TPM's
+// signature — with arbitrary bytes. Seeds
+// include a genuine swtpm hello when swtpm is installed, so the fuzzer
+// starts from input that gets all the way to a challenge.
+func FuzzHelloProcessing(f *testing.F) {
+	f.Add([]byte(`{"type":"hello","hello":{"version":1,"auth":"tpm","inventoryName":"m-1","tpm":{"ekPublic":"AQ==","ak":{"public":"AQ==","createData":"","createAttestation":"","createSignature":""}}}}`))
+	f.Add([]byte(`{"type":"hello","hello":{"version":1,"auth":"emulated-tpm","emulatedTPMPublicKey":"MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=","machineID":"c2ln"}}`))
+	if _, err := exec.LookPath("swtpm"); err == nil {
+		sim := swtpmtest.Start(f, swtpmtest.Options{EKCert: true})
+		tpm, err := nodetpm.Open(sim.Socket)
+		if err != nil {
+			f.Fatal(err)
+		}
+		hello, err := tpm.Hello()
+		tpm.Close()
+		if err != nil {
+			f.Fatal(err)
+		}
+		seed, err := protocol.Encode(&protocol.Message{Type: protocol.TypeHello, Hello: &protocol.Hello{Version: 1, Auth: protocol.AuthTPM, TPM: hello}})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(seed)
+	}
+	cfg := &machinesv1.RegistrationConfig{Auth: machinesv1.AuthTPMOrFallback, Fallback: []machinesv1.FallbackAuth{machinesv1.FallbackEmulatedTPM, machinesv1.FallbackMAC}}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := protocol.Decode(data)
+		if err != nil || m.Type != protocol.TypeHello {
+			return
+		}
+		h := m.Hello
+		if !slices.Contains(allowedMethods(cfg), h.Auth) && h.Auth != protocol.AuthSysUUID {
+			t.Fatalf("decoded auth %q is unknown", h.Auth)
+		}
+		switch h.Auth {
+		case protocol.AuthTPM:
+			_, _ = ekCertificate(h.TPM)
+			ekPub, err := x509.ParsePKIXPublicKey(h.TPM.EKPublic)
+			if err != nil {
+				return
+			}
+			secret, ec, err := tpmChallenge(ekPub, h.TPM)
+			if err == nil && (len(secret) == 0 || ec == nil || len(ec.Credential) == 0) {
+				t.Fatal("a challenge without a secret")
+			}
+		case protocol.AuthEmulatedTPM:
+			if protocol.VerifyEmulatedTPM(h.EmulatedTPMPublicKey, "/v1/machines/register/x", []byte("nonce"), []byte(h.MachineID)) == nil {
+				t.Fatal("a signature not made for this nonce verified")
 			}
 		}
 	})
