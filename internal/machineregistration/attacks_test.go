@@ -78,7 +78,9 @@ func (e *env) expectNoInventory(t *testing.T) {
 
 func TestRegistrationAttacksAreRefused(t *testing.T) {
 	e := startEnv(t)
-	regURL := e.registration(t, "secure", machinesv1.MachineRegistrationSpec{})
+	// TOFU so a genuine swtpm gets past authentication (the replay case);
+	// the tpm-ca case still requires the CA.
+	regURL := e.registration(t, "secure", machinesv1.MachineRegistrationSpec{TPM: machinesv1.TPMTrustPolicy{TrustOnFirstUse: true}})
 	simA := swtpmtest.Start(t, swtpmtest.Options{EKCert: true})
 	simB := swtpmtest.Start(t, swtpmtest.Options{EKCert: true})
 

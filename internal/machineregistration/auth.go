@@ -22,8 +22,8 @@ import (
 
 // TPMCASecretName is the optional Secret (in the registration's namespace)
 // whose "ca.crt" holds the CAs that TPM endorsement key certificates must
-// chain to, as Elemental's tpm-ca Secret. Without it the EK is trusted on
-// first use.
+// chain to, as Elemental's tpm-ca Secret. Without it only known EKs are
+// accepted, unless the registration sets spec.tpm.trustOnFirstUse.
 const TPMCASecretName = "tpm-ca"
 
 var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
@@ -33,6 +33,14 @@ type identity struct {
 	method string
 	// tpmHash or machineHash, as in MachineInventory spec.
 	tpmHash, machineHash string
+	// ekCertified: the TPM's EK certificate chains to the namespace's tpm-ca.
+	ekCertified bool
+}
+
+// proven reports whether the machine proved its identity with a key it
+// holds, rather than claiming a value anyone can read (mac, sys-uuid).
+func (id identity) proven() bool {
+	return id.method == protocol.AuthTPM || id.method == protocol.AuthEmulatedTPM
 }
 
 func (id identity) indexKey() string {
@@ -115,18 +123,13 @@ func (h *Handler) authTPM(ctx context.Context, conn *protocol.Conn, mr *machines
 	if err != nil {
 		return identity{}, authFailed(fmt.Errorf("endorsement key: %w", err))
 	}
-	if err := h.checkEKCertificate(ctx, mr.Namespace, t); err != nil {
+	certified, err := h.checkEKCertificate(ctx, mr.Namespace, t)
+	if err != nil {
 		return identity{}, authFailed(err)
 	}
-	params := attest.ActivationParameters{EK: ekPub, AK: attest.AttestationParameters{
-		Public: t.AK.Public, CreateData: t.AK.CreateData, CreateAttestation: t.AK.CreateAttestation, CreateSignature: t.AK.CreateSignature,
-	}}
-	// Generate checks that the AK is a restricted, TPM-generated signing key
-	// and encrypts a fresh random secret to the EK, bound to the AK's name:
-	// only the TPM holding both can decrypt it, and only for this exchange.
-	secret, ec, err := params.Generate()
+	secret, ec, err := tpmChallenge(ekPub, t)
 	if err != nil {
-		return identity{}, authFailed(fmt.Errorf("attestation key rejected: %w", err))
+		return identity{}, authFailed(err)
 	}
 	if err := conn.Send(&protocol.Message{Type: protocol.TypeChallenge, Challenge: &protocol.Challenge{Credential: ec.Credential, Secret: ec.Secret}}); err != nil {
 		return identity{}, err
@@ -138,29 +141,65 @@ func (h *Handler) authTPM(ctx context.Context, conn *protocol.Conn, mr *machines
 	if subtle.ConstantTimeCompare(secret, m.Proof.Secret) != 1 {
 		return identity{}, authFailed(errors.New("the TPM did not activate the credential: the EK and AK are not from the same TPM, or the answer is from another exchange"))
 	}
-	return identity{method: protocol.AuthTPM, tpmHash: protocol.IdentityHash(t.EKPublic)}, nil
+	return identity{method: protocol.AuthTPM, tpmHash: protocol.IdentityHash(t.EKPublic), ekCertified: certified}, nil
+}
+
+// tpmChallenge makes the credential-activation challenge for the machine's
+// EK and AK. It only parses what the machine sent (FuzzTPMHello feeds it
+// hostile input).
+func tpmChallenge(ekPub any, t *protocol.TPMHello) ([]byte, *attest.EncryptedCredential, error) {
+	params := attest.ActivationParameters{EK: ekPub, AK: attest.AttestationParameters{
+		Public: t.AK.Public, CreateData: t.AK.CreateData, CreateAttestation: t.AK.CreateAttestation, CreateSignature: t.AK.CreateSignature,
+	}}
+	// Generate checks that the AK is a restricted, TPM-generated signing key
+	// and encrypts a fresh random secret to the EK, bound to the AK's name:
+	// only the TPM holding both can decrypt it, and only for this exchange.
+	secret, ec, err := params.Generate()
+	if err != nil {
+		return nil, nil, fmt.Errorf("attestation key rejected: %w", err)
+	}
+	return secret, ec, nil
 }
 
 // checkEKCertificate rejects an EK certificate that is not for the EK sent,
 // and, when the namespace has a tpm-ca Secret, an EK without a certificate
-// chaining to it.
-func (h *Handler) checkEKCertificate(ctx context.Context, namespace string, t *protocol.TPMHello) error {
-	var cert *x509.Certificate
-	if len(t.EKCertificate) > 0 {
-		c, err := attest.ParseEKCertificate(t.EKCertificate)
-		if err != nil {
-			return fmt.Errorf("EK certificate: %w", err)
-		}
-		certPub, err := x509.MarshalPKIXPublicKey(c.PublicKey)
-		if err != nil || !bytes.Equal(certPub, t.EKPublic) {
-			return errors.New("the EK certificate is for another key than the endorsement key sent")
-		}
-		cert = c
+// chaining to it. certified reports that the EK chains to tpm-ca.
+func (h *Handler) checkEKCertificate(ctx context.Context, namespace string, t *protocol.TPMHello) (certified bool, err error) {
+	err = h.verifyEKCertificate(ctx, namespace, t)
+	if errors.Is(err, errNoTPMCA) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+var errNoTPMCA = errors.New("no tpm-ca Secret")
+
+// ekCertificate parses the EK certificate the machine sent, if any, and
+// checks it is for the EK sent.
+func ekCertificate(t *protocol.TPMHello) (*x509.Certificate, error) {
+	if len(t.EKCertificate) == 0 {
+		return nil, nil
+	}
+	c, err := attest.ParseEKCertificate(t.EKCertificate)
+	if err != nil {
+		return nil, fmt.Errorf("EK certificate: %w", err)
+	}
+	certPub, err := x509.MarshalPKIXPublicKey(c.PublicKey)
+	if err != nil || !bytes.Equal(certPub, t.EKPublic) {
+		return nil, errors.New("the EK certificate is for another key than the endorsement key sent")
+	}
+	return c, nil
+}
+
+func (h *Handler) verifyEKCertificate(ctx context.Context, namespace string, t *protocol.TPMHello) error {
+	cert, err := ekCertificate(t)
+	if err != nil {
+		return err
 	}
 	s := &corev1.Secret{}
-	err := h.Reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: TPMCASecretName}, s)
+	err = h.Reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: TPMCASecretName}, s)
 	if apierrors.IsNotFound(err) {
-		return nil
+		return errNoTPMCA
 	}
 	if err != nil {
 		return fmt.Errorf("reading Secret %s/%s: %w", namespace, TPMCASecretName, err)

@@ -108,10 +108,11 @@ func (e *env) registration(t *testing.T, name string, spec machinesv1.MachineReg
 		if err := e.c.Get(ctx, client.ObjectKeyFromObject(mr), mr); err != nil {
 			return err
 		}
-		if mr.Status.RegistrationURL == "" {
-			return fmt.Errorf("no registrationURL yet")
+		u, err := machineregistration.RegistrationURLFromSecret(ctx, e.c, mr)
+		if err != nil {
+			return err
 		}
-		regURL = mr.Status.RegistrationURL
+		regURL = u
 		resp, err := insecureGet(regURL)
 		if err != nil {
 			return err

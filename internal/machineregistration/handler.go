@@ -2,6 +2,7 @@ package machineregistration
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,10 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -41,6 +46,7 @@ type Handler struct {
 	upgrader  websocket.Upgrader
 	slotsOnce sync.Once
 	slots     chan struct{}
+	quota     quota
 }
 
 // DefaultMaxWriting: a registration is about seven sequential API requests,
@@ -83,16 +89,17 @@ func (h *Handler) acquire(ctx context.Context) (func(), error) {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	log := ctrl.LoggerFrom(r.Context())
 	token := r.PathValue("token")
-	mr, err := h.registrationByToken(r.Context(), token)
+	reg, err := h.registrationByToken(r.Context(), token)
 	if err != nil {
 		log.Error(err, "Looking up the registration token")
 		http.Error(w, "cannot look up the registration right now; retry later", http.StatusServiceUnavailable)
 		return
 	}
-	if mr == nil {
-		http.Error(w, "unknown registration token: check the registration URL (kubectl get machineregistrations -A)", http.StatusUnauthorized)
+	if reg == nil {
+		http.Error(w, "unknown registration token: it is wrong, or was rotated; use the url in the registration's token Secret (kubectl get machineregistrations -A -o wide; kubectl get secret <name>-registration-token -o jsonpath={.data.url} | base64 -d)", http.StatusUnauthorized)
 		return
 	}
+	mr := reg.mr
 	h.upgrader.HandshakeTimeout = 5 * time.Second
 	ws, err := h.upgrader.Upgrade(w, r, nil) // answers the client itself on error
 	if err != nil {
@@ -103,7 +110,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	log = log.WithValues("registration", mr.Namespace+"/"+mr.Name, "remote", r.RemoteAddr)
 	ctx = ctrl.LoggerInto(ctx, log)
-	name, err := h.exchange(ctx, conn, mr, r)
+	name, err := h.exchange(ctx, conn, reg, r)
 	if err != nil {
 		var pe *protocol.Error
 		if !errors.As(err, &pe) {
@@ -123,17 +130,41 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	conn.Close()
 }
 
-func (h *Handler) registrationByToken(ctx context.Context, token string) (*machinesv1.MachineRegistration, error) {
+// tokenRegistration is the registration a token opened, and until when the
+// token admits new machines (nil: no expiry).
+type tokenRegistration struct {
+	mr      *machinesv1.MachineRegistration
+	expires *time.Time
+}
+
+// registrationByToken finds the registration through the hash of token
+// (status.tokenHash, indexed in the cache: no API request for a wrong
+// token), then checks the token against the registration's own Secret read
+// from the API server, so a rotated token stops working before status
+// catches up, and a status edited by hand opens nothing.
+func (h *Handler) registrationByToken(ctx context.Context, token string) (*tokenRegistration, error) {
 	if len(token) < 32 || len(token) > 128 {
 		return nil, nil
 	}
 	list := &machinesv1.MachineRegistrationList{}
-	if err := h.Client.List(ctx, list, client.MatchingFields{registrationTokenIndex: token}); err != nil {
+	if err := h.Client.List(ctx, list, client.MatchingFields{tokenHashIndex: TokenHash(token)}); err != nil {
 		return nil, err
 	}
 	for i := range list.Items {
-		if list.Items[i].Status.RegistrationToken == token && list.Items[i].DeletionTimestamp.IsZero() {
-			return &list.Items[i], nil
+		mr := &list.Items[i]
+		if !mr.DeletionTimestamp.IsZero() {
+			continue
+		}
+		s := &corev1.Secret{}
+		err := h.Reader.Get(ctx, types.NamespacedName{Namespace: mr.Namespace, Name: TokenSecretName(mr.Name)}, s)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if metav1.IsControlledBy(s, mr) && subtle.ConstantTimeCompare(s.Data[TokenSecretKey], []byte(token)) == 1 {
+			return &tokenRegistration{mr: mr, expires: TokenExpiresAt(mr, s)}, nil
 		}
 	}
 	return nil, nil
@@ -141,7 +172,8 @@ func (h *Handler) registrationByToken(ctx context.Context, token string) (*machi
 
 // exchange runs the protocol. Nothing is written to Kubernetes before the
 // identity is proven and the inventory message is valid.
-func (h *Handler) exchange(ctx context.Context, conn *protocol.Conn, mr *machinesv1.MachineRegistration, r *http.Request) (string, error) {
+func (h *Handler) exchange(ctx context.Context, conn *protocol.Conn, reg *tokenRegistration, r *http.Request) (string, error) {
+	mr := reg.mr
 	m, err := conn.Receive(protocol.TypeHello)
 	if err != nil {
 		return "", err
@@ -161,10 +193,27 @@ func (h *Handler) exchange(ctx context.Context, conn *protocol.Conn, mr *machine
 	if existing == nil && hello.ReRegistration {
 		return "", &protocol.Error{Code: protocol.CodeReprovisioningNeeded, Message: fmt.Sprintf("MachineInventory %s/%s no longer exists: this machine was removed and must be re-provisioned (reset it, or delete its edgefleet-node state to register it as a new machine)", mr.Namespace, hello.InventoryName)}
 	}
+	if err := h.admit(mr, reg.expires, id, existing); err != nil {
+		return "", err
+	}
+	done := func(bool) {}
+	if existing == nil {
+		if done, err = h.reserve(ctx, mr, id); err != nil {
+			return "", err
+		}
+	}
+	name, err := h.register(ctx, conn, mr, id, existing, hello, r)
+	done(name != "")
+	return name, err
+}
+
+// register completes an admitted registration: the inventory message, the
+// writes, the config.
+func (h *Handler) register(ctx context.Context, conn *protocol.Conn, mr *machinesv1.MachineRegistration, id identity, existing *machinesv1.MachineInventory, hello *protocol.Hello, r *http.Request) (string, error) {
 	if err := conn.Send(&protocol.Message{Type: protocol.TypeReady, Ready: &protocol.Ready{Version: min(hello.Version, protocol.Version)}}); err != nil {
 		return "", err
 	}
-	m, err = conn.Receive(protocol.TypeInventory)
+	m, err := conn.Receive(protocol.TypeInventory)
 	if err != nil {
 		return "", err
 	}
@@ -179,7 +228,7 @@ func (h *Handler) exchange(ctx context.Context, conn *protocol.Conn, mr *machine
 		return "", err
 	}
 	if err := conn.Send(&protocol.Message{Type: protocol.TypeConfig, Config: cfg}); err != nil {
-		return "", err
+		return cfg.InventoryName, err // written: the machine counts
 	}
 	return cfg.InventoryName, nil
 }

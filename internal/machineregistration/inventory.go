@@ -3,8 +3,10 @@ package machineregistration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"strings"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -34,6 +37,11 @@ const (
 	PlanSecretType = "machines.edgefleet.io/plan"
 	// reservedDomain: machines may not set labels in it themselves.
 	reservedDomain = "machines.edgefleet.io/"
+	// LabelInventory marks the objects the manager created for a machine
+	// (plan Secret, ServiceAccount, Role, RoleBinding) with its inventory's
+	// name. What proves ownership is the controller reference to the
+	// inventory's UID; the label is for selecting them.
+	LabelInventory = "machines.edgefleet.io/inventory"
 )
 
 // DefaultMachineName is used when the registration has no machineName.
@@ -60,7 +68,7 @@ func (h *Handler) findInventory(ctx context.Context, ns string, id identity, hin
 	if len(found) == 1 {
 		return found[0], nil
 	}
-	if hint == "" {
+	if hint == "" || len(validation.IsDNS1123Subdomain(hint)) > 0 {
 		return nil, nil
 	}
 	inv := &machinesv1.MachineInventory{}
@@ -91,6 +99,10 @@ func (h *Handler) persist(ctx context.Context, mr *machinesv1.MachineRegistratio
 	}
 	cfg, err := h.finish(ctx, mr, inv, created)
 	if err != nil {
+		var pe *protocol.Error
+		if errors.As(err, &pe) && pe.Code == protocol.CodeConflict {
+			h.Recorder.Eventf(mr, inv, corev1.EventTypeWarning, "NameConflict", "Register", "%s", pe.Message)
+		}
 		if created {
 			if derr := h.Client.Delete(ctx, inv); derr != nil && !apierrors.IsNotFound(derr) {
 				ctrl.LoggerFrom(ctx).Error(derr, "Removing the half-registered MachineInventory", "inventory", inv.Name)
@@ -183,17 +195,7 @@ func (h *Handler) upsertInventory(ctx context.Context, mr *machinesv1.MachineReg
 		}
 		return existing, false, nil
 	}
-	tmpl := mr.Spec.MachineName
-	if tmpl == "" {
-		tmpl = DefaultMachineName
-	}
-	name := ""
-	if v, err := render(tmpl, data); err == nil {
-		name = sanitizeName(v)
-	}
-	if name == "" {
-		name = "m-" + string(uuid.NewUUID())
-	}
+	name := inventoryName(mr, data)
 	for attempt := 0; ; attempt++ {
 		inv := &machinesv1.MachineInventory{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: mr.Namespace, Labels: labels, Annotations: annotations},
@@ -225,15 +227,32 @@ func (h *Handler) upsertInventory(ctx context.Context, mr *machinesv1.MachineReg
 	}
 }
 
+// inventoryName renders spec.machineName over the machine's data into a
+// valid, bounded object name; a random one when nothing valid remains.
+func inventoryName(mr *machinesv1.MachineRegistration, data map[string]string) string {
+	tmpl := mr.Spec.MachineName
+	if tmpl == "" {
+		tmpl = DefaultMachineName
+	}
+	name := ""
+	if v, err := render(tmpl, data); err == nil {
+		name = sanitizeName(v)
+	}
+	if name == "" {
+		name = "m-" + string(uuid.NewUUID())
+	}
+	return name
+}
+
 // finish makes sure the machine's plan Secret and credential exist, marks the
 // inventory Registered and returns the machine's config.
 func (h *Handler) finish(ctx context.Context, mr *machinesv1.MachineRegistration, inv *machinesv1.MachineInventory, created bool) (*protocol.Config, error) {
-	plan, err := h.ensurePlanSecret(ctx, inv, created)
+	plan, err := h.ensurePlanSecret(ctx, mr, inv, created)
 	if err != nil {
-		return nil, fmt.Errorf("creating the plan Secret of %s: %w", inv.Name, err)
+		return nil, keepProtocolError(err, "creating the plan Secret of %s", inv.Name)
 	}
-	if err := h.ensureRBAC(ctx, inv, plan.Name); err != nil {
-		return nil, fmt.Errorf("creating the credential of %s: %w", inv.Name, err)
+	if err := h.ensureRBAC(ctx, mr, inv, plan.Name, created); err != nil {
+		return nil, keepProtocolError(err, "creating the credential of %s", inv.Name)
 	}
 	kubeconfig, err := h.issueKubeconfig(ctx, inv, plan)
 	if err != nil {
@@ -261,38 +280,29 @@ func (h *Handler) finish(ctx context.Context, mr *machinesv1.MachineRegistration
 	return cfg, nil
 }
 
-// ensurePlanSecret reads the plan Secret of a known machine; a new
-// inventory (created) cannot have one yet, so it is created without the read.
-func (h *Handler) ensurePlanSecret(ctx context.Context, inv *machinesv1.MachineInventory, created bool) (*corev1.Secret, error) {
-	key := types.NamespacedName{Name: inv.Spec.PlanRef.Name, Namespace: inv.Namespace}
-	s := &corev1.Secret{}
-	if !created {
-		if err := h.Reader.Get(ctx, key, s); err == nil {
-			return s, nil
-		} else if !apierrors.IsNotFound(err) {
-			return nil, err
-		}
+// planName is the plan Secret of inv: spec.planRef, or the inventory's name
+// for inventories an admin created without one.
+func planName(inv *machinesv1.MachineInventory) string {
+	if inv.Spec.PlanRef != nil && inv.Spec.PlanRef.Name != "" {
+		return inv.Spec.PlanRef.Name
 	}
-	s = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}, Type: PlanSecretType, Data: map[string][]byte{"plan": []byte("{}")}}
-	if err := controllerutil.SetControllerReference(inv, s, h.Client.Scheme()); err != nil {
-		return nil, err
-	}
-	err := h.Client.Create(ctx, s)
-	if apierrors.IsAlreadyExists(err) {
-		// Left from an inventory of the same name deleted just now, before the
-		// garbage collector removed it; read it as a known machine would.
-		err = h.Reader.Get(ctx, key, s)
-	}
+	return inv.Name
+}
+
+// ensurePlanSecret returns the machine's plan Secret, creating it if needed.
+func (h *Handler) ensurePlanSecret(ctx context.Context, mr *machinesv1.MachineRegistration, inv *machinesv1.MachineInventory, created bool) (*corev1.Secret, error) {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: planName(inv), Namespace: inv.Namespace}, Type: PlanSecretType, Data: map[string][]byte{"plan": []byte("{}")}}
+	got, err := h.ensureOwned(ctx, mr, inv, s, created)
 	if err != nil {
 		return nil, err
 	}
-	return s, nil
+	return got.(*corev1.Secret), nil
 }
 
 // ensureRBAC gives the machine's ServiceAccount read access to its own plan
 // Secret and write access to its own inventory's status, by resourceNames:
 // nothing else, and nothing shared with other machines.
-func (h *Handler) ensureRBAC(ctx context.Context, inv *machinesv1.MachineInventory, plan string) error {
+func (h *Handler) ensureRBAC(ctx context.Context, mr *machinesv1.MachineRegistration, inv *machinesv1.MachineInventory, plan string, created bool) error {
 	meta := func() metav1.ObjectMeta { return metav1.ObjectMeta{Name: inv.Name, Namespace: inv.Namespace} }
 	objs := []client.Object{
 		&corev1.ServiceAccount{ObjectMeta: meta()},
@@ -307,14 +317,84 @@ func (h *Handler) ensureRBAC(ctx context.Context, inv *machinesv1.MachineInvento
 		},
 	}
 	for _, o := range objs {
-		if err := controllerutil.SetControllerReference(inv, o, h.Client.Scheme()); err != nil {
-			return err
-		}
-		if err := h.Client.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
+		if _, err := h.ensureOwned(ctx, mr, inv, o, created); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// ensureOwned creates want, controlled by inv, or returns the object of that
+// name if inv controls it. Anything else of that name (an admin's Secret, the
+// namespace's default ServiceAccount, another machine's objects, leftovers
+// of a deleted inventory) is a Conflict: the machine chose the name through
+// its SMBIOS data, so reusing the object would hand it to the machine.
+// For a new inventory (created) the create comes first, as the name is
+// expected to be free; for a known machine the read.
+func (h *Handler) ensureOwned(ctx context.Context, mr *machinesv1.MachineRegistration, inv *machinesv1.MachineInventory, want client.Object, created bool) (client.Object, error) {
+	key := client.ObjectKeyFromObject(want)
+	got := emptyLike(want)
+	if !created {
+		err := h.Reader.Get(ctx, key, got)
+		if err == nil {
+			return got, ownedBy(mr, inv, got)
+		}
+		if !apierrors.IsNotFound(err) {
+			return nil, err
+		}
+	}
+	if err := controllerutil.SetControllerReference(inv, want, h.Client.Scheme()); err != nil {
+		return nil, err
+	}
+	labels := want.GetLabels()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[LabelInventory] = inv.Name
+	want.SetLabels(labels)
+	err := h.Client.Create(ctx, want)
+	if err == nil {
+		return want, nil
+	}
+	if !apierrors.IsAlreadyExists(err) {
+		return nil, err
+	}
+	got = emptyLike(want)
+	if err := h.Reader.Get(ctx, key, got); err != nil {
+		return nil, err
+	}
+	return got, ownedBy(mr, inv, got)
+}
+
+// emptyLike is a new, empty object of o's type to read into.
+func emptyLike(o client.Object) client.Object {
+	return reflect.New(reflect.TypeOf(o).Elem()).Interface().(client.Object)
+}
+
+// ownedBy is nil when inv controls o (by UID: a deleted inventory's
+// leftovers are not the new one's), else the Conflict the machine gets.
+func ownedBy(mr *machinesv1.MachineRegistration, inv *machinesv1.MachineInventory, o client.Object) error {
+	if metav1.IsControlledBy(o, inv) {
+		return nil
+	}
+	kind := strings.TrimPrefix(fmt.Sprintf("%T", o), "*v1.")
+	why := "it was not created by the manager for this machine"
+	if c := metav1.GetControllerOf(o); c != nil && c.Kind == "MachineInventory" && c.Name == inv.Name {
+		why = "it belongs to a deleted MachineInventory of the same name and is being removed; retry in a minute"
+	}
+	return &protocol.Error{Code: protocol.CodeConflict, Message: fmt.Sprintf(
+		"%s %s/%s already exists and %s. The manager never takes over objects it did not create for a machine: rename or delete it, or change spec.machineName of MachineRegistration %s so machines get other names",
+		kind, o.GetNamespace(), o.GetName(), why, mr.Name)}
+}
+
+// keepProtocolError wraps err with context unless it is an answer for the
+// machine, which must keep its code.
+func keepProtocolError(err error, format string, args ...any) error {
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	return fmt.Errorf(format+": %w", append(args, err)...)
 }
 
 // issueKubeconfig requests a token for the machine's ServiceAccount, bound to

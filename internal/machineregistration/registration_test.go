@@ -52,6 +52,7 @@ func TestSwtpmMachineRegistersAndReRegisters(t *testing.T) {
 			"unknown":      "${System Information/No Such Field}",
 		},
 		MachineInventoryAnnotations: map[string]string{"serial": "${System Information/Serial Number}"},
+		TPM:                         machinesv1.TPMTrustPolicy{TrustOnFirstUse: true},
 	})
 	sim := swtpmtest.Start(t, swtpmtest.Options{EKCert: true})
 	dmi := fakeDMI(t, map[string]string{"sys_vendor": "Acme Corp.", "product_uuid": "6B29FC40-CA47-1067-B31D-00DD010662DA", "product_serial": "SN 0001", "product_name": "Edge Box/2"})

@@ -27,8 +27,11 @@ const (
 	// IdentityIndex indexes MachineInventories by "tpm/<tpmHash>" or
 	// "machine/<machineHash>".
 	IdentityIndex = "machines.edgefleet.io/identity"
-	// registrationTokenIndex indexes MachineRegistrations by status.registrationToken.
-	registrationTokenIndex = "machines.edgefleet.io/registration-token"
+	// tokenHashIndex indexes MachineRegistrations by status.tokenHash.
+	tokenHashIndex = "machines.edgefleet.io/token-hash"
+	// RegistrationIndex indexes MachineInventories by the registration they
+	// came through ("<namespace>/<name>"), for the maxMachines quota.
+	RegistrationIndex = "machines.edgefleet.io/registration"
 )
 
 // DefaultTokenTTL is the lifetime of a machine's credential. Machines
@@ -115,13 +118,31 @@ func AddIndexes(ctx context.Context, mgr ctrl.Manager) error {
 	}); err != nil {
 		return fmt.Errorf("indexing MachineInventories by identity: %w", err)
 	}
-	if err := idx.IndexField(ctx, &machinesv1.MachineRegistration{}, registrationTokenIndex, func(o client.Object) []string {
-		if t := o.(*machinesv1.MachineRegistration).Status.RegistrationToken; t != "" {
+	if err := idx.IndexField(ctx, &machinesv1.MachineInventory{}, RegistrationIndex, func(o client.Object) []string {
+		inv := o.(*machinesv1.MachineInventory)
+		if ref := inv.Spec.RegistrationRef; ref != nil && ref.Name != "" {
+			return []string{registrationKey(inv.Namespace, ref)}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing MachineInventories by registration: %w", err)
+	}
+	if err := idx.IndexField(ctx, &machinesv1.MachineRegistration{}, tokenHashIndex, func(o client.Object) []string {
+		if t := o.(*machinesv1.MachineRegistration).Status.TokenHash; t != "" {
 			return []string{t}
 		}
 		return nil
 	}); err != nil {
-		return fmt.Errorf("indexing MachineRegistrations by token: %w", err)
+		return fmt.Errorf("indexing MachineRegistrations by token hash: %w", err)
 	}
 	return nil
+}
+
+// registrationKey is the RegistrationIndex value of a registration reference
+// made from namespace ns.
+func registrationKey(ns string, ref *machinesv1.ObjectReference) string {
+	if ref.Namespace != "" {
+		ns = ref.Namespace
+	}
+	return ns + "/" + ref.Name
 }

@@ -2,6 +2,7 @@ package machineregistration
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"math/big"
@@ -107,15 +108,27 @@ func sanitizeLabelValue(v string) string {
 	return strings.Trim(v, "._-")
 }
 
-// sanitizeName makes v a valid object name (DNS subdomain) and hostname:
-// lowercase, [0-9a-z.-], at most 58 characters, alphanumeric at both ends.
+// maxNameInput bounds the rendered name sanitizeName works on: a template
+// over machine data can expand to megabytes, a name needs a few bytes.
+const maxNameInput = 4096
+
+// sanitizeName makes v a valid object name (DNS-1123 subdomain) and
+// hostname: lowercase, [0-9a-z.-], alphanumeric at both ends, at most 58
+// characters. A longer name keeps its first 49 characters and gets "-" and
+// 8 hex characters of its SHA-256, so names differing only past the cut
+// stay distinct. "" when nothing valid remains.
 func sanitizeName(v string) string {
+	if len(v) > maxNameInput {
+		sum := sha256.Sum256([]byte(v))
+		v = v[:maxNameInput] + hex.EncodeToString(sum[:])
+	}
 	v = notNameChar.ReplaceAllString(strings.ToLower(v), "-")
 	v = nameDots.ReplaceAllString(v, ".")
-	if len(v) > maxLabelValue {
-		v = v[:maxLabelValue]
-	}
 	v = strings.Trim(v, ".-")
+	if len(v) > maxLabelValue {
+		sum := sha256.Sum256([]byte(v))
+		v = strings.TrimRight(v[:maxLabelValue-9], ".-") + "-" + hex.EncodeToString(sum[:])[:8]
+	}
 	if len(validation.IsDNS1123Subdomain(v)) > 0 {
 		return ""
 	}

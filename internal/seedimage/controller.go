@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/machines/register"
 )
 
@@ -208,10 +209,13 @@ func (r *Reconciler) mediaFiles(ctx context.Context, si *machinesv1.SeedImage) (
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, mr); err != nil {
 		return nil, fmt.Errorf("%w: MachineRegistration %s/%s: %v", errNotReady, ns, ref.Name, err)
 	}
-	if mr.Status.RegistrationURL == "" {
-		return nil, fmt.Errorf("%w of %s/%s", errNotReady, ns, ref.Name)
+	// The URL carries the registration token, which lives in the
+	// registration's Secret only.
+	regURL, err := machineregistration.RegistrationURLFromSecret(ctx, r.Client, mr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errNotReady, err)
 	}
-	files, err := NodeConfigFiles(mr, r.CACertPEM)
+	files, err := NodeConfigFiles(mr, regURL, r.CACertPEM)
 	if err != nil {
 		return nil, err
 	}
@@ -225,9 +229,10 @@ func (r *Reconciler) mediaFiles(ctx context.Context, si *machinesv1.SeedImage) (
 	return files, nil
 }
 
-// NodeConfigFiles is the edgefleet-node config for machines of mr.
-func NodeConfigFiles(mr *machinesv1.MachineRegistration, caPEM []byte) (map[string][]byte, error) {
-	reg := register.Registration{URL: mr.Status.RegistrationURL, CACert: string(caPEM)}
+// NodeConfigFiles is the edgefleet-node config for machines of mr, which
+// register at regURL.
+func NodeConfigFiles(mr *machinesv1.MachineRegistration, regURL string, caPEM []byte) (map[string][]byte, error) {
+	reg := register.Registration{URL: regURL, CACert: string(caPEM)}
 	if rc := mr.Spec.Config.Registration; rc != nil {
 		reg.Auth = string(rc.Auth)
 		for _, f := range rc.Fallback {

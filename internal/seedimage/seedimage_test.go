@@ -26,9 +26,11 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/machines/register"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
 	sit "github.com/edgefleet/edgefleet/internal/seedimage/seedimagetest"
@@ -113,8 +115,17 @@ func TestSeedImageLifecycle(t *testing.T) {
 	if err := c.Create(ctx, mr); err != nil {
 		t.Fatal(err)
 	}
-	// No MachineRegistration controller runs here: publish the URL by hand.
-	mr.Status.RegistrationURL = "https://manager.example:8443/v1/machines/register/" + strings.Repeat("a", 48)
+	// No MachineRegistration controller runs here: publish the token
+	// Secret by hand.
+	regURL := "https://manager.example:8443/v1/machines/register/" + strings.Repeat("a", 48)
+	tok := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: machineregistration.TokenSecretName(mr.Name), Namespace: ns}, Data: map[string][]byte{machineregistration.URLSecretKey: []byte(regURL)}}
+	if err := controllerutil.SetControllerReference(mr, tok, c.Scheme()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	mr.Status.TokenSecretName = tok.Name
 	if err := c.Status().Update(ctx, mr); err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +180,7 @@ func TestSeedImageLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if nodeCfg.Registration.URL != mr.Status.RegistrationURL || !strings.Contains(nodeCfg.Registration.CACert, "TEST") ||
+	if nodeCfg.Registration.URL != regURL || !strings.Contains(nodeCfg.Registration.CACert, "TEST") ||
 		nodeCfg.Registration.Auth != "tpm-or-fallback" || len(nodeCfg.Registration.Fallback) != 1 {
 		t.Errorf("node config on the media: %+v", nodeCfg.Registration)
 	}

@@ -19,6 +19,7 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	nodereg "github.com/edgefleet/edgefleet/internal/machines/register"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
@@ -172,11 +173,16 @@ func nodeRegisterPeak(t *testing.T, m *harness.Manager) (int64, int) {
 	if err := m.Client.Create(ctx, mr); err != nil {
 		t.Fatal(err)
 	}
+	regURL := ""
 	waitFor(t, 60*time.Second, "the registration URL", func() bool {
-		return m.Client.Get(ctx, client.ObjectKeyFromObject(mr), mr) == nil && mr.Status.RegistrationURL != ""
+		if m.Client.Get(ctx, client.ObjectKeyFromObject(mr), mr) != nil {
+			return false
+		}
+		regURL, _ = machineregistration.RegistrationURLFromSecret(ctx, m.Client, mr)
+		return regURL != ""
 	})
 	cfg := nodereg.Config{
-		Registration: nodereg.Registration{URL: mr.Status.RegistrationURL, CACert: string(managerCA(t, m)), EmulateTPM: true, EmulatedTPMSeed: -1},
+		Registration: nodereg.Registration{URL: regURL, CACert: string(managerCA(t, m)), EmulateTPM: true, EmulatedTPMSeed: -1},
 		StateDir:     filepath.Join(t.TempDir(), "state"),
 	}
 	data, err := yaml.Marshal(&cfg)

@@ -22,6 +22,7 @@ import (
 	"github.com/go-logr/logr"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	nodereg "github.com/edgefleet/edgefleet/internal/machines/register"
 	"github.com/edgefleet/edgefleet/internal/machines/swtpmtest"
 	"github.com/edgefleet/edgefleet/internal/server"
@@ -74,15 +75,22 @@ func TestRegistrationStorm(t *testing.T) {
 		MachineName:            "node-${System Information/Serial Number}",
 		MachineInventoryLabels: map[string]string{"cores": "${CPU/TotalCores}", "site": "${System Information/Product Name}"},
 		Config:                 machinesv1.MachineRegistrationConfig{Registration: &machinesv1.RegistrationConfig{EmulateTPM: true, EmulatedTPMSeed: -1}},
+		// swtpm's EKs are made up: trusted on first use, explicitly.
+		TPM:         machinesv1.TPMTrustPolicy{TrustOnFirstUse: true},
+		MaxMachines: stormEmulated + stormSwtpm,
 	}}
 	if err := m.Client.Create(ctx, mr); err != nil {
 		t.Fatal(err)
 	}
+	regURL := ""
 	waitFor(t, 60*time.Second, "the registration URL to be served", func() bool {
-		if m.Client.Get(ctx, client.ObjectKeyFromObject(mr), mr) != nil || mr.Status.RegistrationURL == "" {
+		if m.Client.Get(ctx, client.ObjectKeyFromObject(mr), mr) != nil {
 			return false
 		}
-		resp, err := m.HTTP.Get(mr.Status.RegistrationURL)
+		if regURL, _ = machineregistration.RegistrationURLFromSecret(ctx, m.Client, mr); regURL == "" {
+			return false
+		}
+		resp, err := m.HTTP.Get(regURL)
 		if err != nil {
 			return false
 		}
@@ -94,9 +102,9 @@ func TestRegistrationStorm(t *testing.T) {
 	nodes := make([]*stormNode, 0, stormEmulated+stormSwtpm)
 	stateRoot := t.TempDir()
 	for i := range stormEmulated + stormSwtpm {
-		reg := nodereg.Registration{URL: mr.Status.RegistrationURL, CACert: ca, EmulateTPM: true, EmulatedTPMSeed: -1}
+		reg := nodereg.Registration{URL: regURL, CACert: ca, EmulateTPM: true, EmulatedTPMSeed: -1}
 		if i >= stormEmulated {
-			reg = nodereg.Registration{URL: mr.Status.RegistrationURL, CACert: ca, Auth: "tpm", TPMSocket: tpms[i-stormEmulated].Socket}
+			reg = nodereg.Registration{URL: regURL, CACert: ca, Auth: "tpm", TPMSocket: tpms[i-stormEmulated].Socket}
 		}
 		nodes = append(nodes, &stormNode{
 			cfg:   &nodereg.Config{Registration: reg, StateDir: filepath.Join(stateRoot, fmt.Sprintf("node-%04d", i))},

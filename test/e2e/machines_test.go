@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	nodereg "github.com/edgefleet/edgefleet/internal/machines/register"
 	"github.com/edgefleet/edgefleet/internal/machines/swtpmtest"
 	"github.com/edgefleet/edgefleet/test/harness"
@@ -66,6 +67,7 @@ func TestMachineOnboardingFromSeedISO(t *testing.T) {
 	mr := &machinesv1.MachineRegistration{ObjectMeta: metav1.ObjectMeta{Name: "lab", Namespace: ns}, Spec: machinesv1.MachineRegistrationSpec{
 		MachineName:            "edge-${System Information/Serial Number}",
 		MachineInventoryLabels: map[string]string{"vendor": "${System Information/Manufacturer}", "cores": "${CPU/TotalCores}"},
+		TPM:                    machinesv1.TPMTrustPolicy{TrustOnFirstUse: true}, // swtpm's EK is not from a vendor CA
 	}}
 	if err := m.Client.Create(ctx, mr); err != nil {
 		t.Fatal(err)
@@ -98,8 +100,12 @@ func TestMachineOnboardingFromSeedISO(t *testing.T) {
 	if err := m.Client.Get(ctx, client.ObjectKeyFromObject(mr), mr); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Registration.URL != mr.Status.RegistrationURL {
-		t.Fatalf("seed media registers at %q, the registration says %q", cfg.Registration.URL, mr.Status.RegistrationURL)
+	regURL, err := machineregistration.RegistrationURLFromSecret(ctx, m.Client, mr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Registration.URL != regURL {
+		t.Fatalf("seed media registers at %q, the registration's token Secret says %q", cfg.Registration.URL, regURL)
 	}
 	// The lab machine: this host's hardware, a simulated TPM, SMBIOS tables
 	// copied to a directory.

@@ -67,6 +67,10 @@ const (
 	// RBACCreationFailedReason: the credentials for registered machines could
 	// not be created.
 	RBACCreationFailedReason = "RBACCreationFailed"
+
+	// TokenExpiredReason: the registration token is past spec.token.ttl; new
+	// machines are refused until it is rotated.
+	TokenExpiredReason = "TokenExpired"
 )
 
 // MachineInventory condition reasons.

@@ -63,7 +63,9 @@ const (
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Namespaced,shortName=mreg,categories={edgefleet,machines}
-// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.status.registrationURL`
+// +kubebuilder:printcolumn:name="Token Secret",type=string,JSONPath=`.status.tokenSecretName`
+// +kubebuilder:printcolumn:name="Token Expires",type=date,JSONPath=`.status.tokenExpiresAt`,priority=10
+// +kubebuilder:printcolumn:name="Max Machines",type=integer,JSONPath=`.spec.maxMachines`,priority=10
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=10
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
@@ -110,6 +112,57 @@ type MachineRegistrationSpec struct {
 	// on the installed system, and the install and registration settings.
 	// +optional
 	Config MachineRegistrationConfig `json:"config,omitzero"`
+
+	// token configures the registration token (the secret part of the
+	// registration URL): its lifetime and rotation.
+	// +optional
+	Token RegistrationTokenSpec `json:"token,omitzero"`
+
+	// tpm sets which TPMs are trusted when machines register with auth tpm.
+	// +optional
+	TPM TPMTrustPolicy `json:"tpm,omitzero"`
+
+	// maxMachines is the most MachineInventories this registration creates;
+	// a new machine beyond it is refused (machines already registered keep
+	// re-registering). Defaults to 1000.
+	// +optional
+	// +kubebuilder:default=1000
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	MaxMachines int32 `json:"maxMachines,omitempty"`
+}
+
+// DefaultMaxMachines is spec.maxMachines when unset.
+const DefaultMaxMachines = 1000
+
+// RegistrationTokenSpec configures a registration token.
+type RegistrationTokenSpec struct {
+	// ttl is how long a token is valid for new machines after it is issued,
+	// e.g. "720h". Unset: it does not expire. Machines already registered
+	// through it with a TPM or emulated TPM keep re-registering after expiry
+	// (they prove their identity); new machines, and mac/sys-uuid machines,
+	// are refused.
+	// +optional
+	TTL *metav1.Duration `json:"ttl,omitempty"`
+
+	// rotation: setting it to a new value replaces the token. The old token
+	// stops working at once, for every machine; machines must be given the
+	// new URL (new seed media, or registration.url in their config).
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Rotation string `json:"rotation,omitempty"`
+}
+
+// TPMTrustPolicy sets which TPM endorsement keys (EKs) are trusted.
+type TPMTrustPolicy struct {
+	// trustOnFirstUse accepts a TPM that is not known yet and has no EK
+	// certificate chaining to the namespace's tpm-ca Secret: any TPM that
+	// holds the registration URL becomes a machine. Without it (the default),
+	// a TPM is accepted only when its EK certificate chains to the CAs in
+	// Secret tpm-ca, or when a MachineInventory with its tpmHash exists
+	// (pre-created by an admin, or registered earlier).
+	// +optional
+	TrustOnFirstUse bool `json:"trustOnFirstUse,omitempty"`
 }
 
 // MachineRegistrationConfig is the configuration handed to registered
@@ -246,15 +299,36 @@ type RegistrationConfig struct {
 
 // MachineRegistrationStatus is the observed state of a MachineRegistration.
 type MachineRegistrationStatus struct {
-	// registrationURL is the URL machines register at. Bake it into
-	// installation media with a SeedImage.
+	// tokenSecretName is the Secret (in this namespace) holding the
+	// registration token ("token") and the URL machines register at
+	// ("url"), which holds the token. Bake it into installation media with a
+	// SeedImage. The token is a credential and is never shown in status.
 	// +optional
-	RegistrationURL string `json:"registrationURL,omitempty"`
+	TokenSecretName string `json:"tokenSecretName,omitempty"`
 
-	// registrationToken is the identifier of this registration used in
-	// registrationURL. It is not a credential.
+	// registrationEndpoint is the registration URL without its token:
+	// machines register at <registrationEndpoint><token>.
 	// +optional
-	RegistrationToken string `json:"registrationToken,omitempty"`
+	RegistrationEndpoint string `json:"registrationEndpoint,omitempty"`
+
+	// tokenHash is the hex SHA-256 of the current token, which the manager
+	// looks registrations up by; it does not reveal the token.
+	// +optional
+	TokenHash string `json:"tokenHash,omitempty"`
+
+	// tokenIssuedAt is when the current token was issued.
+	// +optional
+	TokenIssuedAt *metav1.Time `json:"tokenIssuedAt,omitempty"`
+
+	// tokenExpiresAt is when the current token stops admitting new machines
+	// (spec.token.ttl after tokenIssuedAt); unset when it does not expire.
+	// +optional
+	TokenExpiresAt *metav1.Time `json:"tokenExpiresAt,omitempty"`
+
+	// tokenRotation is the spec.token.rotation the current token was issued
+	// for.
+	// +optional
+	TokenRotation string `json:"tokenRotation,omitempty"`
 
 	// conditions describe the registration's current state: Ready, and
 	// Reconciling or Stalled while they are True.

@@ -68,6 +68,15 @@ const (
 	CodeUnsupportedVersion = "UnsupportedVersion"
 	// CodeInternal: the manager failed; retry later.
 	CodeInternal = "InternalError"
+	// CodeTokenExpired: the registration token is past its ttl and this
+	// machine is not one it registered before.
+	CodeTokenExpired = "TokenExpired"
+	// CodeConflict: an object the machine would get (its inventory's name,
+	// plan Secret, ServiceAccount, Role) exists and is not the machine's.
+	CodeConflict = "Conflict"
+	// CodeQuotaExceeded: the registration has as many machines as its
+	// maxMachines allows.
+	CodeQuotaExceeded = "QuotaExceeded"
 )
 
 // Message is the envelope of every message; exactly the field matching Type

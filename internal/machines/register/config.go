@@ -96,7 +96,7 @@ func ParseConfig(data []byte) (*Config, error) {
 	}
 	u, err := url.Parse(cfg.Registration.URL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "wss") || u.Host == "" {
-		return nil, fmt.Errorf("registration.url %q is not an https URL: copy status.registrationURL of the MachineRegistration", cfg.Registration.URL)
+		return nil, fmt.Errorf("registration.url %q is not an https URL: copy the url key of the MachineRegistration's token Secret (status.tokenSecretName)", cfg.Registration.URL)
 	}
 	switch cfg.Registration.Auth {
 	case "", "tpm", "tpm-or-fallback", "mac", "sys-uuid":
