@@ -186,7 +186,7 @@ func (r *Reconciler) build(ctx context.Context, si *machinesv1.SeedImage) (ctrl.
 	return ctrl.Result{}, nil
 }
 
-var errNotReady = errors.New("waiting for the MachineRegistration's registrationURL")
+var errNotReady = errors.New("waiting for the MachineRegistration and its registration token Secret")
 
 // invalidSpecError is a spec that cannot be built as written.
 type invalidSpecError struct{ msg string }
