@@ -373,3 +373,51 @@ func TestEndpointCASecretMakesNoReplica(t *testing.T) {
 			!strings.Contains(l.Items[0].Annotations[clusterproxy.PeerCertAnnotation], "PRIVATE KEY")
 	})
 }
+
+// TestUpgradeFromOneCAKeepsThePinnedChecksum starts the manager on a data
+// dir of the single-CA layout of earlier versions (one CA signing the
+// endpoint, etcd, kube-apiserver and the admin): the endpoint CA, which
+// agents pin, keeps its checksum, and every control-plane certificate is
+// re-issued by its own CA.
+func TestUpgradeFromOneCAKeepsThePinnedChecksum(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs control planes")
+	}
+	t.Parallel()
+	dataDir := filepath.Join(t.TempDir(), "manager")
+	store := pki.Store{Dir: filepath.Join(dataDir, "controlplane", "pki")}
+	old, err := store.LoadOrCreateCA("ca", "edgefleet-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, spec := range map[string]pki.CertSpec{
+		"etcd-server":           {CommonName: "etcd", DNSNames: []string{"localhost"}, IPs: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}, Usage: pki.ServerAuth | pki.ClientAuth},
+		"apiserver-etcd-client": {CommonName: "kube-apiserver-etcd-client", Usage: pki.ClientAuth},
+		"admin":                 {CommonName: "edgefleet-admin", Organization: []string{"system:masters"}, Usage: pki.ClientAuth},
+	} {
+		if _, err := store.LoadOrIssue(old, name, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := harness.StartManager(t, harness.ManagerOptions{DataDir: dataDir})
+	if m.CAChecksum != pki.Checksum(old.CertPEM) {
+		t.Fatalf("after the upgrade agents must pin %s, the manager serves %s", pki.Checksum(old.CertPEM), m.CAChecksum)
+	}
+	var ns corev1.Namespace
+	if err := m.Client.Get(context.Background(), client.ObjectKey{Name: "kube-system"}, &ns); err != nil {
+		t.Fatalf("the rewritten admin kubeconfig: %v", err)
+	}
+	for _, name := range []string{"etcd-server", "apiserver-etcd-client", "admin", "apiserver"} {
+		crt, err := os.ReadFile(store.Path(name + ".crt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := pki.ParseCert(crt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cert.CheckSignatureFrom(old.Cert) == nil {
+			t.Errorf("%s is still signed by the endpoint CA", name)
+		}
+	}
+}
