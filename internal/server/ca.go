@@ -91,20 +91,28 @@ func servingCert(ca *pki.CA, externalHost, listen, advertise string) (*tls.Certi
 }
 
 // userClientCAs are the CAs whose client certificates the endpoint accepts
-// as users (the kube-api proxy passes their name and groups on). Embedded:
-// exactly what the control plane's kube-apiserver trusts (its admin and
-// component CA, and the CSR signer), never the endpoint CA or etcd's CA.
-// External: the endpoint CA, whose key is in Secret edgefleet-ca (see
-// docs/tunnel.md for who may read it). Neither makes a manager replica: see
-// clusterproxy.Peers.
-func userClientCAs(c *cluster, endpointCA *pki.CA) (*x509.CertPool, error) {
+// as users (the kube-api proxy passes their name and groups on): with the
+// embedded control plane, exactly what its kube-apiserver trusts (its admin
+// and component CA, and the CSR signer); on an external cluster none, since
+// its users' certificates come from a CA the manager does not know. The
+// endpoint CA is never one: on an external cluster its key is in a Secret,
+// and whoever reads it must not become any user on every downstream
+// cluster. --client-ca-file adds CAs explicitly. None of them makes a
+// manager replica: see clusterproxy.Peers.
+func userClientCAs(c *cluster, file string) (*x509.CertPool, error) {
 	pool := x509.NewCertPool()
-	if c.external {
-		pool.AddCert(endpointCA.Cert)
+	if !c.external && !pool.AppendCertsFromPEM(c.clientCAs) {
+		return nil, errors.New("the embedded control plane reported no client CA")
+	}
+	if file == "" {
 		return pool, nil
 	}
-	if !pool.AppendCertsFromPEM(c.clientCAs) {
-		return nil, errors.New("the embedded control plane reported no client CA")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--client-ca-file: %v (give a readable PEM file of CA certificates, or omit the flag)", err)
+	}
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("--client-ca-file %s holds no PEM certificate (give a PEM file of CA certificates, or omit the flag)", file)
 	}
 	return pool, nil
 }

@@ -76,6 +76,9 @@ type Options struct {
 	// Kubernetes API (defaults DefaultKubeAPIQPS, DefaultKubeAPIBurst).
 	KubeAPIQPS   float32
 	KubeAPIBurst int
+	// ClientCAFile (PEM) adds CAs whose client certificates the endpoint
+	// accepts as users; see userClientCAs.
+	ClientCAFile string
 	// PprofAddress serves Go profiles (debugging and benchmarks); empty is off.
 	PprofAddress string
 	Log          logr.Logger
@@ -206,7 +209,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	userCAs, err := userClientCAs(cluster, ca)
+	userCAs, err := userClientCAs(cluster, o.ClientCAFile)
 	if err != nil {
 		return err
 	}

@@ -324,10 +324,9 @@ func TestCertificateAuthoritiesAreSeparatedByPurpose(t *testing.T) {
 
 // TestEndpointCASecretMakesNoReplica: on an external cluster the endpoint
 // CA's key is in Secret edgefleet-ca. A peer-named client certificate signed
-// with it is not a manager replica, so the forwarding headers it sends are
-// dropped (the replica answers as for any caller: no replica holds the
-// cluster's tunnel) instead of believed (it would answer that the forged
-// replica forwarded the request).
+// with it is not a manager replica: it is refused (401) instead of believed
+// (b0b1989 answered that the forged replica had forwarded the request). A
+// user certificate signed with it is no user either.
 func TestEndpointCASecretMakesNoReplica(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs control planes")
@@ -357,8 +356,19 @@ func TestEndpointCASecretMakesNoReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = downstreamWhoami(m, certClient(ca.CertPEM, keyPairCert(t, kp)), idle.ClusterNamespace, idle.ClusterName)
-	if err == nil || !strings.Contains(err.Error(), "not connected to any manager replica") {
-		t.Fatalf("peer-named certificate of the endpoint CA with forged forwarding headers: %v, want the answer for an ordinary caller (no replica holds the tunnel)", err)
+	if err == nil || !strings.Contains(err.Error(), "401") || strings.Contains(err.Error(), "evil/") {
+		t.Fatalf("peer-named certificate of the endpoint CA with forged forwarding headers: %v, want 401 (not a replica, not a user)", err)
+	}
+
+	// Nor does the key mint users: on an external cluster the endpoint
+	// trusts no CA for users unless --client-ca-file names one.
+	userKP, err := ca.Issue(pki.CertSpec{CommonName: "fleet-admin", Organization: []string{"system:masters"}, Usage: pki.ClientAuth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = downstreamWhoami(m, certClient(ca.CertPEM, keyPairCert(t, userKP)), idle.ClusterNamespace, idle.ClusterName)
+	if err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("admin certificate minted with the endpoint CA's key: %v, want 401", err)
 	}
 
 	// The replica's own identity is published, as a certificate without a key.
