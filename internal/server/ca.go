@@ -99,22 +99,29 @@ func servingCert(ca *pki.CA, externalHost, listen, advertise string) (*tls.Certi
 // and whoever reads it must not become any user on every downstream
 // cluster. --client-ca-file adds CAs explicitly. None of them makes a
 // manager replica: see clusterproxy.Peers.
-func userClientCAs(c *cluster, file string) (*x509.CertPool, error) {
+func userClientCAs(c *cluster, extra []byte) (*x509.CertPool, error) {
 	pool := x509.NewCertPool()
 	if !c.external && !pool.AppendCertsFromPEM(c.clientCAs) {
 		return nil, errors.New("the embedded control plane reported no client CA")
 	}
+	pool.AppendCertsFromPEM(extra)
+	return pool, nil
+}
+
+// readClientCAFile reads --client-ca-file before anything starts, so a bad
+// file fails at once.
+func readClientCAFile(file string) ([]byte, error) {
 	if file == "" {
-		return pool, nil
+		return nil, nil
 	}
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("--client-ca-file: %v (give a readable PEM file of CA certificates, or omit the flag)", err)
 	}
-	if !pool.AppendCertsFromPEM(data) {
+	if !x509.NewCertPool().AppendCertsFromPEM(data) {
 		return nil, fmt.Errorf("--client-ca-file %s holds no PEM certificate (give a PEM file of CA certificates, or omit the flag)", file)
 	}
-	return pool, nil
+	return data, nil
 }
 
 // startPeers makes this replica's peer identity and publishes it before the

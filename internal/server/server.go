@@ -127,6 +127,10 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	extraUserCAs, err := readClientCAFile(o.ClientCAFile)
+	if err != nil {
+		return err
+	}
 
 	cluster, err := connect(ctx, o)
 	if err != nil {
@@ -209,7 +213,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	userCAs, err := userClientCAs(cluster, o.ClientCAFile)
+	userCAs, err := userClientCAs(cluster, extraUserCAs)
 	if err != nil {
 		return err
 	}
