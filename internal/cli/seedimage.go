@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/joinapi"
 	"github.com/edgefleet/edgefleet/internal/server"
 )
 
@@ -141,20 +142,19 @@ func readyMessage(si *machinesv1.SeedImage) string {
 	return ""
 }
 
-// managerHTTPClient trusts the manager endpoint's CA: the edgefleet-ca Secret
-// (external mode) or, for the embedded control plane, the kubeconfig's CA.
-// The image is also checked against the checksum read from the API.
-func managerHTTPClient(ctx context.Context, c client.Client, cfg *rest.Config) (*http.Client, error) {
+// managerHTTPClient trusts the manager endpoint's CA as the manager
+// publishes it in ConfigMap edgefleet-system/edgefleet-endpoint (both
+// modes; the kubeconfig's CA is kube-apiserver's, not the endpoint's). The
+// image is also checked against the checksum read from the API.
+func managerHTTPClient(ctx context.Context, c client.Client, _ *rest.Config) (*http.Client, error) {
+	var cm corev1.ConfigMap
+	if err := c.Get(ctx, client.ObjectKey{Namespace: joinapi.ManagerSystemNamespace, Name: joinapi.EndpointConfigMap}, &cm); err != nil {
+		return nil, fmt.Errorf("reading ConfigMap %s/%s, where the manager publishes its CA: %w (is `edgefleet server` running against this API?)", joinapi.ManagerSystemNamespace, joinapi.EndpointConfigMap, err)
+	}
 	pool := x509.NewCertPool()
-	s := &corev1.Secret{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: server.SystemNamespace, Name: server.CASecretName}, s); err == nil {
-		pool.AppendCertsFromPEM(s.Data[corev1.TLSCertKey])
+	if !pool.AppendCertsFromPEM([]byte(cm.Data["ca.crt"])) {
+		return nil, fmt.Errorf("ConfigMap %s/%s has no CA certificate under ca.crt; restart the manager to publish it again", joinapi.ManagerSystemNamespace, joinapi.EndpointConfigMap)
 	}
-	ca := cfg.CAData
-	if len(ca) == 0 && cfg.CAFile != "" {
-		ca, _ = os.ReadFile(cfg.CAFile)
-	}
-	pool.AppendCertsFromPEM(ca)
 	return &http.Client{Timeout: 30 * time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}, nil
 }
 

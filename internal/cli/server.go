@@ -44,6 +44,7 @@ with leader election so several replicas can run.`,
 	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "run on the cluster of this kubeconfig instead of an embedded control plane")
 	f.StringVar(&o.Listen, "listen", "127.0.0.1:8443", "host:port of the HTTPS endpoint")
 	f.StringVar(&o.AdvertiseAddress, "advertise-address", "", "host:port where the other replicas reach this one, to forward kube-api proxy requests to the replica holding a cluster's tunnel (default $POD_IP:<listen port>, else --listen unless it is 0.0.0.0, else <hostname>:<listen port>)")
+	f.StringVar(&o.ClientCAFile, "client-ca-file", "", "PEM file of CAs whose client certificates the endpoint accepts as users of the kube-api proxy (name and groups passed downstream); the embedded control plane's client CAs are always accepted, on an external cluster only these (default: none, bearer tokens only)")
 	f.StringVar(&o.ExternalURL, "external-url", "", "URL agents and users reach the endpoint at (default https://<listen>)")
 	f.StringVar(&o.KubeBinDir, "kube-bin-dir", "", "folder with kube-apiserver and etcd (default $EDGEFLEET_KUBE_BIN_DIR, then beside this binary, then PATH)")
 	f.IntVar(&o.APIServerPort, "apiserver-port", 0, "port of the embedded kube-apiserver on 127.0.0.1 (default: the previous one, or a free one)")

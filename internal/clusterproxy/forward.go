@@ -2,6 +2,7 @@ package clusterproxy
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"net/http/httputil"
@@ -22,7 +23,9 @@ import (
 // else is authenticated by token or client certificate, and any
 // X-Edgefleet-* headers they sent are dropped.
 func (s *Server) caller(r *http.Request) (u *authn.User, forwardedBy string, err error) {
-	u, forwardedBy, peer, err := peerIdentity(r)
+	u, forwardedBy, peer, err := peerIdentity(r, func(c *x509.Certificate) bool {
+		return s.opts.Peers != nil && s.opts.Peers.trusts(r.Context(), c)
+	})
 	if peer {
 		if err != nil {
 			return nil, "", fmt.Errorf("%w: %w", authn.ErrUnauthenticated, err)

@@ -1,29 +1,25 @@
 package clusterproxy
 
 import (
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/edgefleet/edgefleet/internal/authn"
-	"github.com/edgefleet/edgefleet/internal/pki"
 )
 
 // Replica-to-replica forwarding. A replica that forwards a proxy request
-// to the replica holding the cluster's tunnel authenticates with a client
-// certificate of the manager CA for the peer identity below, and passes the
-// caller it already authenticated in the X-Edgefleet-Remote-* headers. The
-// holder believes those headers only from a request whose TLS-verified
-// client certificate is the peer identity; from anyone else every
-// X-Edgefleet-* header is removed before anything reads it.
+// to the replica holding the cluster's tunnel authenticates with its peer
+// certificate (peers.go: self-signed, published in a Lease, its key only in
+// that replica's memory), and passes the caller it already authenticated in
+// the X-Edgefleet-Remote-* headers. The holder believes those headers only
+// from a request whose TLS-verified client certificate is one of the
+// published peer certificates; from anyone else every X-Edgefleet-* header
+// is removed before anything reads it.
 const (
 	// PeerCommonName and PeerGroup name the replicas' peer certificate.
 	PeerCommonName = "edgefleet-manager-peer"
@@ -64,17 +60,27 @@ func HolderAddress(identity string) (string, bool) {
 	return addr, true
 }
 
-// isPeer reports whether TLS verified a client certificate of the manager CA
-// naming the peer identity. Only the manager CA is trusted for client
-// certificates (endpoint.Options.ClientCA), and it issues this name to
-// replicas only.
-func isPeer(r *http.Request) bool {
+// isPeer reports whether TLS verified a client certificate that is a
+// published peer certificate (trusts). The name in a certificate proves
+// nothing: a CA that issues user certificates could put any name in one.
+// A chain of one certificate that is not a peer's (a stale peer Lease, or a
+// CA certificate presented as a client certificate) is refused outright
+// rather than taken for a user.
+func isPeer(r *http.Request, trusts func(*x509.Certificate) bool) (bool, error) {
 	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
-		return false
+		return false, nil
 	}
-	c := r.TLS.VerifiedChains[0][0]
-	return c.Subject.CommonName == PeerCommonName && slices.Contains(c.Subject.Organization, PeerGroup)
+	chain := r.TLS.VerifiedChains[0]
+	if trusts != nil && trusts(chain[0]) {
+		return true, nil
+	}
+	if len(chain) == 1 {
+		return false, errUnknownPeer
+	}
+	return false, nil
 }
+
+var errUnknownPeer = errors.New("the client certificate is neither issued by a trusted CA nor a manager replica's published peer certificate (a replica's peer Lease went stale?)")
 
 // stripPeerHeaders removes every X-Edgefleet-* header.
 func stripPeerHeaders(h http.Header) {
@@ -93,9 +99,14 @@ var errNoForwardedIdentity = errors.New("a manager replica's peer certificate ca
 // else it returns peer=false, and the X-Edgefleet-* headers are gone so
 // they can neither be read nor passed on. Either way they are removed from
 // r.Header.
-func peerIdentity(r *http.Request) (u *authn.User, forwardedBy string, peer bool, err error) {
+func peerIdentity(r *http.Request, trusts func(*x509.Certificate) bool) (u *authn.User, forwardedBy string, peer bool, err error) {
 	defer stripPeerHeaders(r.Header)
-	if !isPeer(r) {
+	peer, err = isPeer(r, trusts)
+	if err != nil {
+		// Answered like a peer error: refused, never authenticated as a user.
+		return nil, "", true, err
+	}
+	if !peer {
 		return nil, "", false, nil
 	}
 	h := r.Header
@@ -153,55 +164,4 @@ func setForwardedIdentity(h http.Header, u *authn.User, self string) {
 			h.Add(HeaderRemoteExtraPrefix+url.PathEscape(k), v)
 		}
 	}
-}
-
-// peerCertRenewBefore: the peer certificate is re-issued this long before
-// it expires, so a long-running replica keeps forwarding.
-const peerCertRenewBefore = 30 * 24 * time.Hour
-
-// peerCert issues the replica's peer client certificate from the manager CA
-// on first use and again before it expires. The key never leaves memory.
-type peerCert struct {
-	ca *pki.CA
-
-	mu   sync.Mutex
-	cert *tls.Certificate
-}
-
-func (p *peerCert) get(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cert != nil && time.Until(p.cert.Leaf.NotAfter) > peerCertRenewBefore {
-		return p.cert, nil
-	}
-	kp, err := p.ca.Issue(pki.CertSpec{CommonName: PeerCommonName, Organization: []string{PeerGroup}, Usage: pki.ClientAuth})
-	if err != nil {
-		return nil, fmt.Errorf("issuing the peer certificate: %w", err)
-	}
-	cert, err := tls.X509KeyPair(kp.CertPEM, kp.KeyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("loading the peer certificate: %w", err)
-	}
-	p.cert = &cert
-	return p.cert, nil
-}
-
-// newPeerTransport dials other replicas over HTTPS, trusting only the
-// manager CA and presenting the peer certificate. It speaks HTTP/1.1 so
-// upgrades (exec, port-forward) pass through httputil.ReverseProxy.
-func newPeerTransport(ca *pki.CA) (*http.Transport, error) {
-	pc := &peerCert{ca: ca}
-	if _, err := pc.get(nil); err != nil {
-		return nil, err
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Cert)
-	return &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:       &tls.Config{RootCAs: roots, GetClientCertificate: pc.get, MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout:   10 * time.Second,
-		MaxIdleConnsPerHost:   64,
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}, nil
 }

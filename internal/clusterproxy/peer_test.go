@@ -1,6 +1,7 @@
 package clusterproxy
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -8,7 +9,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/edgefleet/edgefleet/internal/authn"
@@ -24,10 +27,48 @@ type seen struct {
 	Left        []string // X-Edgefleet-* headers still on the request afterwards
 }
 
-// holderServer is a real HTTPS server that verifies client certificates
-// against ca as the manager's endpoint does, and reports what peerIdentity
-// made of each request.
-func holderServer(t *testing.T, ca *pki.CA) *httptest.Server {
+// directory is a set of replicas that trust each other's published peer
+// certificates, as the peer Leases make them do.
+type directory struct {
+	mu      sync.Mutex
+	members []*Peers
+}
+
+func (d *directory) add(t *testing.T, identity string) *Peers {
+	t.Helper()
+	p, err := NewPeers(identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.list = d.list
+	d.mu.Lock()
+	d.members = append(d.members, p)
+	d.mu.Unlock()
+	return p
+}
+
+func (d *directory) remove(p *Peers) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.members = slices.DeleteFunc(d.members, func(m *Peers) bool { return m == p })
+}
+
+func (d *directory) list(context.Context) ([]publishedPeer, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []publishedPeer
+	for _, m := range d.members {
+		out = append(out, publishedPeer{identity: m.identity, cert: m.Certificate().Leaf})
+	}
+	return out, nil
+}
+
+// holderServer is a real HTTPS server that verifies client certificates as
+// the manager's endpoint does (users from ca, replicas from their published
+// peer certificates), serves self's peer certificate to PeerServerName, and
+// reports what peerIdentity made of each request. self's identity is set to
+// the server's address.
+func holderServer(t *testing.T, ca *pki.CA, self *Peers) *httptest.Server {
 	t.Helper()
 	kp, err := ca.Issue(pki.CertSpec{CommonName: "edgefleet-manager", IPs: []net.IP{net.ParseIP("127.0.0.1")}, Usage: pki.ServerAuth})
 	if err != nil {
@@ -37,10 +78,10 @@ func holderServer(t *testing.T, ca *pki.CA) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.Cert)
+	users := x509.NewCertPool()
+	users.AddCert(ca.Cert)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, by, peer, err := peerIdentity(r)
+		u, by, peer, err := peerIdentity(r, func(c *x509.Certificate) bool { return self.trusts(r.Context(), c) })
 		out := seen{Peer: peer, User: u, ForwardedBy: by}
 		if err != nil {
 			out.Err = err.Error()
@@ -52,9 +93,25 @@ func holderServer(t *testing.T, ca *pki.CA) *httptest.Server {
 		}
 		_ = json.NewEncoder(w).Encode(out)
 	}))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: pool}
+	base := &tls.Config{
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if hello.ServerName == PeerServerName {
+				return self.Certificate(), nil
+			}
+			return &cert, nil
+		},
+		ClientAuth: tls.VerifyClientCertIfGiven,
+	}
+	base.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		cfg := base.Clone()
+		cfg.GetConfigForClient = nil
+		cfg.ClientCAs = self.ClientCAs(hello.Context(), users)
+		return cfg, nil
+	}
+	srv.TLS = base
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
+	self.identity = ReplicaIdentity("holder", srv.Listener.Addr().String())
 	return srv
 }
 
@@ -114,12 +171,9 @@ func forged() http.Header {
 }
 
 func TestPeerForwardsTheCallersIdentity(t *testing.T) {
-	ca := newCA(t)
-	srv := holderServer(t, ca)
-	peers, err := newPeerTransport(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var d directory
+	holder, forwarder := d.add(t, "holder"), d.add(t, "replica-b/127.0.0.1:9443")
+	srv := holderServer(t, newCA(t), holder)
 	caller := &authn.User{Name: "system:serviceaccount:team:bob", UID: "1234", Groups: []string{"system:serviceaccounts", "system:authenticated"},
 		Extra: map[string][]string{"authentication.kubernetes.io/pod-name": {"web-0"}, "scopes": {"a", "b"}}}
 	// What the caller sent: its token, impersonation and forged peer
@@ -131,7 +185,7 @@ func TestPeerForwardsTheCallersIdentity(t *testing.T) {
 	if h.Get("Authorization") != "" || h.Get("Impersonate-User") != "" || h.Get("X-Edgefleet-Something-Else") != "" {
 		t.Fatalf("forwarded request keeps caller-supplied headers: %v", h)
 	}
-	got := ask(t, &http.Client{Transport: peers}, srv.URL, h)
+	got := ask(t, &http.Client{Transport: forwarder.transport()}, srv.URL, h)
 	if !got.Peer || got.Err != "" {
 		t.Fatalf("peer request not trusted: %+v", got)
 	}
@@ -146,15 +200,18 @@ func TestPeerForwardsTheCallersIdentity(t *testing.T) {
 	}
 }
 
+// A CA that issues user certificates (the endpoint CA, kube-controller-
+// manager's CSR signer) cannot make a peer, whatever name it writes.
 func TestPeerHeadersAreIgnoredFromEveryoneElse(t *testing.T) {
+	var d directory
 	ca := newCA(t)
-	srv := holderServer(t, ca)
+	srv := holderServer(t, ca, d.add(t, "holder"))
 	for name, spec := range map[string]*pki.CertSpec{
-		"no client certificate":              nil,
-		"manager-CA user certificate":        {CommonName: "alice", Organization: []string{"system:masters"}, Usage: pki.ClientAuth},
-		"peer name without the peer group":   {CommonName: PeerCommonName, Usage: pki.ClientAuth},
-		"peer group without the peer name":   {CommonName: "mallory", Organization: []string{PeerGroup}, Usage: pki.ClientAuth},
-		"a similar name with the peer group": {CommonName: "edgefleet-manager-peer-x", Organization: []string{PeerGroup}, Usage: pki.ClientAuth},
+		"no client certificate":                            nil,
+		"user certificate":                                 {CommonName: "alice", Organization: []string{"system:masters"}, Usage: pki.ClientAuth},
+		"user certificate with the peer name and group":    {CommonName: PeerCommonName, Organization: []string{PeerGroup}, Usage: pki.ClientAuth},
+		"user certificate with the peer name":              {CommonName: PeerCommonName, Usage: pki.ClientAuth},
+		"user certificate with a similar name, peer group": {CommonName: "edgefleet-manager-peer-x", Organization: []string{PeerGroup}, Usage: pki.ClientAuth},
 	} {
 		t.Run(name, func(t *testing.T) {
 			got := ask(t, clientWithCert(t, ca, ca, spec), srv.URL, forged())
@@ -168,29 +225,86 @@ func TestPeerHeadersAreIgnoredFromEveryoneElse(t *testing.T) {
 	}
 }
 
-func TestPeerCertificateOfAnotherCAIsRefused(t *testing.T) {
-	ca := newCA(t)
-	srv := holderServer(t, ca)
-	c := clientWithCert(t, ca, newCA(t), &pki.CertSpec{CommonName: PeerCommonName, Organization: []string{PeerGroup}, Usage: pki.ClientAuth})
-	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
-	req.Header = forged()
-	resp, err := c.Do(req)
-	if err == nil {
-		resp.Body.Close()
-		t.Fatal("a peer certificate from another CA was accepted by TLS")
-	}
-}
-
-func TestPeerCertificateWithoutForwardedCallerIsAnError(t *testing.T) {
-	ca := newCA(t)
-	srv := holderServer(t, ca)
-	peers, err := newPeerTransport(ca)
+func TestUnpublishedPeerCertificateIsRefused(t *testing.T) {
+	var d directory
+	srv := holderServer(t, newCA(t), d.add(t, "holder"))
+	// A replica-like key pair whose certificate no Lease publishes.
+	outsider, err := NewPeers("outsider/127.0.0.1:1")
 	if err != nil {
 		t.Fatal(err)
 	}
+	outsider.list = d.list
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	req.Header = forged()
+	resp, err := (&http.Client{Transport: outsider.transport()}).Do(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("an unpublished peer certificate was accepted by TLS")
+	}
+	if !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("unpublished peer: %v, want the holder's TLS refusing its certificate", err)
+	}
+}
+
+// A replica whose Lease goes stale stops being a peer on the connection it
+// already has, and is not taken for a user either.
+func TestPeerWithdrawnMidConnectionIsRefused(t *testing.T) {
+	var d directory
+	holder, forwarder := d.add(t, "holder"), d.add(t, "replica-b/127.0.0.1:9443")
+	srv := holderServer(t, newCA(t), holder)
+	c := &http.Client{Transport: forwarder.transport()}
+	h := http.Header{}
+	setForwardedIdentity(h, &authn.User{Name: "bob"}, "replica-b/127.0.0.1:9443")
+	if got := ask(t, c, srv.URL, h.Clone()); !got.Peer || got.Err != "" {
+		t.Fatalf("published peer not trusted: %+v", got)
+	}
+	d.remove(forwarder)
+	got := ask(t, c, srv.URL, h.Clone())
+	if got.User != nil || got.Err == "" {
+		t.Fatalf("withdrawn peer on a kept-alive connection: %+v, want refused", got)
+	}
+}
+
+// The forwarding replica accepts only the holder's published certificate:
+// a server with a certificate of the endpoint CA (whose key external mode
+// keeps in a Secret) is not the holder.
+func TestForwarderRefusesAHolderWithoutItsPublishedCertificate(t *testing.T) {
+	var d directory
+	ca := newCA(t)
+	holder, forwarder := d.add(t, "holder"), d.add(t, "replica-b/127.0.0.1:9443")
+	srv := holderServer(t, ca, holder)
+	impostor, err := NewPeers("impostor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder.mu.Lock()
+	holder.cert = impostor.Certificate() // serves a certificate nobody published
+	holder.mu.Unlock()
+	d.mu.Lock()
+	d.members[0] = &Peers{identity: holder.identity, cert: mustPeers(t).Certificate()}
+	d.mu.Unlock()
+	_, err = (&http.Client{Transport: forwarder.transport()}).Get(srv.URL)
+	if err == nil || !strings.Contains(err.Error(), "not the peer certificate its replica published") {
+		t.Fatalf("holder with another certificate: %v, want refused", err)
+	}
+}
+
+func mustPeers(t *testing.T) *Peers {
+	t.Helper()
+	p, err := NewPeers("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPeerCertificateWithoutForwardedCallerIsAnError(t *testing.T) {
+	var d directory
+	holder, forwarder := d.add(t, "holder"), d.add(t, "replica-b/127.0.0.1:9443")
+	srv := holderServer(t, newCA(t), holder)
 	h := http.Header{}
 	h.Set(HeaderRemoteGroup, "system:masters")
-	got := ask(t, &http.Client{Transport: peers}, srv.URL, h)
+	got := ask(t, &http.Client{Transport: forwarder.transport()}, srv.URL, h)
 	if !got.Peer || got.User != nil || !strings.Contains(got.Err, HeaderRemoteUser) {
 		t.Fatalf("peer request without a caller: %+v, want an error naming %s", got, HeaderRemoteUser)
 	}

@@ -22,7 +22,6 @@ import (
 
 	"github.com/edgefleet/edgefleet/internal/authn"
 	"github.com/edgefleet/edgefleet/internal/joinapi"
-	"github.com/edgefleet/edgefleet/internal/pki"
 	"github.com/edgefleet/edgefleet/internal/registration"
 	"github.com/edgefleet/edgefleet/internal/tunnel"
 )
@@ -43,11 +42,11 @@ type Options struct {
 	// Identity names this replica in the tunnel Lease (holderIdentity); see
 	// ReplicaIdentity. Other replicas forward requests to its address.
 	Identity string
-	// CA is the manager CA shared by all replicas. It issues this replica's
-	// peer certificate and is the only CA trusted when forwarding; nil
-	// disables forwarding.
-	CA  *pki.CA
-	Log logr.Logger
+	// Peers is this replica's peer identity and the other replicas'
+	// published certificates (peers.go), the only trust used between
+	// replicas; nil disables forwarding.
+	Peers *Peers
+	Log   logr.Logger
 }
 
 func (o *Options) defaults() {
@@ -70,7 +69,7 @@ type Server struct {
 	client client.Client // direct
 	cache  client.Reader
 	auth   *authn.Authenticator
-	// peers reaches other replicas (forward.go); nil without a CA.
+	// peers reaches other replicas (forward.go); nil without Options.Peers.
 	peers http.RoundTripper
 
 	mu       sync.Mutex
@@ -95,10 +94,8 @@ func Setup(mgr ctrl.Manager, r registration.Router, o Options) (*Server, error) 
 		return nil, fmt.Errorf("creating tunnel clientset: %w", err)
 	}
 	s := &Server{opts: o, client: direct, cache: mgr.GetClient(), auth: &authn.Authenticator{Client: cs}, sessions: map[types.NamespacedName]*entry{}}
-	if o.CA != nil {
-		if s.peers, err = newPeerTransport(o.CA); err != nil {
-			return nil, err
-		}
+	if o.Peers != nil {
+		s.peers = o.Peers.transport()
 	}
 	r.Handle("GET "+joinapi.TunnelPath, http.HandlerFunc(s.serveTunnel))
 	r.Handle(joinapi.ClusterProxyPrefix, http.HandlerFunc(s.serveProxy))

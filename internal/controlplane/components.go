@@ -24,9 +24,28 @@ import (
 // serviceCIDR is only an allocation range for Service IPs; nothing routes it.
 const serviceCIDR = "10.96.0.0/16"
 
+// certs is the control plane's key material. Each trust relationship has its
+// own CA, so a key that can mint one kind of certificate is trusted for
+// nothing else:
+//
+//   - ca (pki/ca.*): the manager endpoint's CA, which agents pin by checksum.
+//     It signs no control-plane certificate; it keeps its file name so
+//     existing installations keep their checksum.
+//   - etcd-ca: etcd's serving certificate and kube-apiserver's etcd client
+//     certificate. etcd trusts nothing else, so no Kubernetes user (nor a
+//     CSR approved in Kubernetes) can read etcd directly.
+//   - kube-ca: kube-apiserver's serving certificate and the component and
+//     admin client certificates.
+//   - csr-signer-ca: kube-controller-manager's --cluster-signing-* key, for
+//     CertificateSigningRequests approved in Kubernetes. kube-apiserver (and
+//     the manager endpoint, for users) trusts it for client certificates,
+//     but nothing trusts it as a server, as etcd, or as a manager replica.
 type certs struct {
 	store             pki.Store
-	ca                *pki.CA
+	endpointCA        *pki.CA
+	etcdCA            *pki.CA
+	kubeCA            *pki.CA
+	csrSignerCA       *pki.CA
 	etcdServer        pki.KeyPair
 	apiserverEtcd     pki.KeyPair
 	apiserver         pki.KeyPair
@@ -35,17 +54,52 @@ type certs struct {
 	scheduler         pki.KeyPair
 	serviceAccountKey string
 	serviceAccountPub string
-	caFile, caKeyFile string
+	// clientCAFile is kube-apiserver's --client-ca-file: kube-ca and csr-signer-ca.
+	clientCAFile string
+}
+
+// CA file names in the pki directory.
+const (
+	endpointCAName  = "ca"
+	etcdCAName      = "etcd-ca"
+	kubeCAName      = "kube-ca"
+	csrSignerCAName = "csr-signer-ca"
+	clientCABundle  = "apiserver-client-ca.crt"
+)
+
+func (p *Processes) ensureCAs(store pki.Store) (*certs, error) {
+	c := &certs{store: store}
+	for _, ca := range []struct {
+		name, cn string
+		into     **pki.CA
+	}{
+		{endpointCAName, "edgefleet-ca", &c.endpointCA},
+		{etcdCAName, "edgefleet-etcd-ca", &c.etcdCA},
+		{kubeCAName, "edgefleet-kube-ca", &c.kubeCA},
+		{csrSignerCAName, "edgefleet-csr-signer-ca", &c.csrSignerCA},
+	} {
+		loaded, err := store.LoadOrCreateCA(ca.name, ca.cn)
+		if err != nil {
+			return nil, fmt.Errorf("certificate authority %s: %w", ca.name, err)
+		}
+		*ca.into = loaded
+	}
+	bundle := append(append([]byte{}, c.kubeCA.CertPEM...), c.csrSignerCA.CertPEM...)
+	if err := store.WriteFile(clientCABundle, bundle); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", clientCABundle, err)
+	}
+	c.clientCAFile = store.Path(clientCABundle)
+	p.ca = c.endpointCA
+	p.clientCAs = bundle
+	return c, nil
 }
 
 func (p *Processes) ensurePKI() (*certs, error) {
 	store := pki.Store{Dir: filepath.Join(p.cfg.DataDir, "pki")}
-	ca, err := store.LoadOrCreateCA("ca", "edgefleet-ca")
+	c, err := p.ensureCAs(store)
 	if err != nil {
-		return nil, fmt.Errorf("certificate authority: %w", err)
+		return nil, err
 	}
-	p.ca = ca
-	c := &certs{store: store, ca: ca, caFile: store.Path("ca.crt"), caKeyFile: store.Path("ca.key")}
 	loopback := []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}
 	apiIPs := append([]net.IP{}, loopback...)
 	if ip := net.ParseIP(p.cfg.Host); ip != nil && !ip.IsLoopback() && !ip.IsUnspecified() {
@@ -57,20 +111,24 @@ func (p *Processes) ensurePKI() (*certs, error) {
 	if hostname != "" && hostname != "localhost" {
 		apiNames = append(apiNames, hostname)
 	}
+	// A certificate issued by the single CA of older versions is re-issued
+	// here by its new CA (LoadOrIssue checks the issuer).
 	issue := []struct {
+		ca   *pki.CA
 		name string
 		into *pki.KeyPair
 		spec pki.CertSpec
 	}{
-		{"etcd-server", &c.etcdServer, pki.CertSpec{CommonName: "etcd", DNSNames: []string{"localhost"}, IPs: loopback, Usage: pki.ServerAuth | pki.ClientAuth}},
-		{"apiserver-etcd-client", &c.apiserverEtcd, pki.CertSpec{CommonName: "kube-apiserver-etcd-client", Usage: pki.ClientAuth}},
-		{"apiserver", &c.apiserver, pki.CertSpec{CommonName: "kube-apiserver", DNSNames: apiNames, IPs: apiIPs, Usage: pki.ServerAuth}},
-		{"admin", &c.admin, pki.CertSpec{CommonName: "edgefleet-admin", Organization: []string{"system:masters"}, Usage: pki.ClientAuth}},
-		{"controller-manager", &c.controllerManager, pki.CertSpec{CommonName: "system:kube-controller-manager", Usage: pki.ClientAuth}},
-		{"scheduler", &c.scheduler, pki.CertSpec{CommonName: "system:kube-scheduler", Usage: pki.ClientAuth}},
+		// etcd dials itself (its gRPC gateway) with its serving certificate, so it needs client auth too.
+		{c.etcdCA, "etcd-server", &c.etcdServer, pki.CertSpec{CommonName: "etcd", DNSNames: []string{"localhost"}, IPs: loopback, Usage: pki.ServerAuth | pki.ClientAuth}},
+		{c.etcdCA, "apiserver-etcd-client", &c.apiserverEtcd, pki.CertSpec{CommonName: "kube-apiserver-etcd-client", Usage: pki.ClientAuth}},
+		{c.kubeCA, "apiserver", &c.apiserver, pki.CertSpec{CommonName: "kube-apiserver", DNSNames: apiNames, IPs: apiIPs, Usage: pki.ServerAuth}},
+		{c.kubeCA, "admin", &c.admin, pki.CertSpec{CommonName: "edgefleet-admin", Organization: []string{"system:masters"}, Usage: pki.ClientAuth}},
+		{c.kubeCA, "controller-manager", &c.controllerManager, pki.CertSpec{CommonName: "system:kube-controller-manager", Usage: pki.ClientAuth}},
+		{c.kubeCA, "scheduler", &c.scheduler, pki.CertSpec{CommonName: "system:kube-scheduler", Usage: pki.ClientAuth}},
 	}
 	for _, i := range issue {
-		kp, err := store.LoadOrIssue(ca, i.name, i.spec)
+		kp, err := store.LoadOrIssue(i.ca, i.name, i.spec)
 		if err != nil {
 			return nil, fmt.Errorf("certificate %s: %w", i.name, err)
 		}
@@ -97,7 +155,7 @@ func (p *Processes) startEtcd(ctx context.Context, pt ports, c *certs) error {
 		"--initial-cluster=edgefleet=" + peer,
 		"--cert-file=" + c.store.Path("etcd-server.crt"),
 		"--key-file=" + c.store.Path("etcd-server.key"),
-		"--trusted-ca-file=" + c.caFile,
+		"--trusted-ca-file=" + c.store.Path(etcdCAName+".crt"),
 		"--client-cert-auth=true",
 		"--quota-backend-bytes=" + strconv.Itoa(8<<30),
 		"--log-level=warn",
@@ -110,7 +168,7 @@ func (p *Processes) startEtcd(ctx context.Context, pt ports, c *certs) error {
 	if err != nil {
 		return err
 	}
-	httpClient, err := tlsClient(c.ca, c.apiserverEtcd)
+	httpClient, err := tlsClient(c.etcdCA, c.apiserverEtcd)
 	if err != nil {
 		return err
 	}
@@ -135,7 +193,7 @@ func (p *Processes) startAPIServer(ctx context.Context, pt ports, c *certs) erro
 	}
 	args := []string{
 		"--etcd-servers=https://" + hostPort("127.0.0.1", pt.EtcdClient),
-		"--etcd-cafile=" + c.caFile,
+		"--etcd-cafile=" + c.store.Path(etcdCAName+".crt"),
 		"--etcd-certfile=" + c.store.Path("apiserver-etcd-client.crt"),
 		"--etcd-keyfile=" + c.store.Path("apiserver-etcd-client.key"),
 		"--bind-address=" + p.cfg.Host,
@@ -143,7 +201,7 @@ func (p *Processes) startAPIServer(ctx context.Context, pt ports, c *certs) erro
 		"--secure-port=" + strconv.Itoa(pt.APIServer),
 		"--tls-cert-file=" + c.store.Path("apiserver.crt"),
 		"--tls-private-key-file=" + c.store.Path("apiserver.key"),
-		"--client-ca-file=" + c.caFile,
+		"--client-ca-file=" + c.clientCAFile,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file=" + c.serviceAccountPub,
 		"--service-account-signing-key-file=" + c.serviceAccountKey,
@@ -161,7 +219,7 @@ func (p *Processes) startAPIServer(ctx context.Context, pt ports, c *certs) erro
 	if err != nil {
 		return err
 	}
-	httpClient, err := tlsClient(c.ca, c.admin)
+	httpClient, err := tlsClient(c.kubeCA, c.admin)
 	if err != nil {
 		return err
 	}
@@ -180,7 +238,7 @@ func (p *Processes) startAPIServer(ctx context.Context, pt ports, c *certs) erro
 	p.restConfig = &rest.Config{
 		Host: url,
 		TLSClientConfig: rest.TLSClientConfig{
-			CAData:   c.ca.CertPEM,
+			CAData:   c.kubeCA.CertPEM,
 			CertData: c.admin.CertPEM,
 			KeyData:  c.admin.KeyPEM,
 		},
@@ -188,7 +246,7 @@ func (p *Processes) startAPIServer(ctx context.Context, pt ports, c *certs) erro
 		Burst: 400,
 	}
 	p.kubeconfig = filepath.Join(p.cfg.DataDir, "kubeconfig")
-	return writeKubeconfig(p.kubeconfig, "edgefleet", url, c.ca.CertPEM, c.admin)
+	return writeKubeconfig(p.kubeconfig, "edgefleet", url, c.kubeCA.CertPEM, c.admin)
 }
 
 func (p *Processes) startExtras(ctx context.Context, c *certs) error {
@@ -196,7 +254,7 @@ func (p *Processes) startExtras(ctx context.Context, c *certs) error {
 	kcDir := filepath.Join(p.cfg.DataDir, "kubeconfigs")
 	if p.cfg.Components.ControllerManager {
 		kc := filepath.Join(kcDir, "controller-manager.kubeconfig")
-		if err := writeKubeconfig(kc, "edgefleet", url, c.ca.CertPEM, c.controllerManager); err != nil {
+		if err := writeKubeconfig(kc, "edgefleet", url, c.kubeCA.CertPEM, c.controllerManager); err != nil {
 			return err
 		}
 		if _, err := p.launch(BinControllerManager, []string{
@@ -207,9 +265,10 @@ func (p *Processes) startExtras(ctx context.Context, c *certs) error {
 			"--leader-elect=false",
 			"--use-service-account-credentials=true",
 			"--service-account-private-key-file=" + c.serviceAccountKey,
-			"--root-ca-file=" + c.caFile,
-			"--cluster-signing-cert-file=" + c.caFile,
-			"--cluster-signing-key-file=" + c.caKeyFile,
+			"--root-ca-file=" + c.store.Path(kubeCAName+".crt"),
+			// CSRs approved in Kubernetes are signed by their own CA: see certs.
+			"--cluster-signing-cert-file=" + c.store.Path(csrSignerCAName+".crt"),
+			"--cluster-signing-key-file=" + c.store.Path(csrSignerCAName+".key"),
 			"--service-cluster-ip-range=" + serviceCIDR,
 			"--controllers=*,bootstrapsigner,tokencleaner",
 		}); err != nil {
@@ -218,7 +277,7 @@ func (p *Processes) startExtras(ctx context.Context, c *certs) error {
 	}
 	if p.cfg.Components.Scheduler {
 		kc := filepath.Join(kcDir, "scheduler.kubeconfig")
-		if err := writeKubeconfig(kc, "edgefleet", url, c.ca.CertPEM, c.scheduler); err != nil {
+		if err := writeKubeconfig(kc, "edgefleet", url, c.kubeCA.CertPEM, c.scheduler); err != nil {
 			return err
 		}
 		if _, err := p.launch(BinScheduler, []string{

@@ -33,7 +33,13 @@ type Executor interface {
 	Failed() <-chan error
 	RESTConfig() *rest.Config
 	KubeconfigPath() string
+	// CA is the manager endpoint's CA (agents pin it). It signs nothing of
+	// the control plane.
 	CA() *pki.CA
+	// ClientCAs is the PEM bundle of the CAs kube-apiserver trusts for
+	// client certificates (users and components, and CSRs approved in
+	// Kubernetes).
+	ClientCAs() []byte
 }
 
 // Components selects what runs beside etcd and kube-apiserver.
@@ -76,6 +82,7 @@ type Config struct {
 type Processes struct {
 	cfg        Config
 	ca         *pki.CA
+	clientCAs  []byte
 	restConfig *rest.Config
 	kubeconfig string
 
@@ -118,6 +125,7 @@ func New(cfg Config) (*Processes, error) {
 func (p *Processes) RESTConfig() *rest.Config { return rest.CopyConfig(p.restConfig) }
 func (p *Processes) KubeconfigPath() string   { return p.kubeconfig }
 func (p *Processes) CA() *pki.CA              { return p.ca }
+func (p *Processes) ClientCAs() []byte        { return p.clientCAs }
 func (p *Processes) Failed() <-chan error     { return p.failed }
 
 // Start brings the components up in order and waits for each to be ready. On

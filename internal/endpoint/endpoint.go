@@ -26,6 +26,10 @@ type Options struct {
 	// ClientCA, when set, verifies client certificates callers may present
 	// (the kube-api proxy identifies users by them); none is required.
 	ClientCA *x509.Certificate
+	// ClientCAs, when set, replaces ClientCA and is asked at every
+	// handshake, so the trusted set may change while the endpoint runs
+	// (manager replicas' peer certificates come and go).
+	ClientCAs func(context.Context) *x509.CertPool
 	// GetCertificate supplies the serving certificate.
 	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	// Gatherer is exposed at /metrics.
@@ -93,6 +97,16 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			NextProtos:     []string{"h2", "http/1.1"},
 		},
 		ErrorLog: nil,
+	}
+	if s.opts.ClientCAs != nil {
+		base := srv.TLSConfig
+		base.ClientAuth = tls.VerifyClientCertIfGiven
+		base.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			cfg := base.Clone()
+			cfg.GetConfigForClient = nil
+			cfg.ClientCAs = s.opts.ClientCAs(hello.Context())
+			return cfg, nil
+		}
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(l, "", "") }()

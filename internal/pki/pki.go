@@ -1,7 +1,7 @@
-// Package pki creates and persists the certificate authority, certificates and
-// keys edgefleet needs: one CA per installation signs the control plane's
-// serving and client certificates and the manager's HTTPS endpoint, so agents
-// pin a single CA checksum.
+// Package pki creates and persists the certificate authorities, certificates
+// and keys edgefleet needs. Each trust relationship has its own CA (see
+// internal/controlplane's certs): the manager endpoint's CA, which agents pin
+// by checksum, signs only the endpoint's serving certificate.
 package pki
 
 import (
@@ -114,6 +114,19 @@ func ParseCA(kp KeyPair) (*CA, error) {
 
 // Issue signs a new leaf certificate.
 func (ca *CA) Issue(spec CertSpec) (KeyPair, error) {
+	return issue(spec, certValidity, ca.Cert, ca.Key)
+}
+
+// SelfSigned creates a leaf certificate signed by its own key (not a CA: it
+// can sign nothing else). Whoever trusts it trusts exactly this key, so the
+// key never needs to leave the process that made it.
+func SelfSigned(spec CertSpec, validity time.Duration) (KeyPair, error) {
+	return issue(spec, validity, nil, nil)
+}
+
+// issue signs a leaf certificate with parent's key, or with its own key when
+// parent is nil.
+func issue(spec CertSpec, validity time.Duration, parent *x509.Certificate, parentKey crypto.Signer) (KeyPair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return KeyPair{}, fmt.Errorf("generating key for %s: %w", spec.CommonName, err)
@@ -123,10 +136,12 @@ func (ca *CA) Issue(spec CertSpec) (KeyPair, error) {
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: spec.CommonName, Organization: spec.Organization},
 		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(certValidity),
+		NotAfter:     now.Add(validity),
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		DNSNames:     spec.DNSNames,
 		IPAddresses:  spec.IPs,
+		// An explicit CA:FALSE: no verifier may chain anything to a leaf.
+		BasicConstraintsValid: true,
 	}
 	if spec.Usage&ServerAuth != 0 {
 		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
@@ -134,7 +149,10 @@ func (ca *CA) Issue(spec CertSpec) (KeyPair, error) {
 	if spec.Usage&ClientAuth != 0 {
 		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), parentKey)
 	if err != nil {
 		return KeyPair{}, fmt.Errorf("signing certificate for %s: %w", spec.CommonName, err)
 	}
@@ -212,6 +230,9 @@ func (s Store) LoadOrCreateKey(name string) (crypto.Signer, error) {
 	}
 	return key, s.writePublic(name, key)
 }
+
+// WriteFile writes public data (a CA bundle, for instance) into the store.
+func (s Store) WriteFile(file string, data []byte) error { return writeFile(s.path(file), data) }
 
 // Path returns where the store keeps a file, e.g. Path("ca.crt").
 func (s Store) Path(file string) string { return s.path(file) }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestStoreReusesAndRenews(t *testing.T) {
@@ -121,5 +122,42 @@ func TestServiceAccountKeyPersists(t *testing.T) {
 	}
 	if _, err := os.Stat(store.Path("sa.pub")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A self-signed leaf (a manager replica's peer certificate) verifies only as
+// itself: trusting it lets nothing else chain to it.
+func TestSelfSignedLeafSignsNothing(t *testing.T) {
+	kp, err := SelfSigned(CertSpec{CommonName: "peer", Usage: ClientAuth}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ParseCert(kp.CertPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leaf.IsCA || !leaf.BasicConstraintsValid {
+		t.Fatalf("self-signed leaf: IsCA=%v BasicConstraintsValid=%v, want an explicit CA:FALSE", leaf.IsCA, leaf.BasicConstraintsValid)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatalf("the trusted leaf does not verify as itself: %v", err)
+	}
+	// A certificate signed with the leaf's key does not verify against it.
+	signer, err := ParseKey(kp.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, err := issue(CertSpec{CommonName: "child", Usage: ClientAuth}, time.Hour, leaf, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseCert(child.CertPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err == nil {
+		t.Fatal("a certificate signed by a trusted self-signed leaf verifies")
 	}
 }

@@ -3,15 +3,20 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/edgefleet/edgefleet/internal/clusterproxy"
 	"github.com/edgefleet/edgefleet/internal/pki"
 )
 
@@ -23,9 +28,8 @@ const CASecretName = "edgefleet-ca"
 // first start. Concurrent first starts are safe: the loser of the create reads
 // the winner's CA.
 func loadOrCreateCASecret(ctx context.Context, c client.Client) (*pki.CA, error) {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: SystemNamespace}}
-	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-		return nil, fmt.Errorf("creating namespace %s: %w", SystemNamespace, err)
+	if err := ensureSystemNamespace(ctx, c); err != nil {
+		return nil, err
 	}
 	key := client.ObjectKey{Namespace: SystemNamespace, Name: CASecretName}
 	var secret corev1.Secret
@@ -84,4 +88,63 @@ func servingCert(ca *pki.CA, externalHost, listen, advertise string) (*tls.Certi
 	}
 	cert, err := tls.X509KeyPair(kp.CertPEM, kp.KeyPEM)
 	return &cert, err
+}
+
+// userClientCAs are the CAs whose client certificates the endpoint accepts
+// as users (the kube-api proxy passes their name and groups on): with the
+// embedded control plane, exactly what its kube-apiserver trusts (its admin
+// and component CA, and the CSR signer); on an external cluster none, since
+// its users' certificates come from a CA the manager does not know. The
+// endpoint CA is never one: on an external cluster its key is in a Secret,
+// and whoever reads it must not become any user on every downstream
+// cluster. --client-ca-file adds CAs explicitly. None of them makes a
+// manager replica: see clusterproxy.Peers.
+func userClientCAs(c *cluster, extra []byte) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	if !c.external && !pool.AppendCertsFromPEM(c.clientCAs) {
+		return nil, errors.New("the embedded control plane reported no client CA")
+	}
+	pool.AppendCertsFromPEM(extra)
+	return pool, nil
+}
+
+// readClientCAFile reads --client-ca-file before anything starts, so a bad
+// file fails at once.
+func readClientCAFile(file string) ([]byte, error) {
+	if file == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--client-ca-file: %v (give a readable PEM file of CA certificates, or omit the flag)", err)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("--client-ca-file %s holds no PEM certificate (give a PEM file of CA certificates, or omit the flag)", file)
+	}
+	return data, nil
+}
+
+// startPeers makes this replica's peer identity and publishes it before the
+// endpoint serves, so the other replicas trust it from its first request.
+func startPeers(ctx context.Context, mgr ctrl.Manager, c client.Client, identity string, log logr.Logger) (*clusterproxy.Peers, error) {
+	peers, err := clusterproxy.NewPeers(identity)
+	if err != nil {
+		return nil, err
+	}
+	peers.UseLeases(SystemNamespace, mgr.GetClient(), c, log)
+	if err := ensureSystemNamespace(ctx, c); err != nil {
+		return nil, err
+	}
+	if err := peers.Publish(ctx); err != nil {
+		return nil, err
+	}
+	return peers, mgr.Add(peers)
+}
+
+func ensureSystemNamespace(ctx context.Context, c client.Client) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: SystemNamespace}}
+	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating namespace %s: %w", SystemNamespace, err)
+	}
+	return nil
 }

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"net/url"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -27,8 +26,10 @@ type routeDeps struct {
 	ca          *pki.CA
 	externalURL *url.URL
 	log         logr.Logger
-	// advertise is where other replicas reach this one (its tunnel Lease identity).
-	advertise string
+	// identity names this replica in tunnel Leases (clusterproxy.ReplicaIdentity).
+	identity string
+	// peers is this replica's peer identity for forwarding between replicas.
+	peers *clusterproxy.Peers
 	// offlineThreshold and probeInterval tune cluster liveness (0 = default).
 	offlineThreshold, probeInterval time.Duration
 	// dataDir holds files served by the endpoint (seed images).
@@ -51,9 +52,8 @@ func registerRoutes(ep *endpoint.Server, d routeDeps) error {
 	if err := seedimage.Setup(context.Background(), d.mgr, ep, seedimage.Options{Dir: filepath.Join(d.dataDir, "seedimages"), ExternalURL: d.externalURL, CACertPEM: d.ca.CertPEM, Sources: d.seedSources}); err != nil {
 		return err
 	}
-	host, _ := os.Hostname()
 	_, err := clusterproxy.Setup(d.mgr, ep, clusterproxy.Options{
-		ProbeInterval: d.probeInterval, OfflineThreshold: d.offlineThreshold, Identity: clusterproxy.ReplicaIdentity(host, d.advertise), CA: d.ca, Log: d.log.WithName("tunnel"),
+		ProbeInterval: d.probeInterval, OfflineThreshold: d.offlineThreshold, Identity: d.identity, Peers: d.peers, Log: d.log.WithName("tunnel"),
 	})
 	return err
 }

@@ -7,6 +7,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,7 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/clusterproxy"
 	"github.com/edgefleet/edgefleet/internal/controlplane"
 	"github.com/edgefleet/edgefleet/internal/crds"
 	"github.com/edgefleet/edgefleet/internal/datadir"
@@ -79,6 +81,9 @@ type Options struct {
 	// (--seed-base-image-dir, --seed-allow-insecure-base-urls,
 	// --seed-allowed-base-networks).
 	SeedSources seedimage.Sources
+	// ClientCAFile (PEM) adds CAs whose client certificates the endpoint
+	// accepts as users; see userClientCAs.
+	ClientCAFile string
 	// PprofAddress serves Go profiles (debugging and benchmarks); empty is off.
 	PprofAddress string
 	Log          logr.Logger
@@ -124,6 +129,10 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	advertise, err := advertiseAddress(o.AdvertiseAddress, o.Listen)
+	if err != nil {
+		return err
+	}
+	extraUserCAs, err := readClientCAFile(o.ClientCAFile)
 	if err != nil {
 		return err
 	}
@@ -203,11 +212,26 @@ func Run(ctx context.Context, o Options) error {
 	})); err != nil {
 		return err
 	}
+	host, _ := os.Hostname()
+	identity := clusterproxy.ReplicaIdentity(host, advertise)
+	peers, err := startPeers(ctx, mgr, c, identity, log.WithName("peers"))
+	if err != nil {
+		return err
+	}
+	userCAs, err := userClientCAs(cluster, extraUserCAs)
+	if err != nil {
+		return err
+	}
 	ep := endpoint.New(endpoint.Options{
-		CACertPEM:      ca.CertPEM,
-		ClientCA:       ca.Cert,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return serving, nil },
-		Gatherer:       metrics.Registry,
+		CACertPEM: ca.CertPEM,
+		ClientCAs: func(ctx context.Context) *x509.CertPool { return peers.ClientCAs(ctx, userCAs) },
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if hello.ServerName == clusterproxy.PeerServerName {
+				return peers.Certificate(), nil
+			}
+			return serving, nil
+		},
+		Gatherer: metrics.Registry,
 		Ready: func(r *http.Request) error {
 			if !cacheSynced.Load() {
 				return errors.New("caches not synced")
@@ -218,7 +242,7 @@ func Run(ctx context.Context, o Options) error {
 	})
 
 	if err := registerRoutes(ep, routeDeps{mgr: mgr, ca: ca, externalURL: externalURL, log: log,
-		advertise: advertise, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval, dataDir: o.DataDir, seedSources: o.SeedSources}); err != nil {
+		identity: identity, peers: peers, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval, dataDir: o.DataDir, seedSources: o.SeedSources}); err != nil {
 		return err
 	}
 
@@ -249,9 +273,12 @@ type cluster struct {
 	restConfig     *rest.Config
 	kubeconfigPath string
 	external       bool
-	ca             *pki.CA // the embedded control plane's CA; nil when external
-	failed         <-chan error
-	close          func()
+	ca             *pki.CA // the embedded control plane's endpoint CA; nil when external
+	// clientCAs (PEM) are the CAs the embedded kube-apiserver trusts for
+	// client certificates; nil when external.
+	clientCAs []byte
+	failed    <-chan error
+	close     func()
 }
 
 func connect(ctx context.Context, o Options) (*cluster, error) {
@@ -319,6 +346,7 @@ func startEmbedded(ctx context.Context, o Options) (*cluster, error) {
 		restConfig:     cp.RESTConfig(),
 		kubeconfigPath: kubeconfig,
 		ca:             cp.CA(),
+		clientCAs:      cp.ClientCAs(),
 		failed:         cp.Failed(),
 		close: func() {
 			cp.Stop()

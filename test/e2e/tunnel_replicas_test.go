@@ -98,8 +98,18 @@ func TestProxyRequestsAreForwardedToTheReplicaHoldingTheTunnel(t *testing.T) {
 	ctx := context.Background()
 	cls := harness.StartClusters(t, 2, harness.ClusterOptions{})
 	mgmt, down := cls[0], cls[1]
-	a := harness.StartManager(t, harness.ManagerOptions{Kubeconfig: mgmt.KubeconfigPath()})
-	b := harness.StartManager(t, harness.ManagerOptions{Kubeconfig: mgmt.KubeconfigPath()})
+	// Users' client certificates come from a CA the replicas are told to
+	// trust; the endpoint CA of Secret edgefleet-ca makes no user.
+	userCA, _, err := pki.NewCA("fleet-users")
+	if err != nil {
+		t.Fatal(err)
+	}
+	userCAFile := filepath.Join(t.TempDir(), "users-ca.crt")
+	if err := os.WriteFile(userCAFile, userCA.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := harness.StartManager(t, harness.ManagerOptions{Kubeconfig: mgmt.KubeconfigPath(), Args: []string{"--client-ca-file", userCAFile}})
+	b := harness.StartManager(t, harness.ManagerOptions{Kubeconfig: mgmt.KubeconfigPath(), Args: []string{"--client-ca-file", userCAFile}})
 	addrA := strings.TrimPrefix(a.URL, "https://")
 
 	if err := mgmt.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fleetNS}}); err != nil {
@@ -127,7 +137,7 @@ func TestProxyRequestsAreForwardedToTheReplicaHoldingTheTunnel(t *testing.T) {
 		return strings.HasSuffix(holder, "/"+addrA)
 	})
 
-	// Callers: an admin (client certificate of the manager CA, group
+	// Callers: an admin (client certificate of the users' CA, group
 	// system:masters) and a manager ServiceAccount with no downstream rights.
 	var caSecret corev1.Secret
 	if err := mgmt.Client.Get(ctx, client.ObjectKey{Namespace: server.SystemNamespace, Name: server.CASecretName}, &caSecret); err != nil {
@@ -137,7 +147,7 @@ func TestProxyRequestsAreForwardedToTheReplicaHoldingTheTunnel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	adminKP, err := ca.Issue(pki.CertSpec{CommonName: "fleet-admin", Organization: []string{"system:masters"}, Usage: pki.ClientAuth})
+	adminKP, err := userCA.Issue(pki.CertSpec{CommonName: "fleet-admin", Organization: []string{"system:masters"}, Usage: pki.ClientAuth})
 	if err != nil {
 		t.Fatal(err)
 	}
