@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/edgefleet/edgefleet/internal/authn"
 	"github.com/edgefleet/edgefleet/internal/joinapi"
@@ -70,6 +71,7 @@ type Server struct {
 	client client.Client // direct
 	cache  client.Reader
 	auth   *authn.Authenticator
+	authz  *authn.Authorizer
 	// peers reaches other replicas (forward.go); nil without a CA.
 	peers http.RoundTripper
 
@@ -94,7 +96,7 @@ func Setup(mgr ctrl.Manager, r registration.Router, o Options) (*Server, error) 
 	if err != nil {
 		return nil, fmt.Errorf("creating tunnel clientset: %w", err)
 	}
-	s := &Server{opts: o, client: direct, cache: mgr.GetClient(), auth: &authn.Authenticator{Client: cs}, sessions: map[types.NamespacedName]*entry{}}
+	s := &Server{opts: o, client: direct, cache: mgr.GetClient(), auth: &authn.Authenticator{Client: cs}, authz: &authn.Authorizer{Client: cs}, sessions: map[types.NamespacedName]*entry{}}
 	if o.CA != nil {
 		if s.peers, err = newPeerTransport(o.CA); err != nil {
 			return nil, err
@@ -106,6 +108,9 @@ func Setup(mgr ctrl.Manager, r registration.Router, o Options) (*Server, error) 
 		return nil, err
 	}
 	if err := mgr.Add(&liveness{server: s}); err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return ensureProxyClusterRole(ctx, direct) })); err != nil {
 		return nil, err
 	}
 	return s, nil
