@@ -83,6 +83,11 @@ type entry struct {
 	sess      *tunnel.Session
 	transport http.RoundTripper
 	renewed   time.Time // last Lease renewal by this replica
+	// generation is the cluster's credential generation the session was
+	// opened under; a revocation bumps it and the next probe closes the
+	// session.
+	generation string
+	remote     string
 }
 
 // Setup adds the tunnel and proxy routes and the probe and liveness loops.
@@ -117,7 +122,10 @@ func Setup(mgr ctrl.Manager, r registration.Router, o Options) (*Server, error) 
 }
 
 // serveTunnel accepts an agent's websocket, authenticated by its cluster
-// credential. A newer session for the same cluster replaces an older one.
+// credential. One session per cluster: while a cluster's session answers
+// its liveness probe (here, or on the replica holding its tunnel Lease), a
+// second one is refused with 409, so a stolen credential cannot silently
+// take over a live cluster's tunnel; a dead session is replaced.
 func (s *Server) serveTunnel(w http.ResponseWriter, r *http.Request) {
 	cluster, err := registration.ClusterOf(r.Context(), s.auth, s.client, r)
 	if err != nil {
@@ -126,14 +134,26 @@ func (s *Server) serveTunnel(w http.ResponseWriter, r *http.Request) {
 	}
 	key := types.NamespacedName{Namespace: cluster.Namespace, Name: cluster.Name}
 	log := s.opts.Log.WithValues("Cluster", key.String())
+	old := s.session(key)
+	if reason := s.liveTunnel(r.Context(), key, old); reason != "" {
+		log.Info("Refused a second tunnel for a cluster whose tunnel is alive", "remote", r.RemoteAddr, "live", reason)
+		http.Error(w, fmt.Sprintf("cluster %s already has a live tunnel (%s): a second one is refused while the first answers its probes; if this agent is the real one, the other holder has this cluster's credential: revoke it with `edgefleet cluster revoke`", key, reason), http.StatusConflict)
+		return
+	}
 	sess, err := tunnel.Accept(w, r)
 	if err != nil {
 		log.Info("Tunnel upgrade failed", "error", err.Error())
 		return
 	}
-	e := &entry{sess: sess, transport: sess.Transport()}
+	e := &entry{sess: sess, transport: sess.Transport(), generation: registration.CredentialGeneration(cluster), remote: r.RemoteAddr}
 	s.mu.Lock()
-	old := s.sessions[key]
+	if s.sessions[key] != old {
+		// Another session won the race since the check.
+		s.mu.Unlock()
+		_ = sess.Close()
+		log.Info("Closed a concurrent second tunnel for a cluster", "remote", r.RemoteAddr)
+		return
+	}
 	s.sessions[key] = e
 	s.mu.Unlock()
 	if old != nil {
@@ -150,6 +170,25 @@ func (s *Server) serveTunnel(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		log.Info("Agent tunnel disconnected")
 	}()
+}
+
+// liveTunnel says why key's tunnel counts as alive ("" if it does not): this
+// replica's session answers a probe now, or another replica renewed the
+// tunnel Lease recently (its probes decide there).
+func (s *Server) liveTunnel(ctx context.Context, key types.NamespacedName, local *entry) string {
+	if local != nil {
+		// Short: the new agent waits for this answer within its
+		// websocket handshake timeout (10 s).
+		if err := s.probeOnce(ctx, local, 3*time.Second); err == nil {
+			return "session from " + local.remote + " on this replica answers"
+		}
+		return ""
+	}
+	holder, err := s.tunnelHolder(ctx, key)
+	if err != nil || holder == "" || holder == s.opts.Identity {
+		return ""
+	}
+	return "held by replica " + holder + ", which probed it within " + s.opts.tunnelStale().String()
 }
 
 func (s *Server) session(key types.NamespacedName) *entry {
