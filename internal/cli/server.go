@@ -4,6 +4,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/edgefleet/edgefleet/internal/clusterproxy"
+	"github.com/edgefleet/edgefleet/internal/endpoint"
+	"github.com/edgefleet/edgefleet/internal/registration"
 	"github.com/edgefleet/edgefleet/internal/server"
 )
 
@@ -46,5 +48,12 @@ with leader election so several replicas can run.`,
 	f.IntVar(&o.KubeAPIBurst, "kube-api-burst", server.DefaultKubeAPIBurst, "burst above --kube-api-qps")
 	f.StringVar(&o.PprofAddress, "pprof-address", "", "serve Go pprof profiles on this address, e.g. 127.0.0.1:6060 (off by default; never expose it)")
 	f.DurationVar(&o.TunnelProbeInterval, "tunnel-probe-interval", clusterproxy.DefaultProbeInterval, "how often each agent's tunnel is probed end to end (GET /version through it)")
+	f.DurationVar(&o.CredentialMaxLifetime, "cluster-credential-max-lifetime", registration.DefaultCredentialMaxLifetime, "a cluster's credential is renewed for at most this long after it registered; then the agent must register again with a registration token (negative: no bound)")
+	f.Float64Var(&o.JoinRate, "join-rate-limit", registration.DefaultJoinRate, "requests per second each source IP may send to /v1/register and /v1/import (negative: no limit)")
+	f.IntVar(&o.JoinBurst, "join-rate-burst", registration.DefaultJoinBurst, "burst above --join-rate-limit per source IP")
+	f.IntVar(&o.EndpointLimits.MaxConnections, "max-connections", endpoint.DefaultMaxConnections, "concurrent connections the endpoint accepts; more wait in the kernel's accept queue")
+	f.DurationVar(&o.EndpointLimits.ReadHeaderTimeout, "read-header-timeout", endpoint.DefaultReadHeaderTimeout, "the endpoint closes a connection whose TLS handshake and request header take longer")
+	f.DurationVar(&o.EndpointLimits.IdleTimeout, "idle-timeout", endpoint.DefaultIdleTimeout, "the endpoint closes a keep-alive connection idle this long")
+	f.DurationVar(&o.EndpointLimits.ReadTimeout, "read-timeout", endpoint.DefaultReadTimeout, "the endpoint closes an ordinary (not streaming) request whose body is not read in this time")
 	return cmd
 }

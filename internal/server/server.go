@@ -76,7 +76,16 @@ type Options struct {
 	KubeAPIBurst int
 	// PprofAddress serves Go profiles (debugging and benchmarks); empty is off.
 	PprofAddress string
-	Log          logr.Logger
+	// EndpointLimits bound connections and requests on the endpoint.
+	EndpointLimits endpoint.Limits
+	// CredentialMaxLifetime bounds cluster credential renewals since
+	// registration (0 = registration's default, negative = unbounded).
+	CredentialMaxLifetime time.Duration
+	// JoinRate and JoinBurst limit /v1/register and /v1/import per source
+	// IP (0 = registration's defaults, negative rate = off).
+	JoinRate  float64
+	JoinBurst int
+	Log       logr.Logger
 	// Out receives the start-up banner.
 	Out io.Writer
 }
@@ -198,11 +207,18 @@ func Run(ctx context.Context, o Options) error {
 	})); err != nil {
 		return err
 	}
+	mauth, err := metricsAuth(cluster.restConfig)
+	if err != nil {
+		return err
+	}
 	ep := endpoint.New(endpoint.Options{
-		CACertPEM:      ca.CertPEM,
-		ClientCA:       ca.Cert,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return serving, nil },
-		Gatherer:       metrics.Registry,
+		MetricsAuth:       mauth,
+		Limits:            o.EndpointLimits,
+		StreamingPrefixes: streamingPrefixes,
+		CACertPEM:         ca.CertPEM,
+		ClientCA:          ca.Cert,
+		GetCertificate:    func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return serving, nil },
+		Gatherer:          metrics.Registry,
 		Ready: func(r *http.Request) error {
 			if !cacheSynced.Load() {
 				return errors.New("caches not synced")
@@ -213,7 +229,8 @@ func Run(ctx context.Context, o Options) error {
 	})
 
 	if err := registerRoutes(ep, routeDeps{mgr: mgr, ca: ca, externalURL: externalURL, log: log,
-		advertise: advertise, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval, dataDir: o.DataDir}); err != nil {
+		advertise: advertise, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval, dataDir: o.DataDir,
+		credentialMaxLifetime: o.CredentialMaxLifetime, joinRate: o.JoinRate, joinBurst: o.JoinBurst}); err != nil {
 		return err
 	}
 
