@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/gorilla/websocket"
+	"golang.org/x/net/netutil"
 )
 
 // Backoff bounds of the agent's reconnect loop: the wait doubles from
@@ -109,7 +110,7 @@ func (c *Client) once(ctx context.Context) error {
 		_ = srv.Close()
 		_ = s.Close()
 	}()
-	err = srv.Serve(s)
+	err = srv.Serve(netutil.LimitListener(s, MaxStreams))
 	if errors.Is(err, http.ErrServerClosed) || ctx.Err() != nil {
 		return errors.New("session closed")
 	}
