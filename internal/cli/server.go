@@ -55,5 +55,6 @@ with leader election so several replicas can run.`,
 	f.DurationVar(&o.EndpointLimits.ReadHeaderTimeout, "read-header-timeout", endpoint.DefaultReadHeaderTimeout, "the endpoint closes a connection whose TLS handshake and request header take longer")
 	f.DurationVar(&o.EndpointLimits.IdleTimeout, "idle-timeout", endpoint.DefaultIdleTimeout, "the endpoint closes a keep-alive connection idle this long")
 	f.DurationVar(&o.EndpointLimits.ReadTimeout, "read-timeout", endpoint.DefaultReadTimeout, "the endpoint closes an ordinary (not streaming) request whose body is not read in this time")
+	f.DurationVar(&o.EndpointLimits.WriteTimeout, "write-timeout", endpoint.DefaultWriteTimeout, "the endpoint gives up on an ordinary (not streaming) response not written in this time")
 	return cmd
 }
