@@ -88,8 +88,9 @@ func Setup(mgr ctrl.Manager, r Router, o Options) error {
 	if err != nil {
 		return err
 	}
-	// A cache runs on every replica, like the routes that read it.
-	if err := mgr.Add(tokens); err != nil {
+	// On every replica, like the routes that read it (a bare cache would
+	// start on the leader only).
+	if err := mgr.Add(everyReplica{tokens}); err != nil {
 		return fmt.Errorf("adding the token Secret cache: %w", err)
 	}
 	h := &handlers{

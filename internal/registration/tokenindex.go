@@ -43,3 +43,8 @@ func newTokenSecretCache(cfg *rest.Config, scheme *runtime.Scheme) (cache.Cache,
 	}
 	return c, nil
 }
+
+// everyReplica runs a cache on every replica, not only the leader.
+type everyReplica struct{ cache.Cache }
+
+func (everyReplica) NeedLeaderElection() bool { return false }
