@@ -65,12 +65,11 @@ func checkServiceAccount(ctx context.Context, c client.Reader, u *authn.User, ns
 	return &sa, nil
 }
 
-// registeredAt is when the ServiceAccount's cluster last registered.
-func registeredAt(sa *corev1.ServiceAccount) time.Time {
-	if t, err := time.Parse(time.RFC3339, sa.Annotations[RegisteredAtAnnotation]); err == nil {
-		return t
-	}
-	return sa.CreationTimestamp.Time
+// registeredAt is when the ServiceAccount's cluster last registered; ok is
+// false for a ServiceAccount from before lifetimes were recorded.
+func registeredAt(sa *corev1.ServiceAccount) (t time.Time, ok bool) {
+	t, err := time.Parse(time.RFC3339, sa.Annotations[RegisteredAtAnnotation])
+	return t, err == nil
 }
 
 // stampRegistration records a registration on the cluster's ServiceAccount:
@@ -96,10 +95,18 @@ func (h *handlers) tokenTTL(ctx context.Context, cluster *fleetv1.Cluster, nsNam
 	if err := h.client.Get(ctx, client.ObjectKey{Namespace: nsName, Name: joinapi.ClusterServiceAccount}, &sa); err != nil {
 		return 0, fmt.Errorf("reading the ServiceAccount of cluster %s: %w", klogRef(cluster), err)
 	}
-	end := registeredAt(&sa).Add(h.maxLifetime)
-	left := end.Sub(h.now())
+	registered, ok := registeredAt(&sa)
+	if !ok {
+		// Registered before lifetimes were recorded (an upgrade): the
+		// lifetime starts now rather than cutting off every old cluster.
+		if err := h.stampRegistration(ctx, cluster, nsName); err != nil {
+			return 0, err
+		}
+		registered = h.now()
+	}
+	left := registered.Add(h.maxLifetime).Sub(h.now())
 	if renewing && left < minTokenTTL {
-		return 0, &lifetimeEnded{registered: registeredAt(&sa), max: h.maxLifetime}
+		return 0, &lifetimeEnded{registered: registered, max: h.maxLifetime}
 	}
 	return max(min(h.credentialTTL, left), minTokenTTL), nil
 }
