@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -72,6 +74,7 @@ type Server struct {
 	cache  client.Reader
 	auth   *authn.Authenticator
 	authz  *authn.Authorizer
+	events events.EventRecorder
 	// peers reaches other replicas (forward.go); nil without a CA.
 	peers http.RoundTripper
 
@@ -101,7 +104,7 @@ func Setup(mgr ctrl.Manager, r registration.Router, o Options) (*Server, error) 
 	if err != nil {
 		return nil, fmt.Errorf("creating tunnel clientset: %w", err)
 	}
-	s := &Server{opts: o, client: direct, cache: mgr.GetClient(), auth: &authn.Authenticator{Client: cs}, authz: &authn.Authorizer{Client: cs}, sessions: map[types.NamespacedName]*entry{}}
+	s := &Server{opts: o, client: direct, cache: mgr.GetClient(), auth: &authn.Authenticator{Client: cs}, authz: &authn.Authorizer{Client: cs}, events: mgr.GetEventRecorder("edgefleet-tunnel"), sessions: map[types.NamespacedName]*entry{}}
 	if o.CA != nil {
 		if s.peers, err = newPeerTransport(o.CA); err != nil {
 			return nil, err
@@ -137,6 +140,10 @@ func (s *Server) serveTunnel(w http.ResponseWriter, r *http.Request) {
 	old := s.session(key)
 	if reason := s.liveTunnel(r.Context(), key, old); reason != "" {
 		log.Info("Refused a second tunnel for a cluster whose tunnel is alive", "remote", r.RemoteAddr, "live", reason)
+		// An Event on the Cluster surfaces it to admins: the credential is
+		// in two places.
+		s.events.Eventf(cluster, nil, corev1.EventTypeWarning, "TunnelTakeoverRefused", "ConnectTunnel",
+			"Refused a second tunnel from %s: the cluster's tunnel is alive (%s). If the refused one is the real agent, revoke the credential with `edgefleet cluster revoke`.", r.RemoteAddr, reason)
 		http.Error(w, fmt.Sprintf("cluster %s already has a live tunnel (%s): a second one is refused while the first answers its probes; if this agent is the real one, the other holder has this cluster's credential: revoke it with `edgefleet cluster revoke`", key, reason), http.StatusConflict)
 		return
 	}

@@ -257,6 +257,18 @@ func TestEndpointAttacks(t *testing.T) {
 		if code != http.StatusConflict || !strings.Contains(body, "already has a live tunnel") {
 			t.Fatalf("second tunnel while the first answers: %d %q, want 409", code, body)
 		}
+		waitFor(t, 10*time.Second, "a TunnelTakeoverRefused Event on the Cluster", func() bool {
+			evs, err := mcs.EventsV1().Events(fleetNS).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return false
+			}
+			for _, e := range evs.Items {
+				if e.Reason == "TunnelTakeoverRefused" && e.Regarding.Name == r.ClusterName {
+					return true
+				}
+			}
+			return false
+		})
 
 		// When the first one is gone, a new one is accepted; a session
 		// that does not answer probes (no yamux behind the websocket) is
