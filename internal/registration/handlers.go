@@ -37,13 +37,14 @@ type handlers struct {
 	externalURL   *url.URL
 	caPEM         []byte
 	credentialTTL time.Duration
+	agentImage    string
+	now           func() time.Time
+	log           logr.Logger
+
 	// maxLifetime bounds renewals since registration (0 = unbounded).
 	maxLifetime time.Duration
 	// tokens is the cache of registration token Secrets (tokenindex.go).
-	tokens     client.Reader
-	agentImage string
-	now        func() time.Time
-	log        logr.Logger
+	tokens client.Reader
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -40,6 +40,8 @@ type Options struct {
 	CredentialTTL time.Duration
 	// AgentImage defaults to DefaultAgentImage.
 	AgentImage string
+	Log        logr.Logger
+
 	// CredentialMaxLifetime bounds renewals since registration; 0 means
 	// DefaultCredentialMaxLifetime, negative means unbounded.
 	CredentialMaxLifetime time.Duration
@@ -47,7 +49,6 @@ type Options struct {
 	// IP; JoinRate 0 means DefaultJoinRate, negative means no limit.
 	JoinRate  float64
 	JoinBurst int
-	Log       logr.Logger
 }
 
 // Setup adds the token controller, the clientID index, the endpoint

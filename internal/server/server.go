@@ -76,6 +76,10 @@ type Options struct {
 	KubeAPIBurst int
 	// PprofAddress serves Go profiles (debugging and benchmarks); empty is off.
 	PprofAddress string
+	Log          logr.Logger
+	// Out receives the start-up banner.
+	Out io.Writer
+
 	// EndpointLimits bound connections and requests on the endpoint.
 	EndpointLimits endpoint.Limits
 	// CredentialMaxLifetime bounds cluster credential renewals since
@@ -85,9 +89,6 @@ type Options struct {
 	// IP (0 = registration's defaults, negative rate = off).
 	JoinRate  float64
 	JoinBurst int
-	Log       logr.Logger
-	// Out receives the start-up banner.
-	Out io.Writer
 }
 
 // Client-side rate limits of the manager's Kubernetes client.
@@ -212,13 +213,10 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	ep := endpoint.New(endpoint.Options{
-		MetricsAuth:       mauth,
-		Limits:            o.EndpointLimits,
-		StreamingPrefixes: streamingPrefixes,
-		CACertPEM:         ca.CertPEM,
-		ClientCA:          ca.Cert,
-		GetCertificate:    func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return serving, nil },
-		Gatherer:          metrics.Registry,
+		CACertPEM:      ca.CertPEM,
+		ClientCA:       ca.Cert,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return serving, nil },
+		Gatherer:       metrics.Registry,
 		Ready: func(r *http.Request) error {
 			if !cacheSynced.Load() {
 				return errors.New("caches not synced")
@@ -226,6 +224,10 @@ func Run(ctx context.Context, o Options) error {
 			return nil
 		},
 		Log: log,
+
+		MetricsAuth:       mauth,
+		Limits:            o.EndpointLimits,
+		StreamingPrefixes: streamingPrefixes,
 	})
 
 	if err := registerRoutes(ep, routeDeps{mgr: mgr, ca: ca, externalURL: externalURL, log: log,
