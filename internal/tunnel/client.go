@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -89,7 +91,10 @@ func (c *Client) once(ctx context.Context) error {
 			return ErrUnauthorized
 		}
 		if resp != nil {
-			return fmt.Errorf("dialing %s: %s", c.URL, resp.Status)
+			// The manager says why (e.g. 409: the cluster's tunnel is
+			// alive elsewhere); the agent's log shows it.
+			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+			return fmt.Errorf("dialing %s: %s: %s", c.URL, resp.Status, strings.TrimSpace(string(msg)))
 		}
 		return fmt.Errorf("dialing %s: %w", c.URL, err)
 	}
