@@ -17,12 +17,22 @@ import (
 
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/client-go/kubernetes"
 )
 
 // CacheTTL is how long a successful TokenReview is reused. A revoked token
 // (deleted ServiceAccount) stops working at most this long after.
 const CacheTTL = 10 * time.Second
+
+// FailureCacheTTL is how long a refused token is refused without asking the
+// kube-apiserver again: a flood of bad tokens costs one TokenReview per
+// distinct token per period, not one per request.
+const FailureCacheTTL = 5 * time.Second
+
+// cacheSize bounds each cache (least recently used entries go first), so a
+// flood of distinct tokens cannot grow memory.
+const cacheSize = 10000
 
 // User is an authenticated caller.
 type User struct {
@@ -39,13 +49,17 @@ var ErrUnauthenticated = errors.New("no valid credential: send a bearer token or
 type Authenticator struct {
 	Client kubernetes.Interface
 
-	mu    sync.Mutex
-	cache map[[32]byte]cached
+	once   sync.Once
+	good   *cache.LRUExpireCache // sha256(token) -> *User
+	failed *cache.LRUExpireCache // sha256(token) -> struct{}
 }
 
-type cached struct {
-	user    *User
-	expires time.Time
+func (a *Authenticator) caches() (good, failed *cache.LRUExpireCache) {
+	a.once.Do(func() {
+		a.good = cache.NewLRUExpireCache(cacheSize)
+		a.failed = cache.NewLRUExpireCache(cacheSize)
+	})
+	return a.good, a.failed
 }
 
 // BearerToken returns the request's bearer token, if any.
@@ -72,21 +86,23 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request) (*Use
 	return nil, ErrUnauthenticated
 }
 
-// Token checks a bearer token with a TokenReview.
+// Token checks a bearer token with a TokenReview. Both answers are cached
+// briefly: successes for CacheTTL, refusals for FailureCacheTTL.
 func (a *Authenticator) Token(ctx context.Context, token string) (*User, error) {
 	key := sha256.Sum256([]byte(token))
-	now := time.Now()
-	a.mu.Lock()
-	if c, ok := a.cache[key]; ok && now.Before(c.expires) {
-		a.mu.Unlock()
-		return c.user, nil
+	good, failed := a.caches()
+	if u, ok := good.Get(key); ok {
+		return u.(*User), nil
 	}
-	a.mu.Unlock()
+	if _, ok := failed.Get(key); ok {
+		return nil, ErrUnauthenticated
+	}
 	tr, err := a.Client.AuthenticationV1().TokenReviews().Create(ctx, &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token}}, metav1.CreateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("reviewing token: %w", err)
 	}
 	if !tr.Status.Authenticated {
+		failed.Add(key, struct{}{}, FailureCacheTTL)
 		return nil, ErrUnauthenticated
 	}
 	u := &User{Name: tr.Status.User.Username, UID: tr.Status.User.UID, Groups: tr.Status.User.Groups}
@@ -96,12 +112,7 @@ func (a *Authenticator) Token(ctx context.Context, token string) (*User, error) 
 			u.Extra[k] = v
 		}
 	}
-	a.mu.Lock()
-	if a.cache == nil || len(a.cache) > 10000 {
-		a.cache = map[[32]byte]cached{}
-	}
-	a.cache[key] = cached{user: u, expires: now.Add(CacheTTL)}
-	a.mu.Unlock()
+	good.Add(key, u, CacheTTL)
 	return u, nil
 }
 

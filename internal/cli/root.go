@@ -63,6 +63,7 @@ Start with:  edgefleet server --data-dir ./edgefleet-data`,
 		newSeedImageCommand(g),
 		newTokenCommand(g),
 		newKubeconfigCommand(g),
+		newClusterCommand(g),
 		newFleetTestCommand(),
 	)
 	return root

@@ -18,6 +18,7 @@ import (
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
 	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/registration"
 )
 
 // TunnelLease is the Lease, in each cluster's namespace, that the replica
@@ -62,18 +63,13 @@ func (s *Server) probeLoop(ctx context.Context) error {
 // and, on success, renews the cluster's tunnel Lease.
 func (s *Server) probe(ctx context.Context, key types.NamespacedName, e *entry) {
 	log := s.opts.Log.WithValues("Cluster", key.String())
-	pctx, cancel := context.WithTimeout(ctx, max(s.opts.ProbeInterval, 5*time.Second))
-	defer cancel()
-	req, _ := http.NewRequestWithContext(pctx, http.MethodGet, "http://"+joinapi.TunnelAPIServerHost+"/version", nil)
-	resp, err := e.transport.RoundTrip(req)
-	if err != nil {
-		log.V(1).Info("Tunnel probe failed", "error", err.Error())
+	if why := s.revoked(ctx, key, e); why != "" {
+		log.Info("Closing the tunnel of a revoked credential", "reason", why)
+		_ = e.sess.Close()
 		return
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		log.V(1).Info("Tunnel probe failed", "status", resp.Status)
+	if err := s.probeOnce(ctx, e, max(s.opts.ProbeInterval, 5*time.Second)); err != nil {
+		log.V(1).Info("Tunnel probe failed", "error", err.Error())
 		return
 	}
 	now := time.Now()
@@ -90,6 +86,41 @@ func (s *Server) probe(ctx context.Context, key types.NamespacedName, e *entry) 
 	s.mu.Lock()
 	e.renewed = now
 	s.mu.Unlock()
+}
+
+// probeOnce sends GET /version through the session.
+func (s *Server) probeOnce(ctx context.Context, e *entry, timeout time.Duration) error {
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(pctx, http.MethodGet, "http://"+joinapi.TunnelAPIServerHost+"/version", nil)
+	resp, err := e.transport.RoundTrip(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /version: %s", resp.Status)
+	}
+	return nil
+}
+
+// revoked says why a session must close ("" if not): its Cluster is gone,
+// or its credential generation was revoked since it connected.
+func (s *Server) revoked(ctx context.Context, key types.NamespacedName, e *entry) string {
+	var cluster fleetv1.Cluster
+	err := s.cache.Get(ctx, key, &cluster)
+	switch {
+	case apierrors.IsNotFound(err):
+		return "the Cluster was deleted"
+	case err != nil:
+		return ""
+	case !cluster.DeletionTimestamp.IsZero():
+		return "the Cluster is being deleted"
+	case registration.CredentialGeneration(&cluster) != e.generation:
+		return "the cluster's credentials were revoked"
+	}
+	return ""
 }
 
 func (s *Server) renewLease(ctx context.Context, key types.NamespacedName, now time.Time) error {

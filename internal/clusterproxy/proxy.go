@@ -83,6 +83,15 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusNotFound, err.Error())
 		return
 	}
+	if err := s.authorize(r.Context(), user, key); err != nil {
+		var f *forbidden
+		if errors.As(err, &f) {
+			writeStatus(w, http.StatusForbidden, err.Error())
+		} else {
+			writeStatus(w, http.StatusServiceUnavailable, err.Error())
+		}
+		return
+	}
 	e := s.session(key)
 	if e == nil {
 		// Another replica may hold the tunnel (forward.go).
@@ -112,8 +121,10 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 	rp.ServeHTTP(w, r)
 }
 
-// setIdentity replaces the caller's credentials with impersonation headers.
-func setIdentity(h http.Header, u *authn.User) {
+// setIdentity replaces the caller's credentials with impersonation headers
+// for the caller's downstream identity (DownstreamIdentity).
+func setIdentity(h http.Header, caller *authn.User) {
+	u := DownstreamIdentity(caller)
 	h.Del("Authorization")
 	for k := range h {
 		if strings.HasPrefix(strings.ToLower(k), "impersonate-") {
@@ -125,9 +136,6 @@ func setIdentity(h http.Header, u *authn.User) {
 		h.Set("Impersonate-Uid", u.UID)
 	}
 	for _, g := range u.Groups {
-		if g == "system:authenticated" {
-			continue // added downstream for every impersonated user
-		}
 		h.Add("Impersonate-Group", g)
 	}
 	for k, vs := range u.Extra {
@@ -141,6 +149,6 @@ func setIdentity(h http.Header, u *authn.User) {
 func writeStatus(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	reason := map[int]string{401: "Unauthorized", 404: "NotFound", 502: "InternalError", 503: "ServiceUnavailable"}[code]
+	reason := map[int]string{401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 502: "InternalError", 503: "ServiceUnavailable"}[code]
 	_ = json.NewEncoder(w).Encode(map[string]any{"kind": "Status", "apiVersion": "v1", "metadata": map[string]any{}, "status": "Failure", "message": msg, "reason": reason, "code": code})
 }

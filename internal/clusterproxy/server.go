@@ -15,10 +15,13 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/edgefleet/edgefleet/internal/authn"
 	"github.com/edgefleet/edgefleet/internal/joinapi"
@@ -69,6 +72,8 @@ type Server struct {
 	client client.Client // direct
 	cache  client.Reader
 	auth   *authn.Authenticator
+	authz  *authn.Authorizer
+	events events.EventRecorder
 	// peers reaches other replicas (forward.go); nil without Options.Peers.
 	peers http.RoundTripper
 
@@ -80,6 +85,11 @@ type entry struct {
 	sess      *tunnel.Session
 	transport http.RoundTripper
 	renewed   time.Time // last Lease renewal by this replica
+	// generation is the cluster's credential generation the session was
+	// opened under; a revocation bumps it and the next probe closes the
+	// session.
+	generation string
+	remote     string
 }
 
 // Setup adds the tunnel and proxy routes and the probe and liveness loops.
@@ -93,7 +103,7 @@ func Setup(mgr ctrl.Manager, r registration.Router, o Options) (*Server, error) 
 	if err != nil {
 		return nil, fmt.Errorf("creating tunnel clientset: %w", err)
 	}
-	s := &Server{opts: o, client: direct, cache: mgr.GetClient(), auth: &authn.Authenticator{Client: cs}, sessions: map[types.NamespacedName]*entry{}}
+	s := &Server{opts: o, client: direct, cache: mgr.GetClient(), auth: &authn.Authenticator{Client: cs}, authz: &authn.Authorizer{Client: cs}, events: mgr.GetEventRecorder("edgefleet-tunnel"), sessions: map[types.NamespacedName]*entry{}}
 	if o.Peers != nil {
 		s.peers = o.Peers.transport()
 	}
@@ -105,11 +115,17 @@ func Setup(mgr ctrl.Manager, r registration.Router, o Options) (*Server, error) 
 	if err := mgr.Add(&liveness{server: s}); err != nil {
 		return nil, err
 	}
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return ensureProxyClusterRole(ctx, direct) })); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
 // serveTunnel accepts an agent's websocket, authenticated by its cluster
-// credential. A newer session for the same cluster replaces an older one.
+// credential. One session per cluster: while a cluster's session answers
+// its liveness probe (here, or on the replica holding its tunnel Lease), a
+// second one is refused with 409, so a stolen credential cannot silently
+// take over a live cluster's tunnel; a dead session is replaced.
 func (s *Server) serveTunnel(w http.ResponseWriter, r *http.Request) {
 	cluster, err := registration.ClusterOf(r.Context(), s.auth, s.client, r)
 	if err != nil {
@@ -118,14 +134,30 @@ func (s *Server) serveTunnel(w http.ResponseWriter, r *http.Request) {
 	}
 	key := types.NamespacedName{Namespace: cluster.Namespace, Name: cluster.Name}
 	log := s.opts.Log.WithValues("Cluster", key.String())
+	old := s.session(key)
+	if reason := s.liveTunnel(r.Context(), key, old); reason != "" {
+		log.Info("Refused a second tunnel for a cluster whose tunnel is alive", "remote", r.RemoteAddr, "live", reason)
+		// An Event on the Cluster surfaces it to admins: the credential is
+		// in two places.
+		s.events.Eventf(cluster, nil, corev1.EventTypeWarning, "TunnelTakeoverRefused", "ConnectTunnel",
+			"Refused a second tunnel from %s: the cluster's tunnel is alive (%s). If the refused one is the real agent, revoke the credential with `edgefleet cluster revoke`.", r.RemoteAddr, reason)
+		http.Error(w, fmt.Sprintf("cluster %s already has a live tunnel (%s): a second one is refused while the first answers its probes; if this agent is the real one, the other holder has this cluster's credential: revoke it with `edgefleet cluster revoke`", key, reason), http.StatusConflict)
+		return
+	}
 	sess, err := tunnel.Accept(w, r)
 	if err != nil {
 		log.Info("Tunnel upgrade failed", "error", err.Error())
 		return
 	}
-	e := &entry{sess: sess, transport: sess.Transport()}
+	e := &entry{sess: sess, transport: sess.Transport(), generation: registration.CredentialGeneration(cluster), remote: r.RemoteAddr}
 	s.mu.Lock()
-	old := s.sessions[key]
+	if s.sessions[key] != old {
+		// Another session won the race since the check.
+		s.mu.Unlock()
+		_ = sess.Close()
+		log.Info("Closed a concurrent second tunnel for a cluster", "remote", r.RemoteAddr)
+		return
+	}
 	s.sessions[key] = e
 	s.mu.Unlock()
 	if old != nil {
@@ -142,6 +174,25 @@ func (s *Server) serveTunnel(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		log.Info("Agent tunnel disconnected")
 	}()
+}
+
+// liveTunnel says why key's tunnel counts as alive ("" if it does not): this
+// replica's session answers a probe now, or another replica renewed the
+// tunnel Lease recently (its probes decide there).
+func (s *Server) liveTunnel(ctx context.Context, key types.NamespacedName, local *entry) string {
+	if local != nil {
+		// Short: the new agent waits for this answer within its
+		// websocket handshake timeout (10 s).
+		if err := s.probeOnce(ctx, local, 3*time.Second); err == nil {
+			return "session from " + local.remote + " on this replica answers"
+		}
+		return ""
+	}
+	holder, err := s.tunnelHolder(ctx, key)
+	if err != nil || holder == "" || holder == s.opts.Identity {
+		return ""
+	}
+	return "held by replica " + holder + ", which probed it within " + s.opts.tunnelStale().String()
 }
 
 func (s *Server) session(key types.NamespacedName) *entry {

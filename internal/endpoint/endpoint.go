@@ -11,11 +11,13 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 )
 
 // Options configure the endpoint.
@@ -32,8 +34,21 @@ type Options struct {
 	ClientCAs func(context.Context) *x509.CertPool
 	// GetCertificate supplies the serving certificate.
 	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
-	// Gatherer is exposed at /metrics.
+	// Gatherer is exposed at /metrics to callers MetricsAuth lets in.
 	Gatherer prometheus.Gatherer
+	// MetricsAuth decides who may read /metrics (the server: an
+	// authenticated caller allowed "get" on the non-resource URL /metrics by
+	// the manager's RBAC). It returns the HTTP status and message of a
+	// refusal, or 0. Without it /metrics is not served.
+	MetricsAuth func(*http.Request) (status int, msg string)
+	// Limits of the listener and of each connection; zero values take the
+	// Default* constants.
+	Limits Limits
+	// StreamingPrefixes are the path prefixes of long-lived requests
+	// (tunnels, watches, exec/attach/port-forward, downloads): the
+	// server-wide read and write timeouts do not apply to them. Their
+	// handlers authenticate before streaming.
+	StreamingPrefixes []string
 	// Ready reports whether the manager can do its work (nil error = ready).
 	Ready func(*http.Request) error
 	Log   logr.Logger
@@ -68,8 +83,15 @@ func New(opts Options) *Server {
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		_, _ = w.Write(opts.CACertPEM)
 	})
-	if opts.Gatherer != nil {
-		s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	if opts.Gatherer != nil && opts.MetricsAuth != nil {
+		metrics := promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})
+		s.mux.Handle("GET /metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if code, msg := opts.MetricsAuth(r); code != 0 {
+				http.Error(w, msg, code)
+				return
+			}
+			metrics.ServeHTTP(w, r)
+		}))
 	}
 	return s
 }
@@ -86,9 +108,14 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		clientCAs.AddCert(s.opts.ClientCA)
 		clientAuth = tls.VerifyClientCertIfGiven
 	}
+	lim := s.opts.Limits.withDefaults()
 	srv := &http.Server{
-		Handler:           s.mux,
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler:           s.streaming(s.mux),
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		ReadTimeout:       lim.ReadTimeout,
+		WriteTimeout:      lim.WriteTimeout,
+		IdleTimeout:       lim.IdleTimeout,
+		MaxHeaderBytes:    lim.MaxHeaderBytes,
 		TLSConfig: &tls.Config{
 			GetCertificate: s.opts.GetCertificate,
 			MinVersion:     tls.VersionTLS12,
@@ -109,7 +136,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		}
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ServeTLS(l, "", "") }()
+	go func() { errc <- srv.ServeTLS(netutil.LimitListener(l, lim.MaxConnections), "", "") }()
 	select {
 	case err := <-errc:
 		return err
@@ -122,4 +149,67 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		err = e
 	}
 	return err
+}
+
+// Defaults of Limits.
+const (
+	// DefaultReadHeaderTimeout closes a connection whose request header is
+	// not complete in time (slowloris); it also bounds the TLS handshake.
+	DefaultReadHeaderTimeout = 10 * time.Second
+	// DefaultReadTimeout bounds reading a whole ordinary request, body
+	// included.
+	DefaultReadTimeout = time.Minute
+	// DefaultWriteTimeout bounds answering an ordinary request.
+	DefaultWriteTimeout = 2 * time.Minute
+	// DefaultIdleTimeout closes a keep-alive connection with no request.
+	DefaultIdleTimeout = 90 * time.Second
+	// DefaultMaxHeaderBytes bounds a request's header.
+	DefaultMaxHeaderBytes = 64 << 10
+	// DefaultMaxConnections caps concurrent connections: each agent holds
+	// about two (tunnel, manager API), so 20000 serves 10000 clusters;
+	// beyond it new connections wait in the kernel's accept queue.
+	DefaultMaxConnections = 20000
+)
+
+// Limits bound what one caller can hold of the endpoint.
+type Limits struct {
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	MaxHeaderBytes, MaxConnections                            int
+}
+
+func (l Limits) withDefaults() Limits {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&l.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	def(&l.ReadTimeout, DefaultReadTimeout)
+	def(&l.WriteTimeout, DefaultWriteTimeout)
+	def(&l.IdleTimeout, DefaultIdleTimeout)
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if l.MaxConnections <= 0 {
+		l.MaxConnections = DefaultMaxConnections
+	}
+	return l
+}
+
+// streaming lifts the read and write deadlines of requests under
+// StreamingPrefixes: a watch, a tunnel or an exec session lives as long as
+// its caller wants. The header timeout still applied to them, and a
+// hijacked connection keeps no deadline the server set.
+func (s *Server) streaming(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, p := range s.opts.StreamingPrefixes {
+			if strings.HasPrefix(r.URL.Path, p) {
+				rc := http.NewResponseController(w)
+				_ = rc.SetReadDeadline(time.Time{})
+				_ = rc.SetWriteDeadline(time.Time{})
+				break
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -115,3 +115,12 @@ var ImpersonatorRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{""}, Resources: []string{"users", "groups", "serviceaccounts"}, Verbs: []string{"impersonate"}},
 	{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"*"}, Verbs: []string{"impersonate"}},
 }
+
+// ManagerAdminsGroup is the downstream group of the manager's admins
+// (system:masters on the manager) in kube-api proxy requests; the agent binds
+// it to cluster-admin with ClusterRoleBinding ManagerAdminsBinding. The
+// manager never sends system:masters downstream.
+const (
+	ManagerAdminsGroup   = "edgefleet:manager-admins"
+	ManagerAdminsBinding = "edgefleet-manager-admins"
+)

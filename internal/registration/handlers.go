@@ -40,6 +40,11 @@ type handlers struct {
 	agentImage    string
 	now           func() time.Time
 	log           logr.Logger
+
+	// maxLifetime bounds renewals since registration (0 = unbounded).
+	maxLifetime time.Duration
+	// tokens is the cache of registration token Secrets (tokenindex.go).
+	tokens client.Reader
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -63,7 +68,7 @@ func (h *handlers) lookupToken(ctx context.Context, token string) (*fleetv1.Clus
 		return nil, errInvalidToken
 	}
 	var secrets corev1.SecretList
-	if err := h.client.List(ctx, &secrets, client.MatchingLabels{TokenHashLabel: TokenHash(token)}); err != nil {
+	if err := h.tokens.List(ctx, &secrets, client.MatchingFields{tokenHashIndex: TokenHash(token)}); err != nil {
 		return nil, fmt.Errorf("looking up token: %w", err)
 	}
 	for i := range secrets.Items {
@@ -121,7 +126,7 @@ func (h *handlers) register(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "registration failed, retry: %v", err)
 		return
 	}
-	resp, err := h.issue(ctx, cluster)
+	resp, err := h.issue(ctx, cluster, false)
 	if err != nil {
 		log.Error(err, "Registration failed")
 		writeError(w, http.StatusServiceUnavailable, "registration failed, retry: %v", err)
@@ -132,8 +137,9 @@ func (h *handlers) register(w http.ResponseWriter, r *http.Request) {
 }
 
 // issue provisions the cluster's namespace and RBAC and returns a fresh
-// credential.
-func (h *handlers) issue(ctx context.Context, cluster *fleetv1.Cluster) (*joinapi.RegisterResponse, error) {
+// credential. A registration (renewing false) restarts the credential's
+// lifetime; a renewal is refused past it.
+func (h *handlers) issue(ctx context.Context, cluster *fleetv1.Cluster, renewing bool) (*joinapi.RegisterResponse, error) {
 	ns, err := h.ensureNamespace(ctx, cluster)
 	if err != nil {
 		return nil, err
@@ -141,7 +147,16 @@ func (h *handlers) issue(ctx context.Context, cluster *fleetv1.Cluster) (*joinap
 	if err := h.ensureRBAC(ctx, cluster, ns); err != nil {
 		return nil, err
 	}
-	secs := int64(h.credentialTTL / time.Second)
+	if !renewing {
+		if err := h.stampRegistration(ctx, cluster, ns.Name); err != nil {
+			return nil, err
+		}
+	}
+	ttl, err := h.tokenTTL(ctx, cluster, ns.Name, renewing)
+	if err != nil {
+		return nil, err
+	}
+	secs := int64(ttl / time.Second)
 	tr, err := h.clientset.CoreV1().ServiceAccounts(ns.Name).CreateToken(ctx, joinapi.ClusterServiceAccount,
 		&authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
 	if err != nil {
@@ -166,7 +181,13 @@ func (h *handlers) renew(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "%v", err)
 		return
 	}
-	resp, err := h.issue(ctx, cluster)
+	resp, err := h.issue(ctx, cluster, true)
+	var ended *lifetimeEnded
+	if errors.As(err, &ended) {
+		h.log.Info("Refused renewal past the credential's maximum lifetime", "Cluster", klogRef(cluster), "registered", ended.registered)
+		writeError(w, http.StatusUnauthorized, "%v", err)
+		return
+	}
 	if err != nil {
 		h.log.Error(err, "Renewing credential failed", "Cluster", klogRef(cluster))
 		writeError(w, http.StatusServiceUnavailable, "renewing the credential failed, retry: %v", err)
@@ -198,6 +219,9 @@ func ClusterOf(ctx context.Context, a *authn.Authenticator, c client.Reader, r *
 	key := client.ObjectKey{Namespace: ns.Labels[fleetv1.ClusterNamespaceLabel], Name: ns.Labels[fleetv1.ClusterNameLabel]}
 	if err := c.Get(ctx, key, &cluster); err != nil || !cluster.DeletionTimestamp.IsZero() {
 		return nil, fmt.Errorf("cluster %s of this credential no longer exists", key)
+	}
+	if _, err := checkServiceAccount(ctx, c, u, nsName, &cluster); err != nil {
+		return nil, err
 	}
 	return &cluster, nil
 }

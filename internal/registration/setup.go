@@ -41,6 +41,14 @@ type Options struct {
 	// AgentImage defaults to DefaultAgentImage.
 	AgentImage string
 	Log        logr.Logger
+
+	// CredentialMaxLifetime bounds renewals since registration; 0 means
+	// DefaultCredentialMaxLifetime, negative means unbounded.
+	CredentialMaxLifetime time.Duration
+	// JoinRate and JoinBurst limit /v1/register and /v1/import per source
+	// IP; JoinRate 0 means DefaultJoinRate, negative means no limit.
+	JoinRate  float64
+	JoinBurst int
 }
 
 // Setup adds the token controller, the clientID index, the endpoint
@@ -51,6 +59,12 @@ func Setup(mgr ctrl.Manager, r Router, o Options) error {
 	}
 	if o.AgentImage == "" {
 		o.AgentImage = DefaultAgentImage
+	}
+	if o.CredentialMaxLifetime == 0 {
+		o.CredentialMaxLifetime = DefaultCredentialMaxLifetime
+	}
+	if o.JoinRate == 0 {
+		o.JoinRate, o.JoinBurst = DefaultJoinRate, DefaultJoinBurst
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &fleetv1.Cluster{}, ClientIDIndex, func(o client.Object) []string {
 		if id := o.(*fleetv1.Cluster).Spec.ClientID; id != "" {
@@ -71,7 +85,17 @@ func Setup(mgr ctrl.Manager, r Router, o Options) error {
 	if err != nil {
 		return fmt.Errorf("creating registration clientset: %w", err)
 	}
+	tokens, err := newTokenSecretCache(mgr.GetConfig(), mgr.GetScheme())
+	if err != nil {
+		return err
+	}
+	// On every replica, like the routes that read it (a bare cache would
+	// start on the leader only).
+	if err := mgr.Add(everyReplica{tokens}); err != nil {
+		return fmt.Errorf("adding the token Secret cache: %w", err)
+	}
 	h := &handlers{
+		tokens: tokens, maxLifetime: max(o.CredentialMaxLifetime, 0),
 		client: direct, cache: mgr.GetClient(), clientset: cs, auth: &authn.Authenticator{Client: cs},
 		externalURL: o.ExternalURL, caPEM: o.CACertPEM, credentialTTL: o.CredentialTTL, agentImage: o.AgentImage,
 		now: time.Now, log: o.Log.WithName("registration"),
@@ -80,9 +104,10 @@ func Setup(mgr ctrl.Manager, r Router, o Options) error {
 	if err != nil {
 		return err
 	}
-	r.Handle("POST "+joinapi.RegisterPath, http.HandlerFunc(h.register))
+	limit := newSourceLimiter(o.JoinRate, o.JoinBurst)
+	r.Handle("POST "+joinapi.RegisterPath, limit.wrap(h.register))
 	r.Handle("POST "+joinapi.RenewPath, http.HandlerFunc(h.renew))
-	r.Handle("GET "+joinapi.ImportPathPrefix+"{file}", http.HandlerFunc(h.importManifest))
+	r.Handle("GET "+joinapi.ImportPathPrefix+"{file}", limit.wrap(h.importManifest))
 	r.Handle(joinapi.ManagerAPIPrefix+"/", proxy)
 	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		return publishEndpoint(ctx, direct, o)

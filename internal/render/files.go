@@ -25,6 +25,9 @@ func decodeFiles(m *content.Manifest) (files, error) {
 	if m == nil {
 		return out, nil
 	}
+	// One budget for the whole bundle: many small compressed files must
+	// not expand, together, beyond what one file may.
+	budget := int64(MaxDecodedBundleSize)
 	for i, r := range m.Resources {
 		name, err := cleanPath(r.Name)
 		if err != nil {
@@ -34,23 +37,41 @@ func decodeFiles(m *content.Manifest) (files, error) {
 			// Fleet names unnamed resources by position; keep them reachable.
 			name = fmt.Sprintf("manifests/file%03d.yaml", i)
 		}
-		data, err := decodeContent(r.Content, r.Encoding)
+		data, err := decodeContent(r.Content, r.Encoding, budget)
 		if err != nil {
 			return nil, &Error{File: name, Err: err}
 		}
+		budget -= int64(len(data))
 		out[name] = data
 	}
 	return out, nil
 }
 
-func decodeContent(s, encoding string) ([]byte, error) {
+// MaxDecodedBundleSize bounds a bundle's files together once decoded and
+// decompressed: a compression bomb (or many) in a forged Content fails with
+// an error instead of exhausting the agent's memory.
+var MaxDecodedBundleSize = content.MaxManifestSize
+
+// errBundleTooLarge names the limit and what to do.
+func errBundleTooLarge() error {
+	return fmt.Errorf("the bundle's files are larger than %d MiB together once decoded and decompressed: split the bundle", MaxDecodedBundleSize>>20)
+}
+
+// decodeContent decodes one file, failing when it exceeds budget bytes.
+func decodeContent(s, encoding string, budget int64) ([]byte, error) {
 	switch encoding {
 	case "":
+		if int64(len(s)) > budget {
+			return nil, errBundleTooLarge()
+		}
 		return []byte(s), nil
 	case "base64":
 		data, err := base64.StdEncoding.DecodeString(s)
 		if err != nil {
 			return nil, fmt.Errorf("decoding base64 content: %w", err)
+		}
+		if int64(len(data)) > budget {
+			return nil, errBundleTooLarge()
 		}
 		return data, nil
 	case "base64+gz":
@@ -63,12 +84,12 @@ func decodeContent(s, encoding string) ([]byte, error) {
 			return nil, fmt.Errorf("decompressing content: %w", err)
 		}
 		defer func() { _ = zr.Close() }()
-		data, err := io.ReadAll(io.LimitReader(zr, content.MaxManifestSize+1))
+		data, err := io.ReadAll(io.LimitReader(zr, budget+1))
 		if err != nil {
 			return nil, fmt.Errorf("decompressing content: %w", err)
 		}
-		if len(data) > content.MaxManifestSize {
-			return nil, fmt.Errorf("content is larger than %d bytes once decompressed", content.MaxManifestSize)
+		if int64(len(data)) > budget {
+			return nil, errBundleTooLarge()
 		}
 		return data, nil
 	default:

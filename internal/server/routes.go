@@ -36,6 +36,10 @@ type routeDeps struct {
 	dataDir string
 	// seedSources limits where SeedImage base images come from.
 	seedSources seedimage.Sources
+	// Cluster credential lifetime and join-route rate limit (registration.Options).
+	credentialMaxLifetime time.Duration
+	joinRate              float64
+	joinBurst             int
 }
 
 // registerRoutes adds each capability's routes (registration, import
@@ -43,7 +47,8 @@ type routeDeps struct {
 // package adds one line here.
 func registerRoutes(ep *endpoint.Server, d routeDeps) error {
 	ep.Handle("POST "+webhook.Path, &webhook.Handler{Reader: d.mgr.GetAPIReader(), Writer: d.mgr.GetClient(), SystemNamespace: SystemNamespace, Log: d.log.WithName("webhook")})
-	if err := registration.Setup(d.mgr, ep, registration.Options{ExternalURL: d.externalURL, CACertPEM: d.ca.CertPEM, Log: d.log}); err != nil {
+	if err := registration.Setup(d.mgr, ep, registration.Options{ExternalURL: d.externalURL, CACertPEM: d.ca.CertPEM, Log: d.log,
+		CredentialMaxLifetime: d.credentialMaxLifetime, JoinRate: d.joinRate, JoinBurst: d.joinBurst}); err != nil {
 		return err
 	}
 	if err := machineregistration.Setup(context.Background(), d.mgr, ep, machineregistration.Options{ExternalURL: d.externalURL, CACertPEM: d.ca.CertPEM}); err != nil {

@@ -89,6 +89,16 @@ type Options struct {
 	Log          logr.Logger
 	// Out receives the start-up banner.
 	Out io.Writer
+
+	// EndpointLimits bound connections and requests on the endpoint.
+	EndpointLimits endpoint.Limits
+	// CredentialMaxLifetime bounds cluster credential renewals since
+	// registration (0 = registration's default, negative = unbounded).
+	CredentialMaxLifetime time.Duration
+	// JoinRate and JoinBurst limit /v1/register and /v1/import per source
+	// IP (0 = registration's defaults, negative rate = off).
+	JoinRate  float64
+	JoinBurst int
 }
 
 // Client-side rate limits of the manager's Kubernetes client.
@@ -222,6 +232,10 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	mauth, err := metricsAuth(cluster.restConfig)
+	if err != nil {
+		return err
+	}
 	ep := endpoint.New(endpoint.Options{
 		CACertPEM: ca.CertPEM,
 		ClientCAs: func(ctx context.Context) *x509.CertPool { return peers.ClientCAs(ctx, userCAs) },
@@ -239,10 +253,15 @@ func Run(ctx context.Context, o Options) error {
 			return nil
 		},
 		Log: log,
+
+		MetricsAuth:       mauth,
+		Limits:            o.EndpointLimits,
+		StreamingPrefixes: streamingPrefixes,
 	})
 
 	if err := registerRoutes(ep, routeDeps{mgr: mgr, ca: ca, externalURL: externalURL, log: log,
-		identity: identity, peers: peers, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval, dataDir: o.DataDir, seedSources: o.SeedSources}); err != nil {
+		identity: identity, peers: peers, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval, dataDir: o.DataDir, seedSources: o.SeedSources,
+		credentialMaxLifetime: o.CredentialMaxLifetime, joinRate: o.JoinRate, joinBurst: o.JoinBurst}); err != nil {
 		return err
 	}
 

@@ -5,12 +5,15 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/gorilla/websocket"
+	"golang.org/x/net/netutil"
 )
 
 // Backoff bounds of the agent's reconnect loop: the wait doubles from
@@ -88,7 +91,10 @@ func (c *Client) once(ctx context.Context) error {
 			return ErrUnauthorized
 		}
 		if resp != nil {
-			return fmt.Errorf("dialing %s: %s", c.URL, resp.Status)
+			// The manager says why (e.g. 409: the cluster's tunnel is
+			// alive elsewhere); the agent's log shows it.
+			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+			return fmt.Errorf("dialing %s: %s: %s", c.URL, resp.Status, strings.TrimSpace(string(msg)))
 		}
 		return fmt.Errorf("dialing %s: %w", c.URL, err)
 	}
@@ -109,7 +115,7 @@ func (c *Client) once(ctx context.Context) error {
 		_ = srv.Close()
 		_ = s.Close()
 	}()
-	err = srv.Serve(s)
+	err = srv.Serve(netutil.LimitListener(s, MaxStreams))
 	if errors.Is(err, http.ErrServerClosed) || ctx.Err() != nil {
 		return errors.New("session closed")
 	}

@@ -43,9 +43,22 @@ func Config() *yamux.Config {
 	c.ConnectionWriteTimeout = KeepAliveTimeout
 	c.StreamOpenTimeout = 30 * time.Second
 	c.MaxStreamWindowSize = streamWindow
+	c.AcceptBacklog = AcceptBacklog
 	c.LogOutput = io.Discard
 	return c
 }
+
+// Stream limits. Only the manager opens streams, one per HTTP connection
+// to the agent's API server; it opens at most MaxStreams per session at a
+// time (more requests wait for one to finish), and the agent serves at most
+// MaxStreams at a time with AcceptBacklog more queued (further ones are
+// refused by yamux). A stream the agent opens towards the manager breaks
+// the protocol and ends the session: nothing there would read it, and each
+// could pin a 4 MiB receive window in the manager.
+const (
+	MaxStreams    = 256
+	AcceptBacklog = 64
+)
 
 // wsConn is a websocket as a byte stream (binary messages only), which is
 // what yamux needs.
@@ -123,6 +136,9 @@ func newSession(ws *websocket.Conn, client bool) (*yamux.Session, error) {
 	var err error
 	if client {
 		s, err = yamux.Client(conn, Config())
+		if err == nil {
+			go refuseStreams(s)
+		}
 	} else {
 		s, err = yamux.Server(conn, Config())
 	}
@@ -131,4 +147,14 @@ func newSession(ws *websocket.Conn, client bool) (*yamux.Session, error) {
 		return nil, fmt.Errorf("starting tunnel session: %w", err)
 	}
 	return s, nil
+}
+
+// refuseStreams ends the manager's session when the agent opens a stream.
+func refuseStreams(s *yamux.Session) {
+	st, err := s.AcceptStream()
+	if err != nil {
+		return // session closed
+	}
+	_ = st.Close()
+	_ = s.Close()
 }

@@ -85,6 +85,7 @@ func (s *Session) Transport() *http.Transport {
 			return s.Dial(ctx)
 		},
 		MaxIdleConnsPerHost: 32,
+		MaxConnsPerHost:     MaxStreams,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 	}

@@ -234,7 +234,7 @@ func scrapeAPIServer(ctx context.Context, cfg *rest.Config) (apiCounters, error)
 }
 
 func scrapeManager(m *harness.Manager) (map[string]float64, error) {
-	resp, err := m.HTTP.Get(m.URL + "/metrics")
+	resp, err := m.AdminHTTP.Get(m.URL + "/metrics")
 	if err != nil {
 		return nil, fmt.Errorf("reading manager /metrics: %w", err)
 	}

@@ -27,6 +27,7 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/agent/join"
+	"github.com/edgefleet/edgefleet/internal/clusterproxy"
 	"github.com/edgefleet/edgefleet/internal/devcluster"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
@@ -211,8 +212,11 @@ func TestKubectlStreamingThroughTheProxy(t *testing.T) {
 	}
 	devKC := tokenKubeconfig(t, proxyKC, tr.Status.Token)
 	dev := streamingKubectl{t: t, kubeconfig: devKC}
-	if _, stderr, err := dev.run(nil, "exec", "app", "--", "echo", "hi"); err == nil || !strings.Contains(stderr, "forbidden") || !strings.Contains(stderr, "system:serviceaccount:default:dev") {
-		t.Fatalf("exec by a manager user without downstream rights: err %v, stderr %q: want forbidden for system:serviceaccount:default:dev", err, stderr)
+	// The manager-side right to use this cluster's proxy first; downstream
+	// RBAC then decides, for the mapped name edgefleet:sa:default:dev.
+	grantProxy(ctx, t, m.Client, "default", "dev", fleetNS)
+	if _, stderr, err := dev.run(nil, "exec", "app", "--", "echo", "hi"); err == nil || !strings.Contains(stderr, "forbidden") || !strings.Contains(stderr, "edgefleet:sa:default:dev") {
+		t.Fatalf("exec by a manager user without downstream rights: err %v, stderr %q: want forbidden for edgefleet:sa:default:dev", err, stderr)
 	}
 	if _, err := down.RbacV1().Roles("default").Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "exec"}, Rules: []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get"}},
@@ -222,7 +226,7 @@ func TestKubectlStreamingThroughTheProxy(t *testing.T) {
 	}
 	if _, err := down.RbacV1().RoleBindings("default").Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "exec"},
 		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "exec"},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "system:serviceaccount:default:dev"}}}, metav1.CreateOptions{}); err != nil {
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "edgefleet:sa:default:dev"}}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "exec allowed after a downstream RoleBinding", func() bool {
@@ -362,4 +366,17 @@ func tokenKubeconfig(t *testing.T, from, token string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// grantProxy binds the manager's ServiceAccount saNS/saName to ClusterRole
+// edgefleet-cluster-proxy in clusterNS, the manager-side right to use the
+// kube-api proxy of that namespace's clusters.
+func grantProxy(ctx context.Context, t *testing.T, c client.Client, saNS, saName, clusterNS string) {
+	t.Helper()
+	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: clusterNS, Name: "proxy-" + saNS + "-" + saName},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: clusterproxy.ProxyClusterRole},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: saNS, Name: saName}}}
+	if err := c.Create(ctx, rb); err != nil {
+		t.Fatal(err)
+	}
 }

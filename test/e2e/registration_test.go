@@ -266,7 +266,10 @@ func TestClustersJoinAndAreReachedThroughTheTunnel(t *testing.T) {
 	viewerCfg := restConfig(t, proxyKC)
 	viewerCfg.CertData, viewerCfg.KeyData, viewerCfg.CertFile, viewerCfg.KeyFile, viewerCfg.BearerToken = nil, nil, "", "", tr.Status.Token
 	viewer := kubernetes.NewForConfigOrDie(viewerCfg)
-	if _, err := viewer.CoreV1().ConfigMaps("joined").Get(ctx, "hello", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+	// The manager-side right to use the proxy, then downstream RBAC for
+	// the mapped name edgefleet:sa:default:viewer.
+	grantProxy(ctx, t, m.Client, "default", "viewer", fleetNS)
+	if _, err := viewer.CoreV1().ConfigMaps("joined").Get(ctx, "hello", metav1.GetOptions{}); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "edgefleet:sa:default:viewer") {
 		t.Fatalf("manager user without downstream rights: %v, want 403 from the downstream cluster", err)
 	}
 	if err := clusters[1].Client.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: "joined", Name: "viewer"},
@@ -275,7 +278,7 @@ func TestClustersJoinAndAreReachedThroughTheTunnel(t *testing.T) {
 	}
 	if err := clusters[1].Client.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: "joined", Name: "viewer"},
 		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "viewer"},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "system:serviceaccount:default:viewer"}}}); err != nil {
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "edgefleet:sa:default:viewer"}}}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "manager user granted a downstream Role reads through the proxy", func() bool {

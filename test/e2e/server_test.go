@@ -35,6 +35,18 @@ func get(t *testing.T, m *harness.Manager, path string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+// adminGet is get with the admin kubeconfig's client certificate.
+func adminGet(t *testing.T, m *harness.Manager, path string) (int, string) {
+	t.Helper()
+	resp, err := m.AdminHTTP.Get(m.URL + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
 func TestEmbeddedServerServesAndPersists(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -53,7 +65,7 @@ func TestEmbeddedServerServesAndPersists(t *testing.T) {
 	if code != http.StatusOK || pki.Checksum([]byte(caPEM)) != m.CAChecksum {
 		t.Fatalf("/cacerts does not match the printed checksum %s", m.CAChecksum)
 	}
-	if code, body := get(t, m, "/metrics"); code != http.StatusOK || !strings.Contains(body, "edgefleet_build_info") || !strings.Contains(body, "go_goroutines") {
+	if code, body := adminGet(t, m, "/metrics"); code != http.StatusOK || !strings.Contains(body, "edgefleet_build_info") || !strings.Contains(body, "go_goroutines") {
 		t.Fatalf("/metrics = %d, missing edgefleet_build_info or go_goroutines", code)
 	}
 	if m.Kubeconfig != filepath.Join(dataDir, "kubeconfig") {

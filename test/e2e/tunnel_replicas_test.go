@@ -161,6 +161,7 @@ func TestProxyRequestsAreForwardedToTheReplicaHoldingTheTunnel(t *testing.T) {
 		t.Fatal(err)
 	}
 	viewerToken := tr.Status.Token
+	grantProxy(ctx, t, mgmt.Client, "default", "viewer", fleetNS)
 	viewer := newProxyCaller(t, b, ca.CertPEM, fleetNS, name, nil, nil, viewerToken)
 
 	// kubectl through B: get, apply, and a watch that receives an event.
@@ -190,10 +191,12 @@ func TestProxyRequestsAreForwardedToTheReplicaHoldingTheTunnel(t *testing.T) {
 	})
 
 	// The downstream cluster sees the original callers, not a replica.
-	if u := admin.whoami(ctx, t); u.Username != "fleet-admin" || !slices.Contains(u.Groups, "system:masters") {
+	// Manager groups are mapped: system:masters becomes
+	// edgefleet:manager-admins (bound to cluster-admin by the agent).
+	if u := admin.whoami(ctx, t); u.Username != "fleet-admin" || slices.Contains(u.Groups, "system:masters") || !slices.Contains(u.Groups, joinapi.ManagerAdminsGroup) {
 		t.Fatalf("downstream sees the admin as %+v", u)
 	}
-	if u := viewer.whoami(ctx, t); u.Username != "system:serviceaccount:default:viewer" || slices.Contains(u.Groups, "system:masters") || slices.Contains(u.Groups, clusterproxy.PeerGroup) {
+	if u := viewer.whoami(ctx, t); u.Username != "edgefleet:sa:default:viewer" || slices.Contains(u.Groups, "system:masters") || slices.Contains(u.Groups, clusterproxy.PeerGroup) {
 		t.Fatalf("downstream sees the viewer as %+v", u)
 	}
 	if _, err := kubernetes.NewForConfigOrDie(viewer.cfg).CoreV1().ConfigMaps("replicas").Get(ctx, "forwarded", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
@@ -228,7 +231,7 @@ func TestProxyRequestsAreForwardedToTheReplicaHoldingTheTunnel(t *testing.T) {
 	cmPath := clusterproxy.ClusterPath(fleetNS, name) + "/api/v1/namespaces/replicas/configmaps/forwarded"
 	for _, m := range []*harness.Manager{a, b} {
 		code, body := rawGet(t, m, cmPath, viewerToken, forged)
-		if code != http.StatusForbidden || !strings.Contains(body, "system:serviceaccount:default:viewer") {
+		if code != http.StatusForbidden || !strings.Contains(body, "edgefleet:sa:default:viewer") {
 			t.Fatalf("viewer with forged forwarding headers via %s: %d %s, want 403 for the viewer", m.URL, code, body)
 		}
 	}

@@ -191,6 +191,9 @@ type Manager struct {
 	DataDir    string
 	Client     client.Client
 	HTTP       *http.Client // trusts only the manager's CA
+	// AdminHTTP also presents the admin kubeconfig's client certificate
+	// (embedded managers): for routes that need a manager admin, e.g. /metrics.
+	AdminHTTP *http.Client
 
 	cmd    *exec.Cmd
 	done   chan struct{}
@@ -318,6 +321,10 @@ func (m *Manager) parseBanner() {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
 	m.HTTP = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	m.AdminHTTP = m.HTTP
+	if pair, err := tls.X509KeyPair(cfg.CertData, cfg.KeyData); err == nil {
+		m.AdminHTTP = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}}}
+	}
 	m.Client = c
 	m.URL = values["URL:"]
 }

@@ -38,6 +38,13 @@ func ensureImpersonator(ctx context.Context, c client.Client) error {
 		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
 			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
 			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: joinapi.AgentNamespace, Name: name}}},
+		// The manager's admins arrive as this group, never as
+		// system:masters: they are cluster-admin here through a binding
+		// this cluster's admin can see (and delete while the agent runs;
+		// the agent recreates it when it starts).
+		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: joinapi.ManagerAdminsBinding},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: joinapi.ManagerAdminsGroup}}},
 	}
 	for _, o := range objs {
 		if err := c.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {

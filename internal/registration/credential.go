@@ -1,0 +1,122 @@
+package registration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/authn"
+	"github.com/edgefleet/edgefleet/internal/joinapi"
+)
+
+// DefaultCredentialMaxLifetime bounds how long a cluster keeps renewing its
+// credential after it registered: then renewal is refused and the cluster
+// must register again with a registration token an admin issues. A stolen
+// credential therefore dies at the latest this long after the registration it
+// came from (`edgefleet server --cluster-credential-max-lifetime`; 0 = no
+// bound).
+const DefaultCredentialMaxLifetime = 90 * 24 * time.Hour
+
+// Annotations of credential revocation and lifetime.
+const (
+	// CredentialGenerationAnnotation on a Cluster is bumped by `edgefleet
+	// cluster revoke`; the cluster's ServiceAccount carries the generation it
+	// was registered under. A credential whose ServiceAccount is of another
+	// generation is refused, and a tunnel opened under an older generation is
+	// closed. Agents cannot write Cluster metadata.
+	CredentialGenerationAnnotation = "fleet.edgefleet.io/credential-generation"
+	// RegisteredAtAnnotation on the cluster's ServiceAccount is when the
+	// cluster last registered with a registration token (RFC 3339).
+	RegisteredAtAnnotation = "fleet.edgefleet.io/registered-at"
+)
+
+// minTokenTTL is the kube-apiserver's shortest TokenRequest.
+const minTokenTTL = 10 * time.Minute
+
+// CredentialGeneration is the Cluster's current credential generation.
+func CredentialGeneration(c *fleetv1.Cluster) string {
+	return c.Annotations[CredentialGenerationAnnotation]
+}
+
+// errRevoked is the answer to a credential of a revoked generation.
+var errRevoked = errors.New("cluster credential was revoked (`edgefleet cluster revoke`): register the cluster again with a new registration token")
+
+// checkServiceAccount verifies that u's token belongs to the cluster's
+// current ServiceAccount (a revocation deletes it, so the UID changes) and
+// generation.
+func checkServiceAccount(ctx context.Context, c client.Reader, u *authn.User, nsName string, cluster *fleetv1.Cluster) (*corev1.ServiceAccount, error) {
+	var sa corev1.ServiceAccount
+	if err := c.Get(ctx, client.ObjectKey{Namespace: nsName, Name: joinapi.ClusterServiceAccount}, &sa); err != nil || !sa.DeletionTimestamp.IsZero() {
+		return nil, errRevoked
+	}
+	if u.UID != "" && string(sa.UID) != u.UID {
+		return nil, errRevoked
+	}
+	if sa.Annotations[CredentialGenerationAnnotation] != CredentialGeneration(cluster) {
+		return nil, errRevoked
+	}
+	return &sa, nil
+}
+
+// registeredAt is when the ServiceAccount's cluster last registered; ok is
+// false for a ServiceAccount from before lifetimes were recorded.
+func registeredAt(sa *corev1.ServiceAccount) (t time.Time, ok bool) {
+	t, err := time.Parse(time.RFC3339, sa.Annotations[RegisteredAtAnnotation])
+	return t, err == nil
+}
+
+// stampRegistration records a registration on the cluster's ServiceAccount:
+// its time (the lifetime starts again) and the Cluster's generation.
+func (h *handlers) stampRegistration(ctx context.Context, cluster *fleetv1.Cluster, nsName string) error {
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: nsName, Name: joinapi.ClusterServiceAccount}}
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q,%q:%q}}}`,
+		RegisteredAtAnnotation, h.now().UTC().Format(time.RFC3339), CredentialGenerationAnnotation, CredentialGeneration(cluster))
+	if err := h.client.Patch(ctx, sa, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+		return fmt.Errorf("recording the registration of cluster %s: %w", klogRef(cluster), err)
+	}
+	return nil
+}
+
+// tokenTTL is the credential's life: credentialTTL, cut so that it never
+// outlives the maximum lifetime since registration. renewing reports
+// whether a renewal is asked for; past the lifetime that is refused.
+func (h *handlers) tokenTTL(ctx context.Context, cluster *fleetv1.Cluster, nsName string, renewing bool) (time.Duration, error) {
+	if h.maxLifetime <= 0 {
+		return h.credentialTTL, nil
+	}
+	var sa corev1.ServiceAccount
+	if err := h.client.Get(ctx, client.ObjectKey{Namespace: nsName, Name: joinapi.ClusterServiceAccount}, &sa); err != nil {
+		return 0, fmt.Errorf("reading the ServiceAccount of cluster %s: %w", klogRef(cluster), err)
+	}
+	registered, ok := registeredAt(&sa)
+	if !ok {
+		// Registered before lifetimes were recorded (an upgrade): the
+		// lifetime starts now rather than cutting off every old cluster.
+		if err := h.stampRegistration(ctx, cluster, nsName); err != nil {
+			return 0, err
+		}
+		registered = h.now()
+	}
+	left := registered.Add(h.maxLifetime).Sub(h.now())
+	if renewing && left < minTokenTTL {
+		return 0, &lifetimeEnded{registered: registered, max: h.maxLifetime}
+	}
+	return max(min(h.credentialTTL, left), minTokenTTL), nil
+}
+
+type lifetimeEnded struct {
+	registered time.Time
+	max        time.Duration
+}
+
+func (e *lifetimeEnded) Error() string {
+	return fmt.Sprintf("cluster credential reached its maximum lifetime (%s since registration at %s): register the cluster again with a registration token (the manager's --cluster-credential-max-lifetime)",
+		e.max, e.registered.UTC().Format(time.RFC3339))
+}
