@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
@@ -11,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -322,42 +325,65 @@ func gfWebhookAttacks(t *testing.T, m *harness.Manager, followedURL string) {
 		// held the next one is turned away at once instead of queueing
 		// without bound, and the slow ones are cut off by the read timeout.
 		const slots = webhook.DefaultMaxInFlight
-		var wg sync.WaitGroup
-		codes := make(chan int, slots)
-		var writers []*io.PipeWriter
-		for range slots {
-			pr, pw := io.Pipe()
-			writers = append(writers, pw)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				code, _, _ := post(pr, -1, badSig)
-				codes <- code
-			}()
-			go func() { _, _ = pw.Write([]byte(`{"ref":"refs/heads/main",`)) }()
+		type result struct {
+			code int
+			took time.Duration
+			err  error
 		}
-		t.Cleanup(func() {
-			for _, w := range writers {
-				w.Close()
-			}
-		})
+		results := make(chan result, slots)
+		for range slots {
+			go func() {
+				code, took, err := gfTrickle(m, badSig)
+				results <- result{code, took, err}
+			}()
+		}
 		time.Sleep(2 * time.Second)
 		body := []byte(`{}`)
 		code, msg, took := post(bytes.NewReader(body), int64(len(body)), badSig)
 		if code != http.StatusServiceUnavailable || took > 2*time.Second {
 			t.Fatalf("delivery %d while %d trickle in: HTTP %d %s after %s, want 503 at once", slots+1, slots, code, msg, took)
 		}
-		wg.Wait()
-		close(codes)
-		for c := range codes {
-			if c != http.StatusRequestTimeout && c != -1 {
-				t.Errorf("a delivery trickling in for longer than the read timeout got HTTP %d, want 408", c)
+		for range slots {
+			r := <-results
+			if r.err != nil || r.code != http.StatusRequestTimeout || r.took > webhook.DefaultReadTimeout+5*time.Second {
+				t.Errorf("a delivery trickling in: HTTP %d after %s (%v), want 408 after the %s read timeout", r.code, r.took.Round(time.Millisecond), r.err, webhook.DefaultReadTimeout)
 			}
 		}
 		if code, msg, _ := post(bytes.NewReader(body), int64(len(body)), badSig); code != http.StatusBadRequest {
 			t.Fatalf("after the slow deliveries ended: HTTP %d %s, want 400 (slots released)", code, msg)
 		}
 	})
+}
+
+// gfTrickle sends a push event's headers and the first bytes of its body,
+// then nothing, and returns the manager's answer and when it came.
+func gfTrickle(m *harness.Manager, headers map[string]string) (int, time.Duration, error) {
+	u, err := url.Parse(m.URL)
+	if err != nil {
+		return 0, 0, err
+	}
+	cfg := m.HTTP.Transport.(*http.Transport).TLSClientConfig.Clone()
+	conn, err := tls.Dial("tcp", u.Host, cfg)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer conn.Close()
+	req := "POST " + webhook.Path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+	for k, v := range headers {
+		req += k + ": " + v + "\r\n"
+	}
+	req += "\r\n6\r\n{\"ref\"\r\n"
+	start := time.Now()
+	if _, err := io.WriteString(conn, req); err != nil {
+		return 0, 0, err
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(time.Minute))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return 0, time.Since(start), err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, time.Since(start), nil
 }
 
 // gfCountingReader yields left bytes of JSON-ish filler slowly enough that
