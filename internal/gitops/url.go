@@ -1,9 +1,11 @@
 // Package gitops fetches git repositories inside the manager with go-git:
-// shallow, cached per repository under a work directory, with a bound on
-// concurrent fetches, over https (basic auth, custom CA) and ssh (private key
-// and known_hosts); local paths and file:// URLs only when the manager allows
-// them (Fetcher.AllowLocal, `edgefleet server --allow-local-git-repos`). It also normalizes
-// repository URLs so a webhook's https URL matches a GitRepo's ssh URL.
+// shallow, cached per (tenant, repository, credentials) under a work
+// directory, with a bound on concurrent fetches, over https (basic auth,
+// custom CA) and ssh (private key and known_hosts); local paths and file://
+// URLs only when the manager allows them (Fetcher.AllowLocal, `edgefleet
+// server --allow-local-git-repos`). It also normalizes repository URLs so a
+// webhook's https URL matches a GitRepo's ssh URL, and redacts credentials
+// from URLs before they are logged or shown.
 package gitops
 
 import (
