@@ -245,6 +245,7 @@ func (r *reader) fetchFromRepo(ctx context.Context, repo, chart, version string)
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") {
 		return nil, fmt.Errorf("helm.repo %q is not an http(s) URL", repo)
 	}
+	ctx = withCredentialOrigin(ctx, base)
 	data, err := r.get(ctx, base.JoinPath("index.yaml").String())
 	if err != nil {
 		return nil, fmt.Errorf("reading the index of Helm repository %s: %w", repo, err)
@@ -273,7 +274,7 @@ func (r *reader) fetchFromRepo(ctx context.Context, repo, chart, version string)
 	if err != nil {
 		return nil, fmt.Errorf("chart %q version %s in %s: bad URL %q: %w", chart, entry.Version, repo, entry.URLs[0], err)
 	}
-	ctrl.LoggerFrom(ctx).V(1).Info("Downloading Helm chart", "repo", repo, "chart", chart, "version", entry.Version)
+	ctrl.LoggerFrom(ctx).V(1).Info("Downloading Helm chart", "repo", redactUserinfo(repo), "chart", chart, "version", entry.Version)
 	archiveData, err := r.get(ctx, base.ResolveReference(ref).String())
 	if err != nil {
 		return nil, err
@@ -332,6 +333,9 @@ func (r *reader) fetchURL(ctx context.Context, u string) (*downloadedChart, erro
 	key := "url|" + u
 	if dl, ok := r.charts[key]; ok {
 		return dl, nil
+	}
+	if parsed, err := url.Parse(u); err == nil {
+		ctx = withCredentialOrigin(ctx, parsed)
 	}
 	data, err := r.get(ctx, u)
 	if err != nil {

@@ -57,6 +57,7 @@ with leader election so several replicas can run.`,
 	f.Float32Var(&o.KubeAPIQPS, "kube-api-qps", server.DefaultKubeAPIQPS, "requests per second the manager may send to the Kubernetes API (client-side limit)")
 	f.IntVar(&o.KubeAPIBurst, "kube-api-burst", server.DefaultKubeAPIBurst, "burst above --kube-api-qps")
 	f.StringVar(&o.PprofAddress, "pprof-address", "", "serve Go pprof profiles on this address, e.g. 127.0.0.1:6060 (off by default; never expose it)")
+	f.BoolVar(&o.AllowLocalGitRepos, "allow-local-git-repos", false, "let GitRepos use local paths and file:// URLs (tests and demos only: every tenant could read any git repository on this host)")
 	f.DurationVar(&o.TunnelProbeInterval, "tunnel-probe-interval", clusterproxy.DefaultProbeInterval, "how often each agent's tunnel is probed end to end (GET /version through it)")
 	f.StringVar(&o.SeedSources.LocalDir, "seed-base-image-dir", "", "directory SeedImages may take local base images from (spec.baseImage: a file name in it); without it local paths are refused")
 	f.BoolVar(&o.SeedSources.AllowInsecure, "seed-allow-insecure-base-urls", false, "let SeedImage base image URLs and OCI registries use plain HTTP and reach any address, loopback, link-local and private included (tests and labs only)")

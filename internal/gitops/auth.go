@@ -1,6 +1,8 @@
 package gitops
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/url"
@@ -32,6 +34,25 @@ type Auth struct {
 	CABundle []byte
 	// InsecureSkipTLSVerify turns off certificate checks for https.
 	InsecureSkipTLSVerify bool
+	// Tenant (the GitRepo's namespace) scopes the fetch cache: tenants
+	// never share a cached repository.
+	Tenant string
+}
+
+// identity stands for the credentials in the cache key: a hash of their
+// content, so a GitRepo without them (or with others) never gets a cache
+// entry fetched with them, and the key cannot be guessed without them.
+func (a Auth) identity() string {
+	h := sha256.New()
+	insecure := "0"
+	if a.InsecureSkipTLSVerify {
+		insecure = "1"
+	}
+	for _, part := range [][]byte{[]byte(a.Username), []byte(a.Password), a.SSHPrivateKey, a.KnownHosts, a.CABundle, []byte(insecure)} {
+		fmt.Fprintf(h, "%d:", len(part))
+		h.Write(part)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // method returns go-git's auth for repoURL; nil means anonymous.

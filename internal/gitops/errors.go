@@ -14,7 +14,14 @@ const (
 	ReasonRepositoryUnreachable = "RepositoryUnreachable"
 	ReasonBranchNotFound        = "BranchNotFound"
 	ReasonRevisionNotFound      = "RevisionNotFound"
+	// ReasonLocalRepositoryNotAllowed: the URL is a local path or file://
+	// URL and the manager does not allow those (AllowLocalFlag).
+	ReasonLocalRepositoryNotAllowed = "LocalRepositoryNotAllowed"
 )
+
+// AllowLocalFlag is the `edgefleet server` flag that sets
+// Fetcher.AllowLocal.
+const AllowLocalFlag = "allow-local-git-repos"
 
 // Error is a fetch failure with the reason a user acts on.
 type Error struct {
@@ -58,3 +65,25 @@ func classify(repoURL string, err error) error {
 	}
 	return &Error{Reason: ReasonRepositoryUnreachable, Err: fmt.Errorf("cannot reach %s: %v", repoURL, err)}
 }
+
+// redactErr hides credentials carried in URLs inside err's message, keeping
+// its reason and what it wraps (context cancellation, transport errors).
+func redactErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := RedactURLs(err.Error())
+	var e *Error
+	if errors.As(err, &e) {
+		return &Error{Reason: e.Reason, Err: &redactedError{msg: msg, err: e.Err}}
+	}
+	return &redactedError{msg: msg, err: err}
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }

@@ -51,8 +51,14 @@ func (r Ref) branch() string {
 }
 
 // Fetcher fetches repositories into a cache directory, one bare shallow
-// repository per URL, and writes commits out as plain directories.
+// repository per (tenant, URL, credentials), and writes commits out as plain
+// directories.
 type Fetcher struct {
+	// AllowLocal lets repository URLs be local paths or file:// URLs. Off
+	// by default: a GitRepo could otherwise read any repository on the
+	// manager's host, including other tenants' caches.
+	AllowLocal bool
+
 	dir   string
 	sem   chan struct{}
 	mu    sync.Mutex
@@ -103,7 +109,11 @@ func (f *Fetcher) lock(key string) func() {
 // Resolve asks the remote (ls-remote, no objects transferred) which commit
 // ref points to. A commit-like revision that no ref advertises is returned
 // as is; Checkout verifies it.
-func (f *Fetcher) Resolve(ctx context.Context, repoURL string, ref Ref, auth Auth) (string, error) {
+func (f *Fetcher) Resolve(ctx context.Context, repoURL string, ref Ref, auth Auth) (_ string, err error) {
+	defer func() { err = redactErr(err) }()
+	if err := f.checkURL(repoURL); err != nil {
+		return "", err
+	}
 	method, err := auth.method(repoURL)
 	if err != nil {
 		return "", err
@@ -172,13 +182,17 @@ func branches(byName map[string]string) []string {
 // cache, fetching shallowly when it is not, and writes its files to a new
 // directory. It returns the directory (remove it with os.RemoveAll when
 // done) and the full commit hash.
-func (f *Fetcher) Checkout(ctx context.Context, repoURL string, ref Ref, commit string, auth Auth) (string, string, error) {
+func (f *Fetcher) Checkout(ctx context.Context, repoURL string, ref Ref, commit string, auth Auth) (_ string, _ string, err error) {
+	defer func() { err = redactErr(err) }()
+	if err := f.checkURL(repoURL); err != nil {
+		return "", "", err
+	}
 	method, err := auth.method(repoURL)
 	if err != nil {
 		return "", "", err
 	}
 	full := ref.Revision != "" && hexRevision.MatchString(ref.Revision)
-	key := cacheKey(repoURL, full)
+	key := cacheKey(repoURL, auth, full)
 	unlock := f.lock(key)
 	defer unlock()
 	release, err := f.acquire(ctx)
@@ -192,7 +206,7 @@ func (f *Fetcher) Checkout(ctx context.Context, repoURL string, ref Ref, commit 
 	if err != nil && ReasonOf(err) == "" && ctx.Err() == nil {
 		// A cache that go-git cannot update (interrupted fetch, shallow
 		// boundary trouble) is only a cache: start over once.
-		ctrl.LoggerFrom(ctx).Info("Re-cloning git cache", "repo", repoURL, "error", err.Error())
+		ctrl.LoggerFrom(ctx).Info("Re-cloning git cache", "repo", RedactURL(repoURL), "error", RedactURLs(err.Error()))
 		if rmErr := os.RemoveAll(path); rmErr != nil {
 			return "", "", fmt.Errorf("removing git cache %s: %w", path, rmErr)
 		}
@@ -212,9 +226,16 @@ func (f *Fetcher) Checkout(ctx context.Context, repoURL string, ref Ref, commit 
 	return dir, hash.String(), nil
 }
 
-func cacheKey(repoURL string, full bool) string {
-	sum := sha256.Sum256([]byte(repoURL))
-	key := hex.EncodeToString(sum[:8])
+// cacheKey names a repository's cache directory. Tenants and credentials
+// never share one: what one tenant fetched with its credentials must not be
+// served to another tenant (or to a GitRepo without those credentials), and
+// the name must not be guessable by someone who does not hold them.
+func cacheKey(repoURL string, auth Auth, full bool) string {
+	h := sha256.New()
+	for _, part := range []string{repoURL, auth.Tenant, auth.identity()} {
+		fmt.Fprintf(h, "%d:%s", len(part), part)
+	}
+	key := hex.EncodeToString(h.Sum(nil)[:16])
 	if full {
 		key += "-full"
 	}
@@ -285,4 +306,43 @@ func (f *Fetcher) fetch(ctx context.Context, path, repoURL string, ref Ref, comm
 		return nil, plumbing.ZeroHash, fmt.Errorf("reading commit %s of %s: %w", h, repoURL, err)
 	}
 	return repo, *h, nil
+}
+
+// checkURL refuses local repositories unless the manager allows them, and
+// always refuses the fetcher's own cache, which holds every tenant's
+// fetched repositories.
+func (f *Fetcher) checkURL(repoURL string) error {
+	if !IsLocal(repoURL) {
+		return nil
+	}
+	if !f.AllowLocal {
+		return &Error{Reason: ReasonLocalRepositoryNotAllowed, Err: fmt.Errorf("spec.repo %q is a local path or file:// URL, which would let a GitRepo read any repository on the manager's host: use an https:// or ssh URL (an administrator can allow local repositories with `edgefleet server --%s`)", RedactURL(repoURL), AllowLocalFlag)}
+	}
+	if insideDir(localPath(repoURL), f.dir) {
+		return &Error{Reason: ReasonLocalRepositoryNotAllowed, Err: fmt.Errorf("spec.repo %q is inside the manager's git cache, which holds other GitRepos' repositories: use the repository's own URL", RedactURL(repoURL))}
+	}
+	return nil
+}
+
+// insideDir tells whether p is dir or below it, following symbolic links
+// as the kernel will when go-git opens p.
+func insideDir(p, dir string) bool {
+	if p == "" {
+		return false
+	}
+	resolve := func(s string) string {
+		s = filepath.Clean(s)
+		if r, err := filepath.EvalSymlinks(s); err == nil {
+			return r
+		}
+		return s
+	}
+	for _, cand := range []string{filepath.Clean(p), resolve(p)} {
+		for _, d := range []string{filepath.Clean(dir), resolve(dir)} {
+			if rel, err := filepath.Rel(d, cand); err == nil && (rel == "." || filepath.IsLocal(rel)) {
+				return true
+			}
+		}
+	}
+	return false
 }

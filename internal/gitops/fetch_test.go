@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,6 +59,7 @@ func TestFetchFollowsBranchOverEveryTransport(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			f.AllowLocal = true
 			dir, commit, err := checkout(t, f, tc.url, Ref{Branch: "main"}, tc.auth)
 			if err != nil {
 				t.Fatal(err)
@@ -92,6 +94,7 @@ func TestFetchRevisionTagOrCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.AllowLocal = true
 	for _, tc := range []struct {
 		rev, want, content string
 	}{
@@ -118,6 +121,7 @@ func TestFetchFailuresHaveReasons(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.AllowLocal = true
 	for _, tc := range []struct {
 		name   string
 		url    string
@@ -145,5 +149,96 @@ func TestFetchFailuresHaveReasons(t *testing.T) {
 				t.Fatalf("error message too terse: %v", err)
 			}
 		})
+	}
+}
+
+// TestLocalRepositoriesRefusedByDefault: without AllowLocal every form of
+// local URL is refused before anything is read; with it, the fetcher's own
+// cache (other GitRepos' repositories) stays refused.
+func TestLocalRepositoriesRefusedByDefault(t *testing.T) {
+	root := t.TempDir()
+	repo := gitserver.NewRepo(t, root, "r.git")
+	repo.Commit(t, "main", "one", gitserver.Files(map[string]string{"f": "1"}))
+	work := t.TempDir()
+	f, err := NewFetcher(work, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(mustGetwd(t), repo.Bare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{repo.FileURL(), repo.Bare, rel, "./" + rel, "FILE://" + repo.Bare, "file:" + repo.Bare} {
+		_, _, err := checkout(t, f, u, Ref{Branch: "main"}, Auth{})
+		if ReasonOf(err) != ReasonLocalRepositoryNotAllowed || !strings.Contains(err.Error(), "--"+AllowLocalFlag) {
+			t.Errorf("%s: got %v (reason %q), want %s naming --%s", u, err, ReasonOf(err), ReasonLocalRepositoryNotAllowed, AllowLocalFlag)
+		}
+	}
+	f.AllowLocal = true
+	if _, _, err := checkout(t, f, repo.FileURL(), Ref{Branch: "main"}, Auth{}); err != nil {
+		t.Fatalf("allowed local repository: %v", err)
+	}
+	entries, err := os.ReadDir(filepath.Join(work, "repos"))
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("no cache entry: %v", err)
+	}
+	cached := filepath.Join(work, "repos", entries[0].Name())
+	for _, u := range []string{"file://" + cached, cached, work + "/checkouts/../repos/" + entries[0].Name()} {
+		_, _, err := checkout(t, f, u, Ref{Branch: "main"}, Auth{})
+		if ReasonOf(err) != ReasonLocalRepositoryNotAllowed {
+			t.Errorf("%s (the cache): got %v, want %s", u, err, ReasonLocalRepositoryNotAllowed)
+		}
+	}
+}
+
+func mustGetwd(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wd
+}
+
+// TestCacheKeySeparatesTenantsAndCredentials: one URL fetched by two
+// tenants, or with and without credentials, never shares a cache entry.
+func TestCacheKeySeparatesTenantsAndCredentials(t *testing.T) {
+	u := "https://git.example.com/org/private.git"
+	keys := map[string]string{}
+	for name, a := range map[string]Auth{
+		"tenant a with credentials":   {Tenant: "a", Username: "alice", Password: "s3cret"},
+		"tenant b with credentials":   {Tenant: "b", Username: "alice", Password: "s3cret"},
+		"tenant a without":            {Tenant: "a"},
+		"tenant a other password":     {Tenant: "a", Username: "alice", Password: "other"},
+		"tenant a ssh key":            {Tenant: "a", SSHPrivateKey: []byte("key")},
+		"tenant a insecure":           {Tenant: "a", InsecureSkipTLSVerify: true},
+		"ambiguous concatenation a":   {Tenant: "a", Username: "ab", Password: "c"},
+		"ambiguous concatenation a 2": {Tenant: "a", Username: "a", Password: "bc"},
+	} {
+		k := cacheKey(u, a, false)
+		if other, dup := keys[k]; dup {
+			t.Errorf("%s and %s share cache key %s", name, other, k)
+		}
+		keys[k] = name
+	}
+	if cacheKey(u, Auth{Tenant: "a"}, false) != cacheKey(u, Auth{Tenant: "a"}, false) {
+		t.Error("cache key is not stable")
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://ghp_TOKEN@github.com/org/repo.git":       "https://REDACTED@github.com/org/repo.git",
+		"https://bot:hunter2@git.example.com/r.git?x=tok": "https://REDACTED@git.example.com/r.git?REDACTED",
+		"https://github.com/org/repo":                     "https://github.com/org/repo",
+		"git@github.com:org/repo.git":                     "git@github.com:org/repo.git",
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+	msg := `cannot reach https://bot:hunter2@h/r.git: Get "https://bot:***@h/r.git/info/refs": dial tcp: refused`
+	if got := RedactURLs(msg); strings.Contains(got, "hunter2") || strings.Contains(got, "bot") {
+		t.Errorf("RedactURLs left credentials: %s", got)
 	}
 }

@@ -1,8 +1,11 @@
 // Package gitops fetches git repositories inside the manager with go-git:
-// shallow, cached per repository under a work directory, with a bound on
-// concurrent fetches, over https (basic auth, custom CA), ssh (private key
-// and known_hosts) and local paths or file:// URLs. It also normalizes
-// repository URLs so a webhook's https URL matches a GitRepo's ssh URL.
+// shallow, cached per (tenant, repository, credentials) under a work
+// directory, with a bound on concurrent fetches, over https (basic auth,
+// custom CA) and ssh (private key and known_hosts); local paths and file://
+// URLs only when the manager allows them (Fetcher.AllowLocal, `edgefleet
+// server --allow-local-git-repos`). It also normalizes repository URLs so a
+// webhook's https URL matches a GitRepo's ssh URL, and redacts credentials
+// from URLs before they are logged or shown.
 package gitops
 
 import (
@@ -10,6 +13,8 @@ import (
 	"path"
 	"regexp"
 	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing/transport"
 )
 
 // scpLike matches git's scp-like ssh syntax, "[user@]host:path".
@@ -71,8 +76,54 @@ func IsSSH(raw string) bool {
 	return scpLike.MatchString(s)
 }
 
-// IsLocal tells whether a repository URL is a local path or file:// URL.
+// IsLocal tells whether a repository URL is read from the manager's own file
+// system: a file:// URL or anything go-git treats as a path ("/srv/repo",
+// "./repo", "repo", "~/repo"). It asks go-git's own endpoint parser, so what
+// is refused is exactly what go-git would open locally.
 func IsLocal(raw string) bool {
 	s := strings.TrimSpace(raw)
-	return strings.HasPrefix(s, "file://") || strings.HasPrefix(s, "/") || strings.HasPrefix(s, ".")
+	if strings.HasPrefix(strings.ToLower(s), "file:") {
+		return true
+	}
+	ep, err := transport.NewEndpoint(s)
+	return err == nil && ep.Protocol == "file"
+}
+
+// localPath is the absolute path go-git opens for a local URL.
+func localPath(raw string) string {
+	ep, err := transport.NewEndpoint(strings.TrimSpace(raw))
+	if err != nil {
+		return ""
+	}
+	return ep.Path
+}
+
+// RedactURL hides the credentials a repository URL may carry (user info,
+// which often is a token: https://TOKEN@host/..., and query values) so it
+// can be logged and written to status.
+func RedactURL(raw string) string {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return RedactURLs(raw)
+	}
+	if u.User != nil {
+		u.User = url.User(redacted)
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = redacted
+	}
+	return u.String()
+}
+
+const redacted = "REDACTED"
+
+// userinfoInURL matches "scheme://userinfo@" anywhere in a text; error
+// messages of net/http and go-git quote URLs, and net/http keeps the user
+// name (often the token) in them.
+var userinfoInURL = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#@\s"']+@`)
+
+// RedactURLs hides the user info of every URL in s (a log line or a status
+// message).
+func RedactURLs(s string) string {
+	return userinfoInURL.ReplaceAllString(s, "${1}"+redacted+"@")
 }

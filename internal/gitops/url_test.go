@@ -52,6 +52,12 @@ func TestTransportOfURL(t *testing.T) {
 		{in: "https://github.com/org/repo"},
 		{in: "file:///srv/repo", local: true},
 		{in: "/srv/repo", local: true},
+		{in: "./repo", local: true},
+		{in: "repo", local: true},
+		{in: "~/repo", local: true},
+		{in: "File:///srv/repo", local: true},
+		{in: "http://host/repo"},
+		{in: "git://host/repo"},
 	} {
 		if IsSSH(tc.in) != tc.ssh || IsLocal(tc.in) != tc.local {
 			t.Errorf("%q: IsSSH=%v IsLocal=%v, want %v %v", tc.in, IsSSH(tc.in), IsLocal(tc.in), tc.ssh, tc.local)

@@ -20,7 +20,7 @@ type reconcilerSetup interface {
 // setupControllers registers every reconciler with the manager. Each
 // capability's controller package adds one line here. dataDir holds
 // controllers' local caches (git repositories).
-func setupControllers(mgr ctrl.Manager, dataDir string) error {
+func setupControllers(mgr ctrl.Manager, dataDir string, allowLocalGitRepos bool) error {
 	for _, c := range []struct {
 		name string
 		r    reconcilerSetup
@@ -29,7 +29,7 @@ func setupControllers(mgr ctrl.Manager, dataDir string) error {
 		{"clustergroup", &clustergroupctrl.Reconciler{}},
 		{"bundle", &bundlectrl.Reconciler{}},
 		{"contentgc", &contentgcctrl.Reconciler{}},
-		{"gitrepo", &gitrepoctrl.Reconciler{WorkDir: filepath.Join(dataDir, "git")}},
+		{"gitrepo", &gitrepoctrl.Reconciler{WorkDir: filepath.Join(dataDir, "git"), AllowLocalRepos: allowLocalGitRepos}},
 	} {
 		if err := c.r.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the %s controller: %w", c.name, err)

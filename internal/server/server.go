@@ -86,7 +86,10 @@ type Options struct {
 	ClientCAFile string
 	// PprofAddress serves Go profiles (debugging and benchmarks); empty is off.
 	PprofAddress string
-	Log          logr.Logger
+	// AllowLocalGitRepos lets GitRepos use local paths and file:// URLs
+	// (tests, demos): any tenant could then read any repository on the host.
+	AllowLocalGitRepos bool
+	Log                logr.Logger
 	// Out receives the start-up banner.
 	Out io.Writer
 
@@ -199,7 +202,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("creating controller manager: %w", err)
 	}
-	if err := setupControllers(mgr, o.DataDir); err != nil {
+	if err := setupControllers(mgr, o.DataDir, o.AllowLocalGitRepos); err != nil {
 		return err
 	}
 

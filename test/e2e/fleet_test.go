@@ -143,10 +143,10 @@ func configMap(ctx context.Context, c client.Client, ns, name string) (*corev1.C
 	return &cm, err
 }
 
-func startFleet(t *testing.T) *fleetEnv {
+func startFleet(t *testing.T, managerArgs ...string) *fleetEnv {
 	t.Helper()
 	ctx := context.Background()
-	m, err := harness.LaunchManager(t, harness.ManagerOptions{})
+	m, err := harness.LaunchManager(t, harness.ManagerOptions{Args: managerArgs})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -244,7 +244,8 @@ func TestGitRepoPollsAuthenticatedHTTPRepository(t *testing.T) {
 // TestGitRepoWebhookAndLocalRepository: with polling disabled a commit
 // waits for the webhook; a GitHub push event signed with the GitRepo's
 // secret, posted to the manager's /webhooks/git, syncs it at once. A
-// file:// repository is followed too.
+// file:// repository is followed too (the manager allows local
+// repositories: --allow-local-git-repos).
 func TestGitRepoWebhookAndLocalRepository(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -252,7 +253,7 @@ func TestGitRepoWebhookAndLocalRepository(t *testing.T) {
 	repo := gitserver.NewRepo(t, root, "hooked.git")
 	local := gitserver.NewRepo(t, root, "local.git")
 	srv := gitserver.ServeHTTP(t, root, "", "")
-	env := startFleet(t)
+	env := startFleet(t, "--allow-local-git-repos")
 	c := env.m.Client
 
 	c1 := repo.Commit(t, "main", "initial", gitserver.Files(gitApp("app", "gr-hook", "v1")))

@@ -73,6 +73,9 @@ type Reconciler struct {
 	WorkDir string
 	// MaxConcurrentFetches defaults to gitops.DefaultMaxConcurrent.
 	MaxConcurrentFetches int
+	// AllowLocalRepos lets spec.repo be a local path or file:// URL
+	// (`edgefleet server --allow-local-git-repos`; tests and demos).
+	AllowLocalRepos bool
 	// StatusBatch defaults to DefaultStatusBatch.
 	StatusBatch time.Duration
 
@@ -131,6 +134,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err != nil {
 		return err
 	}
+	f.AllowLocal = r.AllowLocalRepos
 	r.fetcher = f
 	r.states = map[types.NamespacedName]*syncState{}
 

@@ -54,9 +54,12 @@ func (r *Reconciler) sync(ctx context.Context, gr, base *fleetv1.GitRepo, st *sy
 		st.failures++
 		st.retryAt = time.Now().Add(backoff(st.failures))
 		st.fetchFailed = fetch
-		st.failure = &failure{reason: reason, message: err.Error()}
+		// Messages quote URLs (git, chart repositories) that may carry
+		// tokens; status and logs are readable by more people than the spec.
+		msg := gitops.RedactURLs(err.Error())
+		st.failure = &failure{reason: reason, message: msg}
 		st.attemptedGeneration = gr.Generation
-		log.Info("GitRepo sync failed", "reason", reason, "error", err.Error(), "retryIn", backoff(st.failures).String())
+		log.Info("GitRepo sync failed", "reason", reason, "error", msg, "retryIn", backoff(st.failures).String())
 	}
 
 	auth, err := r.gitAuth(ctx, gr)
@@ -65,7 +68,7 @@ func (r *Reconciler) sync(ctx context.Context, gr, base *fleetv1.GitRepo, st *sy
 		return
 	}
 	ref := gitops.Ref{Branch: gr.Spec.Branch, Revision: gr.Spec.Revision}
-	log.V(1).Info("Polling repository", "repo", gr.Spec.Repo, "ref", ref.String())
+	log.V(1).Info("Polling repository", "repo", gitops.RedactURL(gr.Spec.Repo), "ref", ref.String())
 	commit, err := r.fetcher.Resolve(ctx, gr.Spec.Repo, ref, auth)
 	if err != nil {
 		fail(reasonOr(err, gitops.ReasonRepositoryUnreachable), err, true)
@@ -266,7 +269,7 @@ func (r *Reconciler) secret(ctx context.Context, gr *fleetv1.GitRepo, name, fiel
 // (username/password, or ssh-privatekey and known_hosts), caBundle and
 // insecureSkipTLSVerify.
 func (r *Reconciler) gitAuth(ctx context.Context, gr *fleetv1.GitRepo) (gitops.Auth, error) {
-	auth := gitops.Auth{CABundle: gr.Spec.CABundle, InsecureSkipTLSVerify: gr.Spec.InsecureSkipTLSVerify}
+	auth := gitops.Auth{CABundle: gr.Spec.CABundle, InsecureSkipTLSVerify: gr.Spec.InsecureSkipTLSVerify, Tenant: gr.Namespace}
 	if gr.Spec.ClientSecretName == "" {
 		return auth, nil
 	}
@@ -285,21 +288,24 @@ func (r *Reconciler) gitAuth(ctx context.Context, gr *fleetv1.GitRepo) (gitops.A
 }
 
 // helmClient is the HTTP client for chart downloads: basic auth from
-// helmSecretName (username/password, optional cacerts) sent to every chart
-// repository, as Fleet does, and the GitRepo's TLS settings. nil means the
-// default client.
+// helmSecretName (username/password, optional cacerts and
+// insecurePlainHTTP), bound to the chart repository or chart URL each
+// fleet.yaml names (bundlereader.NewCredentialsTransport), and the GitRepo's
+// TLS settings. nil means the default client.
 func (r *Reconciler) helmClient(ctx context.Context, gr *fleetv1.GitRepo) (*http.Client, error) {
-	var user, pass string
+	var creds bundlereader.HelmCredentials
 	caPEM := append([]byte(nil), gr.Spec.CABundle...)
 	if gr.Spec.HelmSecretName != "" {
 		s, err := r.secret(ctx, gr, gr.Spec.HelmSecretName, "helmSecretName")
 		if err != nil {
 			return nil, err
 		}
-		user, pass = string(s.Data[corev1.BasicAuthUsernameKey]), string(s.Data[corev1.BasicAuthPasswordKey])
+		creds.Username, creds.Password = string(s.Data[corev1.BasicAuthUsernameKey]), string(s.Data[corev1.BasicAuthPasswordKey])
+		creds.AllowPlainHTTP = strings.EqualFold(strings.TrimSpace(string(s.Data[HelmInsecurePlainHTTPKey])), "true")
 		caPEM = append(caPEM, s.Data["cacerts"]...)
 	}
-	if user == "" && pass == "" && len(caPEM) == 0 && !gr.Spec.InsecureSkipTLSVerify {
+	hasCreds := creds.Username != "" || creds.Password != ""
+	if !hasCreds && len(caPEM) == 0 && !gr.Spec.InsecureSkipTLSVerify {
 		return nil, nil
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -314,19 +320,12 @@ func (r *Reconciler) helmClient(ctx context.Context, gr *fleetv1.GitRepo) (*http
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, InsecureSkipVerify: gr.Spec.InsecureSkipTLSVerify} //nolint:gosec // the user asked for it
 	}
 	var rt http.RoundTripper = tr
-	if user != "" || pass != "" {
-		rt = basicAuth{user: user, pass: pass, next: tr}
+	if hasCreds {
+		rt = bundlereader.NewCredentialsTransport(creds, tr)
 	}
 	return &http.Client{Transport: rt, Timeout: 2 * time.Minute}, nil
 }
 
-type basicAuth struct {
-	user, pass string
-	next       http.RoundTripper
-}
-
-func (b basicAuth) RoundTrip(req *http.Request) (*http.Response, error) {
-	req = req.Clone(req.Context())
-	req.SetBasicAuth(b.user, b.pass)
-	return b.next.RoundTrip(req)
-}
+// HelmInsecurePlainHTTPKey in the helmSecretName Secret, set to "true",
+// lets its credentials go to http:// chart repositories.
+const HelmInsecurePlainHTTPKey = "insecurePlainHTTP"

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/go-logr/logr"
@@ -54,6 +55,7 @@ func TestHandlerTriggersOnlyVerifiedGitRepos(t *testing.T) {
 	srv := httptest.NewServer(&webhook.Handler{Reader: c, Writer: c, SystemNamespace: "edgefleet-system", Log: logr.Discard()})
 	defer srv.Close()
 
+	var postTo func(p webhook.Provider, repo, secret string, sign bool, after string) (int, string)
 	commits := func() map[string]string {
 		out := map[string]string{}
 		for _, n := range []string{"own", "shared", "dev"} {
@@ -66,7 +68,10 @@ func TestHandlerTriggersOnlyVerifiedGitRepos(t *testing.T) {
 		return out
 	}
 	post := func(p webhook.Provider, secret string, sign bool, after string) (int, string) {
-		body := []byte(fmt.Sprintf(`{"ref":"refs/heads/main","after":%q,"repository":{"clone_url":"https://git.example.com/org/apps.git","ssh_url":"git@git.example.com:org/apps.git"},"project":{"git_http_url":"https://git.example.com/org/apps.git"}}`, after))
+		return postTo(p, "git.example.com/org/apps", secret, sign, after)
+	}
+	postTo = func(p webhook.Provider, repo, secret string, sign bool, after string) (int, string) {
+		body := []byte(fmt.Sprintf(`{"ref":"refs/heads/main","after":%q,"repository":{"clone_url":"https://%[2]s.git","ssh_url":"git@%[2]s.git"},"project":{"git_http_url":"https://%[2]s.git"}}`, after, repo))
 		req, _ := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader(body))
 		event := map[webhook.Provider][2]string{webhook.GitHub: {"X-GitHub-Event", "push"}, webhook.GitLab: {"X-Gitlab-Event", "Push Hook"}, webhook.Gitea: {"X-Gitea-Event", "push"}, webhook.Gogs: {"X-Gogs-Event", "push"}}[p]
 		req.Header.Set(event[0], event[1])
@@ -116,5 +121,23 @@ func TestHandlerTriggersOnlyVerifiedGitRepos(t *testing.T) {
 				t.Fatalf("manager secret: webhookCommits %v, want shared=%s", got, shared)
 			}
 		})
+	}
+
+	// No oracle: an unauthenticated caller gets the same answer for a
+	// repository nobody follows, a followed one with a wrong signature, and
+	// a followed one whose GitRepo's secret is missing.
+	mustCreate(&fleetv1.GitRepo{ObjectMeta: metav1.ObjectMeta{Namespace: "fleet-default", Name: "no-secret"},
+		Spec: fleetv1.GitRepoSpec{Repo: "https://git.example.com/org/other", Branch: "main", WebhookSecret: "missing"}})
+	unknownCode, unknownMsg := postTo(webhook.GitHub, "git.example.com/org/nobody-follows-this", "wrong", true, "x")
+	for _, tc := range []struct{ repo, secret string }{{"git.example.com/org/apps", "wrong"}, {"git.example.com/org/other", "wrong"}, {"git.example.com/org/nobody-follows-this", "repo-secret"}} {
+		code, msg := postTo(webhook.GitHub, tc.repo, tc.secret, true, "x")
+		if code != unknownCode || msg != unknownMsg || code != http.StatusForbidden {
+			t.Errorf("%s signed with %q: HTTP %d %q; unknown repository: HTTP %d %q; want the same 403", tc.repo, tc.secret, code, msg, unknownCode, unknownMsg)
+		}
+		for _, leak := range []string{"fleet-default", "own", "shared", "missing", "exist"} {
+			if strings.Contains(msg, leak) {
+				t.Errorf("the answer to an unauthenticated caller reveals %q: %s", leak, msg)
+			}
+		}
 	}
 }

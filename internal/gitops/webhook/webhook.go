@@ -17,8 +17,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -39,8 +42,29 @@ const ManagerSecretName = "edgefleet-webhook"
 // SecretKey is the key holding the shared secret in a webhook Secret.
 const SecretKey = "token"
 
-// maxPayload is GitHub's own limit.
-const maxPayload = 25 << 20
+// Bounds on what an unauthenticated caller can make the manager hold: a
+// payload is read whole before its signature can be checked, so at most
+// DefaultMaxInFlight payloads of DefaultMaxPayload bytes are in memory, and
+// each must arrive within DefaultReadTimeout.
+const (
+	// DefaultMaxPayload is well above a push event (GitLab and Gitea list
+	// at most 20 commits; GitHub's payload for a push of hundreds of
+	// commits stays below it). A larger push is refused with 413 and the
+	// commit is picked up by polling.
+	DefaultMaxPayload = 1 << 20
+	// DefaultMaxInFlight events are read and verified at once; more get
+	// 503 with Retry-After, which git hosts retry.
+	DefaultMaxInFlight = 8
+	// DefaultReadTimeout bounds reading one payload.
+	DefaultReadTimeout = 10 * time.Second
+)
+
+// rejected is the one answer to a signed push that triggers nothing, whether
+// no GitRepo follows the repository and ref, or the signature matches none
+// of their secrets, or a secret is missing: an unauthenticated caller must
+// not learn which repositories, GitRepos or secrets exist. The manager's log
+// says which GitRepo rejected it and why.
+const rejected = "no GitRepo accepted this event: either none follows this repository and ref, or the signature does not match the webhook secret (the \"token\" key of the GitRepo's webhookSecret Secret, or of the manager-wide " + ManagerSecretName + " Secret); the manager's log names the reason"
 
 // Provider identifies the git host that sent an event.
 type Provider string
@@ -63,6 +87,29 @@ type Handler struct {
 	// SystemNamespace holds ManagerSecretName.
 	SystemNamespace string
 	Log             logr.Logger
+	// MaxPayload, MaxInFlight and ReadTimeout default to DefaultMaxPayload,
+	// DefaultMaxInFlight and DefaultReadTimeout.
+	MaxPayload  int64
+	MaxInFlight int
+	ReadTimeout time.Duration
+
+	initOnce sync.Once
+	inFlight chan struct{}
+}
+
+func (h *Handler) init() {
+	h.initOnce.Do(func() {
+		if h.MaxPayload <= 0 {
+			h.MaxPayload = DefaultMaxPayload
+		}
+		if h.MaxInFlight <= 0 {
+			h.MaxInFlight = DefaultMaxInFlight
+		}
+		if h.ReadTimeout <= 0 {
+			h.ReadTimeout = DefaultReadTimeout
+		}
+		h.inFlight = make(chan struct{}, h.MaxInFlight)
+	})
 }
 
 // event is what the handler needs from a push payload.
@@ -195,21 +242,15 @@ func Sign(p Provider, body []byte, secret []byte) (header, value string) {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.init()
 	ctx := r.Context()
 	ev, ok := detect(r.Header)
 	if !ok {
 		http.Error(w, "unknown git host: expected a GitHub, GitLab, Gitea or Gogs event header (X-GitHub-Event, X-Gitlab-Event, X-Gitea-Event, X-Gogs-Event)", http.StatusBadRequest)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxPayload+1))
-	if err != nil {
-		http.Error(w, "reading the payload: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	if len(body) > maxPayload {
-		http.Error(w, "payload larger than 25 MiB", http.StatusRequestEntityTooLarge)
-		return
-	}
+	// Everything decidable from the headers is decided before the body is
+	// read.
 	if ev.name == "ping" {
 		fmt.Fprintln(w, "pong")
 		return
@@ -218,16 +259,55 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "ignored %s event %q: only push events trigger a sync\n", ev.provider, ev.name)
 		return
 	}
+	if ev.signature == "" {
+		http.Error(w, "the request is not signed: set the webhook's secret to the token in the GitRepo's webhookSecret Secret (or "+ManagerSecretName+")", http.StatusUnauthorized)
+		return
+	}
+	if r.ContentLength > h.MaxPayload {
+		http.Error(w, fmt.Sprintf("payload larger than %d bytes: the manager picks the commit up by polling", h.MaxPayload), http.StatusRequestEntityTooLarge)
+		return
+	}
+	select {
+	case h.inFlight <- struct{}{}:
+		defer func() { <-h.inFlight }()
+	default:
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, "too many webhook deliveries in progress; retry later", http.StatusServiceUnavailable)
+		return
+	}
+	body, status, msg := h.readBody(w, r)
+	if status != http.StatusOK {
+		http.Error(w, msg, status)
+		return
+	}
 	if err := ev.parse(body); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	status, msg := h.trigger(ctx, ev, body)
+	status, msg = h.trigger(ctx, ev, body)
 	if status != http.StatusOK {
 		http.Error(w, msg, status)
 		return
 	}
 	fmt.Fprintln(w, msg)
+}
+
+// readBody reads at most MaxPayload bytes within ReadTimeout.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, string) {
+	// Not every ResponseWriter supports deadlines (tests' recorders); the
+	// endpoint's does.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.ReadTimeout))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.MaxPayload))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("payload larger than %d bytes: the manager picks the commit up by polling", h.MaxPayload)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, http.StatusRequestTimeout, fmt.Sprintf("the payload did not arrive within %s", h.ReadTimeout)
+	case err != nil:
+		return nil, http.StatusBadRequest, "reading the payload: " + err.Error()
+	}
+	return body, http.StatusOK, ""
 }
 
 // trigger verifies ev for every GitRepo watching its repository and ref and
@@ -244,26 +324,20 @@ func (h *Handler) trigger(ctx context.Context, ev *event, body []byte) (int, str
 	for _, u := range ev.urls {
 		urls[u] = true
 	}
-	var triggered, rejected []string
-	missing := false
-	matched := 0
+	var triggered []string
 	for i := range list.Items {
 		gr := &list.Items[i]
 		if !urls[gitops.NormalizeURL(gr.Spec.Repo)] || !refMatches(gr, ev.ref) {
 			continue
 		}
-		matched++
 		key := gr.Namespace + "/" + gr.Name
 		secret, err := h.secretFor(ctx, gr)
 		if err != nil {
 			log.Info("Rejecting webhook", "GitRepo", key, "reason", err.Error())
-			rejected = append(rejected, key+": "+err.Error())
 			continue
 		}
 		if err := Verify(ev.provider, body, ev.signature, secret); err != nil {
-			missing = missing || errors.Is(err, errMissingSignature)
 			log.Info("Rejecting webhook", "GitRepo", key, "reason", err.Error())
-			rejected = append(rejected, key+": "+err.Error())
 			continue
 		}
 		if err := h.setWebhookCommit(ctx, gr, ev.after); err != nil {
@@ -273,16 +347,12 @@ func (h *Handler) trigger(ctx context.Context, ev *event, body []byte) (int, str
 		log.Info("Webhook triggers sync", "GitRepo", key)
 		triggered = append(triggered, key)
 	}
-	switch {
-	case len(triggered) > 0:
-		sort.Strings(triggered)
-		return http.StatusOK, "sync triggered for " + strings.Join(triggered, ", ")
-	case matched == 0:
-		return http.StatusOK, fmt.Sprintf("no GitRepo follows %s of this repository; nothing to do", ev.ref)
-	case missing:
-		return http.StatusUnauthorized, "the request is not signed: set the webhook's secret to the token in the GitRepo's webhookSecret Secret (or " + ManagerSecretName + ")"
+	if len(triggered) == 0 {
+		log.Info("Webhook triggered no GitRepo", "repositories", ev.urls)
+		return http.StatusForbidden, rejected
 	}
-	return http.StatusForbidden, "signature verification failed for every GitRepo of this repository: the webhook's secret must equal the \"token\" key of the GitRepo's webhookSecret Secret (or of " + h.SystemNamespace + "/" + ManagerSecretName + ")"
+	sort.Strings(triggered)
+	return http.StatusOK, "sync triggered for " + strings.Join(triggered, ", ")
 }
 
 // refMatches tells whether a push to ref concerns gr: its branch, or its
