@@ -102,10 +102,7 @@ func (h *handlers) findOrCreateCluster(ctx context.Context, namespace, clientID 
 // would, so the credential can be bound in it without waiting for that
 // controller (which runs only on the leader).
 func (h *handlers) ensureNamespace(ctx context.Context, cluster *fleetv1.Cluster) (*corev1.Namespace, error) {
-	name := cluster.Status.Namespace
-	if name == "" {
-		name = clusterctrl.NamespaceName(cluster.Namespace, cluster.Name)
-	}
+	name := clusterctrl.NamespaceName(cluster.Namespace, cluster.Name)
 	ns := &corev1.Namespace{}
 	err := h.client.Get(ctx, client.ObjectKey{Name: name}, ns)
 	if apierrors.IsNotFound(err) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -12,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
 	"github.com/edgefleet/edgefleet/internal/joinapi"
 )
 
@@ -30,11 +32,16 @@ func clusterRoleName(cluster *fleetv1.Cluster) string {
 var agentRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{fleetv1.GroupVersion.Group}, Resources: []string{"bundledeployments"}, Verbs: []string{"get", "list", "watch", "patch", "update"}},
 	{APIGroups: []string{fleetv1.GroupVersion.Group}, Resources: []string{"bundledeployments/status"}, Verbs: []string{"get", "patch", "update"}},
+	// The heartbeat: only the agent's own Lease, created by the manager (no
+	// create right, so the agent cannot plant the tunnel Lease).
+	{APIGroups: []string{coordinationv1.GroupName}, Resources: []string{"leases"}, ResourceNames: []string{joinapi.HeartbeatLease}, Verbs: []string{"get", "patch", "update"}},
 }
 
 // ensureRBAC gives the cluster's ServiceAccount exactly: its namespace's
-// BundleDeployments, get on Contents, get on its own Cluster and patch of
-// that Cluster's status.
+// BundleDeployments, its heartbeat Lease, get on Contents and get on its own
+// Cluster. It has no right on the Cluster's status: status.namespace decides
+// where the manager writes, so the manager alone writes status (the agent's
+// facts come from its heartbeat Lease).
 func (h *handlers) ensureRBAC(ctx context.Context, cluster *fleetv1.Cluster, ns *corev1.Namespace) error {
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: joinapi.ClusterServiceAccount}}
 	if err := h.client.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -49,7 +56,6 @@ func (h *handlers) ensureRBAC(ctx context.Context, cluster *fleetv1.Cluster, ns 
 			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: joinapi.ClusterServiceAccount}},
 		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Namespace, Name: clusterRoleName(cluster), OwnerReferences: clusterOwner}, Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{fleetv1.GroupVersion.Group}, Resources: []string{"clusters"}, ResourceNames: []string{cluster.Name}, Verbs: []string{"get"}},
-			{APIGroups: []string{fleetv1.GroupVersion.Group}, Resources: []string{"clusters/status"}, ResourceNames: []string{cluster.Name}, Verbs: []string{"get", "patch", "update"}},
 		}},
 		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Namespace, Name: clusterRoleName(cluster), OwnerReferences: clusterOwner}, Subjects: subject,
 			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: clusterRoleName(cluster)}},
@@ -66,7 +72,7 @@ func (h *handlers) ensureRBAC(ctx context.Context, cluster *fleetv1.Cluster, ns 
 			return err
 		}
 	}
-	return nil
+	return clusterctrl.EnsureHeartbeatLease(ctx, h.client, ns.Name)
 }
 
 // upsert creates o, or updates the existing object's rules, subjects and
