@@ -15,8 +15,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
-	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
 	"github.com/edgefleet/edgefleet/internal/content"
+	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
 )
 
 // desiredDeployment starts from the cluster's current BundleDeployment (a
