@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -10,6 +11,11 @@ import (
 
 	"github.com/edgefleet/edgefleet/internal/agent/join"
 )
+
+// TokenEnv holds the registration token when --token is not given: the
+// import manifest sets it from the bootstrap Secret, whose token key the
+// agent deletes after registering.
+const TokenEnv = "EDGEFLEET_TOKEN"
 
 // Flags are the command-line flags of `edgefleet-agent run` and
 // `edgefleet agent`.
@@ -26,7 +32,7 @@ type Flags struct {
 // AddFlags registers the flags on fs.
 func (f *Flags) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.Join.Server, "server", "", "URL of the manager's endpoint to join, e.g. https://fleet.example.com:8443 (with --token and --ca-checksum)")
-	fs.StringVar(&f.Join.Token, "token", "", "registration token (edgefleet token create)")
+	fs.StringVar(&f.Join.Token, "token", "", "registration token (edgefleet token create); default $"+TokenEnv+". Not needed once the agent has stored its credential")
 	fs.StringVar(&f.Join.CAChecksum, "ca-checksum", "", "sha256 of the manager's CA; the agent trusts only that CA")
 	fs.StringArrayVar(&f.Labels, "label", nil, "label k=v proposed for this cluster's Cluster object (repeatable; *edgefleet.io keys are dropped by the manager)")
 	fs.StringVar(&f.Join.ClientID, "client-id", "", "stable identity of this cluster (default: the UID of its kube-system namespace)")
@@ -59,6 +65,9 @@ func (f *Flags) Complete() (Options, error) {
 		return o, fmt.Errorf("--server and --manager-kubeconfig exclude each other: join with --server, --token and --ca-checksum, or pass a manager kubeconfig")
 	case f.Join.Server != "":
 		j := f.Join
+		if j.Token == "" {
+			j.Token = os.Getenv(TokenEnv)
+		}
 		j.Labels = map[string]string{}
 		for _, kv := range f.Labels {
 			k, v, ok := strings.Cut(kv, "=")

@@ -28,7 +28,7 @@ func TestFilterLabelsDropsReservedAndInvalid(t *testing.T) {
 }
 
 func TestClusterNameIsStablePerClientID(t *testing.T) {
-	if ClusterName("a") != ClusterName("a") || ClusterName("a") == ClusterName("b") || len(ClusterName("x")) != len("cluster-")+12 {
-		t.Fatal("ClusterName must be deterministic, distinct per clientID, cluster-<12 hex>")
+	if ClusterName("a") != ClusterName("a") || ClusterName("a") == ClusterName("b") || len(ClusterName("x")) != len("cluster-")+24 {
+		t.Fatal("ClusterName must be deterministic, distinct per clientID, cluster-<24 hex>")
 	}
 }

@@ -60,6 +60,9 @@ func Setup(mgr ctrl.Manager, r Router, o Options) error {
 	}); err != nil {
 		return fmt.Errorf("indexing clusters by clientID: %w", err)
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &fleetv1.Cluster{}, RegistrationTokenIndex, indexRegistrationToken); err != nil {
+		return fmt.Errorf("indexing clusters by registration token: %w", err)
+	}
 	if err := (&TokenReconciler{}).SetupWithManager(mgr); err != nil {
 		return err
 	}
@@ -75,6 +78,7 @@ func Setup(mgr ctrl.Manager, r Router, o Options) error {
 		client: direct, cache: mgr.GetClient(), clientset: cs, auth: &authn.Authenticator{Client: cs},
 		externalURL: o.ExternalURL, caPEM: o.CACertPEM, credentialTTL: o.CredentialTTL, agentImage: o.AgentImage,
 		now: time.Now, log: o.Log.WithName("registration"),
+		recorder: mgr.GetEventRecorder("edgefleet-registration"),
 	}
 	proxy, err := ManagerAPIProxy(mgr.GetConfig())
 	if err != nil {
