@@ -87,7 +87,7 @@ func Setup(mgr ctrl.Manager, r Router, o Options) error {
 	r.Handle("POST "+joinapi.RegisterPath, http.HandlerFunc(h.register))
 	r.Handle("POST "+joinapi.RenewPath, http.HandlerFunc(h.renew))
 	r.Handle("GET "+joinapi.ImportPathPrefix+"{file}", http.HandlerFunc(h.importManifest))
-	r.Handle(joinapi.ManagerAPIPrefix+"/", proxy)
+	r.Handle(joinapi.ManagerAPIPrefix+"/", &contentGuard{auth: h.auth, cache: mgr.GetClient(), direct: direct, next: proxy})
 	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		return publishEndpoint(ctx, direct, o)
 	}))
