@@ -340,11 +340,11 @@ func TestBootstrapTokenLeavesTheDownstreamCluster(t *testing.T) {
 	if err := down.Client.Get(ctx, client.ObjectKey{Name: "kube-system"}, &ks); err != nil {
 		t.Fatal(err)
 	}
-	c := clusterByClientID(ctx, m.Client, string(ks.UID))
-	if c == nil {
-		t.Fatal("no Cluster for the joined agent")
-	}
 	waitFor(t, 60*time.Second, "restarted agent heartbeats on its stored credential", func() bool {
+		c := clusterByClientID(ctx, m.Client, string(ks.UID))
+		if c == nil || c.Status.Namespace == "" {
+			return false
+		}
 		var lease coordinationv1.Lease
 		err := m.Client.Get(ctx, client.ObjectKey{Namespace: c.Status.Namespace, Name: joinapi.HeartbeatLease}, &lease)
 		return err == nil && lease.Spec.RenewTime != nil && lease.Spec.RenewTime.After(restarted)
