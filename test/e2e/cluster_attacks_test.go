@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/agent/join"
 	"github.com/edgefleet/edgefleet/internal/content"
 	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/server"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
 
@@ -55,6 +57,18 @@ func registerWith(t *testing.T, m *harness.Manager, bearer string, req joinapi.R
 		t.Fatalf("register answer %s: %v", data, err)
 	}
 	return resp.StatusCode, "", &out
+}
+
+// timedCredentialClient is credentialClient whose requests fail after 30 s
+// instead of hanging the test.
+func timedCredentialClient(t *testing.T, m *harness.Manager, r *joinapi.RegisterResponse) client.Client {
+	t.Helper()
+	c, err := client.New(&rest.Config{Host: m.URL + r.ManagerAPIPath, BearerToken: r.Token, Timeout: 30 * time.Second,
+		TLSClientConfig: rest.TLSClientConfig{CAData: []byte(r.CACert)}}, client.Options{Scheme: server.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func getCluster(ctx context.Context, t *testing.T, m *harness.Manager, r *joinapi.RegisterResponse) *fleetv1.Cluster {
@@ -100,7 +114,7 @@ func TestClusterAgentCannotSteerTheManager(t *testing.T) {
 	if b == nil {
 		t.Fatalf("register other: %s", msg)
 	}
-	asA, asB := credentialClient(t, m, a), credentialClient(t, m, b)
+	asA, asB := timedCredentialClient(t, m, a), timedCredentialClient(t, m, b)
 	for _, r := range []*joinapi.RegisterResponse{a, b} {
 		waitFor(t, 20*time.Second, "namespace of "+r.ClusterName, func() bool { return getCluster(ctx, t, m, r).Status.Namespace == r.Namespace })
 	}
