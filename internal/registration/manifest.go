@@ -121,7 +121,7 @@ spec:
         - name: EDGEFLEET_SERVER
           valueFrom: {secretKeyRef: {name: {{.BootstrapSecret}}, key: {{.KeyServer}}}}
         - name: EDGEFLEET_TOKEN
-          # optional: the agent deletes the token once it has its own
+          # optional: the agent erases the token once it has its own
           # credential, and reads it from this variable (not an argument,
           # which would keep the unexpanded reference).
           valueFrom: {secretKeyRef: {name: {{.BootstrapSecret}}, key: {{.KeyToken}}, optional: true}}

@@ -156,7 +156,7 @@ func (j *Joined) register(ctx context.Context) (*joinapi.RegisterResponse, error
 	return resp, nil
 }
 
-// dropBootstrapToken deletes the registration token from the bootstrap
+// dropBootstrapToken erases the registration token from the bootstrap
 // Secret of the import manifest once the agent has its own credential: the
 // token registers any cluster, so it must not stay readable on this one.
 // The agent keeps it in memory only, to register again if its credential
@@ -170,8 +170,10 @@ func (j *Joined) dropBootstrapToken(ctx context.Context, dc client.Client) {
 		}
 		return
 	}
-	delete(sec.Data, joinapi.KeyToken)
-	delete(sec.StringData, joinapi.KeyToken)
+	// Emptied rather than removed: Deployments from older import manifests
+	// reference the key without `optional`, and a Pod whose Secret key is
+	// missing never starts.
+	sec.Data[joinapi.KeyToken] = []byte{}
 	if err := dc.Update(ctx, &sec); err != nil {
 		j.o.Log.Error(err, "Deleting the registration token from the bootstrap Secret failed", "secret", joinapi.AgentNamespace+"/"+joinapi.BootstrapSecret)
 		return
@@ -179,10 +181,7 @@ func (j *Joined) dropBootstrapToken(ctx context.Context, dc client.Client) {
 	j.o.Log.Info("Deleted the registration token from the bootstrap Secret", "secret", joinapi.AgentNamespace+"/"+joinapi.BootstrapSecret)
 }
 
-func hasToken(s *corev1.Secret) bool {
-	_, ok := s.Data[joinapi.KeyToken]
-	return ok
-}
+func hasToken(s *corev1.Secret) bool { return len(s.Data[joinapi.KeyToken]) > 0 }
 
 // Run renews the credential and keeps the tunnel up until ctx ends. It
 // returns ErrIdentityChanged if the agent must restart.
