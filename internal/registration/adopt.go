@@ -44,6 +44,8 @@ func refusedStatus(err error) (int, bool) {
 const (
 	ReasonReregistrationRefused = "ReregistrationRefused"
 	ReasonReregistered          = "Reregistered"
+	// ReasonMaxClustersReached is on the ClusterRegistrationToken.
+	ReasonMaxClustersReached = "MaxClustersReached"
 )
 
 // reregistrationProof is why a registration may take over an existing
@@ -191,6 +193,8 @@ func (h *handlers) checkQuota(ctx context.Context, crt *fleetv1.ClusterRegistrat
 		return fmt.Errorf("counting the clusters of token %s: %w", klogRef(crt), err)
 	}
 	if max := MaxClusters(crt); len(list.Items) >= max {
+		h.recorder.Eventf(crt, nil, corev1.EventTypeWarning, ReasonMaxClustersReached, "Register",
+			"Refused a new cluster: this token has registered its maximum of %d clusters (spec.maxClusters)", max)
 		return &refusal{status: http.StatusForbidden, msg: fmt.Sprintf(
 			"registration token %s has registered its maximum of %d clusters (spec.maxClusters): an admin raises spec.maxClusters or creates another token", klogRef(crt), max)}
 	}
