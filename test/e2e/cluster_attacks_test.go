@@ -251,6 +251,15 @@ func TestClusterAgentCannotSteerTheManager(t *testing.T) {
 		if m, err := content.Load(ctx, asB, big); err != nil || len(m.Resources) != 1 {
 			t.Fatalf("B loads its chunked content through the endpoint: %v", err)
 		}
+		var d []time.Duration
+		for range 50 {
+			start := time.Now()
+			if err := asB.Get(ctx, client.ObjectKey{Name: small}, &fleetv1.Content{}); err != nil {
+				t.Fatal(err)
+			}
+			d = append(d, time.Since(start))
+		}
+		t.Logf("GET of a small Content through the endpoint's check: p50=%v p99=%v", percentile(d, .5), percentile(d, .99))
 	})
 
 	t.Run("a token creates at most maxClusters clusters", func(t *testing.T) {
