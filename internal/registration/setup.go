@@ -88,6 +88,14 @@ func Setup(mgr ctrl.Manager, r Router, o Options) error {
 	r.Handle("POST "+joinapi.RenewPath, http.HandlerFunc(h.renew))
 	r.Handle("GET "+joinapi.ImportPathPrefix+"{file}", http.HandlerFunc(h.importManifest))
 	r.Handle(joinapi.ManagerAPIPrefix+"/", &contentGuard{auth: h.auth, cache: mgr.GetClient(), direct: direct, next: proxy})
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		if err := revokeLegacyRights(ctx, direct); err != nil {
+			h.log.Error(err, "Revoking rights older versions gave cluster credentials failed; they go at each agent's next renewal")
+		}
+		return nil
+	})); err != nil {
+		return err
+	}
 	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		return publishEndpoint(ctx, direct, o)
 	}))

@@ -15,6 +15,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -25,6 +26,7 @@ import (
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/agent/join"
 	"github.com/edgefleet/edgefleet/internal/content"
+	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
 	"github.com/edgefleet/edgefleet/internal/joinapi"
 	"github.com/edgefleet/edgefleet/internal/server"
 	"github.com/edgefleet/edgefleet/test/harness"
@@ -377,4 +379,67 @@ func TestBootstrapTokenLeavesTheDownstreamCluster(t *testing.T) {
 		err := m.Client.Get(ctx, client.ObjectKey{Namespace: c.Status.Namespace, Name: joinapi.HeartbeatLease}, &lease)
 		return err == nil && lease.Spec.RenewTime != nil && lease.Spec.RenewTime.After(restarted)
 	})
+}
+
+// TestUpgradeRevokesLegacyClusterRights: rights older versions gave cluster
+// credentials (patching the Cluster's status, getting every Content) are gone
+// as soon as the manager starts, not at each agent's next renewal.
+func TestUpgradeRevokesLegacyClusterRights(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a control plane")
+	}
+	t.Parallel()
+	ctx := context.Background()
+	mgmt := harness.StartClusters(t, 1, harness.ClusterOptions{CRDs: true})[0]
+	c := mgmt.Client
+	for _, ns := range []string{fleetNS, "cluster-user"} {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cluster := &fleetv1.Cluster{ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: "old"}}
+	if err := c.Create(ctx, cluster); err != nil {
+		t.Fatal(err)
+	}
+	clusterNS := clusterctrl.NamespaceName(fleetNS, "old")
+	legacyNSRules := []rbacv1.PolicyRule{{APIGroups: []string{fleetv1.GroupVersion.Group}, Resources: []string{"bundledeployments"}, Verbs: []string{"get", "list", "watch", "patch", "update"}}}
+	objs := []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clusterNS, Labels: map[string]string{
+			fleetv1.ManagedLabel: "true", fleetv1.ClusterNameLabel: "old", fleetv1.ClusterNamespaceLabel: fleetNS}}},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: clusterNS, Name: joinapi.ClusterServiceAccount}, Rules: legacyNSRules},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: "cluster-user", Name: joinapi.ClusterServiceAccount}, Rules: legacyNSRules},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: "edgefleet-agent-old", OwnerReferences: []metav1.OwnerReference{{
+			APIVersion: fleetv1.GroupVersion.String(), Kind: "Cluster", Name: "old", UID: cluster.UID}}}, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{fleetv1.GroupVersion.Group}, Resources: []string{"clusters"}, ResourceNames: []string{"old"}, Verbs: []string{"get"}},
+			{APIGroups: []string{fleetv1.GroupVersion.Group}, Resources: []string{"clusters/status"}, ResourceNames: []string{"old"}, Verbs: []string{"get", "patch", "update"}},
+		}},
+		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "edgefleet-content-reader"}, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{fleetv1.GroupVersion.Group}, Resources: []string{"contents"}, Verbs: []string{"get"}}}},
+		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "edgefleet-content-" + clusterNS},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: clusterNS, Name: joinapi.ClusterServiceAccount}},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "edgefleet-content-reader"}},
+	}
+	for _, o := range objs {
+		if err := c.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	harness.StartManager(t, harness.ManagerOptions{Kubeconfig: mgmt.KubeconfigPath()})
+	waitFor(t, 60*time.Second, "legacy rights revoked", func() bool {
+		var perCluster rbacv1.Role
+		if c.Get(ctx, client.ObjectKey{Namespace: fleetNS, Name: "edgefleet-agent-old"}, &perCluster) != nil || len(perCluster.Rules) != 1 || perCluster.Rules[0].Resources[0] != "clusters" {
+			return false
+		}
+		var nsRole rbacv1.Role
+		if c.Get(ctx, client.ObjectKey{Namespace: clusterNS, Name: joinapi.ClusterServiceAccount}, &nsRole) != nil || len(nsRole.Rules) != 3 {
+			return false
+		}
+		crb := c.Get(ctx, client.ObjectKey{Name: "edgefleet-content-" + clusterNS}, &rbacv1.ClusterRoleBinding{})
+		cr := c.Get(ctx, client.ObjectKey{Name: "edgefleet-content-reader"}, &rbacv1.ClusterRole{})
+		return apierrors.IsNotFound(crb) && apierrors.IsNotFound(cr)
+	})
+	var user rbacv1.Role
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "cluster-user", Name: joinapi.ClusterServiceAccount}, &user); err != nil || len(user.Rules) != 1 {
+		t.Fatalf("a Role of that name outside a cluster namespace was changed: %v %v", err, user.Rules)
+	}
 }
