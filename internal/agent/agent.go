@@ -47,8 +47,8 @@ type Options struct {
 	// Namespace is the manager-side namespace holding this cluster's
 	// BundleDeployments (the Cluster's status.namespace).
 	Namespace string
-	// ClusterName and ClusterNamespace name the Cluster object whose
-	// status.agent the agent keeps fresh. No heartbeat without ClusterName.
+	// ClusterName and ClusterNamespace name the Cluster object (its labels
+	// and annotations feed templating).
 	ClusterName      string
 	ClusterNamespace string
 	// DownstreamConfig reaches the cluster the agent deploys to.
@@ -58,8 +58,9 @@ type Options struct {
 	// MonitorInterval is how often deployed resources are checked for
 	// readiness and drift.
 	MonitorInterval time.Duration
-	// HeartbeatInterval is how often the Cluster's status.agent.lastSeen is
-	// refreshed.
+	// HeartbeatInterval is how often the heartbeat Lease (Lease
+	// edgefleet-agent in Namespace) is renewed; the manager derives the
+	// Cluster's status.agent from it.
 	HeartbeatInterval time.Duration
 	// MetricsAddr serves Prometheus metrics; empty or "0" turns them off.
 	MetricsAddr string
@@ -199,11 +200,9 @@ func Run(ctx context.Context, o Options) error {
 	if err := r.setup(mgr, controller.Options{MaxConcurrentReconciles: o.Workers}); err != nil {
 		return err
 	}
-	if o.ClusterName != "" {
-		hb := &heartbeat{client: mgr.GetClient(), kubeVersion: v.GitVersion, opts: o}
-		if err := mgr.Add(manager.RunnableFunc(hb.run)); err != nil {
-			return fmt.Errorf("adding heartbeat: %w", err)
-		}
+	hb := &heartbeat{client: mgr.GetClient(), kubeVersion: v.GitVersion, opts: o}
+	if err := mgr.Add(manager.RunnableFunc(hb.run)); err != nil {
+		return fmt.Errorf("adding heartbeat: %w", err)
 	}
 	o.Log.Info("Starting agent", "namespace", o.Namespace, "cluster", o.ClusterNamespace+"/"+o.ClusterName, "workers", o.Workers)
 	if err := mgr.Start(ctx); err != nil {

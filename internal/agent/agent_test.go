@@ -12,6 +12,7 @@ import (
 	"helm.sh/helm/v4/pkg/action"
 	releasev1 "helm.sh/helm/v4/pkg/release/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -23,6 +24,7 @@ import (
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/agent"
 	"github.com/edgefleet/edgefleet/internal/content"
+	"github.com/edgefleet/edgefleet/internal/joinapi"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
 
@@ -358,13 +360,15 @@ data:
 
 	t.Run("heartbeat", func(t *testing.T) {
 		e.t = t
-		e.eventually("lastSeen", func() string {
-			c := &fleetv1.Cluster{}
-			if err := e.manager.Get(e.ctx, client.ObjectKey{Namespace: "fleet-default", Name: "c1"}, c); err != nil {
+		// The agent reports through its heartbeat Lease only; the manager
+		// (not running here) derives the Cluster's status.agent from it.
+		e.eventually("heartbeat Lease", func() string {
+			l := &coordinationv1.Lease{}
+			if err := e.manager.Get(e.ctx, client.ObjectKey{Namespace: clusterNS, Name: joinapi.HeartbeatLease}, l); err != nil {
 				return err.Error()
 			}
-			if c.Status.Agent.LastSeen.IsZero() || c.Status.Agent.KubernetesVersion == "" {
-				return fmt.Sprintf("agent status %+v", c.Status.Agent)
+			if l.Spec.RenewTime == nil || l.Annotations[joinapi.AnnotationKubernetesVersion] == "" {
+				return fmt.Sprintf("lease %+v %v", l.Spec, l.Annotations)
 			}
 			return ""
 		})

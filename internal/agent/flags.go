@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -10,6 +11,11 @@ import (
 
 	"github.com/edgefleet/edgefleet/internal/agent/join"
 )
+
+// TokenEnv holds the registration token when --token is not given: the
+// import manifest sets it from the bootstrap Secret, whose token key the
+// agent deletes after registering.
+const TokenEnv = "EDGEFLEET_TOKEN"
 
 // Flags are the command-line flags of `edgefleet-agent run` and
 // `edgefleet agent`.
@@ -26,16 +32,16 @@ type Flags struct {
 // AddFlags registers the flags on fs.
 func (f *Flags) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.Join.Server, "server", "", "URL of the manager's endpoint to join, e.g. https://fleet.example.com:8443 (with --token and --ca-checksum)")
-	fs.StringVar(&f.Join.Token, "token", "", "registration token (edgefleet token create)")
+	fs.StringVar(&f.Join.Token, "token", "", "registration token (edgefleet token create); default $"+TokenEnv+". Not needed once the agent has stored its credential")
 	fs.StringVar(&f.Join.CAChecksum, "ca-checksum", "", "sha256 of the manager's CA; the agent trusts only that CA")
 	fs.StringArrayVar(&f.Labels, "label", nil, "label k=v proposed for this cluster's Cluster object (repeatable; *edgefleet.io keys are dropped by the manager)")
 	fs.StringVar(&f.Join.ClientID, "client-id", "", "stable identity of this cluster (default: the UID of its kube-system namespace)")
 	fs.StringVar(&f.ManagerKubeconfig, "manager-kubeconfig", "", "kubeconfig for the manager's Kubernetes API (instead of --server)")
 	fs.StringVar(&f.Options.Namespace, "cluster-namespace", "", "manager namespace holding this cluster's BundleDeployments: the Cluster's status.namespace (required)")
-	fs.StringVar(&f.Options.ClusterName, "cluster-name", "", "name of this cluster's Cluster object on the manager; enables the heartbeat (status.agent.lastSeen)")
+	fs.StringVar(&f.Options.ClusterName, "cluster-name", "", "name of this cluster's Cluster object on the manager (its labels and annotations feed templating)")
 	fs.StringVar(&f.Options.ClusterNamespace, "cluster-object-namespace", "", "namespace of the Cluster object on the manager (with --cluster-name)")
 	fs.StringVar(&f.Kubeconfig, "kubeconfig", "", "kubeconfig for the downstream cluster (default: in-cluster config)")
-	fs.DurationVar(&f.Options.HeartbeatInterval, "heartbeat-interval", DefaultHeartbeatInterval, "how often the Cluster's status.agent.lastSeen is refreshed")
+	fs.DurationVar(&f.Options.HeartbeatInterval, "heartbeat-interval", DefaultHeartbeatInterval, "how often the heartbeat Lease edgefleet-agent in --cluster-namespace is renewed (the manager derives the Cluster's status.agent from it)")
 	fs.IntVar(&f.Options.Workers, "workers", DefaultWorkers, "BundleDeployments reconciled in parallel")
 	fs.DurationVar(&f.Options.MonitorInterval, "monitor-interval", DefaultMonitorInterval, "how often deployed resources are checked for readiness and drift")
 	fs.StringVar(&f.Options.MetricsAddr, "metrics-bind-address", "0", "address for Prometheus metrics, e.g. :8080 (0 turns them off)")
@@ -59,6 +65,9 @@ func (f *Flags) Complete() (Options, error) {
 		return o, fmt.Errorf("--server and --manager-kubeconfig exclude each other: join with --server, --token and --ca-checksum, or pass a manager kubeconfig")
 	case f.Join.Server != "":
 		j := f.Join
+		if j.Token == "" {
+			j.Token = os.Getenv(TokenEnv)
+		}
 		j.Labels = map[string]string{}
 		for _, kv := range f.Labels {
 			k, v, ok := strings.Cut(kv, "=")

@@ -6,17 +6,21 @@ import (
 	"fmt"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/joinapi"
 	"github.com/edgefleet/edgefleet/internal/version"
 )
 
-// heartbeat keeps the Cluster's status.agent fresh so the manager sees the
-// agent is connected.
+// heartbeat renews the agent's heartbeat Lease in its namespace on the
+// manager, which turns it into the Cluster's status.agent and Connected
+// condition. The agent has no right on the Cluster's status: its Lease is
+// the one object it reports liveness through.
 type heartbeat struct {
 	client      client.Client
 	kubeVersion string
@@ -24,7 +28,7 @@ type heartbeat struct {
 }
 
 func (h *heartbeat) run(ctx context.Context) error {
-	log := ctrl.LoggerFrom(ctx).WithValues("cluster", h.opts.ClusterNamespace+"/"+h.opts.ClusterName)
+	log := ctrl.LoggerFrom(ctx).WithValues("lease", h.opts.Namespace+"/"+joinapi.HeartbeatLease)
 	t := time.NewTicker(h.opts.HeartbeatInterval)
 	defer t.Stop()
 	for {
@@ -39,19 +43,34 @@ func (h *heartbeat) run(ctx context.Context) error {
 	}
 }
 
+// beat patches the Lease (no read first: the agent's credential may get and
+// update this one Lease, not list or watch Leases). A Lease that does not
+// exist yet is created, which works only with a manager kubeconfig that may
+// create Leases; the manager creates it for registered agents.
 func (h *heartbeat) beat(ctx context.Context) error {
-	patch, err := json.Marshal(map[string]any{"status": map[string]any{"agent": fleetv1.AgentStatus{
-		LastSeen:          metav1.Now(),
-		Version:           version.Version,
-		KubernetesVersion: h.kubeVersion,
-	}}})
+	now := metav1.NewMicroTime(time.Now())
+	holder := joinapi.HeartbeatLease
+	if h.opts.ClusterName != "" {
+		holder = h.opts.ClusterNamespace + "/" + h.opts.ClusterName
+	}
+	secs := int32(max(3*h.opts.HeartbeatInterval/time.Second, 1))
+	lease := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.opts.Namespace, Name: joinapi.HeartbeatLease, Annotations: map[string]string{
+			joinapi.AnnotationAgentVersion:      version.Version,
+			joinapi.AnnotationKubernetesVersion: h.kubeVersion,
+		}},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, RenewTime: &now, LeaseDurationSeconds: &secs},
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": lease.Annotations}, "spec": lease.Spec})
 	if err != nil {
 		return err
 	}
-	c := &fleetv1.Cluster{}
-	c.Namespace, c.Name = h.opts.ClusterNamespace, h.opts.ClusterName
-	if err := h.client.Status().Patch(ctx, c, client.RawPatch(types.MergePatchType, patch)); err != nil {
-		return fmt.Errorf("patching Cluster %s/%s status: %w", c.Namespace, c.Name, err)
+	err = h.client.Patch(ctx, lease.DeepCopy(), client.RawPatch(types.MergePatchType, patch))
+	if apierrors.IsNotFound(err) {
+		err = h.client.Create(ctx, lease)
+	}
+	if err != nil {
+		return fmt.Errorf("renewing heartbeat Lease %s/%s: %w", h.opts.Namespace, joinapi.HeartbeatLease, err)
 	}
 	return nil
 }

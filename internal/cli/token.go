@@ -76,6 +76,7 @@ func newTokenCreateCommand(_ *globals) *cobra.Command {
 	var k kubeFlags
 	var namespace string
 	var ttl time.Duration
+	var maxClusters int32
 	cmd := &cobra.Command{
 		Use:   "create",
 		Short: "Create a registration token and print the commands that join a cluster with it",
@@ -83,7 +84,8 @@ func newTokenCreateCommand(_ *globals) *cobra.Command {
 commands. Clusters that join with it become Clusters in --namespace. The token
 can be used by many clusters until it expires (--ttl); expired tokens are
 deleted. Joined clusters keep working after their token expires or is
-deleted: they hold their own credential.`,
+deleted: they hold their own credential. A token creates at most
+--max-clusters Clusters.`,
 		Example: `  edgefleet token create --kubeconfig ./edgefleet-data/kubeconfig
   edgefleet token create -n fleet-default --ttl 24h`,
 		Args: cobra.NoArgs,
@@ -91,20 +93,24 @@ deleted: they hold their own credential.`,
 			if ttl <= 0 {
 				return fmt.Errorf("--ttl must be positive, e.g. 168h")
 			}
+			if maxClusters < 1 || maxClusters > 100000 {
+				return fmt.Errorf("--max-clusters must be 1 to 100000")
+			}
 			c, _, err := k.client()
 			if err != nil {
 				return err
 			}
-			return createToken(cmd.Context(), c, namespace, ttl, cmd.OutOrStdout())
+			return createToken(cmd.Context(), c, namespace, ttl, maxClusters, cmd.OutOrStdout())
 		},
 	}
 	k.add(cmd)
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", defaultApplyNamespace, "namespace of the token; joined clusters are created here")
 	cmd.Flags().DurationVar(&ttl, "ttl", fleetv1.DefaultClusterRegistrationTokenTTL, "how long the token is valid")
+	cmd.Flags().Int32Var(&maxClusters, "max-clusters", fleetv1.DefaultMaxClusters, "how many Clusters registrations with this token may create (spec.maxClusters)")
 	return cmd
 }
 
-func createToken(ctx context.Context, c client.Client, namespace string, ttl time.Duration, out io.Writer) error {
+func createToken(ctx context.Context, c client.Client, namespace string, ttl time.Duration, maxClusters int32, out io.Writer) error {
 	ep, err := endpointInfo(ctx, c)
 	if err != nil {
 		return err
@@ -115,7 +121,7 @@ func createToken(ctx context.Context, c client.Client, namespace string, ttl tim
 	}
 	crt := &fleetv1.ClusterRegistrationToken{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, GenerateName: "token-"},
-		Spec:       fleetv1.ClusterRegistrationTokenSpec{TTL: &metav1.Duration{Duration: ttl}},
+		Spec:       fleetv1.ClusterRegistrationTokenSpec{TTL: &metav1.Duration{Duration: ttl}, MaxClusters: &maxClusters},
 	}
 	if err := c.Create(ctx, crt); err != nil {
 		return fmt.Errorf("creating ClusterRegistrationToken in %s: %w", namespace, err)

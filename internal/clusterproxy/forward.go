@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/authn"
 	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
 )
@@ -83,11 +82,8 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, key types.Names
 // tunnelHolder returns the holderIdentity of the cluster's tunnel Lease when
 // it was renewed recently enough to count as up, else "".
 func (s *Server) tunnelHolder(ctx context.Context, key types.NamespacedName) (string, error) {
+	// Derived, never read from status: see clusterctrl.Namespace.
 	ns := clusterctrl.NamespaceName(key.Namespace, key.Name)
-	var cluster fleetv1.Cluster
-	if err := s.cache.Get(ctx, key, &cluster); err == nil && cluster.Status.Namespace != "" {
-		ns = cluster.Status.Namespace
-	}
 	var lease coordinationv1.Lease
 	err := s.cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: TunnelLease}, &lease)
 	if apierrors.IsNotFound(err) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -124,11 +125,8 @@ func (s *Server) revoked(ctx context.Context, key types.NamespacedName, e *entry
 }
 
 func (s *Server) renewLease(ctx context.Context, key types.NamespacedName, now time.Time) error {
+	// Derived, never read from status: see clusterctrl.Namespace.
 	ns := clusterctrl.NamespaceName(key.Namespace, key.Name)
-	var cluster fleetv1.Cluster
-	if err := s.cache.Get(ctx, key, &cluster); err == nil && cluster.Status.Namespace != "" {
-		ns = cluster.Status.Namespace
-	}
 	t := metav1.NewMicroTime(now)
 	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: TunnelLease}}
 	err := s.client.Get(ctx, client.ObjectKeyFromObject(lease), lease)
@@ -174,28 +172,95 @@ func (l *liveness) sweep(ctx context.Context, now time.Time) error {
 	}
 	for i := range clusters.Items {
 		c := &clusters.Items[i]
-		if !c.DeletionTimestamp.IsZero() || c.Status.Namespace == "" {
+		ns, ready := clusterctrl.Namespace(c)
+		if !c.DeletionTimestamp.IsZero() || !ready {
 			continue
 		}
 		var lease coordinationv1.Lease
 		var probed time.Time
-		if err := s.cache.Get(ctx, client.ObjectKey{Namespace: c.Status.Namespace, Name: TunnelLease}, &lease); err == nil && lease.Spec.RenewTime != nil {
+		if err := s.cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: TunnelLease}, &lease); err == nil && lease.Spec.RenewTime != nil {
 			probed = lease.Spec.RenewTime.Time
 		}
-		cond := Connected(c.Status.Agent.LastSeen.Time, probed, now, s.opts.OfflineThreshold, s.opts.tunnelStale())
+		agent := c.Status.Agent
+		var hb coordinationv1.Lease
+		if err := s.cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: joinapi.HeartbeatLease}, &hb); err == nil {
+			agent = AgentStatusFrom(&hb, c.Status.Agent, now)
+		}
+		cond := Connected(agent.LastSeen.Time, probed, now, s.opts.OfflineThreshold, s.opts.tunnelStale())
 		cond.ObservedGeneration = c.Generation
 		old := meta.FindStatusCondition(c.Status.Conditions, fleetv1.ConnectedCondition)
-		if old != nil && old.Status == cond.Status && old.Reason == cond.Reason {
+		condChanged := old == nil || old.Status != cond.Status || old.Reason != cond.Reason
+		agentChanged := agentFactsChanged(c.Status.Agent, agent, s.opts.OfflineThreshold/3)
+		if !condChanged && !agentChanged {
 			continue
 		}
 		updated := c.DeepCopy()
+		updated.Status.Agent = agent
 		meta.SetStatusCondition(&updated.Status.Conditions, cond)
-		ctrl.LoggerFrom(ctx).Info("Cluster connection changed", "Cluster", c.Namespace+"/"+c.Name, "connected", cond.Status, "reason", cond.Reason)
+		if condChanged {
+			ctrl.LoggerFrom(ctx).Info("Cluster connection changed", "Cluster", c.Namespace+"/"+c.Name, "connected", cond.Status, "reason", cond.Reason)
+		}
 		if err := s.client.Status().Patch(ctx, updated, client.MergeFromWithOptions(c, client.MergeFromWithOptimisticLock{})); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 			return fmt.Errorf("patching Connected of cluster %s/%s: %w", c.Namespace, c.Name, err)
 		}
 	}
 	return nil
+}
+
+// maxAgentFact bounds what an agent's Lease annotations put into the
+// Cluster's status.
+const maxAgentFact = 64
+
+// AgentStatusFrom is the Cluster's status.agent as the agent's heartbeat
+// Lease reports it: lastSeen is the Lease's renewTime (never in the future,
+// never older than what status already has), the versions its annotations,
+// cut to printable ASCII of bounded length. Everything else an agent may
+// write into its Lease is ignored.
+func AgentStatusFrom(hb *coordinationv1.Lease, current fleetv1.AgentStatus, now time.Time) fleetv1.AgentStatus {
+	out := current
+	if hb.Spec.RenewTime != nil {
+		seen := hb.Spec.RenewTime.Time
+		if seen.After(now) {
+			seen = now
+		}
+		if seen.After(out.LastSeen.Time) {
+			out.LastSeen = metav1.NewTime(seen.Truncate(time.Second))
+		}
+	}
+	if v, ok := hb.Annotations[joinapi.AnnotationAgentVersion]; ok {
+		out.Version = agentFact(v)
+	}
+	if v, ok := hb.Annotations[joinapi.AnnotationKubernetesVersion]; ok {
+		out.KubernetesVersion = agentFact(v)
+	}
+	return out
+}
+
+func agentFact(v string) string {
+	v = strings.Map(func(r rune) rune {
+		if r < 0x21 || r > 0x7e {
+			return -1
+		}
+		return r
+	}, v)
+	if len(v) > maxAgentFact {
+		v = v[:maxAgentFact]
+	}
+	return v
+}
+
+// agentFactsChanged: new versions, the first check-in, or lastSeen older
+// than refresh. Copying every heartbeat would cost one Cluster write per
+// cluster and beat; Connected is computed from the Lease itself, so a
+// lastSeen refreshed a few times per offline threshold is enough.
+func agentFactsChanged(old, cur fleetv1.AgentStatus, refresh time.Duration) bool {
+	if old.Version != cur.Version || old.KubernetesVersion != cur.KubernetesVersion {
+		return true
+	}
+	if old.LastSeen.IsZero() != cur.LastSeen.IsZero() {
+		return true
+	}
+	return cur.LastSeen.Sub(old.LastSeen.Time) >= refresh
 }
 
 // Connected computes the Connected condition from the last heartbeat, the

@@ -1,10 +1,15 @@
 package clusterproxy
 
 import (
+	"strings"
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/joinapi"
 )
 
 func TestConnectedCondition(t *testing.T) {
@@ -46,5 +51,28 @@ func TestParseClusterPath(t *testing.T) {
 	}
 	if _, _, ok := parseClusterPath("/k8s/clusters/"); ok {
 		t.Fatal("empty cluster reference accepted")
+	}
+}
+
+func TestAgentStatusFromLeaseIsBounded(t *testing.T) {
+	now := time.Now()
+	future := metav1.NewMicroTime(now.Add(time.Hour))
+	hb := &coordinationv1.Lease{Spec: coordinationv1.LeaseSpec{RenewTime: &future}}
+	hb.Annotations = map[string]string{
+		joinapi.AnnotationAgentVersion:      "v1\n<script>" + strings.Repeat("x", 200),
+		joinapi.AnnotationKubernetesVersion: "v1.37.1",
+	}
+	got := AgentStatusFrom(hb, fleetv1.AgentStatus{}, now)
+	if got.LastSeen.After(now) {
+		t.Fatalf("lastSeen %v is in the future", got.LastSeen)
+	}
+	if len(got.Version) != maxAgentFact || strings.ContainsAny(got.Version, "\n ") || got.KubernetesVersion != "v1.37.1" {
+		t.Fatalf("versions %q %q not bounded", got.Version, got.KubernetesVersion)
+	}
+	// An older renewTime never moves lastSeen back.
+	past := metav1.NewMicroTime(now.Add(-time.Hour))
+	hb.Spec.RenewTime = &past
+	if again := AgentStatusFrom(hb, got, now); !again.LastSeen.Equal(&got.LastSeen) {
+		t.Fatalf("lastSeen moved back to %v", again.LastSeen)
 	}
 }

@@ -71,6 +71,19 @@ const (
 	ManagerSystemNamespace = "edgefleet-system"
 )
 
+// The agent's heartbeat: a coordination.k8s.io Lease in the cluster's
+// namespace on the manager, like a node's heartbeat. The manager creates it;
+// the agent may only update it (renewTime and the annotations below). The
+// agent has no right on its Cluster's status: the manager copies what it
+// finds here into status.agent, bounded and validated.
+const (
+	HeartbeatLease = "edgefleet-agent"
+	// AnnotationAgentVersion and AnnotationKubernetesVersion on
+	// HeartbeatLease carry the agent's facts.
+	AnnotationAgentVersion      = "fleet.edgefleet.io/agent-version"
+	AnnotationKubernetesVersion = "fleet.edgefleet.io/kubernetes-version"
+)
+
 // RegisterRequest is the body of POST /v1/register.
 type RegisterRequest struct {
 	// Token is the ClusterRegistrationToken's secret value.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"net/http"
 	"sort"
 	"strings"
 
@@ -24,10 +25,15 @@ import (
 const ClientIDIndex = "spec.clientID"
 
 // ClusterName is the name a registering cluster gets:
-// "cluster-<first 12 hex of sha256(clientID)>", as Fleet names them.
+// "cluster-<first 24 hex of sha256(clientID)>". Fleet uses 12 hex (48 bits),
+// few enough to search for a clientID whose name squats another cluster's;
+// 96 bits are not, and still leave cluster-<namespace>-<name>-<hash> (the
+// cluster's namespace) untruncated for Cluster namespaces of up to 13
+// characters. Clusters registered with the short names keep them: they are
+// found by clientID.
 func ClusterName(clientID string) string {
 	sum := sha256.Sum256([]byte(clientID))
-	return "cluster-" + hex.EncodeToString(sum[:])[:12]
+	return "cluster-" + hex.EncodeToString(sum[:])[:24]
 }
 
 // Reserved reports whether a label key uses the reserved edgefleet.io domain.
@@ -55,9 +61,12 @@ func FilterLabels(in map[string]string) (kept map[string]string, dropped []strin
 	return kept, dropped
 }
 
-// findOrCreateCluster returns the Cluster in namespace with clientID,
-// creating it when none exists, and merges labels into it.
-func (h *handlers) findOrCreateCluster(ctx context.Context, namespace, clientID string, labels map[string]string) (*fleetv1.Cluster, error) {
+// findOrCreateCluster returns the Cluster in crt's namespace with clientID,
+// creating it when none exists (within crt's quota). An existing Cluster is
+// taken over only with proof (authorizeReregistration); the agent's labels
+// are merged without touching an admin's (mergeAgentLabels).
+func (h *handlers) findOrCreateCluster(ctx context.Context, r *http.Request, crt *fleetv1.ClusterRegistrationToken, clientID string, labels map[string]string) (*fleetv1.Cluster, error) {
+	namespace := crt.Namespace
 	var list fleetv1.ClusterList
 	if err := h.cache.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{ClientIDIndex: clientID}); err != nil {
 		return nil, fmt.Errorf("looking up cluster with clientID %q: %w", clientID, err)
@@ -66,46 +75,78 @@ func (h *handlers) findOrCreateCluster(ctx context.Context, namespace, clientID 
 	if len(list.Items) > 0 {
 		cluster = &list.Items[0]
 	} else {
-		cluster = &fleetv1.Cluster{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: ClusterName(clientID), Labels: labels}, Spec: fleetv1.ClusterSpec{ClientID: clientID}}
-		err := h.client.Create(ctx, cluster)
-		switch {
-		case err == nil:
-			ctrl.LoggerFrom(ctx).Info("Created cluster for registering agent", "Cluster", klogRef(cluster))
-			return cluster, nil
-		case apierrors.IsAlreadyExists(err):
-			if err := h.client.Get(ctx, client.ObjectKeyFromObject(cluster), cluster); err != nil {
-				return nil, fmt.Errorf("reading cluster %s: %w", klogRef(cluster), err)
-			}
-			if cluster.Spec.ClientID != clientID {
-				return nil, fmt.Errorf("cluster %s exists with another clientID", klogRef(cluster))
-			}
-		default:
-			return nil, fmt.Errorf("creating cluster %s: %w", klogRef(cluster), err)
+		created, err := h.createCluster(ctx, crt, clientID, labels)
+		if created != nil || err != nil {
+			return created, err
+		}
+		// The name exists with this clientID (the cache lagged): it is an
+		// existing Cluster like any other.
+		cluster = &fleetv1.Cluster{}
+		if err := h.client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: ClusterName(clientID)}, cluster); err != nil {
+			return nil, fmt.Errorf("reading cluster %s/%s: %w", namespace, ClusterName(clientID), err)
 		}
 	}
-	merged := maps.Clone(cluster.Labels)
-	if merged == nil {
-		merged = map[string]string{}
+	proof, err := h.authorizeReregistration(ctx, cluster, r)
+	if err != nil {
+		return nil, err
 	}
-	maps.Copy(merged, labels)
-	if !maps.Equal(merged, cluster.Labels) {
-		before := cluster.DeepCopy()
-		cluster.Labels = merged
-		if err := h.client.Patch(ctx, cluster, client.MergeFrom(before)); err != nil {
+	before := cluster.DeepCopy()
+	cluster.Labels, cluster.Annotations = maps.Clone(cluster.Labels), maps.Clone(cluster.Annotations)
+	if kept := mergeAgentLabels(cluster, labels); len(kept) > 0 {
+		ctrl.LoggerFrom(ctx).Info("Kept admin-set labels the registering agent proposed to change", "Cluster", klogRef(cluster), "labels", kept)
+	}
+	delete(cluster.Annotations, fleetv1.ApproveReregistrationAnnotation)
+	if !maps.Equal(before.Labels, cluster.Labels) || !maps.Equal(before.Annotations, cluster.Annotations) {
+		// The optimistic lock makes a used approval count once.
+		if err := h.client.Patch(ctx, cluster, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 			return nil, fmt.Errorf("updating labels of cluster %s: %w", klogRef(cluster), err)
 		}
 	}
+	if proof != proofCredential {
+		h.recorder.Eventf(cluster, nil, corev1.EventTypeNormal, ReasonReregistered, "Register", "Registered with token %s (%s)", crt.Name, proof)
+	}
 	return cluster, nil
+}
+
+// createCluster creates the Cluster for clientID within crt's quota. It
+// returns nil, nil when a Cluster of that name exists with the same
+// clientID, and refuses one with another clientID: a colliding name is
+// never adopted.
+func (h *handlers) createCluster(ctx context.Context, crt *fleetv1.ClusterRegistrationToken, clientID string, labels map[string]string) (*fleetv1.Cluster, error) {
+	unlock := h.tokenLocks.lock(crt.UID)
+	defer unlock()
+	if err := h.checkQuota(ctx, crt); err != nil {
+		return nil, err
+	}
+	cluster := &fleetv1.Cluster{ObjectMeta: metav1.ObjectMeta{
+		Namespace: crt.Namespace, Name: ClusterName(clientID), Labels: labels, Annotations: newClusterAnnotations(crt, labels),
+	}, Spec: fleetv1.ClusterSpec{ClientID: clientID}}
+	err := h.client.Create(ctx, cluster)
+	switch {
+	case err == nil:
+		ctrl.LoggerFrom(ctx).Info("Created cluster for registering agent", "Cluster", klogRef(cluster))
+		h.awaitCached(ctx, cluster)
+		return cluster, nil
+	case apierrors.IsAlreadyExists(err):
+		var existing fleetv1.Cluster
+		if err := h.client.Get(ctx, client.ObjectKeyFromObject(cluster), &existing); err != nil {
+			return nil, fmt.Errorf("reading cluster %s: %w", klogRef(cluster), err)
+		}
+		if existing.Spec.ClientID != clientID {
+			return nil, &refusal{status: http.StatusConflict, msg: fmt.Sprintf(
+				"cluster %s already exists for another clientID: the name derived from this clientID is taken; an admin deletes or renames that Cluster", klogRef(cluster))}
+		}
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("creating cluster %s: %w", klogRef(cluster), err)
+	}
 }
 
 // ensureNamespace creates the cluster's namespace as the cluster controller
 // would, so the credential can be bound in it without waiting for that
 // controller (which runs only on the leader).
 func (h *handlers) ensureNamespace(ctx context.Context, cluster *fleetv1.Cluster) (*corev1.Namespace, error) {
-	name := cluster.Status.Namespace
-	if name == "" {
-		name = clusterctrl.NamespaceName(cluster.Namespace, cluster.Name)
-	}
+	name := clusterctrl.NamespaceName(cluster.Namespace, cluster.Name)
 	ns := &corev1.Namespace{}
 	err := h.client.Get(ctx, client.ObjectKey{Name: name}, ns)
 	if apierrors.IsNotFound(err) {

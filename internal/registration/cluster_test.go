@@ -3,6 +3,8 @@ package registration
 import (
 	"reflect"
 	"testing"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 )
 
 func TestFilterLabelsDropsReservedAndInvalid(t *testing.T) {
@@ -28,7 +30,23 @@ func TestFilterLabelsDropsReservedAndInvalid(t *testing.T) {
 }
 
 func TestClusterNameIsStablePerClientID(t *testing.T) {
-	if ClusterName("a") != ClusterName("a") || ClusterName("a") == ClusterName("b") || len(ClusterName("x")) != len("cluster-")+12 {
-		t.Fatal("ClusterName must be deterministic, distinct per clientID, cluster-<12 hex>")
+	if ClusterName("a") != ClusterName("a") || ClusterName("a") == ClusterName("b") || len(ClusterName("x")) != len("cluster-")+24 {
+		t.Fatal("ClusterName must be deterministic, distinct per clientID, cluster-<24 hex>")
+	}
+}
+
+func TestMergeAgentLabelsKeepsAdminLabels(t *testing.T) {
+	c := &fleetv1.Cluster{}
+	c.Labels = map[string]string{"env": "prod", "zone": "z1", "tier": "gold"}
+	// The agent set env=dev and zone=z1; an admin changed env to prod and
+	// added tier.
+	c.Annotations = map[string]string{fleetv1.AgentLabelsAnnotation: `{"env":"dev","zone":"z1"}`}
+	kept := mergeAgentLabels(c, map[string]string{"env": "test", "zone": "z2", "tier": "free", "new": "1"})
+	want := map[string]string{"env": "prod", "zone": "z2", "tier": "gold", "new": "1"}
+	if !reflect.DeepEqual(c.Labels, want) || !reflect.DeepEqual(kept, []string{"env", "tier"}) {
+		t.Fatalf("labels %v kept %v; want %v kept [env tier]", c.Labels, kept, want)
+	}
+	if got := agentLabels(c); !reflect.DeepEqual(got, map[string]string{"zone": "z2", "new": "1"}) {
+		t.Fatalf("agent-owned labels %v, want zone and new", got)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
@@ -40,6 +41,8 @@ type handlers struct {
 	agentImage    string
 	now           func() time.Time
 	log           logr.Logger
+	recorder      events.EventRecorder // events on Clusters (refused takeovers)
+	tokenLocks    tokenLocks           // per-token quota
 
 	// maxLifetime bounds renewals since registration (0 = unbounded).
 	maxLifetime time.Duration
@@ -120,7 +123,12 @@ func (h *handlers) register(w http.ResponseWriter, r *http.Request) {
 	if len(dropped) > 0 {
 		log.Info("Dropped reserved or invalid labels from registering agent", "labels", dropped)
 	}
-	cluster, err := h.findOrCreateCluster(ctx, crt.Namespace, req.ClientID, labels)
+	cluster, err := h.findOrCreateCluster(ctx, r, crt, req.ClientID, labels)
+	if status, refused := refusedStatus(err); refused {
+		log.Info("Refused registration", "remote", r.RemoteAddr, "reason", err.Error())
+		writeError(w, status, "registration refused: %v", err)
+		return
+	}
 	if err != nil {
 		log.Error(err, "Registration failed")
 		writeError(w, http.StatusServiceUnavailable, "registration failed, retry: %v", err)

@@ -116,12 +116,15 @@ spec:
       containers:
       - name: agent
         image: {{.Image}}
-        args: ["run", "--server=$(EDGEFLEET_SERVER)", "--token=$(EDGEFLEET_TOKEN)", "--ca-checksum=$(EDGEFLEET_CA_CHECKSUM)"]
+        args: ["run", "--server=$(EDGEFLEET_SERVER)", "--ca-checksum=$(EDGEFLEET_CA_CHECKSUM)"]
         env:
         - name: EDGEFLEET_SERVER
           valueFrom: {secretKeyRef: {name: {{.BootstrapSecret}}, key: {{.KeyServer}}}}
         - name: EDGEFLEET_TOKEN
-          valueFrom: {secretKeyRef: {name: {{.BootstrapSecret}}, key: {{.KeyToken}}}}
+          # optional: the agent erases the token once it has its own
+          # credential, and reads it from this variable (not an argument,
+          # which would keep the unexpanded reference).
+          valueFrom: {secretKeyRef: {name: {{.BootstrapSecret}}, key: {{.KeyToken}}, optional: true}}
         - name: EDGEFLEET_CA_CHECKSUM
           valueFrom: {secretKeyRef: {name: {{.BootstrapSecret}}, key: {{.KeyCAChecksum}}}}
         securityContext:

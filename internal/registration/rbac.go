@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -12,13 +13,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
 	"github.com/edgefleet/edgefleet/internal/joinapi"
 )
 
-// ContentReaderRole is the shared ClusterRole that may get (not list)
-// Contents: their names are content hashes, so an agent can only fetch the
-// content its own BundleDeployments name.
-const ContentReaderRole = "edgefleet-content-reader"
+// contentBindingPrefix + the cluster namespace named the ClusterRoleBinding
+// that once let every cluster credential get any Content. Agents now read
+// Contents only through the endpoint (contentGuard), which checks that the
+// cluster's BundleDeployments use them; ensureRBAC deletes old bindings.
+const contentBindingPrefix = "edgefleet-content-"
 
 // clusterRoleName is the per-cluster Role (in the Cluster's namespace) and
 // ClusterRoleBinding name.
@@ -30,18 +33,22 @@ func clusterRoleName(cluster *fleetv1.Cluster) string {
 var agentRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{fleetv1.GroupVersion.Group}, Resources: []string{"bundledeployments"}, Verbs: []string{"get", "list", "watch", "patch", "update"}},
 	{APIGroups: []string{fleetv1.GroupVersion.Group}, Resources: []string{"bundledeployments/status"}, Verbs: []string{"get", "patch", "update"}},
+	// The heartbeat: only the agent's own Lease, created by the manager (no
+	// create right, so the agent cannot plant the tunnel Lease).
+	{APIGroups: []string{coordinationv1.GroupName}, Resources: []string{"leases"}, ResourceNames: []string{joinapi.HeartbeatLease}, Verbs: []string{"get", "patch", "update"}},
 }
 
 // ensureRBAC gives the cluster's ServiceAccount exactly: its namespace's
-// BundleDeployments, get on Contents, get on its own Cluster and patch of
-// that Cluster's status.
+// BundleDeployments, its heartbeat Lease and get on its own Cluster
+// (Contents it reads through the endpoint, see contentGuard). It has no right on the Cluster's status: status.namespace decides
+// where the manager writes, so the manager alone writes status (the agent's
+// facts come from its heartbeat Lease).
 func (h *handlers) ensureRBAC(ctx context.Context, cluster *fleetv1.Cluster, ns *corev1.Namespace) error {
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: joinapi.ClusterServiceAccount}}
 	if err := h.client.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating service account %s/%s: %w", sa.Namespace, sa.Name, err)
 	}
 	subject := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns.Name, Name: joinapi.ClusterServiceAccount}}
-	nsOwner := []metav1.OwnerReference{{APIVersion: "v1", Kind: "Namespace", Name: ns.Name, UID: ns.UID}}
 	clusterOwner := []metav1.OwnerReference{{APIVersion: fleetv1.GroupVersion.String(), Kind: "Cluster", Name: cluster.Name, UID: cluster.UID}}
 	objs := []client.Object{
 		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: joinapi.ClusterServiceAccount}, Rules: agentRules},
@@ -49,24 +56,20 @@ func (h *handlers) ensureRBAC(ctx context.Context, cluster *fleetv1.Cluster, ns 
 			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: joinapi.ClusterServiceAccount}},
 		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Namespace, Name: clusterRoleName(cluster), OwnerReferences: clusterOwner}, Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{fleetv1.GroupVersion.Group}, Resources: []string{"clusters"}, ResourceNames: []string{cluster.Name}, Verbs: []string{"get"}},
-			{APIGroups: []string{fleetv1.GroupVersion.Group}, Resources: []string{"clusters/status"}, ResourceNames: []string{cluster.Name}, Verbs: []string{"get", "patch", "update"}},
 		}},
 		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Namespace, Name: clusterRoleName(cluster), OwnerReferences: clusterOwner}, Subjects: subject,
 			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: clusterRoleName(cluster)}},
-		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: ContentReaderRole}, Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{fleetv1.GroupVersion.Group}, Resources: []string{"contents"}, Verbs: []string{"get"}},
-		}},
-		// Owned by the cluster's namespace: a cluster-scoped object cannot
-		// be owned by the namespaced Cluster, and the namespace goes with it.
-		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "edgefleet-content-" + ns.Name, OwnerReferences: nsOwner}, Subjects: subject,
-			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ContentReaderRole}},
 	}
 	for _, o := range objs {
 		if err := h.upsert(ctx, o); err != nil {
 			return err
 		}
 	}
-	return nil
+	old := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: contentBindingPrefix + ns.Name}}
+	if err := h.client.Delete(ctx, old); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting the former content binding %s: %w", old.Name, err)
+	}
+	return clusterctrl.EnsureHeartbeatLease(ctx, h.client, ns.Name)
 }
 
 // upsert creates o, or updates the existing object's rules, subjects and

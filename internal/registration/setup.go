@@ -74,6 +74,9 @@ func Setup(mgr ctrl.Manager, r Router, o Options) error {
 	}); err != nil {
 		return fmt.Errorf("indexing clusters by clientID: %w", err)
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &fleetv1.Cluster{}, RegistrationTokenIndex, indexRegistrationToken); err != nil {
+		return fmt.Errorf("indexing clusters by registration token: %w", err)
+	}
 	if err := (&TokenReconciler{}).SetupWithManager(mgr); err != nil {
 		return err
 	}
@@ -99,6 +102,7 @@ func Setup(mgr ctrl.Manager, r Router, o Options) error {
 		client: direct, cache: mgr.GetClient(), clientset: cs, auth: &authn.Authenticator{Client: cs},
 		externalURL: o.ExternalURL, caPEM: o.CACertPEM, credentialTTL: o.CredentialTTL, agentImage: o.AgentImage,
 		now: time.Now, log: o.Log.WithName("registration"),
+		recorder: mgr.GetEventRecorder("edgefleet-registration"),
 	}
 	proxy, err := ManagerAPIProxy(mgr.GetConfig())
 	if err != nil {
@@ -108,7 +112,15 @@ func Setup(mgr ctrl.Manager, r Router, o Options) error {
 	r.Handle("POST "+joinapi.RegisterPath, limit.wrap(h.register))
 	r.Handle("POST "+joinapi.RenewPath, http.HandlerFunc(h.renew))
 	r.Handle("GET "+joinapi.ImportPathPrefix+"{file}", limit.wrap(h.importManifest))
-	r.Handle(joinapi.ManagerAPIPrefix+"/", proxy)
+	r.Handle(joinapi.ManagerAPIPrefix+"/", &contentGuard{auth: h.auth, cache: mgr.GetClient(), direct: direct, next: proxy})
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		if err := revokeLegacyRights(ctx, direct); err != nil {
+			h.log.Error(err, "Revoking rights older versions gave cluster credentials failed; they go at each agent's next renewal")
+		}
+		return nil
+	})); err != nil {
+		return err
+	}
 	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		return publishEndpoint(ctx, direct, o)
 	}))

@@ -171,9 +171,9 @@ func TestRegistrationRefusesAttacks(t *testing.T) {
 		t.Fatalf("cluster A lists its own BundleDeployments: %v (%d)", err, len(own.Items))
 	}
 	statusPatch := client.RawPatch(types.MergePatchType, []byte(`{"status":{"agent":{"version":"x"}}}`))
-	if err := asA.Status().Patch(ctx, &fleetv1.Cluster{ObjectMeta: metav1.ObjectMeta{Namespace: a.ClusterNamespace, Name: a.ClusterName}}, statusPatch); err != nil {
-		t.Fatalf("cluster A patches its own status: %v", err)
-	}
+	// Not even its own Cluster's status (the manager derives it; see
+	// TestClusterAgentCannotSteerTheManager).
+	forbidden("patching its own Cluster status", asA.Status().Patch(ctx, &fleetv1.Cluster{ObjectMeta: metav1.ObjectMeta{Namespace: a.ClusterNamespace, Name: a.ClusterName}}, statusPatch))
 	// Cluster B's are refused.
 	forbidden("listing B's BundleDeployments", asA.List(ctx, &fleetv1.BundleDeploymentList{}, client.InNamespace(b.Namespace)))
 	forbidden("getting B's BundleDeployment", asA.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: "app"}, &fleetv1.BundleDeployment{}))

@@ -63,7 +63,18 @@ type ClusterRegistrationTokenSpec struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
 	TTL *metav1.Duration `json:"ttl,omitempty"`
+
+	// maxClusters is how many Clusters registrations with this token may
+	// create; registering beyond it is refused. Re-registrations of
+	// existing Clusters do not count. When unset, the default is 100.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	MaxClusters *int32 `json:"maxClusters,omitempty"`
 }
+
+// DefaultMaxClusters is a ClusterRegistrationToken's maxClusters when unset.
+const DefaultMaxClusters = 100
 
 // ClusterRegistrationTokenStatus is the observed state of a
 // ClusterRegistrationToken.

@@ -55,6 +55,22 @@ const (
 	// ClusterDisplayNameLabel is matched by a target's clusterName too, as
 	// Fleet matches management.cattle.io/cluster-display-name.
 	ClusterDisplayNameLabel = "fleet.edgefleet.io/cluster-display-name"
+
+	// AgentLabelsAnnotation on a Cluster is a JSON object of the labels its
+	// agent set at registration, with the values it set. An agent may set
+	// a label that is absent or still has the value it set; any other label
+	// is an admin's and is never changed by an agent.
+	AgentLabelsAnnotation = "fleet.edgefleet.io/agent-labels"
+	// ApproveReregistrationAnnotation ("true") on a Cluster lets the next
+	// registration with its clientID take it over without the cluster's
+	// current credential (e.g. after the credential expired while the
+	// cluster was offline). The manager removes it when used.
+	ApproveReregistrationAnnotation = "fleet.edgefleet.io/approve-reregistration"
+	// RegistrationTokenAnnotation and RegistrationTokenUIDAnnotation on a
+	// Cluster name the ClusterRegistrationToken that created it (counted
+	// against the token's maxClusters).
+	RegistrationTokenAnnotation    = "fleet.edgefleet.io/registration-token"
+	RegistrationTokenUIDAnnotation = "fleet.edgefleet.io/registration-token-uid"
 )
 
 // AgentCleanupFinalizer keeps a BundleDeployment until the cluster's agent

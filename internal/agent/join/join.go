@@ -68,9 +68,6 @@ func Join(ctx context.Context, o Options, downstream *rest.Config, scheme *runti
 	if u, err := url.Parse(o.Server); err != nil || u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("--server %q is not valid: give the manager's https URL, e.g. https://fleet.example.com:8443", o.Server)
 	}
-	if o.Token == "" {
-		return nil, errors.New("--token is required with --server: create one with `edgefleet token create`")
-	}
 	if o.Log.GetSink() == nil {
 		o.Log = logr.Discard()
 	}
@@ -79,6 +76,13 @@ func Join(ctx context.Context, o Options, downstream *rest.Config, scheme *runti
 		return nil, fmt.Errorf("connecting to the downstream cluster: %w", err)
 	}
 	j := &Joined{o: o, downstream: downstream, store: &store{client: dc, server: o.Server, caChecksum: strings.ToLower(o.CAChecksum)}}
+	if o.Token == "" {
+		// The bootstrap token is deleted once the agent has its own
+		// credential; without either, only a new token helps.
+		if resp, err := j.store.load(ctx); err != nil || resp == nil {
+			return nil, fmt.Errorf("--token is required with --server: this cluster has no valid stored credential (%v); create a token with `edgefleet token create` and apply the printed import manifest again", err)
+		}
+	}
 	err = retry(ctx, o.Log, "Joining the fleet", func() error {
 		if j.tls == nil {
 			caPEM, cfg, err := Pin(ctx, o.Server, o.CAChecksum)
@@ -114,6 +118,7 @@ func Join(ctx context.Context, o Options, downstream *rest.Config, scheme *runti
 	if err != nil {
 		return nil, err
 	}
+	j.dropBootstrapToken(ctx, dc)
 	r := j.cred.get()
 	j.Namespace, j.ClusterName, j.ClusterNamespace = r.Namespace, r.ClusterName, r.ClusterNamespace
 	j.ManagerConfig = &rest.Config{
@@ -129,7 +134,15 @@ func Join(ctx context.Context, o Options, downstream *rest.Config, scheme *runti
 
 func (j *Joined) register(ctx context.Context) (*joinapi.RegisterResponse, error) {
 	j.o.Log.Info("Registering with the manager", "server", j.o.Server, "clientID", j.clientID)
-	resp, err := post(ctx, j.tls, j.o.Server+joinapi.RegisterPath, "", joinapi.RegisterRequest{Token: j.o.Token, ClientID: j.clientID, Labels: j.o.Labels})
+	// The current credential, if any, proves to the manager that this is
+	// the cluster that registered with this clientID before: without it
+	// (or an admin's approval) the manager refuses to hand the Cluster to a
+	// token holder.
+	var proof string
+	if j.cred != nil {
+		proof = j.cred.get().Token
+	}
+	resp, err := post(ctx, j.tls, j.o.Server+joinapi.RegisterPath, proof, joinapi.RegisterRequest{Token: j.o.Token, ClientID: j.clientID, Labels: j.o.Labels})
 	if err != nil {
 		if errors.Is(err, errRejected) {
 			return nil, fmt.Errorf("%w (the registration token is wrong or expired: create a new one with `edgefleet token create`)", err)
@@ -142,6 +155,33 @@ func (j *Joined) register(ctx context.Context) (*joinapi.RegisterResponse, error
 	j.o.Log.Info("Registered", "cluster", resp.ClusterNamespace+"/"+resp.ClusterName, "namespace", resp.Namespace)
 	return resp, nil
 }
+
+// dropBootstrapToken erases the registration token from the bootstrap
+// Secret of the import manifest once the agent has its own credential: the
+// token registers any cluster, so it must not stay readable on this one.
+// The agent keeps it in memory only, to register again if its credential
+// is rejected.
+func (j *Joined) dropBootstrapToken(ctx context.Context, dc client.Client) {
+	var sec corev1.Secret
+	err := dc.Get(ctx, client.ObjectKey{Namespace: joinapi.AgentNamespace, Name: joinapi.BootstrapSecret}, &sec)
+	if err != nil || !hasToken(&sec) {
+		if client.IgnoreNotFound(err) != nil {
+			j.o.Log.Error(err, "Reading the bootstrap Secret to delete the registration token failed")
+		}
+		return
+	}
+	// Emptied rather than removed: Deployments from older import manifests
+	// reference the key without `optional`, and a Pod whose Secret key is
+	// missing never starts.
+	sec.Data[joinapi.KeyToken] = []byte{}
+	if err := dc.Update(ctx, &sec); err != nil {
+		j.o.Log.Error(err, "Deleting the registration token from the bootstrap Secret failed", "secret", joinapi.AgentNamespace+"/"+joinapi.BootstrapSecret)
+		return
+	}
+	j.o.Log.Info("Deleted the registration token from the bootstrap Secret", "secret", joinapi.AgentNamespace+"/"+joinapi.BootstrapSecret)
+}
+
+func hasToken(s *corev1.Secret) bool { return len(s.Data[joinapi.KeyToken]) > 0 }
 
 // Run renews the credential and keeps the tunnel up until ctx ends. It
 // returns ErrIdentityChanged if the agent must restart.

@@ -32,6 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
 	"github.com/edgefleet/edgefleet/internal/controller/queue"
 	"github.com/edgefleet/edgefleet/internal/targeting"
 )
@@ -192,12 +193,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if !ok {
 			continue
 		}
-		if cluster.Status.Namespace == "" {
+		clusterNS, ready := clusterctrl.Namespace(cluster)
+		if !ready {
 			pending = append(pending, cluster.Namespace+"/"+cluster.Name)
 			continue
 		}
-		current := byNamespace[cluster.Status.Namespace]
-		delete(byNamespace, cluster.Status.Namespace)
+		current := byNamespace[clusterNS]
+		delete(byNamespace, clusterNS)
 		originals = append(originals, current)
 		targets = append(targets, &targeting.RolloutTarget{
 			Cluster:      cluster,

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
 	"github.com/edgefleet/edgefleet/internal/controller/queue"
 	"github.com/edgefleet/edgefleet/internal/targeting"
 )
@@ -144,7 +145,8 @@ func (r *clusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		// controller).
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if !cluster.DeletionTimestamp.IsZero() || cluster.Status.Namespace == "" {
+	clusterNS, ready := clusterctrl.Namespace(&cluster)
+	if !cluster.DeletionTimestamp.IsZero() || !ready {
 		return ctrl.Result{}, nil
 	}
 	var bundles fleetv1.BundleList
@@ -156,7 +158,7 @@ func (r *clusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		return ctrl.Result{}, err
 	}
 	var list fleetv1.BundleDeploymentList
-	if err := r.Client.List(ctx, &list, client.InNamespace(cluster.Status.Namespace)); err != nil {
+	if err := r.Client.List(ctx, &list, client.InNamespace(clusterNS)); err != nil {
 		return ctrl.Result{}, fmt.Errorf("listing bundle deployments of cluster %s: %w", req.NamespacedName, err)
 	}
 	byBundle := map[types.NamespacedName]*fleetv1.BundleDeployment{}

@@ -16,16 +16,18 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/content"
+	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
 )
 
 // desiredDeployment starts from the cluster's current BundleDeployment (a
 // copy) or a new one.
 func desiredDeployment(bundle *fleetv1.Bundle, cluster *fleetv1.Cluster, current *fleetv1.BundleDeployment) *fleetv1.BundleDeployment {
-	if current != nil && current.Namespace == cluster.Status.Namespace {
+	clusterNS, _ := clusterctrl.Namespace(cluster)
+	if current != nil && current.Namespace == clusterNS {
 		return current.DeepCopy()
 	}
 	return &fleetv1.BundleDeployment{ObjectMeta: metav1.ObjectMeta{
-		Namespace: cluster.Status.Namespace,
+		Namespace: clusterNS,
 		Name:      DeploymentName(bundle.Namespace, bundle.Name, cluster.Namespace),
 		// Set here rather than by the agent: one write less per deployment.
 		Finalizers: []string{fleetv1.AgentCleanupFinalizer},

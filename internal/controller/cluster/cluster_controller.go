@@ -103,12 +103,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	status := cluster.Status.DeepCopy()
 	result, nsErr := r.ensureNamespace(ctx, &cluster, nsName, status)
 	if nsErr == nil && result.IsZero() {
-		status.Namespace = nsName
+		nsErr = r.ensureHeartbeatLease(ctx, nsName)
+		if nsErr == nil {
+			status.Namespace = nsName
+		}
 	}
 
 	var bds fleetv1.BundleDeploymentList
-	if status.Namespace != "" {
-		if err := r.Client.List(ctx, &bds, client.InNamespace(status.Namespace)); err != nil {
+	if status.Namespace == nsName {
+		if err := r.Client.List(ctx, &bds, client.InNamespace(nsName)); err != nil {
 			return ctrl.Result{}, fmt.Errorf("listing bundle deployments of cluster %s: %w", req.NamespacedName, err)
 		}
 	}
@@ -164,10 +167,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, cluster *fleetv1.Clust
 	if !controllerutil.ContainsFinalizer(cluster, Finalizer) {
 		return nil
 	}
-	name := cluster.Status.Namespace
-	if name == "" {
-		name = NamespaceName(cluster.Namespace, cluster.Name)
-	}
+	name := NamespaceName(cluster.Namespace, cluster.Name)
 	log := ctrl.LoggerFrom(ctx)
 	var ns corev1.Namespace
 	err := r.Client.Get(ctx, types.NamespacedName{Name: name}, &ns)

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 )
 
 // NamespaceName is the namespace on the manager that holds the
@@ -28,4 +30,16 @@ func NamespaceName(namespace, name string) string {
 		readable = readable[:keep]
 	}
 	return strings.TrimRight(readable, "-") + "-" + suffix
+}
+
+// Namespace returns the cluster's namespace on the manager and whether the
+// cluster controller has created it. The name is always derived from the
+// Cluster's own namespace and name, never read from status: status was
+// once writable by the cluster's agent, and a namespace taken from it let
+// one agent steer the manager's writes and deletes into any namespace.
+// status.namespace only signals readiness, and only when it equals the
+// derived name.
+func Namespace(c *fleetv1.Cluster) (name string, ready bool) {
+	name = NamespaceName(c.Namespace, c.Name)
+	return name, c.Status.Namespace == name
 }

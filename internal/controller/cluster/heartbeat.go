@@ -1,0 +1,36 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/edgefleet/edgefleet/internal/joinapi"
+)
+
+// EnsureHeartbeatLease creates the agent's heartbeat Lease in the cluster's
+// namespace. The manager creates it so that the agent needs no create right
+// on Leases: with one it could plant the tunnel Lease, whose holder decides
+// where the kube-api proxy forwards requests.
+func EnsureHeartbeatLease(ctx context.Context, c client.Client, namespace string) error {
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: joinapi.HeartbeatLease}}
+	if err := c.Create(ctx, lease); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating heartbeat Lease %s/%s: %w", namespace, joinapi.HeartbeatLease, err)
+	}
+	return nil
+}
+
+// ensureHeartbeatLease creates the Lease when the cache does not have it,
+// so a steady-state reconcile costs no API call.
+func (r *Reconciler) ensureHeartbeatLease(ctx context.Context, namespace string) error {
+	var lease coordinationv1.Lease
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: joinapi.HeartbeatLease}, &lease)
+	if err == nil || !apierrors.IsNotFound(err) {
+		return err
+	}
+	return EnsureHeartbeatLease(ctx, r.Client, namespace)
+}
