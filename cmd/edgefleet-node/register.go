@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/edgefleet/edgefleet/internal/machines/hwinfo"
-	"github.com/edgefleet/edgefleet/internal/machines/register"
+	"github.com/edgefleet/edgefleet/internal/node/hwinfo"
+	"github.com/edgefleet/edgefleet/internal/node/register"
 )
 
 // exitReprovision is the exit code when the manager says the machine must be

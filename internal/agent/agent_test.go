@@ -24,7 +24,7 @@ import (
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/agent"
 	"github.com/edgefleet/edgefleet/internal/content"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
 
@@ -364,10 +364,10 @@ data:
 		// (not running here) derives the Cluster's status.agent from it.
 		e.eventually("heartbeat Lease", func() string {
 			l := &coordinationv1.Lease{}
-			if err := e.manager.Get(e.ctx, client.ObjectKey{Namespace: clusterNS, Name: joinapi.HeartbeatLease}, l); err != nil {
+			if err := e.manager.Get(e.ctx, client.ObjectKey{Namespace: clusterNS, Name: clusterjoin.HeartbeatLease}, l); err != nil {
 				return err.Error()
 			}
-			if l.Spec.RenewTime == nil || l.Annotations[joinapi.AnnotationKubernetesVersion] == "" {
+			if l.Spec.RenewTime == nil || l.Annotations[clusterjoin.AnnotationKubernetesVersion] == "" {
 				return fmt.Sprintf("lease %+v %v", l.Spec, l.Annotations)
 			}
 			return ""

@@ -13,7 +13,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	"github.com/edgefleet/edgefleet/internal/version"
 )
 
@@ -28,7 +28,7 @@ type heartbeat struct {
 }
 
 func (h *heartbeat) run(ctx context.Context) error {
-	log := ctrl.LoggerFrom(ctx).WithValues("lease", h.opts.Namespace+"/"+joinapi.HeartbeatLease)
+	log := ctrl.LoggerFrom(ctx).WithValues("lease", h.opts.Namespace+"/"+clusterjoin.HeartbeatLease)
 	t := time.NewTicker(h.opts.HeartbeatInterval)
 	defer t.Stop()
 	for {
@@ -49,15 +49,15 @@ func (h *heartbeat) run(ctx context.Context) error {
 // create Leases; the manager creates it for registered agents.
 func (h *heartbeat) beat(ctx context.Context) error {
 	now := metav1.NewMicroTime(time.Now())
-	holder := joinapi.HeartbeatLease
+	holder := clusterjoin.HeartbeatLease
 	if h.opts.ClusterName != "" {
 		holder = h.opts.ClusterNamespace + "/" + h.opts.ClusterName
 	}
 	secs := int32(max(3*h.opts.HeartbeatInterval/time.Second, 1))
 	lease := &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Namespace: h.opts.Namespace, Name: joinapi.HeartbeatLease, Annotations: map[string]string{
-			joinapi.AnnotationAgentVersion:      version.Version,
-			joinapi.AnnotationKubernetesVersion: h.kubeVersion,
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.opts.Namespace, Name: clusterjoin.HeartbeatLease, Annotations: map[string]string{
+			clusterjoin.AnnotationAgentVersion:      version.Version,
+			clusterjoin.AnnotationKubernetesVersion: h.kubeVersion,
 		}},
 		Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, RenewTime: &now, LeaseDurationSeconds: &secs},
 	}
@@ -70,7 +70,7 @@ func (h *heartbeat) beat(ctx context.Context) error {
 		err = h.client.Create(ctx, lease)
 	}
 	if err != nil {
-		return fmt.Errorf("renewing heartbeat Lease %s/%s: %w", h.opts.Namespace, joinapi.HeartbeatLease, err)
+		return fmt.Errorf("renewing heartbeat Lease %s/%s: %w", h.opts.Namespace, clusterjoin.HeartbeatLease, err)
 	}
 	return nil
 }

@@ -12,8 +12,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
-	"github.com/edgefleet/edgefleet/internal/registration"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
+	"github.com/edgefleet/edgefleet/internal/clusterregistration"
 )
 
 func newClusterCommand(g *globals) *cobra.Command {
@@ -47,7 +47,7 @@ registration token (edgefleet token create).`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Revoked the credentials of cluster %s/%s (generation %s; ServiceAccount %s/%s deleted).\nIts agent must register again with a registration token.\n", namespace, args[0], gen, ns, joinapi.ClusterServiceAccount)
+			fmt.Fprintf(cmd.OutOrStdout(), "Revoked the credentials of cluster %s/%s (generation %s; ServiceAccount %s/%s deleted).\nIts agent must register again with a registration token.\n", namespace, args[0], gen, ns, clusterjoin.ClusterServiceAccount)
 			return nil
 		},
 	}
@@ -66,12 +66,12 @@ func revokeCluster(ctx context.Context, c client.Client, key types.NamespacedNam
 		return "", "", fmt.Errorf("reading Cluster %s: %w (list them with kubectl get clusters.fleet.edgefleet.io -A)", key, err)
 	}
 	before := cluster.DeepCopy()
-	n, _ := strconv.Atoi(registration.CredentialGeneration(&cluster))
+	n, _ := strconv.Atoi(clusterregistration.CredentialGeneration(&cluster))
 	gen = strconv.Itoa(n + 1)
 	if cluster.Annotations == nil {
 		cluster.Annotations = map[string]string{}
 	}
-	cluster.Annotations[registration.CredentialGenerationAnnotation] = gen
+	cluster.Annotations[clusterregistration.CredentialGenerationAnnotation] = gen
 	if err := c.Patch(ctx, &cluster, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return "", "", fmt.Errorf("bumping the credential generation of Cluster %s: %w (retry)", key, err)
 	}
@@ -83,7 +83,7 @@ func revokeCluster(ctx context.Context, c client.Client, key types.NamespacedNam
 	}
 	for _, ns := range nss.Items {
 		sa := &corev1.ServiceAccount{}
-		sa.Namespace, sa.Name = ns.Name, joinapi.ClusterServiceAccount
+		sa.Namespace, sa.Name = ns.Name, clusterjoin.ClusterServiceAccount
 		if err := c.Delete(ctx, sa); err != nil && !apierrors.IsNotFound(err) {
 			return "", "", fmt.Errorf("deleting ServiceAccount %s/%s of Cluster %s: %w (the generation is bumped already; retry to finish)", ns.Name, sa.Name, key, err)
 		}

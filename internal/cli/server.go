@@ -9,7 +9,7 @@ import (
 
 	"github.com/edgefleet/edgefleet/internal/clusterproxy"
 	"github.com/edgefleet/edgefleet/internal/endpoint"
-	"github.com/edgefleet/edgefleet/internal/registration"
+	"github.com/edgefleet/edgefleet/internal/clusterregistration"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
 	"github.com/edgefleet/edgefleet/internal/server"
 )
@@ -62,9 +62,9 @@ with leader election so several replicas can run.`,
 	f.StringVar(&o.SeedSources.LocalDir, "seed-base-image-dir", "", "directory SeedImages may take local base images from (spec.baseImage: a file name in it); without it local paths are refused")
 	f.BoolVar(&o.SeedSources.AllowInsecure, "seed-allow-insecure-base-urls", false, "let SeedImage base image URLs and OCI registries use plain HTTP and reach any address, loopback, link-local and private included (tests and labs only)")
 	f.StringSliceVar(&seedNetworks, "seed-allowed-base-networks", nil, "CIDRs SeedImage base image URLs and OCI registries may reach besides public addresses, e.g. a mirror at 10.20.0.0/16 (loopback, link-local and private addresses are refused otherwise)")
-	f.DurationVar(&o.CredentialMaxLifetime, "cluster-credential-max-lifetime", registration.DefaultCredentialMaxLifetime, "a cluster's credential is renewed for at most this long after it registered; then the agent must register again with a registration token (negative: no bound)")
-	f.Float64Var(&o.JoinRate, "join-rate-limit", registration.DefaultJoinRate, "requests per second each source IP may send to /v1/register and /v1/import (negative: no limit)")
-	f.IntVar(&o.JoinBurst, "join-rate-burst", registration.DefaultJoinBurst, "burst above --join-rate-limit per source IP")
+	f.DurationVar(&o.CredentialMaxLifetime, "cluster-credential-max-lifetime", clusterregistration.DefaultCredentialMaxLifetime, "a cluster's credential is renewed for at most this long after it registered; then the agent must register again with a registration token (negative: no bound)")
+	f.Float64Var(&o.JoinRate, "join-rate-limit", clusterregistration.DefaultJoinRate, "requests per second each source IP may send to /v1/register and /v1/import (negative: no limit)")
+	f.IntVar(&o.JoinBurst, "join-rate-burst", clusterregistration.DefaultJoinBurst, "burst above --join-rate-limit per source IP")
 	f.IntVar(&o.EndpointLimits.MaxConnections, "max-connections", endpoint.DefaultMaxConnections, "concurrent connections the endpoint accepts; more wait in the kernel's accept queue")
 	f.DurationVar(&o.EndpointLimits.ReadHeaderTimeout, "read-header-timeout", endpoint.DefaultReadHeaderTimeout, "the endpoint closes a connection whose TLS handshake and request header take longer")
 	f.DurationVar(&o.EndpointLimits.IdleTimeout, "idle-timeout", endpoint.DefaultIdleTimeout, "the endpoint closes a keep-alive connection idle this long")

@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // kubeFlags are the manager-API connection flags of the token and
@@ -60,8 +60,8 @@ func (k *kubeFlags) client() (client.Client, *rest.Config, error) {
 // endpointInfo reads the URL and CA the manager publishes.
 func endpointInfo(ctx context.Context, c client.Client) (*corev1.ConfigMap, error) {
 	var cm corev1.ConfigMap
-	if err := c.Get(ctx, client.ObjectKey{Namespace: joinapi.ManagerSystemNamespace, Name: joinapi.EndpointConfigMap}, &cm); err != nil {
-		return nil, fmt.Errorf("reading ConfigMap %s/%s, where the manager publishes its URL: %w (is `edgefleet server` running against this API?)", joinapi.ManagerSystemNamespace, joinapi.EndpointConfigMap, err)
+	if err := c.Get(ctx, client.ObjectKey{Namespace: clusterjoin.ManagerSystemNamespace, Name: clusterjoin.EndpointConfigMap}, &cm); err != nil {
+		return nil, fmt.Errorf("reading ConfigMap %s/%s, where the manager publishes its URL: %w (is `edgefleet server` running against this API?)", clusterjoin.ManagerSystemNamespace, clusterjoin.EndpointConfigMap, err)
 	}
 	return &cm, nil
 }
@@ -143,7 +143,7 @@ func createToken(ctx context.Context, c client.Client, namespace string, ttl tim
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	url, sum, token := ep.Data["url"], ep.Data["caChecksum"], string(sec.Data[joinapi.KeyToken])
+	url, sum, token := ep.Data["url"], ep.Data["caChecksum"], string(sec.Data[clusterjoin.KeyToken])
 	fmt.Fprintf(out, `Token %s/%s (valid until %s):
   %s
 
@@ -156,8 +156,8 @@ or by running the agent directly:
 
 CA sha256: %s
 `, namespace, crt.Name, crt.Status.Expires.UTC().Format(time.RFC3339), token,
-		url, joinapi.ImportPathPrefix, token,
-		joinapi.ManagerSystemNamespace, joinapi.EndpointConfigMap, url, joinapi.ImportPathPrefix, token,
+		url, clusterjoin.ImportPathPrefix, token,
+		clusterjoin.ManagerSystemNamespace, clusterjoin.EndpointConfigMap, url, clusterjoin.ImportPathPrefix, token,
 		url, token, sum, sum)
 	return nil
 }
@@ -194,7 +194,7 @@ cluster sees you by impersonation and its own RBAC decides.`,
 			if err != nil {
 				return err
 			}
-			out, err := proxyKubeconfig(raw, k.context, ep.Data["url"]+joinapi.ClusterProxyPrefix+namespace+"."+cluster.Name, []byte(ep.Data["ca.crt"]), namespace+"."+cluster.Name)
+			out, err := proxyKubeconfig(raw, k.context, ep.Data["url"]+clusterjoin.ClusterProxyPrefix+namespace+"."+cluster.Name, []byte(ep.Data["ca.crt"]), namespace+"."+cluster.Name)
 			if err != nil {
 				return err
 			}

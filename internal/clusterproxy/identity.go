@@ -14,7 +14,7 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/authn"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // The manager-side right to use a cluster's kube-api proxy: verb "proxy" on
@@ -41,7 +41,7 @@ const (
 	// so manager admins administer joined clusters through RBAC the
 	// downstream cluster can see and remove, never through system:masters,
 	// which bypasses downstream authorization.
-	ManagerAdminsGroup = joinapi.ManagerAdminsGroup
+	ManagerAdminsGroup = clusterjoin.ManagerAdminsGroup
 	// ServiceAccountUserPrefix replaces "system:serviceaccount:": the manager's
 	// ServiceAccount <ns>/<name> is "edgefleet:sa:<ns>:<name>" downstream, so it
 	// can never act as the downstream ServiceAccount of the same name.

@@ -18,8 +18,8 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
-	"github.com/edgefleet/edgefleet/internal/registration"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
+	"github.com/edgefleet/edgefleet/internal/clusterregistration"
 )
 
 // TunnelLease is the Lease, in each cluster's namespace, that the replica
@@ -93,7 +93,7 @@ func (s *Server) probe(ctx context.Context, key types.NamespacedName, e *entry) 
 func (s *Server) probeOnce(ctx context.Context, e *entry, timeout time.Duration) error {
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(pctx, http.MethodGet, "http://"+joinapi.TunnelAPIServerHost+"/version", nil)
+	req, _ := http.NewRequestWithContext(pctx, http.MethodGet, "http://"+clusterjoin.TunnelAPIServerHost+"/version", nil)
 	resp, err := e.transport.RoundTrip(req)
 	if err != nil {
 		return err
@@ -118,7 +118,7 @@ func (s *Server) revoked(ctx context.Context, key types.NamespacedName, e *entry
 		return ""
 	case !cluster.DeletionTimestamp.IsZero():
 		return "the Cluster is being deleted"
-	case registration.CredentialGeneration(&cluster) != e.generation:
+	case clusterregistration.CredentialGeneration(&cluster) != e.generation:
 		return "the cluster's credentials were revoked"
 	}
 	return ""
@@ -183,7 +183,7 @@ func (l *liveness) sweep(ctx context.Context, now time.Time) error {
 		}
 		agent := c.Status.Agent
 		var hb coordinationv1.Lease
-		if err := s.cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: joinapi.HeartbeatLease}, &hb); err == nil {
+		if err := s.cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: clusterjoin.HeartbeatLease}, &hb); err == nil {
 			agent = AgentStatusFrom(&hb, c.Status.Agent, now)
 		}
 		cond := Connected(agent.LastSeen.Time, probed, now, s.opts.OfflineThreshold, s.opts.tunnelStale())
@@ -227,10 +227,10 @@ func AgentStatusFrom(hb *coordinationv1.Lease, current fleetv1.AgentStatus, now 
 			out.LastSeen = metav1.NewTime(seen.Truncate(time.Second))
 		}
 	}
-	if v, ok := hb.Annotations[joinapi.AnnotationAgentVersion]; ok {
+	if v, ok := hb.Annotations[clusterjoin.AnnotationAgentVersion]; ok {
 		out.Version = agentFact(v)
 	}
-	if v, ok := hb.Annotations[joinapi.AnnotationKubernetesVersion]; ok {
+	if v, ok := hb.Annotations[clusterjoin.AnnotationKubernetesVersion]; ok {
 		out.KubernetesVersion = agentFact(v)
 	}
 	return out

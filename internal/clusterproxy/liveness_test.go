@@ -9,7 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 func TestConnectedCondition(t *testing.T) {
@@ -59,8 +59,8 @@ func TestAgentStatusFromLeaseIsBounded(t *testing.T) {
 	future := metav1.NewMicroTime(now.Add(time.Hour))
 	hb := &coordinationv1.Lease{Spec: coordinationv1.LeaseSpec{RenewTime: &future}}
 	hb.Annotations = map[string]string{
-		joinapi.AnnotationAgentVersion:      "v1\n<script>" + strings.Repeat("x", 200),
-		joinapi.AnnotationKubernetesVersion: "v1.37.1",
+		clusterjoin.AnnotationAgentVersion:      "v1\n<script>" + strings.Repeat("x", 200),
+		clusterjoin.AnnotationKubernetesVersion: "v1.37.1",
 	}
 	got := AgentStatusFrom(hb, fleetv1.AgentStatus{}, now)
 	if got.LastSeen.After(now) {

@@ -14,19 +14,19 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/authn"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // ClusterPath is the proxy URL path of a cluster: the namespace and name
 // joined by a dot (namespace names cannot contain dots).
 func ClusterPath(namespace, name string) string {
-	return joinapi.ClusterProxyPrefix + namespace + "." + name
+	return clusterjoin.ClusterProxyPrefix + namespace + "." + name
 }
 
 // parseClusterPath splits "/k8s/clusters/<ns>.<name>/<rest>" into the
 // cluster reference and the downstream path.
 func parseClusterPath(p string) (ref, rest string, ok bool) {
-	tail, ok := strings.CutPrefix(p, joinapi.ClusterProxyPrefix)
+	tail, ok := strings.CutPrefix(p, clusterjoin.ClusterProxyPrefix)
 	if !ok || tail == "" {
 		return "", "", false
 	}
@@ -66,7 +66,7 @@ func (s *Server) resolve(r *http.Request, ref string) (types.NamespacedName, err
 func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 	ref, rest, ok := parseClusterPath(r.URL.Path)
 	if !ok {
-		http.Error(w, "use "+joinapi.ClusterProxyPrefix+"<namespace>.<cluster>/...", http.StatusNotFound)
+		http.Error(w, "use "+clusterjoin.ClusterProxyPrefix+"<namespace>.<cluster>/...", http.StatusNotFound)
 		return
 	}
 	user, forwardedBy, err := s.caller(r)
@@ -101,8 +101,8 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
-			pr.Out.URL.Host = joinapi.TunnelAPIServerHost
-			pr.Out.Host = joinapi.TunnelAPIServerHost
+			pr.Out.URL.Host = clusterjoin.TunnelAPIServerHost
+			pr.Out.Host = clusterjoin.TunnelAPIServerHost
 			pr.Out.URL.Path = rest
 			pr.Out.URL.RawPath = ""
 			if raw := r.URL.RawPath; raw != "" {

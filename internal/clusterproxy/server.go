@@ -24,8 +24,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/edgefleet/edgefleet/internal/authn"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
-	"github.com/edgefleet/edgefleet/internal/registration"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
+	"github.com/edgefleet/edgefleet/internal/clusterregistration"
 	"github.com/edgefleet/edgefleet/internal/tunnel"
 )
 
@@ -93,7 +93,7 @@ type entry struct {
 }
 
 // Setup adds the tunnel and proxy routes and the probe and liveness loops.
-func Setup(mgr ctrl.Manager, r registration.Router, o Options) (*Server, error) {
+func Setup(mgr ctrl.Manager, r clusterregistration.Router, o Options) (*Server, error) {
 	o.defaults()
 	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
 	if err != nil {
@@ -107,8 +107,8 @@ func Setup(mgr ctrl.Manager, r registration.Router, o Options) (*Server, error) 
 	if o.Peers != nil {
 		s.peers = o.Peers.transport()
 	}
-	r.Handle("GET "+joinapi.TunnelPath, http.HandlerFunc(s.serveTunnel))
-	r.Handle(joinapi.ClusterProxyPrefix, http.HandlerFunc(s.serveProxy))
+	r.Handle("GET "+clusterjoin.TunnelPath, http.HandlerFunc(s.serveTunnel))
+	r.Handle(clusterjoin.ClusterProxyPrefix, http.HandlerFunc(s.serveProxy))
 	if err := mgr.Add(everyReplica(s.probeLoop)); err != nil {
 		return nil, err
 	}
@@ -127,7 +127,7 @@ func Setup(mgr ctrl.Manager, r registration.Router, o Options) (*Server, error) 
 // second one is refused with 409, so a stolen credential cannot silently
 // take over a live cluster's tunnel; a dead session is replaced.
 func (s *Server) serveTunnel(w http.ResponseWriter, r *http.Request) {
-	cluster, err := registration.ClusterOf(r.Context(), s.auth, s.client, r)
+	cluster, err := clusterregistration.ClusterOf(r.Context(), s.auth, s.client, r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusUnauthorized)
 		return
@@ -149,7 +149,7 @@ func (s *Server) serveTunnel(w http.ResponseWriter, r *http.Request) {
 		log.Info("Tunnel upgrade failed", "error", err.Error())
 		return
 	}
-	e := &entry{sess: sess, transport: sess.Transport(), generation: registration.CredentialGeneration(cluster), remote: r.RemoteAddr}
+	e := &entry{sess: sess, transport: sess.Transport(), generation: clusterregistration.CredentialGeneration(cluster), remote: r.RemoteAddr}
 	s.mu.Lock()
 	if s.sessions[key] != old {
 		// Another session won the race since the check.

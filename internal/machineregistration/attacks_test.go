@@ -19,16 +19,16 @@ import (
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
-	"github.com/edgefleet/edgefleet/internal/machines/nodetpm"
-	"github.com/edgefleet/edgefleet/internal/machines/protocol"
-	"github.com/edgefleet/edgefleet/internal/machines/swtpmtest"
+	"github.com/edgefleet/edgefleet/internal/node/nodetpm"
+	"github.com/edgefleet/edgefleet/internal/node/swtpmtest"
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 )
 
 func writeFile(path, data string) error { return os.WriteFile(path, []byte(data), 0o644) }
 
 // dialRaw opens a registration websocket the way an attacker would: with the
 // protocol package only, no register client logic.
-func dialRaw(t *testing.T, e *env, regURL string) (*protocol.Conn, *http.Response, error) {
+func dialRaw(t *testing.T, e *env, regURL string) (*machinereg.Conn, *http.Response, error) {
 	t.Helper()
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM([]byte(e.caPEM))
@@ -38,10 +38,10 @@ func dialRaw(t *testing.T, e *env, regURL string) (*protocol.Conn, *http.Respons
 		return nil, resp, err
 	}
 	t.Cleanup(func() { ws.Close() })
-	return protocol.NewConn(ws), resp, nil
+	return machinereg.NewConn(ws), resp, nil
 }
 
-func openTPM(t *testing.T, sim *swtpmtest.TPM) (*nodetpm.TPM, *protocol.TPMHello) {
+func openTPM(t *testing.T, sim *swtpmtest.TPM) (*nodetpm.TPM, *machinereg.TPMHello) {
 	t.Helper()
 	tpm, err := nodetpm.Open(sim.Socket)
 	if err != nil {
@@ -56,10 +56,10 @@ func openTPM(t *testing.T, sim *swtpmtest.TPM) (*nodetpm.TPM, *protocol.TPMHello
 }
 
 // expectRefused reads until the manager's Error and the close that follows.
-func expectRefused(t *testing.T, conn *protocol.Conn, code string) {
+func expectRefused(t *testing.T, conn *machinereg.Conn, code string) {
 	t.Helper()
-	_, err := conn.Receive(protocol.TypeReady, protocol.TypeChallenge, protocol.TypeConfig)
-	var pe *protocol.Error
+	_, err := conn.Receive(machinereg.TypeReady, machinereg.TypeChallenge, machinereg.TypeConfig)
+	var pe *machinereg.Error
 	if !errors.As(err, &pe) || pe.Code != code {
 		t.Fatalf("got %v, want an error %s", err, code)
 	}
@@ -96,15 +96,15 @@ func TestRegistrationAttacksAreRefused(t *testing.T) {
 	t.Run("EK and AK from different TPMs", func(t *testing.T) {
 		_, helloA := openTPM(t, simA)
 		tpmB, helloB := openTPM(t, simB)
-		forged := &protocol.TPMHello{EKPublic: helloA.EKPublic, AK: helloB.AK}
+		forged := &machinereg.TPMHello{EKPublic: helloA.EKPublic, AK: helloB.AK}
 		conn, _, err := dialRaw(t, e, regURL)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := conn.Send(&protocol.Message{Type: protocol.TypeHello, Hello: &protocol.Hello{Version: 1, Auth: protocol.AuthTPM, TPM: forged}}); err != nil {
+		if err := conn.Send(&machinereg.Message{Type: machinereg.TypeHello, Hello: &machinereg.Hello{Version: 1, Auth: machinereg.AuthTPM, TPM: forged}}); err != nil {
 			t.Fatal(err)
 		}
-		m, err := conn.Receive(protocol.TypeChallenge)
+		m, err := conn.Receive(machinereg.TypeChallenge)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,10 +113,10 @@ func TestRegistrationAttacksAreRefused(t *testing.T) {
 		}
 		guess := make([]byte, 32)
 		_, _ = rand.Read(guess)
-		if err := conn.Send(&protocol.Message{Type: protocol.TypeProof, Proof: &protocol.Proof{Secret: guess}}); err != nil {
+		if err := conn.Send(&machinereg.Message{Type: machinereg.TypeProof, Proof: &machinereg.Proof{Secret: guess}}); err != nil {
 			t.Fatal(err)
 		}
-		expectRefused(t, conn, protocol.CodeAuthFailed)
+		expectRefused(t, conn, machinereg.CodeAuthFailed)
 		e.expectNoInventory(t)
 	})
 
@@ -129,10 +129,10 @@ func TestRegistrationAttacksAreRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := conn.Send(&protocol.Message{Type: protocol.TypeHello, Hello: &protocol.Hello{Version: 1, Auth: protocol.AuthTPM, TPM: &forged}}); err != nil {
+		if err := conn.Send(&machinereg.Message{Type: machinereg.TypeHello, Hello: &machinereg.Hello{Version: 1, Auth: machinereg.AuthTPM, TPM: &forged}}); err != nil {
 			t.Fatal(err)
 		}
-		expectRefused(t, conn, protocol.CodeAuthFailed)
+		expectRefused(t, conn, machinereg.CodeAuthFailed)
 		e.expectNoInventory(t)
 	})
 
@@ -141,10 +141,10 @@ func TestRegistrationAttacksAreRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := conn.Send(&protocol.Message{Type: protocol.TypeHello, Hello: &protocol.Hello{Version: 1, Auth: protocol.AuthMAC, MachineID: "02:00:00:00:00:01"}}); err != nil {
+		if err := conn.Send(&machinereg.Message{Type: machinereg.TypeHello, Hello: &machinereg.Hello{Version: 1, Auth: machinereg.AuthMAC, MachineID: "02:00:00:00:00:01"}}); err != nil {
 			t.Fatal(err)
 		}
-		expectRefused(t, conn, protocol.CodeAuthFailed)
+		expectRefused(t, conn, machinereg.CodeAuthFailed)
 		e.expectNoInventory(t)
 	})
 
@@ -153,7 +153,7 @@ func TestRegistrationAttacksAreRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		big := `{"type":"hello","hello":{"version":1,"auth":"mac","machineID":"` + strings.Repeat("a", protocol.MaxMessageBytes) + `"}}`
+		big := `{"type":"hello","hello":{"version":1,"auth":"mac","machineID":"` + strings.Repeat("a", machinereg.MaxMessageBytes) + `"}}`
 		_ = conn.WS.WriteMessage(websocket.TextMessage, []byte(big))
 		_, _, err = conn.WS.ReadMessage()
 		for err == nil {
@@ -171,7 +171,7 @@ func TestRegistrationAttacksAreRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = conn.WS.WriteMessage(websocket.TextMessage, []byte(`{"type":"hello","hello":{"version":1,"auth":"tpm"`))
-		expectRefused(t, conn, protocol.CodeBadMessage)
+		expectRefused(t, conn, machinereg.CodeBadMessage)
 		e.expectNoInventory(t)
 	})
 
@@ -182,11 +182,11 @@ func TestRegistrationAttacksAreRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hello := &protocol.Message{Type: protocol.TypeHello, Hello: &protocol.Hello{Version: 1, Auth: protocol.AuthTPM, TPM: helloA}}
+		hello := &machinereg.Message{Type: machinereg.TypeHello, Hello: &machinereg.Hello{Version: 1, Auth: machinereg.AuthTPM, TPM: helloA}}
 		if err := conn.Send(hello); err != nil {
 			t.Fatal(err)
 		}
-		m, err := conn.Receive(protocol.TypeChallenge)
+		m, err := conn.Receive(machinereg.TypeChallenge)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -194,11 +194,11 @@ func TestRegistrationAttacksAreRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		proof := &protocol.Message{Type: protocol.TypeProof, Proof: &protocol.Proof{Secret: secret}}
+		proof := &machinereg.Message{Type: machinereg.TypeProof, Proof: &machinereg.Proof{Secret: secret}}
 		if err := conn.Send(proof); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := conn.Receive(protocol.TypeReady); err != nil {
+		if _, err := conn.Receive(machinereg.TypeReady); err != nil {
 			t.Fatal(err)
 		}
 		conn.Close()
@@ -210,13 +210,13 @@ func TestRegistrationAttacksAreRefused(t *testing.T) {
 		if err := replay.Send(hello); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := replay.Receive(protocol.TypeChallenge); err != nil {
+		if _, err := replay.Receive(machinereg.TypeChallenge); err != nil {
 			t.Fatal(err)
 		}
 		if err := replay.Send(proof); err != nil {
 			t.Fatal(err)
 		}
-		expectRefused(t, replay, protocol.CodeAuthFailed)
+		expectRefused(t, replay, machinereg.CodeAuthFailed)
 		e.expectNoInventory(t)
 	})
 
@@ -230,20 +230,20 @@ func TestRegistrationAttacksAreRefused(t *testing.T) {
 		for _, tc := range []struct {
 			sim  *swtpmtest.TPM
 			want string // "" = accepted
-		}{{simB, protocol.CodeAuthFailed}, {simA, ""}} {
+		}{{simB, machinereg.CodeAuthFailed}, {simA, ""}} {
 			_, h := openTPM(t, tc.sim)
 			conn, _, err := dialRaw(t, e, regURL)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := conn.Send(&protocol.Message{Type: protocol.TypeHello, Hello: &protocol.Hello{Version: 1, Auth: protocol.AuthTPM, TPM: h}}); err != nil {
+			if err := conn.Send(&machinereg.Message{Type: machinereg.TypeHello, Hello: &machinereg.Hello{Version: 1, Auth: machinereg.AuthTPM, TPM: h}}); err != nil {
 				t.Fatal(err)
 			}
 			if tc.want != "" {
 				expectRefused(t, conn, tc.want)
 				continue
 			}
-			if _, err := conn.Receive(protocol.TypeChallenge); err != nil {
+			if _, err := conn.Receive(machinereg.TypeChallenge); err != nil {
 				t.Fatalf("TPM with an EK certificate from the trusted CA: %v", err)
 			}
 		}
@@ -256,28 +256,28 @@ func TestRegistrationAttacksAreRefused(t *testing.T) {
 func TestOversizedInventoryCreatesNothing(t *testing.T) {
 	e := startEnv(t)
 	regURL := e.registration(t, "emu", machinesv1.MachineRegistrationSpec{Config: machinesv1.MachineRegistrationConfig{Registration: &machinesv1.RegistrationConfig{EmulateTPM: true}}})
-	emu, _ := protocol.NewEmulatedTPM([]byte("seed"))
+	emu, _ := machinereg.NewEmulatedTPM([]byte("seed"))
 	conn, _, err := dialRaw(t, e, regURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := conn.Send(&protocol.Message{Type: protocol.TypeHello, Hello: &protocol.Hello{Version: 1, Auth: protocol.AuthEmulatedTPM, EmulatedTPMPublicKey: emu.PublicKey()}}); err != nil {
+	if err := conn.Send(&machinereg.Message{Type: machinereg.TypeHello, Hello: &machinereg.Hello{Version: 1, Auth: machinereg.AuthEmulatedTPM, EmulatedTPMPublicKey: emu.PublicKey()}}); err != nil {
 		t.Fatal(err)
 	}
-	m, err := conn.Receive(protocol.TypeChallenge)
+	m, err := conn.Receive(machinereg.TypeChallenge)
 	if err != nil {
 		t.Fatal(err)
 	}
 	path := regURL[strings.Index(regURL, "/v1/"):]
-	if err := conn.Send(&protocol.Message{Type: protocol.TypeProof, Proof: &protocol.Proof{Signature: emu.Sign(path, m.Challenge.Nonce)}}); err != nil {
+	if err := conn.Send(&machinereg.Message{Type: machinereg.TypeProof, Proof: &machinereg.Proof{Signature: emu.Sign(path, m.Challenge.Nonce)}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := conn.Receive(protocol.TypeReady); err != nil {
+	if _, err := conn.Receive(machinereg.TypeReady); err != nil {
 		t.Fatal(err)
 	}
 	var b strings.Builder
 	b.WriteString(`{"type":"inventory","inventory":{"data":{`)
-	for i := range protocol.MaxInventoryKeys + 1 {
+	for i := range machinereg.MaxInventoryKeys + 1 {
 		if i > 0 {
 			b.WriteString(",")
 		}
@@ -285,6 +285,6 @@ func TestOversizedInventoryCreatesNothing(t *testing.T) {
 	}
 	b.WriteString(`}}}`)
 	_ = conn.WS.WriteMessage(websocket.TextMessage, []byte(b.String()))
-	expectRefused(t, conn, protocol.CodeBadMessage)
+	expectRefused(t, conn, machinereg.CodeBadMessage)
 	e.expectNoInventory(t)
 }

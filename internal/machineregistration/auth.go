@@ -17,7 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/machines/protocol"
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 )
 
 // TPMCASecretName is the optional Secret (in the registration's namespace)
@@ -40,7 +40,7 @@ type identity struct {
 // proven reports whether the machine proved its identity with a key it
 // holds, rather than claiming a value anyone can read (mac, sys-uuid).
 func (id identity) proven() bool {
-	return id.method == protocol.AuthTPM || id.method == protocol.AuthEmulatedTPM
+	return id.method == machinereg.AuthTPM || id.method == machinereg.AuthEmulatedTPM
 }
 
 func (id identity) indexKey() string {
@@ -64,19 +64,19 @@ func allowedMethods(cfg *machinesv1.RegistrationConfig) []string {
 	var m []string
 	switch auth {
 	case machinesv1.AuthTPM:
-		m = []string{protocol.AuthTPM}
+		m = []string{machinereg.AuthTPM}
 	case machinesv1.AuthTPMOrFallback:
-		m = []string{protocol.AuthTPM}
+		m = []string{machinereg.AuthTPM}
 		for _, f := range fallback {
 			m = append(m, string(f))
 		}
 	case machinesv1.AuthMAC:
-		m = []string{protocol.AuthMAC}
+		m = []string{machinereg.AuthMAC}
 	case machinesv1.AuthSysUUID:
-		m = []string{protocol.AuthSysUUID}
+		m = []string{machinereg.AuthSysUUID}
 	}
-	if emulate && !slices.Contains(m, protocol.AuthEmulatedTPM) {
-		m = append(m, protocol.AuthEmulatedTPM)
+	if emulate && !slices.Contains(m, machinereg.AuthEmulatedTPM) {
+		m = append(m, machinereg.AuthEmulatedTPM)
 	}
 	return m
 }
@@ -85,40 +85,40 @@ func allowedMethods(cfg *machinesv1.RegistrationConfig) []string {
 // credential-activation challenge for the EK and AK the node sent; emulated
 // TPM: a fresh nonce to sign. mac and sys-uuid prove nothing and are only
 // identification.
-func (h *Handler) authenticate(ctx context.Context, conn *protocol.Conn, mr *machinesv1.MachineRegistration, path string, hello *protocol.Hello) (identity, error) {
+func (h *Handler) authenticate(ctx context.Context, conn *machinereg.Conn, mr *machinesv1.MachineRegistration, path string, hello *machinereg.Hello) (identity, error) {
 	allowed := allowedMethods(mr.Spec.Config.Registration)
 	if !slices.Contains(allowed, hello.Auth) {
-		return identity{}, &protocol.Error{Code: protocol.CodeAuthFailed, Message: fmt.Sprintf("auth method %q is not allowed by MachineRegistration %s/%s (allowed: %v)", hello.Auth, mr.Namespace, mr.Name, allowed)}
+		return identity{}, &machinereg.Error{Code: machinereg.CodeAuthFailed, Message: fmt.Sprintf("auth method %q is not allowed by MachineRegistration %s/%s (allowed: %v)", hello.Auth, mr.Namespace, mr.Name, allowed)}
 	}
 	switch hello.Auth {
-	case protocol.AuthTPM:
+	case machinereg.AuthTPM:
 		return h.authTPM(ctx, conn, mr, hello.TPM)
-	case protocol.AuthEmulatedTPM:
+	case machinereg.AuthEmulatedTPM:
 		nonce := make([]byte, 32)
 		if _, err := rand.Read(nonce); err != nil {
 			return identity{}, err
 		}
-		if err := conn.Send(&protocol.Message{Type: protocol.TypeChallenge, Challenge: &protocol.Challenge{Nonce: nonce}}); err != nil {
+		if err := conn.Send(&machinereg.Message{Type: machinereg.TypeChallenge, Challenge: &machinereg.Challenge{Nonce: nonce}}); err != nil {
 			return identity{}, err
 		}
-		m, err := conn.Receive(protocol.TypeProof)
+		m, err := conn.Receive(machinereg.TypeProof)
 		if err != nil {
 			return identity{}, err
 		}
-		if err := protocol.VerifyEmulatedTPM(hello.EmulatedTPMPublicKey, path, nonce, m.Proof.Signature); err != nil {
+		if err := machinereg.VerifyEmulatedTPM(hello.EmulatedTPMPublicKey, path, nonce, m.Proof.Signature); err != nil {
 			return identity{}, authFailed(err)
 		}
-		return identity{method: hello.Auth, tpmHash: protocol.IdentityHash(hello.EmulatedTPMPublicKey)}, nil
+		return identity{method: hello.Auth, tpmHash: machinereg.IdentityHash(hello.EmulatedTPMPublicKey)}, nil
 	default: // mac, sys-uuid
-		return identity{method: hello.Auth, machineHash: protocol.IdentityHash([]byte(hello.MachineID))}, nil
+		return identity{method: hello.Auth, machineHash: machinereg.IdentityHash([]byte(hello.MachineID))}, nil
 	}
 }
 
-func authFailed(err error) *protocol.Error {
-	return &protocol.Error{Code: protocol.CodeAuthFailed, Message: err.Error()}
+func authFailed(err error) *machinereg.Error {
+	return &machinereg.Error{Code: machinereg.CodeAuthFailed, Message: err.Error()}
 }
 
-func (h *Handler) authTPM(ctx context.Context, conn *protocol.Conn, mr *machinesv1.MachineRegistration, t *protocol.TPMHello) (identity, error) {
+func (h *Handler) authTPM(ctx context.Context, conn *machinereg.Conn, mr *machinesv1.MachineRegistration, t *machinereg.TPMHello) (identity, error) {
 	ekPub, err := x509.ParsePKIXPublicKey(t.EKPublic)
 	if err != nil {
 		return identity{}, authFailed(fmt.Errorf("endorsement key: %w", err))
@@ -131,23 +131,23 @@ func (h *Handler) authTPM(ctx context.Context, conn *protocol.Conn, mr *machines
 	if err != nil {
 		return identity{}, authFailed(err)
 	}
-	if err := conn.Send(&protocol.Message{Type: protocol.TypeChallenge, Challenge: &protocol.Challenge{Credential: ec.Credential, Secret: ec.Secret}}); err != nil {
+	if err := conn.Send(&machinereg.Message{Type: machinereg.TypeChallenge, Challenge: &machinereg.Challenge{Credential: ec.Credential, Secret: ec.Secret}}); err != nil {
 		return identity{}, err
 	}
-	m, err := conn.Receive(protocol.TypeProof)
+	m, err := conn.Receive(machinereg.TypeProof)
 	if err != nil {
 		return identity{}, err
 	}
 	if subtle.ConstantTimeCompare(secret, m.Proof.Secret) != 1 {
 		return identity{}, authFailed(errors.New("the TPM did not activate the credential: the EK and AK are not from the same TPM, or the answer is from another exchange"))
 	}
-	return identity{method: protocol.AuthTPM, tpmHash: protocol.IdentityHash(t.EKPublic), ekCertified: certified}, nil
+	return identity{method: machinereg.AuthTPM, tpmHash: machinereg.IdentityHash(t.EKPublic), ekCertified: certified}, nil
 }
 
 // tpmChallenge makes the credential-activation challenge for the machine's
 // EK and AK. It only parses what the machine sent (FuzzTPMHello feeds it
 // hostile input).
-func tpmChallenge(ekPub any, t *protocol.TPMHello) ([]byte, *attest.EncryptedCredential, error) {
+func tpmChallenge(ekPub any, t *machinereg.TPMHello) ([]byte, *attest.EncryptedCredential, error) {
 	params := attest.ActivationParameters{EK: ekPub, AK: attest.AttestationParameters{
 		Public: t.AK.Public, CreateData: t.AK.CreateData, CreateAttestation: t.AK.CreateAttestation, CreateSignature: t.AK.CreateSignature,
 	}}
@@ -164,7 +164,7 @@ func tpmChallenge(ekPub any, t *protocol.TPMHello) ([]byte, *attest.EncryptedCre
 // checkEKCertificate rejects an EK certificate that is not for the EK sent,
 // and, when the namespace has a tpm-ca Secret, an EK without a certificate
 // chaining to it. certified reports that the EK chains to tpm-ca.
-func (h *Handler) checkEKCertificate(ctx context.Context, namespace string, t *protocol.TPMHello) (certified bool, err error) {
+func (h *Handler) checkEKCertificate(ctx context.Context, namespace string, t *machinereg.TPMHello) (certified bool, err error) {
 	err = h.verifyEKCertificate(ctx, namespace, t)
 	if errors.Is(err, errNoTPMCA) {
 		return false, nil
@@ -176,7 +176,7 @@ var errNoTPMCA = errors.New("no tpm-ca Secret")
 
 // ekCertificate parses the EK certificate the machine sent, if any, and
 // checks it is for the EK sent.
-func ekCertificate(t *protocol.TPMHello) (*x509.Certificate, error) {
+func ekCertificate(t *machinereg.TPMHello) (*x509.Certificate, error) {
 	if len(t.EKCertificate) == 0 {
 		return nil, nil
 	}
@@ -191,7 +191,7 @@ func ekCertificate(t *protocol.TPMHello) (*x509.Certificate, error) {
 	return c, nil
 }
 
-func (h *Handler) verifyEKCertificate(ctx context.Context, namespace string, t *protocol.TPMHello) error {
+func (h *Handler) verifyEKCertificate(ctx context.Context, namespace string, t *machinereg.TPMHello) error {
 	cert, err := ekCertificate(t)
 	if err != nil {
 		return err

@@ -23,11 +23,11 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/clusterregistration"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
-	"github.com/edgefleet/edgefleet/internal/machines/register"
-	"github.com/edgefleet/edgefleet/internal/registration"
 	"github.com/edgefleet/edgefleet/internal/server"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
 
@@ -73,11 +73,11 @@ func startEnv(t *testing.T) *env {
 	}
 	// The endpoint's manager API proxy, as the manager serves it: machines'
 	// kubeconfigs point here, not at the kube-apiserver.
-	proxy, err := registration.ManagerAPIProxy(cfg)
+	proxy, err := clusterregistration.ManagerAPIProxy(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux.Handle(joinapi.ManagerAPIPrefix+"/", proxy)
+	mux.Handle(clusterjoin.ManagerAPIPrefix+"/", proxy)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -140,11 +140,11 @@ func insecureGet(u string) (int, error) {
 
 // nodeConfig is an edgefleet-node config for one machine with its own state
 // directory and SMBIOS data.
-func (e *env) nodeConfig(t *testing.T, regURL string, reg register.Registration) *register.Config {
+func (e *env) nodeConfig(t *testing.T, regURL string, reg machinereg.NodeRegistration) *machinereg.NodeConfig {
 	t.Helper()
 	reg.URL = regURL
 	reg.CACert = e.caPEM
-	return &register.Config{Registration: reg, StateDir: filepath.Join(t.TempDir(), "state")}
+	return &machinereg.NodeConfig{Registration: reg, StateDir: filepath.Join(t.TempDir(), "state")}
 }
 
 // fakeDMI writes SMBIOS files as /sys/class/dmi/id has them.

@@ -20,7 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/machines/protocol"
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 )
 
 // Handler serves GET /v1/machines/register/{token}: protocol v1 over a
@@ -53,15 +53,15 @@ type Handler struct {
 // so 16 at once keep the API server busy without flooding it. Machines that
 // boot together (a site's power returns) would otherwise send every write at
 // once; the API server then answers none of them in time, the machines give
-// up after protocol.Timeout and the manager keeps writing for machines that
+// up after machinereg.Timeout and the manager keeps writing for machines that
 // already left.
 const DefaultMaxWriting = 16
 
 // slotWait is how long a registration waits for a write slot. It leaves
-// a third of protocol.Timeout, which the machine waits for its config, for
+// a third of machinereg.Timeout, which the machine waits for its config, for
 // the writes: a machine refused with "busy" retries later, while one whose
 // config comes too late has cost the writes and retries anyway.
-const slotWait = protocol.Timeout * 2 / 3
+const slotWait = machinereg.Timeout * 2 / 3
 
 // acquire waits for a write slot; the returned function releases it.
 func (h *Handler) acquire(ctx context.Context) (func(), error) {
@@ -78,7 +78,7 @@ func (h *Handler) acquire(ctx context.Context) (func(), error) {
 	case h.slots <- struct{}{}:
 		return func() { <-h.slots }, nil
 	case <-t.C:
-		return nil, &protocol.Error{Code: protocol.CodeInternal, Message: fmt.Sprintf("the manager is busy: %d machines are registering and more are waiting; retry in a few seconds", cap(h.slots))}
+		return nil, &machinereg.Error{Code: machinereg.CodeInternal, Message: fmt.Sprintf("the manager is busy: %d machines are registering and more are waiting; retry in a few seconds", cap(h.slots))}
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -105,14 +105,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	conn := protocol.NewConn(ws)
+	conn := machinereg.NewConn(ws)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Minute)
 	defer cancel()
 	log = log.WithValues("registration", mr.Namespace+"/"+mr.Name, "remote", r.RemoteAddr)
 	ctx = ctrl.LoggerInto(ctx, log)
 	name, err := h.exchange(ctx, conn, reg, r)
 	if err != nil {
-		var pe *protocol.Error
+		var pe *machinereg.Error
 		if !errors.As(err, &pe) {
 			var ce *websocket.CloseError
 			if errors.As(err, &ce) || errors.Is(err, net.ErrClosed) {
@@ -120,7 +120,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				_ = ws.Close()
 				return
 			}
-			pe = &protocol.Error{Code: protocol.CodeInternal, Message: err.Error()}
+			pe = &machinereg.Error{Code: machinereg.CodeInternal, Message: err.Error()}
 		}
 		log.Info("Registration refused", "code", pe.Code, "reason", pe.Message)
 		conn.Fail(pe)
@@ -170,17 +170,17 @@ func (h *Handler) registrationByToken(ctx context.Context, token string) (*token
 	return nil, nil
 }
 
-// exchange runs the protocol. Nothing is written to Kubernetes before the
+// exchange runs the machinereg. Nothing is written to Kubernetes before the
 // identity is proven and the inventory message is valid.
-func (h *Handler) exchange(ctx context.Context, conn *protocol.Conn, reg *tokenRegistration, r *http.Request) (string, error) {
+func (h *Handler) exchange(ctx context.Context, conn *machinereg.Conn, reg *tokenRegistration, r *http.Request) (string, error) {
 	mr := reg.mr
-	m, err := conn.Receive(protocol.TypeHello)
+	m, err := conn.Receive(machinereg.TypeHello)
 	if err != nil {
 		return "", err
 	}
 	hello := m.Hello
-	if hello.Version < protocol.MinVersion {
-		return "", &protocol.Error{Code: protocol.CodeUnsupportedVersion, Message: fmt.Sprintf("protocol version %d is too old; this manager speaks %d to %d: update edgefleet-node", hello.Version, protocol.MinVersion, protocol.Version)}
+	if hello.Version < machinereg.MinVersion {
+		return "", &machinereg.Error{Code: machinereg.CodeUnsupportedVersion, Message: fmt.Sprintf("protocol version %d is too old; this manager speaks %d to %d: update edgefleet-node", hello.Version, machinereg.MinVersion, machinereg.Version)}
 	}
 	id, err := h.authenticate(ctx, conn, mr, r.URL.Path, hello)
 	if err != nil {
@@ -191,7 +191,7 @@ func (h *Handler) exchange(ctx context.Context, conn *protocol.Conn, reg *tokenR
 		return "", err
 	}
 	if existing == nil && hello.ReRegistration {
-		return "", &protocol.Error{Code: protocol.CodeReprovisioningNeeded, Message: fmt.Sprintf("MachineInventory %s/%s no longer exists: this machine was removed and must be re-provisioned (reset it, or delete its edgefleet-node state to register it as a new machine)", mr.Namespace, hello.InventoryName)}
+		return "", &machinereg.Error{Code: machinereg.CodeReprovisioningNeeded, Message: fmt.Sprintf("MachineInventory %s/%s no longer exists: this machine was removed and must be re-provisioned (reset it, or delete its edgefleet-node state to register it as a new machine)", mr.Namespace, hello.InventoryName)}
 	}
 	if err := h.admit(mr, reg.expires, id, existing); err != nil {
 		return "", err
@@ -209,11 +209,11 @@ func (h *Handler) exchange(ctx context.Context, conn *protocol.Conn, reg *tokenR
 
 // register completes an admitted registration: the inventory message, the
 // writes, the config.
-func (h *Handler) register(ctx context.Context, conn *protocol.Conn, mr *machinesv1.MachineRegistration, id identity, existing *machinesv1.MachineInventory, hello *protocol.Hello, r *http.Request) (string, error) {
-	if err := conn.Send(&protocol.Message{Type: protocol.TypeReady, Ready: &protocol.Ready{Version: min(hello.Version, protocol.Version)}}); err != nil {
+func (h *Handler) register(ctx context.Context, conn *machinereg.Conn, mr *machinesv1.MachineRegistration, id identity, existing *machinesv1.MachineInventory, hello *machinereg.Hello, r *http.Request) (string, error) {
+	if err := conn.Send(&machinereg.Message{Type: machinereg.TypeReady, Ready: &machinereg.Ready{Version: min(hello.Version, machinereg.Version)}}); err != nil {
 		return "", err
 	}
-	m, err := conn.Receive(protocol.TypeInventory)
+	m, err := conn.Receive(machinereg.TypeInventory)
 	if err != nil {
 		return "", err
 	}
@@ -227,7 +227,7 @@ func (h *Handler) register(ctx context.Context, conn *protocol.Conn, mr *machine
 	if err != nil {
 		return "", err
 	}
-	if err := conn.Send(&protocol.Message{Type: protocol.TypeConfig, Config: cfg}); err != nil {
+	if err := conn.Send(&machinereg.Message{Type: machinereg.TypeConfig, Config: cfg}); err != nil {
 		return cfg.InventoryName, err // written: the machine counts
 	}
 	return cfg.InventoryName, nil

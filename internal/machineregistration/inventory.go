@@ -26,7 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/machines/protocol"
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 )
 
 // Annotations the registration server sets on every MachineInventory.
@@ -87,7 +87,7 @@ func (h *Handler) findInventory(ctx context.Context, ns string, id identity, hin
 // persist creates or updates the machine's inventory, plan Secret and
 // credential. When it creates the inventory and a later step fails, it
 // deletes it again: no half-registered machine is left behind.
-func (h *Handler) persist(ctx context.Context, mr *machinesv1.MachineRegistration, id identity, existing *machinesv1.MachineInventory, in *protocol.Inventory, remoteIP string) (*protocol.Config, error) {
+func (h *Handler) persist(ctx context.Context, mr *machinesv1.MachineRegistration, id identity, existing *machinesv1.MachineInventory, in *machinereg.Inventory, remoteIP string) (*machinereg.Config, error) {
 	labels, annotations, warnings := h.renderMetadata(mr, existing, in)
 	annotations[AnnotationAuth] = id.method
 	if remoteIP != "" {
@@ -99,8 +99,8 @@ func (h *Handler) persist(ctx context.Context, mr *machinesv1.MachineRegistratio
 	}
 	cfg, err := h.finish(ctx, mr, inv, created)
 	if err != nil {
-		var pe *protocol.Error
-		if errors.As(err, &pe) && pe.Code == protocol.CodeConflict {
+		var pe *machinereg.Error
+		if errors.As(err, &pe) && pe.Code == machinereg.CodeConflict {
 			h.Recorder.Eventf(mr, inv, corev1.EventTypeWarning, "NameConflict", "Register", "%s", pe.Message)
 		}
 		if created {
@@ -116,7 +116,7 @@ func (h *Handler) persist(ctx context.Context, mr *machinesv1.MachineRegistratio
 	return cfg, nil
 }
 
-func (h *Handler) renderMetadata(mr *machinesv1.MachineRegistration, existing *machinesv1.MachineInventory, in *protocol.Inventory) (map[string]string, map[string]string, []string) {
+func (h *Handler) renderMetadata(mr *machinesv1.MachineRegistration, existing *machinesv1.MachineInventory, in *machinereg.Inventory) (map[string]string, map[string]string, []string) {
 	labels, annotations := map[string]string{}, map[string]string{}
 	var warnings []string
 	for k, v := range in.Labels {
@@ -246,7 +246,7 @@ func inventoryName(mr *machinesv1.MachineRegistration, data map[string]string) s
 
 // finish makes sure the machine's plan Secret and credential exist, marks the
 // inventory Registered and returns the machine's config.
-func (h *Handler) finish(ctx context.Context, mr *machinesv1.MachineRegistration, inv *machinesv1.MachineInventory, created bool) (*protocol.Config, error) {
+func (h *Handler) finish(ctx context.Context, mr *machinesv1.MachineRegistration, inv *machinesv1.MachineInventory, created bool) (*machinereg.Config, error) {
 	plan, err := h.ensurePlanSecret(ctx, mr, inv, created)
 	if err != nil {
 		return nil, keepProtocolError(err, "creating the plan Secret of %s", inv.Name)
@@ -267,7 +267,7 @@ func (h *Handler) finish(ctx context.Context, mr *machinesv1.MachineRegistration
 	if err := h.Client.Status().Patch(ctx, inv, client.MergeFrom(before)); err != nil {
 		return nil, fmt.Errorf("updating the status of MachineInventory %s: %w", inv.Name, err)
 	}
-	cfg := &protocol.Config{InventoryName: inv.Name, Namespace: inv.Namespace, Kubeconfig: kubeconfig, PlanSecret: plan.Name}
+	cfg := &machinereg.Config{InventoryName: inv.Name, Namespace: inv.Namespace, Kubeconfig: kubeconfig, PlanSecret: plan.Name}
 	if cc := mr.Spec.Config.CloudConfig; cc != nil {
 		cfg.CloudConfig = cc.Raw
 	}
@@ -382,7 +382,7 @@ func ownedBy(mr *machinesv1.MachineRegistration, inv *machinesv1.MachineInventor
 	if c := metav1.GetControllerOf(o); c != nil && c.Kind == "MachineInventory" && c.Name == inv.Name {
 		why = "it belongs to a deleted MachineInventory of the same name and is being removed; retry in a minute"
 	}
-	return &protocol.Error{Code: protocol.CodeConflict, Message: fmt.Sprintf(
+	return &machinereg.Error{Code: machinereg.CodeConflict, Message: fmt.Sprintf(
 		"%s %s/%s already exists and %s. The manager never takes over objects it did not create for a machine: rename or delete it, or change spec.machineName of MachineRegistration %s so machines get other names",
 		kind, o.GetNamespace(), o.GetName(), why, mr.Name)}
 }
@@ -390,7 +390,7 @@ func ownedBy(mr *machinesv1.MachineRegistration, inv *machinesv1.MachineInventor
 // keepProtocolError wraps err with context unless it is an answer for the
 // machine, which must keep its code.
 func keepProtocolError(err error, format string, args ...any) error {
-	var pe *protocol.Error
+	var pe *machinereg.Error
 	if errors.As(err, &pe) {
 		return pe
 	}

@@ -10,9 +10,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/machines/nodetpm"
-	"github.com/edgefleet/edgefleet/internal/machines/protocol"
-	"github.com/edgefleet/edgefleet/internal/machines/swtpmtest"
+	"github.com/edgefleet/edgefleet/internal/node/nodetpm"
+	"github.com/edgefleet/edgefleet/internal/node/swtpmtest"
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 )
 
 // Names come from SMBIOS data the machine sends: whatever it sends, the
@@ -72,8 +72,8 @@ func FuzzInventoryMessage(f *testing.F) {
 	}}
 	h := &Handler{}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := protocol.Decode(data)
-		if err != nil || m.Type != protocol.TypeInventory {
+		m, err := machinereg.Decode(data)
+		if err != nil || m.Type != machinereg.TypeInventory {
 			return
 		}
 		in := m.Inventory
@@ -97,7 +97,7 @@ func FuzzInventoryMessage(f *testing.F) {
 			}
 		}
 		for k, v := range annotations {
-			if len(k) > protocol.MaxKeyBytes || len(v) > 2*protocol.MaxValueBytes {
+			if len(k) > machinereg.MaxKeyBytes || len(v) > 2*machinereg.MaxValueBytes {
 				t.Fatalf("annotation %s is %d bytes", k, len(v))
 			}
 		}
@@ -124,7 +124,7 @@ func FuzzHelloProcessing(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		seed, err := protocol.Encode(&protocol.Message{Type: protocol.TypeHello, Hello: &protocol.Hello{Version: 1, Auth: protocol.AuthTPM, TPM: hello}})
+		seed, err := machinereg.Encode(&machinereg.Message{Type: machinereg.TypeHello, Hello: &machinereg.Hello{Version: 1, Auth: machinereg.AuthTPM, TPM: hello}})
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -132,16 +132,16 @@ func FuzzHelloProcessing(f *testing.F) {
 	}
 	cfg := &machinesv1.RegistrationConfig{Auth: machinesv1.AuthTPMOrFallback, Fallback: []machinesv1.FallbackAuth{machinesv1.FallbackEmulatedTPM, machinesv1.FallbackMAC}}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := protocol.Decode(data)
-		if err != nil || m.Type != protocol.TypeHello {
+		m, err := machinereg.Decode(data)
+		if err != nil || m.Type != machinereg.TypeHello {
 			return
 		}
 		h := m.Hello
-		if !slices.Contains(allowedMethods(cfg), h.Auth) && h.Auth != protocol.AuthSysUUID {
+		if !slices.Contains(allowedMethods(cfg), h.Auth) && h.Auth != machinereg.AuthSysUUID {
 			t.Fatalf("decoded auth %q is unknown", h.Auth)
 		}
 		switch h.Auth {
-		case protocol.AuthTPM:
+		case machinereg.AuthTPM:
 			_, _ = ekCertificate(h.TPM)
 			ekPub, err := x509.ParsePKIXPublicKey(h.TPM.EKPublic)
 			if err != nil {
@@ -151,8 +151,8 @@ func FuzzHelloProcessing(f *testing.F) {
 			if err == nil && (len(secret) == 0 || ec == nil || len(ec.Credential) == 0) {
 				t.Fatal("a challenge without a secret")
 			}
-		case protocol.AuthEmulatedTPM:
-			if protocol.VerifyEmulatedTPM(h.EmulatedTPMPublicKey, "/v1/machines/register/x", []byte("nonce"), []byte(h.MachineID)) == nil {
+		case machinereg.AuthEmulatedTPM:
+			if machinereg.VerifyEmulatedTPM(h.EmulatedTPMPublicKey, "/v1/machines/register/x", []byte("nonce"), []byte(h.MachineID)) == nil {
 				t.Fatal("a signature not made for this nonce verified")
 			}
 		}

@@ -10,7 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/machines/protocol"
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 )
 
 // admit applies the registration's policy to a machine whose identity is
@@ -24,13 +24,13 @@ func (h *Handler) admit(mr *machinesv1.MachineRegistration, expires *time.Time, 
 		// it does not strand a fleet.
 		ours := known && existing.Spec.RegistrationRef != nil && registrationKey(existing.Namespace, existing.Spec.RegistrationRef) == mr.Namespace+"/"+mr.Name
 		if !ours || !id.proven() {
-			return &protocol.Error{Code: protocol.CodeTokenExpired, Message: fmt.Sprintf(
+			return &machinereg.Error{Code: machinereg.CodeTokenExpired, Message: fmt.Sprintf(
 				"the registration token of MachineRegistration %s/%s expired at %s (spec.token.ttl): it admits no new machines. An admin sets spec.token.rotation to a new value to issue a new token; then boot this machine with the new registration URL",
 				mr.Namespace, mr.Name, expires.UTC().Format(time.RFC3339))}
 		}
 	}
-	if id.method == protocol.AuthTPM && !id.ekCertified && !known && !mr.Spec.TPM.TrustOnFirstUse {
-		return &protocol.Error{Code: protocol.CodeAuthFailed, Message: fmt.Sprintf(
+	if id.method == machinereg.AuthTPM && !id.ekCertified && !known && !mr.Spec.TPM.TrustOnFirstUse {
+		return &machinereg.Error{Code: machinereg.CodeAuthFailed, Message: fmt.Sprintf(
 			"this TPM is not trusted by MachineRegistration %s/%s: its endorsement key is not known (no MachineInventory has tpmHash %s) and no Secret %s/%s holds a CA its EK certificate chains to. An admin adds the TPM vendor's CA to Secret %s (key ca.crt), pre-creates a MachineInventory with this tpmHash, or sets spec.tpm.trustOnFirstUse: true to accept any TPM",
 			mr.Namespace, mr.Name, id.tpmHash, mr.Namespace, TPMCASecretName, TPMCASecretName)}
 	}
@@ -92,7 +92,7 @@ func (h *Handler) reserve(ctx context.Context, mr *machinesv1.MachineRegistratio
 	if n >= limit {
 		msg := fmt.Sprintf("MachineRegistration %s has registered %d machines, its limit (spec.maxMachines %d): this machine is refused. An admin raises spec.maxMachines or deletes MachineInventories that are gone", key, n, limit)
 		h.Recorder.Eventf(mr, nil, corev1.EventTypeWarning, "QuotaExceeded", "Register", "%s", msg)
-		return nil, &protocol.Error{Code: protocol.CodeQuotaExceeded, Message: msg}
+		return nil, &machinereg.Error{Code: machinereg.CodeQuotaExceeded, Message: msg}
 	}
 	idKey := id.indexKey()
 	p[idKey] = time.Now()

@@ -25,10 +25,10 @@ import (
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
-	"github.com/edgefleet/edgefleet/internal/machines/protocol"
-	"github.com/edgefleet/edgefleet/internal/machines/register"
-	"github.com/edgefleet/edgefleet/internal/machines/swtpmtest"
+	"github.com/edgefleet/edgefleet/internal/node/register"
+	"github.com/edgefleet/edgefleet/internal/node/swtpmtest"
 	"github.com/edgefleet/edgefleet/internal/server"
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 )
 
 func insecureTLS() *tls.Config { return &tls.Config{InsecureSkipVerify: true} }
@@ -56,13 +56,13 @@ func TestSwtpmMachineRegistersAndReRegisters(t *testing.T) {
 	})
 	sim := swtpmtest.Start(t, swtpmtest.Options{EKCert: true})
 	dmi := fakeDMI(t, map[string]string{"sys_vendor": "Acme Corp.", "product_uuid": "6B29FC40-CA47-1067-B31D-00DD010662DA", "product_serial": "SN 0001", "product_name": "Edge Box/2"})
-	cfg := e.nodeConfig(t, regURL, register.Registration{TPMSocket: sim.Socket, DMIDir: dmi})
+	cfg := e.nodeConfig(t, regURL, machinereg.NodeRegistration{TPMSocket: sim.Socket, DMIDir: dmi})
 
 	res, err := register.Register(ctx, cfg, register.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Auth != protocol.AuthTPM || res.ReRegistration {
+	if res.Auth != machinereg.AuthTPM || res.ReRegistration {
 		t.Fatalf("result %+v: want a first tpm registration", res)
 	}
 	inv := &machinesv1.MachineInventory{}
@@ -164,7 +164,7 @@ func writeDMI(dir, name, v string) error {
 // endpoint (<external URL>/k8s/manager, trusting the endpoint's CA), not at
 // the kube-apiserver; through it the machine can read its plan Secret and
 // update its inventory status, and nothing of another machine.
-func checkCredential(t *testing.T, e *env, node *register.Config, res *register.Result) {
+func checkCredential(t *testing.T, e *env, node *machinereg.NodeConfig, res *register.Result) {
 	t.Helper()
 	ctx := context.Background()
 	stored, err := os.ReadFile(filepath.Join(node.StateDir, register.KubeconfigFile))
@@ -258,7 +258,7 @@ func TestFiftyEmulatedMachinesRegisterConcurrently(t *testing.T) {
 		Config:                 machinesv1.MachineRegistrationConfig{Registration: &machinesv1.RegistrationConfig{EmulateTPM: true, EmulatedTPMSeed: -1}},
 	})
 	// One machine alone first: the latency without contention.
-	solo := e.nodeConfig(t, regURL, register.Registration{EmulateTPM: true, EmulatedTPMSeed: -1})
+	solo := e.nodeConfig(t, regURL, machinereg.NodeRegistration{EmulateTPM: true, EmulatedTPMSeed: -1})
 	t0 := time.Now()
 	if _, err := register.Register(context.Background(), solo, register.Options{Data: map[string]string{"System Information/UUID": "solo", "CPU/TotalCores": "2"}}); err != nil {
 		t.Fatal(err)
@@ -271,7 +271,7 @@ func TestFiftyEmulatedMachinesRegisterConcurrently(t *testing.T) {
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range n {
-		cfg := e.nodeConfig(t, regURL, register.Registration{EmulateTPM: true, EmulatedTPMSeed: -1})
+		cfg := e.nodeConfig(t, regURL, machinereg.NodeRegistration{EmulateTPM: true, EmulatedTPMSeed: -1})
 		data := map[string]string{
 			"System Information/UUID":         fmt.Sprintf("00000000-0000-4000-8000-%012d", i),
 			"System Information/Manufacturer": "Acme", "CPU/TotalCores": "4", "Runtime/Arch": "arm64",
@@ -318,23 +318,23 @@ func TestFallbackAuthPolicies(t *testing.T) {
 	fallback := e.registration(t, "mixed", machinesv1.MachineRegistrationSpec{Config: machinesv1.MachineRegistrationConfig{Registration: &machinesv1.RegistrationConfig{
 		Auth: machinesv1.AuthTPMOrFallback, Fallback: []machinesv1.FallbackAuth{machinesv1.FallbackEmulatedTPM},
 	}}})
-	noTPM := e.nodeConfig(t, fallback, register.Registration{Auth: "tpm-or-fallback", Fallback: []string{"emulated-tpm"}, TPMSocket: "/nonexistent/tpm.sock"})
+	noTPM := e.nodeConfig(t, fallback, machinereg.NodeRegistration{Auth: "tpm-or-fallback", Fallback: []string{"emulated-tpm"}, TPMSocket: "/nonexistent/tpm.sock"})
 	res, err := register.Register(ctx, noTPM, register.Options{Data: map[string]string{"System Information/UUID": "no-tpm-1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Auth != protocol.AuthEmulatedTPM {
+	if res.Auth != machinereg.AuthEmulatedTPM {
 		t.Fatalf("auth %s, want the emulated-tpm fallback", res.Auth)
 	}
 
 	macReg := e.registration(t, "by-mac", machinesv1.MachineRegistrationSpec{Config: machinesv1.MachineRegistrationConfig{Registration: &machinesv1.RegistrationConfig{Auth: machinesv1.AuthMAC}}})
 	data := map[string]string{"System Information/UUID": "mac-1", "Network/NICs/0/MacAddress": "02:00:00:00:00:01", "Network/NICs/0/IsVirtual": "false"}
-	first, err := register.Register(ctx, e.nodeConfig(t, macReg, register.Registration{Auth: "mac"}), register.Options{Data: data})
+	first, err := register.Register(ctx, e.nodeConfig(t, macReg, machinereg.NodeRegistration{Auth: "mac"}), register.Options{Data: data})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The same NIC seen by a machine that lost its state: same inventory.
-	second, err := register.Register(ctx, e.nodeConfig(t, macReg, register.Registration{Auth: "mac"}), register.Options{Data: data})
+	second, err := register.Register(ctx, e.nodeConfig(t, macReg, machinereg.NodeRegistration{Auth: "mac"}), register.Options{Data: data})
 	if err != nil {
 		t.Fatal(err)
 	}

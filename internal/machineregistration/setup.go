@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // Field indexes on the manager's cache.
@@ -46,7 +46,7 @@ type Router interface {
 // Options configure Setup.
 type Options struct {
 	// ExternalURL is how machines reach the manager's endpoint. Their
-	// kubeconfigs point at ExternalURL + joinapi.ManagerAPIPrefix, which the
+	// kubeconfigs point at ExternalURL + clusterjoin.ManagerAPIPrefix, which the
 	// endpoint forwards to the manager's kube-apiserver
 	// (registration.ManagerAPIProxy).
 	ExternalURL *url.URL
@@ -103,7 +103,7 @@ func NewHandler(mgr ctrl.Manager, o Options) (*Handler, error) {
 // the manager's endpoint, which forwards bearer-token requests to its
 // kube-apiserver, so a machine needs to reach one address only.
 func ManagerAPIURL(external *url.URL) string {
-	return strings.TrimSuffix(external.String(), "/") + joinapi.ManagerAPIPrefix
+	return strings.TrimSuffix(external.String(), "/") + clusterjoin.ManagerAPIPrefix
 }
 
 // AddIndexes adds the field indexes the registration endpoint looks machines

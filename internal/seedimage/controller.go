@@ -22,7 +22,7 @@ import (
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
-	"github.com/edgefleet/edgefleet/internal/machines/register"
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 )
 
 // Finalizer removes a SeedImage's file when it is deleted.
@@ -232,7 +232,7 @@ func (r *Reconciler) mediaFiles(ctx context.Context, si *machinesv1.SeedImage) (
 // NodeConfigFiles is the edgefleet-node config for machines of mr, which
 // register at regURL.
 func NodeConfigFiles(mr *machinesv1.MachineRegistration, regURL string, caPEM []byte) (map[string][]byte, error) {
-	reg := register.Registration{URL: regURL, CACert: string(caPEM)}
+	reg := machinereg.NodeRegistration{URL: regURL, CACert: string(caPEM)}
 	if rc := mr.Spec.Config.Registration; rc != nil {
 		reg.Auth = string(rc.Auth)
 		for _, f := range rc.Fallback {
@@ -240,11 +240,11 @@ func NodeConfigFiles(mr *machinesv1.MachineRegistration, regURL string, caPEM []
 		}
 		reg.EmulateTPM, reg.EmulatedTPMSeed, reg.NoSMBIOS = rc.EmulateTPM, rc.EmulatedTPMSeed, rc.NoSMBIOS
 	}
-	data, err := yaml.Marshal(&register.Config{Registration: reg})
+	data, err := yaml.Marshal(&machinereg.NodeConfig{Registration: reg})
 	if err != nil {
 		return nil, err
 	}
-	return map[string][]byte{register.SeedConfigFile: data}, nil
+	return map[string][]byte{machinereg.SeedConfigFile: data}, nil
 }
 
 func (r *Reconciler) expire(ctx context.Context, si *machinesv1.SeedImage) error {

@@ -31,10 +31,11 @@ import (
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
-	"github.com/edgefleet/edgefleet/internal/machines/register"
+	"github.com/edgefleet/edgefleet/internal/node/register"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
 	sit "github.com/edgefleet/edgefleet/internal/seedimage/seedimagetest"
 	"github.com/edgefleet/edgefleet/internal/server"
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
 
@@ -176,7 +177,7 @@ func TestSeedImageLifecycle(t *testing.T) {
 	}
 	si = wait(si.Name, machinesv1.SeedImageReady)
 	files := download(si)
-	nodeCfg, _, err := register.LoadConfig(filepath.Join(files, register.SeedConfigFile))
+	nodeCfg, _, err := register.LoadConfig(filepath.Join(files, machinereg.SeedConfigFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +227,7 @@ func TestSeedImageLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		files := download(wait(name, machinesv1.SeedImageReady))
-		for _, f := range []string{"os-release", register.SeedConfigFile} {
+		for _, f := range []string{"os-release", machinereg.SeedConfigFile} {
 			if _, err := os.Stat(filepath.Join(files, f)); err != nil {
 				t.Errorf("%s: %s missing from the remastered image", name, f)
 			}
@@ -246,7 +247,7 @@ func TestSeedImageLifecycle(t *testing.T) {
 		t.Errorf("raw downloadURL %s, want .../seed.img", rawSI.Status.DownloadURL)
 	}
 	rawFiles := downloadRaw(t, rawSI)
-	rawCfg, _, err := register.LoadConfig(filepath.Join(rawFiles, register.SeedConfigFile))
+	rawCfg, _, err := register.LoadConfig(filepath.Join(rawFiles, machinereg.SeedConfigFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +272,7 @@ func TestSeedImageLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	files = download(wait(ociSI.Name, machinesv1.SeedImageReady))
-	for _, f := range []string{"os-release", register.SeedConfigFile} {
+	for _, f := range []string{"os-release", machinereg.SeedConfigFile} {
 		if _, err := os.Stat(filepath.Join(files, f)); err != nil {
 			t.Errorf("oci-base: %s missing from the remastered image", f)
 		}

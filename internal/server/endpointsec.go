@@ -10,7 +10,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/edgefleet/edgefleet/internal/authn"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
 )
@@ -18,7 +18,7 @@ import (
 // streamingPrefixes are the endpoint's long-lived routes (see
 // endpoint.Options.StreamingPrefixes).
 var streamingPrefixes = []string{
-	joinapi.TunnelPath, joinapi.ClusterProxyPrefix, joinapi.ManagerAPIPrefix + "/",
+	clusterjoin.TunnelPath, clusterjoin.ClusterProxyPrefix, clusterjoin.ManagerAPIPrefix + "/",
 	machineregistration.RegisterPathPrefix, seedimage.DownloadPathPrefix,
 }
 

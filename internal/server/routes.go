@@ -14,7 +14,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/gitops/webhook"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/pki"
-	"github.com/edgefleet/edgefleet/internal/registration"
+	"github.com/edgefleet/edgefleet/internal/clusterregistration"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
 )
 
@@ -36,7 +36,7 @@ type routeDeps struct {
 	dataDir string
 	// seedSources limits where SeedImage base images come from.
 	seedSources seedimage.Sources
-	// Cluster credential lifetime and join-route rate limit (registration.Options).
+	// Cluster credential lifetime and join-route rate limit (clusterregistration.Options).
 	credentialMaxLifetime time.Duration
 	joinRate              float64
 	joinBurst             int
@@ -47,7 +47,7 @@ type routeDeps struct {
 // package adds one line here.
 func registerRoutes(ep *endpoint.Server, d routeDeps) error {
 	ep.Handle("POST "+webhook.Path, &webhook.Handler{Reader: d.mgr.GetAPIReader(), Writer: d.mgr.GetClient(), SystemNamespace: SystemNamespace, Log: d.log.WithName("webhook")})
-	if err := registration.Setup(d.mgr, ep, registration.Options{ExternalURL: d.externalURL, CACertPEM: d.ca.CertPEM, Log: d.log,
+	if err := clusterregistration.Setup(d.mgr, ep, clusterregistration.Options{ExternalURL: d.externalURL, CACertPEM: d.ca.CertPEM, Log: d.log,
 		CredentialMaxLifetime: d.credentialMaxLifetime, JoinRate: d.joinRate, JoinBurst: d.joinBurst}); err != nil {
 		return err
 	}

@@ -20,7 +20,7 @@ import (
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
-	nodereg "github.com/edgefleet/edgefleet/internal/machines/register"
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
 
@@ -181,8 +181,8 @@ func nodeRegisterPeak(t *testing.T, m *harness.Manager) (int64, int) {
 		regURL, _ = machineregistration.RegistrationURLFromSecret(ctx, m.Client, mr)
 		return regURL != ""
 	})
-	cfg := nodereg.Config{
-		Registration: nodereg.Registration{URL: regURL, CACert: string(managerCA(t, m)), EmulateTPM: true, EmulatedTPMSeed: -1},
+	cfg := machinereg.NodeConfig{
+		Registration: machinereg.NodeRegistration{URL: regURL, CACert: string(managerCA(t, m)), EmulateTPM: true, EmulatedTPMSeed: -1},
 		StateDir:     filepath.Join(t.TempDir(), "state"),
 	}
 	data, err := yaml.Marshal(&cfg)

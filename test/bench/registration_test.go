@@ -23,9 +23,10 @@ import (
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
-	nodereg "github.com/edgefleet/edgefleet/internal/machines/register"
-	"github.com/edgefleet/edgefleet/internal/machines/swtpmtest"
+	nodereg "github.com/edgefleet/edgefleet/internal/node/register"
+	"github.com/edgefleet/edgefleet/internal/node/swtpmtest"
 	"github.com/edgefleet/edgefleet/internal/server"
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 )
 
 const (
@@ -40,7 +41,7 @@ const (
 
 // stormNode is one machine of the storm and what happened to it.
 type stormNode struct {
-	cfg     *nodereg.Config
+	cfg     *machinereg.NodeConfig
 	data    map[string]string
 	swtpm   bool
 	latency time.Duration // first attempt → success (or the last failure)
@@ -102,12 +103,12 @@ func TestRegistrationStorm(t *testing.T) {
 	nodes := make([]*stormNode, 0, stormEmulated+stormSwtpm)
 	stateRoot := t.TempDir()
 	for i := range stormEmulated + stormSwtpm {
-		reg := nodereg.Registration{URL: regURL, CACert: ca, EmulateTPM: true, EmulatedTPMSeed: -1}
+		reg := machinereg.NodeRegistration{URL: regURL, CACert: ca, EmulateTPM: true, EmulatedTPMSeed: -1}
 		if i >= stormEmulated {
-			reg = nodereg.Registration{URL: regURL, CACert: ca, Auth: "tpm", TPMSocket: tpms[i-stormEmulated].Socket}
+			reg = machinereg.NodeRegistration{URL: regURL, CACert: ca, Auth: "tpm", TPMSocket: tpms[i-stormEmulated].Socket}
 		}
 		nodes = append(nodes, &stormNode{
-			cfg:   &nodereg.Config{Registration: reg, StateDir: filepath.Join(stateRoot, fmt.Sprintf("node-%04d", i))},
+			cfg:   &machinereg.NodeConfig{Registration: reg, StateDir: filepath.Join(stateRoot, fmt.Sprintf("node-%04d", i))},
 			swtpm: i >= stormEmulated,
 			data: map[string]string{
 				"System Information/Serial Number": fmt.Sprintf("SN%06d", i),
@@ -229,7 +230,7 @@ func TestRegistrationStorm(t *testing.T) {
 	w("(`tpm` policy with `emulate-tpm: true`, a label template and a machine-name template). %d machines with emulated TPMs ", stormEmulated)
 	w("(each its own random seed and state directory) and %d with real TPM 2.0 simulators (swtpm, EK certificate, ", stormSwtpm)
 	w("credential activation) start `register` at the same instant. They run the node's own registration library ")
-	w("(`internal/machines/register`, as `edgefleet-node register` does: own TLS connection and websocket each, hardware data given) ")
+	w("(`internal/node/register`, as `edgefleet-node register` does: own TLS connection and websocket each, hardware data given) ")
 	w("in the benchmark process, which shares the 2 cores with the manager and its kube-apiserver. ")
 	w("Each registration creates a MachineInventory, its plan Secret, ServiceAccount, Role, RoleBinding, a bound token and a status update. ")
 	w("A node that fails retries after 1 s, 2 s, 4 s, 8 s (as a restarted systemd unit would); retries are counted, and an error that survives them fails the benchmark. ")

@@ -17,7 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
 
@@ -55,7 +55,7 @@ func TestTunnelOverhead(t *testing.T) {
 	// What the agent's own request costs the downstream apiserver: its
 	// impersonate-only token, impersonating a caller.
 	secs := int64(3600)
-	tr, err := direct.CoreV1().ServiceAccounts(joinapi.AgentNamespace).CreateToken(ctx, joinapi.ImpersonatorServiceAccount,
+	tr, err := direct.CoreV1().ServiceAccounts(clusterjoin.AgentNamespace).CreateToken(ctx, clusterjoin.ImpersonatorServiceAccount,
 		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)

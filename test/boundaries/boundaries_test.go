@@ -33,3 +33,36 @@ func TestDeviceBinariesStaySmall(t *testing.T) {
 		})
 	}
 }
+
+// TestSidesLinkOnlyTheirOwnPackages keeps code where it runs: the manager
+// never links node-side code, the node and the cluster agent never link the
+// manager's controllers. Contracts both sides share live in internal/wire.
+func TestSidesLinkOnlyTheirOwnPackages(t *testing.T) {
+	const mod = "github.com/edgefleet/edgefleet/internal/"
+	rules := []struct {
+		pkg       string
+		forbidden []string
+	}{
+		{"./cmd/edgefleet", []string{mod + "node"}},
+		{"./internal/server", []string{mod + "node", mod + "agent"}},
+		{"./cmd/edgefleet-node", []string{mod + "controller", mod + "agent", mod + "clusterregistration", mod + "machineregistration", mod + "seedimage"}},
+		{"./cmd/edgefleet-agent", []string{mod + "controller", mod + "node", mod + "clusterregistration", mod + "machineregistration"}},
+	}
+	for _, r := range rules {
+		t.Run(r.pkg, func(t *testing.T) {
+			cmd := exec.Command("go", "list", "-deps", r.pkg)
+			cmd.Dir = "../.."
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("go list: %v", err)
+			}
+			for _, dep := range strings.Fields(string(out)) {
+				for _, f := range r.forbidden {
+					if dep == f || strings.HasPrefix(dep, f+"/") {
+						t.Errorf("%s links %s", r.pkg, dep)
+					}
+				}
+			}
+		})
+	}
+}

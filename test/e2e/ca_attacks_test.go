@@ -34,9 +34,9 @@ import (
 
 	"github.com/edgefleet/edgefleet/internal/agent/join"
 	"github.com/edgefleet/edgefleet/internal/clusterproxy"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
 	"github.com/edgefleet/edgefleet/internal/pki"
 	"github.com/edgefleet/edgefleet/internal/server"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
 
@@ -339,7 +339,7 @@ func TestEndpointCASecretMakesNoReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, token, _ := createToken(t, m, "1h")
-	_, idle := register(t, m, joinapi.RegisterRequest{Token: token, ClientID: "never-connects"})
+	_, idle := register(t, m, clusterjoin.RegisterRequest{Token: token, ClientID: "never-connects"})
 	if idle == nil {
 		t.Fatal("registering a cluster failed")
 	}

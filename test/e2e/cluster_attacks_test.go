@@ -27,18 +27,18 @@ import (
 	"github.com/edgefleet/edgefleet/internal/agent/join"
 	"github.com/edgefleet/edgefleet/internal/content"
 	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
 	"github.com/edgefleet/edgefleet/internal/server"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
 
 // registerWith posts a registration request carrying bearer (a cluster
 // credential, or "") and returns the status, the error message and the
 // answer.
-func registerWith(t *testing.T, m *harness.Manager, bearer string, req joinapi.RegisterRequest) (int, string, *joinapi.RegisterResponse) {
+func registerWith(t *testing.T, m *harness.Manager, bearer string, req clusterjoin.RegisterRequest) (int, string, *clusterjoin.RegisterResponse) {
 	t.Helper()
 	body, _ := json.Marshal(req)
-	r, _ := http.NewRequest(http.MethodPost, m.URL+joinapi.RegisterPath, bytes.NewReader(body))
+	r, _ := http.NewRequest(http.MethodPost, m.URL+clusterjoin.RegisterPath, bytes.NewReader(body))
 	r.Header.Set("Content-Type", "application/json")
 	if bearer != "" {
 		r.Header.Set("Authorization", "Bearer "+bearer)
@@ -50,11 +50,11 @@ func registerWith(t *testing.T, m *harness.Manager, bearer string, req joinapi.R
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		var e joinapi.Error
+		var e clusterjoin.Error
 		_ = json.Unmarshal(data, &e)
 		return resp.StatusCode, e.Message, nil
 	}
-	var out joinapi.RegisterResponse
+	var out clusterjoin.RegisterResponse
 	if err := json.Unmarshal(data, &out); err != nil {
 		t.Fatalf("register answer %s: %v", data, err)
 	}
@@ -63,7 +63,7 @@ func registerWith(t *testing.T, m *harness.Manager, bearer string, req joinapi.R
 
 // timedCredentialClient is credentialClient whose requests fail after 30 s
 // instead of hanging the test.
-func timedCredentialClient(t *testing.T, m *harness.Manager, r *joinapi.RegisterResponse) client.Client {
+func timedCredentialClient(t *testing.T, m *harness.Manager, r *clusterjoin.RegisterResponse) client.Client {
 	t.Helper()
 	c, err := client.New(&rest.Config{Host: m.URL + r.ManagerAPIPath, BearerToken: r.Token, Timeout: 30 * time.Second, QPS: 1000, Burst: 1000,
 		TLSClientConfig: rest.TLSClientConfig{CAData: []byte(r.CACert)}}, client.Options{Scheme: server.Scheme()})
@@ -73,7 +73,7 @@ func timedCredentialClient(t *testing.T, m *harness.Manager, r *joinapi.Register
 	return c
 }
 
-func getCluster(ctx context.Context, t *testing.T, m *harness.Manager, r *joinapi.RegisterResponse) *fleetv1.Cluster {
+func getCluster(ctx context.Context, t *testing.T, m *harness.Manager, r *clusterjoin.RegisterResponse) *fleetv1.Cluster {
 	t.Helper()
 	var c fleetv1.Cluster
 	if err := m.Client.Get(ctx, client.ObjectKey{Namespace: r.ClusterNamespace, Name: r.ClusterName}, &c); err != nil {
@@ -84,11 +84,11 @@ func getCluster(ctx context.Context, t *testing.T, m *harness.Manager, r *joinap
 
 // checkIn renews the cluster's heartbeat Lease with its own credential, as
 // its agent does.
-func checkIn(ctx context.Context, t *testing.T, as client.Client, r *joinapi.RegisterResponse, version string) {
+func checkIn(ctx context.Context, t *testing.T, as client.Client, r *clusterjoin.RegisterResponse, version string) {
 	t.Helper()
-	patch := `{"metadata":{"annotations":{"` + joinapi.AnnotationAgentVersion + `":"` + version + `"}},"spec":{"renewTime":"` +
+	patch := `{"metadata":{"annotations":{"` + clusterjoin.AnnotationAgentVersion + `":"` + version + `"}},"spec":{"renewTime":"` +
 		time.Now().UTC().Format("2006-01-02T15:04:05.000000Z") + `"}}`
-	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: joinapi.HeartbeatLease}}
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: clusterjoin.HeartbeatLease}}
 	if err := as.Patch(ctx, lease, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
 		t.Fatalf("heartbeat with the cluster's credential: %v", err)
 	}
@@ -108,16 +108,16 @@ func TestClusterAgentCannotSteerTheManager(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, tok, _ := createToken(t, m, "1h")
-	_, msg, a := registerWith(t, m, "", joinapi.RegisterRequest{Token: tok, ClientID: "uid-victim", Labels: map[string]string{"env": "agent", "zone": "z1"}})
+	_, msg, a := registerWith(t, m, "", clusterjoin.RegisterRequest{Token: tok, ClientID: "uid-victim", Labels: map[string]string{"env": "agent", "zone": "z1"}})
 	if a == nil {
 		t.Fatalf("register victim: %s", msg)
 	}
-	_, msg, b := registerWith(t, m, "", joinapi.RegisterRequest{Token: tok, ClientID: "uid-other"})
+	_, msg, b := registerWith(t, m, "", clusterjoin.RegisterRequest{Token: tok, ClientID: "uid-other"})
 	if b == nil {
 		t.Fatalf("register other: %s", msg)
 	}
 	asA, asB := timedCredentialClient(t, m, a), timedCredentialClient(t, m, b)
-	for _, r := range []*joinapi.RegisterResponse{a, b} {
+	for _, r := range []*clusterjoin.RegisterResponse{a, b} {
 		waitFor(t, 20*time.Second, "namespace of "+r.ClusterName, func() bool { return getCluster(ctx, t, m, r).Status.Namespace == r.Namespace })
 	}
 
@@ -138,7 +138,7 @@ func TestClusterAgentCannotSteerTheManager(t *testing.T) {
 		if err := asA.Create(ctx, tunnel); !apierrors.IsForbidden(err) {
 			t.Fatalf("agent creates the tunnel Lease: %v, want Forbidden", err)
 		}
-		other := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: b.Namespace, Name: joinapi.HeartbeatLease}}
+		other := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: b.Namespace, Name: clusterjoin.HeartbeatLease}}
 		if err := asA.Patch(ctx, other, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"holderIdentity":"evil"}}`))); !apierrors.IsForbidden(err) {
 			t.Fatalf("agent patches another cluster's heartbeat Lease: %v, want Forbidden", err)
 		}
@@ -153,12 +153,12 @@ func TestClusterAgentCannotSteerTheManager(t *testing.T) {
 
 	t.Run("a token holder cannot take over a registered cluster by its clientID", func(t *testing.T) {
 		_, tok2, _ := createToken(t, m, "1h")
-		status, msg, _ := registerWith(t, m, "", joinapi.RegisterRequest{Token: tok2, ClientID: "uid-victim", Labels: map[string]string{"zone": "evil", "env": "evil"}})
+		status, msg, _ := registerWith(t, m, "", clusterjoin.RegisterRequest{Token: tok2, ClientID: "uid-victim", Labels: map[string]string{"zone": "evil", "env": "evil"}})
 		if status != http.StatusConflict || !strings.Contains(msg, fleetv1.ApproveReregistrationAnnotation) {
 			t.Fatalf("takeover with another token: %d %q, want 409 naming the approval annotation", status, msg)
 		}
 		// The presented credential must be the cluster's own.
-		if status, _, _ := registerWith(t, m, b.Token, joinapi.RegisterRequest{Token: tok2, ClientID: "uid-victim"}); status != http.StatusConflict {
+		if status, _, _ := registerWith(t, m, b.Token, clusterjoin.RegisterRequest{Token: tok2, ClientID: "uid-victim"}); status != http.StatusConflict {
 			t.Fatalf("takeover with another cluster's credential: %d, want 409", status)
 		}
 		if c := getCluster(ctx, t, m, a); c.Labels["zone"] != "z1" {
@@ -178,7 +178,7 @@ func TestClusterAgentCannotSteerTheManager(t *testing.T) {
 			return false
 		})
 		// The agent itself, presenting its credential, re-registers.
-		if status, msg, again := registerWith(t, m, a.Token, joinapi.RegisterRequest{Token: tok2, ClientID: "uid-victim"}); status != http.StatusOK || again.ClusterName != a.ClusterName {
+		if status, msg, again := registerWith(t, m, a.Token, clusterjoin.RegisterRequest{Token: tok2, ClientID: "uid-victim"}); status != http.StatusOK || again.ClusterName != a.ClusterName {
 			t.Fatalf("re-registration with the cluster's credential: %d %s", status, msg)
 		}
 		// An admin's approval lets one registration through, once.
@@ -188,13 +188,13 @@ func TestClusterAgentCannotSteerTheManager(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFor(t, 10*time.Second, "approved re-registration", func() bool {
-			status, _, again := registerWith(t, m, "", joinapi.RegisterRequest{Token: tok2, ClientID: "uid-victim"})
+			status, _, again := registerWith(t, m, "", clusterjoin.RegisterRequest{Token: tok2, ClientID: "uid-victim"})
 			return status == http.StatusOK && again.ClusterName == a.ClusterName
 		})
 		if _, ok := getCluster(ctx, t, m, a).Annotations[fleetv1.ApproveReregistrationAnnotation]; ok {
 			t.Fatal("the approval annotation was not consumed")
 		}
-		if status, _, _ := registerWith(t, m, "", joinapi.RegisterRequest{Token: tok2, ClientID: "uid-victim"}); status != http.StatusConflict {
+		if status, _, _ := registerWith(t, m, "", clusterjoin.RegisterRequest{Token: tok2, ClientID: "uid-victim"}); status != http.StatusConflict {
 			t.Fatalf("second registration on one approval: %d, want 409", status)
 		}
 	})
@@ -206,7 +206,7 @@ func TestClusterAgentCannotSteerTheManager(t *testing.T) {
 		if err := m.Client.Update(ctx, c); err != nil {
 			t.Fatal(err)
 		}
-		status, msg, _ := registerWith(t, m, a.Token, joinapi.RegisterRequest{Token: tok, ClientID: "uid-victim",
+		status, msg, _ := registerWith(t, m, a.Token, clusterjoin.RegisterRequest{Token: tok, ClientID: "uid-victim",
 			Labels: map[string]string{"env": "dev", "tier": "free", "zone": "z2", "new": "yes"}})
 		if status != http.StatusOK {
 			t.Fatalf("re-registration: %d %s", status, msg)
@@ -281,11 +281,11 @@ func TestClusterAgentCannotSteerTheManager(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, id := range []string{"quota-1", "quota-2"} {
-			if status, msg, _ := registerWith(t, m, "", joinapi.RegisterRequest{Token: tok3, ClientID: id}); status != http.StatusOK {
+			if status, msg, _ := registerWith(t, m, "", clusterjoin.RegisterRequest{Token: tok3, ClientID: id}); status != http.StatusOK {
 				t.Fatalf("register %s within the quota: %d %s", id, status, msg)
 			}
 		}
-		status, msg, _ := registerWith(t, m, "", joinapi.RegisterRequest{Token: tok3, ClientID: "quota-3"})
+		status, msg, _ := registerWith(t, m, "", clusterjoin.RegisterRequest{Token: tok3, ClientID: "quota-3"})
 		if status != http.StatusForbidden || !strings.Contains(msg, "maxClusters") {
 			t.Fatalf("third cluster on a token with maxClusters 2: %d %q, want 403 naming maxClusters", status, msg)
 		}
@@ -293,7 +293,7 @@ func TestClusterAgentCannotSteerTheManager(t *testing.T) {
 			t.Fatal("a cluster over the quota was created")
 		}
 		// Re-registering an existing cluster does not count.
-		if status, msg, _ := registerWith(t, m, "", joinapi.RegisterRequest{Token: tok3, ClientID: "quota-1"}); status != http.StatusOK {
+		if status, msg, _ := registerWith(t, m, "", clusterjoin.RegisterRequest{Token: tok3, ClientID: "quota-1"}); status != http.StatusOK {
 			t.Fatalf("re-registering within the quota: %d %s", status, msg)
 		}
 	})
@@ -303,7 +303,7 @@ func TestClusterAgentCannotSteerTheManager(t *testing.T) {
 			t.Fatalf("cluster name %s: want cluster-<24 hex>", a.ClusterName)
 		}
 		// An admin-made Cluster squats the name the next clientID derives.
-		_, _, probe := registerWith(t, m, "", joinapi.RegisterRequest{Token: tok, ClientID: "probe"})
+		_, _, probe := registerWith(t, m, "", clusterjoin.RegisterRequest{Token: tok, ClientID: "probe"})
 		var c fleetv1.Cluster
 		if err := m.Client.Get(ctx, client.ObjectKey{Namespace: fleetNS, Name: probe.ClusterName}, &c); err != nil {
 			t.Fatal(err)
@@ -313,7 +313,7 @@ func TestClusterAgentCannotSteerTheManager(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFor(t, 10*time.Second, "collision refused", func() bool {
-			status, msg, _ := registerWith(t, m, "", joinapi.RegisterRequest{Token: tok, ClientID: "probe"})
+			status, msg, _ := registerWith(t, m, "", clusterjoin.RegisterRequest{Token: tok, ClientID: "probe"})
 			return status == http.StatusConflict && strings.Contains(msg, "another clientID")
 		})
 	})
@@ -340,16 +340,16 @@ func TestBootstrapTokenLeavesTheDownstreamCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, tok, _ := createToken(t, m, "1h")
-	code, manifest := get(t, m, joinapi.ImportPathPrefix+tok+".yaml")
+	code, manifest := get(t, m, clusterjoin.ImportPathPrefix+tok+".yaml")
 	if code != http.StatusOK || !strings.Contains(manifest, "optional: true") || strings.Contains(manifest, "--token=") {
 		t.Fatalf("import manifest (%d) must read the token from an optional Secret key, not an argument:\n%s", code, manifest)
 	}
 	// The manifest's Secret, as `kubectl apply` of the manifest creates it.
-	if err := down.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: joinapi.AgentNamespace}}); err != nil {
+	if err := down.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clusterjoin.AgentNamespace}}); err != nil {
 		t.Fatal(err)
 	}
-	boot := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: joinapi.AgentNamespace, Name: joinapi.BootstrapSecret},
-		StringData: map[string]string{joinapi.KeyServer: m.URL, joinapi.KeyToken: tok, joinapi.KeyCAChecksum: m.CAChecksum}}
+	boot := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: clusterjoin.AgentNamespace, Name: clusterjoin.BootstrapSecret},
+		StringData: map[string]string{clusterjoin.KeyServer: m.URL, clusterjoin.KeyToken: tok, clusterjoin.KeyCAChecksum: m.CAChecksum}}
 	if err := down.Client.Create(ctx, boot); err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +359,7 @@ func TestBootstrapTokenLeavesTheDownstreamCluster(t *testing.T) {
 		if err := down.Client.Get(ctx, client.ObjectKeyFromObject(boot), &s); err != nil {
 			return false
 		}
-		return len(s.Data[joinapi.KeyToken]) == 0 && string(s.Data[joinapi.KeyServer]) == m.URL
+		return len(s.Data[clusterjoin.KeyToken]) == 0 && string(s.Data[clusterjoin.KeyServer]) == m.URL
 	})
 	a.stop()
 	<-a.done
@@ -376,7 +376,7 @@ func TestBootstrapTokenLeavesTheDownstreamCluster(t *testing.T) {
 			return false
 		}
 		var lease coordinationv1.Lease
-		err := m.Client.Get(ctx, client.ObjectKey{Namespace: c.Status.Namespace, Name: joinapi.HeartbeatLease}, &lease)
+		err := m.Client.Get(ctx, client.ObjectKey{Namespace: c.Status.Namespace, Name: clusterjoin.HeartbeatLease}, &lease)
 		return err == nil && lease.Spec.RenewTime != nil && lease.Spec.RenewTime.After(restarted)
 	})
 }
@@ -406,8 +406,8 @@ func TestUpgradeRevokesLegacyClusterRights(t *testing.T) {
 	objs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clusterNS, Labels: map[string]string{
 			fleetv1.ManagedLabel: "true", fleetv1.ClusterNameLabel: "old", fleetv1.ClusterNamespaceLabel: fleetNS}}},
-		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: clusterNS, Name: joinapi.ClusterServiceAccount}, Rules: legacyNSRules},
-		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: "cluster-user", Name: joinapi.ClusterServiceAccount}, Rules: legacyNSRules},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: clusterNS, Name: clusterjoin.ClusterServiceAccount}, Rules: legacyNSRules},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: "cluster-user", Name: clusterjoin.ClusterServiceAccount}, Rules: legacyNSRules},
 		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: "edgefleet-agent-old", OwnerReferences: []metav1.OwnerReference{{
 			APIVersion: fleetv1.GroupVersion.String(), Kind: "Cluster", Name: "old", UID: cluster.UID}}}, Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{fleetv1.GroupVersion.Group}, Resources: []string{"clusters"}, ResourceNames: []string{"old"}, Verbs: []string{"get"}},
@@ -416,7 +416,7 @@ func TestUpgradeRevokesLegacyClusterRights(t *testing.T) {
 		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "edgefleet-content-reader"}, Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{fleetv1.GroupVersion.Group}, Resources: []string{"contents"}, Verbs: []string{"get"}}}},
 		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "edgefleet-content-" + clusterNS},
-			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: clusterNS, Name: joinapi.ClusterServiceAccount}},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: clusterNS, Name: clusterjoin.ClusterServiceAccount}},
 			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "edgefleet-content-reader"}},
 	}
 	for _, o := range objs {
@@ -431,7 +431,7 @@ func TestUpgradeRevokesLegacyClusterRights(t *testing.T) {
 			return false
 		}
 		var nsRole rbacv1.Role
-		if c.Get(ctx, client.ObjectKey{Namespace: clusterNS, Name: joinapi.ClusterServiceAccount}, &nsRole) != nil || len(nsRole.Rules) != 3 {
+		if c.Get(ctx, client.ObjectKey{Namespace: clusterNS, Name: clusterjoin.ClusterServiceAccount}, &nsRole) != nil || len(nsRole.Rules) != 3 {
 			return false
 		}
 		crb := c.Get(ctx, client.ObjectKey{Name: "edgefleet-content-" + clusterNS}, &rbacv1.ClusterRoleBinding{})
@@ -439,7 +439,7 @@ func TestUpgradeRevokesLegacyClusterRights(t *testing.T) {
 		return apierrors.IsNotFound(crb) && apierrors.IsNotFound(cr)
 	})
 	var user rbacv1.Role
-	if err := c.Get(ctx, client.ObjectKey{Namespace: "cluster-user", Name: joinapi.ClusterServiceAccount}, &user); err != nil || len(user.Rules) != 1 {
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "cluster-user", Name: clusterjoin.ClusterServiceAccount}, &user); err != nil || len(user.Rules) != 1 {
 		t.Fatalf("a Role of that name outside a cluster namespace was changed: %v %v", err, user.Rules)
 	}
 }

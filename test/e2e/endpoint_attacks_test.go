@@ -29,8 +29,8 @@ import (
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/agent/join"
 	"github.com/edgefleet/edgefleet/internal/clusterproxy"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
 	"github.com/edgefleet/edgefleet/internal/tunnel"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
 
@@ -92,7 +92,7 @@ func TestEndpointAttacks(t *testing.T) {
 		// and a manager ServiceAccount without rights: /version is open to
 		// any authenticated user downstream, so before the fix both
 		// reached the cluster.
-		_, other := register(t, m, joinapi.RegisterRequest{Token: token, ClientID: "another-cluster"})
+		_, other := register(t, m, clusterjoin.RegisterRequest{Token: token, ClientID: "another-cluster"})
 		if other == nil {
 			t.Fatal("registering a second cluster failed")
 		}
@@ -132,8 +132,8 @@ func TestEndpointAttacks(t *testing.T) {
 		admCfg := restConfig(t, m.Kubeconfig)
 		admin := newProxyCaller(t, m, []byte(caPEM), fleetNS, name, admCfg.CertData, admCfg.KeyData, "")
 		au := admin.whoami(ctx, t)
-		if containsString(au.Groups, "system:masters") || !containsString(au.Groups, joinapi.ManagerAdminsGroup) {
-			t.Fatalf("downstream sees the admin in groups %v, want %s and never system:masters", au.Groups, joinapi.ManagerAdminsGroup)
+		if containsString(au.Groups, "system:masters") || !containsString(au.Groups, clusterjoin.ManagerAdminsGroup) {
+			t.Fatalf("downstream sees the admin in groups %v, want %s and never system:masters", au.Groups, clusterjoin.ManagerAdminsGroup)
 		}
 		if _, err := kubernetes.NewForConfigOrDie(admin.cfg).CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{}); err != nil {
 			t.Fatalf("admin through the proxy cannot list kube-system Secrets: %v", err)
@@ -204,7 +204,7 @@ func TestEndpointAttacks(t *testing.T) {
 		// A body that never arrives, on an ordinary route (before the fix:
 		// held open for good).
 		c := dial()
-		if _, err := io.WriteString(c, "POST "+joinapi.RegisterPath+" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"); err != nil {
+		if _, err := io.WriteString(c, "POST "+clusterjoin.RegisterPath+" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"); err != nil {
 			t.Fatal(err)
 		}
 		closedWithin(c, 8*time.Second, "incomplete body")
@@ -243,7 +243,7 @@ func TestEndpointAttacks(t *testing.T) {
 	})
 
 	t.Run("a second tunnel for a live cluster is refused", func(t *testing.T) {
-		_, r := register(t, m, joinapi.RegisterRequest{Token: token, ClientID: "takeover-victim"})
+		_, r := register(t, m, clusterjoin.RegisterRequest{Token: token, ClientID: "takeover-victim"})
 		if r == nil {
 			t.Fatal("register failed")
 		}
@@ -285,7 +285,7 @@ func TestEndpointAttacks(t *testing.T) {
 	})
 
 	t.Run("a revoked cluster loses its credential and tunnel", func(t *testing.T) {
-		_, r := register(t, m, joinapi.RegisterRequest{Token: token, ClientID: "to-be-revoked"})
+		_, r := register(t, m, clusterjoin.RegisterRequest{Token: token, ClientID: "to-be-revoked"})
 		if r == nil {
 			t.Fatal("register failed")
 		}
@@ -304,7 +304,7 @@ func TestEndpointAttacks(t *testing.T) {
 			t.Fatalf("edgefleet cluster revoke: %v\n%s", err, out)
 		}
 		waitChan(t, tun.unauthorized, 20*time.Second, "the tunnel closed and its credential refused on redial")
-		if code, body := postBearer(t, m, joinapi.RenewPath, r.Token); code != http.StatusUnauthorized || !strings.Contains(body, "revoked") {
+		if code, body := postBearer(t, m, clusterjoin.RenewPath, r.Token); code != http.StatusUnauthorized || !strings.Contains(body, "revoked") {
 			t.Fatalf("renewal with a revoked credential: %d %s, want 401 saying revoked", code, body)
 		}
 		waitFor(t, 20*time.Second, "the manager API refusing the revoked credential", func() bool {
@@ -313,14 +313,14 @@ func TestEndpointAttacks(t *testing.T) {
 	})
 
 	t.Run("renewal past the maximum lifetime is refused", func(t *testing.T) {
-		_, r := register(t, m, joinapi.RegisterRequest{Token: token, ClientID: "short-lived"})
+		_, r := register(t, m, clusterjoin.RegisterRequest{Token: token, ClientID: "short-lived"})
 		if r == nil {
 			t.Fatal("register failed")
 		}
 		if left := time.Until(r.Expires); left > 11*time.Minute {
 			t.Fatalf("credential valid for %s, beyond the 10m maximum lifetime", left)
 		}
-		if code, body := postBearer(t, m, joinapi.RenewPath, r.Token); code != http.StatusUnauthorized || !strings.Contains(body, "maximum lifetime") {
+		if code, body := postBearer(t, m, clusterjoin.RenewPath, r.Token); code != http.StatusUnauthorized || !strings.Contains(body, "maximum lifetime") {
 			t.Fatalf("renewal within 10 minutes of the end of a 10m lifetime: %d %s, want 401 naming the lifetime", code, body)
 		}
 	})
@@ -336,7 +336,7 @@ func TestEndpointAttacks(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				body := fmt.Sprintf(`{"token":"bogus-%d","clientID":"flood"}`, i)
-				resp, err := m.HTTP.Post(m.URL+joinapi.RegisterPath, "application/json", strings.NewReader(body))
+				resp, err := m.HTTP.Post(m.URL+clusterjoin.RegisterPath, "application/json", strings.NewReader(body))
 				if err != nil {
 					return
 				}
@@ -354,7 +354,7 @@ func TestEndpointAttacks(t *testing.T) {
 		if codes[http.StatusTooManyRequests] < 30 || retryAfter == "" || codes[http.StatusTooManyRequests]+codes[http.StatusUnauthorized] != 60 {
 			t.Fatalf("60 registrations at once from one source: %v (Retry-After %q), want at least 30 answered 429 with Retry-After, the rest 401", codes, retryAfter)
 		}
-		if code, _ := get(t, m, joinapi.ImportPathPrefix+"bogus.yaml"); code != http.StatusTooManyRequests {
+		if code, _ := get(t, m, clusterjoin.ImportPathPrefix+"bogus.yaml"); code != http.StatusTooManyRequests {
 			t.Fatalf("import manifest from the flooding source: %d, want 429", code)
 		}
 	})
@@ -390,7 +390,7 @@ func startTestTunnel(ctx context.Context, t *testing.T, m *harness.Manager, toke
 	tt := &testTunnel{connected: make(chan struct{}), unauthorized: make(chan struct{})}
 	var once1, once2 sync.Once
 	c := &tunnel.Client{
-		URL: "wss://" + strings.TrimPrefix(m.URL, "https://") + joinapi.TunnelPath, TLS: &tls.Config{RootCAs: pool}, Log: logr.Discard(),
+		URL: "wss://" + strings.TrimPrefix(m.URL, "https://") + clusterjoin.TunnelPath, TLS: &tls.Config{RootCAs: pool}, Log: logr.Discard(),
 		Header:         func() http.Header { return http.Header{"Authorization": {"Bearer " + token}} },
 		Handler:        http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, `{"major":"1"}`) }),
 		OnConnect:      func() { once1.Do(func() { close(tt.connected) }) },
@@ -409,7 +409,7 @@ func dialTunnel(t *testing.T, m *harness.Manager, token, caPEM string) (int, str
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM([]byte(caPEM))
 	d := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: pool}, HandshakeTimeout: 10 * time.Second}
-	ws, resp, err := d.Dial("wss://"+strings.TrimPrefix(m.URL, "https://")+joinapi.TunnelPath, http.Header{"Authorization": {"Bearer " + token}})
+	ws, resp, err := d.Dial("wss://"+strings.TrimPrefix(m.URL, "https://")+clusterjoin.TunnelPath, http.Header{"Authorization": {"Bearer " + token}})
 	if err == nil {
 		t.Cleanup(func() { _ = ws.Close() })
 		return http.StatusSwitchingProtocols, ""

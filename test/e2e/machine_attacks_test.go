@@ -24,8 +24,9 @@ import (
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
-	nodereg "github.com/edgefleet/edgefleet/internal/machines/register"
-	"github.com/edgefleet/edgefleet/internal/machines/swtpmtest"
+	nodereg "github.com/edgefleet/edgefleet/internal/node/register"
+	"github.com/edgefleet/edgefleet/internal/node/swtpmtest"
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
 
@@ -86,15 +87,15 @@ func (l *machineLab) status(t *testing.T, u string) int {
 
 // machine is a new machine (its own state directory, so its own emulated
 // TPM seed) for regURL.
-func (l *machineLab) machine(t *testing.T, regURL string) *nodereg.Config {
+func (l *machineLab) machine(t *testing.T, regURL string) *machinereg.NodeConfig {
 	t.Helper()
-	return &nodereg.Config{
-		Registration: nodereg.Registration{URL: regURL, CACert: l.caPEM, EmulateTPM: true, EmulatedTPMSeed: -1},
+	return &machinereg.NodeConfig{
+		Registration: machinereg.NodeRegistration{URL: regURL, CACert: l.caPEM, EmulateTPM: true, EmulatedTPMSeed: -1},
 		StateDir:     filepath.Join(t.TempDir(), "state"),
 	}
 }
 
-func (l *machineLab) register(cfg *nodereg.Config, serial string) (*nodereg.Result, error) {
+func (l *machineLab) register(cfg *machinereg.NodeConfig, serial string) (*nodereg.Result, error) {
 	return nodereg.Register(context.Background(), cfg, nodereg.Options{Data: map[string]string{
 		"System Information/Serial Number": serial, "System Information/UUID": "uuid-" + serial, "Runtime/Arch": "amd64",
 	}})
@@ -332,7 +333,7 @@ func TestMachineRegistrationAttacks(t *testing.T) {
 		spec.MaxMachines = 2
 		mr, regURL := l.registration(t, "small", spec)
 		first := l.machine(t, regURL)
-		for i, cfg := range []*nodereg.Config{first, l.machine(t, regURL)} {
+		for i, cfg := range []*machinereg.NodeConfig{first, l.machine(t, regURL)} {
 			if _, err := l.register(cfg, fmt.Sprintf("q-%d", i)); err != nil {
 				t.Fatal(err)
 			}
@@ -354,7 +355,7 @@ func TestMachineRegistrationAttacks(t *testing.T) {
 		}
 		sim := swtpmtest.Start(t, swtpmtest.Options{EKCert: true})
 		mr, regURL := l.registration(t, "tpm-default", machinesv1.MachineRegistrationSpec{MachineName: "${System Information/Serial Number}"})
-		cfg := &nodereg.Config{Registration: nodereg.Registration{URL: regURL, CACert: l.caPEM, TPMSocket: sim.Socket}, StateDir: filepath.Join(t.TempDir(), "state")}
+		cfg := &machinereg.NodeConfig{Registration: machinereg.NodeRegistration{URL: regURL, CACert: l.caPEM, TPMSocket: sim.Socket}, StateDir: filepath.Join(t.TempDir(), "state")}
 		_, err := l.register(cfg, "tpm-1")
 		refusedWith(t, err, "not trusted", "tpm-ca", "trustOnFirstUse")
 		if err := m.Client.Get(ctx, client.ObjectKey{Namespace: l.ns, Name: "tpm-1"}, &machinesv1.MachineInventory{}); !apierrors.IsNotFound(err) {

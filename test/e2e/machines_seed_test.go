@@ -19,10 +19,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
-	nodereg "github.com/edgefleet/edgefleet/internal/machines/register"
+	nodereg "github.com/edgefleet/edgefleet/internal/node/register"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
 	sit "github.com/edgefleet/edgefleet/internal/seedimage/seedimagetest"
 	"github.com/edgefleet/edgefleet/internal/server"
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
 
@@ -77,7 +78,7 @@ func TestMachineOnboardingFromRawSeedAndOCIBase(t *testing.T) {
 
 	// The OCI-based ISO: the base's files and the node config.
 	files := sit.ReadISO(t, downloadImage(t, m, oci, "seed.iso"))
-	for _, f := range []string{"os-release", nodereg.SeedConfigFile} {
+	for _, f := range []string{"os-release", machinereg.SeedConfigFile} {
 		if _, err := os.Stat(filepath.Join(files, f)); err != nil {
 			t.Errorf("%s missing from the ISO remastered from %s", f, ref)
 		}
@@ -93,7 +94,7 @@ func TestMachineOnboardingFromRawSeedAndOCIBase(t *testing.T) {
 	if label != seedimage.VolumeID {
 		t.Errorf("config partition label %q", label)
 	}
-	cfg, _, err := nodereg.LoadConfig(filepath.Join(dir, nodereg.SeedConfigFile))
+	cfg, _, err := nodereg.LoadConfig(filepath.Join(dir, machinereg.SeedConfigFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,8 +17,9 @@ import (
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
-	nodereg "github.com/edgefleet/edgefleet/internal/machines/register"
-	"github.com/edgefleet/edgefleet/internal/machines/swtpmtest"
+	nodereg "github.com/edgefleet/edgefleet/internal/node/register"
+	"github.com/edgefleet/edgefleet/internal/node/swtpmtest"
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
 
@@ -93,7 +94,7 @@ func TestMachineOnboardingFromSeedISO(t *testing.T) {
 	if out, err := exec.Command("xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/", files).CombinedOutput(); err != nil {
 		t.Fatalf("xorriso: %v\n%s", err, out)
 	}
-	cfg, _, err := nodereg.LoadConfig(filepath.Join(files, nodereg.SeedConfigFile))
+	cfg, _, err := nodereg.LoadConfig(filepath.Join(files, machinereg.SeedConfigFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,8 +165,8 @@ func TestMachineOnboardingFromSeedISO(t *testing.T) {
 	if out, err := exec.Command("xorriso", "-osirrox", "on", "-indev", cliISO, "-extract", "/", cliFiles).CombinedOutput(); err != nil {
 		t.Fatalf("xorriso: %v\n%s", err, out)
 	}
-	a, _ := os.ReadFile(filepath.Join(files, nodereg.SeedConfigFile))
-	b, _ := os.ReadFile(filepath.Join(cliFiles, nodereg.SeedConfigFile))
+	a, _ := os.ReadFile(filepath.Join(files, machinereg.SeedConfigFile))
+	b, _ := os.ReadFile(filepath.Join(cliFiles, machinereg.SeedConfigFile))
 	if string(a) != string(b) {
 		t.Errorf("CLI media config differs:\n%s\nvs\n%s", b, a)
 	}

@@ -21,8 +21,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
 	"github.com/edgefleet/edgefleet/internal/server"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
 
@@ -44,10 +44,10 @@ func createToken(t *testing.T, m *harness.Manager, ttl string) (name, value, out
 }
 
 // register posts a registration request and returns the status and answer.
-func register(t *testing.T, m *harness.Manager, req joinapi.RegisterRequest) (int, *joinapi.RegisterResponse) {
+func register(t *testing.T, m *harness.Manager, req clusterjoin.RegisterRequest) (int, *clusterjoin.RegisterResponse) {
 	t.Helper()
 	body, _ := json.Marshal(req)
-	resp, err := m.HTTP.Post(m.URL+joinapi.RegisterPath, "application/json", bytes.NewReader(body))
+	resp, err := m.HTTP.Post(m.URL+clusterjoin.RegisterPath, "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func register(t *testing.T, m *harness.Manager, req joinapi.RegisterRequest) (in
 	if resp.StatusCode != http.StatusOK {
 		return resp.StatusCode, nil
 	}
-	var out joinapi.RegisterResponse
+	var out clusterjoin.RegisterResponse
 	if err := json.Unmarshal(data, &out); err != nil {
 		t.Fatalf("register answer %s: %v", data, err)
 	}
@@ -65,7 +65,7 @@ func register(t *testing.T, m *harness.Manager, req joinapi.RegisterRequest) (in
 
 // credentialClient reaches the manager API through the endpoint with a
 // cluster credential, as an agent does.
-func credentialClient(t *testing.T, m *harness.Manager, r *joinapi.RegisterResponse) client.Client {
+func credentialClient(t *testing.T, m *harness.Manager, r *clusterjoin.RegisterResponse) client.Client {
 	t.Helper()
 	c, err := client.New(&rest.Config{Host: m.URL + r.ManagerAPIPath, BearerToken: r.Token, TLSClientConfig: rest.TLSClientConfig{CAData: []byte(r.CACert)}},
 		client.Options{Scheme: server.Scheme()})
@@ -98,19 +98,19 @@ func TestRegistrationRefusesAttacks(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok1Name, tok1, out := createToken(t, m, "1h")
-	if !bytes.Contains([]byte(out), []byte("kubectl apply -f "+m.URL+joinapi.ImportPathPrefix+tok1+".yaml")) ||
+	if !bytes.Contains([]byte(out), []byte("kubectl apply -f "+m.URL+clusterjoin.ImportPathPrefix+tok1+".yaml")) ||
 		!bytes.Contains([]byte(out), []byte("--ca-checksum "+m.CAChecksum)) {
 		t.Fatalf("token create does not print the join commands:\n%s", out)
 	}
 
 	// Wrong token: 401 on every route that takes one, and nothing created.
-	if code, _ := register(t, m, joinapi.RegisterRequest{Token: tok1 + "x", ClientID: "evil"}); code != http.StatusUnauthorized {
+	if code, _ := register(t, m, clusterjoin.RegisterRequest{Token: tok1 + "x", ClientID: "evil"}); code != http.StatusUnauthorized {
 		t.Fatalf("wrong token: status %d, want 401", code)
 	}
-	if code, _ := register(t, m, joinapi.RegisterRequest{Token: "", ClientID: "evil"}); code != http.StatusUnauthorized {
+	if code, _ := register(t, m, clusterjoin.RegisterRequest{Token: "", ClientID: "evil"}); code != http.StatusUnauthorized {
 		t.Fatalf("empty token: status %d, want 401", code)
 	}
-	if code, _ := get(t, m, joinapi.ImportPathPrefix+"nottoken.yaml"); code != http.StatusUnauthorized {
+	if code, _ := get(t, m, clusterjoin.ImportPathPrefix+"nottoken.yaml"); code != http.StatusUnauthorized {
 		t.Fatalf("import manifest with wrong token: status %d, want 401", code)
 	}
 	if n := countClusters(ctx, t, m.Client); n != 0 {
@@ -120,7 +120,7 @@ func TestRegistrationRefusesAttacks(t *testing.T) {
 	// Expired token: 401, nothing created, and the token is cleaned up.
 	expName, expired, _ := createToken(t, m, "2s")
 	time.Sleep(2500 * time.Millisecond)
-	if code, _ := register(t, m, joinapi.RegisterRequest{Token: expired, ClientID: "late"}); code != http.StatusUnauthorized {
+	if code, _ := register(t, m, clusterjoin.RegisterRequest{Token: expired, ClientID: "late"}); code != http.StatusUnauthorized {
 		t.Fatalf("expired token: status %d, want 401", code)
 	}
 	if n := countClusters(ctx, t, m.Client); n != 0 {
@@ -132,13 +132,13 @@ func TestRegistrationRefusesAttacks(t *testing.T) {
 	})
 
 	// Two clusters join; reserved labels are dropped.
-	code, a := register(t, m, joinapi.RegisterRequest{Token: tok1, ClientID: "uid-a", Labels: map[string]string{
+	code, a := register(t, m, clusterjoin.RegisterRequest{Token: tok1, ClientID: "uid-a", Labels: map[string]string{
 		"env": "prod", "fleet.edgefleet.io/cluster": "other", "edgefleet.io/admin": "true", "x.edgefleet.io/y": "z", "bad key!": "v",
 	}})
 	if code != http.StatusOK {
 		t.Fatalf("register A: %d", code)
 	}
-	_, b := register(t, m, joinapi.RegisterRequest{Token: tok1, ClientID: "uid-b"})
+	_, b := register(t, m, clusterjoin.RegisterRequest{Token: tok1, ClientID: "uid-b"})
 	var ca fleetv1.Cluster
 	if err := m.Client.Get(ctx, client.ObjectKey{Namespace: a.ClusterNamespace, Name: a.ClusterName}, &ca); err != nil {
 		t.Fatal(err)
@@ -147,12 +147,12 @@ func TestRegistrationRefusesAttacks(t *testing.T) {
 		t.Fatalf("cluster A labels %v, want only env=prod", ca.Labels)
 	}
 	// The same clientID finds the same cluster.
-	if _, again := register(t, m, joinapi.RegisterRequest{Token: tok1, ClientID: "uid-a"}); again.ClusterName != a.ClusterName || again.Namespace != a.Namespace {
+	if _, again := register(t, m, clusterjoin.RegisterRequest{Token: tok1, ClientID: "uid-a"}); again.ClusterName != a.ClusterName || again.Namespace != a.Namespace {
 		t.Fatalf("re-registration made %s/%s, want %s/%s", again.ClusterNamespace, again.ClusterName, a.ClusterNamespace, a.ClusterName)
 	}
 
 	// A bundle deployment and content for each.
-	for _, r := range []*joinapi.RegisterResponse{a, b} {
+	for _, r := range []*clusterjoin.RegisterResponse{a, b} {
 		bd := &fleetv1.BundleDeployment{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: "app"}}
 		if err := m.Client.Create(ctx, bd); err != nil {
 			t.Fatal(err)
@@ -185,7 +185,7 @@ func TestRegistrationRefusesAttacks(t *testing.T) {
 	forbidden("listing Clusters", asA.List(ctx, &fleetv1.ClusterList{}, client.InNamespace(fleetNS)))
 	forbidden("creating a BundleDeployment in B's namespace", asA.Create(ctx, &fleetv1.BundleDeployment{ObjectMeta: metav1.ObjectMeta{Namespace: b.Namespace, Name: "evil"}}))
 	// The registration token alone can only register: it is no API credential.
-	asToken := credentialClient(t, m, &joinapi.RegisterResponse{Token: tok1, ManagerAPIPath: a.ManagerAPIPath, CACert: a.CACert})
+	asToken := credentialClient(t, m, &clusterjoin.RegisterResponse{Token: tok1, ManagerAPIPath: a.ManagerAPIPath, CACert: a.CACert})
 	if err := asToken.List(ctx, &fleetv1.BundleDeploymentList{}, client.InNamespace(a.Namespace)); !apierrors.IsUnauthorized(err) {
 		t.Fatalf("registration token as API credential: %v, want 401", err)
 	}
@@ -197,24 +197,24 @@ func TestRegistrationRefusesAttacks(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 20*time.Second, "old token refused", func() bool {
-		code, _ := register(t, m, joinapi.RegisterRequest{Token: tok1, ClientID: "uid-c"})
+		code, _ := register(t, m, clusterjoin.RegisterRequest{Token: tok1, ClientID: "uid-c"})
 		return code == http.StatusUnauthorized
 	})
 	if err := asA.List(ctx, &own, client.InNamespace(a.Namespace)); err != nil {
 		t.Fatalf("joined cluster after token rotation: %v", err)
 	}
-	req, _ := http.NewRequest(http.MethodPost, m.URL+joinapi.RenewPath, nil)
+	req, _ := http.NewRequest(http.MethodPost, m.URL+clusterjoin.RenewPath, nil)
 	req.Header.Set("Authorization", "Bearer "+a.Token)
 	resp, err := m.HTTP.Do(req)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("renewing after rotation: %v %v", err, resp)
 	}
 	resp.Body.Close()
-	if code, c := register(t, m, joinapi.RegisterRequest{Token: tok2, ClientID: "uid-c"}); code != http.StatusOK || c.ClusterName == a.ClusterName {
+	if code, c := register(t, m, clusterjoin.RegisterRequest{Token: tok2, ClientID: "uid-c"}); code != http.StatusOK || c.ClusterName == a.ClusterName {
 		t.Fatalf("new token: %d", code)
 	}
 	// Renew refuses anything but a cluster credential.
-	req, _ = http.NewRequest(http.MethodPost, m.URL+joinapi.RenewPath, nil)
+	req, _ = http.NewRequest(http.MethodPost, m.URL+clusterjoin.RenewPath, nil)
 	req.Header.Set("Authorization", "Bearer "+tok2)
 	if resp, err := m.HTTP.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("renew with a registration token: %v %v, want 401", err, resp)

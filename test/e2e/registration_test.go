@@ -31,7 +31,7 @@ import (
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/agent"
 	"github.com/edgefleet/edgefleet/internal/agent/join"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
 
@@ -150,16 +150,16 @@ func TestClustersJoinAndAreReachedThroughTheTunnel(t *testing.T) {
 
 	// Cluster 0 joins with the import manifest: applied with kubectl, then
 	// the agent runs with the settings of its Secret (no kubelet runs pods).
-	code, manifest := get(t, m, joinapi.ImportPathPrefix+token+".yaml")
+	code, manifest := get(t, m, clusterjoin.ImportPathPrefix+token+".yaml")
 	if code != http.StatusOK {
 		t.Fatalf("import manifest: %d %s", code, manifest)
 	}
 	kubectl(t, clusters[0].KubeconfigPath(), []byte(manifest), "apply", "-f", "-")
 	var boot corev1.Secret
-	if err := clusters[0].Client.Get(ctx, client.ObjectKey{Namespace: joinapi.AgentNamespace, Name: joinapi.BootstrapSecret}, &boot); err != nil {
+	if err := clusters[0].Client.Get(ctx, client.ObjectKey{Namespace: clusterjoin.AgentNamespace, Name: clusterjoin.BootstrapSecret}, &boot); err != nil {
 		t.Fatal(err)
 	}
-	startJoinAgent(t, clusters[0], join.Options{Server: string(boot.Data[joinapi.KeyServer]), Token: string(boot.Data[joinapi.KeyToken]), CAChecksum: string(boot.Data[joinapi.KeyCAChecksum]), Labels: map[string]string{"env": "dev"}})
+	startJoinAgent(t, clusters[0], join.Options{Server: string(boot.Data[clusterjoin.KeyServer]), Token: string(boot.Data[clusterjoin.KeyToken]), CAChecksum: string(boot.Data[clusterjoin.KeyCAChecksum]), Labels: map[string]string{"env": "dev"}})
 
 	// Cluster 1 joins with `edgefleet agent`, claiming a reserved label.
 	agentCmd := exec.Command(harness.EdgefleetBinary(t), "agent", "--server", m.URL, "--token", token, "--ca-checksum", m.CAChecksum,
@@ -310,9 +310,9 @@ func TestClustersJoinAndAreReachedThroughTheTunnel(t *testing.T) {
 		percentile(dd, .5), percentile(dd, .99), percentile(pd, .5), percentile(pd, .99))
 
 	// Garbage on a websocket closes that session only.
-	_, garbageCred := register(t, m, joinapi.RegisterRequest{Token: token, ClientID: "garbage-sender"})
+	_, garbageCred := register(t, m, clusterjoin.RegisterRequest{Token: token, ClientID: "garbage-sender"})
 	d := websocket.Dialer{TLSClientConfig: m.HTTP.Transport.(*http.Transport).TLSClientConfig}
-	ws, _, err := d.Dial(strings.Replace(m.URL, "https", "wss", 1)+joinapi.TunnelPath, http.Header{"Authorization": {"Bearer " + garbageCred.Token}})
+	ws, _, err := d.Dial(strings.Replace(m.URL, "https", "wss", 1)+clusterjoin.TunnelPath, http.Header{"Authorization": {"Bearer " + garbageCred.Token}})
 	if err != nil {
 		t.Fatal(err)
 	}

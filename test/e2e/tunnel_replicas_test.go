@@ -26,9 +26,9 @@ import (
 
 	"github.com/edgefleet/edgefleet/internal/agent/join"
 	"github.com/edgefleet/edgefleet/internal/clusterproxy"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
 	"github.com/edgefleet/edgefleet/internal/pki"
 	"github.com/edgefleet/edgefleet/internal/server"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
 
@@ -193,7 +193,7 @@ func TestProxyRequestsAreForwardedToTheReplicaHoldingTheTunnel(t *testing.T) {
 	// The downstream cluster sees the original callers, not a replica.
 	// Manager groups are mapped: system:masters becomes
 	// edgefleet:manager-admins (bound to cluster-admin by the agent).
-	if u := admin.whoami(ctx, t); u.Username != "fleet-admin" || slices.Contains(u.Groups, "system:masters") || !slices.Contains(u.Groups, joinapi.ManagerAdminsGroup) {
+	if u := admin.whoami(ctx, t); u.Username != "fleet-admin" || slices.Contains(u.Groups, "system:masters") || !slices.Contains(u.Groups, clusterjoin.ManagerAdminsGroup) {
 		t.Fatalf("downstream sees the admin as %+v", u)
 	}
 	if u := viewer.whoami(ctx, t); u.Username != "edgefleet:sa:default:viewer" || slices.Contains(u.Groups, "system:masters") || slices.Contains(u.Groups, clusterproxy.PeerGroup) {
@@ -237,7 +237,7 @@ func TestProxyRequestsAreForwardedToTheReplicaHoldingTheTunnel(t *testing.T) {
 	}
 
 	// A cluster whose agent never connected: no replica holds its tunnel.
-	_, idle := register(t, b, joinapi.RegisterRequest{Token: token, ClientID: "never-connects"})
+	_, idle := register(t, b, clusterjoin.RegisterRequest{Token: token, ClientID: "never-connects"})
 	if idle == nil {
 		t.Fatal("registering a second cluster failed")
 	}

@@ -18,7 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // impersonatorTokenTTL is the life of the impersonator's token; it is
@@ -31,20 +31,20 @@ func ensureImpersonator(ctx context.Context, c client.Client) error {
 	if err := ensureNamespace(ctx, c); err != nil {
 		return err
 	}
-	name := joinapi.ImpersonatorServiceAccount
+	name := clusterjoin.ImpersonatorServiceAccount
 	objs := []client.Object{
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: joinapi.AgentNamespace, Name: name}},
-		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: joinapi.ImpersonatorRules},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: clusterjoin.AgentNamespace, Name: name}},
+		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: clusterjoin.ImpersonatorRules},
 		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
 			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
-			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: joinapi.AgentNamespace, Name: name}}},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: clusterjoin.AgentNamespace, Name: name}}},
 		// The manager's admins arrive as this group, never as
 		// system:masters: they are cluster-admin here through a binding
 		// this cluster's admin can see (and delete while the agent runs;
 		// the agent recreates it when it starts).
-		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: joinapi.ManagerAdminsBinding},
+		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: clusterjoin.ManagerAdminsBinding},
 			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
-			Subjects: []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: joinapi.ManagerAdminsGroup}}},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: clusterjoin.ManagerAdminsGroup}}},
 	}
 	for _, o := range objs {
 		if err := c.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -56,7 +56,7 @@ func ensureImpersonator(ctx context.Context, c client.Client) error {
 	if err := c.Get(ctx, client.ObjectKey{Name: name}, &cr); err != nil {
 		return fmt.Errorf("reading ClusterRole %s: %w", name, err)
 	}
-	cr.Rules = joinapi.ImpersonatorRules
+	cr.Rules = clusterjoin.ImpersonatorRules
 	if err := c.Update(ctx, &cr); err != nil {
 		return fmt.Errorf("updating ClusterRole %s: %w", name, err)
 	}
@@ -78,10 +78,10 @@ func (t *impersonatorToken) get(ctx context.Context) (string, error) {
 		return t.token, nil
 	}
 	secs := int64(impersonatorTokenTTL / time.Second)
-	tr, err := t.cs.ServiceAccounts(joinapi.AgentNamespace).CreateToken(ctx, joinapi.ImpersonatorServiceAccount,
+	tr, err := t.cs.ServiceAccounts(clusterjoin.AgentNamespace).CreateToken(ctx, clusterjoin.ImpersonatorServiceAccount,
 		&authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
 	if err != nil {
-		return "", fmt.Errorf("requesting a token for %s/%s: %w", joinapi.AgentNamespace, joinapi.ImpersonatorServiceAccount, err)
+		return "", fmt.Errorf("requesting a token for %s/%s: %w", clusterjoin.AgentNamespace, clusterjoin.ImpersonatorServiceAccount, err)
 	}
 	t.token, t.expires = tr.Status.Token, tr.Status.ExpirationTimestamp.Time
 	return t.token, nil
@@ -119,8 +119,8 @@ func APIServerHandler(downstream *rest.Config) (http.Handler, error) {
 	tok := &impersonatorToken{cs: cs}
 	transport := &http.Transport{TLSClientConfig: tlsCfg, MaxIdleConnsPerHost: 32, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodConnect || r.Host != joinapi.TunnelAPIServerHost {
-			http.Error(w, fmt.Sprintf("refused: this tunnel only reaches the cluster's own Kubernetes API (host %q), not %q", joinapi.TunnelAPIServerHost, r.Host), http.StatusForbidden)
+		if r.Method == http.MethodConnect || r.Host != clusterjoin.TunnelAPIServerHost {
+			http.Error(w, fmt.Sprintf("refused: this tunnel only reaches the cluster's own Kubernetes API (host %q), not %q", clusterjoin.TunnelAPIServerHost, r.Host), http.StatusForbidden)
 			return
 		}
 		token, err := tok.get(r.Context())

@@ -11,7 +11,7 @@ import (
 
 	"k8s.io/client-go/rest"
 
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // TestTunnelHandlerRefusesOtherAddresses: the agent's end of the tunnel
@@ -31,7 +31,7 @@ func TestTunnelHandlerRefusesOtherAddresses(t *testing.T) {
 		"GET http://169.254.169.254/latest/meta-data HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n",
 		"GET /api HTTP/1.1\r\nHost: 10.0.0.1:22\r\n\r\n",
 		"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n",
-		fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", joinapi.TunnelAPIServerHost, joinapi.TunnelAPIServerHost),
+		fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", clusterjoin.TunnelAPIServerHost, clusterjoin.TunnelAPIServerHost),
 	} {
 		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 		if err != nil {

@@ -17,7 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // errRejected is a 401 from the manager.
@@ -27,22 +27,22 @@ var errRejected = errors.New("rejected by the manager (401)")
 // on every request, so renewing it needs no restart.
 type credential struct {
 	mu      sync.Mutex
-	resp    joinapi.RegisterResponse
+	resp    clusterjoin.RegisterResponse
 	issued  time.Time
 	invalid chan struct{}
 }
 
-func newCredential(r joinapi.RegisterResponse) *credential {
+func newCredential(r clusterjoin.RegisterResponse) *credential {
 	return &credential{resp: r, issued: time.Now(), invalid: make(chan struct{}, 1)}
 }
 
-func (c *credential) get() joinapi.RegisterResponse {
+func (c *credential) get() clusterjoin.RegisterResponse {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.resp
 }
 
-func (c *credential) set(r joinapi.RegisterResponse) {
+func (c *credential) set(r clusterjoin.RegisterResponse) {
 	c.mu.Lock()
 	c.resp, c.issued = r, time.Now()
 	c.mu.Unlock()
@@ -80,7 +80,7 @@ func (t *credentialTransport) RoundTrip(req *http.Request) (*http.Response, erro
 }
 
 // post calls a join route; token, if set, is sent as the bearer.
-func post(ctx context.Context, tlsCfg *tls.Config, url, bearer string, body any) (*joinapi.RegisterResponse, error) {
+func post(ctx context.Context, tlsCfg *tls.Config, url, bearer string, body any) (*clusterjoin.RegisterResponse, error) {
 	var buf bytes.Buffer
 	if body != nil {
 		if err := json.NewEncoder(&buf).Encode(body); err != nil {
@@ -103,14 +103,14 @@ func post(ctx context.Context, tlsCfg *tls.Config, url, bearer string, body any)
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusOK {
-		var e joinapi.Error
+		var e clusterjoin.Error
 		_ = json.Unmarshal(data, &e)
 		if resp.StatusCode == http.StatusUnauthorized {
 			return nil, fmt.Errorf("POST %s: %w: %s", url, errRejected, e.Message)
 		}
 		return nil, fmt.Errorf("POST %s: %s: %s", url, resp.Status, e.Message)
 	}
-	var out joinapi.RegisterResponse
+	var out clusterjoin.RegisterResponse
 	if err := json.Unmarshal(data, &out); err != nil {
 		return nil, fmt.Errorf("POST %s: reading answer: %w", url, err)
 	}
@@ -135,17 +135,17 @@ type store struct {
 type stored struct {
 	Server     string                   `json:"server"`
 	CAChecksum string                   `json:"caChecksum"`
-	Response   joinapi.RegisterResponse `json:"response"`
+	Response   clusterjoin.RegisterResponse `json:"response"`
 }
 
-func (s *store) load(ctx context.Context) (*joinapi.RegisterResponse, error) {
+func (s *store) load(ctx context.Context) (*clusterjoin.RegisterResponse, error) {
 	var sec corev1.Secret
-	err := s.client.Get(ctx, client.ObjectKey{Namespace: joinapi.AgentNamespace, Name: joinapi.CredentialSecret}, &sec)
+	err := s.client.Get(ctx, client.ObjectKey{Namespace: clusterjoin.AgentNamespace, Name: clusterjoin.CredentialSecret}, &sec)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading credential secret %s/%s: %w", joinapi.AgentNamespace, joinapi.CredentialSecret, err)
+		return nil, fmt.Errorf("reading credential secret %s/%s: %w", clusterjoin.AgentNamespace, clusterjoin.CredentialSecret, err)
 	}
 	var st stored
 	if json.Unmarshal(sec.Data[keyCredential], &st) != nil || st.Server != s.server || st.CAChecksum != s.caChecksum || time.Now().After(st.Response.Expires) {
@@ -154,7 +154,7 @@ func (s *store) load(ctx context.Context) (*joinapi.RegisterResponse, error) {
 	return &st.Response, nil
 }
 
-func (s *store) save(ctx context.Context, r *joinapi.RegisterResponse) error {
+func (s *store) save(ctx context.Context, r *clusterjoin.RegisterResponse) error {
 	data, err := json.Marshal(stored{Server: s.server, CAChecksum: s.caChecksum, Response: *r})
 	if err != nil {
 		return err
@@ -162,7 +162,7 @@ func (s *store) save(ctx context.Context, r *joinapi.RegisterResponse) error {
 	if err := ensureNamespace(ctx, s.client); err != nil {
 		return err
 	}
-	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: joinapi.AgentNamespace, Name: joinapi.CredentialSecret}}
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: clusterjoin.AgentNamespace, Name: clusterjoin.CredentialSecret}}
 	err = s.client.Get(ctx, client.ObjectKeyFromObject(sec), sec)
 	sec.Data = map[string][]byte{keyCredential: data}
 	switch {
@@ -172,15 +172,15 @@ func (s *store) save(ctx context.Context, r *joinapi.RegisterResponse) error {
 		err = s.client.Update(ctx, sec)
 	}
 	if err != nil {
-		return fmt.Errorf("storing credential in secret %s/%s: %w", joinapi.AgentNamespace, joinapi.CredentialSecret, err)
+		return fmt.Errorf("storing credential in secret %s/%s: %w", clusterjoin.AgentNamespace, clusterjoin.CredentialSecret, err)
 	}
 	return nil
 }
 
 func ensureNamespace(ctx context.Context, c client.Client) error {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: joinapi.AgentNamespace}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clusterjoin.AgentNamespace}}
 	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating namespace %s: %w", joinapi.AgentNamespace, err)
+		return fmt.Errorf("creating namespace %s: %w", clusterjoin.AgentNamespace, err)
 	}
 	return nil
 }

@@ -17,7 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	"github.com/edgefleet/edgefleet/internal/tunnel"
 )
 
@@ -132,7 +132,7 @@ func Join(ctx context.Context, o Options, downstream *rest.Config, scheme *runti
 	return j, nil
 }
 
-func (j *Joined) register(ctx context.Context) (*joinapi.RegisterResponse, error) {
+func (j *Joined) register(ctx context.Context) (*clusterjoin.RegisterResponse, error) {
 	j.o.Log.Info("Registering with the manager", "server", j.o.Server, "clientID", j.clientID)
 	// The current credential, if any, proves to the manager that this is
 	// the cluster that registered with this clientID before: without it
@@ -142,7 +142,7 @@ func (j *Joined) register(ctx context.Context) (*joinapi.RegisterResponse, error
 	if j.cred != nil {
 		proof = j.cred.get().Token
 	}
-	resp, err := post(ctx, j.tls, j.o.Server+joinapi.RegisterPath, proof, joinapi.RegisterRequest{Token: j.o.Token, ClientID: j.clientID, Labels: j.o.Labels})
+	resp, err := post(ctx, j.tls, j.o.Server+clusterjoin.RegisterPath, proof, clusterjoin.RegisterRequest{Token: j.o.Token, ClientID: j.clientID, Labels: j.o.Labels})
 	if err != nil {
 		if errors.Is(err, errRejected) {
 			return nil, fmt.Errorf("%w (the registration token is wrong or expired: create a new one with `edgefleet token create`)", err)
@@ -163,7 +163,7 @@ func (j *Joined) register(ctx context.Context) (*joinapi.RegisterResponse, error
 // is rejected.
 func (j *Joined) dropBootstrapToken(ctx context.Context, dc client.Client) {
 	var sec corev1.Secret
-	err := dc.Get(ctx, client.ObjectKey{Namespace: joinapi.AgentNamespace, Name: joinapi.BootstrapSecret}, &sec)
+	err := dc.Get(ctx, client.ObjectKey{Namespace: clusterjoin.AgentNamespace, Name: clusterjoin.BootstrapSecret}, &sec)
 	if err != nil || !hasToken(&sec) {
 		if client.IgnoreNotFound(err) != nil {
 			j.o.Log.Error(err, "Reading the bootstrap Secret to delete the registration token failed")
@@ -173,15 +173,15 @@ func (j *Joined) dropBootstrapToken(ctx context.Context, dc client.Client) {
 	// Emptied rather than removed: Deployments from older import manifests
 	// reference the key without `optional`, and a Pod whose Secret key is
 	// missing never starts.
-	sec.Data[joinapi.KeyToken] = []byte{}
+	sec.Data[clusterjoin.KeyToken] = []byte{}
 	if err := dc.Update(ctx, &sec); err != nil {
-		j.o.Log.Error(err, "Deleting the registration token from the bootstrap Secret failed", "secret", joinapi.AgentNamespace+"/"+joinapi.BootstrapSecret)
+		j.o.Log.Error(err, "Deleting the registration token from the bootstrap Secret failed", "secret", clusterjoin.AgentNamespace+"/"+clusterjoin.BootstrapSecret)
 		return
 	}
-	j.o.Log.Info("Deleted the registration token from the bootstrap Secret", "secret", joinapi.AgentNamespace+"/"+joinapi.BootstrapSecret)
+	j.o.Log.Info("Deleted the registration token from the bootstrap Secret", "secret", clusterjoin.AgentNamespace+"/"+clusterjoin.BootstrapSecret)
 }
 
-func hasToken(s *corev1.Secret) bool { return len(s.Data[joinapi.KeyToken]) > 0 }
+func hasToken(s *corev1.Secret) bool { return len(s.Data[clusterjoin.KeyToken]) > 0 }
 
 // Run renews the credential and keeps the tunnel up until ctx ends. It
 // returns ErrIdentityChanged if the agent must restart.
@@ -213,7 +213,7 @@ func (j *Joined) runTunnel(ctx context.Context) error {
 	if err := retry(ctx, j.o.Log, "Creating the impersonator account", func() error { return ensureImpersonator(ctx, dc) }); err != nil {
 		return nil
 	}
-	u, _ := url.Parse(j.o.Server + joinapi.TunnelPath)
+	u, _ := url.Parse(j.o.Server + clusterjoin.TunnelPath)
 	u.Scheme = "wss"
 	c := &tunnel.Client{
 		URL: u.String(), TLS: j.tls, Handler: h, Log: j.o.Log.WithName("tunnel"),
@@ -236,10 +236,10 @@ func (j *Joined) renewLoop(ctx context.Context) error {
 		case <-j.cred.invalid:
 			j.o.Log.Info("The manager rejected the cluster credential; renewing")
 		}
-		var resp *joinapi.RegisterResponse
+		var resp *clusterjoin.RegisterResponse
 		err := retry(ctx, j.o.Log, "Renewing the cluster credential", func() error {
 			var err error
-			resp, err = post(ctx, j.tls, j.o.Server+joinapi.RenewPath, j.cred.get().Token, nil)
+			resp, err = post(ctx, j.tls, j.o.Server+clusterjoin.RenewPath, j.cred.get().Token, nil)
 			if errors.Is(err, errRejected) {
 				resp, err = j.register(ctx)
 			}

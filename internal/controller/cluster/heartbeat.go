@@ -9,7 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // EnsureHeartbeatLease creates the agent's heartbeat Lease in the cluster's
@@ -17,9 +17,9 @@ import (
 // on Leases: with one it could plant the tunnel Lease, whose holder decides
 // where the kube-api proxy forwards requests.
 func EnsureHeartbeatLease(ctx context.Context, c client.Client, namespace string) error {
-	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: joinapi.HeartbeatLease}}
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: clusterjoin.HeartbeatLease}}
 	if err := c.Create(ctx, lease); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating heartbeat Lease %s/%s: %w", namespace, joinapi.HeartbeatLease, err)
+		return fmt.Errorf("creating heartbeat Lease %s/%s: %w", namespace, clusterjoin.HeartbeatLease, err)
 	}
 	return nil
 }
@@ -28,7 +28,7 @@ func EnsureHeartbeatLease(ctx context.Context, c client.Client, namespace string
 // so a steady-state reconcile costs no API call.
 func (r *Reconciler) ensureHeartbeatLease(ctx context.Context, namespace string) error {
 	var lease coordinationv1.Lease
-	err := r.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: joinapi.HeartbeatLease}, &lease)
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: clusterjoin.HeartbeatLease}, &lease)
 	if err == nil || !apierrors.IsNotFound(err) {
 		return err
 	}

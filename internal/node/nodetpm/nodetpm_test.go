@@ -7,9 +7,9 @@ import (
 
 	"github.com/google/go-attestation/attest"
 
-	"github.com/edgefleet/edgefleet/internal/machines/nodetpm"
-	"github.com/edgefleet/edgefleet/internal/machines/protocol"
-	"github.com/edgefleet/edgefleet/internal/machines/swtpmtest"
+	"github.com/edgefleet/edgefleet/internal/node/nodetpm"
+	"github.com/edgefleet/edgefleet/internal/node/swtpmtest"
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 )
 
 // A real TPM (swtpm) answers a credential-activation challenge generated for
@@ -47,7 +47,7 @@ func TestActivateCredentialAgainstSwtpm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := tpm.Activate(&protocol.Challenge{Credential: ec.Credential, Secret: ec.Secret})
+	got, err := tpm.Activate(&machinereg.Challenge{Credential: ec.Credential, Secret: ec.Secret})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,7 @@
 // (register, renew, import manifest) and the agents' proxy to the manager's
 // Kubernetes API, and provisions each cluster's credential. See
 // docs/registration.md.
-package registration
+package clusterregistration
 
 import (
 	"context"
@@ -23,7 +23,7 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/authn"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	"github.com/edgefleet/edgefleet/internal/pki"
 )
 
@@ -109,10 +109,10 @@ func Setup(mgr ctrl.Manager, r Router, o Options) error {
 		return err
 	}
 	limit := newSourceLimiter(o.JoinRate, o.JoinBurst)
-	r.Handle("POST "+joinapi.RegisterPath, limit.wrap(h.register))
-	r.Handle("POST "+joinapi.RenewPath, http.HandlerFunc(h.renew))
-	r.Handle("GET "+joinapi.ImportPathPrefix+"{file}", limit.wrap(h.importManifest))
-	r.Handle(joinapi.ManagerAPIPrefix+"/", &contentGuard{auth: h.auth, cache: mgr.GetClient(), direct: direct, next: proxy})
+	r.Handle("POST "+clusterjoin.RegisterPath, limit.wrap(h.register))
+	r.Handle("POST "+clusterjoin.RenewPath, http.HandlerFunc(h.renew))
+	r.Handle("GET "+clusterjoin.ImportPathPrefix+"{file}", limit.wrap(h.importManifest))
+	r.Handle(clusterjoin.ManagerAPIPrefix+"/", &contentGuard{auth: h.auth, cache: mgr.GetClient(), direct: direct, next: proxy})
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		if err := revokeLegacyRights(ctx, direct); err != nil {
 			h.log.Error(err, "Revoking rights older versions gave cluster credentials failed; they go at each agent's next renewal")
@@ -131,12 +131,12 @@ func Setup(mgr ctrl.Manager, r Router, o Options) error {
 // kubeconfig` can print commands without being told the URL. It runs on the
 // leader.
 func publishEndpoint(ctx context.Context, c client.Client, o Options) error {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: joinapi.ManagerSystemNamespace}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clusterjoin.ManagerSystemNamespace}}
 	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating namespace %s: %w", ns.Name, err)
 	}
 	want := map[string]string{"url": o.ExternalURL.String(), "ca.crt": string(o.CACertPEM), "caChecksum": pki.Checksum(o.CACertPEM)}
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: joinapi.EndpointConfigMap}, Data: want}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: clusterjoin.EndpointConfigMap}, Data: want}
 	err := c.Create(ctx, cm)
 	if apierrors.IsAlreadyExists(err) {
 		if err = c.Get(ctx, client.ObjectKeyFromObject(cm), cm); err == nil {
@@ -145,7 +145,7 @@ func publishEndpoint(ctx context.Context, c client.Client, o Options) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("publishing endpoint ConfigMap %s/%s: %w", ns.Name, joinapi.EndpointConfigMap, err)
+		return fmt.Errorf("publishing endpoint ConfigMap %s/%s: %w", ns.Name, clusterjoin.EndpointConfigMap, err)
 	}
 	return nil
 }

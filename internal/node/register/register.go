@@ -16,9 +16,9 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/edgefleet/edgefleet/internal/machines/hwinfo"
-	"github.com/edgefleet/edgefleet/internal/machines/nodetpm"
-	"github.com/edgefleet/edgefleet/internal/machines/protocol"
+	"github.com/edgefleet/edgefleet/internal/node/hwinfo"
+	"github.com/edgefleet/edgefleet/internal/node/nodetpm"
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 )
 
 // ErrReprovisioningNeeded: the manager deleted this machine's inventory; the
@@ -41,12 +41,12 @@ type Result struct {
 	Auth          string
 	// ReRegistration is true when the machine was already registered.
 	ReRegistration bool
-	Config         *protocol.Config
+	Config         *machinereg.Config
 }
 
 // Register registers the machine once and stores the result in the state
 // directory.
-func Register(ctx context.Context, cfg *Config, o Options) (*Result, error) {
+func Register(ctx context.Context, cfg *machinereg.NodeConfig, o Options) (*Result, error) {
 	reg := cfg.Registration
 	state, err := loadState(cfg.StateDir)
 	if err != nil {
@@ -90,8 +90,8 @@ func Register(ctx context.Context, cfg *Config, o Options) (*Result, error) {
 	defer conn.Close()
 	res, err := exchange(conn, path, hello, tpm, cfg, state, data)
 	if err != nil {
-		var pe *protocol.Error
-		if errors.As(err, &pe) && pe.Code == protocol.CodeReprovisioningNeeded {
+		var pe *machinereg.Error
+		if errors.As(err, &pe) && pe.Code == machinereg.CodeReprovisioningNeeded {
 			return nil, fmt.Errorf("%w: %s", ErrReprovisioningNeeded, pe.Message)
 		}
 		if errors.As(err, &pe) {
@@ -104,17 +104,17 @@ func Register(ctx context.Context, cfg *Config, o Options) (*Result, error) {
 
 // prepareIdentity picks the auth method the registration config allows and
 // this machine can do, and builds the Hello for it.
-func prepareIdentity(cfg *Config, state *State, data map[string]string) (*protocol.Hello, *nodetpm.TPM, error) {
+func prepareIdentity(cfg *machinereg.NodeConfig, state *State, data map[string]string) (*machinereg.Hello, *nodetpm.TPM, error) {
 	reg := cfg.Registration
-	hello := &protocol.Hello{Version: protocol.Version}
+	hello := &machinereg.Hello{Version: machinereg.Version}
 	var methods []string
 	switch {
 	case reg.EmulateTPM:
-		methods = []string{protocol.AuthEmulatedTPM}
+		methods = []string{machinereg.AuthEmulatedTPM}
 	case reg.Auth == "" || reg.Auth == "tpm":
-		methods = []string{protocol.AuthTPM}
+		methods = []string{machinereg.AuthTPM}
 	case reg.Auth == "tpm-or-fallback":
-		methods = append([]string{protocol.AuthTPM}, reg.Fallback...)
+		methods = append([]string{machinereg.AuthTPM}, reg.Fallback...)
 	default:
 		methods = []string{reg.Auth}
 	}
@@ -122,7 +122,7 @@ func prepareIdentity(cfg *Config, state *State, data map[string]string) (*protoc
 	for _, m := range methods {
 		hello.Auth = m
 		switch m {
-		case protocol.AuthTPM:
+		case machinereg.AuthTPM:
 			tpm, err := nodetpm.Open(reg.TPMSocket)
 			if err == nil {
 				hello.TPM, err = tpm.Hello()
@@ -133,28 +133,28 @@ func prepareIdentity(cfg *Config, state *State, data map[string]string) (*protoc
 				tpm.Close()
 			}
 			problems = append(problems, err.Error())
-		case protocol.AuthEmulatedTPM:
-			seed := protocol.SeedFromInt(reg.EmulatedTPMSeed)
+		case machinereg.AuthEmulatedTPM:
+			seed := machinereg.SeedFromInt(reg.EmulatedTPMSeed)
 			if reg.EmulatedTPMSeed == -1 || reg.EmulatedTPMSeed == 0 {
 				var err error
 				if seed, err = state.seed(); err != nil {
 					return nil, nil, err
 				}
 			}
-			e, err := protocol.NewEmulatedTPM(seed)
+			e, err := machinereg.NewEmulatedTPM(seed)
 			if err != nil {
 				return nil, nil, err
 			}
 			hello.EmulatedTPMPublicKey = e.PublicKey()
 			state.Auth = m
 			return hello, nil, nil
-		case protocol.AuthMAC:
+		case machinereg.AuthMAC:
 			if hello.MachineID = hwinfo.PrimaryMAC(data); hello.MachineID != "" {
 				state.Auth = m
 				return hello, nil, nil
 			}
 			problems = append(problems, "no physical network interface with a MAC address")
-		case protocol.AuthSysUUID:
+		case machinereg.AuthSysUUID:
 			if hello.MachineID = hwinfo.SystemUUID(data); hello.MachineID != "" {
 				state.Auth = m
 				return hello, nil, nil
@@ -165,7 +165,7 @@ func prepareIdentity(cfg *Config, state *State, data map[string]string) (*protoc
 	return nil, nil, fmt.Errorf("cannot prove this machine's identity with %v: %s", methods, strings.Join(problems, "; "))
 }
 
-func dial(ctx context.Context, reg Registration) (*protocol.Conn, string, error) {
+func dial(ctx context.Context, reg machinereg.NodeRegistration) (*machinereg.Conn, string, error) {
 	u, err := url.Parse(reg.URL)
 	if err != nil {
 		return nil, "", err
@@ -180,7 +180,7 @@ func dial(ctx context.Context, reg Registration) (*protocol.Conn, string, error)
 	}
 	if reg.CACert != "" {
 		pem := []byte(reg.CACert)
-		if !isPEM(reg.CACert) {
+		if !machinereg.IsPEM(reg.CACert) {
 			if pem, err = os.ReadFile(reg.CACert); err != nil {
 				return nil, "", fmt.Errorf("reading registration.ca-cert: %w", err)
 			}
@@ -203,30 +203,30 @@ func dial(ctx context.Context, reg Registration) (*protocol.Conn, string, error)
 		}
 		return nil, "", fmt.Errorf("connecting to %s: %w", reg.URL, err)
 	}
-	return protocol.NewConn(ws), path, nil
+	return machinereg.NewConn(ws), path, nil
 }
 
-func exchange(conn *protocol.Conn, path string, hello *protocol.Hello, tpm *nodetpm.TPM, cfg *Config, state *State, data map[string]string) (*Result, error) {
-	if err := conn.Send(&protocol.Message{Type: protocol.TypeHello, Hello: hello}); err != nil {
+func exchange(conn *machinereg.Conn, path string, hello *machinereg.Hello, tpm *nodetpm.TPM, cfg *machinereg.NodeConfig, state *State, data map[string]string) (*Result, error) {
+	if err := conn.Send(&machinereg.Message{Type: machinereg.TypeHello, Hello: hello}); err != nil {
 		return nil, err
 	}
-	m, err := conn.Receive(protocol.TypeChallenge, protocol.TypeReady)
+	m, err := conn.Receive(machinereg.TypeChallenge, machinereg.TypeReady)
 	if err != nil {
 		return nil, err
 	}
-	if m.Type == protocol.TypeChallenge {
-		proof := &protocol.Proof{}
+	if m.Type == machinereg.TypeChallenge {
+		proof := &machinereg.Proof{}
 		switch hello.Auth {
-		case protocol.AuthTPM:
+		case machinereg.AuthTPM:
 			if proof.Secret, err = tpm.Activate(m.Challenge); err != nil {
 				return nil, err
 			}
-		case protocol.AuthEmulatedTPM:
+		case machinereg.AuthEmulatedTPM:
 			seed := state.EmulatedTPMSeed
 			if cfg.Registration.EmulatedTPMSeed != -1 && cfg.Registration.EmulatedTPMSeed != 0 {
-				seed = protocol.SeedFromInt(cfg.Registration.EmulatedTPMSeed)
+				seed = machinereg.SeedFromInt(cfg.Registration.EmulatedTPMSeed)
 			}
-			e, err := protocol.NewEmulatedTPM(seed)
+			e, err := machinereg.NewEmulatedTPM(seed)
 			if err != nil {
 				return nil, err
 			}
@@ -234,21 +234,21 @@ func exchange(conn *protocol.Conn, path string, hello *protocol.Hello, tpm *node
 		default:
 			return nil, fmt.Errorf("the manager sent a challenge for auth %s", hello.Auth)
 		}
-		if err := conn.Send(&protocol.Message{Type: protocol.TypeProof, Proof: proof}); err != nil {
+		if err := conn.Send(&machinereg.Message{Type: machinereg.TypeProof, Proof: proof}); err != nil {
 			return nil, err
 		}
-		if m, err = conn.Receive(protocol.TypeReady); err != nil {
+		if m, err = conn.Receive(machinereg.TypeReady); err != nil {
 			return nil, err
 		}
 	}
-	if m.Ready.Version < protocol.MinVersion || m.Ready.Version > protocol.Version {
-		return nil, fmt.Errorf("the manager chose protocol version %d, this node speaks %d to %d", m.Ready.Version, protocol.MinVersion, protocol.Version)
+	if m.Ready.Version < machinereg.MinVersion || m.Ready.Version > machinereg.Version {
+		return nil, fmt.Errorf("the manager chose protocol version %d, this node speaks %d to %d", m.Ready.Version, machinereg.MinVersion, machinereg.Version)
 	}
-	inv := &protocol.Inventory{Data: data, Labels: cfg.Registration.Labels, Annotations: cfg.Registration.Annotations}
-	if err := conn.Send(&protocol.Message{Type: protocol.TypeInventory, Inventory: inv}); err != nil {
+	inv := &machinereg.Inventory{Data: data, Labels: cfg.Registration.Labels, Annotations: cfg.Registration.Annotations}
+	if err := conn.Send(&machinereg.Message{Type: machinereg.TypeInventory, Inventory: inv}); err != nil {
 		return nil, err
 	}
-	if m, err = conn.Receive(protocol.TypeConfig); err != nil {
+	if m, err = conn.Receive(machinereg.TypeConfig); err != nil {
 		return nil, err
 	}
 	c := m.Config

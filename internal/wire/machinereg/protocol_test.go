@@ -1,4 +1,4 @@
-package protocol
+package machinereg
 
 import (
 	"strings"

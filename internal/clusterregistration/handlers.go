@@ -1,4 +1,4 @@
-package registration
+package clusterregistration
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/authn"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // DefaultCredentialTTL is how long a cluster credential is valid. Agents
@@ -57,7 +57,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, format string, args ...any) {
-	writeJSON(w, status, joinapi.Error{Message: fmt.Sprintf(format, args...)})
+	writeJSON(w, status, clusterjoin.Error{Message: fmt.Sprintf(format, args...)})
 }
 
 // errInvalidToken is the only answer to a bad token: whether it never
@@ -76,7 +76,7 @@ func (h *handlers) lookupToken(ctx context.Context, token string) (*fleetv1.Clus
 	}
 	for i := range secrets.Items {
 		s := &secrets.Items[i]
-		if s.Type != TokenSecretType || subtle.ConstantTimeCompare(s.Data[joinapi.KeyToken], []byte(token)) != 1 {
+		if s.Type != TokenSecretType || subtle.ConstantTimeCompare(s.Data[clusterjoin.KeyToken], []byte(token)) != 1 {
 			continue
 		}
 		var crt fleetv1.ClusterRegistrationToken
@@ -98,7 +98,7 @@ func (h *handlers) lookupToken(ctx context.Context, token string) (*fleetv1.Clus
 // register: POST /v1/register.
 func (h *handlers) register(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	var req joinapi.RegisterRequest
+	var req clusterjoin.RegisterRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
 		writeError(w, http.StatusBadRequest, "request body is not a JSON registration request: %v", err)
 		return
@@ -147,7 +147,7 @@ func (h *handlers) register(w http.ResponseWriter, r *http.Request) {
 // issue provisions the cluster's namespace and RBAC and returns a fresh
 // credential. A registration (renewing false) restarts the credential's
 // lifetime; a renewal is refused past it.
-func (h *handlers) issue(ctx context.Context, cluster *fleetv1.Cluster, renewing bool) (*joinapi.RegisterResponse, error) {
+func (h *handlers) issue(ctx context.Context, cluster *fleetv1.Cluster, renewing bool) (*clusterjoin.RegisterResponse, error) {
 	ns, err := h.ensureNamespace(ctx, cluster)
 	if err != nil {
 		return nil, err
@@ -165,18 +165,18 @@ func (h *handlers) issue(ctx context.Context, cluster *fleetv1.Cluster, renewing
 		return nil, err
 	}
 	secs := int64(ttl / time.Second)
-	tr, err := h.clientset.CoreV1().ServiceAccounts(ns.Name).CreateToken(ctx, joinapi.ClusterServiceAccount,
+	tr, err := h.clientset.CoreV1().ServiceAccounts(ns.Name).CreateToken(ctx, clusterjoin.ClusterServiceAccount,
 		&authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("issuing credential for cluster %s: %w", klogRef(cluster), err)
 	}
-	return &joinapi.RegisterResponse{
+	return &clusterjoin.RegisterResponse{
 		ClusterName:      cluster.Name,
 		ClusterNamespace: cluster.Namespace,
 		Namespace:        ns.Name,
 		Token:            tr.Status.Token,
 		Expires:          tr.Status.ExpirationTimestamp.Time,
-		ManagerAPIPath:   joinapi.ManagerAPIPrefix,
+		ManagerAPIPath:   clusterjoin.ManagerAPIPrefix,
 		CACert:           string(h.caPEM),
 	}, nil
 }
@@ -216,7 +216,7 @@ func ClusterOf(ctx context.Context, a *authn.Authenticator, c client.Reader, r *
 		return nil, errors.New("cluster credential is not valid: the agent registers again with its registration token")
 	}
 	nsName, sa, ok := u.ServiceAccount()
-	if !ok || sa != joinapi.ClusterServiceAccount {
+	if !ok || sa != clusterjoin.ClusterServiceAccount {
 		return nil, errors.New("credential is not a cluster credential")
 	}
 	var ns corev1.Namespace

@@ -5,7 +5,7 @@
 // Every websocket message is one JSON object (a text frame) with a "type".
 // Decode enforces the size limits and rejects unknown fields, so a malformed
 // or oversized message ends the connection before anything is written.
-package protocol
+package machinereg
 
 import (
 	"bytes"

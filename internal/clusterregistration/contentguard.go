@@ -1,4 +1,4 @@
-package registration
+package clusterregistration
 
 import (
 	"context"
@@ -13,11 +13,11 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/authn"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // contentsPath is where a Content is read through the agents' API proxy.
-var contentsPath = joinapi.ManagerAPIPrefix + "/apis/" + fleetv1.GroupVersion.String() + "/contents/"
+var contentsPath = clusterjoin.ManagerAPIPrefix + "/apis/" + fleetv1.GroupVersion.String() + "/contents/"
 
 // contentGuard answers a cluster credential's GET of a Content itself: the
 // Content must be, or be a chunk of, the content of a BundleDeployment in
@@ -88,7 +88,7 @@ func (g *contentGuard) clusterNamespace(r *http.Request) (string, bool) {
 		return "", false
 	}
 	ns, sa, ok := u.ServiceAccount()
-	if !ok || sa != joinapi.ClusterServiceAccount {
+	if !ok || sa != clusterjoin.ClusterServiceAccount {
 		return "", false
 	}
 	return ns, true

@@ -1,9 +1,9 @@
-// Package joinapi is the wire contract between an agent that joins the fleet
+// Package clusterjoin is the wire contract between an agent that joins the fleet
 // and the manager's endpoint: routes, request and response bodies, and the
-// names of the objects both sides create. The manager (internal/registration,
+// names of the objects both sides create. The manager (internal/clusterregistration,
 // internal/clusterproxy) and the agent (internal/agent/join) import it; it
 // imports nothing of either.
-package joinapi
+package clusterjoin
 
 import (
 	"time"

@@ -14,7 +14,7 @@ import (
 
 	"github.com/google/go-attestation/attest"
 
-	"github.com/edgefleet/edgefleet/internal/machines/protocol"
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 )
 
 // TPM is an open TPM with the attestation key created for one registration.
@@ -54,7 +54,7 @@ func (t *TPM) Close() error {
 
 // Hello reads the endorsement key and creates a new attestation key. A new AK
 // per registration means nothing from an earlier exchange can be reused.
-func (t *TPM) Hello() (*protocol.TPMHello, error) {
+func (t *TPM) Hello() (*machinereg.TPMHello, error) {
 	eks, err := t.tpm.EKs()
 	if err != nil {
 		return nil, fmt.Errorf("reading the TPM's endorsement key: %w", err)
@@ -67,7 +67,7 @@ func (t *TPM) Hello() (*protocol.TPMHello, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding the endorsement key: %w", err)
 	}
-	h := &protocol.TPMHello{EKPublic: pub}
+	h := &machinereg.TPMHello{EKPublic: pub}
 	if ek.Certificate != nil {
 		h.EKCertificate = ek.Certificate.Raw
 	}
@@ -79,13 +79,13 @@ func (t *TPM) Hello() (*protocol.TPMHello, error) {
 		return nil, fmt.Errorf("creating an attestation key: %w", err)
 	}
 	p := t.ak.AttestationParameters()
-	h.AK = protocol.AKParameters{Public: p.Public, CreateData: p.CreateData, CreateAttestation: p.CreateAttestation, CreateSignature: p.CreateSignature}
+	h.AK = machinereg.AKParameters{Public: p.Public, CreateData: p.CreateData, CreateAttestation: p.CreateAttestation, CreateSignature: p.CreateSignature}
 	return h, nil
 }
 
 // Activate decrypts the manager's challenge; only the TPM holding both the EK
 // and the AK can.
-func (t *TPM) Activate(c *protocol.Challenge) ([]byte, error) {
+func (t *TPM) Activate(c *machinereg.Challenge) ([]byte, error) {
 	if t.ak == nil {
 		return nil, errors.New("no attestation key: call Hello first")
 	}

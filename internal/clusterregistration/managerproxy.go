@@ -1,4 +1,4 @@
-package registration
+package clusterregistration
 
 import (
 	"fmt"
@@ -10,7 +10,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/edgefleet/edgefleet/internal/authn"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // ManagerAPIProxy forwards <endpoint>/k8s/manager/... to the manager's
@@ -45,7 +45,7 @@ func ManagerAPIProxy(cfg *rest.Config) (http.Handler, error) {
 			writeError(w, http.StatusBadGateway, "manager API unreachable: %v", err)
 		},
 	}
-	inner := http.StripPrefix(joinapi.ManagerAPIPrefix, rp)
+	inner := http.StripPrefix(clusterjoin.ManagerAPIPrefix, rp)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if authn.BearerToken(r) == "" {
 			writeError(w, http.StatusUnauthorized, "the manager API proxy needs Authorization: Bearer <cluster credential>")

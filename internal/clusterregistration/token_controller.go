@@ -1,4 +1,4 @@
-package registration
+package clusterregistration
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // Labels and type of a token's Secret.
@@ -153,7 +153,7 @@ func (r *TokenReconciler) ensureSecret(ctx context.Context, crt *fleetv1.Cluster
 			Labels: map[string]string{TokenHashLabel: TokenHash(value), TokenNameLabel: crt.Name},
 		},
 		Type:       TokenSecretType,
-		StringData: map[string]string{joinapi.KeyToken: value},
+		StringData: map[string]string{clusterjoin.KeyToken: value},
 	}
 	if err := controllerutil.SetControllerReference(crt, &sec, r.Client.Scheme()); err != nil {
 		return fmt.Errorf("owning token secret: %w", err)

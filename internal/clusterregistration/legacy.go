@@ -1,4 +1,4 @@
-package registration
+package clusterregistration
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // legacyContentReaderRole is the ClusterRole that let every cluster
@@ -34,7 +34,7 @@ func revokeLegacyRights(ctx context.Context, c client.Client) error {
 	for i := range roles.Items {
 		role := &roles.Items[i]
 		want, ok := currentAgentRules(role)
-		if ok && role.Name == joinapi.ClusterServiceAccount && !clusterNamespace(ctx, c, role.Namespace) {
+		if ok && role.Name == clusterjoin.ClusterServiceAccount && !clusterNamespace(ctx, c, role.Namespace) {
 			continue
 		}
 		if !ok || equality.Semantic.DeepEqual(role.Rules, want) {
@@ -69,7 +69,7 @@ func revokeLegacyRights(ctx context.Context, c client.Client) error {
 // per-cluster Role that may get the Cluster (minus any right on its status).
 func currentAgentRules(role *rbacv1.Role) ([]rbacv1.PolicyRule, bool) {
 	switch {
-	case role.Name == joinapi.ClusterServiceAccount && strings.HasPrefix(role.Namespace, "cluster-"):
+	case role.Name == clusterjoin.ClusterServiceAccount && strings.HasPrefix(role.Namespace, "cluster-"):
 		return agentRules, true
 	case strings.HasPrefix(role.Name, "edgefleet-agent-") && ownedByCluster(role):
 		return slices.DeleteFunc(slices.Clone(role.Rules), func(r rbacv1.PolicyRule) bool {

@@ -1,4 +1,4 @@
-package registration
+package clusterregistration
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/authn"
 	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // refusal is a registration the manager will not perform; status is the
@@ -99,7 +99,7 @@ func (h *handlers) checkedIn(ctx context.Context, cluster *fleetv1.Cluster) (boo
 		return true, nil
 	}
 	ns := clusterctrl.NamespaceName(cluster.Namespace, cluster.Name)
-	for _, name := range []string{joinapi.HeartbeatLease, "edgefleet-tunnel"} {
+	for _, name := range []string{clusterjoin.HeartbeatLease, "edgefleet-tunnel"} {
 		var lease coordinationv1.Lease
 		err := h.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &lease)
 		switch {

@@ -1,4 +1,4 @@
-package registration
+package clusterregistration
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	"github.com/edgefleet/edgefleet/internal/pki"
 	"github.com/edgefleet/edgefleet/internal/version"
 )
@@ -139,15 +139,15 @@ func Manifest(server, token string, caPEM []byte, image string) ([]byte, error) 
 	// The impersonator may only impersonate: the agent forwards the
 	// manager's proxied requests with its token and the caller's identity in
 	// Impersonate-* headers, so the downstream RBAC decides.
-	rules, err := yaml.Marshal(joinapi.ImpersonatorRules)
+	rules, err := yaml.Marshal(clusterjoin.ImpersonatorRules)
 	if err != nil {
 		return nil, err
 	}
 	var buf bytes.Buffer
 	err = manifestTemplate.Execute(&buf, map[string]string{
-		"Namespace": joinapi.AgentNamespace, "AgentSA": joinapi.AgentServiceAccount, "ImpersonatorSA": joinapi.ImpersonatorServiceAccount,
-		"ImpersonatorRules": strings.TrimSpace(string(rules)), "BootstrapSecret": joinapi.BootstrapSecret,
-		"KeyServer": joinapi.KeyServer, "KeyToken": joinapi.KeyToken, "KeyCAChecksum": joinapi.KeyCAChecksum,
+		"Namespace": clusterjoin.AgentNamespace, "AgentSA": clusterjoin.AgentServiceAccount, "ImpersonatorSA": clusterjoin.ImpersonatorServiceAccount,
+		"ImpersonatorRules": strings.TrimSpace(string(rules)), "BootstrapSecret": clusterjoin.BootstrapSecret,
+		"KeyServer": clusterjoin.KeyServer, "KeyToken": clusterjoin.KeyToken, "KeyCAChecksum": clusterjoin.KeyCAChecksum,
 		"Server": server, "Token": token, "CAChecksum": pki.Checksum(caPEM), "Image": image,
 	})
 	return buf.Bytes(), err
@@ -157,7 +157,7 @@ func Manifest(server, token string, caPEM []byte, image string) ([]byte, error) 
 func (h *handlers) importManifest(w http.ResponseWriter, r *http.Request) {
 	token, ok := strings.CutSuffix(r.PathValue("file"), ".yaml")
 	if !ok {
-		writeError(w, http.StatusNotFound, "import manifests are served at %s<token>.yaml", joinapi.ImportPathPrefix)
+		writeError(w, http.StatusNotFound, "import manifests are served at %s<token>.yaml", clusterjoin.ImportPathPrefix)
 		return
 	}
 	if _, err := h.lookupToken(r.Context(), token); err != nil {

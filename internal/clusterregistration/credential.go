@@ -1,4 +1,4 @@
-package registration
+package clusterregistration
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/authn"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // DefaultCredentialMaxLifetime bounds how long a cluster keeps renewing its
@@ -53,7 +53,7 @@ var errRevoked = errors.New("cluster credential was revoked (`edgefleet cluster 
 // generation.
 func checkServiceAccount(ctx context.Context, c client.Reader, u *authn.User, nsName string, cluster *fleetv1.Cluster) (*corev1.ServiceAccount, error) {
 	var sa corev1.ServiceAccount
-	if err := c.Get(ctx, client.ObjectKey{Namespace: nsName, Name: joinapi.ClusterServiceAccount}, &sa); err != nil || !sa.DeletionTimestamp.IsZero() {
+	if err := c.Get(ctx, client.ObjectKey{Namespace: nsName, Name: clusterjoin.ClusterServiceAccount}, &sa); err != nil || !sa.DeletionTimestamp.IsZero() {
 		return nil, errRevoked
 	}
 	if u.UID != "" && string(sa.UID) != u.UID {
@@ -75,7 +75,7 @@ func registeredAt(sa *corev1.ServiceAccount) (t time.Time, ok bool) {
 // stampRegistration records a registration on the cluster's ServiceAccount:
 // its time (the lifetime starts again) and the Cluster's generation.
 func (h *handlers) stampRegistration(ctx context.Context, cluster *fleetv1.Cluster, nsName string) error {
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: nsName, Name: joinapi.ClusterServiceAccount}}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: nsName, Name: clusterjoin.ClusterServiceAccount}}
 	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q,%q:%q}}}`,
 		RegisteredAtAnnotation, h.now().UTC().Format(time.RFC3339), CredentialGenerationAnnotation, CredentialGeneration(cluster))
 	if err := h.client.Patch(ctx, sa, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
@@ -92,7 +92,7 @@ func (h *handlers) tokenTTL(ctx context.Context, cluster *fleetv1.Cluster, nsNam
 		return h.credentialTTL, nil
 	}
 	var sa corev1.ServiceAccount
-	if err := h.client.Get(ctx, client.ObjectKey{Namespace: nsName, Name: joinapi.ClusterServiceAccount}, &sa); err != nil {
+	if err := h.client.Get(ctx, client.ObjectKey{Namespace: nsName, Name: clusterjoin.ClusterServiceAccount}, &sa); err != nil {
 		return 0, fmt.Errorf("reading the ServiceAccount of cluster %s: %w", klogRef(cluster), err)
 	}
 	registered, ok := registeredAt(&sa)

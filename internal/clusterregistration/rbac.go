@@ -1,4 +1,4 @@
-package registration
+package clusterregistration
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
-	"github.com/edgefleet/edgefleet/internal/joinapi"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // contentBindingPrefix + the cluster namespace named the ClusterRoleBinding
@@ -35,7 +35,7 @@ var agentRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{fleetv1.GroupVersion.Group}, Resources: []string{"bundledeployments/status"}, Verbs: []string{"get", "patch", "update"}},
 	// The heartbeat: only the agent's own Lease, created by the manager (no
 	// create right, so the agent cannot plant the tunnel Lease).
-	{APIGroups: []string{coordinationv1.GroupName}, Resources: []string{"leases"}, ResourceNames: []string{joinapi.HeartbeatLease}, Verbs: []string{"get", "patch", "update"}},
+	{APIGroups: []string{coordinationv1.GroupName}, Resources: []string{"leases"}, ResourceNames: []string{clusterjoin.HeartbeatLease}, Verbs: []string{"get", "patch", "update"}},
 }
 
 // ensureRBAC gives the cluster's ServiceAccount exactly: its namespace's
@@ -44,16 +44,16 @@ var agentRules = []rbacv1.PolicyRule{
 // where the manager writes, so the manager alone writes status (the agent's
 // facts come from its heartbeat Lease).
 func (h *handlers) ensureRBAC(ctx context.Context, cluster *fleetv1.Cluster, ns *corev1.Namespace) error {
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: joinapi.ClusterServiceAccount}}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: clusterjoin.ClusterServiceAccount}}
 	if err := h.client.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating service account %s/%s: %w", sa.Namespace, sa.Name, err)
 	}
-	subject := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns.Name, Name: joinapi.ClusterServiceAccount}}
+	subject := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns.Name, Name: clusterjoin.ClusterServiceAccount}}
 	clusterOwner := []metav1.OwnerReference{{APIVersion: fleetv1.GroupVersion.String(), Kind: "Cluster", Name: cluster.Name, UID: cluster.UID}}
 	objs := []client.Object{
-		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: joinapi.ClusterServiceAccount}, Rules: agentRules},
-		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: joinapi.ClusterServiceAccount}, Subjects: subject,
-			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: joinapi.ClusterServiceAccount}},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: clusterjoin.ClusterServiceAccount}, Rules: agentRules},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: clusterjoin.ClusterServiceAccount}, Subjects: subject,
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: clusterjoin.ClusterServiceAccount}},
 		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Namespace, Name: clusterRoleName(cluster), OwnerReferences: clusterOwner}, Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{fleetv1.GroupVersion.Group}, Resources: []string{"clusters"}, ResourceNames: []string{cluster.Name}, Verbs: []string{"get"}},
 		}},

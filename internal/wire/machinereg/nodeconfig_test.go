@@ -1,13 +1,11 @@
-package register
+package machinereg
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
 
-func TestParseConfig(t *testing.T) {
+func TestParseNodeConfig(t *testing.T) {
 	tests := []struct {
 		name, in, wantErr string
 	}{
@@ -21,7 +19,7 @@ func TestParseConfig(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseConfig([]byte(tc.in))
+			_, err := ParseNodeConfig([]byte(tc.in))
 			if tc.wantErr == "" && err != nil {
 				t.Fatal(err)
 			}
@@ -29,23 +27,5 @@ func TestParseConfig(t *testing.T) {
 				t.Fatalf("error %v, want %q", err, tc.wantErr)
 			}
 		})
-	}
-}
-
-func TestLoadConfigResolvesCAPathAndDefaults(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "node.yaml")
-	if err := os.WriteFile(p, []byte("registration:\n  url: https://m/r\n  ca-cert: ca.pem\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, _, err := LoadConfig(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Registration.CACert != filepath.Join(dir, "ca.pem") || cfg.StateDir != DefaultStateDir {
-		t.Fatalf("got %+v", cfg)
-	}
-	if _, _, err := LoadConfig(filepath.Join(dir, "missing.yaml")); err == nil {
-		t.Fatal("missing config accepted")
 	}
 }
