@@ -13,8 +13,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	"github.com/edgefleet/edgefleet/internal/version"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // heartbeat renews the agent's heartbeat Lease in its namespace on the

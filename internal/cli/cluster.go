@@ -12,8 +12,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	"github.com/edgefleet/edgefleet/internal/clusterregistration"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 func newClusterCommand(g *globals) *cobra.Command {

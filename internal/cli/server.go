@@ -8,8 +8,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/edgefleet/edgefleet/internal/clusterproxy"
-	"github.com/edgefleet/edgefleet/internal/endpoint"
 	"github.com/edgefleet/edgefleet/internal/clusterregistration"
+	"github.com/edgefleet/edgefleet/internal/endpoint"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
 	"github.com/edgefleet/edgefleet/internal/server"
 )

@@ -17,9 +17,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/clusterregistration"
 	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
-	"github.com/edgefleet/edgefleet/internal/clusterregistration"
 )
 
 // TunnelLease is the Lease, in each cluster's namespace, that the replica

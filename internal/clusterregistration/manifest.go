@@ -8,9 +8,9 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	"github.com/edgefleet/edgefleet/internal/pki"
 	"github.com/edgefleet/edgefleet/internal/version"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // DefaultAgentImage runs edgefleet-agent in the import manifest's Deployment.

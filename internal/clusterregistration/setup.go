@@ -23,8 +23,8 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/authn"
-	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	"github.com/edgefleet/edgefleet/internal/pki"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // Router is the endpoint's route table.

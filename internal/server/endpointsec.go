@@ -10,9 +10,9 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/edgefleet/edgefleet/internal/authn"
-	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // streamingPrefixes are the endpoint's long-lived routes (see

@@ -133,8 +133,8 @@ type store struct {
 }
 
 type stored struct {
-	Server     string                   `json:"server"`
-	CAChecksum string                   `json:"caChecksum"`
+	Server     string                       `json:"server"`
+	CAChecksum string                       `json:"caChecksum"`
 	Response   clusterjoin.RegisterResponse `json:"response"`
 }
 

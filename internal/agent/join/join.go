@@ -17,8 +17,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	"github.com/edgefleet/edgefleet/internal/tunnel"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // Options are the agent's join settings.
