@@ -278,7 +278,3 @@ func (in *GitRepo) GetConditions() []metav1.Condition {
 func (in *GitRepo) SetConditions(conditions []metav1.Condition) {
 	in.Status.Conditions = conditions
 }
-
-func init() {
-	SchemeBuilder.Register(&GitRepo{}, &GitRepoList{})
-}
