@@ -117,6 +117,13 @@ type GitRepoSpec struct {
 	// +optional
 	Paused bool `json:"paused,omitempty"`
 
+	// suspend stops reconciling the GitRepo: the repository is neither polled
+	// nor fetched, its Bundles are left as they are and its status is not
+	// updated; deleting it still deletes its Bundles. Resuming syncs at once.
+	// Unlike paused, which keeps syncing but holds back the rollout.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+
 	// keepResources leaves deployed resources in place when the GitRepo or one
 	// of its bundles is deleted.
 	// +optional
