@@ -252,8 +252,8 @@ func TestKindsHaveStatusConditionsAndColumns(t *testing.T) {
 
 var lowerCamel = regexp.MustCompile(`^[a-z][a-zA-Z0-9]*$`)
 
-// TestFieldConventions: json names are lowerCamelCase, optional fields are
-// omitted when empty, no floating point (it does not round-trip across
+// TestFieldConventions: json names are lowerCamelCase, every field is
+// explicitly +optional or +required, optional fields are omitted when empty, no floating point (it does not round-trip across
 // languages: use resource.Quantity or a string), no int/uint of
 // platform-dependent size.
 func TestFieldConventions(t *testing.T) {
@@ -276,6 +276,10 @@ func TestFieldConventions(t *testing.T) {
 			}
 			if !lowerCamel.MatchString(name) && nonCamelJSON[name] == "" {
 				t.Errorf("%s: json name %q is not lowerCamelCase", where, name)
+			}
+			if name != "spec" && name != "status" && name != "items" &&
+				!hasMarker(f.markers, "+optional") && !hasMarker(f.markers, "+required") && !hasMarker(f.markers, "+kubebuilder:validation:Required") {
+				t.Errorf("%s: mark it +optional or +required", where)
 			}
 			omits := strings.Contains(opts, "omitempty") || strings.Contains(opts, "omitzero")
 			if hasMarker(f.markers, "+optional") && !omits {
