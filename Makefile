@@ -43,6 +43,7 @@ dev-cluster: kube-binaries build
 test: deps kube-binaries build
 	EDGEFLEET_KUBE_BIN_DIR="$$(cat $(KUBE_BIN_DIR_FILE))" KUBEBUILDER_ASSETS="$$(cat $(KUBE_BIN_DIR_FILE))" EDGEFLEET_BIN="$(CURDIR)/bin/edgefleet" \
 		go test $(GO_TEST_FLAGS) ./...
+	cd api && go test $(GO_TEST_FLAGS) ./...
 
 ## bench: every benchmark (fleet scenarios, idle, registration storm, tunnel, seed image,
 ## footprint); writes BENCHMARKS.md. Pick fleet scenarios with BENCH_SCENARIOS=50x50,500x10
@@ -62,6 +63,7 @@ bench-short: kube-binaries build
 ## test-unit: only the tests that need no control plane
 test-unit:
 	go test -short ./...
+	cd api && go test -short ./...
 
 ## generate: deepcopy functions and CRD manifests from api/
 generate:
@@ -75,6 +77,7 @@ verify-generate: generate
 
 vet:
 	go vet ./...
+	cd api && go vet ./...
 	cd hack/kube && go vet ./...
 
 fmt:

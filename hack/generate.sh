@@ -29,11 +29,16 @@ CRD_DIR="config/crd/bases"
 mkdir -p "${CRD_DIR}"
 find "${CRD_DIR}" -maxdepth 1 -name '*.yaml' -delete
 
-"${CONTROLLER_GEN}" \
-  object:headerFile=hack/boilerplate.go.txt \
-  paths=./api/...
+# api/ is its own module (github.com/edgefleet/edgefleet/api), so
+# controller-gen loads its packages from inside it.
+(
+  cd api
+  "${CONTROLLER_GEN}" \
+    object:headerFile=../hack/boilerplate.go.txt \
+    paths=./...
 
-"${CONTROLLER_GEN}" \
-  crd \
-  paths=./api/... \
-  output:crd:artifacts:config="${CRD_DIR}"
+  "${CONTROLLER_GEN}" \
+    crd \
+    paths=./... \
+    output:crd:artifacts:config="../${CRD_DIR}"
+)

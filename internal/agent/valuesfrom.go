@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -83,7 +83,7 @@ func resolveValuesFrom(ctx context.Context, c client.Reader, opts fleetv1.Bundle
 		if err != nil {
 			return opts, err
 		}
-		values = targeting.MergeValues(values, &apiextensionsv1.JSON{Raw: jsonRaw})
+		values = targeting.MergeValues(values, &runtime.RawExtension{Raw: jsonRaw})
 	}
 	helm.Values = values
 	opts.Helm = &helm

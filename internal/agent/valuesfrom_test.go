@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/test/harness"
@@ -32,7 +32,7 @@ func TestValuesFromDownstreamConfigMapsAndSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := fleetv1.BundleDeploymentOptions{DefaultNamespace: "apps", Helm: &fleetv1.HelmOptions{
-		Values: &apiextensionsv1.JSON{Raw: []byte(`{"site":"none","image":{"repo":"web","tag":"v1"}}`)},
+		Values: &runtime.RawExtension{Raw: []byte(`{"site":"none","image":{"repo":"web","tag":"v1"}}`)},
 	}}
 	tests := []struct {
 		name    string

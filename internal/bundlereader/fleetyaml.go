@@ -13,7 +13,7 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
@@ -166,7 +166,7 @@ func resolveAlias(n *yaml.Node) *yaml.Node {
 }
 
 var (
-	rawJSONType  = reflect.TypeOf(apiextensionsv1.JSON{})
+	rawJSONType  = reflect.TypeOf(runtime.RawExtension{})
 	intOrStrType = reflect.TypeOf(intstr.IntOrString{})
 )
 

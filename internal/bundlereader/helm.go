@@ -22,7 +22,7 @@ import (
 	"helm.sh/helm/v4/pkg/chart/loader"
 	"helm.sh/helm/v4/pkg/chart/loader/archive"
 	"helm.sh/helm/v4/pkg/registry"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	sigsyaml "sigs.k8s.io/yaml"
 
@@ -90,7 +90,7 @@ func (b *builder) mergeValuesFiles(h *fleetv1.HelmOptions, where []any) error {
 	if err != nil {
 		return fmt.Errorf("encoding merged Helm values for %s: %w", b.dir.display, err)
 	}
-	h.Values = &apiextensionsv1.JSON{Raw: raw}
+	h.Values = &runtime.RawExtension{Raw: raw}
 	h.ValuesFiles = nil
 	return nil
 }

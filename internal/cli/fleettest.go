@@ -10,8 +10,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
@@ -82,7 +82,7 @@ func runFleetTest(ctx context.Context, o fleetTestOptions, dirs []string, out io
 			return fmt.Errorf("%s: %w", o.clusterValues, err)
 		}
 		raw, _ := json.Marshal(values)
-		cluster.Spec.TemplateValues = &apiextensionsv1.JSON{Raw: raw}
+		cluster.Spec.TemplateValues = &runtime.RawExtension{Raw: raw}
 	}
 	// The imagined cluster is in exactly the named groups: each group selects all clusters.
 	var groups []*fleetv1.ClusterGroup

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 )
@@ -45,7 +45,7 @@ func TestRenderErrors(t *testing.T) {
 		{
 			name:     "values not a map",
 			fs:       testChart,
-			opts:     fleetv1.BundleDeploymentOptions{Helm: &fleetv1.HelmOptions{Chart: "chart", Values: &apiextensionsv1.JSON{Raw: []byte(`["a"]`)}}},
+			opts:     fleetv1.BundleDeploymentOptions{Helm: &fleetv1.HelmOptions{Chart: "chart", Values: &runtime.RawExtension{Raw: []byte(`["a"]`)}}},
 			file:     "fleet.yaml",
 			contains: []string{"helm.values must be a map"},
 		},

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
@@ -38,13 +38,13 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // jsonValues converts YAML to the JSON held in helm.values.
-func jsonValues(t testing.TB, y string) *apiextensionsv1.JSON {
+func jsonValues(t testing.TB, y string) *runtime.RawExtension {
 	t.Helper()
 	j, err := yaml.YAMLToJSON([]byte(y))
 	if err != nil {
 		t.Fatalf("values %q: %v", y, err)
 	}
-	return &apiextensionsv1.JSON{Raw: j}
+	return &runtime.RawExtension{Raw: j}
 }
 
 // ids lists objects as "Kind/namespace/name" in result order.

@@ -20,8 +20,8 @@ import (
 
 	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -363,7 +363,7 @@ func touch(t *testing.T, c client.Client, si *machinesv1.SeedImage) {
 	}
 }
 
-func jsonRaw(s string) *apiextensionsv1.JSON { return &apiextensionsv1.JSON{Raw: []byte(s)} }
+func jsonRaw(s string) *runtime.RawExtension { return &runtime.RawExtension{Raw: []byte(s)} }
 
 func fileSum(t *testing.T, path string) string {
 	t.Helper()

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"maps"
 
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 )
@@ -120,7 +120,7 @@ func mergeHelm(result, custom *fleetv1.HelmOptions) {
 // MergeValues deep-merges Helm values: maps merge key by key, recursively;
 // any other custom value replaces the base value. When either side is not a
 // JSON object the custom side wins.
-func MergeValues(base, custom *apiextensionsv1.JSON) *apiextensionsv1.JSON {
+func MergeValues(base, custom *runtime.RawExtension) *runtime.RawExtension {
 	if custom == nil || len(custom.Raw) == 0 {
 		return base
 	}
@@ -135,7 +135,7 @@ func MergeValues(base, custom *apiextensionsv1.JSON) *apiextensionsv1.JSON {
 	if err != nil {
 		return custom
 	}
-	return &apiextensionsv1.JSON{Raw: raw}
+	return &runtime.RawExtension{Raw: raw}
 }
 
 func mergeMaps(base, custom map[string]any) map[string]any {

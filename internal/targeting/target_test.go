@@ -4,13 +4,13 @@ import (
 	"strings"
 	"testing"
 
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 )
 
-func values(s string) *apiextensionsv1.JSON { return &apiextensionsv1.JSON{Raw: []byte(s)} }
+func values(s string) *runtime.RawExtension { return &runtime.RawExtension{Raw: []byte(s)} }
 
 func helmValues(opts fleetv1.BundleDeploymentOptions) string {
 	if opts.Helm == nil || opts.Helm.Values == nil {

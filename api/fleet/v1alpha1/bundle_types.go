@@ -17,8 +17,8 @@ limitations under the License.
 package v1alpha1
 
 import (
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
@@ -423,7 +423,7 @@ type HelmOptions struct {
 	// +optional
 	// +kubebuilder:validation:Type=object
 	// +kubebuilder:pruning:PreserveUnknownFields
-	Values *apiextensionsv1.JSON `json:"values,omitempty"`
+	Values *runtime.RawExtension `json:"values,omitempty"`
 
 	// valuesFiles are paths, inside the bundle, of values files merged over
 	// values in order.
@@ -778,8 +778,4 @@ func (in *Bundle) GetConditions() []metav1.Condition {
 // SetConditions replaces the bundle's status conditions.
 func (in *Bundle) SetConditions(conditions []metav1.Condition) {
 	in.Status.Conditions = conditions
-}
-
-func init() {
-	SchemeBuilder.Register(&Bundle{}, &BundleList{})
 }

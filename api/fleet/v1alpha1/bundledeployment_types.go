@@ -295,7 +295,3 @@ func (in *BundleDeployment) GetConditions() []metav1.Condition {
 func (in *BundleDeployment) SetConditions(conditions []metav1.Condition) {
 	in.Status.Conditions = conditions
 }
-
-func init() {
-	SchemeBuilder.Register(&BundleDeployment{}, &BundleDeploymentList{})
-}

@@ -17,8 +17,8 @@ limitations under the License.
 package v1alpha1
 
 import (
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // Cluster display states that are not bundle states.
@@ -80,7 +80,7 @@ type ClusterSpec struct {
 	// +optional
 	// +kubebuilder:validation:Type=object
 	// +kubebuilder:pruning:PreserveUnknownFields
-	TemplateValues *apiextensionsv1.JSON `json:"templateValues,omitempty"`
+	TemplateValues *runtime.RawExtension `json:"templateValues,omitempty"`
 
 	// agentNamespace is the namespace on the downstream cluster where the
 	// agent runs.
@@ -178,8 +178,4 @@ func (in *Cluster) GetConditions() []metav1.Condition {
 // SetConditions replaces the cluster's status conditions.
 func (in *Cluster) SetConditions(conditions []metav1.Condition) {
 	in.Status.Conditions = conditions
-}
-
-func init() {
-	SchemeBuilder.Register(&Cluster{}, &ClusterList{})
 }

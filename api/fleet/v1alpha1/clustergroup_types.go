@@ -131,7 +131,3 @@ func (in *ClusterGroup) GetConditions() []metav1.Condition {
 func (in *ClusterGroup) SetConditions(conditions []metav1.Condition) {
 	in.Status.Conditions = conditions
 }
-
-func init() {
-	SchemeBuilder.Register(&ClusterGroup{}, &ClusterGroupList{})
-}

@@ -122,7 +122,3 @@ func (in *ClusterRegistrationToken) GetConditions() []metav1.Condition {
 func (in *ClusterRegistrationToken) SetConditions(conditions []metav1.Condition) {
 	in.Status.Conditions = conditions
 }
-
-func init() {
-	SchemeBuilder.Register(&ClusterRegistrationToken{}, &ClusterRegistrationTokenList{})
-}

@@ -75,7 +75,3 @@ type ContentList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Content `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&Content{}, &ContentList{})
-}

@@ -22,8 +22,10 @@ limitations under the License.
 // Field names follow Rancher Fleet's fleet.cattle.io/v1alpha1 API wherever
 // users are likely to carry manifests or fleet.yaml files over.
 //
-// This package may import only the standard library, k8s.io/apimachinery,
-// the apiextensions v1 JSON type and controller-runtime's pkg/scheme.
+// This package is part of the module github.com/edgefleet/edgefleet/api and
+// may import only the standard library and k8s.io/apimachinery (free-form
+// JSON is runtime.RawExtension), so clients can use it without edgefleet's
+// dependencies. api/conventions_test.go checks the rules kept by hand.
 //
 // +kubebuilder:object:generate=true
 // +groupName=fleet.edgefleet.io

@@ -117,6 +117,13 @@ type GitRepoSpec struct {
 	// +optional
 	Paused bool `json:"paused,omitempty"`
 
+	// suspend stops reconciling the GitRepo: the repository is neither polled
+	// nor fetched, its Bundles are left as they are and its status is not
+	// updated; deleting it still deletes its Bundles. Resuming syncs at once.
+	// Unlike paused, which keeps syncing but holds back the rollout.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+
 	// keepResources leaves deployed resources in place when the GitRepo or one
 	// of its bundles is deleted.
 	// +optional
@@ -277,8 +284,4 @@ func (in *GitRepo) GetConditions() []metav1.Condition {
 // SetConditions replaces the git repo's status conditions.
 func (in *GitRepo) SetConditions(conditions []metav1.Condition) {
 	in.Status.Conditions = conditions
-}
-
-func init() {
-	SchemeBuilder.Register(&GitRepo{}, &GitRepoList{})
 }

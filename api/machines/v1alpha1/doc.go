@@ -24,8 +24,10 @@ limitations under the License.
 // and the kebab-case install and registration settings, which are handed to
 // the machine as they are).
 //
-// This package may import only the standard library, k8s.io/apimachinery,
-// the apiextensions v1 JSON type and controller-runtime's pkg/scheme.
+// This package is part of the module github.com/edgefleet/edgefleet/api and
+// may import only the standard library and k8s.io/apimachinery (free-form
+// JSON is runtime.RawExtension), so clients can use it without edgefleet's
+// dependencies. api/conventions_test.go checks the rules kept by hand.
 //
 // +kubebuilder:object:generate=true
 // +groupName=machines.edgefleet.io

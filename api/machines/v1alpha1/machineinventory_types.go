@@ -164,7 +164,3 @@ func (in *MachineInventory) GetConditions() []metav1.Condition {
 func (in *MachineInventory) SetConditions(conditions []metav1.Condition) {
 	in.Status.Conditions = conditions
 }
-
-func init() {
-	SchemeBuilder.Register(&MachineInventory{}, &MachineInventoryList{})
-}

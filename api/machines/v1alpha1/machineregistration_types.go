@@ -17,8 +17,8 @@ limitations under the License.
 package v1alpha1
 
 import (
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // RegistrationAuth is how a machine proves its identity when it registers.
@@ -174,7 +174,7 @@ type MachineRegistrationConfig struct {
 	// +optional
 	// +kubebuilder:validation:Type=object
 	// +kubebuilder:pruning:PreserveUnknownFields
-	CloudConfig *apiextensionsv1.JSON `json:"cloud-config,omitempty"`
+	CloudConfig *runtime.RawExtension `json:"cloud-config,omitempty"`
 
 	// install configures the OS installation on registered machines.
 	// +optional
@@ -377,8 +377,4 @@ func (in *MachineRegistration) GetConditions() []metav1.Condition {
 // SetConditions replaces the registration's status conditions.
 func (in *MachineRegistration) SetConditions(conditions []metav1.Condition) {
 	in.Status.Conditions = conditions
-}
-
-func init() {
-	SchemeBuilder.Register(&MachineRegistration{}, &MachineRegistrationList{})
 }

@@ -17,8 +17,8 @@ limitations under the License.
 package v1alpha1
 
 import (
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // SeedImageType is the kind of media a SeedImage builds.
@@ -121,7 +121,7 @@ type SeedImageSpec struct {
 	// +optional
 	// +kubebuilder:validation:Type=object
 	// +kubebuilder:pruning:PreserveUnknownFields
-	CloudConfig *apiextensionsv1.JSON `json:"cloud-config,omitempty"`
+	CloudConfig *runtime.RawExtension `json:"cloud-config,omitempty"`
 
 	// cleanupAfterMinutes is how long the built image stays downloadable.
 	// Defaults to 60; 0 keeps it until the SeedImage is deleted.
@@ -191,8 +191,4 @@ func (in *SeedImage) GetConditions() []metav1.Condition {
 // SetConditions replaces the seed image's status conditions.
 func (in *SeedImage) SetConditions(conditions []metav1.Condition) {
 	in.Status.Conditions = conditions
-}
-
-func init() {
-	SchemeBuilder.Register(&SeedImage{}, &SeedImageList{})
 }

@@ -9,10 +9,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -137,9 +137,9 @@ func (e *env) updateBundle(name string, mutate func(*fleetv1.Bundle)) {
 	})
 }
 
-func values(v map[string]any) *apiextensionsv1.JSON {
+func values(v map[string]any) *runtime.RawExtension {
 	raw, _ := json.Marshal(v)
-	return &apiextensionsv1.JSON{Raw: raw}
+	return &runtime.RawExtension{Raw: raw}
 }
 
 func replicas(bd *fleetv1.BundleDeployment) any {

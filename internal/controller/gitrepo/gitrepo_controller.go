@@ -246,6 +246,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
 		}
 	}
+	if gr.Spec.Suspend {
+		// Nothing but deletion runs, as Flux's suspend; resuming is a spec
+		// change, so the next reconcile syncs at once.
+		return ctrl.Result{}, nil
+	}
 
 	st := r.state(req.NamespacedName)
 	// base is the status as last written; gr's status is what sync learns.
