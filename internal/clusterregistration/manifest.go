@@ -160,7 +160,7 @@ func (h *handlers) importManifest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "import manifests are served at %s<token>.yaml", clusterjoin.ImportPathPrefix)
 		return
 	}
-	if _, err := h.lookupToken(r.Context(), token); err != nil {
+	if _, err := h.LookupToken(r.Context(), token); err != nil {
 		writeError(w, http.StatusUnauthorized, "%v", errInvalidToken)
 		return
 	}

@@ -97,13 +97,13 @@ func Setup(mgr ctrl.Manager, r Router, o Options) error {
 	if err := mgr.Add(everyReplica{tokens}); err != nil {
 		return fmt.Errorf("adding the token Secret cache: %w", err)
 	}
-	h := &handlers{
+	svc := &Service{
 		tokens: tokens, maxLifetime: max(o.CredentialMaxLifetime, 0),
 		client: direct, cache: mgr.GetClient(), clientset: cs, auth: &authn.Authenticator{Client: cs},
-		externalURL: o.ExternalURL, caPEM: o.CACertPEM, credentialTTL: o.CredentialTTL, agentImage: o.AgentImage,
-		now: time.Now, log: o.Log.WithName("registration"),
+		caPEM: o.CACertPEM, credentialTTL: o.CredentialTTL, now: time.Now,
 		recorder: mgr.GetEventRecorder("edgefleet-registration"),
 	}
+	h := &handlers{Service: svc, externalURL: o.ExternalURL, agentImage: o.AgentImage, log: o.Log.WithName("registration")}
 	proxy, err := ManagerAPIProxy(mgr.GetConfig())
 	if err != nil {
 		return err
