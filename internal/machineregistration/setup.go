@@ -89,14 +89,14 @@ func NewHandler(mgr ctrl.Manager, o Options) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating the registration endpoint's client: %w", err)
 	}
-	return &Handler{
+	return &Handler{Inventories: Inventories{
 		Client:    c,
 		Reader:    mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("machineregistration"),
 		APIServer: ManagerAPIURL(o.ExternalURL),
 		CACertPEM: o.CACertPEM,
 		TokenTTL:  o.TokenTTL,
-	}, nil
+	}}, nil
 }
 
 // ManagerAPIURL is the Kubernetes API address in a machine's kubeconfig:
