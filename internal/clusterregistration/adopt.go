@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
-	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
+	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
@@ -97,7 +97,7 @@ func (s *Service) checkedIn(ctx context.Context, cluster *fleetv1.Cluster) (bool
 	if !cluster.Status.Agent.LastSeen.IsZero() {
 		return true, nil
 	}
-	ns := clusterctrl.NamespaceName(cluster.Namespace, cluster.Name)
+	ns := clusterns.Name(cluster.Namespace, cluster.Name)
 	for _, name := range []string{clusterjoin.HeartbeatLease, "edgefleet-tunnel"} {
 		var lease coordinationv1.Lease
 		err := s.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &lease)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -18,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
-	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
+	"github.com/edgefleet/edgefleet/internal/clusterns"
 )
 
 // ClientIDIndex indexes Clusters by spec.clientID.
@@ -144,31 +145,17 @@ func (s *Service) createCluster(ctx context.Context, crt *fleetv1.ClusterRegistr
 }
 
 // ensureNamespace creates the cluster's namespace as the cluster controller
-// would, so the credential can be bound in it without waiting for that
-// controller (which runs only on the leader).
+// does, so the credential can be bound in it without waiting for that
+// controller.
 func (s *Service) ensureNamespace(ctx context.Context, cluster *fleetv1.Cluster) (*corev1.Namespace, error) {
-	name := clusterctrl.NamespaceName(cluster.Namespace, cluster.Name)
-	ns := &corev1.Namespace{}
-	err := s.client.Get(ctx, client.ObjectKey{Name: name}, ns)
-	if apierrors.IsNotFound(err) {
-		ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
-			fleetv1.ManagedLabel: "true", fleetv1.ClusterNameLabel: cluster.Name, fleetv1.ClusterNamespaceLabel: cluster.Namespace,
-		}}}
-		err = s.client.Create(ctx, ns)
-		if apierrors.IsAlreadyExists(err) {
-			err = s.client.Get(ctx, client.ObjectKey{Name: name}, ns)
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("ensuring namespace %s of cluster %s: %w", name, klogRef(cluster), err)
-	}
-	if ns.Labels[fleetv1.ClusterNameLabel] != cluster.Name || ns.Labels[fleetv1.ClusterNamespaceLabel] != cluster.Namespace {
+	ns, err := clusterns.Ensure(ctx, s.client, cluster)
+	switch name := clusterns.Name(cluster.Namespace, cluster.Name); {
+	case errors.Is(err, clusterns.ErrNotOwned):
 		return nil, fmt.Errorf("namespace %s does not belong to cluster %s", name, klogRef(cluster))
-	}
-	if !ns.DeletionTimestamp.IsZero() {
+	case errors.Is(err, clusterns.ErrTerminating):
 		return nil, fmt.Errorf("namespace %s of cluster %s is being deleted; retry when it is gone", name, klogRef(cluster))
 	}
-	return ns, nil
+	return ns, err
 }
 
 func klogRef(o client.Object) string { return o.GetNamespace() + "/" + o.GetName() }

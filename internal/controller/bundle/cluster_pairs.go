@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
-	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
+	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"github.com/edgefleet/edgefleet/internal/controller/queue"
 	"github.com/edgefleet/edgefleet/internal/targeting"
 )
@@ -145,7 +145,7 @@ func (r *clusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		// controller).
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	clusterNS, ready := clusterctrl.Namespace(&cluster)
+	clusterNS, ready := clusterns.Of(&cluster)
 	if !cluster.DeletionTimestamp.IsZero() || !ready {
 		return ctrl.Result{}, nil
 	}

@@ -15,14 +15,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"github.com/edgefleet/edgefleet/internal/content"
-	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
 )
 
 // desiredDeployment starts from the cluster's current BundleDeployment (a
 // copy) or a new one.
 func desiredDeployment(bundle *fleetv1.Bundle, cluster *fleetv1.Cluster, current *fleetv1.BundleDeployment) *fleetv1.BundleDeployment {
-	clusterNS, _ := clusterctrl.Namespace(cluster)
+	clusterNS, _ := clusterns.Of(cluster)
 	if current != nil && current.Namespace == clusterNS {
 		return current.DeepCopy()
 	}
