@@ -25,6 +25,7 @@ import (
 
 	"github.com/edgefleet/edgefleet/internal/authn"
 	"github.com/edgefleet/edgefleet/internal/clusterregistration"
+	"github.com/edgefleet/edgefleet/internal/endpoint"
 	"github.com/edgefleet/edgefleet/internal/tunnel"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
@@ -93,7 +94,7 @@ type entry struct {
 }
 
 // Setup adds the tunnel and proxy routes and the probe and liveness loops.
-func Setup(mgr ctrl.Manager, r clusterregistration.Router, o Options) (*Server, error) {
+func Setup(mgr ctrl.Manager, r endpoint.Router, o Options) (*Server, error) {
 	o.defaults()
 	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
 	if err != nil {

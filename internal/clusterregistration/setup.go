@@ -23,14 +23,10 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/authn"
+	"github.com/edgefleet/edgefleet/internal/endpoint"
 	"github.com/edgefleet/edgefleet/internal/pki"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
-
-// Router is the endpoint's route table.
-type Router interface {
-	Handle(pattern string, h http.Handler)
-}
 
 // Options configure registration.
 type Options struct {
@@ -53,7 +49,7 @@ type Options struct {
 
 // Setup adds the token controller, the clientID index, the endpoint
 // ConfigMap and the join routes.
-func Setup(mgr ctrl.Manager, r Router, o Options) error {
+func Setup(mgr ctrl.Manager, r endpoint.Router, o Options) error {
 	if o.CredentialTTL <= 0 {
 		o.CredentialTTL = DefaultCredentialTTL
 	}
