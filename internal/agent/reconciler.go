@@ -28,6 +28,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/agent/helmdeploy"
 	"github.com/edgefleet/edgefleet/internal/content"
 	"github.com/edgefleet/edgefleet/internal/render"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // Finalizer keeps a BundleDeployment until the agent removed what it
@@ -361,7 +362,7 @@ func correctDrift(bd *fleetv1.BundleDeployment) fleetv1.CorrectDrift {
 }
 
 // protectedNamespaces are never deleted by deleteNamespace.
-var protectedNamespaces = map[string]bool{"default": true, "kube-system": true, "kube-public": true, "kube-node-lease": true, apply.SystemNamespace: true}
+var protectedNamespaces = map[string]bool{"default": true, "kube-system": true, "kube-public": true, "kube-node-lease": true, clusterjoin.SystemNamespace: true}
 
 // finalize removes what bd deployed (unless keepResources), then the
 // finalizer.

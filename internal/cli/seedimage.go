@@ -148,12 +148,12 @@ func readyMessage(si *machinesv1.SeedImage) string {
 // image is also checked against the checksum read from the API.
 func managerHTTPClient(ctx context.Context, c client.Client, _ *rest.Config) (*http.Client, error) {
 	var cm corev1.ConfigMap
-	if err := c.Get(ctx, client.ObjectKey{Namespace: clusterjoin.ManagerSystemNamespace, Name: clusterjoin.EndpointConfigMap}, &cm); err != nil {
-		return nil, fmt.Errorf("reading ConfigMap %s/%s, where the manager publishes its CA: %w (is `edgefleet server` running against this API?)", clusterjoin.ManagerSystemNamespace, clusterjoin.EndpointConfigMap, err)
+	if err := c.Get(ctx, client.ObjectKey{Namespace: clusterjoin.SystemNamespace, Name: clusterjoin.EndpointConfigMap}, &cm); err != nil {
+		return nil, fmt.Errorf("reading ConfigMap %s/%s, where the manager publishes its CA: %w (is `edgefleet server` running against this API?)", clusterjoin.SystemNamespace, clusterjoin.EndpointConfigMap, err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM([]byte(cm.Data["ca.crt"])) {
-		return nil, fmt.Errorf("ConfigMap %s/%s has no CA certificate under ca.crt; restart the manager to publish it again", clusterjoin.ManagerSystemNamespace, clusterjoin.EndpointConfigMap)
+		return nil, fmt.Errorf("ConfigMap %s/%s has no CA certificate under ca.crt; restart the manager to publish it again", clusterjoin.SystemNamespace, clusterjoin.EndpointConfigMap)
 	}
 	return &http.Client{Timeout: 30 * time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}, nil
 }

@@ -145,7 +145,7 @@ func Manifest(server, token string, caPEM []byte, image string) ([]byte, error) 
 	}
 	var buf bytes.Buffer
 	err = manifestTemplate.Execute(&buf, map[string]string{
-		"Namespace": clusterjoin.AgentNamespace, "AgentSA": clusterjoin.AgentServiceAccount, "ImpersonatorSA": clusterjoin.ImpersonatorServiceAccount,
+		"Namespace": clusterjoin.SystemNamespace, "AgentSA": clusterjoin.AgentServiceAccount, "ImpersonatorSA": clusterjoin.ImpersonatorServiceAccount,
 		"ImpersonatorRules": strings.TrimSpace(string(rules)), "BootstrapSecret": clusterjoin.BootstrapSecret,
 		"KeyServer": clusterjoin.KeyServer, "KeyToken": clusterjoin.KeyToken, "KeyCAChecksum": clusterjoin.KeyCAChecksum,
 		"Server": server, "Token": token, "CAChecksum": pki.Checksum(caPEM), "Image": image,

@@ -127,7 +127,7 @@ func Setup(mgr ctrl.Manager, r endpoint.Router, o Options) error {
 // kubeconfig` can print commands without being told the URL. It runs on the
 // leader.
 func publishEndpoint(ctx context.Context, c client.Client, o Options) error {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clusterjoin.ManagerSystemNamespace}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clusterjoin.SystemNamespace}}
 	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating namespace %s: %w", ns.Name, err)
 	}

@@ -21,9 +21,6 @@ import (
 // applies.
 const FieldOwner = "edgefleet-agent"
 
-// SystemNamespace holds the agent's inventories on the downstream cluster.
-const SystemNamespace = "edgefleet-system"
-
 // Ref identifies one downstream object.
 type Ref struct {
 	APIVersion string `json:"apiVersion"`
