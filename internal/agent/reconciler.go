@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -171,7 +170,7 @@ func (r *reconciler) needsDeploy(ctx context.Context, bd *fleetv1.BundleDeployme
 }
 
 func (r *reconciler) render(ctx context.Context, bd *fleetv1.BundleDeployment) (*render.Result, error) {
-	id, _, _ := strings.Cut(bd.Spec.DeploymentID, ":")
+	id := content.DeploymentID(bd.Spec.DeploymentID).ContentsID()
 	if id == "" {
 		return nil, errors.New("spec.deploymentID is empty: the manager has not rendered this deployment yet")
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/content"
 )
 
 // DeploymentID identifies what an agent deploys: contentsID + ":" + the hex
@@ -15,7 +16,7 @@ func DeploymentID(contentsID string, opts fleetv1.BundleDeploymentOptions) strin
 	sanitized := *opts.DeepCopy()
 	sanitized.Diff = nil
 	sanitized.CorrectDrift = nil
-	return contentsID + ":" + hashJSON(sanitized)
+	return string(content.NewDeploymentID(contentsID, hashJSON(sanitized)))
 }
 
 // hashJSON hashes v's JSON with object keys sorted at every level, so Helm
@@ -32,14 +33,4 @@ func hashJSON(v any) string {
 	}
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:])
-}
-
-// ContentsIDOf returns the contents part of a deployment ID.
-func ContentsIDOf(deploymentID string) string {
-	for i := len(deploymentID) - 1; i >= 0; i-- {
-		if deploymentID[i] == ':' {
-			return deploymentID[:i]
-		}
-	}
-	return deploymentID
 }

@@ -16,7 +16,6 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/content"
-	"github.com/edgefleet/edgefleet/internal/targeting"
 )
 
 // Defaults.
@@ -155,7 +154,7 @@ func (r *Reconciler) referenced(ctx context.Context) (map[string]bool, error) {
 	for _, bd := range bds.Items {
 		for _, id := range []string{bd.Spec.DeploymentID, bd.Spec.StagedDeploymentID} {
 			if id != "" {
-				refs[targeting.ContentsIDOf(id)] = true
+				refs[content.DeploymentID(id).ContentsID()] = true
 			}
 		}
 	}
