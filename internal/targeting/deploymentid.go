@@ -3,10 +3,10 @@ package targeting
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/content"
+	"github.com/edgefleet/edgefleet/internal/jsonvalue"
 )
 
 // DeploymentID identifies what an agent deploys: contentsID + ":" + the hex
@@ -22,15 +22,6 @@ func DeploymentID(contentsID string, opts fleetv1.BundleDeploymentOptions) strin
 // hashJSON hashes v's JSON with object keys sorted at every level, so Helm
 // values that differ only in key order hash alike.
 func hashJSON(v any) string {
-	data, err := json.Marshal(v)
-	if err == nil {
-		var generic any
-		if json.Unmarshal(data, &generic) == nil {
-			if canonical, err := json.Marshal(generic); err == nil {
-				data = canonical
-			}
-		}
-	}
-	sum := sha256.Sum256(data)
+	sum := sha256.Sum256(jsonvalue.Canonical(v))
 	return hex.EncodeToString(sum[:])
 }

@@ -20,6 +20,7 @@ import (
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"github.com/edgefleet/edgefleet/internal/controller/queue"
+	"github.com/edgefleet/edgefleet/internal/jsonvalue"
 	"github.com/edgefleet/edgefleet/internal/targeting"
 )
 
@@ -102,7 +103,7 @@ func (r *clusterReconciler) groupHandler() handler.EventHandler {
 		},
 		UpdateFunc: func(ctx context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			o, n := e.ObjectOld.(*fleetv1.ClusterGroup), e.ObjectNew.(*fleetv1.ClusterGroup)
-			if o != nil && n != nil && maps.Equal(o.Labels, n.Labels) && semanticEqual(o.Spec, n.Spec) {
+			if o != nil && n != nil && maps.Equal(o.Labels, n.Labels) && jsonvalue.Equal(o.Spec, n.Spec) {
 				return
 			}
 			enqueue(ctx, q, e.ObjectOld, e.ObjectNew)

@@ -2,10 +2,8 @@ package bundle
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
-	"reflect"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,6 +15,7 @@ import (
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"github.com/edgefleet/edgefleet/internal/content"
+	"github.com/edgefleet/edgefleet/internal/jsonvalue"
 )
 
 // desiredDeployment starts from the cluster's current BundleDeployment (a
@@ -80,7 +79,7 @@ func (r *Reconciler) write(ctx context.Context, original, desired *fleetv1.Bundl
 		bdWrites.WithLabelValues("create").Inc()
 		return desired, nil
 	}
-	if semanticEqual(original.Spec, desired.Spec) && maps.Equal(original.Labels, desired.Labels) {
+	if jsonvalue.Equal(original.Spec, desired.Spec) && maps.Equal(original.Labels, desired.Labels) {
 		return original, nil
 	}
 	log.V(1).Info("Updating BundleDeployment", "deploymentID", desired.Spec.DeploymentID, "stagedDeploymentID", desired.Spec.StagedDeploymentID)
@@ -146,24 +145,6 @@ func (r *Reconciler) neverCheckedIn(ctx context.Context, bd *fleetv1.BundleDeplo
 }
 
 func klogRef(o client.Object) string { return o.GetNamespace() + "/" + o.GetName() }
-
-// semanticEqual compares two values by their JSON, so Helm values that
-// only differ in number formatting or key order compare equal.
-func semanticEqual(a, b any) bool {
-	return reflect.DeepEqual(generic(a), generic(b))
-}
-
-func generic(v any) any {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return v
-	}
-	var out any
-	if err := json.Unmarshal(data, &out); err != nil {
-		return v
-	}
-	return out
-}
 
 // contentsID returns the ID of the bundle's manifest: spec.contentsID, or
 // the ID of spec.resources, which are stored as a Content the first time
