@@ -15,6 +15,7 @@ package bundle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -256,7 +257,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
-		return ctrl.Result{}, fmt.Errorf("reconciling bundle %s: %v", req.NamespacedName, errs)
+		return ctrl.Result{}, fmt.Errorf("reconciling bundle %s: %w", req.NamespacedName, errors.Join(errs...))
 	}
 	return ctrl.Result{}, nil
 }

@@ -2,6 +2,7 @@ package bundle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 
@@ -231,7 +232,7 @@ func (r *clusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		}
 	}
 	if len(errs) > 0 {
-		return ctrl.Result{}, fmt.Errorf("reconciling deployments of cluster %s: %v", req.NamespacedName, errs)
+		return ctrl.Result{}, fmt.Errorf("reconciling deployments of cluster %s: %w", req.NamespacedName, errors.Join(errs...))
 	}
 	return ctrl.Result{}, nil
 }
