@@ -14,12 +14,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/clusterns"
+	"github.com/edgefleet/edgefleet/internal/kubenames"
 )
 
 // ClientIDIndex indexes Clusters by spec.clientID.
@@ -52,7 +52,7 @@ func Reserved(key string) bool {
 func FilterLabels(in map[string]string) (kept map[string]string, dropped []string) {
 	kept = map[string]string{}
 	for k, v := range in {
-		if Reserved(k) || len(validation.IsQualifiedName(k)) > 0 || len(validation.IsValidLabelValue(v)) > 0 {
+		if Reserved(k) || kubenames.ValidateLabel(k, v) != nil {
 			dropped = append(dropped, k)
 			continue
 		}

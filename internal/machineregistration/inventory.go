@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/kubenames"
 	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 )
 
@@ -140,14 +141,14 @@ func (m *Inventories) renderMetadata(mr *machinesv1.MachineRegistration, existin
 	labels, annotations := map[string]string{}, map[string]string{}
 	var warnings []string
 	for k, v := range in.Labels {
-		if err := validLabelKey(k); err != nil || strings.HasPrefix(k, reservedDomain) {
+		if err := kubenames.ValidateLabelKey(k); err != nil || strings.HasPrefix(k, reservedDomain) {
 			warnings = append(warnings, fmt.Sprintf("label %q sent by the machine skipped: not a valid key, or in the reserved %s domain", k, reservedDomain))
 			continue
 		}
 		labels[k] = sanitizeLabelValue(v)
 	}
 	for k, v := range in.Annotations {
-		if validLabelKey(k) == nil && !strings.HasPrefix(k, reservedDomain) {
+		if kubenames.ValidateLabelKey(k) == nil && !strings.HasPrefix(k, reservedDomain) {
 			annotations[k] = v
 		}
 	}
@@ -161,7 +162,7 @@ func (m *Inventories) renderMetadata(mr *machinesv1.MachineRegistration, existin
 		}
 	}
 	for k, tmpl := range mr.Spec.MachineInventoryLabels {
-		if err := validLabelKey(k); err != nil {
+		if err := kubenames.ValidateLabelKey(k); err != nil {
 			warnings = append(warnings, fmt.Sprintf("label skipped: %v (fix machineInventoryLabels of MachineRegistration %s)", err, mr.Name))
 			continue
 		}
@@ -181,7 +182,7 @@ func (m *Inventories) renderMetadata(mr *machinesv1.MachineRegistration, existin
 		labels[k] = v
 	}
 	for k, tmpl := range mr.Spec.MachineInventoryAnnotations {
-		if err := validLabelKey(k); err != nil {
+		if err := kubenames.ValidateLabelKey(k); err != nil {
 			warnings = append(warnings, fmt.Sprintf("annotation skipped: %v", err))
 			continue
 		}

@@ -134,11 +134,3 @@ func sanitizeName(v string) string {
 	}
 	return v
 }
-
-// validLabelKey checks a label or annotation key from a registration.
-func validLabelKey(k string) error {
-	if errs := validation.IsQualifiedName(k); len(errs) > 0 {
-		return fmt.Errorf("%q is not a valid label key: %s", k, strings.Join(errs, "; "))
-	}
-	return nil
-}
