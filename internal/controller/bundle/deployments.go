@@ -10,9 +10,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/bdfinalizer"
 	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"github.com/edgefleet/edgefleet/internal/content"
 	"github.com/edgefleet/edgefleet/internal/jsonvalue"
@@ -29,7 +29,7 @@ func desiredDeployment(bundle *fleetv1.Bundle, cluster *fleetv1.Cluster, current
 		Namespace: clusterNS,
 		Name:      DeploymentName(bundle.Namespace, bundle.Name, cluster.Namespace),
 		// Set here rather than by the agent: one write less per deployment.
-		Finalizers: []string{fleetv1.AgentCleanupFinalizer},
+		Finalizers: []string{bdfinalizer.Name},
 	}}
 }
 
@@ -120,10 +120,8 @@ func (r *Reconciler) delete(ctx context.Context, bd *fleetv1.BundleDeployment) e
 	// The agent removes its finalizer after cleaning up downstream. A
 	// cluster whose agent never checked in has nothing deployed and no
 	// agent to do it: release the finalizer so the deletion completes.
-	if controllerutil.ContainsFinalizer(bd, fleetv1.AgentCleanupFinalizer) && r.neverCheckedIn(ctx, bd) {
-		patch := client.MergeFrom(bd.DeepCopy())
-		controllerutil.RemoveFinalizer(bd, fleetv1.AgentCleanupFinalizer)
-		if err := r.Client.Patch(ctx, bd, patch); err != nil && !apierrors.IsNotFound(err) {
+	if bdfinalizer.Has(bd) && r.neverCheckedIn(ctx, bd) {
+		if err := bdfinalizer.Release(ctx, r.Client, bd, false); err != nil {
 			return fmt.Errorf("releasing the agent finalizer of bundle deployment %s: %w", klogRef(bd), err)
 		}
 	}

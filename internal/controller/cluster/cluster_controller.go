@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/bdfinalizer"
 	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"github.com/edgefleet/edgefleet/internal/controller/queue"
 	"github.com/edgefleet/edgefleet/internal/targeting"
@@ -247,20 +248,5 @@ func (r *Reconciler) patchStatus(ctx context.Context, cluster *fleetv1.Cluster, 
 // releaseAgentFinalizers removes the agent's finalizer from every
 // BundleDeployment in a cluster namespace.
 func (r *Reconciler) releaseAgentFinalizers(ctx context.Context, namespace string) error {
-	var list fleetv1.BundleDeploymentList
-	if err := r.Client.List(ctx, &list, client.InNamespace(namespace)); err != nil {
-		return fmt.Errorf("listing bundle deployments in %s: %w", namespace, err)
-	}
-	for i := range list.Items {
-		bd := &list.Items[i]
-		if !controllerutil.ContainsFinalizer(bd, fleetv1.AgentCleanupFinalizer) {
-			continue
-		}
-		patch := client.MergeFromWithOptions(bd.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		controllerutil.RemoveFinalizer(bd, fleetv1.AgentCleanupFinalizer)
-		if err := r.Client.Patch(ctx, bd, patch); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("releasing the agent finalizer of bundle deployment %s/%s: %w", namespace, bd.Name, err)
-		}
-	}
-	return nil
+	return bdfinalizer.ReleaseAll(ctx, r.Client, namespace)
 }
