@@ -6,8 +6,6 @@ package clusterns
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -19,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/kubenames"
 )
 
 // Name is the namespace on the manager that holds the BundleDeployments of
@@ -28,8 +27,6 @@ import (
 // readable part shortened so the whole is a valid namespace name (at most
 // 63 characters). The hash keeps names distinct after shortening.
 func Name(namespace, name string) string {
-	sum := sha256.Sum256([]byte(namespace + "/" + name))
-	suffix := hex.EncodeToString(sum[:])[:8]
 	readable := strings.Map(func(r rune) rune {
 		switch {
 		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-':
@@ -39,10 +36,7 @@ func Name(namespace, name string) string {
 		}
 		return '-'
 	}, "cluster-"+namespace+"-"+name)
-	if keep := 63 - len(suffix) - 1; len(readable) > keep {
-		readable = readable[:keep]
-	}
-	return strings.TrimRight(readable, "-") + "-" + suffix
+	return kubenames.Shorten(readable, 63, kubenames.HashHex(namespace+"/"+name, 8), "-")
 }
 
 // Of returns the cluster's namespace on the manager and whether the

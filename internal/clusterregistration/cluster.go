@@ -2,8 +2,6 @@ package clusterregistration
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -33,8 +31,7 @@ const ClientIDIndex = "spec.clientID"
 // characters. Clusters registered with the short names keep them: they are
 // found by clientID.
 func ClusterName(clientID string) string {
-	sum := sha256.Sum256([]byte(clientID))
-	return "cluster-" + hex.EncodeToString(sum[:])[:24]
+	return "cluster-" + kubenames.HashHex(clientID, 24)
 }
 
 // Reserved reports whether a label key uses the reserved edgefleet.io domain.
