@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -33,8 +34,23 @@ func main() {
 	root.AddCommand(newRegisterCommand(), newInventoryCommand())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := root.ExecuteContext(ctx); err != nil {
+	code := run(ctx, root)
+	stop()
+	os.Exit(code)
+}
+
+// run executes root and returns the process's exit code.
+func run(ctx context.Context, root *cobra.Command) int {
+	err := root.ExecuteContext(ctx)
+	var exit *exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &exit):
+		fmt.Fprintf(os.Stderr, "edgefleet-node: %v\n", err)
+		return exit.code
+	default:
 		fmt.Fprintf(os.Stderr, "edgefleet-node: error: %v\n", err)
-		os.Exit(1)
+		return 1
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	mathrand "math/rand/v2"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,6 +16,16 @@ import (
 // exitReprovision is the exit code when the manager says the machine must be
 // re-provisioned, so a systemd unit can tell it from a transient failure.
 const exitReprovision = 3
+
+// exitError ends the command with code instead of 1; main exits, so deferred
+// cleanup runs first.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
 
 func newRegisterCommand() *cobra.Command {
 	var configPath string
@@ -48,8 +57,7 @@ re-provisioned (or its state directory removed to register as a new machine).`,
 				res, err := register.Register(cmd.Context(), cfg, register.Options{Warn: warn})
 				switch {
 				case errors.Is(err, register.ErrReprovisioningNeeded):
-					fmt.Fprintf(cmd.ErrOrStderr(), "edgefleet-node: %v\n", err)
-					os.Exit(exitReprovision)
+					return &exitError{code: exitReprovision, err: err}
 				case err != nil && every == 0:
 					return fmt.Errorf("registering with %s (config %s): %w", cfg.Registration.URL, path, err)
 				case err != nil:

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,20 +19,20 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/agent/apply"
 	"github.com/edgefleet/edgefleet/internal/agent/helmdeploy"
+	"github.com/edgefleet/edgefleet/internal/bdfinalizer"
 	"github.com/edgefleet/edgefleet/internal/content"
 	"github.com/edgefleet/edgefleet/internal/render"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // Finalizer keeps a BundleDeployment until the agent removed what it
-// deployed downstream. The manager usually sets it already; the agent adds
-// it when missing.
-const Finalizer = fleetv1.AgentCleanupFinalizer
+// deployed downstream (its lifecycle: internal/bdfinalizer).
+const Finalizer = bdfinalizer.Name
 
 // dependencyRequeue is how soon a deployment waiting for its dependencies
 // looks again; notReadyRequeue is how soon not-ready resources are checked
@@ -84,12 +83,8 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !bd.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.finalize(ctx, bd)
 	}
-	if !controllerutil.ContainsFinalizer(bd, Finalizer) {
-		before := bd.DeepCopy()
-		controllerutil.AddFinalizer(bd, Finalizer)
-		if err := r.manager.Patch(ctx, bd, client.MergeFrom(before)); err != nil {
-			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
-		}
+	if err := bdfinalizer.Ensure(ctx, r.manager, bd); err != nil {
+		return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
 	}
 	if bd.Spec.Paused {
 		return ctrl.Result{}, nil
@@ -170,7 +165,7 @@ func (r *reconciler) needsDeploy(ctx context.Context, bd *fleetv1.BundleDeployme
 }
 
 func (r *reconciler) render(ctx context.Context, bd *fleetv1.BundleDeployment) (*render.Result, error) {
-	id, _, _ := strings.Cut(bd.Spec.DeploymentID, ":")
+	id := content.DeploymentID(bd.Spec.DeploymentID).ContentsID()
 	if id == "" {
 		return nil, errors.New("spec.deploymentID is empty: the manager has not rendered this deployment yet")
 	}
@@ -361,12 +356,12 @@ func correctDrift(bd *fleetv1.BundleDeployment) fleetv1.CorrectDrift {
 }
 
 // protectedNamespaces are never deleted by deleteNamespace.
-var protectedNamespaces = map[string]bool{"default": true, "kube-system": true, "kube-public": true, "kube-node-lease": true, apply.SystemNamespace: true}
+var protectedNamespaces = map[string]bool{"default": true, "kube-system": true, "kube-public": true, "kube-node-lease": true, clusterjoin.SystemNamespace: true}
 
 // finalize removes what bd deployed (unless keepResources), then the
 // finalizer.
 func (r *reconciler) finalize(ctx context.Context, bd *fleetv1.BundleDeployment) error {
-	if !controllerutil.ContainsFinalizer(bd, Finalizer) {
+	if !bdfinalizer.Has(bd) {
 		return nil
 	}
 	defer r.memory.touch()
@@ -392,9 +387,7 @@ func (r *reconciler) finalize(ctx context.Context, bd *fleetv1.BundleDeployment)
 		}
 	}
 	r.desired.forget(client.ObjectKeyFromObject(bd))
-	before := bd.DeepCopy()
-	controllerutil.RemoveFinalizer(bd, Finalizer)
-	if err := r.manager.Patch(ctx, bd, client.MergeFrom(before)); err != nil && !apierrors.IsNotFound(err) {
+	if err := bdfinalizer.Release(ctx, r.manager, bd, false); err != nil {
 		return fmt.Errorf("removing finalizer: %w", err)
 	}
 	return nil

@@ -1,10 +1,10 @@
 package bundlereader
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"regexp"
 	"strings"
+
+	"github.com/edgefleet/edgefleet/internal/kubenames"
 )
 
 // MaxNameLength keeps derived bundle names usable as Helm release names,
@@ -29,7 +29,5 @@ func SafeName(s string) string {
 	if len(name) <= MaxNameLength {
 		return name
 	}
-	h := sha256.Sum256([]byte(s))
-	suffix := hex.EncodeToString(h[:])[:5]
-	return strings.TrimRight(name[:MaxNameLength-len(suffix)-1], "-") + "-" + suffix
+	return kubenames.Shorten(name, MaxNameLength, kubenames.HashHex(s, 5), "-")
 }

@@ -20,6 +20,7 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/content"
+	"github.com/edgefleet/edgefleet/internal/kubenames"
 )
 
 // Options shape how directories become bundles.
@@ -78,7 +79,7 @@ func Read(ctx context.Context, opts Options, paths ...string) ([]*Bundle, error)
 		return nil, fmt.Errorf("no directories given")
 	}
 	for k, v := range opts.Labels {
-		if err := validateLabel(k, v); err != nil {
+		if err := kubenames.ValidateLabel(k, v); err != nil {
 			return nil, err
 		}
 	}
@@ -177,16 +178,6 @@ func derivedName(setName, rel string) string {
 	return SafeName(setName + "/" + rel)
 }
 
-func validateLabel(k, v string) error {
-	if errs := validation.IsQualifiedName(k); len(errs) > 0 {
-		return fmt.Errorf("label key %q is invalid: %s", k, strings.Join(errs, "; "))
-	}
-	if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
-		return fmt.Errorf("label %s=%q has an invalid value: %s", k, v, strings.Join(errs, "; "))
-	}
-	return nil
-}
-
 // reader holds what is shared by all bundles of one Read.
 type reader struct {
 	opts     Options
@@ -252,7 +243,7 @@ func (r *reader) build(ctx context.Context, t *tree, d *bundleDir, name string) 
 		labels[k] = v
 	}
 	for k, v := range fy.Labels {
-		if err := validateLabel(k, v); err != nil {
+		if err := kubenames.ValidateLabel(k, v); err != nil {
 			return nil, b.fleetErr([]any{"labels", k}, "%v", err)
 		}
 		labels[k] = v

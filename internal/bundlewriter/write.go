@@ -7,7 +7,6 @@ package bundlewriter
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"reflect"
 
@@ -17,6 +16,7 @@ import (
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/bundlereader"
 	"github.com/edgefleet/edgefleet/internal/content"
+	"github.com/edgefleet/edgefleet/internal/jsonvalue"
 )
 
 // Action is what Write did to one bundle.
@@ -111,7 +111,7 @@ func Write(ctx context.Context, c client.Client, namespace, set string, bundles 
 			record(d.Name, Created)
 			continue
 		}
-		if sameJSON(cur.Spec, d.Spec) && reflect.DeepEqual(cur.Labels, d.Labels) {
+		if jsonvalue.Equal(cur.Spec, d.Spec) && reflect.DeepEqual(cur.Labels, d.Labels) {
 			record(d.Name, Unchanged)
 			continue
 		}
@@ -135,23 +135,4 @@ func Write(ctx context.Context, c client.Client, namespace, set string, bundles 
 		record(b.Name, Pruned)
 	}
 	return changes, nil
-}
-
-// sameJSON compares through JSON, so Helm values that the API server
-// re-encoded still compare equal.
-func sameJSON(a, b any) bool {
-	var av, bv any
-	for _, p := range []struct {
-		in  any
-		out *any
-	}{{a, &av}, {b, &bv}} {
-		data, err := json.Marshal(p.in)
-		if err != nil {
-			return false
-		}
-		if err := json.Unmarshal(data, p.out); err != nil {
-			return false
-		}
-	}
-	return reflect.DeepEqual(av, bv)
 }

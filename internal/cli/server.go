@@ -12,6 +12,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/endpoint"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
 	"github.com/edgefleet/edgefleet/internal/server"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 func newServerCommand(g *globals) *cobra.Command {
@@ -50,7 +51,7 @@ with leader election so several replicas can run.`,
 	f.StringVar(&o.ExternalURL, "external-url", "", "URL agents and users reach the endpoint at (default https://<listen>)")
 	f.StringVar(&o.KubeBinDir, "kube-bin-dir", "", "folder with kube-apiserver and etcd (default $EDGEFLEET_KUBE_BIN_DIR, then beside this binary, then PATH)")
 	f.IntVar(&o.APIServerPort, "apiserver-port", 0, "port of the embedded kube-apiserver on 127.0.0.1 (default: the previous one, or a free one)")
-	f.BoolVar(&o.LeaderElection, "leader-elect", true, "with --kubeconfig, elect one active replica through a Lease in "+server.SystemNamespace)
+	f.BoolVar(&o.LeaderElection, "leader-elect", true, "with --kubeconfig, elect one active replica through a Lease in "+clusterjoin.SystemNamespace)
 	f.BoolVar(&o.UnsafeNoFsync, "unsafe-no-fsync", false, "run etcd without fsync (tests and benchmarks only: a power loss can lose data)")
 	_ = f.MarkHidden("unsafe-no-fsync")
 	f.DurationVar(&o.OfflineThreshold, "cluster-offline-threshold", clusterproxy.DefaultOfflineThreshold, "a cluster with neither a heartbeat nor a tunnel probe for this long is Offline")

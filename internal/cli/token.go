@@ -57,11 +57,13 @@ func (k *kubeFlags) client() (client.Client, *rest.Config, error) {
 	return c, cfg, nil
 }
 
-// endpointInfo reads the URL and CA the manager publishes.
+// endpointInfo reads the URL and CA the manager publishes: the CLI's only
+// source of the endpoint's CA. It never reads the CA Secret, which holds the
+// key (TestCLINeverReadsTheCASecret).
 func endpointInfo(ctx context.Context, c client.Client) (*corev1.ConfigMap, error) {
 	var cm corev1.ConfigMap
-	if err := c.Get(ctx, client.ObjectKey{Namespace: clusterjoin.ManagerSystemNamespace, Name: clusterjoin.EndpointConfigMap}, &cm); err != nil {
-		return nil, fmt.Errorf("reading ConfigMap %s/%s, where the manager publishes its URL: %w (is `edgefleet server` running against this API?)", clusterjoin.ManagerSystemNamespace, clusterjoin.EndpointConfigMap, err)
+	if err := c.Get(ctx, client.ObjectKey{Namespace: clusterjoin.SystemNamespace, Name: clusterjoin.EndpointConfigMap}, &cm); err != nil {
+		return nil, fmt.Errorf("reading ConfigMap %s/%s, where the manager publishes its URL and CA: %w (is `edgefleet server` running against this API?)", clusterjoin.SystemNamespace, clusterjoin.EndpointConfigMap, err)
 	}
 	return &cm, nil
 }
@@ -157,7 +159,7 @@ or by running the agent directly:
 CA sha256: %s
 `, namespace, crt.Name, crt.Status.Expires.UTC().Format(time.RFC3339), token,
 		url, clusterjoin.ImportPathPrefix, token,
-		clusterjoin.ManagerSystemNamespace, clusterjoin.EndpointConfigMap, url, clusterjoin.ImportPathPrefix, token,
+		clusterjoin.SystemNamespace, clusterjoin.EndpointConfigMap, url, clusterjoin.ImportPathPrefix, token,
 		url, token, sum, sum)
 	return nil
 }

@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/edgefleet/edgefleet/internal/authn"
-	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
+	"github.com/edgefleet/edgefleet/internal/clusterns"
 )
 
 // caller authenticates the request's caller. A peer replica's request
@@ -82,8 +82,8 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, key types.Names
 // tunnelHolder returns the holderIdentity of the cluster's tunnel Lease when
 // it was renewed recently enough to count as up, else "".
 func (s *Server) tunnelHolder(ctx context.Context, key types.NamespacedName) (string, error) {
-	// Derived, never read from status: see clusterctrl.Namespace.
-	ns := clusterctrl.NamespaceName(key.Namespace, key.Name)
+	// Derived, never read from status: see clusterns.Of.
+	ns := clusterns.Name(key.Namespace, key.Name)
 	var lease coordinationv1.Lease
 	err := s.cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: TunnelLease}, &lease)
 	if apierrors.IsNotFound(err) {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/edgefleet/edgefleet/internal/authn"
 	"github.com/edgefleet/edgefleet/internal/clusterregistration"
+	"github.com/edgefleet/edgefleet/internal/endpoint"
 	"github.com/edgefleet/edgefleet/internal/tunnel"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
@@ -79,6 +80,8 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[types.NamespacedName]*entry
+	// closed: the replica is shutting down and takes no new session.
+	closed bool
 }
 
 type entry struct {
@@ -93,7 +96,7 @@ type entry struct {
 }
 
 // Setup adds the tunnel and proxy routes and the probe and liveness loops.
-func Setup(mgr ctrl.Manager, r clusterregistration.Router, o Options) (*Server, error) {
+func Setup(mgr ctrl.Manager, r endpoint.Router, o Options) (*Server, error) {
 	o.defaults()
 	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
 	if err != nil {
@@ -110,6 +113,9 @@ func Setup(mgr ctrl.Manager, r clusterregistration.Router, o Options) (*Server, 
 	r.Handle("GET "+clusterjoin.TunnelPath, http.HandlerFunc(s.serveTunnel))
 	r.Handle(clusterjoin.ClusterProxyPrefix, http.HandlerFunc(s.serveProxy))
 	if err := mgr.Add(everyReplica(s.probeLoop)); err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(everyReplica(s.closeOnShutdown)); err != nil {
 		return nil, err
 	}
 	if err := mgr.Add(&liveness{server: s}); err != nil {
@@ -150,18 +156,9 @@ func (s *Server) serveTunnel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e := &entry{sess: sess, transport: sess.Transport(), generation: clusterregistration.CredentialGeneration(cluster), remote: r.RemoteAddr}
-	s.mu.Lock()
-	if s.sessions[key] != old {
-		// Another session won the race since the check.
-		s.mu.Unlock()
-		_ = sess.Close()
-		log.Info("Closed a concurrent second tunnel for a cluster", "remote", r.RemoteAddr)
+	if !s.add(key, old, e) {
+		log.Info("Closed a concurrent second tunnel for a cluster, or one that arrived during shutdown", "remote", r.RemoteAddr)
 		return
-	}
-	s.sessions[key] = e
-	s.mu.Unlock()
-	if old != nil {
-		_ = old.sess.Close()
 	}
 	log.Info("Agent tunnel connected", "remote", r.RemoteAddr)
 	go s.probe(context.WithoutCancel(r.Context()), key, e)
@@ -174,6 +171,46 @@ func (s *Server) serveTunnel(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		log.Info("Agent tunnel disconnected")
 	}()
+}
+
+// add makes e key's session in place of old and closes old. It refuses
+// (closing e) when another session won the race since old was read, or the
+// replica is shutting down.
+func (s *Server) add(key types.NamespacedName, old, e *entry) bool {
+	s.mu.Lock()
+	if s.closed || s.sessions[key] != old {
+		s.mu.Unlock()
+		_ = e.sess.Close()
+		return false
+	}
+	s.sessions[key] = e
+	s.mu.Unlock()
+	if old != nil {
+		_ = old.sess.Close()
+	}
+	return true
+}
+
+// closeOnShutdown closes every session of this replica when the manager
+// stops. The endpoint's http.Server.Shutdown does not close hijacked
+// connections: the tunnels (and their goroutines) would outlive the server,
+// and their agents would not reconnect to a replica that is up.
+func (s *Server) closeOnShutdown(ctx context.Context) error {
+	<-ctx.Done()
+	s.mu.Lock()
+	s.closed = true
+	open := make([]*entry, 0, len(s.sessions))
+	for _, e := range s.sessions {
+		open = append(open, e)
+	}
+	s.mu.Unlock()
+	for _, e := range open {
+		_ = e.sess.Close()
+	}
+	if len(open) > 0 {
+		s.opts.Log.Info("Closed agent tunnels on shutdown", "count", len(open))
+	}
+	return nil
 }
 
 // liveTunnel says why key's tunnel counts as alive ("" if it does not): this

@@ -17,8 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/authn"
-	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
+	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
@@ -68,16 +67,16 @@ const (
 // take over cluster, which already has this clientID. Knowing a clientID (a
 // namespace UID, not a secret) and holding any token of the namespace is not
 // enough: that would let one token holder take over every cluster.
-func (h *handlers) authorizeReregistration(ctx context.Context, cluster *fleetv1.Cluster, r *http.Request) (reregistrationProof, error) {
-	if authn.BearerToken(r) != "" {
-		if own, err := ClusterOf(ctx, h.auth, h.client, r); err == nil && own.UID == cluster.UID {
+func (s *Service) authorizeReregistration(ctx context.Context, cluster *fleetv1.Cluster, in RegisterInput) (reregistrationProof, error) {
+	if in.Credential != "" {
+		if own, err := clusterOfCredential(ctx, s.auth, s.client, in.Credential); err == nil && own.UID == cluster.UID {
 			return proofCredential, nil
 		}
 	}
 	if cluster.Annotations[fleetv1.ApproveReregistrationAnnotation] == "true" {
 		return proofApproval, nil
 	}
-	checkedIn, err := h.checkedIn(ctx, cluster)
+	checkedIn, err := s.checkedIn(ctx, cluster)
 	if err != nil {
 		return "", err
 	}
@@ -87,21 +86,21 @@ func (h *handlers) authorizeReregistration(ctx context.Context, cluster *fleetv1
 	msg := fmt.Sprintf("cluster %s is already registered with this clientID: a re-registration must present that cluster's current credential "+
 		"(Authorization: Bearer, as the agent does when it still has one), or an admin approves it with "+
 		"`kubectl annotate cluster -n %s %s %s=true`", klogRef(cluster), cluster.Namespace, cluster.Name, fleetv1.ApproveReregistrationAnnotation)
-	h.recorder.Eventf(cluster, nil, corev1.EventTypeWarning, ReasonReregistrationRefused, "Register",
-		"Refused a registration with this cluster's clientID that presented neither its credential nor an admin's approval (from %s)", r.RemoteAddr)
+	s.recorder.Eventf(cluster, nil, corev1.EventTypeWarning, ReasonReregistrationRefused, "Register",
+		"Refused a registration with this cluster's clientID that presented neither its credential nor an admin's approval (from %s)", in.Source)
 	return "", &refusal{status: http.StatusConflict, msg: msg}
 }
 
 // checkedIn reports whether an agent ever checked in for cluster: a
 // heartbeat in its status or its heartbeat Lease, or a tunnel probe.
-func (h *handlers) checkedIn(ctx context.Context, cluster *fleetv1.Cluster) (bool, error) {
+func (s *Service) checkedIn(ctx context.Context, cluster *fleetv1.Cluster) (bool, error) {
 	if !cluster.Status.Agent.LastSeen.IsZero() {
 		return true, nil
 	}
-	ns := clusterctrl.NamespaceName(cluster.Namespace, cluster.Name)
+	ns := clusterns.Name(cluster.Namespace, cluster.Name)
 	for _, name := range []string{clusterjoin.HeartbeatLease, "edgefleet-tunnel"} {
 		var lease coordinationv1.Lease
-		err := h.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &lease)
+		err := s.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &lease)
 		switch {
 		case apierrors.IsNotFound(err):
 		case err != nil:
@@ -187,13 +186,13 @@ func MaxClusters(crt *fleetv1.ClusterRegistrationToken) int {
 }
 
 // checkQuota refuses a new Cluster when crt has created maxClusters.
-func (h *handlers) checkQuota(ctx context.Context, crt *fleetv1.ClusterRegistrationToken) error {
+func (s *Service) checkQuota(ctx context.Context, crt *fleetv1.ClusterRegistrationToken) error {
 	var list fleetv1.ClusterList
-	if err := h.cache.List(ctx, &list, client.InNamespace(crt.Namespace), client.MatchingFields{RegistrationTokenIndex: string(crt.UID)}); err != nil {
+	if err := s.cache.List(ctx, &list, client.InNamespace(crt.Namespace), client.MatchingFields{RegistrationTokenIndex: string(crt.UID)}); err != nil {
 		return fmt.Errorf("counting the clusters of token %s: %w", klogRef(crt), err)
 	}
 	if max := MaxClusters(crt); len(list.Items) >= max {
-		h.recorder.Eventf(crt, nil, corev1.EventTypeWarning, ReasonMaxClustersReached, "Register",
+		s.recorder.Eventf(crt, nil, corev1.EventTypeWarning, ReasonMaxClustersReached, "Register",
 			"Refused a new cluster: this token has registered its maximum of %d clusters (spec.maxClusters)", max)
 		return &refusal{status: http.StatusForbidden, msg: fmt.Sprintf(
 			"registration token %s has registered its maximum of %d clusters (spec.maxClusters): an admin raises spec.maxClusters or creates another token", klogRef(crt), max)}
@@ -203,10 +202,10 @@ func (h *handlers) checkQuota(ctx context.Context, crt *fleetv1.ClusterRegistrat
 
 // awaitCached waits until the manager's cache has cluster, so the next
 // quota count includes it.
-func (h *handlers) awaitCached(ctx context.Context, cluster *fleetv1.Cluster) {
+func (s *Service) awaitCached(ctx context.Context, cluster *fleetv1.Cluster) {
 	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) {
-		if h.cache.Get(ctx, client.ObjectKeyFromObject(cluster), &fleetv1.Cluster{}) == nil {
+		if s.cache.Get(ctx, client.ObjectKeyFromObject(cluster), &fleetv1.Cluster{}) == nil {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)

@@ -2,8 +2,7 @@ package clusterregistration
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -13,12 +12,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
-	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
+	"github.com/edgefleet/edgefleet/internal/clusterns"
+	"github.com/edgefleet/edgefleet/internal/kubenames"
 )
 
 // ClientIDIndex indexes Clusters by spec.clientID.
@@ -32,8 +31,7 @@ const ClientIDIndex = "spec.clientID"
 // characters. Clusters registered with the short names keep them: they are
 // found by clientID.
 func ClusterName(clientID string) string {
-	sum := sha256.Sum256([]byte(clientID))
-	return "cluster-" + hex.EncodeToString(sum[:])[:24]
+	return "cluster-" + kubenames.HashHex(clientID, 24)
 }
 
 // Reserved reports whether a label key uses the reserved edgefleet.io domain.
@@ -51,7 +49,7 @@ func Reserved(key string) bool {
 func FilterLabels(in map[string]string) (kept map[string]string, dropped []string) {
 	kept = map[string]string{}
 	for k, v := range in {
-		if Reserved(k) || len(validation.IsQualifiedName(k)) > 0 || len(validation.IsValidLabelValue(v)) > 0 {
+		if Reserved(k) || kubenames.ValidateLabel(k, v) != nil {
 			dropped = append(dropped, k)
 			continue
 		}
@@ -65,28 +63,29 @@ func FilterLabels(in map[string]string) (kept map[string]string, dropped []strin
 // creating it when none exists (within crt's quota). An existing Cluster is
 // taken over only with proof (authorizeReregistration); the agent's labels
 // are merged without touching an admin's (mergeAgentLabels).
-func (h *handlers) findOrCreateCluster(ctx context.Context, r *http.Request, crt *fleetv1.ClusterRegistrationToken, clientID string, labels map[string]string) (*fleetv1.Cluster, error) {
+func (s *Service) findOrCreateCluster(ctx context.Context, in RegisterInput, labels map[string]string) (*fleetv1.Cluster, error) {
+	crt, clientID := in.Token, in.ClientID
 	namespace := crt.Namespace
 	var list fleetv1.ClusterList
-	if err := h.cache.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{ClientIDIndex: clientID}); err != nil {
+	if err := s.cache.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{ClientIDIndex: clientID}); err != nil {
 		return nil, fmt.Errorf("looking up cluster with clientID %q: %w", clientID, err)
 	}
 	var cluster *fleetv1.Cluster
 	if len(list.Items) > 0 {
 		cluster = &list.Items[0]
 	} else {
-		created, err := h.createCluster(ctx, crt, clientID, labels)
+		created, err := s.createCluster(ctx, crt, clientID, labels)
 		if created != nil || err != nil {
 			return created, err
 		}
 		// The name exists with this clientID (the cache lagged): it is an
 		// existing Cluster like any other.
 		cluster = &fleetv1.Cluster{}
-		if err := h.client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: ClusterName(clientID)}, cluster); err != nil {
+		if err := s.client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: ClusterName(clientID)}, cluster); err != nil {
 			return nil, fmt.Errorf("reading cluster %s/%s: %w", namespace, ClusterName(clientID), err)
 		}
 	}
-	proof, err := h.authorizeReregistration(ctx, cluster, r)
+	proof, err := s.authorizeReregistration(ctx, cluster, in)
 	if err != nil {
 		return nil, err
 	}
@@ -98,12 +97,12 @@ func (h *handlers) findOrCreateCluster(ctx context.Context, r *http.Request, crt
 	delete(cluster.Annotations, fleetv1.ApproveReregistrationAnnotation)
 	if !maps.Equal(before.Labels, cluster.Labels) || !maps.Equal(before.Annotations, cluster.Annotations) {
 		// The optimistic lock makes a used approval count once.
-		if err := h.client.Patch(ctx, cluster, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		if err := s.client.Patch(ctx, cluster, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 			return nil, fmt.Errorf("updating labels of cluster %s: %w", klogRef(cluster), err)
 		}
 	}
 	if proof != proofCredential {
-		h.recorder.Eventf(cluster, nil, corev1.EventTypeNormal, ReasonReregistered, "Register", "Registered with token %s (%s)", crt.Name, proof)
+		s.recorder.Eventf(cluster, nil, corev1.EventTypeNormal, ReasonReregistered, "Register", "Registered with token %s (%s)", crt.Name, proof)
 	}
 	return cluster, nil
 }
@@ -112,24 +111,24 @@ func (h *handlers) findOrCreateCluster(ctx context.Context, r *http.Request, crt
 // returns nil, nil when a Cluster of that name exists with the same
 // clientID, and refuses one with another clientID: a colliding name is
 // never adopted.
-func (h *handlers) createCluster(ctx context.Context, crt *fleetv1.ClusterRegistrationToken, clientID string, labels map[string]string) (*fleetv1.Cluster, error) {
-	unlock := h.tokenLocks.lock(crt.UID)
+func (s *Service) createCluster(ctx context.Context, crt *fleetv1.ClusterRegistrationToken, clientID string, labels map[string]string) (*fleetv1.Cluster, error) {
+	unlock := s.tokenLocks.lock(crt.UID)
 	defer unlock()
-	if err := h.checkQuota(ctx, crt); err != nil {
+	if err := s.checkQuota(ctx, crt); err != nil {
 		return nil, err
 	}
 	cluster := &fleetv1.Cluster{ObjectMeta: metav1.ObjectMeta{
 		Namespace: crt.Namespace, Name: ClusterName(clientID), Labels: labels, Annotations: newClusterAnnotations(crt, labels),
 	}, Spec: fleetv1.ClusterSpec{ClientID: clientID}}
-	err := h.client.Create(ctx, cluster)
+	err := s.client.Create(ctx, cluster)
 	switch {
 	case err == nil:
 		ctrl.LoggerFrom(ctx).Info("Created cluster for registering agent", "Cluster", klogRef(cluster))
-		h.awaitCached(ctx, cluster)
+		s.awaitCached(ctx, cluster)
 		return cluster, nil
 	case apierrors.IsAlreadyExists(err):
 		var existing fleetv1.Cluster
-		if err := h.client.Get(ctx, client.ObjectKeyFromObject(cluster), &existing); err != nil {
+		if err := s.client.Get(ctx, client.ObjectKeyFromObject(cluster), &existing); err != nil {
 			return nil, fmt.Errorf("reading cluster %s: %w", klogRef(cluster), err)
 		}
 		if existing.Spec.ClientID != clientID {
@@ -143,31 +142,17 @@ func (h *handlers) createCluster(ctx context.Context, crt *fleetv1.ClusterRegist
 }
 
 // ensureNamespace creates the cluster's namespace as the cluster controller
-// would, so the credential can be bound in it without waiting for that
-// controller (which runs only on the leader).
-func (h *handlers) ensureNamespace(ctx context.Context, cluster *fleetv1.Cluster) (*corev1.Namespace, error) {
-	name := clusterctrl.NamespaceName(cluster.Namespace, cluster.Name)
-	ns := &corev1.Namespace{}
-	err := h.client.Get(ctx, client.ObjectKey{Name: name}, ns)
-	if apierrors.IsNotFound(err) {
-		ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
-			fleetv1.ManagedLabel: "true", fleetv1.ClusterNameLabel: cluster.Name, fleetv1.ClusterNamespaceLabel: cluster.Namespace,
-		}}}
-		err = h.client.Create(ctx, ns)
-		if apierrors.IsAlreadyExists(err) {
-			err = h.client.Get(ctx, client.ObjectKey{Name: name}, ns)
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("ensuring namespace %s of cluster %s: %w", name, klogRef(cluster), err)
-	}
-	if ns.Labels[fleetv1.ClusterNameLabel] != cluster.Name || ns.Labels[fleetv1.ClusterNamespaceLabel] != cluster.Namespace {
+// does, so the credential can be bound in it without waiting for that
+// controller.
+func (s *Service) ensureNamespace(ctx context.Context, cluster *fleetv1.Cluster) (*corev1.Namespace, error) {
+	ns, err := clusterns.Ensure(ctx, s.client, cluster)
+	switch name := clusterns.Name(cluster.Namespace, cluster.Name); {
+	case errors.Is(err, clusterns.ErrNotOwned):
 		return nil, fmt.Errorf("namespace %s does not belong to cluster %s", name, klogRef(cluster))
-	}
-	if !ns.DeletionTimestamp.IsZero() {
+	case errors.Is(err, clusterns.ErrTerminating):
 		return nil, fmt.Errorf("namespace %s of cluster %s is being deleted; retry when it is gone", name, klogRef(cluster))
 	}
-	return ns, nil
+	return ns, err
 }
 
 func klogRef(o client.Object) string { return o.GetNamespace() + "/" + o.GetName() }

@@ -13,6 +13,7 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/authn"
+	"github.com/edgefleet/edgefleet/internal/content"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
@@ -104,7 +105,7 @@ func (g *contentGuard) allowed(ctx context.Context, ns, name string) (bool, erro
 	var ids []string
 	for i := range bds.Items {
 		for _, d := range []string{bds.Items[i].Spec.DeploymentID, bds.Items[i].Spec.StagedDeploymentID} {
-			if id, _, _ := strings.Cut(d, ":"); id != "" {
+			if id := content.DeploymentID(d).ContentsID(); id != "" {
 				if id == name {
 					return true, nil
 				}

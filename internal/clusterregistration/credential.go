@@ -74,11 +74,11 @@ func registeredAt(sa *corev1.ServiceAccount) (t time.Time, ok bool) {
 
 // stampRegistration records a registration on the cluster's ServiceAccount:
 // its time (the lifetime starts again) and the Cluster's generation.
-func (h *handlers) stampRegistration(ctx context.Context, cluster *fleetv1.Cluster, nsName string) error {
+func (s *Service) stampRegistration(ctx context.Context, cluster *fleetv1.Cluster, nsName string) error {
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: nsName, Name: clusterjoin.ClusterServiceAccount}}
 	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q,%q:%q}}}`,
-		RegisteredAtAnnotation, h.now().UTC().Format(time.RFC3339), CredentialGenerationAnnotation, CredentialGeneration(cluster))
-	if err := h.client.Patch(ctx, sa, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+		RegisteredAtAnnotation, s.now().UTC().Format(time.RFC3339), CredentialGenerationAnnotation, CredentialGeneration(cluster))
+	if err := s.client.Patch(ctx, sa, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
 		return fmt.Errorf("recording the registration of cluster %s: %w", klogRef(cluster), err)
 	}
 	return nil
@@ -87,28 +87,28 @@ func (h *handlers) stampRegistration(ctx context.Context, cluster *fleetv1.Clust
 // tokenTTL is the credential's life: credentialTTL, cut so that it never
 // outlives the maximum lifetime since registration. renewing reports
 // whether a renewal is asked for; past the lifetime that is refused.
-func (h *handlers) tokenTTL(ctx context.Context, cluster *fleetv1.Cluster, nsName string, renewing bool) (time.Duration, error) {
-	if h.maxLifetime <= 0 {
-		return h.credentialTTL, nil
+func (s *Service) tokenTTL(ctx context.Context, cluster *fleetv1.Cluster, nsName string, renewing bool) (time.Duration, error) {
+	if s.maxLifetime <= 0 {
+		return s.credentialTTL, nil
 	}
 	var sa corev1.ServiceAccount
-	if err := h.client.Get(ctx, client.ObjectKey{Namespace: nsName, Name: clusterjoin.ClusterServiceAccount}, &sa); err != nil {
+	if err := s.client.Get(ctx, client.ObjectKey{Namespace: nsName, Name: clusterjoin.ClusterServiceAccount}, &sa); err != nil {
 		return 0, fmt.Errorf("reading the ServiceAccount of cluster %s: %w", klogRef(cluster), err)
 	}
 	registered, ok := registeredAt(&sa)
 	if !ok {
 		// Registered before lifetimes were recorded (an upgrade): the
 		// lifetime starts now rather than cutting off every old cluster.
-		if err := h.stampRegistration(ctx, cluster, nsName); err != nil {
+		if err := s.stampRegistration(ctx, cluster, nsName); err != nil {
 			return 0, err
 		}
-		registered = h.now()
+		registered = s.now()
 	}
-	left := registered.Add(h.maxLifetime).Sub(h.now())
+	left := registered.Add(s.maxLifetime).Sub(s.now())
 	if renewing && left < minTokenTTL {
-		return 0, &lifetimeEnded{registered: registered, max: h.maxLifetime}
+		return 0, &lifetimeEnded{registered: registered, max: s.maxLifetime}
 	}
-	return max(min(h.credentialTTL, left), minTokenTTL), nil
+	return max(min(s.credentialTTL, left), minTokenTTL), nil
 }
 
 type lifetimeEnded struct {

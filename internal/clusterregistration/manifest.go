@@ -145,7 +145,7 @@ func Manifest(server, token string, caPEM []byte, image string) ([]byte, error) 
 	}
 	var buf bytes.Buffer
 	err = manifestTemplate.Execute(&buf, map[string]string{
-		"Namespace": clusterjoin.AgentNamespace, "AgentSA": clusterjoin.AgentServiceAccount, "ImpersonatorSA": clusterjoin.ImpersonatorServiceAccount,
+		"Namespace": clusterjoin.SystemNamespace, "AgentSA": clusterjoin.AgentServiceAccount, "ImpersonatorSA": clusterjoin.ImpersonatorServiceAccount,
 		"ImpersonatorRules": strings.TrimSpace(string(rules)), "BootstrapSecret": clusterjoin.BootstrapSecret,
 		"KeyServer": clusterjoin.KeyServer, "KeyToken": clusterjoin.KeyToken, "KeyCAChecksum": clusterjoin.KeyCAChecksum,
 		"Server": server, "Token": token, "CAChecksum": pki.Checksum(caPEM), "Image": image,
@@ -160,7 +160,7 @@ func (h *handlers) importManifest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "import manifests are served at %s<token>.yaml", clusterjoin.ImportPathPrefix)
 		return
 	}
-	if _, err := h.lookupToken(r.Context(), token); err != nil {
+	if _, err := h.LookupToken(r.Context(), token); err != nil {
 		writeError(w, http.StatusUnauthorized, "%v", errInvalidToken)
 		return
 	}

@@ -43,9 +43,9 @@ var agentRules = []rbacv1.PolicyRule{
 // (Contents it reads through the endpoint, see contentGuard). It has no right on the Cluster's status: status.namespace decides
 // where the manager writes, so the manager alone writes status (the agent's
 // facts come from its heartbeat Lease).
-func (h *handlers) ensureRBAC(ctx context.Context, cluster *fleetv1.Cluster, ns *corev1.Namespace) error {
+func (s *Service) ensureRBAC(ctx context.Context, cluster *fleetv1.Cluster, ns *corev1.Namespace) error {
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: clusterjoin.ClusterServiceAccount}}
-	if err := h.client.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := s.client.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating service account %s/%s: %w", sa.Namespace, sa.Name, err)
 	}
 	subject := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns.Name, Name: clusterjoin.ClusterServiceAccount}}
@@ -61,21 +61,21 @@ func (h *handlers) ensureRBAC(ctx context.Context, cluster *fleetv1.Cluster, ns 
 			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: clusterRoleName(cluster)}},
 	}
 	for _, o := range objs {
-		if err := h.upsert(ctx, o); err != nil {
+		if err := s.upsert(ctx, o); err != nil {
 			return err
 		}
 	}
 	old := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: contentBindingPrefix + ns.Name}}
-	if err := h.client.Delete(ctx, old); err != nil && !apierrors.IsNotFound(err) {
+	if err := s.client.Delete(ctx, old); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("deleting the former content binding %s: %w", old.Name, err)
 	}
-	return clusterctrl.EnsureHeartbeatLease(ctx, h.client, ns.Name)
+	return clusterctrl.EnsureHeartbeatLease(ctx, s.client, ns.Name)
 }
 
 // upsert creates o, or updates the existing object's rules, subjects and
 // owners when they differ.
-func (h *handlers) upsert(ctx context.Context, o client.Object) error {
-	err := h.client.Create(ctx, o)
+func (s *Service) upsert(ctx context.Context, o client.Object) error {
+	err := s.client.Create(ctx, o)
 	if err == nil || !apierrors.IsAlreadyExists(err) {
 		if err != nil {
 			return fmt.Errorf("creating %T %s: %w", o, klogRef(o), err)
@@ -83,7 +83,7 @@ func (h *handlers) upsert(ctx context.Context, o client.Object) error {
 		return nil
 	}
 	existing := o.DeepCopyObject().(client.Object)
-	if err := h.client.Get(ctx, client.ObjectKeyFromObject(o), existing); err != nil {
+	if err := s.client.Get(ctx, client.ObjectKeyFromObject(o), existing); err != nil {
 		return fmt.Errorf("reading %T %s: %w", o, klogRef(o), err)
 	}
 	same := equality.Semantic.DeepEqual(existing.GetOwnerReferences(), o.GetOwnerReferences()) || len(o.GetOwnerReferences()) == 0
@@ -101,7 +101,7 @@ func (h *handlers) upsert(ctx context.Context, o client.Object) error {
 		return nil
 	}
 	o.SetResourceVersion(existing.GetResourceVersion())
-	if err := h.client.Update(ctx, o); err != nil {
+	if err := s.client.Update(ctx, o); err != nil {
 		return fmt.Errorf("updating %T %s: %w", o, klogRef(o), err)
 	}
 	return nil

@@ -23,14 +23,10 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/authn"
+	"github.com/edgefleet/edgefleet/internal/endpoint"
 	"github.com/edgefleet/edgefleet/internal/pki"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
-
-// Router is the endpoint's route table.
-type Router interface {
-	Handle(pattern string, h http.Handler)
-}
 
 // Options configure registration.
 type Options struct {
@@ -53,7 +49,7 @@ type Options struct {
 
 // Setup adds the token controller, the clientID index, the endpoint
 // ConfigMap and the join routes.
-func Setup(mgr ctrl.Manager, r Router, o Options) error {
+func Setup(mgr ctrl.Manager, r endpoint.Router, o Options) error {
 	if o.CredentialTTL <= 0 {
 		o.CredentialTTL = DefaultCredentialTTL
 	}
@@ -97,13 +93,13 @@ func Setup(mgr ctrl.Manager, r Router, o Options) error {
 	if err := mgr.Add(everyReplica{tokens}); err != nil {
 		return fmt.Errorf("adding the token Secret cache: %w", err)
 	}
-	h := &handlers{
+	svc := &Service{
 		tokens: tokens, maxLifetime: max(o.CredentialMaxLifetime, 0),
 		client: direct, cache: mgr.GetClient(), clientset: cs, auth: &authn.Authenticator{Client: cs},
-		externalURL: o.ExternalURL, caPEM: o.CACertPEM, credentialTTL: o.CredentialTTL, agentImage: o.AgentImage,
-		now: time.Now, log: o.Log.WithName("registration"),
+		caPEM: o.CACertPEM, credentialTTL: o.CredentialTTL, now: time.Now,
 		recorder: mgr.GetEventRecorder("edgefleet-registration"),
 	}
+	h := &handlers{Service: svc, externalURL: o.ExternalURL, agentImage: o.AgentImage, log: o.Log.WithName("registration")}
 	proxy, err := ManagerAPIProxy(mgr.GetConfig())
 	if err != nil {
 		return err
@@ -131,7 +127,7 @@ func Setup(mgr ctrl.Manager, r Router, o Options) error {
 // kubeconfig` can print commands without being told the URL. It runs on the
 // leader.
 func publishEndpoint(ctx context.Context, c client.Client, o Options) error {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clusterjoin.ManagerSystemNamespace}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clusterjoin.SystemNamespace}}
 	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating namespace %s: %w", ns.Name, err)
 	}

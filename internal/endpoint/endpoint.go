@@ -20,6 +20,14 @@ import (
 	"golang.org/x/net/netutil"
 )
 
+// Router is a route table capabilities add their routes to: the endpoint's
+// Server, or a test's mux.
+type Router interface {
+	Handle(pattern string, h http.Handler)
+}
+
+var _ Router = (*Server)(nil)
+
 // Options configure the endpoint.
 type Options struct {
 	// CACertPEM is served at /cacerts; agents compare its sha256 with the

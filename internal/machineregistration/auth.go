@@ -28,8 +28,9 @@ const TPMCASecretName = "tpm-ca"
 
 var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
 
-// identity is a proven (or, for mac/sys-uuid, claimed) machine identity.
-type identity struct {
+// Identity is a proven (or, for mac/sys-uuid, claimed) machine identity.
+// Only authentication makes one: its fields are not settable elsewhere.
+type Identity struct {
 	method string
 	// tpmHash or machineHash, as in MachineInventory spec.
 	tpmHash, machineHash string
@@ -39,11 +40,11 @@ type identity struct {
 
 // proven reports whether the machine proved its identity with a key it
 // holds, rather than claiming a value anyone can read (mac, sys-uuid).
-func (id identity) proven() bool {
+func (id Identity) proven() bool {
 	return id.method == machinereg.AuthTPM || id.method == machinereg.AuthEmulatedTPM
 }
 
-func (id identity) indexKey() string {
+func (id Identity) indexKey() string {
 	if id.tpmHash != "" {
 		return "tpm/" + id.tpmHash
 	}
@@ -85,10 +86,10 @@ func allowedMethods(cfg *machinesv1.RegistrationConfig) []string {
 // credential-activation challenge for the EK and AK the node sent; emulated
 // TPM: a fresh nonce to sign. mac and sys-uuid prove nothing and are only
 // identification.
-func (h *Handler) authenticate(ctx context.Context, conn *machinereg.Conn, mr *machinesv1.MachineRegistration, path string, hello *machinereg.Hello) (identity, error) {
+func (h *Handler) authenticate(ctx context.Context, conn *machinereg.Conn, mr *machinesv1.MachineRegistration, path string, hello *machinereg.Hello) (Identity, error) {
 	allowed := allowedMethods(mr.Spec.Config.Registration)
 	if !slices.Contains(allowed, hello.Auth) {
-		return identity{}, &machinereg.Error{Code: machinereg.CodeAuthFailed, Message: fmt.Sprintf("auth method %q is not allowed by MachineRegistration %s/%s (allowed: %v)", hello.Auth, mr.Namespace, mr.Name, allowed)}
+		return Identity{}, &machinereg.Error{Code: machinereg.CodeAuthFailed, Message: fmt.Sprintf("auth method %q is not allowed by MachineRegistration %s/%s (allowed: %v)", hello.Auth, mr.Namespace, mr.Name, allowed)}
 	}
 	switch hello.Auth {
 	case machinereg.AuthTPM:
@@ -96,21 +97,21 @@ func (h *Handler) authenticate(ctx context.Context, conn *machinereg.Conn, mr *m
 	case machinereg.AuthEmulatedTPM:
 		nonce := make([]byte, 32)
 		if _, err := rand.Read(nonce); err != nil {
-			return identity{}, err
+			return Identity{}, err
 		}
 		if err := conn.Send(&machinereg.Message{Type: machinereg.TypeChallenge, Challenge: &machinereg.Challenge{Nonce: nonce}}); err != nil {
-			return identity{}, err
+			return Identity{}, err
 		}
 		m, err := conn.Receive(machinereg.TypeProof)
 		if err != nil {
-			return identity{}, err
+			return Identity{}, err
 		}
 		if err := machinereg.VerifyEmulatedTPM(hello.EmulatedTPMPublicKey, path, nonce, m.Proof.Signature); err != nil {
-			return identity{}, authFailed(err)
+			return Identity{}, authFailed(err)
 		}
-		return identity{method: hello.Auth, tpmHash: machinereg.IdentityHash(hello.EmulatedTPMPublicKey)}, nil
+		return Identity{method: hello.Auth, tpmHash: machinereg.IdentityHash(hello.EmulatedTPMPublicKey)}, nil
 	default: // mac, sys-uuid
-		return identity{method: hello.Auth, machineHash: machinereg.IdentityHash([]byte(hello.MachineID))}, nil
+		return Identity{method: hello.Auth, machineHash: machinereg.IdentityHash([]byte(hello.MachineID))}, nil
 	}
 }
 
@@ -118,30 +119,30 @@ func authFailed(err error) *machinereg.Error {
 	return &machinereg.Error{Code: machinereg.CodeAuthFailed, Message: err.Error()}
 }
 
-func (h *Handler) authTPM(ctx context.Context, conn *machinereg.Conn, mr *machinesv1.MachineRegistration, t *machinereg.TPMHello) (identity, error) {
+func (h *Handler) authTPM(ctx context.Context, conn *machinereg.Conn, mr *machinesv1.MachineRegistration, t *machinereg.TPMHello) (Identity, error) {
 	ekPub, err := x509.ParsePKIXPublicKey(t.EKPublic)
 	if err != nil {
-		return identity{}, authFailed(fmt.Errorf("endorsement key: %w", err))
+		return Identity{}, authFailed(fmt.Errorf("endorsement key: %w", err))
 	}
 	certified, err := h.checkEKCertificate(ctx, mr.Namespace, t)
 	if err != nil {
-		return identity{}, authFailed(err)
+		return Identity{}, authFailed(err)
 	}
 	secret, ec, err := tpmChallenge(ekPub, t)
 	if err != nil {
-		return identity{}, authFailed(err)
+		return Identity{}, authFailed(err)
 	}
 	if err := conn.Send(&machinereg.Message{Type: machinereg.TypeChallenge, Challenge: &machinereg.Challenge{Credential: ec.Credential, Secret: ec.Secret}}); err != nil {
-		return identity{}, err
+		return Identity{}, err
 	}
 	m, err := conn.Receive(machinereg.TypeProof)
 	if err != nil {
-		return identity{}, err
+		return Identity{}, err
 	}
 	if subtle.ConstantTimeCompare(secret, m.Proof.Secret) != 1 {
-		return identity{}, authFailed(errors.New("the TPM did not activate the credential: the EK and AK are not from the same TPM, or the answer is from another exchange"))
+		return Identity{}, authFailed(errors.New("the TPM did not activate the credential: the EK and AK are not from the same TPM, or the answer is from another exchange"))
 	}
-	return identity{method: machinereg.AuthTPM, tpmHash: machinereg.IdentityHash(t.EKPublic), ekCertified: certified}, nil
+	return Identity{method: machinereg.AuthTPM, tpmHash: machinereg.IdentityHash(t.EKPublic), ekCertified: certified}, nil
 }
 
 // tpmChallenge makes the credential-activation challenge for the machine's

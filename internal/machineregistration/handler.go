@@ -15,7 +15,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -26,19 +25,9 @@ import (
 // Handler serves GET /v1/machines/register/{token}: protocol v1 over a
 // websocket (docs/machines.md).
 type Handler struct {
-	// Client reads from the cache (indexes) and writes.
-	Client client.Client
-	// Reader reads the API server directly, where the cache may be stale.
-	Reader client.Reader
-	// Recorder emits warning events (skipped labels).
-	Recorder events.EventRecorder
-	// APIServer is the Kubernetes API address the machines' kubeconfigs
-	// point to (ManagerAPIURL), and CACertPEM the CA they trust for it.
-	APIServer string
-	CACertPEM []byte
-	// TokenTTL is the lifetime of a machine's credential; re-registration
-	// renews it.
-	TokenTTL time.Duration
+	// Inventories writes what a registration creates; the handler only
+	// authenticates the machine and runs the protocol.
+	Inventories
 	// MaxWriting bounds the registrations writing to the API server at once
 	// (DefaultMaxWriting when 0).
 	MaxWriting int
@@ -186,7 +175,7 @@ func (h *Handler) exchange(ctx context.Context, conn *machinereg.Conn, reg *toke
 	if err != nil {
 		return "", err
 	}
-	existing, err := h.findInventory(ctx, mr.Namespace, id, hello.InventoryName)
+	existing, err := h.Find(ctx, mr.Namespace, id, hello.InventoryName)
 	if err != nil {
 		return "", err
 	}
@@ -209,7 +198,7 @@ func (h *Handler) exchange(ctx context.Context, conn *machinereg.Conn, reg *toke
 
 // register completes an admitted registration: the inventory message, the
 // writes, the config.
-func (h *Handler) register(ctx context.Context, conn *machinereg.Conn, mr *machinesv1.MachineRegistration, id identity, existing *machinesv1.MachineInventory, hello *machinereg.Hello, r *http.Request) (string, error) {
+func (h *Handler) register(ctx context.Context, conn *machinereg.Conn, mr *machinesv1.MachineRegistration, id Identity, existing *machinesv1.MachineInventory, hello *machinereg.Hello, r *http.Request) (string, error) {
 	if err := conn.Send(&machinereg.Message{Type: machinereg.TypeReady, Ready: &machinereg.Ready{Version: min(hello.Version, machinereg.Version)}}); err != nil {
 		return "", err
 	}
@@ -222,7 +211,7 @@ func (h *Handler) register(ctx context.Context, conn *machinereg.Conn, mr *machi
 	if err != nil {
 		return "", err
 	}
-	cfg, err := h.persist(ctx, mr, id, existing, m.Inventory, host)
+	cfg, err := h.Persist(ctx, mr, id, existing, m.Inventory, host)
 	release()
 	if err != nil {
 		return "", err

@@ -21,11 +21,13 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/kubenames"
 	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 )
 
@@ -44,16 +46,35 @@ const (
 	LabelInventory = "machines.edgefleet.io/inventory"
 )
 
+// Inventories creates and updates machines' inventories, plan Secrets and
+// credentials. The registration endpoint calls it once a machine proved its
+// Identity; a controller can call it for a machine it already knows.
+type Inventories struct {
+	// Client reads from the cache (indexes) and writes.
+	Client client.Client
+	// Reader reads the API server directly, where the cache may be stale.
+	Reader client.Reader
+	// Recorder emits warning events (skipped labels).
+	Recorder events.EventRecorder
+	// APIServer is the Kubernetes API address the machines' kubeconfigs
+	// point to (ManagerAPIURL), and CACertPEM the CA they trust for it.
+	APIServer string
+	CACertPEM []byte
+	// TokenTTL is the lifetime of a machine's credential; re-registration
+	// renews it.
+	TokenTTL time.Duration
+}
+
 // DefaultMachineName is used when the registration has no machineName.
 const DefaultMachineName = "m-${System Information/UUID}"
 
-// findInventory finds the inventory of id through the identity index, so the
+// Find finds the inventory of id through the identity index, so the
 // cost does not depend on the number of machines. hint (the name the node
 // was given last time) covers the moment after a create the cache has not
 // seen yet.
-func (h *Handler) findInventory(ctx context.Context, ns string, id identity, hint string) (*machinesv1.MachineInventory, error) {
+func (m *Inventories) Find(ctx context.Context, ns string, id Identity, hint string) (*machinesv1.MachineInventory, error) {
 	list := &machinesv1.MachineInventoryList{}
-	if err := h.Client.List(ctx, list, client.InNamespace(ns), client.MatchingFields{IdentityIndex: id.indexKey()}); err != nil {
+	if err := m.Client.List(ctx, list, client.InNamespace(ns), client.MatchingFields{IdentityIndex: id.indexKey()}); err != nil {
 		return nil, fmt.Errorf("looking up the machine's inventory: %w", err)
 	}
 	var found []*machinesv1.MachineInventory
@@ -72,7 +93,7 @@ func (h *Handler) findInventory(ctx context.Context, ns string, id identity, hin
 		return nil, nil
 	}
 	inv := &machinesv1.MachineInventory{}
-	if err := h.Reader.Get(ctx, types.NamespacedName{Namespace: ns, Name: hint}, inv); err != nil {
+	if err := m.Reader.Get(ctx, types.NamespacedName{Namespace: ns, Name: hint}, inv); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, nil
 		}
@@ -84,50 +105,50 @@ func (h *Handler) findInventory(ctx context.Context, ns string, id identity, hin
 	return nil, nil
 }
 
-// persist creates or updates the machine's inventory, plan Secret and
+// Persist creates or updates the machine's inventory, plan Secret and
 // credential. When it creates the inventory and a later step fails, it
 // deletes it again: no half-registered machine is left behind.
-func (h *Handler) persist(ctx context.Context, mr *machinesv1.MachineRegistration, id identity, existing *machinesv1.MachineInventory, in *machinereg.Inventory, remoteIP string) (*machinereg.Config, error) {
-	labels, annotations, warnings := h.renderMetadata(mr, existing, in)
+func (m *Inventories) Persist(ctx context.Context, mr *machinesv1.MachineRegistration, id Identity, existing *machinesv1.MachineInventory, in *machinereg.Inventory, remoteIP string) (*machinereg.Config, error) {
+	labels, annotations, warnings := m.renderMetadata(mr, existing, in)
 	annotations[AnnotationAuth] = id.method
 	if remoteIP != "" {
 		annotations[AnnotationRegistrationIP] = remoteIP
 	}
-	inv, created, err := h.upsertInventory(ctx, mr, id, existing, in.Data, labels, annotations)
+	inv, created, err := m.upsertInventory(ctx, mr, id, existing, in.Data, labels, annotations)
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := h.finish(ctx, mr, inv, created)
+	cfg, err := m.finish(ctx, mr, inv, created)
 	if err != nil {
 		var pe *machinereg.Error
 		if errors.As(err, &pe) && pe.Code == machinereg.CodeConflict {
-			h.Recorder.Eventf(mr, inv, corev1.EventTypeWarning, "NameConflict", "Register", "%s", pe.Message)
+			m.Recorder.Eventf(mr, inv, corev1.EventTypeWarning, "NameConflict", "Register", "%s", pe.Message)
 		}
 		if created {
-			if derr := h.Client.Delete(ctx, inv); derr != nil && !apierrors.IsNotFound(derr) {
+			if derr := m.Client.Delete(ctx, inv); derr != nil && !apierrors.IsNotFound(derr) {
 				ctrl.LoggerFrom(ctx).Error(derr, "Removing the half-registered MachineInventory", "inventory", inv.Name)
 			}
 		}
 		return nil, err
 	}
 	for _, w := range warnings {
-		h.Recorder.Eventf(inv, mr, corev1.EventTypeWarning, "TemplateUnresolved", "Register", "%s", w)
+		m.Recorder.Eventf(inv, mr, corev1.EventTypeWarning, "TemplateUnresolved", "Register", "%s", w)
 	}
 	return cfg, nil
 }
 
-func (h *Handler) renderMetadata(mr *machinesv1.MachineRegistration, existing *machinesv1.MachineInventory, in *machinereg.Inventory) (map[string]string, map[string]string, []string) {
+func (m *Inventories) renderMetadata(mr *machinesv1.MachineRegistration, existing *machinesv1.MachineInventory, in *machinereg.Inventory) (map[string]string, map[string]string, []string) {
 	labels, annotations := map[string]string{}, map[string]string{}
 	var warnings []string
 	for k, v := range in.Labels {
-		if err := validLabelKey(k); err != nil || strings.HasPrefix(k, reservedDomain) {
+		if err := kubenames.ValidateLabelKey(k); err != nil || strings.HasPrefix(k, reservedDomain) {
 			warnings = append(warnings, fmt.Sprintf("label %q sent by the machine skipped: not a valid key, or in the reserved %s domain", k, reservedDomain))
 			continue
 		}
 		labels[k] = sanitizeLabelValue(v)
 	}
 	for k, v := range in.Annotations {
-		if validLabelKey(k) == nil && !strings.HasPrefix(k, reservedDomain) {
+		if kubenames.ValidateLabelKey(k) == nil && !strings.HasPrefix(k, reservedDomain) {
 			annotations[k] = v
 		}
 	}
@@ -141,7 +162,7 @@ func (h *Handler) renderMetadata(mr *machinesv1.MachineRegistration, existing *m
 		}
 	}
 	for k, tmpl := range mr.Spec.MachineInventoryLabels {
-		if err := validLabelKey(k); err != nil {
+		if err := kubenames.ValidateLabelKey(k); err != nil {
 			warnings = append(warnings, fmt.Sprintf("label skipped: %v (fix machineInventoryLabels of MachineRegistration %s)", err, mr.Name))
 			continue
 		}
@@ -161,7 +182,7 @@ func (h *Handler) renderMetadata(mr *machinesv1.MachineRegistration, existing *m
 		labels[k] = v
 	}
 	for k, tmpl := range mr.Spec.MachineInventoryAnnotations {
-		if err := validLabelKey(k); err != nil {
+		if err := kubenames.ValidateLabelKey(k); err != nil {
 			warnings = append(warnings, fmt.Sprintf("annotation skipped: %v", err))
 			continue
 		}
@@ -179,7 +200,7 @@ func (h *Handler) renderMetadata(mr *machinesv1.MachineRegistration, existing *m
 	return labels, annotations, warnings
 }
 
-func (h *Handler) upsertInventory(ctx context.Context, mr *machinesv1.MachineRegistration, id identity, existing *machinesv1.MachineInventory, data, labels, annotations map[string]string) (*machinesv1.MachineInventory, bool, error) {
+func (m *Inventories) upsertInventory(ctx context.Context, mr *machinesv1.MachineRegistration, id Identity, existing *machinesv1.MachineInventory, data, labels, annotations map[string]string) (*machinesv1.MachineInventory, bool, error) {
 	if existing != nil {
 		before := existing.DeepCopy()
 		if existing.Labels == nil {
@@ -190,7 +211,7 @@ func (h *Handler) upsertInventory(ctx context.Context, mr *machinesv1.MachineReg
 		}
 		maps.Copy(existing.Labels, labels)
 		maps.Copy(existing.Annotations, annotations)
-		if err := h.Client.Patch(ctx, existing, client.MergeFrom(before)); err != nil {
+		if err := m.Client.Patch(ctx, existing, client.MergeFrom(before)); err != nil {
 			return nil, false, fmt.Errorf("updating MachineInventory %s: %w", existing.Name, err)
 		}
 		return existing, false, nil
@@ -205,7 +226,7 @@ func (h *Handler) upsertInventory(ctx context.Context, mr *machinesv1.MachineReg
 				RegistrationRef: &machinesv1.ObjectReference{Name: mr.Name, Namespace: mr.Namespace},
 			},
 		}
-		err := h.Client.Create(ctx, inv)
+		err := m.Client.Create(ctx, inv)
 		if err == nil {
 			return inv, true, nil
 		}
@@ -216,11 +237,11 @@ func (h *Handler) upsertInventory(ctx context.Context, mr *machinesv1.MachineReg
 		// cache has not seen yet), or by another machine with the same
 		// SMBIOS data (cloned firmware), which gets a suffix of its identity.
 		other := &machinesv1.MachineInventory{}
-		if err := h.Reader.Get(ctx, types.NamespacedName{Namespace: mr.Namespace, Name: name}, other); err != nil {
+		if err := m.Reader.Get(ctx, types.NamespacedName{Namespace: mr.Namespace, Name: name}, other); err != nil {
 			return nil, false, fmt.Errorf("reading MachineInventory %s: %w", name, err)
 		}
 		if identityKey(other) == id.indexKey() && other.DeletionTimestamp.IsZero() {
-			return h.upsertInventory(ctx, mr, id, other, data, labels, annotations)
+			return m.upsertInventory(ctx, mr, id, other, data, labels, annotations)
 		}
 		hash := id.tpmHash + id.machineHash
 		name = sanitizeName(fmt.Sprintf("%.49s-%s", name, hash[:8]))
@@ -246,15 +267,15 @@ func inventoryName(mr *machinesv1.MachineRegistration, data map[string]string) s
 
 // finish makes sure the machine's plan Secret and credential exist, marks the
 // inventory Registered and returns the machine's config.
-func (h *Handler) finish(ctx context.Context, mr *machinesv1.MachineRegistration, inv *machinesv1.MachineInventory, created bool) (*machinereg.Config, error) {
-	plan, err := h.ensurePlanSecret(ctx, mr, inv, created)
+func (m *Inventories) finish(ctx context.Context, mr *machinesv1.MachineRegistration, inv *machinesv1.MachineInventory, created bool) (*machinereg.Config, error) {
+	plan, err := m.ensurePlanSecret(ctx, mr, inv, created)
 	if err != nil {
 		return nil, keepProtocolError(err, "creating the plan Secret of %s", inv.Name)
 	}
-	if err := h.ensureRBAC(ctx, mr, inv, plan.Name, created); err != nil {
+	if err := m.ensureRBAC(ctx, mr, inv, plan.Name, created); err != nil {
 		return nil, keepProtocolError(err, "creating the credential of %s", inv.Name)
 	}
-	kubeconfig, err := h.issueKubeconfig(ctx, inv, plan)
+	kubeconfig, err := m.issueKubeconfig(ctx, inv, plan)
 	if err != nil {
 		return nil, fmt.Errorf("issuing the credential of %s: %w", inv.Name, err)
 	}
@@ -264,7 +285,7 @@ func (h *Handler) finish(ctx context.Context, mr *machinesv1.MachineRegistration
 		Type: machinesv1.RegisteredCondition, Status: metav1.ConditionTrue, Reason: machinesv1.RegistrationSucceededReason,
 		Message: "registered through MachineRegistration " + mr.Name + " with auth " + inv.Annotations[AnnotationAuth], ObservedGeneration: inv.Generation,
 	})
-	if err := h.Client.Status().Patch(ctx, inv, client.MergeFrom(before)); err != nil {
+	if err := m.Client.Status().Patch(ctx, inv, client.MergeFrom(before)); err != nil {
 		return nil, fmt.Errorf("updating the status of MachineInventory %s: %w", inv.Name, err)
 	}
 	cfg := &machinereg.Config{InventoryName: inv.Name, Namespace: inv.Namespace, Kubeconfig: kubeconfig, PlanSecret: plan.Name}
@@ -290,9 +311,9 @@ func planName(inv *machinesv1.MachineInventory) string {
 }
 
 // ensurePlanSecret returns the machine's plan Secret, creating it if needed.
-func (h *Handler) ensurePlanSecret(ctx context.Context, mr *machinesv1.MachineRegistration, inv *machinesv1.MachineInventory, created bool) (*corev1.Secret, error) {
+func (m *Inventories) ensurePlanSecret(ctx context.Context, mr *machinesv1.MachineRegistration, inv *machinesv1.MachineInventory, created bool) (*corev1.Secret, error) {
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: planName(inv), Namespace: inv.Namespace}, Type: PlanSecretType, Data: map[string][]byte{"plan": []byte("{}")}}
-	got, err := h.ensureOwned(ctx, mr, inv, s, created)
+	got, err := m.ensureOwned(ctx, mr, inv, s, created)
 	if err != nil {
 		return nil, err
 	}
@@ -302,7 +323,7 @@ func (h *Handler) ensurePlanSecret(ctx context.Context, mr *machinesv1.MachineRe
 // ensureRBAC gives the machine's ServiceAccount read access to its own plan
 // Secret and write access to its own inventory's status, by resourceNames:
 // nothing else, and nothing shared with other machines.
-func (h *Handler) ensureRBAC(ctx context.Context, mr *machinesv1.MachineRegistration, inv *machinesv1.MachineInventory, plan string, created bool) error {
+func (m *Inventories) ensureRBAC(ctx context.Context, mr *machinesv1.MachineRegistration, inv *machinesv1.MachineInventory, plan string, created bool) error {
 	meta := func() metav1.ObjectMeta { return metav1.ObjectMeta{Name: inv.Name, Namespace: inv.Namespace} }
 	objs := []client.Object{
 		&corev1.ServiceAccount{ObjectMeta: meta()},
@@ -317,7 +338,7 @@ func (h *Handler) ensureRBAC(ctx context.Context, mr *machinesv1.MachineRegistra
 		},
 	}
 	for _, o := range objs {
-		if _, err := h.ensureOwned(ctx, mr, inv, o, created); err != nil {
+		if _, err := m.ensureOwned(ctx, mr, inv, o, created); err != nil {
 			return err
 		}
 	}
@@ -331,11 +352,11 @@ func (h *Handler) ensureRBAC(ctx context.Context, mr *machinesv1.MachineRegistra
 // its SMBIOS data, so reusing the object would hand it to the machine.
 // For a new inventory (created) the create comes first, as the name is
 // expected to be free; for a known machine the read.
-func (h *Handler) ensureOwned(ctx context.Context, mr *machinesv1.MachineRegistration, inv *machinesv1.MachineInventory, want client.Object, created bool) (client.Object, error) {
+func (m *Inventories) ensureOwned(ctx context.Context, mr *machinesv1.MachineRegistration, inv *machinesv1.MachineInventory, want client.Object, created bool) (client.Object, error) {
 	key := client.ObjectKeyFromObject(want)
 	got := emptyLike(want)
 	if !created {
-		err := h.Reader.Get(ctx, key, got)
+		err := m.Reader.Get(ctx, key, got)
 		if err == nil {
 			return got, ownedBy(mr, inv, got)
 		}
@@ -343,7 +364,7 @@ func (h *Handler) ensureOwned(ctx context.Context, mr *machinesv1.MachineRegistr
 			return nil, err
 		}
 	}
-	if err := controllerutil.SetControllerReference(inv, want, h.Client.Scheme()); err != nil {
+	if err := controllerutil.SetControllerReference(inv, want, m.Client.Scheme()); err != nil {
 		return nil, err
 	}
 	labels := want.GetLabels()
@@ -352,7 +373,7 @@ func (h *Handler) ensureOwned(ctx context.Context, mr *machinesv1.MachineRegistr
 	}
 	labels[LabelInventory] = inv.Name
 	want.SetLabels(labels)
-	err := h.Client.Create(ctx, want)
+	err := m.Client.Create(ctx, want)
 	if err == nil {
 		return want, nil
 	}
@@ -360,7 +381,7 @@ func (h *Handler) ensureOwned(ctx context.Context, mr *machinesv1.MachineRegistr
 		return nil, err
 	}
 	got = emptyLike(want)
-	if err := h.Reader.Get(ctx, key, got); err != nil {
+	if err := m.Reader.Get(ctx, key, got); err != nil {
 		return nil, err
 	}
 	return got, ownedBy(mr, inv, got)
@@ -399,19 +420,19 @@ func keepProtocolError(err error, format string, args ...any) error {
 
 // issueKubeconfig requests a token for the machine's ServiceAccount, bound to
 // its plan Secret: deleting the inventory (and so the Secret) revokes it.
-func (h *Handler) issueKubeconfig(ctx context.Context, inv *machinesv1.MachineInventory, plan *corev1.Secret) ([]byte, error) {
-	ttl := int64(h.TokenTTL / time.Second)
+func (m *Inventories) issueKubeconfig(ctx context.Context, inv *machinesv1.MachineInventory, plan *corev1.Secret) ([]byte, error) {
+	ttl := int64(m.TokenTTL / time.Second)
 	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
 		ExpirationSeconds: &ttl,
 		BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Secret", APIVersion: "v1", Name: plan.Name, UID: plan.UID},
 	}}
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: inv.Name, Namespace: inv.Namespace}}
-	if err := h.Client.SubResource("token").Create(ctx, sa, tr); err != nil {
+	if err := m.Client.SubResource("token").Create(ctx, sa, tr); err != nil {
 		return nil, err
 	}
 	name := "edgefleet"
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters[name] = &clientcmdapi.Cluster{Server: h.APIServer, CertificateAuthorityData: h.CACertPEM}
+	cfg.Clusters[name] = &clientcmdapi.Cluster{Server: m.APIServer, CertificateAuthorityData: m.CACertPEM}
 	cfg.AuthInfos[name] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
 	cfg.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: name, Namespace: inv.Namespace}
 	cfg.CurrentContext = name

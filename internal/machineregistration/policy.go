@@ -16,7 +16,7 @@ import (
 // admit applies the registration's policy to a machine whose identity is
 // proven (or, for mac/sys-uuid, claimed), before anything is written:
 // token expiry and TPM trust. existing is the machine's inventory, if any.
-func (h *Handler) admit(mr *machinesv1.MachineRegistration, expires *time.Time, id identity, existing *machinesv1.MachineInventory) error {
+func (h *Handler) admit(mr *machinesv1.MachineRegistration, expires *time.Time, id Identity, existing *machinesv1.MachineInventory) error {
 	known := existing != nil
 	if expires != nil && time.Now().After(*expires) {
 		// An expired token still lets the machines it registered renew their
@@ -53,7 +53,7 @@ type quota struct {
 // machine. The returned function gives it back when the registration
 // failed (done(false)); a slot of a created inventory stays reserved until
 // the cache counts the inventory.
-func (h *Handler) reserve(ctx context.Context, mr *machinesv1.MachineRegistration, id identity) (func(ok bool), error) {
+func (h *Handler) reserve(ctx context.Context, mr *machinesv1.MachineRegistration, id Identity) (func(ok bool), error) {
 	limit := int(mr.Spec.MaxMachines)
 	if limit <= 0 {
 		limit = machinesv1.DefaultMaxMachines

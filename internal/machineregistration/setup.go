@@ -9,7 +9,6 @@ package machineregistration
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/endpoint"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
@@ -38,11 +38,6 @@ const (
 // re-register every 30 minutes, which renews it.
 const DefaultTokenTTL = 7 * 24 * time.Hour
 
-// Router is where the registration route is added (internal/endpoint.Server).
-type Router interface {
-	Handle(pattern string, h http.Handler)
-}
-
 // Options configure Setup.
 type Options struct {
 	// ExternalURL is how machines reach the manager's endpoint. Their
@@ -57,7 +52,7 @@ type Options struct {
 
 // Setup registers the indexes, the MachineRegistration controller and the
 // registration route.
-func Setup(ctx context.Context, mgr ctrl.Manager, router Router, o Options) error {
+func Setup(ctx context.Context, mgr ctrl.Manager, router endpoint.Router, o Options) error {
 	if err := AddIndexes(ctx, mgr); err != nil {
 		return err
 	}
@@ -89,14 +84,14 @@ func NewHandler(mgr ctrl.Manager, o Options) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating the registration endpoint's client: %w", err)
 	}
-	return &Handler{
+	return &Handler{Inventories: Inventories{
 		Client:    c,
 		Reader:    mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("machineregistration"),
 		APIServer: ManagerAPIURL(o.ExternalURL),
 		CACertPEM: o.CACertPEM,
 		TokenTTL:  o.TokenTTL,
-	}, nil
+	}}, nil
 }
 
 // ManagerAPIURL is the Kubernetes API address in a machine's kubeconfig:

@@ -12,6 +12,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/edgefleet/edgefleet/internal/kubenames"
 )
 
 // templateRef matches ${Section/Key...}, Elemental's template syntax.
@@ -126,19 +128,10 @@ func sanitizeName(v string) string {
 	v = nameDots.ReplaceAllString(v, ".")
 	v = strings.Trim(v, ".-")
 	if len(v) > maxLabelValue {
-		sum := sha256.Sum256([]byte(v))
-		v = strings.TrimRight(v[:maxLabelValue-9], ".-") + "-" + hex.EncodeToString(sum[:])[:8]
+		v = kubenames.Shorten(v, maxLabelValue, kubenames.HashHex(v, 8), ".-")
 	}
 	if len(validation.IsDNS1123Subdomain(v)) > 0 {
 		return ""
 	}
 	return v
-}
-
-// validLabelKey checks a label or annotation key from a registration.
-func validLabelKey(k string) error {
-	if errs := validation.IsQualifiedName(k); len(errs) > 0 {
-		return fmt.Errorf("%q is not a valid label key: %s", k, strings.Join(errs, "; "))
-	}
-	return nil
 }

@@ -3,8 +3,6 @@ package render
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -25,6 +23,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime/pkg/log"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/kubenames"
 )
 
 // MaxReleaseNameLen is Helm's limit on release names.
@@ -49,15 +48,11 @@ func ReleaseName(bundleName string) string {
 	if name == bundleName && len(name) <= MaxReleaseNameLen && name != "" {
 		return name
 	}
-	sum := sha256.Sum256([]byte(bundleName))
-	suffix := hex.EncodeToString(sum[:])[:8]
+	suffix := kubenames.HashHex(bundleName, 8)
 	if name == "" {
 		return "bundle-" + suffix
 	}
-	if max := MaxReleaseNameLen - len(suffix) - 1; len(name) > max {
-		name = strings.TrimRight(name[:max], "-")
-	}
-	return name + "-" + suffix
+	return kubenames.Shorten(name, MaxReleaseNameLen, suffix, "-")
 }
 
 // chartLocation finds the chart: helm.chart (a directory or a .tgz inside

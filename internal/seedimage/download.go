@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/edgefleet/edgefleet/internal/endpoint"
 )
 
 // DownloadPathPrefix is the route built images are served under.
@@ -59,11 +61,6 @@ func (d *Download) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, name, st.ModTime(), f)
 }
 
-// Router is where the download route is added (internal/endpoint.Server).
-type Router interface {
-	Handle(pattern string, h http.Handler)
-}
-
 // Options configure Setup.
 type Options struct {
 	// Dir holds built images (<data-dir>/seedimages).
@@ -76,7 +73,7 @@ type Options struct {
 
 // Setup registers the SeedImage controller and the download route. Images
 // are kept on the local disk of the replica that built them.
-func Setup(_ context.Context, mgr ctrl.Manager, router Router, o Options) error {
+func Setup(_ context.Context, mgr ctrl.Manager, router endpoint.Router, o Options) error {
 	if err := (&Reconciler{Dir: o.Dir, ExternalURL: o.ExternalURL, CACertPEM: o.CACertPEM, Sources: o.Sources}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the seedimage controller: %w", err)
 	}

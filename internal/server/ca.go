@@ -18,6 +18,7 @@ import (
 
 	"github.com/edgefleet/edgefleet/internal/clusterproxy"
 	"github.com/edgefleet/edgefleet/internal/pki"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // CASecretName holds the manager CA on an external cluster, so every replica
@@ -31,7 +32,7 @@ func loadOrCreateCASecret(ctx context.Context, c client.Client) (*pki.CA, error)
 	if err := ensureSystemNamespace(ctx, c); err != nil {
 		return nil, err
 	}
-	key := client.ObjectKey{Namespace: SystemNamespace, Name: CASecretName}
+	key := client.ObjectKey{Namespace: clusterjoin.SystemNamespace, Name: CASecretName}
 	var secret corev1.Secret
 	err := c.Get(ctx, key, &secret)
 	if apierrors.IsNotFound(err) {
@@ -131,7 +132,7 @@ func startPeers(ctx context.Context, mgr ctrl.Manager, c client.Client, identity
 	if err != nil {
 		return nil, err
 	}
-	peers.UseLeases(SystemNamespace, mgr.GetClient(), c, log)
+	peers.UseLeases(clusterjoin.SystemNamespace, mgr.GetClient(), c, log)
 	if err := ensureSystemNamespace(ctx, c); err != nil {
 		return nil, err
 	}
@@ -142,9 +143,9 @@ func startPeers(ctx context.Context, mgr ctrl.Manager, c client.Client, identity
 }
 
 func ensureSystemNamespace(ctx context.Context, c client.Client) error {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: SystemNamespace}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clusterjoin.SystemNamespace}}
 	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating namespace %s: %w", SystemNamespace, err)
+		return fmt.Errorf("creating namespace %s: %w", clusterjoin.SystemNamespace, err)
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/pki"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // routeDeps is what the endpoint's capability routes may use. Routes run on
@@ -46,7 +47,7 @@ type routeDeps struct {
 // manifests, tunnel, downloads, webhooks) to the endpoint. Each capability
 // package adds one line here.
 func registerRoutes(ep *endpoint.Server, d routeDeps) error {
-	ep.Handle("POST "+webhook.Path, &webhook.Handler{Reader: d.mgr.GetAPIReader(), Writer: d.mgr.GetClient(), SystemNamespace: SystemNamespace, Log: d.log.WithName("webhook")})
+	ep.Handle("POST "+webhook.Path, &webhook.Handler{Reader: d.mgr.GetAPIReader(), Writer: d.mgr.GetClient(), SystemNamespace: clusterjoin.SystemNamespace, Log: d.log.WithName("webhook")})
 	if err := clusterregistration.Setup(d.mgr, ep, clusterregistration.Options{ExternalURL: d.externalURL, CACertPEM: d.ca.CertPEM, Log: d.log,
 		CredentialMaxLifetime: d.credentialMaxLifetime, JoinRate: d.joinRate, JoinBurst: d.joinBurst}); err != nil {
 		return err

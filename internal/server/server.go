@@ -41,11 +41,8 @@ import (
 	"github.com/edgefleet/edgefleet/internal/metrics"
 	"github.com/edgefleet/edgefleet/internal/pki"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
-
-// SystemNamespace holds the manager's own objects: its CA (external mode) and
-// the leader-election lease.
-const SystemNamespace = "edgefleet-system"
 
 // LeaderElectionID names the Lease replicas compete for.
 const LeaderElectionID = "edgefleet-manager"
@@ -195,7 +192,7 @@ func Run(ctx context.Context, o Options) error {
 		PprofBindAddress:              o.PprofAddress,
 		LeaderElection:                cluster.external && o.LeaderElection,
 		LeaderElectionID:              LeaderElectionID,
-		LeaderElectionNamespace:       SystemNamespace,
+		LeaderElectionNamespace:       clusterjoin.SystemNamespace,
 		LeaderElectionReleaseOnCancel: true,
 		GracefulShutdownTimeout:       ptr(15 * time.Second),
 	})

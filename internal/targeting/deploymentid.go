@@ -3,9 +3,10 @@ package targeting
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/content"
+	"github.com/edgefleet/edgefleet/internal/jsonvalue"
 )
 
 // DeploymentID identifies what an agent deploys: contentsID + ":" + the hex
@@ -15,31 +16,12 @@ func DeploymentID(contentsID string, opts fleetv1.BundleDeploymentOptions) strin
 	sanitized := *opts.DeepCopy()
 	sanitized.Diff = nil
 	sanitized.CorrectDrift = nil
-	return contentsID + ":" + hashJSON(sanitized)
+	return string(content.NewDeploymentID(contentsID, hashJSON(sanitized)))
 }
 
 // hashJSON hashes v's JSON with object keys sorted at every level, so Helm
 // values that differ only in key order hash alike.
 func hashJSON(v any) string {
-	data, err := json.Marshal(v)
-	if err == nil {
-		var generic any
-		if json.Unmarshal(data, &generic) == nil {
-			if canonical, err := json.Marshal(generic); err == nil {
-				data = canonical
-			}
-		}
-	}
-	sum := sha256.Sum256(data)
+	sum := sha256.Sum256(jsonvalue.Canonical(v))
 	return hex.EncodeToString(sum[:])
-}
-
-// ContentsIDOf returns the contents part of a deployment ID.
-func ContentsIDOf(deploymentID string) string {
-	for i := len(deploymentID) - 1; i >= 0; i-- {
-		if deploymentID[i] == ':' {
-			return deploymentID[:i]
-		}
-	}
-	return deploymentID
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/content"
 )
 
 func TestMerge(t *testing.T) {
@@ -125,7 +126,7 @@ func TestMerge(t *testing.T) {
 func TestDeploymentID(t *testing.T) {
 	base := fleetv1.BundleDeploymentOptions{DefaultNamespace: "app", Helm: &fleetv1.HelmOptions{Values: values(`{"a":1,"b":2}`)}}
 	id := DeploymentID("s-abc", base)
-	if ContentsIDOf(id) != "s-abc" || len(id) != len("s-abc:")+64 {
+	if content.DeploymentID(id).ContentsID() != "s-abc" || len(id) != len("s-abc:")+64 {
 		t.Fatalf("DeploymentID = %q", id)
 	}
 	tests := []struct {

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/content"
 )
 
 // MaxNonReady is how many non-ready entries a status lists.
@@ -130,12 +131,7 @@ func resourceName(kind, ns, name string) string {
 	return kind + " " + name
 }
 
-func shortID(id string) string {
-	if i := strings.LastIndexByte(id, ':'); i >= 0 && len(id)-i > 13 {
-		return id[:i+13]
-	}
-	return id
-}
+func shortID(id string) string { return content.DeploymentID(id).Short() }
 
 // Add counts one deployment of the given state in s, listing it among the
 // non-ready resources (at most MaxNonReady) unless it is Ready.

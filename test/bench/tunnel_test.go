@@ -55,7 +55,7 @@ func TestTunnelOverhead(t *testing.T) {
 	// What the agent's own request costs the downstream apiserver: its
 	// impersonate-only token, impersonating a caller.
 	secs := int64(3600)
-	tr, err := direct.CoreV1().ServiceAccounts(clusterjoin.AgentNamespace).CreateToken(ctx, clusterjoin.ImpersonatorServiceAccount,
+	tr, err := direct.CoreV1().ServiceAccounts(clusterjoin.SystemNamespace).CreateToken(ctx, clusterjoin.ImpersonatorServiceAccount,
 		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -344,7 +344,7 @@ func TestEndpointCASecretMakesNoReplica(t *testing.T) {
 		t.Fatal("registering a cluster failed")
 	}
 	var secret corev1.Secret
-	if err := mgmt.Client.Get(ctx, client.ObjectKey{Namespace: server.SystemNamespace, Name: server.CASecretName}, &secret); err != nil {
+	if err := mgmt.Client.Get(ctx, client.ObjectKey{Namespace: clusterjoin.SystemNamespace, Name: server.CASecretName}, &secret); err != nil {
 		t.Fatal(err)
 	}
 	ca, err := pki.ParseCA(pki.KeyPair{CertPEM: secret.Data[corev1.TLSCertKey], KeyPEM: secret.Data[corev1.TLSPrivateKeyKey]})
@@ -375,7 +375,7 @@ func TestEndpointCASecretMakesNoReplica(t *testing.T) {
 	hostname, _ := os.Hostname()
 	waitFor(t, 10*time.Second, "the replica's peer Lease", func() bool {
 		var l coordinationv1.LeaseList
-		if mgmt.Client.List(ctx, &l, client.InNamespace(server.SystemNamespace), client.HasLabels{clusterproxy.PeerLeaseLabel}) != nil {
+		if mgmt.Client.List(ctx, &l, client.InNamespace(clusterjoin.SystemNamespace), client.HasLabels{clusterproxy.PeerLeaseLabel}) != nil {
 			return false
 		}
 		return len(l.Items) == 1 && strings.HasPrefix(*l.Items[0].Spec.HolderIdentity, hostname+"/") &&

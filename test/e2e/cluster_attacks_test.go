@@ -345,10 +345,10 @@ func TestBootstrapTokenLeavesTheDownstreamCluster(t *testing.T) {
 		t.Fatalf("import manifest (%d) must read the token from an optional Secret key, not an argument:\n%s", code, manifest)
 	}
 	// The manifest's Secret, as `kubectl apply` of the manifest creates it.
-	if err := down.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clusterjoin.AgentNamespace}}); err != nil {
+	if err := down.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clusterjoin.SystemNamespace}}); err != nil {
 		t.Fatal(err)
 	}
-	boot := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: clusterjoin.AgentNamespace, Name: clusterjoin.BootstrapSecret},
+	boot := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: clusterjoin.SystemNamespace, Name: clusterjoin.BootstrapSecret},
 		StringData: map[string]string{clusterjoin.KeyServer: m.URL, clusterjoin.KeyToken: tok, clusterjoin.KeyCAChecksum: m.CAChecksum}}
 	if err := down.Client.Create(ctx, boot); err != nil {
 		t.Fatal(err)

@@ -156,7 +156,7 @@ func TestClustersJoinAndAreReachedThroughTheTunnel(t *testing.T) {
 	}
 	kubectl(t, clusters[0].KubeconfigPath(), []byte(manifest), "apply", "-f", "-")
 	var boot corev1.Secret
-	if err := clusters[0].Client.Get(ctx, client.ObjectKey{Namespace: clusterjoin.AgentNamespace, Name: clusterjoin.BootstrapSecret}, &boot); err != nil {
+	if err := clusters[0].Client.Get(ctx, client.ObjectKey{Namespace: clusterjoin.SystemNamespace, Name: clusterjoin.BootstrapSecret}, &boot); err != nil {
 		t.Fatal(err)
 	}
 	startJoinAgent(t, clusters[0], join.Options{Server: string(boot.Data[clusterjoin.KeyServer]), Token: string(boot.Data[clusterjoin.KeyToken]), CAChecksum: string(boot.Data[clusterjoin.KeyCAChecksum]), Labels: map[string]string{"env": "dev"}})

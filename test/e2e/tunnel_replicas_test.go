@@ -140,7 +140,7 @@ func TestProxyRequestsAreForwardedToTheReplicaHoldingTheTunnel(t *testing.T) {
 	// Callers: an admin (client certificate of the users' CA, group
 	// system:masters) and a manager ServiceAccount with no downstream rights.
 	var caSecret corev1.Secret
-	if err := mgmt.Client.Get(ctx, client.ObjectKey{Namespace: server.SystemNamespace, Name: server.CASecretName}, &caSecret); err != nil {
+	if err := mgmt.Client.Get(ctx, client.ObjectKey{Namespace: clusterjoin.SystemNamespace, Name: server.CASecretName}, &caSecret); err != nil {
 		t.Fatal(err)
 	}
 	ca, err := pki.ParseCA(pki.KeyPair{CertPEM: caSecret.Data[corev1.TLSCertKey], KeyPEM: caSecret.Data[corev1.TLSPrivateKeyKey]})

@@ -11,12 +11,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // Inventory records, on the downstream cluster, what a BundleDeployment
 // deployed there, so that objects dropped from the bundle are pruned and
 // deleting the BundleDeployment removes everything even after the agent
-// restarted. It is a ConfigMap in SystemNamespace.
+// restarted. It is a ConfigMap in clusterjoin.SystemNamespace.
 type Inventory struct {
 	// Kind is how the bundle was deployed (render.Kind as a string).
 	Kind string `json:"kind"`
@@ -41,16 +42,16 @@ func InventoryName(namespace, name string) string {
 // there is none.
 func ReadInventory(ctx context.Context, c client.Client, namespace, name string) (*Inventory, error) {
 	cm := &corev1.ConfigMap{}
-	err := c.Get(ctx, client.ObjectKey{Namespace: SystemNamespace, Name: InventoryName(namespace, name)}, cm)
+	err := c.Get(ctx, client.ObjectKey{Namespace: clusterjoin.SystemNamespace, Name: InventoryName(namespace, name)}, cm)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading inventory %s/%s: %w", SystemNamespace, InventoryName(namespace, name), err)
+		return nil, fmt.Errorf("reading inventory %s/%s: %w", clusterjoin.SystemNamespace, InventoryName(namespace, name), err)
 	}
 	inv := &Inventory{}
 	if err := json.Unmarshal([]byte(cm.Data[inventoryKey]), inv); err != nil {
-		return nil, fmt.Errorf("inventory ConfigMap %s/%s is corrupt (delete it and the agent re-applies the bundle): %w", SystemNamespace, cm.Name, err)
+		return nil, fmt.Errorf("inventory ConfigMap %s/%s is corrupt (delete it and the agent re-applies the bundle): %w", clusterjoin.SystemNamespace, cm.Name, err)
 	}
 	return inv, nil
 }
@@ -67,7 +68,7 @@ func WriteInventory(ctx context.Context, c client.Client, namespace, name string
 	cm := &corev1.ConfigMap{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
 		ObjectMeta: metav1.ObjectMeta{
-			Namespace: SystemNamespace,
+			Namespace: clusterjoin.SystemNamespace,
 			Name:      InventoryName(namespace, name),
 			Labels:    map[string]string{fleetv1.BundleDeploymentLabel: LabelValue(namespace, name)},
 			Annotations: map[string]string{
@@ -82,32 +83,32 @@ func WriteInventory(ctx context.Context, c client.Client, namespace, name string
 		return err
 	}
 	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
-		return fmt.Errorf("writing inventory %s/%s: %w", SystemNamespace, cm.Name, err)
+		return fmt.Errorf("writing inventory %s/%s: %w", clusterjoin.SystemNamespace, cm.Name, err)
 	}
 	return nil
 }
 
 // DeleteInventory removes the inventory of BundleDeployment namespace/name.
 func DeleteInventory(ctx context.Context, c client.Client, namespace, name string) error {
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: SystemNamespace, Name: InventoryName(namespace, name)}}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: clusterjoin.SystemNamespace, Name: InventoryName(namespace, name)}}
 	if err := c.Delete(ctx, cm); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("deleting inventory %s/%s: %w", SystemNamespace, cm.Name, err)
+		return fmt.Errorf("deleting inventory %s/%s: %w", clusterjoin.SystemNamespace, cm.Name, err)
 	}
 	return nil
 }
 
 func ensureSystemNamespace(ctx context.Context, c client.Client) error {
 	ns := &corev1.Namespace{}
-	err := c.Get(ctx, client.ObjectKey{Name: SystemNamespace}, ns)
+	err := c.Get(ctx, client.ObjectKey{Name: clusterjoin.SystemNamespace}, ns)
 	if err == nil {
 		return nil
 	}
 	if !apierrors.IsNotFound(err) {
-		return fmt.Errorf("reading namespace %s: %w", SystemNamespace, err)
+		return fmt.Errorf("reading namespace %s: %w", clusterjoin.SystemNamespace, err)
 	}
-	ns.Name = SystemNamespace
+	ns.Name = clusterjoin.SystemNamespace
 	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating namespace %s: %w", SystemNamespace, err)
+		return fmt.Errorf("creating namespace %s: %w", clusterjoin.SystemNamespace, err)
 	}
 	return nil
 }

@@ -5,8 +5,6 @@
 package apply
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"strings"
 
@@ -15,14 +13,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/kubenames"
 )
 
 // FieldOwner is the server-side apply field manager of everything the agent
 // applies.
 const FieldOwner = "edgefleet-agent"
-
-// SystemNamespace holds the agent's inventories on the downstream cluster.
-const SystemNamespace = "edgefleet-system"
 
 // Ref identifies one downstream object.
 type Ref struct {
@@ -70,8 +66,7 @@ func LabelValue(namespace, name string) string {
 	if len(v) <= 63 {
 		return v
 	}
-	sum := sha256.Sum256([]byte(v))
-	return strings.TrimRight(v[:52], "-_.") + "-" + hex.EncodeToString(sum[:])[:10]
+	return kubenames.Shorten(v, 63, kubenames.HashHex(v, 10), "-_.")
 }
 
 // Target is the BundleDeployment being applied, as far as the downstream

@@ -33,11 +33,11 @@ func ensureImpersonator(ctx context.Context, c client.Client) error {
 	}
 	name := clusterjoin.ImpersonatorServiceAccount
 	objs := []client.Object{
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: clusterjoin.AgentNamespace, Name: name}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: clusterjoin.SystemNamespace, Name: name}},
 		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: clusterjoin.ImpersonatorRules},
 		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
 			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
-			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: clusterjoin.AgentNamespace, Name: name}}},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: clusterjoin.SystemNamespace, Name: name}}},
 		// The manager's admins arrive as this group, never as
 		// system:masters: they are cluster-admin here through a binding
 		// this cluster's admin can see (and delete while the agent runs;
@@ -78,10 +78,10 @@ func (t *impersonatorToken) get(ctx context.Context) (string, error) {
 		return t.token, nil
 	}
 	secs := int64(impersonatorTokenTTL / time.Second)
-	tr, err := t.cs.ServiceAccounts(clusterjoin.AgentNamespace).CreateToken(ctx, clusterjoin.ImpersonatorServiceAccount,
+	tr, err := t.cs.ServiceAccounts(clusterjoin.SystemNamespace).CreateToken(ctx, clusterjoin.ImpersonatorServiceAccount,
 		&authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
 	if err != nil {
-		return "", fmt.Errorf("requesting a token for %s/%s: %w", clusterjoin.AgentNamespace, clusterjoin.ImpersonatorServiceAccount, err)
+		return "", fmt.Errorf("requesting a token for %s/%s: %w", clusterjoin.SystemNamespace, clusterjoin.ImpersonatorServiceAccount, err)
 	}
 	t.token, t.expires = tr.Status.Token, tr.Status.ExpirationTimestamp.Time
 	return t.token, nil

@@ -140,12 +140,12 @@ type stored struct {
 
 func (s *store) load(ctx context.Context) (*clusterjoin.RegisterResponse, error) {
 	var sec corev1.Secret
-	err := s.client.Get(ctx, client.ObjectKey{Namespace: clusterjoin.AgentNamespace, Name: clusterjoin.CredentialSecret}, &sec)
+	err := s.client.Get(ctx, client.ObjectKey{Namespace: clusterjoin.SystemNamespace, Name: clusterjoin.CredentialSecret}, &sec)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading credential secret %s/%s: %w", clusterjoin.AgentNamespace, clusterjoin.CredentialSecret, err)
+		return nil, fmt.Errorf("reading credential secret %s/%s: %w", clusterjoin.SystemNamespace, clusterjoin.CredentialSecret, err)
 	}
 	var st stored
 	if json.Unmarshal(sec.Data[keyCredential], &st) != nil || st.Server != s.server || st.CAChecksum != s.caChecksum || time.Now().After(st.Response.Expires) {
@@ -162,7 +162,7 @@ func (s *store) save(ctx context.Context, r *clusterjoin.RegisterResponse) error
 	if err := ensureNamespace(ctx, s.client); err != nil {
 		return err
 	}
-	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: clusterjoin.AgentNamespace, Name: clusterjoin.CredentialSecret}}
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: clusterjoin.SystemNamespace, Name: clusterjoin.CredentialSecret}}
 	err = s.client.Get(ctx, client.ObjectKeyFromObject(sec), sec)
 	sec.Data = map[string][]byte{keyCredential: data}
 	switch {
@@ -172,15 +172,15 @@ func (s *store) save(ctx context.Context, r *clusterjoin.RegisterResponse) error
 		err = s.client.Update(ctx, sec)
 	}
 	if err != nil {
-		return fmt.Errorf("storing credential in secret %s/%s: %w", clusterjoin.AgentNamespace, clusterjoin.CredentialSecret, err)
+		return fmt.Errorf("storing credential in secret %s/%s: %w", clusterjoin.SystemNamespace, clusterjoin.CredentialSecret, err)
 	}
 	return nil
 }
 
 func ensureNamespace(ctx context.Context, c client.Client) error {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clusterjoin.AgentNamespace}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clusterjoin.SystemNamespace}}
 	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating namespace %s: %w", clusterjoin.AgentNamespace, err)
+		return fmt.Errorf("creating namespace %s: %w", clusterjoin.SystemNamespace, err)
 	}
 	return nil
 }

@@ -163,7 +163,7 @@ func (j *Joined) register(ctx context.Context) (*clusterjoin.RegisterResponse, e
 // is rejected.
 func (j *Joined) dropBootstrapToken(ctx context.Context, dc client.Client) {
 	var sec corev1.Secret
-	err := dc.Get(ctx, client.ObjectKey{Namespace: clusterjoin.AgentNamespace, Name: clusterjoin.BootstrapSecret}, &sec)
+	err := dc.Get(ctx, client.ObjectKey{Namespace: clusterjoin.SystemNamespace, Name: clusterjoin.BootstrapSecret}, &sec)
 	if err != nil || !hasToken(&sec) {
 		if client.IgnoreNotFound(err) != nil {
 			j.o.Log.Error(err, "Reading the bootstrap Secret to delete the registration token failed")
@@ -175,10 +175,10 @@ func (j *Joined) dropBootstrapToken(ctx context.Context, dc client.Client) {
 	// missing never starts.
 	sec.Data[clusterjoin.KeyToken] = []byte{}
 	if err := dc.Update(ctx, &sec); err != nil {
-		j.o.Log.Error(err, "Deleting the registration token from the bootstrap Secret failed", "secret", clusterjoin.AgentNamespace+"/"+clusterjoin.BootstrapSecret)
+		j.o.Log.Error(err, "Deleting the registration token from the bootstrap Secret failed", "secret", clusterjoin.SystemNamespace+"/"+clusterjoin.BootstrapSecret)
 		return
 	}
-	j.o.Log.Info("Deleted the registration token from the bootstrap Secret", "secret", clusterjoin.AgentNamespace+"/"+clusterjoin.BootstrapSecret)
+	j.o.Log.Info("Deleted the registration token from the bootstrap Secret", "secret", clusterjoin.SystemNamespace+"/"+clusterjoin.BootstrapSecret)
 }
 
 func hasToken(s *corev1.Secret) bool { return len(s.Data[clusterjoin.KeyToken]) > 0 }

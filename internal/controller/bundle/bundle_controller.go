@@ -15,6 +15,7 @@ package bundle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -32,7 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
-	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
+	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"github.com/edgefleet/edgefleet/internal/controller/queue"
 	"github.com/edgefleet/edgefleet/internal/targeting"
 )
@@ -193,7 +194,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if !ok {
 			continue
 		}
-		clusterNS, ready := clusterctrl.Namespace(cluster)
+		clusterNS, ready := clusterns.Of(cluster)
 		if !ready {
 			pending = append(pending, cluster.Namespace+"/"+cluster.Name)
 			continue
@@ -256,7 +257,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
-		return ctrl.Result{}, fmt.Errorf("reconciling bundle %s: %v", req.NamespacedName, errs)
+		return ctrl.Result{}, fmt.Errorf("reconciling bundle %s: %w", req.NamespacedName, errors.Join(errs...))
 	}
 	return ctrl.Result{}, nil
 }

@@ -2,6 +2,7 @@ package bundle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 
@@ -18,8 +19,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
-	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
+	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"github.com/edgefleet/edgefleet/internal/controller/queue"
+	"github.com/edgefleet/edgefleet/internal/jsonvalue"
 	"github.com/edgefleet/edgefleet/internal/targeting"
 )
 
@@ -102,7 +104,7 @@ func (r *clusterReconciler) groupHandler() handler.EventHandler {
 		},
 		UpdateFunc: func(ctx context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			o, n := e.ObjectOld.(*fleetv1.ClusterGroup), e.ObjectNew.(*fleetv1.ClusterGroup)
-			if o != nil && n != nil && maps.Equal(o.Labels, n.Labels) && semanticEqual(o.Spec, n.Spec) {
+			if o != nil && n != nil && maps.Equal(o.Labels, n.Labels) && jsonvalue.Equal(o.Spec, n.Spec) {
 				return
 			}
 			enqueue(ctx, q, e.ObjectOld, e.ObjectNew)
@@ -145,7 +147,7 @@ func (r *clusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		// controller).
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	clusterNS, ready := clusterctrl.Namespace(&cluster)
+	clusterNS, ready := clusterns.Of(&cluster)
 	if !cluster.DeletionTimestamp.IsZero() || !ready {
 		return ctrl.Result{}, nil
 	}
@@ -230,7 +232,7 @@ func (r *clusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		}
 	}
 	if len(errs) > 0 {
-		return ctrl.Result{}, fmt.Errorf("reconciling deployments of cluster %s: %v", req.NamespacedName, errs)
+		return ctrl.Result{}, fmt.Errorf("reconciling deployments of cluster %s: %w", req.NamespacedName, errors.Join(errs...))
 	}
 	return ctrl.Result{}, nil
 }

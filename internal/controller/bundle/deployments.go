@@ -2,27 +2,26 @@ package bundle
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
-	"reflect"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/bdfinalizer"
+	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"github.com/edgefleet/edgefleet/internal/content"
-	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
+	"github.com/edgefleet/edgefleet/internal/jsonvalue"
 )
 
 // desiredDeployment starts from the cluster's current BundleDeployment (a
 // copy) or a new one.
 func desiredDeployment(bundle *fleetv1.Bundle, cluster *fleetv1.Cluster, current *fleetv1.BundleDeployment) *fleetv1.BundleDeployment {
-	clusterNS, _ := clusterctrl.Namespace(cluster)
+	clusterNS, _ := clusterns.Of(cluster)
 	if current != nil && current.Namespace == clusterNS {
 		return current.DeepCopy()
 	}
@@ -30,7 +29,7 @@ func desiredDeployment(bundle *fleetv1.Bundle, cluster *fleetv1.Cluster, current
 		Namespace: clusterNS,
 		Name:      DeploymentName(bundle.Namespace, bundle.Name, cluster.Namespace),
 		// Set here rather than by the agent: one write less per deployment.
-		Finalizers: []string{fleetv1.AgentCleanupFinalizer},
+		Finalizers: []string{bdfinalizer.Name},
 	}}
 }
 
@@ -80,7 +79,7 @@ func (r *Reconciler) write(ctx context.Context, original, desired *fleetv1.Bundl
 		bdWrites.WithLabelValues("create").Inc()
 		return desired, nil
 	}
-	if semanticEqual(original.Spec, desired.Spec) && maps.Equal(original.Labels, desired.Labels) {
+	if jsonvalue.Equal(original.Spec, desired.Spec) && maps.Equal(original.Labels, desired.Labels) {
 		return original, nil
 	}
 	log.V(1).Info("Updating BundleDeployment", "deploymentID", desired.Spec.DeploymentID, "stagedDeploymentID", desired.Spec.StagedDeploymentID)
@@ -121,10 +120,8 @@ func (r *Reconciler) delete(ctx context.Context, bd *fleetv1.BundleDeployment) e
 	// The agent removes its finalizer after cleaning up downstream. A
 	// cluster whose agent never checked in has nothing deployed and no
 	// agent to do it: release the finalizer so the deletion completes.
-	if controllerutil.ContainsFinalizer(bd, fleetv1.AgentCleanupFinalizer) && r.neverCheckedIn(ctx, bd) {
-		patch := client.MergeFrom(bd.DeepCopy())
-		controllerutil.RemoveFinalizer(bd, fleetv1.AgentCleanupFinalizer)
-		if err := r.Client.Patch(ctx, bd, patch); err != nil && !apierrors.IsNotFound(err) {
+	if bdfinalizer.Has(bd) && r.neverCheckedIn(ctx, bd) {
+		if err := bdfinalizer.Release(ctx, r.Client, bd, false); err != nil {
 			return fmt.Errorf("releasing the agent finalizer of bundle deployment %s: %w", klogRef(bd), err)
 		}
 	}
@@ -146,24 +143,6 @@ func (r *Reconciler) neverCheckedIn(ctx context.Context, bd *fleetv1.BundleDeplo
 }
 
 func klogRef(o client.Object) string { return o.GetNamespace() + "/" + o.GetName() }
-
-// semanticEqual compares two values by their JSON, so Helm values that
-// only differ in number formatting or key order compare equal.
-func semanticEqual(a, b any) bool {
-	return reflect.DeepEqual(generic(a), generic(b))
-}
-
-func generic(v any) any {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return v
-	}
-	var out any
-	if err := json.Unmarshal(data, &out); err != nil {
-		return v
-	}
-	return out
-}
 
 // contentsID returns the ID of the bundle's manifest: spec.contentsID, or
 // the ID of spec.resources, which are stored as a Content the first time

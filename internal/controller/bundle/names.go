@@ -1,11 +1,11 @@
 package bundle
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/edgefleet/edgefleet/internal/kubenames"
 )
 
 // DeploymentName is the name of the BundleDeployment of bundle
@@ -34,8 +34,6 @@ func truncateHash(s string, maxLen int) string {
 	if len(s) <= maxLen && len(validation.IsDNS1123Subdomain(s)) == 0 {
 		return s
 	}
-	sum := sha256.Sum256([]byte(s))
-	suffix := hex.EncodeToString(sum[:])[:8]
 	clean := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.' {
 			return r
@@ -45,12 +43,7 @@ func truncateHash(s string, maxLen int) string {
 		}
 		return '-'
 	}, s)
-	if keep := maxLen - len(suffix) - 1; len(clean) > keep {
-		clean = clean[:keep]
-	}
-	clean = strings.Trim(clean, "-.")
-	if clean == "" {
-		return suffix
-	}
-	return clean + "-" + suffix
+	// Trimmed at the start after shortening: a name of only "-" and "."
+	// is the suffix alone.
+	return strings.TrimLeft(kubenames.Shorten(clean, maxLen, kubenames.HashHex(s, 8), "-."), "-.")
 }

@@ -6,6 +6,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -22,6 +23,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/bdfinalizer"
+	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"github.com/edgefleet/edgefleet/internal/controller/queue"
 	"github.com/edgefleet/edgefleet/internal/targeting"
 )
@@ -129,30 +132,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 // that belongs to something else stalls the cluster; a terminating one
 // (the cluster was deleted and recreated) is waited for.
 func (r *Reconciler) ensureNamespace(ctx context.Context, cluster *fleetv1.Cluster, name string, status *fleetv1.ClusterStatus) (ctrl.Result, error) {
-	want := map[string]string{
-		fleetv1.ManagedLabel:          "true",
-		fleetv1.ClusterNameLabel:      cluster.Name,
-		fleetv1.ClusterNamespaceLabel: cluster.Namespace,
-	}
-	var ns corev1.Namespace
-	err := r.Client.Get(ctx, types.NamespacedName{Name: name}, &ns)
+	_, err := clusterns.Ensure(ctx, r.Client, cluster)
 	switch {
-	case apierrors.IsNotFound(err):
-		ctrl.LoggerFrom(ctx).Info("Creating cluster namespace", "Namespace", name)
-		ns = corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: want}}
-		if err := r.Client.Create(ctx, &ns); err != nil && !apierrors.IsAlreadyExists(err) {
-			return ctrl.Result{}, fmt.Errorf("creating namespace %s for cluster %s/%s: %w", name, cluster.Namespace, cluster.Name, err)
-		}
-	case err != nil:
-		return ctrl.Result{}, fmt.Errorf("reading namespace %s: %w", name, err)
-	case ns.Labels[fleetv1.ClusterNameLabel] != cluster.Name || ns.Labels[fleetv1.ClusterNamespaceLabel] != cluster.Namespace:
+	case errors.Is(err, clusterns.ErrNotOwned):
 		msg := fmt.Sprintf("Namespace %s already exists and does not belong to this cluster (labels %s and %s do not name it); delete or rename that namespace", name, fleetv1.ClusterNamespaceLabel, fleetv1.ClusterNameLabel)
 		setCondition(status, fleetv1.StalledCondition, metav1.ConditionTrue, fleetv1.InvalidSpecReason, msg, cluster.Generation)
 		return ctrl.Result{}, reconcile.TerminalError(fmt.Errorf("%s", msg))
-	case !ns.DeletionTimestamp.IsZero():
+	case errors.Is(err, clusterns.ErrTerminating):
 		setCondition(status, fleetv1.ReconcilingCondition, metav1.ConditionTrue, fleetv1.ProgressingReason,
 			fmt.Sprintf("Waiting for the previous namespace %s to finish terminating", name), cluster.Generation)
 		return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
+	case err != nil:
+		return ctrl.Result{}, err
 	}
 	meta.RemoveStatusCondition(&status.Conditions, fleetv1.StalledCondition)
 	meta.RemoveStatusCondition(&status.Conditions, fleetv1.ReconcilingCondition)
@@ -257,20 +248,5 @@ func (r *Reconciler) patchStatus(ctx context.Context, cluster *fleetv1.Cluster, 
 // releaseAgentFinalizers removes the agent's finalizer from every
 // BundleDeployment in a cluster namespace.
 func (r *Reconciler) releaseAgentFinalizers(ctx context.Context, namespace string) error {
-	var list fleetv1.BundleDeploymentList
-	if err := r.Client.List(ctx, &list, client.InNamespace(namespace)); err != nil {
-		return fmt.Errorf("listing bundle deployments in %s: %w", namespace, err)
-	}
-	for i := range list.Items {
-		bd := &list.Items[i]
-		if !controllerutil.ContainsFinalizer(bd, fleetv1.AgentCleanupFinalizer) {
-			continue
-		}
-		patch := client.MergeFromWithOptions(bd.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		controllerutil.RemoveFinalizer(bd, fleetv1.AgentCleanupFinalizer)
-		if err := r.Client.Patch(ctx, bd, patch); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("releasing the agent finalizer of bundle deployment %s/%s: %w", namespace, bd.Name, err)
-		}
-	}
-	return nil
+	return bdfinalizer.ReleaseAll(ctx, r.Client, namespace)
 }

@@ -1,5 +1,5 @@
 // Package contentgc deletes Contents no Bundle or BundleDeployment refers
-// to any more.
+// to any more, and chunks no manifest lists.
 package contentgc
 
 import (
@@ -16,7 +16,6 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/content"
-	"github.com/edgefleet/edgefleet/internal/targeting"
 )
 
 // Defaults.
@@ -91,13 +90,19 @@ func (r *Reconciler) Collect(ctx context.Context) (int, error) {
 	if err := r.APIReader.List(ctx, &list); err != nil {
 		return 0, fmt.Errorf("listing contents: %w", err)
 	}
-	var doomed []string
+	var doomed, oldChunks []string
 	for _, c := range list.Items {
-		if strings.HasPrefix(c.Name, "s-") && !referenced[c.Name] && now().Sub(c.CreationTimestamp.Time) >= minAge {
+		if referenced[c.Name] || now().Sub(c.CreationTimestamp.Time) < minAge {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(c.Name, "s-"):
 			doomed = append(doomed, c.Name)
+		case strings.HasPrefix(c.Name, "c-"):
+			oldChunks = append(oldChunks, c.Name)
 		}
 	}
-	if len(doomed) == 0 {
+	if len(doomed) == 0 && len(oldChunks) == 0 {
 		return 0, nil
 	}
 	// Chunks are content-addressed too and may be shared by two manifests
@@ -124,6 +129,30 @@ func (r *Reconciler) Collect(ctx context.Context) (int, error) {
 			if err := r.Client.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
 				return deleted, fmt.Errorf("deleting content %s: %w", name, err)
 			}
+			deleted++
+		}
+	}
+	// A chunk no manifest lists is left by a Store that failed before it
+	// wrote the manifest (chunks go first); nothing will ever read it.
+	orphans, err := r.deleteOrphanChunks(ctx, oldChunks, keepChunks)
+	return deleted + orphans, err
+}
+
+// deleteOrphanChunks deletes the chunks of old that keep does not list.
+// Those of manifests deleted just before are gone already.
+func (r *Reconciler) deleteOrphanChunks(ctx context.Context, old []string, keep map[string]bool) (int, error) {
+	deleted := 0
+	for _, name := range old {
+		if keep[name] {
+			continue
+		}
+		err := r.Client.Delete(ctx, &fleetv1.Content{ObjectMeta: metav1.ObjectMeta{Name: name}})
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return deleted, fmt.Errorf("deleting orphan chunk %s: %w", name, err)
+		default:
+			ctrl.LoggerFrom(ctx).V(1).Info("Deleted orphan content chunk", "Content", name)
 			deleted++
 		}
 	}
@@ -155,7 +184,7 @@ func (r *Reconciler) referenced(ctx context.Context) (map[string]bool, error) {
 	for _, bd := range bds.Items {
 		for _, id := range []string{bd.Spec.DeploymentID, bd.Spec.StagedDeploymentID} {
 			if id != "" {
-				refs[targeting.ContentsIDOf(id)] = true
+				refs[content.DeploymentID(id).ContentsID()] = true
 			}
 		}
 	}

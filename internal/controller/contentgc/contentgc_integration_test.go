@@ -3,7 +3,9 @@ package contentgc_test
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"testing"
 	"time"
 
@@ -48,6 +50,22 @@ func TestCollect(t *testing.T) {
 	if err != nil || len(orphanNames) < 2 {
 		t.Fatalf("orphan content is not chunked: %v %v", orphanNames, err)
 	}
+	if _, err := rand.Read(random); err != nil {
+		t.Fatal(err)
+	}
+	bigLive := manifest("live.bin", base64.StdEncoding.EncodeToString(random))
+	bigLiveID := store(bigLive)
+	bigLiveNames, err := content.Names(ctx, c, bigLiveID)
+	if err != nil || len(bigLiveNames) < 2 {
+		t.Fatalf("live content is not chunked: %v %v", bigLiveNames, err)
+	}
+	// What a Store that failed before writing its manifest leaves behind.
+	strayData := []byte("a chunk whose manifest was never written")
+	straySum := sha256.Sum256(strayData)
+	stray := &fleetv1.Content{ObjectMeta: metav1.ObjectMeta{Name: "c-" + hex.EncodeToString(straySum[:])}, Data: strayData, SHA256Sum: hex.EncodeToString(straySum[:])}
+	if err := c.Create(ctx, stray); err != nil {
+		t.Fatal(err)
+	}
 
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "fleet"}}); err != nil {
 		t.Fatal(err)
@@ -55,6 +73,7 @@ func TestCollect(t *testing.T) {
 	for _, b := range []*fleetv1.Bundle{
 		{ObjectMeta: metav1.ObjectMeta{Namespace: "fleet", Name: "by-id"}, Spec: fleetv1.BundleSpec{ContentsID: byBundle}},
 		{ObjectMeta: metav1.ObjectMeta{Namespace: "fleet", Name: "inline"}, Spec: fleetv1.BundleSpec{Resources: inline.Resources}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "fleet", Name: "big"}, Spec: fleetv1.BundleSpec{ContentsID: bigLiveID}},
 	} {
 		if err := c.Create(ctx, b); err != nil {
 			t.Fatal(err)
@@ -74,8 +93,8 @@ func TestCollect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != len(orphanNames) {
-		t.Errorf("deleted %d contents, want %d (the orphan and its chunks)", n, len(orphanNames))
+	if n != len(orphanNames)+1 {
+		t.Errorf("deleted %d contents, want %d (the orphan, its chunks and the stray chunk)", n, len(orphanNames)+1)
 	}
 	exists := func(name string) bool {
 		err := c.Get(ctx, types.NamespacedName{Name: name}, &fleetv1.Content{})
@@ -84,12 +103,12 @@ func TestCollect(t *testing.T) {
 		}
 		return err == nil
 	}
-	for _, name := range orphanNames {
+	for _, name := range append(orphanNames, stray.Name) {
 		if exists(name) {
 			t.Errorf("unreferenced %s survived", name)
 		}
 	}
-	for _, id := range []string{byBundle, byDeployment, inlineID} {
+	for _, id := range []string{byBundle, byDeployment, inlineID, bigLiveID} {
 		if !exists(id) {
 			t.Errorf("referenced content %s was deleted", id)
 		}

@@ -118,7 +118,7 @@ func prepareIdentity(cfg *machinereg.NodeConfig, state *State, data map[string]s
 	default:
 		methods = []string{reg.Auth}
 	}
-	var problems []string
+	var problems []error
 	for _, m := range methods {
 		hello.Auth = m
 		switch m {
@@ -132,7 +132,7 @@ func prepareIdentity(cfg *machinereg.NodeConfig, state *State, data map[string]s
 				}
 				tpm.Close()
 			}
-			problems = append(problems, err.Error())
+			problems = append(problems, err)
 		case machinereg.AuthEmulatedTPM:
 			seed := machinereg.SeedFromInt(reg.EmulatedTPMSeed)
 			if reg.EmulatedTPMSeed == -1 || reg.EmulatedTPMSeed == 0 {
@@ -153,16 +153,16 @@ func prepareIdentity(cfg *machinereg.NodeConfig, state *State, data map[string]s
 				state.Auth = m
 				return hello, nil, nil
 			}
-			problems = append(problems, "no physical network interface with a MAC address")
+			problems = append(problems, errors.New("no physical network interface with a MAC address"))
 		case machinereg.AuthSysUUID:
 			if hello.MachineID = hwinfo.SystemUUID(data); hello.MachineID != "" {
 				state.Auth = m
 				return hello, nil, nil
 			}
-			problems = append(problems, "no usable SMBIOS system UUID")
+			problems = append(problems, errors.New("no usable SMBIOS system UUID"))
 		}
 	}
-	return nil, nil, fmt.Errorf("cannot prove this machine's identity with %v: %s", methods, strings.Join(problems, "; "))
+	return nil, nil, fmt.Errorf("cannot prove this machine's identity with %v: %w", methods, errors.Join(problems...))
 }
 
 func dial(ctx context.Context, reg machinereg.NodeRegistration) (*machinereg.Conn, string, error) {

@@ -36,9 +36,13 @@ const (
 // requests for anything else are refused.
 const TunnelAPIServerHost = "kube-apiserver"
 
-// Downstream objects (namespace edgefleet-system on the downstream cluster).
+// SystemNamespace holds edgefleet's own objects, on the manager (its CA,
+// leader-election Leases, EndpointConfigMap) as on each downstream cluster
+// (the agent, its credential, its inventories).
+const SystemNamespace = "edgefleet-system"
+
+// Downstream objects (in SystemNamespace on the downstream cluster).
 const (
-	AgentNamespace = "edgefleet-system"
 	// AgentServiceAccount runs the agent; it may apply anything (bundles).
 	AgentServiceAccount = "edgefleet-agent"
 	// ImpersonatorServiceAccount may only impersonate; the agent sends the
@@ -64,11 +68,9 @@ const (
 	// ClusterServiceAccount is the ServiceAccount in each cluster's
 	// namespace whose tokens are the cluster's credential.
 	ClusterServiceAccount = "edgefleet-agent"
-	// EndpointConfigMap (in edgefleet-system on the manager) publishes the
+	// EndpointConfigMap (in SystemNamespace on the manager) publishes the
 	// endpoint URL and CA for the CLI.
 	EndpointConfigMap = "edgefleet-endpoint"
-	// ManagerSystemNamespace holds EndpointConfigMap.
-	ManagerSystemNamespace = "edgefleet-system"
 )
 
 // The agent's heartbeat: a coordination.k8s.io Lease in the cluster's
