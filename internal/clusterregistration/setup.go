@@ -77,9 +77,6 @@ func Setup(mgr ctrl.Manager, r Router, o Options) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &fleetv1.Cluster{}, RegistrationTokenIndex, indexRegistrationToken); err != nil {
 		return fmt.Errorf("indexing clusters by registration token: %w", err)
 	}
-	if err := (&TokenReconciler{}).SetupWithManager(mgr); err != nil {
-		return err
-	}
 	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
 	if err != nil {
 		return fmt.Errorf("creating registration client: %w", err)

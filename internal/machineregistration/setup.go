@@ -61,9 +61,6 @@ func Setup(ctx context.Context, mgr ctrl.Manager, router Router, o Options) erro
 	if err := AddIndexes(ctx, mgr); err != nil {
 		return err
 	}
-	if err := (&Reconciler{ExternalURL: o.ExternalURL}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up the machineregistration controller: %w", err)
-	}
 	h, err := NewHandler(mgr, o)
 	if err != nil {
 		return err

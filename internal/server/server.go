@@ -202,7 +202,8 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("creating controller manager: %w", err)
 	}
-	if err := setupControllers(mgr, o.DataDir, o.AllowLocalGitRepos); err != nil {
+	if err := setupControllers(mgr, controllerDeps{dataDir: o.DataDir, allowLocalGitRepos: o.AllowLocalGitRepos, externalURL: externalURL, caCertPEM: ca.CertPEM,
+		seedSources: o.SeedSources, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval}); err != nil {
 		return err
 	}
 
