@@ -45,7 +45,7 @@ func setupControllers(mgr ctrl.Manager, d controllerDeps) error {
 		name string
 		r    reconcilerSetup
 	}{
-		{"cluster", &clusterctrl.Reconciler{}},
+		{"cluster", &clusterctrl.Reconciler{ProbeInterval: d.probeInterval, OfflineThreshold: d.offlineThreshold}},
 		{"clustergroup", &clustergroupctrl.Reconciler{}},
 		{"bundle", &bundlectrl.Reconciler{}},
 		{"contentgc", &contentgcctrl.Reconciler{}},

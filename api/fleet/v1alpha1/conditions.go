@@ -92,6 +92,10 @@ const (
 	// WaitingForCheckInReason: no agent has checked in for this cluster yet.
 	WaitingForCheckInReason = "WaitingForCheckIn"
 
+	// TunnelDisconnectedReason: the agent heartbeats but its tunnel is down,
+	// so the kube-api proxy cannot reach the cluster.
+	TunnelDisconnectedReason = "TunnelDisconnected"
+
 	// BundlesNotReadyReason: one or more BundleDeployments of the cluster are
 	// not Ready.
 	BundlesNotReadyReason = "BundlesNotReady"

@@ -42,6 +42,13 @@ type Reconciler struct {
 	Client client.Client
 	// StatusBatch defaults to DefaultStatusBatch.
 	StatusBatch time.Duration
+	// ProbeInterval (how often tunnels are probed) and OfflineThreshold (a
+	// cluster with neither a heartbeat nor a tunnel probe for this long is
+	// offline) tune liveness; DefaultProbeInterval and
+	// DefaultOfflineThreshold when 0.
+	ProbeInterval, OfflineThreshold time.Duration
+	// Now is the clock (tests); time.Now when nil.
+	Now func() time.Time
 }
 
 // SetupWithManager registers the controller.
@@ -51,6 +58,15 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.StatusBatch <= 0 {
 		r.StatusBatch = DefaultStatusBatch
+	}
+	if r.ProbeInterval <= 0 {
+		r.ProbeInterval = DefaultProbeInterval
+	}
+	if r.OfflineThreshold <= 0 {
+		r.OfflineThreshold = DefaultOfflineThreshold
+	}
+	if r.Now == nil {
+		r.Now = time.Now
 	}
 	byLabels := func(o client.Object) (reconcile.Request, bool) {
 		l := o.GetLabels()
@@ -82,7 +98,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return nil
 }
 
-// Reconcile ensures the cluster's namespace and status.
+// Reconcile ensures the cluster's namespace and status. Once the namespace
+// exists it comes back every livenessEvery to recompute Connected from the
+// agent's heartbeat and tunnel Leases.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var cluster fleetv1.Cluster
 	if err := r.Client.Get(ctx, req.NamespacedName, &cluster); err != nil {
@@ -113,6 +131,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if status.Namespace == nsName {
 		if err := r.Client.List(ctx, &bds, client.InNamespace(nsName)); err != nil {
 			return ctrl.Result{}, fmt.Errorf("listing bundle deployments of cluster %s: %w", req.NamespacedName, err)
+		}
+	}
+	if status.Namespace == nsName {
+		r.updateLiveness(ctx, &cluster, nsName, status, r.Now())
+		if result.IsZero() {
+			result.RequeueAfter = r.livenessEvery()
 		}
 	}
 	computeStatus(status, &cluster, bds.Items)
