@@ -14,6 +14,7 @@ import (
 	crtctrl "github.com/edgefleet/edgefleet/internal/controller/clusterregistrationtoken"
 	contentgcctrl "github.com/edgefleet/edgefleet/internal/controller/contentgc"
 	gitrepoctrl "github.com/edgefleet/edgefleet/internal/controller/gitrepo"
+	machineinventoryctrl "github.com/edgefleet/edgefleet/internal/controller/machineinventory"
 	machineregctrl "github.com/edgefleet/edgefleet/internal/controller/machineregistration"
 	seedimagectrl "github.com/edgefleet/edgefleet/internal/controller/seedimage"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
@@ -52,6 +53,7 @@ func setupControllers(mgr ctrl.Manager, d controllerDeps) error {
 		{"gitrepo", &gitrepoctrl.Reconciler{WorkDir: filepath.Join(dataDir, "git"), AllowLocalRepos: d.allowLocalGitRepos}},
 		{"clusterregistrationtoken", &crtctrl.Reconciler{}},
 		{"machineregistration", &machineregctrl.Reconciler{ExternalURL: d.externalURL}},
+		{"machineinventory", &machineinventoryctrl.Reconciler{}},
 		{"seedimage", &seedimagectrl.Reconciler{Dir: filepath.Join(dataDir, "seedimages"), ExternalURL: d.externalURL, CACertPEM: d.caCertPEM, Sources: d.seedSources}},
 	} {
 		if err := c.r.SetupWithManager(mgr); err != nil {

@@ -91,6 +91,15 @@ const (
 
 	// PlanFailedReason: the machine failed to apply its current plan.
 	PlanFailedReason = "PlanFailed"
+
+	// MachineObjectsReadyReason (Ready): the machine's plan Secret,
+	// ServiceAccount, Role and RoleBinding exist and belong to the inventory.
+	MachineObjectsReadyReason = "MachineObjectsReady"
+
+	// ObjectConflictReason (Ready): an object with the name of one of the
+	// machine's objects exists but does not belong to the inventory; the
+	// manager never takes it over.
+	ObjectConflictReason = "ObjectConflict"
 )
 
 // SeedImage condition reasons.
