@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -23,6 +24,7 @@ import (
 	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
 	"github.com/edgefleet/edgefleet/internal/controller/clustergroup"
 	"github.com/edgefleet/edgefleet/internal/controller/internal/ctrltest"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 const wait = 20 * time.Second
@@ -65,6 +67,22 @@ func (e *env) create(o client.Object) {
 
 func (e *env) cluster(name string, labels map[string]string) {
 	e.create(&fleetv1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}})
+}
+
+// checkIn renews the heartbeat Lease of cluster name once, as its agent
+// would: the cluster controller computes liveness, and a cluster never
+// heard of counts as offline, outside rollout budgets.
+func (e *env) checkIn(name string) {
+	e.t.Helper()
+	ctrltest.Eventually(e.t, wait, func() error {
+		var hb coordinationv1.Lease
+		if err := e.c.Get(context.Background(), types.NamespacedName{Namespace: clusterctrl.NamespaceName(e.ns, name), Name: clusterjoin.HeartbeatLease}, &hb); err != nil {
+			return err
+		}
+		now := metav1.NowMicro()
+		hb.Spec.RenewTime = &now
+		return e.c.Update(context.Background(), &hb)
+	})
 }
 
 func (e *env) setLabels(name string, labels map[string]string) {
@@ -312,6 +330,7 @@ func testMaxUnavailable(t *testing.T, e *env) {
 	names := []string{"c1", "c2", "c3"}
 	for _, n := range names {
 		e.cluster(n, map[string]string{"env": "prod"})
+		e.checkIn(n)
 	}
 	one := intstr.FromInt32(1)
 	e.create(&fleetv1.Bundle{ObjectMeta: metav1.ObjectMeta{Name: "app"}, Spec: fleetv1.BundleSpec{
