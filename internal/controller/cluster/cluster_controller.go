@@ -10,7 +10,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/controller/conditions"
 	"github.com/edgefleet/edgefleet/internal/controller/queue"
 	"github.com/edgefleet/edgefleet/internal/targeting"
 )
@@ -171,10 +171,10 @@ func (r *Reconciler) ensureNamespace(ctx context.Context, cluster *fleetv1.Clust
 		return ctrl.Result{}, fmt.Errorf("reading namespace %s: %w", name, err)
 	case ns.Labels[fleetv1.ClusterNameLabel] != cluster.Name || ns.Labels[fleetv1.ClusterNamespaceLabel] != cluster.Namespace:
 		msg := fmt.Sprintf("Namespace %s already exists and does not belong to this cluster (labels %s and %s do not name it); delete or rename that namespace", name, fleetv1.ClusterNamespaceLabel, fleetv1.ClusterNameLabel)
-		setCondition(status, fleetv1.StalledCondition, metav1.ConditionTrue, fleetv1.InvalidSpecReason, msg, cluster.Generation)
+		conditions.Set(&status.Conditions, fleetv1.StalledCondition, metav1.ConditionTrue, fleetv1.InvalidSpecReason, msg, cluster.Generation)
 		return ctrl.Result{}, reconcile.TerminalError(fmt.Errorf("%s", msg))
 	case !ns.DeletionTimestamp.IsZero():
-		setCondition(status, fleetv1.ReconcilingCondition, metav1.ConditionTrue, fleetv1.ProgressingReason,
+		conditions.Set(&status.Conditions, fleetv1.ReconcilingCondition, metav1.ConditionTrue, fleetv1.ProgressingReason,
 			fmt.Sprintf("Waiting for the previous namespace %s to finish terminating", name), cluster.Generation)
 		return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
 	}
@@ -248,34 +248,18 @@ func computeStatus(st *fleetv1.ClusterStatus, cluster *fleetv1.Cluster, bds []fl
 	gen := cluster.Generation
 	switch {
 	case s.DesiredReady == 0:
-		setCondition(st, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.SucceededReason, "No bundles target this cluster", gen)
+		conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.SucceededReason, "No bundles target this cluster", gen)
 	case s.Ready == s.DesiredReady:
-		setCondition(st, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.SucceededReason, fmt.Sprintf("%d/%d bundles ready", s.Ready, s.DesiredReady), gen)
+		conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.SucceededReason, fmt.Sprintf("%d/%d bundles ready", s.Ready, s.DesiredReady), gen)
 	default:
-		setCondition(st, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.BundlesNotReadyReason, targeting.ReadyMessage(s, "Bundle"), gen)
+		conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.BundlesNotReadyReason, targeting.ReadyMessage(s, "Bundle"), gen)
 	}
-}
-
-func setCondition(st *fleetv1.ClusterStatus, typ string, status metav1.ConditionStatus, reason, msg string, gen int64) {
-	if len(msg) > 32768 {
-		msg = msg[:32768]
-	}
-	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen})
 }
 
 func (r *Reconciler) patchStatus(ctx context.Context, cluster *fleetv1.Cluster, status *fleetv1.ClusterStatus) error {
-	if equality.Semantic.DeepEqual(&cluster.Status, status) {
-		return nil
-	}
 	updated := cluster.DeepCopy()
 	updated.Status = *status
-	if err := r.Client.Status().Patch(ctx, updated, client.MergeFromWithOptions(cluster, client.MergeFromWithOptimisticLock{})); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("patching status of cluster %s/%s: %w", cluster.Namespace, cluster.Name, err)
-	}
-	return nil
+	return conditions.PatchStatus(ctx, r.Client, cluster, updated, nil, nil)
 }
 
 // releaseAgentFinalizers removes the agent's finalizer from every
