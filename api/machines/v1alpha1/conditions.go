@@ -60,10 +60,6 @@ const (
 	// machines can register.
 	RegistrationEndpointReadyReason = "RegistrationEndpointReady"
 
-	// MissingServerURLReason: the manager's external URL is not configured,
-	// so no registration URL can be published.
-	MissingServerURLReason = "MissingServerURL"
-
 	// RBACCreationFailedReason: the credentials for registered machines could
 	// not be created.
 	RBACCreationFailedReason = "RBACCreationFailed"
@@ -82,15 +78,6 @@ const (
 	// WaitingForRegistrationReason: the inventory exists but the machine has
 	// not completed registration.
 	WaitingForRegistrationReason = "WaitingForRegistration"
-
-	// WaitingForPlanReason: the machine has not applied its current plan yet.
-	WaitingForPlanReason = "WaitingForPlan"
-
-	// PlanAppliedReason: the machine applied its current plan.
-	PlanAppliedReason = "PlanApplied"
-
-	// PlanFailedReason: the machine failed to apply its current plan.
-	PlanFailedReason = "PlanFailed"
 
 	// MachineObjectsReadyReason (Ready): the machine's plan Secret,
 	// ServiceAccount, Role and RoleBinding exist and belong to the inventory.
