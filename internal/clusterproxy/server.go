@@ -21,7 +21,6 @@ import (
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/edgefleet/edgefleet/internal/authn"
 	"github.com/edgefleet/edgefleet/internal/clusterregistration"
@@ -111,9 +110,6 @@ func Setup(mgr ctrl.Manager, r clusterregistration.Router, o Options) (*Server, 
 	r.Handle("GET "+clusterjoin.TunnelPath, http.HandlerFunc(s.serveTunnel))
 	r.Handle(clusterjoin.ClusterProxyPrefix, http.HandlerFunc(s.serveProxy))
 	if err := mgr.Add(everyReplica(s.probeLoop)); err != nil {
-		return nil, err
-	}
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return ensureProxyClusterRole(ctx, direct) })); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -1,13 +1,19 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"path/filepath"
 	"time"
 
+	"github.com/go-logr/logr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
+	"github.com/edgefleet/edgefleet/internal/clusterproxy"
+	"github.com/edgefleet/edgefleet/internal/clusterregistration"
 	bundlectrl "github.com/edgefleet/edgefleet/internal/controller/bundle"
 	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
 	clustergroupctrl "github.com/edgefleet/edgefleet/internal/controller/clustergroup"
@@ -35,6 +41,7 @@ type controllerDeps struct {
 	seedSources seedimage.Sources
 	// offlineThreshold and probeInterval tune cluster liveness (0 = default).
 	offlineThreshold, probeInterval time.Duration
+	log                             logr.Logger
 }
 
 // setupControllers registers every reconciler with the manager: this is the
@@ -58,6 +65,37 @@ func setupControllers(mgr ctrl.Manager, d controllerDeps) error {
 	} {
 		if err := c.r.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the %s controller: %w", c.name, err)
+		}
+	}
+	return nil
+}
+
+// setupRunnables adds the leader's one-off start-up tasks: this is the one
+// list of them (routes' own runnables, which serve state, stay with their
+// routes). They write through an uncached client: each touches a handful of
+// objects once, not worth a cluster-wide informer.
+func setupRunnables(mgr ctrl.Manager, d controllerDeps) error {
+	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
+	if err != nil {
+		return fmt.Errorf("creating the start-up tasks' client: %w", err)
+	}
+	for _, task := range []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"publishing the endpoint ConfigMap", func(ctx context.Context) error {
+			return clusterregistration.PublishEndpoint(ctx, direct, d.externalURL, d.caCertPEM)
+		}},
+		{"revoking legacy cluster rights", func(ctx context.Context) error {
+			if err := clusterregistration.RevokeLegacyRights(ctx, direct); err != nil {
+				d.log.Error(err, "Revoking rights older versions gave cluster credentials failed; they go at each agent's next renewal")
+			}
+			return nil
+		}},
+		{"ensuring the cluster proxy ClusterRole", func(ctx context.Context) error { return clusterproxy.EnsureProxyClusterRole(ctx, direct) }},
+	} {
+		if err := mgr.Add(manager.RunnableFunc(task.run)); err != nil {
+			return fmt.Errorf("adding start-up task %s: %w", task.name, err)
 		}
 	}
 	return nil
