@@ -1,9 +1,9 @@
 // Package clusterregistration lets clusters join the fleet: it defines
 // ClusterRegistrationToken Secrets (their controller is
-// internal/controller/clusterregistrationtoken), serves the join routes on the manager's endpoint
-// (register, renew, import manifest) and the agents' proxy to the manager's
-// Kubernetes API, and provisions each cluster's credential. See
-// docs/registration.md.
+// internal/controller/clusterregistrationtoken), serves the join routes on
+// the manager's endpoint (register, renew, import manifest) and the agents'
+// proxy to the manager's Kubernetes API, and provisions each cluster's
+// credential. See docs/registration.md.
 package clusterregistration
 
 import (
