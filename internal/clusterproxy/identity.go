@@ -112,8 +112,8 @@ func downstreamUser(name string) string {
 	return name
 }
 
-// ensureProxyClusterRole creates ProxyClusterRole, or resets its rules.
-func ensureProxyClusterRole(ctx context.Context, c client.Client) error {
+// EnsureProxyClusterRole creates ProxyClusterRole, or resets its rules.
+func EnsureProxyClusterRole(ctx context.Context, c client.Client) error {
 	rules := []rbacv1.PolicyRule{{APIGroups: []string{fleetv1.GroupVersion.Group}, Resources: []string{ProxyResource + "/" + ProxySubresource}, Verbs: []string{ProxyVerb}}}
 	cr := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: ProxyClusterRole}, Rules: rules}
 	err := c.Create(ctx, cr)

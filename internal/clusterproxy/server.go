@@ -21,10 +21,10 @@ import (
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/edgefleet/edgefleet/internal/authn"
 	"github.com/edgefleet/edgefleet/internal/clusterregistration"
+	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
 	"github.com/edgefleet/edgefleet/internal/endpoint"
 	"github.com/edgefleet/edgefleet/internal/tunnel"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
@@ -32,8 +32,8 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultProbeInterval    = 10 * time.Second
-	DefaultOfflineThreshold = 90 * time.Second
+	DefaultProbeInterval    = clusterctrl.DefaultProbeInterval
+	DefaultOfflineThreshold = clusterctrl.DefaultOfflineThreshold
 )
 
 // Options configure the tunnel server.
@@ -64,7 +64,7 @@ func (o *Options) defaults() {
 
 // tunnelStale is how old a probe may be for the tunnel to count as up.
 func (o *Options) tunnelStale() time.Duration {
-	return 3 * o.leaseRenewEvery()
+	return clusterctrl.TunnelStale(o.ProbeInterval, o.OfflineThreshold)
 }
 
 // Server holds this replica's agent sessions.
@@ -95,7 +95,7 @@ type entry struct {
 	remote     string
 }
 
-// Setup adds the tunnel and proxy routes and the probe and liveness loops.
+// Setup adds the tunnel and proxy routes and the probe loop.
 func Setup(mgr ctrl.Manager, r endpoint.Router, o Options) (*Server, error) {
 	o.defaults()
 	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
@@ -116,12 +116,6 @@ func Setup(mgr ctrl.Manager, r endpoint.Router, o Options) (*Server, error) {
 		return nil, err
 	}
 	if err := mgr.Add(everyReplica(s.closeOnShutdown)); err != nil {
-		return nil, err
-	}
-	if err := mgr.Add(&liveness{server: s}); err != nil {
-		return nil, err
-	}
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return ensureProxyClusterRole(ctx, direct) })); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -21,12 +21,12 @@ import (
 // credential get any Content.
 const legacyContentReaderRole = "edgefleet-content-reader"
 
-// revokeLegacyRights brings the RBAC of clusters registered by older
+// RevokeLegacyRights brings the RBAC of clusters registered by older
 // versions to today's at start-up, rather than at each agent's next renewal
 // (up to 12 h later): no more patching of the Cluster's status, no more
 // reading every Content, and the heartbeat Lease right. It runs once, on the
 // leader, with one list per kind.
-func revokeLegacyRights(ctx context.Context, c client.Client) error {
+func RevokeLegacyRights(ctx context.Context, c client.Client) error {
 	var roles rbacv1.RoleList
 	if err := c.List(ctx, &roles); err != nil {
 		return fmt.Errorf("listing roles: %w", err)

@@ -1,8 +1,9 @@
-// Package registration lets clusters join the fleet: it manages
-// ClusterRegistrationTokens, serves the join routes on the manager's endpoint
-// (register, renew, import manifest) and the agents' proxy to the manager's
-// Kubernetes API, and provisions each cluster's credential. See
-// docs/registration.md.
+// Package clusterregistration lets clusters join the fleet: it defines
+// ClusterRegistrationToken Secrets (their controller is
+// internal/controller/clusterregistrationtoken), serves the join routes on
+// the manager's endpoint (register, renew, import manifest) and the agents'
+// proxy to the manager's Kubernetes API, and provisions each cluster's
+// credential. See docs/registration.md.
 package clusterregistration
 
 import (
@@ -19,7 +20,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/authn"
@@ -47,8 +47,8 @@ type Options struct {
 	JoinBurst int
 }
 
-// Setup adds the token controller, the clientID index, the endpoint
-// ConfigMap and the join routes.
+// Setup adds the clientID and token indexes, the token Secret cache and
+// the join routes.
 func Setup(mgr ctrl.Manager, r endpoint.Router, o Options) error {
 	if o.CredentialTTL <= 0 {
 		o.CredentialTTL = DefaultCredentialTTL
@@ -72,9 +72,6 @@ func Setup(mgr ctrl.Manager, r endpoint.Router, o Options) error {
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &fleetv1.Cluster{}, RegistrationTokenIndex, indexRegistrationToken); err != nil {
 		return fmt.Errorf("indexing clusters by registration token: %w", err)
-	}
-	if err := (&TokenReconciler{}).SetupWithManager(mgr); err != nil {
-		return err
 	}
 	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
 	if err != nil {
@@ -109,29 +106,19 @@ func Setup(mgr ctrl.Manager, r endpoint.Router, o Options) error {
 	r.Handle("POST "+clusterjoin.RenewPath, http.HandlerFunc(h.renew))
 	r.Handle("GET "+clusterjoin.ImportPathPrefix+"{file}", limit.wrap(h.importManifest))
 	r.Handle(clusterjoin.ManagerAPIPrefix+"/", &contentGuard{auth: h.auth, cache: mgr.GetClient(), direct: direct, next: proxy})
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		if err := revokeLegacyRights(ctx, direct); err != nil {
-			h.log.Error(err, "Revoking rights older versions gave cluster credentials failed; they go at each agent's next renewal")
-		}
-		return nil
-	})); err != nil {
-		return err
-	}
-	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		return publishEndpoint(ctx, direct, o)
-	}))
+	return nil
 }
 
-// publishEndpoint writes ConfigMap edgefleet-system/edgefleet-endpoint
+// PublishEndpoint writes ConfigMap edgefleet-system/edgefleet-endpoint
 // (url, ca.crt, caChecksum) so `edgefleet token create` and `edgefleet
 // kubeconfig` can print commands without being told the URL. It runs on the
 // leader.
-func publishEndpoint(ctx context.Context, c client.Client, o Options) error {
+func PublishEndpoint(ctx context.Context, c client.Client, externalURL *url.URL, caCertPEM []byte) error {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clusterjoin.SystemNamespace}}
 	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating namespace %s: %w", ns.Name, err)
 	}
-	want := map[string]string{"url": o.ExternalURL.String(), "ca.crt": string(o.CACertPEM), "caChecksum": pki.Checksum(o.CACertPEM)}
+	want := map[string]string{"url": externalURL.String(), "ca.crt": string(caCertPEM), "caChecksum": pki.Checksum(caCertPEM)}
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: clusterjoin.EndpointConfigMap}, Data: want}
 	err := c.Create(ctx, cm)
 	if apierrors.IsAlreadyExists(err) {

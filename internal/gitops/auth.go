@@ -15,6 +15,8 @@ import (
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 )
 
 // Auth is how to reach one repository. The zero value is anonymous access
@@ -59,7 +61,7 @@ func (a Auth) identity() string {
 func (a Auth) method(repoURL string) (transport.AuthMethod, error) {
 	if IsSSH(repoURL) {
 		if len(a.SSHPrivateKey) == 0 {
-			return nil, &Error{Reason: ReasonAuthenticationFailed, Err: fmt.Errorf("%s is an ssh URL but no ssh private key was given: put ssh-privatekey (and known_hosts) in the clientSecretName Secret", repoURL)}
+			return nil, &Error{Reason: fleetv1.AuthenticationFailedReason, Err: fmt.Errorf("%s is an ssh URL but no ssh private key was given: put ssh-privatekey (and known_hosts) in the clientSecretName Secret", repoURL)}
 		}
 		user := a.Username
 		if user == "" {
@@ -67,11 +69,11 @@ func (a Auth) method(repoURL string) (transport.AuthMethod, error) {
 		}
 		keys, err := gitssh.NewPublicKeys(user, a.SSHPrivateKey, "")
 		if err != nil {
-			return nil, &Error{Reason: ReasonAuthenticationFailed, Err: fmt.Errorf("reading the ssh private key: %w (ssh-privatekey must be an unencrypted PEM or OpenSSH key)", err)}
+			return nil, &Error{Reason: fleetv1.AuthenticationFailedReason, Err: fmt.Errorf("reading the ssh private key: %w (ssh-privatekey must be an unencrypted PEM or OpenSSH key)", err)}
 		}
 		cb, err := hostKeyCallback(a.KnownHosts)
 		if err != nil {
-			return nil, &Error{Reason: ReasonAuthenticationFailed, Err: err}
+			return nil, &Error{Reason: fleetv1.AuthenticationFailedReason, Err: err}
 		}
 		keys.HostKeyCallback = cb
 		return keys, nil

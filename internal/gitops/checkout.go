@@ -13,6 +13,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 )
 
 // Limits on what one commit may write to the manager's disk. A git
@@ -25,14 +27,6 @@ var (
 
 // maxLinkTarget is PATH_MAX: no working link target is longer.
 const maxLinkTarget = 4096
-
-const (
-	// ReasonCheckoutTooLarge: the commit exceeds 1 GiB or 100,000 files.
-	ReasonCheckoutTooLarge = "CheckoutTooLarge"
-	// ReasonUnsafeCommit: the commit's tree would write outside the
-	// checkout or names a path twice, which only a forged tree does.
-	ReasonUnsafeCommit = "UnsafeCommit"
-)
 
 // writeCommit writes the files of commit to dir. Every write goes through
 // an os.Root, so no entry of a (possibly forged) tree, nor a symbolic link
@@ -70,9 +64,9 @@ func writeCommit(repo *git.Repository, hash plumbing.Hash, dir string) error {
 			return nil
 		case escape != nil && errors.Is(err, escape), errors.Is(err, syscall.ELOOP):
 			// git never writes through a link; a tree that does is forged.
-			return &Error{Reason: ReasonUnsafeCommit, Err: fmt.Errorf("commit %s writes %s through a symbolic link out of the checkout: refused (the tree is forged)", hash, file.Name)}
+			return &Error{Reason: fleetv1.UnsafeCommitReason, Err: fmt.Errorf("commit %s writes %s through a symbolic link out of the checkout: refused (the tree is forged)", hash, file.Name)}
 		case errors.Is(err, fs.ErrExist):
-			return &Error{Reason: ReasonUnsafeCommit, Err: fmt.Errorf("commit %s names %s twice: refused (the tree is forged)", hash, file.Name)}
+			return &Error{Reason: fleetv1.UnsafeCommitReason, Err: fmt.Errorf("commit %s names %s twice: refused (the tree is forged)", hash, file.Name)}
 		}
 		return err
 	})
@@ -97,10 +91,10 @@ func checkCheckoutSize(tree *object.Tree, hash plumbing.Hash) error {
 		files++
 		bytes += file.Size
 		if files > maxCheckoutFiles {
-			return &Error{Reason: ReasonCheckoutTooLarge, Err: fmt.Errorf("commit %s has more than %d files, the limit of one checkout: keep the repository smaller or split it", hash, maxCheckoutFiles)}
+			return &Error{Reason: fleetv1.CheckoutTooLargeReason, Err: fmt.Errorf("commit %s has more than %d files, the limit of one checkout: keep the repository smaller or split it", hash, maxCheckoutFiles)}
 		}
 		if bytes > maxCheckoutBytes {
-			return &Error{Reason: ReasonCheckoutTooLarge, Err: fmt.Errorf("commit %s has more than %d MiB of files (at %s), the limit of one checkout: keep large files out of the repository or split it", hash, maxCheckoutBytes>>20, file.Name)}
+			return &Error{Reason: fleetv1.CheckoutTooLargeReason, Err: fmt.Errorf("commit %s has more than %d MiB of files (at %s), the limit of one checkout: keep large files out of the repository or split it", hash, maxCheckoutBytes>>20, file.Name)}
 		}
 		return nil
 	})

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/test/gitserver"
 )
 
@@ -44,13 +45,13 @@ func TestCheckoutWritesNothingOutsideTheCheckout(t *testing.T) {
 	if _, statErr := os.Stat(filepath.Join(outside, "pwned")); statErr == nil {
 		t.Fatalf("the checkout wrote %s outside the checkout (err %v)", filepath.Join(outside, "pwned"), err)
 	}
-	if ReasonOf(err) != ReasonUnsafeCommit || !strings.Contains(err.Error(), "writes a/pwned through a symbolic link out of the checkout") {
+	if ReasonOf(err) != fleetv1.UnsafeCommitReason || !strings.Contains(err.Error(), "writes a/pwned through a symbolic link out of the checkout") {
 		t.Fatalf("forged tree: %v (reason %q), want an UnsafeCommit error naming a/pwned", err, ReasonOf(err))
 	}
 
 	// A path named twice is refused rather than written over.
 	repo.CommitTree(t, "main", "twice", []gitserver.Entry{gitserver.File("a", "1"), gitserver.File("a", "2")})
-	if _, _, err = checkout(t, f, srv.URL+"/forged.git", Ref{Branch: "main"}, Auth{}); ReasonOf(err) != ReasonUnsafeCommit || !strings.Contains(err.Error(), "names a twice") {
+	if _, _, err = checkout(t, f, srv.URL+"/forged.git", Ref{Branch: "main"}, Auth{}); ReasonOf(err) != fleetv1.UnsafeCommitReason || !strings.Contains(err.Error(), "names a twice") {
 		t.Fatalf("path named twice: %v", err)
 	}
 
@@ -84,11 +85,11 @@ func TestCheckoutSizeLimit(t *testing.T) {
 	}
 	big := strings.Repeat("x", 2<<20)
 	repo.Commit(t, "main", "big", gitserver.Files(map[string]string{"a": big, "b": big}))
-	if _, _, err := checkout(t, f, srv.URL+"/big.git", Ref{Branch: "main"}, Auth{}); ReasonOf(err) != ReasonCheckoutTooLarge || !strings.Contains(err.Error(), "3 MiB") {
+	if _, _, err := checkout(t, f, srv.URL+"/big.git", Ref{Branch: "main"}, Auth{}); ReasonOf(err) != fleetv1.CheckoutTooLargeReason || !strings.Contains(err.Error(), "3 MiB") {
 		t.Fatalf("4 MiB commit: %v (reason %q)", err, ReasonOf(err))
 	}
 	repo.Commit(t, "main", "many", gitserver.Files(map[string]string{"a": "", "b": "", "c": "", "d": "", "e": "", "f": ""}))
-	if _, _, err := checkout(t, f, srv.URL+"/big.git", Ref{Branch: "main"}, Auth{}); ReasonOf(err) != ReasonCheckoutTooLarge || !strings.Contains(err.Error(), "5 files") {
+	if _, _, err := checkout(t, f, srv.URL+"/big.git", Ref{Branch: "main"}, Auth{}); ReasonOf(err) != fleetv1.CheckoutTooLargeReason || !strings.Contains(err.Error(), "5 files") {
 		t.Fatalf("6 files: %v (reason %q)", err, ReasonOf(err))
 	}
 	repo.Commit(t, "main", "fits", gitserver.Delete("a", "b"))

@@ -6,17 +6,8 @@ import (
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
-)
 
-// Reasons a fetch fails, used as condition reasons on a GitRepo.
-const (
-	ReasonAuthenticationFailed  = "AuthenticationFailed"
-	ReasonRepositoryUnreachable = "RepositoryUnreachable"
-	ReasonBranchNotFound        = "BranchNotFound"
-	ReasonRevisionNotFound      = "RevisionNotFound"
-	// ReasonLocalRepositoryNotAllowed: the URL is a local path or file://
-	// URL and the manager does not allow those (AllowLocalFlag).
-	ReasonLocalRepositoryNotAllowed = "LocalRepositoryNotAllowed"
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 )
 
 // AllowLocalFlag is the `edgefleet server` flag that sets
@@ -53,17 +44,17 @@ func classify(repoURL string, err error) error {
 	msg := err.Error()
 	switch {
 	case errors.Is(err, transport.ErrAuthenticationRequired):
-		return &Error{Reason: ReasonAuthenticationFailed, Err: fmt.Errorf("%s rejected the credentials (%v): check username/password or token in the clientSecretName Secret", repoURL, err)}
+		return &Error{Reason: fleetv1.AuthenticationFailedReason, Err: fmt.Errorf("%s rejected the credentials (%v): check username/password or token in the clientSecretName Secret", repoURL, err)}
 	case errors.Is(err, transport.ErrAuthorizationFailed):
-		return &Error{Reason: ReasonAuthenticationFailed, Err: fmt.Errorf("%s denied access (%v): the credentials in the clientSecretName Secret lack read access", repoURL, err)}
+		return &Error{Reason: fleetv1.AuthenticationFailedReason, Err: fmt.Errorf("%s denied access (%v): the credentials in the clientSecretName Secret lack read access", repoURL, err)}
 	case strings.Contains(msg, "unable to authenticate"), strings.Contains(msg, "known_hosts"), strings.Contains(msg, "knownhosts"):
-		return &Error{Reason: ReasonAuthenticationFailed, Err: fmt.Errorf("ssh to %s failed: %v", repoURL, err)}
+		return &Error{Reason: fleetv1.AuthenticationFailedReason, Err: fmt.Errorf("ssh to %s failed: %v", repoURL, err)}
 	case errors.Is(err, transport.ErrRepositoryNotFound):
-		return &Error{Reason: ReasonRepositoryUnreachable, Err: fmt.Errorf("repository %s not found: check spec.repo (a private repository without credentials also looks like this)", repoURL)}
+		return &Error{Reason: fleetv1.RepositoryUnreachableReason, Err: fmt.Errorf("repository %s not found: check spec.repo (a private repository without credentials also looks like this)", repoURL)}
 	case strings.Contains(msg, "x509:"), strings.Contains(msg, "certificate"):
-		return &Error{Reason: ReasonRepositoryUnreachable, Err: fmt.Errorf("TLS to %s failed: %v (set spec.caBundle to the server's CA)", repoURL, err)}
+		return &Error{Reason: fleetv1.RepositoryUnreachableReason, Err: fmt.Errorf("TLS to %s failed: %v (set spec.caBundle to the server's CA)", repoURL, err)}
 	}
-	return &Error{Reason: ReasonRepositoryUnreachable, Err: fmt.Errorf("cannot reach %s: %v", repoURL, err)}
+	return &Error{Reason: fleetv1.RepositoryUnreachableReason, Err: fmt.Errorf("cannot reach %s: %v", repoURL, err)}
 }
 
 // redactErr hides credentials carried in URLs inside err's message, keeping

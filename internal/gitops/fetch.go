@@ -18,6 +18,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/memory"
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 )
 
 // DefaultMaxConcurrent bounds simultaneous fetches and ls-remotes.
@@ -131,7 +133,7 @@ func (f *Fetcher) Resolve(ctx context.Context, repoURL string, ref Ref, auth Aut
 		PeelingOption:   git.AppendPeeled,
 	})
 	if errors.Is(err, transport.ErrEmptyRemoteRepository) || (err == nil && len(refs) == 0) {
-		return "", &Error{Reason: ReasonBranchNotFound, Err: fmt.Errorf("repository %s is empty: push a commit to %s", repoURL, ref.branch())}
+		return "", &Error{Reason: fleetv1.BranchNotFoundReason, Err: fmt.Errorf("repository %s is empty: push a commit to %s", repoURL, ref.branch())}
 	}
 	if err != nil {
 		return "", classify(repoURL, err)
@@ -146,7 +148,7 @@ func (f *Fetcher) Resolve(ctx context.Context, repoURL string, ref Ref, auth Aut
 		if h, ok := byName["refs/heads/"+ref.branch()]; ok {
 			return h, nil
 		}
-		return "", &Error{Reason: ReasonBranchNotFound, Err: fmt.Errorf("branch %q does not exist in %s: push it or set spec.branch to one of: %s", ref.branch(), repoURL, strings.Join(branches(byName), ", "))}
+		return "", &Error{Reason: fleetv1.BranchNotFoundReason, Err: fmt.Errorf("branch %q does not exist in %s: push it or set spec.branch to one of: %s", ref.branch(), repoURL, strings.Join(branches(byName), ", "))}
 	}
 	rev := ref.Revision
 	for _, name := range []string{"refs/tags/" + rev + "^{}", "refs/tags/" + rev, "refs/heads/" + rev, rev} {
@@ -162,7 +164,7 @@ func (f *Fetcher) Resolve(ctx context.Context, repoURL string, ref Ref, auth Aut
 		}
 		return strings.ToLower(rev), nil
 	}
-	return "", &Error{Reason: ReasonRevisionNotFound, Err: fmt.Errorf("revision %q is neither a tag, a branch nor a commit of %s: fix spec.revision", rev, repoURL)}
+	return "", &Error{Reason: fleetv1.RevisionNotFoundReason, Err: fmt.Errorf("revision %q is neither a tag, a branch nor a commit of %s: fix spec.revision", rev, repoURL)}
 }
 
 func branches(byName map[string]string) []string {
@@ -287,9 +289,9 @@ func (f *Fetcher) fetch(ctx context.Context, path, repoURL string, ref Ref, comm
 		}
 		if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 			if strings.Contains(err.Error(), "couldn't find remote ref") {
-				return nil, plumbing.ZeroHash, &Error{Reason: ReasonBranchNotFound, Err: fmt.Errorf("%s no longer exists in %s: %v", ref, repoURL, err)}
+				return nil, plumbing.ZeroHash, &Error{Reason: fleetv1.BranchNotFoundReason, Err: fmt.Errorf("%s no longer exists in %s: %v", ref, repoURL, err)}
 			}
-			if c := classify(repoURL, err); ReasonOf(c) == ReasonAuthenticationFailed || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			if c := classify(repoURL, err); ReasonOf(c) == fleetv1.AuthenticationFailedReason || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 				return nil, plumbing.ZeroHash, c
 			}
 			return nil, plumbing.ZeroHash, fmt.Errorf("fetching %s from %s: %w", ref, repoURL, err)
@@ -298,7 +300,7 @@ func (f *Fetcher) fetch(ctx context.Context, path, repoURL string, ref Ref, comm
 	h, err := repo.ResolveRevision(plumbing.Revision(commit))
 	if err != nil {
 		if full {
-			return nil, plumbing.ZeroHash, &Error{Reason: ReasonRevisionNotFound, Err: fmt.Errorf("commit %s is not in %s: fix spec.revision", commit, repoURL)}
+			return nil, plumbing.ZeroHash, &Error{Reason: fleetv1.RevisionNotFoundReason, Err: fmt.Errorf("commit %s is not in %s: fix spec.revision", commit, repoURL)}
 		}
 		return nil, plumbing.ZeroHash, fmt.Errorf("commit %s not found after fetching %s from %s (the branch moved; retrying)", commit, ref, repoURL)
 	}
@@ -316,10 +318,10 @@ func (f *Fetcher) checkURL(repoURL string) error {
 		return nil
 	}
 	if !f.AllowLocal {
-		return &Error{Reason: ReasonLocalRepositoryNotAllowed, Err: fmt.Errorf("spec.repo %q is a local path or file:// URL, which would let a GitRepo read any repository on the manager's host: use an https:// or ssh URL (an administrator can allow local repositories with `edgefleet server --%s`)", RedactURL(repoURL), AllowLocalFlag)}
+		return &Error{Reason: fleetv1.LocalRepositoryNotAllowedReason, Err: fmt.Errorf("spec.repo %q is a local path or file:// URL, which would let a GitRepo read any repository on the manager's host: use an https:// or ssh URL (an administrator can allow local repositories with `edgefleet server --%s`)", RedactURL(repoURL), AllowLocalFlag)}
 	}
 	if insideDir(localPath(repoURL), f.dir) {
-		return &Error{Reason: ReasonLocalRepositoryNotAllowed, Err: fmt.Errorf("spec.repo %q is inside the manager's git cache, which holds other GitRepos' repositories: use the repository's own URL", RedactURL(repoURL))}
+		return &Error{Reason: fleetv1.LocalRepositoryNotAllowedReason, Err: fmt.Errorf("spec.repo %q is inside the manager's git cache, which holds other GitRepos' repositories: use the repository's own URL", RedactURL(repoURL))}
 	}
 	return nil
 }

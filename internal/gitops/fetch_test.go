@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/test/gitserver"
 )
 
@@ -129,16 +130,16 @@ func TestFetchFailuresHaveReasons(t *testing.T) {
 		auth   Auth
 		reason string
 	}{
-		{"wrong password", srv.URL + "/r.git", Ref{Branch: "main"}, Auth{Username: "alice", Password: "nope"}, ReasonAuthenticationFailed},
-		{"no credentials", srv.URL + "/r.git", Ref{Branch: "main"}, Auth{}, ReasonAuthenticationFailed},
-		{"missing branch", srv.URL + "/r.git", Ref{Branch: "nope"}, Auth{Username: "alice", Password: "s3cret"}, ReasonBranchNotFound},
-		{"default branch master missing", repo.FileURL(), Ref{}, Auth{}, ReasonBranchNotFound},
-		{"missing tag", repo.FileURL(), Ref{Revision: "v9"}, Auth{}, ReasonRevisionNotFound},
-		{"missing commit", repo.FileURL(), Ref{Revision: "0123456789abcdef0123456789abcdef01234567"}, Auth{}, ReasonRevisionNotFound},
-		{"no such repository", srv.URL + "/missing.git", Ref{Branch: "main"}, Auth{Username: "alice", Password: "s3cret"}, ReasonRepositoryUnreachable},
-		{"nothing listening", "http://127.0.0.1:1/r.git", Ref{Branch: "main"}, Auth{}, ReasonRepositoryUnreachable},
-		{"ssh without key", "git@127.0.0.1:r.git", Ref{Branch: "main"}, Auth{}, ReasonAuthenticationFailed},
-		{"ssh with a bad key", "git@127.0.0.1:r.git", Ref{Branch: "main"}, Auth{SSHPrivateKey: []byte("not a key")}, ReasonAuthenticationFailed},
+		{"wrong password", srv.URL + "/r.git", Ref{Branch: "main"}, Auth{Username: "alice", Password: "nope"}, fleetv1.AuthenticationFailedReason},
+		{"no credentials", srv.URL + "/r.git", Ref{Branch: "main"}, Auth{}, fleetv1.AuthenticationFailedReason},
+		{"missing branch", srv.URL + "/r.git", Ref{Branch: "nope"}, Auth{Username: "alice", Password: "s3cret"}, fleetv1.BranchNotFoundReason},
+		{"default branch master missing", repo.FileURL(), Ref{}, Auth{}, fleetv1.BranchNotFoundReason},
+		{"missing tag", repo.FileURL(), Ref{Revision: "v9"}, Auth{}, fleetv1.RevisionNotFoundReason},
+		{"missing commit", repo.FileURL(), Ref{Revision: "0123456789abcdef0123456789abcdef01234567"}, Auth{}, fleetv1.RevisionNotFoundReason},
+		{"no such repository", srv.URL + "/missing.git", Ref{Branch: "main"}, Auth{Username: "alice", Password: "s3cret"}, fleetv1.RepositoryUnreachableReason},
+		{"nothing listening", "http://127.0.0.1:1/r.git", Ref{Branch: "main"}, Auth{}, fleetv1.RepositoryUnreachableReason},
+		{"ssh without key", "git@127.0.0.1:r.git", Ref{Branch: "main"}, Auth{}, fleetv1.AuthenticationFailedReason},
+		{"ssh with a bad key", "git@127.0.0.1:r.git", Ref{Branch: "main"}, Auth{SSHPrivateKey: []byte("not a key")}, fleetv1.AuthenticationFailedReason},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := checkout(t, f, tc.url, tc.ref, tc.auth)
@@ -170,8 +171,8 @@ func TestLocalRepositoriesRefusedByDefault(t *testing.T) {
 	}
 	for _, u := range []string{repo.FileURL(), repo.Bare, rel, "./" + rel, "FILE://" + repo.Bare, "file:" + repo.Bare} {
 		_, _, err := checkout(t, f, u, Ref{Branch: "main"}, Auth{})
-		if ReasonOf(err) != ReasonLocalRepositoryNotAllowed || !strings.Contains(err.Error(), "--"+AllowLocalFlag) {
-			t.Errorf("%s: got %v (reason %q), want %s naming --%s", u, err, ReasonOf(err), ReasonLocalRepositoryNotAllowed, AllowLocalFlag)
+		if ReasonOf(err) != fleetv1.LocalRepositoryNotAllowedReason || !strings.Contains(err.Error(), "--"+AllowLocalFlag) {
+			t.Errorf("%s: got %v (reason %q), want %s naming --%s", u, err, ReasonOf(err), fleetv1.LocalRepositoryNotAllowedReason, AllowLocalFlag)
 		}
 	}
 	f.AllowLocal = true
@@ -185,8 +186,8 @@ func TestLocalRepositoriesRefusedByDefault(t *testing.T) {
 	cached := filepath.Join(work, "repos", entries[0].Name())
 	for _, u := range []string{"file://" + cached, cached, work + "/checkouts/../repos/" + entries[0].Name()} {
 		_, _, err := checkout(t, f, u, Ref{Branch: "main"}, Auth{})
-		if ReasonOf(err) != ReasonLocalRepositoryNotAllowed {
-			t.Errorf("%s (the cache): got %v, want %s", u, err, ReasonLocalRepositoryNotAllowed)
+		if ReasonOf(err) != fleetv1.LocalRepositoryNotAllowedReason {
+			t.Errorf("%s (the cache): got %v, want %s", u, err, fleetv1.LocalRepositoryNotAllowedReason)
 		}
 	}
 }

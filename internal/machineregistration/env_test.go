@@ -24,6 +24,7 @@ import (
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/clusterregistration"
+	machineregctrl "github.com/edgefleet/edgefleet/internal/controller/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/server"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
@@ -69,6 +70,9 @@ func startEnv(t *testing.T) *env {
 	u, _ := url.Parse(srv.URL)
 	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
 	if err := machineregistration.Setup(context.Background(), mgr, mux, machineregistration.Options{ExternalURL: u, CACertPEM: []byte(ca)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := (&machineregctrl.Reconciler{ExternalURL: u}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
 	// The endpoint's manager API proxy, as the manager serves it: machines'

@@ -12,7 +12,6 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,7 +23,6 @@ import (
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/kubenames"
@@ -312,8 +310,7 @@ func planName(inv *machinesv1.MachineInventory) string {
 
 // ensurePlanSecret returns the machine's plan Secret, creating it if needed.
 func (m *Inventories) ensurePlanSecret(ctx context.Context, mr *machinesv1.MachineRegistration, inv *machinesv1.MachineInventory, created bool) (*corev1.Secret, error) {
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: planName(inv), Namespace: inv.Namespace}, Type: PlanSecretType, Data: map[string][]byte{"plan": []byte("{}")}}
-	got, err := m.ensureOwned(ctx, mr, inv, s, created)
+	got, err := m.ensureOwned(ctx, mr, inv, PlanSecret(inv), created)
 	if err != nil {
 		return nil, err
 	}
@@ -324,19 +321,7 @@ func (m *Inventories) ensurePlanSecret(ctx context.Context, mr *machinesv1.Machi
 // Secret and write access to its own inventory's status, by resourceNames:
 // nothing else, and nothing shared with other machines.
 func (m *Inventories) ensureRBAC(ctx context.Context, mr *machinesv1.MachineRegistration, inv *machinesv1.MachineInventory, plan string, created bool) error {
-	meta := func() metav1.ObjectMeta { return metav1.ObjectMeta{Name: inv.Name, Namespace: inv.Namespace} }
-	objs := []client.Object{
-		&corev1.ServiceAccount{ObjectMeta: meta()},
-		&rbacv1.Role{ObjectMeta: meta(), Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{plan}, Verbs: []string{"get", "list", "watch"}},
-			{APIGroups: []string{machinesv1.GroupVersion.Group}, Resources: []string{"machineinventories"}, ResourceNames: []string{inv.Name}, Verbs: []string{"get", "list", "watch"}},
-			{APIGroups: []string{machinesv1.GroupVersion.Group}, Resources: []string{"machineinventories/status"}, ResourceNames: []string{inv.Name}, Verbs: []string{"get", "update", "patch"}},
-		}},
-		&rbacv1.RoleBinding{ObjectMeta: meta(),
-			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: inv.Name},
-			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: inv.Name, Namespace: inv.Namespace}},
-		},
-	}
+	objs := RBACObjects(inv, plan)
 	for _, o := range objs {
 		if _, err := m.ensureOwned(ctx, mr, inv, o, created); err != nil {
 			return err
@@ -364,15 +349,9 @@ func (m *Inventories) ensureOwned(ctx context.Context, mr *machinesv1.MachineReg
 			return nil, err
 		}
 	}
-	if err := controllerutil.SetControllerReference(inv, want, m.Client.Scheme()); err != nil {
+	if err := OwnFor(inv, want, m.Client.Scheme()); err != nil {
 		return nil, err
 	}
-	labels := want.GetLabels()
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labels[LabelInventory] = inv.Name
-	want.SetLabels(labels)
 	err := m.Client.Create(ctx, want)
 	if err == nil {
 		return want, nil

@@ -1,9 +1,11 @@
 // Package machineregistration is the manager side of machine onboarding:
-// the MachineRegistration controller (registration URL and token) and the
-// registration endpoint, where machines prove their identity (TPM credential
-// activation, or the fallbacks the registration allows), send their hardware
-// data and get a MachineInventory, a plan Secret and a credential of their
-// own. docs/machines.md describes the protocol and the security model.
+// the registration endpoint, where machines prove their identity (TPM
+// credential activation, or the fallbacks the registration allows), send
+// their hardware data and get a MachineInventory, a plan Secret and a
+// credential of their own; and the registration token and per-machine
+// object builders the MachineRegistration and MachineInventory controllers
+// (internal/controller) share. docs/machines.md describes the protocol and
+// the security model.
 package machineregistration
 
 import (
@@ -55,9 +57,6 @@ type Options struct {
 func Setup(ctx context.Context, mgr ctrl.Manager, router endpoint.Router, o Options) error {
 	if err := AddIndexes(ctx, mgr); err != nil {
 		return err
-	}
-	if err := (&Reconciler{ExternalURL: o.ExternalURL}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up the machineregistration controller: %w", err)
 	}
 	h, err := NewHandler(mgr, o)
 	if err != nil {

@@ -1,4 +1,5 @@
-// Package seedimage builds and serves SeedImages: installation media carrying
+// Package seedimage builds and serves SeedImages (their controller is
+// internal/controller/seedimage): installation media carrying
 // a MachineRegistration's URL, the manager's CA and cloud-config, which
 // edgefleet-node reads to register. Images are built inside the manager,
 // ISOs with xorriso, raw disk images with sgdisk and mkfs.ext4 (Debian

@@ -2,7 +2,6 @@ package seedimage
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -74,9 +73,6 @@ type Options struct {
 // Setup registers the SeedImage controller and the download route. Images
 // are kept on the local disk of the replica that built them.
 func Setup(_ context.Context, mgr ctrl.Manager, router endpoint.Router, o Options) error {
-	if err := (&Reconciler{Dir: o.Dir, ExternalURL: o.ExternalURL, CACertPEM: o.CACertPEM, Sources: o.Sources}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up the seedimage controller: %w", err)
-	}
 	router.Handle("GET "+DownloadPathPrefix+"{token}/{file}", &Download{Dir: o.Dir})
 	return nil
 }

@@ -1,38 +1,101 @@
 package server
 
 import (
+	"context"
 	"fmt"
+	"net/url"
 	"path/filepath"
+	"time"
 
+	"github.com/go-logr/logr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
+	"github.com/edgefleet/edgefleet/internal/clusterproxy"
+	"github.com/edgefleet/edgefleet/internal/clusterregistration"
 	bundlectrl "github.com/edgefleet/edgefleet/internal/controller/bundle"
 	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
 	clustergroupctrl "github.com/edgefleet/edgefleet/internal/controller/clustergroup"
+	crtctrl "github.com/edgefleet/edgefleet/internal/controller/clusterregistrationtoken"
 	contentgcctrl "github.com/edgefleet/edgefleet/internal/controller/contentgc"
 	gitrepoctrl "github.com/edgefleet/edgefleet/internal/controller/gitrepo"
+	machineinventoryctrl "github.com/edgefleet/edgefleet/internal/controller/machineinventory"
+	machineregctrl "github.com/edgefleet/edgefleet/internal/controller/machineregistration"
+	seedimagectrl "github.com/edgefleet/edgefleet/internal/controller/seedimage"
+	"github.com/edgefleet/edgefleet/internal/seedimage"
 )
 
 type reconcilerSetup interface {
 	SetupWithManager(ctrl.Manager) error
 }
 
-// setupControllers registers every reconciler with the manager. Each
-// capability's controller package adds one line here. dataDir holds
-// controllers' local caches (git repositories).
-func setupControllers(mgr ctrl.Manager, dataDir string, allowLocalGitRepos bool) error {
+// controllerDeps is what the reconcilers may use.
+type controllerDeps struct {
+	// dataDir holds controllers' local files (git repositories, seed images).
+	dataDir            string
+	allowLocalGitRepos bool
+	externalURL        *url.URL
+	caCertPEM          []byte
+	// seedSources limits where SeedImage base images come from.
+	seedSources seedimage.Sources
+	// offlineThreshold and probeInterval tune cluster liveness (0 = default).
+	offlineThreshold, probeInterval time.Duration
+	log                             logr.Logger
+}
+
+// setupControllers registers every reconciler with the manager: this is the
+// one list of them. Each controller package under internal/controller adds
+// one line here.
+func setupControllers(mgr ctrl.Manager, d controllerDeps) error {
+	dataDir := d.dataDir
 	for _, c := range []struct {
 		name string
 		r    reconcilerSetup
 	}{
-		{"cluster", &clusterctrl.Reconciler{}},
+		{"cluster", &clusterctrl.Reconciler{ProbeInterval: d.probeInterval, OfflineThreshold: d.offlineThreshold}},
 		{"clustergroup", &clustergroupctrl.Reconciler{}},
 		{"bundle", &bundlectrl.Reconciler{}},
 		{"contentgc", &contentgcctrl.Reconciler{}},
-		{"gitrepo", &gitrepoctrl.Reconciler{WorkDir: filepath.Join(dataDir, "git"), AllowLocalRepos: allowLocalGitRepos}},
+		{"gitrepo", &gitrepoctrl.Reconciler{WorkDir: filepath.Join(dataDir, "git"), AllowLocalRepos: d.allowLocalGitRepos}},
+		{"clusterregistrationtoken", &crtctrl.Reconciler{}},
+		{"machineregistration", &machineregctrl.Reconciler{ExternalURL: d.externalURL}},
+		{"machineinventory", &machineinventoryctrl.Reconciler{}},
+		{"seedimage", &seedimagectrl.Reconciler{Dir: filepath.Join(dataDir, "seedimages"), ExternalURL: d.externalURL, CACertPEM: d.caCertPEM, Sources: d.seedSources}},
 	} {
 		if err := c.r.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the %s controller: %w", c.name, err)
+		}
+	}
+	return nil
+}
+
+// setupRunnables adds the leader's one-off start-up tasks: this is the one
+// list of them (routes' own runnables, which serve state, stay with their
+// routes). They write through an uncached client: each touches a handful of
+// objects once, not worth a cluster-wide informer.
+func setupRunnables(mgr ctrl.Manager, d controllerDeps) error {
+	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
+	if err != nil {
+		return fmt.Errorf("creating the start-up tasks' client: %w", err)
+	}
+	for _, task := range []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"publishing the endpoint ConfigMap", func(ctx context.Context) error {
+			return clusterregistration.PublishEndpoint(ctx, direct, d.externalURL, d.caCertPEM)
+		}},
+		{"revoking legacy cluster rights", func(ctx context.Context) error {
+			if err := clusterregistration.RevokeLegacyRights(ctx, direct); err != nil {
+				d.log.Error(err, "Revoking rights older versions gave cluster credentials failed; they go at each agent's next renewal")
+			}
+			return nil
+		}},
+		{"ensuring the cluster proxy ClusterRole", func(ctx context.Context) error { return clusterproxy.EnsureProxyClusterRole(ctx, direct) }},
+	} {
+		if err := mgr.Add(manager.RunnableFunc(task.run)); err != nil {
+			return fmt.Errorf("adding start-up task %s: %w", task.name, err)
 		}
 	}
 	return nil

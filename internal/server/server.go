@@ -199,7 +199,12 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("creating controller manager: %w", err)
 	}
-	if err := setupControllers(mgr, o.DataDir, o.AllowLocalGitRepos); err != nil {
+	deps := controllerDeps{dataDir: o.DataDir, allowLocalGitRepos: o.AllowLocalGitRepos, externalURL: externalURL, caCertPEM: ca.CertPEM,
+		seedSources: o.SeedSources, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval, log: log.WithName("registration")}
+	if err := setupControllers(mgr, deps); err != nil {
+		return err
+	}
+	if err := setupRunnables(mgr, deps); err != nil {
 		return err
 	}
 

@@ -193,9 +193,12 @@ func TestMachineRegistrationAttacks(t *testing.T) {
 			t.Fatal(err)
 		}
 		victim := &machinesv1.MachineInventory{}
-		if err := m.Client.Get(ctx, client.ObjectKey{Namespace: l.ns, Name: first.InventoryName}, victim); err != nil {
-			t.Fatal(err)
-		}
+		// Snapshot once the MachineInventory controller has set Ready, its
+		// own write after the registration.
+		waitFor(t, 30*time.Second, "Ready of inventory "+first.InventoryName, func() bool {
+			return m.Client.Get(ctx, client.ObjectKey{Namespace: l.ns, Name: first.InventoryName}, victim) == nil &&
+				meta.IsStatusConditionTrue(victim.Status.Conditions, machinesv1.ReadyCondition)
+		})
 		second, err := l.register(l.machine(t, regURL), "box-1")
 		if err != nil {
 			t.Fatal(err)

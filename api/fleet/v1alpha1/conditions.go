@@ -23,12 +23,13 @@ const (
 	// ReadyCondition is True when the object has reached its desired state.
 	ReadyCondition = "Ready"
 
-	// ReconcilingCondition is present and True while the controller is working
+	//  ReconcilingCondition is present and True while the controller is
+	// working
 	// towards the desired state (for example during a rollout).
 	ReconcilingCondition = "Reconciling"
 
 	// StalledCondition is present and True when the controller cannot make
-	// progress without a change to the object or its environment (for example
+	//  progress without a change to the object or its environment (for example
 	// an invalid spec).
 	StalledCondition = "Stalled"
 )
@@ -36,12 +37,12 @@ const (
 // Kind-specific condition types.
 const (
 	// ConnectedCondition (Cluster) is True while the cluster's agent has
-	// checked in recently. It is False with reason AgentOffline when the last
-	// heartbeat is too old, and with reason WaitingForCheckIn when the agent
+	//  checked in recently. It is False with reason AgentOffline when the last
+	//  heartbeat is too old, and with reason WaitingForCheckIn when the agent
 	// has never checked in.
 	ConnectedCondition = "Connected"
 
-	// DeployedCondition (BundleDeployment) is True when the agent has applied
+	//  DeployedCondition (BundleDeployment) is True when the agent has applied
 	// the current deploymentID.
 	DeployedCondition = "Deployed"
 
@@ -49,11 +50,12 @@ const (
 	// evaluated the readiness and drift of the deployed resources.
 	MonitoredCondition = "Monitored"
 
-	// FetchedCondition (GitRepo) is True when the repository was fetched and
+	//  FetchedCondition (GitRepo) is True when the repository was fetched and
 	// the bundles were rendered for the current commit.
 	FetchedCondition = "Fetched"
 
-	// ExpiredCondition (ClusterRegistrationToken) is True once the token's TTL
+	//  ExpiredCondition (ClusterRegistrationToken) is True once the token's
+	// TTL
 	// has passed and it can no longer be used to register clusters.
 	ExpiredCondition = "Expired"
 )
@@ -66,13 +68,13 @@ const (
 	// ProgressingReason means work towards the desired state is under way.
 	ProgressingReason = "Progressing"
 
-	// FailedReason means the last reconcile failed; the message has details.
+	//  FailedReason means the last reconcile failed; the message has details.
 	FailedReason = "Failed"
 
 	// InvalidSpecReason means the spec cannot be acted on as written.
 	InvalidSpecReason = "InvalidSpec"
 
-	// PausedReason means the object is paused and changes are not rolled out.
+	//  PausedReason means the object is paused and changes are not rolled out.
 	PausedReason = "Paused"
 
 	// DependencyNotReadyReason means an object this one depends on is not
@@ -89,17 +91,22 @@ const (
 	// offline threshold.
 	AgentOfflineReason = "AgentOffline"
 
-	// WaitingForCheckInReason: no agent has checked in for this cluster yet.
+	//  WaitingForCheckInReason: no agent has checked in for this cluster yet.
 	WaitingForCheckInReason = "WaitingForCheckIn"
 
-	// BundlesNotReadyReason: one or more BundleDeployments of the cluster are
+	//  TunnelDisconnectedReason: the agent heartbeats but its tunnel is down,
+	// so the kube-api proxy cannot reach the cluster.
+	TunnelDisconnectedReason = "TunnelDisconnected"
+
+	//  BundlesNotReadyReason: one or more BundleDeployments of the cluster are
 	// not Ready.
 	BundlesNotReadyReason = "BundlesNotReady"
 )
 
 // ClusterGroup condition reasons.
 const (
-	// ClustersNotReadyReason: one or more clusters of the group are not Ready.
+	//  ClustersNotReadyReason: one or more clusters of the group are not
+	// Ready.
 	ClustersNotReadyReason = "ClustersNotReady"
 
 	// NoClustersReason: the selector matches no clusters.
@@ -108,7 +115,7 @@ const (
 
 // Bundle and GitRepo condition reasons.
 const (
-	// RolloutInProgressReason: BundleDeployments are being created or updated
+	//  RolloutInProgressReason: BundleDeployments are being created or updated
 	// within the rollout budget.
 	RolloutInProgressReason = "RolloutInProgress"
 
@@ -117,29 +124,12 @@ const (
 
 	// NoTargetsReason: the targets match no clusters.
 	NoTargetsReason = "NoTargets"
-
-	// RenderFailedReason: the bundle's manifests could not be rendered.
-	RenderFailedReason = "RenderFailed"
-
-	// GitFetchFailedReason: the repository could not be fetched.
-	GitFetchFailedReason = "GitFetchFailed"
 )
 
 // BundleDeployment condition reasons.
 const (
 	// DeployFailedReason: the agent could not apply the deployment.
 	DeployFailedReason = "DeployFailed"
-
-	// WaitingForDependenciesReason: a dependsOn bundle is not in an accepted
-	// state on this cluster.
-	WaitingForDependenciesReason = "WaitingForDependencies"
-
-	// ResourcesNotReadyReason: deployed resources are not ready yet.
-	ResourcesNotReadyReason = "ResourcesNotReady"
-
-	// ResourcesModifiedReason: deployed resources drifted from the desired
-	// state.
-	ResourcesModifiedReason = "ResourcesModified"
 )
 
 // ClusterRegistrationToken condition reasons.
@@ -149,4 +139,49 @@ const (
 
 	// SecretCreatedReason: the registration credentials Secret exists.
 	SecretCreatedReason = "SecretCreated"
+)
+
+// GitRepo condition reasons (besides the generic ones).
+const (
+	//  AuthenticationFailedReason: the repository rejected the credentials, or
+	// denied access.
+	AuthenticationFailedReason = "AuthenticationFailed"
+
+	//  RepositoryUnreachableReason: the repository cannot be reached or does
+	// not exist.
+	RepositoryUnreachableReason = "RepositoryUnreachable"
+
+	// BranchNotFoundReason: spec.branch does not exist in the repository.
+	BranchNotFoundReason = "BranchNotFound"
+
+	//  RevisionNotFoundReason: spec.revision does not exist in the repository.
+	RevisionNotFoundReason = "RevisionNotFound"
+
+	//  LocalRepositoryNotAllowedReason: the URL is a local path or file:// URL
+	// and the manager does not allow those (server flag --allow-local-git-
+	// repos).
+	LocalRepositoryNotAllowedReason = "LocalRepositoryNotAllowed"
+
+	// CheckoutTooLargeReason: the commit exceeds 1 GiB or 100,000 files.
+	CheckoutTooLargeReason = "CheckoutTooLarge"
+
+	//  UnsafeCommitReason: the commit's tree would write outside the checkout
+	// or names a path twice, which only a forged tree does.
+	UnsafeCommitReason = "UnsafeCommit"
+
+	//  PathNotFoundReason: a spec.paths entry matches no directory at the
+	// commit.
+	PathNotFoundReason = "PathNotFound"
+
+	//  RenderErrorReason: a fleet.yaml or manifest under spec.paths cannot be
+	// read; the message names file and line.
+	RenderErrorReason = "RenderError"
+
+	//  WriteFailedReason: the Bundles could not be written (API errors, a
+	// bundle name owned by another set).
+	WriteFailedReason = "WriteFailed"
+
+	//  SecretNotFoundReason: clientSecretName or helmSecretName names a Secret
+	// that does not exist or lacks the expected keys.
+	SecretNotFoundReason = "SecretNotFound"
 )

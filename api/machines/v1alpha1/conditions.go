@@ -60,10 +60,6 @@ const (
 	// machines can register.
 	RegistrationEndpointReadyReason = "RegistrationEndpointReady"
 
-	// MissingServerURLReason: the manager's external URL is not configured,
-	// so no registration URL can be published.
-	MissingServerURLReason = "MissingServerURL"
-
 	// RBACCreationFailedReason: the credentials for registered machines could
 	// not be created.
 	RBACCreationFailedReason = "RBACCreationFailed"
@@ -83,14 +79,14 @@ const (
 	// not completed registration.
 	WaitingForRegistrationReason = "WaitingForRegistration"
 
-	// WaitingForPlanReason: the machine has not applied its current plan yet.
-	WaitingForPlanReason = "WaitingForPlan"
+	// MachineObjectsReadyReason (Ready): the machine's plan Secret,
+	// ServiceAccount, Role and RoleBinding exist and belong to the inventory.
+	MachineObjectsReadyReason = "MachineObjectsReady"
 
-	// PlanAppliedReason: the machine applied its current plan.
-	PlanAppliedReason = "PlanApplied"
-
-	// PlanFailedReason: the machine failed to apply its current plan.
-	PlanFailedReason = "PlanFailed"
+	// ObjectConflictReason (Ready): an object with the name of one of the
+	// machine's objects exists but does not belong to the inventory; the
+	// manager never takes it over.
+	ObjectConflictReason = "ObjectConflict"
 )
 
 // SeedImage condition reasons.

@@ -34,6 +34,7 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/clusterns"
+	"github.com/edgefleet/edgefleet/internal/controller/conditions"
 	"github.com/edgefleet/edgefleet/internal/controller/queue"
 	"github.com/edgefleet/edgefleet/internal/targeting"
 )
@@ -249,11 +250,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			errs = append(errs, err)
 		}
 	}
-	if err := r.patchStatus(ctx, &bundle, func(st *fleetv1.BundleStatus) {
-		computeStatus(st, &bundle, deployments, pending)
-		st.Partitions = rollout.Partitions
-		st.ObservedGeneration = bundle.Generation
-	}); err != nil {
+	// observedGeneration only once every write went through: a failed
+	// write means the spec is not fully acted on yet.
+	updated := bundle.DeepCopy()
+	computeStatus(&updated.Status, &bundle, deployments, pending)
+	updated.Status.Partitions = rollout.Partitions
+	if err := conditions.PatchStatus(ctx, r.Client, &bundle, updated, &updated.Status.ObservedGeneration, errors.Join(errs...)); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {

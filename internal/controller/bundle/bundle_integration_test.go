@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"strings"
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -23,6 +26,7 @@ import (
 	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
 	"github.com/edgefleet/edgefleet/internal/controller/clustergroup"
 	"github.com/edgefleet/edgefleet/internal/controller/internal/ctrltest"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 const wait = 20 * time.Second
@@ -67,6 +71,22 @@ func (e *env) cluster(name string, labels map[string]string) {
 	e.create(&fleetv1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}})
 }
 
+// checkIn renews the heartbeat Lease of cluster name once, as its agent
+// would: the cluster controller computes liveness, and a cluster never
+// heard of counts as offline, outside rollout budgets.
+func (e *env) checkIn(name string) {
+	e.t.Helper()
+	ctrltest.Eventually(e.t, wait, func() error {
+		var hb coordinationv1.Lease
+		if err := e.c.Get(context.Background(), types.NamespacedName{Namespace: clusterns.Name(e.ns, name), Name: clusterjoin.HeartbeatLease}, &hb); err != nil {
+			return err
+		}
+		now := metav1.NowMicro()
+		hb.Spec.RenewTime = &now
+		return e.c.Update(context.Background(), &hb)
+	})
+}
+
 func (e *env) setLabels(name string, labels map[string]string) {
 	e.t.Helper()
 	var c fleetv1.Cluster
@@ -82,7 +102,7 @@ func (e *env) setLabels(name string, labels map[string]string) {
 // bd returns the BundleDeployment of bundle on cluster, or nil.
 func (e *env) bd(bundleName, cluster string) (*fleetv1.BundleDeployment, error) {
 	var bd fleetv1.BundleDeployment
-	err := e.c.Get(context.Background(), types.NamespacedName{Namespace: clusterctrl.NamespaceName(e.ns, cluster), Name: bundleName}, &bd)
+	err := e.c.Get(context.Background(), types.NamespacedName{Namespace: clusterns.Name(e.ns, cluster), Name: bundleName}, &bd)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
@@ -312,6 +332,7 @@ func testMaxUnavailable(t *testing.T, e *env) {
 	names := []string{"c1", "c2", "c3"}
 	for _, n := range names {
 		e.cluster(n, map[string]string{"env": "prod"})
+		e.checkIn(n)
 	}
 	one := intstr.FromInt32(1)
 	e.create(&fleetv1.Bundle{ObjectMeta: metav1.ObjectMeta{Name: "app"}, Spec: fleetv1.BundleSpec{
@@ -412,4 +433,72 @@ func testInvalidSelector(t *testing.T, e *env) {
 		return nil
 	})
 	e.mustBD("fine", "c1")
+}
+
+// TestBundleObservedGenerationOnlyAfterWrites: a BundleDeployment write
+// that fails (an admission policy refuses it) leaves observedGeneration
+// behind, so nobody reads the spec as acted on; once writes go through it
+// catches up.
+func TestBundleObservedGenerationOnlyAfterWrites(t *testing.T) {
+	c := startControllers(t)
+	e := newEnv(t, c, "fleet-og")
+	ctx := context.Background()
+	e.cluster("c1", nil)
+	clusterNS := clusterns.Name(e.ns, "c1")
+	ctrltest.Eventually(t, wait, func() error { return c.Get(ctx, types.NamespacedName{Name: clusterNS}, &corev1.Namespace{}) })
+
+	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: "deny-bundledeployments"},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{fleetv1.GroupVersion.Group}, APIVersions: []string{"*"}, Resources: []string{"bundledeployments"}},
+				}}}},
+			Validations: []admissionregistrationv1.Validation{{Expression: "false", Message: "refused by the test"}},
+		}}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: "deny-bundledeployments"},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        policy.Name,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+			MatchResources: &admissionregistrationv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{corev1.LabelMetadataName: clusterNS}}},
+		}}
+	for _, o := range []client.Object{policy, binding} {
+		if err := c.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The policy takes effect asynchronously: wait until it refuses.
+	ctrltest.Eventually(t, wait, func() error {
+		probe := &fleetv1.BundleDeployment{ObjectMeta: metav1.ObjectMeta{Namespace: clusterNS, Name: "probe"}}
+		if err := c.Create(ctx, probe); err == nil {
+			_ = c.Delete(ctx, probe)
+			return fmt.Errorf("the admission policy is not in effect yet")
+		}
+		return nil
+	})
+
+	e.create(&fleetv1.Bundle{ObjectMeta: metav1.ObjectMeta{Name: "app"}, Spec: fleetv1.BundleSpec{
+		Targets: []fleetv1.BundleTarget{{ClusterSelector: &metav1.LabelSelector{}}},
+	}})
+	ctrltest.Eventually(t, wait, func() error {
+		b := e.bundle("app")
+		if meta.FindStatusCondition(b.Status.Conditions, fleetv1.ReadyCondition) == nil {
+			return fmt.Errorf("no status yet: %+v", b.Status)
+		}
+		return nil
+	})
+	if b := e.bundle("app"); b.Status.ObservedGeneration == b.Generation {
+		t.Fatalf("observedGeneration %d set although the BundleDeployment write was refused", b.Status.ObservedGeneration)
+	}
+
+	if err := c.Delete(ctx, binding); err != nil {
+		t.Fatal(err)
+	}
+	ctrltest.Eventually(t, wait, func() error {
+		if b := e.bundle("app"); b.Status.ObservedGeneration != b.Generation {
+			return fmt.Errorf("observedGeneration %d, generation %d", b.Status.ObservedGeneration, b.Generation)
+		}
+		return nil
+	})
 }

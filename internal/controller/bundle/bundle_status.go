@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -14,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/controller/conditions"
 	"github.com/edgefleet/edgefleet/internal/controller/queue"
 	"github.com/edgefleet/edgefleet/internal/targeting"
 )
@@ -89,17 +88,17 @@ func computeStatus(st *fleetv1.BundleStatus, bundle *fleetv1.Bundle, bds []*flee
 	meta.RemoveStatusCondition(&st.Conditions, fleetv1.StalledCondition)
 	switch {
 	case s.DesiredReady == 0:
-		setCondition(st, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.NoTargetsReason, "The bundle's targets match no cluster", gen)
+		conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.NoTargetsReason, "The bundle's targets match no cluster", gen)
 	case s.Ready == s.DesiredReady:
-		setCondition(st, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.SucceededReason, fmt.Sprintf("Ready on %d/%d clusters", s.Ready, s.DesiredReady), gen)
+		conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.SucceededReason, fmt.Sprintf("Ready on %d/%d clusters", s.Ready, s.DesiredReady), gen)
 	case bundle.Spec.Paused && s.OutOfSync > 0:
-		setCondition(st, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.PausedReason, "Paused: "+targeting.ReadyMessage(s, "Cluster"), gen)
+		conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.PausedReason, "Paused: "+targeting.ReadyMessage(s, "Cluster"), gen)
 	default:
-		setCondition(st, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.TargetsNotReadyReason, targeting.ReadyMessage(s, "Cluster"), gen)
+		conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.TargetsNotReadyReason, targeting.ReadyMessage(s, "Cluster"), gen)
 	}
 	rolling := s.WaitApplied+s.Pending > 0 || (!bundle.Spec.Paused && s.OutOfSync > 0)
 	if rolling {
-		setCondition(st, fleetv1.ReconcilingCondition, metav1.ConditionTrue, fleetv1.RolloutInProgressReason,
+		conditions.Set(&st.Conditions, fleetv1.ReconcilingCondition, metav1.ConditionTrue, fleetv1.RolloutInProgressReason,
 			fmt.Sprintf("Rolling out: %d waiting for agents, %d held back, %d pending", s.WaitApplied, s.OutOfSync, s.Pending), gen)
 	} else {
 		meta.RemoveStatusCondition(&st.Conditions, fleetv1.ReconcilingCondition)
@@ -110,16 +109,9 @@ func computeStatus(st *fleetv1.BundleStatus, bundle *fleetv1.Bundle, bds []*flee
 // deployments are left alone.
 func setInvalid(st *fleetv1.BundleStatus, bundle *fleetv1.Bundle, err error) {
 	msg := fmt.Sprintf("Bundle %s/%s: %v", bundle.Namespace, bundle.Name, err)
-	setCondition(st, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.InvalidSpecReason, msg, bundle.Generation)
-	setCondition(st, fleetv1.StalledCondition, metav1.ConditionTrue, fleetv1.InvalidSpecReason, msg, bundle.Generation)
+	conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.InvalidSpecReason, msg, bundle.Generation)
+	conditions.Set(&st.Conditions, fleetv1.StalledCondition, metav1.ConditionTrue, fleetv1.InvalidSpecReason, msg, bundle.Generation)
 	meta.RemoveStatusCondition(&st.Conditions, fleetv1.ReconcilingCondition)
-}
-
-func setCondition(st *fleetv1.BundleStatus, typ string, status metav1.ConditionStatus, reason, msg string, gen int64) {
-	if len(msg) > 32768 {
-		msg = msg[:32768]
-	}
-	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen})
 }
 
 // clusterRef names a deployment's cluster as "<namespace>/<name>".
@@ -136,14 +128,5 @@ func clusterRef(bd *fleetv1.BundleDeployment) string {
 func (r *Reconciler) patchStatus(ctx context.Context, bundle *fleetv1.Bundle, mutate func(*fleetv1.BundleStatus)) error {
 	updated := bundle.DeepCopy()
 	mutate(&updated.Status)
-	if equality.Semantic.DeepEqual(bundle.Status, updated.Status) {
-		return nil
-	}
-	if err := r.Client.Status().Patch(ctx, updated, client.MergeFromWithOptions(bundle, client.MergeFromWithOptimisticLock{})); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("patching status of bundle %s/%s: %w", bundle.Namespace, bundle.Name, err)
-	}
-	return nil
+	return conditions.PatchStatus(ctx, r.Client, bundle, updated, nil, nil)
 }

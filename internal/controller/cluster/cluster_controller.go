@@ -11,7 +11,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,6 +24,7 @@ import (
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/bdfinalizer"
 	"github.com/edgefleet/edgefleet/internal/clusterns"
+	"github.com/edgefleet/edgefleet/internal/controller/conditions"
 	"github.com/edgefleet/edgefleet/internal/controller/queue"
 	"github.com/edgefleet/edgefleet/internal/targeting"
 )
@@ -45,6 +45,13 @@ type Reconciler struct {
 	Client client.Client
 	// StatusBatch defaults to DefaultStatusBatch.
 	StatusBatch time.Duration
+	// ProbeInterval (how often tunnels are probed) and OfflineThreshold (a
+	// cluster with neither a heartbeat nor a tunnel probe for this long is
+	// offline) tune liveness; DefaultProbeInterval and
+	// DefaultOfflineThreshold when 0.
+	ProbeInterval, OfflineThreshold time.Duration
+	// Now is the clock (tests); time.Now when nil.
+	Now func() time.Time
 }
 
 // SetupWithManager registers the controller.
@@ -54,6 +61,15 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.StatusBatch <= 0 {
 		r.StatusBatch = DefaultStatusBatch
+	}
+	if r.ProbeInterval <= 0 {
+		r.ProbeInterval = DefaultProbeInterval
+	}
+	if r.OfflineThreshold <= 0 {
+		r.OfflineThreshold = DefaultOfflineThreshold
+	}
+	if r.Now == nil {
+		r.Now = time.Now
 	}
 	byLabels := func(o client.Object) (reconcile.Request, bool) {
 		l := o.GetLabels()
@@ -85,7 +101,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return nil
 }
 
-// Reconcile ensures the cluster's namespace and status.
+// Reconcile ensures the cluster's namespace and status. Once the namespace
+// exists it comes back every livenessEvery to recompute Connected from the
+// agent's heartbeat and tunnel Leases.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var cluster fleetv1.Cluster
 	if err := r.Client.Get(ctx, req.NamespacedName, &cluster); err != nil {
@@ -102,7 +120,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 
-	nsName := NamespaceName(cluster.Namespace, cluster.Name)
+	nsName := clusterns.Name(cluster.Namespace, cluster.Name)
 	status := cluster.Status.DeepCopy()
 	result, nsErr := r.ensureNamespace(ctx, &cluster, nsName, status)
 	if nsErr == nil && result.IsZero() {
@@ -116,6 +134,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if status.Namespace == nsName {
 		if err := r.Client.List(ctx, &bds, client.InNamespace(nsName)); err != nil {
 			return ctrl.Result{}, fmt.Errorf("listing bundle deployments of cluster %s: %w", req.NamespacedName, err)
+		}
+	}
+	if status.Namespace == nsName {
+		r.updateLiveness(ctx, &cluster, nsName, status, r.Now())
+		if result.IsZero() {
+			result.RequeueAfter = r.livenessEvery()
 		}
 	}
 	computeStatus(status, &cluster, bds.Items)
@@ -136,10 +160,10 @@ func (r *Reconciler) ensureNamespace(ctx context.Context, cluster *fleetv1.Clust
 	switch {
 	case errors.Is(err, clusterns.ErrNotOwned):
 		msg := fmt.Sprintf("Namespace %s already exists and does not belong to this cluster (labels %s and %s do not name it); delete or rename that namespace", name, fleetv1.ClusterNamespaceLabel, fleetv1.ClusterNameLabel)
-		setCondition(status, fleetv1.StalledCondition, metav1.ConditionTrue, fleetv1.InvalidSpecReason, msg, cluster.Generation)
+		conditions.Set(&status.Conditions, fleetv1.StalledCondition, metav1.ConditionTrue, fleetv1.InvalidSpecReason, msg, cluster.Generation)
 		return ctrl.Result{}, reconcile.TerminalError(fmt.Errorf("%s", msg))
 	case errors.Is(err, clusterns.ErrTerminating):
-		setCondition(status, fleetv1.ReconcilingCondition, metav1.ConditionTrue, fleetv1.ProgressingReason,
+		conditions.Set(&status.Conditions, fleetv1.ReconcilingCondition, metav1.ConditionTrue, fleetv1.ProgressingReason,
 			fmt.Sprintf("Waiting for the previous namespace %s to finish terminating", name), cluster.Generation)
 		return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
 	case err != nil:
@@ -158,7 +182,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, cluster *fleetv1.Clust
 	if !controllerutil.ContainsFinalizer(cluster, Finalizer) {
 		return nil
 	}
-	name := NamespaceName(cluster.Namespace, cluster.Name)
+	name := clusterns.Name(cluster.Namespace, cluster.Name)
 	log := ctrl.LoggerFrom(ctx)
 	var ns corev1.Namespace
 	err := r.Client.Get(ctx, types.NamespacedName{Name: name}, &ns)
@@ -215,34 +239,18 @@ func computeStatus(st *fleetv1.ClusterStatus, cluster *fleetv1.Cluster, bds []fl
 	gen := cluster.Generation
 	switch {
 	case s.DesiredReady == 0:
-		setCondition(st, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.SucceededReason, "No bundles target this cluster", gen)
+		conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.SucceededReason, "No bundles target this cluster", gen)
 	case s.Ready == s.DesiredReady:
-		setCondition(st, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.SucceededReason, fmt.Sprintf("%d/%d bundles ready", s.Ready, s.DesiredReady), gen)
+		conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.SucceededReason, fmt.Sprintf("%d/%d bundles ready", s.Ready, s.DesiredReady), gen)
 	default:
-		setCondition(st, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.BundlesNotReadyReason, targeting.ReadyMessage(s, "Bundle"), gen)
+		conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.BundlesNotReadyReason, targeting.ReadyMessage(s, "Bundle"), gen)
 	}
-}
-
-func setCondition(st *fleetv1.ClusterStatus, typ string, status metav1.ConditionStatus, reason, msg string, gen int64) {
-	if len(msg) > 32768 {
-		msg = msg[:32768]
-	}
-	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen})
 }
 
 func (r *Reconciler) patchStatus(ctx context.Context, cluster *fleetv1.Cluster, status *fleetv1.ClusterStatus) error {
-	if equality.Semantic.DeepEqual(&cluster.Status, status) {
-		return nil
-	}
 	updated := cluster.DeepCopy()
 	updated.Status = *status
-	if err := r.Client.Status().Patch(ctx, updated, client.MergeFromWithOptions(cluster, client.MergeFromWithOptimisticLock{})); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("patching status of cluster %s/%s: %w", cluster.Namespace, cluster.Name, err)
-	}
-	return nil
+	return conditions.PatchStatus(ctx, r.Client, cluster, updated, nil, nil)
 }
 
 // releaseAgentFinalizers removes the agent's finalizer from every

@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ func TestClusterController(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := types.NamespacedName{Namespace: "fleet", Name: "edge1"}
-	nsName := clusterctrl.NamespaceName("fleet", "edge1")
+	nsName := clusterns.Name("fleet", "edge1")
 
 	// The namespace is created, labelled and recorded in status.
 	ctrltest.Eventually(t, wait, func() error {

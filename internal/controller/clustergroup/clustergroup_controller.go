@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -24,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/controller/conditions"
 	"github.com/edgefleet/edgefleet/internal/controller/queue"
 	"github.com/edgefleet/edgefleet/internal/targeting"
 )
@@ -101,8 +101,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		s, err := metav1.LabelSelectorAsSelector(group.Spec.Selector)
 		if err != nil {
 			msg := fmt.Sprintf("ClusterGroup %s: invalid spec.selector: %v; fix the selector", req.NamespacedName, err)
-			setCondition(status, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.InvalidSpecReason, msg, gen)
-			setCondition(status, fleetv1.StalledCondition, metav1.ConditionTrue, fleetv1.InvalidSpecReason, msg, gen)
+			conditions.Set(&status.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.InvalidSpecReason, msg, gen)
+			conditions.Set(&status.Conditions, fleetv1.StalledCondition, metav1.ConditionTrue, fleetv1.InvalidSpecReason, msg, gen)
 			return ctrl.Result{}, r.patchStatus(ctx, &group, status)
 		}
 		selector = s
@@ -153,33 +153,20 @@ func computeStatus(st *fleetv1.ClusterGroupStatus, clusters []fleetv1.Cluster, g
 	st.Display.State = string(worst)
 	switch {
 	case len(clusters) == 0:
-		setCondition(st, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.NoClustersReason, "The selector matches no clusters", gen)
+		conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.NoClustersReason, "The selector matches no clusters", gen)
 	case len(nonReady) == 0:
-		setCondition(st, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.SucceededReason, fmt.Sprintf("%d/%d clusters ready", len(clusters), len(clusters)), gen)
+		conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.SucceededReason, fmt.Sprintf("%d/%d clusters ready", len(clusters), len(clusters)), gen)
 	default:
 		msg := fmt.Sprintf("%d/%d clusters not ready: %v", len(nonReady), len(clusters), st.NonReadyClusters)
 		if len(nonReady) > len(st.NonReadyClusters) {
 			msg += " and more"
 		}
-		setCondition(st, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.ClustersNotReadyReason, msg, gen)
+		conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.ClustersNotReadyReason, msg, gen)
 	}
-}
-
-func setCondition(st *fleetv1.ClusterGroupStatus, typ string, status metav1.ConditionStatus, reason, msg string, gen int64) {
-	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen})
 }
 
 func (r *Reconciler) patchStatus(ctx context.Context, group *fleetv1.ClusterGroup, status *fleetv1.ClusterGroupStatus) error {
-	if equality.Semantic.DeepEqual(&group.Status, status) {
-		return nil
-	}
 	updated := group.DeepCopy()
 	updated.Status = *status
-	if err := r.Client.Status().Patch(ctx, updated, client.MergeFromWithOptions(group, client.MergeFromWithOptimisticLock{})); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("patching status of cluster group %s/%s: %w", group.Namespace, group.Name, err)
-	}
-	return nil
+	return conditions.PatchStatus(ctx, r.Client, group, updated, nil, nil)
 }

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/controller/conditions"
 	"github.com/edgefleet/edgefleet/internal/targeting"
 )
 
@@ -31,7 +32,7 @@ func (r *Reconciler) markUpdating(ctx context.Context, base *fleetv1.GitRepo, co
 	st.Display.State = fleetv1.GitRepoStateGitUpdating
 	st.Display.Message = "Fetching and rendering commit " + shortCommit(commit)
 	st.Display.Error = false
-	setCondition(st, fleetv1.ReconcilingCondition, metav1.ConditionTrue, fleetv1.ProgressingReason, st.Display.Message, base.Generation)
+	conditions.Set(&st.Conditions, fleetv1.ReconcilingCondition, metav1.ConditionTrue, fleetv1.ProgressingReason, st.Display.Message, base.Generation)
 	if err := r.Client.Status().Patch(ctx, updated, client.MergeFrom(base)); err != nil {
 		ctrl.LoggerFrom(ctx).V(1).Info("Could not mark GitRepo as updating", "error", err.Error())
 		return
@@ -167,9 +168,9 @@ func computeStatus(s *fleetv1.GitRepoStatus, gr *fleetv1.GitRepo, f *failure, fe
 	gen := gr.Generation
 	switch {
 	case f != nil && fetchFailed:
-		setCondition(s, fleetv1.FetchedCondition, metav1.ConditionFalse, f.reason, f.message, gen)
+		conditions.Set(&s.Conditions, fleetv1.FetchedCondition, metav1.ConditionFalse, f.reason, f.message, gen)
 	case s.Commit != "":
-		setCondition(s, fleetv1.FetchedCondition, metav1.ConditionTrue, fleetv1.SucceededReason, "Fetched commit "+shortCommit(s.Commit), gen)
+		conditions.Set(&s.Conditions, fleetv1.FetchedCondition, metav1.ConditionTrue, fleetv1.SucceededReason, "Fetched commit "+shortCommit(s.Commit), gen)
 	}
 	if f == nil && len(bs.stalled) > 0 {
 		sort.Strings(bs.stalled)
@@ -180,11 +181,11 @@ func computeStatus(s *fleetv1.GitRepoStatus, gr *fleetv1.GitRepo, f *failure, fe
 		if s.Commit != "" {
 			msg += fmt.Sprintf(" (retrying; bundles it could not produce stay as at commit %s or before)", shortCommit(s.Commit))
 		}
-		setCondition(s, fleetv1.ReadyCondition, metav1.ConditionFalse, f.reason, msg, gen)
-		setCondition(s, fleetv1.StalledCondition, metav1.ConditionTrue, f.reason, msg, gen)
+		conditions.Set(&s.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, f.reason, msg, gen)
+		conditions.Set(&s.Conditions, fleetv1.StalledCondition, metav1.ConditionTrue, f.reason, msg, gen)
 		meta.RemoveStatusCondition(&s.Conditions, fleetv1.ReconcilingCondition)
 		s.Display.State = f.reason
-		s.Display.Message = truncate(f.message)
+		s.Display.Message = conditions.Message(f.message)
 		s.Display.Error = true
 		return
 	}
@@ -196,40 +197,29 @@ func computeStatus(s *fleetv1.GitRepoStatus, gr *fleetv1.GitRepo, f *failure, fe
 	switch {
 	case len(bs.unprocessed) > 0:
 		msg := fmt.Sprintf("Waiting for %d bundle(s) to be rolled out: %s", len(bs.unprocessed), strings.Join(bs.unprocessed, ", "))
-		setCondition(s, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.RolloutInProgressReason, msg, gen)
-		setCondition(s, fleetv1.ReconcilingCondition, metav1.ConditionTrue, fleetv1.RolloutInProgressReason, msg, gen)
+		conditions.Set(&s.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.RolloutInProgressReason, msg, gen)
+		conditions.Set(&s.Conditions, fleetv1.ReconcilingCondition, metav1.ConditionTrue, fleetv1.RolloutInProgressReason, msg, gen)
 		if s.Display.State == string(fleetv1.Ready) || s.Display.State == "" {
 			s.Display.State = fleetv1.GitRepoStateGitUpdating
 		}
 		return
 	case sum.DesiredReady == 0:
-		setCondition(s, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.NoTargetsReason, "No cluster is targeted by the repository's bundles (without targets a GitRepo deploys to ClusterGroup \"default\")", gen)
+		conditions.Set(&s.Conditions, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.NoTargetsReason, "No cluster is targeted by the repository's bundles (without targets a GitRepo deploys to ClusterGroup \"default\")", gen)
 		s.Display.State = fleetv1.NoTargetsReason
 	case sum.Ready == sum.DesiredReady:
-		setCondition(s, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.SucceededReason,
+		conditions.Set(&s.Conditions, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.SucceededReason,
 			fmt.Sprintf("Commit %s is ready on %d/%d clusters", shortCommit(s.Commit), s.ReadyClusters, s.DesiredReadyClusters), gen)
 	case gr.Spec.Paused && sum.OutOfSync > 0:
-		setCondition(s, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.PausedReason, "Paused: "+targeting.ReadyMessage(sum, "BundleDeployment"), gen)
+		conditions.Set(&s.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.PausedReason, "Paused: "+targeting.ReadyMessage(sum, "BundleDeployment"), gen)
 	default:
-		setCondition(s, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.TargetsNotReadyReason, targeting.ReadyMessage(sum, "BundleDeployment"), gen)
+		conditions.Set(&s.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.TargetsNotReadyReason, targeting.ReadyMessage(sum, "BundleDeployment"), gen)
 	}
 	if sum.WaitApplied+sum.Pending > 0 || (!gr.Spec.Paused && sum.OutOfSync > 0) {
-		setCondition(s, fleetv1.ReconcilingCondition, metav1.ConditionTrue, fleetv1.RolloutInProgressReason,
+		conditions.Set(&s.Conditions, fleetv1.ReconcilingCondition, metav1.ConditionTrue, fleetv1.RolloutInProgressReason,
 			fmt.Sprintf("Rolling out commit %s: %d waiting for agents, %d held back, %d pending", shortCommit(s.Commit), sum.WaitApplied, sum.OutOfSync, sum.Pending), gen)
 	} else {
 		meta.RemoveStatusCondition(&s.Conditions, fleetv1.ReconcilingCondition)
 	}
-}
-
-func setCondition(s *fleetv1.GitRepoStatus, typ string, status metav1.ConditionStatus, reason, msg string, gen int64) {
-	meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: truncate(msg), ObservedGeneration: gen})
-}
-
-func truncate(msg string) string {
-	if len(msg) > 32768 {
-		return msg[:32768]
-	}
-	return msg
 }
 
 func shortCommit(c string) string {

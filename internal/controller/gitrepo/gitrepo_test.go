@@ -50,9 +50,9 @@ func TestReadPaths(t *testing.T) {
 	}{
 		{name: "glob and plain path", paths: []string{"apps/*", "infra"}, bundles: []string{"r-apps-db", "r-apps-web", "r-infra"}},
 		{name: "overlapping paths make each bundle once", paths: []string{"apps", "apps/db"}, bundles: []string{"r-apps", "r-apps-db"}},
-		{name: "missing path", paths: []string{"infra", "nope"}, bundles: []string{"r-infra"}, reason: PathNotFoundReason, msg: `path "nope" matches no directory at commit aaaaaaaaaaaa`},
-		{name: "path outside the repository", paths: []string{"../etc"}, reason: PathNotFoundReason, msg: "outside the repository"},
-		{name: "render error names file and line, other paths still read", paths: []string{"broken", "infra"}, bundles: []string{"r-infra"}, reason: RenderErrorReason, msg: "broken/fleet.yaml:3"},
+		{name: "missing path", paths: []string{"infra", "nope"}, bundles: []string{"r-infra"}, reason: fleetv1.PathNotFoundReason, msg: `path "nope" matches no directory at commit aaaaaaaaaaaa`},
+		{name: "path outside the repository", paths: []string{"../etc"}, reason: fleetv1.PathNotFoundReason, msg: "outside the repository"},
+		{name: "render error names file and line, other paths still read", paths: []string{"broken", "infra"}, bundles: []string{"r-infra"}, reason: fleetv1.RenderErrorReason, msg: "broken/fleet.yaml:3"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			gr := &fleetv1.GitRepo{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "r"}, Spec: fleetv1.GitRepoSpec{Paths: tc.paths, KeepResources: true, ForceSyncGeneration: 3}}
@@ -169,8 +169,8 @@ func TestComputeStatus(t *testing.T) {
 		{name: "no deployments", ready: metav1.ConditionTrue, reason: fleetv1.NoTargetsReason, state: fleetv1.NoTargetsReason, display: "0/0"},
 		{name: "bundle not processed yet", bds: []*fleetv1.BundleDeployment{bd("a", "c1", true)}, bs: bundleStates{unprocessed: []string{"a"}},
 			ready: metav1.ConditionFalse, reason: fleetv1.RolloutInProgressReason, state: fleetv1.GitRepoStateGitUpdating, clusters: [2]int32{1, 1}, display: "1/1"},
-		{name: "sync failure wins, deployments still counted", f: &failure{reason: RenderErrorReason, message: "apps/fleet.yaml:3: bad"}, bds: []*fleetv1.BundleDeployment{bd("a", "c1", true)},
-			ready: metav1.ConditionFalse, reason: RenderErrorReason, state: RenderErrorReason, clusters: [2]int32{1, 1}, display: "1/1", stalled: true},
+		{name: "sync failure wins, deployments still counted", f: &failure{reason: fleetv1.RenderErrorReason, message: "apps/fleet.yaml:3: bad"}, bds: []*fleetv1.BundleDeployment{bd("a", "c1", true)},
+			ready: metav1.ConditionFalse, reason: fleetv1.RenderErrorReason, state: fleetv1.RenderErrorReason, clusters: [2]int32{1, 1}, display: "1/1", stalled: true},
 		{name: "stalled bundle", bs: bundleStates{stalled: []string{"Bundle x: invalid targets"}},
 			ready: metav1.ConditionFalse, reason: fleetv1.InvalidSpecReason, state: fleetv1.InvalidSpecReason, display: "0/0", stalled: true},
 		{name: "fetch failure", f: &failure{reason: "AuthenticationFailed", message: "denied"}, fetchFailed: true,

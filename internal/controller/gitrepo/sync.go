@@ -24,20 +24,6 @@ import (
 	"github.com/edgefleet/edgefleet/internal/gitops"
 )
 
-// Reasons for GitRepo conditions, besides gitops' fetch reasons
-// (AuthenticationFailed, RepositoryUnreachable, BranchNotFound,
-// RevisionNotFound).
-const (
-	PathNotFoundReason = "PathNotFound"
-	RenderErrorReason  = "RenderError"
-	// WriteFailedReason: the Bundles could not be written (API errors,
-	// a bundle name owned by another set).
-	WriteFailedReason = "WriteFailed"
-	// SecretNotFoundReason: clientSecretName or helmSecretName names a
-	// Secret that does not exist or lacks the expected keys.
-	SecretNotFoundReason = "SecretNotFound"
-)
-
 // failure is why the last sync did not fully succeed.
 type failure struct {
 	reason  string
@@ -64,14 +50,14 @@ func (r *Reconciler) sync(ctx context.Context, gr, base *fleetv1.GitRepo, st *sy
 
 	auth, err := r.gitAuth(ctx, gr)
 	if err != nil {
-		fail(SecretNotFoundReason, err, true)
+		fail(fleetv1.SecretNotFoundReason, err, true)
 		return
 	}
 	ref := gitops.Ref{Branch: gr.Spec.Branch, Revision: gr.Spec.Revision}
 	log.V(1).Info("Polling repository", "repo", gitops.RedactURL(gr.Spec.Repo), "ref", ref.String())
 	commit, err := r.fetcher.Resolve(ctx, gr.Spec.Repo, ref, auth)
 	if err != nil {
-		fail(reasonOr(err, gitops.ReasonRepositoryUnreachable), err, true)
+		fail(reasonOr(err, fleetv1.RepositoryUnreachableReason), err, true)
 		return
 	}
 	upToDate := commit == st.attemptedCommit && gr.Generation == st.attemptedGeneration
@@ -88,7 +74,7 @@ func (r *Reconciler) sync(ctx context.Context, gr, base *fleetv1.GitRepo, st *sy
 	}
 	dir, full, err := r.fetcher.Checkout(ctx, gr.Spec.Repo, ref, commit, auth)
 	if err != nil {
-		fail(reasonOr(err, gitops.ReasonRepositoryUnreachable), err, gitops.ReasonOf(err) != "")
+		fail(reasonOr(err, fleetv1.RepositoryUnreachableReason), err, gitops.ReasonOf(err) != "")
 		return
 	}
 	defer os.RemoveAll(dir)
@@ -96,7 +82,7 @@ func (r *Reconciler) sync(ctx context.Context, gr, base *fleetv1.GitRepo, st *sy
 
 	httpClient, err := r.helmClient(ctx, gr)
 	if err != nil {
-		fail(SecretNotFoundReason, err, false)
+		fail(fleetv1.SecretNotFoundReason, err, false)
 		return
 	}
 	bundles, pathFailure := r.readPaths(ctx, gr, dir, full, httpClient)
@@ -112,7 +98,7 @@ func (r *Reconciler) sync(ctx context.Context, gr, base *fleetv1.GitRepo, st *sy
 		}
 	}
 	if err != nil {
-		fail(WriteFailedReason, err, false)
+		fail(fleetv1.WriteFailedReason, err, false)
 		return
 	}
 	// Bundles at this commit are written (all of them, or all but the
@@ -208,9 +194,9 @@ func (r *Reconciler) readPaths(ctx context.Context, gr *fleetv1.GitRepo, root, c
 		if len(notFound) > 0 {
 			msg += "; " + strings.Join(notFound, "; ")
 		}
-		return out, &failure{reason: RenderErrorReason, message: msg}
+		return out, &failure{reason: fleetv1.RenderErrorReason, message: msg}
 	case len(notFound) > 0:
-		return out, &failure{reason: PathNotFoundReason, message: strings.Join(notFound, "; ")}
+		return out, &failure{reason: fleetv1.PathNotFoundReason, message: strings.Join(notFound, "; ")}
 	}
 	return out, nil
 }

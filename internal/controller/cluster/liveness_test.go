@@ -1,4 +1,4 @@
-package clusterproxy
+package cluster
 
 import (
 	"strings"
@@ -24,7 +24,7 @@ func TestConnectedCondition(t *testing.T) {
 		{"never heard of", time.Time{}, time.Time{}, "False", fleetv1.WaitingForCheckInReason},
 		{"heartbeat and fresh probe", ago(5 * time.Second), ago(10 * time.Second), "True", fleetv1.AgentConnectedReason},
 		{"heartbeat, agent without tunnel", ago(5 * time.Second), time.Time{}, "True", fleetv1.AgentConnectedReason},
-		{"heartbeat but tunnel stale", ago(5 * time.Second), ago(60 * time.Second), "False", TunnelDisconnectedReason},
+		{"heartbeat but tunnel stale", ago(5 * time.Second), ago(60 * time.Second), "False", fleetv1.TunnelDisconnectedReason},
 		{"probe alone keeps it heard of", ago(200 * time.Second), ago(10 * time.Second), "True", fleetv1.AgentConnectedReason},
 		{"both older than the threshold", ago(91 * time.Second), ago(95 * time.Second), "False", fleetv1.AgentOfflineReason},
 		{"heartbeat only, too old", ago(91 * time.Second), time.Time{}, "False", fleetv1.AgentOfflineReason},
@@ -35,22 +35,6 @@ func TestConnectedCondition(t *testing.T) {
 				t.Fatalf("got %s/%s (%q), want %s/%s", c.Status, c.Reason, c.Message, tc.status, tc.reason)
 			}
 		})
-	}
-}
-
-func TestParseClusterPath(t *testing.T) {
-	for _, tc := range []struct{ in, ref, rest string }{
-		{"/k8s/clusters/fleet-default.edge-1/api/v1/namespaces", "fleet-default.edge-1", "/api/v1/namespaces"},
-		{"/k8s/clusters/edge-1", "edge-1", "/"},
-		{"/k8s/clusters/edge-1/", "edge-1", "/"},
-	} {
-		ref, rest, ok := parseClusterPath(tc.in)
-		if !ok || ref != tc.ref || rest != tc.rest {
-			t.Fatalf("parseClusterPath(%q) = %q %q %v", tc.in, ref, rest, ok)
-		}
-	}
-	if _, _, ok := parseClusterPath("/k8s/clusters/"); ok {
-		t.Fatal("empty cluster reference accepted")
 	}
 }
 

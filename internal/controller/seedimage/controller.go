@@ -1,51 +1,29 @@
+// Package seedimage builds SeedImages (installation media carrying a
+// MachineRegistration's URL and the manager's CA) into the manager's data
+// directory and expires them. Building and serving the media live in
+// internal/seedimage.
 package seedimage
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/yaml"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/machineregistration"
-	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
+	"github.com/edgefleet/edgefleet/internal/seedimage"
 )
 
 // Finalizer removes a SeedImage's file when it is deleted.
 const Finalizer = "machines.edgefleet.io/seedimage-files"
-
-// Files on config-only media, and the names images are downloaded as.
-const (
-	CloudConfigFile = "cloud-config.yaml"
-	ImageFile       = "seed.iso"
-	RawImageFile    = "seed.img"
-)
-
-// imageFile is the download name of an image of kind (KindISO or KindRaw).
-func imageFile(kind string) string {
-	if kind == KindRaw {
-		return RawImageFile
-	}
-	return ImageFile
-}
-
-// fileExts are the extensions an image is stored under in Dir
-// (<token>.<ext>, with <token>.<ext>.sha256 next to it).
-var fileExts = map[string]string{ImageFile: "iso", RawImageFile: "img"}
 
 // Reconciler builds SeedImages into Dir.
 type Reconciler struct {
@@ -59,7 +37,7 @@ type Reconciler struct {
 	// the registration URL.
 	CACertPEM []byte
 	// Sources limits where base images come from (server flags).
-	Sources Sources
+	Sources seedimage.Sources
 	// Now is the clock (tests).
 	Now func() time.Time
 }
@@ -122,11 +100,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 func (r *Reconciler) build(ctx context.Context, si *machinesv1.SeedImage) (ctrl.Result, error) {
 	log := ctrl.LoggerFrom(ctx)
 	r.removeFiles(si)
-	files, err := r.mediaFiles(ctx, si)
-	if errors.Is(err, errNotReady) {
+	files, err := seedimage.MediaFiles(ctx, r.Client, r.CACertPEM, si)
+	if errors.Is(err, seedimage.ErrNotReady) {
 		return ctrl.Result{RequeueAfter: 2 * time.Second}, r.setStatus(ctx, si, machinesv1.SeedImagePending, metav1.ConditionFalse, machinesv1.ProgressingReason, err.Error())
 	}
-	var invalid invalidSpecError
+	var invalid seedimage.InvalidSpecError
 	if errors.As(err, &invalid) {
 		return ctrl.Result{}, r.setStatus(ctx, si, machinesv1.SeedImageFailed, metav1.ConditionFalse, machinesv1.InvalidSpecReason, err.Error())
 	}
@@ -136,13 +114,13 @@ func (r *Reconciler) build(ctx context.Context, si *machinesv1.SeedImage) (ctrl.
 	if err := r.setStatus(ctx, si, machinesv1.SeedImageBuilding, metav1.ConditionFalse, machinesv1.BuildOngoingReason, "building the image"); err != nil {
 		return ctrl.Result{}, err
 	}
-	token := randomToken()
+	token := seedimage.NewDownloadToken()
 	started := time.Now()
 	kind := string(si.Spec.Type)
-	file := imageFile(kind)
-	stored := filepath.Join(r.Dir, token+"."+fileExts[file])
+	file := seedimage.ImageFileName(kind)
+	stored := seedimage.StoredPath(r.Dir, token, file)
 	buildCtx, cancel := context.WithTimeout(ctx, maxBuildTime)
-	sum, err := Build(buildCtx, Input{Files: files, Kind: kind, BaseImage: si.Spec.BaseImage, BaseImageSHA256: si.Spec.BaseImageSHA256, Sources: r.Sources}, stored)
+	sum, err := seedimage.Build(buildCtx, seedimage.Input{Files: files, Kind: kind, BaseImage: si.Spec.BaseImage, BaseImageSHA256: si.Spec.BaseImageSHA256, Sources: r.Sources}, stored)
 	cancel()
 	if err != nil {
 		return ctrl.Result{}, r.setStatus(ctx, si, machinesv1.SeedImageFailed, metav1.ConditionFalse, machinesv1.BuildFailedReason, err.Error())
@@ -152,8 +130,8 @@ func (r *Reconciler) build(ctx context.Context, si *machinesv1.SeedImage) (ctrl.
 	}
 	log.Info("Built seed image", "seedImage", si.Name, "type", kind, "took", time.Since(started).Round(time.Millisecond).String())
 	before := si.DeepCopy()
-	si.Status.DownloadURL = r.url(token, file)
-	si.Status.ChecksumURL = r.url(token, file+".sha256")
+	si.Status.DownloadURL = seedimage.DownloadURL(r.ExternalURL, token, file)
+	si.Status.ChecksumURL = seedimage.DownloadURL(r.ExternalURL, token, file+".sha256")
 	si.Status.Checksum = sum
 	si.Status.ExpiresAt = nil
 	minutes := int32(machinesv1.DefaultSeedImageCleanupAfterMinutes)
@@ -184,67 +162,6 @@ func (r *Reconciler) build(ctx context.Context, si *machinesv1.SeedImage) (ctrl.
 		return ctrl.Result{RequeueAfter: time.Duration(minutes)*time.Minute + time.Second}, nil
 	}
 	return ctrl.Result{}, nil
-}
-
-var errNotReady = errors.New("waiting for the MachineRegistration and its registration token Secret")
-
-// invalidSpecError is a spec that cannot be built as written.
-type invalidSpecError struct{ msg string }
-
-func (e invalidSpecError) Error() string { return e.msg }
-
-// mediaFiles are the node config (registration URL, CA, auth policy) and the
-// SeedImage's cloud-config.
-func (r *Reconciler) mediaFiles(ctx context.Context, si *machinesv1.SeedImage) (map[string][]byte, error) {
-	ref := si.Spec.RegistrationRef
-	ns := si.Namespace
-	// Namespaces are tenants and the media carries the registration's URL,
-	// which is its credential: a SeedImage may only use a registration of
-	// its own namespace. Refused before any read, so the message says
-	// nothing about the other namespace.
-	if ref.Namespace != "" && ref.Namespace != si.Namespace {
-		return nil, invalidSpecError{fmt.Sprintf("spec.registrationRef.namespace %q is not the SeedImage's namespace %q: a SeedImage can only use a MachineRegistration in its own namespace; leave registrationRef.namespace empty and create the SeedImage in the registration's namespace", ref.Namespace, si.Namespace)}
-	}
-	mr := &machinesv1.MachineRegistration{}
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, mr); err != nil {
-		return nil, fmt.Errorf("%w: MachineRegistration %s/%s: %v", errNotReady, ns, ref.Name, err)
-	}
-	// The URL carries the registration token, which lives in the
-	// registration's Secret only.
-	regURL, err := machineregistration.RegistrationURLFromSecret(ctx, r.Client, mr)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errNotReady, err)
-	}
-	files, err := NodeConfigFiles(mr, regURL, r.CACertPEM)
-	if err != nil {
-		return nil, err
-	}
-	if cc := si.Spec.CloudConfig; cc != nil && len(cc.Raw) > 0 {
-		y, err := yaml.JSONToYAML(cc.Raw)
-		if err != nil {
-			return nil, fmt.Errorf("spec.cloud-config: %w", err)
-		}
-		files[CloudConfigFile] = append([]byte("#cloud-config\n"), y...)
-	}
-	return files, nil
-}
-
-// NodeConfigFiles is the edgefleet-node config for machines of mr, which
-// register at regURL.
-func NodeConfigFiles(mr *machinesv1.MachineRegistration, regURL string, caPEM []byte) (map[string][]byte, error) {
-	reg := machinereg.NodeRegistration{URL: regURL, CACert: string(caPEM)}
-	if rc := mr.Spec.Config.Registration; rc != nil {
-		reg.Auth = string(rc.Auth)
-		for _, f := range rc.Fallback {
-			reg.Fallback = append(reg.Fallback, string(f))
-		}
-		reg.EmulateTPM, reg.EmulatedTPMSeed, reg.NoSMBIOS = rc.EmulateTPM, rc.EmulatedTPMSeed, rc.NoSMBIOS
-	}
-	data, err := yaml.Marshal(&machinereg.NodeConfig{Registration: reg})
-	if err != nil {
-		return nil, err
-	}
-	return map[string][]byte{machinereg.SeedConfigFile: data}, nil
 }
 
 func (r *Reconciler) expire(ctx context.Context, si *machinesv1.SeedImage) error {
@@ -280,30 +197,8 @@ func (r *Reconciler) conditions(si *machinesv1.SeedImage, state machinesv1.SeedI
 	}
 }
 
-func (r *Reconciler) url(token, file string) string {
-	u := *r.ExternalURL
-	u.Path = DownloadPathPrefix + token + "/" + file
-	return u.String()
-}
-
-// storedFile is the path of the image named by the status URL ("" when
-// none).
-func (r *Reconciler) storedFile(si *machinesv1.SeedImage) string {
-	rest := si.Status.DownloadURL
-	i := strings.Index(rest, DownloadPathPrefix)
-	if i < 0 {
-		return ""
-	}
-	tok, file, _ := strings.Cut(rest[i+len(DownloadPathPrefix):], "/")
-	ext, ok := fileExts[file]
-	if !validToken(tok) || !ok {
-		return ""
-	}
-	return filepath.Join(r.Dir, tok+"."+ext)
-}
-
 func (r *Reconciler) fileExists(si *machinesv1.SeedImage) bool {
-	p := r.storedFile(si)
+	p := seedimage.StoredFile(r.Dir, si)
 	if p == "" {
 		return false
 	}
@@ -312,22 +207,8 @@ func (r *Reconciler) fileExists(si *machinesv1.SeedImage) bool {
 }
 
 func (r *Reconciler) removeFiles(si *machinesv1.SeedImage) {
-	if p := r.storedFile(si); p != "" {
+	if p := seedimage.StoredFile(r.Dir, si); p != "" {
 		_ = os.Remove(p)
 		_ = os.Remove(p + ".sha256")
 	}
-}
-
-func randomToken() string {
-	b := make([]byte, 24)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func validToken(s string) bool {
-	if len(s) != 48 {
-		return false
-	}
-	_, err := hex.DecodeString(s)
-	return err == nil
 }

@@ -1,13 +1,12 @@
-package clusterregistration
+// Package clusterregistrationtoken gives each ClusterRegistrationToken its
+// Secret and expiry, and deletes it once expired. The token's Secret format
+// and lookups live in internal/clusterregistration, which serves the join
+// routes.
+package clusterregistrationtoken
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base32"
-	"encoding/hex"
 	"fmt"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -17,44 +16,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
+	"github.com/edgefleet/edgefleet/internal/clusterregistration"
 )
 
-// Labels and type of a token's Secret.
-const (
-	// TokenHashLabel holds the first 40 hex digits of sha256(token), so the
-	// register route finds the Secret without scanning every token.
-	TokenHashLabel = "fleet.edgefleet.io/token-hash"
-	// TokenNameLabel names the ClusterRegistrationToken.
-	TokenNameLabel = "fleet.edgefleet.io/registration-token"
-	// TokenSecretType is the type of a token's Secret.
-	TokenSecretType corev1.SecretType = "fleet.edgefleet.io/cluster-registration-token"
-)
-
-// TokenSecretName is the Secret holding the token of CRT name.
-func TokenSecretName(crtName string) string { return crtName + "-token" }
-
-// TokenHash is the value of TokenHashLabel for token.
-func TokenHash(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:])[:40]
-}
-
-// newTokenValue is 32 random bytes, base32 without padding, lower case.
-func newTokenValue() (string, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("generating token: %w", err)
-	}
-	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b)), nil
-}
-
-// TokenReconciler gives each ClusterRegistrationToken its Secret and expiry,
+// Reconciler gives each ClusterRegistrationToken its Secret and expiry,
 // and deletes it once expired.
-type TokenReconciler struct {
+type Reconciler struct {
 	Client client.Client
 	// Reader reads Secrets directly, so the manager does not cache them all.
 	Reader client.Reader
@@ -63,7 +32,7 @@ type TokenReconciler struct {
 }
 
 // SetupWithManager registers the controller.
-func (r *TokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Client == nil {
 		r.Client = mgr.GetClient()
 	}
@@ -79,18 +48,9 @@ func (r *TokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return nil
 }
 
-// Expires is when crt stops being accepted: creation + ttl (default 168h).
-func Expires(crt *fleetv1.ClusterRegistrationToken) time.Time {
-	ttl := fleetv1.DefaultClusterRegistrationTokenTTL
-	if crt.Spec.TTL != nil && crt.Spec.TTL.Duration > 0 {
-		ttl = crt.Spec.TTL.Duration
-	}
-	return crt.CreationTimestamp.Add(ttl)
-}
-
 // Reconcile ensures the token's Secret and status, or deletes an expired
 // token.
-func (r *TokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var crt fleetv1.ClusterRegistrationToken
 	if err := r.Client.Get(ctx, req.NamespacedName, &crt); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -99,12 +59,12 @@ func (r *TokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		return ctrl.Result{}, nil
 	}
 	log := ctrl.LoggerFrom(ctx)
-	expires := Expires(&crt)
+	expires := clusterregistration.Expires(&crt)
 	if !r.Now().Before(expires) {
 		log.Info("Deleting expired registration token", "expired", expires.UTC().Format(time.RFC3339))
 		// The Secret is owned by the token; delete it too in case no
 		// garbage collector runs.
-		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: crt.Namespace, Name: TokenSecretName(crt.Name)}}
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: crt.Namespace, Name: clusterregistration.TokenSecretName(crt.Name)}}
 		if err := r.Client.Delete(ctx, sec); err != nil && !apierrors.IsNotFound(err) {
 			return ctrl.Result{}, fmt.Errorf("deleting secret of expired token %s: %w", req.NamespacedName, err)
 		}
@@ -118,7 +78,7 @@ func (r *TokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 	st := crt.Status.DeepCopy()
 	st.Expires = &metav1.Time{Time: expires}
-	st.SecretName = TokenSecretName(crt.Name)
+	st.SecretName = clusterregistration.TokenSecretName(crt.Name)
 	st.ObservedGeneration = crt.Generation
 	meta.SetStatusCondition(&st.Conditions, metav1.Condition{
 		Type: fleetv1.ReadyCondition, Status: metav1.ConditionTrue, Reason: fleetv1.SecretCreatedReason,
@@ -134,30 +94,20 @@ func (r *TokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	return ctrl.Result{RequeueAfter: time.Until(expires) + time.Second}, nil
 }
 
-func (r *TokenReconciler) ensureSecret(ctx context.Context, crt *fleetv1.ClusterRegistrationToken) error {
+func (r *Reconciler) ensureSecret(ctx context.Context, crt *fleetv1.ClusterRegistrationToken) error {
 	var sec corev1.Secret
-	err := r.Reader.Get(ctx, client.ObjectKey{Namespace: crt.Namespace, Name: TokenSecretName(crt.Name)}, &sec)
+	err := r.Reader.Get(ctx, client.ObjectKey{Namespace: crt.Namespace, Name: clusterregistration.TokenSecretName(crt.Name)}, &sec)
 	if err == nil {
 		return nil
 	}
 	if !apierrors.IsNotFound(err) {
 		return fmt.Errorf("reading token secret: %w", err)
 	}
-	value, err := newTokenValue()
+	created, err := clusterregistration.NewTokenSecret(crt, r.Client.Scheme())
 	if err != nil {
 		return err
 	}
-	sec = corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: crt.Namespace, Name: TokenSecretName(crt.Name),
-			Labels: map[string]string{TokenHashLabel: TokenHash(value), TokenNameLabel: crt.Name},
-		},
-		Type:       TokenSecretType,
-		StringData: map[string]string{clusterjoin.KeyToken: value},
-	}
-	if err := controllerutil.SetControllerReference(crt, &sec, r.Client.Scheme()); err != nil {
-		return fmt.Errorf("owning token secret: %w", err)
-	}
+	sec = *created
 	ctrl.LoggerFrom(ctx).Info("Creating registration token secret", "Secret", sec.Name)
 	if err := r.Client.Create(ctx, &sec); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating token secret %s/%s: %w", sec.Namespace, sec.Name, err)

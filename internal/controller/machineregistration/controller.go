@@ -1,10 +1,11 @@
+// Package machineregistration keeps each MachineRegistration's token in a
+// Secret owned by the registration and publishes its hash, Secret and
+// expiry in status. The token format and the registration endpoint live in
+// internal/machineregistration.
 package machineregistration
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/url"
 	"time"
@@ -19,39 +20,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/machineregistration"
 )
-
-// Keys of the registration token Secret <registration>-registration-token.
-const (
-	// TokenSecretKey holds the token.
-	TokenSecretKey = "token"
-	// URLSecretKey holds the full registration URL (with the token): what
-	// users copy and seed media carry.
-	URLSecretKey = "url"
-	// TokenSecretType is the type of the token Secret.
-	TokenSecretType = "machines.edgefleet.io/registration-token"
-	// AnnotationTokenIssuedAt (on the token Secret) is when the token was
-	// issued (RFC 3339); spec.token.ttl counts from it.
-	AnnotationTokenIssuedAt = "machines.edgefleet.io/token-issued-at"
-	// AnnotationTokenRotation (on the token Secret) is the
-	// spec.token.rotation the token was issued for; a different value in the
-	// spec issues a new token.
-	AnnotationTokenRotation = "machines.edgefleet.io/token-rotation"
-)
-
-// RegisterPathPrefix is the route machines register at.
-const RegisterPathPrefix = "/v1/machines/register/"
-
-// TokenSecretName is the Secret holding a registration's token. The token
-// lives only there: status carries its hash, never the token.
-func TokenSecretName(registration string) string { return registration + "-registration-token" }
-
-// TokenHash is what status.tokenHash holds and registrations are looked up
-// by: it identifies a token without revealing it.
-func TokenHash(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:])
-}
 
 // Reconciler keeps each MachineRegistration's token in a Secret owned by the
 // registration, issues a new one when spec.token.rotation changes, and
@@ -98,22 +68,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil
 	}
 	if err != nil {
-		return ctrl.Result{}, r.setReady(ctx, mr, metav1.ConditionFalse, machinesv1.RBACCreationFailedReason, fmt.Sprintf("cannot maintain the registration token Secret %s: %v", TokenSecretName(mr.Name), err))
+		return ctrl.Result{}, r.setReady(ctx, mr, metav1.ConditionFalse, machinesv1.RBACCreationFailedReason, fmt.Sprintf("cannot maintain the registration token Secret %s: %v", machineregistration.TokenSecretName(mr.Name), err))
 	}
 	before := mr.DeepCopy()
-	issued := TokenIssuedAt(s)
+	issued := machineregistration.TokenIssuedAt(s)
 	mr.Status.TokenSecretName = s.Name
-	mr.Status.RegistrationEndpoint = RegistrationURL(r.ExternalURL, "")
-	mr.Status.TokenHash = TokenHash(string(s.Data[TokenSecretKey]))
+	mr.Status.RegistrationEndpoint = machineregistration.RegistrationURL(r.ExternalURL, "")
+	mr.Status.TokenHash = machineregistration.TokenHash(string(s.Data[machineregistration.TokenSecretKey]))
 	mr.Status.TokenIssuedAt = &metav1.Time{Time: issued}
-	mr.Status.TokenRotation = s.Annotations[AnnotationTokenRotation]
+	mr.Status.TokenRotation = s.Annotations[machineregistration.AnnotationTokenRotation]
 	mr.Status.TokenExpiresAt = nil
 	var requeue time.Duration
 	cond := metav1.Condition{
 		Type: machinesv1.ReadyCondition, Status: metav1.ConditionTrue, Reason: machinesv1.RegistrationEndpointReadyReason, ObservedGeneration: mr.Generation,
-		Message: fmt.Sprintf("machines register at the URL in Secret %s (key %s)", s.Name, URLSecretKey),
+		Message: fmt.Sprintf("machines register at the URL in Secret %s (key %s)", s.Name, machineregistration.URLSecretKey),
 	}
-	if exp := TokenExpiresAt(mr, s); exp != nil {
+	if exp := machineregistration.TokenExpiresAt(mr, s); exp != nil {
 		mr.Status.TokenExpiresAt = &metav1.Time{Time: *exp}
 		if left := exp.Sub(r.now()); left > 0 {
 			requeue = left + time.Second
@@ -132,67 +102,23 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	return ctrl.Result{RequeueAfter: requeue}, r.Client.Status().Patch(ctx, mr, client.MergeFrom(before))
 }
 
-// RegistrationURL is where machines of the registration with token connect;
-// with token "" it is the endpoint published in status.
-func RegistrationURL(external *url.URL, token string) string {
-	u := *external
-	u.Path = RegisterPathPrefix + token
-	u.RawQuery, u.Fragment = "", ""
-	return u.String()
-}
-
-// TokenIssuedAt is when the token in s was issued: its annotation, or the
-// Secret's creation for tokens issued before the annotation existed.
-func TokenIssuedAt(s *corev1.Secret) time.Time {
-	if t, err := time.Parse(time.RFC3339, s.Annotations[AnnotationTokenIssuedAt]); err == nil {
-		return t
-	}
-	return s.CreationTimestamp.Time
-}
-
-// TokenExpiresAt is when the token in s stops admitting new machines, or
-// nil when mr sets no ttl.
-func TokenExpiresAt(mr *machinesv1.MachineRegistration, s *corev1.Secret) *time.Time {
-	if mr.Spec.Token.TTL == nil {
-		return nil
-	}
-	t := TokenIssuedAt(s).Add(mr.Spec.Token.TTL.Duration)
-	return &t
-}
-
-// RegistrationURLFromSecret reads the registration URL (with its token)
-// from the registration's token Secret, for seed media.
-func RegistrationURLFromSecret(ctx context.Context, c client.Reader, mr *machinesv1.MachineRegistration) (string, error) {
-	if mr.Status.TokenSecretName == "" {
-		return "", fmt.Errorf("MachineRegistration %s/%s has no token Secret yet", mr.Namespace, mr.Name)
-	}
-	s := &corev1.Secret{}
-	if err := c.Get(ctx, types.NamespacedName{Namespace: mr.Namespace, Name: mr.Status.TokenSecretName}, s); err != nil {
-		return "", fmt.Errorf("reading the registration token Secret %s/%s: %w", mr.Namespace, mr.Status.TokenSecretName, err)
-	}
-	if !metav1.IsControlledBy(s, mr) || len(s.Data[URLSecretKey]) == 0 {
-		return "", fmt.Errorf("Secret %s/%s is not the token Secret of MachineRegistration %s (yet)", mr.Namespace, s.Name, mr.Name)
-	}
-	return string(s.Data[URLSecretKey]), nil
-}
-
 // ensureToken returns the registration's token Secret, creating it, or
 // issuing a new token when spec.token.rotation asks for one. The Secret must
 // be the registration's own: a Secret of that name made by anyone else is
 // never used, so nobody can plant a token they know.
 func (r *Reconciler) ensureToken(ctx context.Context, mr *machinesv1.MachineRegistration) (*corev1.Secret, error) {
-	key := types.NamespacedName{Namespace: mr.Namespace, Name: TokenSecretName(mr.Name)}
+	key := types.NamespacedName{Namespace: mr.Namespace, Name: machineregistration.TokenSecretName(mr.Name)}
 	s := &corev1.Secret{}
 	err := r.Client.Get(ctx, key, s)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return nil, err
 	}
 	if apierrors.IsNotFound(err) {
-		s = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}, Type: TokenSecretType}
+		s = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}, Type: machineregistration.TokenSecretType}
 		if err := controllerutil.SetControllerReference(mr, s, r.Client.Scheme()); err != nil {
 			return nil, err
 		}
-		if err := r.issue(mr, s); err != nil {
+		if err := machineregistration.IssueToken(mr, s, r.ExternalURL, r.now()); err != nil {
 			return nil, err
 		}
 		return s, r.Client.Create(ctx, s)
@@ -202,37 +128,21 @@ func (r *Reconciler) ensureToken(ctx context.Context, mr *machinesv1.MachineRegi
 	}
 	wantURL := ""
 	switch {
-	case len(s.Data[TokenSecretKey]) < 32 || s.Annotations[AnnotationTokenRotation] != mr.Spec.Token.Rotation:
-		if err := r.issue(mr, s); err != nil {
+	case len(s.Data[machineregistration.TokenSecretKey]) < 32 || s.Annotations[machineregistration.AnnotationTokenRotation] != mr.Spec.Token.Rotation:
+		if err := machineregistration.IssueToken(mr, s, r.ExternalURL, r.now()); err != nil {
 			return nil, err
 		}
 	default:
-		wantURL = RegistrationURL(r.ExternalURL, string(s.Data[TokenSecretKey]))
-		if string(s.Data[URLSecretKey]) == wantURL {
+		wantURL = machineregistration.RegistrationURL(r.ExternalURL, string(s.Data[machineregistration.TokenSecretKey]))
+		if string(s.Data[machineregistration.URLSecretKey]) == wantURL {
 			return s, nil
 		}
 		// A token from before the url key, or a changed external URL.
-		s.Data[URLSecretKey] = []byte(wantURL)
+		s.Data[machineregistration.URLSecretKey] = []byte(wantURL)
 	}
 	// Update, not patch: the resourceVersion makes two reconciles racing on
 	// a stale cache fail instead of issuing two tokens.
 	return s, r.Client.Update(ctx, s)
-}
-
-// issue puts a fresh token (192 random bits) and its URL into s.
-func (r *Reconciler) issue(mr *machinesv1.MachineRegistration, s *corev1.Secret) error {
-	raw := make([]byte, 24)
-	if _, err := rand.Read(raw); err != nil {
-		return err
-	}
-	token := hex.EncodeToString(raw)
-	s.Data = map[string][]byte{TokenSecretKey: []byte(token), URLSecretKey: []byte(RegistrationURL(r.ExternalURL, token))}
-	if s.Annotations == nil {
-		s.Annotations = map[string]string{}
-	}
-	s.Annotations[AnnotationTokenIssuedAt] = r.now().UTC().Format(time.RFC3339)
-	s.Annotations[AnnotationTokenRotation] = mr.Spec.Token.Rotation
-	return nil
 }
 
 func (r *Reconciler) setReady(ctx context.Context, mr *machinesv1.MachineRegistration, status metav1.ConditionStatus, reason, msg string) error {

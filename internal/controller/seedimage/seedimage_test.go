@@ -30,6 +30,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	seedimagectrl "github.com/edgefleet/edgefleet/internal/controller/seedimage"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/node/register"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
@@ -95,7 +96,7 @@ func TestSeedImageLifecycle(t *testing.T) {
 	// Local base images from baseImages; the URL and the registry below are
 	// plain HTTP on loopback, allowed explicitly.
 	baseImages := t.TempDir()
-	r := &seedimage.Reconciler{Dir: dir, ExternalURL: u, CACertPEM: []byte("-----BEGIN CERTIFICATE-----\nTEST\n-----END CERTIFICATE-----\n"), Now: clk.Now,
+	r := &seedimagectrl.Reconciler{Dir: dir, ExternalURL: u, CACertPEM: []byte("-----BEGIN CERTIFICATE-----\nTEST\n-----END CERTIFICATE-----\n"), Now: clk.Now,
 		Sources: seedimage.Sources{LocalDir: baseImages, AllowInsecure: true}}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,136 @@
+package conditions_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/controller/conditions"
+	"github.com/edgefleet/edgefleet/internal/controller/internal/ctrltest"
+)
+
+func TestMessage(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   string
+		cut  bool
+	}{
+		{"short", "fine", false},
+		{"at the limit", strings.Repeat("a", conditions.MaxMessage), false},
+		{"over the limit", strings.Repeat("a", conditions.MaxMessage+1), true},
+		{"multi-byte runes across the cut", strings.Repeat("é", conditions.MaxMessage), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := conditions.Message(tc.in)
+			if len(got) > conditions.MaxMessage || !utf8.ValidString(got) {
+				t.Fatalf("len %d, valid UTF-8 %v", len(got), utf8.ValidString(got))
+			}
+			if cut := got != tc.in; cut != tc.cut || (cut && !strings.HasSuffix(got, "…")) {
+				t.Fatalf("cut %v (marked %v), want %v", cut, strings.HasSuffix(got, "…"), tc.cut)
+			}
+		})
+	}
+}
+
+func TestMark(t *testing.T) {
+	type want map[string]metav1.ConditionStatus // absent: not in the map
+	for _, tc := range []struct {
+		name string
+		mark func(*[]metav1.Condition)
+		want want
+	}{
+		{"ready clears reconciling and stalled", func(c *[]metav1.Condition) { conditions.MarkReady(c, "Succeeded", "ok", 2) },
+			want{conditions.Ready: metav1.ConditionTrue}},
+		{"reconciling clears stalled, keeps ready", func(c *[]metav1.Condition) { conditions.MarkReconciling(c, "Progressing", "working", 2) },
+			want{conditions.Ready: metav1.ConditionTrue, conditions.Reconciling: metav1.ConditionTrue}},
+		{"stalled makes ready false and clears reconciling", func(c *[]metav1.Condition) { conditions.MarkStalled(c, "InvalidSpec", "bad", 2) },
+			want{conditions.Ready: metav1.ConditionFalse, conditions.Stalled: metav1.ConditionTrue}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conds := []metav1.Condition{
+				{Type: conditions.Ready, Status: metav1.ConditionTrue, Reason: "Succeeded"},
+				{Type: conditions.Reconciling, Status: metav1.ConditionTrue, Reason: "Progressing"},
+				{Type: conditions.Stalled, Status: metav1.ConditionTrue, Reason: "Failed"},
+			}
+			tc.mark(&conds)
+			if len(conds) != len(tc.want) {
+				t.Fatalf("conditions %+v, want %v", conds, tc.want)
+			}
+			for typ, st := range tc.want {
+				c := meta.FindStatusCondition(conds, typ)
+				if c == nil || c.Status != st || c.Reason == "" {
+					t.Fatalf("%s = %+v, want %s", typ, c, st)
+				}
+			}
+		})
+	}
+}
+
+// TestPatchStatus runs against a real kube-apiserver: what is checked is
+// what the apiserver stores.
+func TestPatchStatus(t *testing.T) {
+	c := ctrltest.Start(t)
+	ctx := context.Background()
+	g := &fleetv1.ClusterGroup{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "g"}}
+	if err := c.Create(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	read := func() *fleetv1.ClusterGroup {
+		var got fleetv1.ClusterGroup
+		if err := c.Get(ctx, client.ObjectKeyFromObject(g), &got); err != nil {
+			t.Fatal(err)
+		}
+		return &got
+	}
+	for _, tc := range []struct {
+		name         string
+		reconcileErr error
+		change       bool
+		wantObserved int64
+		wantWrite    bool
+	}{
+		{"failed reconcile: status written, observedGeneration not", errors.New("a write failed"), true, 0, true},
+		{"unchanged: no write", errors.New("still failing"), false, 0, false},
+		{"succeeded: observedGeneration set", nil, false, 1, true},
+		{"succeeded again: no write", nil, false, 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := read()
+			after := before.DeepCopy()
+			if tc.change {
+				conditions.MarkReconciling(&after.Status.Conditions, "Progressing", "working", after.Generation)
+			}
+			if err := conditions.PatchStatus(ctx, c, before, after, &after.Status.ObservedGeneration, tc.reconcileErr); err != nil {
+				t.Fatal(err)
+			}
+			now := read()
+			if wrote := now.ResourceVersion != before.ResourceVersion; wrote != tc.wantWrite {
+				t.Fatalf("wrote %v, want %v", wrote, tc.wantWrite)
+			}
+			if now.Status.ObservedGeneration != tc.wantObserved {
+				t.Fatalf("observedGeneration %d, want %d", now.Status.ObservedGeneration, tc.wantObserved)
+			}
+		})
+	}
+	t.Run("a stale copy conflicts instead of overwriting", func(t *testing.T) {
+		stale := read()
+		fresh := stale.DeepCopy()
+		conditions.MarkReady(&fresh.Status.Conditions, "Succeeded", "fresh", 1)
+		if err := conditions.PatchStatus(ctx, c, stale, fresh, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		after := stale.DeepCopy()
+		conditions.MarkStalled(&after.Status.Conditions, "Failed", "stale", 1)
+		if err := conditions.PatchStatus(ctx, c, stale, after, nil, nil); !apierrors.IsConflict(errors.Unwrap(err)) {
+			t.Fatalf("stale patch: %v, want a conflict", err)
+		}
+	})
+}
