@@ -85,26 +85,48 @@ func (s *Service) findOrCreateCluster(ctx context.Context, in RegisterInput, lab
 			return nil, fmt.Errorf("reading cluster %s/%s: %w", namespace, ClusterName(clientID), err)
 		}
 	}
-	proof, err := s.authorizeReregistration(ctx, cluster, in)
-	if err != nil {
-		return nil, err
+	var proof reregistrationProof
+	for attempt := 1; ; attempt++ {
+		var err error
+		if proof, err = s.authorizeReregistration(ctx, cluster, in); err != nil {
+			return nil, err
+		}
+		err = s.mergeLabels(ctx, cluster, labels)
+		if err == nil {
+			break
+		}
+		// The cache's copy was stale, or another registration changed the
+		// Cluster: decide again on the stored object (an approval another
+		// registration used is gone from it).
+		if !apierrors.IsConflict(err) || attempt == 3 {
+			return nil, fmt.Errorf("updating labels of cluster %s: %w", klogRef(cluster), err)
+		}
+		fresh := &fleetv1.Cluster{}
+		if err := s.client.Get(ctx, client.ObjectKeyFromObject(cluster), fresh); err != nil {
+			return nil, fmt.Errorf("reading cluster %s: %w", klogRef(cluster), err)
+		}
+		cluster = fresh
 	}
+	if proof != proofCredential {
+		s.recorder.Eventf(cluster, nil, corev1.EventTypeNormal, ReasonReregistered, "Register", "Registered with token %s (%s)", crt.Name, proof)
+	}
+	return cluster, nil
+}
+
+// mergeLabels merges the agent's labels into cluster without touching an
+// admin's, consumes a re-registration approval, and writes only when
+// something changed. The optimistic lock makes a used approval count once.
+func (s *Service) mergeLabels(ctx context.Context, cluster *fleetv1.Cluster, labels map[string]string) error {
 	before := cluster.DeepCopy()
 	cluster.Labels, cluster.Annotations = maps.Clone(cluster.Labels), maps.Clone(cluster.Annotations)
 	if kept := mergeAgentLabels(cluster, labels); len(kept) > 0 {
 		ctrl.LoggerFrom(ctx).Info("Kept admin-set labels the registering agent proposed to change", "Cluster", klogRef(cluster), "labels", kept)
 	}
 	delete(cluster.Annotations, fleetv1.ApproveReregistrationAnnotation)
-	if !maps.Equal(before.Labels, cluster.Labels) || !maps.Equal(before.Annotations, cluster.Annotations) {
-		// The optimistic lock makes a used approval count once.
-		if err := s.client.Patch(ctx, cluster, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-			return nil, fmt.Errorf("updating labels of cluster %s: %w", klogRef(cluster), err)
-		}
+	if maps.Equal(before.Labels, cluster.Labels) && maps.Equal(before.Annotations, cluster.Annotations) {
+		return nil
 	}
-	if proof != proofCredential {
-		s.recorder.Eventf(cluster, nil, corev1.EventTypeNormal, ReasonReregistered, "Register", "Registered with token %s (%s)", crt.Name, proof)
-	}
-	return cluster, nil
+	return s.client.Patch(ctx, cluster, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
 }
 
 // createCluster creates the Cluster for clientID within crt's quota. It
