@@ -85,12 +85,12 @@ func (s *Server) tunnelHolder(ctx context.Context, key types.NamespacedName) (st
 	// Derived, never read from status: see clusterns.Of.
 	ns := clusterns.Name(key.Namespace, key.Name)
 	var lease coordinationv1.Lease
-	err := s.cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: TunnelLease}, &lease)
+	err := s.cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: clusterns.TunnelLease}, &lease)
 	if apierrors.IsNotFound(err) {
 		return "", nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("reading Lease %s/%s: %w", ns, TunnelLease, err)
+		return "", fmt.Errorf("reading Lease %s/%s: %w", ns, clusterns.TunnelLease, err)
 	}
 	if lease.Spec.HolderIdentity == nil || lease.Spec.RenewTime == nil || time.Since(lease.Spec.RenewTime.Time) > s.opts.tunnelStale() {
 		return "", nil

@@ -16,20 +16,12 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/clusterregistration"
-	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
-// TunnelLease is the Lease, in each cluster's namespace, that the replica
-// holding the cluster's tunnel renews after each successful probe:
-// holderIdentity is that replica, renewTime the last good probe. It is how
-// the cluster controller (liveness) and the replicas forwarding proxy
-// requests (forward.go) know where the session is and that it works.
-const TunnelLease = clusterctrl.TunnelLease
-
-// leaseRenewEvery limits Lease writes (clusterctrl.LeaseRenewEvery).
+// leaseRenewEvery limits tunnel Lease writes (clusterns.TunnelLeaseRenewEvery).
 func (o *Options) leaseRenewEvery() time.Duration {
-	return clusterctrl.LeaseRenewEvery(o.ProbeInterval, o.OfflineThreshold)
+	return clusterns.TunnelLeaseRenewEvery(o.ProbeInterval, o.OfflineThreshold)
 }
 
 // probeLoop probes every session on this replica each ProbeInterval.
@@ -122,7 +114,7 @@ func (s *Server) renewLease(ctx context.Context, key types.NamespacedName, now t
 	// Derived, never read from status: see clusterns.Of.
 	ns := clusterns.Name(key.Namespace, key.Name)
 	t := metav1.NewMicroTime(now)
-	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: TunnelLease}}
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: clusterns.TunnelLease}}
 	err := s.client.Get(ctx, client.ObjectKeyFromObject(lease), lease)
 	if apierrors.IsNotFound(err) {
 		lease.Spec = coordinationv1.LeaseSpec{HolderIdentity: &s.opts.Identity, RenewTime: &t, AcquireTime: &t}

@@ -23,8 +23,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/edgefleet/edgefleet/internal/authn"
+	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"github.com/edgefleet/edgefleet/internal/clusterregistration"
-	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
 	"github.com/edgefleet/edgefleet/internal/endpoint"
 	"github.com/edgefleet/edgefleet/internal/tunnel"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
@@ -32,8 +32,8 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultProbeInterval    = clusterctrl.DefaultProbeInterval
-	DefaultOfflineThreshold = clusterctrl.DefaultOfflineThreshold
+	DefaultProbeInterval    = clusterns.DefaultProbeInterval
+	DefaultOfflineThreshold = clusterns.DefaultOfflineThreshold
 )
 
 // Options configure the tunnel server.
@@ -64,7 +64,7 @@ func (o *Options) defaults() {
 
 // tunnelStale is how old a probe may be for the tunnel to count as up.
 func (o *Options) tunnelStale() time.Duration {
-	return clusterctrl.TunnelStale(o.ProbeInterval, o.OfflineThreshold)
+	return clusterns.TunnelStale(o.ProbeInterval, o.OfflineThreshold)
 }
 
 // Server holds this replica's agent sessions.

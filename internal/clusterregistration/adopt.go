@@ -98,7 +98,7 @@ func (s *Service) checkedIn(ctx context.Context, cluster *fleetv1.Cluster) (bool
 		return true, nil
 	}
 	ns := clusterns.Name(cluster.Namespace, cluster.Name)
-	for _, name := range []string{clusterjoin.HeartbeatLease, "edgefleet-tunnel"} {
+	for _, name := range []string{clusterjoin.HeartbeatLease, clusterns.TunnelLease} {
 		var lease coordinationv1.Lease
 		err := s.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &lease)
 		switch {

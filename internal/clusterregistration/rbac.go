@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
-	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
+	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
@@ -69,7 +69,7 @@ func (s *Service) ensureRBAC(ctx context.Context, cluster *fleetv1.Cluster, ns *
 	if err := s.client.Delete(ctx, old); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("deleting the former content binding %s: %w", old.Name, err)
 	}
-	return clusterctrl.EnsureHeartbeatLease(ctx, s.client, ns.Name)
+	return clusterns.EnsureHeartbeatLease(ctx, s.client, ns.Name)
 }
 
 // upsert creates o, or updates the existing object's rules, subjects and

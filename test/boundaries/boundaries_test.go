@@ -47,6 +47,13 @@ func TestSidesLinkOnlyTheirOwnPackages(t *testing.T) {
 		{"./internal/server", []string{mod + "node", mod + "agent"}},
 		{"./cmd/edgefleet-node", []string{mod + "controller", mod + "agent", mod + "clusterregistration", mod + "machineregistration", mod + "seedimage"}},
 		{"./cmd/edgefleet-agent", []string{mod + "controller", mod + "node", mod + "clusterregistration", mod + "machineregistration"}},
+		// Data flows one way: controllers call capability packages, never
+		// the reverse.
+		{"./internal/clusterproxy", []string{mod + "controller"}},
+		{"./internal/clusterregistration", []string{mod + "controller"}},
+		{"./internal/machineregistration", []string{mod + "controller"}},
+		{"./internal/seedimage", []string{mod + "controller"}},
+		{"./internal/gitops/...", []string{mod + "controller"}},
 	}
 	for _, r := range rules {
 		t.Run(r.pkg, func(t *testing.T) {

@@ -133,7 +133,7 @@ func TestClusterAgentCannotSteerTheManager(t *testing.T) {
 		}
 		// No Lease but its own heartbeat: not the tunnel Lease (whose holder
 		// decides where proxied requests go), not another cluster's.
-		tunnel := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: "edgefleet-tunnel"},
+		tunnel := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: clusterns.TunnelLease},
 			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("evil")}}
 		if err := asA.Create(ctx, tunnel); !apierrors.IsForbidden(err) {
 			t.Fatalf("agent creates the tunnel Lease: %v, want Forbidden", err)

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/edgefleet/edgefleet/internal/agent/join"
+	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"github.com/edgefleet/edgefleet/internal/clusterproxy"
 	"github.com/edgefleet/edgefleet/internal/pki"
 	"github.com/edgefleet/edgefleet/internal/server"
@@ -130,7 +131,7 @@ func TestProxyRequestsAreForwardedToTheReplicaHoldingTheTunnel(t *testing.T) {
 			return false
 		}
 		var lease coordinationv1.Lease
-		if mgmt.Client.Get(ctx, client.ObjectKey{Namespace: c.Status.Namespace, Name: clusterproxy.TunnelLease}, &lease) != nil || lease.Spec.HolderIdentity == nil {
+		if mgmt.Client.Get(ctx, client.ObjectKey{Namespace: c.Status.Namespace, Name: clusterns.TunnelLease}, &lease) != nil || lease.Spec.HolderIdentity == nil {
 			return false
 		}
 		name, holder = c.Name, *lease.Spec.HolderIdentity

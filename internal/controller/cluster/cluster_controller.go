@@ -47,8 +47,8 @@ type Reconciler struct {
 	StatusBatch time.Duration
 	// ProbeInterval (how often tunnels are probed) and OfflineThreshold (a
 	// cluster with neither a heartbeat nor a tunnel probe for this long is
-	// offline) tune liveness; DefaultProbeInterval and
-	// DefaultOfflineThreshold when 0.
+	// offline) tune liveness; clusterns.DefaultProbeInterval and
+	// clusterns.DefaultOfflineThreshold when 0.
 	ProbeInterval, OfflineThreshold time.Duration
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time
@@ -63,10 +63,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.StatusBatch = DefaultStatusBatch
 	}
 	if r.ProbeInterval <= 0 {
-		r.ProbeInterval = DefaultProbeInterval
+		r.ProbeInterval = clusterns.DefaultProbeInterval
 	}
 	if r.OfflineThreshold <= 0 {
-		r.OfflineThreshold = DefaultOfflineThreshold
+		r.OfflineThreshold = clusterns.DefaultOfflineThreshold
 	}
 	if r.Now == nil {
 		r.Now = time.Now

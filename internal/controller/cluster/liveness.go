@@ -13,34 +13,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
-
-// Defaults of the liveness settings (server flags --tunnel-probe-interval
-// and --cluster-offline-threshold).
-const (
-	DefaultProbeInterval    = 10 * time.Second
-	DefaultOfflineThreshold = 90 * time.Second
-)
-
-// TunnelLease is the Lease, in each cluster's namespace, that the replica
-// holding the cluster's tunnel renews after each successful probe
-// (internal/clusterproxy): holderIdentity is that replica, renewTime the
-// last good probe. Liveness reads it from the API; the tunnel sessions
-// themselves stay in the replica that holds them.
-const TunnelLease = "edgefleet-tunnel"
-
-// LeaseRenewEvery limits tunnel Lease writes to one per cluster per period:
-// the probe interval, but no more often than a sixth of the offline
-// threshold (15 s by default).
-func LeaseRenewEvery(probeInterval, offlineThreshold time.Duration) time.Duration {
-	return max(probeInterval, offlineThreshold/6)
-}
-
-// TunnelStale is how old a tunnel probe may be for the tunnel to count as up.
-func TunnelStale(probeInterval, offlineThreshold time.Duration) time.Duration {
-	return 3 * LeaseRenewEvery(probeInterval, offlineThreshold)
-}
 
 // livenessEvery is how often a connected cluster's liveness is recomputed:
 // it sets how late an offline cluster is noticed.
@@ -54,7 +29,7 @@ func (r *Reconciler) livenessEvery() time.Duration {
 func (r *Reconciler) updateLiveness(ctx context.Context, c *fleetv1.Cluster, ns string, st *fleetv1.ClusterStatus, now time.Time) {
 	var lease coordinationv1.Lease
 	var probed time.Time
-	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: TunnelLease}, &lease); err == nil && lease.Spec.RenewTime != nil {
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: clusterns.TunnelLease}, &lease); err == nil && lease.Spec.RenewTime != nil {
 		probed = lease.Spec.RenewTime.Time
 	}
 	agent := st.Agent
@@ -62,7 +37,7 @@ func (r *Reconciler) updateLiveness(ctx context.Context, c *fleetv1.Cluster, ns 
 	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: clusterjoin.HeartbeatLease}, &hb); err == nil {
 		agent = AgentStatusFrom(&hb, st.Agent, now)
 	}
-	cond := Connected(agent.LastSeen.Time, probed, now, r.OfflineThreshold, TunnelStale(r.ProbeInterval, r.OfflineThreshold))
+	cond := Connected(agent.LastSeen.Time, probed, now, r.OfflineThreshold, clusterns.TunnelStale(r.ProbeInterval, r.OfflineThreshold))
 	cond.ObservedGeneration = c.Generation
 	old := meta.FindStatusCondition(st.Conditions, fleetv1.ConnectedCondition)
 	condChanged := old == nil || old.Status != cond.Status || old.Reason != cond.Reason
