@@ -9,7 +9,7 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/agent/apply"
-	"github.com/edgefleet/edgefleet/internal/targeting"
+	"github.com/edgefleet/edgefleet/internal/bundlestate"
 )
 
 // maxDetails is how many nonReady and modified entries the status keeps, as
@@ -116,4 +116,4 @@ func objectName(namespace, name string) string {
 // State is the BundleState of bd, by the rules the manager uses (Fleet's
 // GetDeploymentState): the agent only reports the fields, but shows the
 // state in display.state and uses it for dependsOn.
-func State(bd *fleetv1.BundleDeployment) fleetv1.BundleState { return targeting.State(bd) }
+func State(bd *fleetv1.BundleDeployment) fleetv1.BundleState { return bundlestate.State(bd) }

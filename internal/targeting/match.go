@@ -1,7 +1,8 @@
 // Package targeting decides which clusters receive a bundle and with which
 // options, following Rancher Fleet's semantics: target matching, target
-// customizations, option merging, deployment IDs, bundle states and rollout
-// budgets. It is pure logic: no API calls.
+// customizations, option merging, deployment IDs and rollout budgets. It is
+// pure logic: no API calls. Deployment states and their rollups live in
+// internal/bundlestate.
 package targeting
 
 import (

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/bundlestate"
 )
 
 // Rollout defaults, as in Fleet.
@@ -160,7 +161,7 @@ func Rollout(rs *fleetv1.RolloutStrategy, targets []*RolloutTarget) (RolloutStat
 			if countsUnavailable(t) {
 				ps.Unavailable++
 			}
-			Add(&ps.Summary, "", State(t.Deployment), "")
+			bundlestate.Add(&ps.Summary, "", bundlestate.State(t.Deployment), "")
 		}
 		ps.Summary.NonReadyResources = nil
 		st.Partitions = append(st.Partitions, ps)

@@ -10,6 +10,14 @@ import (
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 )
 
+// bd is a BundleDeployment with the fields the rollout reads.
+func bd(deployed, staged, applied string, ready, nonModified bool) *fleetv1.BundleDeployment {
+	return &fleetv1.BundleDeployment{
+		Spec:   fleetv1.BundleDeploymentSpec{DeploymentID: deployed, StagedDeploymentID: staged},
+		Status: fleetv1.BundleDeploymentStatus{AppliedDeploymentID: applied, Ready: ready, NonModified: nonModified},
+	}
+}
+
 // readyOn returns a target whose cluster runs oldID, Ready, with newID to roll out.
 func readyOn(name, oldID, newID string, labels map[string]string) *RolloutTarget {
 	return &RolloutTarget{

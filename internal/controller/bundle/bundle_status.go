@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/bundlestate"
 	"github.com/edgefleet/edgefleet/internal/controller/conditions"
 	"github.com/edgefleet/edgefleet/internal/controller/queue"
 	"github.com/edgefleet/edgefleet/internal/targeting"
@@ -70,19 +71,19 @@ func (r *statusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 // computeStatus fills summary, counts, display and conditions from the
 // bundle's deployments and the matched clusters that have none yet.
 func computeStatus(st *fleetv1.BundleStatus, bundle *fleetv1.Bundle, bds []*fleetv1.BundleDeployment, pending []string) {
-	entries := make([]targeting.Entry, 0, len(bds)+len(pending))
+	entries := make([]bundlestate.Entry, 0, len(bds)+len(pending))
 	for _, bd := range bds {
-		entries = append(entries, targeting.Entry{Name: clusterRef(bd), State: targeting.State(bd), Message: targeting.Message(bd)})
+		entries = append(entries, bundlestate.Entry{Name: clusterRef(bd), State: bundlestate.State(bd), Message: bundlestate.Message(bd)})
 	}
 	for _, p := range pending {
-		entries = append(entries, targeting.Entry{Name: p, State: fleetv1.Pending, Message: "waiting for the cluster's namespace"})
+		entries = append(entries, bundlestate.Entry{Name: p, State: fleetv1.Pending, Message: "waiting for the cluster's namespace"})
 	}
-	s := targeting.Summarize(entries)
+	s := bundlestate.Summarize(entries)
 	st.Summary = s
 	st.ReadyClusters = s.Ready
 	st.DesiredReadyClusters = s.DesiredReady
 	st.Display.ReadyClusters = fmt.Sprintf("%d/%d", s.Ready, s.DesiredReady)
-	st.Display.State = string(targeting.WorstState(s))
+	st.Display.State = string(bundlestate.WorstState(s))
 
 	gen := bundle.Generation
 	meta.RemoveStatusCondition(&st.Conditions, fleetv1.StalledCondition)
@@ -92,9 +93,9 @@ func computeStatus(st *fleetv1.BundleStatus, bundle *fleetv1.Bundle, bds []*flee
 	case s.Ready == s.DesiredReady:
 		conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.SucceededReason, fmt.Sprintf("Ready on %d/%d clusters", s.Ready, s.DesiredReady), gen)
 	case bundle.Spec.Paused && s.OutOfSync > 0:
-		conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.PausedReason, "Paused: "+targeting.ReadyMessage(s, "Cluster"), gen)
+		conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.PausedReason, "Paused: "+bundlestate.ReadyMessage(s, "Cluster"), gen)
 	default:
-		conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.TargetsNotReadyReason, targeting.ReadyMessage(s, "Cluster"), gen)
+		conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.TargetsNotReadyReason, bundlestate.ReadyMessage(s, "Cluster"), gen)
 	}
 	rolling := s.WaitApplied+s.Pending > 0 || (!bundle.Spec.Paused && s.OutOfSync > 0)
 	if rolling {

@@ -23,10 +23,10 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/bdfinalizer"
+	"github.com/edgefleet/edgefleet/internal/bundlestate"
 	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"github.com/edgefleet/edgefleet/internal/controller/conditions"
 	"github.com/edgefleet/edgefleet/internal/controller/queue"
-	"github.com/edgefleet/edgefleet/internal/targeting"
 )
 
 // Finalizer keeps a Cluster until its namespace is deleted.
@@ -214,16 +214,16 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, cluster *fleetv1.Clust
 
 // computeStatus rolls the cluster's BundleDeployments up into status.
 func computeStatus(st *fleetv1.ClusterStatus, cluster *fleetv1.Cluster, bds []fleetv1.BundleDeployment) {
-	entries := make([]targeting.Entry, 0, len(bds))
+	entries := make([]bundlestate.Entry, 0, len(bds))
 	for i := range bds {
 		bd := &bds[i]
 		name := bd.Spec.BundleNamespace + "/" + bd.Spec.BundleName
 		if bd.Spec.BundleName == "" {
 			name = bd.Namespace + "/" + bd.Name
 		}
-		entries = append(entries, targeting.Entry{Name: name, State: targeting.State(bd), Message: targeting.Message(bd)})
+		entries = append(entries, bundlestate.Entry{Name: name, State: bundlestate.State(bd), Message: bundlestate.Message(bd)})
 	}
-	s := targeting.Summarize(entries)
+	s := bundlestate.Summarize(entries)
 	st.Summary = s
 	st.ReadyBundles = s.Ready
 	st.DesiredReadyBundles = s.DesiredReady
@@ -234,7 +234,7 @@ func computeStatus(st *fleetv1.ClusterStatus, cluster *fleetv1.Cluster, bds []fl
 	case connected != nil && connected.Status == metav1.ConditionFalse && connected.Reason == fleetv1.AgentOfflineReason:
 		st.Display.State = fleetv1.ClusterStateOffline
 	default:
-		st.Display.State = string(targeting.WorstState(s))
+		st.Display.State = string(bundlestate.WorstState(s))
 	}
 	gen := cluster.Generation
 	switch {
@@ -243,7 +243,7 @@ func computeStatus(st *fleetv1.ClusterStatus, cluster *fleetv1.Cluster, bds []fl
 	case s.Ready == s.DesiredReady:
 		conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.SucceededReason, fmt.Sprintf("%d/%d bundles ready", s.Ready, s.DesiredReady), gen)
 	default:
-		conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.BundlesNotReadyReason, targeting.ReadyMessage(s, "Bundle"), gen)
+		conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.BundlesNotReadyReason, bundlestate.ReadyMessage(s, "Bundle"), gen)
 	}
 }
 

@@ -23,9 +23,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/bundlestate"
 	"github.com/edgefleet/edgefleet/internal/controller/conditions"
 	"github.com/edgefleet/edgefleet/internal/controller/queue"
-	"github.com/edgefleet/edgefleet/internal/targeting"
 )
 
 // DefaultBatch is how long Cluster changes are collected before a group's
@@ -137,16 +137,16 @@ func computeStatus(st *fleetv1.ClusterGroupStatus, clusters []fleetv1.Cluster, g
 	worst := fleetv1.BundleState("")
 	for i := range clusters {
 		c := &clusters[i]
-		targeting.AddSummary(&summary, c.Status.Summary)
-		worst = targeting.Worse(worst, targeting.WorstState(c.Status.Summary))
+		bundlestate.AddSummary(&summary, c.Status.Summary)
+		worst = bundlestate.Worse(worst, bundlestate.WorstState(c.Status.Summary))
 		if !Ready(c) {
 			nonReady = append(nonReady, c.Name)
 		}
 	}
-	targeting.SortNonReady(&summary)
+	bundlestate.SortNonReady(&summary)
 	st.ClusterCount = int32(len(clusters))
 	st.NonReadyClusterCount = int32(len(nonReady))
-	st.NonReadyClusters = nonReady[:min(len(nonReady), targeting.MaxNonReady)]
+	st.NonReadyClusters = nonReady[:min(len(nonReady), bundlestate.MaxNonReady)]
 	st.Summary = summary
 	st.Display.ReadyClusters = fmt.Sprintf("%d/%d", len(clusters)-len(nonReady), len(clusters))
 	st.Display.ReadyBundles = fmt.Sprintf("%d/%d", summary.Ready, summary.DesiredReady)

@@ -16,8 +16,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/bundlestate"
 	"github.com/edgefleet/edgefleet/internal/controller/conditions"
-	"github.com/edgefleet/edgefleet/internal/targeting"
 )
 
 // lastPollingWrite limits how often a poll alone rewrites
@@ -139,19 +139,19 @@ func computeStatus(s *fleetv1.GitRepoStatus, gr *fleetv1.GitRepo, f *failure, fe
 		if bd.Labels[fleetv1.ClusterNameLabel] == "" {
 			cluster = bd.Namespace
 		}
-		entries = append(entries, entry{name: bd.Spec.BundleName + " on " + cluster, cluster: cluster, state: targeting.State(bd), message: targeting.Message(bd)})
+		entries = append(entries, entry{name: bd.Spec.BundleName + " on " + cluster, cluster: cluster, state: bundlestate.State(bd), message: bundlestate.Message(bd)})
 	}
 	sort.SliceStable(entries, func(i, j int) bool {
 		a, b := entries[i], entries[j]
-		if targeting.Rank(a.state) != targeting.Rank(b.state) {
-			return targeting.Rank(a.state) > targeting.Rank(b.state)
+		if bundlestate.Rank(a.state) != bundlestate.Rank(b.state) {
+			return bundlestate.Rank(a.state) > bundlestate.Rank(b.state)
 		}
 		return a.name < b.name
 	})
 	var sum fleetv1.BundleSummary
 	clusters := map[string]bool{}
 	for _, e := range entries {
-		targeting.Add(&sum, e.name, e.state, e.message)
+		bundlestate.Add(&sum, e.name, e.state, e.message)
 		ready, seen := clusters[e.cluster]
 		clusters[e.cluster] = (ready || !seen) && e.state == fleetv1.Ready
 	}
@@ -190,7 +190,7 @@ func computeStatus(s *fleetv1.GitRepoStatus, gr *fleetv1.GitRepo, f *failure, fe
 		return
 	}
 	meta.RemoveStatusCondition(&s.Conditions, fleetv1.StalledCondition)
-	s.Display.State = string(targeting.WorstState(sum))
+	s.Display.State = string(bundlestate.WorstState(sum))
 	s.Display.Message = ""
 	s.Display.Error = sum.ErrApplied > 0
 	sort.Strings(bs.unprocessed)
@@ -210,9 +210,9 @@ func computeStatus(s *fleetv1.GitRepoStatus, gr *fleetv1.GitRepo, f *failure, fe
 		conditions.Set(&s.Conditions, fleetv1.ReadyCondition, metav1.ConditionTrue, fleetv1.SucceededReason,
 			fmt.Sprintf("Commit %s is ready on %d/%d clusters", shortCommit(s.Commit), s.ReadyClusters, s.DesiredReadyClusters), gen)
 	case gr.Spec.Paused && sum.OutOfSync > 0:
-		conditions.Set(&s.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.PausedReason, "Paused: "+targeting.ReadyMessage(sum, "BundleDeployment"), gen)
+		conditions.Set(&s.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.PausedReason, "Paused: "+bundlestate.ReadyMessage(sum, "BundleDeployment"), gen)
 	default:
-		conditions.Set(&s.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.TargetsNotReadyReason, targeting.ReadyMessage(sum, "BundleDeployment"), gen)
+		conditions.Set(&s.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.TargetsNotReadyReason, bundlestate.ReadyMessage(sum, "BundleDeployment"), gen)
 	}
 	if sum.WaitApplied+sum.Pending > 0 || (!gr.Spec.Paused && sum.OutOfSync > 0) {
 		conditions.Set(&s.Conditions, fleetv1.ReconcilingCondition, metav1.ConditionTrue, fleetv1.RolloutInProgressReason,

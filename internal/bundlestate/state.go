@@ -1,4 +1,9 @@
-package targeting
+// Package bundlestate derives Fleet's deployment states from a
+// BundleDeployment's fields and rolls them up into the summaries of
+// Bundles, Clusters, ClusterGroups and GitRepos. It is pure logic: the
+// manager's rollup controllers, the agent and the UI share it, so a state
+// means the same everywhere.
+package bundlestate
 
 import (
 	"fmt"
