@@ -1,12 +1,13 @@
 // Package conditions is the one status toolkit of the controllers: setting
-// conditions (one truncation rule for messages) and patching status (one
-// change test, one rule for observedGeneration).
+// conditions (one truncation rule for messages), patching status (one
+// change test, one rule for observedGeneration) and recording an Event for
+// each condition reason a status write changes (one Event reason per
+// condition reason).
 package conditions
 
 import (
 	"context"
 	"fmt"
-	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -32,16 +33,7 @@ const truncated = "…"
 
 // Message is msg cut to MaxMessage bytes, on a rune boundary, with a mark
 // that it was cut.
-func Message(msg string) string {
-	if len(msg) <= MaxMessage {
-		return msg
-	}
-	cut := MaxMessage - len(truncated)
-	for cut > 0 && !utf8.RuneStart(msg[cut]) {
-		cut--
-	}
-	return msg[:cut] + truncated
-}
+func Message(msg string) string { return truncate(msg, MaxMessage) }
 
 // Set sets condition typ in conds, the message truncated; it reports
 // whether anything changed.
@@ -79,8 +71,13 @@ func MarkStalled(conds *[]metav1.Condition, reason, msg string, gen int64) {
 // returned and the reconcile retried). observed points at after's
 // status.observedGeneration: it is set to after's generation only when
 // reconcileErr is nil, as observedGeneration claims the whole spec was
-// acted on. An object deleted meanwhile is not an error.
-func PatchStatus(ctx context.Context, c client.Client, before, after client.Object, observed *int64, reconcileErr error) error {
+// acted on. An object deleted meanwhile is not an error. With RecordTo,
+// a successful write records the Events of the conditions it changed.
+func PatchStatus(ctx context.Context, c client.Client, before, after client.Object, observed *int64, reconcileErr error, opts ...Option) error {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if observed != nil && reconcileErr == nil {
 		*observed = after.GetGeneration()
 	}
@@ -97,5 +94,6 @@ func PatchStatus(ctx context.Context, c client.Client, before, after client.Obje
 		}
 		return fmt.Errorf("patching status of %s %s/%s: %w", kind, after.GetNamespace(), after.GetName(), err)
 	}
+	record(o.events, before, after)
 	return nil
 }

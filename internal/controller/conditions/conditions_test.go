@@ -7,6 +7,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -131,6 +132,61 @@ func TestPatchStatus(t *testing.T) {
 		conditions.MarkStalled(&after.Status.Conditions, "Failed", "stale", 1)
 		if err := conditions.PatchStatus(ctx, c, stale, after, nil, nil); !apierrors.IsConflict(errors.Unwrap(err)) {
 			t.Fatalf("stale patch: %v, want a conflict", err)
+		}
+	})
+}
+
+func TestConditionEvents(t *testing.T) {
+	cond := func(typ string, st metav1.ConditionStatus, reason, msg string) metav1.Condition {
+		return metav1.Condition{Type: typ, Status: st, Reason: reason, Message: msg}
+	}
+	var (
+		readyOK      = cond(conditions.Ready, metav1.ConditionTrue, "Succeeded", "all good")
+		readyFailed  = cond(conditions.Ready, metav1.ConditionFalse, "BuildFailed", "xorriso: exit 1")
+		stalled      = cond(conditions.Stalled, metav1.ConditionTrue, "BuildFailed", "xorriso: exit 1")
+		reconciling  = cond(conditions.Reconciling, metav1.ConditionTrue, "BuildOngoing", "building")
+		readyPending = cond(conditions.Ready, metav1.ConditionFalse, "BuildOngoing", "building")
+		offline      = cond("Connected", metav1.ConditionFalse, "AgentOffline", "")
+	)
+	for _, tc := range []struct {
+		name          string
+		before, after []metav1.Condition
+		want          []conditions.ConditionEvent
+	}{
+		{"first Ready True is a Normal event", nil, []metav1.Condition{readyOK},
+			[]conditions.ConditionEvent{{Type: corev1.EventTypeNormal, Reason: "Succeeded", Note: "all good"}}},
+		{"nothing changed: no event", []metav1.Condition{readyOK}, []metav1.Condition{readyOK}, nil},
+		{"only the message changed: no event", []metav1.Condition{readyOK}, []metav1.Condition{cond(conditions.Ready, metav1.ConditionTrue, "Succeeded", "3/3 ready")}, nil},
+		{"in progress: Ready False while Reconciling is Normal, one event per reason",
+			[]metav1.Condition{readyOK}, []metav1.Condition{readyPending, reconciling},
+			[]conditions.ConditionEvent{{Type: corev1.EventTypeNormal, Reason: "BuildOngoing", Note: "building"}}},
+		{"stalled: Ready False and Stalled with one reason make one Warning",
+			[]metav1.Condition{readyPending, reconciling}, []metav1.Condition{readyFailed, stalled},
+			[]conditions.ConditionEvent{{Type: corev1.EventTypeWarning, Reason: "BuildFailed", Note: "xorriso: exit 1"}}},
+		{"a condition going False without a message names itself", []metav1.Condition{readyOK}, []metav1.Condition{readyOK, offline},
+			[]conditions.ConditionEvent{{Type: corev1.EventTypeWarning, Reason: "AgentOffline", Note: "Connected is False"}}},
+		{"recovery: each new reason in order", []metav1.Condition{readyFailed, stalled, offline},
+			[]metav1.Condition{readyOK, cond("Connected", metav1.ConditionTrue, "AgentConnected", "heartbeat 2s ago")},
+			[]conditions.ConditionEvent{{Type: corev1.EventTypeNormal, Reason: "Succeeded", Note: "all good"}, {Type: corev1.EventTypeNormal, Reason: "AgentConnected", Note: "heartbeat 2s ago"}}},
+		{"a removed condition is no event", []metav1.Condition{readyOK, reconciling}, []metav1.Condition{readyOK}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := conditions.ConditionEvents(tc.before, tc.after)
+			if len(got) != len(tc.want) {
+				t.Fatalf("events %+v, want %+v", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Fatalf("event %d %+v, want %+v", i, got[i], tc.want[i])
+				}
+			}
+		})
+	}
+	t.Run("notes fit the events API", func(t *testing.T) {
+		long := cond(conditions.Ready, metav1.ConditionFalse, "RenderError", strings.Repeat("é", conditions.MaxNote))
+		got := conditions.ConditionEvents(nil, []metav1.Condition{long})
+		if len(got) != 1 || len(got[0].Note) > conditions.MaxNote || !utf8.ValidString(got[0].Note) {
+			t.Fatalf("note of %d bytes (valid UTF-8 %v)", len(got[0].Note), utf8.ValidString(got[0].Note))
 		}
 	})
 }
