@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -63,6 +64,9 @@ type Reconciler struct {
 	APIReader client.Reader
 	// StatusBatch defaults to DefaultStatusBatch.
 	StatusBatch time.Duration
+	// Events records condition changes; SetupWithManager uses the
+	// manager's recorder when nil.
+	Events events.EventRecorder
 
 	mu          sync.Mutex
 	contents    map[types.NamespacedName]contentsEntry
@@ -93,6 +97,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.StatusBatch <= 0 {
 		r.StatusBatch = DefaultStatusBatch
+	}
+	if r.Events == nil {
+		r.Events = mgr.GetEventRecorder("edgefleet-bundle")
 	}
 	r.contents = map[types.NamespacedName]contentsEntry{}
 	r.stored = map[string]bool{}
@@ -156,9 +163,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	matcher, err := targeting.NewBundleMatcher(&bundle)
 	if err != nil {
 		log.Info("Bundle has invalid targets", "error", err.Error())
-		return ctrl.Result{}, r.patchStatus(ctx, &bundle, func(st *fleetv1.BundleStatus) {
-			setInvalid(st, &bundle, fmt.Errorf("invalid targets: %w; fix the selector and re-apply the bundle", err))
-		})
+		updated := bundle.DeepCopy()
+		setInvalid(&updated.Status, &bundle, fmt.Errorf("invalid targets: %w; fix the selector and re-apply the bundle", err))
+		return ctrl.Result{}, conditions.PatchStatus(ctx, r.Client, &bundle, updated, nil, nil, conditions.RecordTo(r.Events))
 	}
 	contentsID, err := r.contentsID(ctx, &bundle)
 	if err != nil {
@@ -215,9 +222,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	rollout, err := targeting.Rollout(bundle.Spec.RolloutStrategy, targets)
 	if err != nil {
-		return ctrl.Result{}, r.patchStatus(ctx, &bundle, func(st *fleetv1.BundleStatus) {
-			setInvalid(st, &bundle, fmt.Errorf("invalid rollout strategy: %w", err))
-		})
+		updated := bundle.DeepCopy()
+		setInvalid(&updated.Status, &bundle, fmt.Errorf("invalid rollout strategy: %w", err))
+		return ctrl.Result{}, conditions.PatchStatus(ctx, r.Client, &bundle, updated, nil, nil, conditions.RecordTo(r.Events))
 	}
 
 	// Writes go out concurrently: one bundle over thousands of clusters is
@@ -255,7 +262,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	updated := bundle.DeepCopy()
 	computeStatus(&updated.Status, &bundle, deployments, pending)
 	updated.Status.Partitions = rollout.Partitions
-	if err := conditions.PatchStatus(ctx, r.Client, &bundle, updated, &updated.Status.ObservedGeneration, errors.Join(errs...)); err != nil {
+	if err := conditions.PatchStatus(ctx, r.Client, &bundle, updated, &updated.Status.ObservedGeneration, errors.Join(errs...), conditions.RecordTo(r.Events)); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {

@@ -63,9 +63,9 @@ func (r *statusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	return ctrl.Result{}, r.patchStatus(ctx, &bundle, func(st *fleetv1.BundleStatus) {
-		computeStatus(st, &bundle, bds, nil)
-	})
+	updated := bundle.DeepCopy()
+	computeStatus(&updated.Status, &bundle, bds, nil)
+	return ctrl.Result{}, conditions.PatchStatus(ctx, r.Client, &bundle, updated, nil, nil, conditions.RecordTo(r.Events))
 }
 
 // computeStatus fills summary, counts, display and conditions from the
@@ -122,12 +122,4 @@ func clusterRef(bd *fleetv1.BundleDeployment) string {
 		return bd.Namespace
 	}
 	return ns + "/" + name
-}
-
-// patchStatus applies mutate to a copy of bundle's status and patches it
-// when it changed, with optimistic locking.
-func (r *Reconciler) patchStatus(ctx context.Context, bundle *fleetv1.Bundle, mutate func(*fleetv1.BundleStatus)) error {
-	updated := bundle.DeepCopy()
-	mutate(&updated.Status)
-	return conditions.PatchStatus(ctx, r.Client, bundle, updated, nil, nil)
 }

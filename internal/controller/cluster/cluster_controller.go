@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -52,6 +53,9 @@ type Reconciler struct {
 	ProbeInterval, OfflineThreshold time.Duration
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time
+	// Events records condition changes; SetupWithManager uses the
+	// manager's recorder when nil.
+	Events events.EventRecorder
 }
 
 // SetupWithManager registers the controller.
@@ -70,6 +74,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.Now == nil {
 		r.Now = time.Now
+	}
+	if r.Events == nil {
+		r.Events = mgr.GetEventRecorder("edgefleet-cluster")
 	}
 	byLabels := func(o client.Object) (reconcile.Request, bool) {
 		l := o.GetLabels()
@@ -143,10 +150,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 	computeStatus(status, &cluster, bds.Items)
-	if nsErr == nil {
-		status.ObservedGeneration = cluster.Generation
-	}
-	if err := r.patchStatus(ctx, &cluster, status); err != nil {
+	updated := cluster.DeepCopy()
+	updated.Status = *status
+	if err := conditions.PatchStatus(ctx, r.Client, &cluster, updated, &updated.Status.ObservedGeneration, nsErr, conditions.RecordTo(r.Events)); err != nil {
 		return ctrl.Result{}, err
 	}
 	return result, nsErr
@@ -245,12 +251,6 @@ func computeStatus(st *fleetv1.ClusterStatus, cluster *fleetv1.Cluster, bds []fl
 	default:
 		conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.BundlesNotReadyReason, bundlestate.ReadyMessage(s, "Bundle"), gen)
 	}
-}
-
-func (r *Reconciler) patchStatus(ctx context.Context, cluster *fleetv1.Cluster, status *fleetv1.ClusterStatus) error {
-	updated := cluster.DeepCopy()
-	updated.Status = *status
-	return conditions.PatchStatus(ctx, r.Client, cluster, updated, nil, nil)
 }
 
 // releaseAgentFinalizers removes the agent's finalizer from every

@@ -14,6 +14,7 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/clusterns"
+	"github.com/edgefleet/edgefleet/internal/controller/conditions"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
@@ -46,7 +47,7 @@ func (r *Reconciler) updateLiveness(ctx context.Context, c *fleetv1.Cluster, ns 
 		return
 	}
 	st.Agent = agent
-	meta.SetStatusCondition(&st.Conditions, cond)
+	conditions.Set(&st.Conditions, cond.Type, cond.Status, cond.Reason, cond.Message, cond.ObservedGeneration)
 	if condChanged {
 		ctrl.LoggerFrom(ctx).Info("Cluster connection changed", "connected", cond.Status, "reason", cond.Reason)
 	}

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -37,6 +38,9 @@ type Reconciler struct {
 	Client client.Client
 	// Batch defaults to DefaultBatch.
 	Batch time.Duration
+	// Events records condition changes; SetupWithManager uses the
+	// manager's recorder when nil.
+	Events events.EventRecorder
 }
 
 // SetupWithManager registers the controller. A Cluster change re-evaluates
@@ -47,6 +51,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.Batch <= 0 {
 		r.Batch = DefaultBatch
+	}
+	if r.Events == nil {
+		r.Events = mgr.GetEventRecorder("edgefleet-clustergroup")
 	}
 	enqueueGroups := func(ctx context.Context, o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 		var groups fleetv1.ClusterGroupList
@@ -94,16 +101,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Client.Get(ctx, req.NamespacedName, &group); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	status := group.Status.DeepCopy()
+	updated := group.DeepCopy()
+	status := &updated.Status
 	gen := group.Generation
 	var selector labels.Selector
 	if group.Spec.Selector != nil {
 		s, err := metav1.LabelSelectorAsSelector(group.Spec.Selector)
 		if err != nil {
 			msg := fmt.Sprintf("ClusterGroup %s: invalid spec.selector: %v; fix the selector", req.NamespacedName, err)
-			conditions.Set(&status.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.InvalidSpecReason, msg, gen)
-			conditions.Set(&status.Conditions, fleetv1.StalledCondition, metav1.ConditionTrue, fleetv1.InvalidSpecReason, msg, gen)
-			return ctrl.Result{}, r.patchStatus(ctx, &group, status)
+			conditions.MarkStalled(&status.Conditions, fleetv1.InvalidSpecReason, msg, gen)
+			return ctrl.Result{}, conditions.PatchStatus(ctx, r.Client, &group, updated, nil, nil, conditions.RecordTo(r.Events))
 		}
 		selector = s
 	}
@@ -117,7 +124,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	computeStatus(status, clusters.Items, gen)
 	status.ObservedGeneration = gen
-	return ctrl.Result{}, r.patchStatus(ctx, &group, status)
+	return ctrl.Result{}, conditions.PatchStatus(ctx, r.Client, &group, updated, nil, nil, conditions.RecordTo(r.Events))
 }
 
 // Ready reports whether a cluster counts as ready for its groups: its
@@ -163,10 +170,4 @@ func computeStatus(st *fleetv1.ClusterGroupStatus, clusters []fleetv1.Cluster, g
 		}
 		conditions.Set(&st.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, fleetv1.ClustersNotReadyReason, msg, gen)
 	}
-}
-
-func (r *Reconciler) patchStatus(ctx context.Context, group *fleetv1.ClusterGroup, status *fleetv1.ClusterGroupStatus) error {
-	updated := group.DeepCopy()
-	updated.Status = *status
-	return conditions.PatchStatus(ctx, r.Client, group, updated, nil, nil)
 }
