@@ -5,12 +5,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -72,8 +74,22 @@ func gitRepoReady(ctx context.Context, c client.Client, name, commit string, clu
 }
 
 // waitCondition waits for the GitRepo's Ready condition to be False with
-// reason and returns its message.
+// reason, Stalled with it too (a terminal failure), and returns its
+// message.
 func waitCondition(ctx context.Context, t *testing.T, c client.Client, name, reason string) string {
+	t.Helper()
+	return waitFailure(ctx, t, c, name, reason, true)
+}
+
+// waitRetrying waits for the GitRepo's Ready condition to be False with
+// reason while it is Reconciling with that reason and not Stalled: a
+// failure the controller retries. It returns Ready's message.
+func waitRetrying(ctx context.Context, t *testing.T, c client.Client, name, reason string) string {
+	t.Helper()
+	return waitFailure(ctx, t, c, name, reason, false)
+}
+
+func waitFailure(ctx context.Context, t *testing.T, c client.Client, name, reason string, terminal bool) string {
 	t.Helper()
 	var msg string
 	waitFor(t, 30*time.Second, name+" Ready=False "+reason, func() bool {
@@ -85,9 +101,16 @@ func waitCondition(ctx context.Context, t *testing.T, c client.Client, name, rea
 		if cond == nil || cond.Status != metav1.ConditionFalse || cond.Reason != reason {
 			return false
 		}
-		stalled := meta.FindStatusCondition(gr.Status.Conditions, fleetv1.StalledCondition)
 		msg = cond.Message
-		return stalled != nil && stalled.Reason == reason && gr.Status.Display.State == reason
+		if gr.Status.Display.State != reason {
+			return false
+		}
+		stalled := meta.FindStatusCondition(gr.Status.Conditions, fleetv1.StalledCondition)
+		if terminal {
+			return stalled != nil && stalled.Status == metav1.ConditionTrue && stalled.Reason == reason
+		}
+		rec := meta.FindStatusCondition(gr.Status.Conditions, fleetv1.ReconcilingCondition)
+		return stalled == nil && rec != nil && rec.Status == metav1.ConditionTrue && rec.Reason == reason
 	})
 	return msg
 }
@@ -110,6 +133,9 @@ func basicAuthSecret(name, user, password string) *corev1.Secret {
 }
 
 var everyCluster = []fleetv1.GitTarget{{Name: "all", ClusterSelector: &metav1.LabelSelector{}}}
+
+// noCluster targets nothing: a GitRepo that must sync without deploying.
+var noCluster = []fleetv1.GitTarget{{Name: "none", ClusterSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"edgefleet-test": "no-such-cluster"}}}}
 
 // TestGitRepoPollsAuthenticatedHTTPRepository follows a branch of a real
 // git server (git http-backend behind basic auth on loopback) by polling:
@@ -218,20 +244,34 @@ func TestGitRepoPollsAuthenticatedHTTPRepository(t *testing.T) {
 	// Wrong credentials and a missing branch, on repositories of their own.
 	createAll(ctx, t, c, basicAuthSecret("wrong-auth", "fleet", "nope"),
 		&fleetv1.GitRepo{ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: "wrong-auth"}, Spec: fleetv1.GitRepoSpec{
-			Repo: srv.URL + "/fleet.git", Branch: "main", ClientSecretName: "wrong-auth", Targets: everyCluster}},
+			Repo: srv.URL + "/fleet.git", Branch: "main", Paths: []string{"infra"}, ClientSecretName: "wrong-auth", Targets: noCluster}},
 		&fleetv1.GitRepo{ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: "no-branch"}, Spec: fleetv1.GitRepoSpec{
 			Repo: srv.URL + "/fleet.git", Branch: "release", ClientSecretName: "git-auth", Targets: everyCluster}},
 	)
-	msg = waitCondition(ctx, t, c, "wrong-auth", "AuthenticationFailed")
+	// Both are retried (a Secret or a push fixes them): Reconciling, never
+	// Stalled, so kstatus-based tools keep waiting instead of failing.
+	msg = waitRetrying(ctx, t, c, "wrong-auth", "AuthenticationFailed")
 	if !strings.Contains(msg, "clientSecretName") {
 		t.Fatalf("AuthenticationFailed message: %s", msg)
 	}
 	t.Logf("AuthenticationFailed: %s", msg)
-	msg = waitCondition(ctx, t, c, "no-branch", "BranchNotFound")
+	msg = waitRetrying(ctx, t, c, "no-branch", "BranchNotFound")
 	if !strings.Contains(msg, `"release"`) || !strings.Contains(msg, "main") {
 		t.Fatalf("BranchNotFound message: %s", msg)
 	}
 	t.Logf("BranchNotFound: %s", msg)
+	// A transient fetch failure: nothing listens at the repository's
+	// address. Retried, so Reconciling and not Stalled.
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := closed.Addr().String()
+	closed.Close()
+	createAll(ctx, t, c, &fleetv1.GitRepo{ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: "unreachable"}, Spec: fleetv1.GitRepoSpec{
+		Repo: "http://" + deadAddr + "/fleet.git", Branch: "main", Targets: everyCluster}})
+	t.Logf("RepositoryUnreachable: %s", waitRetrying(ctx, t, c, "unreachable", "RepositoryUnreachable"))
+
 	// Backoff, not a hot loop: failing GitRepos' retries are spaced out, so
 	// the manager keeps serving everything else (checked above) and its
 	// log shows few attempts.
@@ -239,6 +279,45 @@ func TestGitRepoPollsAuthenticatedHTTPRepository(t *testing.T) {
 	if n := strings.Count(env.m.Output(), "GitRepo sync failed"); n > 60 {
 		t.Fatalf("%d failed sync attempts logged: retries are not backing off", n)
 	}
+
+	// Fixing the Secret is enough: the retry picks the credentials up, no
+	// change to the GitRepo needed.
+	var sec corev1.Secret
+	if err := c.Get(ctx, client.ObjectKey{Namespace: fleetNS, Name: "wrong-auth"}, &sec); err != nil {
+		t.Fatal(err)
+	}
+	sec.Data[corev1.BasicAuthPasswordKey] = []byte("s3cret")
+	if err := c.Update(ctx, &sec); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Minute, "wrong-auth Ready after its Secret was fixed", func() bool {
+		gr := getGitRepo(ctx, t, c, "wrong-auth")
+		ready := meta.FindStatusCondition(gr.Status.Conditions, fleetv1.ReadyCondition)
+		return gr.Status.Commit == c5 && ready != nil && ready.Status == metav1.ConditionTrue && ready.Reason == fleetv1.NoTargetsReason
+	})
+	// Each condition change was recorded as one Event with the
+	// condition's reason, not one per retry.
+	waitFor(t, 30*time.Second, "GitRepo events AuthenticationFailed then NoTargets", func() bool {
+		reasons := eventReasons(ctx, t, c, "GitRepo", "wrong-auth")
+		return reasons["AuthenticationFailed"] == 1 && reasons["NoTargets"] >= 1
+	})
+}
+
+// eventReasons counts the Events about one object in fleetNS by reason
+// (a repeated Event counts once: the API folds repeats into a series).
+func eventReasons(ctx context.Context, t *testing.T, c client.Client, kind, name string) map[string]int {
+	t.Helper()
+	var list eventsv1.EventList
+	if err := c.List(ctx, &list, client.InNamespace(fleetNS)); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, e := range list.Items {
+		if e.Regarding.Kind == kind && e.Regarding.Name == name {
+			out[e.Reason]++
+		}
+	}
+	return out
 }
 
 // TestGitRepoWebhookAndLocalRepository: with polling disabled a commit

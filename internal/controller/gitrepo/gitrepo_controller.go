@@ -22,6 +22,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -78,6 +79,9 @@ type Reconciler struct {
 	AllowLocalRepos bool
 	// StatusBatch defaults to DefaultStatusBatch.
 	StatusBatch time.Duration
+	// Events records condition changes; SetupWithManager uses the
+	// manager's recorder when nil.
+	Events events.EventRecorder
 
 	fetcher *gitops.Fetcher
 	mu      sync.Mutex
@@ -122,6 +126,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.StatusBatch <= 0 {
 		r.StatusBatch = DefaultStatusBatch
+	}
+	if r.Events == nil {
+		r.Events = mgr.GetEventRecorder("edgefleet-gitrepo")
 	}
 	if r.WorkDir == "" {
 		dir, err := os.UserCacheDir()

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -33,7 +31,7 @@ func (r *Reconciler) markUpdating(ctx context.Context, base *fleetv1.GitRepo, co
 	st.Display.Message = "Fetching and rendering commit " + shortCommit(commit)
 	st.Display.Error = false
 	conditions.Set(&st.Conditions, fleetv1.ReconcilingCondition, metav1.ConditionTrue, fleetv1.ProgressingReason, st.Display.Message, base.Generation)
-	if err := r.Client.Status().Patch(ctx, updated, client.MergeFrom(base)); err != nil {
+	if err := conditions.PatchStatus(ctx, r.Client, base, updated, nil, nil, conditions.RecordTo(r.Events)); err != nil {
 		ctrl.LoggerFrom(ctx).V(1).Info("Could not mark GitRepo as updating", "error", err.Error())
 		return
 	}
@@ -97,16 +95,27 @@ func (r *Reconciler) updateStatus(ctx context.Context, gr, base *fleetv1.GitRepo
 		s.LastPollingTriggered = &metav1.Time{Time: st.lastPoll.Truncate(time.Second)}
 	}
 	computeStatus(s, gr, st.failure, st.fetchFailed, bds, bs)
-	if equality.Semantic.DeepEqual(base.Status, updated.Status) {
-		return nil
+	return conditions.PatchStatus(ctx, r.Client, base, updated, nil, nil, conditions.RecordTo(r.Events))
+}
+
+// terminal tells whether a sync failure needs someone to change the GitRepo
+// or push a new commit (the GitRepo is Stalled) rather than being one the
+// controller retries until it clears by itself (Reconciling, Ready False):
+// the network, the git server, credentials fixed in a Secret, a branch not
+// pushed yet, a failed write to the API server. Retrying a terminal failure
+// (the controller still does, with backoff) gives the same answer: the spec
+// is refused, or the commit cannot be read as it is.
+func terminal(reason string) bool {
+	switch reason {
+	case fleetv1.InvalidSpecReason, // a Bundle of the repository is refused
+		fleetv1.LocalRepositoryNotAllowedReason, // spec.repo, until it changes
+		fleetv1.UnsafeCommitReason,              // the commit, until it changes
+		fleetv1.CheckoutTooLargeReason,
+		fleetv1.PathNotFoundReason,
+		fleetv1.RenderErrorReason:
+		return true
 	}
-	if err := r.Client.Status().Patch(ctx, updated, client.MergeFrom(base)); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("patching status of gitrepo %s/%s: %w", gr.Namespace, gr.Name, err)
-	}
-	return nil
+	return false
 }
 
 // bundleStates are the repository's bundles the bundle controller has not
@@ -127,7 +136,8 @@ type entry struct {
 //   - summary counts the repository's BundleDeployments by state;
 //   - desiredReadyClusters counts the clusters with at least one of them,
 //     readyClusters those where all of them are Ready;
-//   - a sync failure makes Ready False and Stalled True with its reason;
+//   - a sync failure makes Ready False with its reason, and Stalled True
+//     when it is terminal, Reconciling True when it is being retried;
 //     otherwise Ready follows the deployments, and Reconciling is True
 //     while a rollout is in progress or some bundles have changes the
 //     bundle controller has not turned into deployments yet; a Stalled
@@ -178,12 +188,18 @@ func computeStatus(s *fleetv1.GitRepoStatus, gr *fleetv1.GitRepo, f *failure, fe
 	}
 	if f != nil {
 		msg := f.message
-		if s.Commit != "" {
+		switch {
+		case s.Commit != "":
 			msg += fmt.Sprintf(" (retrying; bundles it could not produce stay as at commit %s or before)", shortCommit(s.Commit))
+		case !terminal(f.reason):
+			msg += " (retrying)"
 		}
-		conditions.Set(&s.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, f.reason, msg, gen)
-		conditions.Set(&s.Conditions, fleetv1.StalledCondition, metav1.ConditionTrue, f.reason, msg, gen)
-		meta.RemoveStatusCondition(&s.Conditions, fleetv1.ReconcilingCondition)
+		if terminal(f.reason) {
+			conditions.MarkStalled(&s.Conditions, f.reason, msg, gen)
+		} else {
+			conditions.Set(&s.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, f.reason, msg, gen)
+			conditions.MarkReconciling(&s.Conditions, f.reason, msg, gen)
+		}
 		s.Display.State = f.reason
 		s.Display.Message = conditions.Message(f.message)
 		s.Display.Error = true

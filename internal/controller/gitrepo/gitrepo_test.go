@@ -161,6 +161,7 @@ func TestComputeStatus(t *testing.T) {
 		clusters    [2]int32
 		display     string
 		stalled     bool
+		reconciling bool
 	}{
 		{name: "all ready", bds: []*fleetv1.BundleDeployment{bd("a", "c1", true), bd("b", "c1", true), bd("a", "c2", true)},
 			ready: metav1.ConditionTrue, reason: fleetv1.SucceededReason, state: "Ready", clusters: [2]int32{2, 2}, display: "3/3"},
@@ -173,8 +174,12 @@ func TestComputeStatus(t *testing.T) {
 			ready: metav1.ConditionFalse, reason: fleetv1.RenderErrorReason, state: fleetv1.RenderErrorReason, clusters: [2]int32{1, 1}, display: "1/1", stalled: true},
 		{name: "stalled bundle", bs: bundleStates{stalled: []string{"Bundle x: invalid targets"}},
 			ready: metav1.ConditionFalse, reason: fleetv1.InvalidSpecReason, state: fleetv1.InvalidSpecReason, display: "0/0", stalled: true},
-		{name: "fetch failure", f: &failure{reason: "AuthenticationFailed", message: "denied"}, fetchFailed: true,
-			ready: metav1.ConditionFalse, reason: "AuthenticationFailed", state: "AuthenticationFailed", display: "0/0", stalled: true},
+		{name: "fetch failure is retried: Reconciling, not Stalled", f: &failure{reason: "AuthenticationFailed", message: "denied"}, fetchFailed: true,
+			ready: metav1.ConditionFalse, reason: "AuthenticationFailed", state: "AuthenticationFailed", display: "0/0", reconciling: true},
+		{name: "unreachable repository is retried", f: &failure{reason: fleetv1.RepositoryUnreachableReason, message: "cannot reach"}, fetchFailed: true,
+			ready: metav1.ConditionFalse, reason: fleetv1.RepositoryUnreachableReason, state: fleetv1.RepositoryUnreachableReason, display: "0/0", reconciling: true},
+		{name: "unsafe commit stalls", f: &failure{reason: fleetv1.UnsafeCommitReason, message: "forged tree"}, fetchFailed: true,
+			ready: metav1.ConditionFalse, reason: fleetv1.UnsafeCommitReason, state: fleetv1.UnsafeCommitReason, display: "0/0", stalled: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &fleetv1.GitRepoStatus{Commit: "0123456789abcdef"}
@@ -192,9 +197,45 @@ func TestComputeStatus(t *testing.T) {
 			if got := meta.IsStatusConditionTrue(s.Conditions, fleetv1.StalledCondition); got != tc.stalled {
 				t.Errorf("Stalled = %v, want %v", got, tc.stalled)
 			}
+			if tc.f != nil {
+				rec := meta.FindStatusCondition(s.Conditions, fleetv1.ReconcilingCondition)
+				if got := rec != nil && rec.Status == metav1.ConditionTrue && rec.Reason == tc.f.reason; got != tc.reconciling {
+					t.Errorf("Reconciling %+v, want True with %s: %v", rec, tc.f.reason, tc.reconciling)
+				}
+			}
 			fetched := meta.FindStatusCondition(s.Conditions, fleetv1.FetchedCondition)
 			if fetched == nil || (fetched.Status == metav1.ConditionFalse) != tc.fetchFailed {
 				t.Errorf("Fetched condition %+v with fetchFailed=%v", fetched, tc.fetchFailed)
+			}
+		})
+	}
+}
+
+// TestTerminalFailures: the GitRepo is Stalled only for failures that need
+// a change to the spec or a new commit; what the controller retries and may
+// clear by itself (network, server, a Secret fixed, a branch pushed, an API
+// write) keeps it Reconciling.
+func TestTerminalFailures(t *testing.T) {
+	for _, tc := range []struct {
+		reason   string
+		terminal bool
+	}{
+		{fleetv1.RepositoryUnreachableReason, false}, // network, TLS, timeouts, git server down
+		{fleetv1.AuthenticationFailedReason, false},  // fixed by a Secret change
+		{fleetv1.SecretNotFoundReason, false},        // fixed by creating the Secret
+		{fleetv1.BranchNotFoundReason, false},        // fixed by a push
+		{fleetv1.RevisionNotFoundReason, false},      // fixed by a push
+		{fleetv1.WriteFailedReason, false},           // the API server
+		{fleetv1.LocalRepositoryNotAllowedReason, true},
+		{fleetv1.UnsafeCommitReason, true},
+		{fleetv1.CheckoutTooLargeReason, true},
+		{fleetv1.PathNotFoundReason, true},
+		{fleetv1.RenderErrorReason, true},
+		{fleetv1.InvalidSpecReason, true},
+	} {
+		t.Run(tc.reason, func(t *testing.T) {
+			if got := terminal(tc.reason); got != tc.terminal {
+				t.Fatalf("terminal(%s) = %v, want %v", tc.reason, got, tc.terminal)
 			}
 		})
 	}
