@@ -10,15 +10,15 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/clusterregistration"
+	"github.com/edgefleet/edgefleet/internal/controller/conditions"
 )
 
 // Reconciler gives each ClusterRegistrationToken its Secret and expiry,
@@ -29,6 +29,9 @@ type Reconciler struct {
 	Reader client.Reader
 	// Now is for tests.
 	Now func() time.Time
+	// Events records condition changes; SetupWithManager uses the
+	// manager's recorder when nil.
+	Events events.EventRecorder
 }
 
 // SetupWithManager registers the controller.
@@ -41,6 +44,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.Now == nil {
 		r.Now = time.Now
+	}
+	if r.Events == nil {
+		r.Events = mgr.GetEventRecorder("edgefleet-clusterregistrationtoken")
 	}
 	if err := ctrl.NewControllerManagedBy(mgr).Named("clusterregistrationtoken").For(&fleetv1.ClusterRegistrationToken{}).Complete(r); err != nil {
 		return fmt.Errorf("creating clusterregistrationtoken controller: %w", err)
@@ -76,20 +82,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.ensureSecret(ctx, &crt); err != nil {
 		return ctrl.Result{}, err
 	}
-	st := crt.Status.DeepCopy()
+	before := crt.DeepCopy()
+	st := &crt.Status
 	st.Expires = &metav1.Time{Time: expires}
 	st.SecretName = clusterregistration.TokenSecretName(crt.Name)
-	st.ObservedGeneration = crt.Generation
-	meta.SetStatusCondition(&st.Conditions, metav1.Condition{
-		Type: fleetv1.ReadyCondition, Status: metav1.ConditionTrue, Reason: fleetv1.SecretCreatedReason,
-		Message: fmt.Sprintf("Token in Secret %s, valid until %s", st.SecretName, expires.UTC().Format(time.RFC3339)), ObservedGeneration: crt.Generation,
-	})
-	if !equality.Semantic.DeepEqual(st, &crt.Status) {
-		before := crt.DeepCopy()
-		crt.Status = *st
-		if err := r.Client.Status().Patch(ctx, &crt, client.MergeFrom(before)); err != nil {
-			return ctrl.Result{}, fmt.Errorf("patching status of token %s: %w", req.NamespacedName, err)
-		}
+	conditions.MarkReady(&st.Conditions, fleetv1.SecretCreatedReason,
+		fmt.Sprintf("Token in Secret %s, valid until %s", st.SecretName, expires.UTC().Format(time.RFC3339)), crt.Generation)
+	if err := conditions.PatchStatus(ctx, r.Client, before, &crt, &st.ObservedGeneration, nil, conditions.RecordTo(r.Events)); err != nil {
+		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: time.Until(expires) + time.Second}, nil
 }

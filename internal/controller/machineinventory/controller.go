@@ -18,18 +18,23 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/controller/conditions"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
 )
 
 // Reconciler owns the Ready condition of MachineInventories.
 type Reconciler struct {
 	Client client.Client
+	// Events records condition changes; SetupWithManager uses the
+	// manager's recorder when nil.
+	Events events.EventRecorder
 }
 
 // SetupWithManager registers the controller. The owned objects are watched
@@ -38,6 +43,9 @@ type Reconciler struct {
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Client == nil {
 		r.Client = mgr.GetClient()
+	}
+	if r.Events == nil {
+		r.Events = mgr.GetEventRecorder("edgefleet-machineinventory")
 	}
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named("machineinventory").
@@ -136,12 +144,9 @@ func notReady(reason, msg string, err error) readiness {
 // endpoint wrote (Registered, lastSeen) meanwhile.
 func (r *Reconciler) patchReady(ctx context.Context, inv *machinesv1.MachineInventory, ready readiness) error {
 	before := inv.DeepCopy()
-	ready.cond.ObservedGeneration = inv.Generation
-	changed := meta.SetStatusCondition(&inv.Status.Conditions, ready.cond)
-	if changed {
-		if err := r.Client.Status().Patch(ctx, inv, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("patching Ready of MachineInventory %s/%s: %w", inv.Namespace, inv.Name, err)
-		}
+	conditions.Set(&inv.Status.Conditions, ready.cond.Type, ready.cond.Status, ready.cond.Reason, ready.cond.Message, inv.Generation)
+	if err := conditions.PatchStatus(ctx, r.Client, before, inv, nil, ready.err, conditions.RecordTo(r.Events)); err != nil {
+		return err
 	}
 	return ready.err
 }

@@ -6,6 +6,7 @@ package machineregistration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"time"
@@ -15,11 +16,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/controller/conditions"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
 )
 
@@ -31,12 +34,18 @@ type Reconciler struct {
 	ExternalURL *url.URL
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time
+	// Events records condition changes; SetupWithManager uses the
+	// manager's recorder when nil.
+	Events events.EventRecorder
 }
 
 // SetupWithManager registers the reconciler.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Client == nil {
 		r.Client = mgr.GetClient()
+	}
+	if r.Events == nil {
+		r.Events = mgr.GetEventRecorder("edgefleet-machineregistration")
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("machineregistration").
@@ -68,10 +77,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil
 	}
 	if err != nil {
-		return ctrl.Result{}, r.setReady(ctx, mr, metav1.ConditionFalse, machinesv1.RBACCreationFailedReason, fmt.Sprintf("cannot maintain the registration token Secret %s: %v", machineregistration.TokenSecretName(mr.Name), err))
+		before := mr.DeepCopy()
+		msg := fmt.Sprintf("cannot maintain the registration token Secret %s: %v", machineregistration.TokenSecretName(mr.Name), err)
+		conditions.Set(&mr.Status.Conditions, conditions.Ready, metav1.ConditionFalse, machinesv1.RBACCreationFailedReason, msg, mr.Generation)
+		if perr := conditions.PatchStatus(ctx, r.Client, before, mr, nil, err, conditions.RecordTo(r.Events)); perr != nil {
+			return ctrl.Result{}, perr
+		}
+		return ctrl.Result{}, errors.New(msg)
 	}
 	before := mr.DeepCopy()
-	issued := machineregistration.TokenIssuedAt(s)
+	// Times as the API stores them (whole seconds), so an unchanged status
+	// compares equal and is not written again.
+	issued := machineregistration.TokenIssuedAt(s).Truncate(time.Second)
 	mr.Status.TokenSecretName = s.Name
 	mr.Status.RegistrationEndpoint = machineregistration.RegistrationURL(r.ExternalURL, "")
 	mr.Status.TokenHash = machineregistration.TokenHash(string(s.Data[machineregistration.TokenSecretKey]))
@@ -79,27 +96,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	mr.Status.TokenRotation = s.Annotations[machineregistration.AnnotationTokenRotation]
 	mr.Status.TokenExpiresAt = nil
 	var requeue time.Duration
-	cond := metav1.Condition{
-		Type: machinesv1.ReadyCondition, Status: metav1.ConditionTrue, Reason: machinesv1.RegistrationEndpointReadyReason, ObservedGeneration: mr.Generation,
-		Message: fmt.Sprintf("machines register at the URL in Secret %s (key %s)", s.Name, machineregistration.URLSecretKey),
-	}
+	status, reason := metav1.ConditionTrue, machinesv1.RegistrationEndpointReadyReason
+	msg := fmt.Sprintf("machines register at the URL in Secret %s (key %s)", s.Name, machineregistration.URLSecretKey)
 	if exp := machineregistration.TokenExpiresAt(mr, s); exp != nil {
-		mr.Status.TokenExpiresAt = &metav1.Time{Time: *exp}
+		mr.Status.TokenExpiresAt = &metav1.Time{Time: exp.Truncate(time.Second)}
 		if left := exp.Sub(r.now()); left > 0 {
 			requeue = left + time.Second
-			cond.Message += fmt.Sprintf("; the token admits new machines until %s", exp.UTC().Format(time.RFC3339))
+			msg += fmt.Sprintf("; the token admits new machines until %s", exp.UTC().Format(time.RFC3339))
 		} else {
-			cond.Status, cond.Reason = metav1.ConditionFalse, machinesv1.TokenExpiredReason
-			cond.Message = fmt.Sprintf("the registration token expired at %s (spec.token.ttl): new machines are refused; set spec.token.rotation to a new value to issue a new token", exp.UTC().Format(time.RFC3339))
+			status, reason = metav1.ConditionFalse, machinesv1.TokenExpiredReason
+			msg = fmt.Sprintf("the registration token expired at %s (spec.token.ttl): new machines are refused; set spec.token.rotation to a new value to issue a new token", exp.UTC().Format(time.RFC3339))
 		}
 	}
-	mr.Status.ObservedGeneration = mr.Generation
-	meta.SetStatusCondition(&mr.Status.Conditions, cond)
-	meta.RemoveStatusCondition(&mr.Status.Conditions, machinesv1.StalledCondition)
-	if equalStatus(before, mr) {
-		return ctrl.Result{RequeueAfter: requeue}, nil
-	}
-	return ctrl.Result{RequeueAfter: requeue}, r.Client.Status().Patch(ctx, mr, client.MergeFrom(before))
+	conditions.Set(&mr.Status.Conditions, conditions.Ready, status, reason, msg, mr.Generation)
+	meta.RemoveStatusCondition(&mr.Status.Conditions, conditions.Stalled)
+	return ctrl.Result{RequeueAfter: requeue}, conditions.PatchStatus(ctx, r.Client, before, mr, &mr.Status.ObservedGeneration, nil, conditions.RecordTo(r.Events))
 }
 
 // ensureToken returns the registration's token Secret, creating it, or
@@ -143,36 +154,4 @@ func (r *Reconciler) ensureToken(ctx context.Context, mr *machinesv1.MachineRegi
 	// Update, not patch: the resourceVersion makes two reconciles racing on
 	// a stale cache fail instead of issuing two tokens.
 	return s, r.Client.Update(ctx, s)
-}
-
-func (r *Reconciler) setReady(ctx context.Context, mr *machinesv1.MachineRegistration, status metav1.ConditionStatus, reason, msg string) error {
-	before := mr.DeepCopy()
-	meta.SetStatusCondition(&mr.Status.Conditions, metav1.Condition{Type: machinesv1.ReadyCondition, Status: status, Reason: reason, Message: msg, ObservedGeneration: mr.Generation})
-	if err := r.Client.Status().Patch(ctx, mr, client.MergeFrom(before)); err != nil {
-		return err
-	}
-	return fmt.Errorf("%s", msg)
-}
-
-func equalStatus(a, b *machinesv1.MachineRegistration) bool {
-	x, y := a.Status, b.Status
-	if x.TokenSecretName != y.TokenSecretName || x.RegistrationEndpoint != y.RegistrationEndpoint || x.TokenHash != y.TokenHash ||
-		x.TokenRotation != y.TokenRotation || !timeEqual(x.TokenIssuedAt, y.TokenIssuedAt) || !timeEqual(x.TokenExpiresAt, y.TokenExpiresAt) ||
-		x.ObservedGeneration != y.ObservedGeneration || len(x.Conditions) != len(y.Conditions) {
-		return false
-	}
-	for i := range x.Conditions {
-		p, q := x.Conditions[i], y.Conditions[i]
-		if p.Type != q.Type || p.Status != q.Status || p.Reason != q.Reason || p.Message != q.Message || p.ObservedGeneration != q.ObservedGeneration {
-			return false
-		}
-	}
-	return true
-}
-
-func timeEqual(a, b *metav1.Time) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return a.Time.Truncate(time.Second).Equal(b.Time.Truncate(time.Second))
 }

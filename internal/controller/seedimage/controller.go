@@ -14,11 +14,13 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/controller/conditions"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
 )
 
@@ -40,6 +42,9 @@ type Reconciler struct {
 	Sources seedimage.Sources
 	// Now is the clock (tests).
 	Now func() time.Time
+	// Events records condition changes; SetupWithManager uses the
+	// manager's recorder when nil.
+	Events events.EventRecorder
 }
 
 // maxBuildTime bounds a whole build, fetching the base image included, so
@@ -56,6 +61,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.Now == nil {
 		r.Now = time.Now
+	}
+	if r.Events == nil {
+		r.Events = mgr.GetEventRecorder("edgefleet-seedimage")
 	}
 	if err := os.MkdirAll(r.Dir, 0o700); err != nil {
 		return fmt.Errorf("creating the seed image directory: %w", err)
@@ -102,16 +110,16 @@ func (r *Reconciler) build(ctx context.Context, si *machinesv1.SeedImage) (ctrl.
 	r.removeFiles(si)
 	files, err := seedimage.MediaFiles(ctx, r.Client, r.CACertPEM, si)
 	if errors.Is(err, seedimage.ErrNotReady) {
-		return ctrl.Result{RequeueAfter: 2 * time.Second}, r.setStatus(ctx, si, machinesv1.SeedImagePending, metav1.ConditionFalse, machinesv1.ProgressingReason, err.Error())
+		return ctrl.Result{RequeueAfter: 2 * time.Second}, r.setState(ctx, si, machinesv1.SeedImagePending, machinesv1.ProgressingReason, err.Error())
 	}
 	var invalid seedimage.InvalidSpecError
 	if errors.As(err, &invalid) {
-		return ctrl.Result{}, r.setStatus(ctx, si, machinesv1.SeedImageFailed, metav1.ConditionFalse, machinesv1.InvalidSpecReason, err.Error())
+		return ctrl.Result{}, r.setState(ctx, si, machinesv1.SeedImageFailed, machinesv1.InvalidSpecReason, err.Error())
 	}
 	if err != nil {
-		return ctrl.Result{}, r.setStatus(ctx, si, machinesv1.SeedImageFailed, metav1.ConditionFalse, machinesv1.BuildFailedReason, err.Error())
+		return ctrl.Result{}, r.setState(ctx, si, machinesv1.SeedImageFailed, machinesv1.BuildFailedReason, err.Error())
 	}
-	if err := r.setStatus(ctx, si, machinesv1.SeedImageBuilding, metav1.ConditionFalse, machinesv1.BuildOngoingReason, "building the image"); err != nil {
+	if err := r.setState(ctx, si, machinesv1.SeedImageBuilding, machinesv1.BuildOngoingReason, "building the image"); err != nil {
 		return ctrl.Result{}, err
 	}
 	token := seedimage.NewDownloadToken()
@@ -123,12 +131,12 @@ func (r *Reconciler) build(ctx context.Context, si *machinesv1.SeedImage) (ctrl.
 	sum, err := seedimage.Build(buildCtx, seedimage.Input{Files: files, Kind: kind, BaseImage: si.Spec.BaseImage, BaseImageSHA256: si.Spec.BaseImageSHA256, Sources: r.Sources}, stored)
 	cancel()
 	if err != nil {
-		return ctrl.Result{}, r.setStatus(ctx, si, machinesv1.SeedImageFailed, metav1.ConditionFalse, machinesv1.BuildFailedReason, err.Error())
+		return ctrl.Result{}, r.setState(ctx, si, machinesv1.SeedImageFailed, machinesv1.BuildFailedReason, err.Error())
 	}
 	if err := os.WriteFile(stored+".sha256", []byte(sum+"  "+file+"\n"), 0o600); err != nil {
 		return ctrl.Result{}, err
 	}
-	log.Info("Built seed image", "seedImage", si.Name, "type", kind, "took", time.Since(started).Round(time.Millisecond).String())
+	log.Info("Built seed image", "type", kind, "took", time.Since(started).Round(time.Millisecond).String())
 	before := si.DeepCopy()
 	si.Status.DownloadURL = seedimage.DownloadURL(r.ExternalURL, token, file)
 	si.Status.ChecksumURL = seedimage.DownloadURL(r.ExternalURL, token, file+".sha256")
@@ -141,8 +149,12 @@ func (r *Reconciler) build(ctx context.Context, si *machinesv1.SeedImage) (ctrl.
 	if minutes > 0 {
 		si.Status.ExpiresAt = &metav1.Time{Time: r.Now().Add(time.Duration(minutes) * time.Minute)}
 	}
-	r.conditions(si, machinesv1.SeedImageReady, metav1.ConditionTrue, machinesv1.BuildSucceededReason, "download the image from status.downloadURL")
-	if err := r.Client.Status().Patch(ctx, si, client.MergeFrom(before)); err != nil {
+	markState(si, machinesv1.SeedImageReady, machinesv1.BuildSucceededReason, readyMessage)
+	if err := conditions.PatchStatus(ctx, r.Client, before, si, &si.Status.ObservedGeneration, nil, conditions.RecordTo(r.Events)); err != nil {
+		// The status does not name the new file, so nothing would ever
+		// remove it: the next reconcile builds again.
+		_ = os.Remove(stored)
+		_ = os.Remove(stored + ".sha256")
 		return ctrl.Result{}, err
 	}
 	if si.Spec.RetriggerBuild {
@@ -153,8 +165,8 @@ func (r *Reconciler) build(ctx context.Context, si *machinesv1.SeedImage) (ctrl.
 		}
 		// Resetting retriggerBuild is not a change to build again for.
 		st := si.DeepCopy()
-		r.conditions(si, machinesv1.SeedImageReady, metav1.ConditionTrue, machinesv1.BuildSucceededReason, "download the image from status.downloadURL")
-		if err := r.Client.Status().Patch(ctx, si, client.MergeFrom(st)); err != nil {
+		markState(si, machinesv1.SeedImageReady, machinesv1.BuildSucceededReason, readyMessage)
+		if err := conditions.PatchStatus(ctx, r.Client, st, si, &si.Status.ObservedGeneration, nil, conditions.RecordTo(r.Events)); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -164,36 +176,44 @@ func (r *Reconciler) build(ctx context.Context, si *machinesv1.SeedImage) (ctrl.
 	return ctrl.Result{}, nil
 }
 
+const readyMessage = "download the image from status.downloadURL"
+
 func (r *Reconciler) expire(ctx context.Context, si *machinesv1.SeedImage) error {
 	r.removeFiles(si)
 	before := si.DeepCopy()
 	si.Status.DownloadURL, si.Status.ChecksumURL = "", ""
-	r.conditions(si, machinesv1.SeedImageExpired, metav1.ConditionFalse, machinesv1.ImageExpiredReason, "the image was removed after cleanupAfterMinutes; set spec.retriggerBuild to true to build it again")
-	return r.Client.Status().Patch(ctx, si, client.MergeFrom(before))
+	markState(si, machinesv1.SeedImageExpired, machinesv1.ImageExpiredReason, "the image was removed after cleanupAfterMinutes; set spec.retriggerBuild to true to build it again")
+	return conditions.PatchStatus(ctx, r.Client, before, si, &si.Status.ObservedGeneration, nil, conditions.RecordTo(r.Events))
 }
 
-func (r *Reconciler) setStatus(ctx context.Context, si *machinesv1.SeedImage, state machinesv1.SeedImageState, status metav1.ConditionStatus, reason, msg string) error {
+// setState records a state other than Ready, which has no media to offer.
+func (r *Reconciler) setState(ctx context.Context, si *machinesv1.SeedImage, state machinesv1.SeedImageState, reason, msg string) error {
 	before := si.DeepCopy()
-	if state != machinesv1.SeedImageReady {
-		si.Status.DownloadURL, si.Status.ChecksumURL, si.Status.Checksum, si.Status.ExpiresAt = "", "", "", nil
-	}
-	r.conditions(si, state, status, reason, msg)
-	return r.Client.Status().Patch(ctx, si, client.MergeFrom(before))
+	si.Status.DownloadURL, si.Status.ChecksumURL, si.Status.Checksum, si.Status.ExpiresAt = "", "", "", nil
+	markState(si, state, reason, msg)
+	return conditions.PatchStatus(ctx, r.Client, before, si, &si.Status.ObservedGeneration, nil, conditions.RecordTo(r.Events))
 }
 
-func (r *Reconciler) conditions(si *machinesv1.SeedImage, state machinesv1.SeedImageState, status metav1.ConditionStatus, reason, msg string) {
+// markState sets status.state and the conditions it implies: Ready True
+// only for Ready; Reconciling while pending or building; Stalled when the
+// build failed (it is not retried until the spec changes). Every state is
+// the outcome of acting on the current spec, a failed build included, so
+// each status write sets observedGeneration.
+func markState(si *machinesv1.SeedImage, state machinesv1.SeedImageState, reason, msg string) {
 	si.Status.State = state
-	si.Status.ObservedGeneration = si.Generation
-	meta.SetStatusCondition(&si.Status.Conditions, metav1.Condition{Type: machinesv1.ReadyCondition, Status: status, Reason: reason, Message: msg, ObservedGeneration: si.Generation})
-	if state == machinesv1.SeedImageBuilding || state == machinesv1.SeedImagePending {
-		meta.SetStatusCondition(&si.Status.Conditions, metav1.Condition{Type: machinesv1.ReconcilingCondition, Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: si.Generation})
-	} else {
-		meta.RemoveStatusCondition(&si.Status.Conditions, machinesv1.ReconcilingCondition)
-	}
-	if state == machinesv1.SeedImageFailed {
-		meta.SetStatusCondition(&si.Status.Conditions, metav1.Condition{Type: machinesv1.StalledCondition, Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: si.Generation})
-	} else {
-		meta.RemoveStatusCondition(&si.Status.Conditions, machinesv1.StalledCondition)
+	conds, gen := &si.Status.Conditions, si.Generation
+	switch state {
+	case machinesv1.SeedImageReady:
+		conditions.MarkReady(conds, reason, msg, gen)
+	case machinesv1.SeedImagePending, machinesv1.SeedImageBuilding:
+		conditions.Set(conds, conditions.Ready, metav1.ConditionFalse, reason, msg, gen)
+		conditions.MarkReconciling(conds, reason, msg, gen)
+	case machinesv1.SeedImageFailed:
+		conditions.MarkStalled(conds, reason, msg, gen)
+	default: // Expired: done, nothing to offer until retriggered.
+		conditions.Set(conds, conditions.Ready, metav1.ConditionFalse, reason, msg, gen)
+		meta.RemoveStatusCondition(conds, conditions.Reconciling)
+		meta.RemoveStatusCondition(conds, conditions.Stalled)
 	}
 }
 
