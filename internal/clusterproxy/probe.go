@@ -3,9 +3,9 @@ package clusterproxy
 import (
 	"context"
 	"fmt"
-	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"github.com/edgefleet/edgefleet/internal/clusterregistration"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
@@ -24,8 +25,37 @@ func (o *Options) leaseRenewEvery() time.Duration {
 	return clusterns.TunnelLeaseRenewEvery(o.ProbeInterval, o.OfflineThreshold)
 }
 
-// probeLoop probes every session on this replica each ProbeInterval.
+// DefaultProbeWorkers bounds the probes in flight. A probe is a round trip
+// through a tunnel and, every few probes, a Lease write: 64 at once probe
+// thousands of healthy tunnels per interval while dead ones time out.
+const DefaultProbeWorkers = 64
+
+// probeJob is one session to probe.
+type probeJob struct {
+	key types.NamespacedName
+	e   *entry
+}
+
+// probeLoop probes every session on this replica each ProbeInterval with a
+// fixed pool of ProbeWorkers goroutines. A session whose last probe has not
+// finished is skipped, and a tick that finds every worker busy waits (the
+// ticker drops the ticks it misses), so slow or silent tunnels can neither
+// pile up goroutines nor queue probes without bound.
 func (s *Server) probeLoop(ctx context.Context) error {
+	jobs := make(chan probeJob)
+	var workers sync.WaitGroup
+	for range s.opts.ProbeWorkers {
+		workers.Go(func() {
+			for j := range jobs {
+				s.probe(ctx, j.key, j.e)
+				s.mu.Lock()
+				j.e.probing = false
+				s.mu.Unlock()
+			}
+		})
+	}
+	defer workers.Wait()
+	defer close(jobs)
 	t := time.NewTicker(s.opts.ProbeInterval)
 	defer t.Stop()
 	for {
@@ -34,16 +64,28 @@ func (s *Server) probeLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		s.mu.Lock()
-		batch := make(map[types.NamespacedName]*entry, len(s.sessions))
-		for k, e := range s.sessions {
-			batch[k] = e
-		}
-		s.mu.Unlock()
-		for k, e := range batch {
-			go s.probe(ctx, k, e)
+		for _, j := range s.dueProbes() {
+			select {
+			case jobs <- j:
+			case <-ctx.Done():
+				return nil
+			}
 		}
 	}
+}
+
+// dueProbes marks and returns the sessions with no probe in flight.
+func (s *Server) dueProbes() []probeJob {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	due := make([]probeJob, 0, len(s.sessions))
+	for k, e := range s.sessions {
+		if !e.probing {
+			e.probing = true
+			due = append(due, probeJob{key: k, e: e})
+		}
+	}
+	return due
 }
 
 // probe sends GET /version through the tunnel to the downstream API server

@@ -50,7 +50,11 @@ type Options struct {
 	// published certificates (peers.go), the only trust used between
 	// replicas; nil disables forwarding.
 	Peers *Peers
-	Log   logr.Logger
+	// ProbeWorkers is how many tunnels are probed at once
+	// (DefaultProbeWorkers when 0): a tunnel that does not answer holds one
+	// worker until its probe times out, never more goroutines.
+	ProbeWorkers int
+	Log          logr.Logger
 }
 
 func (o *Options) defaults() {
@@ -59,6 +63,9 @@ func (o *Options) defaults() {
 	}
 	if o.OfflineThreshold <= 0 {
 		o.OfflineThreshold = DefaultOfflineThreshold
+	}
+	if o.ProbeWorkers <= 0 {
+		o.ProbeWorkers = DefaultProbeWorkers
 	}
 }
 
@@ -93,6 +100,9 @@ type entry struct {
 	// session.
 	generation string
 	remote     string
+	// probing: a probe of this session is queued or running; the next
+	// tick skips it rather than stacking a second one behind a slow tunnel.
+	probing bool
 }
 
 // Setup adds the tunnel and proxy routes and the probe loop.
