@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -204,7 +205,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := mgr.Add(manager.RunnableFunc(hb.run)); err != nil {
 		return fmt.Errorf("adding heartbeat: %w", err)
 	}
-	o.Log.Info("Starting agent", "namespace", o.Namespace, "cluster", o.ClusterNamespace+"/"+o.ClusterName, "workers", o.Workers)
+	o.Log.Info("Starting agent", "Namespace", klog.KRef("", o.Namespace), "Cluster", klog.KRef(o.ClusterNamespace, o.ClusterName), "workers", o.Workers)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running agent: %w", err)
 	}

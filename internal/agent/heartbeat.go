@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -28,7 +29,7 @@ type heartbeat struct {
 }
 
 func (h *heartbeat) run(ctx context.Context) error {
-	log := ctrl.LoggerFrom(ctx).WithValues("lease", h.opts.Namespace+"/"+clusterjoin.HeartbeatLease)
+	log := ctrl.LoggerFrom(ctx).WithValues("Lease", klog.KRef(h.opts.Namespace, clusterjoin.HeartbeatLease))
 	t := time.NewTicker(h.opts.HeartbeatInterval)
 	defer t.Stop()
 	for {

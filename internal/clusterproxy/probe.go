@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
@@ -91,7 +92,7 @@ func (s *Server) dueProbes() []probeJob {
 // probe sends GET /version through the tunnel to the downstream API server
 // and, on success, renews the cluster's tunnel Lease.
 func (s *Server) probe(ctx context.Context, key types.NamespacedName, e *entry) {
-	log := s.opts.Log.WithValues("Cluster", key.String())
+	log := s.opts.Log.WithValues("Cluster", klog.KRef(key.Namespace, key.Name))
 	if why := s.revoked(ctx, key, e); why != "" {
 		log.Info("Closing the tunnel of a revoked credential", "reason", why)
 		_ = e.sess.Close()

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -143,7 +144,7 @@ func (s *Server) serveTunnel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := types.NamespacedName{Namespace: cluster.Namespace, Name: cluster.Name}
-	log := s.opts.Log.WithValues("Cluster", key.String())
+	log := s.opts.Log.WithValues("Cluster", klog.KRef(key.Namespace, key.Name))
 	old := s.session(key)
 	if reason := s.liveTunnel(r.Context(), key, old); reason != "" {
 		log.Info("Refused a second tunnel for a cluster whose tunnel is alive", "remote", r.RemoteAddr, "live", reason)

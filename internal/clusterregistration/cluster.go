@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -120,7 +121,7 @@ func (s *Service) mergeLabels(ctx context.Context, cluster *fleetv1.Cluster, lab
 	before := cluster.DeepCopy()
 	cluster.Labels, cluster.Annotations = maps.Clone(cluster.Labels), maps.Clone(cluster.Annotations)
 	if kept := mergeAgentLabels(cluster, labels); len(kept) > 0 {
-		ctrl.LoggerFrom(ctx).Info("Kept admin-set labels the registering agent proposed to change", "Cluster", klogRef(cluster), "labels", kept)
+		ctrl.LoggerFrom(ctx).Info("Kept admin-set labels the registering agent proposed to change", "Cluster", klog.KObj(cluster), "labels", kept)
 	}
 	delete(cluster.Annotations, fleetv1.ApproveReregistrationAnnotation)
 	if maps.Equal(before.Labels, cluster.Labels) && maps.Equal(before.Annotations, cluster.Annotations) {
@@ -145,7 +146,7 @@ func (s *Service) createCluster(ctx context.Context, crt *fleetv1.ClusterRegistr
 	err := s.client.Create(ctx, cluster)
 	switch {
 	case err == nil:
-		ctrl.LoggerFrom(ctx).Info("Created cluster for registering agent", "Cluster", klogRef(cluster))
+		ctrl.LoggerFrom(ctx).Info("Created cluster for registering agent", "Cluster", klog.KObj(cluster))
 		s.awaitCached(ctx, cluster)
 		return cluster, nil
 	case apierrors.IsAlreadyExists(err):

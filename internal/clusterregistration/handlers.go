@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -66,7 +67,7 @@ func (h *handlers) register(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "%v", errClientID)
 		return
 	}
-	log := h.log.WithValues("clientID", req.ClientID, "ClusterRegistrationToken", klogRef(crt))
+	log := h.log.WithValues("clientID", req.ClientID, "ClusterRegistrationToken", klog.KObj(crt))
 	cluster, resp, err := h.Register(ctrl.LoggerInto(r.Context(), log), RegisterInput{
 		Token: crt, ClientID: req.ClientID, Labels: req.Labels, Credential: authn.BearerToken(r), Source: r.RemoteAddr,
 	})
@@ -80,7 +81,7 @@ func (h *handlers) register(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "registration failed, retry: %v", err)
 		return
 	}
-	log.Info("Registered cluster", "Cluster", klogRef(cluster))
+	log.Info("Registered cluster", "Cluster", klog.KObj(cluster))
 	writeJSON(w, http.StatusOK, resp)
 }
 
@@ -95,12 +96,12 @@ func (h *handlers) renew(w http.ResponseWriter, r *http.Request) {
 	resp, err := h.Renew(ctx, cluster)
 	var ended *lifetimeEnded
 	if errors.As(err, &ended) {
-		h.log.Info("Refused renewal past the credential's maximum lifetime", "Cluster", klogRef(cluster), "registered", ended.registered)
+		h.log.Info("Refused renewal past the credential's maximum lifetime", "Cluster", klog.KObj(cluster), "registered", ended.registered)
 		writeError(w, http.StatusUnauthorized, "%v", err)
 		return
 	}
 	if err != nil {
-		h.log.Error(err, "Renewing credential failed", "Cluster", klogRef(cluster))
+		h.log.Error(err, "Renewing credential failed", "Cluster", klog.KObj(cluster))
 		writeError(w, http.StatusServiceUnavailable, "renewing the credential failed, retry: %v", err)
 		return
 	}

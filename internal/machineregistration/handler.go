@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -97,7 +98,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	conn := machinereg.NewConn(ws)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Minute)
 	defer cancel()
-	log = log.WithValues("registration", mr.Namespace+"/"+mr.Name, "remote", r.RemoteAddr)
+	log = log.WithValues("MachineRegistration", klog.KObj(mr), "remote", r.RemoteAddr)
 	ctx = ctrl.LoggerInto(ctx, log)
 	name, err := h.exchange(ctx, conn, reg, r)
 	if err != nil {
@@ -115,7 +116,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		conn.Fail(pe)
 		return
 	}
-	log.Info("Machine registered", "inventory", name)
+	log.Info("Machine registered", "MachineInventory", klog.KRef(mr.Namespace, name))
 	conn.Close()
 }
 

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -124,7 +125,7 @@ func (m *Inventories) Persist(ctx context.Context, mr *machinesv1.MachineRegistr
 		}
 		if created {
 			if derr := m.Client.Delete(ctx, inv); derr != nil && !apierrors.IsNotFound(derr) {
-				ctrl.LoggerFrom(ctx).Error(derr, "Removing the half-registered MachineInventory", "inventory", inv.Name)
+				ctrl.LoggerFrom(ctx).Error(derr, "Removing the half-registered MachineInventory", "MachineInventory", klog.KObj(inv))
 			}
 		}
 		return nil, err

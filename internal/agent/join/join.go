@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/edgefleet/edgefleet/internal/tunnel"
@@ -110,7 +111,7 @@ func Join(ctx context.Context, o Options, downstream *rest.Config, scheme *runti
 				return err
 			}
 		} else {
-			o.Log.Info("Reusing stored cluster credential", "cluster", resp.ClusterNamespace+"/"+resp.ClusterName)
+			o.Log.Info("Reusing stored cluster credential", "Cluster", klog.KRef(resp.ClusterNamespace, resp.ClusterName))
 		}
 		j.cred = newCredential(*resp)
 		return nil
@@ -152,7 +153,7 @@ func (j *Joined) register(ctx context.Context) (*clusterjoin.RegisterResponse, e
 	if err := j.store.save(ctx, resp); err != nil {
 		return nil, err
 	}
-	j.o.Log.Info("Registered", "cluster", resp.ClusterNamespace+"/"+resp.ClusterName, "namespace", resp.Namespace)
+	j.o.Log.Info("Registered", "Cluster", klog.KRef(resp.ClusterNamespace, resp.ClusterName), "Namespace", klog.KRef("", resp.Namespace))
 	return resp, nil
 }
 
@@ -175,10 +176,10 @@ func (j *Joined) dropBootstrapToken(ctx context.Context, dc client.Client) {
 	// missing never starts.
 	sec.Data[clusterjoin.KeyToken] = []byte{}
 	if err := dc.Update(ctx, &sec); err != nil {
-		j.o.Log.Error(err, "Deleting the registration token from the bootstrap Secret failed", "secret", clusterjoin.SystemNamespace+"/"+clusterjoin.BootstrapSecret)
+		j.o.Log.Error(err, "Deleting the registration token from the bootstrap Secret failed", "Secret", klog.KRef(clusterjoin.SystemNamespace, clusterjoin.BootstrapSecret))
 		return
 	}
-	j.o.Log.Info("Deleted the registration token from the bootstrap Secret", "secret", clusterjoin.SystemNamespace+"/"+clusterjoin.BootstrapSecret)
+	j.o.Log.Info("Deleted the registration token from the bootstrap Secret", "Secret", klog.KRef(clusterjoin.SystemNamespace, clusterjoin.BootstrapSecret))
 }
 
 func hasToken(s *corev1.Secret) bool { return len(s.Data[clusterjoin.KeyToken]) > 0 }

@@ -29,6 +29,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -147,7 +148,7 @@ func (r *Reconciler) enqueueRollout(key types.NamespacedName) {
 
 // Reconcile recomputes every pair of one Bundle: O(clusters in its namespace).
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	log := ctrl.LoggerFrom(ctx)
+	log := logf.FromContext(ctx)
 	var bundle fleetv1.Bundle
 	if err := r.Client.Get(ctx, req.NamespacedName, &bundle); err != nil {
 		if apierrors.IsNotFound(err) {

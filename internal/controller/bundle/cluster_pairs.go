@@ -10,11 +10,13 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -85,7 +87,7 @@ func (r *clusterReconciler) groupHandler() handler.EventHandler {
 		}
 		var clusters fleetv1.ClusterList
 		if err := r.Client.List(ctx, &clusters, client.InNamespace(ns)); err != nil {
-			ctrl.LoggerFrom(ctx).Error(err, "Listing clusters for a changed ClusterGroup")
+			logf.FromContext(ctx).Error(err, "Listing clusters for a changed ClusterGroup")
 			return
 		}
 		for i := range clusters.Items {
@@ -140,7 +142,7 @@ func (r *clusterReconciler) deletedDeploymentHandler() handler.EventHandler {
 }
 
 func (r *clusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	log := ctrl.LoggerFrom(ctx)
+	log := logf.FromContext(ctx)
 	var cluster fleetv1.Cluster
 	if err := r.Client.Get(ctx, req.NamespacedName, &cluster); err != nil {
 		// A deleted cluster's deployments go with its namespace (cluster
@@ -188,7 +190,7 @@ func (r *clusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		opts, _, ok := matcher.Target(&cluster, groups)
 		if !ok {
 			if current != nil {
-				log.V(1).Info("Cluster no longer targeted", "Bundle", key.String())
+				log.V(1).Info("Cluster no longer targeted", "Bundle", klog.KRef(key.Namespace, key.Name))
 				writes = append(writes, pairWrite{current: current})
 			}
 			continue

@@ -8,8 +8,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	ctrl "sigs.k8s.io/controller-runtime"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/bdfinalizer"
@@ -62,7 +63,7 @@ func finalizeDeployment(bd *fleetv1.BundleDeployment, bundle *fleetv1.Bundle, cl
 // write creates or updates desired when it differs from original and
 // returns what is now stored.
 func (r *Reconciler) write(ctx context.Context, original, desired *fleetv1.BundleDeployment) (*fleetv1.BundleDeployment, error) {
-	log := ctrl.LoggerFrom(ctx).WithValues("BundleDeployment", klogRef(desired))
+	log := logf.FromContext(ctx).WithValues("BundleDeployment", klog.KObj(desired))
 	if original == nil || original.Namespace != desired.Namespace || original.Name != desired.Name {
 		if original != nil {
 			if err := r.delete(ctx, original); err != nil {
@@ -74,7 +75,7 @@ func (r *Reconciler) write(ctx context.Context, original, desired *fleetv1.Bundl
 			if apierrors.IsAlreadyExists(err) {
 				return r.writeOverLive(ctx, desired)
 			}
-			return nil, fmt.Errorf("creating bundle deployment %s: %w", klogRef(desired), err)
+			return nil, fmt.Errorf("creating bundle deployment %s: %w", klog.KObj(desired), err)
 		}
 		bdWrites.WithLabelValues("create").Inc()
 		return desired, nil
@@ -87,7 +88,7 @@ func (r *Reconciler) write(ctx context.Context, original, desired *fleetv1.Bundl
 	// manager owns spec and labels, the agent only writes status, so an
 	// agent report in between must not fail the write with a conflict.
 	if err := r.Client.Patch(ctx, desired, client.MergeFrom(original)); err != nil {
-		return nil, fmt.Errorf("updating bundle deployment %s: %w", klogRef(desired), err)
+		return nil, fmt.Errorf("updating bundle deployment %s: %w", klog.KObj(desired), err)
 	}
 	bdWrites.WithLabelValues("update").Inc()
 	return desired, nil
@@ -100,7 +101,7 @@ func (r *Reconciler) write(ctx context.Context, original, desired *fleetv1.Bundl
 func (r *Reconciler) writeOverLive(ctx context.Context, desired *fleetv1.BundleDeployment) (*fleetv1.BundleDeployment, error) {
 	live := &fleetv1.BundleDeployment{}
 	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(desired), live); err != nil {
-		return nil, fmt.Errorf("reading bundle deployment %s after a create conflict: %w", klogRef(desired), err)
+		return nil, fmt.Errorf("reading bundle deployment %s after a create conflict: %w", klog.KObj(desired), err)
 	}
 	updated := live.DeepCopy()
 	updated.Spec = desired.Spec
@@ -112,9 +113,9 @@ func (r *Reconciler) writeOverLive(ctx context.Context, desired *fleetv1.BundleD
 }
 
 func (r *Reconciler) delete(ctx context.Context, bd *fleetv1.BundleDeployment) error {
-	ctrl.LoggerFrom(ctx).V(1).Info("Deleting BundleDeployment", "BundleDeployment", klogRef(bd))
+	logf.FromContext(ctx).V(1).Info("Deleting BundleDeployment", "BundleDeployment", klog.KObj(bd))
 	if err := r.Client.Delete(ctx, bd, client.Preconditions{UID: &bd.UID}); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("deleting bundle deployment %s: %w", klogRef(bd), err)
+		return fmt.Errorf("deleting bundle deployment %s: %w", klog.KObj(bd), err)
 	}
 	bdWrites.WithLabelValues("delete").Inc()
 	// The agent removes its finalizer after cleaning up downstream. A
@@ -122,7 +123,7 @@ func (r *Reconciler) delete(ctx context.Context, bd *fleetv1.BundleDeployment) e
 	// agent to do it: release the finalizer so the deletion completes.
 	if bdfinalizer.Has(bd) && r.neverCheckedIn(ctx, bd) {
 		if err := bdfinalizer.Release(ctx, r.Client, bd, false); err != nil {
-			return fmt.Errorf("releasing the agent finalizer of bundle deployment %s: %w", klogRef(bd), err)
+			return fmt.Errorf("releasing the agent finalizer of bundle deployment %s: %w", klog.KObj(bd), err)
 		}
 	}
 	return nil
@@ -141,8 +142,6 @@ func (r *Reconciler) neverCheckedIn(ctx context.Context, bd *fleetv1.BundleDeplo
 	}
 	return cluster.Status.Agent.LastSeen.IsZero()
 }
-
-func klogRef(o client.Object) string { return o.GetNamespace() + "/" + o.GetName() }
 
 // contentsID returns the ID of the bundle's manifest: spec.contentsID, or
 // the ID of spec.resources, which are stored as a Content the first time

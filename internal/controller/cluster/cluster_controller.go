@@ -16,10 +16,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
@@ -189,14 +191,14 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, cluster *fleetv1.Clust
 		return nil
 	}
 	name := clusterns.Name(cluster.Namespace, cluster.Name)
-	log := ctrl.LoggerFrom(ctx)
+	log := logf.FromContext(ctx)
 	var ns corev1.Namespace
 	err := r.Client.Get(ctx, types.NamespacedName{Name: name}, &ns)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("reading namespace %s: %w", name, err)
 	}
 	if err == nil && ns.Labels[fleetv1.ClusterNameLabel] == cluster.Name && ns.Labels[fleetv1.ClusterNamespaceLabel] == cluster.Namespace {
-		log.Info("Deleting cluster namespace", "Namespace", name)
+		log.Info("Deleting cluster namespace", "Namespace", klog.KRef("", name))
 		// Deleting the Cluster revokes its agent's credentials, so the agent
 		// can no longer clean up: release its finalizers first. Workloads
 		// already deployed downstream stay, as when a cluster leaves Fleet.

@@ -9,8 +9,8 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/clusterns"
@@ -49,7 +49,7 @@ func (r *Reconciler) updateLiveness(ctx context.Context, c *fleetv1.Cluster, ns 
 	st.Agent = agent
 	conditions.Set(&st.Conditions, cond.Type, cond.Status, cond.Reason, cond.Message, cond.ObservedGeneration)
 	if condChanged {
-		ctrl.LoggerFrom(ctx).Info("Cluster connection changed", "connected", cond.Status, "reason", cond.Reason)
+		logf.FromContext(ctx).Info("Cluster connection changed", "connected", cond.Status, "reason", cond.Reason)
 	}
 }
 

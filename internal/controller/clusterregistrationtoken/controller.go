@@ -13,8 +13,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/clusterregistration"
@@ -64,7 +66,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !crt.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
 	}
-	log := ctrl.LoggerFrom(ctx)
+	log := logf.FromContext(ctx)
 	expires := clusterregistration.Expires(&crt)
 	if !r.Now().Before(expires) {
 		log.Info("Deleting expired registration token", "expired", expires.UTC().Format(time.RFC3339))
@@ -108,7 +110,7 @@ func (r *Reconciler) ensureSecret(ctx context.Context, crt *fleetv1.ClusterRegis
 		return err
 	}
 	sec = *created
-	ctrl.LoggerFrom(ctx).Info("Creating registration token secret", "Secret", sec.Name)
+	logf.FromContext(ctx).Info("Creating registration token secret", "Secret", klog.KObj(&sec))
 	if err := r.Client.Create(ctx, &sec); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating token secret %s/%s: %w", sec.Namespace, sec.Name, err)
 	}

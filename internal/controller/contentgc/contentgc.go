@@ -10,8 +10,10 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
@@ -54,7 +56,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		if interval <= 0 {
 			interval = DefaultInterval
 		}
-		log := ctrl.LoggerFrom(ctx).WithName("contentgc")
+		log := logf.FromContext(ctx).WithName("contentgc")
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
@@ -152,7 +154,7 @@ func (r *Reconciler) deleteOrphanChunks(ctx context.Context, old []string, keep 
 		case err != nil:
 			return deleted, fmt.Errorf("deleting orphan chunk %s: %w", name, err)
 		default:
-			ctrl.LoggerFrom(ctx).V(1).Info("Deleted orphan content chunk", "Content", name)
+			logf.FromContext(ctx).V(1).Info("Deleted orphan content chunk", "Content", klog.KRef("", name))
 			deleted++
 		}
 	}

@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -327,7 +328,7 @@ func (r *Reconciler) finalize(ctx context.Context, gr *fleetv1.GitRepo) error {
 	if !controllerutil.ContainsFinalizer(gr, Finalizer) {
 		return nil
 	}
-	ctrl.LoggerFrom(ctx).Info("Deleting the GitRepo's bundles", "keepResources", gr.Spec.KeepResources)
+	logf.FromContext(ctx).Info("Deleting the GitRepo's bundles", "keepResources", gr.Spec.KeepResources)
 	if err := r.Writer.DeleteAllOf(ctx, &fleetv1.Bundle{}, client.InNamespace(gr.Namespace),
 		client.MatchingLabels{fleetv1.RepoNameLabel: gr.Name}); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("deleting the bundles of %s/%s: %w", gr.Namespace, gr.Name, err)

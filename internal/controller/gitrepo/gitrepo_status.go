@@ -10,8 +10,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/bundlestate"
@@ -32,7 +32,7 @@ func (r *Reconciler) markUpdating(ctx context.Context, base *fleetv1.GitRepo, co
 	st.Display.Error = false
 	conditions.Set(&st.Conditions, fleetv1.ReconcilingCondition, metav1.ConditionTrue, fleetv1.ProgressingReason, st.Display.Message, base.Generation)
 	if err := conditions.PatchStatus(ctx, r.Client, base, updated, nil, nil, conditions.RecordTo(r.Events)); err != nil {
-		ctrl.LoggerFrom(ctx).V(1).Info("Could not mark GitRepo as updating", "error", err.Error())
+		logf.FromContext(ctx).V(1).Info("Could not mark GitRepo as updating", "error", err.Error())
 		return
 	}
 	*base = *updated

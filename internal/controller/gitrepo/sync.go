@@ -15,8 +15,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	ctrl "sigs.k8s.io/controller-runtime"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/bundlereader"
@@ -34,7 +35,7 @@ type failure struct {
 // force is set, renders every path and writes the Bundles. Every outcome is
 // recorded in st for updateStatus.
 func (r *Reconciler) sync(ctx context.Context, gr, base *fleetv1.GitRepo, st *syncState, force bool) {
-	log := ctrl.LoggerFrom(ctx)
+	log := logf.FromContext(ctx)
 	st.lastPoll = time.Now()
 	fail := func(reason string, err error, fetch bool) {
 		st.failures++
@@ -94,7 +95,7 @@ func (r *Reconciler) sync(ctx context.Context, gr, base *fleetv1.GitRepo, st *sy
 			st.written[ch.Name] = full
 		}
 		if ch.Action != bundlewriter.Unchanged {
-			log.Info("Bundle "+string(ch.Action), "Bundle", ch.Name, "commit", full)
+			log.Info("Wrote Bundle", "Bundle", klog.KRef(gr.Namespace, ch.Name), "action", ch.Action, "commit", full)
 		}
 	}
 	if err != nil {

@@ -19,10 +19,12 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/controller/conditions"
@@ -110,7 +112,7 @@ func (r *Reconciler) ensureObjects(ctx context.Context, inv *machinesv1.MachineI
 		case !apierrors.IsNotFound(err):
 			return notReady(machinesv1.FailedReason, fmt.Sprintf("reading %s: %v", name, err), err)
 		}
-		if err := r.create(ctx, inv, want, name); err != nil {
+		if err := r.create(ctx, inv, want, gvk.Kind, name); err != nil {
 			return notReady(machinesv1.FailedReason, fmt.Sprintf("re-creating %s: %v", name, err), err)
 		}
 	}
@@ -121,11 +123,11 @@ func (r *Reconciler) ensureObjects(ctx context.Context, inv *machinesv1.MachineI
 // create re-creates a missing object. AlreadyExists means the cache was
 // behind (the registration endpoint created it meanwhile, or a squatter
 // did): the watch brings the object and the next reconcile judges it.
-func (r *Reconciler) create(ctx context.Context, inv *machinesv1.MachineInventory, want client.Object, name string) error {
+func (r *Reconciler) create(ctx context.Context, inv *machinesv1.MachineInventory, want client.Object, kind, name string) error {
 	if err := machineregistration.OwnFor(inv, want, r.Client.Scheme()); err != nil {
 		return err
 	}
-	ctrl.LoggerFrom(ctx).Info("Re-creating a missing machine object", "object", name)
+	logf.FromContext(ctx).Info("Re-creating a missing machine object", kind, klog.KObj(want))
 	if err := r.Client.Create(ctx, want); err != nil {
 		if apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("%s appeared meanwhile; checking it again", name)

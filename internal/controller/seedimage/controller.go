@@ -18,6 +18,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/controller/conditions"
@@ -106,7 +107,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 }
 
 func (r *Reconciler) build(ctx context.Context, si *machinesv1.SeedImage) (ctrl.Result, error) {
-	log := ctrl.LoggerFrom(ctx)
+	log := logf.FromContext(ctx)
 	r.removeFiles(si)
 	files, err := seedimage.MediaFiles(ctx, r.Client, r.CACertPEM, si)
 	if errors.Is(err, seedimage.ErrNotReady) {

@@ -26,6 +26,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
@@ -333,18 +334,18 @@ func (h *Handler) trigger(ctx context.Context, ev *event, body []byte) (int, str
 		key := gr.Namespace + "/" + gr.Name
 		secret, err := h.secretFor(ctx, gr)
 		if err != nil {
-			log.Info("Rejecting webhook", "GitRepo", key, "reason", err.Error())
+			log.Info("Rejecting webhook", "GitRepo", klog.KObj(gr), "reason", err.Error())
 			continue
 		}
 		if err := Verify(ev.provider, body, ev.signature, secret); err != nil {
-			log.Info("Rejecting webhook", "GitRepo", key, "reason", err.Error())
+			log.Info("Rejecting webhook", "GitRepo", klog.KObj(gr), "reason", err.Error())
 			continue
 		}
 		if err := h.setWebhookCommit(ctx, gr, ev.after); err != nil {
-			log.Error(err, "Triggering sync", "GitRepo", key)
+			log.Error(err, "Triggering sync", "GitRepo", klog.KObj(gr))
 			return http.StatusServiceUnavailable, "updating GitRepo " + key + " failed; the git host will retry"
 		}
-		log.Info("Webhook triggers sync", "GitRepo", key)
+		log.Info("Webhook triggers sync", "GitRepo", klog.KObj(gr))
 		triggered = append(triggered, key)
 	}
 	if len(triggered) == 0 {
