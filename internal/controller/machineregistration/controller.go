@@ -110,7 +110,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	conditions.Set(&mr.Status.Conditions, conditions.Ready, status, reason, msg, mr.Generation)
 	meta.RemoveStatusCondition(&mr.Status.Conditions, conditions.Stalled)
-	return ctrl.Result{RequeueAfter: requeue}, conditions.PatchStatus(ctx, r.Client, before, mr, &mr.Status.ObservedGeneration, nil, conditions.RecordTo(r.Events))
+	err = conditions.PatchStatus(ctx, r.Client, before, mr, &mr.Status.ObservedGeneration, nil, conditions.RecordTo(r.Events))
+	if apierrors.IsConflict(err) {
+		// The cache was behind the registration (the Secret's event came
+		// first): read again rather than report a failure.
+		return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil
+	}
+	return ctrl.Result{RequeueAfter: requeue}, err
 }
 
 // ensureToken returns the registration's token Secret, creating it, or
