@@ -3,14 +3,17 @@ package clustergroup_test
 import (
 	"context"
 	"fmt"
+	"sort"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/controller/clustergroup"
@@ -74,4 +77,36 @@ func TestClusterGroupController(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(3, "2/3", []string{"p2"})
+
+	// p2 becomes ready: the group is Ready.
+	var p2 fleetv1.Cluster
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "fleet", Name: "p2"}, &p2); err != nil {
+		t.Fatal(err)
+	}
+	meta.SetStatusCondition(&p2.Status.Conditions, metav1.Condition{Type: fleetv1.ReadyCondition, Status: metav1.ConditionTrue, Reason: "Test"})
+	if err := c.Status().Update(ctx, &p2); err != nil {
+		t.Fatal(err)
+	}
+	expect(3, "3/3", nil)
+
+	// Events tell the story once per condition change, with the
+	// condition's reason: ClustersNotReady (a Warning) once, although its
+	// message changed from 1/2 to 2/3 in between, then Succeeded.
+	ctrltest.Eventually(t, 20*time.Second, func() error {
+		var list eventsv1.EventList
+		if err := c.List(ctx, &list, client.InNamespace("fleet")); err != nil {
+			return err
+		}
+		var got []string
+		for _, e := range list.Items {
+			if e.Regarding.Kind == "ClusterGroup" && e.Regarding.Name == "prod" {
+				got = append(got, e.Type+"/"+e.Reason)
+			}
+		}
+		sort.Strings(got)
+		if want := []string{"Normal/" + fleetv1.SucceededReason, "Warning/" + fleetv1.ClustersNotReadyReason}; fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("events %v, want %v", got, want)
+		}
+		return nil
+	})
 }
