@@ -10,26 +10,22 @@ import (
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/agent/apply"
 	"github.com/edgefleet/edgefleet/internal/bundlestate"
+	"github.com/edgefleet/edgefleet/internal/controller/conditions"
 )
 
 // maxDetails is how many nonReady and modified entries the status keeps, as
 // Fleet does.
 const maxDetails = 10
 
-// maxMessage keeps condition messages within the API's limit.
-const maxMessage = 32000
-
+// setCondition sets a condition with the controllers' status toolkit (one
+// truncation rule for messages) and mirrors Deployed and Monitored in the
+// display columns.
 func setCondition(bd *fleetv1.BundleDeployment, typ string, ok bool, reason, msg string) {
 	status := metav1.ConditionFalse
 	if ok {
 		status = metav1.ConditionTrue
 	}
-	if len(msg) > maxMessage {
-		msg = msg[:maxMessage]
-	}
-	meta.SetStatusCondition(&bd.Status.Conditions, metav1.Condition{
-		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: bd.Generation,
-	})
+	conditions.Set(&bd.Status.Conditions, typ, status, reason, msg, bd.Generation)
 	switch typ {
 	case fleetv1.DeployedCondition:
 		bd.Status.Display.Deployed = string(status)
