@@ -46,10 +46,12 @@ var unsupportedFleetFields = map[string]string{
 
 // yamlFileError is an error at a line of a file.
 func yamlFileError(file string, line int, format string, args ...any) error {
+	// Wrapped, so a caller can tell a chart download's network error (it
+	// retries) from a broken file.
 	if line <= 0 {
-		return fmt.Errorf("%s: %s", file, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%s: %w", file, fmt.Errorf(format, args...))
 	}
-	return fmt.Errorf("%s:%d: %s", file, line, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%s:%d: %w", file, line, fmt.Errorf(format, args...))
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)

@@ -141,7 +141,7 @@ func (b *builder) resolveChart(ctx context.Context, h *fleetv1.HelmOptions, wher
 		return b.checkLocalChart(h.Chart, chartAt)
 	}
 	if err != nil {
-		return b.fleetErr(chartAt, "%v", err)
+		return b.fleetErr(chartAt, "%w", err)
 	}
 	if err := b.addChart(dl); err != nil {
 		return b.fleetErr(chartAt, "%v", err)

@@ -101,10 +101,14 @@ func (r *Reconciler) updateStatus(ctx context.Context, gr, base *fleetv1.GitRepo
 // terminal tells whether a sync failure needs someone to change the GitRepo
 // or push a new commit (the GitRepo is Stalled) rather than being one the
 // controller retries until it clears by itself (Reconciling, Ready False):
-// the network, the git server, credentials fixed in a Secret, a branch not
-// pushed yet, a failed write to the API server. Retrying a terminal failure
-// (the controller still does, with backoff) gives the same answer: the spec
-// is refused, or the commit cannot be read as it is.
+// the network (a chart download included), the git server, credentials
+// fixed in a Secret, a branch not pushed yet, a failed write to the API
+// server. Retrying a terminal failure (the controller still does, with
+// backoff) gives the same answer: the spec is refused, or the commit
+// cannot be read as it is.
+func (f *failure) terminal() bool { return !f.network && terminal(f.reason) }
+
+// terminal tells whether a failure reason is terminal (see failure.terminal).
 func terminal(reason string) bool {
 	switch reason {
 	case fleetv1.InvalidSpecReason, // a Bundle of the repository is refused
@@ -191,10 +195,10 @@ func computeStatus(s *fleetv1.GitRepoStatus, gr *fleetv1.GitRepo, f *failure, fe
 		switch {
 		case s.Commit != "":
 			msg += fmt.Sprintf(" (retrying; bundles it could not produce stay as at commit %s or before)", shortCommit(s.Commit))
-		case !terminal(f.reason):
+		case !f.terminal():
 			msg += " (retrying)"
 		}
-		if terminal(f.reason) {
+		if f.terminal() {
 			conditions.MarkStalled(&s.Conditions, f.reason, msg, gen)
 		} else {
 			conditions.Set(&s.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, f.reason, msg, gen)

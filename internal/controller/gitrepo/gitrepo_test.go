@@ -2,6 +2,7 @@ package gitrepo
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,7 +32,14 @@ const cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n"
 
 func TestReadPaths(t *testing.T) {
 	root := t.TempDir()
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadChart := "http://" + closed.Addr().String() + "/app-1.0.0.tgz"
+	closed.Close()
 	writeFiles(t, root, map[string]string{
+		"remote/fleet.yaml":   "defaultNamespace: x\nhelm:\n  chart: " + deadChart + "\n",
 		"apps/web/cm.yaml":    cm,
 		"apps/db/cm.yaml":     cm,
 		"apps/db/fleet.yaml":  "defaultNamespace: db\n",
@@ -47,12 +55,15 @@ func TestReadPaths(t *testing.T) {
 		bundles []string
 		reason  string
 		msg     string
+		network bool
 	}{
 		{name: "glob and plain path", paths: []string{"apps/*", "infra"}, bundles: []string{"r-apps-db", "r-apps-web", "r-infra"}},
 		{name: "overlapping paths make each bundle once", paths: []string{"apps", "apps/db"}, bundles: []string{"r-apps", "r-apps-db"}},
 		{name: "missing path", paths: []string{"infra", "nope"}, bundles: []string{"r-infra"}, reason: fleetv1.PathNotFoundReason, msg: `path "nope" matches no directory at commit aaaaaaaaaaaa`},
 		{name: "path outside the repository", paths: []string{"../etc"}, reason: fleetv1.PathNotFoundReason, msg: "outside the repository"},
 		{name: "render error names file and line, other paths still read", paths: []string{"broken", "infra"}, bundles: []string{"r-infra"}, reason: fleetv1.RenderErrorReason, msg: "broken/fleet.yaml:3"},
+		{name: "a chart download failing on the network is retried", paths: []string{"remote", "infra"}, bundles: []string{"r-infra"}, reason: fleetv1.RenderErrorReason, msg: "remote/fleet.yaml", network: true},
+		{name: "a broken file beside a network failure is not", paths: []string{"remote", "broken"}, reason: fleetv1.RenderErrorReason, msg: "broken/fleet.yaml:3"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			gr := &fleetv1.GitRepo{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "r"}, Spec: fleetv1.GitRepoSpec{Paths: tc.paths, KeepResources: true, ForceSyncGeneration: 3}}
@@ -81,6 +92,8 @@ func TestReadPaths(t *testing.T) {
 				t.Errorf("failure %+v, want %s containing %q", f, tc.reason, tc.msg)
 			case f != nil && strings.Contains(f.message, root):
 				t.Errorf("message shows the checkout directory: %s", f.message)
+			case f != nil && f.network != tc.network:
+				t.Errorf("failure %q counted as a network failure: %v, want %v", f.message, f.network, tc.network)
 			}
 		})
 	}
@@ -178,6 +191,8 @@ func TestComputeStatus(t *testing.T) {
 			ready: metav1.ConditionFalse, reason: "AuthenticationFailed", state: "AuthenticationFailed", display: "0/0", reconciling: true},
 		{name: "unreachable repository is retried", f: &failure{reason: fleetv1.RepositoryUnreachableReason, message: "cannot reach"}, fetchFailed: true,
 			ready: metav1.ConditionFalse, reason: fleetv1.RepositoryUnreachableReason, state: fleetv1.RepositoryUnreachableReason, display: "0/0", reconciling: true},
+		{name: "a chart download failing on the network is retried", f: &failure{reason: fleetv1.RenderErrorReason, message: "remote/fleet.yaml:3: downloading …: connection refused", network: true},
+			ready: metav1.ConditionFalse, reason: fleetv1.RenderErrorReason, state: fleetv1.RenderErrorReason, display: "0/0", reconciling: true},
 		{name: "unsafe commit stalls", f: &failure{reason: fleetv1.UnsafeCommitReason, message: "forged tree"}, fetchFailed: true,
 			ready: metav1.ConditionFalse, reason: fleetv1.UnsafeCommitReason, state: fleetv1.UnsafeCommitReason, display: "0/0", stalled: true},
 	} {

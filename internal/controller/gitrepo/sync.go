@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -29,6 +30,10 @@ import (
 type failure struct {
 	reason  string
 	message string
+	// network: every cause was a download that failed on the network (a
+	// chart repository down), which the retry may get past with the same
+	// commit.
+	network bool
 }
 
 // sync fetches the followed commit and, when it (or the spec) is new or
@@ -146,6 +151,7 @@ func (r *Reconciler) readPaths(ctx context.Context, gr *fleetv1.GitRepo, root, c
 	var out []*bundlereader.Bundle
 	seen := map[string]string{}
 	var notFound, broken []string
+	network := true // every broken path failed on a download
 	for _, p := range paths {
 		clean := filepath.Clean(filepath.FromSlash(p))
 		if filepath.IsAbs(clean) || !filepath.IsLocal(clean) {
@@ -174,6 +180,7 @@ func (r *Reconciler) readPaths(ctx context.Context, gr *fleetv1.GitRepo, root, c
 			bs, err := bundlereader.Read(ctx, opts, d)
 			if err != nil {
 				broken = append(broken, strings.ReplaceAll(err.Error(), root+string(filepath.Separator), ""))
+				network = network && isNetworkError(err)
 				continue
 			}
 			for _, b := range bs {
@@ -195,11 +202,18 @@ func (r *Reconciler) readPaths(ctx context.Context, gr *fleetv1.GitRepo, root, c
 		if len(notFound) > 0 {
 			msg += "; " + strings.Join(notFound, "; ")
 		}
-		return out, &failure{reason: fleetv1.RenderErrorReason, message: msg}
+		return out, &failure{reason: fleetv1.RenderErrorReason, message: msg, network: network && len(notFound) == 0}
 	case len(notFound) > 0:
 		return out, &failure{reason: fleetv1.PathNotFoundReason, message: strings.Join(notFound, "; ")}
 	}
 	return out, nil
+}
+
+// isNetworkError tells a download that failed on the network or timed out
+// from a broken file.
+func isNetworkError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded)
 }
 
 func displayDir(root, dir string) string {
