@@ -363,6 +363,13 @@ type BundleDeploymentOptions struct {
 	// +optional
 	DeleteNamespace bool `json:"deleteNamespace,omitempty"`
 
+	// deleteCRDResources deletes the CustomResourceDefinitions the bundle
+	// deployed when the bundle is removed from the cluster (or stops
+	// deploying them), and with them every custom resource of their kinds
+	// in the cluster. By default, as in Fleet, CRDs are kept.
+	// +optional
+	DeleteCRDResources bool `json:"deleteCRDResources,omitempty"`
+
 	// helm configures deployment of a Helm chart and the Helm release used
 	// for the bundle.
 	// +optional
