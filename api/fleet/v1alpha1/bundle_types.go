@@ -339,10 +339,13 @@ type BundleDeploymentOptions struct {
 	// +optional
 	NamespaceAnnotations map[string]string `json:"namespaceAnnotations,omitempty"`
 
-	// serviceAccount is the ServiceAccount, in the downstream cluster, that the
-	// agent impersonates to deploy. When empty the agent uses its own
-	// identity. In a target customization, "-" clears the value set on the
-	// bundle.
+	// serviceAccount is the ServiceAccount, in the agent's namespace
+	// (edgefleet-system) of the downstream cluster, that the agent
+	// impersonates for every write of the bundle (apply, prune, delete, Helm
+	// install/upgrade/rollback/uninstall). If it does not exist the
+	// deployment fails and says so; it never falls back to the agent's own
+	// identity. When empty the agent uses its own identity. In a target
+	// customization, "-" clears the value set on the bundle.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	ServiceAccount string `json:"serviceAccount,omitempty"`
