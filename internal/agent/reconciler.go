@@ -201,9 +201,18 @@ func (r *reconciler) templateContext(ctx context.Context, bd *fleetv1.BundleDepl
 	if r.opts.ClusterName == "" {
 		return tc
 	}
+	if h := bd.Spec.Options.Helm; h != nil && h.ValuesResolved {
+		// The manager resolved the values for this cluster: what was
+		// deployed follows the deployment ID, not the Cluster as read now.
+		return tc
+	}
+	// Charts without a helm section still get global.fleet.clusterLabels,
+	// and deployments from a manager that did not resolve values yet.
 	c := &fleetv1.Cluster{}
 	if err := r.reader.Get(ctx, client.ObjectKey{Namespace: r.opts.ClusterNamespace, Name: r.opts.ClusterName}, c); err == nil {
-		tc.ClusterLabels, tc.ClusterAnnotations = c.Labels, c.Annotations
+		if ctc, err := render.ClusterTemplateContext(c); err == nil {
+			tc.ClusterLabels, tc.ClusterAnnotations, tc.ClusterValues = ctc.ClusterLabels, ctc.ClusterAnnotations, ctc.ClusterValues
+		}
 	}
 	return tc
 }

@@ -59,6 +59,11 @@ func helmValues(fs files, chartDir string, h *fleetv1.HelmOptions, tc TemplateCo
 			return nil, &Error{File: name, Err: fmt.Errorf("a values file must hold a map of values (key: value), not a %s", typeName(v))}
 		}
 	}
+	if h.ValuesResolved {
+		// The manager already resolved them for this cluster
+		// (ResolveForCluster); a second pass could change its output.
+		return values, nil
+	}
 	replaceLabelRefs(values, tc.ClusterLabels)
 	if !h.DisablePreProcess {
 		t, err := templateValue(values, "helm.values", templateData(tc))

@@ -435,6 +435,13 @@ type HelmOptions struct {
 	// +kubebuilder:pruning:PreserveUnknownFields
 	Values *runtime.RawExtension `json:"values,omitempty"`
 
+	// valuesResolved is set by the manager on BundleDeployments: values
+	// are already resolved for the deployment's cluster (label references,
+	// templates, global.fleet.clusterLabels), so the agent uses them as
+	// they are. On a Bundle it is ignored.
+	// +optional
+	ValuesResolved bool `json:"valuesResolved,omitempty"`
+
 	// valuesFiles are paths, inside the bundle, of values files merged over
 	// values in order.
 	// +optional
