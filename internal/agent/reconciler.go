@@ -392,10 +392,14 @@ func (r *reconciler) finalize(ctx context.Context, bd *fleetv1.BundleDeployment)
 	}
 	keep, deleteCRDs := bd.Spec.Options.KeepResources, bd.Spec.Options.DeleteCRDResources
 	log.Info("Removing deployment", "keepResources", keep, "deleteCRDResources", deleteCRDs)
-	// What the bundle deployed goes with the bundle's identity too.
-	as, err := r.as.forOptions(ctx, bd.Spec.Options)
-	if err != nil {
-		return err
+	// What the bundle deployed goes with the bundle's identity too; a
+	// deployment that never deployed anything (e.g. its serviceAccount
+	// never existed) needs none.
+	as := &deployer{applier: r.applier, helm: r.helm}
+	if inv != nil {
+		if as, err = r.as.forOptions(ctx, bd.Spec.Options); err != nil {
+			return err
+		}
 	}
 	if inv != nil && inv.Kind == string(render.KindHelm) {
 		if err := as.helm.Uninstall(ctx, inv.Namespace, inv.ReleaseName, keep, deleteCRDs); err != nil {
