@@ -48,9 +48,6 @@ type reconciler struct {
 	downstream client.Client
 	applier    *apply.Applier
 	helm       *helmdeploy.Deployer
-	// as gives the writers of a deployment: the agent's identity, or the
-	// bundle's serviceAccount.
-	as *identities
 	opts       Options
 	desired    *desiredCache
 	// memory is told about every burst of heavy work (nil: not tracked).
@@ -58,6 +55,10 @@ type reconciler struct {
 	// kubeVersion is the downstream cluster's version, what charts see as
 	// .Capabilities.KubeVersion.
 	kubeVersion string
+
+	// as gives the writers of a deployment: the agent's identity, or the
+	// bundle's serviceAccount.
+	as *identities
 }
 
 func (r *reconciler) setup(mgr ctrl.Manager, o controller.Options) error {

@@ -228,8 +228,13 @@ metadata: {name: "Not_A_Valid_Name"}
 		if err := a.Delete(ctx, target.Namespace, target.Name, inv, false, true); err != nil {
 			t.Fatal(err)
 		}
-		if err := crd(); !apierrors.IsNotFound(err) {
-			t.Fatalf("CRD still there after a delete with deleteCRDResources: %v", err)
+		// A CRD goes once the API server removed its custom resources.
+		deadline := time.Now().Add(30 * time.Second)
+		for err := crd(); !apierrors.IsNotFound(err); err = crd() {
+			if time.Now().After(deadline) {
+				t.Fatalf("CRD still there 30s after a delete with deleteCRDResources: %v", err)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
 	})
 }
