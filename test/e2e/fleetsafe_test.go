@@ -270,6 +270,19 @@ func TestFleetSafety(t *testing.T) {
 		// Users' own custom resources of the bundles' kinds.
 		ensure(t, c, cr("Widget", "users-own"), cr("Gizmo", "users-own"), cr("Gadget", "users-own"))
 
+		// A chart revision that drops its templated CRD keeps it too.
+		delete(helmFiles, "chart/templates/crd.yaml")
+		helmFiles["chart/templates/cm.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: gizmo-settings\ndata: {a: c}\n"
+		env.applyDir(t, "crd-helm-keep", helmFiles)
+		waitFor(t, 2*time.Minute, "the chart's next revision deployed", func() bool {
+			cm, err := configMap(ctx, c, "crd-app", "gizmo-settings")
+			return err == nil && cm.Data["a"] == "c"
+		})
+		gizmos := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition"}}
+		if err := c.Get(ctx, client.ObjectKey{Name: "gizmos.safety.example.com"}, gizmos); err != nil || gizmos.GetDeletionTimestamp() != nil {
+			t.Fatalf("the Helm upgrade that dropped the CRD deleted it (err %v, deletionTimestamp %v)", err, gizmos.GetDeletionTimestamp())
+		}
+
 		env.deleteBundle(t, keep)
 		env.deleteBundle(t, helmKeep)
 		for _, tt := range []struct {

@@ -203,6 +203,12 @@ func (d *Deployer) Deploy(ctx context.Context, res *render.Result, opts fleetv1.
 	case rcommon.Status(current.Status).IsPending():
 		return nil, fmt.Errorf("helm release %s revision %d is %s: an earlier operation was interrupted; the agent does not uninstall it (that would delete its workload). Run `helm rollback %s -n %s` or `helm history` to resolve it", id, current.Revision, current.Status, res.ReleaseName, res.Namespace)
 	default:
+		if !opts.DeleteCRDResources {
+			// CRDs the new revision drops stay, as on removal.
+			if err := d.releaseCRDs(ctx, cfg, res.Namespace, res.ReleaseName, res.Objects); err != nil {
+				return nil, err
+			}
+		}
 		ctrl.LoggerFrom(ctx).Info("Upgrading Helm release", "release", id, "fromRevision", current.Revision)
 		up := action.NewUpgrade(cfg)
 		up.Namespace = res.Namespace
@@ -267,7 +273,7 @@ func (d *Deployer) Uninstall(ctx context.Context, namespace, name string, keepRe
 		return err
 	}
 	if !keepResources && !deleteCRDs {
-		if err := d.releaseCRDs(ctx, cfg, namespace, name); err != nil {
+		if err := d.releaseCRDs(ctx, cfg, namespace, name, nil); err != nil {
 			return err
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"helm.sh/helm/v4/pkg/action"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
@@ -36,15 +37,17 @@ func (d *Deployer) agentConfig() *rest.Config {
 
 var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
-// releaseOwnership is the JSON merge patch that removes Helm's ownership
-// marks: Helm's uninstall deletes only objects that carry them for the
-// release.
-const releaseOwnership = `{"metadata":{"annotations":{"meta.helm.sh/release-name":null,"meta.helm.sh/release-namespace":null},"labels":{"app.kubernetes.io/managed-by":null}}}`
+// releaseOwnership is the JSON merge patch that lets a CRD outlive its
+// release: Helm's uninstall deletes only objects that carry the release's
+// ownership marks, and an upgrade keeps a dropped object whose live
+// resource policy is "keep".
+const releaseOwnership = `{"metadata":{"annotations":{"helm.sh/resource-policy":"keep","meta.helm.sh/release-name":null,"meta.helm.sh/release-namespace":null},"labels":{"app.kubernetes.io/managed-by":null}}}`
 
-// releaseCRDs removes the ownership marks of release namespace/name from
-// the CustomResourceDefinitions in its manifest, so uninstalling the
-// release keeps them (and every custom resource of their kinds).
-func (d *Deployer) releaseCRDs(ctx context.Context, cfg *action.Configuration, namespace, name string) error {
+// releaseCRDs releases the CustomResourceDefinitions in the manifest of
+// release namespace/name from it, except those still in keep (nil: all),
+// so neither an uninstall nor an upgrade that drops them deletes them (and
+// every custom resource of their kinds).
+func (d *Deployer) releaseCRDs(ctx context.Context, cfg *action.Configuration, namespace, name string, keep []*unstructured.Unstructured) error {
 	rel, err := last(cfg, namespace, name)
 	if err != nil || rel == nil {
 		return err
@@ -53,9 +56,15 @@ func (d *Deployer) releaseCRDs(ctx context.Context, cfg *action.Configuration, n
 	if err != nil {
 		return err
 	}
+	staying := map[string]bool{}
+	for _, o := range keep {
+		if isCRD(o) {
+			staying[o.GetName()] = true
+		}
+	}
 	var dc dynamic.Interface
 	for _, o := range objs {
-		if o.GetKind() != "CustomResourceDefinition" || o.GroupVersionKind().Group != crdResource.Group {
+		if !isCRD(o) || staying[o.GetName()] {
 			continue
 		}
 		if dc == nil {
@@ -70,4 +79,8 @@ func (d *Deployer) releaseCRDs(ctx context.Context, cfg *action.Configuration, n
 		}
 	}
 	return nil
+}
+
+func isCRD(o *unstructured.Unstructured) bool {
+	return o.GetKind() == "CustomResourceDefinition" && o.GroupVersionKind().Group == crdResource.Group
 }
