@@ -177,6 +177,25 @@ func TestApplyCheckPrune(t *testing.T) {
 		desired = smaller
 	})
 
+	t.Run("a CRD dropped from the bundle stays, its custom resources are pruned", func(t *testing.T) {
+		t3 := target
+		t3.DeploymentID = "s-3:x"
+		if err := a.Apply(ctx, t3, "RawYAML", prepare(t, t3, objects(t, deploymentYAML))); err != nil {
+			t.Fatal(err)
+		}
+		crd := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition"}}
+		if err := c.Get(ctx, client.ObjectKey{Name: "widgets.example.com"}, crd); err != nil || crd.GetDeletionTimestamp() != nil {
+			t.Fatalf("CRD pruned with the bundle's default deleteCRDResources=false: %v %v", err, crd.GetDeletionTimestamp())
+		}
+		w := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "example.com/v1", "kind": "Widget"}}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "app", Name: "w1"}, w); !apierrors.IsNotFound(err) {
+			t.Fatalf("the bundle's own Widget was not pruned: %v", err)
+		}
+		if err := a.Apply(ctx, target, "RawYAML", desired); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("a rejected object fails with the object and the reason", func(t *testing.T) {
 		bad := prepare(t, target, objects(t, `
 apiVersion: v1
