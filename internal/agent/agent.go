@@ -195,6 +195,7 @@ func Run(ctx context.Context, o Options) error {
 		desired:     newDesiredCache(),
 		memory:      &memoryReleaser{quiet: releaseQuiet},
 	}
+	r.as = &identities{config: o.DownstreamConfig, downstream: downstream, helm: r.helm}
 	defer r.memory.stop()
 	// Startup (registration, discovery, the first list) is a burst too.
 	r.memory.touch()

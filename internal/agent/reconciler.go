@@ -55,6 +55,10 @@ type reconciler struct {
 	// kubeVersion is the downstream cluster's version, what charts see as
 	// .Capabilities.KubeVersion.
 	kubeVersion string
+
+	// as gives the writers of a deployment: the agent's identity, or the
+	// bundle's serviceAccount.
+	as *identities
 }
 
 func (r *reconciler) setup(mgr ctrl.Manager, o controller.Options) error {
@@ -198,9 +202,18 @@ func (r *reconciler) templateContext(ctx context.Context, bd *fleetv1.BundleDepl
 	if r.opts.ClusterName == "" {
 		return tc
 	}
+	if h := bd.Spec.Options.Helm; h != nil && h.ValuesResolved {
+		// The manager resolved the values for this cluster: what was
+		// deployed follows the deployment ID, not the Cluster as read now.
+		return tc
+	}
+	// Charts without a helm section still get global.fleet.clusterLabels,
+	// and deployments from a manager that did not resolve values yet.
 	c := &fleetv1.Cluster{}
 	if err := r.reader.Get(ctx, client.ObjectKey{Namespace: r.opts.ClusterNamespace, Name: r.opts.ClusterName}, c); err == nil {
-		tc.ClusterLabels, tc.ClusterAnnotations = c.Labels, c.Annotations
+		if ctc, err := render.ClusterTemplateContext(c); err == nil {
+			tc.ClusterLabels, tc.ClusterAnnotations, tc.ClusterValues = ctc.ClusterLabels, ctc.ClusterAnnotations, ctc.ClusterValues
+		}
 	}
 	return tc
 }
@@ -222,6 +235,10 @@ func (r *reconciler) target(bd *fleetv1.BundleDeployment, res *render.Result) ap
 
 func (r *reconciler) deploy(ctx context.Context, bd *fleetv1.BundleDeployment, inv *apply.Inventory) error {
 	defer r.memory.touch()
+	as, err := r.as.forOptions(ctx, bd.Spec.Options)
+	if err != nil {
+		return err
+	}
 	res, err := r.render(ctx, bd)
 	if err != nil {
 		return err
@@ -230,11 +247,11 @@ func (r *reconciler) deploy(ctx context.Context, bd *fleetv1.BundleDeployment, i
 	if res.Kind == render.KindHelm {
 		if inv != nil && inv.Kind != string(render.KindHelm) {
 			// The bundle was raw YAML or Kustomize before; its objects go.
-			if err := r.applier.Delete(ctx, bd.Namespace, bd.Name, inv, false); err != nil {
+			if err := as.applier.Delete(ctx, bd.Namespace, bd.Name, inv, false, bd.Spec.Options.DeleteCRDResources); err != nil {
 				return err
 			}
 		}
-		rel, err := r.helm.Deploy(ctx, res, bd.Spec.Options, map[string]string{fleetv1.BundleDeploymentLabel: apply.LabelValue(bd.Namespace, bd.Name)})
+		rel, err := as.helm.Deploy(ctx, res, bd.Spec.Options, map[string]string{fleetv1.BundleDeploymentLabel: apply.LabelValue(bd.Namespace, bd.Name)})
 		if err != nil {
 			return err
 		}
@@ -245,7 +262,7 @@ func (r *reconciler) deploy(ctx context.Context, bd *fleetv1.BundleDeployment, i
 		})
 	}
 	if inv != nil && inv.Kind == string(render.KindHelm) {
-		if err := r.helm.Uninstall(ctx, inv.Namespace, inv.ReleaseName, false); err != nil {
+		if err := as.helm.Uninstall(ctx, inv.Namespace, inv.ReleaseName, false, bd.Spec.Options.DeleteCRDResources); err != nil {
 			return err
 		}
 		inv = nil
@@ -256,7 +273,7 @@ func (r *reconciler) deploy(ctx context.Context, bd *fleetv1.BundleDeployment, i
 	}
 	r.desired.set(key, bd.Spec.DeploymentID, objs)
 	bd.Status.Release = ""
-	return r.applier.Apply(ctx, r.target(bd, res), string(res.Kind), objs)
+	return as.applier.Apply(ctx, r.target(bd, res), string(res.Kind), objs)
 }
 
 // desiredObjects returns what bd should look like downstream now: the
@@ -323,12 +340,16 @@ func (r *reconciler) check(ctx context.Context, bd *fleetv1.BundleDeployment) (*
 // Helm releases are rolled back to their current revision.
 func (r *reconciler) correct(ctx context.Context, bd *fleetv1.BundleDeployment) error {
 	defer r.memory.touch()
+	as, err := r.as.forOptions(ctx, bd.Spec.Options)
+	if err != nil {
+		return err
+	}
 	inv, err := apply.ReadInventory(ctx, r.downstream, bd.Namespace, bd.Name)
 	if err != nil {
 		return err
 	}
 	if inv != nil && inv.Kind == string(render.KindHelm) {
-		return r.helm.Rollback(ctx, inv.Namespace, inv.ReleaseName, bd.Spec.Options, correctDrift(bd).Force)
+		return as.helm.Rollback(ctx, inv.Namespace, inv.ReleaseName, bd.Spec.Options, correctDrift(bd).Force)
 	}
 	objs, err := r.desiredObjects(ctx, bd, inv)
 	if err != nil {
@@ -342,7 +363,7 @@ func (r *reconciler) correct(ctx context.Context, bd *fleetv1.BundleDeployment) 
 	if inv != nil {
 		kind = inv.Kind
 	}
-	return r.applier.Apply(ctx, t, kind, objs)
+	return as.applier.Apply(ctx, t, kind, objs)
 }
 
 func correctDrift(bd *fleetv1.BundleDeployment) fleetv1.CorrectDrift {
@@ -370,14 +391,23 @@ func (r *reconciler) finalize(ctx context.Context, bd *fleetv1.BundleDeployment)
 	if err != nil {
 		return err
 	}
-	keep := bd.Spec.Options.KeepResources
-	log.Info("Removing deployment", "keepResources", keep)
-	if inv != nil && inv.Kind == string(render.KindHelm) {
-		if err := r.helm.Uninstall(ctx, inv.Namespace, inv.ReleaseName, keep); err != nil {
+	keep, deleteCRDs := bd.Spec.Options.KeepResources, bd.Spec.Options.DeleteCRDResources
+	log.Info("Removing deployment", "keepResources", keep, "deleteCRDResources", deleteCRDs)
+	// What the bundle deployed goes with the bundle's identity too; a
+	// deployment that never deployed anything (e.g. its serviceAccount
+	// never existed) needs none.
+	as := &deployer{applier: r.applier, helm: r.helm}
+	if inv != nil {
+		if as, err = r.as.forOptions(ctx, bd.Spec.Options); err != nil {
 			return err
 		}
 	}
-	if err := r.applier.Delete(ctx, bd.Namespace, bd.Name, inv, keep); err != nil {
+	if inv != nil && inv.Kind == string(render.KindHelm) {
+		if err := as.helm.Uninstall(ctx, inv.Namespace, inv.ReleaseName, keep, deleteCRDs); err != nil {
+			return err
+		}
+	}
+	if err := as.applier.Delete(ctx, bd.Namespace, bd.Name, inv, keep, deleteCRDs); err != nil {
 		return err
 	}
 	if inv != nil && !keep && bd.Spec.Options.DeleteNamespace && inv.Namespace != "" && !protectedNamespaces[inv.Namespace] {

@@ -40,6 +40,11 @@ rules:
   verbs: ["*"]
 - nonResourceURLs: ["*"]
   verbs: ["*"]
+# Named on its own so it survives narrowing the rule above: a bundle with
+# serviceAccount deploys as system:serviceaccount:{{.Namespace}}:<name>.
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["impersonate"]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"text/template"
 
 	"github.com/Masterminds/sprig/v3"
@@ -58,6 +59,11 @@ func helmValues(fs files, chartDir string, h *fleetv1.HelmOptions, tc TemplateCo
 		default:
 			return nil, &Error{File: name, Err: fmt.Errorf("a values file must hold a map of values (key: value), not a %s", typeName(v))}
 		}
+	}
+	if h.ValuesResolved {
+		// The manager already resolved them for this cluster
+		// (ResolveForCluster); a second pass could change its output.
+		return values, nil
 	}
 	replaceLabelRefs(values, tc.ClusterLabels)
 	if !h.DisablePreProcess {
@@ -223,7 +229,7 @@ func templateValue(v any, path string, data map[string]any) (any, error) {
 }
 
 func execute(text, path string, data map[string]any) (string, error) {
-	tmpl, err := template.New(path).Delims("${", "}").Option("missingkey=error").Funcs(funcMap).Parse(text)
+	tmpl, err := parseTemplate(text, path)
 	if err != nil {
 		return "", &Error{File: "fleet.yaml", Err: fmt.Errorf("%s: invalid template %q: %v (set helm.disablePreProcess: true to pass ${ } through to the chart unchanged)", path, text, trimTemplateErr(err, path))}
 	}
@@ -232,6 +238,39 @@ func execute(text, path string, data map[string]any) (string, error) {
 		return "", &Error{File: "fleet.yaml", Err: fmt.Errorf("%s: %v in %q (as in Fleet, a missing key is an error; for an optional one write ${ index .ClusterLabels \"key\" | default \"value\" })", path, trimTemplateErr(err, path), text)}
 	}
 	return b.String(), nil
+}
+
+// parsedTemplates caches parsed templates by path and text: parsing, mostly
+// copying sprig's functions into every template, was most of the cost of
+// resolving values, which the manager does per (bundle, cluster) pair. A
+// parsed template may be executed concurrently. The cache is emptied when
+// full, so hostile values cannot grow it without bound.
+var parsedTemplates = struct {
+	sync.Mutex
+	m map[string]*template.Template
+}{m: map[string]*template.Template{}}
+
+const maxParsedTemplates = 4096
+
+func parseTemplate(text, path string) (*template.Template, error) {
+	key := path + "\x00" + text
+	parsedTemplates.Lock()
+	tmpl, ok := parsedTemplates.m[key]
+	parsedTemplates.Unlock()
+	if ok {
+		return tmpl, nil
+	}
+	tmpl, err := template.New(path).Delims("${", "}").Option("missingkey=error").Funcs(funcMap).Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	parsedTemplates.Lock()
+	if len(parsedTemplates.m) >= maxParsedTemplates {
+		clear(parsedTemplates.m)
+	}
+	parsedTemplates.m[key] = tmpl
+	parsedTemplates.Unlock()
+	return tmpl, nil
 }
 
 // trimTemplateErr drops the "template: <path>:1:2: " prefix, which only
@@ -255,9 +294,31 @@ func typedResult(text, out string) any {
 	if !strings.HasPrefix(tt, "${") || !strings.HasSuffix(tt, "}") || strings.Count(tt, "${") != 1 {
 		return out
 	}
+	if plainWord(out) {
+		return out // what YAML would read it as, without parsing
+	}
 	var v any
 	if err := yaml.Unmarshal([]byte(out), &v); err != nil {
 		return out
 	}
 	return v
+}
+
+// yamlWords are the plain words YAML 1.1 (sigs.k8s.io/yaml) reads as
+// booleans or null.
+var yamlWords = map[string]bool{"y": true, "yes": true, "n": true, "no": true, "true": true, "false": true, "on": true, "off": true, "null": true}
+
+// plainWord reports whether YAML reads s as the string s itself: a letter,
+// then letters, digits, '-' and '_', and not a YAML boolean or null word.
+func plainWord(s string) bool {
+	if s == "" || yamlWords[strings.ToLower(s)] {
+		return false
+	}
+	for i, r := range s {
+		letter := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
+		if !letter && (i == 0 || !(r >= '0' && r <= '9' || r == '-' || r == '_')) {
+			return false
+		}
+	}
+	return true
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 func TestTemplateValue(t *testing.T) {
@@ -60,5 +62,23 @@ func TestMergeValuesDoesNotModifyInputs(t *testing.T) {
 	}
 	if fmt.Sprint(dst) != "map[a:map[x:1 y:2] b:1]" {
 		t.Errorf("dst changed: %v", dst)
+	}
+}
+
+// TestPlainWordAgreesWithYAML: the fast path of typedResult gives what
+// parsing the output as YAML gives.
+func TestPlainWordAgreesWithYAML(t *testing.T) {
+	for _, s := range []string{"prod", "eu-west_1", "value-0", "yes", "No", "ON", "off", "y", "N", "true", "False", "null", "NULL", "~", "1", "1e3", "0x1F", "-1", ".5", "a b", "a:b", "a#b", "", "x1", "Null"} {
+		var v any
+		if err := yaml.Unmarshal([]byte(s), &v); err != nil {
+			t.Fatal(err)
+		}
+		str, isString := v.(string)
+		if plainWord(s) && (!isString || str != s) {
+			t.Errorf("plainWord(%q) but YAML reads %#v", s, v)
+		}
+		if got := typedResult("${ x }", s); fmt.Sprint(got) != fmt.Sprint(v) && !(v == nil && got == nil) {
+			t.Errorf("typedResult(%q) = %#v, YAML reads %#v", s, got, v)
+		}
 	}
 }

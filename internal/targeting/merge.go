@@ -27,6 +27,7 @@ func Merge(base, custom fleetv1.BundleDeploymentOptions) fleetv1.BundleDeploymen
 	mergeScalar(&result.ServiceAccount, custom.ServiceAccount)
 	result.KeepResources = result.KeepResources || custom.KeepResources
 	result.DeleteNamespace = result.DeleteNamespace || custom.DeleteNamespace
+	result.DeleteCRDResources = result.DeleteCRDResources || custom.DeleteCRDResources
 	if len(custom.NamespaceLabels) > 0 {
 		if result.NamespaceLabels == nil {
 			result.NamespaceLabels = map[string]string{}

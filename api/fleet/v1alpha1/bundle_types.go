@@ -339,10 +339,13 @@ type BundleDeploymentOptions struct {
 	// +optional
 	NamespaceAnnotations map[string]string `json:"namespaceAnnotations,omitempty"`
 
-	// serviceAccount is the ServiceAccount, in the downstream cluster, that the
-	// agent impersonates to deploy. When empty the agent uses its own
-	// identity. In a target customization, "-" clears the value set on the
-	// bundle.
+	// serviceAccount is the ServiceAccount, in the agent's namespace
+	// (edgefleet-system) of the downstream cluster, that the agent
+	// impersonates for every write of the bundle (apply, prune, delete, Helm
+	// install/upgrade/rollback/uninstall). If it does not exist the
+	// deployment fails and says so; it never falls back to the agent's own
+	// identity. When empty the agent uses its own identity. In a target
+	// customization, "-" clears the value set on the bundle.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	ServiceAccount string `json:"serviceAccount,omitempty"`
@@ -362,6 +365,13 @@ type BundleDeploymentOptions struct {
 	// bundle is removed from the cluster.
 	// +optional
 	DeleteNamespace bool `json:"deleteNamespace,omitempty"`
+
+	// deleteCRDResources deletes the CustomResourceDefinitions the bundle
+	// deployed when the bundle is removed from the cluster (or stops
+	// deploying them), and with them every custom resource of their kinds
+	// in the cluster. By default, as in Fleet, CRDs are kept.
+	// +optional
+	DeleteCRDResources bool `json:"deleteCRDResources,omitempty"`
 
 	// helm configures deployment of a Helm chart and the Helm release used
 	// for the bundle.
@@ -424,6 +434,13 @@ type HelmOptions struct {
 	// +kubebuilder:validation:Type=object
 	// +kubebuilder:pruning:PreserveUnknownFields
 	Values *runtime.RawExtension `json:"values,omitempty"`
+
+	// valuesResolved is set by the manager on BundleDeployments: values
+	// are already resolved for the deployment's cluster (label references,
+	// templates, global.fleet.clusterLabels), so the agent uses them as
+	// they are. On a Bundle it is ignored.
+	// +optional
+	ValuesResolved bool `json:"valuesResolved,omitempty"`
 
 	// valuesFiles are paths, inside the bundle, of values files merged over
 	// values in order.

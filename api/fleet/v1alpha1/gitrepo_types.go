@@ -129,6 +129,15 @@ type GitRepoSpec struct {
 	// +optional
 	KeepResources bool `json:"keepResources,omitempty"`
 
+	// serviceAccount is the downstream ServiceAccount (in the agent's
+	// namespace, edgefleet-system) every bundle of this GitRepo deploys as.
+	// When set it replaces the serviceAccount of the repository's fleet.yaml
+	// files and of their target customizations, so committers cannot choose
+	// another identity. See the Bundle's serviceAccount.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	ServiceAccount string `json:"serviceAccount,omitempty"`
+
 	// forceSyncGeneration forces a redeploy of every bundle whenever it is
 	// changed, e.g. incremented.
 	// +optional

@@ -27,6 +27,19 @@ type Applier struct {
 	// Client talks to the downstream cluster. Its RESTMapper must discover
 	// kinds added by CRDs (controller-runtime's default mapper does).
 	Client client.Client
+	// Agent is the agent's own identity, for its bookkeeping (the inventory
+	// ConfigMaps in clusterjoin.SystemNamespace) and for reads that decide
+	// nothing about rights (CRD established, namespace exists); nil means
+	// Client. It differs from Client when Client impersonates a bundle's
+	// serviceAccount.
+	Agent client.Client
+}
+
+func (a *Applier) inventory() client.Client {
+	if a.Agent != nil {
+		return a.Agent
+	}
+	return a.Client
 }
 
 // Apply server-side applies objs for t: Namespaces first, then CRDs (waiting
@@ -35,7 +48,7 @@ type Applier struct {
 // annotations. Objects the previous inventory lists but objs no longer
 // contain are deleted afterwards. objs must come from Prepare.
 func (a *Applier) Apply(ctx context.Context, t Target, kind string, objs []*unstructured.Unstructured) error {
-	old, err := ReadInventory(ctx, a.Client, t.Namespace, t.Name)
+	old, err := ReadInventory(ctx, a.inventory(), t.Namespace, t.Name)
 	if err != nil {
 		return err
 	}
@@ -46,7 +59,7 @@ func (a *Applier) Apply(ctx context.Context, t Target, kind string, objs []*unst
 	// Record the union before applying, so objects applied by a deployment
 	// that fails half-way are still pruned or deleted later.
 	pending := &Inventory{Kind: kind, Namespace: t.DefaultNamespace, DeploymentID: t.DeploymentID, Objects: union(refsOf(old), desired)}
-	if err := WriteInventory(ctx, a.Client, t.Namespace, t.Name, pending); err != nil {
+	if err := WriteInventory(ctx, a.inventory(), t.Namespace, t.Name, pending); err != nil {
 		return err
 	}
 	namespaces, crds, rest := order(objs)
@@ -73,21 +86,39 @@ func (a *Applier) Apply(ctx context.Context, t Target, kind string, objs []*unst
 			return err
 		}
 	}
-	if err := a.deleteRefs(ctx, difference(refsOf(old), desired)); err != nil {
+	if err := a.deleteRefs(ctx, WithoutCRDs(difference(refsOf(old), desired), t.Options.DeleteCRDResources)); err != nil {
 		return fmt.Errorf("pruning objects removed from the bundle: %w", err)
 	}
-	return WriteInventory(ctx, a.Client, t.Namespace, t.Name, &Inventory{Kind: kind, Namespace: t.DefaultNamespace, DeploymentID: t.DeploymentID, Objects: desired})
+	return WriteInventory(ctx, a.inventory(), t.Namespace, t.Name, &Inventory{Kind: kind, Namespace: t.DefaultNamespace, DeploymentID: t.DeploymentID, Objects: desired})
 }
 
 // Delete deletes everything inv lists, then the inventory itself. With keep
-// the objects stay and only the inventory goes.
-func (a *Applier) Delete(ctx context.Context, namespace, name string, inv *Inventory, keep bool) error {
+// the objects stay and only the inventory goes. CustomResourceDefinitions
+// stay unless deleteCRDs (the bundle's deleteCRDResources): deleting one
+// deletes every custom resource of its kind in the cluster, not only the
+// bundle's.
+func (a *Applier) Delete(ctx context.Context, namespace, name string, inv *Inventory, keep, deleteCRDs bool) error {
 	if inv != nil && !keep {
-		if err := a.deleteRefs(ctx, inv.Objects); err != nil {
+		if err := a.deleteRefs(ctx, WithoutCRDs(inv.Objects, deleteCRDs)); err != nil {
 			return err
 		}
 	}
-	return DeleteInventory(ctx, a.Client, namespace, name)
+	return DeleteInventory(ctx, a.inventory(), namespace, name)
+}
+
+// WithoutCRDs returns refs without CustomResourceDefinitions, unless
+// deleteCRDs.
+func WithoutCRDs(refs []Ref, deleteCRDs bool) []Ref {
+	if deleteCRDs {
+		return refs
+	}
+	out := make([]Ref, 0, len(refs))
+	for _, r := range refs {
+		if !r.IsCRD() {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func (a *Applier) applyOne(ctx context.Context, o *unstructured.Unstructured) error {
@@ -128,7 +159,7 @@ func (a *Applier) ensureNamespaces(ctx context.Context, t Target, objs []*unstru
 		if ns != t.DefaultNamespace {
 			// Only the bundle's own namespace takes its labels; others may
 			// be shared with unrelated workloads. Create them if missing.
-			err := a.Client.Get(ctx, client.ObjectKey{Name: ns}, o)
+			err := a.inventory().Get(ctx, client.ObjectKey{Name: ns}, o)
 			if err == nil {
 				continue
 			}
@@ -173,7 +204,7 @@ func (a *Applier) waitEstablished(ctx context.Context, name string) error {
 	var last string
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, CRDEstablishTimeout, true, func(ctx context.Context) (bool, error) {
 		crd := &apiextensionsv1.CustomResourceDefinition{}
-		if err := a.Client.Get(ctx, client.ObjectKey{Name: name}, crd); err != nil {
+		if err := a.inventory().Get(ctx, client.ObjectKey{Name: name}, crd); err != nil {
 			last = err.Error()
 			return false, nil
 		}

@@ -177,6 +177,25 @@ func TestApplyCheckPrune(t *testing.T) {
 		desired = smaller
 	})
 
+	t.Run("a CRD dropped from the bundle stays, its custom resources are pruned", func(t *testing.T) {
+		t3 := target
+		t3.DeploymentID = "s-3:x"
+		if err := a.Apply(ctx, t3, "RawYAML", prepare(t, t3, objects(t, deploymentYAML))); err != nil {
+			t.Fatal(err)
+		}
+		crd := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition"}}
+		if err := c.Get(ctx, client.ObjectKey{Name: "widgets.example.com"}, crd); err != nil || crd.GetDeletionTimestamp() != nil {
+			t.Fatalf("CRD pruned with the bundle's default deleteCRDResources=false: %v %v", err, crd.GetDeletionTimestamp())
+		}
+		w := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "example.com/v1", "kind": "Widget"}}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "app", Name: "w1"}, w); !apierrors.IsNotFound(err) {
+			t.Fatalf("the bundle's own Widget was not pruned: %v", err)
+		}
+		if err := a.Apply(ctx, target, "RawYAML", desired); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("a rejected object fails with the object and the reason", func(t *testing.T) {
 		bad := prepare(t, target, objects(t, `
 apiVersion: v1
@@ -194,13 +213,13 @@ metadata: {name: "Not_A_Valid_Name"}
 		if err != nil || inv == nil {
 			t.Fatalf("inventory = %v, %v", inv, err)
 		}
-		if err := a.Delete(ctx, "cluster-a", "kept", inv, true); err != nil {
+		if err := a.Delete(ctx, "cluster-a", "kept", inv, true, false); err != nil {
 			t.Fatal(err)
 		}
 		if err := c.Get(ctx, client.ObjectKey{Namespace: "app", Name: "web"}, &unstructured.Unstructured{Object: map[string]any{"apiVersion": "apps/v1", "kind": "Deployment"}}); err != nil {
 			t.Fatalf("keepResources deleted the Deployment: %v", err)
 		}
-		if err := a.Delete(ctx, target.Namespace, target.Name, inv, false); err != nil {
+		if err := a.Delete(ctx, target.Namespace, target.Name, inv, false, false); err != nil {
 			t.Fatal(err)
 		}
 		if err := c.Get(ctx, client.ObjectKey{Namespace: "app", Name: "web"}, &unstructured.Unstructured{Object: map[string]any{"apiVersion": "apps/v1", "kind": "Deployment"}}); !apierrors.IsNotFound(err) {
@@ -210,4 +229,57 @@ metadata: {name: "Not_A_Valid_Name"}
 			t.Fatalf("inventory after delete = %v, %v", inv, err)
 		}
 	})
+
+	crd := func() error {
+		return c.Get(ctx, client.ObjectKey{Name: "widgets.example.com"}, &unstructured.Unstructured{Object: map[string]any{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition"}})
+	}
+	t.Run("delete keeps the bundle's CRDs unless deleteCRDResources", func(t *testing.T) {
+		if err := crd(); err != nil {
+			t.Fatalf("the CRD went with the bundle (deleteCRDResources false): %v", err)
+		}
+		if err := a.Apply(ctx, target, "RawYAML", desired); err != nil {
+			t.Fatal(err)
+		}
+		inv, err := apply.ReadInventory(ctx, c, target.Namespace, target.Name)
+		if err != nil || inv == nil {
+			t.Fatalf("inventory = %v, %v", inv, err)
+		}
+		if err := a.Delete(ctx, target.Namespace, target.Name, inv, false, true); err != nil {
+			t.Fatal(err)
+		}
+		// A CRD goes once the API server removed its custom resources.
+		deadline := time.Now().Add(30 * time.Second)
+		for err := crd(); !apierrors.IsNotFound(err); err = crd() {
+			if time.Now().After(deadline) {
+				t.Fatalf("CRD still there 30s after a delete with deleteCRDResources: %v", err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+}
+
+func TestWithoutCRDs(t *testing.T) {
+	crd := apply.Ref{APIVersion: "apiextensions.k8s.io/v1", Kind: "CustomResourceDefinition", Name: "widgets.example.com"}
+	lookalike := apply.Ref{APIVersion: "example.com/v1", Kind: "CustomResourceDefinition", Name: "x"}
+	cm := apply.Ref{APIVersion: "v1", Kind: "ConfigMap", Namespace: "app", Name: "settings"}
+	for _, tc := range []struct {
+		name       string
+		deleteCRDs bool
+		want       []apply.Ref
+	}{
+		{"CRDs are kept by default", false, []apply.Ref{lookalike, cm}},
+		{"deleteCRDResources deletes them too", true, []apply.Ref{crd, lookalike, cm}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := apply.WithoutCRDs([]apply.Ref{crd, lookalike, cm}, tc.deleteCRDs)
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Fatalf("got %v, want %v", got, tc.want)
+				}
+			}
+		})
+	}
 }

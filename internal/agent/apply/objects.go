@@ -33,6 +33,11 @@ func RefOf(obj *unstructured.Unstructured) Ref {
 	return Ref{APIVersion: obj.GetAPIVersion(), Kind: obj.GetKind(), Namespace: obj.GetNamespace(), Name: obj.GetName()}
 }
 
+// IsCRD reports whether r is a CustomResourceDefinition.
+func (r Ref) IsCRD() bool {
+	return r.Kind == "CustomResourceDefinition" && strings.HasPrefix(r.APIVersion, "apiextensions.k8s.io/")
+}
+
 // String is "Kind namespace/name" (or "Kind name" for cluster-scoped
 // objects), the form used in status messages.
 func (r Ref) String() string {

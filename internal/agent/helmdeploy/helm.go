@@ -45,6 +45,9 @@ const DefaultTimeout = 5 * time.Minute
 // needs only a Secrets client, kept for the Deployer's life.
 type Deployer struct {
 	Config *rest.Config
+	// agent is the agent's own configuration when Config impersonates a
+	// bundle's serviceAccount (see As); nil means Config.
+	agent *rest.Config
 
 	once    sync.Once
 	core    corev1client.CoreV1Interface
@@ -200,6 +203,12 @@ func (d *Deployer) Deploy(ctx context.Context, res *render.Result, opts fleetv1.
 	case rcommon.Status(current.Status).IsPending():
 		return nil, fmt.Errorf("helm release %s revision %d is %s: an earlier operation was interrupted; the agent does not uninstall it (that would delete its workload). Run `helm rollback %s -n %s` or `helm history` to resolve it", id, current.Revision, current.Status, res.ReleaseName, res.Namespace)
 	default:
+		if !opts.DeleteCRDResources {
+			// CRDs the new revision drops stay, as on removal.
+			if err := d.releaseCRDs(ctx, cfg, res.Namespace, res.ReleaseName, res.Objects); err != nil {
+				return nil, err
+			}
+		}
 		ctrl.LoggerFrom(ctx).Info("Upgrading Helm release", "release", id, "fromRevision", current.Revision)
 		up := action.NewUpgrade(cfg)
 		up.Namespace = res.Namespace
@@ -254,11 +263,19 @@ func (d *Deployer) Rollback(ctx context.Context, namespace, name string, opts fl
 }
 
 // Uninstall removes release namespace/name. With keepResources only the
-// release records go and the workload stays.
-func (d *Deployer) Uninstall(ctx context.Context, namespace, name string, keepResources bool) error {
+// release records go and the workload stays. CustomResourceDefinitions the
+// chart templated stay unless deleteCRDs (the bundle's deleteCRDResources):
+// they are released from the release first, so Helm skips them as not its
+// own. CRDs from a chart's crds/ directory are never deleted (Helm's rule).
+func (d *Deployer) Uninstall(ctx context.Context, namespace, name string, keepResources, deleteCRDs bool) error {
 	cfg, err := d.configuration(ctx, namespace)
 	if err != nil {
 		return err
+	}
+	if !keepResources && !deleteCRDs {
+		if err := d.releaseCRDs(ctx, cfg, namespace, name, nil); err != nil {
+			return err
+		}
 	}
 	if keepResources {
 		history, err := cfg.Releases.History(name)

@@ -193,6 +193,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	var targets []*targeting.RolloutTarget
 	var originals []*fleetv1.BundleDeployment
 	var pending []string
+	var valueErrs []error
 	for i := range clusters.Items {
 		cluster := &clusters.Items[i]
 		if !cluster.DeletionTimestamp.IsZero() {
@@ -210,6 +211,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		current := byNamespace[clusterNS]
 		delete(byNamespace, clusterNS)
+		if opts, err = forCluster(opts, cluster); err != nil {
+			// The cluster keeps its current deployment (not stale).
+			valueErrs = append(valueErrs, err)
+			continue
+		}
 		originals = append(originals, current)
 		targets = append(targets, &targeting.RolloutTarget{
 			Cluster:      cluster,
@@ -262,6 +268,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	// write means the spec is not fully acted on yet.
 	updated := bundle.DeepCopy()
 	computeStatus(&updated.Status, &bundle, deployments, pending)
+	setValueErrors(&updated.Status, &bundle, valueErrs)
 	updated.Status.Partitions = rollout.Partitions
 	if err := conditions.PatchStatus(ctx, r.Client, &bundle, updated, &updated.Status.ObservedGeneration, errors.Join(errs...), conditions.RecordTo(r.Events)); err != nil {
 		errs = append(errs, err)

@@ -57,7 +57,10 @@ func clusterTargetingChanged() predicate.Predicate {
 			if !ok1 || !ok2 {
 				return true
 			}
+			// Annotations and spec.templateValues (generation) feed
+			// Helm values templates too.
 			return !maps.Equal(o.Labels, n.Labels) ||
+				!maps.Equal(o.Annotations, n.Annotations) ||
 				o.Generation != n.Generation ||
 				o.Status.Namespace != n.Status.Namespace ||
 				offline(o) != offline(n) ||
@@ -193,6 +196,11 @@ func (r *clusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 				log.V(1).Info("Cluster no longer targeted", "Bundle", klog.KRef(key.Namespace, key.Name))
 				writes = append(writes, pairWrite{current: current})
 			}
+			continue
+		}
+		if opts, err = forCluster(opts, &cluster); err != nil {
+			// The bundle controller reports it; the deployment stays.
+			r.enqueueRollout(key)
 			continue
 		}
 		contentsID, err := r.contentsID(ctx, bundle)

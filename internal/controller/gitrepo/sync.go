@@ -233,6 +233,14 @@ func customize(b *fleetv1.Bundle, gr *fleetv1.GitRepo) {
 	if gr.Spec.CorrectDrift != nil && gr.Spec.CorrectDrift.Enabled {
 		b.Spec.CorrectDrift = gr.Spec.CorrectDrift.DeepCopy()
 	}
+	if gr.Spec.ServiceAccount != "" {
+		// The GitRepo's owner decides the identity, not the committer: a
+		// target customization cannot pick another account either.
+		b.Spec.ServiceAccount = gr.Spec.ServiceAccount
+		for i := range b.Spec.Targets {
+			b.Spec.Targets[i].ServiceAccount = ""
+		}
+	}
 }
 
 // gitTargets converts a GitRepo's targets; none means Fleet's default
