@@ -1,6 +1,8 @@
 // Package machineinventory keeps each registered machine's objects — its
-// plan Secret, ServiceAccount, Role and RoleBinding — in place and reports
-// them in the MachineInventory's Ready condition. The registration endpoint
+// plan Secret, ServiceAccount, Role and RoleBinding — in place, and reports
+// them and the machine's plan in the MachineInventory's conditions: Ready is
+// True when the objects are in place AND the machine applied the current
+// plan (PlanApplied). The registration endpoint
 // (internal/machineregistration) creates them when the machine registers;
 // this controller re-creates any that go missing, built by the same
 // functions. An object of one of those names that the inventory does not
@@ -13,8 +15,11 @@ import (
 	"fmt"
 	"strings"
 
+	"errors"
+
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,9 +32,14 @@ import (
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
 )
 
-// Reconciler owns the Ready condition of MachineInventories.
+// Reconciler owns the Ready, PlanApplied, Reconciling and Stalled
+// conditions of MachineInventories and status.plan's checksum and state;
+// the machine's node agent reports the rest of status.plan.
 type Reconciler struct {
 	Client client.Client
+	// Reader reads plan Secrets from the API server: the Secret watch is
+	// metadata only, so Secrets' data is not cached.
+	Reader client.Reader
 }
 
 // SetupWithManager registers the controller. The owned objects are watched
@@ -38,6 +48,9 @@ type Reconciler struct {
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Client == nil {
 		r.Client = mgr.GetClient()
+	}
+	if r.Reader == nil {
+		r.Reader = mgr.GetAPIReader()
 	}
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named("machineinventory").
@@ -53,7 +66,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return nil
 }
 
-// Reconcile re-creates the machine's missing objects and sets Ready.
+// Reconcile re-creates the machine's missing objects, reads its plan and
+// sets the conditions.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var inv machinesv1.MachineInventory
 	if err := r.Client.Get(ctx, req.NamespacedName, &inv); err != nil {
@@ -63,7 +77,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 	ready := r.ensureObjects(ctx, &inv)
-	return ctrl.Result{}, r.patchReady(ctx, &inv, ready)
+	plan := r.evaluatePlan(ctx, &inv)
+	return ctrl.Result{}, r.patchStatus(ctx, &inv, ready, plan)
 }
 
 // readiness is the outcome of ensureObjects: the Ready condition to set, and
@@ -131,17 +146,42 @@ func notReady(reason, msg string, err error) readiness {
 	return readiness{cond: metav1.Condition{Type: machinesv1.ReadyCondition, Status: metav1.ConditionFalse, Reason: reason, Message: msg}, err: err}
 }
 
-// patchReady writes Ready when it changed and returns the error to retry on.
-// The optimistic lock keeps a stale copy from undoing what the registration
-// endpoint wrote (Registered, lastSeen) meanwhile.
-func (r *Reconciler) patchReady(ctx context.Context, inv *machinesv1.MachineInventory, ready readiness) error {
+// patchStatus writes the conditions and the plan's checksum and state
+// when they changed, and returns the error to retry on. The optimistic lock
+// keeps a stale copy from undoing what the registration endpoint or the
+// machine wrote (Registered, lastSeen, the plan report) meanwhile.
+func (r *Reconciler) patchStatus(ctx context.Context, inv *machinesv1.MachineInventory, ready readiness, plan planEvaluation) error {
 	before := inv.DeepCopy()
-	ready.cond.ObservedGeneration = inv.Generation
-	changed := meta.SetStatusCondition(&inv.Status.Conditions, ready.cond)
-	if changed {
+	gen := inv.Generation
+	conds := &inv.Status.Conditions
+	if ready.cond.Status == metav1.ConditionTrue {
+		// The objects are in place: Ready is now about the plan.
+		ready.cond = plan.ready
+	}
+	ready.cond.ObservedGeneration = gen
+	meta.SetStatusCondition(conds, ready.cond)
+	if plan.applied.Type != "" {
+		plan.applied.ObservedGeneration = gen
+		meta.SetStatusCondition(conds, plan.applied)
+		inv.Status.Plan.Checksum, inv.Status.Plan.State = plan.checksum, plan.state
+	}
+	setOrRemove(conds, plan.reconciling, machinesv1.ReconcilingCondition, gen)
+	setOrRemove(conds, plan.stalled, machinesv1.StalledCondition, gen)
+	if !equality.Semantic.DeepEqual(before.Status, inv.Status) {
 		if err := r.Client.Status().Patch(ctx, inv, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("patching Ready of MachineInventory %s/%s: %w", inv.Namespace, inv.Name, err)
+			return fmt.Errorf("patching the status of MachineInventory %s/%s: %w", inv.Namespace, inv.Name, err)
 		}
 	}
-	return ready.err
+	return errors.Join(ready.err, plan.err)
+}
+
+// setOrRemove sets c (kstatus: Reconciling and Stalled exist only while
+// True) or removes the condition when c is nil.
+func setOrRemove(conds *[]metav1.Condition, c *metav1.Condition, typ string, gen int64) {
+	if c == nil {
+		meta.RemoveStatusCondition(conds, typ)
+		return
+	}
+	c.Type, c.Status, c.ObservedGeneration = typ, metav1.ConditionTrue, gen
+	meta.SetStatusCondition(conds, *c)
 }
