@@ -37,8 +37,11 @@ const FieldManager = "edgefleet-node"
 // Defaults of Options.
 const (
 	DefaultReRegisterEvery = 24 * time.Hour
-	minRetry               = time.Second
-	maxRetry               = 2 * time.Minute
+	// The watch and the reports retry after minRetry, doubling up to
+	// maxRetry (±20% jitter): a fleet finds a restarted manager within
+	// about half a minute without hammering it.
+	minRetry = time.Second
+	maxRetry = 30 * time.Second
 )
 
 // Options configure the agent.

@@ -47,12 +47,22 @@ func (a *agent) report(ctx context.Context, id *identity, ids <-chan *identity) 
 				a.credentialRefused()
 			}
 			a.o.Log.Warn("Reporting the plan status failed; retrying", "err", err, "in", wait.Round(time.Millisecond))
-			select {
-			case <-ctx.Done():
-				return
-			case id = <-ids:
-			case r = <-a.reports:
-			case <-time.After(jitter(wait)):
+			// Newer reports replace r while waiting; they do not cut the
+			// wait short (a periodic instruction reports every run).
+			timer := time.NewTimer(jitter(wait))
+		waiting:
+			for {
+				select {
+				case <-ctx.Done():
+					timer.Stop()
+					return
+				case id = <-ids:
+					timer.Stop()
+					break waiting
+				case r = <-a.reports:
+				case <-timer.C:
+					break waiting
+				}
 			}
 			wait = nextWait(wait)
 		}
