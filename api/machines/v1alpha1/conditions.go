@@ -83,8 +83,9 @@ const (
 	// not completed registration.
 	WaitingForRegistrationReason = "WaitingForRegistration"
 
-	// MachineObjectsReadyReason (Ready): the machine's plan Secret,
-	// ServiceAccount, Role and RoleBinding exist and belong to the inventory.
+	// MachineObjectsReadyReason: the machine's plan Secret, ServiceAccount,
+	// Role and RoleBinding exist and belong to the inventory. No longer set:
+	// Ready now also requires the plan applied (PlanAppliedReason).
 	MachineObjectsReadyReason = "MachineObjectsReady"
 
 	// ObjectConflictReason (Ready): an object with the name of one of the
