@@ -298,7 +298,16 @@ func (e *Executor) Tick(ctx context.Context) (next time.Time, changed bool, err 
 				next = earliest(next, due)
 				continue
 			}
-			res := run(ctx, in.CommonInstruction, e.env(-1, pr.Failures+1))
+			env := e.env(-1, pr.Failures+1)
+			var res runResult
+			if in.Image != "" {
+				env.imageDir, err = e.image(ctx, in.Image)
+			}
+			if err != nil {
+				res, err = runResult{ExitCode: -1, Output: err.Error(), Err: err}, nil
+			} else {
+				res = run(ctx, in.CommonInstruction, env)
+			}
 			if ctx.Err() != nil {
 				return next, changed, nil
 			}

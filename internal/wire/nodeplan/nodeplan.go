@@ -43,6 +43,7 @@ const (
 	DefaultPeriod       = 10 * time.Minute
 	MinPeriod           = 1 * time.Second
 	DefaultProbePeriod  = 10 * time.Second
+	MaxProbeTimeout     = 60 * time.Second
 	DefaultRunCommand   = "/run.sh"
 	defaultProbeTimeout = 1
 )
@@ -231,11 +232,16 @@ func (p *Plan) Validate() error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("%s.httpGet.url %q is not an http(s) URL", where, pr.HTTPGet.URL)
 		}
-		for field, v := range map[string]int{"initialDelaySeconds": pr.InitialDelaySeconds, "timeoutSeconds": pr.TimeoutSeconds,
+		for field, v := range map[string]int{"initialDelaySeconds": pr.InitialDelaySeconds,
 			"successThreshold": pr.SuccessThreshold, "failureThreshold": pr.FailureThreshold, "periodSeconds": pr.PeriodSeconds} {
 			if v < 0 || time.Duration(v)*time.Second > MaxTimeout {
 				bad("%s.%s is %d: 0 (default) or a positive count of at most a day", where, field, v)
 			}
+		}
+		// Probes run one after the other in the agent's loop: a slow one
+		// must not hold up the others for long.
+		if pr.TimeoutSeconds < 0 || time.Duration(pr.TimeoutSeconds)*time.Second > MaxProbeTimeout {
+			bad("%s.timeoutSeconds is %d: 0 (default 1) to %d", where, pr.TimeoutSeconds, int(MaxProbeTimeout.Seconds()))
 		}
 		for field, v := range map[string]string{"clientCert": pr.HTTPGet.ClientCert, "clientKey": pr.HTTPGet.ClientKey, "caCert": pr.HTTPGet.CACert} {
 			if v != "" && !path.IsAbs(v) {

@@ -35,6 +35,7 @@ func TestParse(t *testing.T) {
 		{"negative timeout", `{"instructions":[{"command":"true","timeoutSeconds":-1}]}`, []string{"timeoutSeconds"}},
 		{"probe url", `{"probes":{"p":{"httpGet":{"url":"file:///etc/shadow"}}}}`, []string{"not an http(s) URL"}},
 		{"probe threshold", `{"probes":{"p":{"httpGet":{"url":"http://x"},"failureThreshold":-1}}}`, []string{"failureThreshold is -1"}},
+		{"probe timeout too long", `{"probes":{"p":{"httpGet":{"url":"http://x"},"timeoutSeconds":3600}}}`, []string{"timeoutSeconds is 3600"}},
 		{"probe cert relative", `{"probes":{"p":{"httpGet":{"url":"https://x","caCert":"ca.pem"}}}}`, []string{"absolute path"}},
 		{"several problems at once", `{"files":[{"path":"x"}],"instructions":[{}]}`, []string{"files[0].path", "instructions[0]"}},
 	} {
