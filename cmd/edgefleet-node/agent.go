@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"log/slog"
 	"time"
 
@@ -27,7 +28,10 @@ status.plan.
 
 The last plan and the progress on it stay in the state directory: after a
 restart or a reboot the agent goes on where it stopped, and periodic
-instructions and probes keep running while the manager is unreachable.`,
+instructions and probes keep running while the manager is unreachable.
+
+Exit code 3: the manager deleted this machine's inventory; it must be
+re-provisioned (or its state directory removed to register as a new machine).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, _, err := register.LoadConfig(configPath)
@@ -45,10 +49,14 @@ instructions and probes keep running while the manager is unreachable.`,
 				}
 				images = &planner.RegistryImages{Dir: imagesDir}
 			}
-			return agent.Run(cmd.Context(), agent.Options{
+			err = agent.Run(cmd.Context(), agent.Options{
 				Config: cfg, Root: root, PlanStateDir: planState, ReRegisterEvery: reRegister,
 				BackoffBase: retryBase, BackoffMax: retryMax, Images: images, Log: slog.New(h),
 			})
+			if errors.Is(err, register.ErrReprovisioningNeeded) {
+				return &exitError{code: exitReprovision, err: err}
+			}
+			return err
 		},
 	}
 	f := cmd.Flags()

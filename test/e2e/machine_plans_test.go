@@ -350,13 +350,27 @@ periodicInstructions:
 		now, peak := agent.rssKiB(t)
 		t.Logf("edgefleet-node agent RSS %s KiB now, %s KiB peak (after a dozen plans, a manager restart)", now, peak)
 		agent.stop()
-		agent = startNodeAgent(t, node, cfgPath, root)
+		agent = startNodeAgent(outer, node, cfgPath, root)
 		waitFor(t, 30*time.Second, "the new agent to resume", func() bool { return strings.Contains(agent.out.String(), "Resuming the last plan") })
 		time.Sleep(2 * time.Second)
 		if n := strings.Count(marker("once"), "x"); n != 1 {
 			t.Fatalf("the plan ran %d times across an agent restart", n)
 		}
 		waitPlanState(t, m.Client, key, sum, machinesv1.PlanApplied, 10*time.Second)
+	})
+
+	t.Run("inventory deleted: the agent stops with exit code 3", func(t *testing.T) {
+		if err := m.Client.Delete(ctx, &machinesv1.MachineInventory{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-agent.done:
+		case <-time.After(90 * time.Second):
+			t.Fatal("the agent of a deleted machine is still running")
+		}
+		if code := agent.cmd.ProcessState.ExitCode(); code != 3 || !strings.Contains(agent.out.String(), "re-provisioned") {
+			t.Fatalf("exit code %d, output:\n%s", code, agent.out.String())
+		}
 	})
 }
 

@@ -89,7 +89,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	a := &agent{o: o, exec: exec, plans: make(chan []byte, 1), reports: make(chan planner.Report, 1), creds: make(chan struct{}, 1)}
+	a := &agent{o: o, exec: exec, plans: make(chan []byte, 1), reports: make(chan planner.Report, 1), creds: make(chan struct{}, 1), fatal: make(chan error, 1)}
 	return a.run(ctx)
 }
 
@@ -100,6 +100,8 @@ type agent struct {
 	reports chan planner.Report
 	// creds signals that the credential was refused: register again.
 	creds chan struct{}
+	// fatal ends the agent: the manager deleted this machine.
+	fatal chan error
 }
 
 // identity is who this machine is on the manager, from the state
@@ -112,7 +114,10 @@ type identity struct {
 func (a *agent) run(ctx context.Context) error {
 	id, err := a.ensureRegistered(ctx, false)
 	if err != nil {
-		return err // only when ctx ended
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
 	}
 	watchIDs, reportIDs := make(chan *identity, 1), make(chan *identity, 1)
 	go a.watchPlan(ctx, id, watchIDs)
@@ -133,6 +138,8 @@ func (a *agent) loop(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case err := <-a.fatal:
+			return err
 		case raw := <-a.plans:
 			if err := a.exec.SetPlan(raw); err != nil {
 				a.o.Log.Error("Saving the plan", "err", err)
@@ -180,8 +187,9 @@ func (a *agent) publish(r planner.Report) {
 
 // ensureRegistered returns the machine's identity, registering first when
 // the state directory has no credential (or force). It retries with
-// jittered backoff until it succeeds or ctx ends; a machine the manager
-// deleted keeps trying, so an operator sees it in the logs.
+// jittered backoff until it succeeds or ctx ends, except when the manager
+// deleted this machine (register.ErrReprovisioningNeeded): retrying cannot
+// help, the machine must be re-provisioned.
 func (a *agent) ensureRegistered(ctx context.Context, force bool) (*identity, error) {
 	wait := minRetry
 	for {
@@ -195,6 +203,9 @@ func (a *agent) ensureRegistered(ctx context.Context, force bool) (*identity, er
 			}
 		}
 		err := a.o.Register(ctx, a.o.Config)
+		if errors.Is(err, register.ErrReprovisioningNeeded) {
+			return nil, err
+		}
 		if err == nil {
 			force = false
 			a.o.Log.Info("Registered", "url", a.o.Config.Registration.URL)
@@ -223,6 +234,9 @@ func (a *agent) renew(ctx context.Context, ids ...chan *identity) {
 		}
 		id, err := a.ensureRegistered(ctx, true)
 		if err != nil {
+			if ctx.Err() == nil {
+				a.fatal <- err
+			}
 			return
 		}
 		// The watcher and the reporter each take it; an identity they
