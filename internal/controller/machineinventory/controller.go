@@ -71,13 +71,18 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var inv machinesv1.MachineInventory
 	if err := r.Client.Get(ctx, req.NamespacedName, &inv); err != nil {
+		if apierrors.IsNotFound(err) {
+			planStateOf.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !inv.DeletionTimestamp.IsZero() {
+		planStateOf.forget(req.NamespacedName)
 		return ctrl.Result{}, nil
 	}
 	ready := r.ensureObjects(ctx, &inv)
 	plan := r.evaluatePlan(ctx, &inv)
+	planStateOf.set(req.NamespacedName, plan.state)
 	return ctrl.Result{}, r.patchStatus(ctx, &inv, ready, plan)
 }
 
