@@ -120,7 +120,8 @@ type MachineInventoryStatus struct {
 	// +kubebuilder:validation:MaxItems=32
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
-	// lastSeen is when the machine last contacted the manager.
+	// lastSeen is when the machine last contacted the manager: its
+	// registration, or a plan report of its node agent.
 	// +optional
 	LastSeen metav1.Time `json:"lastSeen,omitzero"`
 
