@@ -359,6 +359,45 @@ periodicInstructions:
 		waitPlanState(t, m.Client, key, sum, machinesv1.PlanApplied, 10*time.Second)
 	})
 
+	// A plan that reboots the machine: everything dies mid-instruction
+	// (SIGKILL to the agent and the instruction); the agent started after
+	// "boot" goes on with that instruction, never re-running finished ones.
+	t.Run("machine rebooted mid-plan: the next agent resumes", func(t *testing.T) {
+		plan := `instructions:
+- name: before
+  command: /bin/sh
+  args: ["-c", "printf x >> \"$EDGEFLEET_PLAN_ROOT/r-before\""]
+- name: reboot
+  command: /bin/sh
+  args: ["-c", "[ -f \"$EDGEFLEET_PLAN_ROOT/r-booted\" ] && exit 0; echo $$ > \"$EDGEFLEET_PLAN_ROOT/r-rebooting\"; sleep 60"]
+- name: after
+  command: /bin/sh
+  args: ["-c", "printf x >> \"$EDGEFLEET_PLAN_ROOT/r-after\""]
+`
+		f := writePlan(t, "reboot", plan)
+		raw, _ := yaml.YAMLToJSON([]byte(plan))
+		sum := nodeplan.Checksum(raw)
+		if out, err := exec.Command(edgefleet, "machine", "plan", "apply", key.Name, "-n", key.Namespace, "-f", f, "--kubeconfig", m.Kubeconfig).CombinedOutput(); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		var pid int
+		waitFor(t, 30*time.Second, "the reboot instruction", func() bool {
+			_, err := fmt.Sscan(marker("r-rebooting"), &pid)
+			return err == nil && pid > 0
+		})
+		_ = syscall.Kill(-agent.cmd.Process.Pid, syscall.SIGKILL) // power off
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		<-agent.done
+		if err := os.WriteFile(filepath.Join(root, "r-booted"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		agent = startNodeAgent(outer, node, cfgPath, root)
+		waitPlanState(t, m.Client, key, sum, machinesv1.PlanApplied, 60*time.Second)
+		if b, a := strings.Count(marker("r-before"), "x"), strings.Count(marker("r-after"), "x"); b != 1 || a != 1 {
+			t.Fatalf("before ran %d times, after %d: want once each", b, a)
+		}
+	})
+
 	t.Run("inventory deleted: the agent stops with exit code 3", func(t *testing.T) {
 		if err := m.Client.Delete(ctx, &machinesv1.MachineInventory{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}); err != nil {
 			t.Fatal(err)
