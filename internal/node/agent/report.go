@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -105,24 +106,43 @@ func planStatus(r planner.Report) machinesv1.PlanStatus {
 		s.FailedChecksum = r.Checksum
 	}
 	if f := r.Failure; f != nil && r.State == planner.StateFailed {
-		s.Failure = &machinesv1.PlanFailure{Instruction: f.Instruction, ExitCode: int32(f.ExitCode), Message: f.Message, Output: f.Output, Time: mtime(f.Time)}
+		s.Failure = &machinesv1.PlanFailure{Instruction: f.Instruction, ExitCode: int32(f.ExitCode), Message: head(f.Message, maxMessage), Output: clean(f.Output), Time: mtime(f.Time)}
 	}
 	if r.State == planner.StateFailed {
 		s.NextRetryTime = mtime(r.NextRetry)
 	}
 	s.LastAppliedTime = mtime(r.LastApplied)
 	for _, in := range r.Instructions {
-		s.Instructions = append(s.Instructions, machinesv1.PlanInstructionStatus{Name: in.Name, ExitCode: int32(in.ExitCode), Output: in.Output,
+		s.Instructions = append(s.Instructions, machinesv1.PlanInstructionStatus{Name: in.Name, ExitCode: int32(in.ExitCode), Output: clean(in.Output),
 			FinishedTime: mtime(in.Finished), DurationMilliseconds: in.Duration.Milliseconds()})
 	}
 	for _, p := range r.Periodic {
-		s.PeriodicInstructions = append(s.PeriodicInstructions, machinesv1.PlanPeriodicStatus{Name: p.Name, ExitCode: int32(p.ExitCode), Output: p.Output,
+		s.PeriodicInstructions = append(s.PeriodicInstructions, machinesv1.PlanPeriodicStatus{Name: p.Name, ExitCode: int32(p.ExitCode), Output: clean(p.Output),
 			LastRunTime: mtime(p.LastRun), LastSuccessTime: mtime(p.LastSuccess), Failures: int32(p.Failures)})
 	}
 	for _, p := range r.Probes {
-		s.Probes = append(s.Probes, machinesv1.PlanProbeStatus{Name: p.Name, Healthy: p.Healthy, SuccessCount: int32(p.SuccessCount), FailureCount: int32(p.FailureCount), LastError: p.LastError})
+		s.Probes = append(s.Probes, machinesv1.PlanProbeStatus{Name: p.Name, Healthy: p.Healthy, SuccessCount: int32(p.SuccessCount), FailureCount: int32(p.FailureCount), LastError: head(p.LastError, 1000)})
 	}
 	return s
+}
+
+// maxMessage keeps a failure message (an invalid plan's list of
+// problems can be long) well inside the CRD's limit: a report the API
+// refuses would never arrive.
+const maxMessage = 8 << 10
+
+// head is the start of s, at most n bytes, valid UTF-8.
+func head(s string, n int) string {
+	s = clean(s)
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + " …(truncated)"
+}
+
+// clean makes command output safe to store: valid UTF-8, no NUL bytes.
+func clean(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
 }
 
 func mtime(t time.Time) *metav1.Time {

@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/edgefleet/edgefleet/internal/node/planner"
 )
@@ -41,6 +43,20 @@ func TestJitterStaysWithinTwentyPercent(t *testing.T) {
 	for range 1000 {
 		if d := jitter(10 * time.Second); d < 8*time.Second || d > 12*time.Second {
 			t.Fatalf("jitter(10s) = %s", d)
+		}
+	}
+}
+
+func TestReportedTextIsBoundedAndClean(t *testing.T) {
+	long := strings.Repeat("files[0].path: bad; ", 5000)
+	s := planStatus(planner.Report{Checksum: "c", State: planner.StateFailed, Failure: &planner.Failure{Message: long, Output: "bin\x00ary \xff\xfe out"},
+		Instructions: []planner.InstructionResult{{Name: "i", Output: "a\x00b"}}})
+	if n := len(s.Failure.Message); n > maxMessage+20 || !strings.HasSuffix(s.Failure.Message, "(truncated)") {
+		t.Errorf("message %d bytes", n)
+	}
+	for _, out := range []string{s.Failure.Output, s.Instructions[0].Output} {
+		if strings.ContainsRune(out, 0) || !utf8.ValidString(out) {
+			t.Errorf("output %q is not clean", out)
 		}
 	}
 }
