@@ -129,6 +129,16 @@ func TestMachineInventoryController(t *testing.T) {
 		bad := setPlan(t, c, key, `{"files":[{"path":"../etc/shadow"}]}`)
 		waitReady(t, c, inv, metav1.ConditionFalse, machinesv1.InvalidPlanReason, "is not absolute")
 		waitPlan(t, c, key, bad, machinesv1.PlanFailed, false, true)
+
+		// A plan whose error list is longer than a condition may hold is
+		// still reported, truncated.
+		var files []string
+		for i := range 2000 {
+			files = append(files, fmt.Sprintf(`{"path":"relative/path/number/%d"}`, i))
+		}
+		huge := setPlan(t, c, key, `{"files":[`+strings.Join(files, ",")+`]}`)
+		waitReady(t, c, inv, metav1.ConditionFalse, machinesv1.InvalidPlanReason, "(truncated)")
+		waitPlan(t, c, key, huge, machinesv1.PlanFailed, false, true)
 	})
 
 	t.Run("squatter untouched", func(t *testing.T) {

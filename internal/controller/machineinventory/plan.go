@@ -3,6 +3,7 @@ package machineinventory
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -51,7 +52,7 @@ func (r *Reconciler) evaluatePlan(ctx context.Context, inv *machinesv1.MachineIn
 		e.state = machinesv1.PlanFailed
 		msg := fmt.Sprintf("plan %s in Secret %s is not a valid plan, nothing of it is applied; fix the Secret (`edgefleet machine plan apply` validates before writing): %v", short, secret.Name, invalid)
 		e.set(metav1.ConditionFalse, machinesv1.InvalidPlanReason, msg)
-		e.stalled = &metav1.Condition{Reason: machinesv1.InvalidPlanReason, Message: msg}
+		e.stalled = &metav1.Condition{Reason: machinesv1.InvalidPlanReason, Message: e.applied.Message}
 	case reported.AppliedChecksum == e.checksum:
 		e.state = machinesv1.PlanApplied
 		e.set(metav1.ConditionTrue, machinesv1.PlanAppliedReason, fmt.Sprintf("the machine applied plan %s", short))
@@ -69,7 +70,7 @@ func (r *Reconciler) evaluatePlan(ctx context.Context, inv *machinesv1.MachineIn
 			msg += fmt.Sprintf("; attempt %d, the machine retries at %s", reported.Attempts, reported.NextRetryTime.UTC().Format("15:04:05Z"))
 		}
 		e.set(metav1.ConditionFalse, machinesv1.PlanFailedReason, msg)
-		e.reconciling = &metav1.Condition{Reason: machinesv1.PlanFailedReason, Message: msg}
+		e.reconciling = &metav1.Condition{Reason: machinesv1.PlanFailedReason, Message: e.applied.Message}
 	default:
 		e.state = machinesv1.PlanPending
 		msg := fmt.Sprintf("waiting for the machine to apply plan %s", short)
@@ -90,6 +91,14 @@ func (e *planEvaluation) set(status metav1.ConditionStatus, reason, msg string) 
 	e.ready = cond(machinesv1.ReadyCondition, status, reason, msg)
 }
 
+// maxMessage keeps condition messages well below metav1.Condition's 32 KiB
+// limit: an invalid plan's error list, or a machine's failure message, can
+// be long, and a status the API refuses would never be written.
+const maxMessage = 4 << 10
+
 func cond(typ string, status metav1.ConditionStatus, reason, msg string) metav1.Condition {
+	if len(msg) > maxMessage {
+		msg = strings.ToValidUTF8(msg[:maxMessage], "") + " …(truncated)"
+	}
 	return metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg}
 }
