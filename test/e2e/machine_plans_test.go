@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -288,7 +289,7 @@ instructions:
 		})
 	})
 
-	t.Run("the machine's credential reads only its own plan", func(t *testing.T) {
+	t.Run("the machine's credential reads only its own plan and cannot forge the verdict", func(t *testing.T) {
 		nodeCfg := restConfig(t, filepath.Join(cfg.StateDir, "kubeconfig"))
 		as, err := client.New(nodeCfg, client.Options{Scheme: server.Scheme()})
 		if err != nil {
@@ -306,6 +307,27 @@ instructions:
 				t.Errorf("the machine's credential was not refused: %v", err)
 			}
 		}
+		// It can write its inventory's status, but not the manager's
+		// verdict: a forged Ready and plan state are recomputed.
+		before := getInventory(t, m.Client, key)
+		forged := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": machinesv1.GroupVersion.String(), "kind": "MachineInventory",
+			"metadata": map[string]any{"name": key.Name, "namespace": key.Namespace},
+			"status": map[string]any{
+				"conditions": []any{map[string]any{"type": "Ready", "status": "True", "reason": "Forged", "message": "trust me", "lastTransitionTime": "2026-01-01T00:00:00Z"}},
+				"plan":       map[string]any{"state": "Applied", "checksum": strings.Repeat("0", 64)},
+			},
+		}}
+		if err := as.Status().Patch(ctx, forged, client.Apply, client.FieldOwner("forger"), client.ForceOwnership); err != nil {
+			t.Fatalf("the machine could not write its own status: %v", err)
+		}
+		waitInventory(t, m.Client, key, 20*time.Second, func(inv *machinesv1.MachineInventory) error {
+			r := meta.FindStatusCondition(inv.Status.Conditions, machinesv1.ReadyCondition)
+			if r == nil || r.Reason == "Forged" || inv.Status.Plan.State != before.Status.Plan.State || inv.Status.Plan.Checksum != before.Status.Plan.Checksum {
+				return fmt.Errorf("forged status kept: Ready %+v, plan %s/%s", r, inv.Status.Plan.Checksum, inv.Status.Plan.State)
+			}
+			return nil
+		})
 	})
 
 	outer := t // the restarted manager must outlive its subtest
