@@ -21,9 +21,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-
 	"github.com/edgefleet/edgefleet/internal/node/planner"
 	"github.com/edgefleet/edgefleet/internal/node/register"
 	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
@@ -108,7 +105,7 @@ type agent struct {
 // directory.
 type identity struct {
 	namespace, inventory, planSecret string
-	rest                             *rest.Config
+	kube                             *kubeClient
 }
 
 func (a *agent) run(ctx context.Context) error {
@@ -275,12 +272,11 @@ func loadIdentity(stateDir string) (*identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(kc)
+	kube, err := newKubeClient(kc)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", register.KubeconfigFile, err)
 	}
-	cfg.UserAgent = "edgefleet-node"
-	return &identity{namespace: c.Namespace, inventory: c.InventoryName, planSecret: c.PlanSecret, rest: cfg}, nil
+	return &identity{namespace: c.Namespace, inventory: c.InventoryName, planSecret: c.PlanSecret, kube: kube}, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -7,23 +7,16 @@ import (
 	"strings"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/dynamic"
-
-	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/node/planner"
+	"github.com/edgefleet/edgefleet/internal/wire/nodeplan"
 )
-
-var inventories = machinesv1.GroupVersion.WithResource("machineinventories")
 
 // report sends the latest plan report to the MachineInventory's status,
 // retrying with jittered backoff while the manager is unreachable; a newer
 // report replaces one not sent yet, so what arrives when the manager is
 // back is the current state.
 func (a *agent) report(ctx context.Context, id *identity, ids <-chan *identity) {
-	var sent *machinesv1.PlanStatus
+	var sent *nodeplan.Status
 	for {
 		var r planner.Report
 		select {
@@ -44,7 +37,7 @@ func (a *agent) report(ctx context.Context, id *identity, ids <-chan *identity) 
 				sent = &status
 				break
 			}
-			if apierrors.IsUnauthorized(err) {
+			if isUnauthorized(err) {
 				a.credentialRefused()
 			}
 			a.o.Log.Warn("Reporting the plan status failed; retrying", "err", err, "in", wait.Round(time.Millisecond))
@@ -73,55 +66,41 @@ func (a *agent) report(ctx context.Context, id *identity, ids <-chan *identity) 
 // apply writes the node's fields of status.plan (and lastSeen) with
 // server-side apply: the manager's checksum/state, the conditions and
 // other components' fields (status.os) are left alone.
-func (a *agent) apply(ctx context.Context, id *identity, status machinesv1.PlanStatus) error {
-	c, err := dynamic.NewForConfig(id.rest)
-	if err != nil {
-		return err
-	}
-	planJSON, err := json.Marshal(status)
-	if err != nil {
-		return err
-	}
-	var plan map[string]any
-	if err := json.Unmarshal(planJSON, &plan); err != nil {
-		return err
-	}
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": machinesv1.GroupVersion.String(),
+func (a *agent) apply(ctx context.Context, id *identity, status nodeplan.Status) error {
+	body, err := json.Marshal(map[string]any{
+		"apiVersion": "machines.edgefleet.io/v1alpha1",
 		"kind":       "MachineInventory",
 		"metadata":   map[string]any{"name": id.inventory, "namespace": id.namespace},
-		"status":     map[string]any{"plan": plan, "lastSeen": time.Now().UTC().Format(time.RFC3339)},
-	}}
-	// JSON numbers decode as float64; unstructured wants int64.
-	fixNumbers(u.Object)
-	_, err = c.Resource(inventories).Namespace(id.namespace).ApplyStatus(ctx, id.inventory, u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
-	return err
+		"status":     map[string]any{"plan": status, "lastSeen": time.Now().UTC().Format(time.RFC3339)},
+	})
+	if err != nil {
+		return err
+	}
+	return id.kube.applyStatus(ctx, id.namespace, id.inventory, body)
 }
 
 // planStatus is the node's part of status.plan (never checksum or state,
 // which the manager sets).
-func planStatus(r planner.Report) machinesv1.PlanStatus {
-	s := machinesv1.PlanStatus{AppliedChecksum: r.AppliedChecksum, Attempts: int32(r.Attempts)}
+func planStatus(r planner.Report) nodeplan.Status {
+	s := nodeplan.Status{AppliedChecksum: r.AppliedChecksum, Attempts: int32(r.Attempts)}
 	if r.State == planner.StateFailed {
 		s.FailedChecksum = r.Checksum
+		s.NextRetryTime = wireTime(r.NextRetry)
+		if f := r.Failure; f != nil {
+			s.Failure = &nodeplan.Failure{Instruction: f.Instruction, ExitCode: int32(f.ExitCode), Message: head(f.Message, maxMessage), Output: clean(f.Output), Time: wireTime(f.Time)}
+		}
 	}
-	if f := r.Failure; f != nil && r.State == planner.StateFailed {
-		s.Failure = &machinesv1.PlanFailure{Instruction: f.Instruction, ExitCode: int32(f.ExitCode), Message: head(f.Message, maxMessage), Output: clean(f.Output), Time: mtime(f.Time)}
-	}
-	if r.State == planner.StateFailed {
-		s.NextRetryTime = mtime(r.NextRetry)
-	}
-	s.LastAppliedTime = mtime(r.LastApplied)
+	s.LastAppliedTime = wireTime(r.LastApplied)
 	for _, in := range r.Instructions {
-		s.Instructions = append(s.Instructions, machinesv1.PlanInstructionStatus{Name: in.Name, ExitCode: int32(in.ExitCode), Output: clean(in.Output),
-			FinishedTime: mtime(in.Finished), DurationMilliseconds: in.Duration.Milliseconds()})
+		s.Instructions = append(s.Instructions, nodeplan.InstructionRun{Name: in.Name, ExitCode: int32(in.ExitCode), Output: clean(in.Output),
+			FinishedTime: wireTime(in.Finished), DurationMilliseconds: in.Duration.Milliseconds()})
 	}
 	for _, p := range r.Periodic {
-		s.PeriodicInstructions = append(s.PeriodicInstructions, machinesv1.PlanPeriodicStatus{Name: p.Name, ExitCode: int32(p.ExitCode), Output: clean(p.Output),
-			LastRunTime: mtime(p.LastRun), LastSuccessTime: mtime(p.LastSuccess), Failures: int32(p.Failures)})
+		s.PeriodicInstructions = append(s.PeriodicInstructions, nodeplan.PeriodicRun{Name: p.Name, ExitCode: int32(p.ExitCode), Output: clean(p.Output),
+			LastRunTime: wireTime(p.LastRun), LastSuccessTime: wireTime(p.LastSuccess), Failures: int32(p.Failures)})
 	}
 	for _, p := range r.Probes {
-		s.Probes = append(s.Probes, machinesv1.PlanProbeStatus{Name: p.Name, Healthy: p.Healthy, SuccessCount: int32(p.SuccessCount), FailureCount: int32(p.FailureCount), LastError: head(p.LastError, 1000)})
+		s.Probes = append(s.Probes, nodeplan.ProbeState{Name: p.Name, Healthy: p.Healthy, SuccessCount: int32(p.SuccessCount), FailureCount: int32(p.FailureCount), LastError: head(p.LastError, 1000)})
 	}
 	return s
 }
@@ -145,31 +124,12 @@ func clean(s string) string {
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
 }
 
-func mtime(t time.Time) *metav1.Time {
+// wireTime is t in UTC whole seconds (metav1.Time's precision), nil when
+// zero.
+func wireTime(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
 	}
-	return &metav1.Time{Time: t.UTC().Truncate(time.Second)}
-}
-
-// fixNumbers turns JSON's float64 into int64, as unstructured requires.
-func fixNumbers(v any) {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			if f, ok := e.(float64); ok {
-				x[k] = int64(f)
-				continue
-			}
-			fixNumbers(e)
-		}
-	case []any:
-		for i, e := range x {
-			if f, ok := e.(float64); ok {
-				x[i] = int64(f)
-				continue
-			}
-			fixNumbers(e)
-		}
-	}
+	u := t.UTC().Truncate(time.Second)
+	return &u
 }

@@ -3,15 +3,8 @@ package agent
 import (
 	"context"
 	"errors"
-	"fmt"
+	"net/http"
 	"time"
-
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/watch"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/edgefleet/edgefleet/internal/wire/nodeplan"
 )
@@ -35,13 +28,13 @@ func (a *agent) watchPlan(ctx context.Context, id *identity, ids <-chan *identit
 		switch {
 		case ctx.Err() != nil:
 			return
-		case errors.Is(err, errWatchEnded):
+		case errors.Is(err, errWatchEnded), isStatus(err, http.StatusGone):
 			wait = minRetry
 			continue
-		case apierrors.IsUnauthorized(err):
+		case isUnauthorized(err):
 			a.o.Log.Warn("The manager refused the machine's credential; registering again", "err", err)
 			a.credentialRefused()
-		case apierrors.IsNotFound(err):
+		case isNotFound(err):
 			a.o.Log.Warn("The plan Secret does not exist (the manager re-creates it, or the machine was deleted); keeping the last plan", "secret", id.planSecret)
 		default:
 			a.o.Log.Warn("Watching the plan failed; keeping the last plan and retrying", "err", err)
@@ -57,56 +50,16 @@ func (a *agent) watchPlan(ctx context.Context, id *identity, ids <-chan *identit
 }
 
 func (a *agent) watchOnce(ctx context.Context, id *identity) error {
-	c, err := corev1client.NewForConfig(id.rest)
-	if err != nil {
-		return err
-	}
-	secrets := c.Secrets(id.namespace)
-	s, err := secrets.Get(ctx, id.planSecret, metav1.GetOptions{})
+	s, err := id.kube.getSecret(ctx, id.namespace, id.planSecret)
 	if err != nil {
 		return err
 	}
 	a.deliver(s)
-	timeout := int64(jitter(5 * time.Minute).Seconds())
-	w, err := secrets.Watch(ctx, metav1.ListOptions{
-		FieldSelector:   fields.OneTermEqualSelector("metadata.name", id.planSecret).String(),
-		ResourceVersion: s.ResourceVersion,
-		TimeoutSeconds:  &timeout,
-	})
-	if err != nil {
-		return err
-	}
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case ev, ok := <-w.ResultChan():
-			if !ok {
-				return errWatchEnded
-			}
-			switch ev.Type {
-			case watch.Added, watch.Modified:
-				if s, ok := ev.Object.(*corev1.Secret); ok {
-					a.deliver(s)
-				}
-			case watch.Deleted:
-				return apierrors.NewNotFound(corev1.Resource("secrets"), id.planSecret)
-			case watch.Error:
-				if st, ok := ev.Object.(*metav1.Status); ok {
-					if st.Code == 410 { // the resource version is too old: get again
-						return errWatchEnded
-					}
-					return &apierrors.StatusError{ErrStatus: *st}
-				}
-				return fmt.Errorf("watch error: %v", ev.Object)
-			}
-		}
-	}
+	return id.kube.watchSecret(ctx, id.namespace, id.planSecret, s.Metadata.ResourceVersion, jitter(5*time.Minute), a.deliver)
 }
 
 // deliver hands the plan to the loop, replacing one it has not taken yet.
-func (a *agent) deliver(s *corev1.Secret) {
+func (a *agent) deliver(s *secret) {
 	raw := s.Data[nodeplan.SecretKey]
 	for {
 		select {
