@@ -23,6 +23,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -40,6 +41,9 @@ type Reconciler struct {
 	// Reader reads plan Secrets from the API server: the Secret watch is
 	// metadata only, so Secrets' data is not cached.
 	Reader client.Reader
+	// Recorder emits an event when a machine's plan turns applied, failed
+	// or invalid (kubectl describe shows the history).
+	Recorder events.EventRecorder
 }
 
 // SetupWithManager registers the controller. The owned objects are watched
@@ -51,6 +55,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.Reader == nil {
 		r.Reader = mgr.GetAPIReader()
+	}
+	if r.Recorder == nil {
+		r.Recorder = mgr.GetEventRecorder("machineinventory")
 	}
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named("machineinventory").
@@ -167,6 +174,7 @@ func (r *Reconciler) patchStatus(ctx context.Context, inv *machinesv1.MachineInv
 	meta.SetStatusCondition(conds, ready.cond)
 	if plan.applied.Type != "" {
 		plan.applied.ObservedGeneration = gen
+		r.planEvent(inv, meta.FindStatusCondition(before.Status.Conditions, machinesv1.PlanAppliedCondition), plan)
 		meta.SetStatusCondition(conds, plan.applied)
 		inv.Status.Plan.Checksum, inv.Status.Plan.State = plan.checksum, plan.state
 	}

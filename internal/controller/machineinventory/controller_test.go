@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -121,6 +122,18 @@ func TestMachineInventoryController(t *testing.T) {
 			"failure": map[string]any{"instruction": "install", "exitCode": 3, "message": "instruction install exited with code 3", "output": "disk full"}})
 		waitReady(t, c, inv, metav1.ConditionFalse, machinesv1.PlanFailedReason, `at instruction "install" (exit code 3)`)
 		waitPlan(t, c, key, next, machinesv1.PlanFailed, true, false)
+		ctrltest.Eventually(t, wait, func() error {
+			var evs eventsv1.EventList
+			if err := c.List(ctx, &evs, client.InNamespace(ns)); err != nil {
+				return err
+			}
+			for _, ev := range evs.Items {
+				if ev.Regarding.Name == key.Name && ev.Type == corev1.EventTypeWarning && ev.Reason == machinesv1.PlanFailedReason && strings.Contains(ev.Note, `"install"`) {
+					return nil
+				}
+			}
+			return fmt.Errorf("no PlanFailed event among %d", len(evs.Items))
+		})
 
 		report(t, c, key, map[string]any{"appliedChecksum": next})
 		waitReady(t, c, inv, metav1.ConditionTrue, machinesv1.PlanAppliedReason, next[:12])

@@ -102,3 +102,21 @@ func cond(typ string, status metav1.ConditionStatus, reason, msg string) metav1.
 	}
 	return metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg}
 }
+
+// planEvent records the plan turning applied, failed or invalid: once per
+// transition of PlanApplied's reason or checksum, not per reconcile.
+func (r *Reconciler) planEvent(inv *machinesv1.MachineInventory, old *metav1.Condition, e planEvaluation) {
+	if r.Recorder == nil || e.state == machinesv1.PlanPending {
+		return
+	}
+	// The message changes with every retry (attempt, next retry): the
+	// plan's checksum in it and the reason tell a transition.
+	if old != nil && old.Reason == e.applied.Reason && strings.Contains(old.Message, e.checksum[:12]) {
+		return
+	}
+	typ := corev1.EventTypeWarning
+	if e.state == machinesv1.PlanApplied {
+		typ = corev1.EventTypeNormal
+	}
+	r.Recorder.Eventf(inv, nil, typ, e.applied.Reason, "ApplyPlan", "%s", e.applied.Message)
+}
