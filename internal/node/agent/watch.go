@@ -28,9 +28,13 @@ func (a *agent) watchPlan(ctx context.Context, id *identity, ids <-chan *identit
 		switch {
 		case ctx.Err() != nil:
 			return
-		case errors.Is(err, errWatchEnded), isStatus(err, http.StatusGone):
+		case (errors.Is(err, errWatchEnded) || isStatus(err, http.StatusGone)) && time.Since(start) > 10*time.Second:
+			// The server's watch timeout: watch again at once.
 			wait = minRetry
 			continue
+		case errors.Is(err, errWatchEnded), isStatus(err, http.StatusGone):
+			// Ended at once: something between us and the API closes
+			// watches; back off rather than spin.
 		case isUnauthorized(err):
 			a.o.Log.Warn("The manager refused the machine's credential; registering again", "err", err)
 			a.credentialRefused()
