@@ -31,7 +31,7 @@ func main() {
 			fmt.Fprintln(cmd.OutOrStdout(), version.String("edgefleet-node"))
 		},
 	})
-	root.AddCommand(newRegisterCommand(), newInventoryCommand())
+	root.AddCommand(newRegisterCommand(), newInventoryCommand(), newAgentCommand())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	code := run(ctx, root)

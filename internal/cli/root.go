@@ -64,6 +64,7 @@ Start with:  edgefleet server --data-dir ./edgefleet-data`,
 		newTokenCommand(g),
 		newKubeconfigCommand(g),
 		newClusterCommand(g),
+		newMachineCommand(g),
 		newFleetTestCommand(),
 	)
 	return root

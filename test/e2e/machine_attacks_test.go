@@ -194,10 +194,14 @@ func TestMachineRegistrationAttacks(t *testing.T) {
 		}
 		victim := &machinesv1.MachineInventory{}
 		// Snapshot once the MachineInventory controller has set Ready, its
-		// own write after the registration.
+		// own write after the registration (False: no node agent applies
+		// the machine's plan here).
 		waitFor(t, 30*time.Second, "Ready of inventory "+first.InventoryName, func() bool {
-			return m.Client.Get(ctx, client.ObjectKey{Namespace: l.ns, Name: first.InventoryName}, victim) == nil &&
-				meta.IsStatusConditionTrue(victim.Status.Conditions, machinesv1.ReadyCondition)
+			if m.Client.Get(ctx, client.ObjectKey{Namespace: l.ns, Name: first.InventoryName}, victim) != nil {
+				return false
+			}
+			c := meta.FindStatusCondition(victim.Status.Conditions, machinesv1.ReadyCondition)
+			return c != nil && c.Reason == machinesv1.WaitingForPlanReason
 		})
 		second, err := l.register(l.machine(t, regURL), "box-1")
 		if err != nil {

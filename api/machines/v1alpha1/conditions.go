@@ -37,6 +37,10 @@ const (
 	// RegisteredCondition (MachineInventory) is True once the machine has
 	// completed registration and proved its identity.
 	RegisteredCondition = "Registered"
+
+	// PlanAppliedCondition (MachineInventory) is True when the machine
+	// reported the current plan of its plan Secret applied.
+	PlanAppliedCondition = "PlanApplied"
 )
 
 // Generic condition reasons. Reasons are PascalCase and always set.
@@ -79,14 +83,32 @@ const (
 	// not completed registration.
 	WaitingForRegistrationReason = "WaitingForRegistration"
 
-	// MachineObjectsReadyReason (Ready): the machine's plan Secret,
-	// ServiceAccount, Role and RoleBinding exist and belong to the inventory.
+	// MachineObjectsReadyReason: the machine's plan Secret, ServiceAccount,
+	// Role and RoleBinding exist and belong to the inventory. No longer set:
+	// Ready now also requires the plan applied (PlanAppliedReason).
 	MachineObjectsReadyReason = "MachineObjectsReady"
 
 	// ObjectConflictReason (Ready): an object with the name of one of the
 	// machine's objects exists but does not belong to the inventory; the
 	// manager never takes it over.
 	ObjectConflictReason = "ObjectConflict"
+
+	// PlanAppliedReason (PlanApplied, Ready): the machine applied the
+	// current plan.
+	PlanAppliedReason = "PlanApplied"
+
+	// WaitingForPlanReason (PlanApplied, Ready, Reconciling): the machine
+	// has not reported the current plan applied yet.
+	WaitingForPlanReason = "WaitingForPlan"
+
+	// PlanFailedReason (PlanApplied, Ready, Reconciling): the current plan
+	// failed on the machine; the message names the instruction. The
+	// machine retries it with backoff.
+	PlanFailedReason = "PlanFailed"
+
+	// InvalidPlanReason (PlanApplied, Ready, Stalled): the plan Secret does
+	// not hold a valid plan; nothing of it is applied until it is fixed.
+	InvalidPlanReason = "InvalidPlan"
 )
 
 // SeedImage condition reasons.

@@ -59,6 +59,8 @@ const (
 // +kubebuilder:resource:scope=Namespaced,shortName=minv,categories={edgefleet,machines}
 // +kubebuilder:printcolumn:name="Registered",type=string,JSONPath=`.status.conditions[?(@.type=="Registered")].status`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`,priority=10
+// +kubebuilder:printcolumn:name="Plan",type=string,JSONPath=`.status.plan.state`
+// +kubebuilder:printcolumn:name="Failed-Instruction",type=string,JSONPath=`.status.plan.failure.instruction`,priority=10
 // +kubebuilder:printcolumn:name="Manufacturer",type=string,JSONPath=`.metadata.labels.machines\.edgefleet\.io/manufacturer`,priority=10
 // +kubebuilder:printcolumn:name="Product",type=string,JSONPath=`.metadata.labels.machines\.edgefleet\.io/product-name`,priority=10
 // +kubebuilder:printcolumn:name="Arch",type=string,JSONPath=`.metadata.labels.machines\.edgefleet\.io/arch`,priority=10
@@ -106,16 +108,20 @@ type MachineInventorySpec struct {
 
 // MachineInventoryStatus is the observed state of a MachineInventory.
 type MachineInventoryStatus struct {
-	// conditions describe the machine's current state: Registered, Ready (the
-	// current plan is applied), and Reconciling or Stalled while they are
-	// True.
+	// conditions describe the machine's current state: Registered,
+	// PlanApplied (the machine applied the plan in its plan Secret), Ready
+	// (its plan Secret and credential exist and belong to it AND the
+	// current plan is applied), and Reconciling (plan pending or failing,
+	// retried by the machine) or Stalled (the plan is invalid) while they
+	// are True.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=32
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
-	// lastSeen is when the machine last contacted the manager.
+	// lastSeen is when the machine last contacted the manager: its
+	// registration, or a plan report of its node agent.
 	// +optional
 	LastSeen metav1.Time `json:"lastSeen,omitzero"`
 
@@ -129,13 +135,17 @@ type MachineInventoryStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 }
 
-// PlanStatus is the state of a machine's plan.
+// PlanStatus is the state of a machine's plan. The manager sets checksum
+// and state from the plan Secret; the machine's node agent reports the rest
+// (server-side apply, field manager "edgefleet-node").
 type PlanStatus struct {
-	// checksum of the current plan.
+	// checksum is the hex SHA-256 of the plan Secret's "plan" key: the
+	// plan the machine should apply.
 	// +optional
 	Checksum string `json:"checksum,omitempty"`
 
-	// state of the current plan on the machine.
+	// state of the current plan on the machine: Pending until the machine
+	// reports on it, then Applied or Failed.
 	// +optional
 	State PlanState `json:"state,omitempty"`
 
@@ -143,6 +153,152 @@ type PlanStatus struct {
 	// successfully.
 	// +optional
 	AppliedChecksum string `json:"appliedChecksum,omitempty"`
+
+	// failedChecksum is the checksum of the plan whose last attempt failed;
+	// the machine retries it with exponential backoff.
+	// +optional
+	FailedChecksum string `json:"failedChecksum,omitempty"`
+
+	// failure says why failedChecksum failed: the instruction, its exit
+	// code and the end of its output.
+	// +optional
+	Failure *PlanFailure `json:"failure,omitempty"`
+
+	// attempts counts the failed attempts at the current plan.
+	// +optional
+	Attempts int32 `json:"attempts,omitempty"`
+
+	// nextRetryTime is when the machine retries the failed plan.
+	// +optional
+	NextRetryTime *metav1.Time `json:"nextRetryTime,omitempty"`
+
+	// lastAppliedTime is when the machine last finished applying a plan.
+	// +optional
+	LastAppliedTime *metav1.Time `json:"lastAppliedTime,omitempty"`
+
+	// instructions are the last results of the plan's one-time
+	// instructions, in plan order (output only with saveOutput or on
+	// failure).
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	Instructions []PlanInstructionStatus `json:"instructions,omitempty"`
+
+	// periodicInstructions are the last results of the plan's periodic
+	// instructions.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	PeriodicInstructions []PlanPeriodicStatus `json:"periodicInstructions,omitempty"`
+
+	// probes are the states of the plan's probes.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	Probes []PlanProbeStatus `json:"probes,omitempty"`
+}
+
+// PlanFailure is why a plan failed on the machine.
+type PlanFailure struct {
+	// instruction names the failing instruction (its name, or
+	// "instructions[i]"); empty when the plan itself or its files failed.
+	// +optional
+	Instruction string `json:"instruction,omitempty"`
+
+	// exitCode of the instruction; -1 when it timed out, was killed or
+	// could not start.
+	// +optional
+	ExitCode int32 `json:"exitCode,omitempty"`
+
+	// message says what failed.
+	// +required
+	// +kubebuilder:validation:MaxLength=32768
+	Message string `json:"message"`
+
+	// output is the end of the instruction's output (stdout and stderr),
+	// at most 4 KiB.
+	// +optional
+	// +kubebuilder:validation:MaxLength=8192
+	Output string `json:"output,omitempty"`
+
+	// time of the failure.
+	// +optional
+	Time *metav1.Time `json:"time,omitempty"`
+}
+
+// PlanInstructionStatus is the last run of a one-time instruction.
+type PlanInstructionStatus struct {
+	// name of the instruction, or "instructions[i]".
+	// +required
+	Name string `json:"name"`
+
+	// exitCode of its last run.
+	// +required
+	ExitCode int32 `json:"exitCode"`
+
+	// output is the end of its output, at most 2 KiB.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Output string `json:"output,omitempty"`
+
+	// finishedTime is when its last run ended.
+	// +optional
+	FinishedTime *metav1.Time `json:"finishedTime,omitempty"`
+
+	// durationMilliseconds is how long its last run took.
+	// +optional
+	DurationMilliseconds int64 `json:"durationMilliseconds,omitempty"`
+}
+
+// PlanPeriodicStatus is the last run of a periodic instruction.
+type PlanPeriodicStatus struct {
+	// name of the instruction.
+	// +required
+	Name string `json:"name"`
+
+	// exitCode of its last run.
+	// +required
+	ExitCode int32 `json:"exitCode"`
+
+	// output is the end of its output, at most 2 KiB (with
+	// saveStderrOutput, or on failure).
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Output string `json:"output,omitempty"`
+
+	// lastRunTime is when it last ran.
+	// +optional
+	LastRunTime *metav1.Time `json:"lastRunTime,omitempty"`
+
+	// lastSuccessTime is when it last exited 0.
+	// +optional
+	LastSuccessTime *metav1.Time `json:"lastSuccessTime,omitempty"`
+
+	// failures counts its consecutive failures.
+	// +optional
+	Failures int32 `json:"failures,omitempty"`
+}
+
+// PlanProbeStatus is the state of one probe.
+type PlanProbeStatus struct {
+	// name of the probe.
+	// +required
+	Name string `json:"name"`
+
+	// healthy is true after successThreshold successes in a row, false
+	// after failureThreshold failures in a row.
+	// +required
+	Healthy bool `json:"healthy"`
+
+	// successCount counts consecutive successes (up to the threshold).
+	// +optional
+	SuccessCount int32 `json:"successCount,omitempty"`
+
+	// failureCount counts consecutive failures (up to the threshold).
+	// +optional
+	FailureCount int32 `json:"failureCount,omitempty"`
+
+	// lastError is why the last probe failed.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	LastError string `json:"lastError,omitempty"`
 }
 
 // +kubebuilder:object:root=true

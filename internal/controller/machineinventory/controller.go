@@ -1,6 +1,8 @@
 // Package machineinventory keeps each registered machine's objects — its
-// plan Secret, ServiceAccount, Role and RoleBinding — in place and reports
-// them in the MachineInventory's Ready condition. The registration endpoint
+// plan Secret, ServiceAccount, Role and RoleBinding — in place, and reports
+// them and the machine's plan in the MachineInventory's conditions: Ready is
+// True when the objects are in place AND the machine applied the current
+// plan (PlanApplied). The registration endpoint
 // (internal/machineregistration) creates them when the machine registers;
 // this controller re-creates any that go missing, built by the same
 // functions. An object of one of those names that the inventory does not
@@ -12,6 +14,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"errors"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -31,12 +35,18 @@ import (
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
 )
 
-// Reconciler owns the Ready condition of MachineInventories.
+// Reconciler owns the Ready, PlanApplied, Reconciling and Stalled
+// conditions of MachineInventories and status.plan's checksum and state;
+// the machine's node agent reports the rest of status.plan.
 type Reconciler struct {
 	Client client.Client
-	// Events records condition changes; SetupWithManager uses the
+	// Events records condition changes (one Event per new reason: a plan
+	// turning applied, failed or invalid); SetupWithManager uses the
 	// manager's recorder when nil.
 	Events events.EventRecorder
+	// Reader reads plan Secrets from the API server: the Secret watch is
+	// metadata only, so Secrets' data is not cached.
+	Reader client.Reader
 }
 
 // SetupWithManager registers the controller. The owned objects are watched
@@ -48,6 +58,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.Events == nil {
 		r.Events = mgr.GetEventRecorder("edgefleet-machineinventory")
+	}
+	if r.Reader == nil {
+		r.Reader = mgr.GetAPIReader()
 	}
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named("machineinventory").
@@ -63,17 +76,24 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return nil
 }
 
-// Reconcile re-creates the machine's missing objects and sets Ready.
+// Reconcile re-creates the machine's missing objects, reads its plan and
+// sets the conditions.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var inv machinesv1.MachineInventory
 	if err := r.Client.Get(ctx, req.NamespacedName, &inv); err != nil {
+		if apierrors.IsNotFound(err) {
+			planStateOf.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !inv.DeletionTimestamp.IsZero() {
+		planStateOf.forget(req.NamespacedName)
 		return ctrl.Result{}, nil
 	}
 	ready := r.ensureObjects(ctx, &inv)
-	return ctrl.Result{}, r.patchReady(ctx, &inv, ready)
+	plan := r.evaluatePlan(ctx, &inv)
+	planStateOf.set(req.NamespacedName, plan.state)
+	return ctrl.Result{}, r.patchStatus(ctx, &inv, ready, plan)
 }
 
 // readiness is the outcome of ensureObjects: the Ready condition to set, and
@@ -141,14 +161,38 @@ func notReady(reason, msg string, err error) readiness {
 	return readiness{cond: metav1.Condition{Type: machinesv1.ReadyCondition, Status: metav1.ConditionFalse, Reason: reason, Message: msg}, err: err}
 }
 
-// patchReady writes Ready when it changed and returns the error to retry on.
-// The optimistic lock keeps a stale copy from undoing what the registration
-// endpoint wrote (Registered, lastSeen) meanwhile.
-func (r *Reconciler) patchReady(ctx context.Context, inv *machinesv1.MachineInventory, ready readiness) error {
+// patchStatus writes the conditions and the plan's checksum and state
+// when they changed, and returns the error to retry on. The optimistic lock
+// keeps a stale copy from undoing what the registration endpoint or the
+// machine wrote (Registered, lastSeen, the plan report) meanwhile.
+func (r *Reconciler) patchStatus(ctx context.Context, inv *machinesv1.MachineInventory, ready readiness, plan planEvaluation) error {
 	before := inv.DeepCopy()
-	conditions.Set(&inv.Status.Conditions, ready.cond.Type, ready.cond.Status, ready.cond.Reason, ready.cond.Message, inv.Generation)
-	if err := conditions.PatchStatus(ctx, r.Client, before, inv, nil, ready.err, conditions.RecordTo(r.Events)); err != nil {
-		return err
+	gen := inv.Generation
+	conds := &inv.Status.Conditions
+	if ready.cond.Status == metav1.ConditionTrue {
+		// The objects are in place: Ready is now about the plan.
+		ready.cond = plan.ready
 	}
-	return ready.err
+	conditions.Set(conds, ready.cond.Type, ready.cond.Status, ready.cond.Reason, ready.cond.Message, gen)
+	if plan.applied.Type != "" {
+		conditions.Set(conds, plan.applied.Type, plan.applied.Status, plan.applied.Reason, plan.applied.Message, gen)
+		inv.Status.Plan.Checksum, inv.Status.Plan.State = plan.checksum, plan.state
+	}
+	setOrRemove(conds, plan.reconciling, machinesv1.ReconcilingCondition, gen)
+	setOrRemove(conds, plan.stalled, machinesv1.StalledCondition, gen)
+	err := errors.Join(ready.err, plan.err)
+	if perr := conditions.PatchStatus(ctx, r.Client, before, inv, nil, err, conditions.RecordTo(r.Events)); perr != nil {
+		return perr
+	}
+	return err
+}
+
+// setOrRemove sets c (kstatus: Reconciling and Stalled exist only while
+// True) or removes the condition when c is nil.
+func setOrRemove(conds *[]metav1.Condition, c *metav1.Condition, typ string, gen int64) {
+	if c == nil {
+		meta.RemoveStatusCondition(conds, typ)
+		return
+	}
+	conditions.Set(conds, typ, metav1.ConditionTrue, c.Reason, c.Message, gen)
 }

@@ -2,15 +2,18 @@ package machineinventory_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -18,6 +21,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/controller/internal/ctrltest"
 	invctrl "github.com/edgefleet/edgefleet/internal/controller/machineinventory"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
+	"github.com/edgefleet/edgefleet/internal/wire/nodeplan"
 )
 
 const (
@@ -49,7 +53,9 @@ func TestMachineInventoryController(t *testing.T) {
 		// objects: whether the machine's plan Secret exists at the end.
 		planSecret bool
 	}{
-		{"registered", true, metav1.ConditionTrue, machinesv1.MachineObjectsReadyReason, "Secret registered, ServiceAccount registered, Role registered, RoleBinding registered exist", true},
+		// Registered and its objects exist: Ready waits for the machine to
+		// apply its (empty) plan.
+		{"registered", true, metav1.ConditionFalse, machinesv1.WaitingForPlanReason, "waiting for the machine to apply plan 44136fa355b3", true},
 		{"not-registered", false, metav1.ConditionFalse, machinesv1.WaitingForRegistrationReason, "has not registered", false},
 		{"squatted", true, metav1.ConditionFalse, machinesv1.ObjectConflictReason, "machines/ServiceAccount squatted exists but does not belong to this MachineInventory", true},
 	} {
@@ -89,7 +95,63 @@ func TestMachineInventoryController(t *testing.T) {
 			}
 			return nil
 		})
-		waitReady(t, c, &inv, metav1.ConditionTrue, machinesv1.MachineObjectsReadyReason, "exist")
+		waitReady(t, c, &inv, metav1.ConditionFalse, machinesv1.WaitingForPlanReason, "waiting for the machine")
+	})
+
+	// The plan: the manager says which plan is current (checksum, state),
+	// the machine reports on it with server-side apply (as edgefleet-node
+	// agent does), and Ready follows.
+	t.Run("plan", func(t *testing.T) {
+		key := client.ObjectKey{Namespace: ns, Name: "registered"}
+		inv := &machinesv1.MachineInventory{}
+		if err := c.Get(ctx, key, inv); err != nil {
+			t.Fatal(err)
+		}
+		empty := nodeplan.Checksum([]byte("{}"))
+		waitPlan(t, c, key, empty, machinesv1.PlanPending, true, false)
+
+		report(t, c, key, map[string]any{"appliedChecksum": empty})
+		waitReady(t, c, inv, metav1.ConditionTrue, machinesv1.PlanAppliedReason, "the machine applied plan "+empty[:12])
+		waitPlan(t, c, key, empty, machinesv1.PlanApplied, false, false)
+
+		next := setPlan(t, c, key, `{"instructions":[{"name":"install","command":"/bin/true"}]}`)
+		waitReady(t, c, inv, metav1.ConditionFalse, machinesv1.WaitingForPlanReason, "(it last applied "+empty[:12]+")")
+		waitPlan(t, c, key, next, machinesv1.PlanPending, true, false)
+
+		report(t, c, key, map[string]any{"appliedChecksum": empty, "failedChecksum": next, "attempts": 2, "nextRetryTime": "2026-12-06T12:00:00Z",
+			"failure": map[string]any{"instruction": "install", "exitCode": 3, "message": "instruction install exited with code 3", "output": "disk full"}})
+		waitReady(t, c, inv, metav1.ConditionFalse, machinesv1.PlanFailedReason, `at instruction "install" (exit code 3)`)
+		waitPlan(t, c, key, next, machinesv1.PlanFailed, true, false)
+		ctrltest.Eventually(t, wait, func() error {
+			var evs eventsv1.EventList
+			if err := c.List(ctx, &evs, client.InNamespace(ns)); err != nil {
+				return err
+			}
+			for _, ev := range evs.Items {
+				if ev.Regarding.Name == key.Name && ev.Type == corev1.EventTypeWarning && ev.Reason == machinesv1.PlanFailedReason && strings.Contains(ev.Note, `"install"`) {
+					return nil
+				}
+			}
+			return fmt.Errorf("no PlanFailed event among %d", len(evs.Items))
+		})
+
+		report(t, c, key, map[string]any{"appliedChecksum": next})
+		waitReady(t, c, inv, metav1.ConditionTrue, machinesv1.PlanAppliedReason, next[:12])
+		waitPlan(t, c, key, next, machinesv1.PlanApplied, false, false)
+
+		bad := setPlan(t, c, key, `{"files":[{"path":"../etc/shadow"}]}`)
+		waitReady(t, c, inv, metav1.ConditionFalse, machinesv1.InvalidPlanReason, "is not absolute")
+		waitPlan(t, c, key, bad, machinesv1.PlanFailed, false, true)
+
+		// A plan whose error list is longer than a condition may hold is
+		// still reported, truncated.
+		var files []string
+		for i := range 2000 {
+			files = append(files, fmt.Sprintf(`{"path":"relative/path/number/%d"}`, i))
+		}
+		huge := setPlan(t, c, key, `{"files":[`+strings.Join(files, ",")+`]}`)
+		waitReady(t, c, inv, metav1.ConditionFalse, machinesv1.InvalidPlanReason, "(truncated)")
+		waitPlan(t, c, key, huge, machinesv1.PlanFailed, false, true)
 	})
 
 	t.Run("squatter untouched", func(t *testing.T) {
@@ -141,6 +203,59 @@ func waitReady(t *testing.T, c client.Client, inv *machinesv1.MachineInventory, 
 		}
 		if !meta.IsStatusConditionTrue(got.Status.Conditions, machinesv1.RegisteredCondition) && meta.IsStatusConditionTrue(inv.Status.Conditions, machinesv1.RegisteredCondition) {
 			return fmt.Errorf("Registered was lost: %+v", got.Status.Conditions)
+		}
+		return nil
+	})
+}
+
+// report writes the machine's part of status.plan as edgefleet-node agent
+// does: server-side apply with its own field manager.
+func report(t *testing.T, c client.Client, key client.ObjectKey, plan map[string]any) {
+	t.Helper()
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": machinesv1.GroupVersion.String(), "kind": "MachineInventory",
+		"metadata": map[string]any{"name": key.Name, "namespace": key.Namespace},
+		"status":   map[string]any{"plan": plan},
+	}}
+	// Through JSON, so numbers are int64 as unstructured wants.
+	b, _ := json.Marshal(u.Object)
+	if err := json.Unmarshal(b, &u.Object); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Status().Patch(context.Background(), u, client.Apply, client.FieldOwner("edgefleet-node"), client.ForceOwnership); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func setPlan(t *testing.T, c client.Client, key client.ObjectKey, plan string) string {
+	t.Helper()
+	var s corev1.Secret
+	if err := c.Get(context.Background(), key, &s); err != nil {
+		t.Fatal(err)
+	}
+	s.Data = map[string][]byte{nodeplan.SecretKey: []byte(plan)}
+	if err := c.Update(context.Background(), &s); err != nil {
+		t.Fatal(err)
+	}
+	return nodeplan.Checksum([]byte(plan))
+}
+
+func waitPlan(t *testing.T, c client.Client, key client.ObjectKey, checksum string, state machinesv1.PlanState, reconciling, stalled bool) {
+	t.Helper()
+	ctrltest.Eventually(t, wait, func() error {
+		var got machinesv1.MachineInventory
+		if err := c.Get(context.Background(), key, &got); err != nil {
+			return err
+		}
+		p := got.Status.Plan
+		r := meta.IsStatusConditionTrue(got.Status.Conditions, machinesv1.ReconcilingCondition)
+		st := meta.IsStatusConditionTrue(got.Status.Conditions, machinesv1.StalledCondition)
+		if p.Checksum != checksum || p.State != state || r != reconciling || st != stalled {
+			return fmt.Errorf("plan %s/%s reconciling %v stalled %v, want %s/%s %v %v", p.Checksum, p.State, r, st, checksum, state, reconciling, stalled)
+		}
+		pa := meta.FindStatusCondition(got.Status.Conditions, machinesv1.PlanAppliedCondition)
+		if pa == nil || (pa.Status == metav1.ConditionTrue) != (state == machinesv1.PlanApplied) {
+			return fmt.Errorf("PlanApplied %+v with state %s", pa, state)
 		}
 		return nil
 	})

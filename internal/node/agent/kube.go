@@ -1,0 +1,242 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// kubeClient is the few Kubernetes API calls the node agent makes — get
+// and watch one Secret, apply one status — over plain HTTPS with the
+// machine's bearer token. client-go would quadruple the node binary (its
+// typed clients link every core API type) for three requests.
+type kubeClient struct {
+	server string
+	token  string
+	http   *http.Client
+}
+
+// apiError is a Kubernetes API error answer (a metav1.Status).
+type apiError struct {
+	Code    int    `json:"code"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
+func (e *apiError) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("the API answered %d %s", e.Code, http.StatusText(e.Code))
+	}
+	return fmt.Sprintf("the API answered %d: %s", e.Code, e.Message)
+}
+
+func isStatus(err error, code int) bool {
+	var e *apiError
+	return errors.As(err, &e) && e.Code == code
+}
+
+func isUnauthorized(err error) bool { return isStatus(err, http.StatusUnauthorized) }
+func isNotFound(err error) bool     { return isStatus(err, http.StatusNotFound) }
+
+// kubeconfig is the part of the machine's kubeconfig the agent uses (the
+// manager writes it with one cluster, user and context).
+type kubeconfig struct {
+	CurrentContext string `json:"current-context"`
+	Clusters       []struct {
+		Name    string `json:"name"`
+		Cluster struct {
+			Server string `json:"server"`
+			CAData []byte `json:"certificate-authority-data"`
+		} `json:"cluster"`
+	} `json:"clusters"`
+	Users []struct {
+		Name string `json:"name"`
+		User struct {
+			Token string `json:"token"`
+		} `json:"user"`
+	} `json:"users"`
+	Contexts []struct {
+		Name    string `json:"name"`
+		Context struct {
+			Cluster string `json:"cluster"`
+			User    string `json:"user"`
+		} `json:"context"`
+	} `json:"contexts"`
+}
+
+func newKubeClient(data []byte) (*kubeClient, error) {
+	var kc kubeconfig
+	if err := yaml.Unmarshal(data, &kc); err != nil {
+		return nil, fmt.Errorf("not a kubeconfig: %w", err)
+	}
+	clusterName, userName := "", ""
+	for _, c := range kc.Contexts {
+		if c.Name == kc.CurrentContext {
+			clusterName, userName = c.Context.Cluster, c.Context.User
+		}
+	}
+	c := &kubeClient{}
+	var ca []byte
+	for _, cl := range kc.Clusters {
+		if cl.Name == clusterName {
+			c.server, ca = strings.TrimSuffix(cl.Cluster.Server, "/"), cl.Cluster.CAData
+		}
+	}
+	for _, u := range kc.Users {
+		if u.Name == userName {
+			c.token = u.User.Token
+		}
+	}
+	if u, err := url.Parse(c.server); err != nil || u.Scheme != "https" || c.token == "" {
+		return nil, errors.New("the kubeconfig has no https server and token for its current context")
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	if len(ca) > 0 && !roots.AppendCertsFromPEM(ca) {
+		return nil, errors.New("the kubeconfig's certificate-authority-data holds no PEM certificate")
+	}
+	c.http = &http.Client{Transport: &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout: 10 * time.Second,
+		IdleConnTimeout:     90 * time.Second,
+	}}
+	return c, nil
+}
+
+// secret is the part of a Secret the agent reads.
+type secret struct {
+	Metadata struct {
+		ResourceVersion string `json:"resourceVersion"`
+	} `json:"metadata"`
+	Data map[string][]byte `json:"data"`
+}
+
+func (c *kubeClient) secretPath(ns string) string {
+	return "/api/v1/namespaces/" + url.PathEscape(ns) + "/secrets"
+}
+
+// getSecret reads one Secret by name.
+func (c *kubeClient) getSecret(ctx context.Context, ns, name string) (*secret, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := c.do(ctx, http.MethodGet, c.secretPath(ns)+"/"+url.PathEscape(name), "", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	s := &secret{}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(s); err != nil {
+		return nil, fmt.Errorf("decoding Secret %s: %w", name, err)
+	}
+	return s, nil
+}
+
+// watchSecret watches the named Secret from resourceVersion rv (the
+// credential allows a watch by name only) and calls fn for each version.
+// It returns errWatchEnded when the server ends the watch, or a 410 when rv
+// is too old.
+func (c *kubeClient) watchSecret(ctx context.Context, ns, name, rv string, timeout time.Duration, fn func(*secret)) error {
+	q := url.Values{
+		"watch":           {"1"},
+		"fieldSelector":   {"metadata.name=" + name},
+		"resourceVersion": {rv},
+		"timeoutSeconds":  {fmt.Sprint(int(timeout.Seconds()))},
+	}
+	resp, err := c.do(ctx, http.MethodGet, c.secretPath(ns)+"?"+q.Encode(), "", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev struct {
+			Type   string          `json:"type"`
+			Object json.RawMessage `json:"object"`
+		}
+		if err := dec.Decode(&ev); err != nil {
+			if errors.Is(err, io.EOF) {
+				return errWatchEnded
+			}
+			return fmt.Errorf("reading the watch: %w", err)
+		}
+		switch ev.Type {
+		case "ADDED", "MODIFIED":
+			s := &secret{}
+			if err := json.Unmarshal(ev.Object, s); err != nil {
+				return fmt.Errorf("decoding a watch event: %w", err)
+			}
+			fn(s)
+		case "DELETED":
+			return &apiError{Code: http.StatusNotFound, Message: "the plan Secret was deleted"}
+		case "ERROR":
+			e := &apiError{}
+			if err := json.Unmarshal(ev.Object, e); err != nil || e.Code == 0 {
+				return fmt.Errorf("watch error: %s", ev.Object)
+			}
+			return e
+		}
+	}
+}
+
+// applyStatus server-side-applies body to the status of a
+// MachineInventory, as field manager FieldManager.
+func (c *kubeClient) applyStatus(ctx context.Context, ns, name string, body []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	p := "/apis/machines.edgefleet.io/v1alpha1/namespaces/" + url.PathEscape(ns) + "/machineinventories/" + url.PathEscape(name) +
+		"/status?" + url.Values{"fieldManager": {FieldManager}, "force": {"true"}}.Encode()
+	resp, err := c.do(ctx, http.MethodPatch, p, "application/apply-patch+yaml", body)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<20))
+	resp.Body.Close()
+	return nil
+}
+
+// do sends a request; an answer other than 2xx is an *apiError.
+func (c *kubeClient) do(ctx context.Context, method, path, contentType string, body []byte) (*http.Response, error) {
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.server+path, r)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "edgefleet-node")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	e := &apiError{}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if json.Unmarshal(b, e) != nil || e.Code == 0 {
+		e.Message = strings.TrimSpace(string(b))
+	}
+	e.Code = resp.StatusCode
+	return nil, e
+}
