@@ -396,7 +396,6 @@ func TestInstallRefuses(t *testing.T) {
 	}
 }
 
-
 // TestPullResumesWithAuth: a pull that failed on one layer keeps the layers
 // it finished, so the next pull fetches only the missing one; credentials
 // come from a docker config file.
