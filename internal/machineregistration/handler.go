@@ -168,6 +168,9 @@ func (h *Handler) exchange(ctx context.Context, conn *machinereg.Conn, reg *toke
 		return "", err
 	}
 	hello := m.Hello
+	if _, err := mr.Spec.Config.Normalized(); err != nil {
+		return "", &machinereg.Error{Code: machinereg.CodeInvalidRegistration, Message: fmt.Sprintf("MachineRegistration %s/%s: %v", mr.Namespace, mr.Name, err)}
+	}
 	if hello.Version < machinereg.MinVersion {
 		return "", &machinereg.Error{Code: machinereg.CodeUnsupportedVersion, Message: fmt.Sprintf("protocol version %d is too old; this manager speaks %d to %d: update edgefleet-node", hello.Version, machinereg.MinVersion, machinereg.Version)}
 	}

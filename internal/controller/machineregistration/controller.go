@@ -93,6 +93,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			cond.Message = fmt.Sprintf("the registration token expired at %s (spec.token.ttl): new machines are refused; set spec.token.rotation to a new value to issue a new token", exp.UTC().Format(time.RFC3339))
 		}
 	}
+	if _, err := mr.Spec.Config.Normalized(); err != nil {
+		// Machines are refused (InvalidRegistration) until the spec is fixed.
+		cond.Status, cond.Reason = metav1.ConditionFalse, machinesv1.InvalidSpecReason
+		cond.Message = err.Error() + "; machines are refused until then"
+	}
 	mr.Status.ObservedGeneration = mr.Generation
 	meta.SetStatusCondition(&mr.Status.Conditions, cond)
 	meta.RemoveStatusCondition(&mr.Status.Conditions, machinesv1.StalledCondition)
