@@ -95,7 +95,9 @@ type statusError struct {
 	msg  string
 }
 
-func (e *statusError) Error() string { return fmt.Sprintf("the manager answered %d: %s", e.code, e.msg) }
+func (e *statusError) Error() string {
+	return fmt.Sprintf("the manager answered %d: %s", e.code, e.msg)
+}
 
 // newKubeClient reads the kubeconfig the manager issued at registration
 // (one cluster with CA data, one bearer token).
