@@ -39,7 +39,10 @@ type InstallOptions struct {
 	// CloudConfigs are written to EF_OEM/cloud-config/<name>, applied at
 	// first boot.
 	CloudConfigs map[string][]byte
-	// Tries is try_count for upgrades (not used by install).
+	// NodeState is the live system's node state directory (identity,
+	// credential), copied to EF_PERSISTENT so the installed system is the
+	// same machine to the manager.
+	NodeState string
 	Log func(format string, args ...any)
 	// Mounts is the mountinfo file checked for the booted disk
 	// (/proc/self/mountinfo when empty).
@@ -118,7 +121,10 @@ func Install(ctx context.Context, o InstallOptions) (*Result, error) {
 					return err
 				}
 			}
-			return nil
+			if o.NodeState == "" {
+				return nil
+			}
+			return copyDir(o.NodeState, filepath.Join(dir, NodeStateDir))
 		}},
 		{LabelOEM, func(dir string) error { return writeOEM(dir, o.NodeConfig, o.CloudConfigs) }},
 		{LabelRecovery, func(dir string) error {
@@ -265,4 +271,32 @@ func writeAtomic(dst string, mode os.FileMode, fill func(io.Writer) error) error
 		return err
 	}
 	return fsyncDir(filepath.Dir(dst))
+}
+
+// copyDir copies the regular files of src (one level: the node state has
+// no subdirectories) to dst, keeping their modes.
+func copyDir(src, dst string) error {
+	entries, err := os.ReadDir(src)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		if err := copyFile(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name()), info.Mode().Perm()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
