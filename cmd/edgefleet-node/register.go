@@ -57,6 +57,9 @@ re-provisioned (or its state directory removed to register as a new machine).`,
 				res, err := register.Register(cmd.Context(), cfg, register.Options{Warn: warn})
 				switch {
 				case errors.Is(err, register.ErrReprovisioningNeeded):
+					if rerr := resetOnReprovision(cmd, cfg.StateDir); rerr != nil {
+						warn(rerr.Error())
+					}
 					return &exitError{code: exitReprovision, err: err}
 				case err != nil && every == 0:
 					return fmt.Errorf("registering with %s (config %s): %w", cfg.Registration.URL, path, err)
