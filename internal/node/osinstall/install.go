@@ -43,7 +43,7 @@ type InstallOptions struct {
 	// credential), copied to EF_PERSISTENT so the installed system is the
 	// same machine to the manager.
 	NodeState string
-	Log func(format string, args ...any)
+	Log       func(format string, args ...any)
 	// Mounts is the mountinfo file checked for the booted disk
 	// (/proc/self/mountinfo when empty).
 	Mounts string
