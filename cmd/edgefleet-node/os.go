@@ -185,7 +185,8 @@ func fetchConfigURL(ctx context.Context, u string) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 }
 
-func powerAction(reboot, poweroff bool) error {
+// powerAction reboots or powers off the machine (a variable so tests do not).
+var powerAction = func(reboot, poweroff bool) error {
 	switch {
 	case poweroff:
 		return exec.Command("poweroff").Run()
@@ -418,7 +419,7 @@ func newCloudConfigCommand() *cobra.Command {
 // the registration allowed a reset (config.reset.enabled, as received at
 // the last registration) and the machine runs an installed OS, schedule the
 // reset and reboot into recovery.
-func resetOnReprovision(cmd *cobra.Command, stateDir string) error {
+func resetOnReprovision(cmd *cobra.Command, stateDir, slotFile, device string) error {
 	rc := registeredConfig(stateDir)
 	if rc == nil || len(rc.Reset) == 0 {
 		return nil
@@ -428,11 +429,11 @@ func resetOnReprovision(cmd *cobra.Command, stateDir string) error {
 		return err
 	}
 	r = r.Defaults()
-	booted := osinstall.BootedSlot("")
+	booted := osinstall.BootedSlot(slotFile)
 	if booted != osinstall.SlotA && booted != osinstall.SlotB {
 		return nil
 	}
-	o := osinstall.ResetOptions{ResetPersistent: *r.ResetPersistent, ResetOEM: *r.ResetOEM}
+	o := osinstall.ResetOptions{Device: device, ResetPersistent: *r.ResetPersistent, ResetOEM: *r.ResetOEM}
 	if err := osinstall.ScheduleReset(cmd.Context(), o); err != nil {
 		return fmt.Errorf("the registration allows a reset, but scheduling it failed: %w", err)
 	}

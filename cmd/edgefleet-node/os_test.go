@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgefleet/edgefleet/internal/node/osinstall"
 	"github.com/edgefleet/edgefleet/internal/node/osinstall/osinstalltest"
+	"github.com/edgefleet/edgefleet/internal/node/register"
 )
 
 // TestOSCommands drives install, upgrade, boot confirm/status and reset
@@ -88,4 +89,26 @@ func TestOSCommands(t *testing.T) {
 	if st := status(); st.ActiveSlot != "a" || st.Slots["a"].Version != "1.0" || st.Slots["b"].Version != "" || st.LastUpgrade != nil {
 		t.Errorf("status after reset: %+v", st)
 	}
+
+	// The manager deleted the inventory of a machine whose registration
+	// allows a reset: the node schedules it with the registration's
+	// settings and reboots into recovery.
+	state := filepath.Join(dir, "state")
+	os.MkdirAll(state, 0o700)
+	os.WriteFile(filepath.Join(state, register.ConfigFile), []byte(`{"inventoryName":"m1","namespace":"ns","reset":{"enabled":true,"reset-oem":false,"reset-persistent":true,"reboot":true}}`), 0o600)
+	os.WriteFile(filepath.Join(dir, "slot"), []byte("a\n"), 0o644)
+	var rebooted bool
+	powerAction = func(reboot, _ bool) error { rebooted = reboot; return nil }
+	defer func() { powerAction = realPowerAction }()
+	c := &cobra.Command{}
+	c.SetContext(context.Background())
+	if err := resetOnReprovision(c, state, filepath.Join(dir, "slot"), disk); err != nil {
+		t.Fatal(err)
+	}
+	p, err := osinstall.PendingReset(context.Background(), disk)
+	if err != nil || p == nil || p.ResetOEM || !p.ResetPersistent || !rebooted {
+		t.Fatalf("after reprovisioning: pending reset %+v (%v), rebooted %v", p, err, rebooted)
+	}
 }
+
+var realPowerAction = powerAction

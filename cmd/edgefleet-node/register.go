@@ -57,7 +57,7 @@ re-provisioned (or its state directory removed to register as a new machine).`,
 				res, err := register.Register(cmd.Context(), cfg, register.Options{Warn: warn})
 				switch {
 				case errors.Is(err, register.ErrReprovisioningNeeded):
-					if rerr := resetOnReprovision(cmd, cfg.StateDir); rerr != nil {
+					if rerr := resetOnReprovision(cmd, cfg.StateDir, "", ""); rerr != nil {
 						warn(rerr.Error())
 					}
 					return &exitError{code: exitReprovision, err: err}
