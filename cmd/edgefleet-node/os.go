@@ -375,7 +375,9 @@ stays), and the machine registers again as a new machine.`,
 				}
 				p.BootedSlot, p.Log = o.BootedSlot, o.Log
 				o = *p
+				reboot, poweroff = reboot || p.Reboot, poweroff || p.PowerOff
 			}
+			o.Reboot, o.PowerOff = reboot, poweroff
 			if o.BootedSlot == osinstall.SlotA || o.BootedSlot == osinstall.SlotB {
 				if err := osinstall.ScheduleReset(cmd.Context(), o); err != nil {
 					return err
@@ -433,7 +435,7 @@ func resetOnReprovision(cmd *cobra.Command, stateDir, slotFile, device string) e
 	if booted != osinstall.SlotA && booted != osinstall.SlotB {
 		return nil
 	}
-	o := osinstall.ResetOptions{Device: device, ResetPersistent: *r.ResetPersistent, ResetOEM: *r.ResetOEM}
+	o := osinstall.ResetOptions{Device: device, ResetPersistent: *r.ResetPersistent, ResetOEM: *r.ResetOEM, Reboot: *r.Reboot, PowerOff: r.PowerOff}
 	if err := osinstall.ScheduleReset(cmd.Context(), o); err != nil {
 		return fmt.Errorf("the registration allows a reset, but scheduling it failed: %w", err)
 	}

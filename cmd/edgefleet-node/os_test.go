@@ -106,7 +106,7 @@ func TestOSCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, err := osinstall.PendingReset(context.Background(), disk)
-	if err != nil || p == nil || p.ResetOEM || !p.ResetPersistent || !rebooted {
+	if err != nil || p == nil || p.ResetOEM || !p.ResetPersistent || !p.Reboot || !rebooted {
 		t.Fatalf("after reprovisioning: pending reset %+v (%v), rebooted %v", p, err, rebooted)
 	}
 }

@@ -237,6 +237,19 @@ func TestInstallUpgradeConfirmRollbackReset(t *testing.T) {
 		}
 	})
 
+	t.Run("failed upgrade leaves the boot setup alone", func(t *testing.T) {
+		before := env(t, disk)
+		broken := pullOpts(t, "127.0.0.1:1/os:v9")
+		if _, err := osinstall.Upgrade(ctx, osinstall.UpgradeOptions{Device: disk, Pull: broken, BootedSlot: "b"}); err == nil {
+			t.Fatal("upgrade from an unreachable registry succeeded")
+		}
+		wantEnv(t, disk, map[string]string{"active_slot": before["active_slot"], "try_slot": before["try_slot"], "try_count": before["try_count"]})
+		st, err := osinstall.ReadStatus(ctx, disk, "b")
+		if err != nil || st.LastUpgrade.Result != osinstall.UpgradeFailed || !strings.Contains(st.LastUpgrade.Message, "is the registry reachable") {
+			t.Fatalf("status after a failed upgrade = %+v, %v", st.LastUpgrade, err)
+		}
+	})
+
 	t.Run("upgrade rolled back by the bootloader", func(t *testing.T) {
 		if _, err := osinstall.Upgrade(ctx, osinstall.UpgradeOptions{Device: disk, Pull: pullOpts(t, v3), BootedSlot: "b", Tries: 2}); err != nil {
 			t.Fatal(err)

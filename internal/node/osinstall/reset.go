@@ -19,6 +19,9 @@ type ResetOptions struct {
 	// default true). The node config stays: the machine needs its
 	// registration URL to register again.
 	ResetOEM bool
+	// Reboot and PowerOff are what to do after the reset; ScheduleReset
+	// keeps them for the recovery system.
+	Reboot, PowerOff bool
 	// BootedSlot: a reset runs from recovery (or from another system, on an
 	// image file); from slot a or b it is scheduled with ScheduleReset.
 	BootedSlot string
@@ -156,7 +159,7 @@ func ScheduleReset(ctx context.Context, o ResetOptions) error {
 		return err
 	}
 	defer disk.Close()
-	b, _ := json.Marshal(pendingReset{ResetPersistent: o.ResetPersistent, ResetOEM: o.ResetOEM})
+	b, _ := json.Marshal(pendingReset{ResetPersistent: o.ResetPersistent, ResetOEM: o.ResetOEM, Reboot: o.Reboot, PowerOff: o.PowerOff})
 	if err := withMounted(ctx, disk, layout.Get(LabelOEM), func(dir string) error {
 		return writeFileAtomic(filepath.Join(dir, resetPending), b, 0o600)
 	}); err != nil {
@@ -171,6 +174,8 @@ func ScheduleReset(ctx context.Context, o ResetOptions) error {
 type pendingReset struct {
 	ResetPersistent bool `json:"resetPersistent"`
 	ResetOEM        bool `json:"resetOEM"`
+	Reboot          bool `json:"reboot"`
+	PowerOff        bool `json:"poweroff"`
 }
 
 // PendingReset returns the reset a running system scheduled, if any.
@@ -193,7 +198,7 @@ func PendingReset(ctx context.Context, device string) (*ResetOptions, error) {
 		if err := json.Unmarshal(b, &p); err != nil {
 			return fmt.Errorf("%s on EF_OEM is corrupt: %w", resetPending, err)
 		}
-		o = &ResetOptions{Device: device, ResetPersistent: p.ResetPersistent, ResetOEM: p.ResetOEM}
+		o = &ResetOptions{Device: device, ResetPersistent: p.ResetPersistent, ResetOEM: p.ResetOEM, Reboot: p.Reboot, PowerOff: p.PowerOff}
 		return nil
 	})
 	return o, err
