@@ -102,7 +102,14 @@ loss, run install again (it starts over).`,
 				if device == "" {
 					device = in.Device
 					if device == "" && len(in.DeviceSelector) > 0 {
-						return errors.New("install.device-selector is not supported yet: set install.device in the MachineRegistration, or pass --device")
+						disks, err := osinstall.ListDisks("")
+						if err != nil {
+							return err
+						}
+						if device, err = osinstall.SelectDevice(in.DeviceSelector, disks, osinstall.DiskInUse); err != nil {
+							return err
+						}
+						log("install.device-selector picked %s", device)
 					}
 				}
 				if image == "" {
