@@ -72,7 +72,7 @@ func ReportStatus(ctx context.Context, kubeconfig []byte, namespace, name string
 		}
 		patch := map[string]any{
 			"metadata": map[string]any{"resourceVersion": inv.ResourceVersion},
-			"status":   map[string]any{"os": osStatus, "conditions": inv.Status.Conditions},
+			"status":   map[string]any{"os": mergePatchOS(osStatus), "conditions": inv.Status.Conditions},
 		}
 		body, _ := json.Marshal(patch)
 		last = c.do(ctx, http.MethodPatch, path+"/status", "application/merge-patch+json", body, nil)
@@ -83,6 +83,22 @@ func ReportStatus(ctx context.Context, kubeconfig []byte, namespace, name string
 		return last
 	}
 	return last
+}
+
+// mergePatchOS is status.os as a JSON merge patch: fields that are empty now
+// are sent as null, or the patch would keep their old values (a cleared
+// trySlot, an old upgrade's message).
+func mergePatchOS(o machinesv1.OSStatus) map[string]any {
+	m := map[string]any{"image": nil, "digest": nil, "name": nil, "version": nil, "activeSlot": nil, "bootedSlot": nil, "trySlot": nil, "lastUpgrade": nil}
+	b, _ := json.Marshal(o)
+	_ = json.Unmarshal(b, &m)
+	if o.LastUpgrade != nil {
+		lu := map[string]any{"image": nil, "version": nil, "slot": nil, "result": nil, "time": nil, "message": nil}
+		b, _ := json.Marshal(o.LastUpgrade)
+		_ = json.Unmarshal(b, &lu)
+		m["lastUpgrade"] = lu
+	}
+	return m
 }
 
 type kubeClient struct {

@@ -57,3 +57,21 @@ func TestSelectDevice(t *testing.T) {
 		})
 	}
 }
+
+// TestMergePatchOSClearsFields: a field that became empty is sent as null,
+// so the merge patch clears it on the inventory.
+func TestMergePatchOSClearsFields(t *testing.T) {
+	m := mergePatchOS(machinesv1.OSStatus{Version: "2", ActiveSlot: "b", LastUpgrade: &machinesv1.OSUpgradeStatus{Result: "Succeeded"}})
+	if v, ok := m["trySlot"]; !ok || v != nil {
+		t.Errorf("trySlot = %v, %v: want an explicit null", v, ok)
+	}
+	if m["version"] != "2" {
+		t.Errorf("version = %v", m["version"])
+	}
+	if lu := m["lastUpgrade"].(map[string]any); lu["message"] != nil || lu["result"] != "Succeeded" {
+		t.Errorf("lastUpgrade = %v", lu)
+	}
+	if _, ok := mergePatchOS(machinesv1.OSStatus{})["lastUpgrade"]; !ok {
+		t.Error("a missing lastUpgrade is not cleared")
+	}
+}
