@@ -286,6 +286,14 @@ type ResetConfig struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=4096
 	SystemURI string `json:"system-uri,omitempty"`
+
+	// debug is Elemental's verbose reset; accepted and ignored.
+	// +optional
+	Debug bool `json:"debug,omitempty"`
+
+	// disable-boot-entry is Elemental's; accepted and ignored.
+	// +optional
+	DisableBootEntry bool `json:"disable-boot-entry,omitempty"`
 }
 
 // InstallConfig configures the OS installation. Field names match Elemental's
@@ -343,6 +351,43 @@ type InstallConfig struct {
 	// disable-boot-entry skips creating an EFI boot entry.
 	// +optional
 	DisableBootEntry bool `json:"disable-boot-entry,omitempty"`
+
+	// no-format, tty, eject-cd, config-dir and snapshotter are Elemental
+	// install settings, accepted so Elemental registrations apply unchanged
+	// and ignored: edgefleet always partitions (A/B squashfs slots, see
+	// docs/os/install.md).
+	// +optional
+	NoFormat bool `json:"no-format,omitempty"`
+
+	// tty is Elemental's console setting; accepted and ignored.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	TTY string `json:"tty,omitempty"`
+
+	// eject-cd is Elemental's eject-after-install; accepted and ignored.
+	// +optional
+	EjectCD bool `json:"eject-cd,omitempty"`
+
+	// config-dir is Elemental's extra config directory; accepted and
+	// ignored.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	ConfigDir string `json:"config-dir,omitempty"`
+
+	// snapshotter is Elemental's snapshotter; accepted and ignored.
+	// +optional
+	Snapshotter *SnapshotterConfig `json:"snapshotter,omitempty"`
+}
+
+// SnapshotterConfig is Elemental's install.snapshotter, accepted and ignored.
+type SnapshotterConfig struct {
+	// type is loopdevice or btrfs.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Type string `json:"type,omitempty"`
+	// maxSnaps is how many snapshots Elemental keeps.
+	// +optional
+	MaxSnaps int32 `json:"maxSnaps,omitempty"`
 }
 
 // DeviceSelectorRequirement is one requirement a disk must meet to be picked

@@ -105,6 +105,10 @@ func Upgrade(ctx context.Context, o UpgradeOptions) (*UpgradeInfo, error) {
 			_ = writeRecord(dir, rec)
 			return err
 		}
+		// Leftovers of an upgrade cut short by a power loss.
+		for _, p := range []string{SlotImage(passive), SlotBootDir(passive) + "/vmlinuz", SlotBootDir(passive) + "/initrd"} {
+			os.Remove(filepath.Join(dir, p+".new"))
+		}
 		if err := checkRoom(dir, passive, img); err != nil {
 			return err
 		}
