@@ -41,6 +41,8 @@ config:
       device: /dev/vda
       system-uri: oci:registry.example/os:v1
       reboot: true
+      tty: ttyS0
+      snapshotter: {type: loopdevice, maxSnaps: 2}
     reset:
       enabled: true
       reset-oem: false
