@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Partition labels (contract §2): the GPT partition name and the filesystem
@@ -156,12 +157,27 @@ func (d *Disk) Partition(ctx context.Context, l Layout) error {
 		return err
 	}
 	if d.Block {
-		// Let the kernel and udev see the new partitions.
-		if pp, err := exec.LookPath("partprobe"); err == nil {
+		// Let the kernel (and udev, when there is one) see the new
+		// partitions; minimal systems have blockdev but no partprobe.
+		if pp, err := lookTool("partprobe", "parted"); err == nil {
 			_, _ = runTool(ctx, pp, d.Path)
+		} else if bd, err := lookTool("blockdev", "util-linux"); err == nil {
+			_, _ = runTool(ctx, bd, "--rereadpt", d.Path)
 		}
 		if ua, err := exec.LookPath("udevadm"); err == nil {
 			_, _ = runTool(ctx, ua, "settle")
+		}
+		for _, p := range l {
+			dev, _ := d.Device(ctx, p)
+			for i := 0; i < 50; i++ {
+				if _, err := os.Stat(dev); err == nil {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if _, err := os.Stat(dev); err != nil {
+				return fmt.Errorf("partition %s of %s did not appear as %s after partitioning", p.Label, d.Path, dev)
+			}
 		}
 	}
 	return nil
