@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/node/osinstall"
 	"github.com/edgefleet/edgefleet/internal/node/osinstall/osinstalltest"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
@@ -52,6 +53,8 @@ func TestMachineInstallsFromElementalRegistration(t *testing.T) {
 	f.Truncate(512 << 20)
 	f.Close()
 
+	extraCfg := filepath.Join(dir, "extra.yaml")
+	os.WriteFile(extraCfg, []byte("#cloud-config\nwrite_files: [{path: /etc/extra, content: x}]\n"), 0o600)
 	var spec machinesv1.MachineRegistrationSpec
 	if err := yaml.UnmarshalStrict(fmt.Appendf(nil, `
 machineName: "m-${System Information/Serial Number}"
@@ -60,9 +63,9 @@ config:
     runcmd: ["echo first boot"]
   elemental:
     registration: {emulate-tpm: true, emulated-tpm-seed: -1}
-    install: {device: %q, system-uri: "oci:%s"}
+    install: {device: %q, system-uri: "oci:%s", config-urls: [%q]}
     reset: {enabled: true}
-`, disk, v1), &spec); err != nil {
+`, disk, v1, extraCfg), &spec); err != nil {
 		t.Fatal(err)
 	}
 	_, regURL := l.registration(t, "edge-os", spec)
@@ -85,6 +88,27 @@ config:
 	if out := run("install", "--config", cfgPath, "--cache-dir", filepath.Join(dir, "cache")); !strings.Contains(out, "installed edgefleet-test 1.0") {
 		t.Fatalf("install said %q", out)
 	}
+	// The registration's cloud-config and config-urls are on EF_OEM for the
+	// first boot.
+	d, err := osinstall.OpenDisk(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout, err := d.ReadLayout(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oem, unmount, err := d.Mount(ctx, layout.Get(osinstall.LabelOEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for file, want := range map[string]string{"cloud-config/90_registration.yaml": "echo first boot", "cloud-config/91_config-url-0.yaml": "/etc/extra", "edgefleet-node.yaml": regURL} {
+		if b, err := os.ReadFile(filepath.Join(oem, file)); err != nil || !strings.Contains(string(b), want) {
+			t.Errorf("EF_OEM/%s = %q (%v), want it to contain %q", file, b, err, want)
+		}
+	}
+	unmount()
+	d.Close()
 	run("upgrade", "--device", disk, "--image", v2, "--cache-dir", filepath.Join(dir, "cache"), "--boot-slot-file", filepath.Join(dir, "none"))
 	// The machine booted slot b; reaching the manager confirms it.
 	if out := run("boot", "confirm", "--device", disk, "--slot", "b", "--state-dir", cfg.StateDir); !strings.Contains(out, "slot b confirmed") {
