@@ -214,8 +214,8 @@ func writeSlot(dir, slot string, img *OSImage) error {
 	if err := copyFile(img.Squashfs, filepath.Join(dir, SlotImage(slot)), 0o644); err != nil {
 		return err
 	}
-	for src, name := range map[string]string{img.Kernel: "vmlinuz", img.Initrd: "initrd"} {
-		if err := copyFile(src, filepath.Join(dir, SlotBootDir(slot), name), 0o644); err != nil {
+	for _, f := range [][2]string{{img.Kernel, "vmlinuz"}, {img.Initrd, "initrd"}} {
+		if err := copyFile(f[0], filepath.Join(dir, SlotBootDir(slot), f[1]), 0o644); err != nil {
 			return err
 		}
 	}

@@ -9,7 +9,7 @@ import (
 	"syscall"
 )
 
-// sysBlock is /sys/dev/block; a variable so tests can point at a copy.
+// sysBlock maps device numbers to disks and loop backing files.
 var sysBlock = "/sys/dev/block"
 
 type mount struct {
