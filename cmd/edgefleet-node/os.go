@@ -428,13 +428,20 @@ func newCloudConfigCommand() *cobra.Command {
 // the registration allowed a reset (config.reset.enabled, as received at
 // the last registration) and the machine runs an installed OS, schedule the
 // reset and reboot into recovery.
-func resetOnReprovision(cmd *cobra.Command, stateDir, slotFile, device string) error {
-	rc := registeredConfig(stateDir)
-	if rc == nil || len(rc.Reset) == 0 {
+func resetOnReprovision(cmd *cobra.Command, stateDir, slotFile, device string, current json.RawMessage) error {
+	settings := current
+	if len(settings) == 0 {
+		// A manager that does not send them: the settings received at the
+		// last registration.
+		if rc := registeredConfig(stateDir); rc != nil {
+			settings = rc.Reset
+		}
+	}
+	if len(settings) == 0 {
 		return nil
 	}
 	var r machinesv1.ResetConfig
-	if err := json.Unmarshal(rc.Reset, &r); err != nil || !r.Enabled {
+	if err := json.Unmarshal(settings, &r); err != nil || !r.Enabled {
 		return err
 	}
 	r = r.Defaults()

@@ -102,7 +102,11 @@ func TestOSCommands(t *testing.T) {
 	defer func() { powerAction = realPowerAction }()
 	c := &cobra.Command{}
 	c.SetContext(context.Background())
-	if err := resetOnReprovision(c, state, filepath.Join(dir, "slot"), disk); err != nil {
+	// The manager's current settings win over the stored ones.
+	if err := resetOnReprovision(c, state, filepath.Join(dir, "slot"), disk, []byte(`{"enabled":false}`)); err != nil || rebooted {
+		t.Fatalf("reset although the registration no longer allows it: %v, rebooted %v", err, rebooted)
+	}
+	if err := resetOnReprovision(c, state, filepath.Join(dir, "slot"), disk, nil); err != nil {
 		t.Fatal(err)
 	}
 	p, err := osinstall.PendingReset(context.Background(), disk)

@@ -3,6 +3,7 @@ package machineregistration_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -103,6 +104,29 @@ config:
 		}
 		if err := osinstall.ReportStatus(ctx, other.Config.Kubeconfig, res.Namespace, res.InventoryName, st); err == nil || !strings.Contains(err.Error(), "403") {
 			t.Errorf("machine %s patched %s's status: %v", other.InventoryName, res.InventoryName, err)
+		}
+	})
+
+	t.Run("deleted inventory: the node learns the reset settings", func(t *testing.T) {
+		cfg := e.nodeConfig(t, regURL, machinereg.NodeRegistration{Auth: "mac"})
+		r, err := register.Register(ctx, cfg, register.Options{Data: nic("elemental-3", "02:00:00:00:00:13")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.c.Delete(ctx, &machinesv1.MachineInventory{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: r.InventoryName}}); err != nil {
+			t.Fatal(err)
+		}
+		var re *register.ReprovisionError
+		eventually(t, 10*time.Second, func() error {
+			_, err := register.Register(ctx, cfg, register.Options{Data: nic("elemental-3", "02:00:00:00:00:13")})
+			if !errors.As(err, &re) {
+				return fmt.Errorf("re-registration after the delete: %v", err)
+			}
+			return nil
+		})
+		var reset machinesv1.ResetConfig
+		if err := json.Unmarshal(re.Reset, &reset); err != nil || !reset.Enabled || *reset.ResetOEM || !*reset.Reboot {
+			t.Errorf("reset settings with ReprovisioningNeeded = %s (%v)", re.Reset, err)
 		}
 	})
 

@@ -188,6 +188,10 @@ type Config struct {
 type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Reset is, with CodeReprovisioningNeeded, the registration's current
+	// reset config (defaults filled in; enabled false when it allows none):
+	// the node resets itself when it is enabled.
+	Reset json.RawMessage `json:"reset,omitempty"`
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
