@@ -63,6 +63,14 @@ var (
 		"emulate-tpm":        "Elemental registration setting",
 		"emulated-tpm-seed":  "Elemental registration setting",
 		"no-smbios":          "Elemental registration setting",
+		"reset-persistent":   "Elemental reset setting",
+		"no-format":          "Elemental install setting, accepted and ignored",
+		"eject-cd":           "Elemental install setting, accepted and ignored",
+		"config-dir":         "Elemental install setting, accepted and ignored",
+		"reset-oem":          "Elemental reset setting",
+		"system-agent":       "Elemental's config.elemental section, accepted unchanged",
+		"secret-name":        "Elemental system-agent setting, accepted and ignored",
+		"secret-namespace":   "Elemental system-agent setting, accepted and ignored",
 	}
 )
 

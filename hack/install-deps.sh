@@ -18,7 +18,24 @@ declare -A need=(
   [mkfs.ext4]=e2fsprogs
   [debugfs]=e2fsprogs
   [e2label]=e2fsprogs
+  # OS install on disk-image files (internal/node/osinstall): partitions through
+  # loop devices, squashfs slots, GRUB environment, EFI partition without vfat
+  [mkfs.vfat]=dosfstools
+  [sqfstar]=squashfs-tools
+  [unsquashfs]=squashfs-tools
+  [grub-editenv]=grub-common
+  [grub-mkstandalone]=grub-common
+  [mcopy]=mtools
+  [losetup]=mount
+  [blkid]=util-linux
+  # GRUB boot assessment in a VM (TestGrubBootAssessmentVM)
+  [qemu-system-x86_64]=qemu-system-x86
+  [cpio]=cpio
+  [busybox]=busybox-static
 )
+# Files rather than commands: GRUB's EFI modules and the UEFI firmware.
+[ -d /usr/lib/grub/x86_64-efi ] || need[__grub_efi_modules]=grub-efi-amd64-bin
+[ -f /usr/share/ovmf/OVMF.fd ] || need[__ovmf]=ovmf
 missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")

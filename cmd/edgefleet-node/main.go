@@ -32,6 +32,7 @@ func main() {
 		},
 	})
 	root.AddCommand(newRegisterCommand(), newInventoryCommand(), newAgentCommand())
+	root.AddCommand(newInstallCommand(), newUpgradeCommand(), newBootCommand(), newResetCommand(), newCloudConfigCommand())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	code := run(ctx, root)

@@ -57,6 +57,13 @@ re-provisioned (or its state directory removed to register as a new machine).`,
 				res, err := register.Register(cmd.Context(), cfg, register.Options{Warn: warn})
 				switch {
 				case errors.Is(err, register.ErrReprovisioningNeeded):
+					var current json.RawMessage
+					if re := (*register.ReprovisionError)(nil); errors.As(err, &re) {
+						current = re.Reset
+					}
+					if rerr := resetOnReprovision(cmd, cfg.StateDir, "", "", current); rerr != nil {
+						warn(rerr.Error())
+					}
 					return &exitError{code: exitReprovision, err: err}
 				case err != nil && every == 0:
 					return fmt.Errorf("registering with %s (config %s): %w", cfg.Registration.URL, path, err)

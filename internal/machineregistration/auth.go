@@ -87,7 +87,8 @@ func allowedMethods(cfg *machinesv1.RegistrationConfig) []string {
 // TPM: a fresh nonce to sign. mac and sys-uuid prove nothing and are only
 // identification.
 func (h *Handler) authenticate(ctx context.Context, conn *machinereg.Conn, mr *machinesv1.MachineRegistration, path string, hello *machinereg.Hello) (Identity, error) {
-	allowed := allowedMethods(mr.Spec.Config.Registration)
+	norm, _ := mr.Spec.Config.Normalized()
+	allowed := allowedMethods(norm.Registration)
 	if !slices.Contains(allowed, hello.Auth) {
 		return Identity{}, &machinereg.Error{Code: machinereg.CodeAuthFailed, Message: fmt.Sprintf("auth method %q is not allowed by MachineRegistration %s/%s (allowed: %v)", hello.Auth, mr.Namespace, mr.Name, allowed)}
 	}

@@ -3,6 +3,7 @@ package machineregistration
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -169,6 +170,9 @@ func (h *Handler) exchange(ctx context.Context, conn *machinereg.Conn, reg *toke
 		return "", err
 	}
 	hello := m.Hello
+	if _, err := mr.Spec.Config.Normalized(); err != nil {
+		return "", &machinereg.Error{Code: machinereg.CodeInvalidRegistration, Message: fmt.Sprintf("MachineRegistration %s/%s: %v", mr.Namespace, mr.Name, err)}
+	}
 	if hello.Version < machinereg.MinVersion {
 		return "", &machinereg.Error{Code: machinereg.CodeUnsupportedVersion, Message: fmt.Sprintf("protocol version %d is too old; this manager speaks %d to %d: update edgefleet-node", hello.Version, machinereg.MinVersion, machinereg.Version)}
 	}
@@ -181,7 +185,16 @@ func (h *Handler) exchange(ctx context.Context, conn *machinereg.Conn, reg *toke
 		return "", err
 	}
 	if existing == nil && hello.ReRegistration {
-		return "", &machinereg.Error{Code: machinereg.CodeReprovisioningNeeded, Message: fmt.Sprintf("MachineInventory %s/%s no longer exists: this machine was removed and must be re-provisioned (reset it, or delete its edgefleet-node state to register it as a new machine)", mr.Namespace, hello.InventoryName)}
+		pe := &machinereg.Error{Code: machinereg.CodeReprovisioningNeeded, Message: fmt.Sprintf("MachineInventory %s/%s no longer exists: this machine was removed and must be re-provisioned (reset it, or delete its edgefleet-node state to register it as a new machine)", mr.Namespace, hello.InventoryName)}
+		// The registration's reset settings as they are now: an installed
+		// node resets itself when they allow it (docs/os/install.md).
+		norm, _ := mr.Spec.Config.Normalized()
+		reset := machinesv1.ResetConfig{}
+		if norm.Reset != nil {
+			reset = *norm.Reset
+		}
+		pe.Reset, _ = json.Marshal(reset.Defaults())
+		return "", pe
 	}
 	if err := h.admit(mr, reg.expires, id, existing); err != nil {
 		return "", err

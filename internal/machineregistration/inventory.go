@@ -288,14 +288,21 @@ func (m *Inventories) finish(ctx context.Context, mr *machinesv1.MachineRegistra
 		return nil, fmt.Errorf("updating the status of MachineInventory %s: %w", inv.Name, err)
 	}
 	cfg := &machinereg.Config{InventoryName: inv.Name, Namespace: inv.Namespace, Kubeconfig: kubeconfig, PlanSecret: plan.Name}
-	if cc := mr.Spec.Config.CloudConfig; cc != nil {
+	// The node gets one layout whichever spelling (config.* or Elemental's
+	// config.elemental.*) the registration uses; exchange refused
+	// conflicting spellings before anything was written.
+	norm, _ := mr.Spec.Config.Normalized()
+	if cc := norm.CloudConfig; cc != nil {
 		cfg.CloudConfig = cc.Raw
 	}
-	if in := mr.Spec.Config.Install; in != nil {
+	if in := norm.Install; in != nil {
 		cfg.Install, _ = json.Marshal(in)
 	}
-	if rc := mr.Spec.Config.Registration; rc != nil {
+	if rc := norm.Registration; rc != nil {
 		cfg.Registration, _ = json.Marshal(rc)
+	}
+	if rs := norm.Reset; rs != nil {
+		cfg.Reset, _ = json.Marshal(rs.Defaults())
 	}
 	return cfg, nil
 }

@@ -92,7 +92,11 @@ func MediaFiles(ctx context.Context, c client.Reader, caPEM []byte, si *machines
 // register at regURL.
 func NodeConfigFiles(mr *machinesv1.MachineRegistration, regURL string, caPEM []byte) (map[string][]byte, error) {
 	reg := machinereg.NodeRegistration{URL: regURL, CACert: string(caPEM)}
-	if rc := mr.Spec.Config.Registration; rc != nil {
+	norm, err := mr.Spec.Config.Normalized()
+	if err != nil {
+		return nil, err
+	}
+	if rc := norm.Registration; rc != nil {
 		reg.Auth = string(rc.Auth)
 		for _, f := range rc.Fallback {
 			reg.Fallback = append(reg.Fallback, string(f))

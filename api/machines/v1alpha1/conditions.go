@@ -41,6 +41,14 @@ const (
 	// PlanAppliedCondition (MachineInventory) is True when the machine
 	// reported the current plan of its plan Secret applied.
 	PlanAppliedCondition = "PlanApplied"
+	// OSReadyCondition (MachineInventory) is True when the machine runs its
+	// installed OS from a confirmed slot, False while an upgrade is on trial
+	// or after one failed or was rolled back. Set by the node agent.
+	OSReadyCondition = "OSReady"
+
+	// RolledBackCondition (MachineInventory) is True when the last OS
+	// upgrade was rolled back by the bootloader. Set by the node agent.
+	RolledBackCondition = "RolledBack"
 )
 
 // Generic condition reasons. Reasons are PascalCase and always set.
@@ -109,6 +117,32 @@ const (
 	// InvalidPlanReason (PlanApplied, Ready, Stalled): the plan Secret does
 	// not hold a valid plan; nothing of it is applied until it is fixed.
 	InvalidPlanReason = "InvalidPlan"
+)
+
+// MachineInventory OS condition reasons (OSReady, RolledBack).
+const (
+	// OSInstalledReason (OSReady True): the machine runs a confirmed slot.
+	OSInstalledReason = "OSInstalled"
+
+	// UpgradePendingReason (OSReady False): a new slot is on trial and has
+	// not confirmed a healthy boot yet.
+	UpgradePendingReason = "UpgradePending"
+
+	// UpgradeFailedReason (OSReady False): the last upgrade could not write
+	// the new image; the machine runs the previous one.
+	UpgradeFailedReason = "UpgradeFailed"
+
+	// UpgradeRolledBackReason (OSReady False, RolledBack True): the new slot
+	// did not confirm a boot in its tries; the bootloader went back.
+	UpgradeRolledBackReason = "UpgradeRolledBack"
+
+	// NoRollbackReason (RolledBack False): the last upgrade was not rolled
+	// back.
+	NoRollbackReason = "NoRollback"
+
+	// RecoveryBootedReason (OSReady False): the machine runs its recovery
+	// image (a reset is under way).
+	RecoveryBootedReason = "RecoveryBooted"
 )
 
 // SeedImage condition reasons.

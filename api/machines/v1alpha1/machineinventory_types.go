@@ -64,6 +64,9 @@ const (
 // +kubebuilder:printcolumn:name="Manufacturer",type=string,JSONPath=`.metadata.labels.machines\.edgefleet\.io/manufacturer`,priority=10
 // +kubebuilder:printcolumn:name="Product",type=string,JSONPath=`.metadata.labels.machines\.edgefleet\.io/product-name`,priority=10
 // +kubebuilder:printcolumn:name="Arch",type=string,JSONPath=`.metadata.labels.machines\.edgefleet\.io/arch`,priority=10
+// +kubebuilder:printcolumn:name="OS",type=string,JSONPath=`.status.os.version`
+// +kubebuilder:printcolumn:name="Slot",type=string,JSONPath=`.status.os.activeSlot`
+// +kubebuilder:printcolumn:name="Upgrade",type=string,JSONPath=`.status.os.lastUpgrade.result`,priority=10
 // +kubebuilder:printcolumn:name="Last-Seen",type=date,JSONPath=`.status.lastSeen`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type MachineInventory struct {
@@ -129,10 +132,110 @@ type MachineInventoryStatus struct {
 	// +optional
 	Plan PlanStatus `json:"plan,omitzero"`
 
+	// os is the operating system installed on the machine, as its node
+	// agent reported it last (edgefleet-node boot confirm / boot status).
+	// +optional
+	OS OSStatus `json:"os,omitzero"`
+
 	// observedGeneration is the generation of the spec last reconciled
 	// successfully.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+}
+
+// OSSlot is one of the installed disk's boot slots.
+// +kubebuilder:validation:Enum=a;b;recovery;live
+type OSSlot string
+
+// OSUpgradeResult is how an OS upgrade ended.
+// +kubebuilder:validation:Enum=Pending;Succeeded;Failed;RolledBack
+type OSUpgradeResult string
+
+const (
+	// OSUpgradePending: the new image is written to the passive slot, which
+	// boots on trial until the node confirms a healthy boot.
+	OSUpgradePending OSUpgradeResult = "Pending"
+	// OSUpgradeSucceeded: the new slot booted, reached the manager and is
+	// the active slot.
+	OSUpgradeSucceeded OSUpgradeResult = "Succeeded"
+	// OSUpgradeFailed: the upgrade could not write the new image (pull or
+	// disk error); the machine runs the previous image.
+	OSUpgradeFailed OSUpgradeResult = "Failed"
+	// OSUpgradeRolledBack: the new slot did not confirm a healthy boot in its
+	// tries and the bootloader went back to the previous slot.
+	OSUpgradeRolledBack OSUpgradeResult = "RolledBack"
+)
+
+// OSStatus is the operating system installed on a machine.
+type OSStatus struct {
+	// image is the OS image reference the running slot was installed from.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Image string `json:"image,omitempty"`
+
+	// digest is the image's manifest digest.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	Digest string `json:"digest,omitempty"`
+
+	// name is the OS name (image label io.edgefleet.os.name).
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Name string `json:"name,omitempty"`
+
+	// version is the OS version (image label io.edgefleet.os.version).
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Version string `json:"version,omitempty"`
+
+	// activeSlot is the confirmed slot the bootloader boots (a or b).
+	// +optional
+	ActiveSlot OSSlot `json:"activeSlot,omitempty"`
+
+	// bootedSlot is the slot the machine runs now; it differs from
+	// activeSlot while a new slot is on trial, and is recovery during a
+	// reset.
+	// +optional
+	BootedSlot OSSlot `json:"bootedSlot,omitempty"`
+
+	// trySlot is a slot on trial: the bootloader boots it until its tries
+	// run out, then goes back to activeSlot.
+	// +optional
+	TrySlot OSSlot `json:"trySlot,omitempty"`
+
+	// lastUpgrade is the last upgrade and its result.
+	// +optional
+	LastUpgrade *OSUpgradeStatus `json:"lastUpgrade,omitempty"`
+}
+
+// OSUpgradeStatus is one OS upgrade and its result.
+type OSUpgradeStatus struct {
+	// image is the OS image the upgrade installed.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Image string `json:"image,omitempty"`
+
+	// version is the upgraded-to OS version.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Version string `json:"version,omitempty"`
+
+	// slot is the slot the image was written to.
+	// +optional
+	Slot OSSlot `json:"slot,omitempty"`
+
+	// result is Pending, Succeeded, Failed or RolledBack.
+	// +optional
+	Result OSUpgradeResult `json:"result,omitempty"`
+
+	// time is when the result was reached.
+	// +optional
+	Time metav1.Time `json:"time,omitzero"`
+
+	// message says what happened, e.g. why it was rolled back.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Message string `json:"message,omitempty"`
 }
 
 // PlanStatus is the state of a machine's plan. The manager sets checksum

@@ -183,6 +183,117 @@ type MachineRegistrationConfig struct {
 	// registration configures how machines authenticate when they register.
 	// +optional
 	Registration *RegistrationConfig `json:"registration,omitempty"`
+
+	// reset configures what deleting a machine's MachineInventory does to
+	// the machine.
+	// +optional
+	Reset *ResetConfig `json:"reset,omitempty"`
+
+	// elemental holds the same settings in Rancher Elemental's layout
+	// (config.elemental.install, .registration, .reset, .system-agent), so
+	// an Elemental MachineRegistration works unchanged. Each section may be
+	// set here or at the top of config; when both are set they must be
+	// equal, or the registration is not Ready (InvalidSpec) and machines get
+	// neither.
+	// +optional
+	Elemental *ElementalConfig `json:"elemental,omitempty"`
+}
+
+// ElementalConfig is config.elemental of an Elemental MachineRegistration.
+type ElementalConfig struct {
+	// install: see config.install.
+	// +optional
+	Install *InstallConfig `json:"install,omitempty"`
+
+	// registration: see config.registration.
+	// +optional
+	Registration *RegistrationConfig `json:"registration,omitempty"`
+
+	// reset: see config.reset.
+	// +optional
+	Reset *ResetConfig `json:"reset,omitempty"`
+
+	// system-agent is filled in by Elemental's server, not by users. It is
+	// accepted so Elemental registrations apply unchanged, and ignored:
+	// each edgefleet machine gets its own credential at registration.
+	// +optional
+	SystemAgent *SystemAgentConfig `json:"system-agent,omitempty"`
+}
+
+// SystemAgentConfig is Elemental's config.elemental.system-agent, accepted
+// and ignored.
+type SystemAgentConfig struct {
+	// url of Rancher's API for elemental-system-agent.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	URL string `json:"url,omitempty"`
+	// token of the registration's ServiceAccount.
+	// +optional
+	// +kubebuilder:validation:MaxLength=8192
+	Token string `json:"token,omitempty"`
+	// secret-name of the machine's plan Secret.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	SecretName string `json:"secret-name,omitempty"`
+	// secret-namespace of the machine's plan Secret.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	SecretNamespace string `json:"secret-namespace,omitempty"`
+	// strictTLSMode makes the agent refuse a server without CA data.
+	// +optional
+	StrictTLSMode bool `json:"strictTLSMode,omitempty"`
+}
+
+// ResetConfig configures a machine reset (Elemental's reset settings): when
+// the MachineInventory of a machine that allows reset is deleted, the machine
+// boots its recovery image, rebuilds its OS from it, wipes what is
+// configured and registers again as a new machine.
+type ResetConfig struct {
+	// enabled allows the reset; without it deleting the MachineInventory
+	// only removes the machine from the manager (it must re-register by
+	// hand).
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+
+	// reset-persistent wipes the persistent partition (/var/lib, /home,
+	// /etc changes). Defaults to true. When false only the node's own state
+	// is removed.
+	// +optional
+	ResetPersistent *bool `json:"reset-persistent,omitempty"`
+
+	// reset-oem removes the cloud-config files from the OEM partition
+	// (the node config with the registration URL stays). Defaults to true.
+	// +optional
+	ResetOEM *bool `json:"reset-oem,omitempty"`
+
+	// reboot reboots the machine when the reset is done. Defaults to true.
+	// +optional
+	Reboot *bool `json:"reboot,omitempty"`
+
+	// poweroff powers the machine off when the reset is done (instead of
+	// rebooting).
+	// +optional
+	PowerOff bool `json:"poweroff,omitempty"`
+
+	// config-urls are cloud-config files written to the machine after the
+	// reset, as install's.
+	// +optional
+	// +listType=atomic
+	ConfigURLs []string `json:"config-urls,omitempty"`
+
+	// system-uri is accepted for Elemental compatibility; the reset always
+	// restores the recovery image.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	SystemURI string `json:"system-uri,omitempty"`
+
+	// debug is Elemental's verbose reset; accepted and ignored.
+	// +optional
+	Debug bool `json:"debug,omitempty"`
+
+	// disable-boot-entry is Elemental's; accepted and ignored.
+	// +optional
+	DisableBootEntry bool `json:"disable-boot-entry,omitempty"`
 }
 
 // InstallConfig configures the OS installation. Field names match Elemental's
@@ -240,6 +351,43 @@ type InstallConfig struct {
 	// disable-boot-entry skips creating an EFI boot entry.
 	// +optional
 	DisableBootEntry bool `json:"disable-boot-entry,omitempty"`
+
+	// no-format, tty, eject-cd, config-dir and snapshotter are Elemental
+	// install settings, accepted so Elemental registrations apply unchanged
+	// and ignored: edgefleet always partitions (A/B squashfs slots, see
+	// docs/os/install.md).
+	// +optional
+	NoFormat bool `json:"no-format,omitempty"`
+
+	// tty is Elemental's console setting; accepted and ignored.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	TTY string `json:"tty,omitempty"`
+
+	// eject-cd is Elemental's eject-after-install; accepted and ignored.
+	// +optional
+	EjectCD bool `json:"eject-cd,omitempty"`
+
+	// config-dir is Elemental's extra config directory; accepted and
+	// ignored.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	ConfigDir string `json:"config-dir,omitempty"`
+
+	// snapshotter is Elemental's snapshotter; accepted and ignored.
+	// +optional
+	Snapshotter *SnapshotterConfig `json:"snapshotter,omitempty"`
+}
+
+// SnapshotterConfig is Elemental's install.snapshotter, accepted and ignored.
+type SnapshotterConfig struct {
+	// type is loopdevice or btrfs.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Type string `json:"type,omitempty"`
+	// maxSnaps is how many snapshots Elemental keeps.
+	// +optional
+	MaxSnaps int32 `json:"maxSnaps,omitempty"`
 }
 
 // DeviceSelectorRequirement is one requirement a disk must meet to be picked

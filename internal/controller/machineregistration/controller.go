@@ -108,8 +108,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			msg = fmt.Sprintf("the registration token expired at %s (spec.token.ttl): new machines are refused; set spec.token.rotation to a new value to issue a new token", exp.UTC().Format(time.RFC3339))
 		}
 	}
-	conditions.Set(&mr.Status.Conditions, conditions.Ready, status, reason, msg, mr.Generation)
-	meta.RemoveStatusCondition(&mr.Status.Conditions, conditions.Stalled)
+	if _, nerr := mr.Spec.Config.Normalized(); nerr != nil {
+		// Machines are refused (InvalidRegistration) until the spec is fixed.
+		conditions.MarkStalled(&mr.Status.Conditions, machinesv1.InvalidSpecReason, nerr.Error()+"; machines are refused until then", mr.Generation)
+	} else {
+		conditions.Set(&mr.Status.Conditions, conditions.Ready, status, reason, msg, mr.Generation)
+		meta.RemoveStatusCondition(&mr.Status.Conditions, conditions.Stalled)
+	}
 	err = conditions.PatchStatus(ctx, r.Client, before, mr, &mr.Status.ObservedGeneration, nil, conditions.RecordTo(r.Events))
 	if apierrors.IsConflict(err) {
 		// The cache was behind the registration (the Secret's event came

@@ -20,6 +20,9 @@ var DefaultConfigPaths = []string{
 	"/run/edgefleet/seed/" + machinereg.SeedConfigFile,
 	"/run/initramfs/live/" + machinereg.SeedConfigFile,
 	"/etc/edgefleet/" + machinereg.SeedConfigFile,
+	// The installed system: edgefleet-node install writes it to EF_OEM,
+	// which the boot init mounts on /oem.
+	"/oem/" + machinereg.SeedConfigFile,
 }
 
 // DefaultStateDir keeps the machine's identity and credential.

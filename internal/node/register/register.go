@@ -25,6 +25,16 @@ import (
 // machine must be reset (or its state removed) before it registers again.
 var ErrReprovisioningNeeded = errors.New("re-provisioning needed")
 
+// ReprovisionError is ErrReprovisioningNeeded with the registration's
+// current reset settings (nil from managers that do not send them).
+type ReprovisionError struct {
+	Message string
+	Reset   json.RawMessage
+}
+
+func (e *ReprovisionError) Error() string { return ErrReprovisioningNeeded.Error() + ": " + e.Message }
+func (e *ReprovisionError) Unwrap() error { return ErrReprovisioningNeeded }
+
 // Options adjust one registration.
 type Options struct {
 	// Data replaces the collected hardware data (tests, `inventory` output
@@ -92,7 +102,7 @@ func Register(ctx context.Context, cfg *machinereg.NodeConfig, o Options) (*Resu
 	if err != nil {
 		var pe *machinereg.Error
 		if errors.As(err, &pe) && pe.Code == machinereg.CodeReprovisioningNeeded {
-			return nil, fmt.Errorf("%w: %s", ErrReprovisioningNeeded, pe.Message)
+			return nil, &ReprovisionError{Message: pe.Message, Reset: pe.Reset}
 		}
 		if errors.As(err, &pe) {
 			return nil, fmt.Errorf("the manager refused the registration: %s", pe.Message)

@@ -77,6 +77,9 @@ const (
 	// CodeQuotaExceeded: the registration has as many machines as its
 	// maxMachines allows.
 	CodeQuotaExceeded = "QuotaExceeded"
+	// CodeInvalidRegistration: the MachineRegistration cannot be acted on
+	// (e.g. config.install and config.elemental.install differ).
+	CodeInvalidRegistration = "InvalidRegistration"
 )
 
 // Message is the envelope of every message; exactly the field matching Type
@@ -171,6 +174,9 @@ type Config struct {
 	CloudConfig  json.RawMessage `json:"cloudConfig,omitempty"`
 	Install      json.RawMessage `json:"install,omitempty"`
 	Registration json.RawMessage `json:"registration,omitempty"`
+	// Reset is the registration's reset config (defaults filled in): what
+	// the node does when its inventory is deleted (docs/os/install.md).
+	Reset json.RawMessage `json:"reset,omitempty"`
 	// Kubeconfig is the machine's own credential: it can read only its plan
 	// Secret and write only its MachineInventory's status.
 	Kubeconfig []byte `json:"kubeconfig"`
@@ -182,6 +188,10 @@ type Config struct {
 type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Reset is, with CodeReprovisioningNeeded, the registration's current
+	// reset config (defaults filled in; enabled false when it allows none):
+	// the node resets itself when it is enabled.
+	Reset json.RawMessage `json:"reset,omitempty"`
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
