@@ -1,0 +1,298 @@
+package osimage_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgefleet/edgefleet/internal/osimage"
+)
+
+var (
+	nodeOnce sync.Once
+	nodeBin  string
+	nodeErr  error
+)
+
+// nodeBinary builds edgefleet-node once for the package's tests (static,
+// without version stamps, so an unchanged tree keeps hitting the cache).
+func nodeBinary(t *testing.T) string {
+	t.Helper()
+	nodeOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "osimage-node-")
+		if err != nil {
+			nodeErr = err
+			return
+		}
+		nodeBin = filepath.Join(dir, "edgefleet-node")
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", nodeBin, "github.com/edgefleet/edgefleet/cmd/edgefleet-node")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			nodeErr = fmt.Errorf("building edgefleet-node: %v\n%s", err, out)
+		}
+	})
+	if nodeErr != nil {
+		t.Fatal(nodeErr)
+	}
+	return nodeBin
+}
+
+func needBuilder(t *testing.T) {
+	t.Helper()
+	for _, c := range []string{"apt-get", "dpkg-deb", "grub-mkimage"} {
+		if _, err := exec.LookPath(c); err != nil {
+			t.Skipf("%s not found (hack/install-deps.sh installs it): skipping the OS image build", c)
+		}
+	}
+}
+
+type builtImage struct {
+	res    *osimage.Result
+	squash string
+}
+
+var (
+	imgMu sync.Mutex
+	imgs  = map[string]*builtImage{}
+)
+
+// image builds (or takes from the shared cache) the test image version v and
+// its squashfs root image.
+func image(t *testing.T, v string, broken bool) *builtImage {
+	t.Helper()
+	needBuilder(t)
+	imgMu.Lock()
+	defer imgMu.Unlock()
+	key := fmt.Sprintf("%s-%v", v, broken)
+	if b, ok := imgs[key]; ok {
+		return b
+	}
+	start := time.Now()
+	r, err := osimage.Build(context.Background(), osimage.Options{Version: v, Broken: broken, NodeBinary: nodeBinary(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("image %s: %s (cached %v, %.1fs)", v, r.Digest, r.Cached, time.Since(start).Seconds())
+	b := &builtImage{res: r}
+	if !broken {
+		img, err := r.Image()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.squash = filepath.Join(r.Dir, "rootfs.squashfs")
+		if _, err := os.Stat(b.squash); err != nil {
+			tmp := b.squash + ".tmp"
+			if err := osimage.Squashfs(context.Background(), img, tmp); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, b.squash); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	imgs[key] = b
+	return b
+}
+
+func run(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// ext4 makes an ext4 filesystem image labelled label holding dir's files.
+func ext4(t *testing.T, out, label, dir string, mib int) {
+	t.Helper()
+	run(t, "mkfs.ext4", "-q", "-F", "-L", label, "-d", dir, out, fmt.Sprintf("%dM", mib))
+}
+
+// gptDisk lays the partition images out on a GPT disk (1 MiB aligned),
+// each partition named like its filesystem label, and returns the first
+// sector of each.
+func gptDisk(t *testing.T, out string, parts []part) []int64 {
+	t.Helper()
+	total := int64(2) // MiB: GPT headers at both ends
+	for _, p := range parts {
+		total += p.mib
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(total << 20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	args := []string{"-o"}
+	var starts []int64
+	start := int64(2048)
+	for i, p := range parts {
+		end := start + p.mib*2048 - 1
+		args = append(args, fmt.Sprintf("-n=%d:%d:%d", i+1, start, end), fmt.Sprintf("-c=%d:%s", i+1, p.label), fmt.Sprintf("-t=%d:8300", i+1))
+		starts = append(starts, start)
+		start = end + 1
+	}
+	run(t, "sgdisk", append(args, out)...)
+	for i, p := range parts {
+		if p.image == "" {
+			continue
+		}
+		run(t, "dd", "if="+p.image, "of="+out, "bs=512", fmt.Sprintf("seek=%d", starts[i]), "conv=notrunc,sparse", "status=none")
+	}
+	return starts
+}
+
+type part struct {
+	label string
+	mib   int64
+	image string
+}
+
+func sizeMiB(t *testing.T, p string) int64 {
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()>>20 + 1
+}
+
+// nodeConfig points at a closed port: the agent's first registration
+// attempt fails with that address in its error, which shows it read the
+// config (and, with emulate-tpm, saved its identity under /var/lib first).
+const nodeConfig = `registration:
+  url: https://127.0.0.1:1/v1/machines/register/test-token
+  emulate-tpm: true
+`
+
+// TestBootFromDisk boots the image's kernel and initrd with a virtio disk
+// holding EF_OEM, EF_STATE (images/a.squashfs) and EF_PERSISTENT: the boot
+// init mounts the root image, switch_roots, the OS reports its version and
+// starts edgefleet-node with the OEM config, and the persistent partition
+// really was mounted read-write (the init's folders are on it afterwards).
+func TestBootFromDisk(t *testing.T) {
+	needQEMU(t)
+	img := image(t, "1.0.0", false)
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	os.MkdirAll(filepath.Join(state, "images"), 0o755)
+	run(t, "cp", img.squash, filepath.Join(state, "images", "a.squashfs"))
+	oem := filepath.Join(dir, "oem")
+	os.MkdirAll(oem, 0o755)
+	os.WriteFile(filepath.Join(oem, "edgefleet-node.yaml"), []byte(nodeConfig), 0o644)
+	empty := filepath.Join(dir, "empty")
+	os.MkdirAll(empty, 0o755)
+	ext4(t, filepath.Join(dir, "oem.img"), "EF_OEM", oem, 16)
+	ext4(t, filepath.Join(dir, "state.img"), "EF_STATE", state, int(sizeMiB(t, img.squash))+16)
+	ext4(t, filepath.Join(dir, "persistent.img"), "EF_PERSISTENT", empty, 16)
+	disk := filepath.Join(dir, "disk.img")
+	starts := gptDisk(t, disk, []part{
+		{"EF_OEM", 16, filepath.Join(dir, "oem.img")},
+		{"EF_STATE", sizeMiB(t, img.squash) + 16, filepath.Join(dir, "state.img")},
+		{"EF_PERSISTENT", 16, filepath.Join(dir, "persistent.img")},
+	})
+
+	start := time.Now()
+	v := startVM(t, "-kernel", img.res.Kernel, "-initrd", img.res.Initrd,
+		"-append", "console=ttyS0 panic=-1 edgefleet.mode=disk edgefleet.slot=a edgefleet.root=EF_STATE:/images/a.squashfs",
+		"-drive", "file="+disk+",if=virtio,format=raw")
+	v.waitFor("edgefleet-init: switch_root", 3*time.Minute)
+	v.waitFor("edgefleet-os: edgefleet-test-os 1.0.0 (mode disk, slot a)", time.Minute)
+	v.waitFor("edgefleet-node: started (edgefleet-node register --every 10m --config /oem/edgefleet-node.yaml)", time.Minute)
+	t.Logf("qemu start to edgefleet-node started: %.1fs (TCG)", time.Since(start).Seconds())
+	out := v.output()
+	for _, want := range []string{"edgefleet-init: persistent EF_PERSISTENT", "edgefleet-init: EF_OEM", "edgefleet-init: root image /images/a.squashfs mounted"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("console lacks %q", want)
+		}
+	}
+	// The agent ran with the OEM config: it tried the registration URL.
+	v.waitFor("127.0.0.1:1", time.Minute)
+	// ext4 commits its journal every 5 s: give the guest's writes time to
+	// reach the disk before pulling the plug.
+	time.Sleep(8 * time.Second)
+	v.cmd.Process.Kill()
+	v.waitExit(30 * time.Second)
+
+	// Read EF_PERSISTENT back: the init made var-lib, home and etc-overlay on it.
+	pimg := filepath.Join(dir, "persistent-after.img")
+	run(t, "dd", "if="+disk, "of="+pimg, "bs=512", fmt.Sprintf("skip=%d", starts[2]), "count=32768", "status=none")
+	ls, err := exec.Command("debugfs", "-R", "ls -p /", pimg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("debugfs: %v\n%s", err, ls)
+	}
+	for _, d := range []string{"/var-lib/", "/home/", "/etc-overlay/"} {
+		if !strings.Contains(string(ls), strings.Trim(d, "/")) {
+			t.Errorf("EF_PERSISTENT has no %s after the boot:\n%s", d, ls)
+		}
+	}
+	// /var/lib is EF_PERSISTENT's var-lib: the agent's state landed there.
+	ls, err = exec.Command("debugfs", "-R", "ls -p /var-lib", pimg).CombinedOutput()
+	if err != nil || !strings.Contains(string(ls), "edgefleet-node") {
+		t.Errorf("EF_PERSISTENT/var-lib holds no edgefleet-node state (%v):\n%s", err, ls)
+	}
+}
+
+// TestBootLive boots like seed media: an ISO labelled EDGEFLEET on the CD
+// drive holds the root image and the node config; the OS sees the config at
+// /run/edgefleet/seed/edgefleet-node.yaml and the agent starts with it.
+func TestBootLive(t *testing.T) {
+	needQEMU(t)
+	if _, err := exec.LookPath("xorriso"); err != nil {
+		t.Skip("xorriso not found (Debian package xorriso): skipping the live boot test")
+	}
+	img := image(t, "1.0.0", false)
+	dir := t.TempDir()
+	media := filepath.Join(dir, "media")
+	os.MkdirAll(filepath.Join(media, "edgefleet"), 0o755)
+	run(t, "cp", img.squash, filepath.Join(media, "edgefleet", "rootfs.squashfs"))
+	os.WriteFile(filepath.Join(media, "edgefleet-node.yaml"), []byte(nodeConfig), 0o644)
+	iso := filepath.Join(dir, "seed.iso")
+	run(t, "xorriso", "-as", "mkisofs", "-quiet", "-V", "EDGEFLEET", "-J", "-R", "-o", iso, media)
+
+	v := startVM(t, "-kernel", img.res.Kernel, "-initrd", img.res.Initrd,
+		"-append", "console=ttyS0 panic=-1 edgefleet.mode=live edgefleet.slot=live edgefleet.root=EDGEFLEET:/edgefleet/rootfs.squashfs",
+		"-cdrom", iso)
+	v.waitFor("edgefleet-init: seed config at /run/edgefleet/seed/edgefleet-node.yaml", 3*time.Minute)
+	v.waitFor("edgefleet-os: edgefleet-test-os 1.0.0 (mode live, slot live)", time.Minute)
+	v.waitFor("edgefleet-node: started (edgefleet-node register --every 10m --config /run/edgefleet/seed/edgefleet-node.yaml)", time.Minute)
+	if strings.Contains(v.output(), "EF_PERSISTENT") {
+		t.Error("a live boot touched EF_PERSISTENT")
+	}
+}
+
+// TestBootBrokenImagePanics: an image built with Broken never reaches the
+// OS; its init panics and the machine restarts by itself (here: qemu exits,
+// -no-reboot), which is what lets the bootloader count a failed try.
+func TestBootBrokenImagePanics(t *testing.T) {
+	needQEMU(t)
+	img := image(t, "3.0.0", true)
+	v := startVM(t, "-kernel", img.res.Kernel, "-initrd", img.res.Initrd,
+		"-append", "console=ttyS0 edgefleet.mode=disk edgefleet.slot=b edgefleet.root=EF_STATE:/images/b.squashfs")
+	v.waitFor("edgefleet-init: this image was built broken on purpose", 3*time.Minute)
+	v.waitExit(2 * time.Minute)
+	out := v.output()
+	if !strings.Contains(out, "Kernel panic") {
+		t.Errorf("no kernel panic on the console")
+	}
+	if strings.Contains(out, "edgefleet-node: started") {
+		t.Error("the broken image started the node agent")
+	}
+}
+
+// TestBootFailsClearlyWithoutRootImage: a missing root filesystem is a clear
+// console message and a restart, never a hang.
+func TestBootFailsClearlyWithoutRootImage(t *testing.T) {
+	needQEMU(t)
+	img := image(t, "1.0.0", false)
+	v := startVM(t, "-kernel", img.res.Kernel, "-initrd", img.res.Initrd,
+		"-append", "console=ttyS0 edgefleet.mode=disk edgefleet.slot=a edgefleet.root=EF_STATE:/images/a.squashfs edgefleet.wait=3")
+	v.waitFor("edgefleet-init: error: no filesystem labelled EF_STATE appeared in 3s", 3*time.Minute)
+	v.waitExit(2 * time.Minute)
+}
