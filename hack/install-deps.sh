@@ -18,11 +18,25 @@ declare -A need=(
   [mkfs.ext4]=e2fsprogs
   [debugfs]=e2fsprogs
   [e2label]=e2fsprogs
+  # OS image builder (internal/osimage, make os-image) and its VM boot tests
+  [apt-get]=apt
+  [dpkg-deb]=dpkg
+  [grub-mkimage]=grub-common
+  [mksquashfs]=squashfs-tools
+  [cpio]=cpio
+  [qemu-system-x86_64]=qemu-system-x86
 )
 missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
 done
+# GRUB's EFI modules have no command to look for (bootx64.efi is built from them).
+[ -d /usr/lib/grub/x86_64-efi ] || missing+=(grub-efi-amd64-bin)
+# internal/debpkg asks apt which package versions to download: it needs package lists.
+if ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null; then
+  echo "no apt package lists: running apt-get update" >&2
+  if [ "$(id -u)" -eq 0 ]; then apt-get update -qq; else sudo apt-get update -qq; fi
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

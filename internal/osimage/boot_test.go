@@ -174,10 +174,13 @@ const nodeConfig = `registration:
 // TestBootFromDisk boots the image's kernel and initrd with a virtio disk
 // holding EF_OEM, EF_STATE (images/a.squashfs) and EF_PERSISTENT: the boot
 // init mounts the root image, switch_roots, the OS reports its version and
-// starts edgefleet-node with the OEM config, and the persistent partition
-// really was mounted read-write (the init's folders are on it afterwards).
+// slot and starts edgefleet-node, and /var/lib really was EF_PERSISTENT
+// (the agent's state is on it afterwards).
 func TestBootFromDisk(t *testing.T) {
 	needQEMU(t)
+	if _, err := exec.LookPath("xorriso"); err != nil {
+		t.Skip("xorriso not found (Debian package xorriso): skipping the disk boot test")
+	}
 	img := image(t, "1.0.0", false)
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
@@ -198,16 +201,24 @@ func TestBootFromDisk(t *testing.T) {
 		{"EF_PERSISTENT", 16, filepath.Join(dir, "persistent.img")},
 	})
 
+	// A config-only seed ISO (today's media, label EFSEED) is attached too:
+	// its config wins over the OEM copy.
+	seed := filepath.Join(dir, "seed")
+	os.MkdirAll(seed, 0o755)
+	os.WriteFile(filepath.Join(seed, "edgefleet-node.yaml"), []byte(nodeConfig), 0o644)
+	run(t, "xorriso", "-as", "mkisofs", "-quiet", "-V", "EFSEED", "-J", "-R", "-o", filepath.Join(dir, "seed.iso"), seed)
+
 	start := time.Now()
 	v := startVM(t, "-kernel", img.res.Kernel, "-initrd", img.res.Initrd,
 		"-append", "console=ttyS0 panic=-1 edgefleet.mode=disk edgefleet.slot=a edgefleet.root=EF_STATE:/images/a.squashfs",
-		"-drive", "file="+disk+",if=virtio,format=raw")
+		"-drive", "file="+disk+",if=virtio,format=raw", "-cdrom", filepath.Join(dir, "seed.iso"))
 	v.waitFor("edgefleet-init: switch_root", 3*time.Minute)
 	v.waitFor("edgefleet-os: edgefleet-test-os 1.0.0 (mode disk, slot a)", time.Minute)
-	v.waitFor("edgefleet-node: started (edgefleet-node register --every 10m --config /oem/edgefleet-node.yaml)", time.Minute)
+	v.waitFor("edgefleet-node: started (edgefleet-node register --every 10m --config /run/edgefleet/seed/edgefleet-node.yaml)", time.Minute)
 	t.Logf("qemu start to edgefleet-node started: %.1fs (TCG)", time.Since(start).Seconds())
 	out := v.output()
-	for _, want := range []string{"edgefleet-init: persistent EF_PERSISTENT", "edgefleet-init: EF_OEM", "edgefleet-init: root image /images/a.squashfs mounted"} {
+	for _, want := range []string{"edgefleet-init: persistent EF_PERSISTENT", "edgefleet-init: EF_OEM", "edgefleet-init: root image /images/a.squashfs mounted",
+		"edgefleet-init: config-only seed medium EFSEED"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("console lacks %q", want)
 		}
