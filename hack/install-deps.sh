@@ -25,6 +25,8 @@ declare -A need=(
   [mksquashfs]=squashfs-tools
   [cpio]=cpio
   [qemu-system-x86_64]=qemu-system-x86
+  [mkfs.vfat]=dosfstools
+  [mcopy]=mtools
 )
 missing=()
 for cmd in "${!need[@]}"; do
@@ -32,6 +34,8 @@ for cmd in "${!need[@]}"; do
 done
 # GRUB's EFI modules have no command to look for (bootx64.efi is built from them).
 [ -d /usr/lib/grub/x86_64-efi ] || missing+=(grub-efi-amd64-bin)
+# UEFI firmware for VM boot tests.
+[ -f /usr/share/ovmf/OVMF.fd ] || missing+=(ovmf)
 # internal/debpkg asks apt which package versions to download: it needs package lists.
 if ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null; then
   echo "no apt package lists: running apt-get update" >&2

@@ -307,3 +307,54 @@ func TestBootFailsClearlyWithoutRootImage(t *testing.T) {
 	v.waitFor("edgefleet-init: error: no filesystem labelled EF_STATE appeared in 3s", 3*time.Minute)
 	v.waitExit(2 * time.Minute)
 }
+
+// TestBootEFIHandsOverToState boots a disk the way an installed machine
+// does, under UEFI (OVMF): firmware → EF_EFI's EFI/BOOT/BOOTX64.EFI (the
+// image's bootx64.efi) → its embedded config finds EF_STATE and runs
+// grub/grub.cfg there → kernel and initrd of slot a → the OS.
+func TestBootEFIHandsOverToState(t *testing.T) {
+	needQEMU(t)
+	const ovmf = "/usr/share/ovmf/OVMF.fd"
+	if _, err := os.Stat(ovmf); err != nil {
+		t.Skipf("%s not found (Debian package ovmf): skipping the UEFI boot test", ovmf)
+	}
+	for _, c := range []string{"mkfs.vfat", "mcopy"} {
+		if _, err := exec.LookPath(c); err != nil {
+			t.Skipf("%s not found (Debian packages dosfstools, mtools): skipping the UEFI boot test", c)
+		}
+	}
+	img := image(t, "1.0.0", false)
+	dir := t.TempDir()
+	efi := filepath.Join(dir, "efi.img")
+	run(t, "mkfs.vfat", "-C", "-n", "EF_EFI", efi, "16384")
+	run(t, "mmd", "-i", efi, "::/EFI", "::/EFI/BOOT")
+	run(t, "mcopy", "-i", efi, img.res.BootEFI, "::/EFI/BOOT/BOOTX64.EFI")
+
+	state := filepath.Join(dir, "state")
+	for _, d := range []string{"images", "boot/a", "grub"} {
+		os.MkdirAll(filepath.Join(state, d), 0o755)
+	}
+	run(t, "cp", img.squash, filepath.Join(state, "images", "a.squashfs"))
+	run(t, "cp", img.res.Kernel, filepath.Join(state, "boot", "a", "vmlinuz"))
+	run(t, "cp", img.res.Initrd, filepath.Join(state, "boot", "a", "initrd"))
+	grubCfg := `set timeout=0
+menuentry "edgefleet a" {
+  echo "grub: booting slot a from $root"
+  linux /boot/a/vmlinuz console=ttyS0 panic=-1 edgefleet.mode=disk edgefleet.slot=a edgefleet.root=EF_STATE:/images/a.squashfs
+  initrd /boot/a/initrd
+}
+`
+	os.WriteFile(filepath.Join(state, "grub", "grub.cfg"), []byte(grubCfg), 0o644)
+	stateMiB := sizeMiB(t, img.squash) + sizeMiB(t, img.res.Kernel) + sizeMiB(t, img.res.Initrd) + 16
+	ext4(t, filepath.Join(dir, "state.img"), "EF_STATE", state, int(stateMiB))
+	disk := filepath.Join(dir, "disk.img")
+	gptDisk(t, disk, []part{{"EF_EFI", 16, efi}, {"EF_STATE", stateMiB, filepath.Join(dir, "state.img")}})
+	run(t, "sgdisk", "-t=1:ef00", disk)
+
+	start := time.Now()
+	v := startVM(t, "-bios", ovmf, "-drive", "file="+disk+",if=virtio,format=raw")
+	v.waitFor("edgefleet-init: found EF_STATE", 4*time.Minute)
+	v.waitFor("edgefleet-os: edgefleet-test-os 1.0.0 (mode disk, slot a)", time.Minute)
+	v.waitFor("edgefleet-node: started", time.Minute)
+	t.Logf("UEFI power-on to edgefleet-node started: %.1fs (TCG)", time.Since(start).Seconds())
+}

@@ -404,8 +404,11 @@ func (b *builder) writeInitrd(k *kernelModules, out string) error {
 
 // buildBootEFI makes the standalone GRUB EFI binary: its modules and an
 // embedded config that hands over to EF_STATE's (else EF_RECOVERY's)
-// grub/grub.cfg. grub-mkimage builds it reproducibly (grub-mkstandalone
-// would add a memdisk whose tar carries the build time).
+// grub/grub.cfg. GRUB runs an embedded config with its rescue parser (no
+// "if", no comments), so the config searches EF_RECOVERY first and EF_STATE
+// second: the later search wins when both exist. grub-mkimage builds it
+// reproducibly (grub-mkstandalone would add a memdisk whose tar carries the
+// build time).
 func buildBootEFI(ctx context.Context, dir, out string) error {
 	cfg, err := files.ReadFile("files/grub-embedded.cfg")
 	if err != nil {
