@@ -204,9 +204,13 @@ func (b *builder) run(ctx context.Context) (*Result, error) {
 	if b.o.Broken {
 		suffix = "-broken"
 	}
-	dir := filepath.Join(b.o.CacheDir, fmt.Sprintf("%s-%s%s-%s", b.o.Variant, b.o.Version, suffix, key[:16]))
+	prefix := fmt.Sprintf("%s-%s%s-", b.o.Variant, b.o.Version, suffix)
+	dir := filepath.Join(b.o.CacheDir, prefix+key[:16])
+	defer pruneCache(b.o.CacheDir, prefix, dir, time.Now())
 	if r, err := loadResult(dir); err == nil {
 		b.logf("cache hit %s (%s)", dir, r.Digest)
+		now := time.Now()
+		_ = os.Chtimes(dir, now, now) // marks it used, so pruning keeps it
 		r.Cached = true
 		return r, nil
 	}
@@ -507,6 +511,33 @@ func (b *builder) busyboxApplets(t *tree) error {
 		t.addSymlink(p, "/usr/bin/busybox")
 	}
 	return nil
+}
+
+// pruneAfter is how long a superseded build (same variant and version, other
+// inputs) and an abandoned temporary build folder are kept.
+const pruneAfter = 24 * time.Hour
+
+// pruneCache deletes builds of the same variant and version that were made
+// from other inputs and not used for pruneAfter (every code change makes a
+// new build of ~70 MB), and temporary folders of interrupted builds. Recently
+// used ones stay: another process may be booting them.
+func pruneCache(cacheDir, prefix, keep string, now time.Time) {
+	entries, err := os.ReadDir(cacheDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		superseded := strings.HasPrefix(name, prefix) && len(name) == len(prefix)+16 && !strings.ContainsAny(name[len(prefix):], "-.")
+		abandoned := strings.HasPrefix(name, ".build-")
+		p := filepath.Join(cacheDir, name)
+		if !e.IsDir() || p == keep || !(superseded || abandoned) {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && now.Sub(fi.ModTime()) > pruneAfter {
+			os.RemoveAll(p)
+		}
+	}
 }
 
 func copyFile(src, dst string) error {

@@ -110,3 +110,35 @@ func TestCpioExtracts(t *testing.T) {
 		t.Errorf("bin -> %q, %v", l, err)
 	}
 }
+
+func TestPruneCache(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	old := now.Add(-2 * pruneAfter)
+	mk := func(name string, mtime time.Time) {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("test-1.0.0-0123456789abcdef", old)        // superseded, unused: pruned
+	mk("test-1.0.0-1111111111111111", now)        // superseded but recently used: kept
+	mk("test-1.0.0-2222222222222222", old)        // the one in use: kept
+	mk("test-1.0.0-broken-3333333333333333", old) // another image (broken): kept
+	mk("test-1.0.1-4444444444444444", old)        // another version: kept
+	mk(".build-123", old)                         // interrupted build: pruned
+	mk(".build-456", now)                         // a build running now: kept
+	pruneCache(dir, "test-1.0.0-", filepath.Join(dir, "test-1.0.0-2222222222222222"), now)
+	for name, want := range map[string]bool{
+		"test-1.0.0-0123456789abcdef": false, "test-1.0.0-1111111111111111": true, "test-1.0.0-2222222222222222": true,
+		"test-1.0.0-broken-3333333333333333": true, "test-1.0.1-4444444444444444": true, ".build-123": false, ".build-456": true,
+	} {
+		_, err := os.Stat(filepath.Join(dir, name))
+		if got := err == nil; got != want {
+			t.Errorf("%s: exists %v, want %v", name, got, want)
+		}
+	}
+}
