@@ -17,7 +17,7 @@ import (
 func main() {
 	var o osimage.Options
 	var push string
-	flag.StringVar(&o.Variant, "variant", osimage.VariantTest, "image variant: test")
+	flag.StringVar(&o.Variant, "variant", osimage.VariantTest, "image variant: test (busybox, small) or systemd")
 	flag.StringVar(&o.Name, "name", osimage.DefaultName, "OS name (os-release NAME, label "+osimage.LabelName+")")
 	flag.StringVar(&o.Version, "version", "", "OS version (os-release VERSION_ID, label "+osimage.LabelVersion+"); required")
 	flag.BoolVar(&o.Broken, "broken", false, "build an image whose boot init panics (tests boot assessment and rollback)")

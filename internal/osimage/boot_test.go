@@ -66,15 +66,20 @@ var (
 // its squashfs root image.
 func image(t *testing.T, v string, broken bool) *builtImage {
 	t.Helper()
+	return variantImage(t, osimage.VariantTest, v, broken)
+}
+
+func variantImage(t *testing.T, variant, v string, broken bool) *builtImage {
+	t.Helper()
 	needBuilder(t)
 	imgMu.Lock()
 	defer imgMu.Unlock()
-	key := fmt.Sprintf("%s-%v", v, broken)
+	key := fmt.Sprintf("%s-%s-%v", variant, v, broken)
 	if b, ok := imgs[key]; ok {
 		return b
 	}
 	start := time.Now()
-	r, err := osimage.Build(context.Background(), osimage.Options{Version: v, Broken: broken, NodeBinary: nodeBinary(t)})
+	r, err := osimage.Build(context.Background(), osimage.Options{Variant: variant, Version: v, Broken: broken, NodeBinary: nodeBinary(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,4 +362,34 @@ menuentry "edgefleet a" {
 	v.waitFor("edgefleet-os: edgefleet-test-os 1.0.0 (mode disk, slot a)", time.Minute)
 	v.waitFor("edgefleet-node: started", time.Minute)
 	t.Logf("UEFI power-on to edgefleet-node started: %.1fs (TCG)", time.Since(start).Seconds())
+}
+
+// TestBootSystemdVariant boots the systemd variant from a disk: the same
+// boot init hands over to systemd, which starts edgefleet-node from its
+// unit with the OEM config.
+func TestBootSystemdVariant(t *testing.T) {
+	needQEMU(t)
+	img := variantImage(t, osimage.VariantSystemd, "1.0.0", false)
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	os.MkdirAll(filepath.Join(state, "images"), 0o755)
+	run(t, "cp", img.squash, filepath.Join(state, "images", "a.squashfs"))
+	oem := filepath.Join(dir, "oem")
+	os.MkdirAll(oem, 0o755)
+	os.WriteFile(filepath.Join(oem, "edgefleet-node.yaml"), []byte(nodeConfig), 0o644)
+	ext4(t, filepath.Join(dir, "oem.img"), "EF_OEM", oem, 16)
+	stateMiB := sizeMiB(t, img.squash) + 16
+	ext4(t, filepath.Join(dir, "state.img"), "EF_STATE", state, int(stateMiB))
+	disk := filepath.Join(dir, "disk.img")
+	gptDisk(t, disk, []part{{"EF_OEM", 16, filepath.Join(dir, "oem.img")}, {"EF_STATE", stateMiB, filepath.Join(dir, "state.img")}})
+
+	start := time.Now()
+	v := startVM(t, "-kernel", img.res.Kernel, "-initrd", img.res.Initrd,
+		"-append", "console=ttyS0 panic=-1 edgefleet.mode=disk edgefleet.slot=b edgefleet.root=EF_STATE:/images/a.squashfs",
+		"-drive", "file="+disk+",if=virtio,format=raw")
+	v.waitFor("edgefleet-init: switch_root", 3*time.Minute)
+	v.waitFor("edgefleet-node: started (edgefleet-node register --every 10m --config /oem/edgefleet-node.yaml)", 4*time.Minute)
+	t.Logf("qemu start to edgefleet-node started (systemd): %.1fs (TCG)", time.Since(start).Seconds())
+	v.waitFor("edgefleet-os: edgefleet-test-os 1.0.0 (mode disk, slot b)", 2*time.Minute)
+	v.waitFor("127.0.0.1:1", time.Minute)
 }

@@ -31,7 +31,8 @@ import (
 )
 
 // builderRevision changes whenever the builder lays out images differently,
-// so older cache entries are not reused.
+// so older cache entries are not reused. The key also hashes the running
+// program (see key), which covers changes to the builder's Go code.
 const builderRevision = "1"
 
 // Labels on the image config (contract §1).
@@ -64,7 +65,9 @@ var files embed.FS
 // Options say what to build.
 type Options struct {
 	// Variant is "test" (the default): Debian's cloud kernel, a busybox
-	// userland with busybox init, edgefleet-node and the installer's tools.
+	// userland with busybox init, edgefleet-node and the installer's tools;
+	// or "systemd": the same kernel and initrd with a Debian userland run
+	// by systemd, edgefleet-node started by its unit.
 	Variant string
 	// Name and Version become os-release NAME and VERSION_ID and the
 	// image labels. Version is required.
@@ -114,9 +117,8 @@ func (o *Options) validate() error {
 	switch o.Variant {
 	case VariantTest:
 	case VariantSystemd:
-		return errors.New("variant systemd is not built by this builder yet: build a systemd image with a Dockerfile that follows docs/os.md, or use --variant test")
 	default:
-		return fmt.Errorf("unknown variant %q: want test", o.Variant)
+		return fmt.Errorf("unknown variant %q: want test or systemd", o.Variant)
 	}
 	if !versionRE.MatchString(o.Version) {
 		return fmt.Errorf("version %q: want 1-64 characters of letters, digits and . _ + ~ - (it becomes os-release VERSION_ID)", o.Version)
@@ -249,13 +251,24 @@ func (b *builder) fetch(ctx context.Context) error {
 		}
 	}
 	pkgs := append([]string{kpkg}, toolPackages...)
-	pkgs = append(pkgs, libPackages...)
+	if b.o.Variant == VariantSystemd {
+		closure, err := dependencyClosure(ctx, systemdPackages)
+		if err != nil {
+			return err
+		}
+		pkgs = append([]string{kpkg, "busybox-static"}, closure...)
+	} else {
+		pkgs = append(pkgs, libPackages...)
+	}
 	b.logf("fetching %d Debian packages (kernel %s)", len(pkgs), kpkg)
 	dirs, err := debpkg.Fetch(ctx, pkgs...)
 	if err != nil {
 		return err
 	}
 	b.kernelDir, b.busyboxDir, b.debDirs = dirs[0], dirs[1], dirs[1:]
+	if b.o.Variant == VariantSystemd {
+		b.debDirs = dirs[2:]
+	}
 	out, err := exec.CommandContext(ctx, "grub-mkimage", "--version").Output()
 	if err != nil {
 		return fmt.Errorf("grub-mkimage (Debian package grub-common, with grub-efi-amd64-bin) is needed to build bootx64.efi: %w", err)
@@ -319,6 +332,13 @@ func (b *builder) key() (string, error) {
 		return "", err
 	}
 	fmt.Fprintf(h, "node %x\n", nh.Sum(nil))
+	// The builder itself: the program running this code (hack/os-image, a
+	// test binary) changes when the builder's code does.
+	if exe, err := os.Executable(); err == nil {
+		if sum, err := fileSHA256(exe); err == nil {
+			fmt.Fprintf(h, "builder %s\n", sum)
+		}
+	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
@@ -436,7 +456,7 @@ func (b *builder) rootfs(kernel, initrd, efi string) (*tree, error) {
 		t.mkdirAll("usr/"+top, 0o755)
 		t.addSymlink(top, "usr/"+top)
 	}
-	for _, d := range []string{"dev", "proc", "sys", "run", "oem", "mnt", "home", "var/lib", "var/log", "var/cache", "etc/edgefleet", "usr/share/udhcpc"} {
+	for _, d := range []string{"dev", "proc", "sys", "run", "oem", "mnt", "home", "var/lib", "var/log", "var/cache", "etc/edgefleet"} {
 		t.mkdirAll(d, 0o755)
 	}
 	t.mkdirAll("root", 0o700)
@@ -444,53 +464,76 @@ func (b *builder) rootfs(kernel, initrd, efi string) (*tree, error) {
 	t.mkdirAll("var/tmp", 0o777|fs.ModeSticky)
 	t.addSymlink("var/run", "../run")
 
-	debs, err := indexDebs(b.debDirs)
-	if err != nil {
-		return nil, err
-	}
-	for _, f := range toolFiles {
-		if err := debs.install(t, f); err != nil {
+	if b.o.Variant == VariantSystemd {
+		if err := b.systemdUserland(t); err != nil {
 			return nil, err
 		}
-	}
-	t.addFile(NodePath, 0o755, b.o.NodeBinary)
-	if err := debs.installELFLibs(t, NodePath, b.o.NodeBinary); err != nil {
-		return nil, err
-	}
-	if err := b.busyboxApplets(t); err != nil {
+	} else if err := b.busyboxUserland(t); err != nil {
 		return nil, err
 	}
 	t.addFile(KernelPath, 0o644, kernel)
 	t.addFile(InitrdPath, 0o644, initrd)
 	t.addFile(BootEFIPath, 0o644, efi)
 
-	embedded := []struct {
-		src, dst string
-		perm     fs.FileMode
-	}{
-		{"files/inittab", "etc/inittab", 0o644},
-		{"files/rcS", "etc/init.d/rcS", 0o755},
-		{"files/edgefleet-node.run", "usr/lib/edgefleet/edgefleet-node.run", 0o755},
-		{"files/udhcpc.script", "usr/share/udhcpc/default.script", 0o755},
-	}
-	for _, e := range embedded {
-		data, err := files.ReadFile(e.src)
-		if err != nil {
-			return nil, err
-		}
-		t.addData(e.dst, e.perm, data)
+	if err := addEmbedded(t, "files/edgefleet-node.run", "usr/lib/edgefleet/edgefleet-node.run", 0o755); err != nil {
+		return nil, err
 	}
 	osRelease := fmt.Sprintf("NAME=%q\nID=edgefleet\nVERSION_ID=%q\nPRETTY_NAME=%q\nVARIANT_ID=%s\n", b.o.Name, b.o.Version, b.o.Name+" "+b.o.Version, b.o.Variant)
 	t.addData("usr/lib/os-release", 0o644, []byte(osRelease))
 	t.addSymlink(OSReleasePath, "../usr/lib/os-release")
 	t.addData("etc/hostname", 0o644, []byte("edgefleet\n"))
 	t.addData("etc/hosts", 0o644, []byte("127.0.0.1\tlocalhost\n::1\tlocalhost\n"))
-	t.addData("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\n"))
-	t.addData("etc/group", 0o644, []byte("root:x:0:\ntty:x:5:\n"))
+	if !t.has("etc/passwd") {
+		t.addData("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\n"))
+		t.addData("etc/group", 0o644, []byte("root:x:0:\ntty:x:5:\n"))
+	}
 	t.addData("etc/shadow", 0o600, []byte("root:*:1::::::\n"))
 	t.addData("etc/fstab", 0o644, []byte("# mounts are made by the edgefleet boot init (docs/os.md)\n"))
 	t.addData("etc/resolv.conf", 0o644, nil)
 	return t, nil
+}
+
+func addEmbedded(t *tree, src, dst string, perm fs.FileMode) error {
+	data, err := files.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	t.addData(dst, perm, data)
+	return nil
+}
+
+// busyboxUserland: the test variant's tools with their libraries, busybox
+// for everything else, busybox init.
+func (b *builder) busyboxUserland(t *tree) error {
+	debs, err := indexDebs(b.debDirs)
+	if err != nil {
+		return err
+	}
+	for _, f := range toolFiles {
+		if err := debs.install(t, f); err != nil {
+			return err
+		}
+	}
+	t.addFile(NodePath, 0o755, b.o.NodeBinary)
+	if err := debs.installELFLibs(t, NodePath, b.o.NodeBinary); err != nil {
+		return err
+	}
+	if err := b.busyboxApplets(t); err != nil {
+		return err
+	}
+	for _, e := range []struct {
+		src, dst string
+		perm     fs.FileMode
+	}{
+		{"files/inittab", "etc/inittab", 0o644},
+		{"files/rcS", "etc/init.d/rcS", 0o755},
+		{"files/udhcpc.script", "usr/share/udhcpc/default.script", 0o755},
+	} {
+		if err := addEmbedded(t, e.src, e.dst, e.perm); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // busyboxApplets links every busybox applet the Debian tools do not provide.
@@ -538,6 +581,19 @@ func pruneCache(cacheDir, prefix, keep string, now time.Time) {
 			os.RemoveAll(p)
 		}
 	}
+}
+
+func fileSHA256(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func copyFile(src, dst string) error {

@@ -196,7 +196,6 @@ func TestOptionsRejected(t *testing.T) {
 		{"bad name", osimage.Options{Version: "1", Name: `a"b`, NodeBinary: node}, "name"},
 		{"no node", osimage.Options{Version: "1"}, "edgefleet-node"},
 		{"node not ELF", osimage.Options{Version: "1", NodeBinary: notELF}, "edgefleet-node binary"},
-		{"systemd", osimage.Options{Version: "1", Variant: "systemd", NodeBinary: node}, "systemd"},
 		{"unknown variant", osimage.Options{Version: "1", Variant: "fedora", NodeBinary: node}, "unknown variant"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

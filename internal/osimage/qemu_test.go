@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -76,7 +77,7 @@ func startVM(t *testing.T, args ...string) *vm {
 	t.Cleanup(func() {
 		cancel()
 		<-v.done
-		if t.Failed() {
+		if t.Failed() || os.Getenv("EDGEFLEET_VM_LOG") != "" {
 			t.Logf("serial console (%.1fs):\n%s", time.Since(start).Seconds(), v.output())
 		}
 	})
