@@ -1,66 +1,26 @@
 package osimage_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/edgefleet/edgefleet/internal/osimage"
+	"github.com/edgefleet/edgefleet/internal/osimage/osimagetest"
 )
 
-var (
-	nodeOnce sync.Once
-	nodeBin  string
-	nodeErr  error
-)
+func nodeBinary(t *testing.T) string { return osimagetest.NodeBinary(t) }
 
-// nodeBinary builds edgefleet-node once for the package's tests (static,
-// without version stamps, so an unchanged tree keeps hitting the cache).
-func nodeBinary(t *testing.T) string {
-	t.Helper()
-	nodeOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "osimage-node-")
-		if err != nil {
-			nodeErr = err
-			return
-		}
-		nodeBin = filepath.Join(dir, "edgefleet-node")
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", nodeBin, "github.com/edgefleet/edgefleet/cmd/edgefleet-node")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			nodeErr = fmt.Errorf("building edgefleet-node: %v\n%s", err, out)
-		}
-	})
-	if nodeErr != nil {
-		t.Fatal(nodeErr)
-	}
-	return nodeBin
-}
-
-func needBuilder(t *testing.T) {
-	t.Helper()
-	for _, c := range []string{"apt-get", "dpkg-deb", "grub-mkimage"} {
-		if _, err := exec.LookPath(c); err != nil {
-			t.Skipf("%s not found (hack/install-deps.sh installs it): skipping the OS image build", c)
-		}
-	}
-}
+func needBuilder(t *testing.T) { osimagetest.SkipWithoutBuilder(t) }
 
 type builtImage struct {
 	res    *osimage.Result
 	squash string
 }
-
-var (
-	imgMu sync.Mutex
-	imgs  = map[string]*builtImage{}
-)
 
 // image builds (or takes from the shared cache) the test image version v and
 // its squashfs root image.
@@ -71,38 +31,8 @@ func image(t *testing.T, v string, broken bool) *builtImage {
 
 func variantImage(t *testing.T, variant, v string, broken bool) *builtImage {
 	t.Helper()
-	needBuilder(t)
-	imgMu.Lock()
-	defer imgMu.Unlock()
-	key := fmt.Sprintf("%s-%s-%v", variant, v, broken)
-	if b, ok := imgs[key]; ok {
-		return b
-	}
-	start := time.Now()
-	r, err := osimage.Build(context.Background(), osimage.Options{Variant: variant, Version: v, Broken: broken, NodeBinary: nodeBinary(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("image %s: %s (cached %v, %.1fs)", v, r.Digest, r.Cached, time.Since(start).Seconds())
-	b := &builtImage{res: r}
-	if !broken {
-		img, err := r.Image()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.squash = filepath.Join(r.Dir, "rootfs.squashfs")
-		if _, err := os.Stat(b.squash); err != nil {
-			tmp := b.squash + ".tmp"
-			if err := osimage.Squashfs(context.Background(), img, tmp); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Rename(tmp, b.squash); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	imgs[key] = b
-	return b
+	img := osimagetest.Build(t, osimage.Options{Variant: variant, Version: v, Broken: broken})
+	return &builtImage{res: img.Result, squash: img.Squashfs}
 }
 
 func run(t *testing.T, name string, args ...string) {
