@@ -250,6 +250,8 @@ func (b *builder) fetch(ctx context.Context) error {
 			return err
 		}
 	}
+	// The kernel comes first and busybox-static second (the initrd's
+	// userland, in both variants); the rest is the variant's userland.
 	pkgs := append([]string{kpkg}, toolPackages...)
 	if b.o.Variant == VariantSystemd {
 		closure, err := dependencyClosure(ctx, systemdPackages)
