@@ -187,7 +187,9 @@ func TestBootFromDisk(t *testing.T) {
 
 // TestBootLive boots like seed media: an ISO labelled EDGEFLEET on the CD
 // drive holds the root image and the node config; the OS sees the config at
-// /run/edgefleet/seed/edgefleet-node.yaml and the agent starts with it.
+// /run/edgefleet/seed/edgefleet-node.yaml and the agent starts with it. The
+// VM has a swtpm-backed TPM: the agent opens the real TPM (no emulated one)
+// and gets as far as dialling the registration URL.
 func TestBootLive(t *testing.T) {
 	needQEMU(t)
 	if _, err := exec.LookPath("xorriso"); err != nil {
@@ -198,17 +200,24 @@ func TestBootLive(t *testing.T) {
 	media := filepath.Join(dir, "media")
 	os.MkdirAll(filepath.Join(media, "edgefleet"), 0o755)
 	run(t, "cp", img.squash, filepath.Join(media, "edgefleet", "rootfs.squashfs"))
-	os.WriteFile(filepath.Join(media, "edgefleet-node.yaml"), []byte(nodeConfig), 0o644)
+	tpmConfig := strings.Replace(nodeConfig, "  emulate-tpm: true\n", "", 1)
+	os.WriteFile(filepath.Join(media, "edgefleet-node.yaml"), []byte(tpmConfig), 0o644)
 	iso := filepath.Join(dir, "seed.iso")
 	run(t, "xorriso", "-as", "mkisofs", "-quiet", "-V", "EDGEFLEET", "-J", "-R", "-o", iso, media)
 
-	v := startVM(t, "-kernel", img.res.Kernel, "-initrd", img.res.Initrd,
+	args := append(startSWTPM(t), "-kernel", img.res.Kernel, "-initrd", img.res.Initrd,
 		"-append", "console=ttyS0 panic=-1 edgefleet.mode=live edgefleet.slot=live edgefleet.root=EDGEFLEET:/edgefleet/rootfs.squashfs",
 		"-cdrom", iso)
+	v := startVM(t, args...)
 	v.waitFor("edgefleet-init: seed config at /run/edgefleet/seed/edgefleet-node.yaml", 3*time.Minute)
 	v.waitFor("edgefleet-os: edgefleet-test-os 1.0.0 (mode live, slot live)", time.Minute)
 	v.waitFor("edgefleet-node: started (edgefleet-node register --every 10m --config /run/edgefleet/seed/edgefleet-node.yaml)", time.Minute)
-	if strings.Contains(v.output(), "EF_PERSISTENT") {
+	v.waitFor("127.0.0.1:1", 2*time.Minute)
+	out := v.output()
+	if strings.Contains(out, "TPM device not available") {
+		t.Error("the agent found no TPM in a VM that has one")
+	}
+	if strings.Contains(out, "EF_PERSISTENT") {
 		t.Error("a live boot touched EF_PERSISTENT")
 	}
 }

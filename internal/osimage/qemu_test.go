@@ -123,3 +123,34 @@ func (v *vm) waitExit(timeout time.Duration) {
 }
 
 var _ = io.Discard
+
+// startSWTPM runs a swtpm TPM 2.0 for a VM and returns the qemu arguments
+// that give the guest a tpm-tis device backed by it (the guest kernel then
+// has /dev/tpm0 and /dev/tpmrm0).
+func startSWTPM(t *testing.T) []string {
+	t.Helper()
+	if _, err := exec.LookPath("swtpm"); err != nil {
+		t.Skip("swtpm not found (Debian package swtpm): skipping a VM test with a TPM")
+	}
+	dir, err := os.MkdirTemp("", "vmtpm") // short: unix socket paths are limited to 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := dir + "/ctrl.sock"
+	cmd := exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir="+dir, "--ctrl", "type=unixio,path="+sock)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		os.RemoveAll(dir)
+	})
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return []string{"-chardev", "socket,id=chrtpm,path=" + sock, "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0"}
+}
