@@ -14,6 +14,9 @@ import (
 
 func needApt(t *testing.T) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("downloads from Debian's archive: skipped in -short mode")
+	}
 	for _, c := range []string{"apt-get", "apt-cache", "dpkg-deb"} {
 		if _, err := exec.LookPath(c); err != nil {
 			t.Skipf("%s not found: debpkg needs Debian's apt and dpkg", c)

@@ -183,6 +183,9 @@ func TestPushToRegistry(t *testing.T) {
 }
 
 func TestOptionsRejected(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds edgefleet-node: skipped in -short mode")
+	}
 	node := nodeBinary(t)
 	notELF := filepath.Join(t.TempDir(), "node")
 	os.WriteFile(notELF, []byte("#!/bin/sh\n"), 0o755)

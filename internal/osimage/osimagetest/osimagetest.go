@@ -47,10 +47,13 @@ func NodeBinary(t testing.TB) string {
 	return nodeBin
 }
 
-// SkipWithoutBuilder skips the test when the tools the builder needs are
-// missing (hack/install-deps.sh installs them).
+// SkipWithoutBuilder skips the test in -short mode and when the tools the
+// builder needs are missing (hack/install-deps.sh installs them).
 func SkipWithoutBuilder(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("builds an OS image from Debian's archive: skipped in -short mode")
+	}
 	for _, c := range []string{"apt-get", "dpkg-deb", "grub-mkimage", "mksquashfs"} {
 		if _, err := exec.LookPath(c); err != nil {
 			t.Skipf("%s not found (hack/install-deps.sh installs it): skipping a test that builds an OS image", c)
