@@ -18,6 +18,11 @@ import (
 	"strings"
 )
 
+// CompleteMarker is the empty file at the top of every unpacked package
+// folder: it is written last, so a folder without it is not used. Code that
+// copies a package's files skips it.
+const CompleteMarker = ".complete"
+
 // Dir is the cache folder: $EDGEFLEET_DEB_CACHE, else ~/.cache/edgefleet/deb.
 func Dir() string {
 	if d := os.Getenv("EDGEFLEET_DEB_CACHE"); d != "" {
@@ -31,10 +36,11 @@ func Dir() string {
 }
 
 // Fetch returns, for each package, a folder holding its unpacked files
-// (as `dpkg-deb -x` leaves them). The version is apt's candidate; the folder
-// is named <package>_<version>_<arch> (':' in the version written as %3a,
-// as apt names the .deb), so a new version in the archive is a new folder and
-// an unchanged one is a cache hit that downloads nothing.
+// (as `dpkg-deb -x` leaves them, plus an empty CompleteMarker file). The
+// version is apt's candidate; the folder is named <package>_<version>_<arch>
+// (':' in the version written as %3a, as apt names the .deb), so a new
+// version in the archive is a new folder and an unchanged one is a cache hit
+// that downloads nothing.
 func Fetch(ctx context.Context, pkgs ...string) ([]string, error) {
 	if len(pkgs) == 0 {
 		return nil, nil
@@ -51,7 +57,7 @@ func Fetch(ctx context.Context, pkgs ...string) ([]string, error) {
 	var download []string
 	for _, p := range pkgs {
 		c := cands[p]
-		if exists(filepath.Join(root, c.base())) || exists(filepath.Join(archives, c.base()+".deb")) {
+		if complete(filepath.Join(root, c.base())) || exists(filepath.Join(archives, c.base()+".deb")) {
 			continue
 		}
 		download = append(download, c.name+"="+c.version)
@@ -65,7 +71,7 @@ func Fetch(ctx context.Context, pkgs ...string) ([]string, error) {
 	for i, p := range pkgs {
 		c := cands[p]
 		dir := filepath.Join(root, c.base())
-		if !exists(dir) {
+		if !complete(dir) {
 			if err := unpack(ctx, filepath.Join(archives, c.base()+".deb"), dir); err != nil {
 				return nil, err
 			}
@@ -182,14 +188,23 @@ func unpack(ctx context.Context, deb, dir string) error {
 		os.RemoveAll(tmp)
 		return err
 	}
-	if err := os.Rename(tmp, dir); err != nil {
+	if err := os.WriteFile(filepath.Join(tmp, CompleteMarker), nil, 0o644); err != nil {
 		os.RemoveAll(tmp)
-		if exists(dir) { // another Fetch unpacked it first
-			return nil
-		}
 		return err
 	}
+	if err := os.Rename(tmp, dir); err != nil {
+		os.RemoveAll(tmp)
+		if complete(dir) { // another Fetch unpacked it first
+			return nil
+		}
+		return fmt.Errorf("unpacking %s: %w (a folder without %s is left from an interrupted unpack: delete it)", filepath.Base(deb), err, CompleteMarker)
+	}
 	return nil
+}
+
+func complete(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, CompleteMarker))
+	return err == nil
 }
 
 func exists(p string) bool {

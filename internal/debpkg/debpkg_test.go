@@ -37,8 +37,10 @@ func TestFetchUnpacksAndCaches(t *testing.T) {
 	if len(dirs) != 1 || !strings.HasPrefix(filepath.Base(dirs[0]), "busybox-static_") {
 		t.Fatalf("dirs = %v", dirs)
 	}
-	if _, err := os.Stat(filepath.Join(dirs[0], "bin", "busybox")); err != nil {
-		t.Fatalf("busybox not unpacked: %v", err)
+	for _, f := range []string{"bin/busybox", debpkg.CompleteMarker} {
+		if _, err := os.Stat(filepath.Join(dirs[0], f)); err != nil {
+			t.Fatalf("%s not unpacked: %v", f, err)
+		}
 	}
 	debs, _ := filepath.Glob(filepath.Join(debpkg.Dir(), "archives", "*.deb"))
 	if len(debs) != 1 {

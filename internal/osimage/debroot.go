@@ -8,6 +8,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/edgefleet/edgefleet/internal/debpkg"
 )
 
 // usrMerged maps a path from a Debian package to where it lives in the
@@ -40,6 +42,9 @@ func indexDebs(dirs []string) (*debFiles, error) {
 				return nil
 			}
 			rel, _ := filepath.Rel(root, p)
+			if rel == debpkg.CompleteMarker {
+				return nil
+			}
 			key := usrMerged(filepath.ToSlash(rel))
 			if _, dup := d.files[key]; !dup {
 				d.files[key] = p

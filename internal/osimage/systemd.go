@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/edgefleet/edgefleet/internal/debpkg"
 )
 
 // systemdPackages are the roots of the systemd variant; the image holds
@@ -112,7 +114,7 @@ func unpackInto(t *tree, root string) error {
 			return err
 		}
 		rel, _ := filepath.Rel(root, p)
-		if rel == "." {
+		if rel == "." || rel == debpkg.CompleteMarker {
 			return nil
 		}
 		key := usrMerged(filepath.ToSlash(rel))
