@@ -72,9 +72,11 @@ func Fetch(ctx context.Context, pkgs ...string) ([]string, error) {
 		c := cands[p]
 		dir := filepath.Join(root, c.base())
 		if !complete(dir) {
-			if err := unpack(ctx, filepath.Join(archives, c.base()+".deb"), dir); err != nil {
+			deb := filepath.Join(archives, c.base()+".deb")
+			if err := unpack(ctx, deb, dir); err != nil {
 				return nil, err
 			}
+			os.Remove(deb) // the unpacked folder is the cache
 		}
 		dirs[i] = dir
 	}
