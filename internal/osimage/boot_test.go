@@ -331,3 +331,33 @@ func TestBootSystemdVariant(t *testing.T) {
 	t.Logf("qemu start to edgefleet-node started (systemd): %.1fs (TCG)", time.Since(start).Seconds())
 	v.waitFor("edgefleet-os: edgefleet-test-os 1.0.0 (mode disk, slot b)", 2*time.Minute)
 }
+
+// TestBootLiveFromRawDisk: raw seed media (an SD card or virtual disk) carry
+// the same files on a partition labelled EDGEFLEET; here it is vfat, the
+// filesystem any laptop can write.
+func TestBootLiveFromRawDisk(t *testing.T) {
+	needQEMU(t)
+	for _, c := range []string{"mkfs.vfat", "mcopy"} {
+		if _, err := exec.LookPath(c); err != nil {
+			t.Skipf("%s not found (Debian packages dosfstools, mtools): skipping the raw seed boot test", c)
+		}
+	}
+	img := image(t, "1.0.0", false)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "edgefleet-node.yaml"), []byte(nodeConfig), 0o644)
+	mib := sizeMiB(t, img.squash) + 8
+	seed := filepath.Join(dir, "seed.img")
+	run(t, "mkfs.vfat", "-C", "-n", "EDGEFLEET", seed, fmt.Sprint(mib*1024))
+	run(t, "mmd", "-i", seed, "::/edgefleet")
+	run(t, "mcopy", "-i", seed, img.squash, "::/edgefleet/rootfs.squashfs")
+	run(t, "mcopy", "-i", seed, filepath.Join(dir, "edgefleet-node.yaml"), "::/edgefleet-node.yaml")
+	disk := filepath.Join(dir, "disk.img")
+	gptDisk(t, disk, []part{{"EDGEFLEET", mib, seed}})
+
+	v := startVM(t, "-kernel", img.res.Kernel, "-initrd", img.res.Initrd,
+		"-append", "console=ttyS0 panic=-1 edgefleet.mode=live edgefleet.slot=live edgefleet.root=EDGEFLEET:/edgefleet/rootfs.squashfs",
+		"-drive", "file="+disk+",if=virtio,format=raw")
+	v.waitFor("edgefleet-init: found EDGEFLEET on /dev/vda1", 3*time.Minute)
+	v.waitFor("edgefleet-init: seed config at /run/edgefleet/seed/edgefleet-node.yaml", time.Minute)
+	v.waitFor("edgefleet-node: started (edgefleet-node register --every 10m --config /run/edgefleet/seed/edgefleet-node.yaml)", time.Minute)
+}

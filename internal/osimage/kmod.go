@@ -20,7 +20,7 @@ import (
 var initrdModules = []string{
 	"virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "sd_mod", "sr_mod", "cdrom",
 	"ata_piix", "ata_generic", "isofs", "squashfs", "loop", "overlay", "ext4", "vfat",
-	"nls_cp437", "nls_iso8859_1", "nls_utf8", "tpm_tis", "efivarfs",
+	"nls_cp437", "nls_ascii", "nls_iso8859_1", "nls_utf8", "tpm_tis", "efivarfs",
 }
 
 // kernelModules knows the modules of one unpacked kernel package.
