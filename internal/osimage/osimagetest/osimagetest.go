@@ -6,7 +6,10 @@
 package osimagetest
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -25,26 +28,51 @@ var (
 
 // NodeBinary builds a static linux/amd64 edgefleet-node once per test
 // binary (without version stamps, so unchanged code keeps hitting the image
-// cache).
+// cache). It lives in the OS image cache, one per source tree (worktrees
+// sharing the cache do not overwrite each other's), replaced atomically.
 func NodeBinary(t testing.TB) string {
 	t.Helper()
-	nodeOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "osimagetest-node-")
-		if err != nil {
-			nodeErr = err
-			return
-		}
-		nodeBin = filepath.Join(dir, "edgefleet-node")
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", nodeBin, "github.com/edgefleet/edgefleet/cmd/edgefleet-node")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			nodeErr = fmt.Errorf("building edgefleet-node: %v\n%s", err, out)
-		}
-	})
+	nodeOnce.Do(func() { nodeBin, nodeErr = buildNode() })
 	if nodeErr != nil {
 		t.Fatal(nodeErr)
 	}
 	return nodeBin
+}
+
+func buildNode() (string, error) {
+	gomod, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	cache := os.Getenv("EDGEFLEET_OS_CACHE")
+	if cache == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", err
+		}
+		cache = filepath.Join(home, ".cache", "edgefleet", "os")
+	}
+	tree := sha256.Sum256(bytes.TrimSpace(gomod))
+	dir := filepath.Join(cache, "node-bin", hex.EncodeToString(tree[:6]))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.CreateTemp(dir, ".edgefleet-node-")
+	if err != nil {
+		return "", err
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", tmp.Name(), "github.com/edgefleet/edgefleet/cmd/edgefleet-node")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building edgefleet-node: %v\n%s", err, out)
+	}
+	bin := filepath.Join(dir, "edgefleet-node")
+	if err := os.Rename(tmp.Name(), bin); err != nil {
+		return "", err
+	}
+	return bin, nil
 }
 
 // SkipWithoutBuilder skips the test in -short mode and when the tools the
