@@ -9,7 +9,7 @@ DATA_DIR ?= ./edgefleet-data
 GO_TEST_FLAGS ?= -timeout 40m
 KUBE_BIN_DIR_FILE := .cache/kube-bin-dir
 
-.PHONY: all build run dev-cluster test test-unit bench bench-short deps kube-binaries generate verify-generate vet fmt clean
+.PHONY: all build run dev-cluster test test-unit bench bench-short deps kube-binaries generate verify-generate vet fmt clean os-image
 
 all: build
 
@@ -30,6 +30,14 @@ build:
 	# linker export every symbol (87 MB instead of 63 MB, ~27 MB more RSS).
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/edgefleet-agent ./cmd/edgefleet-agent
 	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/edgefleet-node ./cmd/edgefleet-node
+
+## os-image: the reference OS image (docs/os.md; variant test, version OS_VERSION) as an OCI layout
+## cached under ~/.cache/edgefleet/os; OS_PUSH=<registry/repo:tag> also pushes it. Packages come only
+## from Debian's archive. OS_IMAGE_FLAGS passes more flags (e.g. --broken).
+OS_VERSION ?= $(patsubst v%,%,$(VERSION))
+os-image: deps
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/os/edgefleet-node ./cmd/edgefleet-node
+	go run ./hack/os-image --version "$(OS_VERSION)" --node-binary bin/os/edgefleet-node $(if $(OS_PUSH),--push "$(OS_PUSH)") $(OS_IMAGE_FLAGS)
 
 ## run: build and start the manager on an embedded control plane in $(DATA_DIR)
 run: kube-binaries build

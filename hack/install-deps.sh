@@ -32,6 +32,11 @@ declare -A need=(
   [qemu-system-x86_64]=qemu-system-x86
   [cpio]=cpio
   [busybox]=busybox-static
+  # OS image builder (internal/osimage, make os-image) and its VM boot tests
+  [apt-get]=apt
+  [dpkg-deb]=dpkg
+  [grub-mkimage]=grub-common
+  [mksquashfs]=squashfs-tools
 )
 # Files rather than commands: GRUB's EFI modules and the UEFI firmware.
 [ -d /usr/lib/grub/x86_64-efi ] || need[__grub_efi_modules]=grub-efi-amd64-bin
@@ -40,6 +45,11 @@ missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
 done
+# internal/debpkg asks apt which package versions to download: it needs package lists.
+if ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null; then
+  echo "no apt package lists: running apt-get update" >&2
+  if [ "$(id -u)" -eq 0 ]; then apt-get update -qq; else sudo apt-get update -qq; fi
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
