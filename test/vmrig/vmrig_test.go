@@ -1,0 +1,206 @@
+package vmrig_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/edgefleet/edgefleet/test/vmrig"
+)
+
+const initHead = `
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+loadmods
+`
+
+// directBoot builds an initramfs with script as /init and returns the rig
+// config that boots it with the Debian cloud kernel.
+func directBoot(t *testing.T, script string) vmrig.Config {
+	k := vmrig.DebianKernel(t)
+	initrd := filepath.Join(t.TempDir(), "initrd.gz")
+	vmrig.BuildInitramfs(t, k, vmrig.Initramfs{Init: initHead + script, Modules: vmrig.VirtioModules}, initrd)
+	return vmrig.Config{Kernel: k.Vmlinuz, Initrd: initrd, Append: "console=ttyS0 panic=-1 quiet", MemoryMiB: 256}
+}
+
+func loopbackHTTP(t *testing.T, h http.HandlerFunc) (addr string) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().String()
+}
+
+// TestGuestTPMAndRestrictedNetwork: the guest sees a TPM 2.0 at /dev/tpm0
+// (swtpm), reaches a loopback HTTP server through a guestfwd entry, and
+// cannot reach another loopback port of the host nor an unforwarded guest
+// address.
+func TestGuestTPMAndRestrictedNetwork(t *testing.T) {
+	nonce := fmt.Sprintf("forward-ok-%d", time.Now().UnixNano())
+	var forwarded, other atomic.Int32
+	fwd := loopbackHTTP(t, func(w http.ResponseWriter, r *http.Request) {
+		forwarded.Add(1)
+		fmt.Fprintln(w, nonce)
+	})
+	otherAddr := loopbackHTTP(t, func(w http.ResponseWriter, r *http.Request) {
+		other.Add(1)
+		fmt.Fprintln(w, "must-not-be-reached")
+	})
+	_, otherPort, _ := net.SplitHostPort(otherAddr)
+	cfg := directBoot(t, fmt.Sprintf(`
+echo "vmrig-test: booted"
+if [ -c /dev/tpm0 ]; then echo "vmrig-test: tpm0 version $(cat /sys/class/tpm/tpm0/tpm_version_major)"; else echo "vmrig-test: no tpm0"; fi
+ip link set lo up
+ip link set eth0 up
+ip addr add 10.0.2.15/24 dev eth0
+ip route add default via 10.0.2.2
+get() { printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 5 "$1" "$2" 2>/dev/null | tail -n 1; }
+echo "vmrig-test: forwarded says $(get 10.0.2.100 8080)"
+[ -n "$(get 10.0.2.2 %[1]s)" ] && echo "vmrig-test: host port reached" || echo "vmrig-test: host port blocked"
+[ -n "$(get 10.0.2.100 %[1]s)" ] && echo "vmrig-test: unforwarded reached" || echo "vmrig-test: unforwarded blocked"
+echo "vmrig-test: done"
+poweroff -f
+`, otherPort))
+	cfg.TPM = true
+	cfg.Network = true
+	cfg.Forwards = []vmrig.Forward{{Guest: "10.0.2.100:8080", Host: fwd}}
+	vm := vmrig.New(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	start := time.Now()
+	if err := vm.PowerOn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	qemuPID, swtpmPID := vm.PIDs()
+	for _, want := range []string{
+		`vmrig-test: tpm0 version 2`,
+		`vmrig-test: forwarded says ` + nonce,
+		`vmrig-test: host port blocked`,
+		`vmrig-test: unforwarded blocked`,
+	} {
+		if _, err := vm.WaitFor(ctx, regexp.MustCompile(regexp.QuoteMeta(want))); err != nil {
+			t.Fatalf("%v\nconsole:\n%s", err, tail(vm.Console()))
+		}
+	}
+	t.Logf("qemu RSS %d KiB, swtpm RSS %d KiB", rssKiB(qemuPID), rssKiB(swtpmPID))
+	if err := vm.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("power-on to power-off under %s: %s", vm.Accel(), time.Since(start).Round(time.Millisecond))
+	if forwarded.Load() == 0 {
+		t.Error("the forwarded server saw no request")
+	}
+	if other.Load() != 0 {
+		t.Errorf("the unforwarded loopback server was reached %d times", other.Load())
+	}
+}
+
+// TestPowerControl: QMP reset reboots the guest, a hard power-off stops it
+// while it runs, and it powers on again.
+func TestPowerControl(t *testing.T) {
+	cfg := directBoot(t, `
+echo "vmrig-test: up $(cat /proc/sys/kernel/random/boot_id)"
+while true; do sleep 60; done
+`)
+	vm := vmrig.New(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	up := regexp.MustCompile(`vmrig-test: up ([0-9a-f-]{36})`)
+	if err := vm.PowerOn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first, err := vm.WaitFor(ctx, up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.Reset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second, err := vm.WaitFor(ctx, up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first[1] == second[1] {
+		t.Errorf("boot id %s did not change across a reset", first[1])
+	}
+	if err := vm.PowerOff(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if vm.Running() {
+		t.Fatal("running after a hard power-off")
+	}
+	if _, err := vm.QMP(ctx, "query-status", nil); err == nil {
+		t.Error("QMP answered while powered off")
+	}
+	if err := vm.PowerOn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vm.WaitFor(ctx, up); err != nil {
+		t.Fatal(err)
+	}
+	st, err := vm.QMP(ctx, "query-status", nil)
+	if err != nil || !strings.Contains(string(st), `"running"`) {
+		t.Errorf("query-status after power-on: %s, %v", st, err)
+	}
+}
+
+// TestAccel: TCG unless asked otherwise; Auto becomes KVM only when a
+// probe boot under KVM reached its marker.
+func TestAccel(t *testing.T) {
+	if os.Getenv(vmrig.AccelEnv) != "" {
+		t.Skipf("%s is set", vmrig.AccelEnv)
+	}
+	cfg := directBoot(t, `
+echo "vmrig-test: probe ok"
+poweroff -f
+`)
+	if got := vmrig.New(t, cfg).Accel(); got != vmrig.TCG {
+		t.Errorf("default accel %s, want tcg", got)
+	}
+	ok := vmrig.ProbeKVM(t, cfg.Kernel, cfg.Initrd, cfg.Append, regexp.MustCompile(`vmrig-test: probe ok`), 20*time.Second)
+	cfg.Accel = vmrig.Auto
+	want := vmrig.TCG
+	if ok {
+		want = vmrig.KVM
+	}
+	if got := vmrig.New(t, cfg).Accel(); got != want {
+		t.Errorf("auto accel %s after probe=%v, want %s", got, ok, want)
+	}
+}
+
+func tail(s string) string {
+	if len(s) > 4000 {
+		return s[len(s)-4000:]
+	}
+	return s
+}
+
+func rssKiB(pid int) int {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			var n int
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &n)
+			return n
+		}
+	}
+	return 0
+}
