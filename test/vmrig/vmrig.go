@@ -456,9 +456,16 @@ func (vm *VM) takeLines(all bool) []string {
 
 func (vm *VM) logLines(lines []string) {
 	for _, l := range lines {
-		vm.cfg.Log("vm console: %s", strings.TrimRight(l, "\r"))
+		l = strings.TrimSpace(ansi.ReplaceAllString(l, " "))
+		if l != "" {
+			vm.cfg.Log("vm console: %s", l)
+		}
 	}
 }
+
+// ansi matches terminal control sequences (GRUB's and the firmware's menus
+// draw with them) and box-drawing bytes, kept out of the test log.
+var ansi = regexp.MustCompile(`\x1b\[[0-9;?=]*[a-zA-Z]|[^\x20-\x7e\t]+|\s{2,}`)
 
 // Console is everything the serial console printed so far (all boots).
 func (vm *VM) Console() string {
