@@ -148,6 +148,9 @@ func (o *osImage) unpack(ctx context.Context, img v1.Image, ref string, limit in
 		if errors.Is(err, io.EOF) {
 			break
 		}
+		if cw.err != nil {
+			return OSImageError{fmt.Sprintf("osImage %s: %v", ref, cw.err)}
+		}
 		if err != nil {
 			return fmt.Errorf("reading the layers of osImage %s: %w", ref, err)
 		}
@@ -175,7 +178,7 @@ func (o *osImage) unpack(ctx context.Context, img v1.Image, ref string, limit in
 	}
 	// The tar's end-of-archive blocks are in the stream after the last
 	// entry: mksquashfs wants them.
-	if _, err := io.Copy(io.Discard, tee); err != nil {
+	if _, err := io.Copy(io.Discard, tee); err != nil && cw.err == nil {
 		return fmt.Errorf("reading the layers of osImage %s: %w", ref, err)
 	}
 	if cw.err != nil {
