@@ -100,6 +100,9 @@ type Config struct {
 	Forwards []Forward
 	// ExitOnReboot makes a guest reboot stop the VM instead (-no-reboot).
 	ExitOnReboot bool
+	// UUID and Serial are the machine's SMBIOS system UUID and serial
+	// number (what registration templates read).
+	UUID, Serial string
 	// Log receives console lines (default: the test's log).
 	Log func(format string, args ...any)
 }
@@ -355,6 +358,13 @@ func (vm *VM) qemuArgs(serialSock, qmpSock string) []string {
 	}
 	if c.ExitOnReboot {
 		args = append(args, "-no-reboot")
+	}
+	if c.UUID != "" {
+		args = append(args, "-uuid", c.UUID)
+	}
+	if c.Serial != "" {
+		// qemu's option syntax doubles commas in values.
+		args = append(args, "-smbios", "type=1,serial="+strings.ReplaceAll(c.Serial, ",", ",,"))
 	}
 	if c.Firmware == UEFI {
 		code, _ := OVMF()
