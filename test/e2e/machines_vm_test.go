@@ -181,4 +181,3 @@ func tailString(s string, n int) string {
 	}
 	return s
 }
-
