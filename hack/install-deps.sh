@@ -18,10 +18,30 @@ declare -A need=(
   [mkfs.ext4]=e2fsprogs
   [debugfs]=e2fsprogs
   [e2label]=e2fsprogs
+  # bootable seed media from OS images (internal/seedimage) and the VM test rig (test/vmrig)
+  [mksquashfs]=squashfs-tools
+  [unsquashfs]=squashfs-tools
+  [grub-mkrescue]=grub-common
+  [grub-mkstandalone]=grub-common
+  [mkfs.vfat]=dosfstools
+  [mcopy]=mtools
+  [mdir]=mtools
+  [qemu-system-x86_64]=qemu-system-x86
+  [qemu-img]=qemu-utils
+  [busybox]=busybox-static
+)
+# files (no command) -> Debian package: GRUB's BIOS and UEFI platforms, OVMF firmware
+declare -A need_files=(
+  [/usr/lib/grub/i386-pc/modinfo.sh]=grub-pc-bin
+  [/usr/lib/grub/x86_64-efi/modinfo.sh]=grub-efi-amd64-bin
+  [/usr/share/OVMF/OVMF_CODE_4M.fd]=ovmf
 )
 missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+done
+for f in "${!need_files[@]}"; do
+  [ -e "$f" ] || missing+=("${need_files[$f]}")
 done
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
