@@ -675,3 +675,27 @@ func copyFile(from, to string) error {
 	}
 	return os.WriteFile(to, b, 0o644)
 }
+
+// RSS is the resident memory of qemu and swtpm in KiB (0 when not
+// running), for measurements.
+func (vm *VM) RSS() (qemuKiB, swtpmKiB int) {
+	q, s := vm.PIDs()
+	return rssKiB(q), rssKiB(s)
+}
+
+func rssKiB(pid int) int {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return n
+		}
+	}
+	return 0
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os/exec"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -83,7 +84,6 @@ poweroff -f
 	if err := vm.PowerOn(ctx); err != nil {
 		t.Fatal(err)
 	}
-	qemuPID, swtpmPID := vm.PIDs()
 	for _, want := range []string{
 		`vmrig-test: tpm0 version 2`,
 		`vmrig-test: forwarded says ` + nonce,
@@ -94,7 +94,8 @@ poweroff -f
 			t.Fatalf("%v\nconsole:\n%s", err, tail(vm.Console()))
 		}
 	}
-	t.Logf("qemu RSS %d KiB, swtpm RSS %d KiB", rssKiB(qemuPID), rssKiB(swtpmPID))
+	q, sw := vm.RSS()
+	t.Logf("RSS while the guest runs: qemu %d KiB, swtpm %d KiB", q, sw)
 	if err := vm.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -187,20 +188,60 @@ func tail(s string) string {
 	return s
 }
 
-func rssKiB(pid int) int {
-	if pid == 0 {
-		return 0
+// TestVirtualMedia: an ISO inserted into the running VM's CD-ROM drive
+// through QMP is seen by the guest; ejecting it empties the drive.
+func TestVirtualMedia(t *testing.T) {
+	if _, err := exec.LookPath("xorriso"); err != nil {
+		t.Skip("xorriso is not installed (hack/install-deps.sh)")
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	src := t.TempDir()
+	nonce := fmt.Sprintf("media-%d", time.Now().UnixNano())
+	if err := os.WriteFile(filepath.Join(src, "hello.txt"), []byte(nonce+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	iso := filepath.Join(t.TempDir(), "media.iso")
+	if out, err := exec.Command("xorriso", "-as", "mkisofs", "-V", "VMRIGMEDIA", "-R", "-o", iso, src).CombinedOutput(); err != nil {
+		t.Fatalf("xorriso: %v\n%s", err, out)
+	}
+	k := vmrig.DebianKernel(t)
+	initrd := filepath.Join(t.TempDir(), "initrd.gz")
+	vmrig.BuildInitramfs(t, k, vmrig.Initramfs{Modules: vmrig.CDROMModules, Init: initHead + `
+echo "vmrig-test: drive empty"
+until dev=$(findfs LABEL=VMRIGMEDIA 2>/dev/null); do sleep 0.2; done
+mkdir -p /mnt/cd
+mount -t iso9660 -o ro "$dev" /mnt/cd
+echo "vmrig-test: medium says $(cat /mnt/cd/hello.txt)"
+while true; do sleep 60; done
+`}, initrd)
+	vm := vmrig.New(t, vmrig.Config{Kernel: k.Vmlinuz, Initrd: initrd, Append: "console=ttyS0 panic=-1 quiet", MemoryMiB: 256})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := vm.PowerOn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`vmrig-test: drive empty`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.InsertMedia(ctx, iso); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vm.WaitFor(ctx, regexp.MustCompile(regexp.QuoteMeta("vmrig-test: medium says "+nonce))); err != nil {
+		t.Fatalf("%v\nconsole:\n%s", err, tail(vm.Console()))
+	}
+	if vm.Medium() != iso {
+		t.Errorf("Medium() = %q, want %s", vm.Medium(), iso)
+	}
+	if err := vm.EjectMedia(ctx); err != nil {
+		t.Fatal(err)
+	}
+	blk, err := vm.QMP(ctx, "query-block", nil)
 	if err != nil {
-		return 0
+		t.Fatal(err)
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			var n int
-			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &n)
-			return n
-		}
+	if strings.Contains(string(blk), "media.iso") {
+		t.Errorf("the drive still holds the medium after eject: %s", blk)
 	}
-	return 0
+	if vm.Medium() != "" {
+		t.Errorf("Medium() = %q after eject", vm.Medium())
+	}
 }
