@@ -112,7 +112,7 @@ func BuildInitramfs(t testing.TB, k Kernel, spec Initramfs, path string) {
 
 // The applets /init may use; linked to /bin/busybox.
 var applets = []string{"sh", "mount", "umount", "cat", "echo", "ls", "mkdir", "insmod", "poweroff", "reboot", "sleep",
-	"grep", "ip", "wget", "nc", "findfs", "switch_root", "losetup", "mdev", "uname", "head", "tail", "tr", "printf", "sed", "test", "["}
+	"grep", "ip", "wget", "nc", "findfs", "switch_root", "losetup", "mdev", "uname", "head", "tail", "tr", "printf", "dd", "sed", "test", "["}
 
 func initramfs(busybox string, k Kernel, spec Initramfs) ([]byte, error) {
 	bb, err := os.ReadFile(busybox)

@@ -29,7 +29,7 @@ loadmods
 func directBoot(t *testing.T, script string) vmrig.Config {
 	k := vmrig.DebianKernel(t)
 	initrd := filepath.Join(t.TempDir(), "initrd.gz")
-	vmrig.BuildInitramfs(t, k, vmrig.Initramfs{Init: initHead + script, Modules: vmrig.VirtioModules}, initrd)
+	vmrig.BuildInitramfs(t, k, vmrig.Initramfs{Init: initHead + script, Modules: append([]string{"button", "evdev"}, vmrig.VirtioModules...)}, initrd)
 	return vmrig.Config{Kernel: k.Vmlinuz, Initrd: initrd, Append: "console=ttyS0 panic=-1 quiet", MemoryMiB: 256}
 }
 
@@ -109,11 +109,17 @@ poweroff -f
 }
 
 // TestPowerControl: QMP reset reboots the guest, a hard power-off stops it
-// while it runs, and it powers on again.
+// while it runs, it powers on again, and the ACPI power button reaches the
+// guest, which powers off.
 func TestPowerControl(t *testing.T) {
 	cfg := directBoot(t, `
+ev=
+for e in /sys/class/input/event*; do [ "$(cat $e/device/name)" = "Power Button" ] && ev=/dev/input/${e##*/}; done
 echo "vmrig-test: up $(cat /proc/sys/kernel/random/boot_id)"
-while true; do sleep 60; done
+# The ACPI power button is an input device: an event on it means shutdown.
+dd if="$ev" of=/dev/null bs=24 count=1 2>/dev/null
+echo "vmrig-test: power button pressed"
+poweroff -f
 `)
 	vm := vmrig.New(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -154,6 +160,18 @@ while true; do sleep 60; done
 	st, err := vm.QMP(ctx, "query-status", nil)
 	if err != nil || !strings.Contains(string(st), `"running"`) {
 		t.Errorf("query-status after power-on: %s, %v", st, err)
+	}
+	if err := vm.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`vmrig-test: power button pressed`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if vm.Running() {
+		t.Error("running after the guest powered off")
 	}
 }
 
