@@ -133,7 +133,8 @@ func TestOSImageMediaBoot(t *testing.T) {
 					t.Fatalf("%v\nconsole tail:\n%s", err, tail(vm.Console(), 3000))
 				}
 				if want == "seed-test: init started" {
-					t.Logf("power-on to init under %s: %s", vm.Accel(), time.Since(start).Round(time.Millisecond))
+					q, _ := vm.RSS()
+					t.Logf("power-on to the image's init under %s: %s (qemu RSS %d KiB)", vm.Accel(), time.Since(start).Round(time.Millisecond), q)
 				}
 			}
 			if err := vm.Wait(ctx); err != nil {
