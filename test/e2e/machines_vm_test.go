@@ -61,7 +61,8 @@ poweroff -f
 // boots in a virtual machine (BIOS, vTPM from swtpm, network restricted to
 // the manager's port): the image's own edgefleet-node registers through
 // the guestfwd with the TPM, and the MachineInventory appears, named from
-// the VM's SMBIOS serial.
+// the VM's SMBIOS serial. The raw disk image the CLI builds from the same
+// OS image does the same under UEFI.
 func TestSeedISOFromOSImageBootsAndRegisters(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a manager and a VM")
@@ -122,28 +123,48 @@ func TestSeedISOFromOSImageBootsAndRegisters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm := vmrig.New(t, vmrig.Config{
-		Firmware: vmrig.BIOS, CDROM: iso, TPM: true, Network: true, ExitOnReboot: true, Serial: "VM7", MemoryMiB: 512,
-		Forwards: []vmrig.Forward{{Guest: "10.0.2.100:" + port, Host: "127.0.0.1:" + port}},
-	})
-	vctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	forward := []vmrig.Forward{{Guest: "10.0.2.100:" + port, Host: "127.0.0.1:" + port}}
+	bootAndRegister(t, m, ns, "vm-vm7", vmrig.Config{Firmware: vmrig.BIOS, CDROM: iso, TPM: true, Network: true, Serial: "VM7", Forwards: forward})
+
+	// The CLI builds the raw disk image from the same OS image; it boots
+	// UEFI from a virtio disk and registers another machine.
+	raw := filepath.Join(t.TempDir(), "live.img")
+	out, err := exec.Command(harness.EdgefleetBinary(t), "seed-image", "build", "--kubeconfig", m.Kubeconfig, "-n", ns, "--registration", "vm",
+		"--type", "raw", "--os-image", ref, "-o", raw).CombinedOutput()
+	if err != nil {
+		t.Fatalf("edgefleet seed-image build --os-image: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "is "+digest) {
+		t.Errorf("the CLI does not print the OS image digest %s:\n%s", digest, out)
+	}
+	bootAndRegister(t, m, ns, "vm-vm8", vmrig.Config{Firmware: vmrig.UEFI, Disks: []vmrig.Disk{{Path: raw}}, TPM: true, Network: true, Serial: "VM8", Forwards: forward})
+}
+
+// bootAndRegister boots cfg and waits until the guest's edgefleet-node has
+// registered as MachineInventory ns/name.
+func bootAndRegister(t *testing.T, m *harness.Manager, ns, name string, cfg vmrig.Config) {
+	t.Helper()
+	cfg.ExitOnReboot, cfg.MemoryMiB = true, 512
+	vm := vmrig.New(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	start := time.Now()
-	if err := vm.PowerOn(vctx); err != nil {
+	if err := vm.PowerOn(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := vm.WaitFor(vctx, regexp.MustCompile(`vm-e2e: (registered|register failed)`)); err != nil {
+	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`vm-e2e: (registered|register failed)`)); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(vm.Console(), "vm-e2e: registered") {
 		t.Fatalf("edgefleet-node in the VM did not register; console tail:\n%s", tailString(vm.Console(), 3000))
 	}
-	t.Logf("power-on to registered under %s: %s", vm.Accel(), time.Since(start).Round(time.Millisecond))
+	q, sw := vm.RSS()
+	t.Logf("%s (%s): power-on to registered under %s in %s; qemu RSS %d KiB, swtpm RSS %d KiB", name, cfg.Firmware, vm.Accel(), time.Since(start).Round(time.Millisecond), q, sw)
 	inv := &machinesv1.MachineInventory{}
-	if err := m.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "vm-vm7"}, inv); err != nil {
+	if err := m.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, inv); err != nil {
 		t.Fatalf("MachineInventory of the VM: %v", err)
 	}
-	if err := vm.Wait(vctx); err != nil {
+	if err := vm.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -196,6 +196,11 @@ func New(t testing.TB, cfg Config) *VM {
 			t.Fatal(err)
 		}
 	}
+	if cfg.Network && len(cfg.Forwards) > 0 {
+		if _, err := exec.LookPath("busybox"); err != nil {
+			t.Skip("busybox is not installed: guest forwards relay through busybox nc (Debian package busybox-static; see hack/install-deps.sh)")
+		}
+	}
 	if cfg.TPM {
 		if _, err := exec.LookPath("swtpm"); err != nil {
 			t.Skip("swtpm is not installed (Debian packages swtpm, swtpm-tools; see hack/install-deps.sh)")
@@ -282,6 +287,9 @@ func (vm *VM) PowerOn(ctx context.Context) error {
 	if err := cmd.Start(); err != nil {
 		qlog.Close()
 		r.kill()
+		if r.swtpm != nil {
+			_ = r.swtpm.Wait()
+		}
 		return fmt.Errorf("starting qemu: %w", err)
 	}
 	r.qemu = cmd
@@ -394,7 +402,7 @@ func (vm *VM) qemuArgs(serialSock, qmpSock string) []string {
 			bi = 2 + i
 		}
 		args = append(args,
-			"-drive", fmt.Sprintf("if=none,id=disk%d,format=%s,file=%s,cache=unsafe", i, d.Format, d.Path),
+			"-drive", fmt.Sprintf("if=none,id=disk%d,format=%s,file=%s", i, d.Format, d.Path),
 			"-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d,bootindex=%d", i, bi))
 	}
 	if c.TPM {
