@@ -20,66 +20,24 @@ import (
 	sit "github.com/edgefleet/edgefleet/internal/seedimage/seedimagetest"
 	"github.com/edgefleet/edgefleet/test/harness"
 	"github.com/edgefleet/edgefleet/test/vmrig"
+	"github.com/edgefleet/edgefleet/test/vmrig/testos"
 )
-
-// vmTestInit is the init of the OS image this test builds: it finds the
-// EDGEFLEET medium, loop-mounts the root image, puts the node config where
-// edgefleet-node looks for it, brings up the network and runs the image's
-// own edgefleet-node to register with the vTPM. The manager's URL names
-// 127.0.0.1:<port> (as on the host), so a relay in the guest sends that
-// port to 10.0.2.100:<port>, which the rig forwards to the manager.
-const vmTestInit = `
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-loadmods
-echo "vm-e2e: init"
-arg() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
-root=$(arg edgefleet.root)
-i=0
-until dev=$(findfs LABEL=${root%%:*} 2>/dev/null); do
-  i=$((i+1)); [ $i -gt 200 ] && { echo "vm-e2e: no medium"; poweroff -f; }
-  sleep 0.1
-done
-mkdir -p /run/medium /run/root /run/edgefleet/seed /var/lib /tmp
-mount -o ro "$dev" /run/medium
-mount -t squashfs -o ro,loop "/run/medium${root#*:}" /run/root
-cp /run/medium/edgefleet-node.yaml /run/edgefleet/seed/
-ip link set lo up
-ip link set eth0 up
-ip addr add 10.0.2.15/24 dev eth0
-ip route add default via 10.0.2.2
-port=$(sed -n 's|^ *url: *https://127.0.0.1:\([0-9]*\)/.*|\1|p' /run/edgefleet/seed/edgefleet-node.yaml)
-nc -ll -p "$port" -e nc 10.0.2.100 "$port" &
-sleep 0.5
-echo "vm-e2e: registering through port $port"
-if /run/root/usr/bin/edgefleet-node register; then echo "vm-e2e: registered"; else echo "vm-e2e: register failed"; fi
-poweroff -f
-`
 
 // A SeedImage built by the manager from an OS image in a loopback registry
 // boots in a virtual machine (BIOS, vTPM from swtpm, network restricted to
 // the manager's port): the image's own edgefleet-node registers through
 // the guestfwd with the TPM, and the MachineInventory appears, named from
-// the VM's SMBIOS serial. The raw disk image the CLI builds from the same
+// the VM's SMBIOS serial (the OS image is test/vmrig/testos: its init
+// registers with the image's edgefleet-node). The raw disk image the CLI builds from the same
 // OS image does the same under UEFI.
 func TestSeedISOFromOSImageBootsAndRegisters(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a manager and a VM")
 	}
 	sit.RequireTools(t, "xorriso", "grub-mkrescue", "mksquashfs", "swtpm", "qemu-system-x86_64", "busybox")
-	node := staticNodeBinary(t)
-	k := vmrig.DebianKernel(t)
-	initrd := filepath.Join(t.TempDir(), "initrd")
-	mods := append(append(append([]string{}, vmrig.CDROMModules...), vmrig.VirtioModules...), "squashfs", "loop")
-	vmrig.BuildInitramfs(t, k, vmrig.Initramfs{Init: vmTestInit, Modules: mods}, initrd)
 	reg := sit.StartRegistry(t)
-	ref := sit.PushEntries(t, reg+"/edgefleet/os:vm", map[string]string{"io.edgefleet.os.name": "vm-e2e", "io.edgefleet.os.version": "1"},
-		sit.Entry{Name: "boot/vmlinuz", Data: readFile(t, k.Vmlinuz)},
-		sit.Entry{Name: "boot/initrd", Data: readFile(t, initrd)},
-		sit.Entry{Name: "etc/os-release", Data: []byte("NAME=vm-e2e\nVERSION_ID=1\n")},
-		sit.Entry{Name: "usr/bin/edgefleet-node", Data: readFile(t, node), Mode: 0o755},
-	)
+	ref := sit.PushEntries(t, reg+"/edgefleet/os:vm", map[string]string{"io.edgefleet.os.name": "edgefleet-testos", "io.edgefleet.os.version": "1"},
+		testos.Entries(t, testos.RegisterInit, "1")...)
 	_, digest, _ := strings.Cut(ref, "@")
 
 	m := harness.StartManager(t, harness.ManagerOptions{Args: []string{"--seed-allow-insecure-base-urls"}})
@@ -167,33 +125,6 @@ func bootAndRegister(t *testing.T, m *harness.Manager, ns, name string, cfg vmri
 	if err := vm.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// staticNodeBinary builds edgefleet-node without cgo: it runs from an OS
-// image that has no C library.
-func staticNodeBinary(t *testing.T) string {
-	t.Helper()
-	root, err := harness.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "edgefleet-node")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./cmd/edgefleet-node")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building edgefleet-node: %v\n%s", err, b)
-	}
-	return out
-}
-
-func readFile(t *testing.T, p string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 func tailString(s string, n int) string {
