@@ -28,12 +28,8 @@ type qmpReply struct {
 	QMP   json.RawMessage `json:"QMP"`
 }
 
-func dialQMP(ctx context.Context, path string) (*qmp, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", path)
-	if err != nil {
-		return nil, err
-	}
+// newQMP negotiates capabilities on a fresh monitor connection.
+func newQMP(ctx context.Context, conn net.Conn) (*qmp, error) {
 	q := &qmp{conn: conn, r: bufio.NewReader(conn)}
 	// The greeting, then capabilities negotiation enters command mode.
 	if _, err := q.read(ctx); err != nil {

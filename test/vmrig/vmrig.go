@@ -343,8 +343,7 @@ func (vm *VM) dialQMP(ctx context.Context, r *running, path string) (*qmp, error
 	if err != nil {
 		return nil, err
 	}
-	c.Close()
-	return dialQMP(ctx, path)
+	return newQMP(ctx, c)
 }
 
 func (vm *VM) qemuArgs(serialSock, qmpSock string) []string {
