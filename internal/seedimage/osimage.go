@@ -383,8 +383,9 @@ func buildLiveRaw(ctx context.Context, stage, work, out string) error {
 		return err
 	}
 	// fsSizeFor doubles for config-only media; a root image needs its
-	// size plus ext4's metadata.
-	need = max(minRawFSBytes, need/2+(8<<20))
+	// size plus ext4's metadata (the medium is read-only: no journal, no
+	// reserved blocks).
+	need = max(minRawFSBytes, need/2+need/64+(8<<20))
 	need = (need + (1 << 20) - 1) &^ ((1 << 20) - 1)
 	espStart, espSectors := int64(alignSectors), int64(efiPartitionBytes/sectorSize)
 	dataStart, dataSectors := espStart+espSectors, need/sectorSize
@@ -400,7 +401,7 @@ func buildLiveRaw(ctx context.Context, stage, work, out string) error {
 	if err := truncate(data, dataSectors*sectorSize); err != nil {
 		return err
 	}
-	if err := run(ctx, mkfsExt4, "-q", "-F", "-L", LiveVolumeID, "-d", stage, "-E", "root_owner=0:0", data); err != nil {
+	if err := run(ctx, mkfsExt4, "-q", "-F", "-L", LiveVolumeID, "-m", "0", "-O", "^has_journal", "-d", stage, "-E", "root_owner=0:0", data); err != nil {
 		return fmt.Errorf("the %s partition (%d bytes) cannot hold the medium's files: %w", LiveVolumeID, dataSectors*sectorSize, err)
 	}
 	if err := copyAt(out, esp, espStart*sectorSize); err != nil {
