@@ -123,36 +123,6 @@ func candidate(ctx context.Context, pkg string) (version, arch string, err error
 	return version, arch, nil
 }
 
-// Depends returns the package names in pkg's Depends field (first
-// alternative of each, without version constraints): how a metapackage
-// such as linux-image-cloud-amd64 names the real package.
-func Depends(ctx context.Context, pkg string) ([]string, error) {
-	if !validName.MatchString(pkg) {
-		return nil, fmt.Errorf("%q is not a Debian package name", pkg)
-	}
-	out, err := command(ctx, "", "apt-cache", "show", "--no-all-versions", pkg)
-	if err != nil {
-		return nil, fmt.Errorf("apt-cache show %s: %v: %s", pkg, err, out)
-	}
-	var deps []string
-	for _, line := range strings.Split(string(out), "\n") {
-		d, ok := strings.CutPrefix(line, "Depends: ")
-		if !ok {
-			continue
-		}
-		for _, alt := range strings.Split(d, ",") {
-			first, _, _ := strings.Cut(alt, "|")
-			name, _, _ := strings.Cut(strings.TrimSpace(first), " ")
-			name, _, _ = strings.Cut(name, ":")
-			if name != "" {
-				deps = append(deps, name)
-			}
-		}
-		break
-	}
-	return deps, nil
-}
-
 func command(ctx context.Context, dir, name string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
