@@ -29,6 +29,7 @@ declare -A need=(
   [qemu-system-x86_64]=qemu-system-x86
   [qemu-img]=qemu-utils
   [busybox]=busybox-static
+  [cpio]=cpio
 )
 # files (no command) -> Debian package: GRUB's BIOS and UEFI platforms, OVMF firmware
 declare -A need_files=(

@@ -473,16 +473,21 @@ func (vm *VM) takeLines(all bool) []string {
 
 func (vm *VM) logLines(lines []string) {
 	for _, l := range lines {
-		l = strings.TrimSpace(ansi.ReplaceAllString(l, " "))
-		if l != "" {
+		if l = logLine(l); l != "" {
 			vm.cfg.Log("vm console: %s", l)
 		}
 	}
 }
 
+// logLine is a console line without terminal control sequences and runs
+// of blanks.
+func logLine(l string) string {
+	return strings.Join(strings.Fields(ansi.ReplaceAllString(l, " ")), " ")
+}
+
 // ansi matches terminal control sequences (GRUB's and the firmware's menus
 // draw with them) and box-drawing bytes, kept out of the test log.
-var ansi = regexp.MustCompile(`\x1b\[[0-9;?=]*[a-zA-Z]|[^\x20-\x7e\t]+|\s{2,}`)
+var ansi = regexp.MustCompile(`\x1b\[[0-9;?=]*[a-zA-Z]|[^\x20-\x7e\t]+`)
 
 // Console is everything the serial console printed so far (all boots).
 func (vm *VM) Console() string {
