@@ -2,6 +2,8 @@ package vmrig_test
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -45,7 +47,7 @@ func loopbackHTTP(t *testing.T, h http.HandlerFunc) (addr string) {
 }
 
 // TestGuestTPMAndRestrictedNetwork: the guest sees a TPM 2.0 at /dev/tpm0
-// (swtpm), reaches a loopback HTTP server through a guestfwd entry, and
+// (swtpm, manufactured with an EK certificate), reaches a loopback HTTP server through a guestfwd entry, and
 // cannot reach another loopback port of the host nor an unforwarded guest
 // address.
 func TestGuestTPMAndRestrictedNetwork(t *testing.T) {
@@ -74,10 +76,24 @@ echo "vmrig-test: forwarded says $(get 10.0.2.100 8080)"
 echo "vmrig-test: done"
 poweroff -f
 `, otherPort))
-	cfg.TPM = true
+	cfg.TPM, cfg.EKCert = true, true
 	cfg.Network = true
 	cfg.Forwards = []vmrig.Forward{{Guest: "10.0.2.100:8080", Host: fwd}}
 	vm := vmrig.New(t, cfg)
+	// The TPM was manufactured with an EK certificate from a local CA.
+	if rest := vm.TPMCACertPEM; len(rest) == 0 {
+		t.Error("no EK CA certificates")
+	} else {
+		for len(rest) > 0 {
+			var b *pem.Block
+			if b, rest = pem.Decode(rest); b == nil {
+				break
+			}
+			if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+				t.Errorf("EK CA certificate: %v", err)
+			}
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	start := time.Now()
