@@ -63,6 +63,9 @@ set prefix=($root)/boot/grub
 configfile ($root)/boot/grub/grub.cfg
 `
 
+// liveISOModules are the GRUB modules on the ISO for both platforms.
+const liveISOModules = "linux normal iso9660 part_gpt part_msdos part_acorn part_amiga part_bsd part_dfly part_dvh part_plan part_sun part_sunpc fat ext2 search search_label search_fs_uuid search_fs_file configfile echo test serial terminal terminfo gzio all_video sleep reboot halt"
+
 // rawEFIModules are built into BOOTX64.EFI of raw media.
 const rawEFIModules = "part_gpt part_msdos fat ext2 search search_label search_fs_uuid configfile linux normal echo test serial terminal terminfo gzio all_video efi_gop sleep reboot halt"
 
@@ -331,7 +334,10 @@ func buildLiveISO(ctx context.Context, stage, out string) error {
 			return fmt.Errorf("%s is missing on the manager's host: install the Debian packages grub-pc-bin and grub-efi-amd64-bin", d)
 		}
 	}
-	return run(ctx, mkrescue, "-o", out, stage, "--", "-volid", LiveVolumeID)
+	// Only the modules the live entry needs (and no locales, fonts or
+	// themes) go onto the medium: the full set doubles the ISO's size.
+	return run(ctx, mkrescue, "--install-modules="+liveISOModules, "--locales=", "--fonts=", "--themes=",
+		"-o", out, stage, "--", "-volid", LiveVolumeID)
 }
 
 // buildLiveRaw writes a GPT disk: an EFI system partition with a
