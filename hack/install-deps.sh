@@ -37,13 +37,24 @@ declare -A need=(
   [dpkg-deb]=dpkg
   [grub-mkimage]=grub-common
   [mksquashfs]=squashfs-tools
+  # bootable seed media from OS images (internal/seedimage) and the VM test rig (test/vmrig)
+  [grub-mkrescue]=grub-common
+  [mdir]=mtools
+  [qemu-img]=qemu-utils
 )
-# Files rather than commands: GRUB's EFI modules and the UEFI firmware.
-[ -d /usr/lib/grub/x86_64-efi ] || need[__grub_efi_modules]=grub-efi-amd64-bin
-[ -f /usr/share/ovmf/OVMF.fd ] || need[__ovmf]=ovmf
+# files (no command) -> Debian package: GRUB's BIOS and UEFI platforms, OVMF firmware
+declare -A need_files=(
+  [/usr/lib/grub/i386-pc/modinfo.sh]=grub-pc-bin
+  [/usr/lib/grub/x86_64-efi/modinfo.sh]=grub-efi-amd64-bin
+  [/usr/share/OVMF/OVMF_CODE_4M.fd]=ovmf
+  [/usr/share/ovmf/OVMF.fd]=ovmf
+)
 missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+done
+for f in "${!need_files[@]}"; do
+  [ -e "$f" ] || missing+=("${need_files[$f]}")
 done
 # internal/debpkg asks apt which package versions to download: it needs package lists.
 if ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null; then

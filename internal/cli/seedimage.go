@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,6 +27,7 @@ import (
 
 type seedImageOptions struct {
 	kubeconfig, context, namespace, registration, output, baseImage, baseSHA256, imageType string
+	osImage                                                                                string
 	keep                                                                                   bool
 	timeout                                                                                time.Duration
 }
@@ -46,12 +48,21 @@ registration's auth settings. --type raw builds a GPT disk image whose ext4
 partition "edgefleet-seed" (label EFSEED) holds the same files; a raw base
 image keeps its partitions and gains (or has replaced) that partition.
 
+With --os-image the media boot: the OS image (an OCI image following the
+edgefleet OS image contract, docs/os.md) becomes a live system on a hybrid
+BIOS+UEFI ISO (volume label EDGEFLEET), or with --type raw a GPT disk image
+that boots UEFI, running edgefleet-node with the registration baked in
+(docs/os/seed-media.md). Pin the image by digest (repo@sha256:...) to be
+sure what boots; the digest used is printed either way.
+
 The image holds the registration URL, which is the credential machines
 register with: the file is written readable by its owner only (0600).`,
 		Example: `  edgefleet seed-image build --registration lab -n machines -o seed.iso
   edgefleet seed-image build --registration lab --base-image https://example.com/os.iso --base-image-sha256 <hex> -o os-seed.iso
   edgefleet seed-image build --registration lab --base-image oci://registry.example/os/iso:1.2 -o os-seed.iso
-  edgefleet seed-image build --registration lab --type raw --base-image os.img -o os-seed.img`,
+  edgefleet seed-image build --registration lab --type raw --base-image os.img -o os-seed.img
+  edgefleet seed-image build --registration lab --os-image registry.example/edgefleet/os:1.0 -o live.iso
+  edgefleet seed-image build --registration lab --type raw --os-image registry.example/edgefleet/os@sha256:<digest> -o live.img`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := ctrl.LoggerInto(cmd.Context(), g.log)
@@ -63,6 +74,7 @@ register with: the file is written readable by its owner only (0600).`,
 	f.StringVarP(&o.output, "output", "o", "", "file to write the image to (required)")
 	f.StringVarP(&o.namespace, "namespace", "n", "fleet-default", "namespace of the MachineRegistration")
 	f.StringVar(&o.baseImage, "base-image", "", "image to add the config to: a file in the manager's --seed-base-image-dir, an https URL (with --base-image-sha256), or an OCI image holding one .iso (.img for raw) file (oci://registry/repo:tag)")
+	f.StringVar(&o.osImage, "os-image", "", "edgefleet OS image (OCI reference, registry/repo:tag or registry/repo@sha256:<digest>) to build bootable media from; exclusive with --base-image")
 	f.StringVar(&o.baseSHA256, "base-image-sha256", "", "SHA-256 (hex) of the base image file: required for a URL, checked when given for the others")
 	f.StringVar(&o.imageType, "type", "iso", "media to build: iso or raw (GPT disk image)")
 	f.BoolVar(&o.keep, "keep", false, "keep the SeedImage (and its download URL) after downloading")
@@ -89,13 +101,16 @@ func runSeedImageBuild(ctx context.Context, o seedImageOptions, out io.Writer) e
 	if t := machinesv1.SeedImageType(o.imageType); t != machinesv1.SeedImageISO && t != machinesv1.SeedImageRaw {
 		return fmt.Errorf("--type %q: use iso or raw", o.imageType)
 	}
+	if o.osImage != "" && (o.baseImage != "" || o.baseSHA256 != "") {
+		return errors.New("--os-image builds bootable media from an OS image; --base-image and --base-image-sha256 add the registration to an existing image: give one or the other")
+	}
 	mr := &machinesv1.MachineRegistration{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: o.namespace, Name: o.registration}, mr); err != nil {
 		return fmt.Errorf("reading MachineRegistration %s/%s: %w", o.namespace, o.registration, err)
 	}
 	si := &machinesv1.SeedImage{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: o.registration + "-", Namespace: o.namespace},
-		Spec:       machinesv1.SeedImageSpec{RegistrationRef: machinesv1.ObjectReference{Name: o.registration}, Type: machinesv1.SeedImageType(o.imageType), BaseImage: o.baseImage, BaseImageSHA256: o.baseSHA256},
+		Spec:       machinesv1.SeedImageSpec{RegistrationRef: machinesv1.ObjectReference{Name: o.registration}, Type: machinesv1.SeedImageType(o.imageType), BaseImage: o.baseImage, BaseImageSHA256: o.baseSHA256, OSImage: o.osImage},
 	}
 	if err := c.Create(ctx, si); err != nil {
 		return fmt.Errorf("creating the SeedImage: %w", err)
@@ -127,6 +142,9 @@ func runSeedImageBuild(ctx context.Context, o seedImageOptions, out io.Writer) e
 	}
 	if err := downloadVerified(ctx, httpClient, si.Status.DownloadURL, si.Status.Checksum, o.output); err != nil {
 		return err
+	}
+	if si.Status.OSImageDigest != "" {
+		fmt.Fprintf(out, "OS image %s is %s\n", o.osImage, si.Status.OSImageDigest)
 	}
 	fmt.Fprintf(out, "wrote %s (sha256 %s)\n", o.output, si.Status.Checksum)
 	return nil

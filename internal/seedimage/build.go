@@ -50,8 +50,23 @@ type Input struct {
 	BaseImageSHA256 string
 	// Sources limits where base images come from.
 	Sources Sources
-	// MaxBaseBytes bounds a base image (default 16 GiB).
+	// MaxBaseBytes bounds a base image (default 16 GiB), and an OS image's
+	// flattened filesystem.
 	MaxBaseBytes int64
+	// OSImage is an OS image (docs/os.md) to build bootable media from: an
+	// OCI reference (registry/repository:tag or @sha256:…, oci:// allowed),
+	// pulled under Sources' network policy. Exclusive with BaseImage.
+	OSImage string
+}
+
+// Result describes built media.
+type Result struct {
+	// SHA256 is the image file's hex SHA-256.
+	SHA256 string
+	// OSImageDigest is the digest of the OS image pulled (Input.OSImage).
+	OSImageDigest string
+	// OSName and OSVersion are the OS image's labels, when it has them.
+	OSName, OSVersion string
 }
 
 // DefaultMaxBaseBytes bounds a base image when Input has no limit.
@@ -60,6 +75,19 @@ const DefaultMaxBaseBytes = 16 << 30
 // Build writes the image to out and returns its hex SHA-256: an ISO
 // (xorriso) or a raw GPT disk image (sgdisk, mkfs.ext4).
 func Build(ctx context.Context, in Input, out string) (string, error) {
+	res, err := BuildMedia(ctx, in, out)
+	return res.SHA256, err
+}
+
+// BuildMedia is Build, also reporting what an OS image resolved to.
+func BuildMedia(ctx context.Context, in Input, out string) (Result, error) {
+	var res Result
+	sum, err := build(ctx, in, out, &res)
+	res.SHA256 = sum
+	return res, err
+}
+
+func build(ctx context.Context, in Input, out string, res *Result) (string, error) {
 	kind := in.Kind
 	if kind == "" {
 		kind = KindISO
@@ -80,6 +108,12 @@ func Build(ctx context.Context, in Input, out string) (string, error) {
 		if err := os.WriteFile(filepath.Join(stage, name), data, 0o644); err != nil {
 			return "", err
 		}
+	}
+	if in.OSImage != "" {
+		if in.BaseImage != "" {
+			return "", fmt.Errorf("baseImage %s and osImage %s are both set: media are built from one or the other", in.BaseImage, in.OSImage)
+		}
+		return buildFromOSImage(ctx, in, kind, stage, work, out, res)
 	}
 	var base *os.File
 	if in.BaseImage != "" {
@@ -108,6 +142,29 @@ func Build(ctx context.Context, in Input, out string) (string, error) {
 		return "", err
 	}
 	return sum, nil
+}
+
+func buildFromOSImage(ctx context.Context, in Input, kind, stage, work, out string, res *Result) (string, error) {
+	limit := in.MaxBaseBytes
+	if limit <= 0 {
+		limit = DefaultMaxBaseBytes
+	}
+	pullCtx, cancel := context.WithTimeout(ctx, in.Sources.fetchTimeout())
+	o, err := pullOSImage(pullCtx, in.OSImage, in.Sources, limit, work)
+	cancel()
+	if err != nil {
+		return "", err
+	}
+	res.OSImageDigest, res.OSName, res.OSVersion = o.Digest, o.Name, o.Version
+	tmp := filepath.Join(work, "image")
+	if err := buildOSMedia(ctx, kind, o, stage, work, tmp); err != nil {
+		return "", err
+	}
+	sum, err := fileSHA256(tmp)
+	if err != nil {
+		return "", err
+	}
+	return sum, os.Rename(tmp, out)
 }
 
 func buildISO(ctx context.Context, stage string, base *os.File, out string) error {

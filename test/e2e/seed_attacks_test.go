@@ -169,6 +169,19 @@ func TestSeedImageAttacks(t *testing.T) {
 				t.Errorf("%s: %q, want it refused with %q", base, msg, want)
 			}
 		}
+		// An OS image (spec.osImage) from a registry on the manager's own
+		// networks is refused the same way, before any request.
+		for ref, want := range map[string]string{
+			srv.Listener.Addr().String() + "/os/live:1": "a loopback address",
+			"localhost:" + port + "/os/live:1":          "a loopback address",
+			"169.254.169.254/os/live:1":                 "a link-local",
+		} {
+			si := seedCreate(t, m, "tenant-a", "", machinesv1.SeedImageSpec{RegistrationRef: machinesv1.ObjectReference{Name: "own"}, OSImage: ref})
+			si = seedWaitState(t, m, si, machinesv1.SeedImageFailed, 20*time.Second)
+			if msg := seedMessage(si); !strings.Contains(msg, want) {
+				t.Errorf("osImage %s: %q, want it refused with %q", ref, msg, want)
+			}
+		}
 		if n := hits.Load(); n != 0 {
 			t.Errorf("the loopback servers were reached %d times", n)
 		}

@@ -64,6 +64,7 @@ const DefaultSeedImageCleanupAfterMinutes = 60
 // +kubebuilder:resource:scope=Namespaced,shortName=si,categories={edgefleet,machines}
 // +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
 // +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.state`
+// +kubebuilder:printcolumn:name="OS Image",type=string,JSONPath=`.spec.osImage`,priority=10
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.status.downloadURL`,priority=10
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=10
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
@@ -84,6 +85,8 @@ type SeedImage struct {
 
 // SeedImageSpec is the desired state of a SeedImage.
 // +kubebuilder:validation:XValidation:rule="!has(self.baseImage) || !(self.baseImage.startsWith('http://') || self.baseImage.startsWith('https://')) || has(self.baseImageSHA256)",message="baseImageSHA256 is required when baseImage is an http(s) URL: set it to the image's published SHA-256"
+// +kubebuilder:validation:XValidation:rule="!has(self.osImage) || !has(self.baseImage)",message="osImage and baseImage are exclusive: set osImage to boot an edgefleet OS image, or baseImage to add the registration to an existing ISO or disk image"
+// +kubebuilder:validation:XValidation:rule="!has(self.osImage) || !has(self.baseImageSHA256)",message="baseImageSHA256 checks a baseImage file: pin an osImage by digest instead (registry/repository@sha256:<digest>)"
 type SeedImageSpec struct {
 	// registrationRef references the MachineRegistration whose URL and
 	// credentials are baked into the image. It must be in the SeedImage's
@@ -107,6 +110,19 @@ type SeedImageSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=4096
 	BaseImage string `json:"baseImage,omitempty"`
+
+	// osImage is an edgefleet OS image (docs/os.md) to build bootable media
+	// from: an OCI reference, registry/repository:tag or
+	// registry/repository@sha256:<digest> (oci:// accepted). The media boot
+	// the image's kernel and initrd into a live system that runs
+	// edgefleet-node with the registration baked in: an ISO that boots BIOS
+	// and UEFI, or (type raw) a GPT disk image that boots UEFI
+	// (docs/os/seed-media.md). The digest pulled is reported in
+	// status.osImageDigest. Registries are reached under the same rules as
+	// baseImage. Exclusive with baseImage.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	OSImage string `json:"osImage,omitempty"`
 
 	// baseImageSHA256 is the expected SHA-256 (hex) of the base image file.
 	// Required when baseImage is an http(s) URL; checked, when set, for a
@@ -154,6 +170,11 @@ type SeedImageStatus struct {
 	// downloaded.
 	// +optional
 	ChecksumURL string `json:"checksumURL,omitempty"`
+
+	// osImageDigest is the digest of the OS image (spec.osImage) the media
+	// were built from.
+	// +optional
+	OSImageDigest string `json:"osImageDigest,omitempty"`
 
 	// expiresAt is when the built image will be removed.
 	// +optional

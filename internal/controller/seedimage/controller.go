@@ -129,8 +129,13 @@ func (r *Reconciler) build(ctx context.Context, si *machinesv1.SeedImage) (ctrl.
 	file := seedimage.ImageFileName(kind)
 	stored := seedimage.StoredPath(r.Dir, token, file)
 	buildCtx, cancel := context.WithTimeout(ctx, maxBuildTime)
-	sum, err := seedimage.Build(buildCtx, seedimage.Input{Files: files, Kind: kind, BaseImage: si.Spec.BaseImage, BaseImageSHA256: si.Spec.BaseImageSHA256, Sources: r.Sources}, stored)
+	res, err := seedimage.BuildMedia(buildCtx, seedimage.Input{Files: files, Kind: kind, BaseImage: si.Spec.BaseImage, BaseImageSHA256: si.Spec.BaseImageSHA256, OSImage: si.Spec.OSImage, Sources: r.Sources}, stored)
 	cancel()
+	sum := res.SHA256
+	var badOS seedimage.OSImageError
+	if errors.As(err, &badOS) {
+		return ctrl.Result{}, r.setState(ctx, si, machinesv1.SeedImageFailed, machinesv1.InvalidSpecReason, err.Error())
+	}
 	if err != nil {
 		return ctrl.Result{}, r.setState(ctx, si, machinesv1.SeedImageFailed, machinesv1.BuildFailedReason, err.Error())
 	}
@@ -142,6 +147,7 @@ func (r *Reconciler) build(ctx context.Context, si *machinesv1.SeedImage) (ctrl.
 	si.Status.DownloadURL = seedimage.DownloadURL(r.ExternalURL, token, file)
 	si.Status.ChecksumURL = seedimage.DownloadURL(r.ExternalURL, token, file+".sha256")
 	si.Status.Checksum = sum
+	si.Status.OSImageDigest = res.OSImageDigest
 	si.Status.ExpiresAt = nil
 	minutes := int32(machinesv1.DefaultSeedImageCleanupAfterMinutes)
 	if si.Spec.CleanupAfterMinutes != nil {
@@ -191,6 +197,7 @@ func (r *Reconciler) expire(ctx context.Context, si *machinesv1.SeedImage) error
 func (r *Reconciler) setState(ctx context.Context, si *machinesv1.SeedImage, state machinesv1.SeedImageState, reason, msg string) error {
 	before := si.DeepCopy()
 	si.Status.DownloadURL, si.Status.ChecksumURL, si.Status.Checksum, si.Status.ExpiresAt = "", "", "", nil
+	si.Status.OSImageDigest = ""
 	markState(si, state, reason, msg)
 	return conditions.PatchStatus(ctx, r.Client, before, si, &si.Status.ObservedGeneration, nil, conditions.RecordTo(r.Events))
 }

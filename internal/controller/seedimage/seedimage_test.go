@@ -20,6 +20,7 @@ import (
 
 	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
@@ -295,6 +296,50 @@ func TestSeedImageLifecycle(t *testing.T) {
 			t.Logf("%s: %s", name, msg)
 		}
 	}
+
+	// Bootable media from an OS image: the digest pulled is in the status;
+	// an image without the contract's files is an invalid spec; osImage
+	// and baseImage together are refused by the API.
+	t.Run("osImage", func(t *testing.T) {
+		sit.RequireTools(t, "grub-mkrescue", "mksquashfs", "mcopy")
+		osRef := sit.PushEntries(t, reg+"/os/live:1", map[string]string{"io.edgefleet.os.version": "1"},
+			sit.Entry{Name: "boot/vmlinuz", Data: []byte("kernel")},
+			sit.Entry{Name: "boot/initrd", Data: []byte("initrd")},
+			sit.Entry{Name: "usr/bin/edgefleet-node", Data: []byte("#!/bin/sh\n"), Mode: 0o755})
+		_, digest, _ := strings.Cut(osRef, "@")
+		live := &machinesv1.SeedImage{ObjectMeta: metav1.ObjectMeta{Name: "live", Namespace: ns}, Spec: machinesv1.SeedImageSpec{RegistrationRef: machinesv1.ObjectReference{Name: "lab"}, OSImage: reg + "/os/live:1"}}
+		if err := c.Create(ctx, live); err != nil {
+			t.Fatal(err)
+		}
+		live = wait(live.Name, machinesv1.SeedImageReady)
+		if live.Status.OSImageDigest != digest {
+			t.Errorf("status.osImageDigest %q, want %s", live.Status.OSImageDigest, digest)
+		}
+		files := download(live)
+		for _, f := range []string{"boot/vmlinuz", "boot/initrd", "edgefleet/rootfs.squashfs", "boot/grub/grub.cfg", machinereg.SeedConfigFile} {
+			if _, err := os.Stat(filepath.Join(files, f)); err != nil {
+				t.Errorf("live ISO: %s missing", f)
+			}
+		}
+
+		notOS := &machinesv1.SeedImage{ObjectMeta: metav1.ObjectMeta{Name: "not-an-os", Namespace: ns}, Spec: machinesv1.SeedImageSpec{RegistrationRef: machinesv1.ObjectReference{Name: "lab"}, OSImage: ref}}
+		if err := c.Create(ctx, notOS); err != nil {
+			t.Fatal(err)
+		}
+		notOS = wait(notOS.Name, machinesv1.SeedImageFailed)
+		if cond := meta.FindStatusCondition(notOS.Status.Conditions, machinesv1.StalledCondition); cond == nil || cond.Reason != machinesv1.InvalidSpecReason ||
+			!strings.Contains(cond.Message, "is not an edgefleet OS image: it has no /boot/vmlinuz, /boot/initrd, /usr/bin/edgefleet-node") {
+			t.Errorf("not-an-os Stalled condition %+v", cond)
+		}
+		if notOS.Status.OSImageDigest != "" || notOS.Status.DownloadURL != "" {
+			t.Errorf("failed build reports %q / %q", notOS.Status.OSImageDigest, notOS.Status.DownloadURL)
+		}
+
+		both := &machinesv1.SeedImage{ObjectMeta: metav1.ObjectMeta{Name: "both", Namespace: ns}, Spec: machinesv1.SeedImageSpec{RegistrationRef: machinesv1.ObjectReference{Name: "lab"}, OSImage: osRef, BaseImage: "oci://" + ref}}
+		if err := c.Create(ctx, both); err == nil || !strings.Contains(err.Error(), "osImage and baseImage are exclusive") {
+			t.Errorf("creating a SeedImage with osImage and baseImage: %v", err)
+		}
+	})
 }
 
 // downloadRaw downloads a raw image, checks it against status.checksum and

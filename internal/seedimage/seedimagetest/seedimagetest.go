@@ -195,3 +195,77 @@ func Push(t testing.TB, ref string, layers ...map[string]string) string {
 	}
 	return ref
 }
+
+// Entry is one file, directory or symlink of an image layer.
+type Entry struct {
+	Name string
+	// Data of a regular file; Link makes a symlink; Dir a directory.
+	Data []byte
+	Link string
+	Dir  bool
+	Mode int64
+}
+
+// PushEntries pushes a linux/amd64 image of one layer holding entries, with
+// labels in its config, and returns ref@digest.
+func PushEntries(t testing.TB, ref string, labels map[string]string, entries ...Entry) string {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.Name, Mode: e.Mode, Size: int64(len(e.Data)), Typeflag: tar.TypeReg}
+		switch {
+		case e.Dir:
+			h.Typeflag, h.Size = tar.TypeDir, 0
+		case e.Link != "":
+			h.Typeflag, h.Linkname, h.Size = tar.TypeSymlink, e.Link, 0
+		}
+		if h.Mode == 0 {
+			h.Mode = 0o644
+			if e.Dir {
+				h.Mode = 0o755
+			}
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			if _, err := tw.Write(e.Data); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.Config.Labels = labels
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatalf("pushing %s: %v", ref, err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Context().Digest(d.String()).String()
+}

@@ -1,0 +1,335 @@
+package vmrig
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"debug/elf"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgefleet/edgefleet/internal/debpkg"
+)
+
+// Guest assets from Debian's archive (internal/debpkg, cached under
+// ~/.cache/edgefleet/deb): the cloud kernel and busybox-static.
+const (
+	KernelMetaPackage = "linux-image-cloud-amd64"
+	BusyboxPackage    = "busybox-static"
+)
+
+// Kernel is an unpacked Debian kernel package.
+type Kernel struct {
+	// Vmlinuz is the kernel image.
+	Vmlinuz string
+	// Version is its release (6.1.0-57-cloud-amd64).
+	Version string
+	// ModulesDir is lib/modules/<version>.
+	ModulesDir string
+}
+
+// DebianKernel fetches the kernel the metapackage linux-image-cloud-amd64
+// points at (a test skips when apt cannot fetch it).
+func DebianKernel(t testing.TB) Kernel {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	deps, err := debDepends(ctx, KernelMetaPackage)
+	if err != nil || len(deps) == 0 {
+		t.Skipf("cannot resolve %s: %v", KernelMetaPackage, err)
+	}
+	dirs, err := debpkg.Fetch(ctx, deps[0])
+	if err != nil {
+		t.Skipf("cannot fetch the Debian kernel: %v", err)
+	}
+	k, err := kernelIn(dirs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func kernelIn(root string) (Kernel, error) {
+	m, _ := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
+	if len(m) != 1 {
+		return Kernel{}, fmt.Errorf("%s: want one boot/vmlinuz-*, found %d", root, len(m))
+	}
+	v := strings.TrimPrefix(filepath.Base(m[0]), "vmlinuz-")
+	return Kernel{Vmlinuz: m[0], Version: v, ModulesDir: filepath.Join(root, "lib", "modules", v)}, nil
+}
+
+// Busybox fetches busybox-static and returns the path of its binary.
+func Busybox(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dirs, err := debpkg.Fetch(ctx, BusyboxPackage)
+	if err != nil {
+		t.Skipf("cannot fetch busybox-static: %v", err)
+	}
+	return filepath.Join(dirs[0], "bin", "busybox")
+}
+
+// Initramfs describes a busybox initramfs.
+type Initramfs struct {
+	// Init is the /init shell script (busybox sh; every applet is linked in
+	// /bin).
+	Init string
+	// Modules are kernel module names loaded, with their dependencies in
+	// order, by /init's "loadmods" helper: the script calls it first.
+	Modules []string
+	// Files are extra files (path in the initramfs → content).
+	Files map[string][]byte
+}
+
+// Modules a guest typically needs with the rig's devices: the CD-ROM (IDE,
+// ISO 9660), virtio disks and NIC, squashfs and vfat.
+var (
+	CDROMModules   = []string{"ata_piix", "sr_mod", "isofs"}
+	VirtioModules  = []string{"virtio_pci", "virtio_blk", "virtio_net"}
+	FSModules      = []string{"squashfs", "loop", "overlay", "vfat", "nls_cp437", "nls_iso8859_1"}
+	DefaultModules = append(append(append([]string{}, CDROMModules...), VirtioModules...), FSModules...)
+)
+
+// BuildInitramfs writes a gzip'd newc cpio with busybox-static, the
+// modules of spec (from k) and its /init to path.
+func BuildInitramfs(t testing.TB, k Kernel, spec Initramfs, path string) {
+	t.Helper()
+	data, err := initramfs(Busybox(t), k, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The applets /init may use; linked to /bin/busybox.
+var applets = []string{"sh", "mount", "umount", "cat", "echo", "ls", "mkdir", "insmod", "poweroff", "reboot", "sleep",
+	"grep", "ip", "wget", "nc", "findfs", "switch_root", "losetup", "mdev", "uname", "head", "tail", "tr", "printf", "dd", "sed", "test", "["}
+
+func initramfs(busybox string, k Kernel, spec Initramfs) ([]byte, error) {
+	bb, err := os.ReadFile(busybox)
+	if err != nil {
+		return nil, err
+	}
+	w := newCpio()
+	for _, d := range []string{"bin", "dev", "proc", "sys", "mnt", "run", "tmp", "lib", "lib/modules"} {
+		w.dir(d)
+	}
+	// The kernel opens /dev/console for init before anything is mounted.
+	w.node("dev/console", 0o020600, nil, 5, 1)
+	w.file("bin/busybox", bb, 0o755)
+	for _, a := range applets {
+		w.symlink("bin/"+a, "busybox")
+	}
+	mods, err := resolveModules(k.ModulesDir, spec.Modules)
+	if err != nil {
+		return nil, err
+	}
+	var load strings.Builder
+	load.WriteString("loadmods() {\n")
+	for i, m := range mods {
+		b, err := os.ReadFile(m)
+		if err != nil {
+			return nil, err
+		}
+		name := fmt.Sprintf("lib/modules/%02d-%s", i, filepath.Base(m))
+		w.file(name, b, 0o644)
+		fmt.Fprintf(&load, "  insmod /%s 2>/dev/null\n", name)
+	}
+	load.WriteString("  :\n}\n")
+	init := spec.Init
+	if !strings.HasPrefix(init, "#!") {
+		init = "#!/bin/sh\n" + init
+	}
+	// loadmods goes right after the shebang line.
+	nl := strings.IndexByte(init, '\n') + 1
+	init = init[:nl] + "export PATH=/bin\n" + load.String() + init[nl:]
+	w.file("init", []byte(init), 0o755)
+	names := make([]string, 0, len(spec.Files))
+	for n := range spec.Files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		w.file(strings.TrimPrefix(n, "/"), spec.Files[n], 0o644)
+	}
+	return w.finish()
+}
+
+// resolveModules finds each module and its dependencies (read from the
+// .modinfo section: the package ships no modules.dep, depmod runs at
+// install time) and returns their paths, dependencies first. Modules built
+// into the kernel are skipped.
+func resolveModules(dir string, names []string) ([]string, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	paths := map[string]string{}
+	err := filepath.WalkDir(filepath.Join(dir, "kernel"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, ".ko") {
+			paths[normMod(strings.TrimSuffix(d.Name(), ".ko"))] = p
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	builtin, _ := os.ReadFile(filepath.Join(dir, "modules.builtin"))
+	isBuiltin := func(n string) bool {
+		for _, l := range strings.Split(string(builtin), "\n") {
+			if normMod(strings.TrimSuffix(filepath.Base(l), ".ko")) == n {
+				return true
+			}
+		}
+		return false
+	}
+	var order []string
+	seen := map[string]bool{}
+	var visit func(n string) error
+	visit = func(n string) error {
+		n = normMod(n)
+		if seen[n] {
+			return nil
+		}
+		seen[n] = true
+		p, ok := paths[n]
+		if !ok {
+			if isBuiltin(n) {
+				return nil
+			}
+			return fmt.Errorf("kernel module %s is neither in %s nor built in", n, dir)
+		}
+		deps, err := moduleDepends(p)
+		if err != nil {
+			return err
+		}
+		for _, d := range deps {
+			if err := visit(d); err != nil {
+				return err
+			}
+		}
+		order = append(order, p)
+		return nil
+	}
+	for _, n := range names {
+		if err := visit(n); err != nil {
+			return nil, err
+		}
+	}
+	return order, nil
+}
+
+func normMod(n string) string { return strings.ReplaceAll(n, "-", "_") }
+
+func moduleDepends(ko string) ([]string, error) {
+	f, err := elf.Open(ko)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	s := f.Section(".modinfo")
+	if s == nil {
+		return nil, nil
+	}
+	b, err := s.Data()
+	if err != nil {
+		return nil, err
+	}
+	for _, kv := range bytes.Split(b, []byte{0}) {
+		if v, ok := bytes.CutPrefix(kv, []byte("depends=")); ok {
+			if len(v) == 0 {
+				return nil, nil
+			}
+			return strings.Split(string(v), ","), nil
+		}
+	}
+	return nil, nil
+}
+
+// cpio writes the newc format the kernel unpacks.
+type cpio struct {
+	buf bytes.Buffer
+	ino int
+}
+
+func newCpio() *cpio { return &cpio{ino: 1} }
+
+func (c *cpio) entry(name string, mode uint32, data []byte) { c.node(name, mode, data, 0, 0) }
+
+func (c *cpio) node(name string, mode uint32, data []byte, major, minor int) {
+	c.ino++
+	fmt.Fprintf(&c.buf, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
+		c.ino, mode, 0, 0, 1, 0, len(data), 0, 0, major, minor, len(name)+1, 0)
+	c.buf.WriteString(name)
+	c.buf.WriteByte(0)
+	c.pad()
+	c.buf.Write(data)
+	c.pad()
+}
+
+func (c *cpio) pad() {
+	for c.buf.Len()%4 != 0 {
+		c.buf.WriteByte(0)
+	}
+}
+
+func (c *cpio) dir(name string)                         { c.entry(name, 0o040755, nil) }
+func (c *cpio) file(name string, b []byte, perm uint32) { c.entry(name, 0o100000|perm, b) }
+func (c *cpio) symlink(name, target string)             { c.entry(name, 0o120777, []byte(target)) }
+
+func (c *cpio) finish() ([]byte, error) {
+	c.entry("TRAILER!!!", 0, nil)
+	var out bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&out, gzip.BestSpeed)
+	if _, err := zw.Write(c.buf.Bytes()); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
+
+// debDepends returns the package names in pkg's Depends field (first
+// alternative of each, without version constraints): how a metapackage
+// such as linux-image-cloud-amd64 names the real package.
+func debDepends(ctx context.Context, pkg string) ([]string, error) {
+	if !debName.MatchString(pkg) {
+		return nil, fmt.Errorf("%q is not a Debian package name", pkg)
+	}
+	out, err := exec.CommandContext(ctx, "apt-cache", "show", "--no-all-versions", pkg).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("apt-cache show %s: %v: %s", pkg, err, out)
+	}
+	var deps []string
+	for _, line := range strings.Split(string(out), "\n") {
+		d, ok := strings.CutPrefix(line, "Depends: ")
+		if !ok {
+			continue
+		}
+		for _, alt := range strings.Split(d, ",") {
+			first, _, _ := strings.Cut(alt, "|")
+			name, _, _ := strings.Cut(strings.TrimSpace(first), " ")
+			name, _, _ = strings.Cut(name, ":")
+			if name != "" {
+				deps = append(deps, name)
+			}
+		}
+		break
+	}
+	return deps, nil
+}
+
+// debName is Debian's package name syntax: names reach apt-cache as
+// arguments, never as options.
+var debName = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
