@@ -69,7 +69,9 @@ func Setup(r endpoint.Router, o Options) error {
 	if err != nil {
 		return err
 	}
-	r.Handle("GET "+Path, secure(assets))
+	// Method-less patterns: "GET /ui/" would conflict with the API's
+	// subtree in net/http's mux; the asset server checks the method.
+	r.Handle(Path, secure(assets))
 	r.Handle(APIPrefix+"/", secure(p))
 	r.Handle("GET /{$}", http.RedirectHandler(Path, http.StatusFound))
 	return nil
@@ -139,6 +141,11 @@ func loadAssets() (*assetServer, error) {
 }
 
 func (s *assetServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "the UI's assets are read-only", http.StatusMethodNotAllowed)
+		return
+	}
 	name := strings.TrimPrefix(r.URL.Path, Path)
 	if name == "" {
 		name = "index.html"

@@ -142,6 +142,9 @@ export function Table(props: {
 export function useCollection(path: string, labelSelector = ""): Collection {
   const coll = useMemo(() => new Collection(path, labelSelector), [path, labelSelector]);
   useEffect(() => () => coll.close(), [coll]);
+  // Reading the signal subscribes the calling component: detail panels
+  // re-render on watch events just like the table.
+  void coll.version.value;
   return coll;
 }
 
