@@ -18,6 +18,10 @@ declare -A need=(
   [mkfs.ext4]=e2fsprogs
   [debugfs]=e2fsprogs
   [e2label]=e2fsprogs
+  # web UI: build (npm ci, esbuild, tsc) and browser tests (playwright-core drives Debian's chromium)
+  [node]=nodejs
+  [npm]=npm
+  [chromium]=chromium
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -19,9 +19,13 @@ function ready(o: KObject): { ok: boolean; text: string; message: string } {
   return { ok: c.status === "True", text: c.status === "True" ? "Ready" : c.reason || "NotReady", message: c.message ?? "" };
 }
 
+// StateCell shows the kind's state word; green only when it is Ready, red
+// when the Ready condition is False, amber while waiting (e.g. WaitCheckIn).
 function StateCell({ o, state }: { o: KObject; state?: string }) {
   const r = ready(o);
-  return <Badge ok={r.ok} warn={r.text === "Pending"} text={state || r.text} />;
+  const text = state || r.text;
+  const failed = !!condition(o, "Ready") && !r.ok;
+  return <Badge ok={r.ok && (text === "Ready" || !state)} warn={!failed && !(r.ok && (text === "Ready" || !state))} text={text} />;
 }
 
 function Toolbar({ coll, filter, setFilter, id, selector, setSelector }: { coll: Collection; filter: string; setFilter: (s: string) => void; id: string; selector: string; setSelector: (s: string) => void }) {
