@@ -517,7 +517,11 @@ export function InventoryPage() {
   const columns: Column[] = useMemo(
     () => [
       { title: "Name", value: qname },
-      { title: "Registered", value: (o) => condition(o, "Registered")?.status ?? "Unknown", cell: (o) => <Badge ok={condition(o, "Registered")?.status === "True"} text={condition(o, "Registered")?.status ?? "Unknown"} /> },
+      { title: "Registered", value: (o) => condition(o, "Registered")?.status ?? "Unknown", cell: (o) => {
+          const c = condition(o, "Registered");
+          return <Badge ok={c?.status === "True"} warn={!c || c.status === "Unknown"} text={c?.status ?? "Unknown"} />;
+        },
+      },
       { title: "Ready", value: (o) => ready(o).text, cell: (o) => <StateCell o={o} /> },
       ...labelCols.map((k) => ({ title: k.replace(/^machines\.edgefleet\.io\//, ""), value: (o: KObject) => o.metadata.labels?.[k] ?? "" })),
       { title: "Last seen", value: (o) => o.status?.lastSeen ?? "", cell: (o) => age(o.status?.lastSeen) },
