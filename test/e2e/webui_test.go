@@ -3,18 +3,22 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -107,9 +111,16 @@ func TestWebUI(t *testing.T) {
 		}
 	}()
 	// The rest are registered Clusters whose agents never came (cheap rows).
+	var g errgroup.Group
+	g.SetLimit(8)
 	for i := 1; i < total; i++ {
-		createAll(ctx, t, c, &fleetv1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("store-%04d", i), Namespace: fleetNS,
-			Labels: map[string]string{"env": "bulk", "shard": strconv.Itoa(i % 10)}}})
+		g.Go(func() error {
+			return c.Create(ctx, &fleetv1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("store-%04d", i), Namespace: fleetNS,
+				Labels: map[string]string{"env": "bulk", "shard": strconv.Itoa(i % 10)}}})
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
 	}
 
 	repo := gitserver.NewRepo(t, t.TempDir(), "demo.git")
@@ -135,6 +146,25 @@ func TestWebUI(t *testing.T) {
 		return gitRepoReady(ctx, c, "demo", commit, 1)
 	})
 
+	// The admin kubeconfig's client certificate, for the browser's
+	// certificate sign-in.
+	certDir := t.TempDir()
+	certFile, keyFile := filepath.Join(certDir, "admin.crt"), filepath.Join(certDir, "admin.key")
+	if err := os.WriteFile(certFile, cfg.CertData, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, cfg.KeyData, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(cfg.CertData)
+	if block == nil {
+		t.Fatal("admin kubeconfig has no client certificate")
+	}
+	adminCert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	shots := os.Getenv("EDGEFLEET_UI_SCREENSHOTS")
 	if shots == "" {
 		shots = t.TempDir()
@@ -142,7 +172,8 @@ func TestWebUI(t *testing.T) {
 	cmd := exec.Command(node, "test/ui.test.mjs")
 	cmd.Dir = uiDir
 	cmd.Env = append(os.Environ(), "EDGEFLEET_URL="+m.URL, "ADMIN_TOKEN="+adminTok, "VIEW_TOKEN="+viewTok, "CHROMIUM="+chromium,
-		"SCREENSHOTS="+shots, "CLUSTERS="+strconv.Itoa(total), "COMMIT="+commit)
+		"SCREENSHOTS="+shots, "CLUSTERS="+strconv.Itoa(total), "COMMIT="+commit,
+		"ADMIN_CERT="+certFile, "ADMIN_KEY="+keyFile, "ADMIN_CERT_USER="+adminCert.Subject.CommonName)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -228,6 +259,27 @@ func checkUIProxy(t *testing.T, m *harness.Manager, adminTok, viewTok string) {
 	if got := v["status"].(map[string]any)["userInfo"].(map[string]any)["username"]; got != "system:serviceaccount:"+fleetNS+":ui-viewer" {
 		t.Errorf("the API saw %v, want the viewer's ServiceAccount: requests must act as the signed-in user", got)
 	}
+	// A client certificate of the manager's CA signs in without a token.
+	req, _ := http.NewRequest("POST", m.URL+"/ui/api/k8s/apis/authentication.k8s.io/v1/selfsubjectreviews", strings.NewReader(ssr))
+	req.Header.Set("X-Edgefleet-UI", "1")
+	req.Header.Set("Content-Type", "application/json")
+	res, err := m.AdminHTTP.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var review struct {
+		Status struct {
+			UserInfo struct {
+				Username string   `json:"username"`
+				Groups   []string `json:"groups"`
+			} `json:"userInfo"`
+		} `json:"status"`
+	}
+	_ = json.NewDecoder(res.Body).Decode(&review)
+	res.Body.Close()
+	if res.StatusCode != 201 || review.Status.UserInfo.Username == "" || !slices.Contains(review.Status.UserInfo.Groups, "system:masters") {
+		t.Errorf("SelfSubjectReview with the admin client certificate: %d %+v, want the certificate's user and groups", res.StatusCode, review)
+	}
 	reg := `{"apiVersion":"machines.edgefleet.io/v1alpha1","kind":"MachineRegistration","metadata":{"name":"denied"}}`
 	if code, v := do("POST", "/ui/api/k8s/apis/machines.edgefleet.io/v1alpha1/namespaces/"+fleetNS+"/machineregistrations", viewTok, true, reg); code != 403 ||
 		!strings.Contains(fmt.Sprint(v["message"]), "ui-viewer") {
@@ -249,12 +301,12 @@ func checkUIProxy(t *testing.T, m *harness.Manager, adminTok, viewTok string) {
 		t.Errorf("no %s header: %d, want 403 (cross-site protection)", "X-Edgefleet-UI", code)
 	}
 	// A forged impersonation header is dropped: the viewer stays the viewer.
-	req, _ := http.NewRequest("GET", m.URL+"/ui/api/k8s/api/v1/namespaces/"+fleetNS+"/secrets", nil)
+	req, _ = http.NewRequest("GET", m.URL+"/ui/api/k8s/api/v1/namespaces/"+fleetNS+"/secrets", nil)
 	req.Header.Set("Authorization", "Bearer "+viewTok)
 	req.Header.Set("X-Edgefleet-UI", "1")
 	req.Header.Set("Impersonate-User", "system:admin")
 	req.Header.Set("Impersonate-Group", "system:masters")
-	res, err := m.HTTP.Do(req)
+	res, err = m.HTTP.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -185,6 +185,21 @@ try {
   await vpage.getByRole("table", { name: "Machine registrations" }).getByRole("button", { name: "fleet-default/rack-1" }).click();
   await vpage.getByText(/The URL holds the registration token/).waitFor();
   await vctx.close();
+
+  step("client certificate: the browser presents it, the UI signs in without a token");
+  const cctx = await browser.newContext({
+    ignoreHTTPSErrors: true,
+    viewport: { width: 1280, height: 800 },
+    clientCertificates: [{ origin: base, certPath: env("ADMIN_CERT"), keyPath: env("ADMIN_KEY") }],
+  });
+  const cpage = await cctx.newPage();
+  current = cpage;
+  await cpage.goto(base + "/ui/");
+  await cpage.getByText("Signed in as").waitFor();
+  await cpage.locator("header .who strong").filter({ hasText: env("ADMIN_CERT_USER") }).waitFor();
+  await cpage.getByRole("table", { name: "Clusters" }).getByRole("row").filter({ hasText: "fleet-default/edge-0" }).waitFor();
+  assert.equal(await cpage.evaluate(() => sessionStorage.length), 0, "no token is stored for a certificate sign-in");
+  await cctx.close();
 } catch (e) {
   await current?.screenshot({ path: `${shots}/failure.png`, fullPage: true }).catch(() => {});
   console.log(`   failure screenshot: ${shots}/failure.png`);
