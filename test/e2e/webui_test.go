@@ -116,7 +116,7 @@ func TestWebUI(t *testing.T) {
 	for i := 1; i < total; i++ {
 		g.Go(func() error {
 			return c.Create(ctx, &fleetv1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("store-%04d", i), Namespace: fleetNS,
-				Labels: map[string]string{"env": "bulk", "shard": strconv.Itoa(i % 10)}}})
+				Labels: map[string]string{"env": "bulk", "shard": strconv.Itoa(i % 10), "canary": strconv.FormatBool(i <= 2)}}})
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -126,7 +126,10 @@ func TestWebUI(t *testing.T) {
 	repo := gitserver.NewRepo(t, t.TempDir(), "demo.git")
 	commit := repo.Commit(t, "main", "initial", gitserver.Files(gitApp("app", "ui-demo", "v1")))
 	createAll(ctx, t, c, &fleetv1.GitRepo{ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: "demo"}, Spec: fleetv1.GitRepoSpec{
-		Repo: repo.FileURL(), Branch: "main", Targets: []fleetv1.GitTarget{{Name: "dev", ClusterSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"env": "dev"}}}}}})
+		Repo: repo.FileURL(), Branch: "main", Targets: []fleetv1.GitTarget{{Name: "dev", ClusterSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"env": "dev"}}}}}},
+		// Targets two clusters whose agents never came: the drill-down names them.
+		&fleetv1.GitRepo{ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: "canary"}, Spec: fleetv1.GitRepoSpec{
+			Repo: repo.FileURL(), Branch: "main", Targets: []fleetv1.GitTarget{{Name: "canary", ClusterSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"canary": "true"}}}}}})
 
 	// Machines as registration would record them (no machine boots here).
 	for _, name := range []string{"machine-a", "machine-b"} {
@@ -199,6 +202,10 @@ func TestWebUI(t *testing.T) {
 	}
 	if reg.Spec.MachineInventoryLabels["site"] != "lab" {
 		t.Errorf("registration labels = %v, want site=lab from the form", reg.Spec.MachineInventoryLabels)
+	}
+	var fromYAML machinesv1.MachineRegistration
+	if err := c.Get(ctx, client.ObjectKey{Namespace: fleetNS, Name: "rack-2"}, &fromYAML); err != nil || fromYAML.Spec.MaxMachines != 7 {
+		t.Errorf("the registration created as YAML: %v, maxMachines %d, want 7", err, fromYAML.Spec.MaxMachines)
 	}
 	var managers []string
 	for _, f := range reg.ManagedFields {

@@ -24,7 +24,9 @@ function ready(o: KObject): { ok: boolean; text: string; message: string } {
 function StateCell({ o, state }: { o: KObject; state?: string }) {
   const r = ready(o);
   const text = state || r.text;
-  const failed = !!condition(o, "Ready") && !r.ok;
+  // Waiting (for an agent, a dependency, a check-in) is not an error.
+  const waiting = /^(Wait|Pending)/.test(text);
+  const failed = !!condition(o, "Ready") && !r.ok && !waiting;
   return <Badge ok={r.ok && (text === "Ready" || !state)} warn={!failed && !(r.ok && (text === "Ready" || !state))} text={text} />;
 }
 

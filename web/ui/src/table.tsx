@@ -112,7 +112,7 @@ export function Table(props: {
                 style={{ height: ROW + "px" }}
               >
                 {columns.map((c, ci) => (
-                  <td>
+                  <td title={c.cell ? undefined : String(c.value(o))}>
                     {ci === 0 && props.onOpen ? (
                       <button type="button" class="link" onClick={() => props.onOpen!(o)}>
                         {c.cell ? c.cell(o) : c.value(o)}

@@ -115,10 +115,20 @@ try {
   await demo.getByRole("cell", { name: env("COMMIT").slice(0, 12) }).waitFor({ timeout: 60_000 });
   await demo.getByRole("cell", { name: "1/1", exact: true }).waitFor({ timeout: 60_000 });
   const bundles = page.getByRole("table", { name: "Bundles" });
-  const bundle = bundles.getByRole("row").filter({ hasText: "demo" }).first();
+  const bundle = bundles.getByRole("row").filter({ hasText: "fleet-default/demo-app" });
   await bundle.getByRole("cell", { name: "1/1", exact: true }).waitFor();
   await bundle.getByRole("button").first().click();
   await page.getByText("Ready on every target cluster.").waitFor();
+  if (clusters >= 3) {
+    // A bundle whose target clusters never connected: the drill-down says which and why.
+    const canary = bundles.getByRole("row").filter({ hasText: "fleet-default/canary-app" });
+    await canary.getByRole("cell", { name: "0/2", exact: true }).waitFor({ timeout: 60_000 });
+    await canary.getByRole("button").first().click();
+    await page.getByRole("heading", { name: "Clusters where it is not ready (2)" }).waitFor();
+    const notReady = page.getByRole("table", { name: "Clusters where the bundle is not ready" });
+    await notReady.getByRole("row").filter({ hasText: "fleet-default/store-0001" }).waitFor();
+    await notReady.getByRole("row").filter({ hasText: "fleet-default/store-0002" }).waitFor();
+  }
   await axe(page, "fleet");
   await page.screenshot({ path: `${shots}/fleet.png`, fullPage: true });
 
@@ -148,6 +158,16 @@ try {
   await page.getByRole("table", { name: "Machine registrations" }).getByRole("row").filter({ hasText: "fleet-default/rack-1" }).getByText("Ready").waitFor({ timeout: 60_000 });
   await axe(page, "registrations");
   await page.screenshot({ path: `${shots}/registrations.png`, fullPage: true });
+
+  step("create as YAML");
+  await page.getByRole("button", { name: "Create registration" }).click();
+  await page.getByLabel("Name", { exact: true }).fill("rack-2");
+  await page.getByRole("tab", { name: "YAML" }).click();
+  const editor = page.getByLabel("MachineRegistration YAML");
+  await editor.fill((await editor.inputValue()).replace("spec: {}", "spec:\n  maxMachines: 7"));
+  await page.getByRole("button", { name: "Create", exact: true }).click();
+  await page.getByRole("heading", { name: "fleet-default/rack-2" }).waitFor();
+  await page.locator("dl.facts").getByText("7", { exact: true }).waitFor();
 
   step("a duplicate name shows the API's message");
   await page.getByRole("button", { name: "Create registration" }).click();
