@@ -78,6 +78,19 @@ try {
   await axe(page, "clusters");
   await page.screenshot({ path: `${shots}/clusters.png` });
 
+  step("live: a Cluster created and deleted elsewhere appears and disappears without a reload");
+  const api = base + "/ui/api/k8s/apis/fleet.edgefleet.io/v1alpha1/namespaces/fleet-default/clusters";
+  const auth = { Authorization: "Bearer " + env("ADMIN_TOKEN"), "X-Edgefleet-UI": "1" };
+  const created = await ctx.request.post(api, {
+    headers: { ...auth, "Content-Type": "application/json" },
+    data: { apiVersion: "fleet.edgefleet.io/v1alpha1", kind: "Cluster", metadata: { name: "late-arrival", labels: { env: "late" } } },
+  });
+  assert.equal(created.status(), 201, await created.text());
+  await page.getByRole("status").filter({ hasText: `${clusters + 1} shown` }).waitFor();
+  const deleted = await ctx.request.delete(api + "/late-arrival", { headers: auth });
+  assert.equal(deleted.status(), 200, await deleted.text());
+  await page.getByRole("status").filter({ hasText: `${clusters} shown` }).waitFor({ timeout: 60_000 });
+
   step("server-side label filter");
   await page.getByLabel("Label selector (filtered by the API server)").first().fill("env=dev");
   await page.getByRole("button", { name: "Apply" }).first().click();
