@@ -145,7 +145,7 @@ func TestWebUI(t *testing.T) {
 
 	t.Run("proxy", func(t *testing.T) { checkUIProxy(t, m, adminTok, viewTok) })
 
-	waitFor(t, 2*time.Minute, "the GitRepo's bundle ready on edge-0", func() bool {
+	waitFor(t, 5*time.Minute, "the GitRepo's bundle ready on edge-0", func() bool {
 		return gitRepoReady(ctx, c, "demo", commit, 1)
 	})
 
