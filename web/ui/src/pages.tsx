@@ -2,6 +2,7 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import { ApiError, age, can, condition, KObject, request } from "./api";
 import { Badge, Column, Conditions, Freshness, Labels, SelectorInput, Table, useCollection } from "./table";
 import { Collection } from "./api";
+import { bdWhy, NAME_RE, parseLabels, qname, ready, registrationYAML, stateTone } from "./model";
 
 const FLEET = "/apis/fleet.edgefleet.io/v1alpha1";
 const MACHINES = "/apis/machines.edgefleet.io/v1alpha1";
@@ -9,25 +10,10 @@ const MACHINES = "/apis/machines.edgefleet.io/v1alpha1";
 // Labels edgefleet itself sets; hidden from label columns to keep them readable.
 const SYSTEM_LABELS = ["fleet.edgefleet.io/", "machines.edgefleet.io/"];
 
-function qname(o: KObject): string {
-  return (o.metadata.namespace ? o.metadata.namespace + "/" : "") + o.metadata.name;
-}
-
-function ready(o: KObject): { ok: boolean; text: string; message: string } {
-  const c = condition(o, "Ready");
-  if (!c) return { ok: false, text: "Pending", message: "Not reconciled yet." };
-  return { ok: c.status === "True", text: c.status === "True" ? "Ready" : c.reason || "NotReady", message: c.message ?? "" };
-}
-
-// StateCell shows the kind's state word; green only when it is Ready, red
-// when the Ready condition is False, amber while waiting (e.g. WaitCheckIn).
+// StateCell shows the kind's state word, coloured by stateTone.
 function StateCell({ o, state }: { o: KObject; state?: string }) {
-  const r = ready(o);
-  const text = state || r.text;
-  // Waiting (for an agent, a dependency, a check-in) is not an error.
-  const waiting = /^(Wait|Pending)/.test(text);
-  const failed = !!condition(o, "Ready") && !r.ok && !waiting;
-  return <Badge ok={r.ok && (text === "Ready" || !state)} warn={!failed && !(r.ok && (text === "Ready" || !state))} text={text} />;
+  const { tone, text } = stateTone(o, state);
+  return <Badge ok={tone === "ok"} warn={tone === "warn"} text={text} />;
 }
 
 function Toolbar({ coll, filter, setFilter, id, selector, setSelector }: { coll: Collection; filter: string; setFilter: (s: string) => void; id: string; selector: string; setSelector: (s: string) => void }) {
@@ -176,14 +162,6 @@ function BundleDrillDown({ bundle, onClose }: { bundle: KObject; onClose: () => 
   );
 }
 
-function bdWhy(o: KObject): string {
-  const c = condition(o, "Ready");
-  if (c?.message) return c.message;
-  const nr = (o.status?.nonReadyStatus ?? []) as { kind?: string; name?: string; summary?: { message?: string[] } }[];
-  if (nr.length) return nr.map((r) => `${r.kind} ${r.name}: ${(r.summary?.message ?? []).join("; ")}`).join(" · ");
-  return "The cluster's agent has not reported this deployment yet (is the cluster connected?).";
-}
-
 export function FleetPage() {
   const [selector, setSelector] = useState("");
   const [filter, setFilter] = useState("");
@@ -252,36 +230,6 @@ export function FleetPage() {
 }
 
 // ---------------------------------------------------------------- Machine registrations
-
-const NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-
-function parseLabels(text: string): { labels: Record<string, string>; error: string } {
-  const labels: Record<string, string> = {};
-  for (const raw of text.split("\n")) {
-    const line = raw.trim();
-    if (!line) continue;
-    const i = line.indexOf("=");
-    if (i <= 0) return { labels, error: `“${line}” is not key=value` };
-    const k = line.slice(0, i).trim();
-    const v = line.slice(i + 1).trim();
-    if (k.length > 316 || v.length > 63) return { labels, error: `label ${k}: keys are at most 253+63 characters and values 63` };
-    labels[k] = v;
-  }
-  return { labels, error: "" };
-}
-
-function yamlString(s: string): string {
-  return JSON.stringify(s); // JSON strings are valid YAML scalars
-}
-
-function registrationYAML(name: string, ns: string, machineName: string, labels: Record<string, string>): string {
-  const spec: string[] = [];
-  if (machineName) spec.push(`  machineName: ${yamlString(machineName)}`);
-  const ls = Object.entries(labels);
-  if (ls.length) spec.push("  machineInventoryLabels:", ...ls.map(([k, v]) => `    ${yamlString(k)}: ${yamlString(v)}`));
-  const head = `apiVersion: machines.edgefleet.io/v1alpha1\nkind: MachineRegistration\nmetadata:\n  name: ${yamlString(name)}\n  namespace: ${yamlString(ns)}\n`;
-  return head + (spec.length ? "spec:\n" + spec.join("\n") + "\n" : "spec: {}\n");
-}
 
 function CreateRegistration({ onDone }: { onDone: (ns: string, name: string) => void }) {
   const [ns, setNs] = useState("fleet-default");
