@@ -198,9 +198,25 @@ export class Collection {
   // watch returns true when the watch expired and a new list is needed.
   private async watch(): Promise<boolean> {
     const timeout = String(240 + Math.floor(Math.random() * 120));
+    // A stream over a lost network can stay silent for minutes: when the
+    // browser says it is offline, end it, so the page says "Reconnecting"
+    // instead of looking live.
+    const wc = new AbortController();
+    const stop = () => wc.abort();
+    this.abort.signal.addEventListener("abort", stop);
+    window.addEventListener("offline", stop);
+    try {
+      return await this.stream(wc.signal, timeout);
+    } finally {
+      this.abort.signal.removeEventListener("abort", stop);
+      window.removeEventListener("offline", stop);
+    }
+  }
+
+  private async stream(signal: AbortSignal, timeout: string): Promise<boolean> {
     const res = await fetch(API + this.query({ watch: "1", allowWatchBookmarks: "true", resourceVersion: this.rv, timeoutSeconds: timeout }), {
       headers: headers(),
-      signal: this.abort.signal,
+      signal,
       credentials: "same-origin",
       cache: "no-store",
     });
@@ -259,7 +275,7 @@ export class Collection {
       } catch (e) {
         if (this.abort.signal.aborted) return;
         const err = e as ApiError;
-        this.error.value = err.message;
+        this.error.value = navigator.onLine ? err.message : "the browser is offline";
         // Refusals do not get better by retrying: show them and stop
         // (a 401 has already sent the user back to the login form).
         if (err.code === 401 || err.code === 403 || err.code === 404) {
@@ -271,7 +287,20 @@ export class Collection {
         relist = err.code === 410 || relist;
         const wait = this.backoff * (0.5 + Math.random());
         this.backoff = Math.min(this.backoff * 2, 30_000);
-        await new Promise((r) => setTimeout(r, wait));
+        // Retry at the end of the backoff, or at once when the network
+        // comes back or the tab is shown again.
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            clearTimeout(timer);
+            window.removeEventListener("online", done);
+            document.removeEventListener("visibilitychange", visible);
+            resolve();
+          };
+          const visible = () => document.visibilityState === "visible" && done();
+          const timer = setTimeout(done, wait);
+          window.addEventListener("online", done);
+          document.addEventListener("visibilitychange", visible);
+        });
       }
     }
   }

@@ -91,6 +91,20 @@ try {
   assert.equal(deleted.status(), 200, await deleted.text());
   await page.getByRole("status").filter({ hasText: `${clusters} shown` }).waitFor({ timeout: 60_000 });
 
+  step("network loss: the table says it is reconnecting, then catches up by itself");
+  await ctx.setOffline(true);
+  await page.getByText(/^Reconnecting/).first().waitFor({ timeout: 30_000 });
+  const during = await ctx.request.post(api, {
+    headers: { ...auth, "Content-Type": "application/json" },
+    data: { apiVersion: "fleet.edgefleet.io/v1alpha1", kind: "Cluster", metadata: { name: "while-offline" } },
+  });
+  assert.equal(during.status(), 201, await during.text());
+  await ctx.setOffline(false);
+  await page.getByText(/^Live/).first().waitFor({ timeout: 30_000 });
+  await page.getByRole("status").filter({ hasText: `${clusters + 1} shown` }).waitFor();
+  assert.equal((await ctx.request.delete(api + "/while-offline", { headers: auth })).status(), 200);
+  await page.getByRole("status").filter({ hasText: `${clusters} shown` }).waitFor({ timeout: 60_000 });
+
   step("server-side label filter");
   await page.getByLabel("Label selector (filtered by the API server)").first().fill("env=dev");
   await page.getByRole("button", { name: "Apply" }).first().click();
