@@ -387,6 +387,65 @@ function RegistrationURL({ reg }: { reg: KObject }) {
   );
 }
 
+// RotateToken sets spec.token.rotation to a new value, which makes the
+// controller replace the token: media and machines holding the old URL stop
+// registering, so it asks first.
+function RotateToken({ reg }: { reg: KObject }) {
+  const [asking, setAsking] = useState(false);
+  const [err, setErr] = useState("");
+  const [perm, setPerm] = useState<{ allowed: boolean; reason: string } | null>(null);
+  const ns = reg.metadata.namespace!;
+  useEffect(() => {
+    let live = true;
+    can("patch", "machines.edgefleet.io", "machineregistrations", ns)
+      .then((p) => live && setPerm(p))
+      .catch((e) => live && setPerm({ allowed: false, reason: (e as Error).message }));
+    return () => {
+      live = false;
+    };
+  }, [ns]);
+  const rotate = async () => {
+    setErr("");
+    try {
+      await request(`${MACHINES}/namespaces/${encodeURIComponent(ns)}/machineregistrations/${encodeURIComponent(reg.metadata.name)}?fieldManager=edgefleet-ui`, {
+        method: "PATCH",
+        contentType: "application/merge-patch+json",
+        body: JSON.stringify({ spec: { token: { rotation: new Date().toISOString() } } }),
+      });
+      setAsking(false);
+    } catch (e) {
+      setErr((e as Error).message);
+    }
+  };
+  if (perm && !perm.allowed) {
+    return <span class="muted">(you may not rotate the token: the manager's RBAC does not allow you to patch machineregistrations in “{ns}”)</span>;
+  }
+  return (
+    <>
+      {!asking ? (
+        <button type="button" disabled={!perm} onClick={() => setAsking(true)}>
+          Rotate token
+        </button>
+      ) : (
+        <span role="group" aria-label="Confirm token rotation">
+          <span class="hint">Media and machines with the current URL will no longer register. </span>
+          <button type="button" class="primary" onClick={() => void rotate()}>
+            Rotate now
+          </button>{" "}
+          <button type="button" onClick={() => setAsking(false)}>
+            Cancel
+          </button>
+        </span>
+      )}
+      {err && (
+        <div class="banner error" role="alert">
+          {err}
+        </div>
+      )}
+    </>
+  );
+}
+
 export function RegistrationsPage() {
   const [creating, setCreating] = useState(false);
   const [open, setOpen] = useState("");
@@ -439,7 +498,9 @@ export function RegistrationsPage() {
           <dl class="facts">
             <RegistrationURL reg={sel} />
             <dt>Token rotation</dt>
-            <dd>{sel.status?.tokenRotation || sel.spec?.token?.rotation || "—"}</dd>
+            <dd>
+              {sel.status?.tokenRotation || sel.spec?.token?.rotation || "—"} <RotateToken reg={sel} />
+            </dd>
             <dt>Max machines</dt>
             <dd>{sel.spec?.maxMachines ?? "unlimited"}</dd>
           </dl>

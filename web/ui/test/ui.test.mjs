@@ -183,6 +183,14 @@ try {
   await page.getByText("Copied.").waitFor();
   assert.equal(await page.evaluate(() => navigator.clipboard.readText()), regURL);
   await page.getByRole("table", { name: "Machine registrations" }).getByRole("row").filter({ hasText: "fleet-default/rack-1" }).getByText("Ready").waitFor({ timeout: 60_000 });
+
+  step("rotate the token: a new URL replaces the old one");
+  await page.getByRole("button", { name: "Rotate token" }).click();
+  await page.getByRole("button", { name: "Rotate now" }).click();
+  await page.waitForFunction((old) => {
+    const u = document.querySelector("code.url")?.textContent;
+    return !!u && u !== old;
+  }, regURL, { timeout: 60_000 });
   await axe(page, "registrations");
   await page.screenshot({ path: `${shots}/registrations.png`, fullPage: true });
 
@@ -231,6 +239,7 @@ try {
   // The Secret holding the token is not readable: the URL is not shown.
   await vpage.getByRole("table", { name: "Machine registrations" }).getByRole("button", { name: "fleet-default/rack-1" }).click();
   await vpage.getByText(/The URL holds the registration token/).waitFor();
+  await vpage.getByText("you may not rotate the token").waitFor();
   await vctx.close();
 
   step("client certificate: the browser presents it, the UI signs in without a token");
