@@ -9,7 +9,7 @@ DATA_DIR ?= ./edgefleet-data
 GO_TEST_FLAGS ?= -timeout 40m
 KUBE_BIN_DIR_FILE := .cache/kube-bin-dir
 
-.PHONY: all build run dev-cluster test test-unit bench bench-short deps kube-binaries generate verify-generate vet fmt clean os-image
+.PHONY: all build run dev-cluster test test-unit bench bench-short deps kube-binaries generate verify-generate vet fmt clean os-image ui ui-deps verify-ui
 
 all: build
 
@@ -48,7 +48,7 @@ dev-cluster: kube-binaries build
 	bin/edgefleet dev-cluster --data-dir ./dev-cluster-data --kube-bin-dir "$$(cat $(KUBE_BIN_DIR_FILE))"
 
 ## test: unit, integration and end-to-end tests against real control planes
-test: deps kube-binaries build
+test: deps kube-binaries build ui-deps
 	EDGEFLEET_KUBE_BIN_DIR="$$(cat $(KUBE_BIN_DIR_FILE))" KUBEBUILDER_ASSETS="$$(cat $(KUBE_BIN_DIR_FILE))" EDGEFLEET_BIN="$(CURDIR)/bin/edgefleet" \
 		go test $(GO_TEST_FLAGS) ./...
 	cd api && go test $(GO_TEST_FLAGS) ./...
@@ -81,6 +81,20 @@ generate:
 verify-generate: generate
 	@if [ -n "$$(git status --porcelain -- api config)" ]; then \
 		echo "generated files are stale; run 'make generate' and commit:"; git status --porcelain -- api config; git diff --stat -- api config; exit 1; \
+	fi
+
+## ui-deps: the web UI's npm packages, exactly as web/ui/package-lock.json pins them
+ui-deps:
+	cd web/ui && npm ci --no-audit --no-fund --loglevel=error
+
+## ui: type-check and build the web UI into internal/webui/dist (embedded in the manager; commit it)
+ui: ui-deps
+	cd web/ui && ./node_modules/.bin/tsc --noEmit -p . && node build.mjs
+
+## verify-ui: fail when the committed internal/webui/dist differs from a fresh `make ui`
+verify-ui: ui
+	@if [ -n "$$(git status --porcelain -- internal/webui/dist)" ]; then \
+		echo "the built web UI is stale; run 'make ui' and commit:"; git status --porcelain -- internal/webui/dist; exit 1; \
 	fi
 
 vet:

@@ -41,6 +41,10 @@ declare -A need=(
   [grub-mkrescue]=grub-common
   [mdir]=mtools
   [qemu-img]=qemu-utils
+  # web UI: build (npm ci, esbuild, tsc) and browser tests (playwright-core drives Debian's chromium)
+  [node]=nodejs
+  [npm]=npm
+  [chromium]=chromium
 )
 # files (no command) -> Debian package: GRUB's BIOS and UEFI platforms, OVMF firmware
 declare -A need_files=(

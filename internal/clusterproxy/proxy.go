@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -124,25 +123,7 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 // setIdentity replaces the caller's credentials with impersonation headers
 // for the caller's downstream identity (DownstreamIdentity).
 func setIdentity(h http.Header, caller *authn.User) {
-	u := DownstreamIdentity(caller)
-	h.Del("Authorization")
-	for k := range h {
-		if strings.HasPrefix(strings.ToLower(k), "impersonate-") {
-			delete(h, k)
-		}
-	}
-	h.Set("Impersonate-User", u.Name)
-	if u.UID != "" {
-		h.Set("Impersonate-Uid", u.UID)
-	}
-	for _, g := range u.Groups {
-		h.Add("Impersonate-Group", g)
-	}
-	for k, vs := range u.Extra {
-		for _, v := range vs {
-			h.Add("Impersonate-Extra-"+url.PathEscape(k), v)
-		}
-	}
+	authn.SetImpersonation(h, DownstreamIdentity(caller))
 }
 
 // writeStatus answers with a Kubernetes Status, which kubectl prints well.

@@ -12,6 +12,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/authn"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
+	"github.com/edgefleet/edgefleet/internal/webui"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
@@ -20,6 +21,7 @@ import (
 var streamingPrefixes = []string{
 	clusterjoin.TunnelPath, clusterjoin.ClusterProxyPrefix, clusterjoin.ManagerAPIPrefix + "/",
 	machineregistration.RegisterPathPrefix, seedimage.DownloadPathPrefix,
+	webui.APIPrefix + "/",
 }
 
 // metricsAuth lets a caller read /metrics when it authenticates (bearer

@@ -16,6 +16,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/pki"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
+	"github.com/edgefleet/edgefleet/internal/webui"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
@@ -56,6 +57,9 @@ func registerRoutes(ep *endpoint.Server, d routeDeps) error {
 		return err
 	}
 	if err := seedimage.Setup(context.Background(), d.mgr, ep, seedimage.Options{Dir: filepath.Join(d.dataDir, "seedimages"), ExternalURL: d.externalURL, CACertPEM: d.ca.CertPEM, Sources: d.seedSources}); err != nil {
+		return err
+	}
+	if err := webui.Setup(ep, webui.Options{Config: d.mgr.GetConfig(), Log: d.log.WithName("webui")}); err != nil {
 		return err
 	}
 	_, err := clusterproxy.Setup(d.mgr, ep, clusterproxy.Options{

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +42,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/metrics"
 	"github.com/edgefleet/edgefleet/internal/pki"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
+	"github.com/edgefleet/edgefleet/internal/webui"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
@@ -285,6 +287,7 @@ func Run(ctx context.Context, o Options) error {
 	})
 
 	fmt.Fprintf(o.Out, "edgefleet manager is running\n  URL:        %s\n  kubeconfig: %s\n  CA sha256:  %s\n", externalURL, cluster.kubeconfigPath, pki.Checksum(ca.CertPEM))
+	fmt.Fprintf(o.Out, "  web UI:     %s%s (sign in with a bearer token or a client certificate)\n", strings.TrimSuffix(externalURL.String(), "/"), webui.Path)
 	log.Info("Manager started", "url", externalURL.String(), "startup", time.Since(started).Round(time.Millisecond).String(), "embedded", !cluster.external)
 
 	err = g.Wait()

@@ -1,0 +1,142 @@
+package webui
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+
+	"github.com/go-logr/logr"
+	"k8s.io/client-go/rest"
+
+	"github.com/edgefleet/edgefleet/internal/authn"
+)
+
+// UIHeader must be on every API request. Browsers send client certificates
+// (and would send cookies) on cross-site requests too; a custom header makes
+// any cross-origin use a CORS preflight, which the manager never answers, so
+// another site cannot act as a user who signed in with a certificate.
+const UIHeader = "X-Edgefleet-UI"
+
+// maxBody bounds a request body: the kube-apiserver's own limit is 3 MiB.
+const maxBody = 3 << 20
+
+type authenticator interface {
+	Authenticate(ctx context.Context, r *http.Request) (*authn.User, error)
+}
+
+type proxy struct {
+	auth authenticator
+	rp   *httputil.ReverseProxy
+	log  logr.Logger
+}
+
+func newProxy(cfg *rest.Config, a authenticator, log logr.Logger) (*proxy, error) {
+	target, err := url.Parse(cfg.Host)
+	if err != nil {
+		return nil, fmt.Errorf("web UI: parsing the Kubernetes API address %q: %w", cfg.Host, err)
+	}
+	rt, err := rest.TransportFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("web UI: building the Kubernetes API transport: %w", err)
+	}
+	p := &proxy{auth: a, log: log}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			user := pr.In.Context().Value(userKey{}).(*authn.User)
+			rest := strings.TrimPrefix(pr.In.URL.Path, APIPrefix)
+			pr.SetURL(target)
+			pr.Out.URL.Path = strings.TrimSuffix(target.Path, "/") + rest
+			pr.Out.URL.RawPath = ""
+			pr.Out.Header.Del("Cookie")
+			pr.Out.Header.Del(UIHeader)
+			authn.SetImpersonation(pr.Out.Header, user)
+		},
+		Transport:     rt,
+		FlushInterval: -1,
+		ModifyResponse: func(res *http.Response) error {
+			res.Header.Set("Cache-Control", "no-store")
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if r.Context().Err() != nil {
+				return // the browser went away (a closed watch)
+			}
+			writeStatus(w, http.StatusBadGateway, "the manager's Kubernetes API is unreachable: "+err.Error())
+		},
+	}
+	return p, nil
+}
+
+type userKey struct{}
+
+func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get(UIHeader) != "1" {
+		writeStatus(w, http.StatusForbidden, "requests to "+APIPrefix+" must carry the header "+UIHeader+": 1 (sent by the edgefleet UI; use the kube-apiserver directly for other clients)")
+		return
+	}
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		writeStatus(w, http.StatusForbidden, "cross-site requests to the UI's API are refused")
+		return
+	}
+	rest := strings.TrimPrefix(r.URL.Path, APIPrefix)
+	if !allowedPath(rest) {
+		writeStatus(w, http.StatusNotFound, "the UI's API proxy serves only Kubernetes API paths (/api/…, /apis/…, /version), not "+rest)
+		return
+	}
+	user, err := p.auth.Authenticate(r.Context(), r)
+	if err != nil {
+		if errors.Is(err, authn.ErrUnauthenticated) {
+			writeStatus(w, http.StatusUnauthorized, err.Error())
+		} else {
+			writeStatus(w, http.StatusServiceUnavailable, err.Error())
+		}
+		return
+	}
+	if err := bufferBody(w, r); err != nil {
+		writeStatus(w, http.StatusRequestEntityTooLarge, err.Error())
+		return
+	}
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, user)))
+}
+
+func allowedPath(p string) bool {
+	if strings.Contains(p, "..") || strings.Contains(p, "//") {
+		return false
+	}
+	return p == "/api" || p == "/apis" || p == "/version" || strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/apis/")
+}
+
+// bufferBody reads the body before forwarding: a refused write answered
+// before its HTTP/2 body was streamed can block the transport
+// (golang/go#48908), and an oversized body never reaches the API.
+func bufferBody(w http.ResponseWriter, r *http.Request) error {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	_ = r.Body.Close()
+	if err != nil {
+		return fmt.Errorf("request body: %w (at most %d bytes)", err, maxBody)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(data))
+	r.ContentLength = int64(len(data))
+	r.TransferEncoding = nil
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
+	return nil
+}
+
+// writeStatus answers with a Kubernetes Status, whose message the UI shows.
+func writeStatus(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	reason := map[int]string{401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 413: "RequestEntityTooLarge", 502: "InternalError", 503: "ServiceUnavailable"}[code]
+	_ = json.NewEncoder(w).Encode(map[string]any{"kind": "Status", "apiVersion": "v1", "metadata": map[string]any{}, "status": "Failure", "message": msg, "reason": reason, "code": code})
+}

@@ -1,0 +1,213 @@
+// A virtualised, sortable, accessible table: only the visible rows (plus a
+// few above and below) are in the DOM, so 5,000 rows cost what 30 do. Rows
+// have a fixed height; the table keeps <table> semantics with aria-rowcount
+// and aria-rowindex so screen readers know where they are.
+import { ComponentChildren } from "preact";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { Collection, KObject, StreamState } from "./api";
+
+export interface Column {
+  title: string;
+  // value sorts and, without cell, is shown.
+  value: (o: KObject) => string | number;
+  cell?: (o: KObject) => ComponentChildren;
+  width?: string;
+}
+
+const ROW = 36;
+const OVERSCAN = 8;
+
+export function Freshness({ state, since, error }: { state: StreamState; since: Date | null; error: string }) {
+  const text =
+    state === "live"
+      ? "Live" + (since ? " since " + since.toLocaleTimeString() : "")
+      : state === "loading"
+        ? "Loading…"
+        : state === "reconnecting"
+          ? "Reconnecting… (" + error + ")"
+          : "Stopped";
+  return <span class={"fresh fresh-" + state}>{text}</span>;
+}
+
+export function Table(props: {
+  label: string;
+  columns: Column[];
+  coll: Collection;
+  empty: ComponentChildren;
+  onOpen?: (o: KObject) => void;
+  selected?: string;
+  filter?: string;
+  height?: number;
+}) {
+  const { columns, coll } = props;
+  const version = coll.version.value; // re-render on changes
+  const [sort, setSort] = useState<{ col: number; asc: boolean }>({ col: 0, asc: true });
+  const [top, setTop] = useState(0);
+  const scroller = useRef<HTMLDivElement>(null);
+  const height = props.height ?? 480;
+
+  const all = useMemo(() => coll.sorted(), [version, coll]);
+  const rows = useMemo(() => {
+    const f = (props.filter ?? "").toLowerCase();
+    const shown = f ? all.filter((o) => (o.metadata.namespace + "/" + o.metadata.name).toLowerCase().includes(f)) : all.slice();
+    const v = columns[sort.col].value;
+    shown.sort((a, b) => {
+      const x = v(a);
+      const y = v(b);
+      const c = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
+      return sort.asc ? c : -c;
+    });
+    return shown;
+  }, [all, sort, props.filter, columns]);
+
+  useEffect(() => {
+    if (scroller.current) scroller.current.scrollTop = 0;
+    setTop(0);
+  }, [props.filter, coll]);
+
+  const first = Math.max(0, Math.floor(top / ROW) - OVERSCAN);
+  const last = Math.min(rows.length, Math.ceil((top + height) / ROW) + OVERSCAN);
+  const visible = rows.slice(first, last);
+
+  if (coll.state.value === "error" && all.length === 0) {
+    return (
+      <div class="banner error" role="alert">
+        {coll.error.value}
+      </div>
+    );
+  }
+  if (coll.state.value !== "loading" && all.length === 0) {
+    return <div class="empty">{props.empty}</div>;
+  }
+  return (
+    <div>
+      <p class="count" role="status" aria-live="polite">
+        {rows.length === all.length ? `${all.length} shown` : `${rows.length} of ${all.length} shown`}
+      </p>
+      <div class="scroller" ref={scroller} style={{ maxHeight: height + "px" }} onScroll={(e) => setTop((e.currentTarget as HTMLDivElement).scrollTop)}>
+        <table aria-label={props.label} aria-rowcount={rows.length + 1}>
+          <thead>
+            <tr aria-rowindex={1}>
+              {columns.map((c, i) => (
+                <th scope="col" style={c.width ? { width: c.width } : undefined} aria-sort={sort.col === i ? (sort.asc ? "ascending" : "descending") : "none"}>
+                  <button type="button" class="sort" onClick={() => setSort({ col: i, asc: sort.col === i ? !sort.asc : true })}>
+                    {c.title}
+                    <span aria-hidden="true">{sort.col === i ? (sort.asc ? " ▲" : " ▼") : ""}</span>
+                  </button>
+                </th>
+              ))}
+            </tr>
+          </thead>
+          <tbody>
+            {first > 0 && (
+              <tr class="spacer" aria-hidden="true">
+                <td colSpan={columns.length} style={{ height: first * ROW + "px" }} />
+              </tr>
+            )}
+            {visible.map((o, i) => (
+              <tr
+                key={o.metadata.uid}
+                aria-rowindex={first + i + 2}
+                class={props.selected === o.metadata.uid ? "selected" : undefined}
+                style={{ height: ROW + "px" }}
+              >
+                {columns.map((c, ci) => (
+                  <td title={c.cell ? undefined : String(c.value(o))}>
+                    {ci === 0 && props.onOpen ? (
+                      <button type="button" class="link" onClick={() => props.onOpen!(o)}>
+                        {c.cell ? c.cell(o) : c.value(o)}
+                      </button>
+                    ) : c.cell ? (
+                      c.cell(o)
+                    ) : (
+                      c.value(o)
+                    )}
+                  </td>
+                ))}
+              </tr>
+            ))}
+            {last < rows.length && (
+              <tr class="spacer" aria-hidden="true">
+                <td colSpan={columns.length} style={{ height: (rows.length - last) * ROW + "px" }} />
+              </tr>
+            )}
+          </tbody>
+        </table>
+      </div>
+    </div>
+  );
+}
+
+// useCollection keeps one live query per (path, selector) while mounted.
+export function useCollection(path: string, labelSelector = ""): Collection {
+  const coll = useMemo(() => new Collection(path, labelSelector), [path, labelSelector]);
+  useEffect(() => () => coll.close(), [coll]);
+  // Reading the signal subscribes the calling component: detail panels
+  // re-render on watch events just like the table.
+  void coll.version.value;
+  return coll;
+}
+
+export function Conditions({ o }: { o: KObject }) {
+  const conds = (o.status?.conditions ?? []) as { type: string; status: string; reason?: string; message?: string; lastTransitionTime?: string }[];
+  if (conds.length === 0) return <p>No conditions reported yet: the controller has not processed this object.</p>;
+  return (
+    <table class="conditions" aria-label="Conditions">
+      <thead>
+        <tr>
+          <th scope="col">Type</th>
+          <th scope="col">Status</th>
+          <th scope="col">Reason</th>
+          <th scope="col">Message</th>
+        </tr>
+      </thead>
+      <tbody>
+        {conds.map((c) => (
+          <tr>
+            <td>{c.type}</td>
+            <td>
+              <Badge ok={c.status === "True"} text={c.status} />
+            </td>
+            <td>{c.reason}</td>
+            <td class="msg">{c.message}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+export function Badge({ ok, text, warn }: { ok: boolean; text: string; warn?: boolean }) {
+  return <span class={"badge " + (ok ? "ok" : warn ? "warn" : "bad")}>{text || "—"}</span>;
+}
+
+export function Labels({ labels, hide = [] as string[] }: { labels?: Record<string, string>; hide?: string[] }) {
+  const entries = Object.entries(labels ?? {}).filter(([k]) => !hide.some((p) => k.startsWith(p)));
+  if (entries.length === 0) return <span class="muted">none</span>;
+  return (
+    <span class="labels">
+      {entries.map(([k, v]) => (
+        <span class="label">
+          {k}={v}
+        </span>
+      ))}
+    </span>
+  );
+}
+
+export function SelectorInput({ value, onChange, id }: { value: string; onChange: (v: string) => void; id: string }) {
+  const [draft, setDraft] = useState(value);
+  return (
+    <form
+      class="filters"
+      onSubmit={(e) => {
+        e.preventDefault();
+        onChange(draft.trim());
+      }}
+    >
+      <label for={id}>Label selector (filtered by the API server)</label>
+      <input id={id} value={draft} placeholder="env=prod,region in (eu,us)" onInput={(e) => setDraft((e.target as HTMLInputElement).value)} />
+      <button type="submit">Apply</button>
+    </form>
+  );
+}
