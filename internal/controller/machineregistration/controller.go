@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -78,6 +79,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	mr.Status.TokenIssuedAt = &metav1.Time{Time: issued}
 	mr.Status.TokenRotation = s.Annotations[machineregistration.AnnotationTokenRotation]
 	mr.Status.TokenExpiresAt = nil
+	mr.Status.EffectiveAuth = machineregistration.AllowedMethods(mr.Spec.Config.Registration)
 	var requeue time.Duration
 	cond := metav1.Condition{
 		Type: machinesv1.ReadyCondition, Status: metav1.ConditionTrue, Reason: machinesv1.RegistrationEndpointReadyReason, ObservedGeneration: mr.Generation,
@@ -158,7 +160,7 @@ func equalStatus(a, b *machinesv1.MachineRegistration) bool {
 	x, y := a.Status, b.Status
 	if x.TokenSecretName != y.TokenSecretName || x.RegistrationEndpoint != y.RegistrationEndpoint || x.TokenHash != y.TokenHash ||
 		x.TokenRotation != y.TokenRotation || !timeEqual(x.TokenIssuedAt, y.TokenIssuedAt) || !timeEqual(x.TokenExpiresAt, y.TokenExpiresAt) ||
-		x.ObservedGeneration != y.ObservedGeneration || len(x.Conditions) != len(y.Conditions) {
+		x.ObservedGeneration != y.ObservedGeneration || len(x.Conditions) != len(y.Conditions) || !slices.Equal(x.EffectiveAuth, y.EffectiveAuth) {
 		return false
 	}
 	for i := range x.Conditions {
