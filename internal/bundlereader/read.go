@@ -7,6 +7,7 @@ package bundlereader
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -54,6 +55,10 @@ type Options struct {
 	Root string
 	// Limits bound the bytes read (defaults when zero).
 	Limits Limits
+	// Strict fails on unknown or unsupported fleet.yaml keys (edgefleet's
+	// behaviour before Fleet compatibility; `--strict` for CI). By default
+	// they are ignored, as Fleet does, and reported in Bundle.Warnings.
+	Strict bool
 }
 
 // Bundle is one bundle read from a directory: the Bundle object (without
@@ -63,6 +68,9 @@ type Bundle struct {
 	Manifest *content.Manifest
 	// Dir is the directory it was read from, as given.
 	Dir string
+	// Warnings are fleet.yaml keys that were ignored (unknown, or not
+	// supported yet), each naming file and line.
+	Warnings []Warning
 }
 
 // Read reads every path into bundles. Any problem (bad fleet.yaml, invalid
@@ -194,6 +202,7 @@ type builder struct {
 	dir       *bundleDir
 	fleetFile string // fleet.yaml as shown to the user
 	node      *yaml.Node
+	warnings  []Warning
 	resources []fleetv1.BundleResource
 	files     map[string]bool
 	charts    map[string]bool
@@ -228,7 +237,7 @@ func (r *reader) build(ctx context.Context, t *tree, d *bundleDir, name string) 
 		if err != nil {
 			return nil, err
 		}
-		if fy, b.node, err = ParseFleetYAML(b.fleetFile, data); err != nil {
+		if fy, b.node, b.warnings, err = parseFleetYAML(b.fleetFile, data, r.opts.Strict); err != nil {
 			return nil, err
 		}
 	}
@@ -294,6 +303,9 @@ func (r *reader) build(ctx context.Context, t *tree, d *bundleDir, name string) 
 		}
 	}
 	spec.Targets, spec.TargetRestrictions = composeTargets(fy, r.opts.Targets)
+	if err := b.checkUnsupported(&spec, fy); err != nil {
+		return nil, err
+	}
 
 	bundle := &fleetv1.Bundle{
 		TypeMeta: metav1.TypeMeta{APIVersion: fleetv1.GroupVersion.String(), Kind: "Bundle"},
@@ -304,7 +316,35 @@ func (r *reader) build(ctx context.Context, t *tree, d *bundleDir, name string) 
 		},
 		Spec: spec,
 	}
-	return &Bundle{Bundle: bundle, Manifest: &content.Manifest{Resources: b.resources}, Dir: d.display}, nil
+	return &Bundle{Bundle: bundle, Manifest: &content.Manifest{Resources: b.resources}, Dir: d.display, Warnings: b.warnings}, nil
+}
+
+// checkUnsupported warns about settings that are read and carried into the
+// Bundle but not acted on yet (strict: fails).
+func (b *builder) checkUnsupported(spec *fleetv1.BundleSpec, fy *FleetYAML) error {
+	warn := func(at []any, format string, args ...any) error {
+		w := Warning{File: b.fleetFile, Line: lineOf(b.node, at...), Message: fmt.Sprintf(format, args...)}
+		if b.r.opts.Strict {
+			return errors.New(w.String())
+		}
+		b.warnings = append(b.warnings, w)
+		return nil
+	}
+	check := func(o *fleetv1.BundleDeploymentOptions, at []any) error {
+		if len(o.DownstreamResources) > 0 {
+			return warn(append(append([]any(nil), at...), "downstreamResources"), "downstreamResources: not supported yet: the %d Secret/ConfigMap(s) listed are not copied to clusters; create them downstream (e.g. in another bundle)", len(o.DownstreamResources))
+		}
+		return nil
+	}
+	if err := check(&spec.BundleDeploymentOptions, nil); err != nil {
+		return err
+	}
+	for i := range fy.TargetCustomizations {
+		if err := check(&fy.TargetCustomizations[i].BundleDeploymentOptions, []any{"targetCustomizations", i}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // resolveHelm merges valuesFiles and resolves the chart of one set of
