@@ -55,6 +55,28 @@ func (w Warning) String() string {
 	return yamlFileError(w.File, w.Line, "%s", w.Message).Error()
 }
 
+// maxWarningsAnnotation bounds the warnings kept on a Bundle: a fleet.yaml
+// full of unknown keys must not make the object large.
+const maxWarningsAnnotation = 4096
+
+// warningsText is the warnings one per line, at most max bytes (the rest
+// is counted, not listed).
+func warningsText(ws []Warning, max int) string {
+	var b strings.Builder
+	for i, w := range ws {
+		line := w.String()
+		if b.Len()+len(line)+1 > max {
+			fmt.Fprintf(&b, "… and %d more", len(ws)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(line)
+	}
+	return b.String()
+}
+
 // yamlFileError is an error at a line of a file.
 func yamlFileError(file string, line int, format string, args ...any) error {
 	if line <= 0 {

@@ -316,6 +316,20 @@ func (r *reader) build(ctx context.Context, t *tree, d *bundleDir, name string) 
 		},
 		Spec: spec,
 	}
+	if len(b.warnings) > 0 {
+		// Relative to the repository: a GitRepo's checkout directory
+		// changes with every commit and must not change the Bundle.
+		shown := make([]Warning, len(b.warnings))
+		for i, w := range b.warnings {
+			if r.opts.BaseDir != "" {
+				if abs, err := filepath.Abs(r.opts.BaseDir); err == nil {
+					w.File = strings.TrimPrefix(w.File, abs+string(filepath.Separator))
+				}
+			}
+			shown[i] = w
+		}
+		bundle.Annotations = map[string]string{fleetv1.FleetYAMLWarningsAnnotation: warningsText(shown, maxWarningsAnnotation)}
+	}
 	return &Bundle{Bundle: bundle, Manifest: &content.Manifest{Resources: b.resources}, Dir: d.display, Warnings: b.warnings}, nil
 }
 

@@ -281,3 +281,28 @@ func TestApply(t *testing.T) {
 		}
 	})
 }
+
+// TestApplyWarnsAboutUnknownFleetYAMLKeys: `apply -o -` of a fleet.yaml with
+// a key edgefleet does not know succeeds, printing the warning (file:line,
+// did you mean) on stderr; --strict fails on it.
+func TestApplyWarnsAboutUnknownFleetYAMLKeys(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"fleet.yaml": "defaultNamespace: web\nhelm:\n  releaseNam: web\n", "cm.yaml": configMap("a")})
+	var stdout, stderr bytes.Buffer
+	root := NewRoot(&stdout, &stderr)
+	root.SetArgs([]string{"apply", "-o", "-", "myapp", dir})
+	if err := root.ExecuteContext(context.Background()); err != nil {
+		t.Fatalf("apply: %v\n%s", err, stderr.String())
+	}
+	want := "warning: " + filepath.Join(dir, "fleet.yaml") + `:3: unknown field "releaseNam" in helm (did you mean "releaseName"?); ignored`
+	if !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr %q lacks %q", stderr.String(), want)
+	}
+	if !strings.Contains(stdout.String(), "kind: Bundle") || !strings.Contains(stdout.String(), fleetv1.FleetYAMLWarningsAnnotation) {
+		t.Errorf("stdout lacks the bundle with its warnings annotation:\n%s", stdout.String())
+	}
+	_, err := runCLI(t, "apply", "--strict", "-o", "-", "myapp", dir)
+	if err == nil || !strings.Contains(err.Error(), `fleet.yaml:3: unknown field "releaseNam" in helm`) {
+		t.Errorf("--strict: %v, want the unknown field as an error", err)
+	}
+}
