@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"sort"
 	"strings"
 	"unicode/utf8"
 
@@ -71,6 +72,14 @@ type Bundle struct {
 	// Warnings are fleet.yaml keys that were ignored (unknown, or not
 	// supported yet), each naming file and line.
 	Warnings []Warning
+	// FleetCLITargets are the targets as Rancher Fleet's CLI (`fleet test`)
+	// lists them for this bundle, in its order: fleet.yaml targets, then
+	// targetCustomizations, then the outer targets (or overrideTargets);
+	// the default target only when that is empty. FleetCLIRestrictions are
+	// the outer targets: when set, the entries before them are
+	// customizations and cannot be matched.
+	FleetCLITargets      []fleetv1.BundleTarget
+	FleetCLIRestrictions int
 }
 
 // Read reads every path into bundles. Any problem (bad fleet.yaml, invalid
@@ -316,6 +325,7 @@ func (r *reader) build(ctx context.Context, t *tree, d *bundleDir, name string) 
 		},
 		Spec: spec,
 	}
+	sort.SliceStable(b.warnings, func(i, j int) bool { return b.warnings[i].Line < b.warnings[j].Line })
 	if len(b.warnings) > 0 {
 		// Relative to the repository: a GitRepo's checkout directory
 		// changes with every commit and must not change the Bundle.
@@ -330,7 +340,9 @@ func (r *reader) build(ctx context.Context, t *tree, d *bundleDir, name string) 
 		}
 		bundle.Annotations = map[string]string{fleetv1.FleetYAMLWarningsAnnotation: warningsText(shown, maxWarningsAnnotation)}
 	}
-	return &Bundle{Bundle: bundle, Manifest: &content.Manifest{Resources: b.resources}, Dir: d.display, Warnings: b.warnings}, nil
+	cliTargets, cliRestrictions := fleetCLITargets(fy, r.opts.Targets)
+	return &Bundle{Bundle: bundle, Manifest: &content.Manifest{Resources: b.resources}, Dir: d.display, Warnings: b.warnings,
+		FleetCLITargets: cliTargets, FleetCLIRestrictions: cliRestrictions}, nil
 }
 
 // checkUnsupported warns about settings that are read and carried into the
