@@ -185,12 +185,12 @@ func TestApply(t *testing.T) {
 		writeFiles(t, dir, map[string]string{
 			"new/fleet.yaml":  "",
 			"new/a.yaml":      configMap("new"),
-			"web/fleet.yaml":  "defaultNamespace: web\nhelm:\n  valuez: {}\n",
+			"web/fleet.yaml":  "defaultNamespace: web\nhelm:\n  timeoutSeconds: soon\n",
 			"web/deploy.yaml": configMap("web3"),
 		})
 		defer writeFiles(t, dir, map[string]string{"web/fleet.yaml": "defaultNamespace: web\n"})
 		_, err := apply()
-		want := filepath.Join(dir, "web", "fleet.yaml") + `:3: unknown field "valuez" in helm (did you mean "values"?)`
+		want := filepath.Join(dir, "web", "fleet.yaml") + `:3: helm.timeoutSeconds: expected a whole number`
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("error = %v, want %q", err, want)
 		}
