@@ -49,6 +49,11 @@ const (
 	// being ignored with a warning: `edgefleet apply --strict` for CI.
 	StrictFleetYAMLAnnotation = "fleet.edgefleet.io/strict-fleet-yaml"
 
+	// GroupLabelPrefix + <group> ("true") on a Cluster puts it in that
+	// ClusterGroup: a token's spec.clusterGroup sets it on the Clusters it
+	// creates, and the group it creates selects it.
+	GroupLabelPrefix = "group.fleet.edgefleet.io/"
+
 	// RepoNameLabel and CommitLabel mark Bundles from a GitRepo.
 	RepoNameLabel = "fleet.edgefleet.io/repo-name"
 	CommitLabel   = "fleet.edgefleet.io/commit"
