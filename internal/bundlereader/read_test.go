@@ -371,6 +371,7 @@ func TestReadErrors(t *testing.T) {
 		{"fleet.yaml syntax", map[string]string{"fleet.yaml": "helm:\n  chart: [\n"}, Options{}, `fleet.yaml:2: invalid YAML`},
 		{"invalid YAML manifest", map[string]string{"deploy/app.yaml": "a: b\n---\nkind: x\n  bad: indent\n"}, Options{}, filepath.Join("deploy", "app.yaml") + `:4: invalid YAML`},
 		{"missing chart", map[string]string{"fleet.yaml": "helm:\n  chart: ./nochart\n"}, Options{}, `fleet.yaml:2: helm.chart: `},
+		{"go-getter chart source", map[string]string{"fleet.yaml": "helm:\n  chart: git::https://github.com/org/charts//web?ref=v1\n"}, Options{}, `fleet.yaml:2: helm.chart "git::https://github.com/org/charts//web?ref=v1": go-getter sources (git::, s3::, gcs::, hg::) are not supported`},
 		{"chart outside the bundle", map[string]string{"fleet.yaml": "helm:\n  chart: ../c\n"}, Options{}, `points outside the bundle directory`},
 		{"missing valuesFiles", map[string]string{"fleet.yaml": "helm:\n  valuesFiles:\n  - a.yaml\n  - missing.yaml\n", "a.yaml": "x: 1\n"}, Options{}, `fleet.yaml:4: helm.valuesFiles: `},
 		{"values not a map", map[string]string{"fleet.yaml": "helm:\n  chart: ./chart\n  values: [1, 2]\n", "chart/Chart.yaml": "apiVersion: v2\nname: c\nversion: 0.1.0\n"}, Options{}, `fleet.yaml:3: helm.values: expected a map of values`},
