@@ -275,6 +275,9 @@ func (r *reader) build(ctx context.Context, t *tree, d *bundleDir, name string) 
 	if err := b.resolveHelm(ctx, &spec.BundleDeploymentOptions, nil, []any{"helm"}); err != nil {
 		return nil, err
 	}
+	if err := b.updateDependencies(ctx, spec.Helm, []any{"helm"}); err != nil {
+		return nil, err
+	}
 	if err := b.checkOptions(&spec.BundleDeploymentOptions, nil); err != nil {
 		return nil, err
 	}
