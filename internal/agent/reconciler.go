@@ -234,6 +234,9 @@ func (r *reconciler) deploy(ctx context.Context, bd *fleetv1.BundleDeployment, i
 				return err
 			}
 		}
+		if err := r.applier.EnsureNamespaceMeta(ctx, r.target(bd, res)); err != nil {
+			return err
+		}
 		rel, err := r.helm.Deploy(ctx, res, bd.Spec.Options, map[string]string{fleetv1.BundleDeploymentLabel: apply.LabelValue(bd.Namespace, bd.Name)})
 		if err != nil {
 			return err
