@@ -210,7 +210,7 @@ type RolloutStrategy struct {
 
 	// maxNew is the most BundleDeployments the manager creates for this
 	// bundle in one reconcile; the rest are created in the following ones.
-	// Defaults to 50.
+	// When unset there is no cap (Fleet's default is 50).
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	MaxNew *int32 `json:"maxNew,omitempty"`

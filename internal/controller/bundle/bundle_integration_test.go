@@ -181,6 +181,7 @@ func TestBundleController(t *testing.T) {
 	t.Run("targets and customizations", func(t *testing.T) { testTargeting(t, newEnv(t, c, "fleet-a")) })
 	t.Run("maxUnavailable limits promotion", func(t *testing.T) { testMaxUnavailable(t, newEnv(t, c, "fleet-b")) })
 	t.Run("invalid selector", func(t *testing.T) { testInvalidSelector(t, newEnv(t, c, "fleet-c")) })
+	t.Run("maxNew creates deployments over several reconciles", func(t *testing.T) { testMaxNew(t, newEnv(t, c, "fleet-d")) })
 }
 
 func testTargeting(t *testing.T, e *env) {
@@ -501,4 +502,23 @@ func TestBundleObservedGenerationOnlyAfterWrites(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// testMaxNew: with rolloutStrategy.maxNew 2, five matched clusters still all
+// get their BundleDeployment (the rest in later reconciles), and none is
+// lost.
+func testMaxNew(t *testing.T, e *env) {
+	names := []string{"n1", "n2", "n3", "n4", "n5"}
+	for _, n := range names {
+		e.cluster(n, nil)
+		e.checkIn(n)
+	}
+	two := int32(2)
+	e.create(&fleetv1.Bundle{ObjectMeta: metav1.ObjectMeta{Name: "app"}, Spec: fleetv1.BundleSpec{
+		RolloutStrategy: &fleetv1.RolloutStrategy{MaxNew: &two},
+		Targets:         []fleetv1.BundleTarget{{ClusterSelector: &metav1.LabelSelector{}}},
+	}})
+	for _, n := range names {
+		e.mustBD("app", n)
+	}
 }
