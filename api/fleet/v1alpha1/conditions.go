@@ -59,7 +59,7 @@ const (
 	// has passed and it can no longer be used to register clusters.
 	ExpiredCondition = "Expired"
 
-	// FleetYAMLWarningsCondition (GitRepo) is present and True while a
+	// FleetYAMLWarningsCondition (GitRepo, Bundle) is present and True while a
 	// fleet.yaml at the current commit has keys that were ignored (unknown,
 	// or not supported yet); the message lists them with file and line.
 	FleetYAMLWarningsCondition = "FleetYAMLWarnings"

@@ -109,7 +109,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named("bundle").
-		For(&fleetv1.Bundle{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
+		// Annotations: the reader's fleet.yaml warnings change without a
+		// spec change (FleetYAMLWarnings condition).
+		For(&fleetv1.Bundle{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		WatchesRawSource(source.Func(func(_ context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
 			r.mu.Lock()
 			r.bundleQueue = q
@@ -265,6 +267,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	// write means the spec is not fully acted on yet.
 	updated := bundle.DeepCopy()
 	computeStatus(&updated.Status, &bundle, deployments, pending)
+	setWarningsCondition(&updated.Status, &bundle)
 	updated.Status.Partitions = rollout.Partitions
 	if err := conditions.PatchStatus(ctx, r.Client, &bundle, updated, &updated.Status.ObservedGeneration, errors.Join(errs...)); err != nil {
 		errs = append(errs, err)
