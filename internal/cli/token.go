@@ -185,6 +185,9 @@ CA sha256: %s
 // manifest trusting exactly the manager's CA, given inline (PEM lines hold
 // only base64 and dashes, safe in single quotes), and applies it.
 func curlJoinCommand(caPEM []byte, importURL string) string {
+	if strings.ContainsAny(importURL, "'\"\\ \t\r\n`$") {
+		return fmt.Sprintf("# the manager's URL %q cannot be quoted safely; fix --external-url", importURL)
+	}
 	var lines []string
 	for _, l := range strings.Split(strings.TrimSpace(string(caPEM)), "\n") {
 		if l = strings.TrimSpace(l); l == "" {
