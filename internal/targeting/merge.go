@@ -28,8 +28,6 @@ func Merge(base, custom fleetv1.BundleDeploymentOptions) fleetv1.BundleDeploymen
 	result.KeepResources = result.KeepResources || custom.KeepResources
 	result.DeleteNamespace = result.DeleteNamespace || custom.DeleteNamespace
 	result.DeleteCRDResources = result.DeleteCRDResources || custom.DeleteCRDResources
-	result.CreateNamespace = result.CreateNamespace || custom.CreateNamespace
-	result.DownstreamResources = mergeByKey(result.DownstreamResources, custom.DownstreamResources, func(d fleetv1.DownstreamResource) string { return d.Kind + "/" + d.Name })
 	if len(custom.NamespaceLabels) > 0 {
 		if result.NamespaceLabels == nil {
 			result.NamespaceLabels = map[string]string{}
@@ -74,6 +72,8 @@ func Merge(base, custom fleetv1.BundleDeploymentOptions) fleetv1.BundleDeploymen
 	if custom.Ignore != nil {
 		result.Ignore = custom.Ignore
 	}
+	result.CreateNamespace = result.CreateNamespace || custom.CreateNamespace
+	result.DownstreamResources = mergeByKey(result.DownstreamResources, custom.DownstreamResources, func(d fleetv1.DownstreamResource) string { return d.Kind + "/" + d.Name })
 	return result
 }
 

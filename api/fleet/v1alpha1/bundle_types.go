@@ -396,24 +396,11 @@ type BundleDeploymentOptions struct {
 	DeleteNamespace bool `json:"deleteNamespace,omitempty"`
 
 	// deleteCRDResources deletes the CustomResourceDefinitions the bundle
-	// deployed (and with them every custom resource of those kinds) when the
-	// bundle is removed from the cluster. By default CRDs are kept, as in
-	// Fleet.
+	// deployed when the bundle is removed from the cluster (or stops
+	// deploying them), and with them every custom resource of their kinds
+	// in the cluster. By default, as in Fleet, CRDs are kept.
 	// +optional
 	DeleteCRDResources bool `json:"deleteCRDResources,omitempty"`
-
-	// createNamespace is accepted for Fleet compatibility: the agent always
-	// creates the bundle's target namespace when it does not exist.
-	// +optional
-	CreateNamespace bool `json:"createNamespace,omitempty"`
-
-	// downstreamResources are Secrets and ConfigMaps in the bundle's
-	// namespace to copy to the downstream cluster (Fleet's experimental
-	// field). Carried but not acted on yet: edgefleet does not copy them.
-	// +optional
-	// +listType=atomic
-	// +kubebuilder:validation:MaxItems=64
-	DownstreamResources []DownstreamResource `json:"downstreamResources,omitempty"`
 
 	// helm configures deployment of a Helm chart and the Helm release used
 	// for the bundle.
@@ -442,6 +429,19 @@ type BundleDeploymentOptions struct {
 	// computing readiness.
 	// +optional
 	Ignore *IgnoreOptions `json:"ignore,omitempty"`
+
+	// createNamespace is accepted for Fleet compatibility: the agent always
+	// creates the bundle's target namespace when it does not exist.
+	// +optional
+	CreateNamespace bool `json:"createNamespace,omitempty"`
+
+	// downstreamResources are Secrets and ConfigMaps in the bundle's
+	// namespace to copy to the downstream cluster (Fleet's experimental
+	// field). Carried but not acted on yet: edgefleet does not copy them.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	DownstreamResources []DownstreamResource `json:"downstreamResources,omitempty"`
 }
 
 // DownstreamResource names a Secret or ConfigMap to copy downstream.

@@ -160,11 +160,6 @@ func (in *BundleDeploymentOptions) DeepCopyInto(out *BundleDeploymentOptions) {
 			(*out)[key] = val
 		}
 	}
-	if in.DownstreamResources != nil {
-		in, out := &in.DownstreamResources, &out.DownstreamResources
-		*out = make([]DownstreamResource, len(*in))
-		copy(*out, *in)
-	}
 	if in.Helm != nil {
 		in, out := &in.Helm, &out.Helm
 		*out = new(HelmOptions)
@@ -194,6 +189,11 @@ func (in *BundleDeploymentOptions) DeepCopyInto(out *BundleDeploymentOptions) {
 		in, out := &in.Ignore, &out.Ignore
 		*out = new(IgnoreOptions)
 		(*in).DeepCopyInto(*out)
+	}
+	if in.DownstreamResources != nil {
+		in, out := &in.DownstreamResources, &out.DownstreamResources
+		*out = make([]DownstreamResource, len(*in))
+		copy(*out, *in)
 	}
 }
 
