@@ -226,6 +226,13 @@ func (r *reconciler) deploy(ctx context.Context, bd *fleetv1.BundleDeployment, i
 	if err != nil {
 		return err
 	}
+	if res.Kind == render.KindHelm {
+		// Helm creates the namespace bare: namespaceLabels and
+		// namespaceAnnotations first (raw bundles get them in Apply).
+		if err := r.applier.EnsureNamespaceMeta(ctx, r.target(bd, res)); err != nil {
+			return err
+		}
+	}
 	key := client.ObjectKeyFromObject(bd)
 	if res.Kind == render.KindHelm {
 		if inv != nil && inv.Kind != string(render.KindHelm) {
@@ -233,9 +240,6 @@ func (r *reconciler) deploy(ctx context.Context, bd *fleetv1.BundleDeployment, i
 			if err := r.applier.Delete(ctx, bd.Namespace, bd.Name, inv, false); err != nil {
 				return err
 			}
-		}
-		if err := r.applier.EnsureNamespaceMeta(ctx, r.target(bd, res)); err != nil {
-			return err
 		}
 		rel, err := r.helm.Deploy(ctx, res, bd.Spec.Options, map[string]string{fleetv1.BundleDeploymentLabel: apply.LabelValue(bd.Namespace, bd.Name)})
 		if err != nil {

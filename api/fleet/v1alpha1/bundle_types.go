@@ -491,12 +491,6 @@ type HelmOptions struct {
 	// +kubebuilder:pruning:PreserveUnknownFields
 	Values *runtime.RawExtension `json:"values,omitempty"`
 
-	// templateValues are Helm values computed per cluster: each value is a
-	// template (${ } delimiters, the same data as values) whose output is
-	// read as YAML and set at its key, replacing that key of values.
-	// +optional
-	TemplateValues map[string]string `json:"templateValues,omitempty"`
-
 	// valuesFiles are paths, inside the bundle, of values files merged over
 	// values in order.
 	// +optional
@@ -508,6 +502,12 @@ type HelmOptions struct {
 	// +optional
 	// +listType=atomic
 	ValuesFrom []ValueFrom `json:"valuesFrom,omitempty"`
+
+	// templateValues are Helm values computed per cluster: each value is a
+	// template (${ } delimiters, the same data as values) whose output is
+	// read as YAML and set at its key, replacing that key of values.
+	// +optional
+	TemplateValues map[string]string `json:"templateValues,omitempty"`
 
 	// timeoutSeconds is how long Helm waits for an install or upgrade.
 	// +optional

@@ -1221,13 +1221,6 @@ func (in *HelmOptions) DeepCopyInto(out *HelmOptions) {
 		*out = new(runtime.RawExtension)
 		(*in).DeepCopyInto(*out)
 	}
-	if in.TemplateValues != nil {
-		in, out := &in.TemplateValues, &out.TemplateValues
-		*out = make(map[string]string, len(*in))
-		for key, val := range *in {
-			(*out)[key] = val
-		}
-	}
 	if in.ValuesFiles != nil {
 		in, out := &in.ValuesFiles, &out.ValuesFiles
 		*out = make([]string, len(*in))
@@ -1238,6 +1231,13 @@ func (in *HelmOptions) DeepCopyInto(out *HelmOptions) {
 		*out = make([]ValueFrom, len(*in))
 		for i := range *in {
 			(*in)[i].DeepCopyInto(&(*out)[i])
+		}
+	}
+	if in.TemplateValues != nil {
+		in, out := &in.TemplateValues, &out.TemplateValues
+		*out = make(map[string]string, len(*in))
+		for key, val := range *in {
+			(*out)[key] = val
 		}
 	}
 }

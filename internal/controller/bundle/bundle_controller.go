@@ -267,8 +267,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	// write means the spec is not fully acted on yet.
 	updated := bundle.DeepCopy()
 	computeStatus(&updated.Status, &bundle, deployments, pending)
-	setWarningsCondition(&updated.Status, &bundle)
 	updated.Status.Partitions = rollout.Partitions
+	setWarningsCondition(&updated.Status, &bundle)
 	if err := conditions.PatchStatus(ctx, r.Client, &bundle, updated, &updated.Status.ObservedGeneration, errors.Join(errs...)); err != nil {
 		errs = append(errs, err)
 	}
