@@ -266,9 +266,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	// observedGeneration only once every write went through: a failed
 	// write means the spec is not fully acted on yet.
 	updated := bundle.DeepCopy()
+	setWarningsCondition(&updated.Status, &bundle)
 	computeStatus(&updated.Status, &bundle, deployments, pending)
 	updated.Status.Partitions = rollout.Partitions
-	setWarningsCondition(&updated.Status, &bundle)
 	if err := conditions.PatchStatus(ctx, r.Client, &bundle, updated, &updated.Status.ObservedGeneration, errors.Join(errs...)); err != nil {
 		errs = append(errs, err)
 	}

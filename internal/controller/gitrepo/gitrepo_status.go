@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/bundlereader"
 	"github.com/edgefleet/edgefleet/internal/controller/conditions"
 	"github.com/edgefleet/edgefleet/internal/targeting"
 )
@@ -97,8 +96,8 @@ func (r *Reconciler) updateStatus(ctx context.Context, gr, base *fleetv1.GitRepo
 	if !st.lastPoll.IsZero() && (s.LastPollingTriggered == nil || st.lastPoll.Sub(s.LastPollingTriggered.Time) >= max(pollingInterval(gr), lastPollingWrite)) {
 		s.LastPollingTriggered = &metav1.Time{Time: st.lastPoll.Truncate(time.Second)}
 	}
-	computeStatus(s, gr, st.failure, st.fetchFailed, bds, bs)
 	setWarningsCondition(s, gr.Generation, st.warnings)
+	computeStatus(s, gr, st.failure, st.fetchFailed, bds, bs)
 	if equality.Semantic.DeepEqual(base.Status, updated.Status) {
 		return nil
 	}
@@ -229,26 +228,4 @@ func shortCommit(c string) string {
 		return c[:12]
 	}
 	return c
-}
-
-// setWarningsCondition reports the fleet.yaml keys ignored at the current
-// commit; the condition is absent when there are none.
-func setWarningsCondition(s *fleetv1.GitRepoStatus, generation int64, ws []bundlereader.Warning) {
-	if len(ws) == 0 {
-		meta.RemoveStatusCondition(&s.Conditions, fleetv1.FleetYAMLWarningsCondition)
-		return
-	}
-	msg := fmt.Sprintf("%d fleet.yaml key(s) ignored (set annotation %s: \"true\" to fail instead): ", len(ws), fleetv1.StrictFleetYAMLAnnotation)
-	for i, w := range ws {
-		line := w.String()
-		if len(msg)+len(line) > 1024 {
-			msg += fmt.Sprintf("… and %d more (see the Bundles' %s annotation)", len(ws)-i, fleetv1.FleetYAMLWarningsAnnotation)
-			break
-		}
-		if i > 0 {
-			msg += "; "
-		}
-		msg += line
-	}
-	meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: fleetv1.FleetYAMLWarningsCondition, Status: metav1.ConditionTrue, Reason: fleetv1.IgnoredKeysReason, Message: msg, ObservedGeneration: generation})
 }
