@@ -47,10 +47,10 @@ func TestReadPaths(t *testing.T) {
 		name    string
 		paths   []string
 		strict  bool
+		warning string
 		bundles []string
 		reason  string
 		msg     string
-		warning string
 	}{
 		{name: "unknown fleet.yaml key is a warning", paths: []string{"fleety"}, bundles: []string{"r-fleety"}, warning: `fleety/fleet.yaml:2: unknown field "imageScans": image scanning is not supported by edgefleet; ignored`},
 		{name: "strict annotation: unknown key fails the path", paths: []string{"fleety", "infra"}, strict: true, bundles: []string{"r-infra"}, reason: fleetv1.RenderErrorReason, msg: `fleety/fleet.yaml:2: unknown field "imageScans"`},

@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -160,7 +159,7 @@ func equalStatus(a, b *machinesv1.MachineRegistration) bool {
 	x, y := a.Status, b.Status
 	if x.TokenSecretName != y.TokenSecretName || x.RegistrationEndpoint != y.RegistrationEndpoint || x.TokenHash != y.TokenHash ||
 		x.TokenRotation != y.TokenRotation || !timeEqual(x.TokenIssuedAt, y.TokenIssuedAt) || !timeEqual(x.TokenExpiresAt, y.TokenExpiresAt) ||
-		x.ObservedGeneration != y.ObservedGeneration || len(x.Conditions) != len(y.Conditions) || !slices.Equal(x.EffectiveAuth, y.EffectiveAuth) {
+		x.ObservedGeneration != y.ObservedGeneration || len(x.Conditions) != len(y.Conditions) || fmt.Sprint(x.EffectiveAuth) != fmt.Sprint(y.EffectiveAuth) {
 		return false
 	}
 	for i := range x.Conditions {
