@@ -124,6 +124,10 @@ func runFleetTest(ctx context.Context, o fleetTestOptions, dirs []string, out, e
 		// "default" cluster group.
 		o.groups = []string{"default"}
 	}
+	if !o.asManager && len(o.groups) == 0 && len(o.groupLabels) > 0 {
+		// fleet test -L without -g: a group without a name, with those labels.
+		o.groups = []string{""}
+	}
 	if o.asManager && o.clusterName == "" {
 		o.clusterName = "local"
 	}

@@ -36,6 +36,7 @@ func TestFleetTestGolden(t *testing.T) {
 		{"helm-labels-prod", []string{"test", "-N", "edge-1", "-l", "env=prod,region=eu", "helm"}},
 		{"helm-group-europe", []string{"test", "-g", "europe", "helm"}},
 		{"helm-target-by-name", []string{"test", "-t", "eu", "helm"}},
+		{"helm-group-labels", []string{"test", "-q", "-L", "geo=eu", "helm"}},
 		{"helm-lab-doNotDeploy-entry", []string{"test", "-q", "-l", "env=lab", "helm"}},
 		{"raw-labels-eu-overlay", []string{"test", "-l", "region=eu", "raw"}},
 		{"raw-labels-edge-target", []string{"test", "-l", "kind=edge", "raw"}},
