@@ -9,6 +9,8 @@ declare -A need=(
   [git]=git
   [make]=make
   [gcc]=gcc
+  # the join command `edgefleet token create` prints (e2e TestReadmeWalkthrough runs it)
+  [curl]=curl
   # machine registration tests (TPM simulator, EK certificates) and seed images
   [swtpm]=swtpm
   [swtpm_setup]=swtpm-tools

@@ -243,6 +243,13 @@ func (r *reconciler) deploy(ctx context.Context, bd *fleetv1.BundleDeployment, i
 	if err != nil {
 		return err
 	}
+	if res.Kind == render.KindHelm {
+		// Helm creates the namespace bare: namespaceLabels and
+		// namespaceAnnotations first (raw bundles get them in Apply).
+		if err := as.applier.EnsureNamespaceMeta(ctx, r.target(bd, res)); err != nil {
+			return err
+		}
+	}
 	key := client.ObjectKeyFromObject(bd)
 	if res.Kind == render.KindHelm {
 		if inv != nil && inv.Kind != string(render.KindHelm) {

@@ -36,12 +36,45 @@ type FleetYAML struct {
 var notInFleetYAML = map[string]bool{"resources": true, "contentsID": true, "targetRestrictions": true}
 
 // unsupportedFleetFields are Fleet fields edgefleet does not implement; the
-// error says so instead of calling them unknown.
+// warning (or, strict, the error) says so instead of calling them unknown.
 var unsupportedFleetFields = map[string]string{
-	"imageScans":              "image scanning is not supported by edgefleet",
-	"targetCustomizationMode": "only FirstMatch (the default) is supported",
-	"downstreamResources":     "copying upstream Secrets/ConfigMaps downstream is not supported",
-	"helmOpOptions":           "HelmOps are not supported",
+	"imageScans":    "image scanning is not supported by edgefleet",
+	"helmOpOptions": "HelmOps are not supported",
+}
+
+// Warning is a problem in a fleet.yaml that does not stop the bundle: an
+// unknown or unsupported key, ignored as Fleet ignores it. Strict reading
+// (Options.Strict) turns warnings into errors.
+type Warning struct {
+	File    string
+	Line    int
+	Message string
+}
+
+func (w Warning) String() string {
+	return yamlFileError(w.File, w.Line, "%s", w.Message).Error()
+}
+
+// maxWarningsAnnotation bounds the warnings kept on a Bundle: a fleet.yaml
+// full of unknown keys must not make the object large.
+const maxWarningsAnnotation = 4096
+
+// warningsText is the warnings one per line, at most max bytes (the rest
+// is counted, not listed).
+func warningsText(ws []Warning, max int) string {
+	var b strings.Builder
+	for i, w := range ws {
+		line := w.String()
+		if b.Len()+len(line)+1 > max {
+			fmt.Fprintf(&b, "… and %d more", len(ws)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(line)
+	}
+	return b.String()
 }
 
 // yamlFileError is an error at a line of a file.
@@ -103,36 +136,57 @@ func validateYAMLStream(file string, data []byte) error {
 // wrong type and non-map documents are errors naming file and line. The
 // returned node lets later checks report lines too.
 func ParseFleetYAML(file string, data []byte) (*FleetYAML, *yaml.Node, error) {
+	fy, root, _, err := parseFleetYAML(file, data, true)
+	return fy, root, err
+}
+
+// ParseFleetYAMLLenient parses a fleet.yaml as Fleet does: unknown and
+// unsupported keys are ignored and returned as warnings (file:line, with
+// "did you mean" when a known key is close); values of the wrong type and
+// invalid YAML are still errors.
+func ParseFleetYAMLLenient(file string, data []byte) (*FleetYAML, *yaml.Node, []Warning, error) {
+	return parseFleetYAML(file, data, false)
+}
+
+func parseFleetYAML(file string, data []byte, strict bool) (*FleetYAML, *yaml.Node, []Warning, error) {
 	fy := &FleetYAML{}
 	root, err := parseYAMLDocument(file, data)
 	if err != nil || root == nil {
-		return fy, root, err
+		return fy, root, nil, err
 	}
-	if err := decodeStrict(file, root, fy, notInFleetYAML); err != nil {
-		return nil, nil, err
+	warnings, err := decode(file, root, fy, notInFleetYAML, strict)
+	if err != nil {
+		return nil, nil, nil, err
 	}
-	return fy, root, nil
+	return fy, root, warnings, nil
 }
 
 // decodeStrict checks node against out's type (by JSON field names) and
 // then decodes it through JSON, so custom JSON types keep their semantics.
 func decodeStrict(file string, node *yaml.Node, out any, deny map[string]bool) error {
-	c := &typeChecker{file: file, deny: deny}
+	_, err := decode(file, node, out, deny, true)
+	return err
+}
+
+// decode is decodeStrict that, when not strict, drops unknown keys from
+// node with a warning each instead of failing.
+func decode(file string, node *yaml.Node, out any, deny map[string]bool, strict bool) ([]Warning, error) {
+	c := &typeChecker{file: file, deny: deny, lenient: !strict}
 	if err := c.check(node, reflect.TypeOf(out).Elem(), "", true); err != nil {
-		return err
+		return nil, err
 	}
 	var v any
 	if err := node.Decode(&v); err != nil {
-		return yamlSyntaxError(file, err)
+		return nil, yamlSyntaxError(file, err)
 	}
 	data, err := json.Marshal(jsonable(v))
 	if err != nil {
-		return fmt.Errorf("%s: %w", file, err)
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("%s: %w", file, err)
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	return nil
+	return c.warnings, nil
 }
 
 // jsonable converts what yaml.v3 decodes into something encoding/json
@@ -175,6 +229,9 @@ var (
 type typeChecker struct {
 	file string
 	deny map[string]bool
+	// lenient removes unknown keys from the node, recording a warning each.
+	lenient  bool
+	warnings []Warning
 }
 
 func (c *typeChecker) errorf(n *yaml.Node, format string, args ...any) error {
@@ -211,12 +268,14 @@ func (c *typeChecker) check(n *yaml.Node, t reflect.Type, path string, top bool)
 			return c.errorf(n, "%s: expected a map, got %s", fieldName(path), describe(n))
 		}
 		fields := jsonFields(t)
+		kept := n.Content[:0:0]
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if k.Tag == "!!merge" {
 				if err := c.check(v, t, path, top); err != nil {
 					return err
 				}
+				kept = append(kept, k, v)
 				continue
 			}
 			ft, ok := fields[k.Value]
@@ -224,11 +283,20 @@ func (c *typeChecker) check(n *yaml.Node, t reflect.Type, path string, top bool)
 				ok = false
 			}
 			if !ok {
-				return c.unknownField(k, path, fields, top)
+				err := c.unknownField(k, path, fields, top)
+				if !c.lenient {
+					return err
+				}
+				c.warnings = append(c.warnings, Warning{File: c.file, Line: k.Line, Message: strings.TrimPrefix(err.Error(), yamlFileError(c.file, k.Line, "").Error()) + "; ignored"})
+				continue
 			}
 			if err := c.check(v, ft, join(path, k.Value), false); err != nil {
 				return err
 			}
+			kept = append(kept, k, v)
+		}
+		if c.lenient {
+			n.Content = kept
 		}
 		return nil
 	case reflect.Map:

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"path"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -117,6 +118,9 @@ func mergeMaps(base, over map[string]any) map[string]any {
 // resolveChart makes h point at a chart inside the bundle: a local chart
 // path is checked, and a chart from a repository, an OCI registry or a URL
 // is downloaded into the manifest under ChartDir and h rewritten to it.
+// goGetterForced matches go-getter's forced-getter prefix ("git::https://…").
+var goGetterForced = regexp.MustCompile(`^[a-z0-9]+::`)
+
 func (b *builder) resolveChart(ctx context.Context, h *fleetv1.HelmOptions, where []any) error {
 	if h == nil || (h.Chart == "" && h.Repo == "") {
 		return nil
@@ -137,6 +141,8 @@ func (b *builder) resolveChart(ctx context.Context, h *fleetv1.HelmOptions, wher
 		dl, err = b.r.fetchOCI(ctx, h.Chart, h.Version)
 	case strings.HasPrefix(h.Chart, "http://") || strings.HasPrefix(h.Chart, "https://"):
 		dl, err = b.r.fetchURL(ctx, h.Chart)
+	case goGetterForced.MatchString(h.Chart):
+		return b.fleetErr(chartAt, "helm.chart %q: go-getter sources (git::, s3::, gcs::, hg::) are not supported (docs/fleet-yaml.md); vendor the chart in the repository, add its git repository as a GitRepo path, or use an https:// chart archive, a Helm repository (repo + chart) or oci://", h.Chart)
 	default:
 		return b.checkLocalChart(h.Chart, chartAt)
 	}

@@ -197,3 +197,59 @@ func TestHelmChartURL(t *testing.T) {
 	g.eq(h.Version, "0.3.0")
 	g.eq(chartVersionIn(t, bundles[0], h.Chart), "0.3.0")
 }
+
+// TestHelmDependencyUpdate: as Fleet runs `helm dependency update`, a local
+// chart's missing dependencies are added to the bundle under charts/ — a
+// file:// one from the bundle, one from an HTTP Helm repository (through
+// the guarded download) — and the chart renders with them;
+// disableDependencyUpdate leaves charts/ alone; a dependency outside the
+// bundle or in a named repository is an error naming it.
+func TestHelmDependencyUpdate(t *testing.T) {
+	g := check{t}
+	repoDir := t.TempDir()
+	srv := httptest.NewServer(http.FileServer(http.Dir(repoDir)))
+	t.Cleanup(srv.Close)
+	index := repo.NewIndexFile()
+	archive := packageChart(t, "remotedep", "1.2.3")
+	data, err := os.ReadFile(archive)
+	g.noErr(err)
+	g.noErr(os.WriteFile(filepath.Join(repoDir, filepath.Base(archive)), data, 0o644))
+	sum := sha256.Sum256(data)
+	g.noErr(index.MustAdd(&chartv2.Metadata{APIVersion: "v2", Name: "remotedep", Version: "1.2.3"}, filepath.Base(archive), srv.URL+"/", "sha256:"+hex.EncodeToString(sum[:])))
+	g.noErr(index.WriteFile(filepath.Join(repoDir, "index.yaml"), 0o644))
+
+	chartYAML := "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n- name: localdep\n  version: 0.1.0\n  repository: file://../localdep\n- name: remotedep\n  version: ^1.0.0\n  repository: " + srv.URL + "\n"
+	files := map[string]string{
+		"fleet.yaml":                    "helm:\n  chart: ./app\n",
+		"app/Chart.yaml":                chartYAML,
+		"app/templates/cm.yaml":         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n",
+		"localdep/Chart.yaml":           "apiVersion: v2\nname: localdep\nversion: 0.1.0\n",
+		"localdep/templates/local.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: local\n",
+	}
+	bundles, err := Read(context.Background(), Options{Name: "myapp"}, writeTree(t, files))
+	g.noErr(err)
+	names := resourceNames(bundles[0])
+	g.has(names, "app/charts/localdep/Chart.yaml", "app/charts/localdep/templates/local.yaml", "app/charts/remotedep/Chart.yaml", "app/charts/remotedep/templates/cm.yaml")
+	g.eq(chartVersionIn(t, bundles[0], "app/charts/remotedep"), "1.2.3")
+
+	files["fleet.yaml"] = "helm:\n  chart: ./app\n  disableDependencyUpdate: true\n"
+	bundles, err = Read(context.Background(), Options{Name: "myapp"}, writeTree(t, files))
+	g.noErr(err)
+	for _, n := range resourceNames(bundles[0]) {
+		g.true(!strings.HasPrefix(n, "app/charts/"), "disableDependencyUpdate added %s", n)
+	}
+
+	for _, tc := range []struct{ repo, want string }{
+		{"file://../../elsewhere", "is outside the bundle"},
+		{"@stable", "is a named repository"},
+		{"", "has no repository and is not in app/charts/"},
+	} {
+		files := map[string]string{
+			"fleet.yaml":     "helm:\n  chart: ./app\n",
+			"app/Chart.yaml": "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n- name: dep\n  version: 0.1.0\n  repository: \"" + tc.repo + "\"\n",
+		}
+		_, err := Read(context.Background(), Options{Name: "myapp"}, writeTree(t, files))
+		g.errContains(err, `fleet.yaml:2: chart dependency "dep`)
+		g.errContains(err, tc.want)
+	}
+}

@@ -7,9 +7,11 @@ package bundlereader
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"sort"
 	"strings"
 	"unicode/utf8"
 
@@ -54,6 +56,10 @@ type Options struct {
 	Root string
 	// Limits bound the bytes read (defaults when zero).
 	Limits Limits
+	// Strict fails on unknown or unsupported fleet.yaml keys (edgefleet's
+	// behaviour before Fleet compatibility; `--strict` for CI). By default
+	// they are ignored, as Fleet does, and reported in Bundle.Warnings.
+	Strict bool
 }
 
 // Bundle is one bundle read from a directory: the Bundle object (without
@@ -63,6 +69,17 @@ type Bundle struct {
 	Manifest *content.Manifest
 	// Dir is the directory it was read from, as given.
 	Dir string
+	// Warnings are fleet.yaml keys that were ignored (unknown, or not
+	// supported yet), each naming file and line.
+	Warnings []Warning
+	// FleetCLITargets are the targets as Rancher Fleet's CLI (`fleet test`)
+	// lists them for this bundle, in its order: fleet.yaml targets, then
+	// targetCustomizations, then the outer targets (or overrideTargets);
+	// the default target only when that is empty. FleetCLIRestrictions are
+	// the outer targets: when set, the entries before them are
+	// customizations and cannot be matched.
+	FleetCLITargets      []fleetv1.BundleTarget
+	FleetCLIRestrictions int
 }
 
 // Read reads every path into bundles. Any problem (bad fleet.yaml, invalid
@@ -194,6 +211,7 @@ type builder struct {
 	dir       *bundleDir
 	fleetFile string // fleet.yaml as shown to the user
 	node      *yaml.Node
+	warnings  []Warning
 	resources []fleetv1.BundleResource
 	files     map[string]bool
 	charts    map[string]bool
@@ -228,7 +246,7 @@ func (r *reader) build(ctx context.Context, t *tree, d *bundleDir, name string) 
 		if err != nil {
 			return nil, err
 		}
-		if fy, b.node, err = ParseFleetYAML(b.fleetFile, data); err != nil {
+		if fy, b.node, b.warnings, err = parseFleetYAML(b.fleetFile, data, r.opts.Strict); err != nil {
 			return nil, err
 		}
 	}
@@ -255,6 +273,9 @@ func (r *reader) build(ctx context.Context, t *tree, d *bundleDir, name string) 
 	spec := fy.BundleSpec
 	spec.Paused = spec.Paused || r.opts.Paused
 	if err := b.resolveHelm(ctx, &spec.BundleDeploymentOptions, nil, []any{"helm"}); err != nil {
+		return nil, err
+	}
+	if err := b.updateDependencies(ctx, spec.Helm, []any{"helm"}); err != nil {
 		return nil, err
 	}
 	if err := b.checkOptions(&spec.BundleDeploymentOptions, nil); err != nil {
@@ -294,6 +315,9 @@ func (r *reader) build(ctx context.Context, t *tree, d *bundleDir, name string) 
 		}
 	}
 	spec.Targets, spec.TargetRestrictions = composeTargets(fy, r.opts.Targets)
+	if err := b.checkUnsupported(&spec, fy); err != nil {
+		return nil, err
+	}
 
 	bundle := &fleetv1.Bundle{
 		TypeMeta: metav1.TypeMeta{APIVersion: fleetv1.GroupVersion.String(), Kind: "Bundle"},
@@ -304,7 +328,52 @@ func (r *reader) build(ctx context.Context, t *tree, d *bundleDir, name string) 
 		},
 		Spec: spec,
 	}
-	return &Bundle{Bundle: bundle, Manifest: &content.Manifest{Resources: b.resources}, Dir: d.display}, nil
+	sort.SliceStable(b.warnings, func(i, j int) bool { return b.warnings[i].Line < b.warnings[j].Line })
+	if len(b.warnings) > 0 {
+		// Relative to the repository: a GitRepo's checkout directory
+		// changes with every commit and must not change the Bundle.
+		shown := make([]Warning, len(b.warnings))
+		for i, w := range b.warnings {
+			if r.opts.BaseDir != "" {
+				if abs, err := filepath.Abs(r.opts.BaseDir); err == nil {
+					w.File = strings.TrimPrefix(w.File, abs+string(filepath.Separator))
+				}
+			}
+			shown[i] = w
+		}
+		bundle.Annotations = map[string]string{fleetv1.FleetYAMLWarningsAnnotation: warningsText(shown, maxWarningsAnnotation)}
+	}
+	cliTargets, cliRestrictions := fleetCLITargets(fy, r.opts.Targets)
+	return &Bundle{Bundle: bundle, Manifest: &content.Manifest{Resources: b.resources}, Dir: d.display, Warnings: b.warnings,
+		FleetCLITargets: cliTargets, FleetCLIRestrictions: cliRestrictions}, nil
+}
+
+// checkUnsupported warns about settings that are read and carried into the
+// Bundle but not acted on yet (strict: fails).
+func (b *builder) checkUnsupported(spec *fleetv1.BundleSpec, fy *FleetYAML) error {
+	warn := func(at []any, format string, args ...any) error {
+		w := Warning{File: b.fleetFile, Line: lineOf(b.node, at...), Message: fmt.Sprintf(format, args...)}
+		if b.r.opts.Strict {
+			return errors.New(w.String())
+		}
+		b.warnings = append(b.warnings, w)
+		return nil
+	}
+	check := func(o *fleetv1.BundleDeploymentOptions, at []any) error {
+		if len(o.DownstreamResources) > 0 {
+			return warn(append(append([]any(nil), at...), "downstreamResources"), "downstreamResources: not supported yet: the %d Secret/ConfigMap(s) listed are not copied to clusters; create them downstream (e.g. in another bundle)", len(o.DownstreamResources))
+		}
+		return nil
+	}
+	if err := check(&spec.BundleDeploymentOptions, nil); err != nil {
+		return err
+	}
+	for i := range fy.TargetCustomizations {
+		if err := check(&fy.TargetCustomizations[i].BundleDeploymentOptions, []any{"targetCustomizations", i}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // resolveHelm merges valuesFiles and resolves the chart of one set of

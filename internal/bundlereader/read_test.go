@@ -359,11 +359,11 @@ func TestReadErrors(t *testing.T) {
 		opts  Options
 		want  string
 	}{
-		{"unknown top-level field", map[string]string{"fleet.yaml": "defaultNamespace: x\nhelmm: {}\n"}, Options{}, `fleet.yaml:2: unknown field "helmm" (did you mean "helm"?)`},
-		{"unknown nested field", map[string]string{"fleet.yaml": "helm:\n  chart: ./c\n  chartt: x\n"}, Options{}, `fleet.yaml:3: unknown field "chartt" in helm`},
-		{"unknown field in a customization", map[string]string{"fleet.yaml": "targetCustomizations:\n- name: a\n  clusterSelecter: {}\n"}, Options{}, `fleet.yaml:3: unknown field "clusterSelecter" in targetCustomizations[0]`},
-		{"fields edgefleet fills in", map[string]string{"fleet.yaml": "contentsID: s-1\n"}, Options{}, `fleet.yaml:1: unknown field "contentsID"`},
-		{"unsupported Fleet feature", map[string]string{"fleet.yaml": "imageScans: []\n"}, Options{}, `fleet.yaml:1: unknown field "imageScans": image scanning is not supported`},
+		{"unknown top-level field", map[string]string{"fleet.yaml": "defaultNamespace: x\nhelmm: {}\n"}, Options{Strict: true}, `fleet.yaml:2: unknown field "helmm" (did you mean "helm"?)`},
+		{"unknown nested field", map[string]string{"fleet.yaml": "helm:\n  chart: ./c\n  chartt: x\n"}, Options{Strict: true}, `fleet.yaml:3: unknown field "chartt" in helm`},
+		{"unknown field in a customization", map[string]string{"fleet.yaml": "targetCustomizations:\n- name: a\n  clusterSelecter: {}\n"}, Options{Strict: true}, `fleet.yaml:3: unknown field "clusterSelecter" in targetCustomizations[0]`},
+		{"fields edgefleet fills in", map[string]string{"fleet.yaml": "contentsID: s-1\n"}, Options{Strict: true}, `fleet.yaml:1: unknown field "contentsID"`},
+		{"unsupported Fleet feature", map[string]string{"fleet.yaml": "imageScans: []\n"}, Options{Strict: true}, `fleet.yaml:1: unknown field "imageScans": image scanning is not supported`},
 		{"wrong type", map[string]string{"fleet.yaml": "a: 1\n"[:0] + "paused: \"yes\"\n"}, Options{}, `fleet.yaml:1: paused: expected true or false, got "yes"`},
 		{"wrong type nested", map[string]string{"fleet.yaml": "helm:\n  timeoutSeconds: soon\n"}, Options{}, `fleet.yaml:2: helm.timeoutSeconds: expected a whole number`},
 		{"labels must be strings", map[string]string{"fleet.yaml": "labels:\n  version: 1.5\n"}, Options{}, `fleet.yaml:2: labels.version: expected a string, got number 1.5 (quote the value`},
@@ -371,6 +371,7 @@ func TestReadErrors(t *testing.T) {
 		{"fleet.yaml syntax", map[string]string{"fleet.yaml": "helm:\n  chart: [\n"}, Options{}, `fleet.yaml:2: invalid YAML`},
 		{"invalid YAML manifest", map[string]string{"deploy/app.yaml": "a: b\n---\nkind: x\n  bad: indent\n"}, Options{}, filepath.Join("deploy", "app.yaml") + `:4: invalid YAML`},
 		{"missing chart", map[string]string{"fleet.yaml": "helm:\n  chart: ./nochart\n"}, Options{}, `fleet.yaml:2: helm.chart: `},
+		{"go-getter chart source", map[string]string{"fleet.yaml": "helm:\n  chart: git::https://github.com/org/charts//web?ref=v1\n"}, Options{}, `fleet.yaml:2: helm.chart "git::https://github.com/org/charts//web?ref=v1": go-getter sources (git::, s3::, gcs::, hg::) are not supported`},
 		{"chart outside the bundle", map[string]string{"fleet.yaml": "helm:\n  chart: ../c\n"}, Options{}, `points outside the bundle directory`},
 		{"missing valuesFiles", map[string]string{"fleet.yaml": "helm:\n  valuesFiles:\n  - a.yaml\n  - missing.yaml\n", "a.yaml": "x: 1\n"}, Options{}, `fleet.yaml:4: helm.valuesFiles: `},
 		{"values not a map", map[string]string{"fleet.yaml": "helm:\n  chart: ./chart\n  values: [1, 2]\n", "chart/Chart.yaml": "apiVersion: v2\nname: c\nversion: 0.1.0\n"}, Options{}, `fleet.yaml:3: helm.values: expected a map of values`},
@@ -393,6 +394,51 @@ func TestReadErrors(t *testing.T) {
 			g.eq(len(bundles), 0)
 		})
 	}
+}
+
+// TestReadWarnsAboutUnknownKeys: by default a fleet.yaml with keys
+// edgefleet does not know is read as Fleet reads it (the keys are ignored),
+// and each ignored key is a warning with file, line and the closest known
+// key; downstreamResources is carried into the Bundle but warned about.
+func TestReadWarnsAboutUnknownKeys(t *testing.T) {
+	g := check{t}
+	root := writeTree(t, map[string]string{
+		"fleet.yaml": "defaultNamespace: x\nhelmm: {}\nimageScans: []\ncontentsID: s-1\nhelm:\n  releaseName: my.release\n  chartt: x\ntargetCustomizations:\n- name: a\n  clusterSelecter: {}\n  clusterName: c\ndownstreamResources:\n- {kind: Secret, name: creds}\n",
+		"a.yaml":     cm,
+	})
+	bundles, err := Read(context.Background(), Options{Name: "myapp"}, root)
+	g.noErr(err)
+	g.eq(len(bundles), 1)
+	b := bundles[0]
+	var got []string
+	for _, w := range b.Warnings {
+		got = append(got, w.String())
+	}
+	fy := filepath.Join(root, "fleet.yaml")
+	g.eq(got, []string{
+		fy + `:2: unknown field "helmm" (did you mean "helm"?); ignored`,
+		fy + `:3: unknown field "imageScans": image scanning is not supported by edgefleet; ignored`,
+		got[2], // the list of known fields; checked below
+		fy + `:7: unknown field "chartt" in helm (did you mean "chart"?); ignored`,
+		fy + `:10: unknown field "clusterSelecter" in targetCustomizations[0] (did you mean "clusterSelector"?); ignored`,
+		fy + `:12: downstreamResources: not supported yet: the 1 Secret/ConfigMap(s) listed are not copied to clusters; create them downstream (e.g. in another bundle)`,
+	})
+	g.true(strings.HasPrefix(got[2], fy+`:4: unknown field "contentsID"`), "contentsID warning: %s", got[2])
+	s := b.Bundle.Spec
+	g.eq(s.DefaultNamespace, "x")
+	g.eq(s.ContentsID, "")
+	g.eq(s.Helm.ReleaseName, "my.release")
+	g.eq(s.DownstreamResources, []fleetv1.DownstreamResource{{Kind: "Secret", Name: "creds"}})
+	g.eq(s.Targets[0].ClusterSelector == nil, true)
+	g.eq(s.Targets[0].ClusterName, "c")
+
+	// Strict: the same file fails at its first unknown key.
+	_, err = Read(context.Background(), Options{Name: "myapp", Strict: true}, root)
+	g.errContains(err, `fleet.yaml:2: unknown field "helmm" (did you mean "helm"?)`)
+	// Strict with only downstreamResources: fails naming it.
+	root2 := writeTree(t, map[string]string{"fleet.yaml": "downstreamResources:\n- {kind: ConfigMap, name: c}\n", "a.yaml": cm})
+	_, err = Read(context.Background(), Options{Name: "myapp", Strict: true}, root2)
+	g.errContains(err, `fleet.yaml:1: downstreamResources: not supported yet`)
 }
 
 func TestReadNamesRelativeToBaseDir(t *testing.T) {

@@ -67,6 +67,28 @@ func composeTargets(fy *FleetYAML, outer []fleetv1.BundleTarget) ([]fleetv1.Bund
 	return targets, restrictions
 }
 
+// fleetCLITargets is Fleet's `fleet apply`/`fleet test` composition:
+// fleet.yaml targets and targetCustomizations, then the outer targets
+// (overrideTargets replace them); DefaultTarget when nothing is left. It
+// returns how many trailing entries are restrictions (the outer targets).
+func fleetCLITargets(fy *FleetYAML, outer []fleetv1.BundleTarget) ([]fleetv1.BundleTarget, int) {
+	var out []fleetv1.BundleTarget
+	out = append(out, fy.Targets...)
+	out = append(out, fy.TargetCustomizations...)
+	if len(fy.OverrideTargets) > 0 {
+		outer = nil
+		for _, t := range fy.OverrideTargets {
+			outer = append(outer, fleetv1.BundleTarget{Name: t.Name, ClusterName: t.ClusterName, ClusterSelector: t.ClusterSelector, ClusterGroup: t.ClusterGroup, ClusterGroupSelector: t.ClusterGroupSelector})
+		}
+	}
+	out = append(out, outer...)
+	if len(out) == 0 {
+		return []fleetv1.BundleTarget{DefaultTarget}, 0
+	}
+	nameTargets(out, 0)
+	return out, len(outer)
+}
+
 // nameTargets names unnamed targets target000, target001, ... by their
 // position in spec.targets.
 func nameTargets(ts []fleetv1.BundleTarget, offset int) {

@@ -111,12 +111,22 @@ func Write(ctx context.Context, c client.Client, namespace, set string, bundles 
 			record(d.Name, Created)
 			continue
 		}
-		if jsonvalue.Equal(cur.Spec, d.Spec) && reflect.DeepEqual(cur.Labels, d.Labels) {
+		warnings := d.Annotations[fleetv1.FleetYAMLWarningsAnnotation]
+		if jsonvalue.Equal(cur.Spec, d.Spec) && reflect.DeepEqual(cur.Labels, d.Labels) && cur.Annotations[fleetv1.FleetYAMLWarningsAnnotation] == warnings {
 			record(d.Name, Unchanged)
 			continue
 		}
 		cur.Spec = d.Spec
 		cur.Labels = d.Labels
+		// Only the reader's own annotation: others' annotations stay.
+		if warnings != "" {
+			if cur.Annotations == nil {
+				cur.Annotations = map[string]string{}
+			}
+			cur.Annotations[fleetv1.FleetYAMLWarningsAnnotation] = warnings
+		} else {
+			delete(cur.Annotations, fleetv1.FleetYAMLWarningsAnnotation)
+		}
 		if err := c.Update(ctx, cur); err != nil {
 			return changes, fmt.Errorf("updating bundle %s: %w", d.Name, err)
 		}

@@ -35,6 +35,7 @@ type applyOptions struct {
 	labels      []string
 	paused      bool
 	plainHTTP   bool
+	strict      bool
 }
 
 func newApplyCommand(g *globals) *cobra.Command {
@@ -62,7 +63,7 @@ readable by its owner only (0600): bundles carry Secrets and values.`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := ctrl.LoggerInto(cmd.Context(), g.log)
-			return runApply(ctx, o, args[0], args[1:], cmd.OutOrStdout())
+			return runApply(ctx, o, args[0], args[1:], cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
@@ -74,16 +75,27 @@ readable by its owner only (0600): bundles carry Secrets and values.`,
 	f.StringArrayVar(&o.labels, "label", nil, "extra label key=value for every bundle (repeatable)")
 	f.BoolVar(&o.paused, "paused", false, "create the bundles paused: changes are staged, not rolled out")
 	f.BoolVar(&o.plainHTTP, "helm-repo-insecure-plain-http", false, "pull charts from OCI registries over plain HTTP (local test registries only)")
+	f.BoolVar(&o.strict, "strict", false, "fail on unknown or unsupported fleet.yaml keys instead of ignoring them with a warning (for CI)")
 	return cmd
 }
 
-func runApply(ctx context.Context, o applyOptions, name string, dirs []string, out io.Writer) error {
+// printWarnings writes the fleet.yaml keys that were ignored to stderr.
+func printWarnings(errOut io.Writer, bundles []*bundlereader.Bundle) {
+	for _, b := range bundles {
+		for _, w := range b.Warnings {
+			fmt.Fprintf(errOut, "warning: %s\n", w)
+		}
+	}
+}
+
+func runApply(ctx context.Context, o applyOptions, name string, dirs []string, out, errOut io.Writer) error {
 	ropts := bundlereader.Options{
 		Name:              name,
 		Namespace:         o.namespace,
 		Labels:            map[string]string{},
 		Paused:            o.paused,
 		RegistryPlainHTTP: o.plainHTTP,
+		Strict:            o.strict,
 	}
 	for _, kv := range o.labels {
 		k, v, ok := strings.Cut(kv, "=")
@@ -103,6 +115,7 @@ func runApply(ctx context.Context, o applyOptions, name string, dirs []string, o
 	if err != nil {
 		return err
 	}
+	printWarnings(errOut, bundles)
 	if len(bundles) == 0 {
 		return fmt.Errorf("no bundles in %s: a directory needs a fleet.yaml or YAML files; nothing was applied (to remove the bundles of %q, run: kubectl delete bundles -n %s -l %s=%s)",
 			strings.Join(dirs, ", "), name, o.namespace, fleetv1.BundleSetLabel, name)

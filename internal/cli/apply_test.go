@@ -185,12 +185,12 @@ func TestApply(t *testing.T) {
 		writeFiles(t, dir, map[string]string{
 			"new/fleet.yaml":  "",
 			"new/a.yaml":      configMap("new"),
-			"web/fleet.yaml":  "defaultNamespace: web\nhelm:\n  valuez: {}\n",
+			"web/fleet.yaml":  "defaultNamespace: web\nhelm:\n  timeoutSeconds: soon\n",
 			"web/deploy.yaml": configMap("web3"),
 		})
 		defer writeFiles(t, dir, map[string]string{"web/fleet.yaml": "defaultNamespace: web\n"})
 		_, err := apply()
-		want := filepath.Join(dir, "web", "fleet.yaml") + `:3: unknown field "valuez" in helm (did you mean "values"?)`
+		want := filepath.Join(dir, "web", "fleet.yaml") + `:3: helm.timeoutSeconds: expected a whole number`
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("error = %v, want %q", err, want)
 		}
@@ -280,4 +280,29 @@ func TestApply(t *testing.T) {
 			t.Fatalf("got %d resources back", len(m.Resources))
 		}
 	})
+}
+
+// TestApplyWarnsAboutUnknownFleetYAMLKeys: `apply -o -` of a fleet.yaml with
+// a key edgefleet does not know succeeds, printing the warning (file:line,
+// did you mean) on stderr; --strict fails on it.
+func TestApplyWarnsAboutUnknownFleetYAMLKeys(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"fleet.yaml": "defaultNamespace: web\nhelm:\n  releaseNam: web\n", "cm.yaml": configMap("a")})
+	var stdout, stderr bytes.Buffer
+	root := NewRoot(&stdout, &stderr)
+	root.SetArgs([]string{"apply", "-o", "-", "myapp", dir})
+	if err := root.ExecuteContext(context.Background()); err != nil {
+		t.Fatalf("apply: %v\n%s", err, stderr.String())
+	}
+	want := "warning: " + filepath.Join(dir, "fleet.yaml") + `:3: unknown field "releaseNam" in helm (did you mean "releaseName"?); ignored`
+	if !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr %q lacks %q", stderr.String(), want)
+	}
+	if !strings.Contains(stdout.String(), "kind: Bundle") || !strings.Contains(stdout.String(), fleetv1.FleetYAMLWarningsAnnotation) {
+		t.Errorf("stdout lacks the bundle with its warnings annotation:\n%s", stdout.String())
+	}
+	_, err := runCLI(t, "apply", "--strict", "-o", "-", "myapp", dir)
+	if err == nil || !strings.Contains(err.Error(), `fleet.yaml:3: unknown field "releaseNam" in helm`) {
+		t.Errorf("--strict: %v, want the unknown field as an error", err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -26,6 +27,11 @@ type fleetTestOptions struct {
 	clusterName   string
 	labels        []string
 	groups        []string
+	groupLabels   []string
+	target        string
+	quiet         bool
+	asManager     bool
+	strict        bool
 	clusterValues string
 	targetsFile   string
 	plainHTTP     bool
@@ -35,41 +41,95 @@ func newFleetTestCommand() *cobra.Command {
 	o := fleetTestOptions{}
 	cmd := &cobra.Command{
 		Use:   "test [DIR...]",
-		Short: "Print exactly what a cluster with given labels would receive from directories, without any cluster",
-		Long: `Read each DIR as 'edgefleet apply' does, pick the targets and target
-customizations a cluster with the given name, labels and groups matches (the
-manager's own rules), render every bundle as its agent would (Helm with
-templated values, Kustomize, raw YAML with overlays) and print the final YAML.
-Nothing is written anywhere; use it in the CI of a Fleet repository.`,
-		Example: `  edgefleet test -l env=prod -l region=eu ./deploy
-  edgefleet test --cluster-name edge-7 --group stores --cluster-values values.yaml .`,
+		Short: "Match bundles to a cluster and render what it would receive, without any cluster (Fleet's `fleet test`)",
+		Long: `Read each DIR as 'edgefleet apply' does, match every bundle to an imagined
+cluster and print the rendered YAML (Helm with templated values, Kustomize,
+raw YAML with overlays). Nothing is written anywhere: use it in the CI of a
+Fleet repository.
+
+By default it answers as Rancher Fleet's ` + "`fleet test`" + ` does when called the same
+way, so a repository's CI keeps working by renaming the binary:
+  - the cluster is described by -N (name), -l (labels), -g (its group) and
+    -L (the group's labels); with none of -l, -g, -L, -t it is in the
+    "default" cluster group;
+  - the first matching entry of the bundle's targets wins, and
+    targetCustomizations count as targets (unless --targets-file gives
+    outer targets, which then restrict them, as in Fleet);
+  - -t NAME picks a target by name;
+  - "# Matched: <target>" goes to stderr, the YAML to stdout; a bundle that
+    matches nothing is an error ("no match found").
+
+--as-manager answers instead what the manager would deploy to a cluster
+with those labels and groups: the first matching target (restricted by the
+outer targets), then the first matching customization merged over it (all
+of them with targetCustomizationMode: AllMatches); a bundle that is not
+deployed there is a comment, not an error.`,
+		Example: `  edgefleet test ./deploy                       # the "default" group, as fleet test
+  edgefleet test -l env=prod -l region=eu ./deploy
+  edgefleet test -t prod ./deploy
+  edgefleet test --as-manager --cluster-name edge-7 -g stores --cluster-values values.yaml .`,
 		RunE: func(cmd *cobra.Command, dirs []string) error {
 			if len(dirs) == 0 {
 				dirs = []string{"."}
 			}
-			return runFleetTest(cmd.Context(), o, dirs, cmd.OutOrStdout())
+			return runFleetTest(cmd.Context(), o, dirs, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
 	f.StringVarP(&o.namespace, "namespace", "n", defaultApplyNamespace, "namespace the bundles and the cluster would live in")
 	f.StringVar(&o.name, "name", "", "the NAME you give 'edgefleet apply' (names the bundles; default: the directory's name)")
-	f.StringVar(&o.clusterName, "cluster-name", "local", "name of the imagined cluster")
-	f.StringArrayVarP(&o.labels, "label", "l", nil, "a label key=value of the imagined cluster (repeatable)")
-	f.StringArrayVar(&o.groups, "group", nil, "a ClusterGroup the imagined cluster belongs to (repeatable; matched by clusterGroup)")
+	f.StringVarP(&o.clusterName, "cluster-name", "N", "", `name of the imagined cluster (with --as-manager, default "local")`)
+	f.StringArrayVarP(&o.labels, "label", "l", nil, "cluster labels key=value (repeatable, or comma-separated)")
+	f.StringArrayVarP(&o.groups, "group", "g", nil, "a ClusterGroup the imagined cluster belongs to (repeatable with --as-manager)")
+	f.StringArrayVarP(&o.groupLabels, "group-label", "L", nil, "labels key=value of the cluster's group (repeatable, or comma-separated)")
+	f.StringVarP(&o.target, "target", "t", "", "match this target (by name) instead of matching the cluster")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "print only the match, not the resources")
+	f.BoolVar(&o.asManager, "as-manager", false, "answer what the manager would deploy (targets, restrictions, customizations merged) instead of fleet test's first match")
+	f.BoolVar(&o.strict, "strict", false, "fail on unknown or unsupported fleet.yaml keys instead of ignoring them with a warning")
 	f.StringVar(&o.clusterValues, "cluster-values", "", "YAML file with the cluster's templateValues (.ClusterValues in Helm values)")
 	f.StringVar(&o.targetsFile, "targets-file", "", "YAML file with targets for every bundle, as with apply")
 	f.BoolVar(&o.plainHTTP, "helm-repo-insecure-plain-http", false, "pull charts from OCI registries over plain HTTP (local test registries only)")
 	return cmd
 }
 
-func runFleetTest(ctx context.Context, o fleetTestOptions, dirs []string, out io.Writer) error {
-	labels := map[string]string{}
-	for _, kv := range o.labels {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return fmt.Errorf("--label %q: use key=value", kv)
+// parseKeyValues reads repeatable, comma-separated key=value flags.
+func parseKeyValues(flag string, vals []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, v := range vals {
+		for _, kv := range strings.Split(v, ",") {
+			k, val, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				return nil, fmt.Errorf("--%s %q: use key=value", flag, kv)
+			}
+			out[k] = val
 		}
-		labels[k] = v
+	}
+	return out, nil
+}
+
+func runFleetTest(ctx context.Context, o fleetTestOptions, dirs []string, out, errOut io.Writer) error {
+	labels, err := parseKeyValues("label", o.labels)
+	if err != nil {
+		return err
+	}
+	groupLabels, err := parseKeyValues("group-label", o.groupLabels)
+	if err != nil {
+		return err
+	}
+	if !o.asManager && len(o.groups) > 1 {
+		return fmt.Errorf("-g/--group: fleet test takes one group; pass several only with --as-manager")
+	}
+	if !o.asManager && len(o.groupLabels) == 0 && len(o.groups) == 0 && len(o.labels) == 0 && o.target == "" {
+		// fleet test's rule: a cluster described by nothing is in the
+		// "default" cluster group.
+		o.groups = []string{"default"}
+	}
+	if !o.asManager && len(o.groups) == 0 && len(o.groupLabels) > 0 {
+		// fleet test -L without -g: a group without a name, with those labels.
+		o.groups = []string{""}
+	}
+	if o.asManager && o.clusterName == "" {
+		o.clusterName = "local"
 	}
 	cluster := &fleetv1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: o.clusterName, Namespace: o.namespace, Labels: labels}}
 	var values map[string]any
@@ -88,11 +148,11 @@ func runFleetTest(ctx context.Context, o fleetTestOptions, dirs []string, out io
 	var groups []*fleetv1.ClusterGroup
 	for _, g := range o.groups {
 		groups = append(groups, &fleetv1.ClusterGroup{
-			ObjectMeta: metav1.ObjectMeta{Name: g, Namespace: o.namespace},
+			ObjectMeta: metav1.ObjectMeta{Name: g, Namespace: o.namespace, Labels: groupLabels},
 			Spec:       fleetv1.ClusterGroupSpec{Selector: &metav1.LabelSelector{}},
 		})
 	}
-	ropts := bundlereader.Options{Name: setName(o.name, dirs), Namespace: o.namespace, Labels: map[string]string{}, RegistryPlainHTTP: o.plainHTTP}
+	ropts := bundlereader.Options{Name: setName(o.name, dirs), Namespace: o.namespace, Labels: map[string]string{}, RegistryPlainHTTP: o.plainHTTP, Strict: o.strict}
 	if o.targetsFile != "" {
 		targets, err := bundlereader.ReadTargetsFile(o.targetsFile)
 		if err != nil {
@@ -104,6 +164,19 @@ func runFleetTest(ctx context.Context, o fleetTestOptions, dirs []string, out io
 	if err != nil {
 		return err
 	}
+	printWarnings(errOut, bundles)
+	tc := func(b *bundlereader.Bundle) render.TemplateContext {
+		return render.TemplateContext{
+			BundleName:       b.Bundle.Name,
+			ClusterName:      cluster.Name,
+			ClusterNamespace: cluster.Namespace,
+			ClusterLabels:    labels,
+			ClusterValues:    values,
+		}
+	}
+	if !o.asManager {
+		return fleetTestMatch(ctx, o, bundles, cluster, groups, tc, out, errOut)
+	}
 	for _, b := range bundles {
 		matcher, err := targeting.NewBundleMatcher(b.Bundle)
 		if err != nil {
@@ -114,13 +187,7 @@ func runFleetTest(ctx context.Context, o fleetTestOptions, dirs []string, out io
 			fmt.Fprintf(out, "# Bundle %s: not deployed to this cluster (no target matches, or doNotDeploy); targets: %s\n", b.Bundle.Name, describeTargets(b.Bundle))
 			continue
 		}
-		res, err := render.Render(ctx, b.Manifest, opts, render.TemplateContext{
-			BundleName:       b.Bundle.Name,
-			ClusterName:      cluster.Name,
-			ClusterNamespace: cluster.Namespace,
-			ClusterLabels:    labels,
-			ClusterValues:    values,
-		})
+		res, err := render.Render(ctx, b.Manifest, opts, tc(b))
 		if err != nil {
 			return fmt.Errorf("bundle %s (%s): %w", b.Bundle.Name, b.Dir, err)
 		}
@@ -129,13 +196,102 @@ func runFleetTest(ctx context.Context, o fleetTestOptions, dirs []string, out io
 			fmt.Fprintf(out, " release %s", res.ReleaseName)
 		}
 		fmt.Fprintf(out, ", namespace %s\n", res.Namespace)
-		for _, obj := range res.Objects {
-			data, err := yaml.Marshal(obj.Object)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(out, "---\n%s", data)
+		if err := printObjects(out, res); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// fleetTestMatch answers as `fleet test`: for each bundle the first entry of
+// Fleet's target list that matches the cluster (or -t's), "# Matched:" on
+// stderr, the bundle rendered with that entry's options on stdout.
+func fleetTestMatch(ctx context.Context, o fleetTestOptions, bundles []*bundlereader.Bundle, cluster *fleetv1.Cluster, groups []*fleetv1.ClusterGroup,
+	tc func(*bundlereader.Bundle) render.TemplateContext, out, errOut io.Writer) error {
+	var unmatched []string
+	for _, b := range bundles {
+		t, err := fleetTestTarget(b, o.target, cluster, groups)
+		if err != nil {
+			return fmt.Errorf("bundle %s: %w", b.Bundle.Name, err)
+		}
+		if t == nil {
+			fmt.Fprintf(errOut, "# No match: bundle %s (targets: %s)\n", b.Bundle.Name, describeTargetList(b.FleetCLITargets))
+			unmatched = append(unmatched, b.Bundle.Name)
+			continue
+		}
+		if len(bundles) > 1 {
+			fmt.Fprintf(errOut, "# Bundle %s\n", b.Bundle.Name)
+		}
+		fmt.Fprintf(errOut, "# Matched: %s\n", t.Name)
+		if o.quiet {
+			continue
+		}
+		opts := targeting.Merge(b.Bundle.Spec.BundleDeploymentOptions, t.BundleDeploymentOptions)
+		res, err := render.Render(ctx, b.Manifest, opts, tc(b))
+		if err != nil {
+			return fmt.Errorf("bundle %s (%s): %w", b.Bundle.Name, b.Dir, err)
+		}
+		if err := printObjects(out, res); err != nil {
+			return err
+		}
+	}
+	if len(unmatched) > 0 {
+		return fmt.Errorf("no match found for bundle(s) %s", strings.Join(unmatched, ", "))
+	}
+	return nil
+}
+
+// fleetTestTarget is Fleet's BundleMatch.Match (or MatchForTarget with -t):
+// entries before the outer targets are customizations when outer targets
+// exist, and the cluster must then also match one outer target.
+func fleetTestTarget(b *bundlereader.Bundle, name string, cluster *fleetv1.Cluster, groups []*fleetv1.ClusterGroup) (*fleetv1.BundleTarget, error) {
+	ts := b.FleetCLITargets
+	if name != "" {
+		for i := range ts {
+			if ts[i].Name == name {
+				return &ts[i], nil
+			}
+		}
+		return nil, nil
+	}
+	nCustom := 0
+	if b.FleetCLIRestrictions > 0 {
+		nCustom = len(ts) - b.FleetCLIRestrictions
+	}
+	restrictions := ts[nCustom:]
+	// Fleet evaluates a target and the restrictions group by group.
+	tryGroups := [][]*fleetv1.ClusterGroup{nil}
+	if len(groups) > 0 {
+		tryGroups = nil
+		for _, g := range groups {
+			tryGroups = append(tryGroups, []*fleetv1.ClusterGroup{g})
+		}
+	}
+	for i := nCustom; i < len(ts); i++ {
+		c := targeting.FromTarget(&ts[i])
+		if err := c.Validate(); err != nil {
+			return nil, fmt.Errorf("target %q: %w", ts[i].Name, err)
+		}
+		for _, g := range tryGroups {
+			if !targeting.Matches(c, cluster, g) {
+				continue
+			}
+			if b.FleetCLIRestrictions > 0 && !slices.ContainsFunc(restrictions, func(r fleetv1.BundleTarget) bool { return targeting.Matches(targeting.FromTarget(&r), cluster, g) }) {
+				continue
+			}
+			return &ts[i], nil
+		}
+	}
+	return nil, nil
+}
+
+func printObjects(out io.Writer, res *render.Result) error {
+	for _, obj := range res.Objects {
+		data, err := yaml.Marshal(obj.Object)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "---\n%s", data)
 	}
 	return nil
 }
@@ -159,8 +315,12 @@ func setName(name string, dirs []string) string {
 // describeTargets lists the bundle's deploy targets (not customizations) so a
 // user sees why an imagined cluster was not picked.
 func describeTargets(b *fleetv1.Bundle) string {
+	return describeTargetList(b.Spec.Targets[targeting.CustomizationCount(b):])
+}
+
+func describeTargetList(ts []fleetv1.BundleTarget) string {
 	var parts []string
-	for _, t := range b.Spec.Targets[targeting.CustomizationCount(b):] {
+	for _, t := range ts {
 		var crit []string
 		if t.ClusterName != "" {
 			crit = append(crit, "clusterName="+t.ClusterName)

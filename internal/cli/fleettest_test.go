@@ -3,13 +3,16 @@ package cli
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
-func TestFleetTestRendersWhatAClusterReceives(t *testing.T) {
+// TestFleetTestAsManagerRendersWhatAClusterReceives: --as-manager answers
+// what the manager would deploy to a cluster with those labels.
+func TestFleetTestAsManagerRendersWhatAClusterReceives(t *testing.T) {
 	repo := t.TempDir()
 	files := map[string]string{
 		"web/fleet.yaml": `defaultNamespace: web
@@ -64,8 +67,8 @@ targets:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
-			o := fleetTestOptions{namespace: "fleet-local", name: "shop", clusterName: "edge-1", labels: tt.labels, clusterValues: filepath.Join(repo, "values.yaml")}
-			err := runFleetTest(context.Background(), o, []string{filepath.Join(repo, "web"), filepath.Join(repo, "eu-only")}, &out)
+			o := fleetTestOptions{asManager: true, namespace: "fleet-local", name: "shop", clusterName: "edge-1", labels: tt.labels, clusterValues: filepath.Join(repo, "values.yaml")}
+			err := runFleetTest(context.Background(), o, []string{filepath.Join(repo, "web"), filepath.Join(repo, "eu-only")}, &out, io.Discard)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("got %v, want error with %q", err, tt.wantErr)

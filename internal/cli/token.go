@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -79,6 +80,7 @@ func newTokenCreateCommand(_ *globals) *cobra.Command {
 	var namespace string
 	var ttl time.Duration
 	var maxClusters int32
+	var group string
 	cmd := &cobra.Command{
 		Use:   "create",
 		Short: "Create a registration token and print the commands that join a cluster with it",
@@ -87,7 +89,13 @@ commands. Clusters that join with it become Clusters in --namespace. The token
 can be used by many clusters until it expires (--ttl); expired tokens are
 deleted. Joined clusters keep working after their token expires or is
 deleted: they hold their own credential. A token creates at most
---max-clusters Clusters.`,
+--max-clusters Clusters. Joining clusters are put in ClusterGroup
+--cluster-group ("default" unless set: bundles without targets go to that
+group, as in Fleet; "-" for none).
+
+The first join command printed works as printed, in bash, on any machine
+with curl and kubectl: it carries the manager's CA, so nothing has to be
+trusted or downloaded first.`,
 		Example: `  edgefleet token create --kubeconfig ./edgefleet-data/kubeconfig
   edgefleet token create -n fleet-default --ttl 24h`,
 		Args: cobra.NoArgs,
@@ -102,17 +110,18 @@ deleted: they hold their own credential. A token creates at most
 			if err != nil {
 				return err
 			}
-			return createToken(cmd.Context(), c, namespace, ttl, maxClusters, cmd.OutOrStdout())
+			return createToken(cmd.Context(), c, namespace, ttl, maxClusters, group, cmd.OutOrStdout())
 		},
 	}
 	k.add(cmd)
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", defaultApplyNamespace, "namespace of the token; joined clusters are created here")
 	cmd.Flags().DurationVar(&ttl, "ttl", fleetv1.DefaultClusterRegistrationTokenTTL, "how long the token is valid")
 	cmd.Flags().Int32Var(&maxClusters, "max-clusters", fleetv1.DefaultMaxClusters, "how many Clusters registrations with this token may create (spec.maxClusters)")
+	cmd.Flags().StringVar(&group, "cluster-group", "", `ClusterGroup joining clusters are put in (spec.clusterGroup; default "default", "-" for none)`)
 	return cmd
 }
 
-func createToken(ctx context.Context, c client.Client, namespace string, ttl time.Duration, maxClusters int32, out io.Writer) error {
+func createToken(ctx context.Context, c client.Client, namespace string, ttl time.Duration, maxClusters int32, group string, out io.Writer) error {
 	ep, err := endpointInfo(ctx, c)
 	if err != nil {
 		return err
@@ -123,7 +132,7 @@ func createToken(ctx context.Context, c client.Client, namespace string, ttl tim
 	}
 	crt := &fleetv1.ClusterRegistrationToken{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, GenerateName: "token-"},
-		Spec:       fleetv1.ClusterRegistrationTokenSpec{TTL: &metav1.Duration{Duration: ttl}, MaxClusters: &maxClusters},
+		Spec:       fleetv1.ClusterRegistrationTokenSpec{TTL: &metav1.Duration{Duration: ttl}, MaxClusters: &maxClusters, ClusterGroup: group},
 	}
 	if err := c.Create(ctx, crt); err != nil {
 		return fmt.Errorf("creating ClusterRegistrationToken in %s: %w", namespace, err)
@@ -146,22 +155,52 @@ func createToken(ctx context.Context, c client.Client, namespace string, ttl tim
 		}
 	}
 	url, sum, token := ep.Data["url"], ep.Data["caChecksum"], string(sec.Data[clusterjoin.KeyToken])
+	importURL := url + clusterjoin.ImportPathPrefix + token + ".yaml"
+	groupLine := "Joining clusters are put in no ClusterGroup (--cluster-group -): give bundles targets that select them."
+	if g := crt.JoinGroup(); g != "" {
+		groupLine = fmt.Sprintf("Joining clusters are put in ClusterGroup %s/%s: bundles without targets (Fleet's default target) deploy to them.", namespace, g)
+	}
 	fmt.Fprintf(out, `Token %s/%s (valid until %s):
   %s
 
-Join a cluster (run against that cluster), either by applying the import manifest:
-  kubectl apply -f %s%s%s.yaml
-or, trusting only the manager's CA:
-  curl -sfL --cacert <(kubectl --kubeconfig <manager kubeconfig> get cm -n %s %s -o jsonpath='{.data.ca\.crt}') %s%s%s.yaml | kubectl apply -f -
-or by running the agent directly:
+%s
+
+Join a cluster: with kubectl pointing at that cluster, run (bash; the manager's CA is in the command):
+  %s
+or run the agent directly:
   edgefleet agent --server %s --token %s --ca-checksum %s --kubeconfig <downstream kubeconfig> [--label env=prod]
+or, where this machine already trusts the manager's CA (it is not a public CA by default):
+  kubectl apply -f %s
 
 CA sha256: %s
 `, namespace, crt.Name, crt.Status.Expires.UTC().Format(time.RFC3339), token,
-		url, clusterjoin.ImportPathPrefix, token,
-		clusterjoin.SystemNamespace, clusterjoin.EndpointConfigMap, url, clusterjoin.ImportPathPrefix, token,
-		url, token, sum, sum)
+		groupLine,
+		curlJoinCommand([]byte(ep.Data["ca.crt"]), importURL),
+		url, token, sum,
+		importURL, sum)
 	return nil
+}
+
+// curlJoinCommand is a one-line bash command that fetches the import
+// manifest trusting exactly the manager's CA, given inline (PEM lines hold
+// only base64 and dashes, safe in single quotes), and applies it.
+func curlJoinCommand(caPEM []byte, importURL string) string {
+	if strings.ContainsAny(importURL, "'\"\\ \t\r\n`$") {
+		return fmt.Sprintf("# the manager's URL %q cannot be quoted safely; fix --external-url", importURL)
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(string(caPEM)), "\n") {
+		if l = strings.TrimSpace(l); l == "" {
+			continue
+		}
+		// The ConfigMap is read from the API: never let its content break
+		// out of the quotes of a command a user pastes.
+		if strings.Trim(l, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= -") != "" {
+			return fmt.Sprintf("# the CA published in ConfigMap %s/%s is not plain PEM; fetch it yourself and run: curl -sSfL --cacert ca.pem '%s' | kubectl apply -f -", clusterjoin.SystemNamespace, clusterjoin.EndpointConfigMap, importURL)
+		}
+		lines = append(lines, "'"+l+"'")
+	}
+	return fmt.Sprintf(`curl -sSfL --cacert <(printf '%%s\n' %s) '%s' | kubectl apply -f -`, strings.Join(lines, " "), importURL)
 }
 
 func newKubeconfigCommand(_ *globals) *cobra.Command {

@@ -140,8 +140,21 @@ func (s *Service) createCluster(ctx context.Context, crt *fleetv1.ClusterRegistr
 	if err := s.checkQuota(ctx, crt); err != nil {
 		return nil, err
 	}
+	// The annotation records the agent's own labels; the group label is the
+	// token's, so the agent cannot take it away (nor, being reserved, set it).
+	annotations := newClusterAnnotations(crt, labels)
+	if g := crt.JoinGroup(); g != "" {
+		if err := s.ensureJoinGroup(ctx, crt.Namespace, g); err != nil {
+			return nil, err
+		}
+		labels = maps.Clone(labels)
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		labels[fleetv1.GroupLabelPrefix+g] = "true"
+	}
 	cluster := &fleetv1.Cluster{ObjectMeta: metav1.ObjectMeta{
-		Namespace: crt.Namespace, Name: ClusterName(clientID), Labels: labels, Annotations: newClusterAnnotations(crt, labels),
+		Namespace: crt.Namespace, Name: ClusterName(clientID), Labels: labels, Annotations: annotations,
 	}, Spec: fleetv1.ClusterSpec{ClientID: clientID}}
 	err := s.client.Create(ctx, cluster)
 	switch {
@@ -162,6 +175,27 @@ func (s *Service) createCluster(ctx context.Context, crt *fleetv1.ClusterRegistr
 	default:
 		return nil, fmt.Errorf("creating cluster %s: %w", klogRef(cluster), err)
 	}
+}
+
+// ensureJoinGroup creates ClusterGroup group in namespace, selecting the
+// clusters labelled into it, unless a group of that name exists: an admin's
+// own group (and selector) is never changed.
+func (s *Service) ensureJoinGroup(ctx context.Context, namespace, group string) error {
+	g := &fleetv1.ClusterGroup{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: group},
+		Spec:       fleetv1.ClusterGroupSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{fleetv1.GroupLabelPrefix + group: "true"}}},
+	}
+	var existing fleetv1.ClusterGroup
+	if err := s.client.Get(ctx, client.ObjectKeyFromObject(g), &existing); err == nil {
+		return nil
+	} else if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading ClusterGroup %s: %w", klogRef(g), err)
+	}
+	if err := s.client.Create(ctx, g); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating ClusterGroup %s for the token's clusterGroup: %w", klogRef(g), err)
+	}
+	ctrl.LoggerFrom(ctx).Info("Created ClusterGroup for clusters joining with a token", "ClusterGroup", klogRef(g))
+	return nil
 }
 
 // ensureNamespace creates the cluster's namespace as the cluster controller

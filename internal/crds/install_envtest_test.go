@@ -98,6 +98,17 @@ apiVersion: fleet.edgefleet.io/v1alpha1
 kind: ClusterGroup
 metadata: {name: g1}
 spec: {selector: {}}`,
+		"Bundle with Fleet's newer fields": `
+apiVersion: fleet.edgefleet.io/v1alpha1
+kind: Bundle
+metadata: {name: b-fleet}
+spec:
+  helm: {releaseName: shop.web, disableDNS: true, disableDependencyUpdate: true, templateValues: {a: "${ .ClusterName }"}}
+  deleteCRDResources: true
+  createNamespace: true
+  downstreamResources: [{kind: Secret, name: s}]
+  rolloutStrategy: {autoPartitionThreshold: 10, maxNew: 5}
+  targetCustomizationMode: AllMatches`,
 		"ClusterRegistrationToken": `
 apiVersion: fleet.edgefleet.io/v1alpha1
 kind: ClusterRegistrationToken
@@ -137,14 +148,17 @@ spec: {registrationRef: {name: mr1}, type: raw, cleanupAfterMinutes: 0, cloud-co
 	}
 
 	invalid := map[string]string{
-		"dependsOn without name or selector": `{apiVersion: fleet.edgefleet.io/v1alpha1, kind: Bundle, metadata: {name: x1}, spec: {dependsOn: [{}]}}`,
-		"unknown resource encoding":          `{apiVersion: fleet.edgefleet.io/v1alpha1, kind: Bundle, metadata: {name: x2}, spec: {resources: [{encoding: gzip}]}}`,
-		"valuesFrom with two sources":        `{apiVersion: fleet.edgefleet.io/v1alpha1, kind: Bundle, metadata: {name: x3}, spec: {helm: {valuesFrom: [{secretKeyRef: {name: a}, configMapKeyRef: {name: b}}]}}}`,
-		"GitRepo without repo":               `{apiVersion: fleet.edgefleet.io/v1alpha1, kind: GitRepo, metadata: {name: x4}, spec: {branch: main}}`,
-		"ttl that is not a duration":         `{apiVersion: fleet.edgefleet.io/v1alpha1, kind: ClusterRegistrationToken, metadata: {name: x5}, spec: {ttl: 1 week}}`,
-		"fallback without tpm-or-fallback":   `{apiVersion: machines.edgefleet.io/v1alpha1, kind: MachineRegistration, metadata: {name: x6}, spec: {config: {registration: {fallback: [mac]}}}}`,
-		"tpmHash that is not a hash":         `{apiVersion: machines.edgefleet.io/v1alpha1, kind: MachineInventory, metadata: {name: x7}, spec: {tpmHash: xyz}}`,
-		"SeedImage without registrationRef":  `{apiVersion: machines.edgefleet.io/v1alpha1, kind: SeedImage, metadata: {name: x8}, spec: {type: iso}}`,
+		"dependsOn without name or selector":      `{apiVersion: fleet.edgefleet.io/v1alpha1, kind: Bundle, metadata: {name: x1}, spec: {dependsOn: [{}]}}`,
+		"unknown resource encoding":               `{apiVersion: fleet.edgefleet.io/v1alpha1, kind: Bundle, metadata: {name: x2}, spec: {resources: [{encoding: gzip}]}}`,
+		"valuesFrom with two sources":             `{apiVersion: fleet.edgefleet.io/v1alpha1, kind: Bundle, metadata: {name: x3}, spec: {helm: {valuesFrom: [{secretKeyRef: {name: a}, configMapKeyRef: {name: b}}]}}}`,
+		"GitRepo without repo":                    `{apiVersion: fleet.edgefleet.io/v1alpha1, kind: GitRepo, metadata: {name: x4}, spec: {branch: main}}`,
+		"ttl that is not a duration":              `{apiVersion: fleet.edgefleet.io/v1alpha1, kind: ClusterRegistrationToken, metadata: {name: x5}, spec: {ttl: 1 week}}`,
+		"fallback without tpm-or-fallback":        `{apiVersion: machines.edgefleet.io/v1alpha1, kind: MachineRegistration, metadata: {name: x6}, spec: {config: {registration: {fallback: [mac]}}}}`,
+		"tpmHash that is not a hash":              `{apiVersion: machines.edgefleet.io/v1alpha1, kind: MachineInventory, metadata: {name: x7}, spec: {tpmHash: xyz}}`,
+		"SeedImage without registrationRef":       `{apiVersion: machines.edgefleet.io/v1alpha1, kind: SeedImage, metadata: {name: x8}, spec: {type: iso}}`,
+		"releaseName that is not a DNS subdomain": `{apiVersion: fleet.edgefleet.io/v1alpha1, kind: Bundle, metadata: {name: x9}, spec: {helm: {releaseName: Shop_Web}}}`,
+		"tpm-or-fallback without fallback":        `{apiVersion: machines.edgefleet.io/v1alpha1, kind: MachineRegistration, metadata: {name: x10}, spec: {config: {registration: {auth: tpm-or-fallback}}}}`,
+		"unknown targetCustomizationMode":         `{apiVersion: fleet.edgefleet.io/v1alpha1, kind: Bundle, metadata: {name: x11}, spec: {targetCustomizationMode: SomeMatches}}`,
 	}
 	for name, manifest := range invalid {
 		if err := c.Create(ctx, fromYAML(t, manifest)); err == nil {

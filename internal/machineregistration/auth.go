@@ -51,6 +51,10 @@ func (id Identity) indexKey() string {
 	return "machine/" + id.machineHash
 }
 
+// AllowedMethods is the registration's effective auth policy: the node auth
+// methods it accepts, in the order a node tries them.
+func AllowedMethods(cfg *machinesv1.RegistrationConfig) []string { return allowedMethods(cfg) }
+
 // allowedMethods is the registration's auth policy as node auth methods.
 func allowedMethods(cfg *machinesv1.RegistrationConfig) []string {
 	auth := machinesv1.AuthTPM

@@ -349,3 +349,39 @@ func TestFallbackAuthPolicies(t *testing.T) {
 		t.Fatalf("mac inventory spec %+v annotations %v", inv.Spec, inv.Annotations)
 	}
 }
+
+// TestAuthPolicyIsExplicit: tpm-or-fallback without a fallback list is
+// refused by the API server (it used to mean TPM only, silently), and every
+// registration shows the methods it accepts in status.effectiveAuth.
+func TestAuthPolicyIsExplicit(t *testing.T) {
+	e := startEnv(t)
+	ctx := context.Background()
+	bad := &machinesv1.MachineRegistration{ObjectMeta: metav1.ObjectMeta{Name: "no-fallback", Namespace: e.ns}, Spec: machinesv1.MachineRegistrationSpec{
+		Config: machinesv1.MachineRegistrationConfig{Registration: &machinesv1.RegistrationConfig{Auth: machinesv1.AuthTPMOrFallback}}}}
+	err := e.c.Create(ctx, bad)
+	if err == nil || !strings.Contains(err.Error(), "tpm-or-fallback needs a fallback list") {
+		t.Fatalf("tpm-or-fallback without fallback: %v, want the schema to refuse it naming the fix", err)
+	}
+	for _, tc := range []struct {
+		name string
+		reg  *machinesv1.RegistrationConfig
+		want []string
+	}{
+		{"default", nil, []string{"tpm"}},
+		{"fallbacks", &machinesv1.RegistrationConfig{Auth: machinesv1.AuthTPMOrFallback, Fallback: []machinesv1.FallbackAuth{machinesv1.FallbackMAC, machinesv1.FallbackSysUUID}}, []string{"tpm", "mac", "sys-uuid"}},
+		{"sys-uuid", &machinesv1.RegistrationConfig{Auth: machinesv1.AuthSysUUID}, []string{"sys-uuid"}},
+		{"emulated", &machinesv1.RegistrationConfig{EmulateTPM: true}, []string{"tpm", "emulated-tpm"}},
+	} {
+		e.registration(t, "policy-"+tc.name, machinesv1.MachineRegistrationSpec{Config: machinesv1.MachineRegistrationConfig{Registration: tc.reg}})
+		eventually(t, 30*time.Second, func() error {
+			mr := &machinesv1.MachineRegistration{}
+			if err := e.c.Get(ctx, types.NamespacedName{Namespace: e.ns, Name: "policy-" + tc.name}, mr); err != nil {
+				return err
+			}
+			if fmt.Sprint(mr.Status.EffectiveAuth) != fmt.Sprint(tc.want) {
+				return fmt.Errorf("%s: effectiveAuth %v, want %v", tc.name, mr.Status.EffectiveAuth, tc.want)
+			}
+			return nil
+		})
+	}
+}

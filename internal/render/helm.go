@@ -166,6 +166,8 @@ func renderChart(ctx context.Context, c *chart.Chart, values map[string]any, r *
 	inst.IncludeCRDs = true
 	inst.Replace = true
 	inst.PostRenderer = r.PostRenderer
+	// DNS lookups in templates are on unless disabled, as in Fleet.
+	inst.EnableDNS = h == nil || !h.DisableDNS
 	if h != nil {
 		inst.SkipSchemaValidation = h.SkipSchemaValidation
 	}

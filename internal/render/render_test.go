@@ -669,3 +669,44 @@ func TestRenderHelmChartArchive(t *testing.T) {
 	equal(t, "release", r.ReleaseName, "pinned")
 	equal(t, "objects", ids(r.Objects), []string{"ConfigMap/default/packaged-2.0.0"})
 }
+
+// TestRenderHelmTemplateValuesAndDNS: helm.templateValues computes whole
+// values per cluster (the output is YAML, so a map stays a map) and
+// replaces the key in values; chart templates may look names up in DNS
+// unless helm.disableDNS is set (Fleet's default is DNS on).
+func TestRenderHelmTemplateValuesAndDNS(t *testing.T) {
+	fs := map[string]string{
+		"chart/Chart.yaml": "apiVersion: v2\nname: tv\nversion: 0.1.0\n",
+		"chart/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: tv\ndata:\n" +
+			"  region: {{ .Values.placement.region | quote }}\n  zones: {{ .Values.placement.zones | join \",\" | quote }}\n" +
+			"  replicas: {{ .Values.replicas | quote }}\n  localhost: {{ getHostByName \"localhost\" | quote }}\n",
+	}
+	tc := TemplateContext{BundleName: "b", ClusterName: "edge-1", ClusterLabels: map[string]string{"region": "eu"}}
+	for _, tt := range []struct {
+		name       string
+		disableDNS bool
+		localhost  string
+	}{{"DNS on by default", false, "127.0.0.1"}, {"disableDNS", true, ""}} {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := fleetv1.BundleDeploymentOptions{Helm: &fleetv1.HelmOptions{
+				Chart:      "chart",
+				Values:     jsonValues(t, "replicas: 1\nplacement: {region: none}\n"),
+				DisableDNS: tt.disableDNS,
+				TemplateValues: map[string]string{
+					"placement": "region: ${ .ClusterLabels.region }\nzones: [${ .ClusterLabels.region }-a, ${ .ClusterLabels.region }-b]\n",
+					"replicas":  "${ len .ClusterName }",
+				},
+			}}
+			r := mustRender(t, bundle(fs), opts, tc)
+			data := find(t, r.Objects, "ConfigMap", "tv").Object["data"].(map[string]any)
+			equal(t, "region", data["region"], "eu")
+			equal(t, "zones", data["zones"], "eu-a,eu-b")
+			equal(t, "replicas", data["replicas"], "6")
+			equal(t, "localhost", data["localhost"], tt.localhost)
+		})
+	}
+	opts := fleetv1.BundleDeploymentOptions{Helm: &fleetv1.HelmOptions{Chart: "chart", TemplateValues: map[string]string{"placement": "${ .ClusterLabels.zone }"}}}
+	if _, err := Render(context.Background(), bundle(fs), opts, tc); err == nil || !strings.Contains(err.Error(), "helm.templateValues.placement") {
+		t.Errorf("missing label in templateValues: %v, want an error naming helm.templateValues.placement", err)
+	}
+}

@@ -73,7 +73,34 @@ func helmValues(fs files, chartDir string, h *fleetv1.HelmOptions, tc TemplateCo
 		}
 		values = t.(map[string]any)
 	}
+	if err := applyTemplateValues(values, h.TemplateValues, templateData(tc)); err != nil {
+		return nil, err
+	}
 	return injectLabels(values, tc.ClusterLabels), nil
+}
+
+// applyTemplateValues sets each helm.templateValues key to its template's
+// output read as YAML (a whole map or list can be computed per cluster);
+// it replaces that key of values. Templates run even with
+// disablePreProcess: templateValues exist only to be templated.
+func applyTemplateValues(values map[string]any, tv map[string]string, data map[string]any) error {
+	keys := make([]string, 0, len(tv))
+	for k := range tv {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		out, err := execute(tv[k], "helm.templateValues."+k, data)
+		if err != nil {
+			return err
+		}
+		var v any
+		if err := yaml.Unmarshal([]byte(out), &v); err != nil {
+			return &Error{File: "fleet.yaml", Err: fmt.Errorf("helm.templateValues.%s: the template's output is not YAML: %v (output: %q)", k, err, out)}
+		}
+		values[k] = v
+	}
+	return nil
 }
 
 // findValuesFile looks a valuesFiles entry up relative to the bundle root,

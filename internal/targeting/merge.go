@@ -72,6 +72,8 @@ func Merge(base, custom fleetv1.BundleDeploymentOptions) fleetv1.BundleDeploymen
 	if custom.Ignore != nil {
 		result.Ignore = custom.Ignore
 	}
+	result.CreateNamespace = result.CreateNamespace || custom.CreateNamespace
+	result.DownstreamResources = mergeByKey(result.DownstreamResources, custom.DownstreamResources, func(d fleetv1.DownstreamResource) string { return d.Kind + "/" + d.Name })
 	return result
 }
 
@@ -116,6 +118,14 @@ func mergeHelm(result, custom *fleetv1.HelmOptions) {
 	result.WaitForJobs = result.WaitForJobs || custom.WaitForJobs
 	result.DisablePreProcess = result.DisablePreProcess || custom.DisablePreProcess
 	result.SkipSchemaValidation = result.SkipSchemaValidation || custom.SkipSchemaValidation
+	result.DisableDNS = result.DisableDNS || custom.DisableDNS
+	result.DisableDependencyUpdate = result.DisableDependencyUpdate || custom.DisableDependencyUpdate
+	if len(custom.TemplateValues) > 0 {
+		if result.TemplateValues == nil {
+			result.TemplateValues = map[string]string{}
+		}
+		maps.Copy(result.TemplateValues, custom.TemplateValues)
+	}
 }
 
 // MergeValues deep-merges Helm values: maps merge key by key, recursively;

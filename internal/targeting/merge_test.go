@@ -29,6 +29,20 @@ func TestMerge(t *testing.T) {
 			},
 		},
 		{
+			name: "Fleet's newer options: booleans ORed, templateValues and downstreamResources by key",
+			base: fleetv1.BundleDeploymentOptions{DeleteCRDResources: true, Helm: &fleetv1.HelmOptions{DisableDNS: true, TemplateValues: map[string]string{"a": "1", "b": "2"}},
+				DownstreamResources: []fleetv1.DownstreamResource{{Kind: "Secret", Name: "s"}, {Kind: "ConfigMap", Name: "c"}}},
+			custom: fleetv1.BundleDeploymentOptions{CreateNamespace: true, Helm: &fleetv1.HelmOptions{DisableDependencyUpdate: true, TemplateValues: map[string]string{"b": "3"}},
+				DownstreamResources: []fleetv1.DownstreamResource{{Kind: "Secret", Name: "s2"}}},
+			check: func(t *testing.T, got fleetv1.BundleDeploymentOptions) {
+				h := got.Helm
+				if !got.DeleteCRDResources || !got.CreateNamespace || !h.DisableDNS || !h.DisableDependencyUpdate ||
+					!reflect.DeepEqual(h.TemplateValues, map[string]string{"a": "1", "b": "3"}) || len(got.DownstreamResources) != 3 {
+					t.Errorf("got %+v helm %+v", got, h)
+				}
+			},
+		},
+		{
 			name:   "dash clears namespace and serviceAccount",
 			base:   fleetv1.BundleDeploymentOptions{Namespace: "a", ServiceAccount: "sa"},
 			custom: fleetv1.BundleDeploymentOptions{Namespace: "-", ServiceAccount: "-"},

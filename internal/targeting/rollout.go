@@ -20,7 +20,8 @@ var (
 )
 
 // AutoPartitionThreshold is the number of targets below which automatic
-// partitioning puts every cluster in one partition named "All".
+// partitioning puts every cluster in one partition named "All", unless
+// rolloutStrategy.autoPartitionThreshold says otherwise.
 const AutoPartitionThreshold = 200
 
 // UnpartitionedName names the partition of clusters that match none of the
@@ -232,7 +233,11 @@ func partition(rs *fleetv1.RolloutStrategy, targets []*RolloutTarget) ([]rollout
 		return parts, nil
 	}
 	disabled := rs.AutoPartitionSize != nil && rs.AutoPartitionSize.Type == intstr.Int && rs.AutoPartitionSize.IntVal <= 0
-	if disabled || len(targets) < AutoPartitionThreshold {
+	threshold := AutoPartitionThreshold
+	if rs.AutoPartitionThreshold != nil {
+		threshold = int(*rs.AutoPartitionThreshold)
+	}
+	if disabled || len(targets) < threshold {
 		p, err := newPartition("All", targets, rs.MaxUnavailable)
 		if err != nil {
 			return nil, err

@@ -218,3 +218,26 @@ func TestUnconstrained(t *testing.T) {
 		}
 	}
 }
+
+// TestAutoPartitionThreshold: Fleet's rolloutStrategy.autoPartitionThreshold
+// decides from how many targets automatic partitions apply (default 200).
+func TestAutoPartitionThreshold(t *testing.T) {
+	var ts []*RolloutTarget
+	for i := range 8 {
+		ts = append(ts, readyOn(fmt.Sprintf("c%d", i), "x", "x", nil))
+	}
+	for _, tc := range []struct {
+		threshold *int32
+		want      int
+	}{{nil, 1}, {ptrTo[int32](9), 1}, {ptrTo[int32](8), 4}, {ptrTo[int32](0), 4}} {
+		st, err := Rollout(&fleetv1.RolloutStrategy{AutoPartitionThreshold: tc.threshold}, ts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Partitions) != tc.want {
+			t.Errorf("threshold %v, 8 targets: %d partitions, want %d", tc.threshold, len(st.Partitions), tc.want)
+		}
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }

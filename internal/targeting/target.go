@@ -121,6 +121,25 @@ func (bm *BundleMatcher) Target(cluster *fleetv1.Cluster, groups []*fleetv1.Clus
 		return fleetv1.BundleDeploymentOptions{}, "", false
 	}
 	custom := winner.target.BundleDeploymentOptions
+	if bm.bundle.Spec.TargetCustomizationMode == fleetv1.AllMatches {
+		// Fleet v0.16: every matching customization, merged in order; a
+		// doNotDeploy in any of them wins.
+		opts := bm.bundle.Spec.BundleDeploymentOptions
+		matchedAny := false
+		for _, c := range bm.customizations {
+			if !c.m.matches(cluster, member) {
+				continue
+			}
+			if c.target.DoNotDeploy {
+				return fleetv1.BundleDeploymentOptions{}, "", false
+			}
+			opts, matchedAny = Merge(opts, c.target.BundleDeploymentOptions), true
+		}
+		if !matchedAny {
+			opts = Merge(opts, custom)
+		}
+		return opts, winner.name, true
+	}
 	for _, c := range bm.customizations {
 		if c.m.matches(cluster, member) {
 			if c.target.DoNotDeploy {

@@ -183,3 +183,43 @@ func TestCustomizationCount(t *testing.T) {
 		}
 	}
 }
+
+// TestTargetCustomizationModeAllMatches: with AllMatches every matching
+// customization is merged in order and any doNotDeploy wins; FirstMatch
+// (the default) stops at the first.
+func TestTargetCustomizationModeAllMatches(t *testing.T) {
+	eu := cluster("c-eu", map[string]string{"env": "prod", "region": "eu"})
+	us := cluster("c-us", map[string]string{"env": "prod", "region": "us"})
+	lab := cluster("c-lab", map[string]string{"env": "lab", "region": "eu"})
+	custom := []fleetv1.BundleTarget{
+		{Name: "prod", ClusterSelector: sel("env", "prod"), BundleDeploymentOptions: fleetv1.BundleDeploymentOptions{Helm: &fleetv1.HelmOptions{Values: values(`{"replicas":3}`)}}},
+		{Name: "eu", ClusterSelector: sel("region", "eu"), BundleDeploymentOptions: fleetv1.BundleDeploymentOptions{Namespace: "eu", Helm: &fleetv1.HelmOptions{Values: values(`{"zone":"eu"}`)}}},
+		{Name: "lab", ClusterSelector: sel("env", "lab"), DoNotDeploy: true},
+	}
+	spec := fleetv1.BundleSpec{
+		BundleDeploymentOptions: fleetv1.BundleDeploymentOptions{Helm: &fleetv1.HelmOptions{Values: values(`{"replicas":1}`)}},
+		Targets:                 append(append([]fleetv1.BundleTarget(nil), custom...), fleetv1.BundleTarget{Name: "all", ClusterSelector: &metav1.LabelSelector{}}),
+		TargetRestrictions:      []fleetv1.BundleTargetRestriction{{Name: "all", ClusterSelector: &metav1.LabelSelector{}}},
+	}
+	for _, tc := range []struct {
+		mode    fleetv1.TargetCustomizationMode
+		cluster *fleetv1.Cluster
+		matched bool
+		values  string
+		ns      string
+	}{
+		{"", eu, true, `{"replicas":3}`, ""},
+		{fleetv1.FirstMatch, eu, true, `{"replicas":3}`, ""},
+		{fleetv1.AllMatches, eu, true, `{"replicas":3,"zone":"eu"}`, "eu"},
+		{fleetv1.AllMatches, us, true, `{"replicas":3}`, ""},
+		{"", lab, true, `{"replicas":1,"zone":"eu"}`, "eu"},
+		{fleetv1.AllMatches, lab, false, "", ""},
+	} {
+		s := spec
+		s.TargetCustomizationMode = tc.mode
+		opts, _, ok := Target(&fleetv1.Bundle{Spec: s}, tc.cluster, nil)
+		if ok != tc.matched || (ok && (helmValues(opts) != tc.values || opts.Namespace != tc.ns)) {
+			t.Errorf("mode %q cluster %s: matched %v values %s namespace %q, want %v %s %q", tc.mode, tc.cluster.Name, ok, helmValues(opts), opts.Namespace, tc.matched, tc.values, tc.ns)
+		}
+	}
+}

@@ -374,7 +374,8 @@ func TestLargeBundleAndBadInput(t *testing.T) {
 		files map[string]string
 		want  string
 	}{
-		{"unknown fleet.yaml field", map[string]string{"fleet.yaml": "defaultNamespace: x\nhelmm: {}\n", "a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"}, "fleet.yaml:2"},
+		// An unknown key is only a warning (Fleet ignores it); a wrong type fails.
+		{"wrong type in fleet.yaml", map[string]string{"fleet.yaml": "defaultNamespace: x\npaused: maybe\n", "a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"}, "fleet.yaml:2"},
 		{"invalid YAML", map[string]string{"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a\n"}, "a.yaml:"},
 		{"values not a map", map[string]string{"fleet.yaml": "helm:\n  chart: ./chart\n  values: [1, 2]\n", "chart/Chart.yaml": "apiVersion: v2\nname: c\nversion: 0.1.0\n"}, "fleet.yaml:3"},
 		{"missing chart", map[string]string{"fleet.yaml": "helm:\n  chart: ./nope\n"}, "nope"},

@@ -133,7 +133,7 @@ func TestRegistrationRefusesAttacks(t *testing.T) {
 
 	// Two clusters join; reserved labels are dropped.
 	code, a := register(t, m, clusterjoin.RegisterRequest{Token: tok1, ClientID: "uid-a", Labels: map[string]string{
-		"env": "prod", "fleet.edgefleet.io/cluster": "other", "edgefleet.io/admin": "true", "x.edgefleet.io/y": "z", "bad key!": "v",
+		"env": "prod", "fleet.edgefleet.io/cluster": "other", fleetv1.GroupLabelPrefix + "admins": "true", "edgefleet.io/admin": "true", "x.edgefleet.io/y": "z", "bad key!": "v",
 	}})
 	if code != http.StatusOK {
 		t.Fatalf("register A: %d", code)
@@ -143,8 +143,10 @@ func TestRegistrationRefusesAttacks(t *testing.T) {
 	if err := m.Client.Get(ctx, client.ObjectKey{Namespace: a.ClusterNamespace, Name: a.ClusterName}, &ca); err != nil {
 		t.Fatal(err)
 	}
-	if len(ca.Labels) != 1 || ca.Labels["env"] != "prod" {
-		t.Fatalf("cluster A labels %v, want only env=prod", ca.Labels)
+	// The agent's reserved labels are dropped; the token's group label is
+	// the manager's (spec.clusterGroup, "default" when unset).
+	if len(ca.Labels) != 2 || ca.Labels["env"] != "prod" || ca.Labels[fleetv1.GroupLabelPrefix+fleetv1.DefaultClusterGroup] != "true" {
+		t.Fatalf("cluster A labels %v, want only env=prod and the default group's label", ca.Labels)
 	}
 	// The same clientID finds the same cluster.
 	if _, again := register(t, m, clusterjoin.RegisterRequest{Token: tok1, ClientID: "uid-a"}); again.ClusterName != a.ClusterName || again.Namespace != a.Namespace {

@@ -142,7 +142,25 @@ type BundleSpec struct {
 	// +optional
 	// +listType=atomic
 	DependsOn []BundleRef `json:"dependsOn,omitempty"`
+
+	// targetCustomizationMode decides how target customizations apply to a
+	// cluster: FirstMatch (the default) merges the first customization that
+	// matches; AllMatches merges every matching one in list order, and a
+	// doNotDeploy in any of them wins. Fleet's field (v0.16).
+	// +optional
+	// +kubebuilder:validation:Enum=FirstMatch;AllMatches
+	TargetCustomizationMode TargetCustomizationMode `json:"targetCustomizationMode,omitempty"`
 }
+
+// TargetCustomizationMode is how target customizations are applied.
+type TargetCustomizationMode string
+
+const (
+	// FirstMatch applies the first matching customization (the default).
+	FirstMatch TargetCustomizationMode = "FirstMatch"
+	// AllMatches applies every matching customization, in order.
+	AllMatches TargetCustomizationMode = "AllMatches"
+)
 
 // BundleResource is one manifest file of a bundle.
 type BundleResource struct {
@@ -182,6 +200,20 @@ type RolloutStrategy struct {
 	// Defaults to 25%.
 	// +optional
 	AutoPartitionSize *intstr.IntOrString `json:"autoPartitionSize,omitempty"`
+
+	// autoPartitionThreshold is the number of target clusters from which
+	// automatic partitioning applies: with fewer targets every cluster is in
+	// one partition named "All". Defaults to 200.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	AutoPartitionThreshold *int32 `json:"autoPartitionThreshold,omitempty"`
+
+	// maxNew is the most BundleDeployments the manager creates for this
+	// bundle in one reconcile; the rest are created in the following ones.
+	// When unset there is no cap (Fleet's default is 50).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	MaxNew *int32 `json:"maxNew,omitempty"`
 
 	// partitions defines the partitions explicitly, in rollout order. A
 	// cluster belongs to the first partition it matches.
@@ -400,6 +432,32 @@ type BundleDeploymentOptions struct {
 	// computing readiness.
 	// +optional
 	Ignore *IgnoreOptions `json:"ignore,omitempty"`
+
+	// createNamespace is accepted for Fleet compatibility: the agent always
+	// creates the bundle's target namespace when it does not exist.
+	// +optional
+	CreateNamespace bool `json:"createNamespace,omitempty"`
+
+	// downstreamResources are Secrets and ConfigMaps in the bundle's
+	// namespace to copy to the downstream cluster (Fleet's experimental
+	// field). Carried but not acted on yet: edgefleet does not copy them.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	DownstreamResources []DownstreamResource `json:"downstreamResources,omitempty"`
+}
+
+// DownstreamResource names a Secret or ConfigMap to copy downstream.
+type DownstreamResource struct {
+	// kind is Secret or ConfigMap.
+	// +optional
+	// +kubebuilder:validation:Enum=Secret;ConfigMap
+	Kind string `json:"kind,omitempty"`
+
+	// name of the object, in the bundle's namespace.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name,omitempty"`
 }
 
 // HelmOptions configure a Helm chart deployment.
@@ -419,11 +477,12 @@ type HelmOptions struct {
 	// +kubebuilder:validation:MaxLength=256
 	Version string `json:"version,omitempty"`
 
-	// releaseName is the Helm release name. Defaults to a name derived from
-	// the bundle, at most 53 characters.
+	// releaseName is the Helm release name: a DNS subdomain (dots allowed,
+	// as in Fleet and Helm). Defaults to a name derived from the bundle, at
+	// most 53 characters.
 	// +optional
 	// +kubebuilder:validation:MaxLength=53
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	ReleaseName string `json:"releaseName,omitempty"`
 
 	// values are Helm values. Strings may use Go templates evaluated per
@@ -453,6 +512,12 @@ type HelmOptions struct {
 	// +optional
 	// +listType=atomic
 	ValuesFrom []ValueFrom `json:"valuesFrom,omitempty"`
+
+	// templateValues are Helm values computed per cluster: each value is a
+	// template (${ } delimiters, the same data as values) whose output is
+	// read as YAML and set at its key, replacing that key of values.
+	// +optional
+	TemplateValues map[string]string `json:"templateValues,omitempty"`
 
 	// timeoutSeconds is how long Helm waits for an install or upgrade.
 	// +optional
@@ -490,6 +555,19 @@ type HelmOptions struct {
 	// values.schema.json.
 	// +optional
 	SkipSchemaValidation bool `json:"skipSchemaValidation,omitempty"`
+
+	// disableDNS turns off DNS lookups in chart templates (Helm's
+	// getHostByName). DNS is on by default, as in Fleet.
+	// +optional
+	DisableDNS bool `json:"disableDNS,omitempty"`
+
+	// disableDependencyUpdate keeps the chart's charts/ folder as it is in
+	// the bundle. By default, a chart whose Chart.yaml lists dependencies
+	// missing from charts/ gets them when the bundle is read (`helm
+	// dependency update`): local file:// dependencies from the bundle,
+	// remote ones through the same guarded download as remote charts.
+	// +optional
+	DisableDependencyUpdate bool `json:"disableDependencyUpdate,omitempty"`
 }
 
 // ValueFrom is a source of Helm values in the downstream cluster. Exactly one

@@ -71,6 +71,37 @@ type ClusterRegistrationTokenSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100000
 	MaxClusters *int32 `json:"maxClusters,omitempty"`
+
+	// clusterGroup is the ClusterGroup that Clusters joining with this token
+	// are put in: they get the label group.fleet.edgefleet.io/<group>=true,
+	// and the group is created (selecting that label) if it does not exist.
+	// When unset, "default": bundles without targets (Fleet's default
+	// target, clusterGroup default) reach clusters as soon as they join.
+	// "-" puts them in no group.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^(-|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$`
+	ClusterGroup string `json:"clusterGroup,omitempty"`
+}
+
+// DefaultClusterGroup is the group a token puts joining clusters in when
+// spec.clusterGroup is unset: the group of Fleet's default target.
+const DefaultClusterGroup = "default"
+
+// NoClusterGroup as spec.clusterGroup puts joining clusters in no group.
+const NoClusterGroup = "-"
+
+// JoinGroup is the ClusterGroup clusters joining with this token are put
+// in, or "" for none.
+func (t *ClusterRegistrationToken) JoinGroup() string {
+	switch g := t.Spec.ClusterGroup; g {
+	case "":
+		return DefaultClusterGroup
+	case NoClusterGroup:
+		return ""
+	default:
+		return g
+	}
 }
 
 // DefaultMaxClusters is a ClusterRegistrationToken's maxClusters when unset.

@@ -58,7 +58,16 @@ const (
 	// TTL
 	// has passed and it can no longer be used to register clusters.
 	ExpiredCondition = "Expired"
+
+	// FleetYAMLWarningsCondition (GitRepo, Bundle) is present and True while a
+	// fleet.yaml at the current commit has keys that were ignored (unknown,
+	// or not supported yet); the message lists them with file and line.
+	FleetYAMLWarningsCondition = "FleetYAMLWarnings"
 )
+
+// IgnoredKeysReason: fleet.yaml keys were ignored, as Fleet ignores unknown
+// keys (FleetYAMLWarnings).
+const IgnoredKeysReason = "IgnoredKeys"
 
 // Generic condition reasons. Reasons are PascalCase and always set.
 const (

@@ -40,6 +40,20 @@ const (
 	// (or one GitRepo), so bundles that vanish from the source are pruned.
 	BundleSetLabel = "fleet.edgefleet.io/bundle-set"
 
+	// FleetYAMLWarningsAnnotation on a Bundle lists, one per line, the
+	// fleet.yaml keys that were ignored when it was read (file:line: why).
+	FleetYAMLWarningsAnnotation = "fleet.edgefleet.io/fleet-yaml-warnings"
+
+	// StrictFleetYAMLAnnotation on a GitRepo, "true", makes an unknown or
+	// unsupported fleet.yaml key fail its path (RenderError) instead of
+	// being ignored with a warning: `edgefleet apply --strict` for CI.
+	StrictFleetYAMLAnnotation = "fleet.edgefleet.io/strict-fleet-yaml"
+
+	// GroupLabelPrefix + <group> ("true") on a Cluster puts it in that
+	// ClusterGroup: a token's spec.clusterGroup sets it on the Clusters it
+	// creates, and the group it creates selects it.
+	GroupLabelPrefix = "group.fleet.edgefleet.io/"
+
 	// RepoNameLabel and CommitLabel mark Bundles from a GitRepo.
 	RepoNameLabel = "fleet.edgefleet.io/repo-name"
 	CommitLabel   = "fleet.edgefleet.io/commit"

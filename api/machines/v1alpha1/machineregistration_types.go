@@ -413,6 +413,7 @@ type DeviceSelectorRequirement struct {
 
 // RegistrationConfig configures how machines authenticate when they register.
 // +kubebuilder:validation:XValidation:rule="!has(self.fallback) || (has(self.auth) && self.auth == 'tpm-or-fallback')",message="fallback can only be set when auth is tpm-or-fallback"
+// +kubebuilder:validation:XValidation:rule="!has(self.auth) || self.auth != 'tpm-or-fallback' || (has(self.fallback) && size(self.fallback) > 0)",message="auth tpm-or-fallback needs a fallback list, e.g. fallback: [emulated-tpm] or [mac] (machines without a TPM use it); for TPM only, use auth: tpm"
 type RegistrationConfig struct {
 	// auth is how machines prove their identity: tpm (the default),
 	// tpm-or-fallback, mac or sys-uuid. Only tpm proves the machine's identity
@@ -477,6 +478,15 @@ type MachineRegistrationStatus struct {
 	// for.
 	// +optional
 	TokenRotation string `json:"tokenRotation,omitempty"`
+
+	// effectiveAuth is the auth policy in force: the node auth methods this
+	// registration accepts, in the order a node tries them (tpm,
+	// emulated-tpm, mac, sys-uuid), after defaults (auth tpm when unset)
+	// and emulate-tpm.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
+	EffectiveAuth []string `json:"effectiveAuth,omitempty"`
 
 	// conditions describe the registration's current state: Ready, and
 	// Reconciling or Stalled while they are True.

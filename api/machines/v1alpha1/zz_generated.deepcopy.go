@@ -363,6 +363,11 @@ func (in *MachineRegistrationStatus) DeepCopyInto(out *MachineRegistrationStatus
 		in, out := &in.TokenExpiresAt, &out.TokenExpiresAt
 		*out = (*in).DeepCopy()
 	}
+	if in.EffectiveAuth != nil {
+		in, out := &in.EffectiveAuth, &out.EffectiveAuth
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
 		*out = make([]v1.Condition, len(*in))

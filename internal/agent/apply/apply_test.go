@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -118,6 +119,27 @@ func TestApplyCheckPrune(t *testing.T) {
 		}
 		if ns.Labels["team"] != "blue" {
 			t.Errorf("namespace labels = %v, want team=blue from namespaceLabels", ns.Labels)
+		}
+	})
+
+	t.Run("a Helm bundle's namespace gets namespaceLabels and namespaceAnnotations", func(t *testing.T) {
+		// Helm creates the namespace bare; an admin's own label stays.
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "helm-app", Labels: map[string]string{"admin": "set"}}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, nsName := range []string{"helm-app", "helm-new"} {
+			tgt := apply.Target{Namespace: "cluster-a", Name: "helm", DefaultNamespace: nsName, Options: fleetv1.BundleDeploymentOptions{
+				NamespaceLabels: map[string]string{"team": "green"}, NamespaceAnnotations: map[string]string{"owner": "shop"}}}
+			if err := a.EnsureNamespaceMeta(ctx, tgt); err != nil {
+				t.Fatal(err)
+			}
+			ns := &corev1.Namespace{}
+			if err := c.Get(ctx, client.ObjectKey{Name: nsName}, ns); err != nil {
+				t.Fatal(err)
+			}
+			if ns.Labels["team"] != "green" || ns.Annotations["owner"] != "shop" || (nsName == "helm-app" && ns.Labels["admin"] != "set") {
+				t.Errorf("namespace %s labels %v annotations %v", nsName, ns.Labels, ns.Annotations)
+			}
 		}
 	})
 

@@ -192,6 +192,7 @@ func (d *Deployer) Deploy(ctx context.Context, res *render.Result, opts fleetv1.
 		in.ForceConflicts = true
 		in.TakeOwnership = h.TakeOwnership
 		in.SkipSchemaValidation = h.SkipSchemaValidation
+		in.EnableDNS = !h.DisableDNS // Fleet's default: DNS on
 		in.Labels = labels
 		if res.PostRenderer != nil {
 			in.PostRenderer = res.PostRenderer
@@ -221,6 +222,7 @@ func (d *Deployer) Deploy(ctx context.Context, res *render.Result, opts fleetv1.
 		up.ForceConflicts = true
 		up.TakeOwnership = h.TakeOwnership
 		up.SkipSchemaValidation = h.SkipSchemaValidation
+		up.EnableDNS = !h.DisableDNS
 		up.MaxHistory = maxHistory(h)
 		up.Labels = labels
 		if res.PostRenderer != nil {

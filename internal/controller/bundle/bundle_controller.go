@@ -117,7 +117,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named("bundle").
-		For(&fleetv1.Bundle{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
+		// Annotations: the reader's fleet.yaml warnings change without a
+		// spec change (FleetYAMLWarnings condition).
+		For(&fleetv1.Bundle{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		WatchesRawSource(source.Func(func(_ context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
 			r.mu.Lock()
 			r.bundleQueue = q
@@ -238,14 +240,25 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	// bound by round trips, not by the apiserver's throughput.
 	written := make([]*fleetv1.BundleDeployment, len(targets))
 	writeErrs := make([]error, len(targets))
+	deferred := deferNew(bundle.Spec.RolloutStrategy, originals)
 	inParallel(len(targets), writeConcurrency, func(i int) {
+		if deferred[i] {
+			return
+		}
 		t := targets[i]
 		finalizeDeployment(t.Deployment, &bundle, t.Cluster, t.Paused)
 		written[i], writeErrs[i] = r.write(ctx, originals[i], t.Deployment)
 	})
 	var errs []error
 	var deployments []*fleetv1.BundleDeployment
+	requeue := ctrl.Result{}
 	for i, t := range targets {
+		if deferred[i] {
+			// rolloutStrategy.maxNew: created by a following reconcile.
+			pending = append(pending, t.Cluster.Namespace+"/"+t.Cluster.Name)
+			requeue = ctrl.Result{RequeueAfter: maxNewRequeue}
+			continue
+		}
 		if writeErrs[i] != nil {
 			errs = append(errs, writeErrs[i])
 			pending = append(pending, t.Cluster.Namespace+"/"+t.Cluster.Name)
@@ -267,6 +280,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	// observedGeneration only once every write went through: a failed
 	// write means the spec is not fully acted on yet.
 	updated := bundle.DeepCopy()
+	setWarningsCondition(&updated.Status, &bundle)
 	computeStatus(&updated.Status, &bundle, deployments, pending)
 	setValueErrors(&updated.Status, &bundle, valueErrs)
 	updated.Status.Partitions = rollout.Partitions
@@ -276,7 +290,31 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if len(errs) > 0 {
 		return ctrl.Result{}, fmt.Errorf("reconciling bundle %s: %w", req.NamespacedName, errors.Join(errs...))
 	}
-	return ctrl.Result{}, nil
+	return requeue, nil
+}
+
+// maxNewRequeue is how soon a bundle held back by rolloutStrategy.maxNew
+// creates its next BundleDeployments.
+const maxNewRequeue = 200 * time.Millisecond
+
+// deferNew marks the new BundleDeployments (no original) beyond
+// rolloutStrategy.maxNew, which wait for a later reconcile. Unlike Fleet
+// (default 50), there is no cap unless maxNew is set: writes go out
+// concurrently and a bundle event costs O(clusters) anyway.
+func deferNew(rs *fleetv1.RolloutStrategy, originals []*fleetv1.BundleDeployment) []bool {
+	out := make([]bool, len(originals))
+	if rs == nil || rs.MaxNew == nil {
+		return out
+	}
+	created := 0
+	for i, o := range originals {
+		if o != nil {
+			continue
+		}
+		created++
+		out[i] = created > int(*rs.MaxNew)
+	}
+	return out
 }
 
 // offline clusters cannot apply anything, so they do not hold a rollout's

@@ -181,6 +181,8 @@ func TestBundleController(t *testing.T) {
 	t.Run("targets and customizations", func(t *testing.T) { testTargeting(t, newEnv(t, c, "fleet-a")) })
 	t.Run("maxUnavailable limits promotion", func(t *testing.T) { testMaxUnavailable(t, newEnv(t, c, "fleet-b")) })
 	t.Run("invalid selector", func(t *testing.T) { testInvalidSelector(t, newEnv(t, c, "fleet-c")) })
+	t.Run("maxNew creates deployments over several reconciles", func(t *testing.T) { testMaxNew(t, newEnv(t, c, "fleet-d")) })
+	t.Run("fleet.yaml warnings become a condition", func(t *testing.T) { testWarnings(t, newEnv(t, c, "fleet-e")) })
 }
 
 func testTargeting(t *testing.T, e *env) {
@@ -498,6 +500,48 @@ func TestBundleObservedGenerationOnlyAfterWrites(t *testing.T) {
 	ctrltest.Eventually(t, wait, func() error {
 		if b := e.bundle("app"); b.Status.ObservedGeneration != b.Generation {
 			return fmt.Errorf("observedGeneration %d, generation %d", b.Status.ObservedGeneration, b.Generation)
+		}
+		return nil
+	})
+}
+
+// testMaxNew: with rolloutStrategy.maxNew 2, five matched clusters still all
+// get their BundleDeployment (the rest in later reconciles), and none is
+// lost.
+func testMaxNew(t *testing.T, e *env) {
+	names := []string{"n1", "n2", "n3", "n4", "n5"}
+	for _, n := range names {
+		e.cluster(n, nil)
+		e.checkIn(n)
+	}
+	two := int32(2)
+	e.create(&fleetv1.Bundle{ObjectMeta: metav1.ObjectMeta{Name: "app"}, Spec: fleetv1.BundleSpec{
+		RolloutStrategy: &fleetv1.RolloutStrategy{MaxNew: &two},
+		Targets:         []fleetv1.BundleTarget{{ClusterSelector: &metav1.LabelSelector{}}},
+	}})
+	for _, n := range names {
+		e.mustBD("app", n)
+	}
+}
+
+// testWarnings: the reader's warnings annotation shows as condition
+// FleetYAMLWarnings, and the condition goes when the annotation does (no
+// spec change needed).
+func testWarnings(t *testing.T, e *env) {
+	e.create(&fleetv1.Bundle{ObjectMeta: metav1.ObjectMeta{Name: "app", Annotations: map[string]string{fleetv1.FleetYAMLWarningsAnnotation: "fleet.yaml:2: unknown field \"helmm\" (did you mean \"helm\"?); ignored"}}})
+	cond := func() *metav1.Condition {
+		return meta.FindStatusCondition(e.bundle("app").Status.Conditions, fleetv1.FleetYAMLWarningsCondition)
+	}
+	ctrltest.Eventually(t, wait, func() error {
+		if c := cond(); c == nil || c.Reason != fleetv1.IgnoredKeysReason || !strings.Contains(c.Message, `unknown field "helmm"`) {
+			return fmt.Errorf("condition %+v", c)
+		}
+		return nil
+	})
+	e.updateBundle("app", func(b *fleetv1.Bundle) { delete(b.Annotations, fleetv1.FleetYAMLWarningsAnnotation) })
+	ctrltest.Eventually(t, wait, func() error {
+		if c := cond(); c != nil {
+			return fmt.Errorf("condition still there: %+v", c)
 		}
 		return nil
 	})

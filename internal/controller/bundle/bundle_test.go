@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -94,3 +95,22 @@ func TestComputeStatus(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+func TestDeferNew(t *testing.T) {
+	old := &fleetv1.BundleDeployment{}
+	two := int32(2)
+	for _, tc := range []struct {
+		rs        *fleetv1.RolloutStrategy
+		originals []*fleetv1.BundleDeployment
+		want      string
+	}{
+		{nil, []*fleetv1.BundleDeployment{nil, nil, nil}, "[false false false]"},
+		{&fleetv1.RolloutStrategy{}, []*fleetv1.BundleDeployment{nil, nil, nil}, "[false false false]"},
+		// Existing deployments are always written; only new ones count.
+		{&fleetv1.RolloutStrategy{MaxNew: &two}, []*fleetv1.BundleDeployment{nil, old, nil, old, nil, nil}, "[false false false false true true]"},
+	} {
+		if got := fmt.Sprint(deferNew(tc.rs, tc.originals)); got != tc.want {
+			t.Errorf("deferNew = %s, want %s", got, tc.want)
+		}
+	}
+}

@@ -36,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/bundlereader"
 	"github.com/edgefleet/edgefleet/internal/gitops"
 )
 
@@ -108,6 +109,9 @@ type syncState struct {
 	// commit written; the cache may not show them yet, and until it does
 	// the status must not report the old deployments as this commit's.
 	written map[string]string
+	// warnings are the fleet.yaml keys ignored at the last rendered commit
+	// (FleetYAMLWarnings condition).
+	warnings []bundlereader.Warning
 }
 
 // SetupWithManager registers the controller.

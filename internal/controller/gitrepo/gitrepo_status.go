@@ -94,6 +94,7 @@ func (r *Reconciler) updateStatus(ctx context.Context, gr, base *fleetv1.GitRepo
 	if !st.lastPoll.IsZero() && (s.LastPollingTriggered == nil || st.lastPoll.Sub(s.LastPollingTriggered.Time) >= max(pollingInterval(gr), lastPollingWrite)) {
 		s.LastPollingTriggered = &metav1.Time{Time: st.lastPoll.Truncate(time.Second)}
 	}
+	setWarningsCondition(s, gr.Generation, st.warnings)
 	computeStatus(s, gr, st.failure, st.fetchFailed, bds, bs)
 	return conditions.PatchStatus(ctx, r.Client, base, updated, nil, nil, conditions.RecordTo(r.Events))
 }

@@ -47,16 +47,22 @@ func TestReadPaths(t *testing.T) {
 		"broken/fleet.yaml":   "defaultNamespace: x\nhelm:\n  releaseName: [a]\n",
 		"README.md":           "not yaml\n",
 		"apps/web/extra.json": "{}",
+		"fleety/fleet.yaml":   "defaultNamespace: x\nimageScans: []\n",
+		"fleety/cm.yaml":      cm,
 	})
 	commit := strings.Repeat("a", 40)
 	for _, tc := range []struct {
 		name    string
 		paths   []string
+		strict  bool
+		warning string
 		bundles []string
 		reason  string
 		msg     string
 		network bool
 	}{
+		{name: "unknown fleet.yaml key is a warning", paths: []string{"fleety"}, bundles: []string{"r-fleety"}, warning: `fleety/fleet.yaml:2: unknown field "imageScans": image scanning is not supported by edgefleet; ignored`},
+		{name: "strict annotation: unknown key fails the path", paths: []string{"fleety", "infra"}, strict: true, bundles: []string{"r-infra"}, reason: fleetv1.RenderErrorReason, msg: `fleety/fleet.yaml:2: unknown field "imageScans"`},
 		{name: "glob and plain path", paths: []string{"apps/*", "infra"}, bundles: []string{"r-apps-db", "r-apps-web", "r-infra"}},
 		{name: "overlapping paths make each bundle once", paths: []string{"apps", "apps/db"}, bundles: []string{"r-apps", "r-apps-db"}},
 		{name: "missing path", paths: []string{"infra", "nope"}, bundles: []string{"r-infra"}, reason: fleetv1.PathNotFoundReason, msg: `path "nope" matches no directory at commit aaaaaaaaaaaa`},
@@ -67,7 +73,33 @@ func TestReadPaths(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			gr := &fleetv1.GitRepo{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "r"}, Spec: fleetv1.GitRepoSpec{Paths: tc.paths, KeepResources: true, ForceSyncGeneration: 3}}
-			bundles, f := (&Reconciler{}).readPaths(context.Background(), gr, root, commit, nil)
+			if tc.strict {
+				gr.Annotations = map[string]string{fleetv1.StrictFleetYAMLAnnotation: "true"}
+			}
+			st := &syncState{}
+			bundles, f := (&Reconciler{}).readPaths(context.Background(), gr, st, root, commit, nil)
+			var warnings []string
+			for _, w := range st.warnings {
+				warnings = append(warnings, w.String())
+			}
+			if got := strings.Join(warnings, "\n"); got != tc.warning {
+				t.Errorf("warnings %q, want %q", got, tc.warning)
+			}
+			if tc.warning != "" {
+				var s fleetv1.GitRepoStatus
+				setWarningsCondition(&s, 1, st.warnings)
+				c := meta.FindStatusCondition(s.Conditions, fleetv1.FleetYAMLWarningsCondition)
+				if c == nil || c.Status != metav1.ConditionTrue || c.Reason != fleetv1.IgnoredKeysReason || !strings.Contains(c.Message, tc.warning) {
+					t.Errorf("FleetYAMLWarnings condition %+v, want True/IgnoredKeys naming %q", c, tc.warning)
+				}
+				if bundles[0].Bundle.Annotations[fleetv1.FleetYAMLWarningsAnnotation] != tc.warning {
+					t.Errorf("bundle %s annotation %s = %q, want %q (relative to the repository)", bundles[0].Bundle.Name, fleetv1.FleetYAMLWarningsAnnotation, bundles[0].Bundle.Annotations[fleetv1.FleetYAMLWarningsAnnotation], tc.warning)
+				}
+				setWarningsCondition(&s, 1, nil)
+				if len(s.Conditions) != 0 {
+					t.Errorf("no warnings left, conditions %+v", s.Conditions)
+				}
+			}
 			var names []string
 			for _, b := range bundles {
 				names = append(names, b.Bundle.Name)

@@ -91,7 +91,7 @@ func (r *Reconciler) sync(ctx context.Context, gr, base *fleetv1.GitRepo, st *sy
 		fail(fleetv1.SecretNotFoundReason, err, false)
 		return
 	}
-	bundles, pathFailure := r.readPaths(ctx, gr, dir, full, httpClient)
+	bundles, pathFailure := r.readPaths(ctx, gr, st, dir, full, httpClient)
 	changes, err := bundlewriter.Write(ctx, r.Writer, gr.Namespace, gr.Name, bundles, bundlewriter.Options{NoPrune: pathFailure != nil})
 	st.written = map[string]string{}
 	for _, ch := range changes {
@@ -129,7 +129,8 @@ func reasonOr(err error, def string) string {
 // repository root) into bundles. A path that matches nothing or fails to
 // read is reported (every such path, in one failure) and skipped; the other
 // paths' bundles are returned.
-func (r *Reconciler) readPaths(ctx context.Context, gr *fleetv1.GitRepo, root, commit string, httpClient *http.Client) ([]*bundlereader.Bundle, *failure) {
+func (r *Reconciler) readPaths(ctx context.Context, gr *fleetv1.GitRepo, st *syncState, root, commit string, httpClient *http.Client) ([]*bundlereader.Bundle, *failure) {
+	st.warnings = nil
 	paths := gr.Spec.Paths
 	if len(paths) == 0 {
 		paths = []string{"."}
@@ -143,6 +144,7 @@ func (r *Reconciler) readPaths(ctx context.Context, gr *fleetv1.GitRepo, root, c
 		Paused:     gr.Spec.Paused,
 		BaseDir:    root,
 		HTTPClient: httpClient,
+		Strict:     gr.Annotations[fleetv1.StrictFleetYAMLAnnotation] == "true",
 	}
 	short := commit
 	if len(short) > 12 {
@@ -191,6 +193,10 @@ func (r *Reconciler) readPaths(ctx context.Context, gr *fleetv1.GitRepo, root, c
 					continue
 				}
 				seen[b.Bundle.Name] = b.Dir
+				for _, w := range b.Warnings {
+					w.File = strings.TrimPrefix(w.File, root+string(filepath.Separator))
+					st.warnings = append(st.warnings, w)
+				}
 				customize(b.Bundle, gr)
 				out = append(out, b)
 			}

@@ -95,6 +95,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	mr.Status.TokenIssuedAt = &metav1.Time{Time: issued}
 	mr.Status.TokenRotation = s.Annotations[machineregistration.AnnotationTokenRotation]
 	mr.Status.TokenExpiresAt = nil
+	// The policy in force is the normalised one (Elemental's
+	// config.elemental.registration counts too).
+	mr.Status.EffectiveAuth = nil
+	if cfg, nerr := mr.Spec.Config.Normalized(); nerr == nil {
+		mr.Status.EffectiveAuth = machineregistration.AllowedMethods(cfg.Registration)
+	}
 	var requeue time.Duration
 	status, reason := metav1.ConditionTrue, machinesv1.RegistrationEndpointReadyReason
 	msg := fmt.Sprintf("machines register at the URL in Secret %s (key %s)", s.Name, machineregistration.URLSecretKey)

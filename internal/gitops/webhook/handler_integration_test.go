@@ -72,9 +72,19 @@ func TestHandlerTriggersOnlyVerifiedGitRepos(t *testing.T) {
 	}
 	postTo = func(p webhook.Provider, repo, secret string, sign bool, after string) (int, string) {
 		body := []byte(fmt.Sprintf(`{"ref":"refs/heads/main","after":%q,"repository":{"clone_url":"https://%[2]s.git","ssh_url":"git@%[2]s.git"},"project":{"git_http_url":"https://%[2]s.git"}}`, after, repo))
+		switch p {
+		case webhook.Bitbucket:
+			body = []byte(fmt.Sprintf(`{"push":{"changes":[{"new":{"type":"branch","name":"main","target":{"hash":%q}}}]},"repository":{"links":{"html":{"href":"https://%s"}}}}`, after, repo))
+		case webhook.BitbucketServer:
+			body = []byte(fmt.Sprintf(`{"changes":[{"refId":"refs/heads/main","toHash":%q}],"repository":{"links":{"clone":[{"href":"https://%s.git"}]}}}`, after, repo))
+		}
 		req, _ := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader(body))
-		event := map[webhook.Provider][2]string{webhook.GitHub: {"X-GitHub-Event", "push"}, webhook.GitLab: {"X-Gitlab-Event", "Push Hook"}, webhook.Gitea: {"X-Gitea-Event", "push"}, webhook.Gogs: {"X-Gogs-Event", "push"}}[p]
+		event := map[webhook.Provider][2]string{webhook.GitHub: {"X-GitHub-Event", "push"}, webhook.GitLab: {"X-Gitlab-Event", "Push Hook"}, webhook.Gitea: {"X-Gitea-Event", "push"}, webhook.Gogs: {"X-Gogs-Event", "push"},
+			webhook.Bitbucket: {"X-Event-Key", "repo:push"}, webhook.BitbucketServer: {"X-Event-Key", "repo:refs_changed"}}[p]
 		req.Header.Set(event[0], event[1])
+		if p == webhook.Bitbucket {
+			req.Header.Set("X-Hook-UUID", "{0b5c2f1e-hook}")
+		}
 		if sign {
 			k, v := webhook.Sign(p, body, []byte(secret))
 			req.Header.Set(k, v)
@@ -88,7 +98,7 @@ func TestHandlerTriggersOnlyVerifiedGitRepos(t *testing.T) {
 		return resp.StatusCode, string(msg)
 	}
 
-	for i, p := range []webhook.Provider{webhook.GitHub, webhook.GitLab, webhook.Gitea, webhook.Gogs} {
+	for i, p := range []webhook.Provider{webhook.GitHub, webhook.GitLab, webhook.Gitea, webhook.Gogs, webhook.Bitbucket, webhook.BitbucketServer} {
 		t.Run(string(p), func(t *testing.T) {
 			before := commits()
 			for _, bad := range []struct {
@@ -119,6 +129,32 @@ func TestHandlerTriggersOnlyVerifiedGitRepos(t *testing.T) {
 			}
 			if got := commits(); got["shared"] != shared || got["own"] != own || got["dev"] != before["dev"] {
 				t.Fatalf("manager secret: webhookCommits %v, want shared=%s", got, shared)
+			}
+		})
+	}
+
+	// Fleet's gitjob-webhook layout: one key per provider, named as Fleet
+	// names them; the provider's key wins over "token", which still serves
+	// providers without their own key.
+	fleetKeys := map[string][]byte{webhook.SecretKey: []byte("any-provider")}
+	for _, p := range []webhook.Provider{webhook.GitHub, webhook.GitLab, webhook.Bitbucket, webhook.BitbucketServer, webhook.Gogs} {
+		fleetKeys[webhook.ProviderSecretKey(p)] = []byte("key-" + string(p))
+	}
+	mustCreate(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "fleet-default", Name: "fleet-keys"}, Data: fleetKeys})
+	mustCreate(&fleetv1.GitRepo{ObjectMeta: metav1.ObjectMeta{Namespace: "fleet-default", Name: "fleet-keys"},
+		Spec: fleetv1.GitRepoSpec{Repo: "https://git.example.com/org/fleetkeys", Branch: "main", WebhookSecret: "fleet-keys"}})
+	for i, p := range []webhook.Provider{webhook.GitHub, webhook.GitLab, webhook.Gitea, webhook.Gogs, webhook.Bitbucket, webhook.BitbucketServer} {
+		t.Run("fleet key "+string(p), func(t *testing.T) {
+			if code, msg := postTo(p, "git.example.com/org/fleetkeys", "any-provider", true, "x"); code != http.StatusForbidden {
+				t.Fatalf("signed with the token key while %q is set: HTTP %d %s, want 403", webhook.ProviderSecretKey(p), code, msg)
+			}
+			own := fmt.Sprintf("fleetkey%d", i)
+			if code, msg := postTo(p, "git.example.com/org/fleetkeys", "key-"+webhook.ProviderSecretKey(p), true, own); code != http.StatusOK {
+				t.Fatalf("signed with the %q key: HTTP %d %s", webhook.ProviderSecretKey(p), code, msg)
+			}
+			var gr fleetv1.GitRepo
+			if err := c.Get(ctx, client.ObjectKey{Namespace: "fleet-default", Name: "fleet-keys"}, &gr); err != nil || gr.Status.WebhookCommit != own {
+				t.Fatalf("webhookCommit %q (%v), want %q", gr.Status.WebhookCommit, err, own)
 			}
 		})
 	}

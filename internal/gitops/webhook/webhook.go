@@ -1,5 +1,5 @@
-// Package webhook receives push events from GitHub, GitLab and Gitea/Gogs
-// at POST /webhooks/git, verifies them against the GitRepo's webhook secret
+// Package webhook receives push events from GitHub, GitLab, Gitea/Gogs,
+// Bitbucket Cloud and Bitbucket Server at POST /webhooks/git, verifies them against the GitRepo's webhook secret
 // (or the manager-wide one) and asks the GitRepo controller for an
 // immediate sync by setting status.webhookCommit. The payload is never
 // trusted for content: the controller still asks the repository itself
@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -40,8 +41,20 @@ const Path = "/webhooks/git"
 // the manager's system namespace, used by GitRepos without webhookSecret.
 const ManagerSecretName = "edgefleet-webhook"
 
-// SecretKey is the key holding the shared secret in a webhook Secret.
+// SecretKey is the key holding the shared secret in a webhook Secret, for
+// every provider. A key named after the provider (ProviderSecretKey, Fleet's
+// names) wins over it, so a Fleet gitjob-webhook Secret works unchanged.
 const SecretKey = "token"
+
+// ProviderSecretKey is the Secret key Rancher Fleet reads for a provider's
+// secret: github, gitlab, bitbucket, bitbucket-server, gogs (Gitea, which
+// Fleet serves through its Gogs support, reads gogs too).
+func ProviderSecretKey(p Provider) string {
+	if p == Gitea {
+		return string(Gogs)
+	}
+	return string(p)
+}
 
 // Bounds on what an unauthenticated caller can make the manager hold: a
 // payload is read whole before its signature can be checked, so at most
@@ -65,7 +78,7 @@ const (
 // of their secrets, or a secret is missing: an unauthenticated caller must
 // not learn which repositories, GitRepos or secrets exist. The manager's log
 // says which GitRepo rejected it and why.
-const rejected = "no GitRepo accepted this event: either none follows this repository and ref, or the signature does not match the webhook secret (the \"token\" key of the GitRepo's webhookSecret Secret, or of the manager-wide " + ManagerSecretName + " Secret); the manager's log names the reason"
+const rejected = "no GitRepo accepted this event: either none follows this repository and ref, or the signature does not match the webhook secret (the provider's key, e.g. \"github\", else the \"token\" key of the GitRepo's webhookSecret Secret, or of the manager-wide " + ManagerSecretName + " Secret); the manager's log names the reason"
 
 // Provider identifies the git host that sent an event.
 type Provider string
@@ -76,6 +89,10 @@ const (
 	GitLab Provider = "gitlab"
 	Gitea  Provider = "gitea"
 	Gogs   Provider = "gogs"
+	// Bitbucket is Bitbucket Cloud (bitbucket.org).
+	Bitbucket Provider = "bitbucket"
+	// BitbucketServer is Bitbucket Server / Data Center.
+	BitbucketServer Provider = "bitbucket-server"
 )
 
 // Handler serves POST /webhooks/git.
@@ -124,9 +141,15 @@ type event struct {
 }
 
 // detect reads the provider and event headers. Gitea sends Gogs' and
-// GitHub's headers too, so it is checked first.
+// GitHub's headers too, so it is checked first. Both Bitbucket flavours send
+// X-Event-Key and sign with X-Hub-Signature ("sha256=" + hex HMAC); Cloud
+// also sends X-Hook-UUID, Server X-Request-Id.
 func detect(h http.Header) (*event, bool) {
 	switch {
+	case h.Get("X-Event-Key") != "" && h.Get("X-Hook-UUID") != "":
+		return &event{provider: Bitbucket, name: h.Get("X-Event-Key"), signature: h.Get("X-Hub-Signature")}, true
+	case h.Get("X-Event-Key") != "":
+		return &event{provider: BitbucketServer, name: h.Get("X-Event-Key"), signature: h.Get("X-Hub-Signature")}, true
 	case h.Get("X-Gitea-Event") != "":
 		return &event{provider: Gitea, name: h.Get("X-Gitea-Event"), signature: h.Get("X-Gitea-Signature")}, true
 	case h.Get("X-Gogs-Event") != "":
@@ -143,6 +166,10 @@ func (e *event) isPush() bool {
 	switch e.provider {
 	case GitLab:
 		return e.name == "Push Hook" || e.name == "Tag Push Hook"
+	case Bitbucket:
+		return e.name == "repo:push"
+	case BitbucketServer:
+		return e.name == "repo:refs_changed"
 	default:
 		return e.name == "push"
 	}
@@ -169,7 +196,90 @@ type payload struct {
 	} `json:"project"`
 }
 
+// bitbucketPayload is what the handler reads from Bitbucket Cloud's
+// repo:push and Bitbucket Server's repo:refs_changed events. Only the first
+// change counts: one push event names one ref in practice, and the commit
+// is asked from the repository anyway.
+type bitbucketPayload struct {
+	// Cloud.
+	Push struct {
+		Changes []struct {
+			New *struct {
+				Type   string `json:"type"` // branch or tag
+				Name   string `json:"name"`
+				Target struct {
+					Hash string `json:"hash"`
+				} `json:"target"`
+			} `json:"new"`
+		} `json:"changes"`
+	} `json:"push"`
+	// Server.
+	Changes []struct {
+		RefID  string `json:"refId"`
+		ToHash string `json:"toHash"`
+	} `json:"changes"`
+	Repository struct {
+		Links struct {
+			HTML  bitbucketLink   `json:"html"`
+			Self  json.RawMessage `json:"self"`
+			Clone []bitbucketLink `json:"clone"`
+		} `json:"links"`
+	} `json:"repository"`
+}
+
+type bitbucketLink struct {
+	Href string `json:"href"`
+}
+
+func (e *event) parseBitbucket(body []byte) error {
+	var p bitbucketPayload
+	if err := json.Unmarshal(body, &p); err != nil {
+		return fmt.Errorf("the payload is not a Bitbucket push event: %v", err)
+	}
+	if e.provider == Bitbucket {
+		for _, c := range p.Push.Changes {
+			if c.New == nil || c.New.Name == "" {
+				continue // a deleted branch
+			}
+			prefix := "refs/heads/"
+			if c.New.Type == "tag" {
+				prefix = "refs/tags/"
+			}
+			e.ref, e.after = prefix+c.New.Name, c.New.Target.Hash
+			break
+		}
+	} else if len(p.Changes) > 0 {
+		e.ref, e.after = p.Changes[0].RefID, p.Changes[0].ToHash
+	}
+	links := append([]bitbucketLink{p.Repository.Links.HTML}, p.Repository.Links.Clone...)
+	// Cloud's self link is an object, Server's a list.
+	var self []bitbucketLink
+	if json.Unmarshal(p.Repository.Links.Self, &self) == nil {
+		links = append(links, self...)
+	}
+	for _, l := range links {
+		if l.Href == "" {
+			continue
+		}
+		u := gitops.NormalizeURL(l.Href)
+		// Bitbucket Server's links name the repository /scm/<project>/<repo>
+		// (clone) or /projects/<p>/repos/<r>/browse (self); the clone form
+		// is what a GitRepo uses.
+		if strings.Contains(u, "/projects/") {
+			continue
+		}
+		e.urls = append(e.urls, u)
+	}
+	if e.ref == "" || len(e.urls) == 0 {
+		return errors.New("the payload has no ref or repository URL: is this a push event?")
+	}
+	return nil
+}
+
 func (e *event) parse(body []byte) error {
+	if e.provider == Bitbucket || e.provider == BitbucketServer {
+		return e.parseBitbucket(body)
+	}
 	var p payload
 	if err := json.Unmarshal(body, &p); err != nil {
 		return fmt.Errorf("the payload is not JSON: %v (set the webhook's content type to application/json)", err)
@@ -188,8 +298,9 @@ func (e *event) parse(body []byte) error {
 }
 
 // Verify checks an event's signature header against secret: GitHub's
-// X-Hub-Signature-256 ("sha256=" + hex HMAC-SHA256 of the body), Gitea's
-// and Gogs' hex HMAC-SHA256, GitLab's X-Gitlab-Token (the secret itself).
+// X-Hub-Signature-256 and both Bitbucket's X-Hub-Signature ("sha256=" + hex
+// HMAC-SHA256 of the body), Gitea's and Gogs' hex HMAC-SHA256, GitLab's
+// X-Gitlab-Token (the secret itself).
 // It returns errMissingSignature when the header is empty.
 func Verify(p Provider, body []byte, header string, secret []byte) error {
 	if header == "" {
@@ -201,7 +312,7 @@ func Verify(p Provider, body []byte, header string, secret []byte) error {
 			return errBadSignature
 		}
 		return nil
-	case GitHub:
+	case GitHub, Bitbucket, BitbucketServer:
 		hexSig, ok := strings.CutPrefix(header, "sha256=")
 		if !ok {
 			return errBadSignature
@@ -238,6 +349,8 @@ func Sign(p Provider, body []byte, secret []byte) (header, value string) {
 		return "X-Gitea-Signature", sig
 	case Gogs:
 		return "X-Gogs-Signature", sig
+	case Bitbucket, BitbucketServer:
+		return "X-Hub-Signature", "sha256=" + sig
 	}
 	return "X-Hub-Signature-256", "sha256=" + sig
 }
@@ -247,12 +360,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	ev, ok := detect(r.Header)
 	if !ok {
-		http.Error(w, "unknown git host: expected a GitHub, GitLab, Gitea or Gogs event header (X-GitHub-Event, X-Gitlab-Event, X-Gitea-Event, X-Gogs-Event)", http.StatusBadRequest)
+		http.Error(w, "unknown git host: expected a GitHub, GitLab, Gitea, Gogs or Bitbucket event header (X-GitHub-Event, X-Gitlab-Event, X-Gitea-Event, X-Gogs-Event, X-Event-Key)", http.StatusBadRequest)
 		return
 	}
 	// Everything decidable from the headers is decided before the body is
 	// read.
-	if ev.name == "ping" {
+	if ev.name == "ping" || ev.name == "diagnostics:ping" {
 		fmt.Fprintln(w, "pong")
 		return
 	}
@@ -261,7 +374,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ev.signature == "" {
-		http.Error(w, "the request is not signed: set the webhook's secret to the token in the GitRepo's webhookSecret Secret (or "+ManagerSecretName+")", http.StatusUnauthorized)
+		http.Error(w, "the request is not signed: set the webhook's secret to the "+strconv.Quote(ProviderSecretKey(ev.provider))+" (or \"token\") key of the GitRepo's webhookSecret Secret (or of "+ManagerSecretName+")", http.StatusUnauthorized)
 		return
 	}
 	if r.ContentLength > h.MaxPayload {
@@ -332,7 +445,7 @@ func (h *Handler) trigger(ctx context.Context, ev *event, body []byte) (int, str
 			continue
 		}
 		key := gr.Namespace + "/" + gr.Name
-		secret, err := h.secretFor(ctx, gr)
+		secret, err := h.secretFor(ctx, gr, ev.provider)
 		if err != nil {
 			log.Info("Rejecting webhook", "GitRepo", klog.KObj(gr), "reason", err.Error())
 			continue
@@ -369,8 +482,9 @@ func refMatches(gr *fleetv1.GitRepo, ref string) bool {
 	return ref == "refs/heads/"+branch
 }
 
-// secretFor is the GitRepo's webhook secret, or the manager-wide one.
-func (h *Handler) secretFor(ctx context.Context, gr *fleetv1.GitRepo) ([]byte, error) {
+// secretFor is the GitRepo's webhook secret for provider p, or the
+// manager-wide one: the provider's key (Fleet's name), else "token".
+func (h *Handler) secretFor(ctx context.Context, gr *fleetv1.GitRepo, p Provider) ([]byte, error) {
 	ns, name := gr.Namespace, gr.Spec.WebhookSecret
 	if name == "" {
 		ns, name = h.SystemNamespace, ManagerSecretName
@@ -385,9 +499,12 @@ func (h *Handler) secretFor(ctx context.Context, gr *fleetv1.GitRepo) ([]byte, e
 		}
 		return nil, fmt.Errorf("reading webhook secret %s/%s: %w", ns, name, err)
 	}
+	if token := s.Data[ProviderSecretKey(p)]; len(token) > 0 {
+		return token, nil
+	}
 	token := s.Data[SecretKey]
 	if len(token) == 0 {
-		return nil, fmt.Errorf("webhook secret %s/%s has no %q key", ns, name, SecretKey)
+		return nil, fmt.Errorf("webhook secret %s/%s has neither a %q nor a %q key", ns, name, ProviderSecretKey(p), SecretKey)
 	}
 	return token, nil
 }

@@ -12,7 +12,7 @@ import (
 func TestVerifySignaturePerProvider(t *testing.T) {
 	body := []byte(`{"ref":"refs/heads/main"}`)
 	secret := []byte("s3cret")
-	for _, p := range []Provider{GitHub, GitLab, Gitea, Gogs} {
+	for _, p := range []Provider{GitHub, GitLab, Gitea, Gogs, Bitbucket, BitbucketServer} {
 		_, good := Sign(p, body, secret)
 		_, otherSecret := Sign(p, body, []byte("other"))
 		_, otherBody := Sign(p, []byte(`{"ref":"refs/heads/evil"}`), secret)
@@ -78,6 +78,25 @@ func TestDetectAndParsePushEvents(t *testing.T) {
 			body:     `{"ref":"refs/heads/main","after":"abc","repository":{"html_url":"http://gogs.local/o/r"}}`,
 			provider: Gogs, push: true,
 			urls: []string{"gogs.local/o/r"},
+		},
+		{
+			name:     "bitbucket cloud",
+			headers:  map[string]string{"X-Event-Key": "repo:push", "X-Hook-UUID": "{5f0c}", "X-Hub-Signature": "sha256=00"},
+			body:     `{"push":{"changes":[{"new":{"type":"branch","name":"main","target":{"hash":"abc"}}}]},"repository":{"full_name":"org/repo","links":{"html":{"href":"https://bitbucket.org/org/repo"},"self":{"href":"https://api.bitbucket.org/2.0/repositories/org/repo"}}}}`,
+			provider: Bitbucket, push: true,
+			urls: []string{"bitbucket.org/org/repo"},
+		},
+		{
+			name:     "bitbucket server",
+			headers:  map[string]string{"X-Event-Key": "repo:refs_changed", "X-Request-Id": "r1", "X-Hub-Signature": "sha256=00"},
+			body:     `{"eventKey":"repo:refs_changed","changes":[{"ref":{"id":"refs/heads/main","type":"BRANCH"},"refId":"refs/heads/main","fromHash":"000","toHash":"abc","type":"UPDATE"}],"repository":{"slug":"repo","links":{"clone":[{"href":"ssh://git@bb.example.com:7999/prj/repo.git","name":"ssh"},{"href":"https://bb.example.com/scm/prj/repo.git","name":"http"}],"self":[{"href":"https://bb.example.com/projects/PRJ/repos/repo/browse"}]}}}`,
+			provider: BitbucketServer, push: true,
+			urls: []string{"bb.example.com/prj/repo", "bb.example.com/scm/prj/repo"},
+		},
+		{
+			name:     "bitbucket cloud pull request is not a push",
+			headers:  map[string]string{"X-Event-Key": "pullrequest:created", "X-Hook-UUID": "{5f0c}"},
+			provider: Bitbucket,
 		},
 		{
 			name:     "github issue event is not a push",
