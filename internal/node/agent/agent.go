@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/edgefleet/edgefleet/internal/node/nodekube"
 	"github.com/edgefleet/edgefleet/internal/node/planner"
 	"github.com/edgefleet/edgefleet/internal/node/register"
 	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
@@ -105,7 +106,7 @@ type agent struct {
 // directory.
 type identity struct {
 	namespace, inventory, planSecret string
-	kube                             *kubeClient
+	kube                             *nodekube.Client
 }
 
 func (a *agent) run(ctx context.Context) error {
@@ -272,7 +273,7 @@ func loadIdentity(stateDir string) (*identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	kube, err := newKubeClient(kc)
+	kube, err := nodekube.New(kc)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", register.KubeconfigFile, err)
 	}
