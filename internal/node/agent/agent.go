@@ -60,7 +60,10 @@ type Options struct {
 	Images planner.ImageStore
 	// Register registers the machine (tests replace the hardware data).
 	Register func(context.Context, *machinereg.NodeConfig) error
-	Log      *slog.Logger
+	// OS enables the installed OS's boot duties (cloud-config, boot
+	// confirm, status.os, pending reset); nil runs plans only.
+	OS  *OSOptions
+	Log *slog.Logger
 }
 
 // Run runs the agent until ctx ends.
@@ -110,6 +113,12 @@ type identity struct {
 }
 
 func (a *agent) run(ctx context.Context) error {
+	slot := a.o.OS.bootedSlot()
+	if slot != "" {
+		if goOn, err := a.beforeRegistering(ctx, slot); !goOn || err != nil {
+			return err
+		}
+	}
 	id, err := a.ensureRegistered(ctx, false)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -117,10 +126,13 @@ func (a *agent) run(ctx context.Context) error {
 		}
 		return err
 	}
-	watchIDs, reportIDs := make(chan *identity, 1), make(chan *identity, 1)
+	watchIDs, reportIDs, osIDs := make(chan *identity, 1), make(chan *identity, 1), make(chan *identity, 1)
 	go a.watchPlan(ctx, id, watchIDs)
 	go a.report(ctx, id, reportIDs)
-	go a.renew(ctx, watchIDs, reportIDs)
+	if slot != "" {
+		go a.reportOS(ctx, slot, id, osIDs)
+	}
+	go a.renew(ctx, watchIDs, reportIDs, osIDs)
 	return a.loop(ctx)
 }
 
