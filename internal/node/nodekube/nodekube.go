@@ -146,18 +146,23 @@ func (c *Client) secretPath(ns string) string {
 
 // GetSecret reads one Secret by name.
 func (c *Client) GetSecret(ctx context.Context, ns, name string) (*Secret, error) {
+	s := &Secret{}
+	return s, c.get(ctx, c.secretPath(ns)+"/"+url.PathEscape(name), "Secret "+name, s)
+}
+
+// get reads one object (at most 4 MiB) into out.
+func (c *Client) get(ctx context.Context, path, what string, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	resp, err := c.do(ctx, http.MethodGet, c.secretPath(ns)+"/"+url.PathEscape(name), "", nil)
+	resp, err := c.do(ctx, http.MethodGet, path, "", nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
-	s := &Secret{}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(s); err != nil {
-		return nil, fmt.Errorf("decoding Secret %s: %w", name, err)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(out); err != nil {
+		return fmt.Errorf("decoding %s: %w", what, err)
 	}
-	return s, nil
+	return nil
 }
 
 // WatchSecret watches the named Secret from resourceVersion rv (the
@@ -225,18 +230,8 @@ func inventoryPath(ns, name string) string {
 
 // GetInventory reads the machine's own MachineInventory.
 func (c *Client) GetInventory(ctx context.Context, ns, name string) (*InventoryStatus, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	resp, err := c.do(ctx, http.MethodGet, inventoryPath(ns, name), "", nil)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
 	inv := &InventoryStatus{}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(inv); err != nil {
-		return nil, fmt.Errorf("decoding MachineInventory %s: %w", name, err)
-	}
-	return inv, nil
+	return inv, c.get(ctx, inventoryPath(ns, name), "MachineInventory "+name, inv)
 }
 
 // ApplyStatus server-side-applies status (the fields under "status") to
