@@ -147,22 +147,26 @@ config:
 	os.MkdirAll(root, 0o755)
 	os.MkdirAll(cloudDir, 0o755)
 	os.WriteFile(filepath.Join(cloudDir, "90_test.yaml"), []byte("#cloud-config\nwrite_files: [{path: /etc/first-boot, content: applied}]\n"), 0o600)
-	agentCtx, stopAgent := context.WithCancel(ctx)
-	agentCmd := exec.CommandContext(agentCtx, node, "agent", "--config", cfgPath, "--root", root, "--no-images",
-		"--boot-slot-file", slotFile, "--device", disk, "--cloud-config-dir", cloudDir)
-	var agentLog strings.Builder
-	agentCmd.Stdout, agentCmd.Stderr = &agentLog, &agentLog
-	agentCmd.Cancel = func() error { return agentCmd.Process.Signal(os.Interrupt) }
-	if err := agentCmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		stopAgent()
-		_ = agentCmd.Wait()
-		if t.Failed() {
-			t.Logf("agent log:\n%s", agentLog.String())
+	startAgent := func() (stop func()) {
+		agentCtx, cancel := context.WithCancel(ctx)
+		cmd := exec.CommandContext(agentCtx, node, "agent", "--config", cfgPath, "--root", root, "--no-images",
+			"--boot-slot-file", slotFile, "--device", disk, "--cloud-config-dir", cloudDir)
+		var log strings.Builder
+		cmd.Stdout, cmd.Stderr = &log, &log
+		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
 		}
-	}()
+		return func() {
+			cancel()
+			_ = cmd.Wait()
+			if t.Failed() {
+				t.Logf("agent log:\n%s", log.String())
+			}
+		}
+	}
+	stopAgent := startAgent()
+	defer func() { stopAgent() }()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if err := m.Client.Get(ctx, types.NamespacedName{Namespace: l.ns, Name: invName}, inv); err != nil {
@@ -185,5 +189,33 @@ config:
 	}
 	if !meta.IsStatusConditionTrue(inv.Status.Conditions, machinesv1.RegisteredCondition) {
 		t.Errorf("the node's reports touched the manager's conditions: %+v", inv.Status.Conditions)
+	}
+	stopAgent()
+
+	// A reset scheduled on slot a (no reboot: this is the test's host)
+	// runs when the machine boots recovery: the agent finds it pending,
+	// resets the disk and reports the recovery boot.
+	run("reset", "--device", disk, "--boot-slot-file", slotFile)
+	os.WriteFile(slotFile, []byte("recovery\n"), 0o644)
+	stopAgent = startAgent()
+	deadline = time.Now().Add(90 * time.Second)
+	for {
+		if err := m.Client.Get(ctx, types.NamespacedName{Namespace: l.ns, Name: invName}, inv); err != nil {
+			t.Fatal(err)
+		}
+		ready := meta.FindStatusCondition(inv.Status.Conditions, machinesv1.OSReadyCondition)
+		if inv.Status.OS.BootedSlot == "recovery" && ready != nil && ready.Reason == machinesv1.RecoveryBootedReason {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent did not report the recovery boot: status.os = %+v, conditions %+v", inv.Status.OS, inv.Status.Conditions)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if p, err := osinstall.PendingReset(ctx, disk); err != nil || p != nil {
+		t.Errorf("the pending reset was not run by the agent: %+v %v", p, err)
+	}
+	if st, err := osinstall.ReadStatus(ctx, disk, "recovery"); err != nil || st.ActiveSlot != "a" || st.TrySlot != "" || st.Slots["b"].Version != "" {
+		t.Errorf("after the reset the disk should hold only slot a (the recovery image): %+v %v", st, err)
 	}
 }
