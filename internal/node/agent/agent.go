@@ -2,7 +2,8 @@
 // registers the machine if it is not registered yet, watches its own plan
 // Secret (and nothing else) with the machine's own credential, applies the
 // plan with internal/node/planner and reports the result on its
-// MachineInventory's status.plan.
+// MachineInventory's status.plan; on an installed OS it also does the
+// OS's boot duties (os.go).
 //
 // It is built to outlive the manager: the plan and the progress on it are
 // kept on disk, so periodic instructions and probes go on during an outage,
@@ -27,9 +28,9 @@ import (
 	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 )
 
-// FieldManager owns the node's fields of the MachineInventory status
-// (server-side apply), so it never overwrites what the manager or other
-// node components write.
+// FieldManager owns the node's fields of status.plan and lastSeen
+// (server-side apply), so it never overwrites what the manager writes, nor
+// status.os (osinstall.FieldManager's).
 const FieldManager = "edgefleet-node"
 
 // Defaults of Options.
