@@ -45,16 +45,9 @@ func logTo(cmd *cobra.Command) func(string, ...any) {
 // registeredConfig is the config the manager gave at the last registration
 // (state-dir/config.json), or nil.
 func registeredConfig(stateDir string) *machinereg.Config {
-	b, err := os.ReadFile(filepath.Join(stateDir, register.ConfigFile))
+	c, err := register.Registered(stateDir)
 	if err != nil {
 		return nil
-	}
-	c := &machinereg.Config{}
-	if json.Unmarshal(b, c) != nil {
-		return nil
-	}
-	if kc, err := os.ReadFile(filepath.Join(stateDir, register.KubeconfigFile)); err == nil {
-		c.Kubeconfig = kc
 	}
 	return c
 }

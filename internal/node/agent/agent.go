@@ -13,7 +13,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -271,22 +270,17 @@ func (a *agent) credentialRefused() {
 }
 
 func loadIdentity(stateDir string) (*identity, error) {
-	data, err := os.ReadFile(filepath.Join(stateDir, register.ConfigFile))
+	c, err := register.Registered(stateDir)
 	if err != nil {
 		return nil, err
-	}
-	var c machinereg.Config
-	if err := json.Unmarshal(data, &c); err != nil {
-		return nil, fmt.Errorf("%s: %w", register.ConfigFile, err)
 	}
 	if c.Namespace == "" || c.InventoryName == "" || c.PlanSecret == "" {
 		return nil, fmt.Errorf("%s names no inventory or plan Secret", register.ConfigFile)
 	}
-	kc, err := os.ReadFile(filepath.Join(stateDir, register.KubeconfigFile))
-	if err != nil {
-		return nil, err
+	if len(c.Kubeconfig) == 0 {
+		return nil, fmt.Errorf("%s: %w", register.KubeconfigFile, os.ErrNotExist)
 	}
-	kube, err := nodekube.New(kc)
+	kube, err := nodekube.New(c.Kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", register.KubeconfigFile, err)
 	}
