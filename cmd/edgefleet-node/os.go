@@ -16,8 +16,8 @@ import (
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
-	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/node/cloudconfig"
+	"github.com/edgefleet/edgefleet/internal/node/nodekube"
 	"github.com/edgefleet/edgefleet/internal/node/osinstall"
 	"github.com/edgefleet/edgefleet/internal/node/register"
 	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
@@ -45,16 +45,9 @@ func logTo(cmd *cobra.Command) func(string, ...any) {
 // registeredConfig is the config the manager gave at the last registration
 // (state-dir/config.json), or nil.
 func registeredConfig(stateDir string) *machinereg.Config {
-	b, err := os.ReadFile(filepath.Join(stateDir, register.ConfigFile))
+	c, err := register.Registered(stateDir)
 	if err != nil {
 		return nil
-	}
-	c := &machinereg.Config{}
-	if json.Unmarshal(b, c) != nil {
-		return nil
-	}
-	if kc, err := os.ReadFile(filepath.Join(stateDir, register.KubeconfigFile)); err == nil {
-		c.Kubeconfig = kc
 	}
 	return c
 }
@@ -93,7 +86,7 @@ loss, run install again (it starts over).`,
 			cloud := map[string][]byte{}
 			var urls []string
 			if rc := registeredConfig(stateDir); rc != nil {
-				var in machinesv1.InstallConfig
+				var in machinereg.InstallConfig
 				if len(rc.Install) > 0 {
 					if err := json.Unmarshal(rc.Install, &in); err != nil {
 						return fmt.Errorf("the registration's install config: %w", err)
@@ -262,7 +255,11 @@ func report(ctx context.Context, stateDir, device, slotFile string, st *osinstal
 			return err
 		}
 	}
-	return osinstall.ReportStatus(ctx, rc.Kubeconfig, rc.Namespace, rc.InventoryName, st)
+	kube, err := nodekube.New(rc.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("the machine's kubeconfig: %w", err)
+	}
+	return osinstall.ReportStatus(ctx, kube, rc.Namespace, rc.InventoryName, st)
 }
 
 func newBootCommand() *cobra.Command {
@@ -440,7 +437,7 @@ func resetOnReprovision(cmd *cobra.Command, stateDir, slotFile, device string, c
 	if len(settings) == 0 {
 		return nil
 	}
-	var r machinesv1.ResetConfig
+	var r machinereg.ResetConfig
 	if err := json.Unmarshal(settings, &r); err != nil || !r.Enabled {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/node/nodekube"
 	"github.com/edgefleet/edgefleet/internal/node/osinstall"
 	"github.com/edgefleet/edgefleet/internal/node/register"
 	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
@@ -77,7 +78,7 @@ config:
 		st := &osinstall.Status{ActiveSlot: "b", BootedSlot: "b", Slots: map[string]osinstall.SlotInfo{
 			"b": {Image: "registry.example/os:v2", Digest: "sha256:abc", Name: "edgefleet-test", Version: "2.0"},
 		}, LastUpgrade: &osinstall.UpgradeInfo{Image: "registry.example/os:v3", Version: "3.0", Slot: "a", Result: osinstall.UpgradeRolledBack, Time: time.Now(), Message: "slot a did not confirm"}}
-		if err := osinstall.ReportStatus(ctx, res.Config.Kubeconfig, res.Namespace, res.InventoryName, st); err != nil {
+		if err := osinstall.ReportStatus(ctx, nodeKube(t, res.Config.Kubeconfig), res.Namespace, res.InventoryName, st); err != nil {
 			t.Fatal(err)
 		}
 		inv := &machinesv1.MachineInventory{}
@@ -102,7 +103,7 @@ config:
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := osinstall.ReportStatus(ctx, other.Config.Kubeconfig, res.Namespace, res.InventoryName, st); err == nil || !strings.Contains(err.Error(), "403") {
+		if err := osinstall.ReportStatus(ctx, nodeKube(t, other.Config.Kubeconfig), res.Namespace, res.InventoryName, st); err == nil || !strings.Contains(err.Error(), "403") {
 			t.Errorf("machine %s patched %s's status: %v", other.InventoryName, res.InventoryName, err)
 		}
 	})
@@ -152,4 +153,14 @@ config:
 			t.Errorf("registering through a conflicting registration: %v", err)
 		}
 	})
+}
+
+// nodeKube is the node's API client with a machine's kubeconfig.
+func nodeKube(t *testing.T, kubeconfig []byte) *nodekube.Client {
+	t.Helper()
+	c, err := nodekube.New(kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -137,4 +137,85 @@ config:
 	if err == nil || !strings.Contains(string(out), "not confirming slot a: the manager is not reachable") {
 		t.Errorf("confirm without the manager: %v: %s", err, out)
 	}
+
+	// The one node agent does the boot duties: the machine booted slot a
+	// (on trial); `edgefleet-node agent` applies the cloud-config, reaches
+	// the manager, confirms slot a and reports status.os next to
+	// status.plan.
+	slotFile, root, cloudDir := filepath.Join(dir, "boot-slot"), filepath.Join(dir, "root"), filepath.Join(dir, "oem-cloud-config")
+	os.WriteFile(slotFile, []byte("a\n"), 0o644)
+	os.MkdirAll(root, 0o755)
+	os.MkdirAll(cloudDir, 0o755)
+	os.WriteFile(filepath.Join(cloudDir, "90_test.yaml"), []byte("#cloud-config\nwrite_files: [{path: /etc/first-boot, content: applied}]\n"), 0o600)
+	startAgent := func() (stop func()) {
+		agentCtx, cancel := context.WithCancel(ctx)
+		cmd := exec.CommandContext(agentCtx, node, "agent", "--config", cfgPath, "--root", root, "--no-images",
+			"--boot-slot-file", slotFile, "--device", disk, "--cloud-config-dir", cloudDir)
+		var log strings.Builder
+		cmd.Stdout, cmd.Stderr = &log, &log
+		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return func() {
+			cancel()
+			_ = cmd.Wait()
+			if t.Failed() {
+				t.Logf("agent log:\n%s", log.String())
+			}
+		}
+	}
+	stopAgent := startAgent()
+	defer func() { stopAgent() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if err := m.Client.Get(ctx, types.NamespacedName{Namespace: l.ns, Name: invName}, inv); err != nil {
+			t.Fatal(err)
+		}
+		got := inv.Status.OS
+		if got.Version == "1.0" && got.ActiveSlot == "a" && got.BootedSlot == "a" && got.TrySlot == "" && got.LastUpgrade != nil &&
+			got.LastUpgrade.Result == machinesv1.OSUpgradeSucceeded && inv.Status.Plan.AppliedChecksum != "" &&
+			meta.IsStatusConditionTrue(inv.Status.Conditions, machinesv1.OSReadyCondition) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent did not confirm slot a and report it: status.os = %+v (last upgrade %+v), plan %+v, conditions %+v",
+				got, got.LastUpgrade, inv.Status.Plan, inv.Status.Conditions)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "etc/first-boot")); err != nil || string(b) != "applied" {
+		t.Errorf("the agent did not apply the cloud-config: %q %v", b, err)
+	}
+	if !meta.IsStatusConditionTrue(inv.Status.Conditions, machinesv1.RegisteredCondition) {
+		t.Errorf("the node's reports touched the manager's conditions: %+v", inv.Status.Conditions)
+	}
+	stopAgent()
+
+	// A reset scheduled on slot a (no reboot: this is the test's host)
+	// runs when the machine boots recovery: the agent finds it pending,
+	// resets the disk and reports the recovery boot.
+	run("reset", "--device", disk, "--boot-slot-file", slotFile)
+	os.WriteFile(slotFile, []byte("recovery\n"), 0o644)
+	stopAgent = startAgent()
+	deadline = time.Now().Add(90 * time.Second)
+	for {
+		if err := m.Client.Get(ctx, types.NamespacedName{Namespace: l.ns, Name: invName}, inv); err != nil {
+			t.Fatal(err)
+		}
+		ready := meta.FindStatusCondition(inv.Status.Conditions, machinesv1.OSReadyCondition)
+		if inv.Status.OS.BootedSlot == "recovery" && ready != nil && ready.Reason == machinesv1.RecoveryBootedReason {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent did not report the recovery boot: status.os = %+v, conditions %+v", inv.Status.OS, inv.Status.Conditions)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if p, err := osinstall.PendingReset(ctx, disk); err != nil || p != nil {
+		t.Errorf("the pending reset was not run by the agent: %+v %v", p, err)
+	}
+	if st, err := osinstall.ReadStatus(ctx, disk, "recovery"); err != nil || st.ActiveSlot != "a" || st.TrySlot != "" || st.Slots["b"].Version != "" {
+		t.Errorf("after the reset the disk should hold only slot a (the recovery image): %+v %v", st, err)
+	}
 }

@@ -2,7 +2,8 @@
 // registers the machine if it is not registered yet, watches its own plan
 // Secret (and nothing else) with the machine's own credential, applies the
 // plan with internal/node/planner and reports the result on its
-// MachineInventory's status.plan.
+// MachineInventory's status.plan; on an installed OS it also does the
+// OS's boot duties (os.go).
 //
 // It is built to outlive the manager: the plan and the progress on it are
 // kept on disk, so periodic instructions and probes go on during an outage,
@@ -12,7 +13,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,14 +21,15 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/edgefleet/edgefleet/internal/node/nodekube"
 	"github.com/edgefleet/edgefleet/internal/node/planner"
 	"github.com/edgefleet/edgefleet/internal/node/register"
 	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 )
 
-// FieldManager owns the node's fields of the MachineInventory status
-// (server-side apply), so it never overwrites what the manager or other
-// node components write.
+// FieldManager owns the node's fields of status.plan and lastSeen
+// (server-side apply), so it never overwrites what the manager writes, nor
+// status.os (osinstall.FieldManager's).
 const FieldManager = "edgefleet-node"
 
 // Defaults of Options.
@@ -59,7 +60,10 @@ type Options struct {
 	Images planner.ImageStore
 	// Register registers the machine (tests replace the hardware data).
 	Register func(context.Context, *machinereg.NodeConfig) error
-	Log      *slog.Logger
+	// OS enables the installed OS's boot duties (cloud-config, boot
+	// confirm, status.os, pending reset); nil runs plans only.
+	OS  *OSOptions
+	Log *slog.Logger
 }
 
 // Run runs the agent until ctx ends.
@@ -105,10 +109,16 @@ type agent struct {
 // directory.
 type identity struct {
 	namespace, inventory, planSecret string
-	kube                             *kubeClient
+	kube                             *nodekube.Client
 }
 
 func (a *agent) run(ctx context.Context) error {
+	slot := a.o.OS.bootedSlot()
+	if slot != "" {
+		if goOn, err := a.beforeRegistering(ctx, slot); !goOn || err != nil {
+			return err
+		}
+	}
 	id, err := a.ensureRegistered(ctx, false)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -116,10 +126,13 @@ func (a *agent) run(ctx context.Context) error {
 		}
 		return err
 	}
-	watchIDs, reportIDs := make(chan *identity, 1), make(chan *identity, 1)
+	watchIDs, reportIDs, osIDs := make(chan *identity, 1), make(chan *identity, 1), make(chan *identity, 1)
 	go a.watchPlan(ctx, id, watchIDs)
 	go a.report(ctx, id, reportIDs)
-	go a.renew(ctx, watchIDs, reportIDs)
+	if slot != "" {
+		go a.reportOS(ctx, slot, id, osIDs)
+	}
+	go a.renew(ctx, watchIDs, reportIDs, osIDs)
 	return a.loop(ctx)
 }
 
@@ -257,22 +270,17 @@ func (a *agent) credentialRefused() {
 }
 
 func loadIdentity(stateDir string) (*identity, error) {
-	data, err := os.ReadFile(filepath.Join(stateDir, register.ConfigFile))
+	c, err := register.Registered(stateDir)
 	if err != nil {
 		return nil, err
-	}
-	var c machinereg.Config
-	if err := json.Unmarshal(data, &c); err != nil {
-		return nil, fmt.Errorf("%s: %w", register.ConfigFile, err)
 	}
 	if c.Namespace == "" || c.InventoryName == "" || c.PlanSecret == "" {
 		return nil, fmt.Errorf("%s names no inventory or plan Secret", register.ConfigFile)
 	}
-	kc, err := os.ReadFile(filepath.Join(stateDir, register.KubeconfigFile))
-	if err != nil {
-		return nil, err
+	if len(c.Kubeconfig) == 0 {
+		return nil, fmt.Errorf("%s: %w", register.KubeconfigFile, os.ErrNotExist)
 	}
-	kube, err := newKubeClient(kc)
+	kube, err := nodekube.New(c.Kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", register.KubeconfigFile, err)
 	}

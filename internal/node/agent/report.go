@@ -2,11 +2,11 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"reflect"
 	"strings"
 	"time"
 
+	"github.com/edgefleet/edgefleet/internal/node/nodekube"
 	"github.com/edgefleet/edgefleet/internal/node/planner"
 	"github.com/edgefleet/edgefleet/internal/wire/nodeplan"
 )
@@ -37,7 +37,7 @@ func (a *agent) report(ctx context.Context, id *identity, ids <-chan *identity) 
 				sent = &status
 				break
 			}
-			if isUnauthorized(err) {
+			if nodekube.IsUnauthorized(err) {
 				a.credentialRefused()
 			}
 			a.o.Log.Warn("Reporting the plan status failed; retrying", "err", err, "in", wait.Round(time.Millisecond))
@@ -67,16 +67,8 @@ func (a *agent) report(ctx context.Context, id *identity, ids <-chan *identity) 
 // server-side apply: the manager's checksum/state, the conditions and
 // other components' fields (status.os) are left alone.
 func (a *agent) apply(ctx context.Context, id *identity, status nodeplan.Status) error {
-	body, err := json.Marshal(map[string]any{
-		"apiVersion": "machines.edgefleet.io/v1alpha1",
-		"kind":       "MachineInventory",
-		"metadata":   map[string]any{"name": id.inventory, "namespace": id.namespace},
-		"status":     map[string]any{"plan": status, "lastSeen": time.Now().UTC().Format(time.RFC3339)},
-	})
-	if err != nil {
-		return err
-	}
-	return id.kube.applyStatus(ctx, id.namespace, id.inventory, body)
+	return id.kube.ApplyStatus(ctx, id.namespace, id.inventory, FieldManager,
+		map[string]any{"plan": status, "lastSeen": time.Now().UTC().Format(time.RFC3339)})
 }
 
 // planStatus is the node's part of status.plan (never checksum or state,

@@ -2,15 +2,14 @@ package osinstall
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/api/resource"
-
-	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 )
 
 // BlockDisk is a disk the selector can pick.
@@ -58,17 +57,17 @@ func ListDisks(sysBlockDir string) ([]BlockDisk, error) {
 // In/NotIn/Gt/Lt (bytes or quantities such as "100Gi"). Disks for which
 // inUse returns true (the boot media) are never picked. Of several matches
 // the first by name is used, so the choice is stable across boots.
-func SelectDevice(reqs []machinesv1.DeviceSelectorRequirement, disks []BlockDisk, inUse func(string) bool) (string, error) {
+func SelectDevice(reqs []machinereg.DeviceSelectorRequirement, disks []BlockDisk, inUse func(string) bool) (string, error) {
 	var sizes [][]int64
 	for i, r := range reqs {
 		var s []int64
 		if r.Key == "Size" {
 			for _, v := range r.Values {
-				q, err := resource.ParseQuantity(v)
+				n, err := ParseSize(v)
 				if err != nil {
 					return "", fmt.Errorf("install.device-selector[%d]: size %q: %v", i, v, err)
 				}
-				s = append(s, q.Value())
+				s = append(s, n)
 			}
 			if (r.Operator == "Gt" || r.Operator == "Lt") && len(s) != 1 {
 				return "", fmt.Errorf("install.device-selector[%d]: %s needs exactly one value", i, r.Operator)
@@ -97,7 +96,7 @@ func SelectDevice(reqs []machinesv1.DeviceSelectorRequirement, disks []BlockDisk
 	return "", fmt.Errorf("no disk matches install.device-selector (disks: %s)", strings.Join(seen, ", "))
 }
 
-func matches(r machinesv1.DeviceSelectorRequirement, sizes []int64, d BlockDisk) bool {
+func matches(r machinereg.DeviceSelectorRequirement, sizes []int64, d BlockDisk) bool {
 	in := false
 	switch r.Key {
 	case "Name":
@@ -128,4 +127,38 @@ func DiskInUse(device string) bool {
 		return true
 	}
 	return CheckNotInUse(d, "") != nil
+}
+
+// sizeUnits are the Kubernetes quantity suffixes a disk size is written
+// with (binary and decimal).
+var sizeUnits = map[string]int64{"": 1,
+	"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50, "Ei": 1 << 60,
+	"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+
+// ParseSize reads a size in bytes written as a Kubernetes quantity:
+// "1073741824", "100Gi", "1.5Ti", "500G". (The node does not link
+// apimachinery's resource package for this one use.)
+func ParseSize(s string) (int64, error) {
+	num := strings.TrimRight(s, "KMGTPEikm")
+	unit, ok := sizeUnits[s[len(num):]]
+	if !ok || num == "" {
+		return 0, fmt.Errorf("not a size: write bytes or a number with Ki, Mi, Gi, Ti (or k, M, G, T)")
+	}
+	whole, frac, _ := strings.Cut(num, ".")
+	w, err := strconv.ParseUint(whole, 10, 63)
+	if err != nil || (whole == "" && frac == "") {
+		return 0, fmt.Errorf("not a size: write bytes or a number with Ki, Mi, Gi, Ti (or k, M, G, T)")
+	}
+	if w > uint64(math.MaxInt64/unit) {
+		return 0, fmt.Errorf("too large")
+	}
+	n := int64(w) * unit
+	if frac != "" {
+		f, err := strconv.ParseFloat("0."+frac, 64)
+		if err != nil {
+			return 0, fmt.Errorf("not a size: %q is not a fraction", frac)
+		}
+		n += int64(f * float64(unit))
+	}
+	return n, nil
 }

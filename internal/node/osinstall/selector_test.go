@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 )
 
 func TestSelectDevice(t *testing.T) {
@@ -23,24 +23,24 @@ func TestSelectDevice(t *testing.T) {
 	if len(disks) != 3 || disks[0].Name != "/dev/sda" || disks[2].Size != 20<<30 {
 		t.Fatalf("disks = %+v", disks)
 	}
-	req := func(k, op string, v ...string) machinesv1.DeviceSelectorRequirement {
-		return machinesv1.DeviceSelectorRequirement{Key: k, Operator: op, Values: v}
+	req := func(k, op string, v ...string) machinereg.DeviceSelectorRequirement {
+		return machinereg.DeviceSelectorRequirement{Key: k, Operator: op, Values: v}
 	}
 	tests := []struct {
 		name    string
-		reqs    []machinesv1.DeviceSelectorRequirement
+		reqs    []machinereg.DeviceSelectorRequirement
 		inUse   string
 		want    string
 		wantErr string
 	}{
-		{"by name", []machinesv1.DeviceSelectorRequirement{req("Name", "In", "/dev/vdb")}, "", "/dev/vdb", ""},
-		{"short name", []machinesv1.DeviceSelectorRequirement{req("Name", "In", "vda")}, "", "/dev/vda", ""},
-		{"size range", []machinesv1.DeviceSelectorRequirement{req("Size", "Gt", "10Gi"), req("Size", "Lt", "50Gi")}, "", "/dev/vdb", ""},
-		{"not in, first by name", []machinesv1.DeviceSelectorRequirement{req("Name", "NotIn", "/dev/sda")}, "", "/dev/vda", ""},
-		{"skips the disk in use", []machinesv1.DeviceSelectorRequirement{req("Size", "Gt", "512Mi")}, "/dev/sda", "/dev/vda", ""},
-		{"no match", []machinesv1.DeviceSelectorRequirement{req("Size", "Gt", "1Ti")}, "", "", "no disk matches install.device-selector (disks: /dev/sda (102400 MiB)"},
-		{"bad size", []machinesv1.DeviceSelectorRequirement{req("Size", "Gt", "big")}, "", "", `size "big"`},
-		{"Gt on Name", []machinesv1.DeviceSelectorRequirement{req("Name", "Gt", "x")}, "", "", "Name takes In or NotIn"},
+		{"by name", []machinereg.DeviceSelectorRequirement{req("Name", "In", "/dev/vdb")}, "", "/dev/vdb", ""},
+		{"short name", []machinereg.DeviceSelectorRequirement{req("Name", "In", "vda")}, "", "/dev/vda", ""},
+		{"size range", []machinereg.DeviceSelectorRequirement{req("Size", "Gt", "10Gi"), req("Size", "Lt", "50Gi")}, "", "/dev/vdb", ""},
+		{"not in, first by name", []machinereg.DeviceSelectorRequirement{req("Name", "NotIn", "/dev/sda")}, "", "/dev/vda", ""},
+		{"skips the disk in use", []machinereg.DeviceSelectorRequirement{req("Size", "Gt", "512Mi")}, "/dev/sda", "/dev/vda", ""},
+		{"no match", []machinereg.DeviceSelectorRequirement{req("Size", "Gt", "1Ti")}, "", "", "no disk matches install.device-selector (disks: /dev/sda (102400 MiB)"},
+		{"bad size", []machinereg.DeviceSelectorRequirement{req("Size", "Gt", "big")}, "", "", `size "big"`},
+		{"Gt on Name", []machinereg.DeviceSelectorRequirement{req("Name", "Gt", "x")}, "", "", "Name takes In or NotIn"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,20 +58,18 @@ func TestSelectDevice(t *testing.T) {
 	}
 }
 
-// TestMergePatchOSClearsFields: a field that became empty is sent as null,
-// so the merge patch clears it on the inventory.
-func TestMergePatchOSClearsFields(t *testing.T) {
-	m := mergePatchOS(machinesv1.OSStatus{Version: "2", ActiveSlot: "b", LastUpgrade: &machinesv1.OSUpgradeStatus{Result: "Succeeded"}})
-	if v, ok := m["trySlot"]; !ok || v != nil {
-		t.Errorf("trySlot = %v, %v: want an explicit null", v, ok)
-	}
-	if m["version"] != "2" {
-		t.Errorf("version = %v", m["version"])
-	}
-	if lu := m["lastUpgrade"].(map[string]any); lu["message"] != nil || lu["result"] != "Succeeded" {
-		t.Errorf("lastUpgrade = %v", lu)
-	}
-	if _, ok := mergePatchOS(machinesv1.OSStatus{})["lastUpgrade"]; !ok {
-		t.Error("a missing lastUpgrade is not cleared")
+func TestParseSize(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want int64
+		err  bool
+	}{
+		{"1073741824", 1 << 30, false}, {"100Gi", 100 << 30, false}, {"1.5Ti", 3 << 39, false}, {"500G", 500e9, false},
+		{"8k", 8000, false}, {"", 0, true}, {"Gi", 0, true}, {"big", 0, true}, {"-1", 0, true}, {"1Xi", 0, true}, {"99999999Ei", 0, true},
+	} {
+		got, err := ParseSize(tt.in)
+		if (err != nil) != tt.err || got != tt.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d (error %v)", tt.in, got, err, tt.want, tt.err)
+		}
 	}
 }

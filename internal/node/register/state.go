@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 )
 
 // State is what the node keeps between registrations (state-dir/state.json).
@@ -72,4 +74,24 @@ func saveState(dir string, s *State) error {
 		return err
 	}
 	return writeFile(dir, stateFile, data)
+}
+
+// Registered is what the last registration stored in the state directory:
+// the manager's config (config.json) with the machine's credential
+// (kubeconfig; empty when it is missing — the settings stay readable). A
+// machine not registered yet gets an error wrapping os.ErrNotExist.
+func Registered(stateDir string) (*machinereg.Config, error) {
+	data, err := os.ReadFile(filepath.Join(stateDir, ConfigFile))
+	if err != nil {
+		return nil, err
+	}
+	c := &machinereg.Config{}
+	if err := json.Unmarshal(data, c); err != nil {
+		return nil, fmt.Errorf("%s: %w", ConfigFile, err)
+	}
+	c.Kubeconfig, err = os.ReadFile(filepath.Join(stateDir, KubeconfigFile))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	return c, nil
 }

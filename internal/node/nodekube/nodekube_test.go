@@ -1,4 +1,4 @@
-package agent
+package nodekube
 
 import (
 	"context"
@@ -50,6 +50,8 @@ func TestKubeClient(t *testing.T) {
 			}
 			fmt.Fprintln(w, `{"type":"MODIFIED","object":{"metadata":{"resourceVersion":"8"},"data":{"plan":"eyJhIjoxfQ=="}}}`)
 			fmt.Fprintln(w, `{"type":"ERROR","object":{"kind":"Status","code":410,"reason":"Expired","message":"too old resource version"}}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/k8s/manager/apis/machines.edgefleet.io/v1alpha1/namespaces/ns/machineinventories/m1":
+			fmt.Fprint(w, `{"metadata":{"generation":3},"status":{"conditions":[{"type":"Ready","status":"True","lastTransitionTime":"2026-12-06T10:00:00Z","reason":"R","message":""}]}}`)
 		case r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/machineinventories/m1/status"):
 			b, _ := io.ReadAll(r.Body)
 			gotApply = r.Header.Get("Content-Type") + " " + r.URL.RawQuery + " " + string(b)
@@ -62,37 +64,42 @@ func TestKubeClient(t *testing.T) {
 	defer srv.Close()
 	ctx := context.Background()
 
-	c, err := newKubeClient(kubeconfigFor(t, srv, "t0ken"))
+	c, err := New(kubeconfigFor(t, srv, "t0ken"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := c.getSecret(ctx, "ns", "plan")
+	s, err := c.GetSecret(ctx, "ns", "plan")
 	if err != nil || string(s.Data["plan"]) != "{}" || s.Metadata.ResourceVersion != "7" {
 		t.Fatalf("getSecret: %+v %v", s, err)
 	}
 	var seen []string
-	err = c.watchSecret(ctx, "ns", "plan", "7", time.Minute, func(s *secret) { seen = append(seen, string(s.Data["plan"])) })
-	if !isStatus(err, http.StatusGone) || len(seen) != 1 || seen[0] != `{"a":1}` {
+	err = c.WatchSecret(ctx, "ns", "plan", "7", time.Minute, func(s *Secret) { seen = append(seen, string(s.Data["plan"])) })
+	if !IsStatus(err, http.StatusGone) || len(seen) != 1 || seen[0] != `{"a":1}` {
 		t.Fatalf("watch: %v %v", seen, err)
 	}
-	if _, err := c.getSecret(ctx, "ns", "other"); !isNotFound(err) || !strings.Contains(err.Error(), "not here") {
+	if _, err := c.GetSecret(ctx, "ns", "other"); !IsNotFound(err) || !strings.Contains(err.Error(), "not here") {
 		t.Fatalf("missing Secret: %v", err)
 	}
-	if err := c.applyStatus(ctx, "ns", "m1", []byte(`{"status":{}}`)); err != nil {
+	inv, err := c.GetInventory(ctx, "ns", "m1")
+	if err != nil || inv.Metadata.Generation != 3 || len(inv.Status.Conditions) != 1 || inv.Status.Conditions[0].LastTransitionTime.Hour() != 10 {
+		t.Fatalf("GetInventory: %+v %v", inv, err)
+	}
+	if err := c.ApplyStatus(ctx, "ns", "m1", "edgefleet-node", map[string]any{"lastSeen": "x"}); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(gotApply, "application/apply-patch+yaml fieldManager=edgefleet-node&force=true") {
+	want := `application/apply-patch+yaml fieldManager=edgefleet-node&force=true {"apiVersion":"machines.edgefleet.io/v1alpha1","kind":"MachineInventory","metadata":{"name":"m1","namespace":"ns"},"status":{"lastSeen":"x"}}`
+	if gotApply != want {
 		t.Errorf("apply request %q", gotApply)
 	}
 
-	bad, err := newKubeClient(kubeconfigFor(t, srv, "wrong"))
+	bad, err := New(kubeconfigFor(t, srv, "wrong"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bad.getSecret(ctx, "ns", "plan"); !isUnauthorized(err) {
+	if _, err := bad.GetSecret(ctx, "ns", "plan"); !IsUnauthorized(err) {
 		t.Fatalf("wrong token: %v", err)
 	}
-	if _, err := newKubeClient([]byte("apiVersion: v1\nkind: Config\n")); err == nil {
+	if _, err := New([]byte("apiVersion: v1\nkind: Config\n")); err == nil {
 		t.Fatal("empty kubeconfig accepted")
 	}
 }
