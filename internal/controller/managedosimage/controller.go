@@ -346,7 +346,7 @@ func judge(mosi *machinesv1.ManagedOSImage, tgt target, m *machine) {
 // run once: the reboot interrupts it, and the node agent runs an
 // interrupted instruction again after boot.
 func UpgradePlan(uid types.UID, image string) ([]byte, error) {
-	marker := MarkerDir + "/" + nodeplan.Checksum([]byte(string(uid)+"\x00"+image))[:32]
+	marker := MarkerDir + "/" + nodeplan.Checksum([]byte(string(uid) + "\x00" + image))[:32]
 	script := fmt.Sprintf(`set -e
 [ -f %[1]s ] && exit 0
 mkdir -p %[2]s
