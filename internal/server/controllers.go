@@ -21,9 +21,9 @@ import (
 	contentgcctrl "github.com/edgefleet/edgefleet/internal/controller/contentgc"
 	gitrepoctrl "github.com/edgefleet/edgefleet/internal/controller/gitrepo"
 	machineinventoryctrl "github.com/edgefleet/edgefleet/internal/controller/machineinventory"
+	machineregctrl "github.com/edgefleet/edgefleet/internal/controller/machineregistration"
 	mosictrl "github.com/edgefleet/edgefleet/internal/controller/managedosimage"
 	mosvcctrl "github.com/edgefleet/edgefleet/internal/controller/managedosversionchannel"
-	machineregctrl "github.com/edgefleet/edgefleet/internal/controller/machineregistration"
 	seedimagectrl "github.com/edgefleet/edgefleet/internal/controller/seedimage"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
 )
