@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -57,6 +58,9 @@ const (
 // Reconciler rolls ManagedOSImages out.
 type Reconciler struct {
 	Client client.Client
+	// Events records condition changes; SetupWithManager uses the
+	// manager\'s recorder when nil.
+	Events events.EventRecorder
 }
 
 // SetupWithManager registers the reconciler; inventory and version changes
@@ -64,6 +68,9 @@ type Reconciler struct {
 func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 	if r.Client == nil {
 		r.Client = mgr.GetClient()
+	}
+	if r.Events == nil {
+		r.Events = mgr.GetEventRecorder("edgefleet-managedosimage")
 	}
 	byNamespace := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 		var list machinesv1.ManagedOSImageList
@@ -99,7 +106,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	before := mosi.DeepCopy()
 	err := r.rollout(ctx, &mosi)
-	if perr := conditions.PatchStatus(ctx, r.Client, before, &mosi, &mosi.Status.ObservedGeneration, err); perr != nil && err == nil {
+	if perr := conditions.PatchStatus(ctx, r.Client, before, &mosi, &mosi.Status.ObservedGeneration, err, conditions.RecordTo(r.Events)); perr != nil && err == nil {
 		err = perr
 	}
 	return reconcile.Result{}, err

@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -38,6 +39,9 @@ const (
 // Reconciler syncs channels.
 type Reconciler struct {
 	Client client.Client
+	// Events records condition changes; SetupWithManager uses the
+	// manager\'s recorder when nil.
+	Events events.EventRecorder
 	// HTTP fetches channel URLs; the manager passes one under its rules
 	// for remote sources (seedimage.Sources.HTTPClient).
 	HTTP *http.Client
@@ -49,6 +53,9 @@ type Reconciler struct {
 func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 	if r.Client == nil {
 		r.Client = mgr.GetClient()
+	}
+	if r.Events == nil {
+		r.Events = mgr.GetEventRecorder("edgefleet-managedosversionchannel")
 	}
 	if r.HTTP == nil {
 		return errors.New("managedosversionchannel: no HTTP client")
@@ -87,7 +94,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	before := ch.DeepCopy()
 	res, err := r.sync(ctx, &ch)
-	if perr := conditions.PatchStatus(ctx, r.Client, before, &ch, &ch.Status.ObservedGeneration, err); perr != nil && err == nil {
+	if perr := conditions.PatchStatus(ctx, r.Client, before, &ch, &ch.Status.ObservedGeneration, err, conditions.RecordTo(r.Events)); perr != nil && err == nil {
 		err = perr
 	}
 	return res, err
