@@ -137,6 +137,23 @@ func TestManagedOSVersionChannelSync(t *testing.T) {
 		}
 	})
 
+	t.Run("a changed channel updates and adds versions on the next sync", func(t *testing.T) {
+		srv.set("/good.json", strings.Replace(good, `]`, `,{"metadata":{"name":"os-v3"},"spec":{"version":"v3","metadata":{"upgradeImage":"registry.example.com/os:v3"}}}]`, 1))
+		// A spec change syncs at once (the interval is an hour).
+		ctrltest.Eventually(t, 10*time.Second, func() error {
+			var ch machinesv1.ManagedOSVersionChannel
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "good"}, &ch); err != nil {
+				return err
+			}
+			ch.Spec.SyncInterval = metav1.Duration{Duration: 2 * time.Hour}
+			return c.Update(ctx, &ch)
+		})
+		waitReady("good", machinesv1.ReadyCondition, machinesv1.SyncedReason, "3 versions")
+		if v := versions("good"); v["os-v3"].Spec.Metadata.UpgradeImage != "registry.example.com/os:v3" || len(v) != 3 {
+			t.Fatalf("versions %+v", v)
+		}
+	})
+
 	t.Run("garbage creates nothing and says why", func(t *testing.T) {
 		srv.set("/garbage.json", "<html>502 Bad Gateway</html>")
 		create("garbage", "/garbage.json")
