@@ -3,6 +3,10 @@ package managedosimage_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -355,5 +359,49 @@ func TestUpgradePlanIsAValidPlanRunningTheNodeUpgrade(t *testing.T) {
 	other, _ := managedosimage.UpgradePlan("uid-2", newImage)
 	if string(other) == string(raw) {
 		t.Error("two rollouts of one image share a marker: the second would be a no-op")
+	}
+}
+
+// TestUpgradeInstructionRunsTheUpgradeOnce runs the upgrade plan's
+// instruction with /bin/sh, as the node agent does, against a stand-in
+// edgefleet-node on PATH (named as such: it records its arguments and
+// "reboots" by dying). The node agent runs an interrupted instruction again
+// after the reboot: that second run must not upgrade again.
+func TestUpgradeInstructionRunsTheUpgradeOnce(t *testing.T) {
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	fake := "#!/bin/sh\necho \"$@\" >> " + calls + "\nkill -TERM $$\n"
+	if err := os.WriteFile(filepath.Join(dir, managedosimage.NodeBinary), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := managedosimage.UpgradePlan("uid-1", newImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := nodeplan.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := p.Instructions[0]
+	args := slices.Clone(in.Args)
+	// The marker directory is /var/lib/edgefleet/os-upgrade on a machine.
+	args[1] = strings.ReplaceAll(args[1], managedosimage.MarkerDir, filepath.Join(dir, "markers"))
+	run := func() error {
+		cmd := exec.Command(in.Command, args...)
+		cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
+		return cmd.Run()
+	}
+	if err := run(); err == nil {
+		t.Fatal("first run: want it killed by the (stand-in) reboot")
+	}
+	if err := run(); err != nil {
+		t.Fatalf("second run after the reboot: %v, want a no-op success", err)
+	}
+	got, err := os.ReadFile(calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "upgrade --image " + newImage + " --reboot\n"; string(got) != want {
+		t.Errorf("edgefleet-node called with %q, want once %q", got, want)
 	}
 }
