@@ -51,7 +51,8 @@ var (
 	// also left out of the edgefleet category: they are storage, not
 	// something `kubectl get edgefleet` should list.
 	noStatus = map[string]string{
-		"Content": "immutable content-addressed data; nothing reconciles it, there is no state to report",
+		"Content":          "immutable content-addressed data; nothing reconciles it, there is no state to report",
+		"ManagedOSVersion": "data (a version and its image), written by hand or by its channel; nothing reconciles it (the channel and the ManagedOSImage using it report)",
 	}
 	// nonCamelJSON: json names that are not lowerCamelCase.
 	nonCamelJSON = map[string]string{

@@ -237,6 +237,11 @@ func (g schemeGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 // the same transport, so its scheme and address are checked again.
 const maxRedirects = 5
 
+// HTTPClient is an HTTP client under these rules (address policy, HTTPS
+// only unless AllowInsecure, bounded redirects), for other remote sources
+// tenants name, such as ManagedOSVersionChannel URLs.
+func (s Sources) HTTPClient() *http.Client { return s.httpClient() }
+
 func (s Sources) httpClient() *http.Client {
 	return &http.Client{
 		Transport: s.transport(),

@@ -22,6 +22,8 @@ import (
 	gitrepoctrl "github.com/edgefleet/edgefleet/internal/controller/gitrepo"
 	machineinventoryctrl "github.com/edgefleet/edgefleet/internal/controller/machineinventory"
 	machineregctrl "github.com/edgefleet/edgefleet/internal/controller/machineregistration"
+	mosictrl "github.com/edgefleet/edgefleet/internal/controller/managedosimage"
+	mosvcctrl "github.com/edgefleet/edgefleet/internal/controller/managedosversionchannel"
 	seedimagectrl "github.com/edgefleet/edgefleet/internal/controller/seedimage"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
 )
@@ -62,6 +64,9 @@ func setupControllers(mgr ctrl.Manager, d controllerDeps) error {
 		{"machineregistration", &machineregctrl.Reconciler{ExternalURL: d.externalURL}},
 		{"machineinventory", &machineinventoryctrl.Reconciler{}},
 		{"seedimage", &seedimagectrl.Reconciler{Dir: filepath.Join(dataDir, "seedimages"), ExternalURL: d.externalURL, CACertPEM: d.caCertPEM, Sources: d.seedSources}},
+		{"managedosimage", &mosictrl.Reconciler{}},
+		// Channel URLs are tenant input fetched by the manager: same rules as seed base images.
+		{"managedosversionchannel", &mosvcctrl.Reconciler{HTTP: d.seedSources.HTTPClient()}},
 	} {
 		if err := c.r.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the %s controller: %w", c.name, err)

@@ -160,3 +160,38 @@ const (
 	// cleanupAfterMinutes; set retriggerBuild to build it again.
 	ImageExpiredReason = "ImageExpired"
 )
+
+// ManagedOSImage and ManagedOSVersionChannel condition reasons.
+const (
+	// RolloutProgressingReason (Reconciling, Ready False): machines are
+	// being upgraded.
+	RolloutProgressingReason = "RolloutProgressing"
+	// RolloutPausedReason (Ready False): spec.paused; no new machine starts.
+	RolloutPausedReason = "RolloutPaused"
+	// RolloutCompleteReason (Ready True): every selected machine runs the
+	// image.
+	RolloutCompleteReason = "RolloutComplete"
+	// MachineUpgradeFailedReason (Stalled): a machine's upgrade failed; the
+	// message names it.
+	MachineUpgradeFailedReason = "MachineUpgradeFailed"
+	// MachineRolledBackReason (Stalled): a machine's new slot did not
+	// confirm a boot; the message names it.
+	MachineRolledBackReason = "MachineRolledBack"
+	// MachinesHeldReason (Ready False): the others are upgraded, but
+	// machines whose previous upgrade rolled back are held.
+	MachinesHeldReason = "MachinesHeld"
+	// NoMachinesSelectedReason (Ready False): the selector matches no
+	// machine.
+	NoMachinesSelectedReason = "NoMachinesSelected"
+	// VersionNotFoundReason (Stalled): managedOSVersionName names no
+	// ManagedOSVersion.
+	VersionNotFoundReason = "VersionNotFound"
+	// SyncFailedReason (Ready False, Reconciling): the channel could not be
+	// fetched; retried.
+	SyncFailedReason = "SyncFailed"
+	// InvalidChannelReason (Stalled): the channel's content is not a valid
+	// version list; nothing of it was applied.
+	InvalidChannelReason = "InvalidChannel"
+	// SyncedReason (Ready True): the channel was synced.
+	SyncedReason = "Synced"
+)

@@ -41,6 +41,9 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&MachineInventory{}, &MachineInventoryList{},
 		&MachineRegistration{}, &MachineRegistrationList{},
 		&SeedImage{}, &SeedImageList{},
+		&ManagedOSImage{}, &ManagedOSImageList{},
+		&ManagedOSVersion{}, &ManagedOSVersionList{},
+		&ManagedOSVersionChannel{}, &ManagedOSVersionChannelList{},
 	)
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil
