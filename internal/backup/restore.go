@@ -49,7 +49,7 @@ func Restore(from, dataDir string) (*Manifest, error) {
 	}
 	peer, err := peerURL(filepath.Join(files, filepath.FromSlash(portsFile)))
 	if err != nil {
-		return nil, fmt.Errorf("backup %s: %w", from, err)
+		return nil, fmt.Errorf("backup %s is unusable, nothing was restored: %w", from, err)
 	}
 	snap := filepath.Join(files, snapshotName)
 	err = snapshot.NewV3(zap.NewNop()).Restore(snapshot.RestoreConfig{
