@@ -153,6 +153,9 @@ func absOr(p string) string {
 	return p
 }
 
+// etcdProbeTimeout bounds the wait for a running server's etcd to answer.
+var etcdProbeTimeout = 10 * time.Second
+
 // onlineSnapshot streams a snapshot from the running etcd, authenticating with
 // kube-apiserver's etcd client certificate (etcd trusts only its own CA).
 func onlineSnapshot(ctx context.Context, dataDir, into string) error {
@@ -189,6 +192,13 @@ func onlineSnapshot(ctx context.Context, dataDir, into string) error {
 		return fmt.Errorf("connecting to etcd: %w", err)
 	}
 	defer cli.Close()
+	// The snapshot call would wait for a server that does not answer.
+	probe, cancelProbe := context.WithTimeout(ctx, etcdProbeTimeout)
+	_, err = cli.Status(probe, cli.Endpoints()[0])
+	cancelProbe()
+	if err != nil {
+		return fmt.Errorf("the server holds %s but its etcd (127.0.0.1:%d) does not answer: %w (wait until it is ready, or stop it for an offline backup)", dataDir, pt.EtcdClient, err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	rd, err := cli.Snapshot(ctx)
