@@ -47,7 +47,7 @@ func TestBackupAndRestore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, token, _ := createToken(t, m, "1h")
+	tokenName, token, _ := createToken(t, m, "1h")
 	var ks corev1.Namespace
 	if err := clusters[0].Client.Get(ctx, client.ObjectKey{Name: "kube-system"}, &ks); err != nil {
 		t.Fatal(err)
@@ -79,6 +79,11 @@ func TestBackupAndRestore(t *testing.T) {
 		})
 	}
 	apply(m.Kubeconfig, "before", "1")
+	// Without the token, the restored manager can only be reached on the
+	// agent's stored credential: a re-registration would be refused.
+	if err := m.Client.Delete(ctx, &fleetv1.ClusterRegistrationToken{ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: tokenName}}); err != nil {
+		t.Fatal(err)
+	}
 	if err := m.Client.Create(ctx, &fleetv1.GitRepo{ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: "kept"}, Spec: fleetv1.GitRepoSpec{Repo: "https://git.invalid/fleet.git", Branch: "main"}}); err != nil {
 		t.Fatal(err)
 	}
