@@ -34,7 +34,9 @@ func (p *Processes) guardDisk(pt ports, c *certs) {
 		return
 	}
 	defer cli.Close()
-	raised := false
+	// raised: the disk is low and writes are refused; owned: by our alarm,
+	// not etcd's own quota alarm, which only etcd's operator may clear.
+	raised, owned := false, false
 	tick := time.NewTicker(diskGuardInterval)
 	defer tick.Stop()
 	for {
@@ -42,12 +44,19 @@ func (p *Processes) guardDisk(pt ports, c *certs) {
 		if err == nil {
 			low := free < uint64(p.cfg.MinFreeBytes)
 			if low != raised {
-				if err := setNoSpace(cli, low); err != nil {
+				if low {
+					owned, err = raiseNoSpace(cli)
+				} else if owned {
+					err = clearNoSpace(cli)
+				}
+				if err != nil {
 					p.cfg.Log.Error(err, "Changing etcd's NOSPACE alarm", "raise", low)
 				} else if raised = low; raised {
 					p.cfg.Log.Error(nil, "Data dir disk nearly full: the API refuses writes (\"database space exceeded\") until space is freed", "dataDir", p.cfg.DataDir, "freeMiB", free>>20, "minFreeMiB", p.cfg.MinFreeBytes>>20)
-				} else {
+				} else if owned {
 					p.cfg.Log.Info("Data dir disk has space again: writes accepted", "dataDir", p.cfg.DataDir, "freeMiB", free>>20)
+				} else {
+					p.cfg.Log.Info("Data dir disk has space again; etcd's own NOSPACE alarm (database over its quota) stays raised", "dataDir", p.cfg.DataDir, "freeMiB", free>>20)
 				}
 			}
 		}
@@ -67,16 +76,33 @@ func freeBytes(dir string) (uint64, error) {
 	return st.Bavail * uint64(st.Bsize), nil
 }
 
-func setNoSpace(cli *clientv3.Client, on bool) error {
+// raiseNoSpace raises the NOSPACE alarm unless it is already raised, and
+// says whether it raised it.
+func raiseNoSpace(cli *clientv3.Client) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	alarms, err := cli.AlarmList(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, a := range alarms.Alarms {
+		if a.Alarm == pb.AlarmType_NOSPACE {
+			return false, nil
+		}
+	}
+	return true, noSpaceAlarm(ctx, cli, pb.AlarmRequest_ACTIVATE)
+}
+
+func clearNoSpace(cli *clientv3.Client) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return noSpaceAlarm(ctx, cli, pb.AlarmRequest_DEACTIVATE)
+}
+
+func noSpaceAlarm(ctx context.Context, cli *clientv3.Client, action pb.AlarmRequest_AlarmAction) error {
 	st, err := cli.Status(ctx, cli.Endpoints()[0])
 	if err != nil {
 		return err
-	}
-	action := pb.AlarmRequest_DEACTIVATE
-	if on {
-		action = pb.AlarmRequest_ACTIVATE
 	}
 	// clientv3 only disarms alarms; the raw API also raises them.
 	_, err = pb.NewMaintenanceClient(cli.ActiveConnection()).Alarm(ctx, &pb.AlarmRequest{Action: action, MemberID: st.Header.MemberId, Alarm: pb.AlarmType_NOSPACE})
