@@ -47,6 +47,9 @@ declare -A need=(
   [node]=nodejs
   [npm]=npm
   [chromium]=chromium
+  # data dir on a small tmpfs (TestDataDirDiskFull)
+  [mount]=mount
+  [umount]=mount
 )
 # files (no command) -> Debian package: GRUB's BIOS and UEFI platforms, OVMF firmware
 declare -A need_files=(

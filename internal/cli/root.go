@@ -66,6 +66,8 @@ Start with:  edgefleet server --data-dir ./edgefleet-data`,
 		newClusterCommand(g),
 		newMachineCommand(g),
 		newFleetTestCommand(),
+		newBackupCommand(),
+		newRestoreCommand(),
 	)
 	return root
 }

@@ -6,9 +6,11 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/edgefleet/edgefleet/internal/clusterproxy"
 	"github.com/edgefleet/edgefleet/internal/clusterregistration"
+	"github.com/edgefleet/edgefleet/internal/controlplane"
 	"github.com/edgefleet/edgefleet/internal/endpoint"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
 	"github.com/edgefleet/edgefleet/internal/server"
@@ -18,6 +20,7 @@ import (
 func newServerCommand(g *globals) *cobra.Command {
 	o := server.Options{}
 	var seedNetworks []string
+	minFree := resource.NewQuantity(controlplane.DefaultMinFreeBytes, resource.BinarySI).String()
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the edgefleet manager",
@@ -37,6 +40,11 @@ with leader election so several replicas can run.`,
 			if err := seedSources(&o.SeedSources, seedNetworks); err != nil {
 				return err
 			}
+			q, err := resource.ParseQuantity(minFree)
+			if err != nil || q.Sign() < 0 {
+				return fmt.Errorf("--data-dir-min-free %q: want a size such as 128Mi or 1Gi (0 turns the guard off)", minFree)
+			}
+			o.DataDirMinFree = q.Value()
 			o.Log = g.log
 			o.Out = cmd.OutOrStdout()
 			return ignoreCanceled(server.Run(cmd.Context(), o))
@@ -54,6 +62,7 @@ with leader election so several replicas can run.`,
 	f.BoolVar(&o.LeaderElection, "leader-elect", true, "with --kubeconfig, elect one active replica through a Lease in "+clusterjoin.SystemNamespace)
 	f.BoolVar(&o.UnsafeNoFsync, "unsafe-no-fsync", false, "run etcd without fsync (tests and benchmarks only: a power loss can lose data)")
 	_ = f.MarkHidden("unsafe-no-fsync")
+	f.StringVar(&minFree, "data-dir-min-free", minFree, "embedded control plane: below this much free space on the data dir's file system the API refuses writes (etcd's NOSPACE alarm) until space returns, instead of etcd stopping on a full disk; 0 turns the guard off")
 	f.DurationVar(&o.OfflineThreshold, "cluster-offline-threshold", clusterproxy.DefaultOfflineThreshold, "a cluster with neither a heartbeat nor a tunnel probe for this long is Offline")
 	f.Float32Var(&o.KubeAPIQPS, "kube-api-qps", server.DefaultKubeAPIQPS, "requests per second the manager may send to the Kubernetes API (client-side limit)")
 	f.IntVar(&o.KubeAPIBurst, "kube-api-burst", server.DefaultKubeAPIBurst, "burst above --kube-api-qps")

@@ -73,6 +73,10 @@ type Config struct {
 	// UnsafeNoFsync turns off etcd's fsync. Only for tests and benchmarks: a
 	// power loss can lose data.
 	UnsafeNoFsync bool
+	// MinFreeBytes > 0 makes etcd refuse writes while the data dir's file
+	// system has less free space than this, instead of dying on a full disk
+	// (see guardDisk).
+	MinFreeBytes int64
 	// Profiling serves kube-apiserver's /debug/pprof (to cluster admins).
 	Profiling bool
 	Log       logr.Logger
@@ -165,6 +169,9 @@ func (p *Processes) Start(ctx context.Context) (err error) {
 	}
 	if err := p.startExtras(ctx, certs); err != nil {
 		return err
+	}
+	if p.cfg.MinFreeBytes > 0 {
+		go p.guardDisk(pt, certs)
 	}
 	go p.watch()
 	return nil

@@ -64,6 +64,9 @@ type Options struct {
 	// is single-instance by its data-dir lock.
 	LeaderElection bool
 	UnsafeNoFsync  bool
+	// DataDirMinFree is the free space (bytes) below which the embedded
+	// etcd refuses writes; 0 turns the guard off.
+	DataDirMinFree int64
 	// OfflineThreshold: a cluster unheard-of this long is Offline
 	// (default clusterproxy.DefaultOfflineThreshold).
 	OfflineThreshold time.Duration
@@ -349,6 +352,7 @@ func startEmbedded(ctx context.Context, o Options) (*cluster, error) {
 		// collection; without it a deleted cluster's namespace stays Terminating.
 		Components:    controlplane.Components{ControllerManager: true},
 		UnsafeNoFsync: o.UnsafeNoFsync,
+		MinFreeBytes:  o.DataDirMinFree,
 		// Profiling the manager without its apiserver tells half the story.
 		Profiling: o.PprofAddress != "",
 		Log:       o.Log.WithName("controlplane"),
