@@ -3,8 +3,8 @@ package clusterregistration
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"net/http"
+	"os"
 	"strings"
 	"text/template"
 
