@@ -164,7 +164,7 @@ func TestChartObjectsValidateOnAPIServer(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			var kinds []string
 			for _, o := range mustRender(t, vals) {
-				err := c.Client.Create(ctx, o, client.DryRunAll)
+				err := c.Client.Create(ctx, o, client.DryRunAll, strict)
 				if meta.IsNoMatchError(err) && o.GetKind() == "ServiceMonitor" {
 					// The Prometheus Operator's CRD is not ours to ship.
 					t.Logf("ServiceMonitor rendered; not validated (no monitoring.coreos.com CRD on the test apiserver)")
@@ -176,6 +176,12 @@ func TestChartObjectsValidateOnAPIServer(t *testing.T) {
 				kinds = append(kinds, o.GetKind())
 			}
 			t.Logf("validated %v", kinds)
+			// The check can fail: a misspelt field is refused.
+			bad := find(t, mustRender(t, vals), "Deployment")
+			bad.Object["spec"].(map[string]any)["replicass"] = 2
+			if err := c.Client.Create(ctx, bad, client.DryRunAll, strict); err == nil || !strings.Contains(err.Error(), "replicass") {
+				t.Errorf("a Deployment with an unknown field passed validation: %v", err)
+			}
 			for _, want := range []string{"Deployment", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"} {
 				if !slices.Contains(kinds, want) {
 					t.Errorf("no %s rendered", want)
@@ -184,6 +190,10 @@ func TestChartObjectsValidateOnAPIServer(t *testing.T) {
 		})
 	}
 }
+
+// strict makes the apiserver refuse unknown and duplicate fields instead of
+// dropping them with a warning.
+var strict = client.FieldValidation(metav1.FieldValidationStrict)
 
 func installCRDs(ctx context.Context, t *testing.T, c client.Client) {
 	t.Helper()
