@@ -37,6 +37,9 @@ with leader election so several replicas can run.`,
 			if err := seedSources(&o.SeedSources, seedNetworks); err != nil {
 				return err
 			}
+			if err := clusterregistration.ValidateAgentImage(o.AgentImage); err != nil {
+				return fmt.Errorf("--agent-image: %w", err)
+			}
 			o.Log = g.log
 			o.Out = cmd.OutOrStdout()
 			return ignoreCanceled(server.Run(cmd.Context(), o))
