@@ -1,16 +1,21 @@
 package chart_test
 
 import (
+	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
@@ -19,6 +24,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
 
@@ -77,6 +83,51 @@ func TestChartManagerRunsWithChartRBAC(t *testing.T) {
 			t.Fatalf("no CA Secret (%v) or held leader Lease (%v) after a minute:\n%s", errCA, errLease, m.Output())
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+
+	// A cluster joins: the manager issues the token Secret, registers the
+	// agent (its namespace, ServiceAccount, Roles and credential) and sees
+	// it Connected, all as the chart's ServiceAccount.
+	down := harness.StartClusters(t, 1, harness.ClusterOptions{})[0]
+	if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "fleet-default"}}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(harness.EdgefleetBinary(t), "token", "create", "--kubeconfig", c.KubeconfigPath(), "-n", "fleet-default", "--ttl", "1h").CombinedOutput()
+	if err != nil {
+		t.Fatalf("edgefleet token create: %v\n%s", err, out)
+	}
+	g := regexp.MustCompile(`(?m)^Token \S+ \(valid until [^)]*\):\n  (\S+)$`).FindStringSubmatch(string(out))
+	if g == nil {
+		t.Fatalf("no token in output:\n%s", out)
+	}
+	agent := exec.Command(harness.EdgefleetBinary(t), "agent", "--server", m.URL, "--token", g[1], "--ca-checksum", m.CAChecksum,
+		"--kubeconfig", down.KubeconfigPath(), "--heartbeat-interval", "1s")
+	var agentOut bytes.Buffer
+	agent.Stdout, agent.Stderr = &agentOut, &agentOut
+	agent.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = agent.Process.Signal(syscall.SIGTERM)
+		_ = agent.Wait()
+		if t.Failed() {
+			t.Logf("agent output:\n%s", agentOut.String())
+		}
+	})
+	deadline = time.Now().Add(90 * time.Second)
+	for {
+		var list fleetv1.ClusterList
+		if err := c.Client.List(ctx, &list, client.InNamespace("fleet-default")); err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Items) == 1 && meta.IsStatusConditionTrue(list.Items[0].Status.Conditions, fleetv1.ConnectedCondition) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no Connected cluster after 90s (%d clusters):\n%s", len(list.Items), m.Output())
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 	if out := m.Output(); strings.Contains(out, "forbidden") {
 		t.Errorf("the manager was refused something with the chart's RBAC:\n%s", out)
