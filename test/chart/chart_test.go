@@ -53,6 +53,7 @@ func allOn() map[string]any {
 	v["networkPolicy"] = map[string]any{"enabled": true, "ingressFrom": []any{map[string]any{"namespaceSelector": map[string]any{}}}}
 	v["service"] = map[string]any{"type": "NodePort", "port": 8443, "nodePort": 30443}
 	v["extraArgs"] = []any{"--join-rate-limit=5"}
+	v["tls"] = map[string]any{"caCert": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", "caKey": "-----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY-----\n"}
 	return v
 }
 
@@ -81,6 +82,8 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{"http external URL", func(v map[string]any) { v["externalURL"] = "http://fleet.example.com" }, "externalURL"},
 		{"negative replicas", func(v map[string]any) { v["replicas"] = -1 }, "replicas"},
 		{"unknown value", func(v map[string]any) { v["replica"] = 3 }, "replica"},
+		{"CA without key", func(v map[string]any) { v["tls"] = map[string]any{"caCert": "-----BEGIN CERTIFICATE-----\n"} }, "go together"},
+		{"CA not PEM", func(v map[string]any) { v["tls"] = map[string]any{"caCert": "MIIB", "caKey": "x"} }, "caCert"},
 		{"bad digest", func(v map[string]any) { v["image"] = map[string]any{"repository": "r", "digest": "latest"} }, "digest"},
 		{"scraper without namespace", func(v map[string]any) {
 			v["metrics"] = map[string]any{"serviceMonitor": map[string]any{"scraperServiceAccount": "prometheus"}}
@@ -182,7 +185,11 @@ func TestChartObjectsValidateOnAPIServer(t *testing.T) {
 			if err := c.Client.Create(ctx, bad, client.DryRunAll, strict); err == nil || !strings.Contains(err.Error(), "replicass") {
 				t.Errorf("a Deployment with an unknown field passed validation: %v", err)
 			}
-			for _, want := range []string{"Deployment", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"} {
+			want := []string{"Deployment", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+			if name == "all on" {
+				want = append(want, "NetworkPolicy", "Secret")
+			}
+			for _, want := range want {
 				if !slices.Contains(kinds, want) {
 					t.Errorf("no %s rendered", want)
 				}

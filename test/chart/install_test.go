@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/pki"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
 
@@ -42,8 +43,16 @@ func TestChartManagerRunsWithChartRBAC(t *testing.T) {
 	if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
 		t.Fatal(err)
 	}
+	// The site brings its own endpoint CA through the chart.
+	_, ca, err := pki.NewCA("site-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals := baseValues()
+	vals["tls"] = map[string]any{"caCert": string(ca.CertPEM), "caKey": string(ca.KeyPEM)}
+	var out []byte
 	var dep *unstructured.Unstructured
-	for _, o := range mustRender(t, baseValues()) {
+	for _, o := range mustRender(t, vals) {
 		if o.GetKind() == "Deployment" {
 			dep = o
 			continue
@@ -66,6 +75,9 @@ func TestChartManagerRunsWithChartRBAC(t *testing.T) {
 	kubeconfig := saKubeconfig(ctx, t, c.RESTConfig(), sa)
 
 	m := harness.StartManager(t, harness.ManagerOptions{Kubeconfig: kubeconfig, Args: args})
+	if m.CAChecksum != pki.Checksum(ca.CertPEM) {
+		t.Errorf("manager serves CA %s, want the chart's tls.caCert %s", m.CAChecksum, pki.Checksum(ca.CertPEM))
+	}
 	if out := m.Output(); strings.Contains(out, "forbidden") {
 		t.Errorf("the manager was refused something with the chart's RBAC:\n%s", out)
 	}
@@ -92,7 +104,7 @@ func TestChartManagerRunsWithChartRBAC(t *testing.T) {
 	if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "fleet-default"}}); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(harness.EdgefleetBinary(t), "token", "create", "--kubeconfig", c.KubeconfigPath(), "-n", "fleet-default", "--ttl", "1h").CombinedOutput()
+	out, err = exec.Command(harness.EdgefleetBinary(t), "token", "create", "--kubeconfig", c.KubeconfigPath(), "-n", "fleet-default", "--ttl", "1h").CombinedOutput()
 	if err != nil {
 		t.Fatalf("edgefleet token create: %v\n%s", err, out)
 	}
