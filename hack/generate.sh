@@ -42,3 +42,10 @@ find "${CRD_DIR}" -maxdepth 1 -name '*.yaml' -delete
     paths=./... \
     output:crd:artifacts:config="../${CRD_DIR}"
 )
+
+# The Helm chart ships the same CRDs in crds/ (installed before the chart's
+# templates, never deleted by helm uninstall, as Helm users expect).
+CHART_CRD_DIR="charts/edgefleet/crds"
+mkdir -p "${CHART_CRD_DIR}"
+find "${CHART_CRD_DIR}" -maxdepth 1 -name '*.yaml' -delete
+cp "${CRD_DIR}"/*.yaml "${CHART_CRD_DIR}/"

@@ -45,6 +45,9 @@ with leader election so several replicas can run.`,
 				return fmt.Errorf("--data-dir-min-free %q: want a size such as 128Mi or 1Gi (0 turns the guard off)", minFree)
 			}
 			o.DataDirMinFree = q.Value()
+			if err := clusterregistration.ValidateAgentImage(o.AgentImage); err != nil {
+				return fmt.Errorf("--agent-image: %w", err)
+			}
 			o.Log = g.log
 			o.Out = cmd.OutOrStdout()
 			return ignoreCanceled(server.Run(cmd.Context(), o))
@@ -74,6 +77,7 @@ with leader election so several replicas can run.`,
 	f.StringSliceVar(&seedNetworks, "seed-allowed-base-networks", nil, "CIDRs SeedImage base image URLs and OCI registries may reach besides public addresses, e.g. a mirror at 10.20.0.0/16 (loopback, link-local and private addresses are refused otherwise)")
 	f.DurationVar(&o.CredentialMaxLifetime, "cluster-credential-max-lifetime", clusterregistration.DefaultCredentialMaxLifetime, "a cluster's credential is renewed for at most this long after it registered; then the agent must register again with a registration token (negative: no bound)")
 	f.Float64Var(&o.JoinRate, "join-rate-limit", clusterregistration.DefaultJoinRate, "requests per second each source IP may send to /v1/register and /v1/import (negative: no limit)")
+	f.StringVar(&o.AgentImage, "agent-image", clusterregistration.AgentImageFromEnv(), "image of edgefleet-agent in import manifests, e.g. registry.example.com/edgefleet/edgefleet-agent@sha256:… for air-gapped sites (default $"+clusterregistration.EnvAgentImage+", which edgefleet's manager image sets to the agent image built with it, pinned by digest)")
 	f.IntVar(&o.JoinBurst, "join-rate-burst", clusterregistration.DefaultJoinBurst, "burst above --join-rate-limit per source IP")
 	f.IntVar(&o.EndpointLimits.MaxConnections, "max-connections", endpoint.DefaultMaxConnections, "concurrent connections the endpoint accepts; more wait in the kernel's accept queue")
 	f.DurationVar(&o.EndpointLimits.ReadHeaderTimeout, "read-header-timeout", endpoint.DefaultReadHeaderTimeout, "the endpoint closes a connection whose TLS handshake and request header take longer")

@@ -2,10 +2,13 @@ package clusterregistration
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"text/template"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"sigs.k8s.io/yaml"
 
 	"github.com/edgefleet/edgefleet/internal/pki"
@@ -13,8 +16,31 @@ import (
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
-// DefaultAgentImage runs edgefleet-agent in the import manifest's Deployment.
+// DefaultAgentImage runs edgefleet-agent in the import manifest's Deployment
+// when neither --agent-image nor $EDGEFLEET_AGENT_IMAGE names one.
 var DefaultAgentImage = "ghcr.io/edgefleet/edgefleet-agent:" + version.Version
+
+// EnvAgentImage is the variable the manager's container image sets to the
+// agent image built together with it, pinned by digest (make images), so a
+// manager from an image hands out exactly that agent.
+const EnvAgentImage = "EDGEFLEET_AGENT_IMAGE"
+
+// AgentImageFromEnv is $EDGEFLEET_AGENT_IMAGE, else DefaultAgentImage.
+func AgentImageFromEnv() string {
+	if v := strings.TrimSpace(os.Getenv(EnvAgentImage)); v != "" {
+		return v
+	}
+	return DefaultAgentImage
+}
+
+// ValidateAgentImage refuses what a kubelet could not pull: the reference
+// goes verbatim into every import manifest.
+func ValidateAgentImage(ref string) error {
+	if _, err := name.ParseReference(ref, name.StrictValidation); err != nil {
+		return fmt.Errorf("agent image %q is not a valid image reference (%v): give registry/repository:tag or registry/repository@sha256:<digest>", ref, err)
+	}
+	return nil
+}
 
 var manifestTemplate = template.Must(template.New("import").Parse(`# edgefleet import manifest: apply it to the cluster that should join.
 # The agent pins the manager's CA by its sha256 and registers with the token.

@@ -56,6 +56,9 @@ func Setup(mgr ctrl.Manager, r endpoint.Router, o Options) error {
 	if o.AgentImage == "" {
 		o.AgentImage = DefaultAgentImage
 	}
+	if err := ValidateAgentImage(o.AgentImage); err != nil {
+		return fmt.Errorf("--agent-image: %w", err)
+	}
 	if o.CredentialMaxLifetime == 0 {
 		o.CredentialMaxLifetime = DefaultCredentialMaxLifetime
 	}

@@ -42,6 +42,7 @@ type routeDeps struct {
 	credentialMaxLifetime time.Duration
 	joinRate              float64
 	joinBurst             int
+	agentImage            string
 }
 
 // registerRoutes adds each capability's routes (registration, import
@@ -50,7 +51,7 @@ type routeDeps struct {
 func registerRoutes(ep *endpoint.Server, d routeDeps) error {
 	ep.Handle("POST "+webhook.Path, &webhook.Handler{Reader: d.mgr.GetAPIReader(), Writer: d.mgr.GetClient(), SystemNamespace: clusterjoin.SystemNamespace, Log: d.log.WithName("webhook")})
 	if err := clusterregistration.Setup(d.mgr, ep, clusterregistration.Options{ExternalURL: d.externalURL, CACertPEM: d.ca.CertPEM, Log: d.log,
-		CredentialMaxLifetime: d.credentialMaxLifetime, JoinRate: d.joinRate, JoinBurst: d.joinBurst}); err != nil {
+		CredentialMaxLifetime: d.credentialMaxLifetime, JoinRate: d.joinRate, JoinBurst: d.joinBurst, AgentImage: d.agentImage}); err != nil {
 		return err
 	}
 	if err := machineregistration.Setup(context.Background(), d.mgr, ep, machineregistration.Options{ExternalURL: d.externalURL, CACertPEM: d.ca.CertPEM}); err != nil {

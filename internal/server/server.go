@@ -104,6 +104,9 @@ type Options struct {
 	// IP (0 = registration's defaults, negative rate = off).
 	JoinRate  float64
 	JoinBurst int
+	// AgentImage is the cluster agent image the import manifest runs
+	// (default clusterregistration.DefaultAgentImage).
+	AgentImage string
 }
 
 // Client-side rate limits of the manager's Kubernetes client.
@@ -271,7 +274,7 @@ func Run(ctx context.Context, o Options) error {
 
 	if err := registerRoutes(ep, routeDeps{mgr: mgr, ca: ca, externalURL: externalURL, log: log,
 		identity: identity, peers: peers, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval, dataDir: o.DataDir, seedSources: o.SeedSources,
-		credentialMaxLifetime: o.CredentialMaxLifetime, joinRate: o.JoinRate, joinBurst: o.JoinBurst}); err != nil {
+		credentialMaxLifetime: o.CredentialMaxLifetime, joinRate: o.JoinRate, joinBurst: o.JoinBurst, agentImage: o.AgentImage}); err != nil {
 		return err
 	}
 
