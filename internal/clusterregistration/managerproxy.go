@@ -1,9 +1,7 @@
 package clusterregistration
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -12,6 +10,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/edgefleet/edgefleet/internal/authn"
+	"github.com/edgefleet/edgefleet/internal/endpoint"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
@@ -53,7 +52,7 @@ func ManagerAPIProxy(cfg *rest.Config) (http.Handler, error) {
 			writeError(w, http.StatusUnauthorized, "the manager API proxy needs Authorization: Bearer <cluster credential>")
 			return
 		}
-		if err := bufferBody(w, r); err != nil {
+		if err := endpoint.BufferBody(w, r, maxAgentRequestBody); err != nil {
 			writeError(w, http.StatusRequestEntityTooLarge, "%v", err)
 			return
 		}
@@ -64,26 +63,4 @@ func ManagerAPIProxy(cfg *rest.Config) (http.Handler, error) {
 // maxAgentRequestBody bounds what an agent may send the manager API: status
 // patches and finalizer updates are a few KiB; the kube-apiserver's own
 // limit is 3 MiB.
-const maxAgentRequestBody = 3 << 20
-
-// bufferBody reads the request body before it is forwarded. The
-// kube-apiserver refuses a forbidden write before reading its body, and
-// closing an HTTP/2 response while the transport still streams the request
-// body from the incoming connection can block forever (golang/go#48908):
-// a refused agent write then hung its client. A buffered body is sent in
-// one piece, and an oversized one never reaches the API.
-func bufferBody(w http.ResponseWriter, r *http.Request) error {
-	if r.Body == nil || r.Body == http.NoBody {
-		return nil
-	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAgentRequestBody))
-	_ = r.Body.Close()
-	if err != nil {
-		return fmt.Errorf("request body: %w (the manager API proxy accepts at most %d bytes)", err, maxAgentRequestBody)
-	}
-	r.Body = io.NopCloser(bytes.NewReader(data))
-	r.ContentLength = int64(len(data))
-	r.TransferEncoding = nil
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
-	return nil
-}
+const maxAgentRequestBody = endpoint.MaxProxiedBody

@@ -1,12 +1,10 @@
 package webui
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -16,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/edgefleet/edgefleet/internal/authn"
+	"github.com/edgefleet/edgefleet/internal/endpoint"
 )
 
 // UIHeader must be on every API request. Browsers send client certificates
@@ -25,7 +24,7 @@ import (
 const UIHeader = "X-Edgefleet-UI"
 
 // maxBody bounds a request body: the kube-apiserver's own limit is 3 MiB.
-const maxBody = 3 << 20
+const maxBody = endpoint.MaxProxiedBody
 
 type authenticator interface {
 	Authenticate(ctx context.Context, r *http.Request) (*authn.User, error)
@@ -99,7 +98,7 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if err := bufferBody(w, r); err != nil {
+	if err := endpoint.BufferBody(w, r, maxBody); err != nil {
 		writeStatus(w, http.StatusRequestEntityTooLarge, err.Error())
 		return
 	}
@@ -111,25 +110,6 @@ func allowedPath(p string) bool {
 		return false
 	}
 	return p == "/api" || p == "/apis" || p == "/version" || strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/apis/")
-}
-
-// bufferBody reads the body before forwarding: a refused write answered
-// before its HTTP/2 body was streamed can block the transport
-// (golang/go#48908), and an oversized body never reaches the API.
-func bufferBody(w http.ResponseWriter, r *http.Request) error {
-	if r.Body == nil || r.Body == http.NoBody {
-		return nil
-	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-	_ = r.Body.Close()
-	if err != nil {
-		return fmt.Errorf("request body: %w (at most %d bytes)", err, maxBody)
-	}
-	r.Body = io.NopCloser(bytes.NewReader(data))
-	r.ContentLength = int64(len(data))
-	r.TransferEncoding = nil
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
-	return nil
 }
 
 // writeStatus answers with a Kubernetes Status, whose message the UI shows.
