@@ -428,6 +428,22 @@ func (b *builder) writeInitrd(k *kernelModules, out string) error {
 	return f.Close()
 }
 
+// BuildBootEFI writes the image's standalone GRUB EFI binary
+// (/usr/lib/edgefleet/grub/bootx64.efi, contract §1) to out, for tests that
+// assemble disks by hand. It needs grub-mkimage and Debian's
+// grub-efi-amd64-bin modules.
+func BuildBootEFI(ctx context.Context, out string) error {
+	if _, err := os.Stat(grubEFIModules); err != nil {
+		return fmt.Errorf("GRUB's x86_64-efi modules are missing (Debian package grub-efi-amd64-bin): %w", err)
+	}
+	dir, err := os.MkdirTemp("", "bootefi")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	return buildBootEFI(ctx, dir, out)
+}
+
 // buildBootEFI makes the standalone GRUB EFI binary: its modules and an
 // embedded config that hands over to EF_STATE's (else EF_RECOVERY's)
 // grub/grub.cfg. GRUB runs an embedded config with its rescue parser (no
