@@ -150,7 +150,7 @@ func TestBootFromDisk(t *testing.T) {
 		Disks:  []vmrig.Disk{{Path: disk}}, CDROM: filepath.Join(dir, "seed.iso")})
 	v.waitFor("edgefleet-init: switch_root", 3*time.Minute)
 	v.waitFor("edgefleet-os: edgefleet-test-os 1.0.0 (mode disk, slot a)", time.Minute)
-	v.waitFor("edgefleet-node: started (edgefleet-node register --every 10m --config /run/edgefleet/seed/edgefleet-node.yaml)", time.Minute)
+	v.waitFor("edgefleet-node: started (edgefleet-node agent --config /run/edgefleet/seed/edgefleet-node.yaml)", time.Minute)
 	t.Logf("qemu start to edgefleet-node started: %.1fs (TCG)", time.Since(start).Seconds())
 	out := v.output()
 	for _, want := range []string{"edgefleet-init: persistent EF_PERSISTENT", "edgefleet-init: EF_OEM", "edgefleet-init: root image /images/a.squashfs mounted",
@@ -217,7 +217,7 @@ func TestBootLive(t *testing.T) {
 		Append: "console=ttyS0 panic=-1 edgefleet.mode=live edgefleet.slot=live edgefleet.root=EDGEFLEET:/edgefleet/rootfs.squashfs"})
 	v.waitFor("edgefleet-init: seed config at /run/edgefleet/seed/edgefleet-node.yaml", 3*time.Minute)
 	v.waitFor("edgefleet-os: edgefleet-test-os 1.0.0 (mode live, slot live)", time.Minute)
-	v.waitFor("edgefleet-node: started (edgefleet-node register --every 10m --config /run/edgefleet/seed/edgefleet-node.yaml)", time.Minute)
+	v.waitFor("edgefleet-node: started (edgefleet-node agent --config /run/edgefleet/seed/edgefleet-node.yaml)", time.Minute)
 	v.waitFor("127.0.0.1:1", 2*time.Minute)
 	out := v.output()
 	if strings.Contains(out, "TPM device not available") {
@@ -328,7 +328,7 @@ func TestBootSystemdVariant(t *testing.T) {
 	v := startVM(t, vmrig.Config{Kernel: img.res.Kernel, Initrd: img.res.Initrd, Disks: []vmrig.Disk{{Path: disk}},
 		Append: "console=ttyS0 panic=-1 edgefleet.mode=disk edgefleet.slot=b edgefleet.root=EF_STATE:/images/a.squashfs"})
 	v.waitFor("edgefleet-init: switch_root", 3*time.Minute)
-	v.waitFor("edgefleet-node: started (edgefleet-node register --every 10m --config /oem/edgefleet-node.yaml)", 4*time.Minute)
+	v.waitFor("edgefleet-node: started (edgefleet-node agent --config /oem/edgefleet-node.yaml)", 4*time.Minute)
 	t.Logf("qemu start to edgefleet-node started (systemd): %.1fs (TCG)", time.Since(start).Seconds())
 	v.waitFor("edgefleet-os: edgefleet-test-os 1.0.0 (mode disk, slot b)", 2*time.Minute)
 }
@@ -359,5 +359,5 @@ func TestBootLiveFromRawDisk(t *testing.T) {
 		Append: "console=ttyS0 panic=-1 edgefleet.mode=live edgefleet.slot=live edgefleet.root=EDGEFLEET:/edgefleet/rootfs.squashfs"})
 	v.waitFor("edgefleet-init: found EDGEFLEET on /dev/vda1", 3*time.Minute)
 	v.waitFor("edgefleet-init: seed config at /run/edgefleet/seed/edgefleet-node.yaml", time.Minute)
-	v.waitFor("edgefleet-node: started (edgefleet-node register --every 10m --config /run/edgefleet/seed/edgefleet-node.yaml)", time.Minute)
+	v.waitFor("edgefleet-node: started (edgefleet-node agent --config /run/edgefleet/seed/edgefleet-node.yaml)", time.Minute)
 }

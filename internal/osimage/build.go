@@ -160,7 +160,7 @@ var (
 	// toolFiles are copied into the image with their libraries.
 	toolFiles = []string{
 		"/sbin/sgdisk", "/sbin/mkfs.ext4", "/sbin/mke2fs", "/sbin/e2fsck", "/sbin/fsck.ext4", "/sbin/tune2fs", "/sbin/resize2fs",
-		"/sbin/e2label", "/etc/mke2fs.conf", "/sbin/mkfs.vfat", "/sbin/mkfs.fat", "/sbin/fsck.vfat", "/usr/bin/mksquashfs",
+		"/sbin/e2label", "/etc/mke2fs.conf", "/sbin/mkfs.vfat", "/sbin/mkfs.fat", "/sbin/fsck.vfat", "/usr/bin/mksquashfs", "/usr/bin/sqfstar",
 		"/usr/bin/unsquashfs", "/usr/bin/grub-editenv", "/sbin/blkid", "/sbin/wipefs",
 		"/bin/mount", "/bin/umount", "/sbin/losetup",
 	}
