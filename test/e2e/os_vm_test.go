@@ -60,14 +60,7 @@ func TestOSLifecycleInVM(t *testing.T) {
 	guestReg := net.JoinHostPort(guestRegistryIP, regPort)
 	push := func(v string, broken bool) (hostRef, guestRef string) {
 		t.Helper()
-		img, err := osimagetest.Build(t, osimage.Options{Version: v, Broken: broken}).Image()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ref, err := osimage.Push(ctx, img, reg+"/edgefleet/os:"+v)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ref := pushOSImage(t, reg, v, broken)
 		return ref, strings.Replace(ref, reg, guestReg, 1)
 	}
 	v1Host, v1Guest := push("1.0.0", false)
@@ -248,6 +241,22 @@ config:
 	steps.done(fmt.Sprintf("broken 3.0.0: %d failed tries, rolled back to 2.0.0 by itself", brokenBoots))
 	q, sw := vm.RSS()
 	t.Logf("qemu RSS %d KiB, swtpm RSS %d KiB (accelerator %s)", q, sw, vm.Accel())
+}
+
+// pushOSImage builds (or takes from the cache) the reference OS image
+// (internal/osimage, test variant) version v and pushes it to the registry
+// at reg; it returns the reference by digest.
+func pushOSImage(t *testing.T, reg, v string, broken bool) string {
+	t.Helper()
+	img, err := osimagetest.Build(t, osimage.Options{Version: v, Broken: broken}).Image()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := osimage.Push(context.Background(), img, reg+"/edgefleet/os:"+v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
 }
 
 // downloadSeed fetches the SeedImage's ISO through the test's own address
