@@ -11,6 +11,7 @@ import (
 
 	"github.com/edgefleet/edgefleet/internal/osimage"
 	"github.com/edgefleet/edgefleet/internal/osimage/osimagetest"
+	"github.com/edgefleet/edgefleet/test/vmrig"
 )
 
 func nodeBinary(t *testing.T) string { return osimagetest.NodeBinary(t) }
@@ -144,12 +145,12 @@ func TestBootFromDisk(t *testing.T) {
 	run(t, "xorriso", "-as", "mkisofs", "-quiet", "-V", "EFSEED", "-J", "-R", "-o", filepath.Join(dir, "seed.iso"), seed)
 
 	start := time.Now()
-	v := startVM(t, "-kernel", img.res.Kernel, "-initrd", img.res.Initrd,
-		"-append", "console=ttyS0 panic=-1 edgefleet.mode=disk edgefleet.slot=a edgefleet.root=EF_STATE:/images/a.squashfs",
-		"-drive", "file="+disk+",if=virtio,format=raw", "-cdrom", filepath.Join(dir, "seed.iso"))
+	v := startVM(t, vmrig.Config{Kernel: img.res.Kernel, Initrd: img.res.Initrd,
+		Append: "console=ttyS0 panic=-1 edgefleet.mode=disk edgefleet.slot=a edgefleet.root=EF_STATE:/images/a.squashfs",
+		Disks:  []vmrig.Disk{{Path: disk}}, CDROM: filepath.Join(dir, "seed.iso")})
 	v.waitFor("edgefleet-init: switch_root", 3*time.Minute)
 	v.waitFor("edgefleet-os: edgefleet-test-os 1.0.0 (mode disk, slot a)", time.Minute)
-	v.waitFor("edgefleet-node: started (edgefleet-node register --every 10m --config /run/edgefleet/seed/edgefleet-node.yaml)", time.Minute)
+	v.waitFor("edgefleet-node: started (edgefleet-node agent --config /run/edgefleet/seed/edgefleet-node.yaml)", time.Minute)
 	t.Logf("qemu start to edgefleet-node started: %.1fs (TCG)", time.Since(start).Seconds())
 	out := v.output()
 	for _, want := range []string{"edgefleet-init: persistent EF_PERSISTENT", "edgefleet-init: EF_OEM", "edgefleet-init: root image /images/a.squashfs mounted",
@@ -163,12 +164,19 @@ func TestBootFromDisk(t *testing.T) {
 	// ext4 commits its journal every 5 s: give the guest's writes time to
 	// reach the disk before pulling the plug.
 	time.Sleep(8 * time.Second)
-	v.cmd.Process.Kill()
-	v.waitExit(30 * time.Second)
+	v.pullPlug()
 
 	// Read EF_PERSISTENT back: the init made var-lib, home and etc-overlay on it.
 	pimg := filepath.Join(dir, "persistent-after.img")
 	run(t, "dd", "if="+disk, "of="+pimg, "bs=512", fmt.Sprintf("skip=%d", starts[2]), "count=32768", "status=none")
+	// The power was cut: what the guest wrote may still be in ext4's
+	// journal only. Replay it the way the next boot's mount would (e2fsck
+	// exits 1 when it changed something), so debugfs reads the real state.
+	if err := exec.Command("e2fsck", "-fy", pimg).Run(); err != nil {
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() > 1 {
+			t.Fatalf("e2fsck of EF_PERSISTENT after the power cut: %v", err)
+		}
+	}
 	ls, err := exec.Command("debugfs", "-R", "ls -p /", pimg).CombinedOutput()
 	if err != nil {
 		t.Fatalf("debugfs: %v\n%s", err, ls)
@@ -205,13 +213,11 @@ func TestBootLive(t *testing.T) {
 	iso := filepath.Join(dir, "seed.iso")
 	run(t, "xorriso", "-as", "mkisofs", "-quiet", "-V", "EDGEFLEET", "-J", "-R", "-o", iso, media)
 
-	args := append(startSWTPM(t), "-kernel", img.res.Kernel, "-initrd", img.res.Initrd,
-		"-append", "console=ttyS0 panic=-1 edgefleet.mode=live edgefleet.slot=live edgefleet.root=EDGEFLEET:/edgefleet/rootfs.squashfs",
-		"-cdrom", iso)
-	v := startVM(t, args...)
+	v := startVM(t, vmrig.Config{Kernel: img.res.Kernel, Initrd: img.res.Initrd, TPM: true, CDROM: iso,
+		Append: "console=ttyS0 panic=-1 edgefleet.mode=live edgefleet.slot=live edgefleet.root=EDGEFLEET:/edgefleet/rootfs.squashfs"})
 	v.waitFor("edgefleet-init: seed config at /run/edgefleet/seed/edgefleet-node.yaml", 3*time.Minute)
 	v.waitFor("edgefleet-os: edgefleet-test-os 1.0.0 (mode live, slot live)", time.Minute)
-	v.waitFor("edgefleet-node: started (edgefleet-node register --every 10m --config /run/edgefleet/seed/edgefleet-node.yaml)", time.Minute)
+	v.waitFor("edgefleet-node: started (edgefleet-node agent --config /run/edgefleet/seed/edgefleet-node.yaml)", time.Minute)
 	v.waitFor("127.0.0.1:1", 2*time.Minute)
 	out := v.output()
 	if strings.Contains(out, "TPM device not available") {
@@ -228,8 +234,8 @@ func TestBootLive(t *testing.T) {
 func TestBootBrokenImagePanics(t *testing.T) {
 	needQEMU(t)
 	img := image(t, "3.0.0", true)
-	v := startVM(t, "-kernel", img.res.Kernel, "-initrd", img.res.Initrd,
-		"-append", "console=ttyS0 edgefleet.mode=disk edgefleet.slot=b edgefleet.root=EF_STATE:/images/b.squashfs")
+	v := startVM(t, vmrig.Config{Kernel: img.res.Kernel, Initrd: img.res.Initrd,
+		Append: "console=ttyS0 edgefleet.mode=disk edgefleet.slot=b edgefleet.root=EF_STATE:/images/b.squashfs"})
 	v.waitFor("edgefleet-init: this image was built broken on purpose", 3*time.Minute)
 	v.waitExit(2 * time.Minute)
 	out := v.output()
@@ -246,8 +252,8 @@ func TestBootBrokenImagePanics(t *testing.T) {
 func TestBootFailsClearlyWithoutRootImage(t *testing.T) {
 	needQEMU(t)
 	img := image(t, "1.0.0", false)
-	v := startVM(t, "-kernel", img.res.Kernel, "-initrd", img.res.Initrd,
-		"-append", "console=ttyS0 edgefleet.mode=disk edgefleet.slot=a edgefleet.root=EF_STATE:/images/a.squashfs edgefleet.wait=3")
+	v := startVM(t, vmrig.Config{Kernel: img.res.Kernel, Initrd: img.res.Initrd,
+		Append: "console=ttyS0 edgefleet.mode=disk edgefleet.slot=a edgefleet.root=EF_STATE:/images/a.squashfs edgefleet.wait=3"})
 	v.waitFor("edgefleet-init: error: no filesystem labelled EF_STATE appeared in 3s", 3*time.Minute)
 	v.waitExit(2 * time.Minute)
 }
@@ -258,10 +264,6 @@ func TestBootFailsClearlyWithoutRootImage(t *testing.T) {
 // grub/grub.cfg there → kernel and initrd of slot a → the OS.
 func TestBootEFIHandsOverToState(t *testing.T) {
 	needQEMU(t)
-	const ovmf = "/usr/share/ovmf/OVMF.fd"
-	if _, err := os.Stat(ovmf); err != nil {
-		t.Skipf("%s not found (Debian package ovmf): skipping the UEFI boot test", ovmf)
-	}
 	for _, c := range []string{"mkfs.vfat", "mcopy"} {
 		if _, err := exec.LookPath(c); err != nil {
 			t.Skipf("%s not found (Debian packages dosfstools, mtools): skipping the UEFI boot test", c)
@@ -296,7 +298,7 @@ menuentry "edgefleet a" {
 	run(t, "sgdisk", "-t=1:ef00", disk)
 
 	start := time.Now()
-	v := startVM(t, "-bios", ovmf, "-drive", "file="+disk+",if=virtio,format=raw")
+	v := startVM(t, vmrig.Config{Firmware: vmrig.UEFI, Disks: []vmrig.Disk{{Path: disk}}})
 	v.waitFor("edgefleet-init: found EF_STATE", 4*time.Minute)
 	v.waitFor("edgefleet-os: edgefleet-test-os 1.0.0 (mode disk, slot a)", time.Minute)
 	v.waitFor("edgefleet-node: started", time.Minute)
@@ -323,11 +325,10 @@ func TestBootSystemdVariant(t *testing.T) {
 	gptDisk(t, disk, []part{{"EF_OEM", 16, filepath.Join(dir, "oem.img")}, {"EF_STATE", stateMiB, filepath.Join(dir, "state.img")}})
 
 	start := time.Now()
-	v := startVM(t, "-kernel", img.res.Kernel, "-initrd", img.res.Initrd,
-		"-append", "console=ttyS0 panic=-1 edgefleet.mode=disk edgefleet.slot=b edgefleet.root=EF_STATE:/images/a.squashfs",
-		"-drive", "file="+disk+",if=virtio,format=raw")
+	v := startVM(t, vmrig.Config{Kernel: img.res.Kernel, Initrd: img.res.Initrd, Disks: []vmrig.Disk{{Path: disk}},
+		Append: "console=ttyS0 panic=-1 edgefleet.mode=disk edgefleet.slot=b edgefleet.root=EF_STATE:/images/a.squashfs"})
 	v.waitFor("edgefleet-init: switch_root", 3*time.Minute)
-	v.waitFor("edgefleet-node: started (edgefleet-node register --every 10m --config /oem/edgefleet-node.yaml)", 4*time.Minute)
+	v.waitFor("edgefleet-node: started (edgefleet-node agent --config /oem/edgefleet-node.yaml)", 4*time.Minute)
 	t.Logf("qemu start to edgefleet-node started (systemd): %.1fs (TCG)", time.Since(start).Seconds())
 	v.waitFor("edgefleet-os: edgefleet-test-os 1.0.0 (mode disk, slot b)", 2*time.Minute)
 }
@@ -354,10 +355,9 @@ func TestBootLiveFromRawDisk(t *testing.T) {
 	disk := filepath.Join(dir, "disk.img")
 	gptDisk(t, disk, []part{{"EDGEFLEET", mib, seed}})
 
-	v := startVM(t, "-kernel", img.res.Kernel, "-initrd", img.res.Initrd,
-		"-append", "console=ttyS0 panic=-1 edgefleet.mode=live edgefleet.slot=live edgefleet.root=EDGEFLEET:/edgefleet/rootfs.squashfs",
-		"-drive", "file="+disk+",if=virtio,format=raw")
+	v := startVM(t, vmrig.Config{Kernel: img.res.Kernel, Initrd: img.res.Initrd, Disks: []vmrig.Disk{{Path: disk}},
+		Append: "console=ttyS0 panic=-1 edgefleet.mode=live edgefleet.slot=live edgefleet.root=EDGEFLEET:/edgefleet/rootfs.squashfs"})
 	v.waitFor("edgefleet-init: found EDGEFLEET on /dev/vda1", 3*time.Minute)
 	v.waitFor("edgefleet-init: seed config at /run/edgefleet/seed/edgefleet-node.yaml", time.Minute)
-	v.waitFor("edgefleet-node: started (edgefleet-node register --every 10m --config /run/edgefleet/seed/edgefleet-node.yaml)", time.Minute)
+	v.waitFor("edgefleet-node: started (edgefleet-node agent --config /run/edgefleet/seed/edgefleet-node.yaml)", time.Minute)
 }

@@ -160,7 +160,7 @@ var (
 	// toolFiles are copied into the image with their libraries.
 	toolFiles = []string{
 		"/sbin/sgdisk", "/sbin/mkfs.ext4", "/sbin/mke2fs", "/sbin/e2fsck", "/sbin/fsck.ext4", "/sbin/tune2fs", "/sbin/resize2fs",
-		"/sbin/e2label", "/etc/mke2fs.conf", "/sbin/mkfs.vfat", "/sbin/mkfs.fat", "/sbin/fsck.vfat", "/usr/bin/mksquashfs",
+		"/sbin/e2label", "/etc/mke2fs.conf", "/sbin/mkfs.vfat", "/sbin/mkfs.fat", "/sbin/fsck.vfat", "/usr/bin/mksquashfs", "/usr/bin/sqfstar",
 		"/usr/bin/unsquashfs", "/usr/bin/grub-editenv", "/sbin/blkid", "/sbin/wipefs",
 		"/bin/mount", "/bin/umount", "/sbin/losetup",
 	}
@@ -426,6 +426,22 @@ func (b *builder) writeInitrd(k *kernelModules, out string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// BuildBootEFI writes the image's standalone GRUB EFI binary
+// (/usr/lib/edgefleet/grub/bootx64.efi, contract §1) to out, for tests that
+// assemble disks by hand. It needs grub-mkimage and Debian's
+// grub-efi-amd64-bin modules.
+func BuildBootEFI(ctx context.Context, out string) error {
+	if _, err := os.Stat(grubEFIModules); err != nil {
+		return fmt.Errorf("GRUB's x86_64-efi modules are missing (Debian package grub-efi-amd64-bin): %w", err)
+	}
+	dir, err := os.MkdirTemp("", "bootefi")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	return buildBootEFI(ctx, dir, out)
 }
 
 // buildBootEFI makes the standalone GRUB EFI binary: its modules and an

@@ -61,7 +61,7 @@ func TestBuild(t *testing.T) {
 
 	files := readFS(t, img)
 	for _, p := range []string{osimage.KernelPath, osimage.InitrdPath, osimage.NodePath, osimage.BootEFIPath,
-		"usr/sbin/sgdisk", "usr/sbin/mkfs.ext4", "usr/sbin/mkfs.vfat", "usr/bin/mksquashfs", "usr/bin/grub-editenv",
+		"usr/sbin/sgdisk", "usr/sbin/mkfs.ext4", "usr/sbin/mkfs.vfat", "usr/bin/mksquashfs", "usr/bin/sqfstar", "usr/bin/grub-editenv",
 		"usr/sbin/blkid", "usr/bin/mount", "usr/bin/umount", "usr/sbin/losetup", "usr/bin/sync", "usr/sbin/poweroff", "usr/sbin/reboot",
 		"usr/sbin/init", "etc/inittab", "usr/lib/edgefleet/edgefleet-node.run", "usr/lib/x86_64-linux-gnu/libc.so.6"} {
 		if _, ok := files[p]; !ok {

@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -195,9 +196,11 @@ type Manager struct {
 	// (embedded managers): for routes that need a manager admin, e.g. /metrics.
 	AdminHTTP *http.Client
 
-	cmd    *exec.Cmd
-	done   chan struct{}
-	output *syncBuffer
+	cmd  *exec.Cmd
+	done chan struct{}
+	// localURL replaces the banner's URL (an external one) for the test.
+	localURL string
+	output   *syncBuffer
 }
 
 // ManagerOptions shape a manager.
@@ -207,6 +210,11 @@ type ManagerOptions struct {
 	// Kubeconfig runs the manager on an existing cluster instead of an embedded one.
 	Kubeconfig string
 	Args       []string
+	// ExternalHost makes the manager announce https://<ExternalHost>:<port>
+	// to agents and machines (--external-url), e.g. the address a VM
+	// reaches it at through a forward; the test still talks to it on
+	// 127.0.0.1:<port>.
+	ExternalHost string
 }
 
 // StartManager runs the edgefleet binary and waits until its endpoint is ready.
@@ -228,7 +236,20 @@ func LaunchManager(t testing.TB, o ManagerOptions) (*Manager, error) {
 	if o.DataDir == "" {
 		o.DataDir = filepath.Join(t.TempDir(), "manager")
 	}
-	args := []string{"server", "--data-dir", o.DataDir, "--listen", "127.0.0.1:0", "--unsafe-no-fsync", "--log-level", "debug"}
+	listen, localURL := "127.0.0.1:0", ""
+	if o.ExternalHost != "" {
+		// The external URL names the port, so it is chosen up front.
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		listen = l.Addr().String()
+		l.Close()
+		_, port, _ := net.SplitHostPort(listen)
+		localURL = "https://" + listen
+		o.Args = append([]string{"--external-url", "https://" + net.JoinHostPort(o.ExternalHost, port)}, o.Args...)
+	}
+	args := []string{"server", "--data-dir", o.DataDir, "--listen", listen, "--unsafe-no-fsync", "--log-level", "debug"}
 	if o.Kubeconfig != "" {
 		args = append(args, "--kubeconfig", o.Kubeconfig)
 	} else {
@@ -244,7 +265,7 @@ func LaunchManager(t testing.TB, o ManagerOptions) (*Manager, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	m := &Manager{DataDir: o.DataDir, cmd: cmd, done: make(chan struct{}), output: out}
+	m := &Manager{DataDir: o.DataDir, cmd: cmd, done: make(chan struct{}), output: out, localURL: localURL}
 	go func() {
 		_ = cmd.Wait()
 		close(m.done)
@@ -296,6 +317,9 @@ func (m *Manager) parseBanner() {
 	}
 	if values["URL:"] == "" || values["CA sha256:"] == "" {
 		return
+	}
+	if m.localURL != "" {
+		values["URL:"] = m.localURL
 	}
 	m.Kubeconfig = values["kubeconfig:"]
 	m.CAChecksum = values["CA sha256:"]

@@ -8,12 +8,11 @@ package testos
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
+	"github.com/edgefleet/edgefleet/internal/osimage/osimagetest"
 	sit "github.com/edgefleet/edgefleet/internal/seedimage/seedimagetest"
-	"github.com/edgefleet/edgefleet/test/harness"
 	"github.com/edgefleet/edgefleet/test/vmrig"
 )
 
@@ -67,37 +66,9 @@ func Entries(t testing.TB, init, version string) []sit.Entry {
 		{Name: "boot/vmlinuz", Data: readFile(t, k.Vmlinuz)},
 		{Name: "boot/initrd", Data: readFile(t, initrd)},
 		{Name: "etc/os-release", Data: []byte("NAME=edgefleet-testos\nVERSION_ID=" + version + "\n")},
-		{Name: "usr/bin/edgefleet-node", Data: readFile(t, NodeBinary(t)), Mode: 0o755},
+		{Name: "usr/bin/edgefleet-node", Data: readFile(t, osimagetest.NodeBinary(t)), Mode: 0o755},
 	}
 }
-
-// NodeBinary builds edgefleet-node without cgo (the image has no C
-// library), once per process.
-func NodeBinary(t testing.TB) string {
-	t.Helper()
-	if nodeBin != "" {
-		return nodeBin
-	}
-	root, err := harness.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("", "testos-node")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, "edgefleet-node")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./cmd/edgefleet-node")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building edgefleet-node: %v\n%s", err, b)
-	}
-	nodeBin = out
-	return out
-}
-
-var nodeBin string
 
 func readFile(t testing.TB, p string) []byte {
 	t.Helper()

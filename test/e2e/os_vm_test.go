@@ -1,0 +1,307 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/osimage"
+	"github.com/edgefleet/edgefleet/internal/osimage/osimagetest"
+	sit "github.com/edgefleet/edgefleet/internal/seedimage/seedimagetest"
+	"github.com/edgefleet/edgefleet/test/harness"
+	"github.com/edgefleet/edgefleet/test/vmrig"
+)
+
+// Guest addresses the rig forwards to the manager and the registry on the
+// host's loopback (the VM reaches nothing else).
+const (
+	guestManagerIP  = "10.0.2.100"
+	guestRegistryIP = "10.0.2.101"
+)
+
+// TestOSLifecycleInVM is the whole OS story on one virtual machine (UEFI,
+// vTPM from swtpm, TCG), driven by the real manager binary: the manager
+// builds a seed ISO from the reference OS image (internal/osimage, version
+// 1.0.0) in a loopback registry; the machine boots it live, registers with
+// its TPM (MachineInventory labelled from its hardware), installs the image
+// to its virtual disk as the MachineRegistration's install section says and
+// reboots; the installed system confirms its boot and the inventory shows
+// OS version 1.0.0. A node plan upgrades it to 2.0.0 (confirmed once the
+// new slot reaches the manager), another to a broken 3.0.0: GRUB tries it
+// three times and falls back to 2.0.0 by itself, and the inventory says
+// RolledBack. Each step logs its duration (docs/os.md, Performance).
+func TestOSLifecycleInVM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds an OS image, starts a manager and boots a VM several times")
+	}
+	sit.RequireTools(t, "xorriso", "grub-mkrescue", "mksquashfs", "swtpm", "qemu-system-x86_64", "busybox")
+	osimagetest.SkipWithoutBuilder(t)
+	ctx := context.Background()
+	steps := newStepClock(t)
+
+	reg := sit.StartRegistry(t)
+	_, regPort, _ := net.SplitHostPort(reg)
+	guestReg := net.JoinHostPort(guestRegistryIP, regPort)
+	push := func(v string, broken bool) (hostRef, guestRef string) {
+		t.Helper()
+		ref := pushOSImage(t, reg, v, broken)
+		return ref, strings.Replace(ref, reg, guestReg, 1)
+	}
+	v1Host, v1Guest := push("1.0.0", false)
+	steps.done("OS image 1.0.0 built and pushed")
+
+	m := harness.StartManager(t, harness.ManagerOptions{ExternalHost: guestManagerIP, Args: []string{"--seed-allow-insecure-base-urls"}})
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(m.URL, "https://"))
+	ns := "os-vm"
+	if err := m.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	var spec machinesv1.MachineRegistrationSpec
+	if err := yaml.UnmarshalStrict(fmt.Appendf(nil, `
+machineName: "vm-${System Information/Serial Number}"
+machineInventoryLabels: {serial: "${System Information/Serial Number}", cores: "${CPU/TotalCores}"}
+tpm: {trustOnFirstUse: true}
+config:
+  install: {device: /dev/vda, system-uri: "oci:%s", reboot: true}
+`, v1Guest), &spec); err != nil {
+		t.Fatal(err)
+	}
+	mr := &machinesv1.MachineRegistration{ObjectMeta: metav1.ObjectMeta{Name: "vm", Namespace: ns}, Spec: spec}
+	if err := m.Client.Create(ctx, mr); err != nil {
+		t.Fatal(err)
+	}
+	si := &machinesv1.SeedImage{ObjectMeta: metav1.ObjectMeta{Name: "live", Namespace: ns}, Spec: machinesv1.SeedImageSpec{
+		RegistrationRef: machinesv1.ObjectReference{Name: "vm"}, OSImage: v1Host}}
+	if err := m.Client.Create(ctx, si); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 5*time.Minute, func() error {
+		if err := m.Client.Get(ctx, client.ObjectKeyFromObject(si), si); err != nil {
+			return err
+		}
+		if si.Status.State != machinesv1.SeedImageReady {
+			return fmt.Errorf("SeedImage state %q: %+v", si.Status.State, si.Status.Conditions)
+		}
+		return nil
+	})
+	iso := downloadSeed(t, m, si)
+	steps.done("seed ISO built by the manager")
+
+	vm := vmrig.New(t, vmrig.Config{
+		Firmware: vmrig.UEFI, MemoryMiB: 1024, CDROM: iso, TPM: true, Network: true, Serial: "VM9", UUID: "9a3c1e02-6f1b-4d7e-9c55-0d4f1c2b3a09",
+		Disks: []vmrig.Disk{{Size: 3 << 30}}, ExitOnReboot: true,
+		Forwards: []vmrig.Forward{
+			{Guest: net.JoinHostPort(guestManagerIP, port), Host: net.JoinHostPort("127.0.0.1", port)},
+			{Guest: guestReg, Host: reg},
+		},
+	})
+	vctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	console := func(re string) []string {
+		t.Helper()
+		mm, err := vm.WaitFor(vctx, regexp.MustCompile(re))
+		if err != nil {
+			t.Fatalf("%v\nconsole tail:\n%s", err, tailString(vm.Console(), 4000))
+		}
+		return mm
+	}
+	steps.reset()
+	if err := vm.PowerOn(vctx); err != nil {
+		t.Fatal(err)
+	}
+	console(`edgefleet-os: edgefleet-test-os 1\.0\.0 \(mode live, slot live\)`)
+	console(`registered as MachineInventory ` + ns + `/vm-vm9 \(auth tpm\)`)
+	steps.done("power-on → registered (live, vTPM)")
+	inv := &machinesv1.MachineInventory{}
+	if err := m.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "vm-vm9"}, inv); err != nil {
+		t.Fatalf("MachineInventory of the VM: %v", err)
+	}
+	if inv.Labels["serial"] != "VM9" || inv.Labels["cores"] != "1" {
+		t.Errorf("inventory labels %v, want serial VM9 and cores 1 from the VM's hardware", inv.Labels)
+	}
+
+	console(`edgefleet-node: installing`)
+	console(`installed edgefleet-test-os 1\.0\.0 .* to /dev/vda slot a`)
+	if err := vm.Wait(vctx); err != nil { // the guest rebooted: -no-reboot stops qemu
+		t.Fatal(err)
+	}
+	steps.done("registered → installed to /dev/vda, rebooting")
+
+	// The operator takes the seed medium out; the machine boots its disk.
+	if err := vm.EjectMedia(vctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.PowerOn(vctx); err != nil {
+		t.Fatal(err)
+	}
+	console(`edgefleet-os: edgefleet-test-os 1\.0\.0 \(mode disk, slot a\)`)
+	console(`edgefleet-node: boot confirmed`)
+	waitUntil(t, 2*time.Minute, func() error {
+		if err := m.Client.Get(ctx, client.ObjectKeyFromObject(inv), inv); err != nil {
+			return err
+		}
+		if st := inv.Status.OS; st.Version != "1.0.0" || st.BootedSlot != "a" || st.ActiveSlot != "a" {
+			return fmt.Errorf("status.os %+v, want version 1.0.0 booted and active in slot a", inv.Status.OS)
+		}
+		return nil
+	})
+	steps.done("installed system booted from disk and reported OS 1.0.0")
+
+	// Upgrades come as node plans: the machine's agent runs
+	// `edgefleet-node upgrade` and reboots (the marker file makes the
+	// instruction harmless when it runs again after the reboot).
+	_, v2Guest := push("2.0.0", false)
+	_, v3Guest := push("3.0.0", true)
+	steps.done("OS images 2.0.0 and 3.0.0 (--broken) built and pushed")
+	powerOnAfterReboot := func() {
+		t.Helper()
+		if err := vm.Wait(vctx); err != nil { // the guest rebooted: -no-reboot stops qemu
+			t.Fatal(err)
+		}
+		if err := vm.PowerOn(vctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	upgrade := func(name, image string) {
+		t.Helper()
+		plan := fmt.Sprintf(`instructions:
+- name: %[1]s
+  command: /bin/sh
+  args: ["-c", "[ -f /var/lib/edgefleet-%[1]s.done ] && exit 0; edgefleet-node upgrade --image oci:%[2]s && touch /var/lib/edgefleet-%[1]s.done && sync && reboot"]
+  timeoutSeconds: 900
+`, name, image)
+		f := filepath.Join(t.TempDir(), "plan.yaml")
+		if err := os.WriteFile(f, []byte(plan), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(harness.EdgefleetBinary(t), "machine", "plan", "apply", "vm-vm9", "-n", ns, "-f", f, "--kubeconfig", m.Kubeconfig).CombinedOutput()
+		if err != nil {
+			t.Fatalf("edgefleet machine plan apply: %v\n%s", err, out)
+		}
+	}
+	waitOS := func(what string, ok func(machinesv1.OSStatus) bool) {
+		t.Helper()
+		waitUntil(t, 3*time.Minute, func() error {
+			if err := m.Client.Get(ctx, client.ObjectKeyFromObject(inv), inv); err != nil {
+				return err
+			}
+			if !ok(inv.Status.OS) {
+				return fmt.Errorf("status.os %+v, want %s", inv.Status.OS, what)
+			}
+			return nil
+		})
+	}
+
+	upgrade("upgrade-2", v2Guest)
+	powerOnAfterReboot()
+	console(`edgefleet-os: edgefleet-test-os 2\.0\.0 \(mode disk, slot b\)`)
+	console(`edgefleet-node: boot confirmed`)
+	waitOS("2.0.0 active in slot b", func(st machinesv1.OSStatus) bool {
+		return st.Version == "2.0.0" && st.ActiveSlot == "b" && st.BootedSlot == "b" && st.TrySlot == ""
+	})
+	steps.done("plan applied → upgraded to 2.0.0, rebooted, confirmed")
+
+	// A broken image: GRUB tries it (each try panics and restarts the
+	// machine), then boots the confirmed slot again by itself.
+	upgrade("upgrade-3", v3Guest)
+	brokenBoots := 0
+	for {
+		powerOnAfterReboot()
+		mm := console(`this image was built broken on purpose|edgefleet-test-os 2\.0\.0 \(mode disk, slot b\)`)
+		if !strings.Contains(mm[0], "broken") {
+			break
+		}
+		if brokenBoots++; brokenBoots > 5 {
+			t.Fatalf("the broken image booted %d times: GRUB did not fall back", brokenBoots)
+		}
+	}
+	console(`edgefleet-node: boot confirmed`)
+	waitOS("2.0.0 in slot b after rolling back 3.0.0", func(st machinesv1.OSStatus) bool {
+		return st.Version == "2.0.0" && st.ActiveSlot == "b" && st.BootedSlot == "b" && st.LastUpgrade != nil && st.LastUpgrade.Result == machinesv1.OSUpgradeRolledBack
+	})
+	if brokenBoots != 3 {
+		t.Errorf("the broken image booted %d times, want 3 tries", brokenBoots)
+	}
+	steps.done(fmt.Sprintf("broken 3.0.0: %d failed tries, rolled back to 2.0.0 by itself", brokenBoots))
+	q, sw := vm.RSS()
+	t.Logf("qemu RSS %d KiB, swtpm RSS %d KiB (accelerator %s)", q, sw, vm.Accel())
+}
+
+// pushOSImage builds (or takes from the cache) the reference OS image
+// (internal/osimage, test variant) version v and pushes it to the registry
+// at reg; it returns the reference by digest.
+func pushOSImage(t *testing.T, reg, v string, broken bool) string {
+	t.Helper()
+	img, err := osimagetest.Build(t, osimage.Options{Version: v, Broken: broken}).Image()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := osimage.Push(context.Background(), img, reg+"/edgefleet/os:"+v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// downloadSeed fetches the SeedImage's ISO through the test's own address
+// of the manager (status.downloadURL names the external one, which only the
+// VM reaches) and checks it against status.checksum.
+func downloadSeed(t *testing.T, m *harness.Manager, si *machinesv1.SeedImage) string {
+	t.Helper()
+	u := si.Status.DownloadURL
+	if i := strings.Index(u, "/v1/"); i > 0 {
+		u = m.URL + u[i:]
+	}
+	resp, err := m.HTTP.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	sum := sha256.Sum256(body)
+	if err != nil || resp.StatusCode != 200 || hex.EncodeToString(sum[:]) != si.Status.Checksum {
+		t.Fatalf("download %s: %s %v, or its checksum differs from status.checksum", u, resp.Status, err)
+	}
+	path := filepath.Join(t.TempDir(), "seed.iso")
+	if err := os.WriteFile(path, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// stepClock logs each step's duration and the time since the VM's first
+// power-on (the numbers docs/os.md quotes).
+type stepClock struct {
+	t          *testing.T
+	start, big time.Time
+}
+
+func newStepClock(t *testing.T) *stepClock {
+	now := time.Now()
+	return &stepClock{t: t, start: now, big: now}
+}
+
+func (s *stepClock) reset() { s.start, s.big = time.Now(), time.Now() }
+
+func (s *stepClock) done(what string) {
+	s.t.Helper()
+	now := time.Now()
+	s.t.Logf("STEP %-55s %7.1fs (total %6.1fs)", what, now.Sub(s.start).Seconds(), now.Sub(s.big).Seconds())
+	s.start = now
+}
