@@ -38,7 +38,7 @@ const (
 	OSInitrdPath = "/boot/initrd"
 	OSAgentPath  = "/usr/bin/edgefleet-node"
 	// LiveKernelArgs boot the live system (contract §3).
-	LiveKernelArgs = "edgefleet.mode=live edgefleet.slot=live edgefleet.root=" + LiveVolumeID + ":" + RootfsPath + " console=ttyS0"
+	LiveKernelArgs = "edgefleet.mode=live edgefleet.slot=live edgefleet.root=" + LiveVolumeID + ":" + RootfsPath + " console=ttyS0 no_timer_check"
 	// efiPartitionBytes is the EFI system partition of raw media.
 	efiPartitionBytes = 32 << 20
 	efiFSType         = "EF00"

@@ -151,7 +151,6 @@ config:
 		t.Fatal(err)
 	}
 	console(`edgefleet-os: edgefleet-test-os 1\.0\.0 \(mode disk, slot a\)`)
-	console(`edgefleet-node: boot confirmed`)
 	waitUntil(t, 2*time.Minute, func() error {
 		if err := m.Client.Get(ctx, client.ObjectKeyFromObject(inv), inv); err != nil {
 			return err
@@ -211,7 +210,6 @@ config:
 	upgrade("upgrade-2", v2Guest)
 	powerOnAfterReboot()
 	console(`edgefleet-os: edgefleet-test-os 2\.0\.0 \(mode disk, slot b\)`)
-	console(`edgefleet-node: boot confirmed`)
 	waitOS("2.0.0 active in slot b", func(st machinesv1.OSStatus) bool {
 		return st.Version == "2.0.0" && st.ActiveSlot == "b" && st.BootedSlot == "b" && st.TrySlot == ""
 	})
@@ -231,7 +229,6 @@ config:
 			t.Fatalf("the broken image booted %d times: GRUB did not fall back", brokenBoots)
 		}
 	}
-	console(`edgefleet-node: boot confirmed`)
 	waitOS("2.0.0 in slot b after rolling back 3.0.0", func(st machinesv1.OSStatus) bool {
 		return st.Version == "2.0.0" && st.ActiveSlot == "b" && st.BootedSlot == "b" && st.LastUpgrade != nil && st.LastUpgrade.Result == machinesv1.OSUpgradeRolledBack
 	})

@@ -50,7 +50,7 @@ func KernelArgs(slot string) string {
 	}
 	// panic=5: a kernel that cannot mount its root reboots, so a broken slot
 	// uses up its tries instead of hanging.
-	return fmt.Sprintf("edgefleet.root=%s:/%s edgefleet.mode=%s edgefleet.slot=%s console=tty1 console=ttyS0 panic=5", label, SlotImage(slot), mode, slot)
+	return fmt.Sprintf("edgefleet.root=%s:/%s edgefleet.mode=%s edgefleet.slot=%s console=tty1 console=ttyS0 panic=5 no_timer_check", label, SlotImage(slot), mode, slot)
 }
 
 // GrubConfig is grub/grub.cfg on EF_STATE. The EFI binary's embedded config
