@@ -2,7 +2,6 @@ package vmrig
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"debug/elf"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/edgefleet/edgefleet/internal/debpkg"
+	"github.com/edgefleet/edgefleet/internal/osimage"
 )
 
 // Guest assets from Debian's archive (internal/debpkg, cached under
@@ -121,15 +121,15 @@ func initramfs(busybox string, k Kernel, spec Initramfs) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := newCpio()
+	w := osimage.NewArchive()
 	for _, d := range []string{"bin", "dev", "proc", "sys", "mnt", "run", "tmp", "lib", "lib/modules"} {
-		w.dir(d)
+		w.Dir(d)
 	}
 	// The kernel opens /dev/console for init before anything is mounted.
-	w.node("dev/console", 0o020600, nil, 5, 1)
-	w.file("bin/busybox", bb, 0o755)
+	w.CharDev("dev/console", 0o600, 5, 1)
+	w.File("bin/busybox", 0o755, bb)
 	for _, a := range applets {
-		w.symlink("bin/"+a, "busybox")
+		w.Symlink("bin/"+a, "busybox")
 	}
 	mods, err := resolveModules(k.ModulesDir, spec.Modules)
 	if err != nil {
@@ -143,7 +143,7 @@ func initramfs(busybox string, k Kernel, spec Initramfs) ([]byte, error) {
 			return nil, err
 		}
 		name := fmt.Sprintf("lib/modules/%02d-%s", i, filepath.Base(m))
-		w.file(name, b, 0o644)
+		w.File(name, 0o644, b)
 		fmt.Fprintf(&load, "  insmod /%s 2>/dev/null\n", name)
 	}
 	load.WriteString("  :\n}\n")
@@ -154,16 +154,16 @@ func initramfs(busybox string, k Kernel, spec Initramfs) ([]byte, error) {
 	// loadmods goes right after the shebang line.
 	nl := strings.IndexByte(init, '\n') + 1
 	init = init[:nl] + "export PATH=/bin\n" + load.String() + init[nl:]
-	w.file("init", []byte(init), 0o755)
+	w.File("init", 0o755, []byte(init))
 	names := make([]string, 0, len(spec.Files))
 	for n := range spec.Files {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		w.file(strings.TrimPrefix(n, "/"), spec.Files[n], 0o644)
+		w.File(strings.TrimPrefix(n, "/"), 0o644, spec.Files[n])
 	}
-	return w.finish()
+	return w.Initramfs()
 }
 
 // resolveModules finds each module and its dependencies (read from the
@@ -254,50 +254,6 @@ func moduleDepends(ko string) ([]string, error) {
 		}
 	}
 	return nil, nil
-}
-
-// cpio writes the newc format the kernel unpacks.
-type cpio struct {
-	buf bytes.Buffer
-	ino int
-}
-
-func newCpio() *cpio { return &cpio{ino: 1} }
-
-func (c *cpio) entry(name string, mode uint32, data []byte) { c.node(name, mode, data, 0, 0) }
-
-func (c *cpio) node(name string, mode uint32, data []byte, major, minor int) {
-	c.ino++
-	fmt.Fprintf(&c.buf, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
-		c.ino, mode, 0, 0, 1, 0, len(data), 0, 0, major, minor, len(name)+1, 0)
-	c.buf.WriteString(name)
-	c.buf.WriteByte(0)
-	c.pad()
-	c.buf.Write(data)
-	c.pad()
-}
-
-func (c *cpio) pad() {
-	for c.buf.Len()%4 != 0 {
-		c.buf.WriteByte(0)
-	}
-}
-
-func (c *cpio) dir(name string)                         { c.entry(name, 0o040755, nil) }
-func (c *cpio) file(name string, b []byte, perm uint32) { c.entry(name, 0o100000|perm, b) }
-func (c *cpio) symlink(name, target string)             { c.entry(name, 0o120777, []byte(target)) }
-
-func (c *cpio) finish() ([]byte, error) {
-	c.entry("TRAILER!!!", 0, nil)
-	var out bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&out, gzip.BestSpeed)
-	if _, err := zw.Write(c.buf.Bytes()); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return out.Bytes(), nil
 }
 
 // debDepends returns the package names in pkg's Depends field (first
