@@ -246,7 +246,7 @@ func (b *builder) fetch(ctx context.Context) error {
 	kpkg := b.o.KernelPackage
 	if kpkg == "" {
 		var err error
-		if kpkg, err = cloudKernelPackage(ctx); err != nil {
+		if kpkg, err = CloudKernelPackage(ctx); err != nil {
 			return err
 		}
 	}
@@ -284,8 +284,9 @@ func (b *builder) fetch(ctx context.Context) error {
 
 const grubEFIModules = "/usr/lib/grub/x86_64-efi"
 
-// cloudKernelPackage asks apt which kernel linux-image-cloud-amd64 stands for.
-func cloudKernelPackage(ctx context.Context) (string, error) {
+// CloudKernelPackage asks apt which kernel package linux-image-cloud-amd64
+// stands for (the reference image and the VM test rig boot that kernel).
+func CloudKernelPackage(ctx context.Context) (string, error) {
 	out, err := exec.CommandContext(ctx, "apt-cache", "show", "--no-all-versions", "linux-image-cloud-amd64").Output()
 	if err != nil {
 		return "", fmt.Errorf("apt-cache show linux-image-cloud-amd64: %w (run apt-get update, or pass a kernel package)", err)

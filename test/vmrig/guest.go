@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -42,11 +40,11 @@ func DebianKernel(t testing.TB) Kernel {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	deps, err := debDepends(ctx, KernelMetaPackage)
-	if err != nil || len(deps) == 0 {
+	pkg, err := osimage.CloudKernelPackage(ctx)
+	if err != nil {
 		t.Skipf("cannot resolve %s: %v", KernelMetaPackage, err)
 	}
-	dirs, err := debpkg.Fetch(ctx, deps[0])
+	dirs, err := debpkg.Fetch(ctx, pkg)
 	if err != nil {
 		t.Skipf("cannot fetch the Debian kernel: %v", err)
 	}
@@ -255,37 +253,3 @@ func moduleDepends(ko string) ([]string, error) {
 	}
 	return nil, nil
 }
-
-// debDepends returns the package names in pkg's Depends field (first
-// alternative of each, without version constraints): how a metapackage
-// such as linux-image-cloud-amd64 names the real package.
-func debDepends(ctx context.Context, pkg string) ([]string, error) {
-	if !debName.MatchString(pkg) {
-		return nil, fmt.Errorf("%q is not a Debian package name", pkg)
-	}
-	out, err := exec.CommandContext(ctx, "apt-cache", "show", "--no-all-versions", pkg).CombinedOutput()
-	if err != nil {
-		return nil, fmt.Errorf("apt-cache show %s: %v: %s", pkg, err, out)
-	}
-	var deps []string
-	for _, line := range strings.Split(string(out), "\n") {
-		d, ok := strings.CutPrefix(line, "Depends: ")
-		if !ok {
-			continue
-		}
-		for _, alt := range strings.Split(d, ",") {
-			first, _, _ := strings.Cut(alt, "|")
-			name, _, _ := strings.Cut(strings.TrimSpace(first), " ")
-			name, _, _ = strings.Cut(name, ":")
-			if name != "" {
-				deps = append(deps, name)
-			}
-		}
-		break
-	}
-	return deps, nil
-}
-
-// debName is Debian's package name syntax: names reach apt-cache as
-// arguments, never as options.
-var debName = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
