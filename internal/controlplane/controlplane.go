@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -150,21 +151,12 @@ func (p *Processes) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	pt, err := p.choosePorts(prev)
-	if err != nil {
-		return err
-	}
-	if err := pt.save(portsFile); err != nil {
-		return fmt.Errorf("saving ports: %w", err)
-	}
 	certs, err := p.ensurePKI()
 	if err != nil {
 		return err
 	}
-	if err := p.startEtcd(ctx, pt, certs); err != nil {
-		return err
-	}
-	if err := p.startAPIServer(ctx, pt, certs); err != nil {
+	pt, err := p.startCore(ctx, portsFile, prev, certs)
+	if err != nil {
 		return err
 	}
 	if err := p.startExtras(ctx, certs); err != nil {
@@ -175,6 +167,68 @@ func (p *Processes) Start(ctx context.Context) (err error) {
 	}
 	go p.watch()
 	return nil
+}
+
+// portAttempts bounds how often startCore chooses new ports after losing one.
+const portAttempts = 4
+
+// afterChoosePorts lets a test take a chosen port before the component binds it.
+var afterChoosePorts = func(ports) {}
+
+// startCore starts etcd and kube-apiserver. A port is tested free when chosen
+// but bound only when the component starts; anything else on the machine (other
+// control planes, outgoing connections) can take it in between. When a
+// component dies of that, it is stopped and new ports are chosen.
+func (p *Processes) startCore(ctx context.Context, portsFile string, prev ports, c *certs) (ports, error) {
+	for attempt := 1; ; attempt++ {
+		pt, err := p.choosePorts(prev)
+		if err != nil {
+			return pt, err
+		}
+		if err := pt.save(portsFile); err != nil {
+			return pt, fmt.Errorf("saving ports: %w", err)
+		}
+		afterChoosePorts(pt)
+		started := p.started()
+		err = p.startEtcd(ctx, pt, c)
+		if err == nil {
+			if err = p.startAPIServer(ctx, pt, c); err == nil {
+				return pt, nil
+			}
+			if p.cfg.APIServerPort == 0 {
+				prev.APIServer = 0
+			}
+		}
+		if attempt == portAttempts || !addressInUse(err) || ctx.Err() != nil {
+			return pt, err
+		}
+		p.cfg.Log.Info("A port was taken between choosing and binding it; choosing new ports", "attempt", attempt, "ports", pt)
+		p.stopSince(started)
+		prev.EtcdClient, prev.EtcdPeer = 0, 0
+	}
+}
+
+// addressInUse reports a component that failed to bind: the error quotes the
+// tail of its log.
+func addressInUse(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "address already in use")
+}
+
+func (p *Processes) started() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.procs)
+}
+
+// stopSince stops and forgets the processes launched after the first n.
+func (p *Processes) stopSince(n int) {
+	p.mu.Lock()
+	procs := p.procs[n:]
+	p.procs = p.procs[:n:n]
+	p.mu.Unlock()
+	for i := len(procs) - 1; i >= 0; i-- {
+		procs[i].stop(15 * time.Second)
+	}
 }
 
 func (p *Processes) choosePorts(prev ports) (ports, error) {
