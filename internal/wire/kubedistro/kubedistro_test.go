@@ -1,0 +1,47 @@
+package kubedistro
+
+import (
+	"strings"
+	"testing"
+)
+
+func agent() NodeConfig {
+	return NodeConfig{
+		Role: RoleAgent, Version: "v1.37.1", NodeName: "m-1", Server: "https://10.0.0.1:6443",
+		Token: "abcdef.0123456789abcdef", ClusterCA: KeyPair{Cert: "PEM"}, Binaries: Binaries{Dir: "/opt/kube"},
+	}
+}
+
+func TestRoundTripAndRefusals(t *testing.T) {
+	c := agent()
+	data, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse(data); err != nil {
+		t.Fatalf("parse of marshalled config: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		edit func(*NodeConfig)
+		want string
+	}{
+		"agent with CA key":  {func(c *NodeConfig) { c.ClusterCA.Key = "KEY" }, "must not receive CA keys"},
+		"server without CAs": {func(c *NodeConfig) { c.Role, c.Init = RoleServer, true }, "a server needs"},
+		"joining server":     {func(c *NodeConfig) { c.Role = RoleServer }, "etcd.endpoints"},
+		"http server":        {func(c *NodeConfig) { c.Server = "http://10.0.0.1:6443" }, "must be https"},
+		"bad token":          {func(c *NodeConfig) { c.Token = "secret" }, "bootstrap token"},
+		"two binary sources": {func(c *NodeConfig) { c.Binaries.Image = "r/k@sha256:00" }, "exactly one"},
+		"bad taint":          {func(c *NodeConfig) { c.NodeTaints = []string{"a=b:Sometimes"} }, "taint"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := agent()
+			tc.edit(&c)
+			if _, err := c.Marshal(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := Parse([]byte(`{"apiVersion":"` + APIVersion + `","kind":"NodeConfig","surprise":1}`)); err == nil {
+		t.Fatal("unknown field accepted")
+	}
+}
