@@ -137,10 +137,33 @@ type MachineInventoryStatus struct {
 	// +optional
 	OS OSStatus `json:"os,omitzero"`
 
+	// network is the machine's addresses as its node agent reported them
+	// last; cluster formation takes node and API addresses from it.
+	// +optional
+	Network NetworkStatus `json:"network,omitzero"`
+
 	// observedGeneration is the generation of the spec last reconciled
 	// successfully.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+}
+
+// NetworkStatus is what a machine's node agent reports about its network.
+type NetworkStatus struct {
+	// primaryAddress is the first address of the interface that holds the
+	// default route (or of the first non-loopback interface when there is
+	// no default route).
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	PrimaryAddress string `json:"primaryAddress,omitempty"`
+
+	// addresses are the IP addresses of the machine's non-loopback
+	// interfaces, without prefix length.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=64
+	Addresses []string `json:"addresses,omitempty"`
 }
 
 // OSSlot is one of the installed disk's boot slots.
