@@ -21,7 +21,7 @@ import (
 var streamingPrefixes = []string{
 	clusterjoin.TunnelPath, clusterjoin.ClusterProxyPrefix, clusterjoin.ManagerAPIPrefix + "/",
 	machineregistration.RegisterPathPrefix, seedimage.DownloadPathPrefix,
-	webui.APIPrefix + "/",
+	webui.APIPrefix + "/", webui.DownloadPrefix,
 }
 
 // metricsAuth lets a caller read /metrics when it authenticates (bearer

@@ -60,7 +60,7 @@ func registerRoutes(ep *endpoint.Server, d routeDeps) error {
 	if err := seedimage.Setup(context.Background(), d.mgr, ep, seedimage.Options{Dir: filepath.Join(d.dataDir, "seedimages"), ExternalURL: d.externalURL, CACertPEM: d.ca.CertPEM, Sources: d.seedSources}); err != nil {
 		return err
 	}
-	if err := webui.Setup(ep, webui.Options{Config: d.mgr.GetConfig(), Log: d.log.WithName("webui")}); err != nil {
+	if err := webui.Setup(ep, webui.Options{Config: d.mgr.GetConfig(), Log: d.log.WithName("webui"), SeedImageDir: filepath.Join(d.dataDir, "seedimages")}); err != nil {
 		return err
 	}
 	_, err := clusterproxy.Setup(d.mgr, ep, clusterproxy.Options{

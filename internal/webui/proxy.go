@@ -34,6 +34,10 @@ type proxy struct {
 	auth authenticator
 	rp   *httputil.ReverseProxy
 	log  logr.Logger
+	// target and rt reach the manager's Kubernetes API with the manager's
+	// credential; requests through them always impersonate a caller.
+	target *url.URL
+	rt     http.RoundTripper
 }
 
 func newProxy(cfg *rest.Config, a authenticator, log logr.Logger) (*proxy, error) {
@@ -45,7 +49,7 @@ func newProxy(cfg *rest.Config, a authenticator, log logr.Logger) (*proxy, error
 	if err != nil {
 		return nil, fmt.Errorf("web UI: building the Kubernetes API transport: %w", err)
 	}
-	p := &proxy{auth: a, log: log}
+	p := &proxy{auth: a, log: log, target: target, rt: rt}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			user := pr.In.Context().Value(userKey{}).(*authn.User)
@@ -75,20 +79,21 @@ func newProxy(cfg *rest.Config, a authenticator, log logr.Logger) (*proxy, error
 
 type userKey struct{}
 
-func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// fromUI refuses requests that did not come from the UI's own pages.
+func fromUI(w http.ResponseWriter, r *http.Request) bool {
 	if r.Header.Get(UIHeader) != "1" {
-		writeStatus(w, http.StatusForbidden, "requests to "+APIPrefix+" must carry the header "+UIHeader+": 1 (sent by the edgefleet UI; use the kube-apiserver directly for other clients)")
-		return
+		writeStatus(w, http.StatusForbidden, "requests to "+r.URL.Path+" must carry the header "+UIHeader+": 1 (sent by the edgefleet UI; use the kube-apiserver directly for other clients)")
+		return false
 	}
 	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
 		writeStatus(w, http.StatusForbidden, "cross-site requests to the UI's API are refused")
-		return
+		return false
 	}
-	rest := strings.TrimPrefix(r.URL.Path, APIPrefix)
-	if !allowedPath(rest) {
-		writeStatus(w, http.StatusNotFound, "the UI's API proxy serves only Kubernetes API paths (/api/…, /apis/…, /version), not "+rest)
-		return
-	}
+	return true
+}
+
+// authenticate answers 401/503 itself when the caller is not known.
+func (p *proxy) authenticate(w http.ResponseWriter, r *http.Request) (*authn.User, bool) {
 	user, err := p.auth.Authenticate(r.Context(), r)
 	if err != nil {
 		if errors.Is(err, authn.ErrUnauthenticated) {
@@ -96,6 +101,22 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		} else {
 			writeStatus(w, http.StatusServiceUnavailable, err.Error())
 		}
+		return nil, false
+	}
+	return user, true
+}
+
+func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !fromUI(w, r) {
+		return
+	}
+	rest := strings.TrimPrefix(r.URL.Path, APIPrefix)
+	if !allowedPath(rest) {
+		writeStatus(w, http.StatusNotFound, "the UI's API proxy serves only Kubernetes API paths (/api/…, /apis/…, /version), not "+rest)
+		return
+	}
+	user, ok := p.authenticate(w, r)
+	if !ok {
 		return
 	}
 	if err := endpoint.BufferBody(w, r, maxBody); err != nil {
@@ -117,6 +138,6 @@ func writeStatus(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
-	reason := map[int]string{401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 413: "RequestEntityTooLarge", 502: "InternalError", 503: "ServiceUnavailable"}[code]
+	reason := map[int]string{401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict", 413: "RequestEntityTooLarge", 502: "InternalError", 503: "ServiceUnavailable"}[code]
 	_ = json.NewEncoder(w).Encode(map[string]any{"kind": "Status", "apiVersion": "v1", "metadata": map[string]any{}, "status": "Failure", "message": msg, "reason": reason, "code": code})
 }

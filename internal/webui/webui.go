@@ -52,6 +52,9 @@ type Options struct {
 	// only ever sent impersonating an authenticated caller.
 	Config *rest.Config
 	Log    logr.Logger
+	// SeedImageDir is where the SeedImage controller keeps built images
+	// (seedimage.Options.Dir); empty serves no downloads.
+	SeedImageDir string
 }
 
 // Setup adds the UI's routes: the assets, the API proxy and a redirect from
@@ -73,6 +76,9 @@ func Setup(r endpoint.Router, o Options) error {
 	// subtree in net/http's mux; the asset server checks the method.
 	r.Handle(Path, secure(assets))
 	r.Handle(APIPrefix+"/", secure(p))
+	if o.SeedImageDir != "" {
+		r.Handle(DownloadPrefix+"{namespace}/{name}/{file}", secure(&seedDownload{p: p, dir: o.SeedImageDir}))
+	}
 	r.Handle("GET /{$}", http.RedirectHandler(Path, http.StatusFound))
 	return nil
 }
