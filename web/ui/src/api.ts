@@ -63,6 +63,32 @@ export async function request<T>(path: string, init: RequestInit & { contentType
   return (await res.json()) as T;
 }
 
+// fetchAuthorized GETs a route of the manager's UI API as the signed-in
+// user (for files, not JSON): the credential goes in a header, never in a
+// URL that a proxy or the browser history would keep.
+export async function fetchAuthorized(path: string): Promise<Response> {
+  const res = await fetch(path, { headers: headers(), credentials: "same-origin", cache: "no-store" });
+  if (!res.ok) throw await failure(res);
+  return res;
+}
+
+// saveFile hands data to the browser's download manager under name.
+export function saveFile(data: Blob, name: string): void {
+  const url = URL.createObjectURL(data);
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+export async function sha256Hex(data: Blob): Promise<string> {
+  const d = await crypto.subtle.digest("SHA-256", await data.arrayBuffer());
+  return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 // login checks a credential by asking the API who it belongs to
 // (SelfSubjectReview, allowed to every authenticated user).
 export async function login(tok: string): Promise<void> {
@@ -90,7 +116,7 @@ export function logout(reason = ""): void {
 
 // can asks whether the current user may do verb on a resource
 // (SelfSubjectAccessReview); reason explains a refusal.
-export async function can(verb: string, group: string, resource: string, namespace: string): Promise<{ allowed: boolean; reason: string }> {
+export async function can(verb: string, group: string, resource: string, namespace: string, subresource = "", name = ""): Promise<{ allowed: boolean; reason: string }> {
   const r = await request<{ status: { allowed: boolean; denied?: boolean; reason?: string } }>(
     "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
     {
@@ -99,7 +125,7 @@ export async function can(verb: string, group: string, resource: string, namespa
       body: JSON.stringify({
         apiVersion: "authorization.k8s.io/v1",
         kind: "SelfSubjectAccessReview",
-        spec: { resourceAttributes: { verb, group, resource, namespace } },
+        spec: { resourceAttributes: { verb, group, resource, namespace, subresource, name } },
       }),
     },
   );
@@ -152,7 +178,7 @@ export class Collection {
   private healthySince = 0;
   private pending = false;
 
-  constructor(readonly path: string, readonly labelSelector = "") {
+  constructor(readonly path: string, readonly labelSelector = "", readonly fieldSelector = "") {
     void this.run();
   }
 
@@ -172,6 +198,7 @@ export class Collection {
   private query(extra: Record<string, string>): string {
     const q = new URLSearchParams(extra);
     if (this.labelSelector) q.set("labelSelector", this.labelSelector);
+    if (this.fieldSelector) q.set("fieldSelector", this.fieldSelector);
     return this.path + "?" + q.toString();
   }
 

@@ -1,24 +1,20 @@
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { signal } from "@preact/signals";
 import { ApiError, login, logout, session, sessionError, token } from "./api";
 import { ClustersPage, FleetPage, InventoryPage, RegistrationsPage } from "./pages";
+import { MediaPage } from "./media";
+import { OSUpgradesPage } from "./osupgrades";
+import { route } from "./route";
 import "./app.css";
 
 const pages = [
   { path: "clusters", title: "Clusters", view: ClustersPage },
   { path: "fleet", title: "Fleet", view: FleetPage },
   { path: "registrations", title: "Machine registrations", view: RegistrationsPage },
+  { path: "media", title: "Build media", view: MediaPage },
   { path: "inventory", title: "Inventory of machines", view: InventoryPage },
+  { path: "os", title: "OS upgrades", view: OSUpgradesPage },
 ];
-
-const route = signal(currentRoute());
-window.addEventListener("hashchange", () => (route.value = currentRoute()));
-
-function currentRoute(): string {
-  const h = location.hash.replace(/^#\/?/, "").split("/")[0];
-  return pages.some((p) => p.path === h) ? h : "clusters";
-}
 
 function Login() {
   const [tok, setTok] = useState("");
@@ -75,7 +71,7 @@ function Login() {
 }
 
 function Shell() {
-  const page = pages.find((p) => p.path === route.value) ?? pages[0];
+  const page = pages.find((p) => p.path === route.value.page) ?? pages[0];
   const View = page.view;
   useEffect(() => {
     document.title = page.title + " · edgefleet";

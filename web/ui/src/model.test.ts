@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { KObject } from "./api";
-import { bdWhy, NAME_RE, parseLabels, registrationYAML, stateTone } from "./model";
+import { bdWhy, kubeconfigYAML, NAME_RE, parseLabels, parseSelector, registrationYAML, rolloutText, seedImageName, stateTone } from "./model";
 
 function obj(conds: { type: string; status: string; reason?: string; message?: string }[], status: Record<string, unknown> = {}): KObject {
   return { metadata: { name: "x", namespace: "ns", uid: "u" }, status: { ...status, conditions: conds } };
@@ -64,4 +64,40 @@ test("bdWhy: the Ready message, else non-ready resources, else the agent has not
     "Deployment web: 0/1 ready; ImagePullBackOff",
   );
   assert.match(bdWhy(obj([])), /agent has not reported/);
+});
+
+test("parseSelector", () => {
+  const cases: [string, unknown, boolean][] = [
+    ["", {}, false],
+    ["site=lab", { matchLabels: { site: "lab" } }, false],
+    ["site==lab, rack != 2", { matchLabels: { site: "lab" }, matchExpressions: [{ key: "rack", operator: "NotIn", values: ["2"] }] }, false],
+    ["env in (dev, prod),tier notin (db)", { matchExpressions: [{ key: "env", operator: "In", values: ["dev", "prod"] }, { key: "tier", operator: "NotIn", values: ["db"] }] }, false],
+    ["gpu,!legacy", { matchExpressions: [{ key: "gpu", operator: "Exists" }, { key: "legacy", operator: "DoesNotExist" }] }, false],
+    ["env in ()", {}, true],
+    ["a b", {}, true],
+  ];
+  for (const [text, want, bad] of cases) {
+    const got = parseSelector(text);
+    assert.equal(!!got.error, bad, `${text}: ${got.error}`);
+    if (!bad) assert.deepEqual(got.selector, want, text);
+  }
+});
+
+test("kubeconfigYAML carries the signed-in user's token, or none", () => {
+  const withToken = kubeconfigYAML({ name: "ns.c", server: "https://m/k8s/clusters/ns.c", caPEM: "PEM", user: "alice", token: "tok" });
+  assert.match(withToken, /server: "https:\/\/m\/k8s\/clusters\/ns.c"/);
+  assert.match(withToken, /token: "tok"/);
+  assert.match(withToken, /certificate-authority-data: UEVN/);
+  const withCert = kubeconfigYAML({ name: "ns.c", server: "https://m/k8s/clusters/ns.c", caPEM: "PEM", user: "alice", token: "" });
+  assert.doesNotMatch(withCert, /token:/);
+  assert.match(withCert, /user: \{\}/);
+});
+
+test("rolloutText and seedImageName", () => {
+  const mk = (status: Record<string, number>): KObject => ({ metadata: { name: "x", uid: "u" }, status });
+  assert.equal(rolloutText(mk({})), "no machines selected");
+  assert.equal(rolloutText(mk({ total: 5, upgraded: 2, upgrading: 1 })), "2/5 upgraded, 1 upgrading");
+  assert.equal(rolloutText(mk({ total: 2, upgraded: 0, failed: 1 })), "0/2 upgraded, 1 failed");
+  assert.equal(seedImageName("rack-1", "abcde"), "media-rack-1-abcde");
+  assert.equal(seedImageName("x".repeat(300), "abcde").length, 253);
 });

@@ -1,8 +1,9 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { ApiError, age, can, condition, KObject, request } from "./api";
+import { ApiError, age, can, condition, KObject, request, fetchAuthorized, saveFile, session, token } from "./api";
 import { Badge, Column, Conditions, Freshness, Labels, SelectorInput, Table, useCollection } from "./table";
 import { Collection } from "./api";
-import { bdWhy, NAME_RE, parseLabels, qname, ready, registrationYAML, stateTone } from "./model";
+import { bdWhy, kubeconfigYAML, NAME_RE, parseLabels, qname, ready, registrationYAML, stateTone } from "./model";
+import { go, useParam } from "./route";
 
 const FLEET = "/apis/fleet.edgefleet.io/v1alpha1";
 const MACHINES = "/apis/machines.edgefleet.io/v1alpha1";
@@ -45,12 +46,112 @@ function Detail({ o, onClose, children }: { o: KObject; onClose: () => void; chi
   );
 }
 
+// byName finds the object a URL names ("namespace/name").
+function byName(coll: Collection, name: string): KObject | undefined {
+  if (!name) return undefined;
+  for (const o of coll.items.values()) if (qname(o) === name) return o;
+  return undefined;
+}
+
+// Events lists the Kubernetes Events about an object, live.
+export function Events({ o }: { o: KObject }) {
+  const ev = useCollection(`/api/v1/namespaces/${encodeURIComponent(o.metadata.namespace ?? "default")}/events`, "", `involvedObject.uid=${o.metadata.uid}`);
+  const items = useMemo(
+    () => ev.sorted().sort((a: any, b: any) => String(b.lastTimestamp ?? b.eventTime ?? "").localeCompare(String(a.lastTimestamp ?? a.eventTime ?? ""))),
+    [ev.version.value],
+  );
+  if (ev.state.value === "error") return <p class="muted">Events are not shown: {ev.error.value}</p>;
+  if (items.length === 0) return <p>{ev.state.value === "loading" ? "Loading…" : "No events about this object (Kubernetes keeps them for an hour)."}</p>;
+  return (
+    <table class="conditions" aria-label="Events">
+      <thead>
+        <tr>
+          <th scope="col">Type</th>
+          <th scope="col">Reason</th>
+          <th scope="col">Message</th>
+          <th scope="col">Count</th>
+          <th scope="col">Last seen</th>
+        </tr>
+      </thead>
+      <tbody>
+        {items.slice(0, 50).map((e: any) => (
+          <tr>
+            <td>
+              <Badge ok={e.type === "Normal"} text={e.type} />
+            </td>
+            <td>{e.reason}</td>
+            <td class="msg">{e.message}</td>
+            <td>{e.count ?? 1}</td>
+            <td>{age(e.lastTimestamp ?? e.eventTime)}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+// KubeconfigDownload writes a kubeconfig for the cluster's proxy through
+// the manager (/k8s/clusters/<namespace>.<name>) carrying the signed-in
+// user's own credential: the bearer token they signed in with, or, after a
+// client-certificate sign-in, a user entry for them to fill with their
+// certificate (the browser never reveals its key). Never another identity.
+function KubeconfigDownload({ cluster }: { cluster: KObject }) {
+  const [perm, setPerm] = useState<{ allowed: boolean; reason: string } | null>(null);
+  const [err, setErr] = useState("");
+  const [done, setDone] = useState("");
+  const ns = cluster.metadata.namespace!;
+  useEffect(() => {
+    let live = true;
+    setPerm(null);
+    can("proxy", "fleet.edgefleet.io", "clusters", ns, "proxy", cluster.metadata.name)
+      .then((p) => live && setPerm(p))
+      .catch((e) => live && setPerm({ allowed: false, reason: (e as Error).message }));
+    return () => {
+      live = false;
+    };
+  }, [ns, cluster.metadata.name]);
+  const download = async () => {
+    setErr("");
+    try {
+      const ca = await (await fetchAuthorized("/cacerts")).text();
+      const name = ns + "." + cluster.metadata.name;
+      const yaml = kubeconfigYAML({ name, server: location.origin + "/k8s/clusters/" + name, caPEM: ca, user: session.value?.user ?? "", token: token() });
+      saveFile(new Blob([yaml], { type: "application/yaml" }), name + ".kubeconfig");
+      setDone(token() ? "Saved. It carries your sign-in token: keep it like a password; it stops working when the token expires." : "Saved. Add your client certificate and key to its user entry (see the comment in the file).");
+    } catch (e) {
+      setErr((e as Error).message);
+    }
+  };
+  return (
+    <>
+      <button type="button" onClick={() => void download()} disabled={!perm}>
+        Download kubeconfig
+      </button>{" "}
+      <span class="muted">
+        reaches the cluster's API through the manager's tunnel as <strong>{session.value?.user}</strong>; the cluster's own RBAC decides (docs/tunnel.md).
+      </span>
+      {perm && !perm.allowed && (
+        <div class="banner warn" role="note">
+          The manager will refuse this kubeconfig: your user may not <code>proxy</code> to <code>clusters/proxy</code> in “{ns}”{perm.reason ? ` (${perm.reason})` : ""}. Ask an
+          administrator for a RoleBinding to ClusterRole <code>edgefleet-cluster-proxy</code>.
+        </div>
+      )}
+      <span role="status">{done}</span>
+      {err && (
+        <div class="banner error" role="alert">
+          {err}
+        </div>
+      )}
+    </>
+  );
+}
+
 // ---------------------------------------------------------------- Clusters
 
 export function ClustersPage() {
-  const [selector, setSelector] = useState("");
-  const [filter, setFilter] = useState("");
-  const [open, setOpen] = useState<string>("");
+  const [selector, setSelector] = useParam("selector");
+  const [filter, setFilter] = useParam("q");
+  const [open, setOpen] = useParam("open");
   const coll = useCollection(FLEET + "/clusters", selector);
   const columns: Column[] = useMemo(
     () => [
@@ -73,7 +174,7 @@ export function ClustersPage() {
     ],
     [],
   );
-  const sel = open ? coll.items.get(open) : undefined;
+  const sel = byName(coll, open);
   return (
     <>
       <Toolbar coll={coll} filter={filter} setFilter={setFilter} id="clusters" selector={selector} setSelector={setSelector} />
@@ -82,8 +183,9 @@ export function ClustersPage() {
         columns={columns}
         coll={coll}
         filter={filter}
-        selected={open}
-        onOpen={(o) => setOpen(o.metadata.uid)}
+        urlSort
+        selected={sel?.metadata.uid}
+        onOpen={(o) => setOpen(qname(o))}
         empty={
           selector ? (
             <p>No cluster matches the label selector “{selector}”.</p>
@@ -108,6 +210,10 @@ export function ClustersPage() {
             <dd>{sel.status?.namespace || "—"}</dd>
             <dt>Status</dt>
             <dd>{ready(sel).message || "—"}</dd>
+            <dt>kubeconfig</dt>
+            <dd>
+              <KubeconfigDownload cluster={sel} />
+            </dd>
           </dl>
         </Detail>
       )}
@@ -163,8 +269,8 @@ function BundleDrillDown({ bundle, onClose }: { bundle: KObject; onClose: () => 
 }
 
 export function FleetPage() {
-  const [selector, setSelector] = useState("");
-  const [filter, setFilter] = useState("");
+  const [selector, setSelector] = useParam("selector");
+  const [filter, setFilter] = useParam("q");
   const [open, setOpen] = useState("");
   const repos = useCollection(FLEET + "/gitrepos");
   const bundles = useCollection(FLEET + "/bundles", selector);
@@ -448,9 +554,9 @@ function RotateToken({ reg }: { reg: KObject }) {
 
 export function RegistrationsPage() {
   const [creating, setCreating] = useState(false);
-  const [open, setOpen] = useState("");
-  const [filter, setFilter] = useState("");
-  const [selector, setSelector] = useState("");
+  const [open, setOpen] = useParam("open");
+  const [filter, setFilter] = useParam("q");
+  const [selector, setSelector] = useParam("selector");
   const coll = useCollection(MACHINES + "/machineregistrations", selector);
   const columns: Column[] = useMemo(
     () => [
@@ -486,7 +592,8 @@ export function RegistrationsPage() {
         coll={coll}
         filter={filter}
         selected={sel?.metadata.uid}
-        onOpen={(o) => setOpen(o.metadata.uid)}
+        urlSort
+        onOpen={(o) => setOpen(qname(o))}
         empty={
           <p>
             <strong>No machine registrations yet.</strong> Use “Create registration” to make the endpoint your machines register at.
@@ -503,6 +610,12 @@ export function RegistrationsPage() {
             </dd>
             <dt>Max machines</dt>
             <dd>{sel.spec?.maxMachines ?? "unlimited"}</dd>
+            <dt>Installation media</dt>
+            <dd>
+              <button type="button" onClick={() => go("media", { registration: qname(sel), create: "1" })}>
+                Build media for this registration
+              </button>
+            </dd>
           </dl>
         </Detail>
       )}
@@ -515,9 +628,9 @@ export function RegistrationsPage() {
 const DEFAULT_LABEL_COLUMNS = ["machines.edgefleet.io/manufacturer", "machines.edgefleet.io/product-name", "machines.edgefleet.io/arch"];
 
 export function InventoryPage() {
-  const [filter, setFilter] = useState("");
-  const [selector, setSelector] = useState("");
-  const [open, setOpen] = useState("");
+  const [filter, setFilter] = useParam("q");
+  const [selector, setSelector] = useParam("selector");
+  const [open, setOpen] = useParam("open");
   const [labelCols, setLabelCols] = useState<string[]>(DEFAULT_LABEL_COLUMNS);
   const coll = useCollection(MACHINES + "/machineinventories", selector);
   const keys = useMemo(() => {
@@ -534,12 +647,14 @@ export function InventoryPage() {
         },
       },
       { title: "Ready", value: (o) => ready(o).text, cell: (o) => <StateCell o={o} /> },
+      { title: "Address", value: (o) => o.status?.network?.primaryAddress ?? "" },
+      { title: "OS", value: (o) => [o.status?.os?.name, o.status?.os?.version].filter(Boolean).join(" ") },
       ...labelCols.map((k) => ({ title: k.replace(/^machines\.edgefleet\.io\//, ""), value: (o: KObject) => o.metadata.labels?.[k] ?? "" })),
       { title: "Last seen", value: (o) => o.status?.lastSeen ?? "", cell: (o) => age(o.status?.lastSeen) },
     ],
     [labelCols],
   );
-  const sel = open ? coll.items.get(open) : undefined;
+  const sel = byName(coll, open);
   return (
     <>
       <Toolbar coll={coll} filter={filter} setFilter={setFilter} id="inventory" selector={selector} setSelector={setSelector} />
@@ -560,8 +675,9 @@ export function InventoryPage() {
         columns={columns}
         coll={coll}
         filter={filter}
-        selected={open}
-        onOpen={(o) => setOpen(o.metadata.uid)}
+        urlSort
+        selected={sel?.metadata.uid}
+        onOpen={(o) => setOpen(qname(o))}
         empty={
           <p>
             <strong>No machines yet.</strong> Create a machine registration, build installation media with its URL (a SeedImage) and boot a machine from it; registered
@@ -578,14 +694,199 @@ export function InventoryPage() {
             <dd>
               <code>{sel.spec?.tpmHash || "—"}</code>
             </dd>
-            <dt>Plan</dt>
-            <dd>{sel.status?.plan?.state || "—"}</dd>
             <dt>Labels</dt>
             <dd>
               <Labels labels={sel.metadata.labels} />
             </dd>
           </dl>
+          <MachineOS m={sel} />
+          <MachineNetwork m={sel} />
+          <MachinePlan m={sel} />
+          <h3>Events</h3>
+          <Events o={sel} />
         </Detail>
+      )}
+    </>
+  );
+}
+
+function MachineOS({ m }: { m: KObject }) {
+  const os = m.status?.os;
+  return (
+    <>
+      <h3>Operating system</h3>
+      {!os ? (
+        <p>Not reported yet: the machine's node agent reports its OS after installation (edgefleet-node boot confirm).</p>
+      ) : (
+        <dl class="facts">
+          <dt>OS</dt>
+          <dd>{[os.name, os.version].filter(Boolean).join(" ") || "—"}</dd>
+          <dt>Image</dt>
+          <dd>
+            <code>{os.image || "—"}</code> {os.digest && <code class="muted">{os.digest}</code>}
+          </dd>
+          <dt>Slots</dt>
+          <dd>
+            booted {os.bootedSlot || "—"}, active {os.activeSlot || "—"}
+            {os.trySlot ? `, on trial ${os.trySlot}` : ""}
+          </dd>
+          {os.lastUpgrade && (
+            <>
+              <dt>Last upgrade</dt>
+              <dd>
+                <Badge ok={os.lastUpgrade.result === "Succeeded"} warn={os.lastUpgrade.result === "Pending"} text={os.lastUpgrade.result} /> {os.lastUpgrade.version || os.lastUpgrade.image}
+                {os.lastUpgrade.slot ? ` (slot ${os.lastUpgrade.slot})` : ""} {age(os.lastUpgrade.time)}
+                {os.lastUpgrade.message && <div class="msg">{os.lastUpgrade.message}</div>}
+              </dd>
+            </>
+          )}
+        </dl>
+      )}
+    </>
+  );
+}
+
+function MachineNetwork({ m }: { m: KObject }) {
+  const n = m.status?.network;
+  return (
+    <>
+      <h3>Network</h3>
+      {!n ? (
+        <p>Not reported yet: the node agent reports the machine's addresses when it checks in.</p>
+      ) : (
+        <dl class="facts">
+          <dt>Primary address</dt>
+          <dd>
+            <code>{n.primaryAddress || "—"}</code>
+          </dd>
+          <dt>All addresses</dt>
+          <dd>{(n.addresses ?? []).map((a: string) => <code class="label">{a}</code>)}</dd>
+        </dl>
+      )}
+    </>
+  );
+}
+
+// MachinePlan shows where the machine's plan is: the manager's state, and
+// what the node agent reported (instructions, the failure, probes).
+function MachinePlan({ m }: { m: KObject }) {
+  const p = m.status?.plan;
+  if (!p) {
+    return (
+      <>
+        <h3>Plan</h3>
+        <p>No plan: nothing has been asked of this machine yet (a cluster or an OS upgrade gives it one).</p>
+      </>
+    );
+  }
+  const f = p.failure;
+  const instr = (p.instructions ?? []) as { name: string; exitCode: number; output?: string; finishedTime?: string; durationMilliseconds?: number }[];
+  const periodic = (p.periodicInstructions ?? []) as { name: string; exitCode: number; output?: string; lastRunTime?: string; failures?: number }[];
+  const probes = (p.probes ?? []) as { name: string; healthy: boolean; successCount?: number; failureCount?: number; lastError?: string }[];
+  return (
+    <>
+      <h3>Plan</h3>
+      <dl class="facts">
+        <dt>State</dt>
+        <dd>
+          <Badge ok={p.state === "Applied"} warn={!p.state || p.state === "Pending"} text={p.state || "Pending"} />
+          {p.attempts ? ` after ${p.attempts} failed attempt${p.attempts === 1 ? "" : "s"}` : ""}
+          {p.nextRetryTime ? `; next try ${new Date(p.nextRetryTime).toLocaleString()}` : ""}
+        </dd>
+        <dt>Plan checksum</dt>
+        <dd>
+          <code>{(p.checksum ?? "").slice(0, 16) || "—"}</code>
+          {p.appliedChecksum && p.appliedChecksum !== p.checksum ? (
+            <span class="muted"> (last applied {p.appliedChecksum.slice(0, 16)})</span>
+          ) : p.appliedChecksum ? (
+            <span class="muted"> (applied {age(p.lastAppliedTime)})</span>
+          ) : null}
+        </dd>
+      </dl>
+      {f && (
+        <div class="banner error" role="alert" aria-label="Plan failure">
+          <strong>{f.instruction ? `Instruction “${f.instruction}” failed` : "The plan failed"}</strong>
+          {f.exitCode !== undefined && f.exitCode !== null ? ` (exit code ${f.exitCode})` : ""}: {f.message}
+          {f.output && <pre class="output">{f.output}</pre>}
+        </div>
+      )}
+      {instr.length > 0 && (
+        <table class="conditions" aria-label="Plan instructions">
+          <thead>
+            <tr>
+              <th scope="col">Instruction</th>
+              <th scope="col">Exit code</th>
+              <th scope="col">Took</th>
+              <th scope="col">Finished</th>
+              <th scope="col">Output</th>
+            </tr>
+          </thead>
+          <tbody>
+            {instr.map((i) => (
+              <tr>
+                <td>{i.name}</td>
+                <td>
+                  <Badge ok={i.exitCode === 0} text={String(i.exitCode)} />
+                </td>
+                <td>{i.durationMilliseconds !== undefined ? `${(i.durationMilliseconds / 1000).toFixed(1)} s` : "—"}</td>
+                <td>{age(i.finishedTime)}</td>
+                <td class="msg">{i.output ? <pre class="output">{i.output}</pre> : ""}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {periodic.length > 0 && (
+        <table class="conditions" aria-label="Periodic instructions">
+          <thead>
+            <tr>
+              <th scope="col">Periodic instruction</th>
+              <th scope="col">Exit code</th>
+              <th scope="col">Failures in a row</th>
+              <th scope="col">Last run</th>
+              <th scope="col">Output</th>
+            </tr>
+          </thead>
+          <tbody>
+            {periodic.map((i) => (
+              <tr>
+                <td>{i.name}</td>
+                <td>
+                  <Badge ok={i.exitCode === 0} text={String(i.exitCode)} />
+                </td>
+                <td>{i.failures ?? 0}</td>
+                <td>{age(i.lastRunTime)}</td>
+                <td class="msg">{i.output ? <pre class="output">{i.output}</pre> : ""}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {probes.length > 0 && (
+        <table class="conditions" aria-label="Probes">
+          <thead>
+            <tr>
+              <th scope="col">Probe</th>
+              <th scope="col">Healthy</th>
+              <th scope="col">Successes / failures in a row</th>
+              <th scope="col">Last error</th>
+            </tr>
+          </thead>
+          <tbody>
+            {probes.map((pr) => (
+              <tr>
+                <td>{pr.name}</td>
+                <td>
+                  <Badge ok={pr.healthy} text={pr.healthy ? "Healthy" : "Unhealthy"} />
+                </td>
+                <td>
+                  {pr.successCount ?? 0} / {pr.failureCount ?? 0}
+                </td>
+                <td class="msg">{pr.lastError}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
       )}
     </>
   );

@@ -5,6 +5,7 @@
 import { ComponentChildren } from "preact";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { Collection, KObject, StreamState } from "./api";
+import { useParam } from "./route";
 
 export interface Column {
   title: string;
@@ -38,10 +39,21 @@ export function Table(props: {
   selected?: string;
   filter?: string;
   height?: number;
+  // urlSort keeps the sort order in the URL (sort=<column>&dir=desc).
+  urlSort?: boolean;
 }) {
   const { columns, coll } = props;
   const version = coll.version.value; // re-render on changes
-  const [sort, setSort] = useState<{ col: number; asc: boolean }>({ col: 0, asc: true });
+  const [localSort, setLocalSort] = useState<{ col: number; asc: boolean }>({ col: 0, asc: true });
+  const [sortKey, setSortKey] = useParam("sort");
+  const [dir, setDir] = useParam("dir");
+  const urlCol = columns.findIndex((c) => slug(c.title) === sortKey);
+  const sort = props.urlSort ? { col: Math.max(0, urlCol), asc: dir !== "desc" } : localSort;
+  const setSort = (s: { col: number; asc: boolean }) => {
+    if (!props.urlSort) return setLocalSort(s);
+    setSortKey(s.col === 0 ? "" : slug(columns[s.col].title));
+    setDir(s.asc ? "" : "desc");
+  };
   const [top, setTop] = useState(0);
   const scroller = useRef<HTMLDivElement>(null);
   const height = props.height ?? 480;
@@ -139,8 +151,12 @@ export function Table(props: {
 }
 
 // useCollection keeps one live query per (path, selector) while mounted.
-export function useCollection(path: string, labelSelector = ""): Collection {
-  const coll = useMemo(() => new Collection(path, labelSelector), [path, labelSelector]);
+export function slug(title: string): string {
+  return title.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "");
+}
+
+export function useCollection(path: string, labelSelector = "", fieldSelector = ""): Collection {
+  const coll = useMemo(() => new Collection(path, labelSelector, fieldSelector), [path, labelSelector, fieldSelector]);
   useEffect(() => () => coll.close(), [coll]);
   // Reading the signal subscribes the calling component: detail panels
   // re-render on watch events just like the table.
@@ -197,6 +213,7 @@ export function Labels({ labels, hide = [] as string[] }: { labels?: Record<stri
 
 export function SelectorInput({ value, onChange, id }: { value: string; onChange: (v: string) => void; id: string }) {
   const [draft, setDraft] = useState(value);
+  useEffect(() => setDraft(value), [value]);
   return (
     <form
       class="filters"
