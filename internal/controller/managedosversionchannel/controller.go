@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
@@ -64,7 +65,10 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 		r.Now = time.Now
 	}
 	return ctrl.ControllerManagedBy(mgr).Named("managedosversionchannel").
-		For(&machinesv1.ManagedOSVersionChannel{}).
+		// Only spec changes: the status written after a failed fetch
+		// (failedSynchronizationAttempts) must not start the next fetch at
+		// once; RequeueAfter paces retries.
+		For(&machinesv1.ManagedOSVersionChannel{}, ctrl.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&machinesv1.ManagedOSVersion{}).
 		Complete(r)
 }

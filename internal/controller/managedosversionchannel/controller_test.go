@@ -175,6 +175,22 @@ func TestManagedOSVersionChannelSync(t *testing.T) {
 	t.Run("a server error is retried and reported", func(t *testing.T) {
 		create("down", "/missing.json")
 		waitReady("down", machinesv1.ReconcilingCondition, machinesv1.SyncFailedReason, "500")
+		// Retried every syncInterval (an hour here), not at once: the
+		// status written after a failure must not trigger the next fetch
+		// (it did: thousands of fetches a minute of a channel that never
+		// synced).
+		attempts := func() int32 {
+			var ch machinesv1.ManagedOSVersionChannel
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "down"}, &ch); err != nil {
+				t.Fatal(err)
+			}
+			return ch.Status.FailedSynchronizationAttempts
+		}
+		first := attempts()
+		time.Sleep(3 * time.Second)
+		if n := attempts(); n > first+1 {
+			t.Errorf("failedSynchronizationAttempts went from %d to %d in 3 s with a 1 h syncInterval: failed fetches retry in a loop", first, n)
+		}
 	})
 }
 
