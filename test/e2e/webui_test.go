@@ -22,14 +22,16 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/agent"
+	"github.com/edgefleet/edgefleet/internal/agent/join"
 	"github.com/edgefleet/edgefleet/test/gitserver"
 	"github.com/edgefleet/edgefleet/test/harness"
 )
@@ -95,21 +97,15 @@ func TestWebUI(t *testing.T) {
 	cs := kubernetes.NewForConfigOrDie(cfg)
 	createAll(ctx, t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fleetNS}})
 
-	// One real cluster: its agent deploys the GitRepo's bundle and beats.
-	edge := &fleetv1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: "edge-0", Namespace: fleetNS, Labels: map[string]string{"env": "dev", "region": "eu"}}}
+	// One real cluster: its agent joins with a registration token and
+	// adopts the Cluster created for its clientID, keeps the reverse tunnel
+	// up (the kubeconfig the UI downloads goes through it), deploys the
+	// GitRepo's bundle and beats.
+	edge := &fleetv1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: "edge-0", Namespace: fleetNS, Labels: map[string]string{"env": "dev", "region": "eu"}},
+		Spec: fleetv1.ClusterSpec{ClientID: "ui-edge-0"}}
 	createAll(ctx, t, c, edge)
-	waitFor(t, 30*time.Second, "cluster namespace of edge-0", func() bool {
-		return c.Get(ctx, client.ObjectKeyFromObject(edge), edge) == nil && edge.Status.Namespace != ""
-	})
-	agentCtx, stop := context.WithCancel(ctx)
-	t.Cleanup(stop)
-	go func() {
-		err := agent.Run(agentCtx, agent.Options{ManagerConfig: cfg, Namespace: edge.Status.Namespace, ClusterName: edge.Name,
-			ClusterNamespace: fleetNS, DownstreamConfig: downstream.RESTConfig(), MonitorInterval: 2 * time.Second})
-		if err != nil && agentCtx.Err() == nil {
-			t.Errorf("agent: %v", err)
-		}
-	}()
+	_, joinToken, _ := createToken(t, m, "1h")
+	startJoinAgent(t, downstream, join.Options{Server: m.URL, Token: joinToken, CAChecksum: m.CAChecksum, ClientID: "ui-edge-0"})
 	// The rest are registered Clusters whose agents never came (cheap rows).
 	var g errgroup.Group
 	g.SetLimit(8)
@@ -137,6 +133,44 @@ func TestWebUI(t *testing.T) {
 			"machines.edgefleet.io/manufacturer": "ACME", "machines.edgefleet.io/product-name": "Edge-3000", "machines.edgefleet.io/arch": "x86_64", "site": "lab"}},
 			Spec: machinesv1.MachineInventorySpec{TPMHash: strings.Repeat("ab", 32)}})
 	}
+
+	// Both machines registered (so the manager gives them plan Secrets, as
+	// registration does); machine-a as its node agent would have reported
+	// it: the OS, its addresses, a failed plan instruction and a probe.
+	now := metav1.Now()
+	for _, name := range []string{"machine-a", "machine-b"} {
+		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			var inv machinesv1.MachineInventory
+			if err := c.Get(ctx, client.ObjectKey{Namespace: fleetNS, Name: name}, &inv); err != nil {
+				return err
+			}
+			meta.SetStatusCondition(&inv.Status.Conditions, metav1.Condition{Type: machinesv1.RegisteredCondition, Status: metav1.ConditionTrue,
+				Reason: machinesv1.RegistrationSucceededReason, Message: "registered by the UI test"})
+			if name == "machine-a" {
+				inv.Status.OS = machinesv1.OSStatus{Name: "edgefleet OS", Version: "v2.0.0", Image: uiOSImage, ActiveSlot: "b", BootedSlot: "b",
+					LastUpgrade: &machinesv1.OSUpgradeStatus{Image: uiOSImage, Version: "v2.0.0", Slot: "b", Result: machinesv1.OSUpgradeSucceeded, Time: now}}
+				inv.Status.Network = machinesv1.NetworkStatus{PrimaryAddress: "192.0.2.10", Addresses: []string{"192.0.2.10", "2001:db8::10"}}
+				inv.Status.Plan = machinesv1.PlanStatus{FailedChecksum: strings.Repeat("c", 64), Attempts: 2, NextRetryTime: &now,
+					Failure:      &machinesv1.PlanFailure{Instruction: "install-agent", ExitCode: 3, Message: "exit status 3", Output: "curl: (6) Could not resolve host", Time: &now},
+					Instructions: []machinesv1.PlanInstructionStatus{{Name: "prepare", ExitCode: 0, DurationMilliseconds: 1200, FinishedTime: &now}, {Name: "install-agent", ExitCode: 3, Output: "curl: (6) Could not resolve host"}},
+					Probes:       []machinesv1.PlanProbeStatus{{Name: "kubelet", Healthy: false, FailureCount: 3, LastError: "connection refused"}}}
+			}
+			return c.Status().Update(ctx, &inv)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 30*time.Second, "the machines' plan Secrets", func() bool {
+		var l corev1.SecretList
+		return c.List(ctx, &l, client.InNamespace(fleetNS)) == nil && slices.ContainsFunc(l.Items, func(s corev1.Secret) bool { return s.Name == "machine-b" })
+	})
+	// An OS version written by hand and a channel the manager refuses to
+	// fetch (a loopback address): its sync error is what the page shows.
+	createAll(ctx, t, c, &machinesv1.ManagedOSVersion{ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: "os-v2"},
+		Spec: machinesv1.ManagedOSVersionSpec{Version: "v2.0.0", Metadata: machinesv1.ManagedOSVersionMetadata{UpgradeImage: uiOSImage, DisplayName: "edgefleet OS 2.0"}}},
+		&machinesv1.ManagedOSVersionChannel{ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: "nightly"},
+			Spec: machinesv1.ManagedOSVersionChannelSpec{Type: "json", Options: machinesv1.ChannelOptions{URI: "https://127.0.0.1:1/versions.json"}}})
 
 	adminTok := uiUser(ctx, t, cs, "ui-admin", rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"})
 	createAll(ctx, t, c, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "edgefleet-ui-test-view"}, Rules: []rbacv1.PolicyRule{{
@@ -172,11 +206,16 @@ func TestWebUI(t *testing.T) {
 	if shots == "" {
 		shots = t.TempDir()
 	}
+	waitFor(t, 60*time.Second, "edge-0 connected through its tunnel", func() bool {
+		var cl fleetv1.Cluster
+		return c.Get(ctx, client.ObjectKeyFromObject(edge), &cl) == nil && connectedReason(&cl) == "True/"+fleetv1.AgentConnectedReason
+	})
+	downloads := t.TempDir()
 	cmd := exec.Command(node, "test/ui.test.mjs")
 	cmd.Dir = uiDir
 	cmd.Env = append(os.Environ(), "EDGEFLEET_URL="+m.URL, "ADMIN_TOKEN="+adminTok, "VIEW_TOKEN="+viewTok, "CHROMIUM="+chromium,
 		"SCREENSHOTS="+shots, "CLUSTERS="+strconv.Itoa(total), "COMMIT="+commit,
-		"ADMIN_CERT="+certFile, "ADMIN_KEY="+keyFile, "ADMIN_CERT_USER="+adminCert.Subject.CommonName)
+		"DOWNLOADS="+downloads, "ADMIN_CERT="+certFile, "ADMIN_KEY="+keyFile, "ADMIN_CERT_USER="+adminCert.Subject.CommonName)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +253,51 @@ func TestWebUI(t *testing.T) {
 	if !strings.Contains(strings.Join(managers, ","), "edgefleet-ui") {
 		t.Errorf("field managers %v: want edgefleet-ui", managers)
 	}
+
+	// The media built from the browser: a SeedImage of rack-1, built.
+	var seeds machinesv1.SeedImageList
+	if err := c.List(ctx, &seeds, client.InNamespace(fleetNS)); err != nil {
+		t.Fatal(err)
+	}
+	if len(seeds.Items) != 1 || !strings.HasPrefix(seeds.Items[0].Name, "media-rack-1-") || seeds.Items[0].Spec.RegistrationRef.Name != "rack-1" ||
+		seeds.Items[0].Status.State != machinesv1.SeedImageReady {
+		t.Errorf("SeedImages after the browser test: %+v, want one built for rack-1", seeds.Items)
+	}
+	// The OS upgrade started from a version and paused in the browser.
+	var up machinesv1.ManagedOSImage
+	if err := c.Get(ctx, client.ObjectKey{Namespace: fleetNS, Name: "lab-v2"}, &up); err != nil || up.Spec.ManagedOSVersionName != "os-v2" || !up.Spec.Paused ||
+		up.Spec.Targets.Selector == nil || up.Spec.Targets.Selector.MatchLabels["site"] != "lab" {
+		t.Errorf("the OS upgrade made in the browser: %v %+v, want os-v2 for site=lab, paused", err, up.Spec)
+	}
+
+	// The kubeconfigs the browser saved carry the signed-in user: the admin
+	// ServiceAccount reaches edge-0 through the tunnel as its downstream
+	// identity; the viewer is refused by the manager, by name.
+	whoami := func(file string) (string, error) {
+		data, err := os.ReadFile(filepath.Join(downloads, file))
+		if err != nil {
+			t.Fatalf("the kubeconfig the browser saved: %v", err)
+		}
+		rc, err := clientcmd.RESTConfigFromKubeConfig(data)
+		if err != nil {
+			t.Fatalf("%s is not a kubeconfig: %v", file, err)
+		}
+		r, err := kubernetes.NewForConfigOrDie(rc).AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{}, metav1.CreateOptions{})
+		if err != nil {
+			return "", err
+		}
+		return r.Status.UserInfo.Username, nil
+	}
+	if who, err := whoami("admin.kubeconfig"); err != nil || who != "edgefleet:sa:"+fleetNS+":ui-admin" {
+		t.Errorf("the admin's kubeconfig reached edge-0 as %q (%v), want edgefleet:sa:%s:ui-admin", who, err, fleetNS)
+	}
+	if who, err := whoami("viewer.kubeconfig"); err == nil || !strings.Contains(err.Error(), "ui-viewer") {
+		t.Errorf("the viewer's kubeconfig: %q, %v; want the manager's refusal naming ui-viewer", who, err)
+	}
 }
+
+// uiOSImage is the OS image of the UI test's OS version (never pulled).
+const uiOSImage = "registry.example.com/edgefleet/os:v2.0.0"
 
 // uiUser makes a ServiceAccount bound to role and returns a token for it.
 func uiUser(ctx context.Context, t *testing.T, cs kubernetes.Interface, name string, role rbacv1.RoleRef) string {

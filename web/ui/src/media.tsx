@@ -97,7 +97,7 @@ function BuildForm({ registrations, initial, onDone }: { registrations: KObject[
         <select id="media-reg" value={reg} onChange={(e) => setReg((e.target as HTMLSelectElement).value)}>
           {!reg && <option value="">—</option>}
           {registrations.map((r) => (
-            <option value={qname(r)}>
+            <option value={qname(r)} selected={qname(r) === reg}>
               {qname(r)}
               {ready(r).ok ? "" : ` (${ready(r).text})`}
             </option>
@@ -357,7 +357,7 @@ export function MediaPage() {
             </dd>
             <dt>SHA-256</dt>
             <dd>
-              <code class="url" aria-label="SHA-256 checksum">
+              <code class="url" id="media-sha256">
                 {sel.status?.checksum || "—"}
               </code>
             </dd>

@@ -109,7 +109,7 @@ function CreateUpgrade({ versions, initial, onDone }: { versions: KObject[]; ini
             <select id="up-version" value={version} onChange={(e) => setVersion((e.target as HTMLSelectElement).value)}>
               {inNs.length === 0 && <option value="">none in this namespace</option>}
               {inNs.map((v) => (
-                <option value={v.metadata.name}>
+                <option value={v.metadata.name} selected={v.metadata.name === version}>
                   {v.spec?.metadata?.displayName || v.metadata.name} {v.spec?.version}
                   {v.metadata.labels?.[CHANNEL_LABEL] ? ` – channel ${v.metadata.labels[CHANNEL_LABEL]}` : ""}
                 </option>

@@ -7,6 +7,7 @@
 // CLUSTERS (how many Clusters the manager has).
 import { chromium } from "playwright-core";
 import { readFileSync, mkdirSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { createRequire } from "node:module";
 import assert from "node:assert/strict";
 
@@ -20,6 +21,7 @@ const env = (k) => {
 const base = env("EDGEFLEET_URL").replace(/\/$/, "");
 const shots = env("SCREENSHOTS");
 const clusters = Number(env("CLUSTERS"));
+const downloads = env("DOWNLOADS");
 mkdirSync(shots, { recursive: true });
 const metrics = {};
 const step = (s) => console.log(`-- ${s}`);
@@ -33,6 +35,14 @@ async function axe(page, what) {
   const bad = res.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
   for (const v of res.violations) console.log(`   axe ${what}: ${v.impact} ${v.id}: ${v.help} (${v.nodes.length} nodes)`);
   assert.equal(bad.length, 0, `${what}: serious accessibility violations: ${bad.map((v) => v.id + " " + v.nodes.map((n) => n.target).join(",")).join("; ")}`);
+}
+
+// save clicks what starts a download and keeps the file as name.
+async function save(page, click, name) {
+  const [dl] = await Promise.all([page.waitForEvent("download", { timeout: 120_000 }), click()]);
+  const path = `${downloads}/${name}`;
+  await dl.saveAs(path);
+  return readFileSync(path);
 }
 
 async function signIn(page, token) {
@@ -117,6 +127,38 @@ try {
   await edge.getByRole("button", { name: "fleet-default/edge-0" }).click();
   await page.getByRole("heading", { name: "fleet-default/edge-0" }).waitFor();
   await page.getByRole("table", { name: "Conditions" }).getByRole("cell", { name: "Connected", exact: true }).waitFor();
+
+  step("kubeconfig for edge-0 through the tunnel, as the signed-in user");
+  const kc = (await save(page, () => page.getByRole("button", { name: "Download kubeconfig" }).click(), "admin.kubeconfig")).toString();
+  assert.match(kc, new RegExp(`server: "${base.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}/k8s/clusters/fleet-default.edge-0"`));
+  assert.ok(kc.includes(`token: "${env("ADMIN_TOKEN")}"`), "the kubeconfig carries the signed-in user's token");
+  await page.getByText("It carries your sign-in token").waitFor();
+  assert.equal(await page.getByText("The manager will refuse this kubeconfig").count(), 0);
+  await axe(page, "clusters (detail)");
+  await page.screenshot({ path: `${shots}/cluster-detail.png`, fullPage: true });
+
+  step("filters and sort live in the URL and survive a reload");
+  await page.getByLabel("Label selector (filtered by the API server)").first().fill("canary=true");
+  await page.getByRole("button", { name: "Apply" }).first().click();
+  await page.getByLabel("Filter by name").fill("store");
+  await table.getByRole("button", { name: "Name", exact: true }).click(); // ascending is the default: now descending
+  const canaries = Math.min(2, clusters - 1);
+  await page.getByRole("status").filter({ hasText: new RegExp(`^${canaries} shown$`) }).waitFor();
+  const hash = new URL(page.url()).hash;
+  assert.match(hash, /selector=canary%3Dtrue/);
+  assert.match(hash, /q=store/);
+  assert.match(hash, /dir=desc/);
+  assert.match(hash, /open=fleet-default%2Fedge-0/);
+  await page.reload();
+  await page.getByRole("status").filter({ hasText: new RegExp(`^${canaries} shown$`) }).waitFor({ timeout: 60_000 });
+  assert.equal(await page.getByLabel("Filter by name").inputValue(), "store");
+  assert.equal(await page.getByLabel("Label selector (filtered by the API server)").first().inputValue(), "canary=true");
+  if (canaries === 2) assert.match(await table.getByRole("row").nth(1).textContent(), /store-0002/);
+  assert.equal(await table.getByRole("columnheader", { name: "Name" }).getAttribute("aria-sort"), "descending");
+  await page.goto(base + "/ui/#/clusters?open=fleet-default%2Fedge-0");
+  await page.getByRole("heading", { name: "fleet-default/edge-0" }).waitFor(); // the open detail, from the URL
+  await page.goto(base + "/ui/#/clusters");
+  await page.getByRole("status").filter({ hasText: `${clusters} shown` }).waitFor({ timeout: 60_000 });
 
   step("time to first paint and to an interactive clusters table (reload, token in sessionStorage)");
   await page.reload();
@@ -210,6 +252,47 @@ try {
   await page.getByRole("button", { name: "Create", exact: true }).click();
   await page.getByRole("alert").filter({ hasText: "already exists" }).waitFor();
 
+  step("Build media: empty state, then from the registration's page");
+  const urls = [];
+  page.on("request", (r) => urls.push(r.url()));
+  await page.getByRole("link", { name: "Build media" }).click();
+  await page.getByText("No media built yet.").waitFor();
+  await axe(page, "media (empty)");
+  await page.getByRole("link", { name: "Machine registrations" }).click();
+  await page.getByRole("table", { name: "Machine registrations" }).getByRole("button", { name: "fleet-default/rack-1" }).click();
+  await page.getByRole("button", { name: "Build media for this registration" }).click();
+  const form = page.locator("form").filter({ has: page.getByLabel("Registration", { exact: true }) });
+  await form.waitFor();
+  await page.waitForFunction(() => document.getElementById("media-reg")?.value === "fleet-default/rack-1");
+  await page.getByRole("radio", { name: /ISO \(USB stick/ }).check();
+  await page.getByRole("radio", { name: /A base image/ }).check();
+  await page.getByLabel("Base image", { exact: true }).fill("https://images.example.com/os.iso");
+  await page.getByText("An http(s) base image needs its SHA-256").waitFor();
+  await page.getByRole("radio", { name: /Configuration only/ }).check();
+  await axe(page, "media (form)");
+  await form.getByRole("button", { name: "Build media" }).click();
+  const mediaHead = page.getByRole("heading", { name: /^fleet-default\/media-rack-1-[a-z]{5}$/ });
+  await mediaHead.waitFor();
+  const mediaName = (await mediaHead.textContent()).split("/")[1];
+  await page.getByRole("list", { name: "Build progress" }).waitFor();
+  const dlButton = page.getByRole("button", { name: "Download ISO" });
+  await dlButton.waitFor({ timeout: 120_000 });
+  const shown = (await page.locator("#media-sha256").textContent()).trim();
+  assert.match(shown, /^[a-f0-9]{64}$/);
+  const iso = await save(page, () => dlButton.click(), "media.iso");
+  assert.equal(createHash("sha256").update(iso).digest("hex"), shown, "the downloaded image has the checksum the page shows");
+  await page.getByText("SHA-256 verified in your browser").waitFor();
+  const sumFile = (await save(page, () => page.getByRole("button", { name: "Download checksum file" }).click(), "media.sha256")).toString();
+  assert.ok(sumFile.startsWith(shown), `checksum file ${sumFile}`);
+  for (const u of urls) {
+    assert.ok(!u.includes("/v1/seedimages/"), `the browser used the capability URL ${u}`);
+    assert.ok(!u.includes(env("ADMIN_TOKEN")), "a token in a URL");
+  }
+  assert.ok(urls.some((u) => u.includes(`/ui/api/seedimages/fleet-default/${mediaName}/image`)), "downloaded through the UI's authenticated route");
+  await page.getByRole("table", { name: "Seed images" }).getByRole("row").filter({ hasText: mediaName }).getByText("Ready").waitFor();
+  await axe(page, "media");
+  await page.screenshot({ path: `${shots}/media.png`, fullPage: true });
+
   step("Inventory of machines: label columns, detail with conditions");
   await page.getByRole("link", { name: "Inventory of machines" }).click();
   const inv = page.getByRole("table", { name: "Inventory of machines" });
@@ -219,8 +302,38 @@ try {
   await inv.getByRole("columnheader", { name: "site" }).waitFor();
   await inv.getByRole("row").filter({ hasText: "machine-a" }).getByRole("button").click();
   await page.getByRole("heading", { name: "fleet-default/machine-a" }).waitFor();
+  const machineDetail = page.locator("section.detail");
+  await machineDetail.getByText("edgefleet OS v2.0.0").waitFor();
+  await machineDetail.getByText("2001:db8::10").waitFor();
+  await page.getByRole("alert", { name: "Plan failure" }).filter({ hasText: "Instruction “install-agent” failed (exit code 3)" }).waitFor();
+  await page.getByRole("table", { name: "Plan instructions" }).getByRole("row").filter({ hasText: "prepare" }).getByText("1.2 s").waitFor();
+  await page.getByRole("table", { name: "Probes" }).getByRole("row").filter({ hasText: "kubelet" }).getByText("connection refused").waitFor();
+  await page.getByRole("heading", { name: "Events" }).waitFor();
+  assert.match(new URL(page.url()).hash, /open=fleet-default%2Fmachine-a/);
   await axe(page, "inventory");
   await page.screenshot({ path: `${shots}/inventory.png`, fullPage: true });
+
+  step("OS upgrades: a channel's sync error, a version, an upgrade started from it, per-machine progress, pause");
+  await page.getByRole("link", { name: "OS upgrades" }).click();
+  await page.getByText("No OS upgrades.").waitFor();
+  const chans = page.getByRole("table", { name: "Version channels" });
+  await chans.getByRole("row").filter({ hasText: "fleet-default/nightly" }).getByText("SyncFailed").waitFor({ timeout: 60_000 });
+  await axe(page, "os upgrades (empty)");
+  await page.getByRole("button", { name: "Upgrade machines to fleet-default/os-v2" }).click();
+  await page.waitForFunction(() => document.getElementById("up-version")?.value === "os-v2");
+  await page.getByLabel("Name", { exact: true }).fill("lab-v2");
+  await page.getByLabel(/^Machines \(a label selector/).fill("site in (");
+  await page.getByText("is not a label requirement").waitFor();
+  await page.getByLabel(/^Machines \(a label selector/).fill("site=lab");
+  await page.getByRole("button", { name: "Start upgrade" }).click();
+  await page.getByRole("heading", { name: "fleet-default/lab-v2" }).waitFor();
+  // machine-a runs the image already; machine-b does not.
+  await page.getByText(/1\/2 upgraded/).first().waitFor({ timeout: 60_000 });
+  await page.getByRole("button", { name: "Pause", exact: true }).click();
+  await page.getByRole("button", { name: "Resume", exact: true }).waitFor();
+  await page.getByRole("table", { name: "OS upgrades" }).getByRole("row").filter({ hasText: "fleet-default/lab-v2" }).getByText("Paused").waitFor();
+  await axe(page, "os upgrades");
+  await page.screenshot({ path: `${shots}/os-upgrades.png`, fullPage: true });
   await ctx.close();
 
   step("read-only user: sees, cannot create, and is told why");
@@ -240,6 +353,17 @@ try {
   await vpage.getByRole("table", { name: "Machine registrations" }).getByRole("button", { name: "fleet-default/rack-1" }).click();
   await vpage.getByText(/The URL holds the registration token/).waitFor();
   await vpage.getByText("you may not rotate the token").waitFor();
+  await vpage.getByRole("button", { name: "Build media for this registration" }).click();
+  await vpage.getByText("You cannot build media in namespace").waitFor();
+  await vpage.getByRole("link", { name: "OS upgrades" }).click();
+  await vpage.getByRole("button", { name: "New OS upgrade" }).click();
+  await vpage.getByText("You cannot start OS upgrades").waitFor();
+  await vpage.goto(base + "/ui/#/clusters?open=fleet-default%2Fedge-0");
+  await vpage.getByRole("heading", { name: "fleet-default/edge-0" }).waitFor();
+  await vpage.getByText("The manager will refuse this kubeconfig").waitFor();
+  const vkc = (await save(vpage, () => vpage.getByRole("button", { name: "Download kubeconfig" }).click(), "viewer.kubeconfig")).toString();
+  assert.ok(vkc.includes(`token: "${env("VIEW_TOKEN")}"`) && !vkc.includes(env("ADMIN_TOKEN")), "the viewer's kubeconfig carries the viewer's token, never the admin's");
+  await axe(vpage, "clusters (read-only detail)");
   await vctx.close();
 
   step("client certificate: the browser presents it, the UI signs in without a token");
