@@ -19,6 +19,9 @@ test("stateTone: green only when Ready, waiting is amber, failures red", () => {
     ["not ready, waiting reason as word", obj([{ type: "Ready", status: "False", reason: "WaitingForRegistration" }]), undefined, "warn", "WaitingForRegistration"],
     ["not ready, failure reason as word", obj([{ type: "Ready", status: "False", reason: "ForeignObjects" }]), undefined, "bad", "ForeignObjects"],
     ["not reconciled yet", obj([]), undefined, "warn", "Pending"],
+    ["a rollout under way", obj([{ type: "Ready", status: "False", reason: "RolloutProgressing" }]), undefined, "warn", "RolloutProgressing"],
+    ["a build under way", obj([{ type: "Ready", status: "False", reason: "BuildOngoing" }]), undefined, "warn", "BuildOngoing"],
+    ["a failed channel sync", obj([{ type: "Ready", status: "False", reason: "SyncFailed" }]), undefined, "bad", "SyncFailed"],
   ];
   for (const [name, o, state, tone, text] of cases) {
     assert.deepEqual(stateTone(o, state), { tone, text }, name);

@@ -13,12 +13,14 @@ export function ready(o: KObject): { ok: boolean; text: string; message: string 
 
 // stateTone colours a state word: green only when Ready, red when the Ready
 // condition is False for a reason that is not waiting, amber otherwise
-// (waiting for an agent, a dependency or a check-in is not an error).
+// (waiting for an agent, a dependency or a check-in, or a rollout or build
+// under way, is not an error).
 export function stateTone(o: KObject, state?: string): { tone: "ok" | "warn" | "bad"; text: string } {
   const r = ready(o);
   const text = state || r.text;
   if (r.ok && (text === "Ready" || !state)) return { tone: "ok", text };
-  const waiting = /^(Wait|Pending)/.test(text);
+  // In progress (kstatus Reconciling without Stalled) is not a failure either.
+  const waiting = /^(Wait|Pending)|Progress|Ongoing/.test(text);
   if (condition(o, "Ready") && !r.ok && !waiting) return { tone: "bad", text };
   return { tone: "warn", text };
 }
