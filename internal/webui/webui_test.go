@@ -45,7 +45,7 @@ func upstream(t *testing.T) (*httptest.Server, *http.Request) {
 func TestSetupRegistersOnAServeMux(t *testing.T) {
 	mux := http.NewServeMux()
 	srv, _ := upstream(t)
-	if err := Setup(mux, Options{Config: &rest.Config{Host: srv.URL}, Log: logr.Discard()}); err != nil {
+	if err := Setup(mux, Options{Config: &rest.Config{Host: srv.URL}, Log: logr.Discard(), SeedImageDir: t.TempDir()}); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -57,7 +57,9 @@ func TestSetupRegistersOnAServeMux(t *testing.T) {
 		{"HEAD", "/ui/", http.StatusOK},
 		{"POST", "/ui/", http.StatusMethodNotAllowed},
 		{"GET", "/ui/nope.js", http.StatusNotFound},
-		{"GET", "/ui/api/k8s/api/v1/namespaces", http.StatusForbidden}, // no UI header
+		{"GET", "/ui/api/k8s/api/v1/namespaces", http.StatusForbidden},    // no UI header
+		{"GET", "/ui/api/seedimages/ns/name/image", http.StatusForbidden}, // no UI header
+		{"POST", "/ui/api/seedimages/ns/name/image", http.StatusMethodNotAllowed},
 	} {
 		rec := httptest.NewRecorder()
 		mux.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))

@@ -1,5 +1,5 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { ApiError, age, can, condition, KObject, request, fetchAuthorized, saveFile, session, token } from "./api";
+import { ApiError, age, can, condition, KObject, request, saveFile, session, token } from "./api";
 import { Badge, Column, Conditions, Freshness, Labels, SelectorInput, Table, useCollection } from "./table";
 import { Collection } from "./api";
 import { bdWhy, kubeconfigYAML, NAME_RE, parseLabels, qname, ready, registrationYAML, stateTone } from "./model";
@@ -113,7 +113,10 @@ function KubeconfigDownload({ cluster }: { cluster: KObject }) {
   const download = async () => {
     setErr("");
     try {
-      const ca = await (await fetchAuthorized("/cacerts")).text();
+      // The manager's CA is public (/cacerts): no credential is sent for it.
+      const res = await fetch("/cacerts", { credentials: "omit", cache: "no-store" });
+      if (!res.ok) throw new Error(`reading the manager's CA from /cacerts: ${res.status} ${res.statusText}`);
+      const ca = await res.text();
       const name = ns + "." + cluster.metadata.name;
       const yaml = kubeconfigYAML({ name, server: location.origin + "/k8s/clusters/" + name, caPEM: ca, user: session.value?.user ?? "", token: token() });
       saveFile(new Blob([yaml], { type: "application/yaml" }), name + ".kubeconfig");
