@@ -177,7 +177,29 @@ func TestWebUI(t *testing.T) {
 		APIGroups: []string{fleetv1.GroupVersion.Group, machinesv1.GroupVersion.Group}, Resources: []string{"*"}, Verbs: []string{"get", "list", "watch"}}}})
 	viewTok := uiUser(ctx, t, cs, "ui-viewer", rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "edgefleet-ui-test-view"})
 
+	nobodyTok := uiUser(ctx, t, cs, "ui-nobody", rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:basic-user"})
+
 	t.Run("proxy", func(t *testing.T) { checkUIProxy(t, m, adminTok, viewTok) })
+	t.Run("seed image downloads ask the API as the caller", func(t *testing.T) {
+		get := func(tok string) (int, string) {
+			req, _ := http.NewRequest("GET", m.URL+"/ui/api/seedimages/"+fleetNS+"/not-built/image", nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			req.Header.Set("X-Edgefleet-UI", "1")
+			res, err := m.HTTP.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			body, _ := io.ReadAll(res.Body)
+			return res.StatusCode, string(body)
+		}
+		if code, body := get(nobodyTok); code != http.StatusForbidden || !strings.Contains(body, "ui-nobody") || !strings.Contains(body, "seedimages") {
+			t.Errorf("a user without get on seedimages: %d %s, want the API's 403 naming them", code, body)
+		}
+		if code, body := get(viewTok); code != http.StatusNotFound || !strings.Contains(body, "not-built") {
+			t.Errorf("the viewer asking for a SeedImage that does not exist: %d %s, want the API's 404", code, body)
+		}
+	})
 
 	waitFor(t, 5*time.Minute, "the GitRepo's bundle ready on edge-0", func() bool {
 		return gitRepoReady(ctx, c, "demo", commit, 1)
