@@ -210,12 +210,22 @@ func (r *Reconciler) rollout(ctx context.Context, mosi *machinesv1.ManagedOSImag
 		case machinesv1.MachineUpgradeHeld:
 			held = append(held, m)
 		case machinesv1.MachineUpgradeWaiting:
-			waiting = append(waiting, m)
+			// A machine without a plan Secret (not registered yet) waits
+			// in status but cannot start: there is no plan to swap.
+			if m.secret != nil {
+				waiting = append(waiting, m)
+			}
 		}
 	}
-	// A machine whose upgrade ended gets its own plan back.
+	// A machine whose upgrade ended gets its own plan back. A failure is
+	// restored only once the status recording it is written (this
+	// reconcile's status write triggers the next): after the restore only
+	// the status remembers it, and a lost status write would start the
+	// failed machine again.
 	for _, m := range machines {
-		if m.state != machinesv1.MachineUpgradeUpgrading && m.state != machinesv1.MachineUpgradeWaiting && ours(mosi, m.secret) {
+		_, recorded := halts[m.inv.Name]
+		failed := m.state == machinesv1.MachineUpgradeFailed || m.state == machinesv1.MachineUpgradeRolledBack
+		if m.state != machinesv1.MachineUpgradeUpgrading && m.state != machinesv1.MachineUpgradeWaiting && (!failed || recorded) && ours(mosi, m.secret) {
 			if err := r.restore(ctx, m.secret); err != nil {
 				return err
 			}
@@ -238,7 +248,7 @@ func (r *Reconciler) rollout(ctx context.Context, mosi *machinesv1.ManagedOSImag
 		}
 	}
 	for _, m := range machines {
-		if m.state != machinesv1.MachineUpgradeUpgraded && m.state != machinesv1.MachineUpgradeWaiting && len(st.Machines) < 1000 {
+		if m.state != machinesv1.MachineUpgradeUpgraded && (m.state != machinesv1.MachineUpgradeWaiting || m.msg != "") && len(st.Machines) < 1000 {
 			st.Machines = append(st.Machines, machinesv1.MachineUpgradeStatus{Name: m.inv.Name, State: m.state, Message: truncate(m.msg, 1024)})
 		}
 	}

@@ -290,6 +290,29 @@ func TestManagedOSImageRollout(t *testing.T) {
 		})
 	})
 
+	t.Run("a machine without a plan Secret waits and the others upgrade", func(t *testing.T) {
+		f := newFleet(t, c, "noplan", 2, shop)
+		var inv machinesv1.MachineInventory
+		inv.Name, inv.Namespace = "m-0", f.ns
+		if err := c.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: machineregistration.PlanName(&inv)}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Create(ctx, mosi(f.ns, "v2", 2, shop)); err != nil {
+			t.Fatal(err)
+		}
+		f.waitFor("v2", func(m *machinesv1.ManagedOSImage) error {
+			if got := strings.Join(f.upgrading(), ","); got != "m-1" {
+				return fmt.Errorf("upgrading %s, want m-1 only", got)
+			}
+			for _, ms := range m.Status.Machines {
+				if ms.Name == "m-0" && ms.State == machinesv1.MachineUpgradeWaiting && strings.Contains(ms.Message, "no plan Secret") {
+					return nil
+				}
+			}
+			return fmt.Errorf("m-0 not listed as waiting for its plan Secret: %+v", m.Status.Machines)
+		})
+	})
+
 	t.Run("a selector matching nothing says so", func(t *testing.T) {
 		f := newFleet(t, c, "nomatch", 1, shop)
 		if err := c.Create(ctx, mosi(f.ns, "v2", 1, map[string]string{"site": "moon"})); err != nil {
