@@ -45,7 +45,10 @@ const (
 // OS version 1.0.0. A node plan upgrades it to 2.0.0 (confirmed once the
 // new slot reaches the manager), another to a broken 3.0.0: GRUB tries it
 // three times and falls back to 2.0.0 by itself, and the inventory says
-// RolledBack. Each step logs its duration (docs/os.md, Performance).
+// RolledBack. Deleting its MachineInventory (the registration allows a
+// reset) makes it boot recovery, wipe its state and register again as a
+// new machine running the recovery image. Each step logs its duration
+// (docs/os.md, Performance).
 func TestOSLifecycleInVM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds an OS image, starts a manager and boots a VM several times")
@@ -79,6 +82,7 @@ machineInventoryLabels: {serial: "${System Information/Serial Number}", cores: "
 tpm: {trustOnFirstUse: true}
 config:
   install: {device: /dev/vda, system-uri: "oci:%s", reboot: true}
+  reset: {enabled: true}
 `, v1Guest), &spec); err != nil {
 		t.Fatal(err)
 	}
@@ -236,6 +240,39 @@ config:
 		t.Errorf("the broken image booted %d times, want 3 tries", brokenBoots)
 	}
 	steps.done(fmt.Sprintf("broken 3.0.0: %d failed tries, rolled back to 2.0.0 by itself", brokenBoots))
+	// Reset: deleting the inventory revokes the machine's credential; its
+	// agent learns at the next request that it must be re-provisioned,
+	// schedules the reset the registration allows and reboots into
+	// recovery, which wipes the state and persistent partitions, writes the
+	// recovery image (1.0.0) as slot a and reboots; the machine then
+	// registers again as a new MachineInventory.
+	oldUID := inv.UID
+	if err := m.Client.Delete(ctx, inv); err != nil {
+		t.Fatal(err)
+	}
+	console(`rebooting into recovery to reset`)
+	powerOnAfterReboot()
+	console(`edgefleet-os: edgefleet-test-os 1\.0\.0 \(mode recovery, slot recovery\)`)
+	console(`Reset done`)
+	powerOnAfterReboot()
+	console(`edgefleet-os: edgefleet-test-os 1\.0\.0 \(mode disk, slot a\)`)
+	waitUntil(t, 3*time.Minute, func() error {
+		fresh := &machinesv1.MachineInventory{}
+		if err := m.Client.Get(ctx, client.ObjectKeyFromObject(inv), fresh); err != nil {
+			return err
+		}
+		if fresh.UID == oldUID {
+			return fmt.Errorf("MachineInventory %s is still the deleted one", fresh.Name)
+		}
+		if st := fresh.Status.OS; st.Version != "1.0.0" || st.BootedSlot != "a" || st.ActiveSlot != "a" || st.LastUpgrade != nil {
+			return fmt.Errorf("status.os of the new inventory %+v, want 1.0.0 in slot a and no upgrade history", st)
+		}
+		if fresh.Labels["serial"] != "VM9" {
+			return fmt.Errorf("labels of the new inventory %v, want serial VM9", fresh.Labels)
+		}
+		return nil
+	})
+	steps.done("inventory deleted → recovery, reset, registered again as new")
 	q, sw := vm.RSS()
 	t.Logf("qemu RSS %d KiB, swtpm RSS %d KiB (accelerator %s)", q, sw, vm.Accel())
 }
