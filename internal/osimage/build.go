@@ -47,12 +47,15 @@ const (
 	InitrdPath    = "boot/initrd"
 	NodePath      = "usr/bin/edgefleet-node"
 	BootEFIPath   = "usr/lib/edgefleet/grub/bootx64.efi"
-	// BootBIOSCorePath and BootBIOSBootPath are GRUB for BIOS firmware
-	// (i386-pc): the installer embeds core.img in the disk's BIOS boot
-	// partition and writes boot.img to its MBR (docs/os.md).
+	OSReleasePath = "etc/os-release"
+)
+
+// BootBIOSCorePath and BootBIOSBootPath are GRUB for BIOS firmware
+// (i386-pc): the installer embeds core.img in the disk's BIOS boot
+// partition and writes boot.img to its MBR (docs/os.md).
+const (
 	BootBIOSCorePath = "usr/lib/edgefleet/grub/i386-pc/core.img"
 	BootBIOSBootPath = "usr/lib/edgefleet/grub/i386-pc/boot.img"
-	OSReleasePath = "etc/os-release"
 )
 
 // Variants the builder knows.
