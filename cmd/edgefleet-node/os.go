@@ -144,8 +144,11 @@ loss, run install again (it starts over).`,
 					log("warning: %s: %s", name, w)
 				}
 			}
+			report := installReporter(cmd, stateDir, image, device)
+			report(nil)
 			res, err := osinstall.Install(cmd.Context(), osinstall.InstallOptions{Device: device, Pull: pf.options(image, log), NodeConfig: nodeConfig, CloudConfigs: cloud, NodeState: stateDir, Log: log})
 			if err != nil {
+				report(err)
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "installed %s %s (%s) to %s slot a in %s\n", res.Image.Name, res.Image.Version, res.Image.Digest, device, res.Duration.Round(time.Millisecond))
@@ -161,6 +164,28 @@ loss, run install again (it starts over).`,
 	cmd.Flags().BoolVar(&poweroff, "poweroff", false, "power off when done")
 	pf.add(cmd)
 	return cmd
+}
+
+// installReporter reports an install starting (nil) or failed on the
+// machine's MachineInventory (OSReady Installing / InstallFailed), when the
+// machine is registered; the manager's absence never stops an install.
+func installReporter(cmd *cobra.Command, stateDir, image, device string) func(error) {
+	rc := registeredConfig(stateDir)
+	if rc == nil || rc.Namespace == "" || rc.InventoryName == "" || len(rc.Kubeconfig) == 0 {
+		return func(error) {}
+	}
+	kube, err := nodekube.New(rc.Kubeconfig)
+	if err != nil {
+		return func(error) {}
+	}
+	started := time.Now()
+	return func(installErr error) {
+		ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
+		defer cancel()
+		if err := osinstall.ReportInstall(ctx, kube, rc.Namespace, rc.InventoryName, image, device, started, installErr); err != nil {
+			logTo(cmd)("warning: reporting the install on MachineInventory %s/%s: %v", rc.Namespace, rc.InventoryName, err)
+		}
+	}
 }
 
 // fetchConfigURL reads a config-url: http(s) or a local path.

@@ -30,6 +30,7 @@ func newMachineCommand(_ *globals) *cobra.Command {
 	plan := &cobra.Command{Use: "plan", Short: "Set and inspect the plan a machine's node agent applies (docs/spec/plan.md)"}
 	plan.AddCommand(newMachinePlanApplyCommand(), newMachinePlanStatusCommand())
 	cmd.AddCommand(plan)
+	cmd.AddCommand(newMachineLabelsCommand())
 	return cmd
 }
 

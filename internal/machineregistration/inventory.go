@@ -250,18 +250,28 @@ func (m *Inventories) upsertInventory(ctx context.Context, mr *machinesv1.Machin
 // inventoryName renders spec.machineName over the machine's data into a
 // valid, bounded object name; a random one when nothing valid remains.
 func inventoryName(mr *machinesv1.MachineRegistration, data map[string]string) string {
+	name, err := renderName(mr, data)
+	if err != nil {
+		name = "m-" + string(uuid.NewUUID())
+	}
+	return name
+}
+
+// renderName renders spec.machineName over the machine's data into a
+// valid, bounded object name, or says why it cannot.
+func renderName(mr *machinesv1.MachineRegistration, data map[string]string) (string, error) {
 	tmpl := mr.Spec.MachineName
 	if tmpl == "" {
 		tmpl = DefaultMachineName
 	}
-	name := ""
-	if v, err := render(tmpl, data); err == nil {
-		name = sanitizeName(v)
+	v, err := render(tmpl, data)
+	if err != nil {
+		return "", err
 	}
-	if name == "" {
-		name = "m-" + string(uuid.NewUUID())
+	if name := sanitizeName(v); name != "" {
+		return name, nil
 	}
-	return name
+	return "", fmt.Errorf("machineName %q renders to %q, which has nothing of a valid name", tmpl, v)
 }
 
 // finish makes sure the machine's plan Secret and credential exist, marks the

@@ -50,6 +50,14 @@ const (
 	OSReleasePath = "etc/os-release"
 )
 
+// BootBIOSCorePath and BootBIOSBootPath are GRUB for BIOS firmware
+// (i386-pc): the installer embeds core.img in the disk's BIOS boot
+// partition and writes boot.img to its MBR (docs/os.md).
+const (
+	BootBIOSCorePath = "usr/lib/edgefleet/grub/i386-pc/core.img"
+	BootBIOSBootPath = "usr/lib/edgefleet/grub/i386-pc/boot.img"
+)
+
 // Variants the builder knows.
 const (
 	VariantTest    = "test"
@@ -168,6 +176,11 @@ var (
 	grubModules = []string{"part_gpt", "part_msdos", "fat", "ext2", "squash4", "iso9660", "loopback", "search", "search_label",
 		"search_fs_file", "search_fs_uuid", "configfile", "linux", "normal", "loadenv", "test", "echo", "sleep", "reboot", "halt",
 		"gzio", "xzio", "efi_gop", "efi_uga", "all_video", "serial", "terminal", "regexp", "true", "cat", "ls"}
+	// grubBIOSModules go into the BIOS core.img: what the embedded config
+	// and grub.cfg use, no more (core.img must fit the 1007 sectors before
+	// the first partition).
+	grubBIOSModules = []string{"biosdisk", "part_gpt", "part_msdos", "ext2", "search", "search_label", "configfile", "linux",
+		"normal", "loadenv", "test", "echo", "sleep", "reboot", "halt", "serial", "terminal", "true"}
 )
 
 // Build builds the image o describes, or returns the cached one.
@@ -279,10 +292,16 @@ func (b *builder) fetch(ctx context.Context) error {
 	if _, err := os.Stat(grubEFIModules); err != nil {
 		return fmt.Errorf("GRUB's x86_64-efi modules are missing (%w): install Debian's grub-efi-amd64-bin (hack/install-deps.sh)", err)
 	}
+	if _, err := os.Stat(grubBIOSModulesDir); err != nil {
+		return fmt.Errorf("GRUB's i386-pc modules are missing (%w): install Debian's grub-pc-bin (hack/install-deps.sh)", err)
+	}
 	return nil
 }
 
-const grubEFIModules = "/usr/lib/grub/x86_64-efi"
+const (
+	grubEFIModules     = "/usr/lib/grub/x86_64-efi"
+	grubBIOSModulesDir = "/usr/lib/grub/i386-pc"
+)
 
 // CloudKernelPackage asks apt which kernel package linux-image-cloud-amd64
 // stands for (the reference image and the VM test rig boot that kernel).
@@ -313,7 +332,7 @@ func (b *builder) key() (string, error) {
 	for _, d := range append([]string{b.kernelDir}, b.debDirs...) {
 		fmt.Fprintf(h, "deb %s\n", filepath.Base(d))
 	}
-	fmt.Fprintf(h, "modules %s\ntools %s\ngrub %s\n", strings.Join(initrdModules, ","), strings.Join(toolFiles, ","), strings.Join(grubModules, ","))
+	fmt.Fprintf(h, "modules %s\ntools %s\ngrub %s\n", strings.Join(initrdModules, ","), strings.Join(toolFiles, ","), strings.Join(grubModules, ",")+" bios "+strings.Join(grubBIOSModules, ","))
 	err := fs.WalkDir(files, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -362,6 +381,10 @@ func (b *builder) assemble(ctx context.Context, dir string) error {
 	efi := filepath.Join(dir, "bootx64.efi")
 	b.logf("bootx64.efi: grub-mkimage")
 	if err := buildBootEFI(ctx, dir, efi); err != nil {
+		return err
+	}
+	b.logf("BIOS core.img: grub-mkimage")
+	if err := BuildBootBIOS(ctx, dir); err != nil {
 		return err
 	}
 	kernels, err := filepath.Glob(filepath.Join(b.kernelDir, "boot", "vmlinuz-*"))
@@ -468,6 +491,30 @@ func buildBootEFI(ctx context.Context, dir, out string) error {
 	return os.Remove(cfgPath)
 }
 
+// BuildBootBIOS writes GRUB for BIOS firmware to dir: core.img
+// (grub-mkimage -O i386-pc with the same embedded config as bootx64.efi,
+// so it hands over to the same grub.cfg and boot assessment) and Debian's
+// boot.img (the MBR code that loads core.img). Needs grub-pc-bin.
+func BuildBootBIOS(ctx context.Context, dir string) error {
+	if _, err := os.Stat(grubBIOSModulesDir); err != nil {
+		return fmt.Errorf("GRUB's i386-pc modules are missing (Debian package grub-pc-bin): %w", err)
+	}
+	cfg, err := files.ReadFile("files/grub-embedded.cfg")
+	if err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(dir, "grub-embedded-bios.cfg")
+	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
+		return err
+	}
+	defer os.Remove(cfgPath)
+	args := append([]string{"-d", grubBIOSModulesDir, "-O", "i386-pc", "-p", "/grub", "-c", cfgPath, "-o", filepath.Join(dir, "core.img")}, grubBIOSModules...)
+	if o, err := exec.CommandContext(ctx, "grub-mkimage", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("grub-mkimage -O i386-pc: %w\n%s", err, o)
+	}
+	return copyFile(filepath.Join(grubBIOSModulesDir, "boot.img"), filepath.Join(dir, "boot.img"))
+}
+
 // rootfs assembles the OS's root filesystem.
 func (b *builder) rootfs(kernel, initrd, efi string) (*tree, error) {
 	t := newTree()
@@ -493,6 +540,8 @@ func (b *builder) rootfs(kernel, initrd, efi string) (*tree, error) {
 	t.addFile(KernelPath, 0o644, kernel)
 	t.addFile(InitrdPath, 0o644, initrd)
 	t.addFile(BootEFIPath, 0o644, efi)
+	t.addFile(BootBIOSCorePath, 0o644, filepath.Join(filepath.Dir(efi), "core.img"))
+	t.addFile(BootBIOSBootPath, 0o644, filepath.Join(filepath.Dir(efi), "boot.img"))
 
 	if err := addEmbedded(t, "files/edgefleet-node.run", "usr/lib/edgefleet/edgefleet-node.run", 0o755); err != nil {
 		return nil, err

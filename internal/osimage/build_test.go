@@ -92,6 +92,12 @@ func TestBuild(t *testing.T) {
 	if efi := files[osimage.BootEFIPath]; len(efi) < 2 || string(efi[:2]) != "MZ" {
 		t.Error("bootx64.efi is not a PE/EFI binary")
 	}
+	if boot := files[osimage.BootBIOSBootPath]; len(boot) != 512 || !bytes.Equal(boot[510:], []byte{0x55, 0xaa}) {
+		t.Error("the BIOS boot.img is not a boot sector")
+	}
+	if core := files[osimage.BootBIOSCorePath]; len(core) < 1024 || len(core) > 2014*512 {
+		t.Errorf("the BIOS core.img has %d bytes: want one that fits the 2014 sectors of the BIOS boot partition", len(core))
+	}
 
 	again, err := osimage.Build(ctx, opts)
 	if err != nil {

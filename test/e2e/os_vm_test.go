@@ -16,6 +16,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -45,7 +46,14 @@ const (
 // OS version 1.0.0. A node plan upgrades it to 2.0.0 (confirmed once the
 // new slot reaches the manager), another to a broken 3.0.0: GRUB tries it
 // three times and falls back to 2.0.0 by itself, and the inventory says
-// RolledBack. Each step logs its duration (docs/os.md, Performance).
+// RolledBack. Before that, the same seed on a machine without a TPM is
+// refused with a clear message on its console, and the power is cut while
+// the installer writes: the machine boots its seed again, installs again,
+// and the inventory says the first attempt did not finish. Deleting its
+// MachineInventory (the registration allows a
+// reset) makes it boot recovery, wipe its state and register again as a
+// new machine running the recovery image. Each step logs its duration
+// (docs/os.md, Performance).
 func TestOSLifecycleInVM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds an OS image, starts a manager and boots a VM several times")
@@ -79,6 +87,7 @@ machineInventoryLabels: {serial: "${System Information/Serial Number}", cores: "
 tpm: {trustOnFirstUse: true}
 config:
   install: {device: /dev/vda, system-uri: "oci:%s", reboot: true}
+  reset: {enabled: true}
 `, v1Guest), &spec); err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +111,31 @@ config:
 	})
 	iso := downloadSeed(t, m, si)
 	steps.done("seed ISO built by the manager")
+
+	// A machine without a TPM boots the same seed (BIOS this time): the
+	// registration needs TPM attestation, so the node refuses to register
+	// and says why on the console; the manager never hears of it.
+	noTPM := vmrig.New(t, vmrig.Config{
+		Firmware: vmrig.BIOS, MemoryMiB: 1024, CDROM: iso, Network: true, Serial: "NOTPM1",
+		Forwards: []vmrig.Forward{{Guest: net.JoinHostPort(guestManagerIP, port), Host: net.JoinHostPort("127.0.0.1", port)}},
+	})
+	nctx, ncancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer ncancel()
+	if err := noTPM.PowerOn(nctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := noTPM.WaitFor(nctx, regexp.MustCompile(`opening the TPM: .*no TPM 2\.0 at /dev/tpmrm0\? use a registration that allows a fallback`)); err != nil {
+		t.Fatalf("no clear refusal on the console of a machine without a TPM: %v\nconsole tail:\n%s", err, tailString(noTPM.Console(), 4000))
+	}
+	if err := noTPM.PowerOff(nctx); err != nil {
+		t.Fatal(err)
+	}
+	var invs machinesv1.MachineInventoryList
+	if err := m.Client.List(ctx, &invs, client.InNamespace(ns)); err != nil || len(invs.Items) != 0 {
+		t.Fatalf("inventories after the machine without a TPM: %d (%v), want none", len(invs.Items), err)
+	}
+	ncancel()
+	steps.done("machine without a TPM: refused on its console, no inventory")
 
 	vm := vmrig.New(t, vmrig.Config{
 		Firmware: vmrig.UEFI, MemoryMiB: 1024, CDROM: iso, TPM: true, Network: true, Serial: "VM9", UUID: "9a3c1e02-6f1b-4d7e-9c55-0d4f1c2b3a09",
@@ -136,12 +170,43 @@ config:
 		t.Errorf("inventory labels %v, want serial VM9 and cores 1 from the VM's hardware", inv.Labels)
 	}
 
+	// Power loss while the installer writes: the inventory says an install
+	// is under way; cut the power once the recovery image is being written
+	// (partitions made, no boot loader yet). The machine boots its seed
+	// again, registers as the same machine and installs again, and the
+	// inventory says the first attempt did not finish.
 	console(`edgefleet-node: installing`)
+	osReady := func(reason, msg string) {
+		t.Helper()
+		waitUntil(t, 3*time.Minute, func() error {
+			if err := m.Client.Get(ctx, client.ObjectKeyFromObject(inv), inv); err != nil {
+				return err
+			}
+			c := meta.FindStatusCondition(inv.Status.Conditions, machinesv1.OSReadyCondition)
+			if c == nil || c.Reason != reason || !strings.Contains(c.Message, msg) {
+				return fmt.Errorf("OSReady %+v, want reason %s with %q", c, reason, msg)
+			}
+			return nil
+		})
+	}
+	osReady(machinesv1.InstallingReason, "to /dev/vda since")
+	console(`writing the recovery image`)
+	if err := vm.PowerOff(vctx); err != nil {
+		t.Fatal(err)
+	}
+	steps.done("registered → installing, power cut while writing")
+	if err := vm.PowerOn(vctx); err != nil {
+		t.Fatal(err)
+	}
+	console(`edgefleet-os: edgefleet-test-os 1\.0\.0 \(mode live, slot live\)`)
+	console(`registered as MachineInventory ` + ns + `/vm-vm9 \(auth tpm\)`)
+	console(`edgefleet-node: installing`)
+	osReady(machinesv1.InstallingReason, "(attempt 2); attempt 1 did not finish (the machine lost power or restarted while installing)")
 	console(`installed edgefleet-test-os 1\.0\.0 .* to /dev/vda slot a`)
 	if err := vm.Wait(vctx); err != nil { // the guest rebooted: -no-reboot stops qemu
 		t.Fatal(err)
 	}
-	steps.done("registered → installed to /dev/vda, rebooting")
+	steps.done("power-on again → live seed, installed to /dev/vda, rebooting")
 
 	// The operator takes the seed medium out; the machine boots its disk.
 	if err := vm.EjectMedia(vctx); err != nil {
@@ -236,6 +301,40 @@ config:
 		t.Errorf("the broken image booted %d times, want 3 tries", brokenBoots)
 	}
 	steps.done(fmt.Sprintf("broken 3.0.0: %d failed tries, rolled back to 2.0.0 by itself", brokenBoots))
+
+	// Reset: deleting the inventory revokes the machine's credential; its
+	// agent learns at the next request that it must be re-provisioned,
+	// schedules the reset the registration allows and reboots into
+	// recovery, which wipes the state and persistent partitions, writes the
+	// recovery image (1.0.0) as slot a and reboots; the machine then
+	// registers again as a new MachineInventory.
+	oldUID := inv.UID
+	if err := m.Client.Delete(ctx, inv); err != nil {
+		t.Fatal(err)
+	}
+	console(`rebooting into recovery to reset`)
+	powerOnAfterReboot()
+	console(`edgefleet-os: edgefleet-test-os 1\.0\.0 \(mode recovery, slot recovery\)`)
+	console(`Reset done`)
+	powerOnAfterReboot()
+	console(`edgefleet-os: edgefleet-test-os 1\.0\.0 \(mode disk, slot a\)`)
+	waitUntil(t, 3*time.Minute, func() error {
+		fresh := &machinesv1.MachineInventory{}
+		if err := m.Client.Get(ctx, client.ObjectKeyFromObject(inv), fresh); err != nil {
+			return err
+		}
+		if fresh.UID == oldUID {
+			return fmt.Errorf("MachineInventory %s is still the deleted one", fresh.Name)
+		}
+		if st := fresh.Status.OS; st.Version != "1.0.0" || st.BootedSlot != "a" || st.ActiveSlot != "a" || st.LastUpgrade != nil {
+			return fmt.Errorf("status.os of the new inventory %+v, want 1.0.0 in slot a and no upgrade history", st)
+		}
+		if fresh.Labels["serial"] != "VM9" {
+			return fmt.Errorf("labels of the new inventory %v, want serial VM9", fresh.Labels)
+		}
+		return nil
+	})
+	steps.done("inventory deleted → recovery, reset, registered again as new")
 	q, sw := vm.RSS()
 	t.Logf("qemu RSS %d KiB, swtpm RSS %d KiB (accelerator %s)", q, sw, vm.Accel())
 }

@@ -88,6 +88,18 @@ config:
 	if out := run("install", "--config", cfgPath, "--cache-dir", filepath.Join(dir, "cache")); !strings.Contains(out, "installed edgefleet-test 1.0") {
 		t.Fatalf("install said %q", out)
 	}
+	// The live system's install reported itself on the inventory (the
+	// installed system's first report replaces it).
+	{
+		inv := &machinesv1.MachineInventory{}
+		if err := m.Client.Get(ctx, types.NamespacedName{Namespace: l.ns, Name: invName}, inv); err != nil {
+			t.Fatal(err)
+		}
+		c := meta.FindStatusCondition(inv.Status.Conditions, machinesv1.OSReadyCondition)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != machinesv1.InstallingReason || !strings.Contains(c.Message, "to "+disk+" since ") || !strings.Contains(c.Message, "(attempt 1)") {
+			t.Errorf("OSReady after the install = %+v, want False Installing naming the disk, attempt 1", c)
+		}
+	}
 	// The registration's cloud-config and config-urls are on EF_OEM for the
 	// first boot.
 	d, err := osinstall.OpenDisk(disk)

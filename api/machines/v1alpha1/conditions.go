@@ -143,6 +143,15 @@ const (
 	// RecoveryBootedReason (OSReady False): the machine runs its recovery
 	// image (a reset is under way).
 	RecoveryBootedReason = "RecoveryBooted"
+
+	// InstallingReason (OSReady False): the live system is installing the
+	// OS to disk; the message says what, where, since when, which attempt,
+	// and whether an earlier attempt did not finish (power loss).
+	InstallingReason = "Installing"
+
+	// InstallFailedReason (OSReady False): the install stopped with an
+	// error (in the message); the machine runs its live system.
+	InstallFailedReason = "InstallFailed"
 )
 
 // SeedImage condition reasons.

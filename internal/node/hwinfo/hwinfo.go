@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"github.com/jaypipes/ghw"
+
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 )
 
 // Options select what is collected.
@@ -28,27 +30,7 @@ type Options struct {
 
 // dmiFields maps SMBIOS template paths to /sys/class/dmi/id files, named as
 // dmidecode (and so Elemental) names them.
-var dmiFields = map[string]string{
-	"System Information/Manufacturer":      "sys_vendor",
-	"System Information/Product Name":      "product_name",
-	"System Information/Version":           "product_version",
-	"System Information/Serial Number":     "product_serial",
-	"System Information/UUID":              "product_uuid",
-	"System Information/SKU Number":        "product_sku",
-	"System Information/Family":            "product_family",
-	"BIOS Information/Vendor":              "bios_vendor",
-	"BIOS Information/Version":             "bios_version",
-	"BIOS Information/Release Date":        "bios_date",
-	"Base Board Information/Manufacturer":  "board_vendor",
-	"Base Board Information/Product Name":  "board_name",
-	"Base Board Information/Version":       "board_version",
-	"Base Board Information/Serial Number": "board_serial",
-	"Base Board Information/Asset Tag":     "board_asset_tag",
-	"Chassis Information/Manufacturer":     "chassis_vendor",
-	"Chassis Information/Type":             "chassis_type",
-	"Chassis Information/Serial Number":    "chassis_serial",
-	"Chassis Information/Asset Tag":        "chassis_asset_tag",
-}
+var dmiFields = machinereg.SMBIOSFields
 
 // Collect gathers the machine's data. Parts that cannot be read (no SMBIOS in
 // a container, no permission for serial numbers) are left out rather than

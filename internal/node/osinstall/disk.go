@@ -146,7 +146,9 @@ func (d *Disk) Partition(ctx context.Context, l Layout) error {
 	if _, err := runTool(ctx, sgdisk, append(args, d.Path)...); err != nil {
 		return err
 	}
-	args = []string{"-o"}
+	// Partition 6, EF_BIOS, fills the gap before the first 1 MiB-aligned
+	// partition: BIOS firmware boots GRUB's core.img from it (bios.go).
+	args = []string{"-o", "-a1", fmt.Sprintf("-n%d:%d:%d", BIOSBootNum, biosBootFirst, biosBootLast), fmt.Sprintf("-t%d:ef02", BIOSBootNum), fmt.Sprintf("-c%d:%s", BIOSBootNum, LabelBIOSBoot)}
 	for _, p := range l {
 		args = append(args,
 			fmt.Sprintf("-n%d:%d:%d", p.Num, p.Start/sectorSize, (p.Start+p.Size)/sectorSize-1),
@@ -211,8 +213,11 @@ func (d *Disk) ReadLayout(ctx context.Context) (Layout, error) {
 			continue
 		}
 		p := Part{Num: n, Label: f[len(f)-1], Type: f[5], Start: s * sectorSize, Size: (e - s + 1) * sectorSize, FS: "ext4"}
-		if p.Label == LabelEFI {
+		switch p.Label {
+		case LabelEFI:
 			p.FS = "vfat"
+		case LabelBIOSBoot:
+			p.FS = ""
 		}
 		l = append(l, p)
 	}

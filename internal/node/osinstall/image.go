@@ -34,6 +34,10 @@ const (
 	ImageNodeAgent = "usr/bin/edgefleet-node"
 	ImageOSRelease = "etc/os-release"
 	ImageGrubEFI   = "usr/lib/edgefleet/grub/bootx64.efi"
+	// ImageGrubBIOSCore and ImageGrubBIOSBoot are optional: GRUB for BIOS
+	// firmware (i386-pc core.img and boot.img).
+	ImageGrubBIOSCore = "usr/lib/edgefleet/grub/i386-pc/core.img"
+	ImageGrubBIOSBoot = "usr/lib/edgefleet/grub/i386-pc/boot.img"
 
 	LabelOSName    = "io.edgefleet.os.name"
 	LabelOSVersion = "io.edgefleet.os.version"
@@ -73,6 +77,10 @@ type OSImage struct {
 	Kernel   string `json:"-"`
 	Initrd   string `json:"-"`
 	GrubEFI  string `json:"-"`
+	// GrubBIOSCore and GrubBIOSBoot are "" when the image has no BIOS
+	// boot code (the disk then boots with UEFI only).
+	GrubBIOSCore string `json:"-"`
+	GrubBIOSBoot string `json:"-"`
 	// Size is the bytes a slot of this image takes (squashfs, kernel, initrd).
 	Size int64 `json:"size"`
 }
@@ -308,6 +316,10 @@ func flatten(ctx context.Context, img v1.Image, work string, out *OSImage) error
 	if len(missing) > 0 {
 		return &ImageError{Missing: missing}
 	}
+	out.GrubBIOSCore, out.GrubBIOSBoot = resolve(ImageGrubBIOSCore), resolve(ImageGrubBIOSBoot)
+	if out.GrubBIOSCore == "" || out.GrubBIOSBoot == "" {
+		out.GrubBIOSCore, out.GrubBIOSBoot = "", ""
+	}
 	rel := parseOSRelease(seen.osRelease)
 	if out.Name == "" {
 		out.Name = rel["NAME"]
@@ -361,7 +373,7 @@ func scanTar(r io.Reader, work string) (*tarSeen, error) {
 				}
 				continue
 			}
-			if !strings.HasPrefix(p, "boot/") && p != ImageGrubEFI {
+			if !strings.HasPrefix(p, "boot/") && p != ImageGrubEFI && p != ImageGrubBIOSCore && p != ImageGrubBIOSBoot {
 				continue
 			}
 			n++

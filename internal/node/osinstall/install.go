@@ -159,7 +159,27 @@ func Install(ctx context.Context, o InstallOptions) (*Result, error) {
 	if err := disk.WriteEFIFile(ctx, layout.Get(LabelEFI), img.GrubEFI, EFIBoot); err != nil {
 		return nil, fmt.Errorf("writing %s: %w (the disk is not bootable; run install again)", LabelEFI, err)
 	}
+	if img.GrubBIOSCore != "" {
+		if err := writeBIOSBootFiles(disk.Path, img); err != nil {
+			return nil, fmt.Errorf("writing the BIOS boot code: %w (the disk boots with UEFI only; run install again for BIOS)", err)
+		}
+	}
 	return &Result{Image: img, Layout: layout, Slot: SlotA, Duration: time.Since(start)}, nil
+}
+
+func writeBIOSBootFiles(path string, img *OSImage) error {
+	if st, err := os.Stat(img.GrubBIOSCore); err != nil || st.Size() > (biosBootLast-biosBootFirst+1)*sectorSize {
+		return fmt.Errorf("%s is missing or larger than the BIOS boot partition (%v)", ImageGrubBIOSCore, err)
+	}
+	boot, err := os.ReadFile(img.GrubBIOSBoot)
+	if err != nil {
+		return err
+	}
+	core, err := os.ReadFile(img.GrubBIOSCore)
+	if err != nil {
+		return err
+	}
+	return WriteBIOSBoot(path, boot, core)
 }
 
 // RecoveryGrubConfig is grub/grub.cfg on EF_RECOVERY: it boots recovery.

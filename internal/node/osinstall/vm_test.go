@@ -34,11 +34,12 @@ func TestGrubBootAssessmentVM(t *testing.T) {
 	requireLoop(t)
 	osinstalltest.RequireTools(t, "grub-mkimage")
 	ctx := context.Background()
-	kernel, initrd, efi := bootFiles(t)
+	kernel, initrd, efi, biosCore, biosBoot := bootFiles(t)
 	reg := osinstalltest.NewRegistry(t)
 	image := func(v string) string {
 		return reg.Push(t, "os", "v"+v, osinstalltest.Build(t, osinstalltest.Image{Version: v, Files: map[string][]byte{
 			"boot/vmlinuz-6.1.0-test": kernel, "boot/initrd": initrd, "usr/lib/edgefleet/grub/bootx64.efi": efi,
+			osinstall.ImageGrubBIOSCore: biosCore, osinstall.ImageGrubBIOSBoot: biosBoot,
 		}}))
 	}
 	disk := newDisk(t, 512<<20)
@@ -51,13 +52,15 @@ func TestGrubBootAssessmentVM(t *testing.T) {
 	if _, err := osinstall.Upgrade(ctx, osinstall.UpgradeOptions{Device: disk, Pull: pullOpts(t, image("2")), BootedSlot: "a"}); err != nil {
 		t.Fatal(err)
 	}
-	// No confirmation: three tries of b, then GRUB goes back to a.
-	var seen []string
-	for range osinstall.DefaultTries + 1 {
+	// No confirmation: three tries of b, then GRUB goes back to a. The
+	// first try boots with SeaBIOS (GRUB i386-pc from the BIOS boot
+	// partition), the others with UEFI: one boot assessment for both.
+	seen := []string{bootSlotWith(t, disk, vmrig.BIOS)}
+	for range osinstall.DefaultTries {
 		seen = append(seen, bootSlot(t, disk))
 	}
 	if strings.Join(seen, ",") != "b,b,b,a" {
-		t.Fatalf("boots went to slots %v, want b b b (trial) then a (rollback)", seen)
+		t.Fatalf("boots went to slots %v, want b (BIOS) b b (UEFI, trial) then a (rollback)", seen)
 	}
 	wantEnv(t, disk, map[string]string{"active_slot": "a", "try_slot": "", "rolled_back": "b"})
 	res, err := osinstall.Confirm(ctx, disk, "a")
@@ -95,10 +98,16 @@ var slotRE = regexp.MustCompile(`edgefleet-test-init: cmdline: .*edgefleet\.slot
 // the slot its kernel got.
 func bootSlot(t *testing.T, disk string) string {
 	t.Helper()
+	return bootSlotWith(t, disk, vmrig.UEFI)
+}
+
+// bootSlotWith boots the disk once with the given firmware.
+func bootSlotWith(t *testing.T, disk string, fw vmrig.Firmware) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	start := time.Now()
-	vm := vmrig.New(t, vmrig.Config{Firmware: vmrig.UEFI, MemoryMiB: 256, ExitOnReboot: true, Disks: []vmrig.Disk{{Path: disk}},
+	vm := vmrig.New(t, vmrig.Config{Firmware: fw, MemoryMiB: 256, ExitOnReboot: true, Disks: []vmrig.Disk{{Path: disk}},
 		Log: func(string, ...any) {}})
 	if err := vm.PowerOn(ctx); err != nil {
 		t.Fatal(err)
@@ -110,7 +119,7 @@ func bootSlot(t *testing.T, disk string) string {
 	if err := vm.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("booted slot %s in %s", m[1], time.Since(start).Round(100*time.Millisecond))
+	t.Logf("booted slot %s in %s (%s)", m[1], time.Since(start).Round(100*time.Millisecond), fw)
 	return m[1]
 }
 
@@ -123,13 +132,16 @@ func tail(s string, n int) string {
 
 // bootFiles are a slot's boot files: Debian's cloud kernel, a busybox
 // initramfs running testInit (both from test/vmrig) and the OS image's
-// real bootx64.efi (internal/osimage).
-func bootFiles(t *testing.T) (kernel, initrd, efi []byte) {
+// real bootx64.efi and BIOS core.img/boot.img (internal/osimage).
+func bootFiles(t *testing.T) (kernel, initrd, efi, biosCore, biosBoot []byte) {
 	t.Helper()
 	dir := t.TempDir()
 	k := vmrig.DebianKernel(t)
 	vmrig.BuildInitramfs(t, k, vmrig.Initramfs{Init: testInit}, filepath.Join(dir, "initrd"))
 	if err := osimage.BuildBootEFI(context.Background(), filepath.Join(dir, "bootx64.efi")); err != nil {
+		t.Fatal(err)
+	}
+	if err := osimage.BuildBootBIOS(context.Background(), dir); err != nil {
 		t.Fatal(err)
 	}
 	read := func(p string) []byte {
@@ -139,5 +151,5 @@ func bootFiles(t *testing.T) (kernel, initrd, efi []byte) {
 		}
 		return b
 	}
-	return read(k.Vmlinuz), read(filepath.Join(dir, "initrd")), read(filepath.Join(dir, "bootx64.efi"))
+	return read(k.Vmlinuz), read(filepath.Join(dir, "initrd")), read(filepath.Join(dir, "bootx64.efi")), read(filepath.Join(dir, "core.img")), read(filepath.Join(dir, "boot.img"))
 }

@@ -53,6 +53,8 @@ const (
 	UpgradeRolledBackReason = "UpgradeRolledBack"
 	NoRollbackReason        = "NoRollback"
 	RecoveryBootedReason    = "RecoveryBooted"
+	InstallingReason        = "Installing"
+	InstallFailedReason     = "InstallFailed"
 
 	True  = "True"
 	False = "False"

@@ -59,6 +59,7 @@ func TestConstantsAreTheAPIs(t *testing.T) {
 		OSInstalledReason: machinesv1.OSInstalledReason, UpgradePendingReason: machinesv1.UpgradePendingReason,
 		UpgradeFailedReason: machinesv1.UpgradeFailedReason, UpgradeRolledBackReason: machinesv1.UpgradeRolledBackReason,
 		NoRollbackReason: machinesv1.NoRollbackReason, RecoveryBootedReason: machinesv1.RecoveryBootedReason,
+		InstallingReason: machinesv1.InstallingReason, InstallFailedReason: machinesv1.InstallFailedReason,
 		True: string(metav1.ConditionTrue), False: string(metav1.ConditionFalse),
 	} {
 		if wire != api {
