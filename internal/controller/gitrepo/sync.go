@@ -50,7 +50,7 @@ func (r *Reconciler) sync(ctx context.Context, gr, base *fleetv1.GitRepo, st *sy
 		// tokens; status and logs are readable by more people than the spec.
 		msg := gitops.RedactURLs(err.Error())
 		st.failure = &failure{reason: reason, message: msg}
-		st.attemptedGeneration = gr.Generation
+		st.attemptedGeneration, st.attemptedPolicy = gr.Generation, st.policy
 		log.Info("GitRepo sync failed", "reason", reason, "error", msg, "retryIn", backoff(st.failures).String())
 	}
 
@@ -66,7 +66,7 @@ func (r *Reconciler) sync(ctx context.Context, gr, base *fleetv1.GitRepo, st *sy
 		fail(reasonOr(err, fleetv1.RepositoryUnreachableReason), err, true)
 		return
 	}
-	upToDate := commit == st.attemptedCommit && gr.Generation == st.attemptedGeneration
+	upToDate := commit == st.attemptedCommit && gr.Generation == st.attemptedGeneration && st.policy == st.attemptedPolicy
 	if upToDate && (st.failures == 0 || (!force && time.Now().Before(st.retryAt))) {
 		if st.fetchFailed {
 			// The repository answers again and nothing changed.
@@ -84,7 +84,7 @@ func (r *Reconciler) sync(ctx context.Context, gr, base *fleetv1.GitRepo, st *sy
 		return
 	}
 	defer os.RemoveAll(dir)
-	st.attemptedCommit, st.attemptedGeneration = commit, gr.Generation
+	st.attemptedCommit, st.attemptedGeneration, st.attemptedPolicy = commit, gr.Generation, st.policy
 
 	httpClient, err := r.helmClient(ctx, gr)
 	if err != nil {
