@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -126,6 +127,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			r.mu.Unlock()
 			return nil
 		})).
+		Watches(&fleetv1.BundleNamespaceMapping{}, r.mappingHandler()).
+		Watches(&corev1.Namespace{}, r.namespaceHandler()).
 		WithOptions(queue.Options(workers)).
 		Complete(r)
 	if err != nil {
@@ -148,7 +151,8 @@ func (r *Reconciler) enqueueRollout(key types.NamespacedName) {
 	}
 }
 
-// Reconcile recomputes every pair of one Bundle: O(clusters in its namespace).
+// Reconcile recomputes every pair of one Bundle: O(clusters in its
+// namespace and the namespaces mapped to it).
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
 	var bundle fleetv1.Bundle
@@ -175,13 +179,26 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 
-	var clusters fleetv1.ClusterList
-	if err := r.Client.List(ctx, &clusters, client.InNamespace(bundle.Namespace)); err != nil {
-		return ctrl.Result{}, fmt.Errorf("listing clusters: %w", err)
-	}
-	groups, err := listGroups(ctx, r.Client, bundle.Namespace)
+	// Its own namespace's clusters, and those of namespaces a
+	// BundleNamespaceMapping gives it; each cluster's groups are those of
+	// its namespace.
+	namespaces, err := r.clusterNamespaces(ctx, &bundle)
 	if err != nil {
 		return ctrl.Result{}, err
+	}
+	var clusters []*fleetv1.Cluster
+	groupsOf := map[string][]*fleetv1.ClusterGroup{}
+	for _, ns := range namespaces {
+		var list fleetv1.ClusterList
+		if err := r.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return ctrl.Result{}, fmt.Errorf("listing clusters: %w", err)
+		}
+		for i := range list.Items {
+			clusters = append(clusters, &list.Items[i])
+		}
+		if groupsOf[ns], err = listGroups(ctx, r.Client, ns); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	existing, err := r.deploymentsOf(ctx, req.NamespacedName)
 	if err != nil {
@@ -196,11 +213,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	var originals []*fleetv1.BundleDeployment
 	var pending []string
 	var valueErrs []error
-	for i := range clusters.Items {
-		cluster := &clusters.Items[i]
+	for _, cluster := range clusters {
 		if !cluster.DeletionTimestamp.IsZero() {
 			continue
 		}
+		groups := groupsOf[cluster.Namespace]
 		pairRecomputes.WithLabelValues("bundle").Inc()
 		opts, _, ok := matcher.Target(cluster, groups)
 		if !ok {
