@@ -51,10 +51,10 @@ var (
 	// also left out of the edgefleet category: they are storage, not
 	// something `kubectl get edgefleet` should list.
 	noStatus = map[string]string{
-		"Content":          "immutable content-addressed data; nothing reconciles it, there is no state to report",
+		"Content":                "immutable content-addressed data; nothing reconciles it, there is no state to report",
 		"GitRepoRestriction":     "Fleet's kind: top-level fields, no spec or status; policy read by the GitRepo controller, which reports on the GitRepo",
 		"BundleNamespaceMapping": "Fleet's kind: top-level selectors, no spec or status; read by the bundle controller, which reports on the Bundles",
-		"ManagedOSVersion": "data (a version and its image), written by hand or by its channel; nothing reconciles it (the channel and the ManagedOSImage using it report)",
+		"ManagedOSVersion":       "data (a version and its image), written by hand or by its channel; nothing reconciles it (the channel and the ManagedOSImage using it report)",
 	}
 	// nonCamelJSON: json names that are not lowerCamelCase.
 	nonCamelJSON = map[string]string{
