@@ -2,8 +2,6 @@ package gitrepo
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -319,26 +317,7 @@ func (r *Reconciler) helmClient(ctx context.Context, gr *fleetv1.GitRepo) (*http
 		creds.AllowPlainHTTP = strings.EqualFold(strings.TrimSpace(string(s.Data[HelmInsecurePlainHTTPKey])), "true")
 		caPEM = append(caPEM, s.Data["cacerts"]...)
 	}
-	hasCreds := creds.Username != "" || creds.Password != ""
-	if !hasCreds && len(caPEM) == 0 && !gr.Spec.InsecureSkipTLSVerify {
-		return nil, nil
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if len(caPEM) > 0 || gr.Spec.InsecureSkipTLSVerify {
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if len(caPEM) > 0 && !pool.AppendCertsFromPEM(caPEM) {
-			return nil, fmt.Errorf("caBundle (or cacerts of helmSecretName) holds no PEM certificate")
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, InsecureSkipVerify: gr.Spec.InsecureSkipTLSVerify} //nolint:gosec // the user asked for it
-	}
-	var rt http.RoundTripper = tr
-	if hasCreds {
-		rt = bundlereader.NewCredentialsTransport(creds, tr)
-	}
-	return &http.Client{Transport: rt, Timeout: 2 * time.Minute}, nil
+	return bundlereader.HelmHTTPClient(creds, caPEM, gr.Spec.InsecureSkipTLSVerify)
 }
 
 // HelmInsecurePlainHTTPKey in the helmSecretName Secret, set to "true",
