@@ -211,7 +211,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 	var targets []*targeting.RolloutTarget
 	var originals []*fleetv1.BundleDeployment
-	var pending []string
+	var pending []pendingTarget
 	var valueErrs []error
 	for _, cluster := range clusters {
 		if !cluster.DeletionTimestamp.IsZero() {
@@ -225,7 +225,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		clusterNS, ready := clusterns.Of(cluster)
 		if !ready {
-			pending = append(pending, cluster.Namespace+"/"+cluster.Name)
+			pending = append(pending, pendingTarget{cluster.Namespace + "/" + cluster.Name, waitingForNamespace})
 			continue
 		}
 		current := byNamespace[clusterNS]
@@ -272,13 +272,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	for i, t := range targets {
 		if deferred[i] {
 			// rolloutStrategy.maxNew: created by a following reconcile.
-			pending = append(pending, t.Cluster.Namespace+"/"+t.Cluster.Name)
+			pending = append(pending, pendingTarget{t.Cluster.Namespace + "/" + t.Cluster.Name, waitingForMaxNew(bundle.Spec.RolloutStrategy)})
 			requeue = ctrl.Result{RequeueAfter: maxNewRequeue}
 			continue
 		}
 		if writeErrs[i] != nil {
 			errs = append(errs, writeErrs[i])
-			pending = append(pending, t.Cluster.Namespace+"/"+t.Cluster.Name)
+			pending = append(pending, pendingTarget{t.Cluster.Namespace + "/" + t.Cluster.Name, waitingForWrite})
 			continue
 		}
 		deployments = append(deployments, written[i])
