@@ -311,6 +311,9 @@ func (r *reader) build(ctx context.Context, t *tree, d *bundleDir, name string) 
 			if err := b.resolveHelm(ctx, &t.BundleDeploymentOptions, originalHelm, append(at, "helm")); err != nil {
 				return nil, err
 			}
+			if err := b.updateTargetDependencies(ctx, spec.Helm, t.Helm, append(at, "helm")); err != nil {
+				return nil, err
+			}
 			if err := b.checkOptions(&t.BundleDeploymentOptions, at); err != nil {
 				return nil, err
 			}
