@@ -96,10 +96,11 @@ type HelmOpSpec struct {
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
 	PollingInterval *metav1.Duration `json:"pollingInterval,omitempty"`
 
-	// helmSecretName is a Secret of the HelmOp's namespace with credentials
-	// for the chart source: username/password (sent only to the chart's
-	// origin), optional cacerts, and insecurePlainHTTP "true" to allow plain
-	// HTTP (credentials, and OCI registries).
+	// helmSecretName is a Secret of the HelmOp's namespace for the chart
+	// source: username/password (basic auth, sent only to the origin of a
+	// Helm repository or chart URL, never to OCI registries), optional
+	// cacerts, and insecurePlainHTTP "true" to allow plain HTTP
+	// (credentials, and OCI registries).
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	HelmSecretName string `json:"helmSecretName,omitempty"`

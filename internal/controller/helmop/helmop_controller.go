@@ -26,6 +26,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -347,6 +348,10 @@ func setName(op *fleetv1.HelmOp) string {
 // validate refuses what cannot be a chart source of a HelmOp: it has no
 // directory, so only remote charts make sense.
 func validate(op *fleetv1.HelmOp) error {
+	if errs := validation.IsValidLabelValue(op.Name); len(errs) > 0 {
+		// It labels the Bundle (fleet.edgefleet.io/helmop-name).
+		return fmt.Errorf("the HelmOp's name %q must be a valid label value (at most 63 characters): %s", op.Name, strings.Join(errs, "; "))
+	}
 	h := op.Spec.Helm
 	if h == nil || h.Chart == "" {
 		return errors.New("spec.helm.chart is required: a chart name with spec.helm.repo, an oci:// reference or an https:// archive URL")
