@@ -28,7 +28,7 @@ import (
 // everything. It has no spec or status, as in Fleet.
 //
 // +kubebuilder:object:root=true
-// +kubebuilder:resource:path=bundlenamespacemappings,scope=Namespaced,categories={fleet}
+// +kubebuilder:resource:path=bundlenamespacemappings,scope=Namespaced,categories={edgefleet,fleet}
 // +kubebuilder:printcolumn:name="Bundles",type=string,JSONPath=`.bundleSelector`,priority=10
 // +kubebuilder:printcolumn:name="Namespaces",type=string,JSONPath=`.namespaceSelector`,priority=10
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

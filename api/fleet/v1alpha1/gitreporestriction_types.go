@@ -29,7 +29,7 @@ import (
 // in Fleet: its fields sit at the top level.
 //
 // +kubebuilder:object:root=true
-// +kubebuilder:resource:path=gitreporestrictions,scope=Namespaced,categories={fleet}
+// +kubebuilder:resource:path=gitreporestrictions,scope=Namespaced,categories={edgefleet,fleet}
 // +kubebuilder:printcolumn:name="Default-ServiceAccount",type=string,JSONPath=`.defaultServiceAccount`
 // +kubebuilder:printcolumn:name="Default-ClientSecretName",type=string,JSONPath=`.defaultClientSecretName`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
