@@ -375,7 +375,9 @@ func validate(op *fleetv1.HelmOp) error {
 func (r *Reconciler) readerOptions(ctx context.Context, op *fleetv1.HelmOp) (bundlereader.Options, error) {
 	labels := map[string]string{}
 	for k, v := range op.Spec.Labels {
-		labels[k] = v
+		if !reserved(k) {
+			labels[k] = v
+		}
 	}
 	labels[fleetv1.HelmOpNameLabel] = op.Name
 	opts := bundlereader.Options{Name: setName(op), Namespace: op.Namespace, Labels: labels, Paused: op.Spec.Paused}
@@ -466,6 +468,13 @@ var fleetYAMLPosition = regexp.MustCompile(`\S*fleet\.yaml(:[0-9]+)?: `)
 func cleanReaderError(msg, dir string) string {
 	msg = fleetYAMLPosition.ReplaceAllString(msg, "")
 	return strings.ReplaceAll(msg, dir+string(filepath.Separator), "")
+}
+
+// reserved tells labels of edgefleet's own domain, which spec.labels may
+// not set: they would make the Bundle pass for another GitRepo's or set's.
+func reserved(key string) bool {
+	prefix, _, ok := strings.Cut(key, "/")
+	return ok && (prefix == fleetv1.ReservedLabelDomain || strings.HasSuffix(prefix, "."+fleetv1.ReservedLabelDomain))
 }
 
 func isNetworkError(err error) bool {

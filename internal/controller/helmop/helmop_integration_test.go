@@ -212,13 +212,16 @@ func TestHelmOp(t *testing.T) {
 				Helm:             &fleetv1.HelmOptions{Repo: hr.url, Chart: "web", Version: "^1.0.0", ReleaseName: "web.v1", Values: values(map[string]any{"greeting": "hi"})},
 			},
 			Targets:         dev,
-			Labels:          map[string]string{"team": "web"},
+			Labels:          map[string]string{"team": "web", fleetv1.RepoNameLabel: "someone-elses-repo"},
 			PollingInterval: &metav1.Duration{Duration: time.Second},
 		})
 		deployedVersion("web", "1.2.0", []string{"dev1", "dev2"}, []string{"prod1"})
 		var b fleetv1.Bundle
 		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "web"}, &b); err != nil {
 			t.Fatal(err)
+		}
+		if _, ok := b.Labels[fleetv1.RepoNameLabel]; ok {
+			t.Errorf("spec.labels set the reserved label %s on the bundle", fleetv1.RepoNameLabel)
 		}
 		if b.Labels["team"] != "web" || b.Labels[fleetv1.HelmOpNameLabel] != "web" || b.Spec.ContentsID == "" || b.Spec.Helm.ReleaseName != "web.v1" {
 			t.Errorf("bundle labels %v contentsID %q releaseName %q", b.Labels, b.Spec.ContentsID, b.Spec.Helm.ReleaseName)
