@@ -47,12 +47,14 @@ var groups = map[string]func(*runtime.Scheme) error{
 // Known exceptions, each with its reason. Keep them few; a new entry needs
 // a reason a reviewer accepts.
 var (
-	// noStatus: kinds without status (and so without conditions). They are
-	// also left out of the edgefleet category: they are storage, not
-	// something `kubectl get edgefleet` should list.
+	// noStatus: kinds without status (and so without conditions). They need
+	// not be in the edgefleet category (storage is not something `kubectl
+	// get edgefleet` should list; policy kinds may be).
 	noStatus = map[string]string{
-		"Content":          "immutable content-addressed data; nothing reconciles it, there is no state to report",
-		"ManagedOSVersion": "data (a version and its image), written by hand or by its channel; nothing reconciles it (the channel and the ManagedOSImage using it report)",
+		"Content":                "immutable content-addressed data; nothing reconciles it, there is no state to report",
+		"GitRepoRestriction":     "Fleet's kind: top-level fields, no spec or status; policy read by the GitRepo controller, which reports on the GitRepo",
+		"BundleNamespaceMapping": "Fleet's kind: top-level selectors, no spec or status; read by the bundle controller, which reports on the Bundles",
+		"ManagedOSVersion":       "data (a version and its image), written by hand or by its channel; nothing reconciles it (the channel and the ManagedOSImage using it report)",
 	}
 	// nonCamelJSON: json names that are not lowerCamelCase.
 	nonCamelJSON = map[string]string{

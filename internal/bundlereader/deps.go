@@ -75,6 +75,21 @@ func (b *builder) updateDependencies(ctx context.Context, h *fleetv1.HelmOptions
 	return nil
 }
 
+// updateTargetDependencies runs the dependency update for the chart a
+// target switches to (a local chart other than the bundle's), as Fleet
+// does for every chart it deploys: without it, such a chart's missing
+// dependencies only show when an agent renders it. The bundle's
+// disableDependencyUpdate applies too (targets inherit it when merged).
+// A chart already updated (the bundle's own) gains nothing twice.
+func (b *builder) updateTargetDependencies(ctx context.Context, bundle, target *fleetv1.HelmOptions, at []any) error {
+	if target == nil || target.Chart == "" {
+		return nil
+	}
+	h := *target
+	h.DisableDependencyUpdate = h.DisableDependencyUpdate || (bundle != nil && bundle.DisableDependencyUpdate)
+	return b.updateDependencies(ctx, &h, at)
+}
+
 // hasDependency reports whether charts/ holds name, as a directory or as an
 // archive (name-<version>.tgz).
 func (b *builder) hasDependency(chartDir, name string) bool {

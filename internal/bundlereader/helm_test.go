@@ -239,6 +239,30 @@ func TestHelmDependencyUpdate(t *testing.T) {
 		g.true(!strings.HasPrefix(n, "app/charts/"), "disableDependencyUpdate added %s", n)
 	}
 
+	// A target customization switching to another local chart: that
+	// chart's dependencies are updated too, and its errors name the target.
+	files["fleet.yaml"] = "helm:\n  chart: ./app\ntargetCustomizations:\n- name: v2\n  clusterSelector: {matchLabels: {v: \"2\"}}\n  helm:\n    chart: ./app2\n"
+	files["app2/Chart.yaml"] = "apiVersion: v2\nname: app2\nversion: 0.2.0\ndependencies:\n- name: remotedep\n  version: 1.2.3\n  repository: " + srv.URL + "\n"
+	files["app2/templates/cm.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app2\n"
+	bundles, err = Read(context.Background(), Options{Name: "myapp"}, writeTree(t, files))
+	g.noErr(err)
+	g.has(resourceNames(bundles[0]), "app/charts/remotedep/Chart.yaml", "app2/charts/remotedep/Chart.yaml", "app2/charts/remotedep/templates/cm.yaml")
+	g.eq(chartVersionIn(t, bundles[0], "app2/charts/remotedep"), "1.2.3")
+
+	files["fleet.yaml"] = "helm:\n  chart: ./app\n  disableDependencyUpdate: true\ntargetCustomizations:\n- name: v2\n  clusterSelector: {}\n  helm:\n    chart: ./app2\n"
+	bundles, err = Read(context.Background(), Options{Name: "myapp"}, writeTree(t, files))
+	g.noErr(err)
+	for _, n := range resourceNames(bundles[0]) {
+		g.true(!strings.HasPrefix(n, "app2/charts/"), "the bundle's disableDependencyUpdate did not reach the target: %s", n)
+	}
+
+	files["fleet.yaml"] = "helm:\n  chart: ./app\ntargetCustomizations:\n- name: v2\n  clusterSelector: {}\n  helm:\n    chart: ./app2\n"
+	files["app2/Chart.yaml"] = "apiVersion: v2\nname: app2\nversion: 0.2.0\ndependencies:\n- name: gone\n  version: 1.0.0\n  repository: \"@stable\"\n"
+	_, err = Read(context.Background(), Options{Name: "myapp"}, writeTree(t, files))
+	g.errContains(err, `fleet.yaml:7: chart dependency "gone"`)
+	delete(files, "app2/Chart.yaml")
+	delete(files, "app2/templates/cm.yaml")
+
 	for _, tc := range []struct{ repo, want string }{
 		{"file://../../elsewhere", "is outside the bundle"},
 		{"@stable", "is a named repository"},

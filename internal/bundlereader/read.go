@@ -56,10 +56,21 @@ type Options struct {
 	Root string
 	// Limits bound the bytes read (defaults when zero).
 	Limits Limits
+	// FleetYAML, when set, is the fleet.yaml of each path's top directory
+	// instead of the file in it (`edgefleet test -f`, as Fleet's
+	// `fleet test -f`): that directory is a bundle even without YAML files.
+	FleetYAML *FleetYAMLOverride
 	// Strict fails on unknown or unsupported fleet.yaml keys (edgefleet's
 	// behaviour before Fleet compatibility; `--strict` for CI). By default
 	// they are ignored, as Fleet does, and reported in Bundle.Warnings.
 	Strict bool
+}
+
+// FleetYAMLOverride is a fleet.yaml given apart from its directory.
+type FleetYAMLOverride struct {
+	// Name is how messages name it (the file given, or "stdin").
+	Name string
+	Data []byte
 }
 
 // Bundle is one bundle read from a directory: the Bundle object (without
@@ -121,7 +132,7 @@ func Read(ctx context.Context, opts Options, paths ...string) ([]*Bundle, error)
 		if err != nil {
 			return nil, err
 		}
-		dirs, err := scan(ctx, t, dir, p)
+		dirs, err := scan(ctx, t, dir, p, opts.FleetYAML != nil)
 		if err != nil {
 			return nil, err
 		}
@@ -240,7 +251,16 @@ func (r *reader) build(ctx context.Context, t *tree, d *bundleDir, name string) 
 	}
 
 	fy := &FleetYAML{}
-	if d.fleetYAML != "" {
+	if d.fleetYAMLOverridden {
+		b.fleetFile = r.opts.FleetYAML.Name
+		if limit := r.budget.limits.MaxFleetYAMLBytes; int64(len(r.opts.FleetYAML.Data)) > limit {
+			return nil, fmt.Errorf("reading %s: larger than the limit of %s for a fleet.yaml", b.fleetFile, sizeString(limit))
+		}
+		var err error
+		if fy, b.node, b.warnings, err = parseFleetYAML(b.fleetFile, r.opts.FleetYAML.Data, r.opts.Strict); err != nil {
+			return nil, err
+		}
+	} else if d.fleetYAML != "" {
 		b.fleetFile = filepath.Join(d.display, filepath.Base(d.fleetYAML))
 		data, err := t.readFile(d.fleetYAML, b.fleetFile, r.budget.limits.MaxFleetYAMLBytes, "a fleet.yaml")
 		if err != nil {
@@ -289,6 +309,9 @@ func (r *reader) build(ctx context.Context, t *tree, d *bundleDir, name string) 
 			at := []any{list.key, i}
 			t := &list.targets[i]
 			if err := b.resolveHelm(ctx, &t.BundleDeploymentOptions, originalHelm, append(at, "helm")); err != nil {
+				return nil, err
+			}
+			if err := b.updateTargetDependencies(ctx, spec.Helm, t.Helm, append(at, "helm")); err != nil {
 				return nil, err
 			}
 			if err := b.checkOptions(&t.BundleDeploymentOptions, at); err != nil {

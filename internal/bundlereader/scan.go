@@ -31,7 +31,10 @@ type bundleDir struct {
 	path      string // relative to the root ("" is the root itself)
 	display   string // path as the user gave it, for messages
 	fleetYAML string // root-relative path of its fleet.yaml, "" if none
-	files     []bundleFile
+	// fleetYAMLOverridden: Options.FleetYAML replaces the directory's own
+	// fleet.yaml (which is then not one of its files either).
+	fleetYAMLOverridden bool
+	files               []bundleFile
 }
 
 type bundleFile struct {
@@ -65,7 +68,9 @@ type scanner struct {
 // part of its parent. .git and hidden files are skipped and .fleetignore
 // files (gitignore syntax) apply to their directory and everything below
 // it. A symbolic link that leaves the tree's root is an error naming it.
-func scan(ctx context.Context, t *tree, dir, display string) ([]*bundleDir, error) {
+//
+// With override (Options.FleetYAML), dir is a bundle whatever it holds.
+func scan(ctx context.Context, t *tree, dir, display string, override bool) ([]*bundleDir, error) {
 	info, err := t.stat(dir, display)
 	if err != nil {
 		return nil, err
@@ -74,14 +79,14 @@ func scan(ctx context.Context, t *tree, dir, display string) ([]*bundleDir, erro
 		return nil, fmt.Errorf("%s is not a directory: pass the directory holding fleet.yaml or the manifests", display)
 	}
 	s := &scanner{ctx: ctx, t: t}
-	top := &bundleDir{abs: filepath.Join(t.abs, dir), path: dir, display: display}
+	top := &bundleDir{abs: filepath.Join(t.abs, dir), path: dir, display: display, fleetYAMLOverridden: override}
 	s.dirs = append(s.dirs, top)
 	if err := s.walk(dir, display, nil, nil, top, false); err != nil {
 		return nil, err
 	}
 	var out []*bundleDir
 	for _, d := range s.dirs {
-		if d == top && d.fleetYAML == "" && !d.hasYAMLFiles() {
+		if d == top && !override && d.fleetYAML == "" && !d.hasYAMLFiles() {
 			continue
 		}
 		out = append(out, d)

@@ -17,6 +17,7 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/bundlereader"
+	"github.com/edgefleet/edgefleet/internal/content"
 	"github.com/edgefleet/edgefleet/internal/render"
 	"github.com/edgefleet/edgefleet/internal/targeting"
 )
@@ -35,6 +36,10 @@ type fleetTestOptions struct {
 	clusterValues string
 	targetsFile   string
 	plainHTTP     bool
+	// file and bundleFile are fleet test's -f and -b; stdin is read for
+	// "-f -".
+	file, bundleFile string
+	stdin            io.Reader
 }
 
 func newFleetTestCommand() *cobra.Command {
@@ -57,7 +62,11 @@ way, so a repository's CI keeps working by renaming the binary:
     outer targets, which then restrict them, as in Fleet);
   - -t NAME picks a target by name;
   - "# Matched: <target>" goes to stderr, the YAML to stdout; a bundle that
-    matches nothing is an error ("no match found").
+    matches nothing is an error ("no match found");
+  - -f FILE reads FILE ("-": stdin) as the fleet.yaml of DIR instead of
+    DIR/fleet.yaml; -b FILE matches and renders a Bundle resource (YAML with
+    inline spec.resources, Fleet's or edgefleet's apiVersion) instead of a
+    directory, and then DIR and -f are ignored, as in Fleet.
 
 --as-manager answers instead what the manager would deploy to a cluster
 with those labels and groups: the first matching target (restricted by the
@@ -72,6 +81,7 @@ deployed there is a comment, not an error.`,
 			if len(dirs) == 0 {
 				dirs = []string{"."}
 			}
+			o.stdin = cmd.InOrStdin()
 			return runFleetTest(cmd.Context(), o, dirs, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -88,6 +98,8 @@ deployed there is a comment, not an error.`,
 	f.BoolVar(&o.strict, "strict", false, "fail on unknown or unsupported fleet.yaml keys instead of ignoring them with a warning")
 	f.StringVar(&o.clusterValues, "cluster-values", "", "YAML file with the cluster's templateValues (.ClusterValues in Helm values)")
 	f.StringVar(&o.targetsFile, "targets-file", "", "YAML file with targets for every bundle, as with apply")
+	f.StringVarP(&o.file, "file", "f", "", `the fleet.yaml of DIR ("-": stdin) instead of DIR/fleet.yaml (fleet test -f)`)
+	f.StringVarP(&o.bundleFile, "bundle-file", "b", "", "match and render this Bundle resource (inline spec.resources) instead of reading DIR (fleet test -b)")
 	f.BoolVar(&o.plainHTTP, "helm-repo-insecure-plain-http", false, "pull charts from OCI registries over plain HTTP (local test registries only)")
 	return cmd
 }
@@ -160,9 +172,29 @@ func runFleetTest(ctx context.Context, o fleetTestOptions, dirs []string, out, e
 		}
 		ropts.Targets = targets
 	}
-	bundles, err := bundlereader.Read(ctx, ropts, dirs...)
-	if err != nil {
-		return err
+	var bundles []*bundlereader.Bundle
+	switch {
+	case o.bundleFile != "":
+		// fleet test -b: the Bundle as written; DIR and -f do not apply.
+		b, err := readBundleFile(o.bundleFile, o.namespace)
+		if err != nil {
+			return err
+		}
+		bundles = []*bundlereader.Bundle{b}
+	default:
+		if o.file != "" {
+			if len(dirs) > 1 {
+				return fmt.Errorf("-f/--file is the fleet.yaml of one DIR; %d were given", len(dirs))
+			}
+			override, err := readFleetYAMLFlag(o.file, o.stdin)
+			if err != nil {
+				return err
+			}
+			ropts.FleetYAML = override
+		}
+		if bundles, err = bundlereader.Read(ctx, ropts, dirs...); err != nil {
+			return err
+		}
 	}
 	printWarnings(errOut, bundles)
 	tc := func(b *bundlereader.Bundle) render.TemplateContext {
@@ -283,6 +315,75 @@ func fleetTestTarget(b *bundlereader.Bundle, name string, cluster *fleetv1.Clust
 		}
 	}
 	return nil, nil
+}
+
+// maxFleetYAMLFlag bounds what -f reads (the reader's own limit for a
+// fleet.yaml is 1 MiB; this only stops an endless stdin).
+const maxFleetYAMLFlag = 4 << 20
+
+func readFleetYAMLFlag(file string, stdin io.Reader) (*bundlereader.FleetYAMLOverride, error) {
+	name, r := file, stdin
+	if file == "-" {
+		name = "stdin"
+		if r == nil {
+			r = os.Stdin
+		}
+	} else {
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, fmt.Errorf("-f: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	data, err := io.ReadAll(io.LimitReader(r, maxFleetYAMLFlag))
+	if err != nil {
+		return nil, fmt.Errorf("-f: reading %s: %w", name, err)
+	}
+	return &bundlereader.FleetYAMLOverride{Name: name, Data: data}, nil
+}
+
+// readBundleFile reads a Bundle resource for -b: its targets are matched
+// as written (entries before the restrictions are customizations, as in
+// Fleet) and its inline resources rendered.
+func readBundleFile(file, namespace string) (*bundlereader.Bundle, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("-b: %w", err)
+	}
+	var b fleetv1.Bundle
+	if err := yaml.Unmarshal(data, &b); err != nil {
+		return nil, fmt.Errorf("-b %s: not a Bundle: %w", file, err)
+	}
+	if b.Kind != "" && b.Kind != "Bundle" {
+		return nil, fmt.Errorf("-b %s: kind %q, want a Bundle", file, b.Kind)
+	}
+	if len(b.Spec.Resources) == 0 {
+		if b.Spec.ContentsID != "" {
+			return nil, fmt.Errorf("-b %s: the Bundle has no inline spec.resources, only contentsID %s (stored in the manager): pass its directory instead", file, b.Spec.ContentsID)
+		}
+		return nil, fmt.Errorf("-b %s: the Bundle has no spec.resources", file)
+	}
+	m := &content.Manifest{}
+	for _, r := range b.Spec.Resources {
+		data, err := bundlereader.Decoded(r)
+		if err != nil {
+			return nil, fmt.Errorf("-b %s: resource %s: %w", file, r.Name, err)
+		}
+		m.Resources = append(m.Resources, fleetv1.BundleResource{Name: r.Name, Content: string(data)})
+	}
+	if b.Name == "" {
+		b.Name = bundlereader.SafeName(strings.TrimSuffix(filepath.Base(file), filepath.Ext(file)))
+	}
+	if b.Namespace == "" {
+		b.Namespace = namespace
+	}
+	b.Spec.Resources = nil
+	restrictions := 0
+	if len(b.Spec.TargetRestrictions) > 0 {
+		restrictions = len(b.Spec.Targets) - targeting.CustomizationCount(&b)
+	}
+	return &bundlereader.Bundle{Bundle: &b, Manifest: m, Dir: file, FleetCLITargets: b.Spec.Targets, FleetCLIRestrictions: restrictions}, nil
 }
 
 func printObjects(out io.Writer, res *render.Result) error {

@@ -48,7 +48,8 @@ import (
 // expectedKinds lists every kind the API must serve, by group.
 var expectedKinds = map[string][]string{
 	fleetv1alpha1.GroupVersion.Group: {
-		"Bundle", "BundleDeployment", "Cluster", "ClusterGroup", "ClusterRegistrationToken", "Content", "GitRepo",
+		"Bundle", "BundleDeployment", "BundleNamespaceMapping", "Cluster", "ClusterGroup", "ClusterRegistrationToken", "Content", "GitRepo",
+		"GitRepoRestriction", "HelmOp",
 	},
 	machinesv1alpha1.GroupVersion.Group: {
 		"MachineInventory", "MachineRegistration", "ManagedOSImage", "ManagedOSVersion", "ManagedOSVersionChannel", "SeedImage",
@@ -58,7 +59,13 @@ var expectedKinds = map[string][]string{
 // noStatus lists the namespaced kinds that have no status: a
 // ManagedOSVersion is a catalogue entry (Elemental's semantics), written by
 // its channel and read by ManagedOSImages; nothing reconciles it.
-var noStatus = map[string]bool{"managedosversions.machines.edgefleet.io": true}
+// GitRepoRestriction and BundleNamespaceMapping are Fleet's policy kinds,
+// with top-level fields and no status in Fleet either.
+var noStatus = map[string]bool{
+	"managedosversions.machines.edgefleet.io":    true,
+	"gitreporestrictions.fleet.edgefleet.io":     true,
+	"bundlenamespacemappings.fleet.edgefleet.io": true,
+}
 
 func loadCRDs(t *testing.T) []*apiextensionsv1.CustomResourceDefinition {
 	t.Helper()

@@ -119,6 +119,36 @@ apiVersion: fleet.edgefleet.io/v1alpha1
 kind: GitRepo
 metadata: {name: r1}
 spec: {repo: "https://example.com/fleet-examples", paths: [simple], pollingInterval: 1m30s, targets: [{clusterSelector: {}}]}`,
+		"GitRepoRestriction as Fleet writes it": `
+apiVersion: fleet.edgefleet.io/v1alpha1
+kind: GitRepoRestriction
+metadata: {name: grr1}
+allowedServiceAccounts: [deployer]
+allowedRepoPatterns: ["^https://github\\.com/team-a/"]
+allowedClientSecretNames: [git-creds]
+allowedTargetNamespaces: [team-a]
+defaultServiceAccount: deployer
+defaultClientSecretName: git-creds`,
+		"BundleNamespaceMapping as Fleet writes it": `
+apiVersion: fleet.edgefleet.io/v1alpha1
+kind: BundleNamespaceMapping
+metadata: {name: bnm1}
+bundleSelector: {matchLabels: {shared: "true"}}
+namespaceSelector: {matchExpressions: [{key: tenant, operator: Exists}]}`,
+		"HelmOp as Fleet writes it": `
+apiVersion: fleet.edgefleet.io/v1alpha1
+kind: HelmOp
+metadata: {name: ho1}
+spec:
+  helm: {repo: "https://charts.example.com", chart: podinfo, version: ^6.0.0, releaseName: podinfo, values: {replicaCount: 2}, valuesFrom: [{secretKeyRef: {name: s, key: values.yaml}}]}
+  defaultNamespace: podinfo
+  serviceAccount: deployer
+  pollingInterval: 5m
+  helmSecretName: repo-creds
+  insecureSkipTLSVerify: false
+  labels: {team: web}
+  targets: [{name: dev, clusterSelector: {matchLabels: {env: dev}}, helm: {values: {replicaCount: 1}}}]
+  rolloutStrategy: {maxUnavailable: 10%}`,
 		"MachineRegistration": `
 apiVersion: machines.edgefleet.io/v1alpha1
 kind: MachineRegistration

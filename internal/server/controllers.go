@@ -20,6 +20,7 @@ import (
 	crtctrl "github.com/edgefleet/edgefleet/internal/controller/clusterregistrationtoken"
 	contentgcctrl "github.com/edgefleet/edgefleet/internal/controller/contentgc"
 	gitrepoctrl "github.com/edgefleet/edgefleet/internal/controller/gitrepo"
+	helmopctrl "github.com/edgefleet/edgefleet/internal/controller/helmop"
 	machineinventoryctrl "github.com/edgefleet/edgefleet/internal/controller/machineinventory"
 	machineregctrl "github.com/edgefleet/edgefleet/internal/controller/machineregistration"
 	mosictrl "github.com/edgefleet/edgefleet/internal/controller/managedosimage"
@@ -60,6 +61,7 @@ func setupControllers(mgr ctrl.Manager, d controllerDeps) error {
 		{"bundle", &bundlectrl.Reconciler{}},
 		{"contentgc", &contentgcctrl.Reconciler{}},
 		{"gitrepo", &gitrepoctrl.Reconciler{WorkDir: filepath.Join(dataDir, "git"), AllowLocalRepos: d.allowLocalGitRepos}},
+		{"helmop", &helmopctrl.Reconciler{}},
 		{"clusterregistrationtoken", &crtctrl.Reconciler{}},
 		{"machineregistration", &machineregctrl.Reconciler{ExternalURL: d.externalURL}},
 		{"machineinventory", &machineinventoryctrl.Reconciler{}},

@@ -194,3 +194,15 @@ const (
 	// that does not exist or lacks the expected keys.
 	SecretNotFoundReason = "SecretNotFound"
 )
+
+// GitRepoRestriction and HelmOp condition reasons.
+const (
+	// RestrictedReason: a GitRepoRestriction of the namespace does not allow
+	// the GitRepo's serviceAccount, repo, clientSecretName or
+	// targetNamespace; the message says which and what is allowed.
+	RestrictedReason = "Restricted"
+
+	// ChartFetchFailedReason: the HelmOp's chart could not be downloaded or
+	// read; the message says why.
+	ChartFetchFailedReason = "ChartFetchFailed"
+)

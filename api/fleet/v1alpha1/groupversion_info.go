@@ -45,6 +45,9 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&ClusterRegistrationToken{}, &ClusterRegistrationTokenList{},
 		&Content{}, &ContentList{},
 		&GitRepo{}, &GitRepoList{},
+		&GitRepoRestriction{}, &GitRepoRestrictionList{},
+		&BundleNamespaceMapping{}, &BundleNamespaceMappingList{},
+		&HelmOp{}, &HelmOpList{},
 	)
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil

@@ -54,6 +54,9 @@ const (
 	// creates, and the group it creates selects it.
 	GroupLabelPrefix = "group.fleet.edgefleet.io/"
 
+	// HelmOpNameLabel marks the Bundle of a HelmOp (its name).
+	HelmOpNameLabel = "fleet.edgefleet.io/helmop-name"
+
 	// RepoNameLabel and CommitLabel mark Bundles from a GitRepo.
 	RepoNameLabel = "fleet.edgefleet.io/repo-name"
 	CommitLabel   = "fleet.edgefleet.io/commit"

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -126,6 +127,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			r.mu.Unlock()
 			return nil
 		})).
+		Watches(&fleetv1.BundleNamespaceMapping{}, r.mappingHandler()).
+		Watches(&corev1.Namespace{}, r.namespaceHandler()).
 		WithOptions(queue.Options(workers)).
 		Complete(r)
 	if err != nil {
@@ -148,7 +151,8 @@ func (r *Reconciler) enqueueRollout(key types.NamespacedName) {
 	}
 }
 
-// Reconcile recomputes every pair of one Bundle: O(clusters in its namespace).
+// Reconcile recomputes every pair of one Bundle: O(clusters in its
+// namespace and the namespaces mapped to it).
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
 	var bundle fleetv1.Bundle
@@ -175,13 +179,26 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 
-	var clusters fleetv1.ClusterList
-	if err := r.Client.List(ctx, &clusters, client.InNamespace(bundle.Namespace)); err != nil {
-		return ctrl.Result{}, fmt.Errorf("listing clusters: %w", err)
-	}
-	groups, err := listGroups(ctx, r.Client, bundle.Namespace)
+	// Its own namespace's clusters, and those of namespaces a
+	// BundleNamespaceMapping gives it; each cluster's groups are those of
+	// its namespace.
+	namespaces, err := r.clusterNamespaces(ctx, &bundle)
 	if err != nil {
 		return ctrl.Result{}, err
+	}
+	var clusters []*fleetv1.Cluster
+	groupsOf := map[string][]*fleetv1.ClusterGroup{}
+	for _, ns := range namespaces {
+		var list fleetv1.ClusterList
+		if err := r.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return ctrl.Result{}, fmt.Errorf("listing clusters: %w", err)
+		}
+		for i := range list.Items {
+			clusters = append(clusters, &list.Items[i])
+		}
+		if groupsOf[ns], err = listGroups(ctx, r.Client, ns); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	existing, err := r.deploymentsOf(ctx, req.NamespacedName)
 	if err != nil {
@@ -194,13 +211,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 	var targets []*targeting.RolloutTarget
 	var originals []*fleetv1.BundleDeployment
-	var pending []string
+	var pending []pendingTarget
 	var valueErrs []error
-	for i := range clusters.Items {
-		cluster := &clusters.Items[i]
+	for _, cluster := range clusters {
 		if !cluster.DeletionTimestamp.IsZero() {
 			continue
 		}
+		groups := groupsOf[cluster.Namespace]
 		pairRecomputes.WithLabelValues("bundle").Inc()
 		opts, _, ok := matcher.Target(cluster, groups)
 		if !ok {
@@ -208,7 +225,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		clusterNS, ready := clusterns.Of(cluster)
 		if !ready {
-			pending = append(pending, cluster.Namespace+"/"+cluster.Name)
+			pending = append(pending, pendingTarget{cluster.Namespace + "/" + cluster.Name, waitingForNamespace})
 			continue
 		}
 		current := byNamespace[clusterNS]
@@ -255,13 +272,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	for i, t := range targets {
 		if deferred[i] {
 			// rolloutStrategy.maxNew: created by a following reconcile.
-			pending = append(pending, t.Cluster.Namespace+"/"+t.Cluster.Name)
+			pending = append(pending, pendingTarget{t.Cluster.Namespace + "/" + t.Cluster.Name, waitingForMaxNew(bundle.Spec.RolloutStrategy)})
 			requeue = ctrl.Result{RequeueAfter: maxNewRequeue}
 			continue
 		}
 		if writeErrs[i] != nil {
 			errs = append(errs, writeErrs[i])
-			pending = append(pending, t.Cluster.Namespace+"/"+t.Cluster.Name)
+			pending = append(pending, pendingTarget{t.Cluster.Namespace + "/" + t.Cluster.Name, waitingForWrite})
 			continue
 		}
 		deployments = append(deployments, written[i])

@@ -183,6 +183,7 @@ func TestBundleController(t *testing.T) {
 	t.Run("invalid selector", func(t *testing.T) { testInvalidSelector(t, newEnv(t, c, "fleet-c")) })
 	t.Run("maxNew creates deployments over several reconciles", func(t *testing.T) { testMaxNew(t, newEnv(t, c, "fleet-d")) })
 	t.Run("fleet.yaml warnings become a condition", func(t *testing.T) { testWarnings(t, newEnv(t, c, "fleet-e")) })
+	t.Run("bundle namespace mappings", func(t *testing.T) { testNamespaceMapping(t, c) })
 }
 
 func testTargeting(t *testing.T, e *env) {

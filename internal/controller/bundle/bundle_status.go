@@ -68,15 +68,37 @@ func (r *statusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	return ctrl.Result{}, conditions.PatchStatus(ctx, r.Client, &bundle, updated, nil, nil, conditions.RecordTo(r.Events))
 }
 
+// pendingTarget is a matched cluster without a BundleDeployment yet, and
+// why (its Pending message).
+type pendingTarget struct {
+	cluster, why string
+}
+
+// Why a matched cluster has no BundleDeployment yet.
+const (
+	waitingForNamespace = "waiting for the cluster's namespace"
+	waitingForWrite     = "its BundleDeployment could not be written yet; retrying"
+)
+
+// waitingForMaxNew: the cluster waits for a later pass because
+// rolloutStrategy.maxNew caps the new BundleDeployments of one.
+func waitingForMaxNew(rs *fleetv1.RolloutStrategy) string {
+	n := int32(0)
+	if rs != nil && rs.MaxNew != nil {
+		n = *rs.MaxNew
+	}
+	return fmt.Sprintf("waiting for the rollout budget: rolloutStrategy.maxNew creates at most %d new BundleDeployments per pass", n)
+}
+
 // computeStatus fills summary, counts, display and conditions from the
 // bundle's deployments and the matched clusters that have none yet.
-func computeStatus(st *fleetv1.BundleStatus, bundle *fleetv1.Bundle, bds []*fleetv1.BundleDeployment, pending []string) {
+func computeStatus(st *fleetv1.BundleStatus, bundle *fleetv1.Bundle, bds []*fleetv1.BundleDeployment, pending []pendingTarget) {
 	entries := make([]bundlestate.Entry, 0, len(bds)+len(pending))
 	for _, bd := range bds {
 		entries = append(entries, bundlestate.Entry{Name: clusterRef(bd), State: bundlestate.State(bd), Message: bundlestate.Message(bd)})
 	}
 	for _, p := range pending {
-		entries = append(entries, bundlestate.Entry{Name: p, State: fleetv1.Pending, Message: "waiting for the cluster's namespace"})
+		entries = append(entries, bundlestate.Entry{Name: p.cluster, State: fleetv1.Pending, Message: p.why})
 	}
 	s := bundlestate.Summarize(entries)
 	st.Summary = s

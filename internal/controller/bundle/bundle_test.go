@@ -49,7 +49,7 @@ func TestComputeStatus(t *testing.T) {
 		name        string
 		paused      bool
 		bds         []*fleetv1.BundleDeployment
-		pending     []string
+		pending     []pendingTarget
 		wantDisplay string
 		wantState   string
 		wantReady   metav1.ConditionStatus
@@ -62,7 +62,11 @@ func TestComputeStatus(t *testing.T) {
 		{"waiting for agents", false, []*fleetv1.BundleDeployment{deployment("a", "x", "x", "x", true), deployment("b", "x", "x", "", false)}, nil,
 			"1/2", "WaitApplied", metav1.ConditionFalse, fleetv1.TargetsNotReadyReason, true, "WaitApplied(1) [Cluster fleet/b: waiting for the agent"},
 		{"paused", true, []*fleetv1.BundleDeployment{deployment("a", "x", "y", "x", true)}, nil, "0/1", "OutOfSync", metav1.ConditionFalse, fleetv1.PausedReason, false, "OutOfSync(1)"},
-		{"pending cluster", false, nil, []string{"fleet/new"}, "0/1", "Pending", metav1.ConditionFalse, fleetv1.TargetsNotReadyReason, true, "Pending(1) [Cluster fleet/new"},
+		{"pending cluster", false, nil, []pendingTarget{{"fleet/new", waitingForNamespace}}, "0/1", "Pending", metav1.ConditionFalse, fleetv1.TargetsNotReadyReason, true,
+			"Pending(1) [Cluster fleet/new: waiting for the cluster's namespace"},
+		{"deferred by maxNew", false, []*fleetv1.BundleDeployment{deployment("a", "x", "x", "x", true)}, []pendingTarget{{"fleet/b", waitingForMaxNew(&fleetv1.RolloutStrategy{MaxNew: ptr(int32(1))})}},
+			"1/2", "Pending", metav1.ConditionFalse, fleetv1.TargetsNotReadyReason, true,
+			"Pending(1) [Cluster fleet/b: waiting for the rollout budget: rolloutStrategy.maxNew creates at most 1 new BundleDeployments per pass"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -114,3 +118,5 @@ func TestDeferNew(t *testing.T) {
 		}
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -28,7 +28,8 @@ import (
 )
 
 // clusterReconciler recomputes the pairs of one Cluster over the bundles of
-// its namespace: O(bundles), whatever the number of clusters. It runs when
+// its namespace and those mapped to it (BundleNamespaceMapping):
+// O(bundles), whatever the number of clusters. It runs when
 // what targeting depends on changes: the cluster's labels, pause, namespace
 // or connectivity, or a ClusterGroup it is (or was) a member of.
 type clusterReconciler struct{ *Reconciler }
@@ -160,6 +161,11 @@ func (r *clusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if err := r.Client.List(ctx, &bundles, client.InNamespace(cluster.Namespace)); err != nil {
 		return ctrl.Result{}, fmt.Errorf("listing bundles: %w", err)
 	}
+	mapped, err := r.mappedBundles(ctx, cluster.Namespace)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	bundles.Items = append(bundles.Items, mapped...)
 	groups, err := listGroups(ctx, r.Client, cluster.Namespace)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -180,11 +186,12 @@ func (r *clusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	var writes []pairWrite
 	for i := range bundles.Items {
 		bundle := &bundles.Items[i]
+		key := types.NamespacedName{Namespace: bundle.Namespace, Name: bundle.Name}
+		current := byBundle[key]
+		delete(byBundle, key)
 		if !bundle.DeletionTimestamp.IsZero() {
 			continue
 		}
-		key := types.NamespacedName{Namespace: bundle.Namespace, Name: bundle.Name}
-		current := byBundle[key]
 		matcher, err := targeting.NewBundleMatcher(bundle)
 		if err != nil {
 			continue // invalid bundles keep their deployments; the bundle controller reports why
@@ -226,6 +233,15 @@ func (r *clusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		}
 		finalizeDeployment(t.Deployment, bundle, &cluster, paused)
 		writes = append(writes, pairWrite{current: current, desired: t.Deployment})
+	}
+	// Deployments of other namespaces' bundles no mapping lets in any
+	// more (a deleted mapping, or relabelled namespace). Those of this
+	// namespace's deleted bundles are the bundle controller's.
+	for key, bd := range byBundle {
+		if key.Namespace != cluster.Namespace && key.Name != "" {
+			log.V(1).Info("Bundle no longer mapped to the cluster's namespace", "Bundle", klog.KRef(key.Namespace, key.Name))
+			writes = append(writes, pairWrite{current: bd})
+		}
 	}
 	writeErrs := make([]error, len(writes))
 	inParallel(len(writes), writeConcurrency, func(i int) {

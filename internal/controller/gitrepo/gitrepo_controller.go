@@ -112,6 +112,12 @@ type syncState struct {
 	// warnings are the fleet.yaml keys ignored at the last rendered commit
 	// (FleetYAMLWarnings condition).
 	warnings []bundlereader.Warning
+	// policy is what the namespace's GitRepoRestrictions make of the spec
+	// (defaults filled in); attemptedPolicy is the one last rendered, so
+	// a changed default re-renders. restricted: the last check refused
+	// the GitRepo.
+	policy, attemptedPolicy string
+	restricted              bool
 }
 
 // SetupWithManager registers the controller.
@@ -186,6 +192,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		))).
 		Watches(&fleetv1.Bundle{}, bundleEvents).
 		Watches(&fleetv1.BundleDeployment{}, deploymentEvents).
+		// A restriction added, changed or removed re-checks every GitRepo
+		// of its namespace.
+		Watches(&fleetv1.GitRepoRestriction{}, handler.EnqueueRequestsFromMapFunc(r.reposOfNamespace)).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: 4,
 			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](MinBackoff, MaxBackoff),
@@ -207,6 +216,19 @@ func (r *Reconciler) enqueueDeployment(ctx context.Context, q workqueue.TypedRat
 		return
 	}
 	batch(q, b.Namespace, b.Labels[fleetv1.RepoNameLabel])
+}
+
+func (r *Reconciler) reposOfNamespace(ctx context.Context, o client.Object) []reconcile.Request {
+	var list fleetv1.GitRepoList
+	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+		logf.FromContext(ctx).Error(err, "Listing GitRepos for a changed GitRepoRestriction")
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for _, gr := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: gr.Namespace, Name: gr.Name}})
+	}
+	return out
 }
 
 // webhookCommitChanged lets the webhook's status write through the
@@ -267,6 +289,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	st := r.state(req.NamespacedName)
 	// base is the status as last written; gr's status is what sync learns.
 	base := gr.DeepCopy()
+	refused, err := r.restrict(ctx, &gr, st)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if refused {
+		// Nothing is fetched or written until the GitRepo or the
+		// restrictions change (both enqueue it).
+		if err := r.updateStatus(ctx, &gr, base, st); err != nil {
+			return ctrl.Result{}, err
+		}
+		return ctrl.Result{}, nil
+	}
 	now := time.Now()
 	interval := pollingInterval(&gr)
 	webhook := gr.Status.WebhookCommit != "" && gr.Status.WebhookCommit != st.handledWebhook && gr.Status.WebhookCommit != gr.Status.Commit
@@ -274,6 +308,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	retryDue := st.failures > 0 && !now.Before(st.retryAt)
 	specChanged := gr.Generation != st.attemptedGeneration
 	requested := gr.Annotations[SyncRequestedAnnotation] != st.handledRequest
+	specChanged = specChanged || st.policy != st.attemptedPolicy
 
 	if specChanged || webhook || requested || retryDue || (pollDue && !(st.failures > 0 && st.fetchFailed)) {
 		sctx, cancel := context.WithTimeout(ctx, syncTimeout)
@@ -287,6 +322,30 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: nextWake(&gr, st, time.Now())}, nil
+}
+
+// restrict applies the namespace's GitRepoRestrictions to gr's spec (in
+// memory: defaults are not written back) and tells whether they refuse it;
+// a refusal is recorded in st as a terminal failure.
+func (r *Reconciler) restrict(ctx context.Context, gr *fleetv1.GitRepo, st *syncState) (bool, error) {
+	var list fleetv1.GitRepoRestrictionList
+	if err := r.Client.List(ctx, &list, client.InNamespace(gr.Namespace)); err != nil {
+		return false, fmt.Errorf("listing GitRepoRestrictions: %w", err)
+	}
+	if err := authorize(list.Items, &gr.Spec); err != nil {
+		logf.FromContext(ctx).Info("GitRepo refused by a GitRepoRestriction", "error", err.Error())
+		st.restricted = true
+		st.failure = &failure{reason: fleetv1.RestrictedReason, message: err.Error()}
+		st.fetchFailed = false
+		return true, nil
+	}
+	if st.restricted {
+		// Allowed again: sync at once.
+		st.restricted, st.failure = false, nil
+		st.attemptedPolicy = "\x00refused"
+	}
+	st.policy = gr.Spec.ServiceAccount + "\x00" + gr.Spec.ClientSecretName
+	return false, nil
 }
 
 // nextWake is when the next poll or retry is due; zero when neither is.

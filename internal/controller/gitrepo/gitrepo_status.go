@@ -117,7 +117,8 @@ func terminal(reason string) bool {
 		fleetv1.UnsafeCommitReason,              // the commit, until it changes
 		fleetv1.CheckoutTooLargeReason,
 		fleetv1.PathNotFoundReason,
-		fleetv1.RenderErrorReason:
+		fleetv1.RenderErrorReason,
+		fleetv1.RestrictedReason: // until the GitRepo or its restrictions change
 		return true
 	}
 	return false

@@ -2,8 +2,6 @@ package gitrepo
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -50,7 +48,7 @@ func (r *Reconciler) sync(ctx context.Context, gr, base *fleetv1.GitRepo, st *sy
 		// tokens; status and logs are readable by more people than the spec.
 		msg := gitops.RedactURLs(err.Error())
 		st.failure = &failure{reason: reason, message: msg}
-		st.attemptedGeneration = gr.Generation
+		st.attemptedGeneration, st.attemptedPolicy = gr.Generation, st.policy
 		log.Info("GitRepo sync failed", "reason", reason, "error", msg, "retryIn", backoff(st.failures).String())
 	}
 
@@ -66,7 +64,7 @@ func (r *Reconciler) sync(ctx context.Context, gr, base *fleetv1.GitRepo, st *sy
 		fail(reasonOr(err, fleetv1.RepositoryUnreachableReason), err, true)
 		return
 	}
-	upToDate := commit == st.attemptedCommit && gr.Generation == st.attemptedGeneration
+	upToDate := commit == st.attemptedCommit && gr.Generation == st.attemptedGeneration && st.policy == st.attemptedPolicy
 	if upToDate && (st.failures == 0 || (!force && time.Now().Before(st.retryAt))) {
 		if st.fetchFailed {
 			// The repository answers again and nothing changed.
@@ -84,7 +82,7 @@ func (r *Reconciler) sync(ctx context.Context, gr, base *fleetv1.GitRepo, st *sy
 		return
 	}
 	defer os.RemoveAll(dir)
-	st.attemptedCommit, st.attemptedGeneration = commit, gr.Generation
+	st.attemptedCommit, st.attemptedGeneration, st.attemptedPolicy = commit, gr.Generation, st.policy
 
 	httpClient, err := r.helmClient(ctx, gr)
 	if err != nil {
@@ -319,26 +317,7 @@ func (r *Reconciler) helmClient(ctx context.Context, gr *fleetv1.GitRepo) (*http
 		creds.AllowPlainHTTP = strings.EqualFold(strings.TrimSpace(string(s.Data[HelmInsecurePlainHTTPKey])), "true")
 		caPEM = append(caPEM, s.Data["cacerts"]...)
 	}
-	hasCreds := creds.Username != "" || creds.Password != ""
-	if !hasCreds && len(caPEM) == 0 && !gr.Spec.InsecureSkipTLSVerify {
-		return nil, nil
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if len(caPEM) > 0 || gr.Spec.InsecureSkipTLSVerify {
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if len(caPEM) > 0 && !pool.AppendCertsFromPEM(caPEM) {
-			return nil, fmt.Errorf("caBundle (or cacerts of helmSecretName) holds no PEM certificate")
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, InsecureSkipVerify: gr.Spec.InsecureSkipTLSVerify} //nolint:gosec // the user asked for it
-	}
-	var rt http.RoundTripper = tr
-	if hasCreds {
-		rt = bundlereader.NewCredentialsTransport(creds, tr)
-	}
-	return &http.Client{Transport: rt, Timeout: 2 * time.Minute}, nil
+	return bundlereader.HelmHTTPClient(creds, caPEM, gr.Spec.InsecureSkipTLSVerify)
 }
 
 // HelmInsecurePlainHTTPKey in the helmSecretName Secret, set to "true",
