@@ -16,7 +16,7 @@ type System struct {
 	ID, Manufacturer, Model, SerialNumber, UUID string
 	// PowerState is On, Off, PoweringOn or PoweringOff as reported.
 	PowerState string
-	sys *schemas.ComputerSystem
+	sys        *schemas.ComputerSystem
 }
 
 // System reads the managed system: the one at the address's path, or the
