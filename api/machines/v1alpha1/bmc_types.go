@@ -163,7 +163,7 @@ type BMCSpec struct {
 }
 
 // BMCBootRequest is a one-time boot.
-// +kubebuilder:validation:XValidation:rule="self.source == 'PXE' ? !has(self.seedImageRef) && !has(self.image) : (has(self.seedImageRef) != has(self.image))",message="source VirtualMedia needs exactly one of seedImageRef and image; source PXE takes neither"
+// +kubebuilder:validation:XValidation:rule="has(self.source) && self.source == 'PXE' ? !has(self.seedImageRef) && !has(self.image) : (has(self.seedImageRef) != has(self.image))",message="source VirtualMedia needs exactly one of seedImageRef and image; source PXE takes neither"
 type BMCBootRequest struct {
 	// id names the request: the boot is done once per id. Change it to boot
 	// again from the same media.

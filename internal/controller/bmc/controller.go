@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
@@ -88,7 +89,9 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 		r.Now = time.Now
 	}
 	return ctrl.ControllerManagedBy(mgr).Named("bmc").
-		For(&machinesv1.BMC{}).
+		// Spec changes only: status writes (every failed poll counts one)
+		// must not re-trigger the poll, or backoff would never apply.
+		For(&machinesv1.BMC{}, ctrl.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// An inventory appearing (a machine registering) or a SeedImage
 		// becoming Ready re-triggers the BMCs of its namespace at once.
 		Watches(&machinesv1.MachineInventory{}, handler.EnqueueRequestsFromMapFunc(r.namespaceBMCs)).
