@@ -219,6 +219,12 @@ func (b *BMC) routes() http.Handler {
 	auth("POST "+ejectP, b.eject)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.requests.Add(1)
+		defer func() {
+			// A bug in the emulator is an answer, not a dropped connection.
+			if p := recover(); p != nil {
+				redfishError(w, http.StatusInternalServerError, "Base.1.18.InternalError", fmt.Sprintf("redfishemu panicked: %v", p))
+			}
+		}()
 		w.Header().Set("OData-Version", "4.0")
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		if _, pattern := mux.Handler(r); pattern == "" {
