@@ -134,8 +134,16 @@ func TestBMCProvisionFromPowerOffInVM(t *testing.T) {
 	if got := inv.Annotations[machinesv1.AnnotationSystemUUID]; got != uuid {
 		t.Errorf("inventory's system-uuid annotation %q, want %s", got, uuid)
 	}
-	if b.Status.Boot.Image == "" || emu.Image() != b.Status.Boot.Image {
-		t.Errorf("status.boot.image %q, the BMC's virtual CD holds %q", b.Status.Boot.Image, emu.Image())
+	si := &machinesv1.SeedImage{}
+	if err := m.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "install"}, si); err != nil {
+		t.Fatal(err)
+	}
+	if emu.Image() == "" || emu.Image() != si.Status.DownloadURL {
+		t.Errorf("the BMC's virtual CD holds %q, want the SeedImage's download URL", emu.Image())
+	}
+	// The download URL carries the SeedImage's token: status shows it redacted.
+	if img := b.Status.Boot.Image; img == "" || img == si.Status.DownloadURL {
+		t.Errorf("status.boot.image %q: want the URL without its token", img)
 	}
 	var evs corev1.EventList
 	if err := m.Client.List(ctx, &evs, client.InNamespace(ns)); err != nil {

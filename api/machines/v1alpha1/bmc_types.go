@@ -238,7 +238,8 @@ type BMCBootStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=63
 	ID string `json:"id,omitempty"`
-	// image is the URL inserted (empty for PXE).
+	// image is the URL inserted (empty for PXE), without a SeedImage's
+	// download token or a query.
 	// +optional
 	// +kubebuilder:validation:MaxLength=4096
 	Image string `json:"image,omitempty"`

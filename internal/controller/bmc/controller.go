@@ -435,7 +435,8 @@ func (r *Reconciler) boot(ctx context.Context, b *machinesv1.BMC, conn *bmc.Conn
 	ctx, cancel := context.WithTimeout(ctx, bootTimeout)
 	defer cancel()
 	now := metav1.NewTime(r.Now())
-	st.Boot = &machinesv1.BMCBootStatus{ID: req.ID, Image: image, Result: machinesv1.ActionPending, Time: &now}
+	// The image URL may carry a download token: status shows it redacted.
+	st.Boot = &machinesv1.BMCBootStatus{ID: req.ID, Image: redact(image), Result: machinesv1.ActionPending, Time: &now}
 	fail := func(action string, err error) (reconcile.Result, bool) {
 		r.act(b, action, err, "")
 		st.Boot.Result = machinesv1.ActionFailed
