@@ -145,6 +145,15 @@ func TestOperations(t *testing.T) {
 	if err != nil || !c2.Reused {
 		t.Fatalf("second connect: reused %v, %v", c2 != nil && c2.Reused, err)
 	}
+	// A poll on the reused session is one request: the system's path
+	// was remembered from the first listing.
+	before := b.Requests()
+	if _, err := c2.System(); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.Requests() - before; n != 1 {
+		t.Errorf("a poll took %d requests, want 1", n)
+	}
 	if n := b.Sessions(); n != 1 {
 		t.Errorf("%d sessions open, want 1", n)
 	}

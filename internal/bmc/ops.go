@@ -46,6 +46,10 @@ func (c *Conn) System() (*System, error) {
 			return nil, &Error{Kind: KindSystemNotFound, Msg: fmt.Sprintf("the BMC manages %d systems (%s): add the system's path to the address, e.g. https://host/redfish/v1/Systems/<id>", len(all), strings.Join(ids, ", "))}
 		}
 		cs = all[0]
+		c.system = cs.ODataID
+		if c.remember != nil {
+			c.remember(cs.ODataID)
+		}
 	}
 	return &System{ID: cs.ODataID, Manufacturer: cs.Manufacturer, Model: cs.Model, SerialNumber: strings.TrimSpace(cs.SerialNumber),
 		UUID: strings.ToLower(strings.TrimSpace(cs.UUID)), PowerState: string(cs.PowerState), sys: cs}, nil

@@ -34,6 +34,8 @@ type Conn struct {
 	api    *gofish.APIClient
 	tr     *transport
 	system string
+	// remember keeps a discovered system path for the session's next use.
+	remember func(string)
 	// Reused says the session came from the pool (a 401 then means it
 	// expired, worth one new login).
 	Reused bool
@@ -47,7 +49,7 @@ func (p *Pool) Connect(ctx context.Context, name string, target Target) (*Conn, 
 	old := p.conns[name]
 	p.mu.Unlock()
 	if old != nil && old.key == key {
-		return &Conn{api: old.api.WithContext(ctx), tr: old.tr, system: old.sys, Reused: true}, nil
+		return &Conn{api: old.api.WithContext(ctx), tr: old.tr, system: old.sys, remember: p.rememberer(name, old), Reused: true}, nil
 	}
 	if old != nil {
 		p.Drop(name)
@@ -79,10 +81,23 @@ func (p *Pool) Connect(ctx context.Context, name string, target Target) (*Conn, 
 		tr.base.CloseIdleConnections()
 		return nil, classify(err, tr, "logging in to "+endpoint)
 	}
+	entry := &pooled{key: key, api: api, tr: tr, sys: system}
 	p.mu.Lock()
-	p.conns[name] = &pooled{key: key, api: api, tr: tr, sys: system}
+	p.conns[name] = entry
 	p.mu.Unlock()
-	return &Conn{api: api.WithContext(ctx), tr: tr, system: system}, nil
+	return &Conn{api: api.WithContext(ctx), tr: tr, system: system, remember: p.rememberer(name, entry)}, nil
+}
+
+// rememberer records the system path found by listing Systems, so later
+// polls read the system with one request.
+func (p *Pool) rememberer(name string, entry *pooled) func(string) {
+	return func(path string) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.conns[name] == entry {
+			entry.sys = path
+		}
+	}
 }
 
 // Drop logs name's session out and forgets it (a changed spec, a deleted

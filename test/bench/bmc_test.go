@@ -176,7 +176,7 @@ func TestBMCPolling(t *testing.T) {
 	fmt.Fprintf(&md, "| measure | value |\n|---|---|\n")
 	fmt.Fprintf(&md, "| BMCs created (16 clients) | %s |\n", secs(created))
 	fmt.Fprintf(&md, "| all answering BMCs Ready, dead ones Unreachable | %s after the first create |\n", secs(allReady))
-	fmt.Fprintf(&md, "| Redfish requests/min to the answering BMCs | %.0f (one GET of the system per poll on a reused session; ideal %.0f) |\n", perMin, float64(n)*time.Minute.Seconds()/poll.Seconds())
+	fmt.Fprintf(&md, "| Redfish requests/min to the answering BMCs | %.0f (one GET of the system per poll on a reused session: ideal %.0f) |\n", perMin, float64(n)*time.Minute.Seconds()/poll.Seconds())
 	fmt.Fprintf(&md, "| polls/min of dead BMCs (backoff 10 s → 10 min) | %.1f for %d BMCs |\n", deadPerMin, dead)
 	fmt.Fprintf(&md, "| manager CPU over %s | %.1f s (%.1f%% of a core) |\n", window, mgrCPU, 100*mgrCPU/window.Seconds())
 	fmt.Fprintf(&md, "| kube-apiserver / etcd CPU | %.1f s / %.1f s |\n", cpu("kube-apiserver"), cpu("etcd"))
