@@ -541,11 +541,11 @@ func (r *Reconciler) power(ctx context.Context, b *machinesv1.BMC, conn *bmc.Con
 		}
 		pending := la != nil && la.Result == machinesv1.ActionPending
 		switch {
-		case pending && la.Action == "ForceOff":
+		case pending && la.Action == "ForceOff" && r.Now().Sub(la.Time.Time) < 60*time.Second:
 			return progressing(b, machinesv1.PowerChangingReason, "forcing the power off"), true
 		case pending && la.Action == "GracefulShutdown" && r.Now().Sub(la.Time.Time) < timeout:
 			return progressing(b, machinesv1.PowerChangingReason, fmt.Sprintf("shutting down gracefully; the power is forced off after %s", timeout)), true
-		case timeout == 0 || (pending && la.Action == "GracefulShutdown"):
+		case timeout == 0 || (pending && (la.Action == "GracefulShutdown" || la.Action == "ForceOff")):
 			note := "forced the power off (spec.power Off)"
 			if timeout > 0 {
 				note = fmt.Sprintf("forced the power off: the graceful shutdown did not finish in %s", timeout)
