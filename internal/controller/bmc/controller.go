@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -94,7 +95,15 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 		For(&machinesv1.BMC{}, ctrl.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// An inventory appearing (a machine registering) or a SeedImage
 		// becoming Ready re-triggers the BMCs of its namespace at once.
-		Watches(&machinesv1.MachineInventory{}, handler.EnqueueRequestsFromMapFunc(r.namespaceBMCs)).
+		// Inventories change status all the time (plan reports): only
+		// their appearance, removal or new SMBIOS annotations matter here,
+		// or every report would poll a BMC.
+		Watches(&machinesv1.MachineInventory{}, handler.EnqueueRequestsFromMapFunc(r.namespaceBMCs), ctrl.WithPredicates(predicate.Funcs{
+			UpdateFunc: func(e event.UpdateEvent) bool {
+				a, b := e.ObjectOld.GetAnnotations(), e.ObjectNew.GetAnnotations()
+				return a[machinesv1.AnnotationSystemUUID] != b[machinesv1.AnnotationSystemUUID] || a[machinesv1.AnnotationSystemSerial] != b[machinesv1.AnnotationSystemSerial]
+			},
+		})).
 		Watches(&machinesv1.SeedImage{}, handler.EnqueueRequestsFromMapFunc(r.namespaceBMCs)).
 		WithOptions(queue.Options(r.Workers)).
 		Complete(r)

@@ -78,8 +78,14 @@ func (f fixture) waitCondition(name, typ string, status metav1.ConditionStatus, 
 
 func (f fixture) inventory(name, uuid, serial string) {
 	f.t.Helper()
-	inv := &machinesv1.MachineInventory{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: map[string]string{
-		machinesv1.AnnotationSystemUUID: uuid, machinesv1.AnnotationSystemSerial: serial}}}
+	ann := map[string]string{}
+	if uuid != "" {
+		ann[machinesv1.AnnotationSystemUUID] = uuid
+	}
+	if serial != "" {
+		ann[machinesv1.AnnotationSystemSerial] = serial
+	}
+	inv := &machinesv1.MachineInventory{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: ann}}
 	if err := f.c.Create(context.Background(), inv); err != nil {
 		f.t.Fatal(err)
 	}
@@ -214,6 +220,31 @@ func TestBMCController(t *testing.T) {
 		time.Sleep(5 * time.Second)
 		if boots := m.Boots(); len(boots) != 2 {
 			t.Errorf("the boot request ran again: power-ons %q", boots)
+		}
+	})
+
+	t.Run("link by serial, ambiguous inventories", func(t *testing.T) {
+		f := fixture{t: t, c: c}
+		emu := startBMC(t, redfishemu.Options{SerialNumber: "SN-4", UUID: "0f3a5b2c-4444-4a4a-9c9c-000000000004"})
+		// The inventory has no UUID annotation (a machine sent none): the
+		// serial number links it.
+		f.inventory("m-four", "", "SN-4")
+		f.create("four", machinesv1.BMCSpec{Address: emu.URL, CredentialsSecretRef: machinesv1.ObjectReference{Name: "creds"}, CABundle: string(emu.CA.CertPEM)})
+		ctrltest.Eventually(t, 20*time.Second, func() error {
+			if b := f.get("four"); b.Status.InventoryRef == nil || b.Status.InventoryRef.Name != "m-four" {
+				return fmt.Errorf("inventoryRef %+v", b.Status.InventoryRef)
+			}
+			return nil
+		})
+		// A second inventory claims the same UUID: nothing is linked.
+		f.inventory("m-four-a", "0f3a5b2c-4444-4a4a-9c9c-000000000004", "")
+		f.inventory("m-four-b", "0f3a5b2c-4444-4a4a-9c9c-000000000004", "")
+		b := f.waitCondition("four", "Ready", metav1.ConditionFalse, machinesv1.AmbiguousInventoryReason)
+		if b.Status.InventoryRef != nil {
+			t.Errorf("linked to %s although two inventories match", b.Status.InventoryRef.Name)
+		}
+		if msg := meta.FindStatusCondition(b.Status.Conditions, "Ready").Message; !strings.Contains(msg, "m-four-a, m-four-b") || !strings.Contains(msg, "set spec.inventoryRef") {
+			t.Errorf("Ready message %q", msg)
 		}
 	})
 
