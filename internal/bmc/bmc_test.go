@@ -2,6 +2,8 @@ package bmc_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -160,5 +162,38 @@ func TestOperations(t *testing.T) {
 	p.Drop("x")
 	if n := b.Sessions(); n != 0 {
 		t.Errorf("%d sessions open after Drop, want 0", n)
+	}
+}
+
+// A hostile BMC can neither redirect the session elsewhere nor make the
+// manager read an endless answer.
+func TestHostileAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		handler http.HandlerFunc
+		says    string
+	}{
+		{"redirect", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "https://example.invalid/redfish/v1/", http.StatusFound)
+		}, "does not follow redirects"},
+		{"huge answer", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"Name":"`))
+			chunk := []byte(strings.Repeat("a", 1<<20))
+			for range 6 {
+				_, _ = w.Write(chunk)
+			}
+		}, "larger than 4 MiB"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewTLSServer(tc.handler)
+			defer srv.Close()
+			sum := sha256.Sum256(srv.Certificate().Raw)
+			p := bmc.NewPool()
+			_, err := p.Connect(context.Background(), "x", bmc.Target{Address: srv.URL, Username: "u", Password: "p", CertSHA256: hex.EncodeToString(sum[:])})
+			if err == nil || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("connect: %v, want an error saying %q", err, tc.says)
+			}
+		})
 	}
 }

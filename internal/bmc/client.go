@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -110,12 +111,37 @@ type transport struct {
 	last error
 }
 
+// maxAnswer bounds what one BMC answer may hold: BMCs are hostile input,
+// and gofish reads answers whole.
+const maxAnswer = 4 << 20
+
 func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := t.base.RoundTrip(r)
 	t.mu.Lock()
 	t.last = err
 	t.mu.Unlock()
+	if resp != nil && resp.Body != nil {
+		resp.Body = &limitedBody{ReadCloser: resp.Body, left: maxAnswer}
+	}
 	return resp, err
+}
+
+// limitedBody fails a read past its limit instead of truncating silently.
+type limitedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, fmt.Errorf("the BMC's answer is larger than %d MiB", maxAnswer>>20)
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	return n, err
 }
 
 func (t *transport) lastErr() error {

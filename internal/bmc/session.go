@@ -2,6 +2,7 @@ package bmc
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync"
 	"time"
@@ -68,7 +69,7 @@ func (p *Pool) Connect(ctx context.Context, name string, target Target) (*Conn, 
 	}
 	cfg := gofish.ClientConfig{
 		Endpoint: endpoint, Username: target.Username, Password: target.Password,
-		HTTPClient: &http.Client{Transport: tr, Timeout: timeout}, NoModifyTransport: true, ReuseConnections: true,
+		HTTPClient: &http.Client{Transport: tr, Timeout: timeout, CheckRedirect: refuseRedirects}, NoModifyTransport: true, ReuseConnections: true,
 	}
 	api, err := gofish.ConnectContext(ctx, cfg)
 	if err != nil && KindOf(classify(err, tr, "")) == KindRefused {
@@ -120,4 +121,11 @@ func (p *Pool) Len() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.conns)
+}
+
+// refuseRedirects keeps requests (and their session token, which Go
+// forwards to other hosts unlike Authorization) at the BMC's address:
+// Redfish needs no redirects.
+func refuseRedirects(*http.Request, []*http.Request) error {
+	return errors.New("the BMC answered with a redirect; edgefleet does not follow redirects from BMCs: use the address it redirects to")
 }
