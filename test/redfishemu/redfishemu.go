@@ -151,6 +151,14 @@ func (b *BMC) Sessions() int {
 	return len(b.sessions)
 }
 
+// ExpireSessions ends every session, as a BMC's idle SessionTimeout or a
+// reboot of the BMC does: clients get 401 until they log in again.
+func (b *BMC) ExpireSessions() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	clear(b.sessions)
+}
+
 // BootOverride is the current boot override (target, enabled).
 func (b *BMC) BootOverride() (target, enabled string) {
 	b.mu.Lock()

@@ -187,6 +187,16 @@ func TestBMCController(t *testing.T) {
 		if emu.Sessions() != 1 {
 			t.Errorf("%d sessions open on the BMC, want the one reused", emu.Sessions())
 		}
+		// The BMC forgets the session (idle timeout, BMC reboot): the next
+		// poll logs in again instead of reporting wrong credentials.
+		emu.ExpireSessions()
+		ctrltest.Eventually(t, 20*time.Second, func() error {
+			if emu.Sessions() != 1 {
+				return fmt.Errorf("%d sessions open", emu.Sessions())
+			}
+			return nil
+		})
+		f.waitCondition("one", "Ready", metav1.ConditionTrue, machinesv1.BMCReadyReason)
 	})
 
 	t.Run("one-time boot from virtual media", func(t *testing.T) {
