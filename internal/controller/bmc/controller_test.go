@@ -233,6 +233,26 @@ func TestBMCController(t *testing.T) {
 		}
 	})
 
+	t.Run("one-time boot from the network", func(t *testing.T) {
+		f := fixture{t: t, c: c}
+		m := &redfishemu.SimulatedMachine{}
+		emu := startBMC(t, redfishemu.Options{Machine: m, SerialNumber: "SN-5", UUID: "0f3a5b2c-5555-4a4a-9c9c-000000000005"})
+		f.create("five", machinesv1.BMCSpec{Address: emu.URL, CredentialsSecretRef: machinesv1.ObjectReference{Name: "creds"}, CABundle: string(emu.CA.CertPEM),
+			Boot: &machinesv1.BMCBootRequest{ID: "pxe", Source: machinesv1.BootPXE}})
+		ctrltest.Eventually(t, 30*time.Second, func() error {
+			if b := f.get("five"); b.Status.Boot == nil || b.Status.Boot.Result != machinesv1.ActionSucceeded || b.Status.Boot.Image != "" {
+				return fmt.Errorf("status.boot %+v", b.Status.Boot)
+			}
+			return nil
+		})
+		if boots := m.Boots(); len(boots) != 1 || boots[0] != "Pxe" {
+			t.Errorf("power-ons %q, want one from Pxe", boots)
+		}
+		if emu.Image() != "" {
+			t.Errorf("a PXE boot inserted %q", emu.Image())
+		}
+	})
+
 	t.Run("link by serial, ambiguous inventories", func(t *testing.T) {
 		f := fixture{t: t, c: c}
 		emu := startBMC(t, redfishemu.Options{SerialNumber: "SN-4", UUID: "0f3a5b2c-4444-4a4a-9c9c-000000000004"})
