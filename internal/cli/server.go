@@ -10,6 +10,7 @@ import (
 
 	"github.com/edgefleet/edgefleet/internal/clusterproxy"
 	"github.com/edgefleet/edgefleet/internal/clusterregistration"
+	bmcctrl "github.com/edgefleet/edgefleet/internal/controller/bmc"
 	"github.com/edgefleet/edgefleet/internal/controlplane"
 	"github.com/edgefleet/edgefleet/internal/endpoint"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
@@ -72,6 +73,8 @@ with leader election so several replicas can run.`,
 	f.StringVar(&o.PprofAddress, "pprof-address", "", "serve Go pprof profiles on this address, e.g. 127.0.0.1:6060 (off by default; never expose it)")
 	f.BoolVar(&o.AllowLocalGitRepos, "allow-local-git-repos", false, "let GitRepos use local paths and file:// URLs (tests and demos only: every tenant could read any git repository on this host)")
 	f.DurationVar(&o.TunnelProbeInterval, "tunnel-probe-interval", clusterproxy.DefaultProbeInterval, "how often each agent's tunnel is probed end to end (GET /version through it)")
+	f.DurationVar(&o.BMCPollInterval, "bmc-poll-interval", bmcctrl.DefaultPollInterval, "how often each answering BMC is read over Redfish (BMCs that do not answer back off from 10s to 10m)")
+	f.IntVar(&o.BMCWorkers, "bmc-workers", bmcctrl.DefaultWorkers, "how many BMCs are polled at once")
 	f.StringVar(&o.SeedSources.LocalDir, "seed-base-image-dir", "", "directory SeedImages may take local base images from (spec.baseImage: a file name in it); without it local paths are refused")
 	f.BoolVar(&o.SeedSources.AllowInsecure, "seed-allow-insecure-base-urls", false, "let SeedImage base image URLs and OCI registries use plain HTTP and reach any address, loopback, link-local and private included (tests and labs only)")
 	f.StringSliceVar(&seedNetworks, "seed-allowed-base-networks", nil, "CIDRs SeedImage base image URLs and OCI registries may reach besides public addresses, e.g. a mirror at 10.20.0.0/16 (loopback, link-local and private addresses are refused otherwise)")

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -110,6 +111,14 @@ func (m *Inventories) Find(ctx context.Context, ns string, id Identity, hint str
 func (m *Inventories) Persist(ctx context.Context, mr *machinesv1.MachineRegistration, id Identity, existing *machinesv1.MachineInventory, in *machinereg.Inventory, remoteIP string) (*machinereg.Config, error) {
 	labels, annotations, warnings := m.renderMetadata(mr, existing, in)
 	annotations[AnnotationAuth] = id.method
+	// The SMBIOS system UUID and serial number, which BMCs are linked by
+	// (docs/spec/bmc.md).
+	if v := systemFact(in.Data["System Information/UUID"]); v != "" {
+		annotations[machinesv1.AnnotationSystemUUID] = strings.ToLower(v)
+	}
+	if v := systemFact(in.Data["System Information/Serial Number"]); v != "" {
+		annotations[machinesv1.AnnotationSystemSerial] = v
+	}
 	if remoteIP != "" {
 		annotations[AnnotationRegistrationIP] = remoteIP
 	}
@@ -445,4 +454,18 @@ func identityKey(inv *machinesv1.MachineInventory) string {
 		return "machine/" + inv.Spec.MachineHash
 	}
 	return ""
+}
+
+// systemFact is an SMBIOS value fit to compare with a BMC's: trimmed,
+// bounded, and empty for the placeholders firmware leaves unset.
+func systemFact(v string) string {
+	v = strings.TrimSpace(v)
+	if len(v) > 256 || !utf8.ValidString(v) {
+		return ""
+	}
+	switch strings.ToLower(v) {
+	case "", "none", "not specified", "to be filled by o.e.m.", "default string", "0", "00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff":
+		return ""
+	}
+	return v
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/edgefleet/edgefleet/internal/clusterproxy"
 	"github.com/edgefleet/edgefleet/internal/clusterregistration"
+	bmcctrl "github.com/edgefleet/edgefleet/internal/controller/bmc"
 	bundlectrl "github.com/edgefleet/edgefleet/internal/controller/bundle"
 	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
 	clustergroupctrl "github.com/edgefleet/edgefleet/internal/controller/clustergroup"
@@ -45,6 +46,10 @@ type controllerDeps struct {
 	// offlineThreshold and probeInterval tune cluster liveness (0 = default).
 	offlineThreshold, probeInterval time.Duration
 	log                             logr.Logger
+
+	// bmcPollInterval and bmcWorkers tune the BMC controller (0 = default).
+	bmcPollInterval time.Duration
+	bmcWorkers      int
 }
 
 // setupControllers registers every reconciler with the manager: this is the
@@ -69,6 +74,7 @@ func setupControllers(mgr ctrl.Manager, d controllerDeps) error {
 		{"managedosimage", &mosictrl.Reconciler{}},
 		// Channel URLs are tenant input fetched by the manager: same rules as seed base images.
 		{"managedosversionchannel", &mosvcctrl.Reconciler{HTTP: d.seedSources.HTTPClient()}},
+		{"bmc", &bmcctrl.Reconciler{PollInterval: d.bmcPollInterval, Workers: d.bmcWorkers}},
 	} {
 		if err := c.r.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the %s controller: %w", c.name, err)

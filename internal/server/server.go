@@ -72,6 +72,9 @@ type Options struct {
 	OfflineThreshold time.Duration
 	// TunnelProbeInterval is how often each agent tunnel is probed.
 	TunnelProbeInterval time.Duration
+	// BMCPollInterval and BMCWorkers tune the BMC controller (0 = default).
+	BMCPollInterval time.Duration
+	BMCWorkers      int
 	// AdvertiseAddress is where other replicas reach this one (host:port);
 	// see advertiseAddress for the default.
 	AdvertiseAddress string
@@ -209,6 +212,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	deps := controllerDeps{dataDir: o.DataDir, allowLocalGitRepos: o.AllowLocalGitRepos, externalURL: externalURL, caCertPEM: ca.CertPEM,
 		seedSources: o.SeedSources, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval, log: log.WithName("registration")}
+	deps.bmcPollInterval, deps.bmcWorkers = o.BMCPollInterval, o.BMCWorkers
 	if err := setupControllers(mgr, deps); err != nil {
 		return err
 	}

@@ -44,6 +44,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&ManagedOSImage{}, &ManagedOSImageList{},
 		&ManagedOSVersion{}, &ManagedOSVersionList{},
 		&ManagedOSVersionChannel{}, &ManagedOSVersionChannelList{},
+		&BMC{}, &BMCList{},
 	)
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil

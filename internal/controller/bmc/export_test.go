@@ -1,0 +1,4 @@
+package bmc
+
+// Backoff is backoff, for tests.
+var Backoff = backoff
