@@ -18,7 +18,6 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // Plan upgrades the nodes of the cluster it lives on, node by node within
@@ -221,12 +220,12 @@ type SecretSpec struct {
 // DrainSpec says how to drain a node (kubectl drain's options, SUC's
 // names).
 type DrainSpec struct {
-	// timeout gives up draining after this long and fails the node: a
-	// string is a Go duration ("5m"), an integer is nanoseconds (SUC's
-	// encoding). Unset: wait for ever.
+	// timeout gives up draining after this long and fails the node, as a
+	// duration string ("5m"). SUC also takes an integer of nanoseconds;
+	// here that is refused by the API server: write it as a string. Unset:
+	// wait for ever.
 	// +optional
-	// +kubebuilder:validation:XIntOrString
-	Timeout *intstr.IntOrString `json:"timeout,omitempty"`
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
 
 	// gracePeriod overrides the evicted pods' termination grace period
 	// (seconds).
@@ -382,6 +381,11 @@ type NodeUpgradeStatus struct {
 	// state is Cordoning, Draining, Upgrading or Failed.
 	// +required
 	State NodeUpgradeState `json:"state"`
+
+	// since is when the node entered its state (a drain's timeout counts
+	// from it).
+	// +optional
+	Since *metav1.Time `json:"since,omitempty"`
 
 	// job is the node's Job in the plan's namespace.
 	// +optional
