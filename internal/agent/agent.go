@@ -209,11 +209,12 @@ func Run(ctx context.Context, o Options) error {
 	if !o.DisableUpgradePlans {
 		// Before the first BundleDeployment applies, so bundles carrying
 		// Plans find their CRD.
+		// A cluster where the agent may not install CRDs still gets its
+		// bundles: Plans are off there, and the log says why.
 		plans, err := upgradeplan.NewManager(ctx, o.DownstreamConfig, o.Log.WithName("upgradeplan"))
 		if err != nil {
-			return err
-		}
-		if err := mgr.Add(plans); err != nil {
+			o.Log.Error(err, "Cluster upgrade Plans are off on this cluster; bundles carrying Plans will fail to apply")
+		} else if err := mgr.Add(plans); err != nil {
 			return fmt.Errorf("adding the Plan controller: %w", err)
 		}
 	}
