@@ -191,4 +191,16 @@ func TestUpgradePlanThroughABundle(t *testing.T) {
 		t.Errorf("the untargeted cluster got the bundle's namespace: %v", err)
 	}
 	upgraded("v1.31.0+k3s1")
+
+	// A paused bundle holds the new version back from the cluster: the
+	// nodes stay at the old hash until it is unpaused.
+	paused := k3sUpgradeBundle("v1.32.0+k3s1")
+	paused["fleet.yaml"] = "paused: true\n" + paused["fleet.yaml"]
+	env.applyDir(t, "k3s-upgrade", paused)
+	time.Sleep(5 * time.Second)
+	p := &upgradev1.Plan{}
+	if err := prod.Get(ctx, client.ObjectKey{Namespace: "system-upgrade", Name: "k3s-server"}, p); err != nil || p.Spec.Version != "v1.31.0+k3s1" {
+		t.Fatalf("plan version %q (%v) while the bundle is paused; want v1.31.0+k3s1 kept", p.Spec.Version, err)
+	}
+	upgraded("v1.32.0+k3s1")
 }

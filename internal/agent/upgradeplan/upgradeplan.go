@@ -47,11 +47,26 @@ import (
 const DefaultPoll = 5 * time.Second
 
 // CacheOptions limit the downstream cache to what the controller reads:
-// Plans, Nodes, and its own Jobs.
+// Plans, its own Jobs, and of Nodes only their metadata and
+// schedulability (a node's status, with its image list, is most of its
+// size; the agent runs on small devices).
 func CacheOptions() map[client.Object]cache.ByObject {
 	return map[client.Object]cache.ByObject{
 		&batchv1.Job{}: {Label: labels.SelectorFromSet(labels.Set{LabelController: ControllerName})},
+		&corev1.Node{}: {Transform: slimNode},
 	}
+}
+
+// slimNode keeps what the controller reads of a Node.
+func slimNode(obj any) (any, error) {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil
+	}
+	slim := &corev1.Node{TypeMeta: n.TypeMeta, ObjectMeta: n.ObjectMeta}
+	slim.ManagedFields = nil
+	slim.Spec.Unschedulable = n.Spec.Unschedulable
+	return slim, nil
 }
 
 // InstallCRD creates or updates the Plan CRD on the cluster (server-side
