@@ -345,6 +345,63 @@ spec:
 		waitReady(t, c, plan, 2*time.Minute)
 	})
 
+	t.Run("deleting a plan mid-drain uncordons the node it cordoned", func(t *testing.T) {
+		// A pod pinned to kwok-node-4 that its budget never lets go.
+		labels := map[string]string{"app": "pinned"}
+		mustCreate(t, c, &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "pinned", Namespace: "default"},
+			Spec: appsv1.DeploymentSpec{
+				Replicas: ptr.To[int32](1),
+				Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: labels},
+					Spec: corev1.PodSpec{
+						NodeSelector: map[string]string{"kubernetes.io/hostname": "kwok-node-4"},
+						Containers:   []corev1.Container{{Name: "c", Image: "busybox"}},
+					},
+				},
+			},
+		})
+		mustCreate(t, c, &policyv1.PodDisruptionBudget{
+			ObjectMeta: metav1.ObjectMeta{Name: "pinned", Namespace: "default"},
+			Spec:       policyv1.PodDisruptionBudgetSpec{MaxUnavailable: ptr.To(intstr.FromInt32(0)), Selector: &metav1.LabelSelector{MatchLabels: labels}},
+		})
+		waitFor(t, time.Minute, "the pinned pod running", func() error { return runningPods(ctx, c, "app=pinned", 1) })
+		label(t, c, "kwok-node-4", "stuck", "yes")
+		plan := decodePlan(t, `
+apiVersion: upgrade.edgefleet.io/v1alpha1
+kind: Plan
+metadata:
+  name: stuck
+  namespace: system-upgrade
+spec:
+  nodeSelector:
+    matchLabels: {stuck: "yes"}
+  drain: {force: true}
+  upgrade:
+    image: registry.example/os-upgrade
+  version: v1
+`)
+		mustCreate(t, c, plan)
+		waitFor(t, time.Minute, "kwok-node-4 cordoned and draining", func() error {
+			n := node(t, c, "kwok-node-4")
+			if !n.Spec.Unschedulable || n.Annotations[AnnotationCordonedBy] != "system-upgrade/stuck" {
+				return fmt.Errorf("unschedulable %v, annotations %v", n.Spec.Unschedulable, n.Annotations)
+			}
+			return nil
+		})
+		if err := c.Delete(ctx, plan); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, time.Minute, "kwok-node-4 schedulable again", func() error {
+			n := node(t, c, "kwok-node-4")
+			if n.Spec.Unschedulable || n.Annotations[AnnotationCordonedBy] != "" {
+				return fmt.Errorf("unschedulable %v, annotations %v", n.Spec.Unschedulable, n.Annotations)
+			}
+			return nil
+		})
+	})
+
 	t.Run("an invalid plan is Stalled with the reason", func(t *testing.T) {
 		plan := decodePlan(t, `
 apiVersion: upgrade.edgefleet.io/v1alpha1

@@ -86,7 +86,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	logger := log.FromContext(ctx)
 	plan := &upgradev1.Plan{}
 	if err := r.Client.Get(ctx, req.NamespacedName, plan); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) {
+			// Gone (SUC leaves its nodes cordoned, SUC#71): make the nodes
+			// it cordoned schedulable again.
+			return ctrl.Result{}, r.releaseNodes(ctx, req.NamespacedName)
+		}
+		return ctrl.Result{}, err
 	}
 	if plan.DeletionTimestamp != nil {
 		return ctrl.Result{}, nil
@@ -398,7 +403,7 @@ func sortCandidates(s []*nodeState, p *upgradev1.Plan, hash string) {
 func (r *Reconciler) startNode(ctx context.Context, p *upgradev1.Plan, s *nodeState, version, hash string, now time.Time) error {
 	n := s.node
 	if (p.Spec.Cordon || p.Spec.Drain != nil) && !n.Spec.Unschedulable {
-		if err := setUnschedulable(ctx, r.Client, n, true); err != nil {
+		if err := cordon(ctx, r.Client, n, p.Namespace+"/"+p.Name); err != nil {
 			return err
 		}
 	}
@@ -431,6 +436,11 @@ func (r *Reconciler) startNode(ctx context.Context, p *upgradev1.Plan, s *nodeSt
 	return nil
 }
 
+// AnnotationCordonedBy on a node names the plan (namespace/name) that
+// cordoned it: only that plan makes it schedulable again, so a node someone
+// else cordoned stays cordoned.
+const AnnotationCordonedBy = "upgrade.edgefleet.io/cordoned-by"
+
 // finishNode labels a node done with hash and makes it schedulable again
 // when the plan cordoned it.
 func (r *Reconciler) finishNode(ctx context.Context, p *upgradev1.Plan, n *corev1.Node, hash string) error {
@@ -440,8 +450,9 @@ func (r *Reconciler) finishNode(ctx context.Context, p *upgradev1.Plan, n *corev
 		done.Labels = map[string]string{}
 	}
 	done.Labels[NodeLabel(p.Name)] = hash
-	if p.Spec.Cordon || p.Spec.Drain != nil {
+	if done.Annotations[AnnotationCordonedBy] == p.Namespace+"/"+p.Name {
 		done.Spec.Unschedulable = false
+		delete(done.Annotations, AnnotationCordonedBy)
 	}
 	if err := r.Client.Patch(ctx, done, patch); err != nil {
 		return fmt.Errorf("labelling node %s done: %w", n.Name, err)
@@ -449,11 +460,37 @@ func (r *Reconciler) finishNode(ctx context.Context, p *upgradev1.Plan, n *corev
 	return nil
 }
 
-func setUnschedulable(ctx context.Context, c client.Client, n *corev1.Node, v bool) error {
+func cordon(ctx context.Context, c client.Client, n *corev1.Node, by string) error {
 	patch := client.MergeFrom(n.DeepCopy())
-	n.Spec.Unschedulable = v
+	n.Spec.Unschedulable = true
+	if n.Annotations == nil {
+		n.Annotations = map[string]string{}
+	}
+	n.Annotations[AnnotationCordonedBy] = by
 	if err := c.Patch(ctx, n, patch); err != nil {
 		return fmt.Errorf("cordoning node %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+// releaseNodes uncordons the nodes a deleted plan cordoned.
+func (r *Reconciler) releaseNodes(ctx context.Context, plan types.NamespacedName) error {
+	var nodes corev1.NodeList
+	if err := r.Client.List(ctx, &nodes); err != nil {
+		return fmt.Errorf("listing nodes: %w", err)
+	}
+	for i := range nodes.Items {
+		n := &nodes.Items[i]
+		if n.Annotations[AnnotationCordonedBy] != plan.String() {
+			continue
+		}
+		patch := client.MergeFrom(n.DeepCopy())
+		n.Spec.Unschedulable = false
+		delete(n.Annotations, AnnotationCordonedBy)
+		if err := r.Client.Patch(ctx, n, patch); err != nil {
+			return fmt.Errorf("uncordoning node %s after plan %s was deleted: %w", n.Name, plan, err)
+		}
+		log.FromContext(ctx).Info("Uncordoned the node of a deleted plan", "Node", klog.KObj(n))
 	}
 	return nil
 }

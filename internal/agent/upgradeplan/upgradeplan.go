@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -122,12 +123,17 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Jobs = JobSettingsFromEnv(nil)
 	}
 	// A node's labels or schedulability change: every plan may select it.
-	allPlans := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+	// A node cordoned by a plan deleted while the agent was away is
+	// released on the node's next event.
+	allPlans := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []reconcile.Request {
 		var plans upgradev1.PlanList
 		if err := mgr.GetClient().List(ctx, &plans); err != nil {
 			return nil
 		}
-		out := make([]reconcile.Request, 0, len(plans.Items))
+		out := make([]reconcile.Request, 0, len(plans.Items)+1)
+		if ns, name, ok := strings.Cut(obj.GetAnnotations()[AnnotationCordonedBy], "/"); ok {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}})
+		}
 		for _, p := range plans.Items {
 			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: p.Namespace, Name: p.Name}})
 		}
