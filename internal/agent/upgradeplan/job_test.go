@@ -1,6 +1,7 @@
 package upgradeplan
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	upgradev1 "github.com/edgefleet/edgefleet/api/upgrade/v1alpha1"
 )
@@ -182,5 +184,28 @@ func TestResolveChannel(t *testing.T) {
 	}
 	if _, err := ResolveChannel(ctx, srv.Client(), "file:///etc/passwd", "", ""); err == nil {
 		t.Error("a file URL was accepted")
+	}
+}
+
+func TestNodesThePlanCordonedStartFirst(t *testing.T) {
+	p := &upgradev1.Plan{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "plan"}}
+	var nodes []*nodeState
+	for i := range 20 {
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("n%d", i), UID: types.UID(fmt.Sprintf("u%d", i))}}
+		if i == 13 {
+			n.Annotations = map[string]string{AnnotationCordonedBy: "ns/p"}
+		}
+		nodes = append(nodes, &nodeState{node: n})
+	}
+	sortCandidates(nodes, p, "h")
+	if nodes[0].node.Name != "n13" {
+		t.Errorf("first candidate %s, want n13 which the plan cordoned already", nodes[0].node.Name)
+	}
+	again := append([]*nodeState(nil), nodes...)
+	sortCandidates(again, p, "h")
+	for i := range nodes {
+		if nodes[i] != again[i] {
+			t.Fatal("the order is not stable across passes")
+		}
 	}
 }

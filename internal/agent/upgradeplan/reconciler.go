@@ -390,11 +390,18 @@ func (r *Reconciler) selectNodes(ctx context.Context, p *upgradev1.Plan) ([]core
 }
 
 // sortCandidates orders waiting nodes as SUC does: by sha256 of node UID,
-// plan UID and hash, a shuffle that is the same on every pass.
+// plan UID and hash, a shuffle that is the same on every pass. Nodes this
+// plan cordoned already (a spec change or a new version reset their state)
+// come first, so no node stays cordoned waiting for its turn.
 func sortCandidates(s []*nodeState, p *upgradev1.Plan, hash string) {
+	mine := p.Namespace + "/" + p.Name
 	key := func(n *corev1.Node) string {
 		h := sha256.Sum256([]byte(string(n.UID) + string(p.UID) + hash))
-		return hex.EncodeToString(h[:])
+		first := "1"
+		if n.Annotations[AnnotationCordonedBy] == mine {
+			first = "0"
+		}
+		return first + hex.EncodeToString(h[:])
 	}
 	sort.Slice(s, func(i, j int) bool { return key(s[i].node) < key(s[j].node) })
 }
