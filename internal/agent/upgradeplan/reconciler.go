@@ -276,7 +276,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			result.RequeueAfter = r.Poll
 		}
 	}
-	return result, conditions.PatchStatus(ctx, r.Client, before, plan, &st.ObservedGeneration, nil)
+	if err := conditions.PatchStatus(ctx, r.Client, before, plan, &st.ObservedGeneration, nil); err != nil {
+		if apierrors.IsConflict(err) {
+			// Read from a cache a step behind our own last write: look
+			// again shortly, without the error backoff (everything done
+			// above is idempotent).
+			return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	return result, nil
 }
 
 // Validate refuses what the controller cannot act on, with the fix.

@@ -169,6 +169,13 @@ func Scheme() *runtime.Scheme {
 // it.
 func NewManager(ctx context.Context, cfg *rest.Config, log logr.Logger) (ctrl.Manager, error) {
 	scheme := Scheme()
+	if cfg.QPS == 0 {
+		// client-go's default (5/s) makes a wave of nodes wait on the
+		// limiter: each node costs a cordon, a Job, a label and a status
+		// write.
+		cfg = rest.CopyConfig(cfg)
+		cfg.QPS, cfg.Burst = 50, 100
+	}
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		return nil, err
