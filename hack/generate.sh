@@ -43,6 +43,13 @@ find "${CRD_DIR}" -maxdepth 1 -name '*.yaml' -delete
     output:crd:artifacts:config="../${CRD_DIR}"
 )
 
+# Kinds that live on downstream clusters (the agent installs them there) are
+# not installed on the manager: move them out of bases/.
+DOWNSTREAM_CRD_DIR="config/crd/downstream"
+mkdir -p "${DOWNSTREAM_CRD_DIR}"
+find "${DOWNSTREAM_CRD_DIR}" -maxdepth 1 -name '*.yaml' -delete
+mv "${CRD_DIR}"/upgrade.edgefleet.io_*.yaml "${DOWNSTREAM_CRD_DIR}/"
+
 # The Helm chart ships the same CRDs in crds/ (installed before the chart's
 # templates, never deleted by helm uninstall, as Helm users expect).
 CHART_CRD_DIR="charts/edgefleet/crds"

@@ -32,16 +32,33 @@ import (
 //go:embed bases/*.yaml
 var FS embed.FS
 
+// DownstreamFS holds the CRDs of kinds that live on downstream clusters
+// (cluster upgrade Plans), as downstream/*.yaml: the agent installs them
+// there; the manager does not.
+//
+//go:embed downstream/*.yaml
+var DownstreamFS embed.FS
+
 // CustomResourceDefinitions parses every embedded CRD manifest, in file-name
 // order. Each call returns fresh objects that the caller may modify.
 func CustomResourceDefinitions() ([]*apiextensionsv1.CustomResourceDefinition, error) {
-	files, err := fs.Glob(FS, "bases/*.yaml")
+	return parse(FS, "bases/*.yaml")
+}
+
+// DownstreamCustomResourceDefinitions parses the CRDs the agent installs on
+// its downstream cluster, in file-name order.
+func DownstreamCustomResourceDefinitions() ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	return parse(DownstreamFS, "downstream/*.yaml")
+}
+
+func parse(fsys embed.FS, pattern string) ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	files, err := fs.Glob(fsys, pattern)
 	if err != nil {
 		return nil, fmt.Errorf("listing embedded CRDs: %w", err)
 	}
 	crds := make([]*apiextensionsv1.CustomResourceDefinition, 0, len(files))
 	for _, file := range files {
-		data, err := FS.ReadFile(file)
+		data, err := fsys.ReadFile(file)
 		if err != nil {
 			return nil, fmt.Errorf("reading embedded CRD %s: %w", file, err)
 		}

@@ -32,6 +32,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/agent/apply"
 	"github.com/edgefleet/edgefleet/internal/agent/helmdeploy"
 	"github.com/edgefleet/edgefleet/internal/agent/join"
+	"github.com/edgefleet/edgefleet/internal/agent/upgradeplan"
 )
 
 // Defaults of Options.
@@ -78,6 +79,9 @@ type Options struct {
 	// tunnel up; ManagerConfig, Namespace and the Cluster's name come from
 	// the registration.
 	Join *join.Options
+	// DisableUpgradePlans turns off the cluster upgrade Plan controller
+	// (and the installation of its CRD downstream).
+	DisableUpgradePlans bool
 	// Log is the agent's logger.
 	Log logr.Logger
 }
@@ -201,6 +205,18 @@ func Run(ctx context.Context, o Options) error {
 	r.memory.touch()
 	if err := r.setup(mgr, controller.Options{MaxConcurrentReconciles: o.Workers}); err != nil {
 		return err
+	}
+	if !o.DisableUpgradePlans {
+		// Before the first BundleDeployment applies, so bundles carrying
+		// Plans find their CRD.
+		// A cluster where the agent may not install CRDs still gets its
+		// bundles: Plans are off there, and the log says why.
+		plans, err := upgradeplan.NewManager(ctx, o.DownstreamConfig, o.Log.WithName("upgradeplan"))
+		if err != nil {
+			o.Log.Error(err, "Cluster upgrade Plans are off on this cluster; bundles carrying Plans will fail to apply")
+		} else if err := mgr.Add(plans); err != nil {
+			return fmt.Errorf("adding the Plan controller: %w", err)
+		}
 	}
 	hb := &heartbeat{client: mgr.GetClient(), kubeVersion: v.GitVersion, opts: o}
 	if err := mgr.Add(manager.RunnableFunc(hb.run)); err != nil {

@@ -27,6 +27,7 @@ type Flags struct {
 	MemoryLimit       string
 	Options           Options
 	memoryLimitSet    func() bool
+	UpgradePlans      bool
 }
 
 // AddFlags registers the flags on fs.
@@ -47,12 +48,14 @@ func (f *Flags) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.Options.MetricsAddr, "metrics-bind-address", "0", "address for Prometheus metrics, e.g. :8080 (0 turns them off)")
 	fs.StringVar(&f.Options.PprofAddr, "pprof-address", "", "loopback address serving Go profiles (/debug/pprof/), e.g. 127.0.0.1:6060; off by default")
 	fs.StringVar(&f.MemoryLimit, "memory-limit", DefaultMemoryLimit, "soft memory limit of the Go runtime, e.g. 40Mi (0: none); GC runs more often near it. GOMEMLIMIT wins unless this flag is given")
+	fs.BoolVar(&f.UpgradePlans, "upgrade-plans", true, "run cluster upgrade Plans (upgrade.edgefleet.io) on this cluster: installs the Plan CRD and upgrades nodes with Jobs")
 	f.memoryLimitSet = func() bool { return fs.Changed("memory-limit") }
 }
 
 // Complete loads the kubeconfigs and returns the agent's options.
 func (f *Flags) Complete() (Options, error) {
 	o := f.Options
+	o.DisableUpgradePlans = !f.UpgradePlans
 	limit, err := parseMemoryLimit(f.MemoryLimit)
 	if err != nil {
 		return o, err

@@ -95,7 +95,7 @@ type ManagedOSVersionList struct {
 }
 
 // ManagedOSVersionChannel syncs ManagedOSVersions from a list published at
-// a URL, on an interval.
+// a URL or in an OCI image, on an interval.
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
@@ -122,14 +122,17 @@ type ManagedOSVersionChannel struct {
 }
 
 // ManagedOSVersionChannelSpec is the desired state of a channel.
+// +kubebuilder:validation:XValidation:rule="self.type != 'json' || (has(self.options.uri) && size(self.options.uri) > 0)",message="type json needs options.uri (the https URL of the list)"
+// +kubebuilder:validation:XValidation:rule="self.type != 'custom' || (has(self.options.image) && size(self.options.image) > 0)",message="type custom needs options.image (the channel image)"
 type ManagedOSVersionChannelSpec struct {
-	// type is json: a JSON list of versions at options.uri. (OCI channel
-	// images are not implemented yet.)
+	// type is json (a JSON list of versions at options.uri) or custom
+	// (Elemental's channel image: an OCI image holding the JSON list at
+	// options.path, read without running the image).
 	// +required
-	// +kubebuilder:validation:Enum=json
+	// +kubebuilder:validation:Enum=json;custom
 	Type string `json:"type"`
 
-	// options of the json type.
+	// options says where the channel is.
 	// +required
 	Options ChannelOptions `json:"options"`
 
@@ -144,15 +147,28 @@ type ManagedOSVersionChannelSpec struct {
 	Enabled *bool `json:"enabled,omitempty"`
 }
 
-// ChannelOptions says where a json channel is.
+// ChannelOptions says where a channel is.
 type ChannelOptions struct {
-	// uri is the https URL of the JSON list. It is fetched under the
-	// manager's rules for remote sources (no loopback, link-local or
-	// private addresses, https only, unless its administrator allows them).
-	// +required
-	// +kubebuilder:validation:MinLength=1
+	// uri is the https URL of the JSON list (type json). It is fetched
+	// under the manager's rules for remote sources (no loopback, link-local
+	// or private addresses, https only, unless its administrator allows
+	// them).
+	// +optional
 	// +kubebuilder:validation:MaxLength=4096
-	URI string `json:"uri"`
+	URI string `json:"uri,omitempty"`
+
+	// image is the channel image (type custom), e.g.
+	// registry.suse.com/rancher/elemental-channel/sl-micro:6.1-baremetal,
+	// pulled anonymously under the same rules as uri.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Image string `json:"image,omitempty"`
+
+	// path is the file in the image holding the JSON list (type custom).
+	// +optional
+	// +kubebuilder:default="/channel.json"
+	// +kubebuilder:validation:MaxLength=4096
+	Path string `json:"path,omitempty"`
 
 	// timeout bounds one fetch.
 	// +optional

@@ -1,6 +1,7 @@
 // Package managedosversionchannel syncs ManagedOSVersionChannels: it
-// fetches the channel's JSON list of versions, validates all of it, and only
-// then creates or updates the ManagedOSVersions it lists.
+// fetches the channel's JSON list of versions (from a URL, or from a file in
+// an OCI channel image), validates all of it, and only then creates or
+// updates the ManagedOSVersions it lists.
 package managedosversionchannel
 
 import (
@@ -125,11 +126,11 @@ func (r *Reconciler) sync(ctx context.Context, ch *machinesv1.ManagedOSVersionCh
 	switch {
 	case errors.As(err, &invalid):
 		st.FailedSynchronizationAttempts++
-		conditions.MarkStalled(&st.Conditions, machinesv1.InvalidChannelReason, fmt.Sprintf("channel %s is not a valid version list, no version of it was created or changed: %v; fix what it serves, it is fetched again in %s", ch.Spec.Options.URI, err, interval), gen)
+		conditions.MarkStalled(&st.Conditions, machinesv1.InvalidChannelReason, fmt.Sprintf("channel %s is not a valid version list, no version of it was created or changed: %v; fix what it serves, it is fetched again in %s", source(ch), err, interval), gen)
 		return reconcile.Result{RequeueAfter: interval}, nil
 	case err != nil:
 		st.FailedSynchronizationAttempts++
-		msg := fmt.Sprintf("fetching channel %s: %v; retried in %s", ch.Spec.Options.URI, err, interval)
+		msg := fmt.Sprintf("fetching channel %s: %v; retried in %s", source(ch), err, interval)
 		conditions.Set(&st.Conditions, machinesv1.ReadyCondition, metav1.ConditionFalse, machinesv1.SyncFailedReason, msg, gen)
 		conditions.MarkReconciling(&st.Conditions, machinesv1.SyncFailedReason, msg, gen)
 		return reconcile.Result{RequeueAfter: interval}, nil
@@ -146,7 +147,7 @@ func (r *Reconciler) sync(ctx context.Context, ch *machinesv1.ManagedOSVersionCh
 	}
 	now := metav1.NewTime(r.Now())
 	st.LastSyncedTime, st.Versions, st.FailedSynchronizationAttempts = &now, int32(len(entries)), 0
-	msg := fmt.Sprintf("%d versions synced from %s", len(entries), ch.Spec.Options.URI)
+	msg := fmt.Sprintf("%d versions synced from %s", len(entries), source(ch))
 	if len(foreign) > 0 {
 		msg += fmt.Sprintf("; left alone because another owner has them: %v", foreign)
 	}
@@ -158,6 +159,20 @@ type invalidError struct{ err error }
 
 func (e *invalidError) Error() string { return e.err.Error() }
 
+// source names where the channel is, for messages.
+func source(ch *machinesv1.ManagedOSVersionChannel) string {
+	if ch.Spec.Type == TypeCustom {
+		return ch.Spec.Options.Image + " (" + channelPath(ch) + ")"
+	}
+	return ch.Spec.Options.URI
+}
+
+// The channel types.
+const (
+	TypeJSON   = "json"
+	TypeCustom = "custom"
+)
+
 // fetch gets and validates the whole list; any invalid entry refuses all.
 func (r *Reconciler) fetch(ctx context.Context, ch *machinesv1.ManagedOSVersionChannel) ([]Entry, error) {
 	timeout := ch.Spec.Options.Timeout.Duration
@@ -166,6 +181,20 @@ func (r *Reconciler) fetch(ctx context.Context, ch *machinesv1.ManagedOSVersionC
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if ch.Spec.Type == TypeCustom {
+		body, err := r.fetchImage(ctx, ch)
+		if err != nil {
+			return nil, err
+		}
+		entries, err := Parse(body)
+		if err != nil {
+			return nil, &invalidError{err}
+		}
+		return entries, nil
+	}
+	if ch.Spec.Options.URI == "" {
+		return nil, &invalidError{errors.New("type json needs spec.options.uri")}
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ch.Spec.Options.URI, nil)
 	if err != nil {
 		return nil, &invalidError{fmt.Errorf("spec.options.uri: %v", err)}
