@@ -52,7 +52,7 @@ var expectedKinds = map[string][]string{
 		"GitRepoRestriction", "HelmOp",
 	},
 	machinesv1alpha1.GroupVersion.Group: {
-		"MachineInventory", "MachineRegistration", "ManagedOSImage", "ManagedOSVersion", "ManagedOSVersionChannel", "SeedImage",
+		"BMC", "MachineInventory", "MachineRegistration", "ManagedOSImage", "ManagedOSVersion", "ManagedOSVersionChannel", "SeedImage",
 	},
 }
 
