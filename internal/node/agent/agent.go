@@ -126,13 +126,14 @@ func (a *agent) run(ctx context.Context) error {
 		}
 		return err
 	}
-	watchIDs, reportIDs, osIDs := make(chan *identity, 1), make(chan *identity, 1), make(chan *identity, 1)
+	watchIDs, reportIDs, osIDs, netIDs := make(chan *identity, 1), make(chan *identity, 1), make(chan *identity, 1), make(chan *identity, 1)
 	go a.watchPlan(ctx, id, watchIDs)
 	go a.report(ctx, id, reportIDs)
+	go a.reportNetwork(ctx, id, netIDs)
 	if slot != "" {
 		go a.reportOS(ctx, slot, id, osIDs)
 	}
-	go a.renew(ctx, watchIDs, reportIDs, osIDs)
+	go a.renew(ctx, watchIDs, reportIDs, osIDs, netIDs)
 	return a.loop(ctx)
 }
 
