@@ -138,11 +138,35 @@ func unescapeMount(s string) string {
 	return b.String()
 }
 
-// removeCgroups removes the node's cgroup subtree in every hierarchy,
-// deepest first (a cgroup is removed with rmdir once empty).
+// removeCgroups kills what is left in the node's cgroup subtree (pod
+// containers live in their own PID namespaces, out of reach of a signal
+// to the shim's process group) and removes it in every hierarchy, deepest
+// first (a cgroup is removed with rmdir once empty).
 func removeCgroups(root string) {
 	hs, _ := filepath.Glob("/sys/fs/cgroup/*")
 	hs = append(hs, "/sys/fs/cgroup")
+	for range 5 {
+		killed := 0
+		for _, h := range hs {
+			_ = filepath.WalkDir(filepath.Join(h, root), func(path string, d os.DirEntry, err error) error {
+				if err != nil || d.IsDir() || (d.Name() != "cgroup.procs" && d.Name() != "tasks") {
+					return nil
+				}
+				data, _ := os.ReadFile(path)
+				for _, f := range strings.Fields(string(data)) {
+					if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() {
+						_ = syscall.Kill(pid, syscall.SIGKILL)
+						killed++
+					}
+				}
+				return nil
+			})
+		}
+		if killed == 0 {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 	for _, h := range hs {
 		top := filepath.Join(h, root)
 		var dirs []string

@@ -273,6 +273,14 @@ func bootstrapManifest(token string) []byte {
 		binding("kubeadm:node-autoapprove-bootstrap", "system:certificates.k8s.io:certificatesigningrequests:nodeclient", "Group", group),
 		binding("kubeadm:node-autoapprove-certificate-rotation", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "Group", "system:nodes"),
 		binding("edgefleet:kube-apiserver-kubelet-client", "system:kubelet-api-admin", "User", "kube-apiserver-kubelet-client"),
+		// Each node routes to the others' pod CIDRs (routes.go): it reads
+		// every Node, which the Node authorizer alone refuses.
+		map[string]any{
+			"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+			"metadata": map[string]any{"name": "edgefleet:node-routes"},
+			"rules":    []any{map[string]any{"apiGroups": []string{""}, "resources": []string{"nodes"}, "verbs": []string{"get", "list", "watch"}}},
+		},
+		binding("edgefleet:node-routes", "edgefleet:node-routes", "Group", "system:nodes"),
 	}
 	data, _ := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "List", "items": objs})
 	return data

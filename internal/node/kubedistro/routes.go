@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -24,9 +26,16 @@ const routesEvery = 5 * time.Second
 // the kubelet's own client certificate once the kubelet has one.
 func (s *supervisor) routes(ctx context.Context) {
 	have := map[string]string{}
+	lastErr := ""
 	for {
 		nodes, err := s.listNodes(ctx)
-		if err == nil {
+		if err != nil && err.Error() != lastErr && !errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn("Reading the Nodes for pod routes failed; retrying", "err", err)
+		}
+		if err != nil {
+			lastErr = err.Error()
+		} else {
+			lastErr = ""
 			for _, n := range nodes {
 				if n.name == s.c.NodeName || n.ip == "" {
 					continue
@@ -83,7 +92,8 @@ func (s *supervisor) listNodes(ctx context.Context) ([]nodeRoute, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("listing nodes: HTTP %d", resp.StatusCode)
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("listing nodes: HTTP %d: %s", resp.StatusCode, msg)
 	}
 	var list struct {
 		Items []struct {
