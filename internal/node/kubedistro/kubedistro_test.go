@@ -23,8 +23,8 @@ func TestHostsTOML(t *testing.T) {
 	}{
 		"mirror with a CA": {
 			host: "registry.k8s.io", endpoints: []string{"https://mirror.local:5000", "http://127.0.0.1:5001"},
-			cas:  map[string]string{"mirror.local:5000": "PEM"},
-			want: []string{`server = "https://registry.k8s.io"`, `[host."https://mirror.local:5000"]`, `ca = "ca-0.crt"`, `[host."http://127.0.0.1:5001"]`, `capabilities = ["pull", "resolve"]`},
+			cas:   map[string]string{"mirror.local:5000": "PEM"},
+			want:  []string{`server = "https://registry.k8s.io"`, `[host."https://mirror.local:5000"]`, `ca = "ca-0.crt"`, `[host."http://127.0.0.1:5001"]`, `capabilities = ["pull", "resolve"]`},
 			files: 1,
 		},
 		"every registry": {host: "*", endpoints: []string{"http://127.0.0.1:5001"}, want: []string{`[host."http://127.0.0.1:5001"]`}},
