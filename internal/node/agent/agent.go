@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/edgefleet/edgefleet/internal/node/kubedistro"
 	"github.com/edgefleet/edgefleet/internal/node/nodekube"
 	"github.com/edgefleet/edgefleet/internal/node/planner"
 	"github.com/edgefleet/edgefleet/internal/node/register"
@@ -91,6 +92,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	a := &agent{o: o, exec: exec, plans: make(chan []byte, 1), reports: make(chan planner.Report, 1), creds: make(chan struct{}, 1), fatal: make(chan error, 1)}
+	go a.resumeKubernetes(ctx)
 	return a.run(ctx)
 }
 
@@ -305,4 +307,18 @@ func nextWait(d time.Duration) time.Duration { return min(2*d, maxRetry) }
 // jitter spreads a fleet that lost the manager together: d ± 20%.
 func jitter(d time.Duration) time.Duration {
 	return d - d/5 + time.Duration(rand.Int64N(int64(2*d/5)+1))
+}
+
+// resumeKubernetes brings the machine's edgefleet-distribution Kubernetes
+// back after a reboot (its plan instruction ran once, before it): without
+// the manager, from the NodeConfig on disk, unless it was stopped with
+// `kubernetes down`.
+func (a *agent) resumeKubernetes(ctx context.Context) {
+	started, err := kubedistro.Resume(ctx, kubedistro.Options{Root: a.o.Root, Log: a.o.Log})
+	switch {
+	case err != nil:
+		a.o.Log.Error("Resuming the machine's Kubernetes failed", "err", err)
+	case started:
+		a.o.Log.Info("Resumed the machine's Kubernetes")
+	}
 }

@@ -25,6 +25,9 @@ func Down(root string) error {
 	if st, _ := running(p); st != nil {
 		nodeName = st.NodeName
 	}
+	if err := writeFile(p.stoppedMarker(), nil, 0o644); err != nil && !os.IsNotExist(err) {
+		return err
+	}
 	if err := stopSupervisor(p); err != nil {
 		return err
 	}
@@ -36,7 +39,6 @@ func Down(root string) error {
 	if nodeName != "" {
 		removeCgroups("/edgefleet/" + nodeName)
 	}
-	_ = os.Remove(p.State())
 	if len(errs) > 0 {
 		return fmt.Errorf("stopping the node's Kubernetes: %s", strings.Join(errs, "; "))
 	}
@@ -192,7 +194,7 @@ func Status(root string, w io.Writer) error {
 	}
 	state := "running"
 	if !alive {
-		state = "NOT running"
+		state = "not running"
 	}
 	fmt.Fprintf(w, "supervisor pid %d %s: %s node %s (%s), Kubernetes %s, since %s\n", st.PID, state, st.Role, st.NodeName, st.NodeIP, st.Version, st.Started.Format(time.RFC3339))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -193,3 +193,37 @@ func TestInstallBinaries(t *testing.T) {
 		t.Errorf("missing server binary: %v", err)
 	}
 }
+
+// Resume starts nothing on a machine without a config, one never brought
+// up, or one stopped with down (a reset or scale-down must stay down).
+func TestResumeLeavesAlone(t *testing.T) {
+	root := t.TempDir()
+	p := NewPaths(root)
+	o := Options{Root: root}
+	if started, err := Resume(context.Background(), o); started || err != nil {
+		t.Fatalf("no config: started=%t err=%v", started, err)
+	}
+	if err := writeFile(p.Under(kubedistro.ConfigPath), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if started, err := Resume(context.Background(), o); started || err != nil {
+		t.Fatalf("never up: started=%t err=%v", started, err)
+	}
+	if err := writeFile(p.State(), []byte(`{"pid": 999999999}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Down(root); err != nil {
+		t.Fatal(err)
+	}
+	if started, err := Resume(context.Background(), o); started || err != nil {
+		t.Fatalf("after down: started=%t err=%v", started, err)
+	}
+	// Once the stop marker is gone (up ran), a dead supervisor is resumed:
+	// here that fails on the invalid config, which proves it tried.
+	if err := os.Remove(p.stoppedMarker()); err != nil {
+		t.Fatal(err)
+	}
+	if started, err := Resume(context.Background(), o); !started || err == nil {
+		t.Fatalf("dead supervisor: started=%t err=%v", started, err)
+	}
+}

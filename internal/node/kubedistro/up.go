@@ -108,6 +108,7 @@ func Up(ctx context.Context, o Options) error {
 			return err
 		}
 	}
+	_ = os.Remove(p.stoppedMarker())
 	if err := startSupervisor(p, self, o.ConfigPath); err != nil {
 		return err
 	}
@@ -266,7 +267,6 @@ func startSupervisor(p Paths, self, configPath string) error {
 	cmd := exec.Command(self, "kubernetes", "run", "--root", p.Root, "--config", configPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	_ = os.Remove(p.State())
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting the supervisor: %w", err)
 	}
@@ -335,4 +335,30 @@ func tail(path string, n int64) string {
 	}
 	data, _ := io.ReadAll(f)
 	return string(data)
+}
+
+// stoppedMarker records a deliberate `down`: Resume leaves such a node
+// alone until the next `up`.
+func (p Paths) stoppedMarker() string { return p.dir("run", "stopped") }
+
+// Resume restarts the node's Kubernetes after a reboot or a crash of the
+// supervisor: when this machine has a NodeConfig, was not stopped with
+// `down`, and no supervisor runs, it does what `up` does. The node agent
+// calls it at start. It reports whether it started anything.
+func Resume(ctx context.Context, o Options) (bool, error) {
+	o.defaults()
+	p := NewPaths(o.Root)
+	if _, err := os.Stat(p.Under(o.ConfigPath)); err != nil {
+		return false, nil
+	}
+	if _, err := os.Stat(p.stoppedMarker()); err == nil {
+		return false, nil
+	}
+	if _, err := os.Stat(p.State()); err != nil {
+		return false, nil // never brought up here: the plan's instruction will
+	}
+	if _, alive := running(p); alive {
+		return false, nil
+	}
+	return true, Up(ctx, o)
 }

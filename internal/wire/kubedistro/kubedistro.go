@@ -137,7 +137,12 @@ type Registries struct {
 	CAs map[string]string `json:"cas,omitempty"`
 }
 
-var tokenRE = regexp.MustCompile(`^[a-z0-9]{6}\.[a-z0-9]{16}$`)
+var (
+	tokenRE    = regexp.MustCompile(`^[a-z0-9]{6}\.[a-z0-9]{16}$`)
+	nodeNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+	// versionRE: the version also names a folder of binaries.
+	versionRE = regexp.MustCompile(`^v1\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]*)?$`)
+)
 
 // Parse decodes a NodeConfig strictly (unknown fields refused) and validates it.
 func Parse(data []byte) (*NodeConfig, error) {
@@ -193,11 +198,11 @@ func (c *NodeConfig) Validate() error {
 	default:
 		bad("role must be %q or %q, not %q", RoleServer, RoleAgent, c.Role)
 	}
-	if !strings.HasPrefix(c.Version, "v1.") {
+	if !versionRE.MatchString(c.Version) || strings.Contains(c.Version, "..") {
 		bad("version %q is not a Kubernetes version such as v1.37.1", c.Version)
 	}
-	if c.NodeName == "" || len(c.NodeName) > 63 {
-		bad("nodeName must be 1-63 characters")
+	if len(c.NodeName) > 63 || !nodeNameRE.MatchString(c.NodeName) {
+		bad("nodeName %q must be 1-63 lower-case letters, digits, '-' or '.', starting and ending with a letter or digit (a Kubernetes node name; it also names the node's folders and cgroups)", c.NodeName)
 	}
 	if c.NodeIP != "" && net.ParseIP(c.NodeIP) == nil {
 		bad("nodeIP %q is not an IP address", c.NodeIP)

@@ -32,6 +32,9 @@ func TestRoundTripAndRefusals(t *testing.T) {
 		"bad token":          {func(c *NodeConfig) { c.Token = "secret" }, "bootstrap token"},
 		"two binary sources": {func(c *NodeConfig) { c.Binaries.Image = "r/k@sha256:00" }, "exactly one"},
 		"bad taint":          {func(c *NodeConfig) { c.NodeTaints = []string{"a=b:Sometimes"} }, "taint"},
+		"path in version":    {func(c *NodeConfig) { c.Version = "v1.37.1/../../etc" }, "not a Kubernetes version"},
+		"path in node name":  {func(c *NodeConfig) { c.NodeName = "../.." }, "nodeName"},
+		"upper-case name":    {func(c *NodeConfig) { c.NodeName = "Node-1" }, "nodeName"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := agent()
