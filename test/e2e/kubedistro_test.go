@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -178,6 +179,24 @@ func TestKubeDistro(t *testing.T) {
 		}
 	})
 
+	var pods []podInfo
+	answers := func(t *testing.T, p podInfo) {
+		t.Helper()
+		// From the server's namespace: across the lab bridge, by the
+		// server's route to the agent's pod CIDR.
+		var out []byte
+		eventually(t, 30*time.Second, func() error {
+			var err error
+			out, err = server.Command("curl", "-sS", "-m", "2", "http://"+p.ip+":8080/").CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("%v %s", err, out)
+			}
+			return nil
+		})
+		if got := strings.TrimSpace(string(out)); got != "hello from "+p.name {
+			t.Errorf("pod %s answered %q", p.name, got)
+		}
+	}
 	t.Run("a workload from the local registry runs on the agent and answers over the pod network", func(t *testing.T) {
 		manifest := `apiVersion: apps/v1
 kind: Deployment
@@ -204,7 +223,6 @@ spec:
 		if out, err := kubectl("apply", "-f", f); err != nil {
 			t.Fatalf("apply: %v %s", err, out)
 		}
-		var pods []podInfo
 		eventually(t, 3*time.Minute, func() error {
 			out, err := kubectl("get", "pods", "-l", "app=hello", "-o", "json")
 			if err != nil {
@@ -221,20 +239,48 @@ spec:
 			if p.node != "agent" {
 				t.Errorf("pod %s on %s", p.name, p.node)
 			}
-			// From the server's namespace: across the lab bridge, by the
-			// server's route to the agent's pod CIDR.
-			var out []byte
-			eventually(t, 30*time.Second, func() error {
-				var err error
-				out, err = server.Command("curl", "-sS", "-m", "2", "http://"+p.ip+":8080/").CombinedOutput()
-				if err != nil {
-					return fmt.Errorf("%v %s", err, out)
-				}
-				return nil
-			})
-			if got := strings.TrimSpace(string(out)); got != "hello from "+p.name {
-				t.Errorf("pod %s answered %q", p.name, got)
+			answers(t, p)
+		}
+	})
+
+	t.Run("a crashed supervisor: up brings the node back, the pods run on untouched", func(t *testing.T) {
+		if len(pods) == 0 {
+			t.Skip("no workload")
+		}
+		pid := supervisorPID(t, agent.root)
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		// The components die with it (parent-death signal).
+		eventually(t, 30*time.Second, func() error {
+			if out, err := agent.Command("curl", "-sS", "-m", "1", "http://127.0.0.1:10248/healthz").CombinedOutput(); err == nil {
+				return fmt.Errorf("the kubelet still answers: %s", out)
 			}
+			return nil
+		})
+		for _, p := range pods {
+			answers(t, p) // the containers live on without their kubelet
+		}
+		up(agent)
+		if supervisorPID(t, agent.root) == pid {
+			t.Fatal("no new supervisor")
+		}
+		eventually(t, time.Minute, func() error { return nodeReady("agent") })
+		out, err := kubectl("get", "pods", "-l", "app=hello", "-o", "json")
+		if err != nil {
+			t.Fatal(err, out)
+		}
+		after := readyPods(out)
+		if len(after) != len(pods) {
+			t.Fatalf("%d pods ready after the restart, %d before", len(after), len(pods))
+		}
+		for i := range after {
+			if after[i] != pods[i] {
+				t.Errorf("pod changed across the restart: %+v → %+v", pods[i], after[i])
+			}
+		}
+		if strings.Contains(out, `"restartCount": 1`) {
+			t.Errorf("a container restarted:\n%s", out)
 		}
 	})
 
