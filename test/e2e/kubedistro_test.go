@@ -91,7 +91,7 @@ func TestKubeDistro(t *testing.T) {
 	agent.cfg.ClusterCA = wire.KeyPair{Cert: cluster.Cert}
 	agent.cfg.NodeLabels = map[string]string{"edgefleet.io/pool": "workers"}
 
-	for _, n := range []*distroNode{server, agent} {
+	setup := func(n *distroNode) {
 		if err := n.Forward(reg.Port); err != nil {
 			t.Fatal(err)
 		}
@@ -125,9 +125,12 @@ func TestKubeDistro(t *testing.T) {
 			}
 		})
 	}
+	for _, n := range []*distroNode{server, agent} {
+		setup(n)
+	}
 	// The instruction exactly as formation renders it: the config path on
 	// the machine, the root from the planner's environment.
-	up := func(n *distroNode) time.Duration {
+	up := func(t *testing.T, n *distroNode) time.Duration {
 		t.Helper()
 		start := time.Now()
 		cmd := n.Command(node, "kubernetes", "up", "--config", wire.ConfigPath, "--wait", "3m")
@@ -151,18 +154,18 @@ func TestKubeDistro(t *testing.T) {
 	}
 
 	start := time.Now()
-	upServer := up(server)
+	upServer := up(t, server)
 	eventually(t, 3*time.Minute, func() error { return nodeReady("server") })
 	serverReady := time.Since(start)
 	startAgent := time.Now()
-	upAgent := up(agent)
+	upAgent := up(t, agent)
 	eventually(t, 3*time.Minute, func() error { return nodeReady("agent") })
 	agentReady := time.Since(startAgent)
 	t.Logf("server: up %s, Node Ready after %s; agent: up %s, Node Ready after %s", upServer.Round(time.Millisecond), serverReady.Round(time.Millisecond), upAgent.Round(time.Millisecond), agentReady.Round(time.Millisecond))
 
 	t.Run("up again is a no-op and status tells what runs", func(t *testing.T) {
 		pid := supervisorPID(t, agent.root)
-		up(agent)
+		up(t, agent)
 		if again := supervisorPID(t, agent.root); again != pid {
 			t.Errorf("up with an unchanged config restarted the supervisor (%d → %d)", pid, again)
 		}
@@ -261,7 +264,7 @@ spec:
 		for _, p := range pods {
 			answers(t, p) // the containers live on without their kubelet
 		}
-		up(agent)
+		up(t, agent)
 		if supervisorPID(t, agent.root) == pid {
 			t.Fatal("no new supervisor")
 		}
@@ -298,6 +301,47 @@ spec:
 			t.Logf("RSS on %s: %s", n.Name, strings.Join(parts, ", "))
 		}
 	})
+	t.Run("three servers: two more join etcd, the API survives losing the first", func(t *testing.T) {
+		var joined []*distroNode
+		for i := 2; i <= 3; i++ {
+			n := &distroNode{Node: lab.AddNode(fmt.Sprintf("server-%d", i))}
+			n.cfg = server.cfg
+			n.cfg.Init, n.cfg.NodeName, n.cfg.NodeIP = false, n.Name, n.IP
+			n.cfg.Etcd = &wire.EtcdJoin{Endpoints: []string{"https://" + server.IP + ":2379"}}
+			setup(n)
+			d := up(t, n)
+			t.Logf("%s joined: up %s", n.Name, d.Round(time.Millisecond))
+			joined = append(joined, n)
+		}
+		members, err := os.ReadFile(filepath.Join(kubedistro.NewPaths(joined[1].root).Data, "run", "etcd-initial-cluster"))
+		if err != nil || strings.Count(string(members), "=") != 3 {
+			t.Fatalf("the third server joined etcd with %q (%v), want 3 members", members, err)
+		}
+		eventually(t, 2*time.Minute, func() error {
+			for _, name := range []string{"server-2", "server-3"} {
+				if err := nodeReady(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		// The first server goes away: etcd keeps its quorum (2 of 3) and
+		// the other servers' APIs go on serving, from the same data.
+		if out, err := server.Command(node, "kubernetes", "down", "--root", server.root).CombinedOutput(); err != nil {
+			t.Fatalf("down: %v %s", err, out)
+		}
+		for _, n := range joined {
+			eventually(t, time.Minute, func() error {
+				out, err := n.Command(filepath.Join(bins, "kubectl"), "--kubeconfig", kubedistro.NewPaths(n.root).AdminKubeconfig(),
+					"get", "deployment", "hello", "-o", "jsonpath={.metadata.name}").CombinedOutput()
+				if err != nil || string(out) != "hello" {
+					return fmt.Errorf("%s's API: %v %s", n.Name, err, out)
+				}
+				return nil
+			})
+		}
+	})
+
 	t.Run("down stops the components and the pods", func(t *testing.T) {
 		if out, err := agent.Command(node, "kubernetes", "down", "--root", agent.root).CombinedOutput(); err != nil {
 			t.Fatalf("down: %v %s", err, out)

@@ -35,6 +35,13 @@ func components(p Paths, c *kubedistro.NodeConfig, bin, nodeIP string) []compone
 	if c.Role == kubedistro.RoleServer {
 		peer := "https://" + net.JoinHostPort(nodeIP, strconv.Itoa(etcdPeerPort))
 		client := "https://" + net.JoinHostPort(nodeIP, strconv.Itoa(etcdClientPort))
+		initial, state := c.NodeName+"="+peer, "new"
+		if !c.Init {
+			// joinEtcd wrote the members it joined; with etcd data on disk
+			// etcd ignores both flags.
+			data, _ := os.ReadFile(p.etcdInitialCluster())
+			initial, state = strings.TrimSpace(string(data)), "existing"
+		}
 		out = append(out, component{Name: "etcd", Bin: filepath.Join(bin, "etcd"), Args: []string{
 			"--name=" + c.NodeName,
 			"--data-dir=" + p.Etcd(),
@@ -42,8 +49,8 @@ func components(p Paths, c *kubedistro.NodeConfig, bin, nodeIP string) []compone
 			"--advertise-client-urls=" + client,
 			"--listen-peer-urls=" + peer,
 			"--initial-advertise-peer-urls=" + peer,
-			"--initial-cluster=" + c.NodeName + "=" + peer,
-			"--initial-cluster-state=new",
+			"--initial-cluster=" + initial,
+			"--initial-cluster-state=" + state,
 			"--listen-metrics-urls=http://127.0.0.1:2381",
 			"--cert-file=" + pk("etcd-server.crt"), "--key-file=" + pk("etcd-server.key"),
 			"--trusted-ca-file=" + pk(etcdCACert), "--client-cert-auth=true",

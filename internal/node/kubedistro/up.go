@@ -64,9 +64,6 @@ func loadConfig(p Paths, configPath string) (*kubedistro.NodeConfig, string, err
 	if err != nil {
 		return nil, "", err
 	}
-	if c.Role == kubedistro.RoleServer && !c.Init {
-		return nil, "", errors.New("this node is a joining server (3-server HA etcd), which this version of the edgefleet distribution does not run yet: use one init server and agents")
-	}
 	sum := sha256.Sum256(data)
 	return c, hex.EncodeToString(sum[:]), nil
 }
@@ -101,6 +98,11 @@ func Up(ctx context.Context, o Options) error {
 	}
 	if err := prepare(p, c, nodeIP); err != nil {
 		return err
+	}
+	if c.Role == kubedistro.RoleServer && !c.Init {
+		if err := joinEtcd(ctx, p, c, nodeIP); err != nil {
+			return err
+		}
 	}
 	self := o.Self
 	if self == "" {
