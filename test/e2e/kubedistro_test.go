@@ -287,6 +287,34 @@ spec:
 		}
 	})
 
+	t.Run("a version change is an in-place upgrade of the node", func(t *testing.T) {
+		newBins := kubeNodeBinDir(t, upgradeVersion)
+		if err := os.Symlink(newBins, filepath.Join(agent.root, "opt/kubernetes-"+upgradeVersion)); err != nil {
+			t.Fatal(err)
+		}
+		agent.cfg.Version, agent.cfg.Binaries.Dir = upgradeVersion, "/opt/kubernetes-"+upgradeVersion
+		data, err := agent.cfg.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(agent.root, wire.ConfigPath), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		up(t, agent)
+		eventually(t, 2*time.Minute, func() error {
+			out, err := kubectl("get", "node", "agent", "-o", "jsonpath={.status.nodeInfo.kubeletVersion}")
+			if err != nil || out != upgradeVersion {
+				return fmt.Errorf("kubelet version %q %v", out, err)
+			}
+			return nodeReady("agent")
+		})
+		t.Logf("agent upgraded to %s and Ready in %s", upgradeVersion, time.Since(start).Round(time.Millisecond))
+		for _, p := range pods {
+			answers(t, p)
+		}
+	})
+
 	t.Run("memory per component", func(t *testing.T) {
 		for _, n := range []*distroNode{server, agent} {
 			var st kubedistro.State
@@ -359,6 +387,27 @@ spec:
 			t.Errorf("status after down: %v %s", err, out)
 		}
 	})
+}
+
+// upgradeVersion is the second Kubernetes patch version the upgrade test
+// moves a node to (kubelet and kubectl built by hack/build-kube-node.sh).
+const upgradeVersion = "v1.37.2"
+
+// kubeNodeBinDir builds (once, cached) kubelet and kubectl at version.
+func kubeNodeBinDir(t *testing.T, version string) string {
+	t.Helper()
+	repo, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(repo, "hack", "build-kube-node.sh"), version)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("building the %s node binaries: %v", version, err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return lines[len(lines)-1]
 }
 
 type podInfo struct{ name, node, ip string }
