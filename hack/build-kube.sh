@@ -18,9 +18,9 @@ mkdir -p "$out"
 minor=${kube_version#v1.}; minor=${minor%%.*}
 ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$kube_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
 cd "$root/hack/kube"
-# kubelet and kubectl: the built-in edgefleet distribution's node binaries
-# (internal/node/kubedistro); kubectl applies its auto-deploy manifests.
-for bin in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
+# kubelet, kubectl and kube-proxy: the built-in edgefleet distribution's node
+# binaries (internal/node/kubedistro); kubectl applies its auto-deploy manifests.
+for bin in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy; do
   if [ ! -x "$out/$bin" ]; then
     echo "building $bin $kube_version (cold: several minutes)" >&2
     go build -trimpath -ldflags "$ldflags" -o "$out/$bin.tmp" "k8s.io/kubernetes/cmd/$bin"

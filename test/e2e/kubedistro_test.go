@@ -114,7 +114,7 @@ func TestKubeDistro(t *testing.T) {
 		}
 		t.Cleanup(func() {
 			if t.Failed() {
-				for _, c := range []string{"supervisor", "etcd", "kube-apiserver", "kube-controller-manager", "containerd", "kubelet"} {
+				for _, c := range []string{"supervisor", "etcd", "kube-apiserver", "kube-controller-manager", "containerd", "kubelet", "kube-proxy"} {
 					if b, err := os.ReadFile(filepath.Join(kubedistro.NewPaths(n.root).Logs(), c+".log")); err == nil {
 						t.Logf("%s %s log (tail):\n%s", n.Name, c, tailString(string(b), 3000))
 					}
@@ -243,6 +243,44 @@ spec:
 				t.Errorf("pod %s on %s", p.name, p.node)
 			}
 			answers(t, p)
+		}
+	})
+
+	t.Run("kube-proxy: a Service's cluster IP reaches the pods", func(t *testing.T) {
+		svc := `apiVersion: v1
+kind: Service
+metadata: {name: hello, namespace: default}
+spec:
+  selector: {app: hello}
+  ports: [{port: 80, targetPort: 8080}]
+`
+		f := filepath.Join(t.TempDir(), "svc.yaml")
+		if err := os.WriteFile(f, []byte(svc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := kubectl("apply", "-f", f); err != nil {
+			t.Fatalf("apply: %v %s", err, out)
+		}
+		ip, err := kubectl("get", "service", "hello", "-o", "jsonpath={.spec.clusterIP}")
+		if err != nil || !strings.HasPrefix(ip, "10.43.") {
+			t.Fatalf("cluster IP %q %v", ip, err)
+		}
+		seen := map[string]bool{}
+		eventually(t, time.Minute, func() error {
+			out, err := server.Command("curl", "-sS", "-m", "2", "http://"+ip+"/").CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("%v %s", err, out)
+			}
+			seen[strings.TrimSpace(string(out))] = true
+			if len(seen) < 2 {
+				return fmt.Errorf("answers so far: %v", seen)
+			}
+			return nil
+		})
+		for a := range seen {
+			if !strings.HasPrefix(a, "hello from hello-") {
+				t.Errorf("the Service answered %q", a)
+			}
 		}
 	})
 

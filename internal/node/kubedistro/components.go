@@ -127,6 +127,12 @@ func components(p Paths, c *kubedistro.NodeConfig, bin, nodeIP string) []compone
 	}
 	out = append(out, component{Name: "kubelet", Bin: filepath.Join(bin, "kubelet"), Args: args,
 		Ready: func(ctx context.Context) error { return httpOK(ctx, kubeletHealthz, nil) }})
+	if _, err := os.Stat(filepath.Join(bin, "kube-proxy")); err == nil {
+		// Services by ClusterIP, when the binaries include kube-proxy.
+		out = append(out, component{Name: "kube-proxy", Bin: filepath.Join(bin, "kube-proxy"), Args: []string{
+			"--config=" + filepath.Join(p.Kubelet(), "kube-proxy.json"),
+		}})
+	}
 	return out
 }
 

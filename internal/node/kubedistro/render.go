@@ -201,7 +201,27 @@ func writeKubeletConfig(p Paths, c *kubedistro.NodeConfig) error {
 		cfg["address"] = ip
 	}
 	data, _ := json.MarshalIndent(cfg, "", "  ")
-	return writeFile(filepath.Join(k, "config.json"), data, 0o644)
+	if err := writeFile(filepath.Join(k, "config.json"), data, 0o644); err != nil {
+		return err
+	}
+	// kube-proxy runs with the node's own credential (the kubelet's
+	// rotated client certificate; system:node-proxier is bound to
+	// system:nodes).
+	proxy := map[string]any{
+		"apiVersion":         "kubeproxy.config.k8s.io/v1alpha1",
+		"kind":               "KubeProxyConfiguration",
+		"clientConnection":   map[string]any{"kubeconfig": p.KubeletKubeconfig()},
+		"hostnameOverride":   c.NodeName,
+		"clusterCIDR":        clusterCIDR(c),
+		"mode":               "iptables",
+		"healthzBindAddress": "127.0.0.1:10256",
+		"metricsBindAddress": "127.0.0.1:10249",
+		// A node in a network namespace cannot set the host-wide
+		// conntrack table size; leave it to the host.
+		"conntrack": map[string]any{"maxPerCore": 0, "min": 0},
+	}
+	data, _ = json.MarshalIndent(proxy, "", "  ")
+	return writeFile(filepath.Join(k, "kube-proxy.json"), data, 0o644)
 }
 
 // cgroupRoot is the node's own cgroup subtree (cgroupfs): pods of several
@@ -281,6 +301,7 @@ func bootstrapManifest(token string) []byte {
 			"rules":    []any{map[string]any{"apiGroups": []string{""}, "resources": []string{"nodes"}, "verbs": []string{"get", "list", "watch"}}},
 		},
 		binding("edgefleet:node-routes", "edgefleet:node-routes", "Group", "system:nodes"),
+		binding("edgefleet:node-proxier", "system:node-proxier", "Group", "system:nodes"),
 	}
 	data, _ := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "List", "items": objs})
 	return data

@@ -184,6 +184,13 @@ func installBinaries(ctx context.Context, p Paths, c *kubedistro.NodeConfig) err
 			return err
 		}
 	}
+	// kube-proxy is optional: without it the node has no Services.
+	_ = os.Remove(filepath.Join(dst, "kube-proxy"))
+	if fi, err := os.Stat(filepath.Join(src, "kube-proxy")); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+		if err := os.Symlink(filepath.Join(src, "kube-proxy"), filepath.Join(dst, "kube-proxy")); err != nil {
+			return err
+		}
+	}
 	out, err := exec.CommandContext(ctx, filepath.Join(dst, "kubelet"), "--version").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("running kubelet --version: %v: %s", err, out)
