@@ -55,6 +55,7 @@ declare -A need=(
   [containerd]=containerd
   [runc]=runc
   [ip]=iproute2
+  [nsenter]=util-linux
   [iptables]=iptables
   [conntrack]=conntrack
 )
