@@ -140,6 +140,12 @@ type Registries struct {
 var (
 	tokenRE    = regexp.MustCompile(`^[a-z0-9]{6}\.[a-z0-9]{16}$`)
 	nodeNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+	// A registry host (optionally with a port), or "*" for every registry:
+	// it names containerd's hosts folder.
+	registryHostRE = regexp.MustCompile(`^(\*|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?)$`)
+	imageRefRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$`)
+	labelKeyRE     = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
+	labelValueRE   = regexp.MustCompile(`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`)
 	// versionRE: the version also names a folder of binaries.
 	versionRE = regexp.MustCompile(`^v1\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]*)?$`)
 )
@@ -226,6 +232,31 @@ func (c *NodeConfig) Validate() error {
 	}
 	if c.Binaries.Dir != "" && !strings.HasPrefix(c.Binaries.Dir, "/") {
 		bad("binaries.dir %q must be absolute", c.Binaries.Dir)
+	}
+	if c.Registries != nil {
+		for host, endpoints := range c.Registries.Mirrors {
+			if !registryHostRE.MatchString(host) {
+				bad("registries.mirrors key %q must be a registry host such as registry.k8s.io or 10.0.0.5:5000, or *", host)
+			}
+			for _, e := range endpoints {
+				if u, err := url.Parse(e); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					bad("registries.mirrors[%q]: %q must be an http:// or https:// URL", host, e)
+				}
+			}
+		}
+		for host := range c.Registries.CAs {
+			if !registryHostRE.MatchString(host) || host == "*" {
+				bad("registries.cas key %q must be an endpoint's host[:port]", host)
+			}
+		}
+	}
+	if c.PauseImage != "" && !imageRefRE.MatchString(c.PauseImage) {
+		bad("pauseImage %q is not an image reference", c.PauseImage)
+	}
+	for k, v := range c.NodeLabels {
+		if len(k) > 316 || !labelKeyRE.MatchString(k) || len(v) > 63 || !labelValueRE.MatchString(v) {
+			bad("node label %q=%q is not a valid Kubernetes label", k, v)
+		}
 	}
 	for _, t := range c.NodeTaints {
 		if !validTaint(t) {
