@@ -250,6 +250,13 @@ func (c *NodeConfig) Validate() error {
 			}
 		}
 	}
+	if c.Etcd != nil {
+		for _, e := range c.Etcd.Endpoints {
+			if u, err := url.Parse(e); err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+				bad("etcd.endpoints: %q must be https://host:port", e)
+			}
+		}
+	}
 	if c.PauseImage != "" && !imageRefRE.MatchString(c.PauseImage) {
 		bad("pauseImage %q is not an image reference", c.PauseImage)
 	}
