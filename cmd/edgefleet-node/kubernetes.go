@@ -32,6 +32,14 @@ func newKubernetesCommand() *cobra.Command {
 		},
 	}
 	up.Flags().DurationVar(&wait, "wait", 5*time.Minute, "how long to wait for health")
+	var leave bool
+	down := &cobra.Command{
+		Use:   "down",
+		Short: "Stop the node's Kubernetes components and its pods",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return kubedistro.DownWith(cmd.Context(), root, leave) },
+	}
+	down.Flags().BoolVar(&leave, "leave-etcd", false, "a server first leaves the cluster's etcd and deletes its etcd data (scale-down)")
 	cmd.AddCommand(up, &cobra.Command{
 		Use:    "run",
 		Short:  "The long-running supervisor `up` starts (detached)",
@@ -40,12 +48,7 @@ func newKubernetesCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return kubedistro.Run(cmd.Context(), root, config, logger())
 		},
-	}, &cobra.Command{
-		Use:   "down",
-		Short: "Stop the node's Kubernetes components and its pods",
-		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return kubedistro.Down(root) },
-	}, &cobra.Command{
+	}, down, &cobra.Command{
 		Use:   "status",
 		Short: "Print what runs: the supervisor and each component",
 		Args:  cobra.NoArgs,

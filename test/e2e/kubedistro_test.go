@@ -391,10 +391,20 @@ spec:
 			}
 			return nil
 		})
-		// The first server goes away: etcd keeps its quorum (2 of 3) and
-		// the other servers' APIs go on serving, from the same data.
-		if out, err := server.Command(node, "kubernetes", "down", "--root", server.root).CombinedOutput(); err != nil {
-			t.Fatalf("down: %v %s", err, out)
+		status := func(n *distroNode) string {
+			out, _ := n.Command(node, "kubernetes", "status", "--root", n.root).CombinedOutput()
+			return string(out)
+		}
+		if st := status(joined[0]); !strings.Contains(st, "etcd members: 3 (") {
+			t.Errorf("status of %s:\n%s", joined[0].Name, st)
+		}
+		// The first server leaves (scale-down): it removes itself from etcd,
+		// and the other servers' APIs go on serving, from the same data.
+		if out, err := server.Command(node, "kubernetes", "down", "--leave-etcd", "--root", server.root).CombinedOutput(); err != nil {
+			t.Fatalf("down --leave-etcd: %v %s", err, out)
+		}
+		if _, err := os.Stat(kubedistro.NewPaths(server.root).Etcd()); err == nil {
+			t.Error("the server that left still has its etcd data")
 		}
 		for _, n := range joined {
 			eventually(t, time.Minute, func() error {
@@ -405,6 +415,9 @@ spec:
 				}
 				return nil
 			})
+		}
+		if st := status(joined[1]); !strings.Contains(st, "etcd members: 2 (") || strings.Contains(st, "(server,") {
+			t.Errorf("after the first server left, status of %s:\n%s", joined[1].Name, st)
 		}
 	})
 

@@ -2,6 +2,7 @@ package kubedistro
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/edgefleet/edgefleet/internal/wire/kubedistro"
 )
 
 // Down is `kubernetes down`: stops the supervisor and its components, then
@@ -19,11 +22,21 @@ import (
 // unmounts what the kubelet and containerd mounted below the data
 // directory and removes the node's cgroups. The data stays (an `up`
 // resumes); a reset removes it.
-func Down(root string) error {
+func Down(root string) error { return DownWith(context.Background(), root, false) }
+
+// DownWith is Down; leaveEtcd first removes a server from the cluster's
+// etcd and deletes its etcd data (scale-down of a server).
+func DownWith(ctx context.Context, root string, leave bool) error {
 	p := NewPaths(root)
 	var nodeName string
-	if st, _ := running(p); st != nil {
+	st, _ := running(p)
+	if st != nil {
 		nodeName = st.NodeName
+	}
+	if leave && st != nil && st.Role == kubedistro.RoleServer {
+		if err := leaveEtcd(ctx, p, st.NodeIP); err != nil {
+			return err
+		}
 	}
 	if err := writeFile(p.stoppedMarker(), nil, 0o644); err != nil && !os.IsNotExist(err) {
 		return err
@@ -38,6 +51,12 @@ func Down(root string) error {
 	}
 	if nodeName != "" {
 		removeCgroups("/edgefleet/" + nodeName)
+	}
+	if leave {
+		if err := os.RemoveAll(p.Etcd()); err != nil {
+			errs = append(errs, err.Error())
+		}
+		_ = os.Remove(p.etcdInitialCluster())
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("stopping the node's Kubernetes: %s", strings.Join(errs, "; "))
@@ -208,6 +227,20 @@ func Status(root string, w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if st.Role == kubedistro.RoleServer && alive {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		members, err := etcdMembers(ctx, p)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(w, "etcd members: unknown (%v)\n", err)
+		} else {
+			var names []string
+			for _, m := range members {
+				names = append(names, m.Name)
+			}
+			fmt.Fprintf(w, "etcd members: %d (%s)\n", len(members), strings.Join(names, ", "))
+		}
 	}
 	fmt.Fprintf(w, "logs: %s\n", p.Logs())
 	if !alive {

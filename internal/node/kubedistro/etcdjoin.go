@@ -116,3 +116,50 @@ func etcdCall(ctx context.Context, client *http.Client, endpoint, path string, b
 	}
 	return json.Unmarshal(out, into)
 }
+
+// etcdMembers lists the members through this server's own etcd.
+func etcdMembers(ctx context.Context, p Paths) ([]etcdMemberID, error) {
+	client, err := etcdClient(p)
+	if err != nil {
+		return nil, err
+	}
+	var list struct {
+		Members []etcdMemberID `json:"members"`
+	}
+	err = etcdCall(ctx, client, "https://127.0.0.1:2379", "/v3/cluster/member/list", map[string]any{}, &list)
+	return list.Members, err
+}
+
+type etcdMemberID struct {
+	ID       string   `json:"ID"`
+	Name     string   `json:"name"`
+	PeerURLs []string `json:"peerURLs"`
+}
+
+// leaveEtcd removes this server (by its peer URL) from the cluster's etcd
+// and deletes its etcd data, so the cluster's quorum no longer counts it
+// and a later `up` joins afresh. Used by `down --leave-etcd` (scale-down).
+func leaveEtcd(ctx context.Context, p Paths, nodeIP string) error {
+	peer := "https://" + net.JoinHostPort(nodeIP, strconv.Itoa(etcdPeerPort))
+	members, err := etcdMembers(ctx, p)
+	if err != nil {
+		return fmt.Errorf("listing etcd members: %w", err)
+	}
+	for _, m := range members {
+		if !slices.Contains(m.PeerURLs, peer) {
+			continue
+		}
+		if len(members) == 1 {
+			return errors.New("this server is etcd's only member: removing it would delete the cluster")
+		}
+		client, err := etcdClient(p)
+		if err != nil {
+			return err
+		}
+		var out map[string]any
+		if err := etcdCall(ctx, client, "https://127.0.0.1:2379", "/v3/cluster/member/remove", map[string]any{"ID": m.ID}, &out); err != nil {
+			return fmt.Errorf("removing the etcd member: %w", err)
+		}
+	}
+	return nil
+}
