@@ -428,10 +428,11 @@ spec:
 		if out, err := agent.Command("curl", "-sS", "-m", "2", "http://127.0.0.1:10248/healthz").CombinedOutput(); err == nil {
 			t.Errorf("the kubelet still answers after down: %s", out)
 		}
-		if procs, _ := os.ReadFile("/sys/fs/cgroup/pids/edgefleet/agent/cgroup.procs"); len(procs) > 0 {
+		cg := filepath.Join("/sys/fs/cgroup/pids", kubedistro.CgroupRoot(kubedistro.NewPaths(agent.root), "agent"))
+		if procs, _ := os.ReadFile(filepath.Join(cg, "cgroup.procs")); len(procs) > 0 {
 			t.Errorf("processes left in the agent's cgroup: %s", procs)
 		}
-		if _, err := os.Stat("/sys/fs/cgroup/pids/edgefleet/agent"); err == nil {
+		if _, err := os.Stat(cg); err == nil {
 			t.Error("the agent's cgroup is still there")
 		}
 		if out, err := agent.Command(node, "kubernetes", "status", "--root", agent.root).CombinedOutput(); !strings.Contains(string(out), "not running") {

@@ -50,7 +50,7 @@ func DownWith(ctx context.Context, root string, leave bool) error {
 		errs = append(errs, err.Error())
 	}
 	if nodeName != "" {
-		removeCgroups("/edgefleet/" + nodeName)
+		removeCgroups(CgroupRoot(p, nodeName))
 	}
 	if leave {
 		if err := os.RemoveAll(p.Etcd()); err != nil {

@@ -1,6 +1,8 @@
 package kubedistro
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -178,7 +180,7 @@ func writeKubeletConfig(p Paths, c *kubedistro.NodeConfig) error {
 		},
 		"authorization":            map[string]any{"mode": "Webhook"},
 		"cgroupDriver":             "cgroupfs",
-		"cgroupRoot":               cgroupRoot(c),
+		"cgroupRoot":               CgroupRoot(p, c.NodeName),
 		"cgroupsPerQOS":            true,
 		"failCgroupV1":             false,
 		"failSwapOn":               false,
@@ -224,9 +226,13 @@ func writeKubeletConfig(p Paths, c *kubedistro.NodeConfig) error {
 	return writeFile(filepath.Join(k, "kube-proxy.json"), data, 0o644)
 }
 
-// cgroupRoot is the node's own cgroup subtree (cgroupfs): pods of several
-// nodes on one host never share a parent.
-func cgroupRoot(c *kubedistro.NodeConfig) string { return "/edgefleet/" + c.NodeName }
+// CgroupRoot is the node's own cgroup subtree (cgroupfs), named after the
+// node and its data folder: pods of several nodes on one host — even of
+// two test clusters with the same node names — never share a parent.
+func CgroupRoot(p Paths, nodeName string) string {
+	sum := sha256.Sum256([]byte(p.Data))
+	return "/edgefleet/" + nodeName + "-" + hex.EncodeToString(sum[:4])
+}
 
 type taint struct {
 	Key    string `json:"key"`

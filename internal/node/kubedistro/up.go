@@ -148,7 +148,7 @@ func prepare(p Paths, c *kubedistro.NodeConfig, nodeIP string) error {
 	if err := writeKubeletConfig(p, c); err != nil {
 		return err
 	}
-	return prepareCgroups(cgroupRoot(c))
+	return prepareCgroups(CgroupRoot(p, c.NodeName))
 }
 
 // installBinaries makes Paths.Bin(version) hold the binaries this role
