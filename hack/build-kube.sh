@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the real control-plane binaries edgefleet runs as child processes:
-# kube-apiserver, kube-controller-manager and etcd from hack/kube (pinned in its
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl and etcd from hack/kube (pinned in its
 # go.mod), and kwok from the Go module proxy. Output goes to a git-ignored cache
 # folder named after the pinned versions, so a version change rebuilds and an
 # unchanged one is a no-op. EDGEFLEET_KUBE_CACHE moves the cache (CI shares one
@@ -18,7 +18,9 @@ mkdir -p "$out"
 minor=${kube_version#v1.}; minor=${minor%%.*}
 ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$kube_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
 cd "$root/hack/kube"
-for bin in kube-apiserver kube-controller-manager kube-scheduler; do
+# kubelet, kubectl and kube-proxy: the built-in edgefleet distribution's node
+# binaries (internal/node/kubedistro); kubectl applies its auto-deploy manifests.
+for bin in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy; do
   if [ ! -x "$out/$bin" ]; then
     echo "building $bin $kube_version (cold: several minutes)" >&2
     go build -trimpath -ldflags "$ldflags" -o "$out/$bin.tmp" "k8s.io/kubernetes/cmd/$bin"

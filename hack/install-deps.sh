@@ -50,6 +50,14 @@ declare -A need=(
   # data dir on a small tmpfs (TestDataDirDiskFull)
   [mount]=mount
   [umount]=mount
+  # the built-in edgefleet Kubernetes distribution (internal/node/kubedistro, TestKubeDistro*):
+  # containerd + runc under a real kubelet, network namespaces for nodes, kube-proxy's rules
+  [containerd]=containerd
+  [runc]=runc
+  [ip]=iproute2
+  [nsenter]=util-linux
+  [iptables]=iptables
+  [conntrack]=conntrack
 )
 # files (no command) -> Debian package: GRUB's BIOS and UEFI platforms, OVMF firmware
 declare -A need_files=(
@@ -57,6 +65,10 @@ declare -A need_files=(
   [/usr/lib/grub/x86_64-efi/modinfo.sh]=grub-efi-amd64-bin
   [/usr/share/OVMF/OVMF_CODE_4M.fd]=ovmf
   [/usr/share/ovmf/OVMF.fd]=ovmf
+  # CNI plugins for the edgefleet distribution's pod network
+  [/usr/lib/cni/bridge]=containernetworking-plugins
+  [/usr/lib/cni/host-local]=containernetworking-plugins
+  [/usr/lib/cni/loopback]=containernetworking-plugins
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -135,6 +136,16 @@ func TestMachinePlans(t *testing.T) {
 		}
 		if !meta.IsStatusConditionTrue(inv.Status.Conditions, machinesv1.ReadyCondition) {
 			return fmt.Errorf("not Ready: %+v", inv.Status.Conditions)
+		}
+		return nil
+	})
+	// status.network: the agent reports the machine's addresses (what
+	// cluster formation takes node and API addresses from); the primary is
+	// one of them and an address of this host.
+	waitInventory(t, m.Client, key, 30*time.Second, func(inv *machinesv1.MachineInventory) error {
+		n := inv.Status.Network
+		if n.PrimaryAddress == "" || !slices.Contains(n.Addresses, n.PrimaryAddress) || !hostHasAddress(n.PrimaryAddress) {
+			return fmt.Errorf("status.network %+v", n)
 		}
 		return nil
 	})
@@ -473,3 +484,15 @@ func waitPlanState(t *testing.T, c client.Client, key client.ObjectKey, sum stri
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// hostHasAddress reports whether ip is an address of one of this host's
+// non-loopback interfaces.
+func hostHasAddress(ip string) bool {
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.String() == ip {
+			return true
+		}
+	}
+	return false
+}

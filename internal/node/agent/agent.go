@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/edgefleet/edgefleet/internal/node/kubedistro"
 	"github.com/edgefleet/edgefleet/internal/node/nodekube"
 	"github.com/edgefleet/edgefleet/internal/node/planner"
 	"github.com/edgefleet/edgefleet/internal/node/register"
@@ -91,6 +92,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	a := &agent{o: o, exec: exec, plans: make(chan []byte, 1), reports: make(chan planner.Report, 1), creds: make(chan struct{}, 1), fatal: make(chan error, 1)}
+	go a.resumeKubernetes(ctx)
 	return a.run(ctx)
 }
 
@@ -126,13 +128,14 @@ func (a *agent) run(ctx context.Context) error {
 		}
 		return err
 	}
-	watchIDs, reportIDs, osIDs := make(chan *identity, 1), make(chan *identity, 1), make(chan *identity, 1)
+	watchIDs, reportIDs, osIDs, netIDs := make(chan *identity, 1), make(chan *identity, 1), make(chan *identity, 1), make(chan *identity, 1)
 	go a.watchPlan(ctx, id, watchIDs)
 	go a.report(ctx, id, reportIDs)
+	go a.reportNetwork(ctx, id, netIDs)
 	if slot != "" {
 		go a.reportOS(ctx, slot, id, osIDs)
 	}
-	go a.renew(ctx, watchIDs, reportIDs, osIDs)
+	go a.renew(ctx, watchIDs, reportIDs, osIDs, netIDs)
 	return a.loop(ctx)
 }
 
@@ -304,4 +307,18 @@ func nextWait(d time.Duration) time.Duration { return min(2*d, maxRetry) }
 // jitter spreads a fleet that lost the manager together: d ± 20%.
 func jitter(d time.Duration) time.Duration {
 	return d - d/5 + time.Duration(rand.Int64N(int64(2*d/5)+1))
+}
+
+// resumeKubernetes brings the machine's edgefleet-distribution Kubernetes
+// back after a reboot (its plan instruction ran once, before it): without
+// the manager, from the NodeConfig on disk, unless it was stopped with
+// `kubernetes down`.
+func (a *agent) resumeKubernetes(ctx context.Context) {
+	started, err := kubedistro.Resume(ctx, kubedistro.Options{Root: a.o.Root, Log: a.o.Log})
+	switch {
+	case err != nil:
+		a.o.Log.Error("Resuming the machine's Kubernetes failed", "err", err)
+	case started:
+		a.o.Log.Info("Resumed the machine's Kubernetes")
+	}
 }

@@ -137,7 +137,18 @@ type Registries struct {
 	CAs map[string]string `json:"cas,omitempty"`
 }
 
-var tokenRE = regexp.MustCompile(`^[a-z0-9]{6}\.[a-z0-9]{16}$`)
+var (
+	tokenRE    = regexp.MustCompile(`^[a-z0-9]{6}\.[a-z0-9]{16}$`)
+	nodeNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+	// A registry host (optionally with a port), or "*" for every registry:
+	// it names containerd's hosts folder.
+	registryHostRE = regexp.MustCompile(`^(\*|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?)$`)
+	imageRefRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$`)
+	labelKeyRE     = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
+	labelValueRE   = regexp.MustCompile(`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`)
+	// versionRE: the version also names a folder of binaries.
+	versionRE = regexp.MustCompile(`^v1\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]*)?$`)
+)
 
 // Parse decodes a NodeConfig strictly (unknown fields refused) and validates it.
 func Parse(data []byte) (*NodeConfig, error) {
@@ -193,11 +204,11 @@ func (c *NodeConfig) Validate() error {
 	default:
 		bad("role must be %q or %q, not %q", RoleServer, RoleAgent, c.Role)
 	}
-	if !strings.HasPrefix(c.Version, "v1.") {
+	if !versionRE.MatchString(c.Version) || strings.Contains(c.Version, "..") {
 		bad("version %q is not a Kubernetes version such as v1.37.1", c.Version)
 	}
-	if c.NodeName == "" || len(c.NodeName) > 63 {
-		bad("nodeName must be 1-63 characters")
+	if len(c.NodeName) > 63 || !nodeNameRE.MatchString(c.NodeName) {
+		bad("nodeName %q must be 1-63 lower-case letters, digits, '-' or '.', starting and ending with a letter or digit (a Kubernetes node name; it also names the node's folders and cgroups)", c.NodeName)
 	}
 	if c.NodeIP != "" && net.ParseIP(c.NodeIP) == nil {
 		bad("nodeIP %q is not an IP address", c.NodeIP)
@@ -221,6 +232,38 @@ func (c *NodeConfig) Validate() error {
 	}
 	if c.Binaries.Dir != "" && !strings.HasPrefix(c.Binaries.Dir, "/") {
 		bad("binaries.dir %q must be absolute", c.Binaries.Dir)
+	}
+	if c.Registries != nil {
+		for host, endpoints := range c.Registries.Mirrors {
+			if !registryHostRE.MatchString(host) {
+				bad("registries.mirrors key %q must be a registry host such as registry.k8s.io or 10.0.0.5:5000, or *", host)
+			}
+			for _, e := range endpoints {
+				if u, err := url.Parse(e); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					bad("registries.mirrors[%q]: %q must be an http:// or https:// URL", host, e)
+				}
+			}
+		}
+		for host := range c.Registries.CAs {
+			if !registryHostRE.MatchString(host) || host == "*" {
+				bad("registries.cas key %q must be an endpoint's host[:port]", host)
+			}
+		}
+	}
+	if c.Etcd != nil {
+		for _, e := range c.Etcd.Endpoints {
+			if u, err := url.Parse(e); err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+				bad("etcd.endpoints: %q must be https://host:port", e)
+			}
+		}
+	}
+	if c.PauseImage != "" && !imageRefRE.MatchString(c.PauseImage) {
+		bad("pauseImage %q is not an image reference", c.PauseImage)
+	}
+	for k, v := range c.NodeLabels {
+		if len(k) > 316 || !labelKeyRE.MatchString(k) || len(v) > 63 || !labelValueRE.MatchString(v) {
+			bad("node label %q=%q is not a valid Kubernetes label", k, v)
+		}
 	}
 	for _, t := range c.NodeTaints {
 		if !validTaint(t) {

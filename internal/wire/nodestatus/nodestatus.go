@@ -73,3 +73,10 @@ func KeepTransitions(conds []Condition, old []Condition, now time.Time) {
 		}
 	}
 }
+
+// Network is the node's MachineInventory status.network: where cluster
+// formation takes node and API addresses from.
+type Network struct {
+	PrimaryAddress string   `json:"primaryAddress,omitempty"`
+	Addresses      []string `json:"addresses,omitempty"`
+}

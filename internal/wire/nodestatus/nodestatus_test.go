@@ -80,3 +80,17 @@ func TestKeepTransitions(t *testing.T) {
 		t.Errorf("changed/new conditions: %v %v", conds[1].LastTransitionTime, conds[2].LastTransitionTime)
 	}
 }
+
+func TestWireNetworkMatchesTheAPI(t *testing.T) {
+	n := Network{PrimaryAddress: "10.0.0.2", Addresses: []string{"10.0.0.2", "fd00::2"}}
+	var api machinesv1.NetworkStatus
+	strict(t, n, &api)
+	if api.PrimaryAddress != "10.0.0.2" || len(api.Addresses) != 2 {
+		t.Errorf("decoded %+v", api)
+	}
+	var back Network
+	strict(t, api, &back)
+	if back.PrimaryAddress != n.PrimaryAddress || len(back.Addresses) != 2 {
+		t.Errorf("round trip %+v", back)
+	}
+}

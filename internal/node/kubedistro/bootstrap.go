@@ -1,0 +1,101 @@
+package kubedistro
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// manifestsEvery is how often the init server looks for new or changed
+// files in ManifestsDir.
+const manifestsEvery = 10 * time.Second
+
+// bootstrap runs on the init server once its API is ready: it creates
+// the bootstrap token and kubeadm's RBAC for TLS bootstrapping (retrying
+// until it succeeds), then applies every *.yaml in ManifestsDir, again
+// whenever a file's content changes.
+func (s *supervisor) bootstrap(ctx context.Context) {
+	file := filepath.Join(s.p.Server(), "bootstrap.json")
+	if err := writeFile(file, bootstrapManifest(s.c.Token), 0o600); err != nil {
+		s.log.Error("Writing the bootstrap manifest", "err", err)
+		return
+	}
+	for {
+		out, err := s.kubectlApply(ctx, file)
+		if err == nil {
+			s.log.Info("Bootstrap token and RBAC applied")
+			s.mu.Lock()
+			s.state.Bootstrapped = true
+			s.mu.Unlock()
+			s.save()
+			break
+		}
+		s.log.Warn("Applying the bootstrap token and RBAC failed; retrying", "err", err, "output", out)
+		if !sleepCtx(ctx, 2*time.Second) {
+			return
+		}
+	}
+	applied := map[string]string{}
+	for {
+		files, _ := filepath.Glob(filepath.Join(s.p.Manifests(), "*.yaml"))
+		sort.Strings(files)
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			sum := sha256.Sum256(data)
+			h := hex.EncodeToString(sum[:])
+			if applied[f] == h {
+				continue
+			}
+			out, err := s.kubectlApply(ctx, f)
+			if err != nil {
+				s.log.Warn("Applying a manifest failed; retrying", "file", filepath.Base(f), "err", err, "output", out)
+				continue
+			}
+			applied[f] = h
+			s.log.Info("Manifest applied", "file", filepath.Base(f))
+			s.mu.Lock()
+			if s.state.Manifests == nil {
+				s.state.Manifests = map[string]string{}
+			}
+			s.state.Manifests[filepath.Base(f)] = h
+			s.mu.Unlock()
+			s.save()
+		}
+		if !sleepCtx(ctx, manifestsEvery) {
+			return
+		}
+	}
+}
+
+// kubectlApply server-side-applies a file with the admin credential.
+func (s *supervisor) kubectlApply(ctx context.Context, file string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(s.p.Bin(s.c.Version), "kubectl"), "--kubeconfig", s.p.AdminKubeconfig(),
+		"apply", "--server-side", "--force-conflicts", "--field-manager=edgefleet-kubedistro", "-f", file)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return strings.TrimSpace(out.String()), err
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,250 @@
+package kubedistro
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/edgefleet/edgefleet/internal/wire/kubedistro"
+)
+
+// Down is `kubernetes down`: stops the supervisor and its components, then
+// the pods' containers (containerd's shims outlive containerd by design),
+// unmounts what the kubelet and containerd mounted below the data
+// directory and removes the node's cgroups. The data stays (an `up`
+// resumes); a reset removes it.
+func Down(root string) error { return DownWith(context.Background(), root, false) }
+
+// DownWith is Down; leaveEtcd first removes a server from the cluster's
+// etcd and deletes its etcd data (scale-down of a server).
+func DownWith(ctx context.Context, root string, leave bool) error {
+	p := NewPaths(root)
+	var nodeName string
+	st, _ := running(p)
+	if st != nil {
+		nodeName = st.NodeName
+	}
+	if leave && st != nil && st.Role == kubedistro.RoleServer {
+		if err := leaveEtcd(ctx, p, st.NodeIP); err != nil {
+			return err
+		}
+	}
+	if err := writeFile(p.stoppedMarker(), nil, 0o644); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	if err := stopSupervisor(p); err != nil {
+		return err
+	}
+	killShims(p.ContainerdSocket())
+	var errs []string
+	if err := unmountBelow(p.Data); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if nodeName != "" {
+		removeCgroups(CgroupRoot(p, nodeName))
+	}
+	if leave {
+		if err := os.RemoveAll(p.Etcd()); err != nil {
+			errs = append(errs, err.Error())
+		}
+		_ = os.Remove(p.etcdInitialCluster())
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("stopping the node's Kubernetes: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// killShims kills the containerd shims (and so their containers) of the
+// containerd listening on socket, found by their -address argument.
+func killShims(socket string) {
+	for range 2 {
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		found := false
+		for _, f := range procs {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			args := strings.Split(string(data), "\x00")
+			if len(args) == 0 || !strings.Contains(filepath.Base(args[0]), "containerd-shim") {
+				continue
+			}
+			for i := 0; i+1 < len(args); i++ {
+				if args[i] == "-address" && args[i+1] == socket {
+					pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+					// The shim's process group holds its containers.
+					_ = syscall.Kill(-pid, syscall.SIGKILL)
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+					found = true
+				}
+			}
+		}
+		if !found {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// unmountBelow lazily unmounts every mount point below dir, deepest first
+// (pod volumes, container root filesystems, pod network namespaces).
+func unmountBelow(dir string) error {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	points, err := mountPointsBelow(f, dir)
+	if err != nil {
+		return err
+	}
+	var failed []string
+	for _, m := range points {
+		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil && err != syscall.EINVAL && err != syscall.ENOENT {
+			failed = append(failed, m+": "+err.Error())
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("unmounting: %s", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// mountPointsBelow lists mountinfo's mount points below dir, deepest first.
+func mountPointsBelow(r io.Reader, dir string) ([]string, error) {
+	dir = filepath.Clean(dir)
+	var out []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 5 {
+			continue
+		}
+		m := unescapeMount(f[4])
+		if strings.HasPrefix(m, dir+"/") {
+			out = append(out, m)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out, sc.Err()
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// removeCgroups kills what is left in the node's cgroup subtree (pod
+// containers live in their own PID namespaces, out of reach of a signal
+// to the shim's process group) and removes it in every hierarchy, deepest
+// first (a cgroup is removed with rmdir once empty).
+func removeCgroups(root string) {
+	hs, _ := filepath.Glob("/sys/fs/cgroup/*")
+	hs = append(hs, "/sys/fs/cgroup")
+	for range 5 {
+		killed := 0
+		for _, h := range hs {
+			_ = filepath.WalkDir(filepath.Join(h, root), func(path string, d os.DirEntry, err error) error {
+				if err != nil || d.IsDir() || (d.Name() != "cgroup.procs" && d.Name() != "tasks") {
+					return nil
+				}
+				data, _ := os.ReadFile(path)
+				for _, f := range strings.Fields(string(data)) {
+					if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() {
+						_ = syscall.Kill(pid, syscall.SIGKILL)
+						killed++
+					}
+				}
+				return nil
+			})
+		}
+		if killed == 0 {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	for _, h := range hs {
+		top := filepath.Join(h, root)
+		var dirs []string
+		_ = filepath.WalkDir(top, func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, path)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			_ = syscall.Rmdir(dirs[i])
+		}
+	}
+}
+
+// Status is `kubernetes status`: what runs on this node.
+func Status(root string, w io.Writer) error {
+	p := NewPaths(root)
+	st, alive := running(p)
+	if st == nil {
+		fmt.Fprintln(w, "Kubernetes is not running on this node (no supervisor state).")
+		return nil
+	}
+	state := "running"
+	if !alive {
+		state = "not running"
+	}
+	fmt.Fprintf(w, "supervisor pid %d %s: %s node %s (%s), Kubernetes %s, since %s\n", st.PID, state, st.Role, st.NodeName, st.NodeIP, st.Version, st.Started.Format(time.RFC3339))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "COMPONENT\tPID\tRUNNING\tRESTARTS\tSTARTED\tLAST EXIT")
+	for _, c := range st.Components {
+		started := ""
+		if !c.Started.IsZero() {
+			started = c.Started.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%t\t%d\t%s\t%s\n", c.Name, c.PID, c.Running && alive, c.Restarts, started, c.LastExit)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if st.Role == kubedistro.RoleServer && alive {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		members, err := etcdMembers(ctx, p)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(w, "etcd members: unknown (%v)\n", err)
+		} else {
+			var names []string
+			for _, m := range members {
+				names = append(names, m.Name)
+			}
+			fmt.Fprintf(w, "etcd members: %d (%s)\n", len(members), strings.Join(names, ", "))
+		}
+	}
+	fmt.Fprintf(w, "logs: %s\n", p.Logs())
+	if !alive {
+		return fmt.Errorf("the supervisor (pid %d) is not running", st.PID)
+	}
+	return nil
+}

@@ -1,0 +1,537 @@
+package e2e
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgefleet/edgefleet/internal/node/kubedistro"
+	"github.com/edgefleet/edgefleet/internal/pki"
+	wire "github.com/edgefleet/edgefleet/internal/wire/kubedistro"
+	"github.com/edgefleet/edgefleet/test/harness"
+	"github.com/edgefleet/edgefleet/test/kubeimages"
+	"github.com/edgefleet/edgefleet/test/netlab"
+)
+
+// distroNode is one machine of a test cluster of the edgefleet
+// distribution: its network namespace and its root folder.
+type distroNode struct {
+	*netlab.Node
+	root string
+	cfg  wire.NodeConfig
+}
+
+// The built-in edgefleet distribution for real: one server and one agent,
+// each `edgefleet-node kubernetes up` in its own network namespace with
+// real etcd, control plane, containerd, runc, CNI and kubelets; images
+// come from a loopback registry as a mirror of registry.k8s.io (air-gap).
+// Both Nodes become Ready, a Deployment of a locally built image runs on
+// the agent and answers over the pod network from the server's namespace.
+func TestKubeDistro(t *testing.T) {
+	if why := netlab.Supported(); why != "" {
+		t.Skip(why)
+	}
+	for _, cmd := range []string{"containerd", "runc", "nsenter", "curl"} {
+		if _, err := exec.LookPath(cmd); err != nil {
+			t.Fatalf("%s is missing: run hack/install-deps.sh", cmd)
+		}
+	}
+	bins := harness.KubeBinDir(t)
+	if _, err := os.Stat(filepath.Join(bins, "kubelet")); err != nil {
+		t.Fatalf("no kubelet in %s: run hack/build-kube.sh", bins)
+	}
+	node := nodeBinary(t)
+
+	repo, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := kubeimages.StartRegistry(t)
+	reg.Push(t, "pause", "3.10", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/pause"), "pause"))
+	reg.Push(t, "hello", "v1", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/hello"), "hello"))
+
+	lab := netlab.New(t, "10.97.0")
+	server := &distroNode{Node: lab.AddNode("server")}
+	agent := &distroNode{Node: lab.AddNode("agent")}
+
+	ca := func(cn string) *wire.KeyPair {
+		_, kp, err := pki.NewCA(cn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &wire.KeyPair{Cert: string(kp.CertPEM), Key: string(kp.KeyPEM)}
+	}
+	cluster, etcd, front, sa := ca("cluster-ca"), ca("etcd-ca"), ca("front-proxy-ca"), ca("service-accounts")
+	tok := make([]byte, 11)
+	_, _ = rand.Read(tok)
+	h := hex.EncodeToString(tok)
+	token := h[:6] + "." + h[6:22]
+	version := kubeletVersion(t, bins)
+	mirrors := &wire.Registries{Mirrors: map[string][]string{
+		"registry.k8s.io": {"http://" + reg.Host}, "edgefleet.test": {"http://" + reg.Host},
+	}}
+	common := wire.NodeConfig{
+		Version: version, Server: "https://" + server.IP + ":6443", Token: token,
+		Binaries: wire.Binaries{Dir: "/opt/kubernetes/bin"}, Registries: mirrors,
+	}
+	server.cfg = common
+	server.cfg.Role, server.cfg.Init, server.cfg.NodeName, server.cfg.NodeIP = wire.RoleServer, true, "server", server.IP
+	server.cfg.ClusterCA, server.cfg.EtcdCA, server.cfg.FrontProxyCA, server.cfg.ServiceAccountKey = *cluster, etcd, front, sa.Key
+	agent.cfg = common
+	agent.cfg.Role, agent.cfg.NodeName, agent.cfg.NodeIP = wire.RoleAgent, "agent", agent.IP
+	agent.cfg.ClusterCA = wire.KeyPair{Cert: cluster.Cert}
+	agent.cfg.NodeLabels = map[string]string{"edgefleet.io/pool": "workers"}
+
+	setup := func(n *distroNode) {
+		if err := n.Forward(reg.Port); err != nil {
+			t.Fatal(err)
+		}
+		n.root = t.TempDir()
+		if err := os.MkdirAll(filepath.Join(n.root, "opt/kubernetes"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(bins, filepath.Join(n.root, "opt/kubernetes/bin")); err != nil {
+			t.Fatal(err)
+		}
+		data, err := n.cfg.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(n.root, wire.ConfigPath)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(n.root, wire.ConfigPath), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if t.Failed() {
+				for _, c := range []string{"supervisor", "etcd", "kube-apiserver", "kube-controller-manager", "containerd", "kubelet", "kube-proxy"} {
+					if b, err := os.ReadFile(filepath.Join(kubedistro.NewPaths(n.root).Logs(), c+".log")); err == nil {
+						t.Logf("%s %s log (tail):\n%s", n.Name, c, tailString(string(b), 3000))
+					}
+				}
+			}
+			if out, err := n.Command(node, "kubernetes", "down", "--root", n.root).CombinedOutput(); err != nil {
+				t.Errorf("%s: kubernetes down: %v: %s", n.Name, err, out)
+			}
+		})
+	}
+	for _, n := range []*distroNode{server, agent} {
+		setup(n)
+	}
+	// The instruction exactly as formation renders it: the config path on
+	// the machine, the root from the planner's environment.
+	up := func(t *testing.T, n *distroNode) time.Duration {
+		t.Helper()
+		start := time.Now()
+		cmd := n.Command(node, "kubernetes", "up", "--config", wire.ConfigPath, "--wait", "3m")
+		cmd.Env = append(os.Environ(), kubedistro.RootEnv+"="+n.root)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: kubernetes up: %v\n%s", n.Name, err, out)
+		}
+		return time.Since(start)
+	}
+	kubectl := func(args ...string) (string, error) {
+		full := append([]string{"--kubeconfig", kubedistro.NewPaths(server.root).AdminKubeconfig()}, args...)
+		out, err := server.Command(filepath.Join(bins, "kubectl"), full...).CombinedOutput()
+		return string(out), err
+	}
+	nodeReady := func(name string) error {
+		out, err := kubectl("get", "node", name, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+		if err != nil || strings.TrimSpace(out) != "True" {
+			return fmt.Errorf("node %s not Ready: %v %s", name, err, out)
+		}
+		return nil
+	}
+
+	start := time.Now()
+	upServer := up(t, server)
+	eventually(t, 3*time.Minute, func() error { return nodeReady("server") })
+	serverReady := time.Since(start)
+	startAgent := time.Now()
+	upAgent := up(t, agent)
+	eventually(t, 3*time.Minute, func() error { return nodeReady("agent") })
+	agentReady := time.Since(startAgent)
+	t.Logf("server: up %s, Node Ready after %s; agent: up %s, Node Ready after %s", upServer.Round(time.Millisecond), serverReady.Round(time.Millisecond), upAgent.Round(time.Millisecond), agentReady.Round(time.Millisecond))
+
+	t.Run("up again is a no-op and status tells what runs", func(t *testing.T) {
+		pid := supervisorPID(t, agent.root)
+		up(t, agent)
+		if again := supervisorPID(t, agent.root); again != pid {
+			t.Errorf("up with an unchanged config restarted the supervisor (%d → %d)", pid, again)
+		}
+		out, err := agent.Command(node, "kubernetes", "status", "--root", agent.root).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "kubelet") || !strings.Contains(string(out), "containerd") || strings.Contains(string(out), "false") {
+			t.Errorf("status: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("the agent node has its labels and a pod CIDR", func(t *testing.T) {
+		out, err := kubectl("get", "node", "agent", "-o", `jsonpath={.metadata.labels.edgefleet\.io/pool} {.spec.podCIDR}`)
+		if err != nil || !strings.HasPrefix(out, "workers 10.42.") {
+			t.Errorf("agent node: %v %q", err, out)
+		}
+	})
+
+	var pods []podInfo
+	answers := func(t *testing.T, p podInfo) {
+		t.Helper()
+		// From the server's namespace: across the lab bridge, by the
+		// server's route to the agent's pod CIDR.
+		var out []byte
+		eventually(t, 30*time.Second, func() error {
+			var err error
+			out, err = server.Command("curl", "-sS", "-m", "2", "http://"+p.ip+":8080/").CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("%v %s", err, out)
+			}
+			return nil
+		})
+		if got := strings.TrimSpace(string(out)); got != "hello from "+p.name {
+			t.Errorf("pod %s answered %q", p.name, got)
+		}
+	}
+	t.Run("a workload from the local registry runs on the agent and answers over the pod network", func(t *testing.T) {
+		manifest := `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: hello, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: hello}}
+  template:
+    metadata: {labels: {app: hello}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: agent}
+      automountServiceAccountToken: false
+      containers:
+      - name: hello
+        image: edgefleet.test/hello:v1
+        ports: [{containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
+`
+		f := filepath.Join(t.TempDir(), "hello.yaml")
+		if err := os.WriteFile(f, []byte(manifest), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		applied := time.Now()
+		if out, err := kubectl("apply", "-f", f); err != nil {
+			t.Fatalf("apply: %v %s", err, out)
+		}
+		eventually(t, 3*time.Minute, func() error {
+			out, err := kubectl("get", "pods", "-l", "app=hello", "-o", "json")
+			if err != nil {
+				return fmt.Errorf("%v %s", err, out)
+			}
+			pods = readyPods(out)
+			if len(pods) != 2 {
+				return fmt.Errorf("%d of 2 pods ready", len(pods))
+			}
+			return nil
+		})
+		t.Logf("2 pods Ready %s after the apply", time.Since(applied).Round(time.Millisecond))
+		for _, p := range pods {
+			if p.node != "agent" {
+				t.Errorf("pod %s on %s", p.name, p.node)
+			}
+			answers(t, p)
+		}
+	})
+
+	t.Run("kube-proxy: a Service's cluster IP reaches the pods", func(t *testing.T) {
+		svc := `apiVersion: v1
+kind: Service
+metadata: {name: hello, namespace: default}
+spec:
+  selector: {app: hello}
+  ports: [{port: 80, targetPort: 8080}]
+`
+		f := filepath.Join(t.TempDir(), "svc.yaml")
+		if err := os.WriteFile(f, []byte(svc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := kubectl("apply", "-f", f); err != nil {
+			t.Fatalf("apply: %v %s", err, out)
+		}
+		ip, err := kubectl("get", "service", "hello", "-o", "jsonpath={.spec.clusterIP}")
+		if err != nil || !strings.HasPrefix(ip, "10.43.") {
+			t.Fatalf("cluster IP %q %v", ip, err)
+		}
+		seen := map[string]bool{}
+		eventually(t, time.Minute, func() error {
+			out, err := server.Command("curl", "-sS", "-m", "2", "http://"+ip+"/").CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("%v %s", err, out)
+			}
+			seen[strings.TrimSpace(string(out))] = true
+			if len(seen) < 2 {
+				return fmt.Errorf("answers so far: %v", seen)
+			}
+			return nil
+		})
+		for a := range seen {
+			if !strings.HasPrefix(a, "hello from hello-") {
+				t.Errorf("the Service answered %q", a)
+			}
+		}
+	})
+
+	t.Run("a crashed supervisor: up brings the node back, the pods run on untouched", func(t *testing.T) {
+		if len(pods) == 0 {
+			t.Skip("no workload")
+		}
+		pid := supervisorPID(t, agent.root)
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		// The components die with it (parent-death signal).
+		eventually(t, 30*time.Second, func() error {
+			if out, err := agent.Command("curl", "-sS", "-m", "1", "http://127.0.0.1:10248/healthz").CombinedOutput(); err == nil {
+				return fmt.Errorf("the kubelet still answers: %s", out)
+			}
+			return nil
+		})
+		for _, p := range pods {
+			answers(t, p) // the containers live on without their kubelet
+		}
+		up(t, agent)
+		if supervisorPID(t, agent.root) == pid {
+			t.Fatal("no new supervisor")
+		}
+		eventually(t, time.Minute, func() error { return nodeReady("agent") })
+		out, err := kubectl("get", "pods", "-l", "app=hello", "-o", "json")
+		if err != nil {
+			t.Fatal(err, out)
+		}
+		after := readyPods(out)
+		if len(after) != len(pods) {
+			t.Fatalf("%d pods ready after the restart, %d before", len(after), len(pods))
+		}
+		for i := range after {
+			if after[i] != pods[i] {
+				t.Errorf("pod changed across the restart: %+v → %+v", pods[i], after[i])
+			}
+		}
+		if strings.Contains(out, `"restartCount": 1`) {
+			t.Errorf("a container restarted:\n%s", out)
+		}
+	})
+
+	t.Run("a version change is an in-place upgrade of the node", func(t *testing.T) {
+		newBins := kubeNodeBinDir(t, upgradeVersion)
+		if err := os.Symlink(newBins, filepath.Join(agent.root, "opt/kubernetes-"+upgradeVersion)); err != nil {
+			t.Fatal(err)
+		}
+		agent.cfg.Version, agent.cfg.Binaries.Dir = upgradeVersion, "/opt/kubernetes-"+upgradeVersion
+		data, err := agent.cfg.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(agent.root, wire.ConfigPath), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		up(t, agent)
+		eventually(t, 2*time.Minute, func() error {
+			out, err := kubectl("get", "node", "agent", "-o", "jsonpath={.status.nodeInfo.kubeletVersion}")
+			if err != nil || out != upgradeVersion {
+				return fmt.Errorf("kubelet version %q %v", out, err)
+			}
+			return nodeReady("agent")
+		})
+		t.Logf("agent upgraded to %s and Ready in %s", upgradeVersion, time.Since(start).Round(time.Millisecond))
+		for _, p := range pods {
+			answers(t, p)
+		}
+	})
+
+	t.Run("memory per component", func(t *testing.T) {
+		for _, n := range []*distroNode{server, agent} {
+			var st kubedistro.State
+			data, err := os.ReadFile(kubedistro.NewPaths(n.root).State())
+			if err != nil || json.Unmarshal(data, &st) != nil {
+				t.Fatalf("state: %v", err)
+			}
+			var parts []string
+			for _, c := range st.Components {
+				parts = append(parts, fmt.Sprintf("%s %d MiB", c.Name, rssMiB(c.PID)))
+			}
+			t.Logf("RSS on %s: %s", n.Name, strings.Join(parts, ", "))
+		}
+	})
+	t.Run("three servers: two more join etcd, the API survives losing the first", func(t *testing.T) {
+		var joined []*distroNode
+		for i := 2; i <= 3; i++ {
+			n := &distroNode{Node: lab.AddNode(fmt.Sprintf("server-%d", i))}
+			n.cfg = server.cfg
+			n.cfg.Init, n.cfg.NodeName, n.cfg.NodeIP = false, n.Name, n.IP
+			n.cfg.Etcd = &wire.EtcdJoin{Endpoints: []string{"https://" + server.IP + ":2379"}}
+			setup(n)
+			d := up(t, n)
+			t.Logf("%s joined: up %s", n.Name, d.Round(time.Millisecond))
+			joined = append(joined, n)
+		}
+		members, err := os.ReadFile(filepath.Join(kubedistro.NewPaths(joined[1].root).Data, "run", "etcd-initial-cluster"))
+		if err != nil || strings.Count(string(members), "=") != 3 {
+			t.Fatalf("the third server joined etcd with %q (%v), want 3 members", members, err)
+		}
+		eventually(t, 2*time.Minute, func() error {
+			for _, name := range []string{"server-2", "server-3"} {
+				if err := nodeReady(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		status := func(n *distroNode) string {
+			out, _ := n.Command(node, "kubernetes", "status", "--root", n.root).CombinedOutput()
+			return string(out)
+		}
+		if st := status(joined[0]); !strings.Contains(st, "etcd members: 3 (") {
+			t.Errorf("status of %s:\n%s", joined[0].Name, st)
+		}
+		// The first server leaves (scale-down): it removes itself from etcd,
+		// and the other servers' APIs go on serving, from the same data.
+		if out, err := server.Command(node, "kubernetes", "down", "--leave-etcd", "--root", server.root).CombinedOutput(); err != nil {
+			t.Fatalf("down --leave-etcd: %v %s", err, out)
+		}
+		if _, err := os.Stat(kubedistro.NewPaths(server.root).Etcd()); err == nil {
+			t.Error("the server that left still has its etcd data")
+		}
+		for _, n := range joined {
+			eventually(t, time.Minute, func() error {
+				out, err := n.Command(filepath.Join(bins, "kubectl"), "--kubeconfig", kubedistro.NewPaths(n.root).AdminKubeconfig(),
+					"get", "deployment", "hello", "-o", "jsonpath={.metadata.name}").CombinedOutput()
+				if err != nil || string(out) != "hello" {
+					return fmt.Errorf("%s's API: %v %s", n.Name, err, out)
+				}
+				return nil
+			})
+		}
+		if st := status(joined[1]); !strings.Contains(st, "etcd members: 2 (") || strings.Contains(st, "(server,") {
+			t.Errorf("after the first server left, status of %s:\n%s", joined[1].Name, st)
+		}
+	})
+
+	t.Run("down stops the components and the pods", func(t *testing.T) {
+		if out, err := agent.Command(node, "kubernetes", "down", "--root", agent.root).CombinedOutput(); err != nil {
+			t.Fatalf("down: %v %s", err, out)
+		}
+		if out, err := agent.Command("curl", "-sS", "-m", "2", "http://127.0.0.1:10248/healthz").CombinedOutput(); err == nil {
+			t.Errorf("the kubelet still answers after down: %s", out)
+		}
+		cg := filepath.Join("/sys/fs/cgroup/pids", kubedistro.CgroupRoot(kubedistro.NewPaths(agent.root), "agent"))
+		if procs, _ := os.ReadFile(filepath.Join(cg, "cgroup.procs")); len(procs) > 0 {
+			t.Errorf("processes left in the agent's cgroup: %s", procs)
+		}
+		if _, err := os.Stat(cg); err == nil {
+			t.Error("the agent's cgroup is still there")
+		}
+		if out, err := agent.Command(node, "kubernetes", "status", "--root", agent.root).CombinedOutput(); !strings.Contains(string(out), "not running") {
+			t.Errorf("status after down: %v %s", err, out)
+		}
+	})
+}
+
+// upgradeVersion is the second Kubernetes patch version the upgrade test
+// moves a node to (kubelet and kubectl built by hack/build-kube-node.sh).
+const upgradeVersion = "v1.37.2"
+
+// kubeNodeBinDir builds (once, cached) kubelet and kubectl at version.
+func kubeNodeBinDir(t *testing.T, version string) string {
+	t.Helper()
+	repo, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(repo, "hack", "build-kube-node.sh"), version)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("building the %s node binaries: %v", version, err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return lines[len(lines)-1]
+}
+
+type podInfo struct{ name, node, ip string }
+
+func readyPods(listJSON string) []podInfo {
+	var list struct {
+		Items []struct {
+			Metadata struct{ Name string }
+			Spec     struct{ NodeName string }
+			Status   struct {
+				PodIP      string
+				Conditions []struct{ Type, Status string }
+			}
+		}
+	}
+	if json.Unmarshal([]byte(listJSON), &list) != nil {
+		return nil
+	}
+	var out []podInfo
+	for _, it := range list.Items {
+		for _, c := range it.Status.Conditions {
+			if c.Type == "Ready" && c.Status == "True" {
+				out = append(out, podInfo{it.Metadata.Name, it.Spec.NodeName, it.Status.PodIP})
+			}
+		}
+	}
+	return out
+}
+
+func kubeletVersion(t *testing.T, bins string) string {
+	out, err := exec.Command(filepath.Join(bins, "kubelet"), "--version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "Kubernetes"))
+}
+
+func supervisorPID(t *testing.T, root string) int {
+	data, err := os.ReadFile(kubedistro.NewPaths(root).SupervisorPID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	return pid
+}
+
+func rssMiB(pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			f := strings.Fields(l)
+			kb, _ := strconv.Atoi(f[1])
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func eventually(t *testing.T, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %v", timeout, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
