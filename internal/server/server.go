@@ -34,6 +34,7 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/clusterproxy"
 	"github.com/edgefleet/edgefleet/internal/controlplane"
 	"github.com/edgefleet/edgefleet/internal/crds"
@@ -118,7 +119,7 @@ const (
 // Scheme has every type the manager reads or writes.
 func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, fleetv1.AddToScheme, machinesv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, fleetv1.AddToScheme, machinesv1.AddToScheme, provisioningv1.AddToScheme} {
 		if err := add(s); err != nil {
 			panic(err) // static registration of generated types; cannot fail at run time
 		}
