@@ -24,6 +24,7 @@ import (
 	machineregctrl "github.com/edgefleet/edgefleet/internal/controller/machineregistration"
 	mosictrl "github.com/edgefleet/edgefleet/internal/controller/managedosimage"
 	mosvcctrl "github.com/edgefleet/edgefleet/internal/controller/managedosversionchannel"
+	provisionedclusterctrl "github.com/edgefleet/edgefleet/internal/controller/provisionedcluster"
 	seedimagectrl "github.com/edgefleet/edgefleet/internal/controller/seedimage"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
 )
@@ -39,6 +40,8 @@ type controllerDeps struct {
 	allowLocalGitRepos bool
 	externalURL        *url.URL
 	caCertPEM          []byte
+	// agentImage is the fleet agent in import manifests (formed clusters' too).
+	agentImage string
 	// seedSources limits where SeedImage base images come from.
 	seedSources seedimage.Sources
 	// offlineThreshold and probeInterval tune cluster liveness (0 = default).
@@ -67,6 +70,7 @@ func setupControllers(mgr ctrl.Manager, d controllerDeps) error {
 		{"managedosimage", &mosictrl.Reconciler{}},
 		// Channel URLs are tenant input fetched by the manager: same rules as seed base images.
 		{"managedosversionchannel", &mosvcctrl.Reconciler{HTTP: d.seedSources.HTTPClient()}},
+		{"provisionedcluster", &provisionedclusterctrl.Reconciler{ExternalURL: d.externalURL, CACertPEM: d.caCertPEM, AgentImage: d.agentImage}},
 	} {
 		if err := c.r.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the %s controller: %w", c.name, err)
