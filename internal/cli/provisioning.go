@@ -138,8 +138,8 @@ func mapKeys(m map[string]string) func(func(string) bool) {
 func newClusterDescribeCommand() *cobra.Command {
 	var m machineFlags
 	cmd := &cobra.Command{
-		Use:   "describe NAME",
-		Short: "Show a ProvisionedCluster, its pools and machines as a tree (like clusterctl describe)",
+		Use:     "describe NAME",
+		Short:   "Show a ProvisionedCluster, its pools and machines as a tree (like clusterctl describe)",
 		Example: `  edgefleet cluster describe shop -n fleet-default --kubeconfig ./edgefleet-data/kubeconfig`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
