@@ -26,6 +26,7 @@ import (
 	mosvcctrl "github.com/edgefleet/edgefleet/internal/controller/managedosversionchannel"
 	provisionedclusterctrl "github.com/edgefleet/edgefleet/internal/controller/provisionedcluster"
 	seedimagectrl "github.com/edgefleet/edgefleet/internal/controller/seedimage"
+	"github.com/edgefleet/edgefleet/internal/provisioning/releases"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
 )
 
@@ -42,6 +43,8 @@ type controllerDeps struct {
 	caCertPEM          []byte
 	// agentImage is the fleet agent in import manifests (formed clusters' too).
 	agentImage string
+	// kubernetesReleases are the versions formation may install.
+	kubernetesReleases *releases.Catalog
 	// seedSources limits where SeedImage base images come from.
 	seedSources seedimage.Sources
 	// offlineThreshold and probeInterval tune cluster liveness (0 = default).
@@ -70,7 +73,8 @@ func setupControllers(mgr ctrl.Manager, d controllerDeps) error {
 		{"managedosimage", &mosictrl.Reconciler{}},
 		// Channel URLs are tenant input fetched by the manager: same rules as seed base images.
 		{"managedosversionchannel", &mosvcctrl.Reconciler{HTTP: d.seedSources.HTTPClient()}},
-		{"provisionedcluster", &provisionedclusterctrl.Reconciler{ExternalURL: d.externalURL, CACertPEM: d.caCertPEM, AgentImage: d.agentImage}},
+		{"provisionedcluster", &provisionedclusterctrl.Reconciler{ExternalURL: d.externalURL, CACertPEM: d.caCertPEM, AgentImage: d.agentImage,
+			Versions: d.kubernetesReleases.Versions(), Releases: d.kubernetesReleases.Binaries()}},
 	} {
 		if err := c.r.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the %s controller: %w", c.name, err)

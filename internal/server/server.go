@@ -42,6 +42,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/endpoint"
 	"github.com/edgefleet/edgefleet/internal/metrics"
 	"github.com/edgefleet/edgefleet/internal/pki"
+	"github.com/edgefleet/edgefleet/internal/provisioning/releases"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
 	"github.com/edgefleet/edgefleet/internal/webui"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
@@ -105,6 +106,9 @@ type Options struct {
 	// IP (0 = registration's defaults, negative rate = off).
 	JoinRate  float64
 	JoinBurst int
+	// KubernetesReleases are the versions cluster formation may install
+	// (nil: any version the API server accepts).
+	KubernetesReleases *releases.Catalog
 	// AgentImage is the cluster agent image the import manifest runs
 	// (default clusterregistration.DefaultAgentImage).
 	AgentImage string
@@ -209,7 +213,8 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("creating controller manager: %w", err)
 	}
 	deps := controllerDeps{dataDir: o.DataDir, allowLocalGitRepos: o.AllowLocalGitRepos, externalURL: externalURL, caCertPEM: ca.CertPEM, agentImage: o.AgentImage,
-		seedSources: o.SeedSources, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval, log: log.WithName("registration")}
+		kubernetesReleases: o.KubernetesReleases,
+		seedSources:        o.SeedSources, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval, log: log.WithName("registration")}
 	if err := setupControllers(mgr, deps); err != nil {
 		return err
 	}
