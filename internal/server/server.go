@@ -212,9 +212,9 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("creating controller manager: %w", err)
 	}
-	deps := controllerDeps{dataDir: o.DataDir, allowLocalGitRepos: o.AllowLocalGitRepos, externalURL: externalURL, caCertPEM: ca.CertPEM, agentImage: o.AgentImage,
-		kubernetesReleases: o.KubernetesReleases,
-		seedSources:        o.SeedSources, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval, log: log.WithName("registration")}
+	deps := controllerDeps{dataDir: o.DataDir, allowLocalGitRepos: o.AllowLocalGitRepos, externalURL: externalURL, caCertPEM: ca.CertPEM,
+		seedSources: o.SeedSources, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval, log: log.WithName("registration")}
+	deps.agentImage, deps.kubernetesReleases = o.AgentImage, o.KubernetesReleases
 	if err := setupControllers(mgr, deps); err != nil {
 		return err
 	}
