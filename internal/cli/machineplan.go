@@ -29,7 +29,7 @@ func newMachineCommand(_ *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "machine", Short: "Manage registered machines (MachineInventories)"}
 	plan := &cobra.Command{Use: "plan", Short: "Set and inspect the plan a machine's node agent applies (docs/spec/plan.md)"}
 	plan.AddCommand(newMachinePlanApplyCommand(), newMachinePlanStatusCommand())
-	cmd.AddCommand(plan)
+	cmd.AddCommand(plan, newMachineLabelsCommand())
 	return cmd
 }
 

@@ -115,3 +115,27 @@ func TestClusterDescribe(t *testing.T) {
 		t.Errorf("cluster row = %q", lines[1])
 	}
 }
+
+func TestMachineLabels(t *testing.T) {
+	dir := t.TempDir()
+	reg, dump := filepath.Join(dir, "reg.yaml"), filepath.Join(dir, "dmi.txt")
+	if err := os.WriteFile(reg, []byte("apiVersion: machines.edgefleet.io/v1alpha1\nkind: MachineRegistration\nmetadata: {name: shop}\nspec:\n  machineName: \"m-${System Information/Serial Number}\"\n  machineInventoryLabels: {role: server, model: \"${System Information/Product Name}\"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dump, []byte("Handle 0x0100, DMI type 1, 27 bytes\nSystem Information\n\tManufacturer: QEMU\n\tProduct Name: Standard PC (Q35 + ICH9, 2009)\n\tSerial Number: ABC-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := newMachineLabelsCommand()
+	var out, errOut bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetArgs([]string{"--registration", reg, "--smbios", dump})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"name: m-abc-1\n", `model: "Standard-PC--Q35---ICH9--2009"`, `role: "server"`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
