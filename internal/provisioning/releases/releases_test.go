@@ -10,7 +10,7 @@ import (
 func TestLoad(t *testing.T) {
 	dir := t.TempDir()
 	for name, tc := range map[string]struct{ file, wantErr string }{
-		"good": {"edgefleet:\n  v1.37.2: {dir: /opt/k/v1.37.2}\n  v1.37.1: {image: r/k@sha256:00}\nk3s: [v1.33.5+k3s1]\n", ""},
+		"good":                       {"edgefleet:\n  v1.37.2: {dir: /opt/k/v1.37.2}\n  v1.37.1: {image: r/k@sha256:00}\nk3s: [v1.33.5+k3s1]\n", ""},
 		"k3s spelling for edgefleet": {"edgefleet:\n  v1.33.5+k3s1: {image: r/k}\n", "not like v1.37.1"},
 		"both sources":               {"edgefleet:\n  v1.37.1: {image: r/k, dir: /k}\n", "exactly one"},
 		"rke2 without suffix":        {"rke2: [v1.33.5]\n", "rke2's spelling"},
