@@ -351,6 +351,24 @@ func TestFormation(t *testing.T) {
 		})
 	})
 
+	t.Run("a paused cluster adopts nothing and says so", func(t *testing.T) {
+		ns := "paused"
+		sim := newSim(t, c, ns)
+		sim.add("m-0", map[string]string{"role": "server"}, "10.0.6.10")
+		if err := c.Create(ctx, &provisioningv1.ProvisionedCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "c"}, Spec: provisioningv1.ProvisionedClusterSpec{
+			Distro: provisioningv1.DistroEdgefleet, Version: v1, ControlPlane: pool(1, map[string]string{"role": "server"}), Paused: true,
+		}}); err != nil {
+			t.Fatal(err)
+		}
+		waitCondition(t, c, ns, "c", provisioningv1.ReadyCondition, metav1.ConditionFalse, provisioningv1.PausedReason, 20*time.Second)
+		time.Sleep(time.Second)
+		if cl := claimsOf(t, c, ns); len(cl) != 0 {
+			t.Fatalf("a paused cluster claimed %v", cl)
+		}
+		patchSpec(t, c, ns, "c", func(s *provisioningv1.ProvisionedClusterSpec) { s.Paused = false })
+		waitCondition(t, c, ns, "c", provisioningv1.ControlPlaneReadyCondition, metav1.ConditionTrue, "", 20*time.Second)
+	})
+
 	t.Run("an unknown version stalls with the versions available and adopts nothing", func(t *testing.T) {
 		ns := "unknown"
 		sim := newSim(t, c, ns)

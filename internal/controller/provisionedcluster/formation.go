@@ -163,6 +163,7 @@ func (f *formation) run(ctx context.Context) error {
 			return err
 		}
 	} else {
+		f.matches = adopt.Match(pc.Name, f.pools, f.inventories)
 		f.resolveServer()
 	}
 	if err := f.linkFleetCluster(ctx); err != nil {
