@@ -369,6 +369,39 @@ func TestFormation(t *testing.T) {
 		waitCondition(t, c, ns, "c", provisioningv1.ControlPlaneReadyCondition, metav1.ConditionTrue, "", 20*time.Second)
 	})
 
+	t.Run("a failed upgrade halts the rollout and shows the failure", func(t *testing.T) {
+		ns := "halt"
+		sim := newSim(t, c, ns)
+		sim.add("s-0", map[string]string{"role": "server"}, "10.0.7.10")
+		sim.add("w-0", map[string]string{"role": "worker"}, "10.0.7.20")
+		sim.add("w-1", map[string]string{"role": "worker"}, "10.0.7.21")
+		if err := c.Create(ctx, &provisioningv1.ProvisionedCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "c"}, Spec: provisioningv1.ProvisionedClusterSpec{
+			Distro: provisioningv1.DistroEdgefleet, Version: v1, ControlPlane: pool(1, map[string]string{"role": "server"}),
+			Workers: []provisioningv1.WorkerPool{{Name: "default", MachinePool: pool(2, map[string]string{"role": "worker"})}},
+		}}); err != nil {
+			t.Fatal(err)
+		}
+		waitCondition(t, c, ns, "c", provisioningv1.WorkersReadyCondition, metav1.ConditionTrue, "", 30*time.Second)
+		sim.failNext("w-0", true)
+		patchSpec(t, c, ns, "c", func(s *provisioningv1.ProvisionedClusterSpec) { s.Version = v2 })
+		pc := waitCondition(t, c, ns, "c", provisioningv1.StalledCondition, metav1.ConditionTrue, provisioningv1.UpgradeFailedReason, 30*time.Second)
+		if msg := meta.FindStatusCondition(pc.Status.Conditions, provisioningv1.StalledCondition).Message; !strings.Contains(msg, "w-0") || !strings.Contains(msg, "simulated") {
+			t.Fatalf("Stalled message = %q", msg)
+		}
+		time.Sleep(2 * time.Second) // the rollout must stay halted
+		w1 := get(t, c, ns, "w-1", &provisioningv1.ClusterMachine{})
+		if w1.Spec.Version != v1 || w1.Status.Version != v1 {
+			t.Fatalf("w-1 moved while the rollout was halted: spec %s, status %s", w1.Spec.Version, w1.Status.Version)
+		}
+		if s0 := get(t, c, ns, "s-0", &provisioningv1.ClusterMachine{}); s0.Status.Version != v2 {
+			t.Fatalf("the server should have upgraded first: %s", s0.Status.Version)
+		}
+		w0 := get(t, c, ns, "w-0", &provisioningv1.ClusterMachine{})
+		if cond := meta.FindStatusCondition(w0.Status.Conditions, provisioningv1.UpgradedCondition); cond == nil || cond.Reason != provisioningv1.UpgradeFailedReason {
+			t.Fatalf("w-0 Upgraded = %+v", cond)
+		}
+	})
+
 	t.Run("an unknown version stalls with the versions available and adopts nothing", func(t *testing.T) {
 		ns := "unknown"
 		sim := newSim(t, c, ns)
