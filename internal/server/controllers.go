@@ -26,6 +26,7 @@ import (
 	mosvcctrl "github.com/edgefleet/edgefleet/internal/controller/managedosversionchannel"
 	provisionedclusterctrl "github.com/edgefleet/edgefleet/internal/controller/provisionedcluster"
 	seedimagectrl "github.com/edgefleet/edgefleet/internal/controller/seedimage"
+	"github.com/edgefleet/edgefleet/internal/provisioning/nodeops"
 	"github.com/edgefleet/edgefleet/internal/provisioning/releases"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
 )
@@ -74,7 +75,9 @@ func setupControllers(mgr ctrl.Manager, d controllerDeps) error {
 		// Channel URLs are tenant input fetched by the manager: same rules as seed base images.
 		{"managedosversionchannel", &mosvcctrl.Reconciler{HTTP: d.seedSources.HTTPClient()}},
 		{"provisionedcluster", &provisionedclusterctrl.Reconciler{ExternalURL: d.externalURL, CACertPEM: d.caCertPEM, AgentImage: d.agentImage,
-			Versions: d.kubernetesReleases.Versions(), Releases: d.kubernetesReleases.Binaries()}},
+			Versions: d.kubernetesReleases.Versions(), Releases: d.kubernetesReleases.Binaries(),
+			// Formed clusters' nodes through their tunnels, via this endpoint.
+			Nodes: &nodeops.Tunnel{Manager: mgr.GetClient(), Endpoint: d.externalURL, CAPEM: d.caCertPEM}}},
 	} {
 		if err := c.r.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the %s controller: %w", c.name, err)

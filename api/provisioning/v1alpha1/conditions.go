@@ -29,6 +29,9 @@ const (
 	ClaimedAtAnnotation = "provisioning.edgefleet.io/claimed-at"
 	// ControlPlanePool is the control-plane pool's name in labels and status.
 	ControlPlanePool = "control-plane"
+	// DrainStartedAnnotation on a ClusterMachine is when formation cordoned
+	// its node to drain it (RFC 3339); removed when the node is uncordoned.
+	DrainStartedAnnotation = "provisioning.edgefleet.io/drain-started"
 )
 
 // Condition types. Ready, Reconciling and Stalled as every edgefleet kind.
@@ -94,6 +97,12 @@ const (
 	WaitingForAgentReason = "WaitingForAgent"
 	// AgentDisconnectedReason: the fleet Cluster exists but is not connected.
 	AgentDisconnectedReason = "AgentDisconnected"
+	// DrainingReason: the node is cordoned and drained before it is
+	// upgraded or removed.
+	DrainingReason = "Draining"
+	// NodeNotReadyReason: the Node, read through the cluster's tunnel, is
+	// missing or not Ready.
+	NodeNotReadyReason = "NodeNotReady"
 	// ClaimedReason: the inventory is claimed.
 	ClaimedReason = "Claimed"
 )

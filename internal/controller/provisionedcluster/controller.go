@@ -14,9 +14,12 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -31,6 +34,7 @@ import (
 	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/controller/conditions"
 	"github.com/edgefleet/edgefleet/internal/provisioning/adopt"
+	"github.com/edgefleet/edgefleet/internal/provisioning/nodeops"
 	"github.com/edgefleet/edgefleet/internal/wire/kubedistro"
 )
 
@@ -65,11 +69,31 @@ type Reconciler struct {
 	ExternalURL *url.URL
 	CACertPEM   []byte
 	AgentImage  string
+	// Nodes reaches formed clusters' nodes through their tunnels (NodeReady
+	// from the Node, cordon, drain, Node removal); nil: the kubelet probe
+	// alone decides NodeReady and nothing is drained.
+	Nodes NodeAccess
 	// Grace is how long a claim may wait for its ClusterMachine (default
 	// adopt.DefaultGrace).
 	Grace time.Duration
 	// Now is the clock (tests).
 	Now func() time.Time
+
+	nodeCache sync.Map // types.NamespacedName → nodeSnapshot
+}
+
+// NodeAccess makes clients of formed clusters (nodeops.Tunnel).
+type NodeAccess interface {
+	Clientset(ctx context.Context, fleetCluster types.NamespacedName) (kubernetes.Interface, error)
+}
+
+// nodeCacheTTL bounds how often one cluster's nodes are listed through its
+// tunnel: one LIST per cluster per TTL, whatever the number of machines.
+const nodeCacheTTL = 10 * time.Second
+
+type nodeSnapshot struct {
+	at    time.Time
+	nodes map[string]nodeops.NodeState
 }
 
 // SetupWithManager registers the controller: ProvisionedClusters, their

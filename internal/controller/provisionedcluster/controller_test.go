@@ -145,10 +145,13 @@ func joinFleet(t *testing.T, c client.Client, ns, pc string) {
 	if err := c.Create(ctx, fc); err != nil {
 		t.Fatal(err)
 	}
-	fc.Status.Conditions = []metav1.Condition{{Type: fleetv1.ConnectedCondition, Status: metav1.ConditionTrue, Reason: "Connected", Message: "simulated agent", LastTransitionTime: metav1.Now()}}
-	if err := c.Status().Update(ctx, fc); err != nil {
-		t.Fatal(err)
-	}
+	ctrltest.Eventually(t, 10*time.Second, func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(fc), fc); err != nil {
+			return err
+		}
+		fc.Status.Conditions = []metav1.Condition{{Type: fleetv1.ConnectedCondition, Status: metav1.ConditionTrue, Reason: "Connected", Message: "simulated agent", LastTransitionTime: metav1.Now()}}
+		return c.Status().Update(ctx, fc)
+	})
 }
 
 func TestFormation(t *testing.T) {
@@ -174,12 +177,13 @@ func TestFormation(t *testing.T) {
 		}
 		// Workers come from a registration that allows a reset.
 		for i := range 3 {
-			inv := get(t, c, ns, fmt.Sprintf("w-%d", i), &machinesv1.MachineInventory{})
-			inv.Spec.RegistrationRef = &machinesv1.ObjectReference{Name: "resettable"}
-			if err := c.Update(ctx, inv); err != nil {
-				t.Fatal(err)
-			}
+			ctrltest.Eventually(t, 10*time.Second, func() error {
+				inv := get(t, c, ns, fmt.Sprintf("w-%d", i), &machinesv1.MachineInventory{})
+				inv.Spec.RegistrationRef = &machinesv1.ObjectReference{Name: "resettable"}
+				return c.Update(ctx, inv)
+			})
 		}
+		sim.waitReady()
 		pc := &provisioningv1.ProvisionedCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop"}, Spec: provisioningv1.ProvisionedClusterSpec{
 			Distro: provisioningv1.DistroEdgefleet, Version: v1,
 			ControlPlane: pool(1, map[string]string{"role": "server"}),
@@ -321,6 +325,7 @@ func TestFormation(t *testing.T) {
 		ns := "nothing"
 		sim := newSim(t, c, ns)
 		sim.add("m-0", map[string]string{"role": "server"}, "10.0.1.10")
+		sim.waitReady()
 		if err := c.Create(ctx, &provisioningv1.ProvisionedCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "c"}, Spec: provisioningv1.ProvisionedClusterSpec{
 			Distro: provisioningv1.DistroK3s, Version: "v1.33.5+k3s1", ControlPlane: pool(1, map[string]string{"role": "server"}),
 			Workers: []provisioningv1.WorkerPool{{Name: "gpu", MachinePool: pool(2, map[string]string{"gpu": "true"})}},
@@ -355,6 +360,7 @@ func TestFormation(t *testing.T) {
 		ns := "paused"
 		sim := newSim(t, c, ns)
 		sim.add("m-0", map[string]string{"role": "server"}, "10.0.6.10")
+		sim.waitReady()
 		if err := c.Create(ctx, &provisioningv1.ProvisionedCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "c"}, Spec: provisioningv1.ProvisionedClusterSpec{
 			Distro: provisioningv1.DistroEdgefleet, Version: v1, ControlPlane: pool(1, map[string]string{"role": "server"}), Paused: true,
 		}}); err != nil {
@@ -375,6 +381,7 @@ func TestFormation(t *testing.T) {
 		sim.add("s-0", map[string]string{"role": "server"}, "10.0.7.10")
 		sim.add("w-0", map[string]string{"role": "worker"}, "10.0.7.20")
 		sim.add("w-1", map[string]string{"role": "worker"}, "10.0.7.21")
+		sim.waitReady()
 		if err := c.Create(ctx, &provisioningv1.ProvisionedCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "c"}, Spec: provisioningv1.ProvisionedClusterSpec{
 			Distro: provisioningv1.DistroEdgefleet, Version: v1, ControlPlane: pool(1, map[string]string{"role": "server"}),
 			Workers: []provisioningv1.WorkerPool{{Name: "default", MachinePool: pool(2, map[string]string{"role": "worker"})}},
@@ -406,6 +413,7 @@ func TestFormation(t *testing.T) {
 		ns := "unknown"
 		sim := newSim(t, c, ns)
 		sim.add("m-0", map[string]string{"role": "server"}, "10.0.2.10")
+		sim.waitReady()
 		if err := c.Create(ctx, &provisioningv1.ProvisionedCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "c"}, Spec: provisioningv1.ProvisionedClusterSpec{
 			Distro: provisioningv1.DistroEdgefleet, Version: "v1.99.0", ControlPlane: pool(1, map[string]string{"role": "server"}),
 		}}); err != nil {
@@ -438,6 +446,7 @@ func TestFormation(t *testing.T) {
 		sim.add("w-0", map[string]string{"role": "worker"}, "10.0.3.20")
 		sim.add("w-1", map[string]string{"role": "worker"}, "10.0.3.21")
 		sim.failNext("w-0", true) // never bootstraps
+		sim.waitReady()
 		if err := c.Create(ctx, &provisioningv1.ProvisionedCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "c"}, Spec: provisioningv1.ProvisionedClusterSpec{
 			Distro: provisioningv1.DistroEdgefleet, Version: v1, ControlPlane: pool(1, map[string]string{"role": "server"}),
 			Workers: []provisioningv1.WorkerPool{{Name: "default", MachinePool: pool(1, map[string]string{"role": "worker"})}},
@@ -468,15 +477,16 @@ func TestFormation(t *testing.T) {
 		sim := newSim(t, c, ns)
 		sim.add("s-0", map[string]string{"role": "server"}, "10.0.4.10")
 		var sec corev1.Secret
-		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "s-0"}, &sec); err != nil {
-			t.Fatal(err)
-		}
 		upgradePlan := []byte(`{"instructions":[{"name":"os-upgrade","command":"/bin/true"}]}`)
-		sec.Annotations = map[string]string{managedosimage.AnnotationUpgrade: "os-v2"}
-		sec.Data = map[string][]byte{nodeplan.SecretKey: upgradePlan, managedosimage.PreviousPlanKey: nil}
-		if err := c.Update(ctx, &sec); err != nil {
-			t.Fatal(err)
-		}
+		ctrltest.Eventually(t, 10*time.Second, func() error {
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "s-0"}, &sec); err != nil {
+				return err
+			}
+			sec.Annotations = map[string]string{managedosimage.AnnotationUpgrade: "os-v2"}
+			sec.Data = map[string][]byte{nodeplan.SecretKey: upgradePlan, managedosimage.PreviousPlanKey: nil}
+			return c.Update(ctx, &sec)
+		})
+		sim.waitReady()
 		if err := c.Create(ctx, &provisioningv1.ProvisionedCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "c"}, Spec: provisioningv1.ProvisionedClusterSpec{
 			Distro: provisioningv1.DistroEdgefleet, Version: v1, ControlPlane: pool(1, map[string]string{"role": "server"}),
 		}}); err != nil {
@@ -505,6 +515,7 @@ func TestFormation(t *testing.T) {
 			sim.add(fmt.Sprintf("m-%d", i), map[string]string{"pool": "shared"}, fmt.Sprintf("10.0.5.%d", 10+i))
 		}
 		for _, name := range []string{"a", "b", "c"} {
+			sim.waitReady()
 			if err := c.Create(ctx, &provisioningv1.ProvisionedCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: provisioningv1.ProvisionedClusterSpec{
 				Distro: provisioningv1.DistroK3s, Version: "v1.33.5+k3s1", ControlPlane: pool(1, map[string]string{"pool": "shared"}),
 				Workers: []provisioningv1.WorkerPool{{Name: "w", MachinePool: pool(1, map[string]string{"pool": "shared"})}},
@@ -550,12 +561,12 @@ func TestFormation(t *testing.T) {
 		// the two phases) is released after the grace period.
 		inv := &machinesv1.MachineInventory{}
 		sim.add("orphan", map[string]string{"pool": "none"}, "10.0.5.99")
-		inv = get(t, c, ns, "orphan", inv)
-		inv.Labels[provisioningv1.ClusterLabel], inv.Labels[provisioningv1.PoolLabel] = "a", "w"
-		inv.Annotations = map[string]string{provisioningv1.ClaimedAtAnnotation: time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)}
-		if err := c.Update(ctx, inv); err != nil {
-			t.Fatal(err)
-		}
+		ctrltest.Eventually(t, 10*time.Second, func() error {
+			inv = get(t, c, ns, "orphan", inv)
+			inv.Labels[provisioningv1.ClusterLabel], inv.Labels[provisioningv1.PoolLabel] = "a", "w"
+			inv.Annotations = map[string]string{provisioningv1.ClaimedAtAnnotation: time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)}
+			return c.Update(ctx, inv)
+		})
 		ctrltest.Eventually(t, 20*time.Second, func() error {
 			if got := claimsOf(t, c, ns)["orphan"]; got != "" {
 				return fmt.Errorf("orphan still claimed by %q", got)

@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -25,6 +26,7 @@ import (
 	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/controller/conditions"
 	"github.com/edgefleet/edgefleet/internal/provisioning/adopt"
+	"github.com/edgefleet/edgefleet/internal/provisioning/nodeops"
 	"github.com/edgefleet/edgefleet/internal/provisioning/render"
 	"github.com/edgefleet/edgefleet/internal/wire/kubedistro"
 )
@@ -71,6 +73,10 @@ type formation struct {
 	configs  map[string]map[string]any
 
 	fleetCluster *fleetv1.Cluster
+	// downstream reaches the formed cluster through its tunnel (nil when
+	// not connected or not configured); nodes is its nodes' state.
+	downstream kubernetes.Interface
+	nodes      map[string]nodeops.NodeState
 
 	// halt names a machine whose plan failed: no further machine changes.
 	halt    *machine
@@ -142,6 +148,10 @@ func (f *formation) run(ctx context.Context) error {
 	if err := f.settleClaims(ctx); err != nil {
 		return err
 	}
+	if err := f.linkFleetCluster(ctx); err != nil {
+		return err
+	}
+	f.connect(ctx)
 	if !pc.Spec.Paused {
 		if err := f.scale(ctx); err != nil {
 			return err
@@ -165,9 +175,6 @@ func (f *formation) run(ctx context.Context) error {
 	} else {
 		f.matches = adopt.Match(pc.Name, f.pools, f.inventories)
 		f.resolveServer()
-	}
-	if err := f.linkFleetCluster(ctx); err != nil {
-		return err
 	}
 	if err := f.machineStatuses(ctx); err != nil {
 		return err
@@ -423,6 +430,12 @@ func (f *formation) scaleDown(ctx context.Context, current []*machine, surplus i
 		return cmp.Compare(b.cm.Name, a.cm.Name)
 	})
 	for _, m := range order[:surplus] {
+		if done, err := f.drainStep(ctx, m); err != nil || !done {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		if err := f.release(ctx, m); err != nil {
 			return err
 		}
@@ -447,13 +460,33 @@ func (f *formation) release(ctx context.Context, m *machine) error {
 	if f.resetAllowed(ctx, inv) {
 		log.FromContext(ctx).Info("Releasing machine by reset", "MachineInventory", klog.KObj(inv))
 		f.r.Events.Eventf(f.pc, inv, corev1.EventTypeNormal, "Released", "Reset", "Released machine %s: its MachineInventory is deleted so the machine resets and registers again", inv.Name)
-		return client.IgnoreNotFound(f.r.Client.Delete(ctx, inv))
+		if err := client.IgnoreNotFound(f.r.Client.Delete(ctx, inv)); err != nil {
+			return err
+		}
+		return f.deleteNode(ctx, inv.Name)
 	}
 	if _, _, err := f.putPlan(ctx, inv, nil); err != nil && !apierrors.IsNotFound(err) {
 		return err
 	}
 	f.r.Events.Eventf(f.pc, inv, corev1.EventTypeNormal, "Released", "Release", "Released machine %s: plan cleared (its registration does not allow a reset)", inv.Name)
-	return adopt.Release(ctx, f.r.Client, inv, f.pc.Name)
+	if err := adopt.Release(ctx, f.r.Client, inv, f.pc.Name); err != nil {
+		return err
+	}
+	return f.deleteNode(ctx, inv.Name)
+}
+
+// deleteNode removes a released machine's Node from the formed cluster
+// (when it is reachable; a node of an unreachable cluster stays NotReady
+// there until its admin removes it).
+func (f *formation) deleteNode(ctx context.Context, node string) error {
+	if f.downstream == nil {
+		return nil
+	}
+	if err := nodeops.DeleteNode(ctx, f.downstream, node); err != nil {
+		log.FromContext(ctx).Error(err, "Deleting a released machine's Node through the tunnel failed; it stays NotReady in the cluster", "node", node)
+	}
+	f.r.nodeCache.Delete(client.ObjectKeyFromObject(f.fleetCluster))
+	return nil
 }
 
 func (f *formation) resetAllowed(ctx context.Context, inv *machinesv1.MachineInventory) bool {

@@ -21,6 +21,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/clusterregistration"
 	"github.com/edgefleet/edgefleet/internal/controller/managedosimage"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
+	"github.com/edgefleet/edgefleet/internal/provisioning/nodeops"
 	"github.com/edgefleet/edgefleet/internal/provisioning/render"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	"github.com/edgefleet/edgefleet/internal/wire/kubedistro"
@@ -111,6 +112,10 @@ func (f *formation) ensureJoin(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if f.r.Nodes != nil {
+		// The rights formation's node operations need in the formed cluster.
+		manifest = append(manifest, nodeops.DownstreamRBAC()...)
+	}
 	var s corev1.Secret
 	if err := f.r.Reader.Get(ctx, client.ObjectKey{Namespace: f.pc.Namespace, Name: f.pc.Name + pkiSuffix}, &s); err != nil {
 		return err
@@ -168,6 +173,12 @@ func (f *formation) rollVersions(ctx context.Context) error {
 		}
 	}
 	for _, m := range move {
+		if done, err := f.drainStep(ctx, m); err != nil || !done {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		m.cm.Spec.Version = want
 		if err := f.r.Client.Update(ctx, m.cm); err != nil {
 			return err

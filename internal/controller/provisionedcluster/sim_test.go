@@ -97,6 +97,25 @@ func (s *simMachines) report(name string, change func(*machinesv1.MachineInvento
 	})
 }
 
+// waitReady waits until the MachineInventory controller judged every
+// machine of the namespace Ready (adoptable), so tests choose machines by
+// name, not by timing.
+func (s *simMachines) waitReady() {
+	s.t.Helper()
+	ctrltest.Eventually(s.t, 20*time.Second, func() error {
+		var invs machinesv1.MachineInventoryList
+		if err := s.c.List(context.Background(), &invs, client.InNamespace(s.ns)); err != nil {
+			return err
+		}
+		for _, inv := range invs.Items {
+			if !meta.IsStatusConditionTrue(inv.Status.Conditions, machinesv1.ReadyCondition) {
+				return fmt.Errorf("MachineInventory %s is not Ready yet", inv.Name)
+			}
+		}
+		return nil
+	})
+}
+
 func (s *simMachines) failNext(name string, fail bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

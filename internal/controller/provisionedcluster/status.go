@@ -89,8 +89,17 @@ func (f *formation) machineStatuses(ctx context.Context) error {
 				healthy, probeErr, seen = p.Healthy, p.LastError, true
 			}
 		}
+		node, registered := f.nodes[m.inv.Name]
 		switch {
 		case m.held:
+		case healthy && f.nodes != nil && !registered:
+			conditions.Set(&st.Conditions, provisioningv1.NodeReadyCondition, metav1.ConditionFalse, provisioningv1.NodeNotReadyReason,
+				"the kubelet is healthy but node "+m.inv.Name+" is not registered in the cluster", gen)
+		case healthy && f.nodes != nil && !node.Ready:
+			conditions.Set(&st.Conditions, provisioningv1.NodeReadyCondition, metav1.ConditionFalse, provisioningv1.NodeNotReadyReason,
+				"node "+m.inv.Name+" is not Ready: "+node.Message, gen)
+		case healthy && f.nodes != nil:
+			conditions.Set(&st.Conditions, provisioningv1.NodeReadyCondition, metav1.ConditionTrue, provisioningv1.SucceededReason, "the kubelet is healthy (probe kubelet) and node "+m.inv.Name+" is Ready", gen)
 		case healthy:
 			conditions.Set(&st.Conditions, provisioningv1.NodeReadyCondition, metav1.ConditionTrue, provisioningv1.SucceededReason, "the kubelet is healthy (probe kubelet)", gen)
 		case !seen:
@@ -117,6 +126,9 @@ func (f *formation) machineStatuses(ctx context.Context) error {
 			conditions.MarkReady(&st.Conditions, provisioningv1.SucceededReason, "bootstrapped at "+want+", kubelet healthy", gen)
 		}
 		if err := conditions.PatchStatus(ctx, f.r.Client, m.before, m.cm, &st.ObservedGeneration, nil, conditions.RecordTo(f.r.Events)); err != nil {
+			return err
+		}
+		if err := f.uncordon(ctx, m); err != nil {
 			return err
 		}
 	}
