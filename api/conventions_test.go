@@ -36,14 +36,16 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
 	upgradev1 "github.com/edgefleet/edgefleet/api/upgrade/v1alpha1"
 )
 
 // groups are the API packages, by directory, with their AddToScheme.
 var groups = map[string]func(*runtime.Scheme) error{
-	"fleet/v1alpha1":    fleetv1.AddToScheme,
-	"machines/v1alpha1": machinesv1.AddToScheme,
-	"upgrade/v1alpha1":  upgradev1.AddToScheme,
+	"fleet/v1alpha1":        fleetv1.AddToScheme,
+	"machines/v1alpha1":     machinesv1.AddToScheme,
+	"provisioning/v1alpha1": provisioningv1.AddToScheme,
+	"upgrade/v1alpha1":      upgradev1.AddToScheme,
 }
 
 // Known exceptions, each with its reason. Keep them few; a new entry needs

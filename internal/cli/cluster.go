@@ -18,7 +18,7 @@ import (
 
 func newClusterCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "cluster", Short: "Manage joined clusters"}
-	cmd.AddCommand(newClusterRevokeCommand(g))
+	cmd.AddCommand(newClusterRevokeCommand(g), newClusterPreviewCommand(), newClusterDescribeCommand())
 	return cmd
 }
 

@@ -13,6 +13,7 @@ import (
 	bmcctrl "github.com/edgefleet/edgefleet/internal/controller/bmc"
 	"github.com/edgefleet/edgefleet/internal/controlplane"
 	"github.com/edgefleet/edgefleet/internal/endpoint"
+	"github.com/edgefleet/edgefleet/internal/provisioning/releases"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
 	"github.com/edgefleet/edgefleet/internal/server"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
@@ -21,6 +22,7 @@ import (
 func newServerCommand(g *globals) *cobra.Command {
 	o := server.Options{}
 	var seedNetworks []string
+	var kubeReleases string
 	minFree := resource.NewQuantity(controlplane.DefaultMinFreeBytes, resource.BinarySI).String()
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -48,6 +50,13 @@ with leader election so several replicas can run.`,
 			o.DataDirMinFree = q.Value()
 			if err := clusterregistration.ValidateAgentImage(o.AgentImage); err != nil {
 				return fmt.Errorf("--agent-image: %w", err)
+			}
+			if kubeReleases != "" {
+				cat, err := releases.Load(kubeReleases)
+				if err != nil {
+					return fmt.Errorf("--kubernetes-releases: %w", err)
+				}
+				o.KubernetesReleases = cat
 			}
 			o.Log = g.log
 			o.Out = cmd.OutOrStdout()
@@ -81,6 +90,7 @@ with leader election so several replicas can run.`,
 	f.DurationVar(&o.CredentialMaxLifetime, "cluster-credential-max-lifetime", clusterregistration.DefaultCredentialMaxLifetime, "a cluster's credential is renewed for at most this long after it registered; then the agent must register again with a registration token (negative: no bound)")
 	f.Float64Var(&o.JoinRate, "join-rate-limit", clusterregistration.DefaultJoinRate, "requests per second each source IP may send to /v1/register and /v1/import (negative: no limit)")
 	f.StringVar(&o.AgentImage, "agent-image", clusterregistration.AgentImageFromEnv(), "image of edgefleet-agent in import manifests, e.g. registry.example.com/edgefleet/edgefleet-agent@sha256:… for air-gapped sites (default $"+clusterregistration.EnvAgentImage+", which edgefleet's manager image sets to the agent image built with it, pinned by digest)")
+	f.StringVar(&kubeReleases, "kubernetes-releases", "", "YAML file of the Kubernetes versions cluster formation may install, per distro, and where the edgefleet distro's binaries of each come from (docs/provisioning.md); a ProvisionedCluster asking for another version is Stalled with the list (default: any version)")
 	f.IntVar(&o.JoinBurst, "join-rate-burst", clusterregistration.DefaultJoinBurst, "burst above --join-rate-limit per source IP")
 	f.IntVar(&o.EndpointLimits.MaxConnections, "max-connections", endpoint.DefaultMaxConnections, "concurrent connections the endpoint accepts; more wait in the kernel's accept queue")
 	f.DurationVar(&o.EndpointLimits.ReadHeaderTimeout, "read-header-timeout", endpoint.DefaultReadHeaderTimeout, "the endpoint closes a connection whose TLS handshake and request header take longer")

@@ -42,6 +42,7 @@ import (
 
 	fleetv1alpha1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	machinesv1alpha1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	provisioningv1alpha1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
 	"github.com/edgefleet/edgefleet/config/crd"
 )
 
@@ -54,6 +55,7 @@ var expectedKinds = map[string][]string{
 	machinesv1alpha1.GroupVersion.Group: {
 		"BMC", "MachineInventory", "MachineRegistration", "ManagedOSImage", "ManagedOSVersion", "ManagedOSVersionChannel", "SeedImage",
 	},
+	provisioningv1alpha1.GroupVersion.Group: {"ClusterMachine", "ProvisionedCluster"},
 }
 
 // noStatus lists the namespaced kinds that have no status: a
@@ -82,8 +84,9 @@ var storageKinds = map[string]bool{"contents.fleet.edgefleet.io": true}
 
 func TestEmbeddedCRDs(t *testing.T) {
 	allowedGroups := map[string]string{
-		fleetv1alpha1.GroupVersion.Group:    "fleet",
-		machinesv1alpha1.GroupVersion.Group: "machines",
+		fleetv1alpha1.GroupVersion.Group:        "fleet",
+		machinesv1alpha1.GroupVersion.Group:     "machines",
+		provisioningv1alpha1.GroupVersion.Group: "provisioning",
 	}
 	for _, def := range loadCRDs(t) {
 		t.Run(def.Name, func(t *testing.T) {
@@ -168,9 +171,13 @@ func schemeKinds(t *testing.T) map[string][]string {
 	if err := machinesv1alpha1.AddToScheme(s); err != nil {
 		t.Fatal(err)
 	}
+	if err := provisioningv1alpha1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
 	pkgs := map[schema.GroupVersion]string{
-		fleetv1alpha1.GroupVersion:    reflect.TypeFor[fleetv1alpha1.Cluster]().PkgPath(),
-		machinesv1alpha1.GroupVersion: reflect.TypeFor[machinesv1alpha1.SeedImage]().PkgPath(),
+		fleetv1alpha1.GroupVersion:        reflect.TypeFor[fleetv1alpha1.Cluster]().PkgPath(),
+		machinesv1alpha1.GroupVersion:     reflect.TypeFor[machinesv1alpha1.SeedImage]().PkgPath(),
+		provisioningv1alpha1.GroupVersion: reflect.TypeFor[provisioningv1alpha1.ProvisionedCluster]().PkgPath(),
 	}
 	kinds := map[string][]string{}
 	for gv, pkg := range pkgs {

@@ -26,7 +26,10 @@ import (
 	machineregctrl "github.com/edgefleet/edgefleet/internal/controller/machineregistration"
 	mosictrl "github.com/edgefleet/edgefleet/internal/controller/managedosimage"
 	mosvcctrl "github.com/edgefleet/edgefleet/internal/controller/managedosversionchannel"
+	provisionedclusterctrl "github.com/edgefleet/edgefleet/internal/controller/provisionedcluster"
 	seedimagectrl "github.com/edgefleet/edgefleet/internal/controller/seedimage"
+	"github.com/edgefleet/edgefleet/internal/provisioning/nodeops"
+	"github.com/edgefleet/edgefleet/internal/provisioning/releases"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
 )
 
@@ -41,6 +44,10 @@ type controllerDeps struct {
 	allowLocalGitRepos bool
 	externalURL        *url.URL
 	caCertPEM          []byte
+	// agentImage is the fleet agent in import manifests (formed clusters' too).
+	agentImage string
+	// kubernetesReleases are the versions formation may install.
+	kubernetesReleases *releases.Catalog
 	// seedSources limits where SeedImage base images come from.
 	seedSources seedimage.Sources
 	// offlineThreshold and probeInterval tune cluster liveness (0 = default).
@@ -75,6 +82,10 @@ func setupControllers(mgr ctrl.Manager, d controllerDeps) error {
 		// Channel URLs are tenant input fetched by the manager: same rules as seed base images.
 		{"managedosversionchannel", &mosvcctrl.Reconciler{HTTP: d.seedSources.HTTPClient()}},
 		{"bmc", &bmcctrl.Reconciler{PollInterval: d.bmcPollInterval, Workers: d.bmcWorkers}},
+		{"provisionedcluster", &provisionedclusterctrl.Reconciler{ExternalURL: d.externalURL, CACertPEM: d.caCertPEM, AgentImage: d.agentImage,
+			Versions: d.kubernetesReleases.Versions(), Releases: d.kubernetesReleases.Binaries(),
+			// Formed clusters' nodes through their tunnels, via this endpoint.
+			Nodes: &nodeops.Tunnel{Manager: mgr.GetClient(), Endpoint: d.externalURL, CAPEM: d.caCertPEM}}},
 	} {
 		if err := c.r.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the %s controller: %w", c.name, err)

@@ -34,6 +34,7 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/clusterproxy"
 	"github.com/edgefleet/edgefleet/internal/controlplane"
 	"github.com/edgefleet/edgefleet/internal/crds"
@@ -41,6 +42,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/endpoint"
 	"github.com/edgefleet/edgefleet/internal/metrics"
 	"github.com/edgefleet/edgefleet/internal/pki"
+	"github.com/edgefleet/edgefleet/internal/provisioning/releases"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
 	"github.com/edgefleet/edgefleet/internal/webui"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
@@ -107,6 +109,9 @@ type Options struct {
 	// IP (0 = registration's defaults, negative rate = off).
 	JoinRate  float64
 	JoinBurst int
+	// KubernetesReleases are the versions cluster formation may install
+	// (nil: any version the API server accepts).
+	KubernetesReleases *releases.Catalog
 	// AgentImage is the cluster agent image the import manifest runs
 	// (default clusterregistration.DefaultAgentImage).
 	AgentImage string
@@ -121,7 +126,7 @@ const (
 // Scheme has every type the manager reads or writes.
 func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, fleetv1.AddToScheme, machinesv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, fleetv1.AddToScheme, machinesv1.AddToScheme, provisioningv1.AddToScheme} {
 		if err := add(s); err != nil {
 			panic(err) // static registration of generated types; cannot fail at run time
 		}
@@ -213,6 +218,7 @@ func Run(ctx context.Context, o Options) error {
 	deps := controllerDeps{dataDir: o.DataDir, allowLocalGitRepos: o.AllowLocalGitRepos, externalURL: externalURL, caCertPEM: ca.CertPEM,
 		seedSources: o.SeedSources, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval, log: log.WithName("registration")}
 	deps.bmcPollInterval, deps.bmcWorkers = o.BMCPollInterval, o.BMCWorkers
+	deps.agentImage, deps.kubernetesReleases = o.AgentImage, o.KubernetesReleases
 	if err := setupControllers(mgr, deps); err != nil {
 		return err
 	}

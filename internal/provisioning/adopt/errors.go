@@ -1,0 +1,7 @@
+package adopt
+
+import apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+func isConflictOrGone(err error) bool {
+	return apierrors.IsConflict(err) || apierrors.IsNotFound(err)
+}
