@@ -271,3 +271,39 @@ func TestControlPlaneKilledMidRollout(t *testing.T) {
 	}
 	r.check(ctx, t, 2)
 }
+
+// TestLeaderKilledMidRollout: two replicas on an external cluster; the
+// leader is killed with SIGKILL (no lease release) while bundles roll out.
+// The standby takes the lease when it expires and completes the rollout,
+// with one BundleDeployment per pair and no deploy replayed.
+func TestLeaderKilledMidRollout(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cl := harness.StartClusters(t, 1, harness.ClusterOptions{})[0]
+	a := harness.StartManager(t, harness.ManagerOptions{Kubeconfig: cl.KubeconfigPath()})
+	b := harness.StartManager(t, harness.ManagerOptions{Kubeconfig: cl.KubeconfigPath()})
+	var holder string
+	waitFor(t, 60*time.Second, "a leader", func() bool {
+		holder = leaseHolder(ctx, cl.Client)
+		return holder != ""
+	})
+	r := startRollout(ctx, t, cl.Client, cl.RESTConfig())
+	leader, standby := a, b
+	if strings.Contains(b.Output(), "Became the leader") {
+		leader, standby = b, a
+	}
+
+	r.upgrade(ctx, t, 2)
+	r.waitProgress(t, 2, rolloutClusters*rolloutBundles/5)
+	leader.Signal(syscall.SIGKILL)
+	killed := time.Now()
+	t.Logf("killed the leader with %d/%d deployments at the new version", r.progress(2), rolloutClusters*rolloutBundles)
+	waitFor(t, 90*time.Second, "the standby to take the lease", func() bool {
+		return strings.Contains(standby.Output(), "Became the leader") && leaseHolder(ctx, cl.Client) != holder
+	})
+	t.Logf("standby leader %s after the kill", time.Since(killed).Round(time.Millisecond))
+	r.waitVersion(ctx, t, 2, 3*time.Minute)
+	t.Logf("rollout complete %s after the kill", time.Since(killed).Round(time.Millisecond))
+	r.check(ctx, t, 2)
+}
