@@ -335,4 +335,3 @@ func readFrame(r *bufio.Reader) (frame, payload []byte, err error) {
 	}
 	return append(head, payload...), payload, nil
 }
-
