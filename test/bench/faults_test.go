@@ -157,7 +157,7 @@ func (f *simFleet) startSimAgent(ctx context.Context, i int, m *harness.Manager,
 	name := fmt.Sprintf("%s-sim-%05d", clusterjoin.CredentialSecret, i)
 	ds.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &credentialRenamer{name: name, next: rt} })
 	jo := join.Options{Server: m.URL, Token: token, CAChecksum: m.CAChecksum, ClientID: fmt.Sprintf("sim-%05d", i)}
-	if i == 0 && os.Getenv("EDGEFLEET_BENCH_DEBUG") != "" {
+	if os.Getenv("EDGEFLEET_BENCH_DEBUG") != "" {
 		jo.Log = funcr.New(func(prefix, args string) { fmt.Fprintln(os.Stderr, prefix, args) }, funcr.Options{})
 	}
 	j, err := join.Join(ctx, jo, ds, agent.Scheme())
@@ -293,7 +293,7 @@ func TestManagerRestartWithConnectedAgents(t *testing.T) {
 	if err := m.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: restartNS}}); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(harness.EdgefleetBinary(t), "token", "create", "--kubeconfig", m.Kubeconfig, "-n", restartNS, "--ttl", "2h").CombinedOutput()
+	out, err := exec.Command(harness.EdgefleetBinary(t), "token", "create", "--kubeconfig", m.Kubeconfig, "-n", restartNS, "--ttl", "2h", "--max-clusters", strconv.Itoa(n)).CombinedOutput()
 	if err != nil {
 		t.Fatalf("edgefleet token create: %v\n%s", err, out)
 	}
