@@ -530,7 +530,7 @@ func TestManagerRestartWithConnectedAgents(t *testing.T) {
 	var sb strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&sb, format, a...) }
 	w("## Faults\n\n")
-	w("Issue #20. Scenarios 2 and 4 are tests in `make test` (test/e2e/faults*_test.go); their figures are from the runs noted in docs/operations.md (\"Bad days\").\n\n")
+	w("Issue #20. Scenarios 2 and 4 are tests in `make test` (test/e2e/faults*_test.go); their figures are from the runs noted in docs/operations.md (\"Restarts and outages\").\n\n")
 	w("### Manager restart with %d connected agents (scenario 1)\n\n", n)
 	w("A real manager (`edgefleet server`, embedded control plane, `--unsafe-no-fsync`, no join rate limit) and %d simulated agents in the benchmark process, ", n)
 	w("each with the real join code (`internal/agent/join`: CA pinning, `/v1/register`, credential stored in a Secret on one shared real downstream cluster, ")
