@@ -172,6 +172,7 @@ func (s *Server) serveTunnel(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		if s.sessions[key] == e {
 			delete(s.sessions, key)
+			tunnelSessions.Set(float64(len(s.sessions)))
 		}
 		s.mu.Unlock()
 		log.Info("Agent tunnel disconnected")
@@ -189,6 +190,7 @@ func (s *Server) add(key types.NamespacedName, old, e *entry) bool {
 		return false
 	}
 	s.sessions[key] = e
+	tunnelSessions.Set(float64(len(s.sessions)))
 	s.mu.Unlock()
 	if old != nil {
 		_ = old.sess.Close()

@@ -27,7 +27,8 @@ import (
 )
 
 // Executor runs a control plane. Start returns once the API server answers
-// /readyz; Failed reports a component that exits afterwards.
+// /readyz. A component that exits afterwards is started again with backoff;
+// Failed reports one that keeps exiting (a crash loop) or cannot be started.
 type Executor interface {
 	Start(ctx context.Context) error
 	Stop()
@@ -93,6 +94,7 @@ type Processes struct {
 
 	mu       sync.Mutex
 	procs    []*process
+	restarts map[string]int
 	failed   chan error
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -165,7 +167,7 @@ func (p *Processes) Start(ctx context.Context) (err error) {
 	if p.cfg.MinFreeBytes > 0 {
 		go p.guardDisk(pt, certs)
 	}
-	go p.watch()
+	p.superviseAll()
 	return nil
 }
 
@@ -289,29 +291,6 @@ func waitReady(ctx context.Context, proc *process, timeout time.Duration, check 
 			return fmt.Errorf("%s not ready after %s (last check: %v); see %s", proc.name, timeout, last, proc.logPath)
 		case <-time.After(100 * time.Millisecond):
 		}
-	}
-}
-
-// watch reports the first component that exits while we are not stopping.
-func (p *Processes) watch() {
-	p.mu.Lock()
-	procs := append([]*process(nil), p.procs...)
-	p.mu.Unlock()
-	cases := make(chan *process, len(procs))
-	for _, proc := range procs {
-		go func() {
-			<-proc.done
-			cases <- proc
-		}()
-	}
-	select {
-	case proc := <-cases:
-		select {
-		case <-p.stopped:
-		default:
-			p.failed <- proc.exitError()
-		}
-	case <-p.stopped:
 	}
 }
 

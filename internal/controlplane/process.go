@@ -19,6 +19,11 @@ type process struct {
 	logPath string
 	done    chan struct{}
 	err     error
+	// What it was started with, to start it again after an exit.
+	bin     string
+	args    []string
+	env     []string
+	started time.Time
 }
 
 func startProcess(name, bin string, args []string, logPath string, env []string) (*process, error) {
@@ -36,7 +41,7 @@ func startProcess(name, bin string, args []string, logPath string, env []string)
 		logFile.Close()
 		return nil, fmt.Errorf("starting %s (%s): %w", name, bin, err)
 	}
-	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{}), bin: bin, args: args, env: env, started: time.Now()}
 	go func() {
 		p.err = cmd.Wait()
 		logFile.Close()

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -66,11 +67,19 @@ type Options struct {
 type Server struct {
 	opts Options
 	mux  *http.ServeMux
+	// shutdown ends when Serve starts draining: Kubernetes watches on
+	// streaming routes end then instead of holding the drain to its
+	// timeout (a watch never finishes on its own; its client re-watches
+	// from its last resourceVersion).
+	shutdown     context.Context
+	beginDrain   context.CancelFunc
+	drainStarted sync.Once
 }
 
 // New builds the endpoint with its built-in routes.
 func New(opts Options) *Server {
 	s := &Server{opts: opts, mux: http.NewServeMux()}
+	s.shutdown, s.beginDrain = context.WithCancel(context.Background())
 	s.mux.HandleFunc("GET /ping", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("pong"))
@@ -152,6 +161,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	s.drainStarted.Do(s.beginDrain)
 	err := srv.Shutdown(shutdownCtx)
 	if e := <-errc; !errors.Is(e, http.ErrServerClosed) && err == nil {
 		err = e
@@ -215,9 +225,21 @@ func (s *Server) streaming(next http.Handler) http.Handler {
 				rc := http.NewResponseController(w)
 				_ = rc.SetReadDeadline(time.Time{})
 				_ = rc.SetWriteDeadline(time.Time{})
+				if isWatch(r) {
+					ctx, cancel := context.WithCancel(r.Context())
+					defer cancel()
+					defer context.AfterFunc(s.shutdown, cancel)()
+					r = r.WithContext(ctx)
+				}
 				break
 			}
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// isWatch is a Kubernetes watch request (?watch=true or =1).
+func isWatch(r *http.Request) bool {
+	v := r.URL.Query().Get("watch")
+	return v == "true" || v == "1"
 }

@@ -27,6 +27,7 @@ const (
 	orderSeedImage
 	orderFootprint
 	orderProfile
+	orderFaults
 )
 
 // addSection records a section; a later call with the same order replaces it.

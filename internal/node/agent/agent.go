@@ -224,8 +224,11 @@ func (a *agent) ensureRegistered(ctx context.Context, force bool) (*identity, er
 			a.o.Log.Info("Registered", "url", a.o.Config.Registration.URL)
 			continue
 		}
-		a.o.Log.Warn("Registering failed; retrying", "err", err, "in", wait.Round(time.Millisecond))
-		if !sleep(ctx, wait) {
+		// Jittered like the watch and the reports: machines that lost the
+		// manager together must not all come back in the same instant.
+		d := jitter(wait)
+		a.o.Log.Warn("Registering failed; retrying", "err", err, "in", d.Round(time.Millisecond))
+		if !sleep(ctx, d) {
 			return nil, ctx.Err()
 		}
 		wait = nextWait(wait)
