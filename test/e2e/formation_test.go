@@ -68,7 +68,8 @@ func simulateFormationMachines(ctx context.Context, c client.Client, ns string) 
 // agent in a dev cluster with kwok nodes named as the machines); NodeReady
 // then follows the Nodes read through the tunnel, and scaling the workers
 // down cordons and drains the released machine's node (its pod is
-// evicted) and deletes the Node, all through the tunnel.
+// evicted) and deletes the Node, and a version upgrade drains each node
+// before its machine moves and uncordons it after, all through the tunnel.
 func TestFormationNodesThroughTheTunnel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a manager and a cluster")
@@ -204,4 +205,40 @@ func TestFormationNodesThroughTheTunnel(t *testing.T) {
 		}
 		return meta.IsStatusConditionTrue(pc.Status.Conditions, provisioningv1.ReadyCondition) && pc.Status.WorkersReady == 1
 	})
+
+	// An upgrade drains each node before its machine moves and uncordons
+	// it after: the pod on the worker is evicted, the nodes end schedulable.
+	pod1 := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "app-1"}, Spec: corev1.PodSpec{
+		NodeName: "kwok-node-1", Containers: []corev1.Container{{Name: "app", Image: "registry.example.com/app:1"}}}}
+	if err := down.Client.Create(ctx, pod1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the pod Running on kwok-node-1", func() bool {
+		return down.Client.Get(ctx, client.ObjectKeyFromObject(pod1), pod1) == nil && pod1.Status.Phase == corev1.PodRunning
+	})
+	waitFor(t, 10*time.Second, "upgrading to v1.37.2", func() bool {
+		if c.Get(ctx, client.ObjectKeyFromObject(pc), pc) != nil {
+			return false
+		}
+		pc.Spec.Version, pc.Spec.Binaries.Image = "v1.37.2", "registry.example.com/kube:v1.37.2"
+		return c.Update(ctx, pc) == nil
+	})
+	waitFor(t, 90*time.Second, "every machine upgraded, drained nodes uncordoned", func() bool {
+		if c.Get(ctx, client.ObjectKeyFromObject(pc), pc) != nil || pc.Status.ObservedGeneration != pc.Generation ||
+			!meta.IsStatusConditionTrue(pc.Status.Conditions, provisioningv1.ReadyCondition) || pc.Status.ControlPlane.Updated != 1 || pc.Status.Workers[0].Updated != 1 {
+			return false
+		}
+		for _, name := range []string{"kwok-node-0", "kwok-node-1"} {
+			var node corev1.Node
+			var cm provisioningv1.ClusterMachine
+			if down.Client.Get(ctx, client.ObjectKey{Name: name}, &node) != nil || node.Spec.Unschedulable ||
+				c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &cm) != nil || cm.Annotations[provisioningv1.DrainStartedAnnotation] != "" {
+				return false
+			}
+		}
+		return true
+	})
+	if err := down.Client.Get(ctx, client.ObjectKeyFromObject(pod1), &corev1.Pod{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the pod on kwok-node-1 was not evicted by the upgrade's drain: %v", err)
+	}
 }

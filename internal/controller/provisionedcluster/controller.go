@@ -234,6 +234,7 @@ func (r *Reconciler) finalize(ctx context.Context, pc *provisioningv1.Provisione
 		}
 	}
 	if ref := pc.Status.FleetClusterRef; ref != nil {
+		r.nodeCache.Delete(client.ObjectKey{Namespace: pc.Namespace, Name: ref.Name})
 		fc := &fleetv1.Cluster{}
 		err := r.Client.Get(ctx, client.ObjectKey{Namespace: pc.Namespace, Name: ref.Name}, fc)
 		if err == nil && fc.Labels[provisioningv1.ClusterLabel] == pc.Name {
