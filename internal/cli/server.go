@@ -12,6 +12,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/clusterregistration"
 	"github.com/edgefleet/edgefleet/internal/controlplane"
 	"github.com/edgefleet/edgefleet/internal/endpoint"
+	"github.com/edgefleet/edgefleet/internal/netguard"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
 	"github.com/edgefleet/edgefleet/internal/server"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
@@ -19,7 +20,7 @@ import (
 
 func newServerCommand(g *globals) *cobra.Command {
 	o := server.Options{}
-	var seedNetworks []string
+	var seedNetworks, fetchNetworks []string
 	minFree := resource.NewQuantity(controlplane.DefaultMinFreeBytes, resource.BinarySI).String()
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -37,6 +38,11 @@ with leader election so several replicas can run.`,
   edgefleet server --kubeconfig ~/.kube/config --listen 0.0.0.0:8443 --external-url https://fleet.example.com:8443`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			fetch, err := netguard.ParseNetworks(netguard.FetchAllowedNetworksFlag, fetchNetworks)
+			if err != nil {
+				return err
+			}
+			o.FetchAllowedNetworks = fetch
 			if err := seedSources(&o.SeedSources, seedNetworks); err != nil {
 				return err
 			}
@@ -72,6 +78,7 @@ with leader election so several replicas can run.`,
 	f.StringVar(&o.PprofAddress, "pprof-address", "", "serve Go pprof profiles on this address, e.g. 127.0.0.1:6060 (off by default; never expose it)")
 	f.BoolVar(&o.AllowLocalGitRepos, "allow-local-git-repos", false, "let GitRepos use local paths and file:// URLs (tests and demos only: every tenant could read any git repository on this host)")
 	f.DurationVar(&o.TunnelProbeInterval, "tunnel-probe-interval", clusterproxy.DefaultProbeInterval, "how often each agent's tunnel is probed end to end (GET /version through it)")
+	f.StringSliceVar(&fetchNetworks, "fetch-allowed-networks", nil, "CIDRs tenants' fetches (GitRepo repositories over https and ssh, Helm chart repositories and OCI charts of GitRepos and HelmOps) may reach although refused by default, e.g. 127.0.0.0/8 for tests (SeedImage base images and ManagedOSVersionChannel URLs have their own, stricter --seed-allowed-base-networks); git and Helm refuse loopback, link-local (cloud metadata), unspecified and multicast addresses by default and allow private networks; the manager's own endpoint and API addresses are always refused")
 	f.StringVar(&o.SeedSources.LocalDir, "seed-base-image-dir", "", "directory SeedImages may take local base images from (spec.baseImage: a file name in it); without it local paths are refused")
 	f.BoolVar(&o.SeedSources.AllowInsecure, "seed-allow-insecure-base-urls", false, "let SeedImage base image URLs and OCI registries use plain HTTP and reach any address, loopback, link-local and private included (tests and labs only)")
 	f.StringSliceVar(&seedNetworks, "seed-allowed-base-networks", nil, "CIDRs SeedImage base image URLs and OCI registries may reach besides public addresses, e.g. a mirror at 10.20.0.0/16 (loopback, link-local and private addresses are refused otherwise)")

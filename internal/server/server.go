@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -40,6 +41,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/datadir"
 	"github.com/edgefleet/edgefleet/internal/endpoint"
 	"github.com/edgefleet/edgefleet/internal/metrics"
+	"github.com/edgefleet/edgefleet/internal/netguard"
 	"github.com/edgefleet/edgefleet/internal/pki"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
 	"github.com/edgefleet/edgefleet/internal/webui"
@@ -91,7 +93,11 @@ type Options struct {
 	// AllowLocalGitRepos lets GitRepos use local paths and file:// URLs
 	// (tests, demos): any tenant could then read any repository on the host.
 	AllowLocalGitRepos bool
-	Log                logr.Logger
+	// FetchAllowedNetworks are otherwise refused networks (loopback,
+	// link-local) tenants' git, Helm and channel fetches may reach
+	// (--fetch-allowed-networks); see netguard.
+	FetchAllowedNetworks []netip.Prefix
+	Log                  logr.Logger
 	// Out receives the start-up banner.
 	Out io.Writer
 
@@ -207,7 +213,11 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("creating controller manager: %w", err)
 	}
-	deps := controllerDeps{dataDir: o.DataDir, allowLocalGitRepos: o.AllowLocalGitRepos, externalURL: externalURL, caCertPEM: ca.CertPEM,
+	own := ownAddresses(o.Listen, cluster.restConfig.Host)
+	o.SeedSources.Own = own
+	fetchPolicy := netguard.Default()
+	fetchPolicy.Allowed, fetchPolicy.Own = o.FetchAllowedNetworks, own
+	deps := controllerDeps{fetchPolicy: fetchPolicy, dataDir: o.DataDir, allowLocalGitRepos: o.AllowLocalGitRepos, externalURL: externalURL, caCertPEM: ca.CertPEM,
 		seedSources: o.SeedSources, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval, log: log.WithName("registration")}
 	if err := setupControllers(mgr, deps); err != nil {
 		return err
@@ -431,3 +441,25 @@ type everyReplica func(context.Context) error
 
 func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
 func (everyReplica) NeedLeaderElection() bool          { return false }
+
+// ownAddresses are the manager's endpoint and Kubernetes API addresses,
+// which tenants' fetches never reach (netguard.Policy.Own), whatever
+// networks are allowed.
+func ownAddresses(listen, apiserverURL string) []netip.AddrPort {
+	var out []netip.AddrPort
+	if ap, err := netip.ParseAddrPort(listen); err == nil {
+		out = append(out, ap)
+	}
+	if u, err := url.Parse(apiserverURL); err == nil {
+		port := u.Port()
+		if port == "" {
+			port = "443"
+		}
+		if ip, err := netip.ParseAddr(u.Hostname()); err == nil {
+			if ap, err := netip.ParseAddrPort(net.JoinHostPort(ip.String(), port)); err == nil {
+				out = append(out, ap)
+			}
+		}
+	}
+	return out
+}

@@ -317,7 +317,7 @@ func (r *Reconciler) helmClient(ctx context.Context, gr *fleetv1.GitRepo) (*http
 		creds.AllowPlainHTTP = strings.EqualFold(strings.TrimSpace(string(s.Data[HelmInsecurePlainHTTPKey])), "true")
 		caPEM = append(caPEM, s.Data["cacerts"]...)
 	}
-	return bundlereader.HelmHTTPClient(creds, caPEM, gr.Spec.InsecureSkipTLSVerify)
+	return bundlereader.HelmHTTPClient(creds, caPEM, gr.Spec.InsecureSkipTLSVerify, r.network())
 }
 
 // HelmInsecurePlainHTTPKey in the helmSecretName Secret, set to "true",
