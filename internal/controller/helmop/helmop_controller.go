@@ -486,6 +486,11 @@ func reserved(key string) bool {
 }
 
 func isNetworkError(err error) bool {
+	if netguard.IsRefused(err) {
+		// Refused by the manager's network policy: no retry helps until
+		// its administrator changes the policy.
+		return false
+	}
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded)
 }
