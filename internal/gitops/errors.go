@@ -48,7 +48,7 @@ func classify(repoURL string, err error) error {
 		// Nothing was sent: say so, and nothing about the destination.
 		var r *netguard.RefusedError
 		errors.As(err, &r)
-		return &Error{Reason: fleetv1.RepositoryUnreachableReason, Err: fmt.Errorf("fetching %s was %w", repoURL, r)}
+		return &Error{Reason: fleetv1.NetworkNotAllowedReason, Err: fmt.Errorf("fetching %s was %w", repoURL, r)}
 	case errors.Is(err, transport.ErrAuthenticationRequired):
 		return &Error{Reason: fleetv1.AuthenticationFailedReason, Err: fmt.Errorf("%s rejected the credentials (%v): check username/password or token in the clientSecretName Secret", repoURL, err)}
 	case errors.Is(err, transport.ErrAuthorizationFailed):

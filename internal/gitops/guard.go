@@ -110,7 +110,7 @@ func policyFromURL(u *url.URL) (netguard.Policy, error) {
 // hook, so the network policy could not be applied.
 func checkScheme(repoURL string) error {
 	if strings.HasPrefix(strings.ToLower(strings.TrimSpace(repoURL)), "git://") {
-		return &Error{Reason: fleetv1.RepositoryUnreachableReason, Err: fmt.Errorf("spec.repo %q uses the unauthenticated git:// protocol, which the manager does not fetch: use the repository's https:// or ssh URL", RedactURL(repoURL))}
+		return &Error{Reason: fleetv1.NetworkNotAllowedReason, Err: fmt.Errorf("spec.repo %q uses the unauthenticated git:// protocol, which the manager does not fetch: use the repository's https:// or ssh URL", RedactURL(repoURL))}
 	}
 	return nil
 }

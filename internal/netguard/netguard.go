@@ -40,10 +40,13 @@ const (
 
 // describe is how a refusal names a class.
 func (c Class) describe() string {
-	if c == LinkLocal {
-		return "link-local (cloud metadata services live there)"
+	switch c {
+	case LinkLocal:
+		return "a link-local address (cloud metadata services live there)"
+	case Multicast:
+		return "not a unicast address"
 	}
-	return string(c)
+	return "a " + string(c) + " address"
 }
 
 var (
@@ -129,7 +132,7 @@ type RefusedError struct {
 const RefusedMessage = "refused by the manager's network policy"
 
 func (e *RefusedError) Error() string {
-	msg := fmt.Sprintf("%s: %s is a %s address", RefusedMessage, e.Addr, e.Why)
+	msg := fmt.Sprintf("%s: %s is %s", RefusedMessage, e.Addr, e.Why)
 	if e.Relax != "" {
 		msg += fmt.Sprintf(" (the manager's administrator can allow it with %s)", e.Relax)
 	}
@@ -148,7 +151,7 @@ func (p Policy) Check(ap netip.AddrPort) error {
 	for _, o := range p.Own {
 		if canonical(o.Addr()) == ip && o.Port() == ap.Port() ||
 			o.Addr().IsUnspecified() && o.Port() == ap.Port() && isLocalAddress(ip) {
-			return &RefusedError{Addr: ap.String(), Why: "manager's own", Relax: ""}
+			return &RefusedError{Addr: ap.String(), Why: "the manager's own address (its endpoint or Kubernetes API), which no flag allows"}
 		}
 	}
 	for _, n := range p.Allowed {
@@ -190,7 +193,7 @@ func isLocalAddress(ip netip.Addr) bool {
 func (p Policy) Control(_, address string, _ syscall.RawConn) error {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
-		return &RefusedError{Addr: address, Why: "unparsable", Relax: p.Relax}
+		return &RefusedError{Addr: address, Why: "not an IP address and port", Relax: p.Relax}
 	}
 	return p.Check(ap)
 }

@@ -164,7 +164,7 @@ func TestFetchGuardAttacks(t *testing.T) {
 		}
 		msgs := map[string]string{}
 		for _, tc := range cases {
-			msg := gfWaitReason(ctx, t, c, ns, "git-"+tc.name, fleetv1.RepositoryUnreachableReason)
+			msg := gfWaitReason(ctx, t, c, ns, "git-"+tc.name, fleetv1.NetworkNotAllowedReason)
 			msgs[tc.name] = msg
 			t.Logf("%s: %s", tc.name, msg)
 			if !refusal(msg, tc.addr, tc.class) {
