@@ -127,3 +127,25 @@ func TestDialChecksResolvedAddressesAndRedirects(t *testing.T) {
 		t.Errorf("allowed: %d hits, want 1", hits)
 	}
 }
+
+func TestParseNetworksNamesTheFlag(t *testing.T) {
+	got, err := ParseNetworks(FetchAllowedNetworksFlag, []string{" 127.0.0.0/8", "", "10.1.2.3/16", "::1/128"})
+	if err != nil || len(got) != 3 || got[1].String() != "10.1.0.0/16" {
+		t.Errorf("ParseNetworks: %v, %v", got, err)
+	}
+	if _, err := ParseNetworks(FetchAllowedNetworksFlag, []string{"10.0.0.0"}); err == nil || !strings.Contains(err.Error(), FetchAllowedNetworksFlag) || !strings.Contains(err.Error(), "CIDR") {
+		t.Errorf("a bare address: %v, want an error naming the flag and CIDR", err)
+	}
+}
+
+// A context without a policy gets the safe default, never no policy.
+func TestFromContextDefaultsToTheSafePolicy(t *testing.T) {
+	if err := FromContext(context.Background()).Check(netip.MustParseAddrPort("127.0.0.1:80")); !IsRefused(err) {
+		t.Errorf("no policy in the context: loopback %v, want refused", err)
+	}
+	p := Default()
+	p.Allowed = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	if err := FromContext(NewContext(context.Background(), p)).Check(netip.MustParseAddrPort("127.0.0.1:80")); err != nil {
+		t.Errorf("the context's policy was not used: %v", err)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -455,9 +456,20 @@ func ownAddresses(listen, apiserverURL string) []netip.AddrPort {
 		if port == "" {
 			port = "443"
 		}
+		ips := []netip.Addr{}
 		if ip, err := netip.ParseAddr(u.Hostname()); err == nil {
-			if ap, err := netip.ParseAddrPort(net.JoinHostPort(ip.String(), port)); err == nil {
-				out = append(out, ap)
+			ips = append(ips, ip)
+		} else if u.Hostname() != "" {
+			// A name (kubernetes.default.svc): its addresses now. A later
+			// change of them is not followed.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			resolved, _ := net.DefaultResolver.LookupNetIP(ctx, "ip", u.Hostname())
+			cancel()
+			ips = append(ips, resolved...)
+		}
+		if p, err := strconv.ParseUint(port, 10, 16); err == nil {
+			for _, ip := range ips {
+				out = append(out, netip.AddrPortFrom(ip.Unmap(), uint16(p)))
 			}
 		}
 	}
