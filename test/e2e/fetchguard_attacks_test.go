@@ -173,8 +173,12 @@ func TestFetchGuardAttacks(t *testing.T) {
 			if tc.class != "manager's own" && !strings.Contains(msg, netguard.FetchAllowedNetworksFlag) {
 				t.Errorf("%s: %q does not name %s", tc.name, msg, netguard.FetchAllowedNetworksFlag)
 			}
-			if gr := gfGitRepo(ctx, c, ns, "git-"+tc.name); gr == nil || gr.Status.Commit != "" {
-				t.Errorf("%s: a commit was recorded", tc.name)
+			gr := gfGitRepo(ctx, c, ns, "git-"+tc.name)
+			if gr == nil || gr.Status.Commit != "" {
+				t.Fatalf("%s: a commit was recorded", tc.name)
+			}
+			if st := meta.FindStatusCondition(gr.Status.Conditions, "Stalled"); st == nil || st.Status != metav1.ConditionTrue {
+				t.Errorf("%s: a policy refusal is not Stalled (no retry can help): %+v", tc.name, st)
 			}
 		}
 		// No oracle: a listening and a closed port read alike.
