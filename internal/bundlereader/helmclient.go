@@ -6,21 +6,22 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/edgefleet/edgefleet/internal/netguard"
 )
 
 // HelmDownloadTimeout bounds one chart download (index, archive or pull).
 const HelmDownloadTimeout = 2 * time.Minute
 
 // HelmHTTPClient is the client for one chart source's downloads (a GitRepo's
-// or a HelmOp's): creds bound to the chart's origin (NewCredentialsTransport),
-// caPEM trusted besides the system roots, and a timeout. nil (the default
-// client) when none of them is asked for.
-func HelmHTTPClient(creds HelmCredentials, caPEM []byte, insecureSkipVerify bool) (*http.Client, error) {
+// or a HelmOp's, HTTP repositories and OCI registries alike): every
+// connection dialled under guard (the manager's network policy for tenant
+// fetches, no proxy from the environment), creds bound to the chart's
+// origin (NewCredentialsTransport), caPEM trusted besides the system roots,
+// and a timeout.
+func HelmHTTPClient(creds HelmCredentials, caPEM []byte, insecureSkipVerify bool, guard netguard.Policy) (*http.Client, error) {
 	hasCreds := creds.Username != "" || creds.Password != ""
-	if !hasCreds && len(caPEM) == 0 && !insecureSkipVerify {
-		return nil, nil
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr := guard.Transport()
 	if len(caPEM) > 0 || insecureSkipVerify {
 		pool, err := x509.SystemCertPool()
 		if err != nil || pool == nil {

@@ -13,6 +13,7 @@ import (
 	bmcctrl "github.com/edgefleet/edgefleet/internal/controller/bmc"
 	"github.com/edgefleet/edgefleet/internal/controlplane"
 	"github.com/edgefleet/edgefleet/internal/endpoint"
+	"github.com/edgefleet/edgefleet/internal/netguard"
 	"github.com/edgefleet/edgefleet/internal/provisioning/releases"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
 	"github.com/edgefleet/edgefleet/internal/server"
@@ -21,7 +22,7 @@ import (
 
 func newServerCommand(g *globals) *cobra.Command {
 	o := server.Options{}
-	var seedNetworks []string
+	var seedNetworks, fetchNetworks []string
 	var kubeReleases string
 	minFree := resource.NewQuantity(controlplane.DefaultMinFreeBytes, resource.BinarySI).String()
 	cmd := &cobra.Command{
@@ -40,6 +41,11 @@ with leader election so several replicas can run.`,
   edgefleet server --kubeconfig ~/.kube/config --listen 0.0.0.0:8443 --external-url https://fleet.example.com:8443`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			fetch, err := netguard.ParseNetworks(netguard.FetchAllowedNetworksFlag, fetchNetworks)
+			if err != nil {
+				return err
+			}
+			o.FetchAllowedNetworks = fetch
 			if err := seedSources(&o.SeedSources, seedNetworks); err != nil {
 				return err
 			}
@@ -84,6 +90,7 @@ with leader election so several replicas can run.`,
 	f.DurationVar(&o.TunnelProbeInterval, "tunnel-probe-interval", clusterproxy.DefaultProbeInterval, "how often each agent's tunnel is probed end to end (GET /version through it)")
 	f.DurationVar(&o.BMCPollInterval, "bmc-poll-interval", bmcctrl.DefaultPollInterval, "how often each answering BMC is read over Redfish (BMCs that do not answer back off from 10s to 10m)")
 	f.IntVar(&o.BMCWorkers, "bmc-workers", bmcctrl.DefaultWorkers, "how many BMCs are polled at once")
+	f.StringSliceVar(&fetchNetworks, "fetch-allowed-networks", nil, "CIDRs tenants' fetches (GitRepo repositories over https and ssh, Helm chart repositories and OCI charts of GitRepos and HelmOps) may reach although refused by default, e.g. 127.0.0.0/8 for tests (SeedImage base images and ManagedOSVersionChannel URLs have their own, stricter --seed-allowed-base-networks); git and Helm refuse loopback, link-local (cloud metadata), unspecified and multicast addresses by default and allow private networks; the manager's own endpoint and API addresses are always refused")
 	f.StringVar(&o.SeedSources.LocalDir, "seed-base-image-dir", "", "directory SeedImages may take local base images from (spec.baseImage: a file name in it); without it local paths are refused")
 	f.BoolVar(&o.SeedSources.AllowInsecure, "seed-allow-insecure-base-urls", false, "let SeedImage base image URLs and OCI registries use plain HTTP and reach any address, loopback, link-local and private included (tests and labs only)")
 	f.StringSliceVar(&seedNetworks, "seed-allowed-base-networks", nil, "CIDRs SeedImage base image URLs and OCI registries may reach besides public addresses, e.g. a mirror at 10.20.0.0/16 (loopback, link-local and private addresses are refused otherwise)")

@@ -37,7 +37,7 @@ func TestCheckoutWritesNothingOutsideTheCheckout(t *testing.T) {
 		gitserver.File("ok.yaml", "kind: ConfigMap\n"),
 	)
 	repo.CommitTree(t, "main", "forged", entries)
-	f, err := NewFetcher(t.TempDir(), 0)
+	f, err := newLoopbackFetcher(t.TempDir(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestCheckoutSizeLimit(t *testing.T) {
 	srv := gitserver.ServeHTTP(t, root, "", "")
 	defer func(b, n int64) { maxCheckoutBytes, maxCheckoutFiles = b, n }(maxCheckoutBytes, maxCheckoutFiles)
 	maxCheckoutBytes, maxCheckoutFiles = 3<<20, 5
-	f, err := NewFetcher(t.TempDir(), 0)
+	f, err := newLoopbackFetcher(t.TempDir(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/netguard"
 )
 
 // AllowLocalFlag is the `edgefleet server` flag that sets
@@ -43,6 +44,11 @@ func classify(repoURL string, err error) error {
 	}
 	msg := err.Error()
 	switch {
+	case netguard.IsRefused(err):
+		// Nothing was sent: say so, and nothing about the destination.
+		var r *netguard.RefusedError
+		errors.As(err, &r)
+		return &Error{Reason: fleetv1.NetworkNotAllowedReason, Err: fmt.Errorf("fetching %s was %w", repoURL, r)}
 	case errors.Is(err, transport.ErrAuthenticationRequired):
 		return &Error{Reason: fleetv1.AuthenticationFailedReason, Err: fmt.Errorf("%s rejected the credentials (%v): check username/password or token in the clientSecretName Secret", repoURL, err)}
 	case errors.Is(err, transport.ErrAuthorizationFailed):

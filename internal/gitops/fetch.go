@@ -20,6 +20,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/netguard"
 )
 
 // DefaultMaxConcurrent bounds simultaneous fetches and ls-remotes.
@@ -60,6 +61,10 @@ type Fetcher struct {
 	// by default: a GitRepo could otherwise read any repository on the
 	// manager's host, including other tenants' caches.
 	AllowLocal bool
+	// Guard is the network policy of every fetch (NewFetcher sets
+	// netguard.Default: no loopback, link-local, unspecified or multicast
+	// destination).
+	Guard netguard.Policy
 
 	dir   string
 	sem   chan struct{}
@@ -84,7 +89,7 @@ func NewFetcher(dir string, maxConcurrent int) (*Fetcher, error) {
 			_ = os.RemoveAll(filepath.Join(dir, "checkouts", e.Name()))
 		}
 	}
-	return &Fetcher{dir: dir, sem: make(chan struct{}, maxConcurrent), locks: map[string]*sync.Mutex{}}, nil
+	return &Fetcher{Guard: netguard.Default(), dir: dir, sem: make(chan struct{}, maxConcurrent), locks: map[string]*sync.Mutex{}}, nil
 }
 
 func (f *Fetcher) acquire(ctx context.Context) (func(), error) {
@@ -126,11 +131,12 @@ func (f *Fetcher) Resolve(ctx context.Context, repoURL string, ref Ref, auth Aut
 	}
 	defer release()
 	rem := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{repoURL}})
-	refs, err := rem.ListContext(ctx, &git.ListOptions{
+	refs, err := rem.ListContext(netguard.NewContext(ctx, f.Guard), &git.ListOptions{
 		Auth:            method,
 		CABundle:        auth.CABundle,
 		InsecureSkipTLS: auth.InsecureSkipTLSVerify,
 		PeelingOption:   git.AppendPeeled,
+		ProxyOptions:    proxyOptions(repoURL, f.Guard),
 	})
 	if errors.Is(err, transport.ErrEmptyRemoteRepository) || (err == nil && len(refs) == 0) {
 		return "", &Error{Reason: fleetv1.BranchNotFoundReason, Err: fmt.Errorf("repository %s is empty: push a commit to %s", repoURL, ref.branch())}
@@ -265,6 +271,7 @@ func (f *Fetcher) fetch(ctx context.Context, path, repoURL string, ref Ref, comm
 		Auth:            method,
 		CABundle:        auth.CABundle,
 		InsecureSkipTLS: auth.InsecureSkipTLSVerify,
+		ProxyOptions:    proxyOptions(repoURL, f.Guard),
 		Force:           true,
 		Tags:            git.NoTags,
 	}
@@ -279,6 +286,7 @@ func (f *Fetcher) fetch(ctx context.Context, path, repoURL string, ref Ref, comm
 		b := ref.branch()
 		opts.RefSpecs = []config.RefSpec{config.RefSpec("+refs/heads/" + b + ":refs/heads/" + b)}
 	}
+	ctx = netguard.NewContext(ctx, f.Guard)
 	err = repo.FetchContext(ctx, opts)
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 		if ref.Revision != "" && !full && strings.Contains(err.Error(), "couldn't find remote ref") {
@@ -291,7 +299,7 @@ func (f *Fetcher) fetch(ctx context.Context, path, repoURL string, ref Ref, comm
 			if strings.Contains(err.Error(), "couldn't find remote ref") {
 				return nil, plumbing.ZeroHash, &Error{Reason: fleetv1.BranchNotFoundReason, Err: fmt.Errorf("%s no longer exists in %s: %v", ref, repoURL, err)}
 			}
-			if c := classify(repoURL, err); ReasonOf(c) == fleetv1.AuthenticationFailedReason || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			if c := classify(repoURL, err); ReasonOf(c) == fleetv1.AuthenticationFailedReason || netguard.IsRefused(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 				return nil, plumbing.ZeroHash, c
 			}
 			return nil, plumbing.ZeroHash, fmt.Errorf("fetching %s from %s: %w", ref, repoURL, err)
@@ -315,7 +323,7 @@ func (f *Fetcher) fetch(ctx context.Context, path, repoURL string, ref Ref, comm
 // fetched repositories.
 func (f *Fetcher) checkURL(repoURL string) error {
 	if !IsLocal(repoURL) {
-		return nil
+		return checkScheme(repoURL)
 	}
 	if !f.AllowLocal {
 		return &Error{Reason: fleetv1.LocalRepositoryNotAllowedReason, Err: fmt.Errorf("spec.repo %q is a local path or file:// URL, which would let a GitRepo read any repository on the manager's host: use an https:// or ssh URL (an administrator can allow local repositories with `edgefleet server --%s`)", RedactURL(repoURL), AllowLocalFlag)}

@@ -56,7 +56,7 @@ func TestFetchFollowsBranchOverEveryTransport(t *testing.T) {
 		{"http basic auth", srv.URL + "/fleet.git", Auth{Username: "alice", Password: "s3cret"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f, err := NewFetcher(t.TempDir(), 2)
+			f, err := newLoopbackFetcher(t.TempDir(), 2)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -91,7 +91,7 @@ func TestFetchRevisionTagOrCommit(t *testing.T) {
 	repo.Tag(t, "v1", c1)
 	c2 := repo.Commit(t, "main", "two", gitserver.Files(map[string]string{"f": "2"}))
 	repo.Commit(t, "main", "three", gitserver.Files(map[string]string{"f": "3"}))
-	f, err := NewFetcher(t.TempDir(), 0)
+	f, err := newLoopbackFetcher(t.TempDir(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestFetchFailuresHaveReasons(t *testing.T) {
 	repo := gitserver.NewRepo(t, root, "r.git")
 	repo.Commit(t, "main", "one", gitserver.Files(map[string]string{"f": "1"}))
 	srv := gitserver.ServeHTTP(t, root, "alice", "s3cret")
-	f, err := NewFetcher(t.TempDir(), 0)
+	f, err := newLoopbackFetcher(t.TempDir(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestLocalRepositoriesRefusedByDefault(t *testing.T) {
 	repo := gitserver.NewRepo(t, root, "r.git")
 	repo.Commit(t, "main", "one", gitserver.Files(map[string]string{"f": "1"}))
 	work := t.TempDir()
-	f, err := NewFetcher(work, 0)
+	f, err := newLoopbackFetcher(work, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

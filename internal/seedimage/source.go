@@ -11,7 +11,6 @@ import (
 	"hash"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -19,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/edgefleet/edgefleet/internal/netguard"
 )
 
 // Sources is where base images may come from. A SeedImage is written by a
@@ -38,6 +39,9 @@ type Sources struct {
 	// in the site's 10.0.0.0/8) that base image URLs and registries may reach
 	// (--seed-allowed-base-networks).
 	AllowedNetworks []netip.Prefix
+	// Own are the manager's own listen addresses, refused even when
+	// allowed otherwise.
+	Own []netip.AddrPort
 	// FetchTimeout bounds getting a base image (default 30 minutes).
 	FetchTimeout time.Duration
 
@@ -57,19 +61,7 @@ func (s Sources) fetchTimeout() time.Duration {
 
 // ParseNetworks parses the CIDRs of --seed-allowed-base-networks.
 func ParseNetworks(cidrs []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, c := range cidrs {
-		c = strings.TrimSpace(c)
-		if c == "" {
-			continue
-		}
-		p, err := netip.ParsePrefix(c)
-		if err != nil {
-			return nil, fmt.Errorf("--seed-allowed-base-networks: %q is not a CIDR (for example 10.20.0.0/16): %v", c, err)
-		}
-		out = append(out, p.Masked())
-	}
-	return out, nil
+	return netguard.ParseNetworks("--seed-allowed-base-networks", cidrs)
 }
 
 // errLocalRefused is the one answer for every local path outside policy:
@@ -132,71 +124,14 @@ func isEscape(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "path escapes from parent")
 }
 
-// refusedAddress says why the manager does not fetch from ip ("" = allowed).
-func (s Sources) refusedAddress(ip netip.Addr) string {
-	ip = ip.Unmap()
+// policy is the dial policy for base images: public addresses only unless
+// the administrator allows a network or insecure sources (see netguard).
+func (s Sources) policy() netguard.Policy {
 	if s.AllowInsecure {
-		return ""
+		return netguard.Policy{Own: s.Own}
 	}
-	// NAT64 reaches the IPv4 address in its last four bytes: judge that one.
-	if nat64.Contains(ip) {
-		b := ip.As16()
-		ip = netip.AddrFrom4([4]byte(b[12:]))
-	}
-	for _, n := range s.AllowedNetworks {
-		if n.Contains(ip) {
-			return ""
-		}
-	}
-	switch {
-	case ip.IsLoopback():
-		return "loopback"
-	case ip.IsLinkLocalUnicast(), ip.IsLinkLocalMulticast():
-		return "link-local (cloud metadata services live there)"
-	case ip.IsUnspecified():
-		return "unspecified"
-	case ip.IsPrivate(), sharedAddressSpace.Contains(ip):
-		return "private"
-	case thisNetwork.Contains(ip):
-		return "unspecified"
-	case ip.IsMulticast(), ip.IsInterfaceLocalMulticast(), !ip.IsGlobalUnicast():
-		return "not a unicast"
-	}
-	return ""
-}
-
-// sharedAddressSpace is RFC 6598 carrier-grade NAT space, which clouds use
-// for internal services too.
-var sharedAddressSpace = netip.MustParsePrefix("100.64.0.0/10")
-
-var (
-	// thisNetwork (0.0.0.0/8) reaches the host itself on Linux.
-	thisNetwork = netip.MustParsePrefix("0.0.0.0/8")
-	// nat64 is the well-known NAT64 prefix (RFC 6052).
-	nat64 = netip.MustParsePrefix("64:ff9b::/96")
-)
-
-// refusedAddressError is a dial refused by policy.
-type refusedAddressError struct {
-	addr, why string
-}
-
-func (e *refusedAddressError) Error() string {
-	return fmt.Sprintf("refusing to fetch the base image from %s, a %s address: the manager only fetches base images from public addresses unless its administrator allows a network (--seed-allowed-base-networks) or insecure sources (--seed-allow-insecure-base-urls)", e.addr, e.why)
-}
-
-// control checks the address actually dialled, after DNS resolution, so
-// neither a name resolving to a refused address, DNS rebinding nor a
-// redirect gets around the policy.
-func (s Sources) control(_, address string, _ syscall.RawConn) error {
-	ap, err := netip.ParseAddrPort(address)
-	if err != nil {
-		return &refusedAddressError{addr: address, why: "unparsable"}
-	}
-	if why := s.refusedAddress(ap.Addr()); why != "" {
-		return &refusedAddressError{addr: ap.Addr().String(), why: why}
-	}
-	return nil
+	return netguard.Policy{Refuse: netguard.RefuseNonPublic, Allowed: s.AllowedNetworks, Own: s.Own,
+		Relax: "--seed-allowed-base-networks or --seed-allow-insecure-base-urls"}
 }
 
 // transport is the HTTP transport for base image URLs and registries: the
@@ -204,17 +139,8 @@ func (s Sources) control(_, address string, _ syscall.RawConn) error {
 // address the proxy's and hide the target), TLS 1.2+, bounded handshakes,
 // and plain HTTP only when AllowInsecure.
 func (s Sources) transport() http.RoundTripper {
-	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: s.control}
-	t := &http.Transport{
-		Proxy:                 nil,
-		DialContext:           d.DialContext,
-		ForceAttemptHTTP2:     true,
-		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: s.rootCAs},
-		TLSHandshakeTimeout:   30 * time.Second,
-		ResponseHeaderTimeout: time.Minute,
-		IdleConnTimeout:       90 * time.Second,
-		MaxIdleConns:          10,
-	}
+	t := s.policy().Transport()
+	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: s.rootCAs}
 	return schemeGuard{insecure: s.AllowInsecure, next: t}
 }
 

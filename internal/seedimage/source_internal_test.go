@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgefleet/edgefleet/internal/netguard"
 )
 
 func TestRefusedAddresses(t *testing.T) {
@@ -39,12 +41,13 @@ func TestRefusedAddresses(t *testing.T) {
 		"93.184.215.14":      "",
 		"2606:4700::1111":    "",
 	} {
-		got := Sources{AllowedNetworks: []netip.Prefix{mirror}}.refusedAddress(netip.MustParseAddr(addr))
-		if (want == "") != (got == "") || !strings.HasPrefix(got, want) {
-			t.Errorf("%s: refused as %q, want %q", addr, got, want)
+		ap := netip.AddrPortFrom(netip.MustParseAddr(addr), 443)
+		err := Sources{AllowedNetworks: []netip.Prefix{mirror}}.policy().Check(ap)
+		if (want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), want+" address")) {
+			t.Errorf("%s: refused as %v, want %q", addr, err, want)
 		}
-		if got := (Sources{AllowInsecure: true}).refusedAddress(netip.MustParseAddr(addr)); got != "" {
-			t.Errorf("%s refused (%s) with AllowInsecure", addr, got)
+		if err := (Sources{AllowInsecure: true}).policy().Check(ap); err != nil {
+			t.Errorf("%s refused (%v) with AllowInsecure", addr, err)
 		}
 	}
 }
@@ -79,7 +82,7 @@ func TestDialPolicyAppliesAfterResolutionAndToRedirects(t *testing.T) {
 		}
 		return err
 	}
-	var refusal *refusedAddressError
+	var refusal *netguard.RefusedError
 	// localhost resolves to 127.0.0.1: refused at dial time, by default.
 	port := allowed.Listener.Addr().(*net.TCPAddr).Port
 	if err := get(Sources{}, "https://localhost:"+strconv.Itoa(port)+"/"); !errors.As(err, &refusal) || !strings.Contains(err.Error(), "loopback") {

@@ -28,6 +28,7 @@ import (
 	mosvcctrl "github.com/edgefleet/edgefleet/internal/controller/managedosversionchannel"
 	provisionedclusterctrl "github.com/edgefleet/edgefleet/internal/controller/provisionedcluster"
 	seedimagectrl "github.com/edgefleet/edgefleet/internal/controller/seedimage"
+	"github.com/edgefleet/edgefleet/internal/netguard"
 	"github.com/edgefleet/edgefleet/internal/provisioning/nodeops"
 	"github.com/edgefleet/edgefleet/internal/provisioning/releases"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
@@ -50,6 +51,9 @@ type controllerDeps struct {
 	kubernetesReleases *releases.Catalog
 	// seedSources limits where SeedImage base images come from.
 	seedSources seedimage.Sources
+	// fetchPolicy limits where tenants' git repositories and Helm charts
+	// are fetched from.
+	fetchPolicy netguard.Policy
 	// offlineThreshold and probeInterval tune cluster liveness (0 = default).
 	offlineThreshold, probeInterval time.Duration
 	log                             logr.Logger
@@ -72,8 +76,8 @@ func setupControllers(mgr ctrl.Manager, d controllerDeps) error {
 		{"clustergroup", &clustergroupctrl.Reconciler{}},
 		{"bundle", &bundlectrl.Reconciler{}},
 		{"contentgc", &contentgcctrl.Reconciler{}},
-		{"gitrepo", &gitrepoctrl.Reconciler{WorkDir: filepath.Join(dataDir, "git"), AllowLocalRepos: d.allowLocalGitRepos}},
-		{"helmop", &helmopctrl.Reconciler{}},
+		{"gitrepo", &gitrepoctrl.Reconciler{WorkDir: filepath.Join(dataDir, "git"), AllowLocalRepos: d.allowLocalGitRepos, Network: &d.fetchPolicy}},
+		{"helmop", &helmopctrl.Reconciler{Network: &d.fetchPolicy}},
 		{"clusterregistrationtoken", &crtctrl.Reconciler{}},
 		{"machineregistration", &machineregctrl.Reconciler{ExternalURL: d.externalURL}},
 		{"machineinventory", &machineinventoryctrl.Reconciler{}},

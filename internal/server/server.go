@@ -13,8 +13,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -41,6 +43,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/datadir"
 	"github.com/edgefleet/edgefleet/internal/endpoint"
 	"github.com/edgefleet/edgefleet/internal/metrics"
+	"github.com/edgefleet/edgefleet/internal/netguard"
 	"github.com/edgefleet/edgefleet/internal/pki"
 	"github.com/edgefleet/edgefleet/internal/provisioning/releases"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
@@ -96,7 +99,11 @@ type Options struct {
 	// AllowLocalGitRepos lets GitRepos use local paths and file:// URLs
 	// (tests, demos): any tenant could then read any repository on the host.
 	AllowLocalGitRepos bool
-	Log                logr.Logger
+	// FetchAllowedNetworks are otherwise refused networks (loopback,
+	// link-local) tenants' git, Helm and channel fetches may reach
+	// (--fetch-allowed-networks); see netguard.
+	FetchAllowedNetworks []netip.Prefix
+	Log                  logr.Logger
 	// Out receives the start-up banner.
 	Out io.Writer
 
@@ -215,7 +222,11 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("creating controller manager: %w", err)
 	}
-	deps := controllerDeps{dataDir: o.DataDir, allowLocalGitRepos: o.AllowLocalGitRepos, externalURL: externalURL, caCertPEM: ca.CertPEM,
+	own := ownAddresses(o.Listen, cluster.restConfig.Host)
+	o.SeedSources.Own = own
+	fetchPolicy := netguard.Default()
+	fetchPolicy.Allowed, fetchPolicy.Own = o.FetchAllowedNetworks, own
+	deps := controllerDeps{fetchPolicy: fetchPolicy, dataDir: o.DataDir, allowLocalGitRepos: o.AllowLocalGitRepos, externalURL: externalURL, caCertPEM: ca.CertPEM,
 		seedSources: o.SeedSources, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval, log: log.WithName("registration")}
 	deps.bmcPollInterval, deps.bmcWorkers = o.BMCPollInterval, o.BMCWorkers
 	deps.agentImage, deps.kubernetesReleases = o.AgentImage, o.KubernetesReleases
@@ -441,3 +452,36 @@ type everyReplica func(context.Context) error
 
 func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
 func (everyReplica) NeedLeaderElection() bool          { return false }
+
+// ownAddresses are the manager's endpoint and Kubernetes API addresses,
+// which tenants' fetches never reach (netguard.Policy.Own), whatever
+// networks are allowed.
+func ownAddresses(listen, apiserverURL string) []netip.AddrPort {
+	var out []netip.AddrPort
+	if ap, err := netip.ParseAddrPort(listen); err == nil {
+		out = append(out, ap)
+	}
+	if u, err := url.Parse(apiserverURL); err == nil {
+		port := u.Port()
+		if port == "" {
+			port = "443"
+		}
+		ips := []netip.Addr{}
+		if ip, err := netip.ParseAddr(u.Hostname()); err == nil {
+			ips = append(ips, ip)
+		} else if u.Hostname() != "" {
+			// A name (kubernetes.default.svc): its addresses now. A later
+			// change of them is not followed.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			resolved, _ := net.DefaultResolver.LookupNetIP(ctx, "ip", u.Hostname())
+			cancel()
+			ips = append(ips, resolved...)
+		}
+		if p, err := strconv.ParseUint(port, 10, 16); err == nil {
+			for _, ip := range ips {
+				out = append(out, netip.AddrPortFrom(ip.Unmap(), uint16(p)))
+			}
+		}
+	}
+	return out
+}

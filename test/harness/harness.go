@@ -215,7 +215,15 @@ type ManagerOptions struct {
 	// reaches it at through a forward; the test still talks to it on
 	// 127.0.0.1:<port>.
 	ExternalHost string
+	// StrictFetch leaves out --fetch-allowed-networks, which every other
+	// manager gets for loopback (the tests' git servers, chart repositories
+	// and registries listen there): the manager then refuses tenant
+	// fetches from loopback as it does in production.
+	StrictFetch bool
 }
+
+// LoopbackNetworks is the --fetch-allowed-networks value test managers get.
+const LoopbackNetworks = "127.0.0.0/8,::1/128"
 
 // StartManager runs the edgefleet binary and waits until its endpoint is ready.
 func StartManager(t testing.TB, o ManagerOptions) *Manager {
@@ -254,6 +262,9 @@ func LaunchManager(t testing.TB, o ManagerOptions) (*Manager, error) {
 		args = append(args, "--kubeconfig", o.Kubeconfig)
 	} else {
 		args = append(args, "--kube-bin-dir", KubeBinDir(t))
+	}
+	if !o.StrictFetch {
+		args = append(args, "--fetch-allowed-networks", LoopbackNetworks)
 	}
 	args = append(args, o.Args...)
 	cmd := exec.Command(EdgefleetBinary(t), args...)

@@ -171,6 +171,12 @@ const (
 	// repos).
 	LocalRepositoryNotAllowedReason = "LocalRepositoryNotAllowed"
 
+	// NetworkNotAllowedReason: the repository's address is refused by the
+	// manager's network policy for tenant fetches (loopback, link-local,
+	// the manager's own addresses; server flag --fetch-allowed-networks),
+	// or its git:// protocol cannot be checked against it.
+	NetworkNotAllowedReason = "NetworkNotAllowed"
+
 	// CheckoutTooLargeReason: the commit exceeds 1 GiB or 100,000 files.
 	CheckoutTooLargeReason = "CheckoutTooLarge"
 

@@ -38,6 +38,7 @@ import (
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/bundlereader"
 	"github.com/edgefleet/edgefleet/internal/gitops"
+	"github.com/edgefleet/edgefleet/internal/netguard"
 )
 
 // Finalizer makes the controller delete a GitRepo's Bundles before the
@@ -79,6 +80,10 @@ type Reconciler struct {
 	// AllowLocalRepos lets spec.repo be a local path or file:// URL
 	// (`edgefleet server --allow-local-git-repos`; tests and demos).
 	AllowLocalRepos bool
+	// Network is where repositories and Helm charts may be fetched from
+	// (netguard.Default when nil: no loopback, link-local, unspecified or
+	// multicast address; `edgefleet server --fetch-allowed-networks`).
+	Network *netguard.Policy
 	// StatusBatch defaults to DefaultStatusBatch.
 	StatusBatch time.Duration
 	// Events records condition changes; SetupWithManager uses the
@@ -153,6 +158,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	f.AllowLocal = r.AllowLocalRepos
+	f.Guard = r.network()
 	r.fetcher = f
 	r.states = map[types.NamespacedName]*syncState{}
 
@@ -403,4 +409,12 @@ func (r *Reconciler) finalize(ctx context.Context, gr *fleetv1.GitRepo) error {
 	}
 	r.forget(client.ObjectKeyFromObject(gr))
 	return nil
+}
+
+// network is the policy for the GitRepo's repository and chart downloads.
+func (r *Reconciler) network() netguard.Policy {
+	if r.Network != nil {
+		return *r.Network
+	}
+	return netguard.Default()
 }

@@ -114,6 +114,7 @@ func terminal(reason string) bool {
 	switch reason {
 	case fleetv1.InvalidSpecReason, // a Bundle of the repository is refused
 		fleetv1.LocalRepositoryNotAllowedReason, // spec.repo, until it changes
+		fleetv1.NetworkNotAllowedReason,         // spec.repo or the server flags
 		fleetv1.UnsafeCommitReason,              // the commit, until it changes
 		fleetv1.CheckoutTooLargeReason,
 		fleetv1.PathNotFoundReason,

@@ -22,6 +22,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/bundlereader"
 	"github.com/edgefleet/edgefleet/internal/bundlewriter"
 	"github.com/edgefleet/edgefleet/internal/gitops"
+	"github.com/edgefleet/edgefleet/internal/netguard"
 )
 
 // failure is why the last sync did not fully succeed.
@@ -216,6 +217,11 @@ func (r *Reconciler) readPaths(ctx context.Context, gr *fleetv1.GitRepo, st *syn
 // isNetworkError tells a download that failed on the network or timed out
 // from a broken file.
 func isNetworkError(err error) bool {
+	if netguard.IsRefused(err) {
+		// Refused by the manager's network policy: no retry helps until
+		// its administrator changes the policy.
+		return false
+	}
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded)
 }
@@ -317,7 +323,7 @@ func (r *Reconciler) helmClient(ctx context.Context, gr *fleetv1.GitRepo) (*http
 		creds.AllowPlainHTTP = strings.EqualFold(strings.TrimSpace(string(s.Data[HelmInsecurePlainHTTPKey])), "true")
 		caPEM = append(caPEM, s.Data["cacerts"]...)
 	}
-	return bundlereader.HelmHTTPClient(creds, caPEM, gr.Spec.InsecureSkipTLSVerify)
+	return bundlereader.HelmHTTPClient(creds, caPEM, gr.Spec.InsecureSkipTLSVerify, r.network())
 }
 
 // HelmInsecurePlainHTTPKey in the helmSecretName Secret, set to "true",

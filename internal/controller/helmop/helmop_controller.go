@@ -45,6 +45,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/bundlereader"
 	"github.com/edgefleet/edgefleet/internal/bundlewriter"
 	"github.com/edgefleet/edgefleet/internal/gitops"
+	"github.com/edgefleet/edgefleet/internal/netguard"
 )
 
 // Finalizer makes the controller delete a HelmOp's Bundle first.
@@ -77,6 +78,9 @@ type Reconciler struct {
 	SecretReader client.Reader
 	// StatusBatch defaults to DefaultStatusBatch.
 	StatusBatch time.Duration
+	// Network is where charts may be downloaded from (netguard.Default when
+	// nil; `edgefleet server --fetch-allowed-networks`).
+	Network *netguard.Policy
 	// Events records condition changes; the manager's recorder when nil.
 	Events events.EventRecorder
 
@@ -396,7 +400,11 @@ func (r *Reconciler) readerOptions(ctx context.Context, op *fleetv1.HelmOp) (bun
 		opts.RegistryPlainHTTP = creds.AllowPlainHTTP
 		caPEM = s.Data["cacerts"]
 	}
-	c, err := bundlereader.HelmHTTPClient(creds, caPEM, op.Spec.InsecureSkipTLSVerify)
+	network := netguard.Default()
+	if r.Network != nil {
+		network = *r.Network
+	}
+	c, err := bundlereader.HelmHTTPClient(creds, caPEM, op.Spec.InsecureSkipTLSVerify, network)
 	if err != nil {
 		return opts, err
 	}
@@ -478,6 +486,11 @@ func reserved(key string) bool {
 }
 
 func isNetworkError(err error) bool {
+	if netguard.IsRefused(err) {
+		// Refused by the manager's network policy: no retry helps until
+		// its administrator changes the policy.
+		return false
+	}
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded)
 }

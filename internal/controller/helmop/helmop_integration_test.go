@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,6 +35,7 @@ import (
 	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
 	"github.com/edgefleet/edgefleet/internal/controller/helmop"
 	"github.com/edgefleet/edgefleet/internal/controller/internal/ctrltest"
+	"github.com/edgefleet/edgefleet/internal/netguard"
 )
 
 const wait = 30 * time.Second
@@ -124,7 +126,7 @@ func TestHelmOp(t *testing.T) {
 			return (&bundle.Reconciler{StatusBatch: 100 * time.Millisecond}).SetupWithManager(m)
 		},
 		func(m ctrl.Manager) error {
-			return (&helmop.Reconciler{StatusBatch: 100 * time.Millisecond}).SetupWithManager(m)
+			return (&helmop.Reconciler{StatusBatch: 100 * time.Millisecond, Network: &loopbackAllowed}).SetupWithManager(m)
 		},
 	)
 	ctx := context.Background()
@@ -333,3 +335,11 @@ func TestHelmOp(t *testing.T) {
 		})
 	})
 }
+
+// loopbackAllowed lets the controller reach the test's chart repositories
+// and registries on loopback (refused by default).
+var loopbackAllowed = func() netguard.Policy {
+	p := netguard.Default()
+	p.Allowed = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	return p
+}()
