@@ -43,6 +43,8 @@ const (
 // +kubebuilder:printcolumn:name="Bundles-Ready",type=string,JSONPath=`.status.display.readyBundles`
 // +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.display.state`
 // +kubebuilder:printcolumn:name="Connected",type=string,JSONPath=`.status.conditions[?(@.type=="Connected")].status`
+// +kubebuilder:printcolumn:name="Agent",type=string,JSONPath=`.status.agent.version`
+// +kubebuilder:printcolumn:name="Agent-Skew",type=string,JSONPath=`.status.conditions[?(@.type=="AgentSupported")].reason`
 // +kubebuilder:printcolumn:name="Last-Seen",type=date,JSONPath=`.status.agent.lastSeen`
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=10
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
@@ -120,7 +122,8 @@ type ClusterStatus struct {
 	Display ClusterDisplay `json:"display,omitzero"`
 
 	// conditions describe the cluster's current state: Ready, Connected (the
-	// agent's liveness), and Reconciling or Stalled while they are True.
+	// agent's liveness), AgentSupported (the agent's version against the
+	// manager's), and Reconciling or Stalled while they are True.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
