@@ -215,6 +215,9 @@ type ManagerOptions struct {
 	// reaches it at through a forward; the test still talks to it on
 	// 127.0.0.1:<port>.
 	ExternalHost string
+	// Binary runs this edgefleet binary instead of EdgefleetBinary's, e.g.
+	// one from BuildWithVersion.
+	Binary string
 }
 
 // StartManager runs the edgefleet binary and waits until its endpoint is ready.
@@ -256,7 +259,11 @@ func LaunchManager(t testing.TB, o ManagerOptions) (*Manager, error) {
 		args = append(args, "--kube-bin-dir", KubeBinDir(t))
 	}
 	args = append(args, o.Args...)
-	cmd := exec.Command(EdgefleetBinary(t), args...)
+	bin := o.Binary
+	if bin == "" {
+		bin = EdgefleetBinary(t)
+	}
+	cmd := exec.Command(bin, args...)
 	out := &syncBuffer{}
 	cmd.Stdout = out
 	cmd.Stderr = out
