@@ -149,6 +149,12 @@ type AgentStatus struct {
 	// kubernetesVersion of the downstream cluster, e.g. "v1.37.1".
 	// +optional
 	KubernetesVersion string `json:"kubernetesVersion,omitempty"`
+
+	// image the agent runs as, as its Deployment tells it; agent upgrades
+	// count a cluster as upgraded once its agent reports the new image.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Image string `json:"image,omitempty"`
 }
 
 // ClusterDisplay holds human-readable status summaries.

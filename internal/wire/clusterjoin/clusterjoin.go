@@ -84,7 +84,14 @@ const (
 	// HeartbeatLease carry the agent's facts.
 	AnnotationAgentVersion      = "fleet.edgefleet.io/agent-version"
 	AnnotationKubernetesVersion = "fleet.edgefleet.io/kubernetes-version"
+	// AnnotationAgentImage carries the image the agent runs as, from
+	// $EDGEFLEET_AGENT_IMAGE, which the agent's Deployment sets to its own
+	// image: an agent upgrade counts as checked in once it appears here.
+	AnnotationAgentImage = "fleet.edgefleet.io/agent-image"
 )
+
+// EnvAgentImage names the agent's own image inside its Deployment.
+const EnvAgentImage = "EDGEFLEET_AGENT_IMAGE"
 
 // RegisterRequest is the body of POST /v1/register.
 type RegisterRequest struct {
