@@ -90,6 +90,9 @@ const (
 	AnnotationAgentImage = "fleet.edgefleet.io/agent-image"
 )
 
+// AgentDeployment is the agent's Deployment downstream, in SystemNamespace.
+const AgentDeployment = "edgefleet-agent"
+
 // EnvAgentImage names the agent's own image inside its Deployment.
 const EnvAgentImage = "EDGEFLEET_AGENT_IMAGE"
 
