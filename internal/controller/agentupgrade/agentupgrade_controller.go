@@ -46,6 +46,9 @@ const (
 	PreviousImageAnnotation = "fleet.edgefleet.io/agent-previous-image"
 	// StartedAnnotation is when that wave moved the bundle (RFC 3339).
 	StartedAnnotation = "fleet.edgefleet.io/agent-upgrade-started"
+	// CheckedInAnnotation is the image whose agent checked in after that
+	// wave: the cluster's part of the wave is done.
+	CheckedInAnnotation = "fleet.edgefleet.io/agent-checked-in"
 )
 
 // StateConfigMap in clusterjoin.SystemNamespace reports the upgrade (keys
@@ -148,11 +151,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 			continue
 		}
 		key := client.ObjectKeyFromObject(c)
-		m := member{Cluster: key, AgentImage: c.Status.Agent.Image, Connected: meta.IsStatusConditionTrue(c.Status.Conditions, fleetv1.ConnectedCondition)}
+		m := member{Cluster: key, AgentImage: c.Status.Agent.Image, Connected: heartbeating(c)}
 		if b := byCluster[key]; b != nil {
 			m.HasBundle = true
 			m.BundleImage, m.PreviousImage = b.Annotations[ImageAnnotation], b.Annotations[PreviousImageAnnotation]
 			m.Started, _ = time.Parse(time.RFC3339, b.Annotations[StartedAnnotation])
+			m.CheckedIn = b.Annotations[CheckedInAnnotation]
 		}
 		members = append(members, m)
 	}
@@ -167,6 +171,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 		switch {
 		case w.Rollback:
 			log.Info("Rolling the agent back", "Cluster", klog.KRef(w.Cluster.Namespace, w.Cluster.Name), "image", w.Image)
+		case w.Mark:
+			log.Info("Upgraded agent checked in", "Cluster", klog.KRef(w.Cluster.Namespace, w.Cluster.Name), "image", w.Image)
 		case w.Wave:
 			log.Info("Upgrading the agent", "Cluster", klog.KRef(w.Cluster.Namespace, w.Cluster.Name), "image", w.Image, "previous", w.PreviousImage)
 		}
@@ -180,6 +186,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 }
 
 const idleRecheck = 15 * time.Second
+
+// heartbeating: the agent checks in, with or without its tunnel (a tunnel
+// reconnecting after a manager restart does not stop an upgrade).
+func heartbeating(c *fleetv1.Cluster) bool {
+	cond := meta.FindStatusCondition(c.Status.Conditions, fleetv1.ConnectedCondition)
+	return cond != nil && (cond.Status == metav1.ConditionTrue || cond.Reason == fleetv1.TunnelDisconnectedReason)
+}
 
 // BundleName is the agent bundle of a cluster: edgefleet-agent-<cluster>,
 // or a hash of the name when that would be too long for a name.
@@ -211,6 +224,9 @@ func (r *Reconciler) writeBundle(ctx context.Context, w write, cur *fleetv1.Bund
 	if !w.Started.IsZero() {
 		ann[StartedAnnotation] = w.Started.UTC().Format(time.RFC3339)
 	}
+	if w.CheckedIn != "" {
+		ann[CheckedInAnnotation] = w.CheckedIn
+	}
 	b := &fleetv1.Bundle{ObjectMeta: metav1.ObjectMeta{Namespace: w.Cluster.Namespace, Name: BundleName(w.Cluster.Name)}}
 	if cur != nil {
 		b = cur.DeepCopy()
@@ -239,6 +255,10 @@ func (r *Reconciler) writeState(ctx context.Context, cm *corev1.ConfigMap, p pla
 	want := map[string]string{"state": p.State, "message": p.Message, "image": r.Settings.Image}
 	if p.Failed != "" {
 		want["failedImage"] = p.Failed
+	}
+	if p.State == StateRolledBack && p.Failed == "" && cm.Data["state"] == StateRolledBack {
+		// Keep the message that says which agents did not check in.
+		delete(want, "message")
 	}
 	if cm.ResourceVersion == "" {
 		cm.Namespace, cm.Name, cm.Data = singleton.Namespace, singleton.Name, want

@@ -31,6 +31,11 @@ type member struct {
 	Started time.Time
 	// AgentImage is the image the agent reports (status.agent.image).
 	AgentImage string
+	// CheckedIn is the image whose agent was seen checking in after the
+	// wave moved the bundle (recorded on the bundle: during the rolling
+	// update old and new agents both heartbeat, so the live report can
+	// flip back for a moment).
+	CheckedIn string
 	// Connected is the Cluster's Connected condition.
 	Connected bool
 }
@@ -40,7 +45,10 @@ type write struct {
 	Cluster                types.NamespacedName
 	Image, PreviousImage   string
 	Started                time.Time
+	CheckedIn              string
 	Create, Rollback, Wave bool
+	// Mark records a check-in (CheckedIn) and changes nothing else.
+	Mark bool
 }
 
 // plan is what one reconcile does.
@@ -100,7 +108,11 @@ func planWaves(members []member, s settings) plan {
 
 	var inFlight, late []member
 	for _, m := range members {
-		if !m.HasBundle || m.BundleImage != target || m.Started.IsZero() || m.AgentImage == target {
+		if !m.HasBundle || m.BundleImage != target || m.Started.IsZero() || m.CheckedIn == target {
+			continue
+		}
+		if m.AgentImage == target {
+			p.Writes = append(p.Writes, write{Cluster: m.Cluster, Image: m.BundleImage, PreviousImage: m.PreviousImage, Started: m.Started, CheckedIn: target, Mark: true})
 			continue
 		}
 		inFlight = append(inFlight, m)
@@ -110,6 +122,14 @@ func planWaves(members []member, s settings) plan {
 	}
 
 	if blocked || len(late) > 0 {
+		// A rollback supersedes recording check-ins of the failed image.
+		kept := p.Writes[:0]
+		for _, w := range p.Writes {
+			if !w.Mark {
+				kept = append(kept, w)
+			}
+		}
+		p.Writes = kept
 		var names []string
 		for _, m := range members {
 			if m.HasBundle && m.BundleImage == target && m.PreviousImage != "" && m.PreviousImage != target {
@@ -143,7 +163,7 @@ func planWaves(members []member, s settings) plan {
 	}
 	takenOver := 0
 	for _, w := range p.Writes {
-		if w.Image != target {
+		if w.Create && w.Image != target {
 			takenOver++
 		}
 	}

@@ -35,12 +35,18 @@ func TestPlanWaves(t *testing.T) {
 		{
 			name:    "next wave waits for the current one to check in",
 			members: []member{upgrading("a", 10*time.Second, next), upgrading("b", 10*time.Second, old), onOld("c")},
-			state:   StateProgressing,
+			state:   StateProgressing, writes: []string{"=a=" + next},
+		},
+		{
+			name: "a recorded check-in holds while the old agent's last heartbeat flips the report back",
+			members: []member{func() member { m := upgrading("a", 2*time.Minute, old); m.CheckedIn = next; return m }(),
+				upgrading("b", 10*time.Second, old)},
+			state: StateProgressing,
 		},
 		{
 			name:    "checked-in wave lets the next one start",
 			members: []member{upgrading("a", 10*time.Second, next), upgrading("b", 10*time.Second, next), onOld("c")},
-			state:   StateProgressing, writes: []string{"^c=" + next},
+			state:   StateProgressing, writes: []string{"=a=" + next, "=b=" + next, "^c=" + next},
 		},
 		{
 			name:    "offline clusters are skipped, not counted as failures",
@@ -86,7 +92,7 @@ func TestPlanWaves(t *testing.T) {
 		{
 			name:    "all on the image",
 			members: []member{{Cluster: key("a"), HasBundle: true, BundleImage: next, PreviousImage: old, Started: now.Add(-time.Hour), AgentImage: next, Connected: true}},
-			state:   StateUpToDate,
+			state:   StateUpToDate, writes: []string{"=a=" + next},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -108,6 +114,11 @@ func TestPlanWaves(t *testing.T) {
 					}
 				case w.Rollback:
 					mark = "<"
+				case w.Mark:
+					mark = "="
+					if w.CheckedIn != w.Image || w.PreviousImage != old || w.Started.IsZero() {
+						t.Errorf("check-in write %+v must keep the wave's record", w)
+					}
 				}
 				got = append(got, mark+w.Cluster.Name+"="+w.Image)
 			}
