@@ -156,10 +156,14 @@ spec:
       containers:
       - name: agent
         image: {{.Image}}
-        args: ["run", "--server=$(EDGEFLEET_SERVER)", "--ca-checksum=$(EDGEFLEET_CA_CHECKSUM)", "--health-probe-address=:8081"]
+        args: ["run", "--server=$(EDGEFLEET_SERVER)", "--ca-checksum=$(EDGEFLEET_CA_CHECKSUM)"]
         env:
+        # Variables, not flags: an older agent image ignores them, so this
+        # Deployment can roll back to one.
         - name: {{.EnvImage}}
           value: {{printf "%q" .Image}}
+        - name: {{.EnvProbe}}
+          value: ":8081"
         - name: EDGEFLEET_SERVER
           valueFrom: {secretKeyRef: {name: {{.BootstrapSecret}}, key: {{.KeyServer}}}}
         - name: EDGEFLEET_TOKEN
@@ -210,7 +214,7 @@ func AgentDeployment(image string) ([]byte, error) {
 func deploymentValues(image string) map[string]string {
 	return map[string]string{
 		"Namespace": clusterjoin.SystemNamespace, "AgentSA": clusterjoin.AgentServiceAccount, "DeploymentName": clusterjoin.AgentDeployment,
-		"BootstrapSecret": clusterjoin.BootstrapSecret, "EnvImage": clusterjoin.EnvAgentImage,
+		"BootstrapSecret": clusterjoin.BootstrapSecret, "EnvImage": clusterjoin.EnvAgentImage, "EnvProbe": clusterjoin.EnvHealthProbeAddress,
 		"KeyServer": clusterjoin.KeyServer, "KeyToken": clusterjoin.KeyToken, "KeyCAChecksum": clusterjoin.KeyCAChecksum,
 		"Image": image,
 	}

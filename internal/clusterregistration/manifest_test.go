@@ -111,8 +111,11 @@ func TestAgentDeploymentMatchesTheImportManifest(t *testing.T) {
 		t.Errorf("image %q, $%s %q, want both %q", c.Image, clusterjoin.EnvAgentImage, env[clusterjoin.EnvAgentImage], img)
 	case ru == nil || ru.MaxUnavailable.IntValue() != 0 || ru.MaxSurge.IntValue() != 1:
 		t.Errorf("strategy %+v: a new agent must start beside the old one (maxUnavailable 0)", d.Spec.Strategy)
-	case c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz":
-		t.Errorf("readiness probe %+v, want /readyz (checked in)", c.ReadinessProbe)
+	case c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" ||
+		env[clusterjoin.EnvHealthProbeAddress] != ":"+c.ReadinessProbe.HTTPGet.Port.String():
+		t.Errorf("readiness probe %+v with $%s %q, want /readyz (checked in) on that port", c.ReadinessProbe, clusterjoin.EnvHealthProbeAddress, env[clusterjoin.EnvHealthProbeAddress])
+	case strings.Contains(strings.Join(c.Args, " "), "health-probe"):
+		t.Errorf("args %v: a flag older agents do not know would stop them from starting after a rollback", c.Args)
 	case d.Name != clusterjoin.AgentDeployment || d.Namespace != clusterjoin.SystemNamespace:
 		t.Errorf("Deployment %s/%s", d.Namespace, d.Name)
 	}

@@ -93,6 +93,12 @@ const (
 // AgentDeployment is the agent's Deployment downstream, in SystemNamespace.
 const AgentDeployment = "edgefleet-agent"
 
+// EnvHealthProbeAddress sets the agent's --health-probe-address in its
+// Deployment: a variable, not a flag, so an agent image older than the flag
+// ignores it instead of refusing to start, and the same Deployment can roll
+// back to it.
+const EnvHealthProbeAddress = "EDGEFLEET_HEALTH_PROBE_ADDRESS"
+
 // EnvAgentImage names the agent's own image inside its Deployment.
 const EnvAgentImage = "EDGEFLEET_AGENT_IMAGE"
 
