@@ -164,6 +164,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 		Desired: r.Settings.Image, Failed: state.Data["failedImage"], WaveSize: r.Settings.WaveSize, Timeout: r.Settings.Timeout,
 		Paused: r.Settings.Paused || state.Data["paused"] == "true", Now: r.Now(),
 	})
+	observe(members, r.Settings.Image)
+	newRollback := p.Failed != "" && state.Data["failedImage"] != p.Failed
 	for _, w := range p.Writes {
 		if err := r.writeBundle(ctx, w, byCluster[w.Cluster]); err != nil {
 			return ctrl.Result{}, err
@@ -179,6 +181,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	}
 	if err := r.writeState(ctx, &state, p); err != nil {
 		return ctrl.Result{}, err
+	}
+	if newRollback {
+		rollbacks.Inc()
 	}
 	// The operator's pause and retry in the ConfigMap are not watched:
 	// they are read again at the latest after idleRecheck.
