@@ -94,11 +94,16 @@ func TestAgentUpgradeWaves(t *testing.T) {
 		began := time.Now()
 		maxInFlight := 0
 		waitFor(t, 3*time.Minute, "every agent on "+img9, func() bool {
-			inFlight := countUpgradedClusters(ctx, c, func(cl *fleetv1.Cluster) bool {
-				var b fleetv1.Bundle
-				return c.Get(ctx, client.ObjectKey{Namespace: cl.Namespace, Name: agentupgrade.BundleName(cl.Name)}, &b) == nil &&
-					b.Annotations[agentupgrade.ImageAnnotation] == img9 && b.Annotations[agentupgrade.CheckedInAnnotation] != img9
-			})
+			// One List: a consistent snapshot of every agent bundle.
+			var bl fleetv1.BundleList
+			inFlight := 0
+			if c.List(ctx, &bl, client.InNamespace(fleetNS), client.HasLabels{agentupgrade.AgentBundleLabel}) == nil {
+				for _, b := range bl.Items {
+					if b.Annotations[agentupgrade.ImageAnnotation] == img9 && b.Annotations[agentupgrade.CheckedInAnnotation] != img9 {
+						inFlight++
+					}
+				}
+			}
 			maxInFlight = max(maxInFlight, inFlight)
 			return countUpgradedClusters(ctx, c, func(cl *fleetv1.Cluster) bool {
 				ok := meta.FindStatusCondition(cl.Status.Conditions, fleetv1.AgentSupportedCondition)
