@@ -6,9 +6,11 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -25,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -33,6 +36,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/agent/helmdeploy"
 	"github.com/edgefleet/edgefleet/internal/agent/join"
 	"github.com/edgefleet/edgefleet/internal/agent/upgradeplan"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // Defaults of Options.
@@ -66,6 +70,12 @@ type Options struct {
 	HeartbeatInterval time.Duration
 	// MetricsAddr serves Prometheus metrics; empty or "0" turns them off.
 	MetricsAddr string
+	// HealthProbeAddr serves /healthz and /readyz (ready once a heartbeat
+	// reached the manager recently); empty or "0" turns them off.
+	HealthProbeAddr string
+	// Image is the image the agent runs as, reported in the heartbeat
+	// (clusterjoin.AnnotationAgentImage); $EDGEFLEET_AGENT_IMAGE when empty.
+	Image string
 	// PprofAddr serves net/http/pprof on a loopback address; empty turns
 	// it off.
 	PprofAddr string
@@ -164,7 +174,7 @@ func Run(ctx context.Context, o Options) error {
 		Scheme:                 scheme,
 		Logger:                 o.Log,
 		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
-		HealthProbeBindAddress: "0",
+		HealthProbeBindAddress: cmp.Or(o.HealthProbeAddr, "0"),
 		// Only this cluster's BundleDeployments, without managedFields
 		// (the agent never reads them).
 		Cache: cache.Options{
@@ -218,9 +228,18 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("adding the Plan controller: %w", err)
 		}
 	}
-	hb := &heartbeat{client: mgr.GetClient(), kubeVersion: v.GitVersion, opts: o}
+	hb := &heartbeat{client: mgr.GetClient(), kubeVersion: v.GitVersion, opts: o, image: cmp.Or(o.Image, os.Getenv(clusterjoin.EnvAgentImage))}
 	if err := mgr.Add(manager.RunnableFunc(hb.run)); err != nil {
 		return fmt.Errorf("adding heartbeat: %w", err)
+	}
+	// Ready means checked in: a new agent that cannot reach the manager
+	// never becomes Ready, so its Deployment keeps the old agent running
+	// (maxUnavailable 0), and the old agent applies the rollback.
+	if err := mgr.AddReadyzCheck("heartbeat", hb.ready); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
 	}
 	o.Log.Info("Starting agent", "Namespace", klog.KRef("", o.Namespace), "Cluster", klog.KRef(o.ClusterNamespace, o.ClusterName), "workers", o.Workers)
 	if err := mgr.Start(ctx); err != nil {

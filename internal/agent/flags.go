@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/edgefleet/edgefleet/internal/agent/join"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 // TokenEnv holds the registration token when --token is not given: the
@@ -46,6 +48,8 @@ func (f *Flags) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&f.Options.Workers, "workers", DefaultWorkers, "BundleDeployments reconciled in parallel")
 	fs.DurationVar(&f.Options.MonitorInterval, "monitor-interval", DefaultMonitorInterval, "how often deployed resources are checked for readiness and drift")
 	fs.StringVar(&f.Options.MetricsAddr, "metrics-bind-address", "0", "address for Prometheus metrics, e.g. :8080 (0 turns them off)")
+	fs.StringVar(&f.Options.HealthProbeAddr, "health-probe-address", cmp.Or(os.Getenv(clusterjoin.EnvHealthProbeAddress), "0"), "address serving /healthz and /readyz, e.g. :8081 (ready once a heartbeat reached the manager within three intervals; 0 turns them off); default $"+clusterjoin.EnvHealthProbeAddress)
+	fs.StringVar(&f.Options.Image, "image", "", "the image this agent runs as, reported to the manager for agent upgrades (default $"+clusterjoin.EnvAgentImage+", which the agent's Deployment sets)")
 	fs.StringVar(&f.Options.PprofAddr, "pprof-address", "", "loopback address serving Go profiles (/debug/pprof/), e.g. 127.0.0.1:6060; off by default")
 	fs.StringVar(&f.MemoryLimit, "memory-limit", DefaultMemoryLimit, "soft memory limit of the Go runtime, e.g. 40Mi (0: none); GC runs more often near it. GOMEMLIMIT wins unless this flag is given")
 	fs.BoolVar(&f.UpgradePlans, "upgrade-plans", true, "run cluster upgrade Plans (upgrade.edgefleet.io) on this cluster: installs the Plan CRD and upgrades nodes with Jobs")

@@ -3,7 +3,10 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
+	"sync/atomic"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -25,7 +28,23 @@ import (
 type heartbeat struct {
 	client      client.Client
 	kubeVersion string
+	image       string
 	opts        Options
+	// lastOK is the Unix nanoseconds of the last successful beat.
+	lastOK atomic.Int64
+}
+
+// ready answers the readiness probe: the manager accepted a heartbeat
+// within three intervals.
+func (h *heartbeat) ready(*http.Request) error {
+	last := h.lastOK.Load()
+	if last == 0 {
+		return errors.New("no heartbeat has reached the manager yet")
+	}
+	if age := time.Since(time.Unix(0, last)); age > 3*h.opts.HeartbeatInterval {
+		return fmt.Errorf("the last heartbeat reached the manager %s ago", age.Round(time.Second))
+	}
+	return nil
 }
 
 func (h *heartbeat) run(ctx context.Context) error {
@@ -35,6 +54,8 @@ func (h *heartbeat) run(ctx context.Context) error {
 	for {
 		if err := h.beat(ctx); err != nil {
 			log.Error(err, "Heartbeat failed")
+		} else {
+			h.lastOK.Store(time.Now().UnixNano())
 		}
 		select {
 		case <-ctx.Done():
@@ -55,12 +76,16 @@ func (h *heartbeat) beat(ctx context.Context) error {
 		holder = h.opts.ClusterNamespace + "/" + h.opts.ClusterName
 	}
 	secs := int32(max(3*h.opts.HeartbeatInterval/time.Second, 1))
+	annotations := map[string]string{
+		clusterjoin.AnnotationAgentVersion:      version.Version,
+		clusterjoin.AnnotationKubernetesVersion: h.kubeVersion,
+	}
+	if h.image != "" {
+		annotations[clusterjoin.AnnotationAgentImage] = h.image
+	}
 	lease := &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Namespace: h.opts.Namespace, Name: clusterjoin.HeartbeatLease, Annotations: map[string]string{
-			clusterjoin.AnnotationAgentVersion:      version.Version,
-			clusterjoin.AnnotationKubernetesVersion: h.kubeVersion,
-		}},
-		Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, RenewTime: &now, LeaseDurationSeconds: &secs},
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.opts.Namespace, Name: clusterjoin.HeartbeatLease, Annotations: annotations},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &holder, RenewTime: &now, LeaseDurationSeconds: &secs},
 	}
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": lease.Annotations}, "spec": lease.Spec})
 	if err != nil {

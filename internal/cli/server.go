@@ -10,6 +10,7 @@ import (
 
 	"github.com/edgefleet/edgefleet/internal/clusterproxy"
 	"github.com/edgefleet/edgefleet/internal/clusterregistration"
+	"github.com/edgefleet/edgefleet/internal/controller/agentupgrade"
 	bmcctrl "github.com/edgefleet/edgefleet/internal/controller/bmc"
 	"github.com/edgefleet/edgefleet/internal/controlplane"
 	"github.com/edgefleet/edgefleet/internal/endpoint"
@@ -98,6 +99,10 @@ with leader election so several replicas can run.`,
 	f.Float64Var(&o.JoinRate, "join-rate-limit", clusterregistration.DefaultJoinRate, "requests per second each source IP may send to /v1/register and /v1/import (negative: no limit)")
 	f.StringVar(&o.AgentImage, "agent-image", clusterregistration.AgentImageFromEnv(), "image of edgefleet-agent in import manifests, e.g. registry.example.com/edgefleet/edgefleet-agent@sha256:… for air-gapped sites (default $"+clusterregistration.EnvAgentImage+", which edgefleet's manager image sets to the agent image built with it, pinned by digest)")
 	f.StringVar(&kubeReleases, "kubernetes-releases", "", "YAML file of the Kubernetes versions cluster formation may install, per distro, and where the edgefleet distro's binaries of each come from (docs/provisioning.md); a ProvisionedCluster asking for another version is Stalled with the list (default: any version)")
+	f.BoolVar(&o.AgentUpgrades.Enabled, "manage-agents", false, "own one agent bundle per cluster that deploys the agent's Deployment with --agent-image, and upgrade agents in waves when it changes (docs/operations.md, \"Upgrading the manager and agents\")")
+	f.IntVar(&o.AgentUpgrades.WaveSize, "agent-upgrade-wave-size", agentupgrade.DefaultWaveSize, "with --manage-agents: clusters whose agents are upgraded at once; the next wave starts when all of them checked in with the new image")
+	f.DurationVar(&o.AgentUpgrades.Timeout, "agent-upgrade-timeout", agentupgrade.DefaultTimeout, "with --manage-agents: a wave whose new agents have not all checked in after this long halts the upgrade and rolls every upgraded cluster back to its previous agent image")
+	f.BoolVar(&o.AgentUpgrades.Paused, "agent-upgrades-paused", false, "with --manage-agents: start no new wave (also: data paused: \"true\" in ConfigMap "+clusterjoin.SystemNamespace+"/"+agentupgrade.StateConfigMap+")")
 	f.IntVar(&o.JoinBurst, "join-rate-burst", clusterregistration.DefaultJoinBurst, "burst above --join-rate-limit per source IP")
 	f.IntVar(&o.EndpointLimits.MaxConnections, "max-connections", endpoint.DefaultMaxConnections, "concurrent connections the endpoint accepts; more wait in the kernel's accept queue")
 	f.DurationVar(&o.EndpointLimits.ReadHeaderTimeout, "read-header-timeout", endpoint.DefaultReadHeaderTimeout, "the endpoint closes a connection whose TLS handshake and request header take longer")

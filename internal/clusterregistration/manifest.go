@@ -122,15 +122,24 @@ stringData:
   {{.KeyToken}}: {{printf "%q" .Token}}
   {{.KeyCAChecksum}}: {{printf "%q" .CAChecksum}}
 ---
-apiVersion: apps/v1
+{{template "deployment" .}}`))
+
+// deploymentTemplate is the agent's Deployment, the same in the import
+// manifest and in the agent bundle the manager upgrades agents with
+// (AgentDeployment), so taking a cluster over changes nothing but the image.
+var _ = template.Must(manifestTemplate.New("deployment").Parse(`apiVersion: apps/v1
 kind: Deployment
 metadata:
-  name: edgefleet-agent
+  name: {{.DeploymentName}}
   namespace: {{.Namespace}}
 spec:
   replicas: 1
+  # A new agent replaces the old one only once it is Ready, i.e. has
+  # checked in with the manager (/readyz): a broken new agent leaves the old
+  # one running, which applies the rollback (docs/operations.md).
   strategy:
-    type: Recreate
+    type: RollingUpdate
+    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}
   selector:
     matchLabels:
       app: edgefleet-agent
@@ -149,6 +158,12 @@ spec:
         image: {{.Image}}
         args: ["run", "--server=$(EDGEFLEET_SERVER)", "--ca-checksum=$(EDGEFLEET_CA_CHECKSUM)"]
         env:
+        # Variables, not flags: an older agent image ignores them, so this
+        # Deployment can roll back to one.
+        - name: {{.EnvImage}}
+          value: {{printf "%q" .Image}}
+        - name: {{.EnvProbe}}
+          value: ":8081"
         - name: EDGEFLEET_SERVER
           valueFrom: {secretKeyRef: {name: {{.BootstrapSecret}}, key: {{.KeyServer}}}}
         - name: EDGEFLEET_TOKEN
@@ -158,6 +173,9 @@ spec:
           valueFrom: {secretKeyRef: {name: {{.BootstrapSecret}}, key: {{.KeyToken}}, optional: true}}
         - name: EDGEFLEET_CA_CHECKSUM
           valueFrom: {secretKeyRef: {name: {{.BootstrapSecret}}, key: {{.KeyCAChecksum}}}}
+        readinessProbe:
+          httpGet: {path: /readyz, port: 8081}
+          periodSeconds: 5
         securityContext:
           allowPrivilegeEscalation: false
           readOnlyRootFilesystem: true
@@ -174,14 +192,32 @@ func Manifest(server, token string, caPEM []byte, image string) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
+	values := deploymentValues(image)
+	values["ImpersonatorSA"] = clusterjoin.ImpersonatorServiceAccount
+	values["ImpersonatorRules"] = strings.TrimSpace(string(rules))
+	values["Server"], values["Token"], values["CAChecksum"] = server, token, pki.Checksum(caPEM)
 	var buf bytes.Buffer
-	err = manifestTemplate.Execute(&buf, map[string]string{
-		"Namespace": clusterjoin.SystemNamespace, "AgentSA": clusterjoin.AgentServiceAccount, "ImpersonatorSA": clusterjoin.ImpersonatorServiceAccount,
-		"ImpersonatorRules": strings.TrimSpace(string(rules)), "BootstrapSecret": clusterjoin.BootstrapSecret,
-		"KeyServer": clusterjoin.KeyServer, "KeyToken": clusterjoin.KeyToken, "KeyCAChecksum": clusterjoin.KeyCAChecksum,
-		"Server": server, "Token": token, "CAChecksum": pki.Checksum(caPEM), "Image": image,
-	})
+	err = manifestTemplate.Execute(&buf, values)
 	return buf.Bytes(), err
+}
+
+// AgentDeployment is the agent's Deployment alone, running image: the
+// content of the agent bundle through which the manager upgrades agents.
+// It relies on the rest of the import manifest (namespace, service
+// account, bootstrap Secret) being in place.
+func AgentDeployment(image string) ([]byte, error) {
+	var buf bytes.Buffer
+	err := manifestTemplate.ExecuteTemplate(&buf, "deployment", deploymentValues(image))
+	return buf.Bytes(), err
+}
+
+func deploymentValues(image string) map[string]string {
+	return map[string]string{
+		"Namespace": clusterjoin.SystemNamespace, "AgentSA": clusterjoin.AgentServiceAccount, "DeploymentName": clusterjoin.AgentDeployment,
+		"BootstrapSecret": clusterjoin.BootstrapSecret, "EnvImage": clusterjoin.EnvAgentImage, "EnvProbe": clusterjoin.EnvHealthProbeAddress,
+		"KeyServer": clusterjoin.KeyServer, "KeyToken": clusterjoin.KeyToken, "KeyCAChecksum": clusterjoin.KeyCAChecksum,
+		"Image": image,
+	}
 }
 
 // importManifest: GET /v1/import/{file} with file "<token>.yaml".

@@ -4,7 +4,10 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
 func TestValidateAgentImage(t *testing.T) {
@@ -74,5 +77,46 @@ func TestManifestRunsTheConfiguredImage(t *testing.T) {
 	}
 	if len(images) != 1 || images[0] != pinned {
 		t.Fatalf("agent Deployment runs %v, want [%s]", images, pinned)
+	}
+}
+
+// The agent bundle's Deployment is the import manifest's, so taking a
+// cluster over changes nothing; it tells the agent its own image, and
+// replaces an agent only by one that is Ready (checked in).
+func TestAgentDeploymentMatchesTheImportManifest(t *testing.T) {
+	img := "registry.local/edgefleet-agent:v2"
+	dep, err := AgentDeployment(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := Manifest("https://fleet.example.com:8443", "tok", []byte("ca"), img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(full), string(dep)) {
+		t.Fatalf("the import manifest does not contain the agent bundle's Deployment verbatim:\n%s", dep)
+	}
+	var d appsv1.Deployment
+	if err := yaml.UnmarshalStrict(dep, &d); err != nil {
+		t.Fatalf("Deployment does not parse strictly: %v\n%s", err, dep)
+	}
+	c := d.Spec.Template.Spec.Containers[0]
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	ru := d.Spec.Strategy.RollingUpdate
+	switch {
+	case c.Image != img || env[clusterjoin.EnvAgentImage] != img:
+		t.Errorf("image %q, $%s %q, want both %q", c.Image, clusterjoin.EnvAgentImage, env[clusterjoin.EnvAgentImage], img)
+	case ru == nil || ru.MaxUnavailable.IntValue() != 0 || ru.MaxSurge.IntValue() != 1:
+		t.Errorf("strategy %+v: a new agent must start beside the old one (maxUnavailable 0)", d.Spec.Strategy)
+	case c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" ||
+		env[clusterjoin.EnvHealthProbeAddress] != ":"+c.ReadinessProbe.HTTPGet.Port.String():
+		t.Errorf("readiness probe %+v with $%s %q, want /readyz (checked in) on that port", c.ReadinessProbe, clusterjoin.EnvHealthProbeAddress, env[clusterjoin.EnvHealthProbeAddress])
+	case strings.Contains(strings.Join(c.Args, " "), "health-probe"):
+		t.Errorf("args %v: a flag older agents do not know would stop them from starting after a rollback", c.Args)
+	case d.Name != clusterjoin.AgentDeployment || d.Namespace != clusterjoin.SystemNamespace:
+		t.Errorf("Deployment %s/%s", d.Namespace, d.Name)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/edgefleet/edgefleet/internal/clusterproxy"
 	"github.com/edgefleet/edgefleet/internal/clusterregistration"
+	agentupgradectrl "github.com/edgefleet/edgefleet/internal/controller/agentupgrade"
 	bmcctrl "github.com/edgefleet/edgefleet/internal/controller/bmc"
 	bundlectrl "github.com/edgefleet/edgefleet/internal/controller/bundle"
 	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
@@ -61,6 +62,9 @@ type controllerDeps struct {
 	// bmcPollInterval and bmcWorkers tune the BMC controller (0 = default).
 	bmcPollInterval time.Duration
 	bmcWorkers      int
+
+	// agentUpgrades: agent bundles and their waves (off unless Enabled).
+	agentUpgrades agentupgradectrl.Settings
 }
 
 // setupControllers registers every reconciler with the manager: this is the
@@ -90,6 +94,7 @@ func setupControllers(mgr ctrl.Manager, d controllerDeps) error {
 			Versions: d.kubernetesReleases.Versions(), Releases: d.kubernetesReleases.Binaries(),
 			// Formed clusters' nodes through their tunnels, via this endpoint.
 			Nodes: &nodeops.Tunnel{Manager: mgr.GetClient(), Endpoint: d.externalURL, CAPEM: d.caCertPEM}}},
+		{"agentupgrade", &agentupgradectrl.Reconciler{Settings: d.agentUpgrades}},
 	} {
 		if err := c.r.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the %s controller: %w", c.name, err)

@@ -5,6 +5,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -38,6 +39,8 @@ import (
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/clusterproxy"
+	"github.com/edgefleet/edgefleet/internal/clusterregistration"
+	"github.com/edgefleet/edgefleet/internal/controller/agentupgrade"
 	"github.com/edgefleet/edgefleet/internal/controlplane"
 	"github.com/edgefleet/edgefleet/internal/crds"
 	"github.com/edgefleet/edgefleet/internal/datadir"
@@ -122,6 +125,9 @@ type Options struct {
 	// AgentImage is the cluster agent image the import manifest runs
 	// (default clusterregistration.DefaultAgentImage).
 	AgentImage string
+	// AgentUpgrades turns on agent bundles and tunes their waves; its Image
+	// is AgentImage.
+	AgentUpgrades agentupgrade.Settings
 }
 
 // Client-side rate limits of the manager's Kubernetes client.
@@ -230,6 +236,8 @@ func Run(ctx context.Context, o Options) error {
 		seedSources: o.SeedSources, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval, log: log.WithName("registration")}
 	deps.bmcPollInterval, deps.bmcWorkers = o.BMCPollInterval, o.BMCWorkers
 	deps.agentImage, deps.kubernetesReleases = o.AgentImage, o.KubernetesReleases
+	deps.agentUpgrades = o.AgentUpgrades
+	deps.agentUpgrades.Image = cmp.Or(o.AgentImage, clusterregistration.DefaultAgentImage)
 	if err := setupControllers(mgr, deps); err != nil {
 		return err
 	}

@@ -220,6 +220,9 @@ type ManagerOptions struct {
 	// and registries listen there): the manager then refuses tenant
 	// fetches from loopback as it does in production.
 	StrictFetch bool
+	// Binary runs this edgefleet binary instead of EdgefleetBinary's, e.g.
+	// one from BuildWithVersion.
+	Binary string
 }
 
 // LoopbackNetworks is the --fetch-allowed-networks value test managers get.
@@ -267,7 +270,11 @@ func LaunchManager(t testing.TB, o ManagerOptions) (*Manager, error) {
 		args = append(args, "--fetch-allowed-networks", LoopbackNetworks)
 	}
 	args = append(args, o.Args...)
-	cmd := exec.Command(EdgefleetBinary(t), args...)
+	bin := o.Binary
+	if bin == "" {
+		bin = EdgefleetBinary(t)
+	}
+	cmd := exec.Command(bin, args...)
 	out := &syncBuffer{}
 	cmd.Stdout = out
 	cmd.Stderr = out

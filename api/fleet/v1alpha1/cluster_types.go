@@ -43,6 +43,8 @@ const (
 // +kubebuilder:printcolumn:name="Bundles-Ready",type=string,JSONPath=`.status.display.readyBundles`
 // +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.display.state`
 // +kubebuilder:printcolumn:name="Connected",type=string,JSONPath=`.status.conditions[?(@.type=="Connected")].status`
+// +kubebuilder:printcolumn:name="Agent",type=string,JSONPath=`.status.agent.version`
+// +kubebuilder:printcolumn:name="Agent-Skew",type=string,JSONPath=`.status.conditions[?(@.type=="AgentSupported")].reason`
 // +kubebuilder:printcolumn:name="Last-Seen",type=date,JSONPath=`.status.agent.lastSeen`
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=10
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
@@ -120,7 +122,8 @@ type ClusterStatus struct {
 	Display ClusterDisplay `json:"display,omitzero"`
 
 	// conditions describe the cluster's current state: Ready, Connected (the
-	// agent's liveness), and Reconciling or Stalled while they are True.
+	// agent's liveness), AgentSupported (the agent's version against the
+	// manager's), and Reconciling or Stalled while they are True.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -146,6 +149,12 @@ type AgentStatus struct {
 	// kubernetesVersion of the downstream cluster, e.g. "v1.37.1".
 	// +optional
 	KubernetesVersion string `json:"kubernetesVersion,omitempty"`
+
+	// image the agent runs as, as its Deployment tells it; agent upgrades
+	// count a cluster as upgraded once its agent reports the new image.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Image string `json:"image,omitempty"`
 }
 
 // ClusterDisplay holds human-readable status summaries.

@@ -42,6 +42,13 @@ const (
 	// has never checked in.
 	ConnectedCondition = "Connected"
 
+	// AgentSupportedCondition (Cluster) says whether the manager supports the
+	// version the cluster's agent reports: True for its own minor version
+	// (AgentCurrent) and the minor before it (AgentOutdated), False for any
+	// other (AgentUnsupported), Unknown for development builds. It never
+	// stops deployments.
+	AgentSupportedCondition = "AgentSupported"
+
 	//  DeployedCondition (BundleDeployment) is True when the agent has applied
 	// the current deploymentID.
 	DeployedCondition = "Deployed"
@@ -95,6 +102,21 @@ const (
 const (
 	// AgentConnectedReason: the agent checked in recently.
 	AgentConnectedReason = "AgentConnected"
+
+	// AgentCurrentReason: the agent has the manager's minor version.
+	AgentCurrentReason = "AgentCurrent"
+
+	// AgentOutdatedReason: the agent is one minor version older than the
+	// manager; supported, to be upgraded.
+	AgentOutdatedReason = "AgentOutdated"
+
+	// AgentUnsupportedReason: the agent is older than the previous minor
+	// version, of another major version, or newer than the manager.
+	AgentUnsupportedReason = "AgentUnsupported"
+
+	// AgentVersionUnknownReason: the agent's or the manager's version is not
+	// a semantic version (development builds).
+	AgentVersionUnknownReason = "AgentVersionUnknown"
 
 	// AgentOfflineReason: the agent's last heartbeat is older than the
 	// offline threshold.

@@ -30,6 +30,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"github.com/edgefleet/edgefleet/internal/controller/conditions"
 	"github.com/edgefleet/edgefleet/internal/controller/queue"
+	"github.com/edgefleet/edgefleet/internal/version"
 )
 
 // Finalizer keeps a Cluster until its namespace is deleted.
@@ -58,6 +59,9 @@ type Reconciler struct {
 	// Events records condition changes; SetupWithManager uses the
 	// manager's recorder when nil.
 	Events events.EventRecorder
+	// ManagerVersion is what agents' versions are compared with
+	// (AgentSupported); version.Version when empty.
+	ManagerVersion string
 }
 
 // SetupWithManager registers the controller.
@@ -76,6 +80,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.Now == nil {
 		r.Now = time.Now
+	}
+	if r.ManagerVersion == "" {
+		r.ManagerVersion = version.Version
 	}
 	if r.Events == nil {
 		r.Events = mgr.GetEventRecorder("edgefleet-cluster")
@@ -147,6 +154,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if status.Namespace == nsName {
 		r.updateLiveness(ctx, &cluster, nsName, status, r.Now())
+		setAgentSupported(status, r.ManagerVersion, cluster.Generation)
 		if result.IsZero() {
 			result.RequeueAfter = r.livenessEvery()
 		}

@@ -79,7 +79,30 @@ func AgentStatusFrom(hb *coordinationv1.Lease, current fleetv1.AgentStatus, now 
 	if v, ok := hb.Annotations[clusterjoin.AnnotationKubernetesVersion]; ok {
 		out.KubernetesVersion = agentFact(v)
 	}
+	if v, ok := hb.Annotations[clusterjoin.AnnotationAgentImage]; ok {
+		out.Image = agentImage(v)
+	}
 	return out
+}
+
+// maxAgentImage bounds an image reference (registry/repository@sha256:…).
+const maxAgentImage = 512
+
+func agentImage(v string) string {
+	v = printable(v)
+	if len(v) > maxAgentImage {
+		v = v[:maxAgentImage]
+	}
+	return v
+}
+
+func printable(v string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x21 || r > 0x7e {
+			return -1
+		}
+		return r
+	}, v)
 }
 
 func agentFact(v string) string {
@@ -100,7 +123,7 @@ func agentFact(v string) string {
 // cluster and beat; Connected is computed from the Lease itself, so a
 // lastSeen refreshed a few times per offline threshold is enough.
 func agentFactsChanged(old, cur fleetv1.AgentStatus, refresh time.Duration) bool {
-	if old.Version != cur.Version || old.KubernetesVersion != cur.KubernetesVersion {
+	if old.Version != cur.Version || old.KubernetesVersion != cur.KubernetesVersion || old.Image != cur.Image {
 		return true
 	}
 	if old.LastSeen.IsZero() != cur.LastSeen.IsZero() {

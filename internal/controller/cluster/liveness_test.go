@@ -45,8 +45,12 @@ func TestAgentStatusFromLeaseIsBounded(t *testing.T) {
 	hb.Annotations = map[string]string{
 		clusterjoin.AnnotationAgentVersion:      "v1\n<script>" + strings.Repeat("x", 200),
 		clusterjoin.AnnotationKubernetesVersion: "v1.37.1",
+		clusterjoin.AnnotationAgentImage:        "registry.local/agent:v1 \n" + strings.Repeat("y", 600),
 	}
 	got := AgentStatusFrom(hb, fleetv1.AgentStatus{}, now)
+	if len(got.Image) != maxAgentImage || !strings.HasPrefix(got.Image, "registry.local/agent:v1yyy") {
+		t.Fatalf("image %q not bounded to printable ASCII of %d bytes", got.Image, maxAgentImage)
+	}
 	if got.LastSeen.After(now) {
 		t.Fatalf("lastSeen %v is in the future", got.LastSeen)
 	}

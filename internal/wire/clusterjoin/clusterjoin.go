@@ -84,7 +84,23 @@ const (
 	// HeartbeatLease carry the agent's facts.
 	AnnotationAgentVersion      = "fleet.edgefleet.io/agent-version"
 	AnnotationKubernetesVersion = "fleet.edgefleet.io/kubernetes-version"
+	// AnnotationAgentImage carries the image the agent runs as, from
+	// $EDGEFLEET_AGENT_IMAGE, which the agent's Deployment sets to its own
+	// image: an agent upgrade counts as checked in once it appears here.
+	AnnotationAgentImage = "fleet.edgefleet.io/agent-image"
 )
+
+// AgentDeployment is the agent's Deployment downstream, in SystemNamespace.
+const AgentDeployment = "edgefleet-agent"
+
+// EnvHealthProbeAddress sets the agent's --health-probe-address in its
+// Deployment: a variable, not a flag, so an agent image older than the flag
+// ignores it instead of refusing to start, and the same Deployment can roll
+// back to it.
+const EnvHealthProbeAddress = "EDGEFLEET_HEALTH_PROBE_ADDRESS"
+
+// EnvAgentImage names the agent's own image inside its Deployment.
+const EnvAgentImage = "EDGEFLEET_AGENT_IMAGE"
 
 // RegisterRequest is the body of POST /v1/register.
 type RegisterRequest struct {
