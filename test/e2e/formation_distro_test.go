@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -23,6 +24,7 @@ import (
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/imagebuild"
+	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/node/kubedistro"
 	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 	"github.com/edgefleet/edgefleet/test/harness"
@@ -110,10 +112,28 @@ func TestFormationEdgefleetDistro(t *testing.T) {
 	_, l.caPEM = get(t, m, "/cacerts")
 	regURL := map[string]string{}
 	for _, role := range []string{"server", "worker"} {
-		_, regURL[role] = l.registration(t, role+"s", machinesv1.MachineRegistrationSpec{
+		mr := &machinesv1.MachineRegistration{ObjectMeta: metav1.ObjectMeta{Name: role + "s", Namespace: ns}, Spec: machinesv1.MachineRegistrationSpec{
 			MachineName:            role + "-${System Information/Serial Number}",
 			MachineInventoryLabels: map[string]string{"role": role},
 			Config:                 machinesv1.MachineRegistrationConfig{Registration: &machinesv1.RegistrationConfig{EmulateTPM: true, EmulatedTPMSeed: -1}},
+		}}
+		if err := c.Create(ctx, mr); err != nil {
+			t.Fatal(err)
+		}
+		// The URL names the gateway, which only the lab's namespaces reach;
+		// the test asks the same endpoint on its loopback.
+		waitUntil(t, 30*time.Second, func() error {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(mr), mr); err != nil {
+				return err
+			}
+			var err error
+			if regURL[role], err = machineregistration.RegistrationURLFromSecret(ctx, c, mr); err != nil {
+				return err
+			}
+			if code := l.status(t, strings.Replace(regURL[role], lab.Gateway(), "127.0.0.1", 1)); code == http.StatusUnauthorized {
+				return fmt.Errorf("URL not served yet")
+			}
+			return nil
 		})
 		if !strings.Contains(regURL[role], lab.Gateway()) {
 			t.Fatalf("registration URL %s does not use the external URL", regURL[role])
@@ -129,7 +149,7 @@ func TestFormationEdgefleetDistro(t *testing.T) {
 	addMachine := func(role, serial string) *formationMachine {
 		t.Helper()
 		name := role + "-" + serial
-		fm := &formationMachine{Node: lab.AddNode(name), root: t.TempDir()}
+		fm := &formationMachine{Node: lab.AddNode(name), root: shortTempDir(t)}
 		machines[name] = fm
 		for v, dir := range map[string]string{version: bins, upgradeVersion: newBins} {
 			if err := os.MkdirAll(filepath.Join(fm.root, "opt/kubernetes", v), 0o755); err != nil {
@@ -510,4 +530,17 @@ spec:
 			t.Log(line)
 		}
 	})
+}
+
+// shortTempDir is a temporary folder with a short path: a machine's root
+// holds the kubelet's unix sockets, whose paths must stay under 108 bytes
+// (t.TempDir's names carry the test's long name).
+func shortTempDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "fm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(d) })
+	return d
 }
