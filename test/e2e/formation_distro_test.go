@@ -376,7 +376,13 @@ func TestFormationEdgefleetDistro(t *testing.T) {
 		return
 	}
 
+	// The manager's tunnel proxy, with the kubeconfig `edgefleet
+	// kubeconfig` gives; it names the external URL, so kubectl runs on the
+	// lab network (in the server's namespace).
 	var proxyKC string
+	proxyKubectl := func(args ...string) ([]byte, error) {
+		return server.Command(filepath.Join(bins, "kubectl"), append([]string{"--kubeconfig", proxyKC}, args...)...).CombinedOutput()
+	}
 	t.Run("a bundle runs the locally built hello image on the formed cluster", func(t *testing.T) {
 		dir := t.TempDir()
 		writeTree(t, dir, map[string]string{
@@ -413,7 +419,7 @@ spec:
 		}
 		var pods []podInfo
 		waitCluster(t, 3*time.Minute, "2 hello pods Ready, read through the manager's tunnel proxy", func() error {
-			out, err := exec.Command(kubectlBin, "--kubeconfig", proxyKC, "get", "pods", "-n", "hello", "-l", "app=hello", "-o", "json").CombinedOutput()
+			out, err := proxyKubectl("get", "pods", "-n", "hello", "-l", "app=hello", "-o", "json")
 			if err != nil {
 				return fmt.Errorf("%v %s", err, out)
 			}
@@ -506,7 +512,7 @@ spec:
 			return nil
 		})
 		t.Logf("scale-down: worker-3 drained, deleted and released in %s", time.Since(start).Round(time.Millisecond))
-		out, err := exec.Command(kubectlBin, "--kubeconfig", proxyKC, "get", "pods", "-n", "hello", "-l", "app=hello", "-o", "json").CombinedOutput()
+		out, err := proxyKubectl("get", "pods", "-n", "hello", "-l", "app=hello", "-o", "json")
 		if err != nil {
 			t.Fatal(err, string(out))
 		}
