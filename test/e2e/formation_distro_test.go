@@ -142,7 +142,7 @@ func TestFormationEdgefleetDistro(t *testing.T) {
 
 	// Both Kubernetes versions' binaries on every machine, where
 	// spec.binaries.dir names them.
-	newBins := kubeNodeBinDir(t, upgradeVersion)
+	newBins := upgradeBinDir(t, bins, kubeNodeBinDir(t, upgradeVersion))
 	binDir := func(v string) string { return "/opt/kubernetes/" + v + "/bin" }
 	pathEnv := "PATH=" + filepath.Dir(node) + ":" + os.Getenv("PATH")
 	machines := map[string]*formationMachine{}
@@ -549,4 +549,25 @@ func shortTempDir(t *testing.T) string {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(d) })
 	return d
+}
+
+// upgradeBinDir is the binaries folder of the upgrade version: its node
+// binaries (kubelet, kubectl, kube-proxy, what hack/build-kube-node.sh
+// builds) and the pinned version's control plane and etcd, so servers move
+// their kubelets while their control plane stays at the pinned patch
+// version (a patch skew Kubernetes supports).
+func upgradeBinDir(t *testing.T, pinned, node string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, b := range []string{"kubelet", "kubectl", "kube-proxy"} {
+		if err := os.Symlink(filepath.Join(node, b), filepath.Join(dir, b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+		if err := os.Symlink(filepath.Join(pinned, b), filepath.Join(dir, b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
