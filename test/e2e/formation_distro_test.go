@@ -379,7 +379,7 @@ func TestFormationEdgefleetDistro(t *testing.T) {
 	// The manager's tunnel proxy, with the kubeconfig `edgefleet
 	// kubeconfig` gives; it names the external URL, so kubectl runs on the
 	// lab network (in the server's namespace).
-	var proxyKC string
+	proxyKC := filepath.Join(t.TempDir(), "proxy.kubeconfig")
 	proxyKubectl := func(args ...string) ([]byte, error) {
 		return server.Command(filepath.Join(bins, "kubectl"), append([]string{"--kubeconfig", proxyKC}, args...)...).CombinedOutput()
 	}
@@ -413,7 +413,6 @@ spec:
 		if err != nil {
 			t.Fatalf("edgefleet kubeconfig: %v", err)
 		}
-		proxyKC = filepath.Join(t.TempDir(), "proxy.kubeconfig")
 		if err := os.WriteFile(proxyKC, kc, 0o600); err != nil {
 			t.Fatal(err)
 		}
