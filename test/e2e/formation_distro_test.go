@@ -511,6 +511,14 @@ spec:
 			return nil
 		})
 		t.Logf("scale-down: worker-3 drained, deleted and released in %s", time.Since(start).Round(time.Millisecond))
+		// Its release plan stops its Kubernetes: no kubelet keeps running
+		// with the cluster's credentials.
+		waitCluster(t, time.Minute, "worker-3's kubelet stopped", func() error {
+			if out, err := machines["worker-3"].Command("curl", "-sS", "-m", "2", "http://127.0.0.1:10248/healthz").CombinedOutput(); err == nil {
+				return fmt.Errorf("worker-3's kubelet still answers: %s", out)
+			}
+			return nil
+		})
 		out, err := proxyKubectl("get", "pods", "-n", "hello", "-l", "app=hello", "-o", "json")
 		if err != nil {
 			t.Fatal(err, string(out))
