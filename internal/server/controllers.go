@@ -45,7 +45,9 @@ type controllerDeps struct {
 	dataDir            string
 	allowLocalGitRepos bool
 	externalURL        *url.URL
-	caCertPEM          []byte
+	// selfURL is the manager's own endpoint as the manager reaches it.
+	selfURL   *url.URL
+	caCertPEM []byte
 	// agentImage is the fleet agent in import manifests (formed clusters' too).
 	agentImage string
 	// kubernetesReleases are the versions formation may install.
@@ -93,7 +95,7 @@ func setupControllers(mgr ctrl.Manager, d controllerDeps) error {
 		{"provisionedcluster", &provisionedclusterctrl.Reconciler{ExternalURL: d.externalURL, CACertPEM: d.caCertPEM, AgentImage: d.agentImage,
 			Versions: d.kubernetesReleases.Versions(), Releases: d.kubernetesReleases.Binaries(),
 			// Formed clusters' nodes through their tunnels, via this endpoint.
-			Nodes: &nodeops.Tunnel{Manager: mgr.GetClient(), Endpoint: d.externalURL, CAPEM: d.caCertPEM}}},
+			Nodes: &nodeops.Tunnel{Manager: mgr.GetClient(), Endpoint: d.selfURL, CAPEM: d.caCertPEM}}},
 		{"agentupgrade", &agentupgradectrl.Reconciler{Settings: d.agentUpgrades}},
 	} {
 		if err := c.r.SetupWithManager(mgr); err != nil {

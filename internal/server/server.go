@@ -238,6 +238,7 @@ func Run(ctx context.Context, o Options) error {
 	deps.agentImage, deps.kubernetesReleases = o.AgentImage, o.KubernetesReleases
 	deps.agentUpgrades = o.AgentUpgrades
 	deps.agentUpgrades.Image = cmp.Or(o.AgentImage, clusterregistration.DefaultAgentImage)
+	deps.selfURL = selfURL(o.Listen)
 	if err := setupControllers(mgr, deps); err != nil {
 		return err
 	}
@@ -439,6 +440,26 @@ func endpointURL(o Options) (*url.URL, error) {
 		return nil, fmt.Errorf("--external-url %q is not valid: give an https URL such as https://manager.example.com:8443", raw)
 	}
 	return u, nil
+}
+
+// selfURL is where the manager calls its own endpoint (formation's
+// requests through the kube-api proxy): the address it listens on, never
+// the external URL, which is often a load balancer or a NAT that does not
+// hairpin, or an address only the machines' network reaches. An
+// unspecified listen address is reached on loopback; the serving
+// certificate covers both.
+func selfURL(listen string) *url.URL {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return &url.URL{Scheme: "https", Host: listen}
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	return &url.URL{Scheme: "https", Host: net.JoinHostPort(host, port)}
 }
 
 func copyFile(from, to string) error {

@@ -31,6 +31,8 @@ type Lab struct {
 	// Subnet's first three octets, e.g. "10.99.0".
 	net   string
 	nodes []*Node
+	// gw holds the forwarders on the gateway address (the lab namespace).
+	gw *Node
 }
 
 // Node is one machine's network namespace.
@@ -102,6 +104,13 @@ func (l *Lab) AddNode(name string) *Node {
 // Close stops the forwarders and removes every namespace (their veths go
 // with them).
 func (l *Lab) Close() {
+	if l.gw != nil {
+		l.gw.mu.Lock()
+		for _, ln := range l.gw.ln {
+			ln.Close()
+		}
+		l.gw.mu.Unlock()
+	}
 	for _, n := range l.nodes {
 		n.mu.Lock()
 		for _, ln := range n.ln {
@@ -125,7 +134,28 @@ func (n *Node) Command(name string, args ...string) *exec.Cmd {
 // thread switched there and back) whose connections are dialled from the
 // host's namespace.
 func (n *Node) Forward(port int) error {
-	ln, err := n.listen(fmt.Sprintf("127.0.0.1:%d", port))
+	return n.forwardOn(fmt.Sprintf("127.0.0.1:%d", port), port)
+}
+
+// Gateway is the bridge's address: every node's default route, so the
+// one address of the lab that nodes and the pods behind them all reach.
+func (l *Lab) Gateway() string { return l.net + ".1" }
+
+// ForwardGateway makes the host's 127.0.0.1:port answer on
+// Gateway():port, for every node and whatever runs behind a node's own
+// routing (a kubelet's pods): one address a manager can announce as its
+// external URL.
+func (l *Lab) ForwardGateway(port int) error {
+	if l.gw == nil {
+		l.gw = &Node{Name: "gateway", NS: l.ns, IP: l.Gateway()}
+	}
+	return l.gw.forwardOn(fmt.Sprintf("%s:%d", l.Gateway(), port), port)
+}
+
+// forwardOn listens on addr in the node's namespace and dials the host's
+// 127.0.0.1:port for each connection.
+func (n *Node) forwardOn(addr string, port int) error {
+	ln, err := n.listen(addr)
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/controller/managedosimage"
 	"github.com/edgefleet/edgefleet/internal/controller/provisionedcluster"
 	"github.com/edgefleet/edgefleet/internal/logging"
+	"github.com/edgefleet/edgefleet/internal/provisioning/render"
 	"github.com/edgefleet/edgefleet/internal/server"
 	"github.com/edgefleet/edgefleet/internal/wire/kubedistro"
 	"github.com/edgefleet/edgefleet/internal/wire/nodeplan"
@@ -316,8 +317,8 @@ func TestFormation(t *testing.T) {
 		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "s-0"}, &sec0); err != nil {
 			t.Fatal(err)
 		}
-		if len(sec0.Data[nodeplan.SecretKey]) != 0 {
-			t.Fatalf("released server (no reset allowed) still has a plan: %s", sec0.Data[nodeplan.SecretKey])
+		if want, _ := render.ReleasePlan(render.Edgefleet); string(sec0.Data[nodeplan.SecretKey]) != string(want) {
+			t.Fatalf("released server (no reset allowed) has plan %s, want the release plan %s", sec0.Data[nodeplan.SecretKey], want)
 		}
 	})
 

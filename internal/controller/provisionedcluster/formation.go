@@ -465,10 +465,14 @@ func (f *formation) release(ctx context.Context, m *machine) error {
 		}
 		return f.deleteNode(ctx, inv.Name)
 	}
-	if _, _, err := f.putPlan(ctx, inv, nil); err != nil && !apierrors.IsNotFound(err) {
+	raw, err := render.ReleasePlan(string(f.pc.Spec.Distro))
+	if err != nil {
 		return err
 	}
-	f.r.Events.Eventf(f.pc, inv, corev1.EventTypeNormal, "Released", "Release", "Released machine %s: plan cleared (its registration does not allow a reset)", inv.Name)
+	if _, _, err := f.putPlan(ctx, inv, raw); err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	f.r.Events.Eventf(f.pc, inv, corev1.EventTypeNormal, "Released", "Release", "Released machine %s: its plan stops its Kubernetes or is cleared (its registration does not allow a reset)", inv.Name)
 	if err := adopt.Release(ctx, f.r.Client, inv, f.pc.Name); err != nil {
 		return err
 	}

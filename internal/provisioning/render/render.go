@@ -336,3 +336,28 @@ func restrictedDomain(key string) bool {
 	}
 	return false
 }
+
+// InstructionKubernetesDown is the instruction of an edgefleet-distro
+// machine's release plan.
+const InstructionKubernetesDown = "kubernetes-down"
+
+// ReleasePlan is what a released machine (scale-down without a reset)
+// gets instead of its cluster plan, as plan Secret bytes; nil clears the
+// plan. An edgefleet-distro machine stops its Kubernetes: a cleared plan
+// alone would leave its kubelet running with the cluster's credentials.
+// A server does not leave etcd here (`down --leave-etcd` fails on the last
+// member, and a deleted cluster releases every server). k3s and rke2
+// machines get a cleared plan (their uninstall scripts are the admin's).
+func ReleasePlan(distro string) ([]byte, error) {
+	if distro != Edgefleet {
+		return nil, nil
+	}
+	args := []string{"kubernetes", "down", "--config", kubedistro.ConfigPath}
+	p := &nodeplan.Plan{Instructions: []nodeplan.Instruction{{CommonInstruction: nodeplan.CommonInstruction{
+		Name: InstructionKubernetesDown, Command: NodeBinary, Args: args, TimeoutSeconds: installTimeoutSeconds,
+	}, SaveOutput: true}}}
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("rendered release plan is invalid: %w", err)
+	}
+	return json.Marshal(p)
+}

@@ -171,3 +171,34 @@ func TestGeneratedSecretsRoundTrip(t *testing.T) {
 		t.Fatalf("a PKI Secret without %s: %v", KeyEtcdCAKey, err)
 	}
 }
+
+// A released edgefleet-distro machine stops its Kubernetes; k3s and rke2
+// machines get a cleared plan.
+func TestReleasePlan(t *testing.T) {
+	for _, tc := range []struct {
+		distro string
+		want   string // the instruction's arguments; "" = cleared plan
+	}{
+		{Edgefleet, "kubernetes down --config " + kubedistro.ConfigPath},
+		{K3s, ""},
+		{RKE2, ""},
+	} {
+		raw, err := ReleasePlan(tc.distro)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.want == "" {
+			if raw != nil {
+				t.Errorf("%s: release plan %s, want a cleared plan", tc.distro, raw)
+			}
+			continue
+		}
+		var p nodeplan.Plan
+		if err := json.Unmarshal(raw, &p); err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Instructions) != 1 || p.Instructions[0].Command != NodeBinary || strings.Join(p.Instructions[0].Args, " ") != tc.want || len(p.Files) != 0 || len(p.Probes) != 0 {
+			t.Errorf("%s: release plan %s", tc.distro, raw)
+		}
+	}
+}

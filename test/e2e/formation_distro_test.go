@@ -1,0 +1,580 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/imagebuild"
+	"github.com/edgefleet/edgefleet/internal/machineregistration"
+	"github.com/edgefleet/edgefleet/internal/node/kubedistro"
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
+	"github.com/edgefleet/edgefleet/test/harness"
+	"github.com/edgefleet/edgefleet/test/kubeimages"
+	"github.com/edgefleet/edgefleet/test/netlab"
+)
+
+// formationMachine is one machine of the formation lab: a real
+// `edgefleet-node agent` in its own network namespace with its own root.
+type formationMachine struct {
+	*netlab.Node
+	root  string
+	agent *nodeAgent
+}
+
+// Cluster formation for real with the built-in edgefleet distribution:
+// machines are `edgefleet-node agent` processes, each in its own network
+// namespace, registered (emulated TPM) with a real manager that announces
+// itself on the lab's gateway address. A ProvisionedCluster picks one
+// server and two workers by label; the plans run `edgefleet-node
+// kubernetes up` through the node agents' planner; real kubelets make the
+// Nodes Ready; the init server applies the import manifest, whose fleet
+// agent (an image built from bin/edgefleet-agent, pulled from a loopback
+// registry) joins the fleet; a bundle then runs a locally built image on
+// the formed cluster. Then scale up, upgrade and scale down.
+func TestFormationEdgefleetDistro(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a manager and a Kubernetes cluster of real kubelets")
+	}
+	if why := netlab.Supported(); why != "" {
+		t.Skip(why)
+	}
+	for _, cmd := range []string{"containerd", "runc", "nsenter", "iptables"} {
+		if _, err := exec.LookPath(cmd); err != nil {
+			t.Fatalf("%s is missing: run hack/install-deps.sh", cmd)
+		}
+	}
+	ctx := context.Background()
+	bins := harness.KubeBinDir(t)
+	if _, err := os.Stat(filepath.Join(bins, "kubelet")); err != nil {
+		t.Fatalf("no kubelet in %s: run hack/build-kube.sh", bins)
+	}
+	node := nodeBinary(t)
+	version := kubeletVersion(t, bins)
+	repo, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The images: pause and hello as in TestKubeDistro, and the fleet agent
+	// built from bin/edgefleet-agent, single-arch.
+	reg := kubeimages.StartRegistry(t)
+	reg.Push(t, "pause", "3.10", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/pause"), "pause"))
+	reg.Push(t, "hello", "v1", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/hello"), "hello"))
+	agentBin := filepath.Join(filepath.Dir(harness.EdgefleetBinary(t)), "edgefleet-agent")
+	caBundle, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := imagebuild.Build(imagebuild.Spec{Name: "edgefleet-agent", Binaries: map[string]string{"amd64": agentBin}, CABundle: caBundle, Created: time.Unix(0, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := imagebuild.Push(ctx, reg.Host+"/edgefleet/edgefleet-agent:e2e", idx); err != nil {
+		t.Fatal(err)
+	}
+	agentImage := "edgefleet.test/edgefleet/edgefleet-agent:e2e"
+
+	lab := netlab.New(t, "10.96.0")
+	m := harness.StartManager(t, harness.ManagerOptions{ExternalHost: lab.Gateway(), Args: []string{"--agent-image", agentImage, "--tunnel-probe-interval", "2s"}})
+	u, err := url.Parse(m.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := strconv.Atoi(u.Port())
+	if err := lab.ForwardGateway(port); err != nil {
+		t.Fatal(err)
+	}
+	c := m.Client
+	ns := "formation-lab"
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	l := &machineLab{m: m, ns: ns}
+	_, l.caPEM = get(t, m, "/cacerts")
+	regURL := map[string]string{}
+	for _, role := range []string{"server", "worker"} {
+		mr := &machinesv1.MachineRegistration{ObjectMeta: metav1.ObjectMeta{Name: role + "s", Namespace: ns}, Spec: machinesv1.MachineRegistrationSpec{
+			MachineName:            role + "-${System Information/Serial Number}",
+			MachineInventoryLabels: map[string]string{"role": role},
+			Config:                 machinesv1.MachineRegistrationConfig{Registration: &machinesv1.RegistrationConfig{EmulateTPM: true, EmulatedTPMSeed: -1}},
+		}}
+		if err := c.Create(ctx, mr); err != nil {
+			t.Fatal(err)
+		}
+		// The URL names the gateway, which only the lab's namespaces reach;
+		// the test asks the same endpoint on its loopback.
+		waitUntil(t, 30*time.Second, func() error {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(mr), mr); err != nil {
+				return err
+			}
+			var err error
+			if regURL[role], err = machineregistration.RegistrationURLFromSecret(ctx, c, mr); err != nil {
+				return err
+			}
+			if code := l.status(t, strings.Replace(regURL[role], lab.Gateway(), "127.0.0.1", 1)); code == http.StatusUnauthorized {
+				return fmt.Errorf("URL not served yet")
+			}
+			return nil
+		})
+		if !strings.Contains(regURL[role], lab.Gateway()) {
+			t.Fatalf("registration URL %s does not use the external URL", regURL[role])
+		}
+	}
+
+	// Both Kubernetes versions' binaries on every machine, where
+	// spec.binaries.dir names them.
+	newBins := upgradeBinDir(t, bins, kubeNodeBinDir(t, upgradeVersion))
+	binDir := func(v string) string { return "/opt/kubernetes/" + v + "/bin" }
+	pathEnv := "PATH=" + filepath.Dir(node) + ":" + os.Getenv("PATH")
+	machines := map[string]*formationMachine{}
+	addMachine := func(role, serial string) *formationMachine {
+		t.Helper()
+		name := role + "-" + serial
+		fm := &formationMachine{Node: lab.AddNode(name), root: shortTempDir(t)}
+		machines[name] = fm
+		for v, dir := range map[string]string{version: bins, upgradeVersion: newBins} {
+			if err := os.MkdirAll(filepath.Join(fm.root, "opt/kubernetes", v), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(dir, filepath.Join(fm.root, binDir(v))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The registry on the machine's loopback (containerd pulls from
+		// there); pods reach the gateway masqueraded as their node, like
+		// behind any home router.
+		if err := fm.Forward(reg.Port); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := fm.Command("iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "10.42.0.0/16", "-d", lab.Gateway()+"/32", "-j", "MASQUERADE").CombinedOutput(); err != nil {
+			t.Fatalf("iptables: %v %s", err, out)
+		}
+		dmi := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dmi, "product_serial"), []byte(serial), 0o444); err != nil {
+			t.Fatal(err)
+		}
+		cfg := machinereg.NodeConfig{
+			Registration: machinereg.NodeRegistration{URL: regURL[role], CACert: l.caPEM, EmulateTPM: true, EmulatedTPMSeed: -1, DMIDir: dmi},
+			StateDir:     filepath.Join(t.TempDir(), "state"),
+		}
+		data, _ := yaml.Marshal(cfg)
+		cfgPath := filepath.Join(t.TempDir(), "node.yaml")
+		if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// Registered before the agent's own cleanup, so it runs after the
+		// agent stopped: nothing restarts the node's Kubernetes.
+		t.Cleanup(func() {
+			if t.Failed() {
+				for _, comp := range []string{"supervisor", "kube-apiserver", "containerd", "kubelet"} {
+					if b, err := os.ReadFile(filepath.Join(kubedistro.NewPaths(fm.root).Logs(), comp+".log")); err == nil {
+						t.Logf("%s %s log (tail):\n%s", name, comp, tailString(string(b), 2000))
+					}
+				}
+			}
+			if out, err := fm.Command(node, "kubernetes", "down", "--root", fm.root).CombinedOutput(); err != nil {
+				t.Logf("%s: kubernetes down: %v: %s", name, err, out)
+			}
+		})
+		a := &nodeAgent{out: &syncBuf{}, done: make(chan struct{})}
+		a.cmd = fm.Command(node, "agent", "--config", cfgPath, "--root", fm.root, "--retry-base", "1s", "--retry-max", "4s", "--no-images")
+		a.cmd.Env = append(os.Environ(), pathEnv)
+		a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
+		a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if err := a.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = a.cmd.Wait(); close(a.done) }()
+		t.Cleanup(func() {
+			a.stop()
+			if t.Failed() {
+				t.Logf("%s: edgefleet-node agent output (tail):\n%s", name, tailString(a.out.String(), 4000))
+			}
+		})
+		fm.agent = a
+		return fm
+	}
+	start := time.Now()
+	for _, m := range [][2]string{{"server", "1"}, {"worker", "1"}, {"worker", "2"}, {"worker", "3"}} {
+		addMachine(m[0], m[1])
+	}
+	waitFor(t, 90*time.Second, "4 machines registered and Ready", func() bool {
+		var invs machinesv1.MachineInventoryList
+		if c.List(ctx, &invs, client.InNamespace(ns)) != nil {
+			return false
+		}
+		n := 0
+		for _, inv := range invs.Items {
+			if meta.IsStatusConditionTrue(inv.Status.Conditions, machinesv1.ReadyCondition) && inv.Status.Network.PrimaryAddress != "" {
+				n++
+			}
+		}
+		return n == 4
+	})
+	t.Logf("4 machines registered and Ready in %s", time.Since(start).Round(time.Millisecond))
+	// The fourth worker waits for scale-up: it is kept out of the selector
+	// until then.
+	setLabel := func(name, key, value string) {
+		t.Helper()
+		waitFor(t, 10*time.Second, "labelling "+name, func() bool {
+			var inv machinesv1.MachineInventory
+			if c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &inv) != nil {
+				return false
+			}
+			if inv.Labels == nil {
+				inv.Labels = map[string]string{}
+			}
+			inv.Labels[key] = value
+			return c.Update(ctx, &inv) == nil
+		})
+	}
+	setLabel("worker-3", "role", "spare")
+
+	pc := &provisioningv1.ProvisionedCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "lab"}, Spec: provisioningv1.ProvisionedClusterSpec{
+		Distro: provisioningv1.DistroEdgefleet, Version: version, Binaries: &provisioningv1.Binaries{Dir: binDir(version)},
+		ControlPlane: provisioningv1.MachinePool{Replicas: 1, MachineSelector: metav1.LabelSelector{MatchLabels: map[string]string{"role": "server"}}},
+		Workers: []provisioningv1.WorkerPool{{Name: "workers", MachinePool: provisioningv1.MachinePool{Replicas: 2,
+			MachineSelector: metav1.LabelSelector{MatchLabels: map[string]string{"role": "worker"}}}}},
+		Registries: []provisioningv1.RegistryMirror{
+			{Host: "registry.k8s.io", Endpoints: []string{"http://" + reg.Host}},
+			{Host: "edgefleet.test", Endpoints: []string{"http://" + reg.Host}},
+		},
+		Fleet:           provisioningv1.FleetSpec{Labels: map[string]string{"site": "lab"}},
+		RolloutStrategy: provisioningv1.RolloutStrategy{DrainTimeout: &metav1.Duration{Duration: time.Minute}},
+	}}
+	server := machines["server-1"]
+	kubectlOn := func(args ...string) (string, error) {
+		full := append([]string{"--kubeconfig", kubedistro.NewPaths(server.root).AdminKubeconfig()}, args...)
+		out, err := server.Command(filepath.Join(bins, "kubectl"), full...).CombinedOutput()
+		return string(out), err
+	}
+	describe := func() string {
+		var b strings.Builder
+		if c.Get(ctx, client.ObjectKeyFromObject(pc), pc) == nil {
+			for _, cond := range pc.Status.Conditions {
+				fmt.Fprintf(&b, "cluster %s=%s %s: %s\n", cond.Type, cond.Status, cond.Reason, cond.Message)
+			}
+		}
+		var cms provisioningv1.ClusterMachineList
+		if c.List(ctx, &cms, client.InNamespace(ns)) == nil {
+			for _, cm := range cms.Items {
+				for _, cond := range cm.Status.Conditions {
+					if cond.Status != metav1.ConditionTrue {
+						fmt.Fprintf(&b, "%s %s=%s %s: %s\n", cm.Name, cond.Type, cond.Status, cond.Reason, cond.Message)
+					}
+				}
+			}
+		}
+		return b.String()
+	}
+	waitCluster := func(t *testing.T, timeout time.Duration, what string, ok func() error) {
+		t.Helper()
+		deadline := time.Now().Add(timeout)
+		for {
+			err := ok()
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after %s, %s: %v\n%s", timeout, what, err, describe())
+			}
+			time.Sleep(time.Second)
+		}
+	}
+	nodesReady := func(want ...string) func() error {
+		return func() error {
+			for _, n := range want {
+				out, err := kubectlOn("get", "node", n, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.nodeInfo.kubeletVersion}`)
+				if err != nil || !strings.HasPrefix(out, "True ") {
+					return fmt.Errorf("node %s: %v %s", n, err, out)
+				}
+			}
+			return nil
+		}
+	}
+	clusterReady := func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(pc), pc); err != nil {
+			return err
+		}
+		if !meta.IsStatusConditionTrue(pc.Status.Conditions, provisioningv1.ReadyCondition) {
+			return fmt.Errorf("cluster not Ready")
+		}
+		return nil
+	}
+
+	t.Run("1 server + 2 workers formed from labels: real kubelets, Nodes Ready", func(t *testing.T) {
+		created := time.Now()
+		if err := c.Create(ctx, pc); err != nil {
+			t.Fatal(err)
+		}
+		waitCluster(t, 4*time.Minute, "the server's Node Ready", nodesReady("server-1"))
+		t.Logf("server Node Ready %s after the cluster was created", time.Since(created).Round(time.Millisecond))
+		waitCluster(t, 3*time.Minute, "all Nodes Ready", nodesReady("server-1", "worker-1", "worker-2"))
+		t.Logf("3 Nodes Ready %s after the cluster was created", time.Since(created).Round(time.Millisecond))
+		waitCluster(t, 2*time.Minute, "ClusterMachines Bootstrapped and NodeReady", func() error {
+			for _, name := range []string{"server-1", "worker-1", "worker-2"} {
+				var cm provisioningv1.ClusterMachine
+				if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &cm); err != nil {
+					return err
+				}
+				for _, ct := range []string{provisioningv1.BootstrappedCondition, provisioningv1.NodeReadyCondition} {
+					if !meta.IsStatusConditionTrue(cm.Status.Conditions, ct) {
+						return fmt.Errorf("%s not %s", name, ct)
+					}
+				}
+			}
+			return nil
+		})
+		var spare provisioningv1.ClusterMachine
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "worker-3"}, &spare); err == nil {
+			t.Error("worker-3 (not matching) was adopted")
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("the cluster joins the fleet: agent image from the loopback registry, Cluster linked both ways", func(t *testing.T) {
+		start := time.Now()
+		waitCluster(t, 3*time.Minute, "the cluster Ready (fleet joined)", clusterReady)
+		t.Logf("cluster Ready (fleet joined) %s after the Nodes", time.Since(start).Round(time.Millisecond))
+		if pc.Status.FleetClusterRef == nil {
+			t.Fatal("no status.fleetClusterRef")
+		}
+		var fc fleetv1.Cluster
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: pc.Status.FleetClusterRef.Name}, &fc); err != nil {
+			t.Fatal(err)
+		}
+		if fc.Labels[provisioningv1.ClusterLabel] != pc.Name || fc.Labels["site"] != "lab" {
+			t.Errorf("fleet Cluster labels %v", fc.Labels)
+		}
+		out, err := kubectlOn("get", "pods", "-A", "-o", `jsonpath={range .items[*]}{.spec.containers[0].image} {.status.phase}{"\n"}{end}`)
+		if err != nil || !strings.Contains(out, agentImage+" Running") {
+			t.Errorf("the fleet agent pod: %v\n%s", err, out)
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	// The manager's tunnel proxy, with the kubeconfig `edgefleet
+	// kubeconfig` gives; it names the external URL, so kubectl runs on the
+	// lab network (in the server's namespace).
+	proxyKC := filepath.Join(t.TempDir(), "proxy.kubeconfig")
+	proxyKubectl := func(args ...string) ([]byte, error) {
+		return server.Command(filepath.Join(bins, "kubectl"), append([]string{"--kubeconfig", proxyKC}, args...)...).CombinedOutput()
+	}
+	t.Run("a bundle runs the locally built hello image on the formed cluster", func(t *testing.T) {
+		dir := t.TempDir()
+		writeTree(t, dir, map[string]string{
+			"fleet.yaml": "defaultNamespace: hello\ntargets:\n- clusterSelector: {matchLabels: {site: lab}}\n",
+			"hello.yaml": `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: hello}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: hello}}
+  template:
+    metadata: {labels: {app: hello}}
+    spec:
+      automountServiceAccountToken: false
+      containers:
+      - name: hello
+        image: edgefleet.test/hello:v1
+        ports: [{containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
+`,
+		})
+		applied := time.Now()
+		out, err := exec.Command(harness.EdgefleetBinary(t), "apply", "-n", ns, "--kubeconfig", m.Kubeconfig, "hello", dir).CombinedOutput()
+		if err != nil {
+			t.Fatalf("edgefleet apply: %v\n%s", err, out)
+		}
+		kc, err := exec.Command(harness.EdgefleetBinary(t), "kubeconfig", pc.Status.FleetClusterRef.Name, "-n", ns, "--kubeconfig", m.Kubeconfig).Output()
+		if err != nil {
+			t.Fatalf("edgefleet kubeconfig: %v", err)
+		}
+		if err := os.WriteFile(proxyKC, kc, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var pods []podInfo
+		waitCluster(t, 3*time.Minute, "2 hello pods Ready, read through the manager's tunnel proxy", func() error {
+			out, err := proxyKubectl("get", "pods", "-n", "hello", "-l", "app=hello", "-o", "json")
+			if err != nil {
+				return fmt.Errorf("%v %s", err, out)
+			}
+			if pods = readyPods(string(out)); len(pods) != 2 {
+				return fmt.Errorf("%d of 2 pods Ready", len(pods))
+			}
+			return nil
+		})
+		t.Logf("2 hello pods Ready %s after edgefleet apply", time.Since(applied).Round(time.Millisecond))
+		for _, p := range pods {
+			out, err := server.Command("curl", "-sS", "-m", "3", "http://"+p.ip+":8080/").CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) != "hello from "+p.name {
+				t.Errorf("pod %s on %s answered %q (%v)", p.name, p.node, out, err)
+			}
+		}
+	})
+
+	t.Run("scale workers 2 → 3: a fourth machine adopted, its Node Ready", func(t *testing.T) {
+		start := time.Now()
+		setLabel("worker-3", "role", "worker")
+		waitFor(t, 10*time.Second, "replicas 3", func() bool {
+			if c.Get(ctx, client.ObjectKeyFromObject(pc), pc) != nil {
+				return false
+			}
+			pc.Spec.Workers[0].Replicas = 3
+			return c.Update(ctx, pc) == nil
+		})
+		waitCluster(t, 3*time.Minute, "worker-3's Node Ready", nodesReady("worker-3"))
+		t.Logf("scale-up: worker-3 Node Ready %s after replicas 3", time.Since(start).Round(time.Millisecond))
+		waitCluster(t, time.Minute, "the cluster Ready with 3 workers", func() error {
+			if err := clusterReady(); err != nil {
+				return err
+			}
+			if pc.Status.WorkersReady != 3 {
+				return fmt.Errorf("%d workers ready", pc.Status.WorkersReady)
+			}
+			return nil
+		})
+	})
+
+	t.Run("upgrade "+version+" → "+upgradeVersion+": every kubelet reports it", func(t *testing.T) {
+		if t.Failed() {
+			return
+		}
+		start := time.Now()
+		waitFor(t, 10*time.Second, "version "+upgradeVersion, func() bool {
+			if c.Get(ctx, client.ObjectKeyFromObject(pc), pc) != nil {
+				return false
+			}
+			pc.Spec.Version, pc.Spec.Binaries.Dir = upgradeVersion, binDir(upgradeVersion)
+			return c.Update(ctx, pc) == nil
+		})
+		waitCluster(t, 6*time.Minute, "all kubelets at "+upgradeVersion, func() error {
+			out, err := kubectlOn("get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.nodeInfo.kubeletVersion},{.spec.unschedulable}{"\n"}{end}`)
+			if err != nil {
+				return fmt.Errorf("%v %s", err, out)
+			}
+			for _, line := range strings.Fields(out) {
+				if !strings.Contains(line, "="+upgradeVersion+",") || strings.HasSuffix(line, "true") {
+					return fmt.Errorf("nodes: %s", out)
+				}
+			}
+			return nodesReady("server-1", "worker-1", "worker-2", "worker-3")()
+		})
+		t.Logf("upgrade: 4 nodes at %s in %s", upgradeVersion, time.Since(start).Round(time.Millisecond))
+		waitCluster(t, 2*time.Minute, "the cluster Ready after the upgrade", clusterReady)
+	})
+
+	t.Run("scale workers 3 → 2: drained, Node removed, machine released", func(t *testing.T) {
+		start := time.Now()
+		waitFor(t, 10*time.Second, "replicas 2", func() bool {
+			if c.Get(ctx, client.ObjectKeyFromObject(pc), pc) != nil {
+				return false
+			}
+			pc.Spec.Workers[0].Replicas = 2
+			return c.Update(ctx, pc) == nil
+		})
+		waitCluster(t, 3*time.Minute, "worker-3's Node deleted and its machine released", func() error {
+			out, err := kubectlOn("get", "node", "worker-3", "-o", "name")
+			if err == nil || !strings.Contains(out, "NotFound") {
+				return fmt.Errorf("node worker-3 still there: %v %s", err, out)
+			}
+			var inv machinesv1.MachineInventory
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "worker-3"}, &inv); err != nil {
+				return err
+			}
+			if inv.Labels[provisioningv1.ClusterLabel] != "" {
+				return fmt.Errorf("worker-3 still claimed by %s", inv.Labels[provisioningv1.ClusterLabel])
+			}
+			return nil
+		})
+		t.Logf("scale-down: worker-3 drained, deleted and released in %s", time.Since(start).Round(time.Millisecond))
+		// Its release plan stops its Kubernetes: no kubelet keeps running
+		// with the cluster's credentials.
+		waitCluster(t, time.Minute, "worker-3's kubelet stopped", func() error {
+			if out, err := machines["worker-3"].Command("curl", "-sS", "-m", "2", "http://127.0.0.1:10248/healthz").CombinedOutput(); err == nil {
+				return fmt.Errorf("worker-3's kubelet still answers: %s", out)
+			}
+			return nil
+		})
+		out, err := proxyKubectl("get", "pods", "-n", "hello", "-l", "app=hello", "-o", "json")
+		if err != nil {
+			t.Fatal(err, string(out))
+		}
+		for _, p := range readyPods(string(out)) {
+			if p.node == "worker-3" {
+				t.Errorf("pod %s still on the released node", p.name)
+			}
+		}
+	})
+
+	t.Run("memory of the node processes", func(t *testing.T) {
+		for name, fm := range machines {
+			now, peak := fm.agent.rssKiB(t)
+			line := fmt.Sprintf("%s: edgefleet-node agent %s KiB (peak %s)", name, now, peak)
+			var st kubedistro.State
+			if data, err := os.ReadFile(kubedistro.NewPaths(fm.root).State()); err == nil && yaml.Unmarshal(data, &st) == nil {
+				for _, comp := range st.Components {
+					line += fmt.Sprintf(", %s %d MiB", comp.Name, rssMiB(comp.PID))
+				}
+			}
+			t.Log(line)
+		}
+	})
+}
+
+// shortTempDir is a temporary folder with a short path: a machine's root
+// holds the kubelet's unix sockets, whose paths must stay under 108 bytes
+// (t.TempDir's names carry the test's long name).
+func shortTempDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "fm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(d) })
+	return d
+}
+
+// upgradeBinDir is the binaries folder of the upgrade version: its node
+// binaries (kubelet, kubectl, kube-proxy, what hack/build-kube-node.sh
+// builds) and the pinned version's control plane and etcd, so servers move
+// their kubelets while their control plane stays at the pinned patch
+// version (a patch skew Kubernetes supports).
+func upgradeBinDir(t *testing.T, pinned, node string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, b := range []string{"kubelet", "kubectl", "kube-proxy"} {
+		if err := os.Symlink(filepath.Join(node, b), filepath.Join(dir, b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+		if err := os.Symlink(filepath.Join(pinned, b), filepath.Join(dir, b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
