@@ -39,6 +39,31 @@ func joinEtcd(ctx context.Context, p Paths, c *kubedistro.NodeConfig, nodeIP str
 	if _, err := os.Stat(filepath.Join(p.Etcd(), "member")); err == nil {
 		return nil
 	}
+	// etcd refuses a member add while the cluster is settling ("unhealthy
+	// cluster", HTTP 503: a member that just joined has not caught up, or a
+	// leader election runs), so transient failures are retried. A member
+	// added by an attempt whose answer was lost is found by the next list.
+	deadline := time.Now().Add(etcdJoinTimeout)
+	wait := time.Second
+	for {
+		err := tryJoinEtcd(ctx, p, c, nodeIP)
+		if err == nil || strings.Contains(err.Error(), "HTTP 4") || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// etcdJoinTimeout bounds how long a joining server waits for the existing
+// members to accept it.
+const etcdJoinTimeout = 2 * time.Minute
+
+func tryJoinEtcd(ctx context.Context, p Paths, c *kubedistro.NodeConfig, nodeIP string) error {
 	peer := "https://" + net.JoinHostPort(nodeIP, strconv.Itoa(etcdPeerPort))
 	client, err := etcdClient(p)
 	if err != nil {
