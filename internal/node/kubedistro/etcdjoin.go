@@ -43,10 +43,16 @@ func joinEtcd(ctx context.Context, p Paths, c *kubedistro.NodeConfig, nodeIP str
 	// cluster", HTTP 503: a member that just joined has not caught up, or a
 	// leader election runs), so transient failures are retried. A member
 	// added by an attempt whose answer was lost is found by the next list.
+	return retrySettling(ctx, func() error { return tryJoinEtcd(ctx, p, c, nodeIP) })
+}
+
+// retrySettling retries call while etcd answers like a cluster that is
+// settling (anything but a 4xx refusal), for up to etcdJoinTimeout.
+func retrySettling(ctx context.Context, call func() error) error {
 	deadline := time.Now().Add(etcdJoinTimeout)
 	wait := time.Second
 	for {
-		err := tryJoinEtcd(ctx, p, c, nodeIP)
+		err := call()
 		if err == nil || strings.Contains(err.Error(), "HTTP 4") || time.Now().Add(wait).After(deadline) {
 			return err
 		}
@@ -182,7 +188,11 @@ func leaveEtcd(ctx context.Context, p Paths, nodeIP string) error {
 			return err
 		}
 		var out map[string]any
-		if err := etcdCall(ctx, client, "https://127.0.0.1:2379", "/v3/cluster/member/remove", map[string]any{"ID": m.ID}, &out); err != nil {
+		// Removal is refused (503 "unhealthy cluster") while a member
+		// that joined moments ago catches up.
+		if err := retrySettling(ctx, func() error {
+			return etcdCall(ctx, client, "https://127.0.0.1:2379", "/v3/cluster/member/remove", map[string]any{"ID": m.ID}, &out)
+		}); err != nil {
 			return fmt.Errorf("removing the etcd member: %w", err)
 		}
 	}
