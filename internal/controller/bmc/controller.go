@@ -8,6 +8,7 @@ package bmc
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -361,6 +362,9 @@ func (r *Reconciler) link(ctx context.Context, b *machinesv1.BMC, sys *bmc.Syste
 		st.InventoryRef, st.FactsAgree = &machinesv1.ObjectReference{Name: match[0]}, &t
 		return "linked to MachineInventory " + match[0], true, false
 	}
+	// The cache lists in no stable order; a sorted list keeps the message
+	// (and so the status) from changing on every reconcile.
+	slices.Sort(match)
 	st.InventoryRef, st.FactsAgree = nil, nil
 	return fmt.Sprintf("MachineInventories %s all match the BMC's UUID %q or serial number %q: set spec.inventoryRef", strings.Join(match, ", "), sys.UUID, sys.SerialNumber), true, true
 }
