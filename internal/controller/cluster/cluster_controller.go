@@ -29,6 +29,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/bundlestate"
 	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"github.com/edgefleet/edgefleet/internal/controller/conditions"
+	"github.com/edgefleet/edgefleet/internal/controller/internal/finalizer"
 	"github.com/edgefleet/edgefleet/internal/controller/queue"
 	"github.com/edgefleet/edgefleet/internal/version"
 )
@@ -128,12 +129,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !cluster.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.reconcileDelete(ctx, &cluster)
 	}
-	if !controllerutil.ContainsFinalizer(&cluster, Finalizer) {
-		patch := client.MergeFrom(cluster.DeepCopy())
-		controllerutil.AddFinalizer(&cluster, Finalizer)
-		if err := r.Client.Patch(ctx, &cluster, patch); err != nil {
-			return ctrl.Result{}, fmt.Errorf("adding finalizer to cluster %s: %w", req.NamespacedName, err)
-		}
+	if err := finalizer.Ensure(ctx, r.Client, &cluster, Finalizer); err != nil {
+		return ctrl.Result{}, fmt.Errorf("cluster %s: %w", req.NamespacedName, err)
 	}
 
 	nsName := clusterns.Name(cluster.Namespace, cluster.Name)

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -37,6 +36,8 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/bundlereader"
+	"github.com/edgefleet/edgefleet/internal/controller/internal/finalizer"
+	"github.com/edgefleet/edgefleet/internal/controller/internal/keyed"
 	"github.com/edgefleet/edgefleet/internal/gitops"
 	"github.com/edgefleet/edgefleet/internal/netguard"
 )
@@ -91,8 +92,7 @@ type Reconciler struct {
 	Events events.EventRecorder
 
 	fetcher *gitops.Fetcher
-	mu      sync.Mutex
-	states  map[types.NamespacedName]*syncState
+	states  keyed.Map[syncState]
 }
 
 // syncState is what the controller remembers of one GitRepo between
@@ -160,7 +160,6 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	f.AllowLocal = r.AllowLocalRepos
 	f.Guard = r.network()
 	r.fetcher = f
-	r.states = map[types.NamespacedName]*syncState{}
 
 	batch := func(q workqueue.TypedRateLimitingInterface[reconcile.Request], ns, repo string) {
 		if repo != "" {
@@ -247,23 +246,6 @@ func (webhookCommitChanged) Update(e event.UpdateEvent) bool {
 	return ok1 && ok2 && o.Status.WebhookCommit != n.Status.WebhookCommit
 }
 
-func (r *Reconciler) state(key types.NamespacedName) *syncState {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	st, ok := r.states[key]
-	if !ok {
-		st = &syncState{}
-		r.states[key] = st
-	}
-	return st
-}
-
-func (r *Reconciler) forget(key types.NamespacedName) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.states, key)
-}
-
 // Reconcile syncs a GitRepo when its spec changed, a webhook announced a
 // commit, a poll is due or a failed sync is due for a retry, and always
 // recomputes its status from its Bundles.
@@ -271,7 +253,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	var gr fleetv1.GitRepo
 	if err := r.Client.Get(ctx, req.NamespacedName, &gr); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.forget(req.NamespacedName)
+			r.states.Forget(req.NamespacedName)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
@@ -279,12 +261,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !gr.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.finalize(ctx, &gr)
 	}
-	if !controllerutil.ContainsFinalizer(&gr, Finalizer) {
-		orig := gr.DeepCopy()
-		controllerutil.AddFinalizer(&gr, Finalizer)
-		if err := r.Client.Patch(ctx, &gr, client.MergeFrom(orig)); err != nil {
-			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
-		}
+	if err := finalizer.Ensure(ctx, r.Client, &gr, Finalizer); err != nil {
+		return ctrl.Result{}, err
 	}
 	if gr.Spec.Suspend {
 		// Nothing but deletion runs, as Flux's suspend; resuming is a spec
@@ -292,7 +270,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 
-	st := r.state(req.NamespacedName)
+	st := r.states.Get(req.NamespacedName)
 	// base is the status as last written; gr's status is what sync learns.
 	base := gr.DeepCopy()
 	refused, err := r.restrict(ctx, &gr, st)
@@ -407,7 +385,7 @@ func (r *Reconciler) finalize(ctx context.Context, gr *fleetv1.GitRepo) error {
 	if err := r.Client.Patch(ctx, gr, client.MergeFrom(orig)); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("removing finalizer: %w", err)
 	}
-	r.forget(client.ObjectKeyFromObject(gr))
+	r.states.Forget(client.ObjectKeyFromObject(gr))
 	return nil
 }
 

@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -44,6 +43,8 @@ import (
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/bundlereader"
 	"github.com/edgefleet/edgefleet/internal/bundlewriter"
+	"github.com/edgefleet/edgefleet/internal/controller/internal/finalizer"
+	"github.com/edgefleet/edgefleet/internal/controller/internal/keyed"
 	"github.com/edgefleet/edgefleet/internal/gitops"
 	"github.com/edgefleet/edgefleet/internal/netguard"
 )
@@ -84,8 +85,7 @@ type Reconciler struct {
 	// Events records condition changes; the manager's recorder when nil.
 	Events events.EventRecorder
 
-	mu     sync.Mutex
-	states map[types.NamespacedName]*syncState
+	states keyed.Map[syncState]
 }
 
 // syncState is what the controller remembers of one HelmOp between
@@ -126,7 +126,6 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Events == nil {
 		r.Events = mgr.GetEventRecorder("edgefleet-helmop")
 	}
-	r.states = map[types.NamespacedName]*syncState{}
 
 	batch := func(q workqueue.TypedRateLimitingInterface[reconcile.Request], ns, name string) {
 		if name != "" {
@@ -182,30 +181,13 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return nil
 }
 
-func (r *Reconciler) state(key types.NamespacedName) *syncState {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	st, ok := r.states[key]
-	if !ok {
-		st = &syncState{}
-		r.states[key] = st
-	}
-	return st
-}
-
-func (r *Reconciler) forget(key types.NamespacedName) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.states, key)
-}
-
 // Reconcile fetches the chart when the spec changed, a poll or a retry is
 // due, and always recomputes the status from the bundle's deployments.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var op fleetv1.HelmOp
 	if err := r.Client.Get(ctx, req.NamespacedName, &op); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.forget(req.NamespacedName)
+			r.states.Forget(req.NamespacedName)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
@@ -213,14 +195,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !op.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.finalize(ctx, &op)
 	}
-	if !controllerutil.ContainsFinalizer(&op, Finalizer) {
-		orig := op.DeepCopy()
-		controllerutil.AddFinalizer(&op, Finalizer)
-		if err := r.Client.Patch(ctx, &op, client.MergeFrom(orig)); err != nil {
-			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
-		}
+	if err := finalizer.Ensure(ctx, r.Client, &op, Finalizer); err != nil {
+		return ctrl.Result{}, err
 	}
-	st := r.state(req.NamespacedName)
+	st := r.states.Get(req.NamespacedName)
 	base := op.DeepCopy()
 	now := time.Now()
 	due := op.Generation != st.generation ||
@@ -298,7 +276,7 @@ func (r *Reconciler) finalize(ctx context.Context, op *fleetv1.HelmOp) error {
 	if err := r.Client.Patch(ctx, op, client.MergeFrom(orig)); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("removing finalizer: %w", err)
 	}
-	r.forget(client.ObjectKeyFromObject(op))
+	r.states.Forget(client.ObjectKeyFromObject(op))
 	return nil
 }
 
