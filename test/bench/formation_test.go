@@ -25,7 +25,7 @@ import (
 )
 
 const (
-	orderFormation = orderSeedImage + 7
+	orderFormation = orderSeedImage + 8
 	// formationClusters is the default scale: 100 clusters of 1 server and
 	// 2 workers (EDGEFLEET_BENCH_FORMATION_CLUSTERS overrides it).
 	formationClusters = 100
