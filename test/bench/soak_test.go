@@ -440,7 +440,7 @@ func soakMarkdown(r soakReport, cfg soakConfig, n int, setup time.Duration) stri
 		w("| %s | "+format+" → "+format+" ("+format+"–"+format+") %s | %+.1f %s | %s |\n", name, t.first, t.last, t.min, t.max, unit, t.slopePerHour, unit, flatWord(t, unit))
 	}
 	row("manager RSS", r.rss, "MiB", "%.0f")
-	row("manager goroutines", r.goroutines, "", "%.0f")
+	row("manager goroutines", r.goroutines, "goroutines", "%.0f")
 	row("kube-apiserver request rate", r.rate, "req/s", "%.1f")
 	row("kube-apiserver RSS", r.apiRSS, "MiB", "%.0f")
 	row("etcd database size", r.db, "MiB", "%.1f")
