@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -56,7 +57,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "bench: reading %s: %v\n", out, err)
 		os.Exit(1)
 	}
-	stamp := fmt.Sprintf("_Measured %s with `%s` on %s._", time.Now().UTC().Format("2006-01-02 15:04 MST"), cmd, machine())
+	stamp := fmt.Sprintf("_Measured %s with `%s` on %s%s._", time.Now().UTC().Format("2006-01-02 15:04 MST"), cmd, machine(), loadAverage())
 	if err := os.WriteFile(out, []byte(mergeReport(string(old), sections, stamp)), 0o644); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: writing %s: %v\n", out, err)
 		os.Exit(1)
@@ -71,4 +72,14 @@ func requireBench(t *testing.T) {
 	if os.Getenv("EDGEFLEET_BENCH") != "1" {
 		t.Skip("benchmark; run with EDGEFLEET_BENCH=1 (make bench)")
 	}
+}
+
+// loadAverage says how busy the machine was (other jobs share it): the
+// 15-minute load average when the report is written.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(data)); err == nil && len(f) >= 3 {
+		return ", load average " + f[2] + " (15 min) when written"
+	}
+	return ""
 }
