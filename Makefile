@@ -9,7 +9,7 @@ DATA_DIR ?= ./edgefleet-data
 GO_TEST_FLAGS ?= -timeout 40m
 KUBE_BIN_DIR_FILE := .cache/kube-bin-dir
 
-.PHONY: all build run dev-cluster test test-unit bench bench-short deps kube-binaries generate verify-generate vet fmt clean os-image ui ui-deps verify-ui
+.PHONY: all build run dev-cluster test test-unit bench bench-short soak deps kube-binaries generate verify-generate vet fmt clean os-image ui ui-deps verify-ui
 
 all: build
 
@@ -63,6 +63,18 @@ bench: kube-binaries build
 		EDGEFLEET_BENCH_CMD="make bench BENCH_SCENARIOS=$(BENCH_SCENARIOS)" \
 		EDGEFLEET_KUBE_BIN_DIR="$$(cat $(KUBE_BIN_DIR_FILE))" EDGEFLEET_BIN="$(CURDIR)/bin/edgefleet" \
 		go test -count=1 -timeout 120m -v ./test/bench/
+
+## soak: issue #20 scenario 7, not in CI: SOAK_CLUSTERS simulated clusters (500) with a
+## Bundle change every minute for SOAK_DURATION (1h; SOAK_DURATION=5m for a short check);
+## writes the Soak section of BENCHMARKS.md and docs/bench/soak.svg
+SOAK_DURATION ?= 1h
+SOAK_CLUSTERS ?= 500
+soak: kube-binaries build
+	EDGEFLEET_BENCH=1 EDGEFLEET_SOAK=1 EDGEFLEET_SOAK_DURATION="$(SOAK_DURATION)" EDGEFLEET_SOAK_CLUSTERS="$(SOAK_CLUSTERS)" \
+		EDGEFLEET_SOAK_SVG="$(CURDIR)/docs/bench/soak.svg" EDGEFLEET_BENCH_OUT="$(CURDIR)/BENCHMARKS.md" \
+		EDGEFLEET_BENCH_CMD="make soak SOAK_DURATION=$(SOAK_DURATION) SOAK_CLUSTERS=$(SOAK_CLUSTERS)" \
+		EDGEFLEET_KUBE_BIN_DIR="$$(cat $(KUBE_BIN_DIR_FILE))" EDGEFLEET_BIN="$(CURDIR)/bin/edgefleet" \
+		go test -count=1 -timeout 0 -run 'TestSoak$$' -v ./test/bench/
 
 ## bench-short: the 50x50 fleet scenario only (under 3 minutes; prints, writes nothing)
 bench-short: kube-binaries build

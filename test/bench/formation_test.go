@@ -25,7 +25,7 @@ import (
 )
 
 const (
-	orderFormation = orderSeedImage + 7
+	orderFormation = orderSeedImage + 8
 	// formationClusters is the default scale: 100 clusters of 1 server and
 	// 2 workers (EDGEFLEET_BENCH_FORMATION_CLUSTERS overrides it).
 	formationClusters = 100
@@ -83,10 +83,16 @@ func TestFormation100Clusters(t *testing.T) {
 		if err := client.IgnoreAlreadyExists(c.Create(ctx, s)); err != nil {
 			return err
 		}
-		addr := fmt.Sprintf("10.%d.%d.%d", i/65536, (i/256)%256, i%256+1)
+		// 10.0.0.1 upwards; each octet stays in 0..255 (the manager rejects
+		// an address such as 10.0.0.256 and that cluster never forms).
+		addr := fmt.Sprintf("10.%d.%d.%d", (i+1)>>16&255, (i+1)>>8&255, (i+1)&255)
+		// A patch, not an update: the manager's controller may already have
+		// written the new inventory (its finalizer), and a conflict here
+		// would only be the benchmark's own race.
+		before := inv.DeepCopy()
 		inv.Status.Network = machinesv1.NetworkStatus{PrimaryAddress: addr, Addresses: []string{addr}}
 		inv.Status.Conditions = []metav1.Condition{{Type: machinesv1.RegisteredCondition, Status: metav1.ConditionTrue, Reason: "Registered", Message: "simulated", LastTransitionTime: metav1.Now()}}
-		return c.Status().Update(ctx, inv)
+		return c.Status().Patch(ctx, inv, client.MergeFrom(before))
 	})
 	// The simulated node agents.
 	simCtx, stop := context.WithCancel(ctx)

@@ -1,0 +1,457 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/content"
+	"github.com/edgefleet/edgefleet/test/harness"
+)
+
+// Issue #20 scenario 7: the soak. `make soak` runs it; `make bench` skips it.
+
+const (
+	orderSoak   = orderFaults + 5
+	soakNS      = "fleet-soak"
+	soakBundles = 2
+)
+
+// soakConfig is the soak's shape, from the environment `make soak` sets.
+type soakConfig struct {
+	clusters    int           // EDGEFLEET_SOAK_CLUSTERS, 500
+	duration    time.Duration // EDGEFLEET_SOAK_DURATION, 1h
+	changeEvery time.Duration // EDGEFLEET_SOAK_CHANGE_EVERY, 1m
+	sampleEvery time.Duration // EDGEFLEET_SOAK_SAMPLE_EVERY, 10s
+	svg         string        // EDGEFLEET_SOAK_SVG: where the plot goes
+}
+
+func soakSettings(t *testing.T) soakConfig {
+	t.Helper()
+	dur := func(name string, def time.Duration) time.Duration {
+		v := os.Getenv(name)
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			t.Fatalf("%s=%q is not a positive duration such as 5m or 1h", name, v)
+		}
+		return d
+	}
+	c := soakConfig{
+		clusters:    500,
+		duration:    dur("EDGEFLEET_SOAK_DURATION", time.Hour),
+		changeEvery: dur("EDGEFLEET_SOAK_CHANGE_EVERY", time.Minute),
+		sampleEvery: dur("EDGEFLEET_SOAK_SAMPLE_EVERY", 10*time.Second),
+		svg:         os.Getenv("EDGEFLEET_SOAK_SVG"),
+	}
+	if v := os.Getenv("EDGEFLEET_SOAK_CLUSTERS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("EDGEFLEET_SOAK_CLUSTERS=%q is not a positive number", v)
+		}
+		c.clusters = n
+	}
+	return c
+}
+
+// soakSample is one reading of the manager and its control plane.
+type soakSample struct {
+	at            time.Duration // since the soak began
+	managerRSS    int64         // KiB
+	goroutines    float64       // the manager's go_goroutines
+	apiRequests   float64       // cumulative apiserver_request_total
+	apiserverRSS  int64         // KiB
+	etcdDBBytes   float64
+	benchRoutines int // this process: the simulated agents
+}
+
+// soakChange is one change of a Bundle's content and how long the fleet
+// took to run it everywhere.
+type soakChange struct {
+	at        time.Duration
+	bundle    string
+	converged time.Duration // 0: did not converge
+}
+
+// TestSoak (issue #20 scenario 7): N simulated clusters (default 500: the
+// real join, credential and tunnel client code of simFleet, as in
+// TestManagerRestartWithConnectedAgents) while a Bundle's content changes
+// every minute for the duration (default 1 h). Every change must reach
+// every cluster; the manager's RSS and goroutines, the kube-apiserver's
+// request rate and the etcd database size are sampled throughout, plotted
+// into an SVG and judged flat or not by their slope per hour.
+func TestSoak(t *testing.T) {
+	if os.Getenv("EDGEFLEET_SOAK") != "1" {
+		t.Skip("soak; run with make soak (EDGEFLEET_SOAK=1)")
+	}
+	cfg := soakSettings(t)
+	ctrllog.SetLogger(logr.Discard())
+	klog.SetLogger(logr.Discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := cfg.clusters
+
+	// Phase 1: a manager, one real downstream cluster the agents share,
+	// the Bundles and N joined agents.
+	downstream := harness.StartClusters(t, 1, harness.ClusterOptions{})[0]
+	m := startQuietManager(t, "--join-rate-limit", "-1")
+	restCfg, err := clientcmd.BuildConfigFromFlags("", m.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: soakNS}}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(harness.EdgefleetBinary(t), "token", "create", "--kubeconfig", m.Kubeconfig, "-n", soakNS,
+		"--ttl", (cfg.duration + time.Hour).String(), "--max-clusters", strconv.Itoa(n)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("edgefleet token create: %v\n%s", err, out)
+	}
+	g := tokenLine.FindStringSubmatch(string(out))
+	if g == nil {
+		t.Fatalf("no token in:\n%s", out)
+	}
+	// Each Bundle flips between two contents: a change is a new
+	// deploymentID on every cluster, as after a git push, without the
+	// benchmark itself piling up Content objects.
+	contents := make([][2]string, soakBundles)
+	for b := range soakBundles {
+		for v := range 2 {
+			if contents[b][v], err = content.Store(ctx, m.Client, benchManifest(10*b+v)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := m.Client.Create(ctx, &fleetv1.Bundle{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("app-%d", b), Namespace: soakNS},
+			Spec: fleetv1.BundleSpec{
+				BundleDeploymentOptions: fleetv1.BundleDeploymentOptions{DefaultNamespace: fmt.Sprintf("app-%d", b)},
+				ContentsID:              contents[b][0],
+				Targets:                 []fleetv1.BundleTarget{{ClusterSelector: &metav1.LabelSelector{}}},
+			},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := &simFleet{agents: make([]*simJoinedAgent, n), inventory: map[simKey]string{},
+		queue: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[simKey]())}
+	defer f.queue.ShutDown()
+	for range 32 {
+		go f.work(ctx)
+	}
+	tJoin := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	joinErrs := make([]error, n)
+	for range 32 {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				f.agents[i], joinErrs[i] = f.startSimAgent(ctx, i, m, g[3], downstream.RESTConfig())
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range joinErrs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitProgress(t, 20*time.Minute, "every tunnel and every deployment", func() (bool, string) {
+		sessions, _, _, err := managerSample(m)
+		if err != nil {
+			return false, err.Error()
+		}
+		ready := 0
+		for b := range soakBundles {
+			if bundleConverged(ctx, m.Client, fmt.Sprintf("app-%d", b), n) {
+				ready++
+			}
+		}
+		return int(sessions) == n && ready == soakBundles, fmt.Sprintf("%.0f/%d tunnels, %d/%d bundles ready on all clusters", sessions, n, ready, soakBundles)
+	})
+	setup := time.Since(tJoin)
+	t.Logf("%d agents joined and deployed in %s; soaking for %s with a change every %s", n, secs(setup), cfg.duration, cfg.changeEvery)
+
+	// Phase 2: sample while changing.
+	t0 := time.Now()
+	var samplesMu sync.Mutex
+	var samples []soakSample
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	var sampling sync.WaitGroup
+	sampling.Go(func() {
+		tick := time.NewTicker(cfg.sampleEvery)
+		defer tick.Stop()
+		for {
+			if s, err := takeSoakSample(sampleCtx, m, restCfg, t0); err == nil {
+				samplesMu.Lock()
+				samples = append(samples, s)
+				samplesMu.Unlock()
+			} else if sampleCtx.Err() == nil {
+				t.Logf("sample at %s: %v", secs(time.Since(t0)), err)
+			}
+			select {
+			case <-sampleCtx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	})
+
+	var changes []soakChange
+	version := make([]int, soakBundles)
+	for k := 0; ; k++ {
+		due := t0.Add(time.Duration(k) * cfg.changeEvery)
+		if due.Sub(t0) >= cfg.duration {
+			break
+		}
+		time.Sleep(time.Until(due))
+		b := k % soakBundles
+		version[b] = 1 - version[b]
+		ch := soakChange{at: time.Since(t0), bundle: fmt.Sprintf("app-%d", b)}
+		applies0 := f.appliesSoFar()
+		start := time.Now()
+		if err := changeBundle(ctx, m.Client, ch.bundle, contents[b][version[b]]); err != nil {
+			t.Errorf("change %d: %v", k, err)
+			changes = append(changes, ch)
+			continue
+		}
+		// A change that has not converged when the next is due is late;
+		// give it up to five intervals before calling it lost.
+		deadline := start.Add(5 * cfg.changeEvery)
+		for time.Now().Before(deadline) {
+			if f.appliesSoFar()-applies0 >= n && bundleConverged(ctx, m.Client, ch.bundle, n) {
+				ch.converged = time.Since(start)
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if ch.converged == 0 {
+			t.Errorf("change %d (%s at %s) did not reach all %d clusters within %s (%d applies)", k, ch.bundle, secs(ch.at), n, 5*cfg.changeEvery, f.appliesSoFar()-applies0)
+		} else if k%10 == 0 {
+			t.Logf("change %d at %s: converged in %s", k, secs(ch.at), secs(ch.converged))
+		}
+		changes = append(changes, ch)
+	}
+	// One last sample after the last interval.
+	time.Sleep(time.Until(t0.Add(cfg.duration)))
+	stopSampling()
+	sampling.Wait()
+	if s, err := takeSoakSample(ctx, m, restCfg, t0); err == nil {
+		samples = append(samples, s)
+	}
+	if len(samples) < 4 {
+		t.Fatalf("only %d samples in %s", len(samples), cfg.duration)
+	}
+
+	// Phase 3: judge and report.
+	rep := judgeSoak(samples, changes, cfg)
+	if cfg.svg != "" {
+		if err := os.MkdirAll(filepath.Dir(cfg.svg), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(cfg.svg, []byte(soakSVG(samples, changes, cfg)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	md := soakMarkdown(rep, cfg, n, setup)
+	t.Log("\n" + md)
+	addSection(orderSoak, md)
+	if rep.goroutines.leaks() {
+		t.Errorf("manager goroutines grow %+.0f per hour (%.0f → %.0f): a leak", rep.goroutines.slopePerHour, rep.goroutines.first, rep.goroutines.last)
+	}
+}
+
+func changeBundle(ctx context.Context, c client.Client, name, contentsID string) error {
+	var b fleetv1.Bundle
+	if err := c.Get(ctx, client.ObjectKey{Namespace: soakNS, Name: name}, &b); err != nil {
+		return err
+	}
+	b.Spec.ContentsID = contentsID
+	return c.Update(ctx, &b)
+}
+
+// bundleConverged: the manager saw the Bundle's current spec and every
+// cluster reports it ready.
+func bundleConverged(ctx context.Context, c client.Client, name string, n int) bool {
+	var b fleetv1.Bundle
+	if err := c.Get(ctx, client.ObjectKey{Namespace: soakNS, Name: name}, &b); err != nil {
+		return false
+	}
+	return b.Status.ObservedGeneration == b.Generation && b.Status.ReadyClusters == int32(n)
+}
+
+func takeSoakSample(ctx context.Context, m *harness.Manager, cfg *rest.Config, t0 time.Time) (soakSample, error) {
+	s := soakSample{at: time.Since(t0), benchRoutines: runtime.NumGoroutine()}
+	_, gor, _, err := managerSample(m)
+	if err != nil {
+		return s, err
+	}
+	s.goroutines = gor
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	api, err := scrapeAPIServer(c, cfg)
+	if err != nil {
+		return s, err
+	}
+	s.apiRequests, s.etcdDBBytes = api.requests, api.dbBytes
+	procs := sampleProcs(m.DataDir)
+	s.managerRSS, s.apiserverRSS = procs["edgefleet"].rssKiB, procs["kube-apiserver"].rssKiB
+	return s, nil
+}
+
+// trend is a series' least-squares line after the warm-up.
+type trend struct {
+	first, last, mean, min, max float64
+	slopePerHour                float64
+	flat                        bool
+}
+
+// flatTolerance: a series is flat when its line moves less than 5 % of its
+// mean per hour, or less than the absolute noise floor.
+const flatTolerance = 0.05
+
+func fitTrend(at []time.Duration, v []float64, noise float64) trend {
+	tr := trend{first: v[0], last: v[len(v)-1], min: math.Inf(1), max: math.Inf(-1)}
+	var sx, sy float64
+	for i := range v {
+		sx += at[i].Hours()
+		sy += v[i]
+		tr.min, tr.max = math.Min(tr.min, v[i]), math.Max(tr.max, v[i])
+	}
+	nf := float64(len(v))
+	mx, my := sx/nf, sy/nf
+	var sxy, sxx float64
+	for i := range v {
+		dx := at[i].Hours() - mx
+		sxy += dx * (v[i] - my)
+		sxx += dx * dx
+	}
+	tr.mean = my
+	if sxx > 0 {
+		tr.slopePerHour = sxy / sxx
+	}
+	tr.flat = math.Abs(tr.slopePerHour) <= math.Max(flatTolerance*math.Abs(my), noise)
+	return tr
+}
+
+// leaks: goroutines that grow by more than the tolerance per hour.
+func (t trend) leaks() bool { return !t.flat && t.slopePerHour > 0 }
+
+type soakReport struct {
+	samples                       int
+	warmup                        time.Duration
+	rss, goroutines, rate, db     trend
+	apiRSS                        trend
+	benchFirst, benchLast         int
+	changes, converged            int
+	p50, p95, worst               time.Duration
+	totalRequests, elapsedSeconds float64
+}
+
+// judgeSoak fits each series after a warm-up (the first tenth of the run,
+// at most 10 minutes: caches fill, the Go heap finds its size).
+func judgeSoak(samples []soakSample, changes []soakChange, cfg soakConfig) soakReport {
+	r := soakReport{samples: len(samples), warmup: min(cfg.duration/10, 10*time.Minute)}
+	if samples[len(samples)-2].at < r.warmup { // too short to leave a warm-up out
+		r.warmup = 0
+	}
+	var at, rateAt []time.Duration
+	var rss, gor, db, apiRSS, rate []float64
+	for i, s := range samples {
+		if s.at < r.warmup {
+			continue
+		}
+		at = append(at, s.at)
+		rss = append(rss, float64(s.managerRSS)/1024)
+		gor = append(gor, s.goroutines)
+		db = append(db, s.etcdDBBytes/(1<<20))
+		apiRSS = append(apiRSS, float64(s.apiserverRSS)/1024)
+		if i > 0 {
+			rateAt = append(rateAt, s.at)
+			rate = append(rate, (s.apiRequests-samples[i-1].apiRequests)/(s.at-samples[i-1].at).Seconds())
+		}
+	}
+	r.rss, r.goroutines, r.db, r.apiRSS = fitTrend(at, rss, 10), fitTrend(at, gor, 50), fitTrend(at, db, 5), fitTrend(at, apiRSS, 20)
+	r.rate = fitTrend(rateAt, rate, 2)
+	return finishSoakReport(r, samples, changes)
+}
+
+func finishSoakReport(r soakReport, samples []soakSample, changes []soakChange) soakReport {
+	first, last := samples[0], samples[len(samples)-1]
+	r.benchFirst, r.benchLast = first.benchRoutines, last.benchRoutines
+	r.totalRequests, r.elapsedSeconds = last.apiRequests-first.apiRequests, (last.at - first.at).Seconds()
+	var times []time.Duration
+	for _, c := range changes {
+		r.changes++
+		if c.converged > 0 {
+			r.converged++
+			times = append(times, c.converged)
+		}
+	}
+	r.p50, r.p95, r.worst = quantile(times, 0.5), quantile(times, 0.95), quantile(times, 1)
+	return r
+}
+
+func flatWord(t trend, unit string) string {
+	if t.flat {
+		return fmt.Sprintf("flat (%+.1f %s/h)", t.slopePerHour, unit)
+	}
+	return fmt.Sprintf("**slope %+.1f %s/h**", t.slopePerHour, unit)
+}
+
+func soakMarkdown(r soakReport, cfg soakConfig, n int, setup time.Duration) string {
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	w("## Soak\n\n")
+	w("Issue #20 scenario 7. A real manager (`edgefleet server`, embedded control plane, `--unsafe-no-fsync`) and %d simulated agents in the benchmark process, ", n)
+	w("the same as in the restart benchmark under Faults: the real join code, credential renewal and tunnel client, and a BundleDeployment watch through the manager's endpoint with each cluster's own credential ")
+	w("(deploys are counted by the agent's rule and the status a real agent writes is written; nothing is applied downstream). ")
+	w("%d Bundles target every cluster; every %s one of them flips to its other content (a new deploymentID on every cluster, as after a git push), ", soakBundles, cfg.changeEvery)
+	w("alternating, for %s. Every %s the manager's RSS and `go_goroutines`, the kube-apiserver's `apiserver_request_total` and RSS and the etcd database size (`apiserver_storage_size_bytes`) are sampled. ", cfg.duration, cfg.sampleEvery)
+	w("A series is judged by its least-squares slope after a %s warm-up: flat when the line moves less than %.0f%% of its mean per hour (or less than its noise floor: 10 MiB RSS, 50 goroutines, 2 req/s, 5 MiB of etcd). ", r.warmup, 100*flatTolerance)
+	w("Setup (joining %d agents and deploying both Bundles everywhere) took %s.\n\n", n, secs(setup))
+	if cfg.svg != "" {
+		w("![Soak: manager RSS, goroutines, kube-apiserver request rate and etcd DB size over time](docs/bench/%s)\n\n", filepath.Base(cfg.svg))
+	}
+	w("| figure | after warm-up: first → last (min–max) | slope per hour | verdict |\n|---|---|---|---|\n")
+	row := func(name string, t trend, unit, format string) {
+		w("| %s | "+format+" → "+format+" ("+format+"–"+format+") %s | %+.1f %s | %s |\n", name, t.first, t.last, t.min, t.max, unit, t.slopePerHour, unit, flatWord(t, unit))
+	}
+	row("manager RSS", r.rss, "MiB", "%.0f")
+	row("manager goroutines", r.goroutines, "goroutines", "%.0f")
+	row("kube-apiserver request rate", r.rate, "req/s", "%.1f")
+	row("kube-apiserver RSS", r.apiRSS, "MiB", "%.0f")
+	row("etcd database size", r.db, "MiB", "%.1f")
+	w("\n| changes | converged on all %d clusters | time to converge p50 / p95 / worst | mean kube-apiserver rate over the run | agents' (bench process) goroutines first / last | samples |\n|---|---|---|---|---|---|\n", n)
+	w("| %d | %d | %s / %s / %s | %.1f req/s | %d / %d | %d |\n\n", r.changes, r.converged, secs(r.p50), secs(r.p95), secs(r.worst),
+		r.totalRequests/math.Max(r.elapsedSeconds, 1), r.benchFirst, r.benchLast, r.samples)
+	verdict := "flat"
+	if !r.rss.flat || !r.goroutines.flat {
+		verdict = "not flat (see the slopes above)"
+	}
+	w("Verdict: manager memory and goroutines %s; request rate %s; %d of %d changes converged.\n\n", verdict, flatWord(r.rate, "req/s"), r.converged, r.changes)
+	w("Run with `make soak` (1 h, 500 clusters); `make soak SOAK_DURATION=5m` for a short check; `SOAK_CLUSTERS=` for another fleet size. Not part of `make bench` or CI.\n")
+	return b.String()
+}
