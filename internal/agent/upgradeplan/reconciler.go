@@ -427,7 +427,7 @@ func (r *Reconciler) startNode(ctx context.Context, p *upgradev1.Plan, s *nodeSt
 		if s.state != upgradev1.NodeDraining {
 			s.state, s.since = upgradev1.NodeDraining, &metav1.Time{Time: now}
 		}
-		res, err := drain(ctx, r.Client, r.Reader, n.Name, d, now)
+		res, err := drainNode(ctx, r.Client, r.Reader, n.Name, d, now)
 		var refused *drainRefused
 		if errors.As(err, &refused) {
 			s.state, s.msg = upgradev1.NodeFailed, refused.msg
