@@ -14,6 +14,7 @@ package drain
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -60,7 +61,9 @@ type Options struct {
 type Pending struct {
 	// Pod is namespace/name.
 	Pod string
-	// Why: "evicted", "terminating" or "blocked by a PodDisruptionBudget".
+	// Why: "evicted", "terminating" or "blocked by a PodDisruptionBudget"
+	// with what the budget says ("(the disruption budget web needs 2
+	// healthy pods and has 2 currently)").
 	Why string
 }
 
@@ -90,7 +93,7 @@ func (r Result) Pods() []string {
 
 // Blocked reports whether a PodDisruptionBudget holds a pending pod.
 func (r Result) Blocked() bool {
-	return slices.ContainsFunc(r.Pending, func(p Pending) bool { return p.Why == BlockedByPDB })
+	return slices.ContainsFunc(r.Pending, func(p Pending) bool { return strings.HasPrefix(p.Why, BlockedByPDB) })
 }
 
 // String says what the drain waits for, at most three pods named
@@ -154,12 +157,26 @@ func Step(ctx context.Context, c Cluster, node string, o Options, now time.Time)
 		case err == nil || apierrors.IsNotFound(err):
 			pending = append(pending, Pending{name, Evicted})
 		case apierrors.IsTooManyRequests(err):
-			pending = append(pending, Pending{name, BlockedByPDB})
+			pending = append(pending, Pending{name, BlockedByPDB + budgetSays(err)})
 		default:
 			return Result{}, fmt.Errorf("evicting pod %s from node %s: %w", name, node, err)
 		}
 	}
 	return Result{Done: len(pending) == 0, Pending: pending}, nil
+}
+
+// budgetSays is the API server's explanation of a refused eviction.
+func budgetSays(err error) string {
+	var st apierrors.APIStatus
+	if !errors.As(err, &st) || st.Status().Details == nil {
+		return ""
+	}
+	for _, c := range st.Status().Details.Causes {
+		if c.Type == policyv1.DisruptionBudgetCause && c.Message != "" {
+			return " (" + strings.TrimSuffix(c.Message, ".") + ")"
+		}
+	}
+	return ""
 }
 
 // Classify splits a node's pods into those to evict now, those the drain
@@ -221,8 +238,15 @@ func (c clientset) PodsOn(ctx context.Context, node string) ([]corev1.Pod, error
 	return l.Items, nil
 }
 
+// Evict sends the eviction once: client-go retries a 429 carrying
+// Retry-After up to ten times, and the API server sends Retry-After: 10
+// while a new PodDisruptionBudget is not processed yet, which would hold a
+// reconcile for minutes. Step tries again at the next pass instead.
 func (c clientset) Evict(ctx context.Context, p *corev1.Pod, opts *metav1.DeleteOptions) error {
-	return c.cs.PolicyV1().Evictions(p.Namespace).Evict(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name}, DeleteOptions: opts})
+	ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name}, DeleteOptions: opts}
+	return c.cs.CoreV1().RESTClient().Post().MaxRetries(0).
+		Namespace(p.Namespace).Resource("pods").Name(p.Name).SubResource("eviction").
+		Body(ev).Do(ctx).Error()
 }
 
 func (c clientset) Delete(ctx context.Context, p *corev1.Pod, opts *metav1.DeleteOptions) error {
@@ -231,7 +255,9 @@ func (c clientset) Delete(ctx context.Context, p *corev1.Pod, opts *metav1.Delet
 
 // ControllerRuntime is a Cluster over a controller-runtime client; reader
 // lists the pods (an API reader: the field selector spec.nodeName is the
-// API server's).
+// API server's). Its evictions go through client-go's retries of a 429
+// with Retry-After (a budget not processed yet): fine where a disruption
+// controller runs, as in the clusters the cluster agent serves.
 func ControllerRuntime(c client.Client, reader client.Reader) Cluster { return crClient{c, reader} }
 
 type crClient struct {

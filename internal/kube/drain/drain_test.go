@@ -6,6 +6,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
@@ -111,5 +113,16 @@ func TestResultSaysWhatItWaitsFor(t *testing.T) {
 	}
 	if got := strings.Join(r.Pods(), ","); got != "a/1,a/2,a/3,a/4,a/5" {
 		t.Errorf("Pods() = %s", got)
+	}
+}
+
+func TestBudgetSaysWhyAnEvictionWasRefused(t *testing.T) {
+	err := apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 0)
+	err.ErrStatus.Details.Causes = append(err.ErrStatus.Details.Causes, metav1.StatusCause{Type: policyv1.DisruptionBudgetCause, Message: "The disruption budget web needs 2 healthy pods and has 2 currently"})
+	if got := budgetSays(err); got != " (The disruption budget web needs 2 healthy pods and has 2 currently)" {
+		t.Errorf("budgetSays = %q", got)
+	}
+	if got := budgetSays(apierrors.NewTooManyRequests("slow down", 1)); got != "" {
+		t.Errorf("budgetSays of a plain 429 = %q, want nothing", got)
 	}
 }
