@@ -88,7 +88,9 @@ func setupControllers(mgr ctrl.Manager, d controllerDeps) error {
 		{"machineregistration", &machineregctrl.Reconciler{ExternalURL: d.externalURL}},
 		{"machineinventory", &machineinventoryctrl.Reconciler{}},
 		{"seedimage", &seedimagectrl.Reconciler{Dir: filepath.Join(dataDir, "seedimages"), ExternalURL: d.externalURL, CACertPEM: d.caCertPEM, Sources: d.seedSources}},
-		{"managedosimage", &mosictrl.Reconciler{}},
+		{"managedosimage", &mosictrl.Reconciler{
+			// Cordon and drain machines that are nodes of formed clusters, through their tunnels.
+			Nodes: &nodeops.Tunnel{Manager: mgr.GetClient(), Endpoint: d.selfURL, CAPEM: d.caCertPEM}}},
 		// Channel URLs are tenant input fetched by the manager: same rules as seed base images.
 		{"managedosversionchannel", &mosvcctrl.Reconciler{HTTP: d.seedSources.HTTPClient()}},
 		{"bmc", &bmcctrl.Reconciler{PollInterval: d.bmcPollInterval, Workers: d.bmcWorkers}},

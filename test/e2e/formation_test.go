@@ -15,6 +15,7 @@ import (
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
+	upgradev1 "github.com/edgefleet/edgefleet/api/upgrade/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/agent/join"
 	"github.com/edgefleet/edgefleet/internal/clusterregistration"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
@@ -69,7 +70,8 @@ func simulateFormationMachines(ctx context.Context, c client.Client, ns string) 
 // then follows the Nodes read through the tunnel, and scaling the workers
 // down cordons and drains the released machine's node (its pod is
 // evicted) and deletes the Node, and a version upgrade drains each node
-// before its machine moves and uncordons it after, all through the tunnel.
+// before its machine moves and uncordons it after, all through the tunnel;
+// so does an OS rollout (ManagedOSImage with drain) over the worker.
 func TestFormationNodesThroughTheTunnel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a manager and a cluster")
@@ -241,4 +243,60 @@ func TestFormationNodesThroughTheTunnel(t *testing.T) {
 	if err := down.Client.Get(ctx, client.ObjectKeyFromObject(pod1), &corev1.Pod{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("the pod on kwok-node-1 was not evicted by the upgrade's drain: %v", err)
 	}
+
+	// An OS rollout (ManagedOSImage with drain) over the cluster's worker:
+	// its node is cordoned and drained through the tunnel (the same
+	// downstream rights) before the upgrade plan is written, and
+	// uncordoned once the machine reports the new OS.
+	testOSRolloutDrainsThroughTheTunnel(t, c, down.Client, ns)
+}
+
+func testOSRolloutDrainsThroughTheTunnel(t *testing.T, c, down client.Client, ns string) {
+	ctx := context.Background()
+	const image = "registry.example.com/os:v2"
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "app-os"}, Spec: corev1.PodSpec{
+		NodeName: "kwok-node-1", Containers: []corev1.Container{{Name: "app", Image: "registry.example.com/app:1"}}}}
+	if err := down.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the pod Running on kwok-node-1", func() bool {
+		return down.Get(ctx, client.ObjectKeyFromObject(pod), pod) == nil && pod.Status.Phase == corev1.PodRunning
+	})
+	mosi := &machinesv1.ManagedOSImage{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "os-v2"}, Spec: machinesv1.ManagedOSImageSpec{
+		OSImage: image, Concurrency: 1, Drain: &upgradev1.DrainSpec{Force: true},
+		Targets: machinesv1.ManagedOSImageTargets{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"role": "worker", provisioningv1.ClusterLabel: "edge"}}}}}
+	if err := c.Create(ctx, mosi); err != nil {
+		t.Fatal(err)
+	}
+	var plan corev1.Secret
+	waitFor(t, 60*time.Second, "kwok-node-1 cordoned, its pod evicted, then the upgrade plan written", func() bool {
+		var node corev1.Node
+		if down.Get(ctx, client.ObjectKey{Name: "kwok-node-1"}, &node) != nil || !node.Spec.Unschedulable {
+			return false
+		}
+		if err := down.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{}); !apierrors.IsNotFound(err) {
+			return false
+		}
+		inv := &machinesv1.MachineInventory{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kwok-node-1"}}
+		return c.Get(ctx, client.ObjectKey{Namespace: ns, Name: machineregistration.PlanName(inv)}, &plan) == nil &&
+			strings.Contains(string(plan.Data[nodeplan.SecretKey]), "upgrade --image")
+	})
+	// The machine reports the new OS (what its node agent would do after
+	// the reboot): the node is given back.
+	waitFor(t, 10*time.Second, "kwok-node-1 reporting the new OS", func() bool {
+		var inv machinesv1.MachineInventory
+		if c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kwok-node-1"}, &inv) != nil {
+			return false
+		}
+		inv.Status.OS = machinesv1.OSStatus{Image: image, Version: "2", ActiveSlot: "b", BootedSlot: "b",
+			LastUpgrade: &machinesv1.OSUpgradeStatus{Image: image, Slot: "b", Result: machinesv1.OSUpgradeSucceeded, Time: metav1.Now()}}
+		return c.Status().Update(ctx, &inv) == nil
+	})
+	waitFor(t, 60*time.Second, "the rollout complete and kwok-node-1 uncordoned", func() bool {
+		var node corev1.Node
+		if c.Get(ctx, client.ObjectKeyFromObject(mosi), mosi) != nil || !meta.IsStatusConditionTrue(mosi.Status.Conditions, machinesv1.ReadyCondition) {
+			return false
+		}
+		return down.Get(ctx, client.ObjectKey{Name: "kwok-node-1"}, &node) == nil && !node.Spec.Unschedulable
+	})
 }

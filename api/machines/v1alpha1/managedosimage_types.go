@@ -18,12 +18,16 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	upgradev1 "github.com/edgefleet/edgefleet/api/upgrade/v1alpha1"
 )
 
 // ManagedOSImage rolls an OS image out to the machines its targets select,
 // concurrency machines at a time, through each machine's plan (Elemental's
 // ManagedOSImage, without the system-upgrade-controller indirection: the
-// machines are not Kubernetes nodes yet).
+// upgrade runs through the machine's own node agent; machines that are
+// Kubernetes nodes of a formed cluster are cordoned and drained first
+// when spec.cordon / spec.drain say so).
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
@@ -78,8 +82,25 @@ type ManagedOSImageSpec struct {
 	// +kubebuilder:validation:Maximum=1000
 	Concurrency int32 `json:"concurrency,omitempty"`
 
-	// cordonDrain is reserved: cordoning and draining machines that are
-	// Kubernetes nodes comes with cluster formation. Setting it is refused.
+	// cordon marks the Node of each machine that is a Kubernetes node of a
+	// formed cluster (a ProvisionedCluster claimed it) unschedulable
+	// before its upgrade, and schedulable again once the machine reports
+	// the end of its upgrade (a node that was cordoned already stays
+	// cordoned). Machines that are not nodes are upgraded without it.
+	// +optional
+	Cordon *bool `json:"cordon,omitempty"`
+
+	// drain evicts the pods of such a node before its upgrade, as
+	// `kubectl drain` does (PodDisruptionBudgets are respected); it
+	// implies cordon. A drain that passes drain.timeout, or that a pod
+	// refuses (a DaemonSet pod without ignoreDaemonSets, a pod no
+	// controller owns without force, emptyDir data without
+	// deleteEmptydirData), fails the machine and halts the rollout.
+	// +optional
+	Drain *upgradev1.DrainSpec `json:"drain,omitempty"`
+
+	// cordonDrain true is the same as cordon: true and drain: {} (the
+	// defaults: ignore DaemonSets, delete emptyDir data, no timeout).
 	// +optional
 	CordonDrain *bool `json:"cordonDrain,omitempty"`
 
@@ -103,12 +124,15 @@ type ManagedOSImageTargets struct {
 }
 
 // MachineUpgradeState is where one machine is in a rollout.
-// +kubebuilder:validation:Enum=Waiting;Upgrading;Upgraded;Failed;RolledBack;Held
+// +kubebuilder:validation:Enum=Waiting;Draining;Upgrading;Upgraded;Failed;RolledBack;Held
 type MachineUpgradeState string
 
 const (
 	// MachineUpgradeWaiting: not started yet.
 	MachineUpgradeWaiting MachineUpgradeState = "Waiting"
+	// MachineUpgradeDraining: the machine's node is cordoned and its pods
+	// are being evicted; the upgrade plan is written once it is drained.
+	MachineUpgradeDraining MachineUpgradeState = "Draining"
 	// MachineUpgradeUpgrading: the upgrade plan is on the machine.
 	MachineUpgradeUpgrading MachineUpgradeState = "Upgrading"
 	// MachineUpgradeUpgraded: the machine runs the image from a confirmed
@@ -179,7 +203,7 @@ type MachineUpgradeStatus struct {
 	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 
-	// state is Upgrading, Failed, RolledBack or Held.
+	// state is Draining, Upgrading, Failed, RolledBack or Held.
 	// +required
 	State MachineUpgradeState `json:"state"`
 

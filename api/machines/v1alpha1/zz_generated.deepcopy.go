@@ -21,6 +21,7 @@ limitations under the License.
 package v1alpha1
 
 import (
+	upgradev1alpha1 "github.com/edgefleet/edgefleet/api/upgrade/v1alpha1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -696,6 +697,16 @@ func (in *ManagedOSImageList) DeepCopyObject() runtime.Object {
 func (in *ManagedOSImageSpec) DeepCopyInto(out *ManagedOSImageSpec) {
 	*out = *in
 	in.Targets.DeepCopyInto(&out.Targets)
+	if in.Cordon != nil {
+		in, out := &in.Cordon, &out.Cordon
+		*out = new(bool)
+		**out = **in
+	}
+	if in.Drain != nil {
+		in, out := &in.Drain, &out.Drain
+		*out = new(upgradev1alpha1.DrainSpec)
+		(*in).DeepCopyInto(*out)
+	}
 	if in.CordonDrain != nil {
 		in, out := &in.CordonDrain, &out.CordonDrain
 		*out = new(bool)

@@ -345,7 +345,7 @@ spec:
 		waitReady(t, c, plan, 2*time.Minute)
 	})
 
-	t.Run("deleting a plan mid-drain uncordons the node it cordoned", func(t *testing.T) {
+	t.Run("a node leaving the selector mid-drain, and deleting a plan mid-drain, uncordon the node it cordoned", func(t *testing.T) {
 		// A pod pinned to kwok-node-4 that its budget never lets go.
 		labels := map[string]string{"app": "pinned"}
 		mustCreate(t, c, &appsv1.Deployment{
@@ -384,6 +384,25 @@ spec:
 `)
 		mustCreate(t, c, plan)
 		waitFor(t, time.Minute, "kwok-node-4 cordoned and draining", func() error {
+			n := node(t, c, "kwok-node-4")
+			if !n.Spec.Unschedulable || n.Annotations[AnnotationCordonedBy] != "system-upgrade/stuck" {
+				return fmt.Errorf("unschedulable %v, annotations %v", n.Spec.Unschedulable, n.Annotations)
+			}
+			return nil
+		})
+		// Relabelled out of the plan's selector while draining: the plan
+		// gives the node back at once (SUC would leave it cordoned until
+		// the plan is deleted).
+		label(t, c, "kwok-node-4", "stuck", "no")
+		waitFor(t, time.Minute, "kwok-node-4 schedulable after leaving the selector", func() error {
+			n := node(t, c, "kwok-node-4")
+			if n.Spec.Unschedulable || n.Annotations[AnnotationCordonedBy] != "" {
+				return fmt.Errorf("unschedulable %v, annotations %v", n.Spec.Unschedulable, n.Annotations)
+			}
+			return nil
+		})
+		label(t, c, "kwok-node-4", "stuck", "yes")
+		waitFor(t, time.Minute, "kwok-node-4 cordoned and draining again", func() error {
 			n := node(t, c, "kwok-node-4")
 			if !n.Spec.Unschedulable || n.Annotations[AnnotationCordonedBy] != "system-upgrade/stuck" {
 				return fmt.Errorf("unschedulable %v, annotations %v", n.Spec.Unschedulable, n.Annotations)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -146,6 +147,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	var jobs batchv1.JobList
 	if err := r.Client.List(ctx, &jobs, client.InNamespace(plan.Namespace), client.MatchingLabels{LabelController: ControllerName, LabelPlan: plan.Name}); err != nil {
 		return ctrl.Result{}, fmt.Errorf("listing the plan's Jobs: %w", err)
+	}
+	if err := r.releaseUnselected(ctx, plan, nodes, jobs.Items); err != nil {
+		return ctrl.Result{}, err
 	}
 	jobOf := map[string]*batchv1.Job{}
 	for i := range jobs.Items {
@@ -427,7 +431,7 @@ func (r *Reconciler) startNode(ctx context.Context, p *upgradev1.Plan, s *nodeSt
 		if s.state != upgradev1.NodeDraining {
 			s.state, s.since = upgradev1.NodeDraining, &metav1.Time{Time: now}
 		}
-		res, err := drain(ctx, r.Client, r.Reader, n.Name, d, now)
+		res, err := drainNode(ctx, r.Client, r.Reader, n.Name, d, now)
 		var refused *drainRefused
 		if errors.As(err, &refused) {
 			s.state, s.msg = upgradev1.NodeFailed, refused.msg
@@ -485,6 +489,38 @@ func cordon(ctx context.Context, c client.Client, n *corev1.Node, by string) err
 	n.Annotations[AnnotationCordonedBy] = by
 	if err := c.Patch(ctx, n, patch); err != nil {
 		return fmt.Errorf("cordoning node %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+// releaseUnselected uncordons the nodes this plan cordoned that left its
+// selector before their upgrade Job started (relabelled mid-drain, say):
+// SUC keeps them cordoned until the plan is deleted; nothing will upgrade
+// them, so they are given back now. A node whose Job still runs keeps its
+// cordon until the Job ends.
+func (r *Reconciler) releaseUnselected(ctx context.Context, p *upgradev1.Plan, selected []corev1.Node, jobs []batchv1.Job) error {
+	mine := p.Namespace + "/" + p.Name
+	var nodes corev1.NodeList
+	if err := r.Client.List(ctx, &nodes); err != nil {
+		return fmt.Errorf("listing nodes: %w", err)
+	}
+	for i := range nodes.Items {
+		n := &nodes.Items[i]
+		if n.Annotations[AnnotationCordonedBy] != mine || slices.ContainsFunc(selected, func(s corev1.Node) bool { return s.Name == n.Name }) {
+			continue
+		}
+		if slices.ContainsFunc(jobs, func(j batchv1.Job) bool {
+			return j.Labels[LabelNode] == n.Name && !jobDone(&j, batchv1.JobComplete) && !jobDone(&j, batchv1.JobFailed)
+		}) {
+			continue
+		}
+		patch := client.MergeFrom(n.DeepCopy())
+		n.Spec.Unschedulable = false
+		delete(n.Annotations, AnnotationCordonedBy)
+		if err := r.Client.Patch(ctx, n, patch); err != nil {
+			return fmt.Errorf("uncordoning node %s, which left plan %s's selector: %w", n.Name, mine, err)
+		}
+		log.FromContext(ctx).Info("Uncordoned a node that left the plan's selector before its upgrade", "Node", klog.KObj(n))
 	}
 	return nil
 }

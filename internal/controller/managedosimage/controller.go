@@ -6,6 +6,13 @@
 // instruction: `edgefleet-node upgrade --image REF --reboot`); the plan it
 // had is kept in the Secret's PreviousPlanKey and put back when the
 // machine's upgrade ends, whatever the result.
+//
+// A machine that is a Kubernetes node of a formed cluster (a
+// ProvisionedCluster claimed it; its Node is named after its inventory) is
+// cordoned and drained first when spec.cordon or spec.drain ask for it,
+// through the cluster's tunnel as formation does (internal/kube/drain):
+// the plan Secret carries the draining phase and the cordon it owns across
+// reconciles, and the node is uncordoned when the machine's upgrade ends.
 package managedosimage
 
 import (
@@ -14,12 +21,14 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -53,7 +62,28 @@ const (
 	MarkerDir = "/var/lib/edgefleet/os-upgrade"
 	// upgradeTimeoutSeconds bounds pulling and writing the image.
 	upgradeTimeoutSeconds = 3600
+
+	// AnnotationPhase on a plan Secret is PhaseDraining while the machine's
+	// node is drained and the upgrade plan is not written yet.
+	AnnotationPhase = "machines.edgefleet.io/os-upgrade-phase"
+	PhaseDraining   = "draining"
+	// AnnotationDrainStarted is when the drain began (RFC 3339), for
+	// drain.timeout.
+	AnnotationDrainStarted = "machines.edgefleet.io/os-upgrade-drain-started"
+	// AnnotationCordoned is "<ProvisionedCluster>/<Node>" when this rollout
+	// cordoned the node: only then is it uncordoned afterwards, so a node
+	// someone else cordoned stays cordoned.
+	AnnotationCordoned = "machines.edgefleet.io/os-upgrade-cordoned"
+	// drainPoll is how often a drain is looked at again (pods of a formed
+	// cluster are not watched).
+	drainPoll = 5 * time.Second
 )
+
+// NodeAccess makes clients of formed clusters (nodeops.Tunnel), by fleet
+// Cluster.
+type NodeAccess interface {
+	Clientset(ctx context.Context, fleetCluster types.NamespacedName) (kubernetes.Interface, error)
+}
 
 // Reconciler rolls ManagedOSImages out.
 type Reconciler struct {
@@ -61,6 +91,12 @@ type Reconciler struct {
 	// Events records condition changes; SetupWithManager uses the
 	// manager\'s recorder when nil.
 	Events events.EventRecorder
+	// Nodes reaches formed clusters to cordon and drain machines that are
+	// their nodes; nil: a rollout that asks for cordon or drain waits
+	// with a message on such machines.
+	Nodes NodeAccess
+	// Now is the clock (tests); time.Now when nil.
+	Now func() time.Time
 }
 
 // SetupWithManager registers the reconciler; inventory and version changes
@@ -71,6 +107,9 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 	}
 	if r.Events == nil {
 		r.Events = mgr.GetEventRecorder("edgefleet-managedosimage")
+	}
+	if r.Now == nil {
+		r.Now = time.Now
 	}
 	byNamespace := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 		var list machinesv1.ManagedOSImageList
@@ -105,9 +144,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 	}
 	before := mosi.DeepCopy()
-	err := r.rollout(ctx, &mosi)
+	draining, err := r.rollout(ctx, &mosi)
 	if perr := conditions.PatchStatus(ctx, r.Client, before, &mosi, &mosi.Status.ObservedGeneration, err, conditions.RecordTo(r.Events)); perr != nil && err == nil {
 		err = perr
+	}
+	if draining && err == nil {
+		return reconcile.Result{RequeueAfter: drainPoll}, nil
 	}
 	return reconcile.Result{}, err
 }
@@ -144,16 +186,16 @@ type machine struct {
 	msg    string
 }
 
-func (r *Reconciler) rollout(ctx context.Context, mosi *machinesv1.ManagedOSImage) error {
+func (r *Reconciler) rollout(ctx context.Context, mosi *machinesv1.ManagedOSImage) (draining bool, err error) {
 	gen := mosi.Generation
 	st := &mosi.Status
-	if mosi.Spec.CordonDrain != nil && *mosi.Spec.CordonDrain {
-		conditions.MarkStalled(&st.Conditions, machinesv1.InvalidSpecReason, "spec.cordonDrain is not supported yet: machines are not Kubernetes nodes until cluster formation; remove it", gen)
-		return nil
+	if _, err := drainOptions(mosi); err != nil {
+		conditions.MarkStalled(&st.Conditions, machinesv1.InvalidSpecReason, "spec."+err.Error(), gen)
+		return false, nil
 	}
 	tgt, invalid, err := r.resolve(ctx, mosi)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if invalid != "" {
 		reason := machinesv1.InvalidSpecReason
@@ -161,17 +203,17 @@ func (r *Reconciler) rollout(ctx context.Context, mosi *machinesv1.ManagedOSImag
 			reason = machinesv1.VersionNotFoundReason
 		}
 		conditions.MarkStalled(&st.Conditions, reason, invalid, gen)
-		return nil
+		return false, nil
 	}
 	st.Image = tgt.image
 	sel, err := metav1.LabelSelectorAsSelector(mosi.Spec.Targets.Selector)
 	if err != nil || mosi.Spec.Targets.Selector == nil {
 		conditions.MarkStalled(&st.Conditions, machinesv1.InvalidSpecReason, fmt.Sprintf("spec.targets.selector is not a valid label selector: %v", err), gen)
-		return nil
+		return false, nil
 	}
 	machines, err := r.machines(ctx, mosi, sel)
 	if err != nil {
-		return err
+		return false, err
 	}
 	// A failure halts the rollout until the spec changes: the failed
 	// machine gets its own plan back, so only the status remembers it.
@@ -190,10 +232,10 @@ func (r *Reconciler) rollout(ctx context.Context, mosi *machinesv1.ManagedOSImag
 			fmt.Sprintf("spec.targets.selector %q matches no MachineInventory in namespace %s; the rollout starts when machines with these labels register", sel, mosi.Namespace), gen)
 		conditions.Set(&st.Conditions, machinesv1.ReconcilingCondition, metav1.ConditionTrue, machinesv1.NoMachinesSelectedReason, "waiting for machines", gen)
 		removeStalled(st)
-		return nil
+		return false, nil
 	}
 
-	var halted, held, waiting []*machine
+	var halted, held, waiting, drainingNow []*machine
 	for _, m := range machines {
 		judge(mosi, tgt, m)
 		if h, ok := halts[m.inv.Name]; ok && m.state != machinesv1.MachineUpgradeUpgraded && m.state != machinesv1.MachineUpgradeFailed && m.state != machinesv1.MachineUpgradeRolledBack {
@@ -204,6 +246,10 @@ func (r *Reconciler) rollout(ctx context.Context, mosi *machinesv1.ManagedOSImag
 			st.Upgraded++
 		case machinesv1.MachineUpgradeUpgrading:
 			st.Upgrading++
+		case machinesv1.MachineUpgradeDraining:
+			// A draining machine holds its place in concurrency.
+			st.Upgrading++
+			drainingNow = append(drainingNow, m)
 		case machinesv1.MachineUpgradeFailed, machinesv1.MachineUpgradeRolledBack:
 			st.Failed++
 			halted = append(halted, m)
@@ -217,6 +263,29 @@ func (r *Reconciler) rollout(ctx context.Context, mosi *machinesv1.ManagedOSImag
 			}
 		}
 	}
+	// Draining machines go on towards their upgrade, or give their node
+	// back when the rollout halted or paused before their upgrade began.
+	for _, m := range drainingNow {
+		if len(halted) > 0 || mosi.Spec.Paused {
+			if err := r.restore(ctx, m.secret); err != nil {
+				return false, err
+			}
+			m.state, m.msg = machinesv1.MachineUpgradeWaiting, ""
+			st.Upgrading--
+			continue
+		}
+		if err := r.drainStep(ctx, mosi, tgt, m); err != nil {
+			return false, err
+		}
+		switch m.state {
+		case machinesv1.MachineUpgradeFailed:
+			st.Upgrading--
+			st.Failed++
+			halted = append(halted, m)
+		case machinesv1.MachineUpgradeDraining:
+			draining = true
+		}
+	}
 	// A machine whose upgrade ended gets its own plan back. A failure is
 	// restored only once the status recording it is written (this
 	// reconcile's status write triggers the next): after the restore only
@@ -225,9 +294,9 @@ func (r *Reconciler) rollout(ctx context.Context, mosi *machinesv1.ManagedOSImag
 	for _, m := range machines {
 		_, recorded := halts[m.inv.Name]
 		failed := m.state == machinesv1.MachineUpgradeFailed || m.state == machinesv1.MachineUpgradeRolledBack
-		if m.state != machinesv1.MachineUpgradeUpgrading && m.state != machinesv1.MachineUpgradeWaiting && (!failed || recorded) && ours(mosi, m.secret) {
+		if m.state != machinesv1.MachineUpgradeUpgrading && m.state != machinesv1.MachineUpgradeDraining && m.state != machinesv1.MachineUpgradeWaiting && (!failed || recorded) && ours(mosi, m.secret) {
 			if err := r.restore(ctx, m.secret); err != nil {
-				return err
+				return false, err
 			}
 		}
 	}
@@ -239,10 +308,12 @@ func (r *Reconciler) rollout(ctx context.Context, mosi *machinesv1.ManagedOSImag
 			if started >= free {
 				break
 			}
-			if err := r.start(ctx, mosi, tgt, m); err != nil {
-				return err
+			if err := r.begin(ctx, mosi, tgt, m); err != nil {
+				return false, err
 			}
-			m.state, m.msg = machinesv1.MachineUpgradeUpgrading, "upgrade plan written"
+			if m.state == machinesv1.MachineUpgradeDraining {
+				draining = true
+			}
 			st.Upgrading++
 			started++
 		}
@@ -286,7 +357,7 @@ func (r *Reconciler) rollout(ctx context.Context, mosi *machinesv1.ManagedOSImag
 		conditions.Set(&st.Conditions, machinesv1.ReadyCondition, metav1.ConditionFalse, machinesv1.RolloutProgressingReason, progress, gen)
 		conditions.MarkReconciling(&st.Conditions, machinesv1.RolloutProgressingReason, progress, gen)
 	}
-	return nil
+	return draining, nil
 }
 
 // machines lists the selected inventories, by name, with their plan Secrets.
@@ -330,6 +401,8 @@ func judge(mosi *machinesv1.ManagedOSImage, tgt target, m *machine) {
 	switch {
 	case os.Image == tgt.image && (last == nil || last.Image != tgt.image || last.Result == machinesv1.OSUpgradeSucceeded):
 		m.state = machinesv1.MachineUpgradeUpgraded
+	case ours(mosi, m.secret) && m.secret.Annotations[AnnotationPhase] == PhaseDraining:
+		m.state, m.msg = machinesv1.MachineUpgradeDraining, "draining its node"
 	case ours(mosi, m.secret):
 		m.state, m.msg = machinesv1.MachineUpgradeUpgrading, "upgrade plan written"
 		plan := m.inv.Status.Plan
@@ -394,7 +467,13 @@ func (r *Reconciler) start(ctx context.Context, mosi *machinesv1.ManagedOSImage,
 	if s.Data == nil {
 		s.Data = map[string][]byte{}
 	}
-	s.Data[PreviousPlanKey] = s.Data[nodeplan.SecretKey]
+	if s.Annotations[AnnotationPhase] != PhaseDraining {
+		// A draining machine's own plan is in PreviousPlanKey already,
+		// maybe changed meanwhile by formation.
+		s.Data[PreviousPlanKey] = s.Data[nodeplan.SecretKey]
+	}
+	delete(s.Annotations, AnnotationPhase)
+	delete(s.Annotations, AnnotationDrainStarted)
 	s.Data[nodeplan.SecretKey] = raw
 	// Update with the resourceVersion read: a plan changed meanwhile is
 	// never overwritten (the conflict retries the reconcile).
@@ -405,16 +484,24 @@ func (r *Reconciler) start(ctx context.Context, mosi *machinesv1.ManagedOSImage,
 	return nil
 }
 
-// restore puts the machine's own plan back.
+// restore puts the machine's own plan back and uncordons the node this
+// rollout cordoned.
 func (r *Reconciler) restore(ctx context.Context, s *corev1.Secret) error {
 	s = s.DeepCopy()
-	prev, ok := s.Data[PreviousPlanKey]
-	if !ok {
-		prev = []byte("{}")
+	if err := r.uncordon(ctx, s); err != nil {
+		return err
 	}
-	s.Data[nodeplan.SecretKey] = prev
+	prev, ok := s.Data[PreviousPlanKey]
+	switch {
+	case ok:
+		s.Data[nodeplan.SecretKey] = prev
+	case s.Annotations[AnnotationPhase] != PhaseDraining:
+		s.Data[nodeplan.SecretKey] = []byte("{}")
+	}
 	delete(s.Data, PreviousPlanKey)
-	delete(s.Annotations, AnnotationUpgrade)
+	for _, a := range []string{AnnotationUpgrade, AnnotationPhase, AnnotationDrainStarted, AnnotationCordoned} {
+		delete(s.Annotations, a)
+	}
 	if err := r.Client.Update(ctx, s); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("restoring the plan in Secret %s: %w", s.Name, err)
 	}

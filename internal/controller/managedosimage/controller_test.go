@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -40,13 +41,22 @@ type fleet struct {
 
 func newFleet(t *testing.T, c client.Client, ns string, n int, labels map[string]string) *fleet {
 	t.Helper()
+	names := make([]string, n)
+	for i := range n {
+		names[i] = fmt.Sprintf("m-%d", i)
+	}
+	return newNamedFleet(t, c, ns, names, labels)
+}
+
+func newNamedFleet(t *testing.T, c client.Client, ns string, names []string, labels map[string]string) *fleet {
+	t.Helper()
 	ctx := context.Background()
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		t.Fatal(err)
 	}
 	f := &fleet{t: t, c: c, ns: ns}
-	for i := range n {
-		inv := &machinesv1.MachineInventory{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("m-%d", i), Labels: labels}}
+	for _, name := range names {
+		inv := &machinesv1.MachineInventory{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels}}
 		if err := c.Create(ctx, inv); err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +104,8 @@ func (f *fleet) rollBack(name, image string) {
 	})
 }
 
-// upgrading is the machines whose plan Secret holds the upgrade plan.
+// upgrading is the machines whose plan Secret holds the upgrade plan (not
+// those still draining).
 func (f *fleet) upgrading() []string {
 	f.t.Helper()
 	var list corev1.SecretList
@@ -103,7 +114,7 @@ func (f *fleet) upgrading() []string {
 	}
 	var out []string
 	for _, s := range list.Items {
-		if s.Annotations[managedosimage.AnnotationUpgrade] != "" {
+		if s.Annotations[managedosimage.AnnotationUpgrade] != "" && s.Annotations[managedosimage.AnnotationPhase] != managedosimage.PhaseDraining {
 			if !strings.Contains(string(s.Data[nodeplan.SecretKey]), "upgrade --image") || string(s.Data[managedosimage.PreviousPlanKey]) != ownPlan {
 				f.t.Errorf("Secret %s: upgrade plan %q, kept plan %q", s.Name, s.Data[nodeplan.SecretKey], s.Data[managedosimage.PreviousPlanKey])
 			}
@@ -161,7 +172,13 @@ func mosi(ns, name string, concurrency int32, sel map[string]string) *machinesv1
 }
 
 func TestManagedOSImageRollout(t *testing.T) {
-	c := ctrltest.Start(t, func(m ctrl.Manager) error { return (&managedosimage.Reconciler{}).SetupWithManager(m) })
+	c := ctrltest.Start(t, func(m ctrl.Manager) error {
+		cs, err := kubernetes.NewForConfig(m.GetConfig())
+		if err != nil {
+			return err
+		}
+		return (&managedosimage.Reconciler{Nodes: sameCluster{cs}}).SetupWithManager(m)
+	})
 	ctx := context.Background()
 	shop := map[string]string{"site": "shop"}
 
@@ -364,6 +381,9 @@ func TestManagedOSImageRollout(t *testing.T) {
 			return nil
 		})
 	})
+
+	// Machines that are Kubernetes nodes of a formed cluster (drain_test.go).
+	t.Run("cordon and drain", func(t *testing.T) { testCordonDrain(t, c) })
 }
 
 func TestUpgradePlanIsAValidPlanRunningTheNodeUpgrade(t *testing.T) {

@@ -18,12 +18,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/edgefleet/edgefleet/internal/kube/drain"
 )
 
 // NodeState is a node's Ready condition and schedulability.
@@ -55,55 +54,25 @@ func Nodes(ctx context.Context, cs kubernetes.Interface) (map[string]NodeState, 
 // SetUnschedulable cordons (true) or uncordons (false) a node; a missing
 // node is not an error (nothing to cordon).
 func SetUnschedulable(ctx context.Context, cs kubernetes.Interface, node string, unschedulable bool) error {
-	patch := fmt.Sprintf(`{"spec":{"unschedulable":%t}}`, unschedulable)
-	_, err := cs.CoreV1().Nodes().Patch(ctx, node, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	return err
+	return drain.SetUnschedulable(ctx, cs, node, unschedulable)
 }
+
+// formationDrain is what formation moves off a node it upgrades or
+// removes: everything but DaemonSet and mirror pods, as the machine is
+// going away (kubectl drain --ignore-daemonsets --delete-emptydir-data
+// --force).
+var formationDrain = drain.Options{IgnoreDaemonSets: true, DeleteEmptyDirData: true, Force: true}
 
 // Evict asks the API to evict every pod on node that a drain moves (not
-// DaemonSet pods, mirror pods or pods already finished or terminating) and
-// returns the pods still on the node that a drain waits for. An eviction
-// a PodDisruptionBudget refuses (429) is retried at the next call.
+// DaemonSet pods, mirror pods or pods already finished) and returns the
+// pods still on the node that a drain waits for. An eviction a
+// PodDisruptionBudget refuses (429) is retried at the next call.
 func Evict(ctx context.Context, cs kubernetes.Interface, node string) (remaining []string, err error) {
-	pods, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("spec.nodeName", node).String()})
+	res, err := drain.Step(ctx, drain.Clientset(cs), node, formationDrain, time.Now())
 	if err != nil {
-		return nil, fmt.Errorf("listing the pods on node %s: %w", node, err)
+		return nil, err
 	}
-	for _, p := range pods.Items {
-		if !drained(&p) {
-			continue
-		}
-		remaining = append(remaining, p.Namespace+"/"+p.Name)
-		if p.DeletionTimestamp != nil {
-			continue
-		}
-		ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name}}
-		err := cs.PolicyV1().Evictions(p.Namespace).Evict(ctx, ev)
-		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsTooManyRequests(err) {
-			return remaining, fmt.Errorf("evicting pod %s/%s: %w", p.Namespace, p.Name, err)
-		}
-	}
-	return remaining, nil
-}
-
-// drained: a drain moves the pod (kubectl drain's rules: DaemonSet and
-// mirror pods stay, finished pods do not matter).
-func drained(p *corev1.Pod) bool {
-	if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
-		return false
-	}
-	if _, mirror := p.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
-		return false
-	}
-	for _, o := range p.OwnerReferences {
-		if o.Kind == "DaemonSet" && o.Controller != nil && *o.Controller {
-			return false
-		}
-	}
-	return true
+	return res.Pods(), nil
 }
 
 // DeleteNode removes a released machine's Node.
