@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,11 +20,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/clusterregistration"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/provisioning/render"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	"github.com/edgefleet/edgefleet/internal/wire/nodeplan"
+	"github.com/edgefleet/edgefleet/test/harness"
 )
 
 // The Create cluster part of TestWebUI: machines for the page's selector
@@ -156,8 +164,52 @@ func checkUICreatedCluster(ctx context.Context, t *testing.T, c client.Client) {
 	if !slices.Equal(names, []string{"shop-1", "shop-2", "shop-3"}) {
 		t.Errorf("machines adopted %v, want shop-1..3 as the preview said", names)
 	}
+	var fleet fleetv1.ClusterList
+	if err := c.List(ctx, &fleet, client.InNamespace(fleetNS), client.MatchingLabels{provisioningv1.ClusterLabel: "shop"}); err != nil || len(fleet.Items) != 1 ||
+		pc.Status.FleetClusterRef == nil || pc.Status.FleetClusterRef.Name != fleet.Items[0].Name {
+		t.Errorf("the fleet Cluster of shop: %v %d, status.fleetClusterRef %+v", err, len(fleet.Items), pc.Status.FleetClusterRef)
+	}
 	err := c.Get(ctx, client.ObjectKey{Namespace: fleetNS, Name: "viewer-shop"}, &provisioningv1.ProvisionedCluster{})
 	if !apierrors.IsNotFound(err) {
 		t.Errorf("the viewer's cluster: %v, want none (the API refused it)", err)
+	}
+}
+
+// registerUIShop registers the browser-made cluster "shop" with the
+// manager as its fleet agent's first step would (POST /v1/register with
+// the cluster's join token, from the import manifest; no agent runs after
+// it, so the Cluster stays disconnected): the progress page then links to
+// the fleet Cluster, and the Cluster to the progress. stop waits for it.
+func registerUIShop(ctx context.Context, t *testing.T, m *harness.Manager) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- func() error {
+			var tok corev1.Secret
+			for m.Client.Get(ctx, client.ObjectKey{Namespace: fleetNS, Name: clusterregistration.TokenSecretName("shop-join")}, &tok) != nil {
+				select {
+				case <-ctx.Done():
+					return nil // the browser never created shop: it fails by itself
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+			body, _ := json.Marshal(clusterjoin.RegisterRequest{Token: string(tok.Data[clusterjoin.KeyToken]), ClientID: "ui-shop"})
+			res, err := m.HTTP.Post(m.URL+clusterjoin.RegisterPath, "application/json", bytes.NewReader(body))
+			if err != nil {
+				return err
+			}
+			defer res.Body.Close()
+			if res.StatusCode != http.StatusOK {
+				msg, _ := io.ReadAll(res.Body)
+				return fmt.Errorf("registering shop with its join token: %s %s", res.Status, msg)
+			}
+			return nil
+		}()
+	}()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
 	}
 }

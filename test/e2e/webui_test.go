@@ -245,6 +245,8 @@ func TestWebUI(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Stderr = cmd.Stdout
+	stopShop := registerUIShop(ctx, t, m)
+	defer stopShop()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

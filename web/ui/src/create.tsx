@@ -167,7 +167,7 @@ function PoolEditor(props: {
   return (
     <section class="pool" aria-labelledby={id + "-h"}>
       <div class="section-head">
-        <h3 id={id + "-h"}>{props.title}</h3>
+        <h2 id={id + "-h"}>{props.title}</h2>
         {props.onRemove && (
           <button type="button" onClick={props.onRemove}>
             Remove {props.title.toLowerCase()}
@@ -253,9 +253,13 @@ export function CreateClusterPage() {
   }, [namespaces.join(",")]);
   const releases = useReleases();
   const listed = releases?.versions[form.distro] ?? [];
-  useEffect(() => {
-    if (listed.length && !listed.includes(form.version)) set({ version: listed[listed.length - 1] });
-  }, [form.distro, releases]);
+  // Offer the newest listed version of the distro when the one chosen is
+  // not listed (a functional update: never undo a choice made meanwhile).
+  const pickVersion = (f: ClusterForm): ClusterForm => {
+    const l = releases?.versions[f.distro] ?? [];
+    return l.length && !l.includes(f.version) ? { ...f, version: l[l.length - 1] } : f;
+  };
+  useEffect(() => setForm(pickVersion), [releases]);
 
   const inNs = useMemo(() => all.filter((o) => o.metadata.namespace === form.namespace), [all, form.namespace]);
   const catalog = useMemo(() => labelCatalog(inNs), [inNs]);
@@ -359,7 +363,7 @@ export function CreateClusterPage() {
         </div>
         <div>
           <label for="pc-distro">Distribution</label>
-          <select id="pc-distro" value={form.distro} onChange={(e) => set({ distro: (e.target as HTMLSelectElement).value, version: "" })}>
+          <select id="pc-distro" value={form.distro} onChange={(e) => setForm((f) => pickVersion({ ...f, distro: (e.target as HTMLSelectElement).value, version: "" }))}>
             {DISTROS.map((d) => (
               <option value={d} selected={d === form.distro}>
                 {d === "edgefleet" ? "edgefleet (built in: upstream Kubernetes)" : d}
