@@ -266,9 +266,14 @@ export function CreateClusterPage() {
   const built = clusterObject(form);
   const body = JSON.stringify(built.object);
 
+  // What the preview depends on in the inventory: names, labels, Ready
+  // and deletion. Other status changes (last seen, plan reports) arrive
+  // through the watch all the time and must not cost a new preview each.
+  const matchInput = useMemo(() => inNs.map((o) => `${o.metadata.name}${JSON.stringify(o.metadata.labels ?? {})}${ready(o).ok}${"deletionTimestamp" in o.metadata}`).join("|"), [inNs]);
+
   // The live preview: the manager matches the pools against the
-  // namespace's inventories as you, whenever the form or the inventory
-  // changes (debounced; a stale answer is dropped).
+  // namespace's inventories as you, whenever the form or what matching
+  // reads of the inventory changes (debounced; a stale answer is dropped).
   const [preview, setPreview] = useState<{ pools: PoolPreview[]; error: string; busy: boolean }>({ pools: [], error: "", busy: true });
   const seq = useRef(0);
   useEffect(() => {
@@ -281,7 +286,7 @@ export function CreateClusterPage() {
         .catch((e) => n === seq.current && setPreview({ pools: [], error: (e as ApiError).message, busy: false }));
     }, 250);
     return () => clearTimeout(t);
-  }, [body, invs.version.value]);
+  }, [body, matchInput]);
 
   const [perm, setPerm] = useState<{ allowed: boolean; reason: string } | null>(null);
   useEffect(() => {
