@@ -336,10 +336,19 @@ try {
   await page.screenshot({ path: `${shots}/os-upgrades.png`, fullPage: true });
 
   step("Create cluster: distro and the manager's versions, pools chosen by label, the live preview, YAML, create as the admin");
+  await page.getByRole("link", { name: "Provisioned clusters" }).click();
+  await page.getByText("No provisioned clusters yet.").waitFor();
+  await page.getByRole("link", { name: "Create a cluster" }).waitFor();
   await page.getByRole("link", { name: "Inventory of machines" }).click();
   await page.getByRole("button", { name: "Create cluster from these machines" }).click();
   await page.getByRole("heading", { name: "Create cluster", level: 1 }).waitFor();
   assert.equal(await page.locator("#pc-ns").inputValue(), "fleet-default");
+  // A namespace without machines: the page says where they are; nothing matches.
+  await page.locator("#pc-ns").fill("nowhere");
+  await page.getByText("No machines in “nowhere”; machines are in fleet-default.").waitFor();
+  await page.getByRole("status", { name: "Machines matching Control plane" }).getByText("Matches 0 machines").waitFor();
+  await page.getByRole("status", { name: "Machines matching Control plane" }).getByText("1 missing").waitFor();
+  await page.locator("#pc-ns").fill("fleet-default");
   await page.locator("#pc-name").fill("shop");
   // rke2 is not in the manager's --kubernetes-releases: the page says any version goes.
   await page.locator("#pc-distro").selectOption("rke2");
