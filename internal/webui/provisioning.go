@@ -1,7 +1,6 @@
 package webui
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +9,8 @@ import (
 	"net/url"
 	"path"
 	"slices"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
@@ -175,12 +176,9 @@ func (h *provisioningRoutes) listInventories(r *http.Request, user *authn.User, 
 		if err != nil {
 			return nil, http.StatusBadGateway, "the manager's Kubernetes API is unreachable: " + err.Error()
 		}
-		body, err := io.ReadAll(io.LimitReader(res.Body, 64<<20))
-		res.Body.Close()
-		if err != nil {
-			return nil, http.StatusBadGateway, err.Error()
-		}
 		if res.StatusCode != http.StatusOK {
+			body, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+			res.Body.Close()
 			var s struct {
 				Message string `json:"message"`
 			}
@@ -190,15 +188,47 @@ func (h *provisioningRoutes) listInventories(r *http.Request, user *authn.User, 
 			}
 			return nil, res.StatusCode, s.Message
 		}
-		var page machinesv1.MachineInventoryList
-		if err := json.NewDecoder(bytes.NewReader(body)).Decode(&page); err != nil {
+		var page matchList
+		err = json.NewDecoder(io.LimitReader(res.Body, 64<<20)).Decode(&page)
+		res.Body.Close()
+		if err != nil {
 			return nil, http.StatusBadGateway, fmt.Sprintf("reading the MachineInventories of %s: %v", ns, err)
 		}
-		all = append(all, page.Items...)
-		if cont = page.Continue; cont == "" {
+		for _, it := range page.Items {
+			inv := machinesv1.MachineInventory{ObjectMeta: metav1.ObjectMeta{Name: it.Metadata.Name, Namespace: ns, Labels: it.Metadata.Labels,
+				DeletionTimestamp: it.Metadata.DeletionTimestamp}}
+			for _, c := range it.Status.Conditions {
+				inv.Status.Conditions = append(inv.Status.Conditions, metav1.Condition{Type: c.Type, Status: metav1.ConditionStatus(c.Status)})
+			}
+			all = append(all, inv)
+		}
+		if cont = page.Metadata.Continue; cont == "" {
 			return all, 0, ""
 		}
 	}
+}
+
+// matchList is a MachineInventoryList as far as matching reads it (name,
+// labels, deletion, condition statuses): decoding nothing else (managed
+// fields, plan reports, hardware) keeps a preview over thousands of
+// machines cheap.
+type matchList struct {
+	Metadata struct {
+		Continue string `json:"continue"`
+	} `json:"metadata"`
+	Items []struct {
+		Metadata struct {
+			Name              string            `json:"name"`
+			Labels            map[string]string `json:"labels"`
+			DeletionTimestamp *metav1.Time      `json:"deletionTimestamp"`
+		} `json:"metadata"`
+		Status struct {
+			Conditions []struct {
+				Type   string `json:"type"`
+				Status string `json:"status"`
+			} `json:"conditions"`
+		} `json:"status"`
+	} `json:"items"`
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

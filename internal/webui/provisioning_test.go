@@ -3,6 +3,7 @@ package webui
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -156,5 +157,54 @@ func TestReleases(t *testing.T) {
 				t.Errorf("%d %s, want %d %s", rec.Code, rec.Body, tc.code, tc.want)
 			}
 		})
+	}
+}
+
+// BenchmarkPreview5000 is one preview over 5,000 inventories (10 pages of
+// 500 from the API, decoded and matched): what a Create cluster page costs
+// the manager per form change in a large namespace.
+func BenchmarkPreview5000(b *testing.B) {
+	pages := make([][]byte, 10)
+	for p := range pages {
+		var items []string
+		for i := range 500 {
+			n := p*500 + i
+			// As the API serves them: managed fields and a plan report included.
+			items = append(items, fmt.Sprintf(`{"metadata":{"name":"m-%05d","namespace":"shop","labels":{"role":"%s","site":"s%d","machines.edgefleet.io/manufacturer":"ACME"},`+
+				`"managedFields":[{"manager":"edgefleet","operation":"Update","apiVersion":"machines.edgefleet.io/v1alpha1","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:labels":{".":{},"f:role":{},"f:site":{}}},"f:spec":{"f:tpmHash":{}}}}]},`+
+				`"spec":{"tpmHash":"abababababababababababababababababababababababababababababababab"},"status":{"plan":{"checksum":"cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc","appliedChecksum":"cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"},`+
+				`"conditions":[{"type":"Ready","status":"True","reason":"x","message":"","lastTransitionTime":"2026-12-07T00:00:00Z"}]}}`, n, []string{"server", "worker"}[n%2], n%10))
+		}
+		cont := ""
+		if p < len(pages)-1 {
+			cont = fmt.Sprint(p + 1)
+		}
+		pages[p] = []byte(`{"metadata":{"continue":"` + cont + `"},"items":[` + strings.Join(items, ",") + `]}`)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := 0
+		if c := r.URL.Query().Get("continue"); c != "" {
+			fmt.Sscan(c, &p)
+		}
+		_, _ = w.Write(pages[p])
+	}))
+	defer srv.Close()
+	p, err := newProxy(&rest.Config{Host: srv.URL}, fakeAuth{}, logr.Discard())
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := newProvisioningRoutes(p, nil)
+	body := `{"metadata":{"name":"shop","namespace":"shop"},"spec":{"controlPlane":{"replicas":3,"machineSelector":{"matchLabels":{"role":"server","site":"s2"}}},` +
+		`"workers":[{"name":"w","replicas":100,"machineSelector":{"matchExpressions":[{"key":"site","operator":"In","values":["s1","s3"]}]}}]}}`
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest("POST", PreviewPath, strings.NewReader(body))
+		req.Header.Set(UIHeader, "1")
+		req.Header.Set("Authorization", "Bearer good")
+		rec := httptest.NewRecorder()
+		h.servePreview(rec, req)
+		if rec.Code != 200 {
+			b.Fatalf("%d %s", rec.Code, rec.Body)
+		}
 	}
 }
