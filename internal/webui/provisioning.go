@@ -9,8 +9,10 @@ import (
 	"net/url"
 	"path"
 	"slices"
+	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
@@ -126,6 +128,10 @@ func (h *provisioningRoutes) servePreview(w http.ResponseWriter, r *http.Request
 	}
 	if pc.Namespace == "" {
 		writeStatus(w, http.StatusBadRequest, "the preview needs metadata.namespace: the namespace whose MachineInventories the pools choose from")
+		return
+	}
+	if errs := validation.IsDNS1123Label(pc.Namespace); len(errs) > 0 {
+		writeStatus(w, http.StatusBadRequest, fmt.Sprintf("metadata.namespace %q is not a namespace name: %s", pc.Namespace, strings.Join(errs, "; ")))
 		return
 	}
 	pools, err := adopt.Pools(pc)

@@ -82,6 +82,7 @@ func TestPreview(t *testing.T) {
 		{name: "no credential", method: "POST", body: shop, want: 401},
 		{name: "not a ProvisionedCluster", method: "POST", token: "good", body: `{"spec":{"machines":3}}`, want: 400, wantMsg: "unknown field"},
 		{name: "no namespace", method: "POST", token: "good", body: `{"metadata":{"name":"x"}}`, want: 400, wantMsg: "metadata.namespace"},
+		{name: "not a namespace name", method: "POST", token: "good", body: `{"metadata":{"name":"x","namespace":"a/b"}}`, want: 400, wantMsg: "is not a namespace name"},
 		{name: "bad selector, named by pool as the CLI names it", method: "POST", token: "good",
 			body: `{"metadata":{"name":"x","namespace":"shop"},"spec":{"workers":[{"name":"gpu","machineSelector":{"matchExpressions":[{"key":"a","operator":"In"}]}}]}}`,
 			want: 422, wantMsg: "spec.workers[0] (gpu).machineSelector"},
