@@ -108,10 +108,9 @@ func writePreview(w io.Writer, pc *provisioningv1.ProvisionedCluster, invs []mac
 			}
 		}
 		list("adopted", m.Adopted)
-		need := max(int(m.Pool.Replicas)-len(m.Adopted), 0)
-		take := m.Available[:min(need, len(m.Available))]
+		take, rest := m.WouldAdopt()
 		list("would adopt", take)
-		list("also available", m.Available[len(take):])
+		list("also available", rest)
 		list("not Ready", m.NotReady)
 		var taken []string
 		for _, name := range slices.Sorted(mapKeys(m.Taken)) {

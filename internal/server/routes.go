@@ -15,6 +15,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/gitops/webhook"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/pki"
+	"github.com/edgefleet/edgefleet/internal/provisioning/releases"
 	"github.com/edgefleet/edgefleet/internal/seedimage"
 	"github.com/edgefleet/edgefleet/internal/webui"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
@@ -43,6 +44,9 @@ type routeDeps struct {
 	joinRate              float64
 	joinBurst             int
 	agentImage            string
+	// kubernetesVersions are the versions formation may install per distro
+	// (nil: any), offered by the UI's Create cluster page.
+	kubernetesVersions map[string][]string
 }
 
 // registerRoutes adds each capability's routes (registration, import
@@ -60,11 +64,26 @@ func registerRoutes(ep *endpoint.Server, d routeDeps) error {
 	if err := seedimage.Setup(context.Background(), d.mgr, ep, seedimage.Options{Dir: filepath.Join(d.dataDir, "seedimages"), ExternalURL: d.externalURL, CACertPEM: d.ca.CertPEM, Sources: d.seedSources}); err != nil {
 		return err
 	}
-	if err := webui.Setup(ep, webui.Options{Config: d.mgr.GetConfig(), Log: d.log.WithName("webui"), SeedImageDir: filepath.Join(d.dataDir, "seedimages")}); err != nil {
+	if err := webui.Setup(ep, webui.Options{Config: d.mgr.GetConfig(), Log: d.log.WithName("webui"), SeedImageDir: filepath.Join(d.dataDir, "seedimages"),
+		KubernetesVersions: d.kubernetesVersions}); err != nil {
 		return err
 	}
 	_, err := clusterproxy.Setup(d.mgr, ep, clusterproxy.Options{
 		ProbeInterval: d.probeInterval, OfflineThreshold: d.offlineThreshold, Identity: d.identity, Peers: d.peers, Log: d.log.WithName("tunnel"),
 	})
 	return err
+}
+
+// uiVersions are the catalog's versions keyed by distro name (nil without
+// a catalog: any version goes).
+func uiVersions(c *releases.Catalog) map[string][]string {
+	vs := c.Versions()
+	if vs == nil {
+		return nil
+	}
+	out := map[string][]string{}
+	for d, list := range vs {
+		out[string(d)] = list
+	}
+	return out
 }

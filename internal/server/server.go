@@ -304,7 +304,8 @@ func Run(ctx context.Context, o Options) error {
 
 	if err := registerRoutes(ep, routeDeps{mgr: mgr, ca: ca, externalURL: externalURL, log: log,
 		identity: identity, peers: peers, offlineThreshold: o.OfflineThreshold, probeInterval: o.TunnelProbeInterval, dataDir: o.DataDir, seedSources: o.SeedSources,
-		credentialMaxLifetime: o.CredentialMaxLifetime, joinRate: o.JoinRate, joinBurst: o.JoinBurst, agentImage: o.AgentImage}); err != nil {
+		credentialMaxLifetime: o.CredentialMaxLifetime, joinRate: o.JoinRate, joinBurst: o.JoinBurst, agentImage: o.AgentImage,
+		kubernetesVersions: uiVersions(o.KubernetesReleases)}); err != nil {
 		return err
 	}
 

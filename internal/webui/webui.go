@@ -55,6 +55,10 @@ type Options struct {
 	// SeedImageDir is where the SeedImage controller keeps built images
 	// (seedimage.Options.Dir); empty serves no downloads.
 	SeedImageDir string
+	// KubernetesVersions are the versions cluster formation may install per
+	// distro (nil: the manager has no list, any version goes), offered by
+	// the Create cluster page.
+	KubernetesVersions map[string][]string
 }
 
 // Setup adds the UI's routes: the assets, the API proxy and a redirect from
@@ -79,6 +83,9 @@ func Setup(r endpoint.Router, o Options) error {
 	if o.SeedImageDir != "" {
 		r.Handle(DownloadPrefix+"{namespace}/{name}/{file}", secure(&seedDownload{p: p, dir: o.SeedImageDir}))
 	}
+	pr := newProvisioningRoutes(p, o.KubernetesVersions)
+	r.Handle(PreviewPath, secure(http.HandlerFunc(pr.servePreview)))
+	r.Handle(ReleasesPath, secure(http.HandlerFunc(pr.serveReleases)))
 	r.Handle("GET /{$}", http.RedirectHandler(Path, http.StatusFound))
 	return nil
 }

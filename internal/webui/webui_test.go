@@ -60,6 +60,9 @@ func TestSetupRegistersOnAServeMux(t *testing.T) {
 		{"GET", "/ui/api/k8s/api/v1/namespaces", http.StatusForbidden},    // no UI header
 		{"GET", "/ui/api/seedimages/ns/name/image", http.StatusForbidden}, // no UI header
 		{"POST", "/ui/api/seedimages/ns/name/image", http.StatusMethodNotAllowed},
+		{"GET", "/ui/api/provisioning/preview", http.StatusMethodNotAllowed},
+		{"POST", "/ui/api/provisioning/preview", http.StatusForbidden}, // no UI header
+		{"GET", "/ui/api/provisioning/releases", http.StatusForbidden}, // no UI header
 	} {
 		rec := httptest.NewRecorder()
 		mux.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))

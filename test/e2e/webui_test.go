@@ -31,6 +31,7 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/agent/join"
 	"github.com/edgefleet/edgefleet/test/gitserver"
 	"github.com/edgefleet/edgefleet/test/harness"
@@ -81,7 +82,7 @@ func TestWebUI(t *testing.T) {
 		total = n
 	}
 
-	m, err := harness.LaunchManager(t, harness.ManagerOptions{Args: []string{"--allow-local-git-repos"}})
+	m, err := harness.LaunchManager(t, harness.ManagerOptions{Args: []string{"--allow-local-git-repos", "--kubernetes-releases", uiReleasesFile(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,6 +162,7 @@ func TestWebUI(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	uiShopMachines(ctx, t, c)
 	waitFor(t, 30*time.Second, "the machines' plan Secrets", func() bool {
 		var l corev1.SecretList
 		return c.List(ctx, &l, client.InNamespace(fleetNS)) == nil && slices.ContainsFunc(l.Items, func(s corev1.Secret) bool { return s.Name == "machine-b" })
@@ -174,7 +176,7 @@ func TestWebUI(t *testing.T) {
 
 	adminTok := uiUser(ctx, t, cs, "ui-admin", rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"})
 	createAll(ctx, t, c, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "edgefleet-ui-test-view"}, Rules: []rbacv1.PolicyRule{{
-		APIGroups: []string{fleetv1.GroupVersion.Group, machinesv1.GroupVersion.Group}, Resources: []string{"*"}, Verbs: []string{"get", "list", "watch"}}}})
+		APIGroups: []string{fleetv1.GroupVersion.Group, machinesv1.GroupVersion.Group, provisioningv1.GroupVersion.Group}, Resources: []string{"*"}, Verbs: []string{"get", "list", "watch"}}}})
 	viewTok := uiUser(ctx, t, cs, "ui-viewer", rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "edgefleet-ui-test-view"})
 
 	nobodyTok := uiUser(ctx, t, cs, "ui-nobody", rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:basic-user"})
@@ -243,6 +245,8 @@ func TestWebUI(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Stderr = cmd.Stdout
+	stopShop := registerUIShop(ctx, t, m)
+	defer stopShop()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -291,6 +295,8 @@ func TestWebUI(t *testing.T) {
 		up.Spec.Targets.Selector == nil || up.Spec.Targets.Selector.MatchLabels["site"] != "lab" {
 		t.Errorf("the OS upgrade made in the browser: %v %+v, want os-v2 for site=lab, paused", err, up.Spec)
 	}
+
+	checkUICreatedCluster(ctx, t, c)
 
 	// The kubeconfigs the browser saved carry the signed-in user: the admin
 	// ServiceAccount reaches edge-0 through the tunnel as its downstream

@@ -214,3 +214,11 @@ func ClaimAge(inv *machinesv1.MachineInventory, now time.Time) time.Duration {
 	}
 	return now.Sub(t)
 }
+
+// WouldAdopt splits Available into the machines the pool takes now (as
+// many as it still needs, in adoption order) and the rest.
+func (m PoolMatch) WouldAdopt() (take, rest []string) {
+	need := max(int(m.Pool.Replicas)-len(m.Adopted), 0)
+	n := min(need, len(m.Available))
+	return m.Available[:n], m.Available[n:]
+}

@@ -71,3 +71,22 @@ func TestClaimAge(t *testing.T) {
 		t.Fatalf("age = %s", got)
 	}
 }
+
+func TestWouldAdopt(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		m          PoolMatch
+		take, rest []string
+	}{
+		{"takes what it still needs", PoolMatch{Pool: Pool{Replicas: 3}, Adopted: []string{"a"}, Available: []string{"b", "c", "d"}}, []string{"b", "c"}, []string{"d"}},
+		{"fewer available than needed", PoolMatch{Pool: Pool{Replicas: 3}, Available: []string{"b"}}, []string{"b"}, []string{}},
+		{"holds more than it wants", PoolMatch{Pool: Pool{Replicas: 1}, Adopted: []string{"a", "b"}, Available: []string{"c"}}, []string{}, []string{"c"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			take, rest := tc.m.WouldAdopt()
+			if !slices.Equal(take, tc.take) || !slices.Equal(rest, tc.rest) {
+				t.Errorf("WouldAdopt() = %v, %v; want %v, %v", take, rest, tc.take, tc.rest)
+			}
+		})
+	}
+}

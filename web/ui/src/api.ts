@@ -57,8 +57,14 @@ async function failure(res: Response): Promise<ApiError> {
 }
 
 export async function request<T>(path: string, init: RequestInit & { contentType?: string } = {}): Promise<T> {
+  return requestAt<T>(API + path, init);
+}
+
+// requestAt is request for the manager's own UI routes (/ui/api/…) outside
+// the Kubernetes API proxy.
+export async function requestAt<T>(url: string, init: RequestInit & { contentType?: string } = {}): Promise<T> {
   const h = headers(init.contentType ? { "Content-Type": init.contentType } : undefined);
-  const res = await fetch(API + path, { ...init, headers: h, credentials: "same-origin", cache: "no-store" });
+  const res = await fetch(url, { ...init, headers: h, credentials: "same-origin", cache: "no-store" });
   if (!res.ok) throw await failure(res);
   return (await res.json()) as T;
 }

@@ -4,6 +4,7 @@ import { ApiError, login, logout, session, sessionError, token } from "./api";
 import { ClustersPage, FleetPage, InventoryPage, RegistrationsPage } from "./pages";
 import { MediaPage } from "./media";
 import { OSUpgradesPage } from "./osupgrades";
+import { CreateClusterPage, ProvisionedPage } from "./create";
 import { route } from "./route";
 import "./app.css";
 
@@ -13,6 +14,8 @@ const pages = [
   { path: "registrations", title: "Machine registrations", view: RegistrationsPage },
   { path: "media", title: "Build media", view: MediaPage },
   { path: "inventory", title: "Inventory of machines", view: InventoryPage },
+  { path: "create", title: "Create cluster", view: CreateClusterPage },
+  { path: "provisioned", title: "Provisioned clusters", view: ProvisionedPage },
   { path: "os", title: "OS upgrades", view: OSUpgradesPage },
 ];
 

@@ -151,6 +151,20 @@ function KubeconfigDownload({ cluster }: { cluster: KObject }) {
 
 // ---------------------------------------------------------------- Clusters
 
+// PROVISIONED_BY on a fleet Cluster names the ProvisionedCluster it was
+// formed as: its formation progress is one click away.
+const PROVISIONED_BY = "provisioning.edgefleet.io/cluster";
+
+function FormedFrom({ o }: { o: KObject }) {
+  const pc = o.metadata.labels?.[PROVISIONED_BY];
+  if (!pc) return <span class="muted">—</span>;
+  return (
+    <a href={`#/provisioned?open=${encodeURIComponent(o.metadata.namespace + "/" + pc)}`} aria-label={`Formation progress of ${pc}`}>
+      {pc} (progress)
+    </a>
+  );
+}
+
 export function ClustersPage() {
   const [selector, setSelector] = useParam("selector");
   const [filter, setFilter] = useParam("q");
@@ -174,6 +188,7 @@ export function ClustersPage() {
         value: (o) => o.status?.display?.readyBundles ?? `${o.status?.readyBundles ?? 0}/${o.status?.desiredReadyBundles ?? 0}`,
       },
       { title: "Labels", value: (o) => JSON.stringify(o.metadata.labels ?? {}), cell: (o) => <Labels labels={o.metadata.labels} hide={SYSTEM_LABELS} />, width: "30%" },
+      { title: "Formed from", value: (o) => o.metadata.labels?.[PROVISIONED_BY] ?? "", cell: (o) => <FormedFrom o={o} /> },
     ],
     [],
   );
@@ -213,6 +228,8 @@ export function ClustersPage() {
             <dd>{sel.status?.namespace || "—"}</dd>
             <dt>Status</dt>
             <dd>{ready(sel).message || "—"}</dd>
+            <dt>Formed from</dt>
+            <dd>{sel.metadata.labels?.[PROVISIONED_BY] ? <FormedFrom o={sel} /> : "— (joined with a registration token)"}</dd>
             <dt>kubeconfig</dt>
             <dd>
               <KubeconfigDownload cluster={sel} />
@@ -660,6 +677,12 @@ export function InventoryPage() {
   const sel = byName(coll, open);
   return (
     <>
+      <div class="section-head">
+        <p>Registered machines. Form a cluster from them by label: the Create cluster page shows which machines each pool would take.</p>
+        <button type="button" class="primary" onClick={() => go("create", { ns: sel?.metadata.namespace ?? "" })}>
+          Create cluster from these machines
+        </button>
+      </div>
       <Toolbar coll={coll} filter={filter} setFilter={setFilter} id="inventory" selector={selector} setSelector={setSelector} />
       <details class="columns">
         <summary>Label columns ({labelCols.length})</summary>

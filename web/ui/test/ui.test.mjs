@@ -334,6 +334,124 @@ try {
   await page.getByRole("table", { name: "OS upgrades" }).getByRole("row").filter({ hasText: "fleet-default/lab-v2" }).getByText("Paused").waitFor();
   await axe(page, "os upgrades");
   await page.screenshot({ path: `${shots}/os-upgrades.png`, fullPage: true });
+
+  step("Create cluster: distro and the manager's versions, pools chosen by label, the live preview, YAML, create as the admin");
+  await page.getByRole("link", { name: "Provisioned clusters" }).click();
+  await page.getByText("No provisioned clusters yet.").waitFor();
+  await page.getByRole("link", { name: "Create a cluster" }).waitFor();
+  await page.getByRole("link", { name: "Inventory of machines" }).click();
+  await page.getByRole("button", { name: "Create cluster from these machines" }).click();
+  await page.getByRole("heading", { name: "Create cluster", level: 1 }).waitFor();
+  assert.equal(await page.locator("#pc-ns").inputValue(), "fleet-default");
+  // A namespace without machines: the page says where they are; nothing matches.
+  await page.locator("#pc-ns").fill("nowhere");
+  await page.getByText("No machines in “nowhere”; machines are in fleet-default.").waitFor();
+  await page.getByRole("status", { name: "Machines matching Control plane" }).getByText("Matches 0 machines").waitFor();
+  await page.getByRole("status", { name: "Machines matching Control plane" }).getByText("1 missing").waitFor();
+  await page.locator("#pc-ns").fill("fleet-default");
+  await page.locator("#pc-name").fill("shop");
+  // rke2 is not in the manager's --kubernetes-releases: the page says any version goes.
+  await page.locator("#pc-distro").selectOption("rke2");
+  await page.getByText("This manager lists no rke2 versions").waitFor();
+  await page.locator("#pc-distro").selectOption("k3s");
+  assert.deepEqual(await page.locator("#pc-version option").allTextContents(), ["v1.33.5+k3s1", "v1.34.1+k3s1"]);
+  await page.locator("#pc-version").selectOption("v1.33.5+k3s1");
+  const cpPreview = page.getByRole("status", { name: "Machines matching Control plane" });
+  // No requirement yet: every machine of the namespace matches.
+  await cpPreview.getByText("Matches 7 machines").waitFor();
+  await page.getByRole("region", { name: "Control plane" }).getByRole("button", { name: "Add requirement" }).click();
+  await page.locator("#pool-cp-r0-key").fill("role");
+  await page.locator("#pool-cp-r0-values").fill("server");
+  await page.getByRole("region", { name: "Control plane" }).getByRole("button", { name: "Add requirement" }).click();
+  await page.locator("#pool-cp-r1-key").fill("site");
+  await page.locator("#pool-cp-r1-values").fill("shop");
+  await cpPreview.getByText("Matches 1 machine:").waitFor();
+  await cpPreview.getByText("Would adopt (1): shop-1").waitFor();
+  await page.getByRole("button", { name: "Add worker pool" }).click();
+  const w = page.getByRole("region", { name: "Worker pool 1" });
+  assert.equal(await page.locator("#pool-w0-name").inputValue(), "default");
+  await page.locator("#pool-w0-replicas").fill("2");
+  await w.getByRole("button", { name: "Add requirement" }).click();
+  await page.locator("#pool-w0-r0-key").fill("role");
+  await page.locator("#pool-w0-r0-op").selectOption("In");
+  // The values the inventory has for the key are offered.
+  assert.deepEqual(await page.locator("#pool-w0-r0-seen option").evaluateAll((os) => os.map((o) => o.value)), ["server", "worker"]);
+  await page.locator("#pool-w0-r0-values").fill("worker");
+  await w.getByRole("button", { name: "Add requirement" }).click();
+  await page.locator("#pool-w0-r1-key").fill("site");
+  await page.locator("#pool-w0-r1-values").fill("shop");
+  const wPreview = page.getByRole("status", { name: "Machines matching Worker pool 1" });
+  await wPreview.getByText("Matches 4 machines").waitFor();
+  await wPreview.getByText("Would adopt (2): shop-2, shop-3").waitFor();
+  await wPreview.getByText("Not Ready yet (1): shop-4").waitFor();
+  await wPreview.getByText("Held by another cluster (1): shop-5 (warehouse/default)").waitFor();
+  // Live: a machine registered meanwhile shows up in the preview without a reload.
+  await page.evaluate(async () => {
+    const res = await fetch("/ui/api/k8s/apis/machines.edgefleet.io/v1alpha1/namespaces/fleet-default/machineinventories", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Edgefleet-UI": "1", Authorization: "Bearer " + sessionStorage.getItem("edgefleet.token") },
+      body: JSON.stringify({ apiVersion: "machines.edgefleet.io/v1alpha1", kind: "MachineInventory", metadata: { name: "shop-6", labels: { role: "worker", site: "shop" } } }),
+    });
+    if (!res.ok) throw new Error("creating shop-6: " + res.status);
+  });
+  await wPreview.getByText("Not Ready yet (2): shop-4, shop-6").waitFor();
+  await wPreview.getByText("Matches 5 machines").waitFor();
+  // Asking for more than there is: the pool says what it would wait for.
+  await page.locator("#pool-w0-replicas").fill("3");
+  await wPreview.getByText("1 missing").waitFor();
+  await wPreview.getByText(/The pool would wait: pool default needs 3 more machine\(s\)/).waitFor();
+  await page.locator("#pool-w0-replicas").fill("2");
+  await wPreview.getByText("enough machines").waitFor();
+  await w.getByText("Node labels and taints").click();
+  await page.locator("#pool-w0-labels").fill("tier=edge");
+  await page.locator("#pool-w0-taints").fill("gpu");
+  await page.getByText("Worker pool 1: taint “gpu” is not key=value:Effect or key:Effect").waitFor();
+  assert.ok(await page.getByRole("button", { name: "Create cluster", exact: true }).isDisabled());
+  await page.locator("#pool-w0-taints").fill("gpu=true:NoSchedule");
+  const yamlView = page.locator("pre.yaml");
+  await yamlView.getByText(/effect: "NoSchedule"/).waitFor();
+  const y = await yamlView.textContent();
+  assert.match(y, /kind: "ProvisionedCluster"/);
+  assert.match(y, /distro: "k3s"\n  version: "v1\.33\.5\+k3s1"/);
+  assert.match(y, /workers:\n  - name: "default"\n    replicas: 2\n/);
+  assert.match(y, /nodeLabels:\n      tier: "edge"/);
+  await axe(page, "create cluster");
+  await page.screenshot({ path: `${shots}/create-cluster.png`, fullPage: true });
+  await page.getByRole("button", { name: "Create cluster", exact: true }).click();
+
+  step("the cluster's progress: machines adopted, bootstrapped, conditions, live");
+  await page.getByRole("heading", { name: "fleet-default/shop" }).waitFor();
+  assert.match(new URL(page.url()).hash, /^#\/provisioned\?open=fleet-default%2Fshop$/);
+  const machinesTable = page.getByRole("table", { name: "Machines of this cluster" });
+  for (const m of ["shop-1", "shop-2", "shop-3"]) await machinesTable.getByRole("row").filter({ hasText: m }).waitFor({ timeout: 60_000 });
+  await machinesTable.getByRole("row").filter({ hasText: "shop-1" }).getByText("server (init)").waitFor();
+  const progress = page.getByRole("list", { name: "Formation progress" });
+  await progress.getByText("Machines adopted 3/3").waitFor({ timeout: 60_000 });
+  // The simulated machines report their plans applied and a healthy kubelet:
+  // formation marks them bootstrapped and, with no agent connected to read
+  // Nodes through, NodeReady from the probe; no fleet agent ever runs here.
+  await progress.getByText("Bootstrapped 3/3").waitFor({ timeout: 120_000 });
+  await progress.getByText("Nodes Ready 3/3").waitFor({ timeout: 60_000 });
+  await page.locator("ol.steps li.current").filter({ hasText: "Joined the fleet" }).waitFor();
+  const pools = page.getByRole("table", { name: "Pools" });
+  await pools.getByRole("row").filter({ hasText: "default" }).getByRole("cell").nth(1).getByText("2").waitFor();
+  await page.getByRole("table", { name: "Conditions" }).getByRole("row").filter({ hasText: "FleetJoined" }).getByText(/WaitingForAgent|AgentDisconnected/).waitFor({ timeout: 60_000 });
+  await page.getByRole("table", { name: "Provisioned clusters" }).getByRole("row").filter({ hasText: "fleet-default/shop" }).getByText("k3s v1.33.5+k3s1").waitFor();
+  await axe(page, "provisioned cluster progress");
+  await page.screenshot({ path: `${shots}/cluster-progress.png`, fullPage: true });
+
+  step("the fleet Cluster the join token registered links to the progress, and back");
+  // webui_test.go registers shop with its join token as its agent would.
+  const fleetLink = page.locator("section.detail dd a[href^='#/clusters?open=']");
+  await fleetLink.waitFor({ timeout: 60_000 });
+  const fleetName = (await fleetLink.textContent()).trim();
+  await fleetLink.click();
+  await page.getByRole("heading", { name: fleetName }).waitFor();
+  await page.getByLabel("Filter by name").fill(fleetName.split("/")[1]);
+  await page.getByRole("table", { name: "Clusters" }).getByRole("row").filter({ hasText: fleetName }).getByRole("link", { name: "Formation progress of shop" }).waitFor();
+  await page.locator("section.detail").getByRole("link", { name: "Formation progress of shop" }).click();
+  await page.getByRole("heading", { name: "fleet-default/shop" }).waitFor();
+  await page.getByRole("list", { name: "Formation progress" }).waitFor();
   await ctx.close();
 
   step("read-only user: sees, cannot create, and is told why");
@@ -358,6 +476,17 @@ try {
   await vpage.getByRole("link", { name: "OS upgrades" }).click();
   await vpage.getByRole("button", { name: "New OS upgrade" }).click();
   await vpage.getByText("You cannot start OS upgrades").waitFor();
+  // Create cluster: the viewer sees the page and the preview, the API refuses the create.
+  await vpage.getByRole("link", { name: "Create cluster", exact: true }).click();
+  await vpage.locator("#pc-name").fill("viewer-shop");
+  await vpage.locator("#pc-distro").selectOption("k3s");
+  await vpage.getByRole("status", { name: "Machines matching Control plane" }).getByText(/Matches \d+ machines/).waitFor();
+  await vpage.getByText("The manager's RBAC does not allow your user to create").waitFor();
+  await vpage.getByRole("button", { name: "Create cluster", exact: true }).click();
+  await vpage.getByRole("alert").filter({ hasText: /provisionedclusters.provisioning.edgefleet.io is forbidden: User "system:serviceaccount:fleet-default:ui-viewer" cannot create/ }).waitFor();
+  await axe(vpage, "create cluster (read-only)");
+  await vpage.getByRole("link", { name: "Provisioned clusters" }).click();
+  await vpage.getByRole("table", { name: "Provisioned clusters" }).getByRole("row").filter({ hasText: "fleet-default/shop" }).waitFor();
   await vpage.goto(base + "/ui/#/clusters?open=fleet-default%2Fedge-0");
   await vpage.getByRole("heading", { name: "fleet-default/edge-0" }).waitFor();
   await vpage.getByText("The manager will refuse this kubeconfig").waitFor();
