@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -88,22 +92,22 @@ func TestChartInstallsOnDistroCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	push := func(bin string, env []string) string {
+	push := func(bin string, env []string, version string) string {
 		t.Helper()
 		idx, err := imagebuild.Build(imagebuild.Spec{Name: bin, Binaries: map[string]string{"amd64": static[bin]}, Env: env,
-			CABundle: caBundle, Created: time.Unix(0, 0)})
+			Version: version, CABundle: caBundle, Created: time.Unix(0, 0)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		pinned, err := imagebuild.Push(ctx, reg.Host+"/edgefleet/"+bin+":e2e", idx)
+		pinned, err := imagebuild.Push(ctx, reg.Host+"/edgefleet/"+bin+":"+version, idx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("%s image: %s, %s compressed (amd64)", bin, pinned, mib(imageSize(t, pinned)))
 		return "edgefleet.test/edgefleet/" + bin + "@" + pinned[strings.LastIndex(pinned, "@")+1:]
 	}
-	agentImage := push("edgefleet-agent", nil)
-	managerImage := push("edgefleet", []string{clusterregistration.EnvAgentImage + "=" + agentImage})
+	agentImage := push("edgefleet-agent", nil, "e2e")
+	managerImage := push("edgefleet", []string{clusterregistration.EnvAgentImage + "=" + agentImage}, "e2e")
 
 	// One node: the init server, schedulable, running everything.
 	lab := netlab.New(t, "10.94.0")
@@ -183,43 +187,52 @@ func TestChartInstallsOnDistroCluster(t *testing.T) {
 
 	externalURL := fmt.Sprintf("https://%s:%d", node0.IP, chartNodePort)
 	const ns = "edgefleet-system"
+	ch, err := loader.Load(filepath.Join(repo, "charts/edgefleet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	helmCfg := action.NewConfiguration()
+	if err := helmCfg.Init(restGetter(t, adminKC, ns, node0.DialContext), ns, "secret"); err != nil {
+		t.Fatal(err)
+	}
+	imageValues := func(ref string) map[string]any {
+		repoName, digest, _ := strings.Cut(ref, "@")
+		return map[string]any{"repository": repoName, "digest": digest}
+	}
+	vals := map[string]any{
+		"image":       imageValues(managerImage),
+		"externalURL": externalURL,
+		"replicas":    1,
+		"service":     map[string]any{"type": "NodePort", "port": 8443, "nodePort": chartNodePort},
+		// Small requests: one shared test node.
+		"resources": map[string]any{"requests": map[string]any{"cpu": "50m", "memory": "128Mi"}, "limits": map[string]any{"memory": "1Gi"}},
+	}
+	managerPods := func(t *testing.T) []corev1.Pod {
+		t.Helper()
+		var pods corev1.PodList
+		if err := c.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/name": "edgefleet"}); err != nil {
+			t.Fatal(err)
+		}
+		return pods.Items
+	}
+	var caPEM []byte
 	t.Run("helm install: the manager Pod runs on the cluster and answers through its Service", func(t *testing.T) {
-		ch, err := loader.Load(filepath.Join(repo, "charts/edgefleet"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := action.NewConfiguration()
-		if err := cfg.Init(restGetter(t, adminKC, ns, node0.DialContext), ns, "secret"); err != nil {
-			t.Fatal(err)
-		}
-		in := action.NewInstall(cfg)
+		in := action.NewInstall(helmCfg)
 		in.ReleaseName, in.Namespace, in.CreateNamespace = "edgefleet", ns, true
 		// Like `helm install --wait`: the release succeeds once its
 		// Deployment is available (the manager Pod Ready).
 		in.WaitStrategy, in.Timeout = kube.StatusWatcherStrategy, 3*time.Minute
-		repoName, digest, _ := strings.Cut(managerImage, "@")
-		vals := map[string]any{
-			"image":       map[string]any{"repository": repoName, "digest": digest},
-			"externalURL": externalURL,
-			"replicas":    1,
-			"service":     map[string]any{"type": "NodePort", "port": 8443, "nodePort": chartNodePort},
-			// Small requests: one shared test node.
-			"resources": map[string]any{"requests": map[string]any{"cpu": "50m", "memory": "128Mi"}, "limits": map[string]any{"memory": "1Gi"}},
-		}
 		installed := time.Now()
 		if _, err := in.RunWithContext(ctx, ch, vals); err != nil {
 			t.Fatalf("helm install: %v", err)
 		}
 		t.Logf("helm install (CRDs, RBAC, Deployment, Service) done and the manager Pod Ready in %s", time.Since(installed).Round(time.Millisecond))
 
-		var pods corev1.PodList
-		if err := c.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/name": "edgefleet"}); err != nil {
-			t.Fatal(err)
+		pods := managerPods(t)
+		if len(pods) != 1 {
+			t.Fatalf("%d manager pods, want 1", len(pods))
 		}
-		if len(pods.Items) != 1 {
-			t.Fatalf("%d manager pods, want 1", len(pods.Items))
-		}
-		pod := pods.Items[0]
+		pod := pods[0]
 		if img := pod.Spec.Containers[0].Image; img != managerImage {
 			t.Errorf("manager pod runs %s, want %s", img, managerImage)
 		}
@@ -248,8 +261,9 @@ func TestChartInstallsOnDistroCluster(t *testing.T) {
 		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "edgefleet-ca"}, &caSecret); err != nil {
 			t.Fatal(err)
 		}
+		caPEM = caSecret.Data["tls.crt"]
 		caFile := filepath.Join(t.TempDir(), "ca.pem")
-		if err := os.WriteFile(caFile, caSecret.Data["tls.crt"], 0o600); err != nil {
+		if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		var svc corev1.Service
@@ -284,6 +298,7 @@ func TestChartInstallsOnDistroCluster(t *testing.T) {
 		return
 	}
 
+	var cluster fleetv1.Cluster
 	t.Run("the cluster joins its own manager through the import manifest and runs a bundle", func(t *testing.T) {
 		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fleetNS}}); err != nil {
 			t.Fatal(err)
@@ -297,12 +312,8 @@ func TestChartInstallsOnDistroCluster(t *testing.T) {
 			t.Fatalf("no token in output:\n%s", out)
 		}
 		token := g[3]
-		var caSecret corev1.Secret
-		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "edgefleet-ca"}, &caSecret); err != nil {
-			t.Fatal(err)
-		}
 		caFile := filepath.Join(t.TempDir(), "ca.pem")
-		if err := os.WriteFile(caFile, caSecret.Data["tls.crt"], 0o600); err != nil {
+		if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		manifest := filepath.Join(t.TempDir(), "import.yaml")
@@ -317,14 +328,13 @@ func TestChartInstallsOnDistroCluster(t *testing.T) {
 		if !strings.Contains(string(m), "image: "+agentImage+"\n") {
 			t.Fatalf("the import manifest does not run the agent image the manager image pins (%s):\n%s", agentImage, m)
 		}
-		if !strings.Contains(string(m), pki.Checksum(caSecret.Data["tls.crt"])) {
+		if !strings.Contains(string(m), pki.Checksum(caPEM)) {
 			t.Errorf("the import manifest does not pin the chart's endpoint CA")
 		}
 		applied := time.Now()
 		if out, err := kubectl("apply", "-f", manifest); err != nil {
 			t.Fatalf("kubectl apply of the import manifest: %v %s", err, out)
 		}
-		var cluster fleetv1.Cluster
 		eventually(t, 3*time.Minute, func() error {
 			var list fleetv1.ClusterList
 			if err := c.List(ctx, &list, client.InNamespace(fleetNS)); err != nil {
@@ -392,6 +402,154 @@ spec:
 			t.Errorf("the bundle's pod answered %q (%v)", got, err)
 		}
 	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("helm upgrade to a new manager image and two replicas: same CA, the joined cluster served by either replica", func(t *testing.T) {
+		// A new build of the manager (another version label, so another
+		// digest), as a release upgrade brings.
+		upgraded := push("edgefleet", []string{clusterregistration.EnvAgentImage + "=" + agentImage}, "e2e-2")
+		if upgraded == managerImage {
+			t.Fatal("the upgrade image has the same digest")
+		}
+		up := action.NewUpgrade(helmCfg)
+		up.Namespace, up.WaitStrategy, up.Timeout = ns, kube.StatusWatcherStrategy, 3*time.Minute
+		vals["image"], vals["replicas"] = imageValues(upgraded), 2
+		started := time.Now()
+		if _, err := up.RunWithContext(ctx, "edgefleet", ch, vals); err != nil {
+			t.Fatalf("helm upgrade: %v", err)
+		}
+		var pods []corev1.Pod
+		eventually(t, 2*time.Minute, func() error {
+			pods = pods[:0]
+			for _, p := range managerPods(t) {
+				if p.DeletionTimestamp == nil && p.Spec.Containers[0].Image == upgraded && p.Status.PodIP != "" && podReady(p) {
+					pods = append(pods, p)
+				}
+			}
+			if n := len(managerPods(t)); len(pods) != 2 || n != 2 {
+				return fmt.Errorf("%d of %d manager pods Ready on the new image, want 2 of 2", len(pods), n)
+			}
+			return nil
+		})
+		t.Logf("helm upgrade rolled to 2 Ready replicas of the new image in %s", time.Since(started).Round(time.Millisecond))
+		var caSecret corev1.Secret
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "edgefleet-ca"}, &caSecret); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(caSecret.Data["tls.crt"], caPEM) {
+			t.Fatal("the endpoint CA changed across the upgrade: every joined agent would be cut off")
+		}
+		eventually(t, time.Minute, func() error {
+			var lease coordinationv1.Lease
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "edgefleet-manager"}, &lease); err != nil {
+				return err
+			}
+			for _, p := range pods {
+				if lease.Spec.HolderIdentity != nil && strings.Contains(*lease.Spec.HolderIdentity, p.Name) {
+					return nil
+				}
+			}
+			return fmt.Errorf("leader Lease held by %v, not by a new replica", lease.Spec.HolderIdentity)
+		})
+
+		// The kube-api proxy through each replica in turn: the one without
+		// the cluster's tunnel forwards to the one holding it at its
+		// POD_IP (downward API), over the pod network. On an existing
+		// cluster the endpoint accepts bearer tokens (TokenReview), not the
+		// cluster's client certificates, whose CA the manager does not know.
+		if out, err := kubectl("-n", ns, "create", "serviceaccount", "fleet-admin"); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+		if out, err := kubectl("create", "clusterrolebinding", "fleet-admin", "--clusterrole=cluster-admin", "--serviceaccount="+ns+":fleet-admin"); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+		// Downstream, the same cluster here, sees the user by impersonation
+		// under the manager's prefix, and its own RBAC decides.
+		if out, err := kubectl("create", "clusterrolebinding", "fleet-admin-downstream", "--clusterrole=cluster-admin", "--user=edgefleet:sa:"+ns+":fleet-admin"); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+		token, err := kubectl("-n", ns, "create", "token", "fleet-admin")
+		if err != nil {
+			t.Fatalf("%v %s", err, token)
+		}
+		proxyCfg := &rest.Config{
+			Host:            externalURL + clusterjoin.ClusterProxyPrefix + fleetNS + "." + cluster.Name,
+			BearerToken:     strings.TrimSpace(token),
+			TLSClientConfig: rest.TLSClientConfig{CAData: caPEM},
+		}
+		for _, p := range pods {
+			cfg := rest.CopyConfig(proxyCfg)
+			podAddr := net.JoinHostPort(p.Status.PodIP, "8443")
+			cfg.Dial = func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return node0.DialContext(ctx, network, podAddr)
+			}
+			cs, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// After the rollout the agent's tunnel moves to a new replica
+			// once the old one's liveness lapses (docs/tunnel.md).
+			eventually(t, 2*time.Minute, func() error {
+				nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+				if err != nil {
+					return fmt.Errorf("through replica %s: %w", p.Name, err)
+				}
+				if len(nodes.Items) != 1 || nodes.Items[0].Name != "server" {
+					return fmt.Errorf("through replica %s: nodes %v", p.Name, nodes.Items)
+				}
+				return nil
+			})
+		}
+		// The Cluster's status catches up: Connected again (its tunnel
+		// dropped with the old replica during the rollout).
+		eventually(t, 90*time.Second, func() error {
+			var fc fleetv1.Cluster
+			if err := c.Get(ctx, client.ObjectKeyFromObject(&cluster), &fc); err != nil {
+				return err
+			}
+			if !meta.IsStatusConditionTrue(fc.Status.Conditions, fleetv1.ConnectedCondition) {
+				return fmt.Errorf("cluster not Connected after the upgrade: %v", fc.Status.Conditions)
+			}
+			return nil
+		})
+		t.Logf("upgrade done, both replicas proxy to the cluster and it is Connected, %s after helm upgrade", time.Since(started).Round(time.Millisecond))
+		t.Logf("RSS of the manager replicas and the agent: %s", containerRSS(node0.root))
+	})
+}
+
+// podReady reports the Pod's Ready condition.
+func podReady(p corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// containerRSS lists the resident memory of the edgefleet processes the
+// node under root runs in containers (found by the node's cgroup).
+func containerRSS(root string) string {
+	cg := kubedistro.CgroupRoot(kubedistro.NewPaths(root), "server")
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	var parts []string
+	for _, p := range procs {
+		cgroups, err := os.ReadFile(filepath.Join(p, "cgroup"))
+		if err != nil || !strings.Contains(string(cgroups), cg) {
+			continue
+		}
+		cmd, _ := os.ReadFile(filepath.Join(p, "cmdline"))
+		exe := strings.SplitN(string(cmd), "\x00", 2)[0]
+		if !strings.HasPrefix(exe, imagebuild.BinDir+"/edgefleet") {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(p))
+		parts = append(parts, fmt.Sprintf("%s %d MiB", filepath.Base(exe), rssMiB(pid)))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
 }
 
 // oneNodeConfig is a schedulable init server pulling through the
