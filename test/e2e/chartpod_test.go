@@ -416,6 +416,9 @@ spec:
 		up := action.NewUpgrade(helmCfg)
 		up.Namespace, up.WaitStrategy, up.Timeout = ns, kube.StatusWatcherStrategy, 3*time.Minute
 		vals["image"], vals["replicas"] = imageValues(upgraded), 2
+		// The cluster's own client CA: its admin kubeconfig (a client
+		// certificate) then works with the endpoint too.
+		vals["tls"] = map[string]any{"userClientCA": node0.cfg.ClusterCA.Cert}
 		started := time.Now()
 		if _, err := up.RunWithContext(ctx, "edgefleet", ch, vals); err != nil {
 			t.Fatalf("helm upgrade: %v", err)
@@ -514,6 +517,25 @@ spec:
 			}
 			return nil
 		})
+		// The admin's client certificate (the cluster's CA, given as
+		// tls.userClientCA) is accepted by the endpoint: the request reaches
+		// the downstream apiserver as the impersonated admin.
+		kc, err := node0.Command(harness.EdgefleetBinary(t), "kubeconfig", cluster.Name, "-n", fleetNS, "--kubeconfig", adminKC).Output()
+		if err != nil {
+			t.Fatalf("edgefleet kubeconfig: %v", err)
+		}
+		certCfg, err := clientcmd.RESTConfigFromKubeConfig(kc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certCfg.Dial = node0.DialContext
+		cs, err := kubernetes.NewForConfig(certCfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs.CoreV1().Namespaces().Get(ctx, fleetNS, metav1.GetOptions{}); err != nil {
+			t.Errorf("the admin's client certificate through the proxy: %v", err)
+		}
 		t.Logf("upgrade done, both replicas proxy to the cluster and it is Connected, %s after helm upgrade", time.Since(started).Round(time.Millisecond))
 		t.Logf("RSS of the manager replicas and the agent: %s", containerRSS(node0.root))
 	})
