@@ -57,7 +57,9 @@ const chartNodePort = 30443
 // through the Helm SDK (in-cluster config, leader election, the chart's
 // RBAC), the manager Pod Ready and answering through its Service; then the
 // same cluster joins the fleet through the import manifest (the agent image
-// the manager image pins by digest) and runs a bundle.
+// the manager image pins by digest) and runs a bundle; finally `helm
+// upgrade` to a new image and two replicas keeps the CA and the joined
+// cluster, reachable through either replica's kube-api proxy.
 func TestChartInstallsOnDistroCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Kubernetes cluster of a real kubelet")
