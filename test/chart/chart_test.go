@@ -53,9 +53,13 @@ func allOn() map[string]any {
 	v["networkPolicy"] = map[string]any{"enabled": true, "ingressFrom": []any{map[string]any{"namespaceSelector": map[string]any{}}}}
 	v["service"] = map[string]any{"type": "NodePort", "port": 8443, "nodePort": 30443}
 	v["extraArgs"] = []any{"--join-rate-limit=5"}
-	v["tls"] = map[string]any{"caCert": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", "caKey": "-----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY-----\n"}
+	v["tls"] = map[string]any{"caCert": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", "caKey": "-----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY-----\n",
+		"userClientCA": userClientCA}
 	return v
 }
+
+// userClientCA stands for a cluster's client CA (tls.userClientCA).
+const userClientCA = "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n"
 
 func TestChartLints(t *testing.T) {
 	for name, vals := range map[string]map[string]any{"defaults": baseValues(), "all on": allOn()} {
@@ -84,6 +88,7 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{"unknown value", func(v map[string]any) { v["replica"] = 3 }, "replica"},
 		{"CA without key", func(v map[string]any) { v["tls"] = map[string]any{"caCert": "-----BEGIN CERTIFICATE-----\n"} }, "go together"},
 		{"CA not PEM", func(v map[string]any) { v["tls"] = map[string]any{"caCert": "MIIB", "caKey": "x"} }, "caCert"},
+		{"user client CA not PEM", func(v map[string]any) { v["tls"] = map[string]any{"userClientCA": "MIIB"} }, "userClientCA"},
 		{"bad digest", func(v map[string]any) { v["image"] = map[string]any{"repository": "r", "digest": "latest"} }, "digest"},
 		{"scraper without namespace", func(v map[string]any) {
 			v["metrics"] = map[string]any{"serviceMonitor": map[string]any{"scraperServiceAccount": "prometheus"}}
@@ -129,7 +134,8 @@ func TestChartDeploymentRunsInClusterWithLeaderElection(t *testing.T) {
 		args = append(args, a.(string))
 	}
 	for _, want := range []string{"server", "--leader-elect=true", "--external-url=https://fleet.example.com:8443",
-		"--agent-image=registry.local:5000/edgefleet/edgefleet-agent@sha256:" + strings.Repeat("ab", 32), "--join-rate-limit=5"} {
+		"--agent-image=registry.local:5000/edgefleet/edgefleet-agent@sha256:" + strings.Repeat("ab", 32), "--join-rate-limit=5",
+		"--client-ca-file=/etc/edgefleet/user-client-ca/ca.crt"} {
 		if !slices.Contains(args, want) {
 			t.Errorf("manager args %v lack %q", args, want)
 		}
@@ -145,6 +151,21 @@ func TestChartDeploymentRunsInClusterWithLeaderElection(t *testing.T) {
 	env, _ := yaml.Marshal(c["env"])
 	if !strings.Contains(string(env), "name: POD_IP") || !strings.Contains(string(env), "fieldPath: status.podIP") {
 		t.Errorf("POD_IP is not from the downward API:\n%s", env)
+	}
+	// tls.userClientCA reaches --client-ca-file through a ConfigMap, and a
+	// new one rolls the Pods.
+	cm := find(t, objs, "ConfigMap")
+	if got, _, _ := unstructured.NestedString(cm.Object, "data", "ca.crt"); got != userClientCA {
+		t.Errorf("user client CA ConfigMap holds %q", got)
+	}
+	mounts, _ := yaml.Marshal(c["volumeMounts"])
+	volumes, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "volumes")
+	vols, _ := yaml.Marshal(volumes)
+	if !strings.Contains(string(mounts), "mountPath: /etc/edgefleet/user-client-ca") || !strings.Contains(string(vols), "name: "+cm.GetName()) {
+		t.Errorf("the user client CA is not mounted from ConfigMap %s:\n%s\n%s", cm.GetName(), mounts, vols)
+	}
+	if ann, _, _ := unstructured.NestedString(dep.Object, "spec", "template", "metadata", "annotations", "checksum/user-client-ca"); ann == "" {
+		t.Error("no checksum/user-client-ca annotation: a changed CA would not roll the Pods")
 	}
 	if replicas, _, _ := unstructured.NestedFieldNoCopy(dep.Object, "spec", "replicas"); fmt.Sprint(replicas) != "2" {
 		t.Errorf("replicas %v, want the default 2", replicas)
@@ -187,7 +208,7 @@ func TestChartObjectsValidateOnAPIServer(t *testing.T) {
 			}
 			want := []string{"Deployment", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
 			if name == "all on" {
-				want = append(want, "NetworkPolicy", "Secret")
+				want = append(want, "NetworkPolicy", "Secret", "ConfigMap")
 			}
 			for _, want := range want {
 				if !slices.Contains(kinds, want) {

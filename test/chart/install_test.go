@@ -32,7 +32,9 @@ import (
 // The chart's manager, run with exactly the chart's flags and as the chart's
 // ServiceAccount (a token for it, so the chart's RBAC is what the
 // apiserver enforces), starts on a cluster and does its work. It runs out of
-// cluster: the test clusters have no kubelets to run the Pod yet.
+// cluster, on a bare apiserver; the chart installed for real, its manager in
+// Pods on a cluster with a kubelet, is test/e2e's
+// TestChartInstallsOnDistroCluster.
 func TestChartManagerRunsWithChartRBAC(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a kube-apiserver and the manager")

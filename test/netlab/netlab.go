@@ -8,6 +8,7 @@
 package netlab
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -183,6 +184,51 @@ func (n *Node) forwardOn(addr string, port int) error {
 		}
 	}()
 	return nil
+}
+
+// DialContext dials addr from inside the node's namespace, so a test's own
+// clients (client-go, the Helm SDK) reach what listens only on the lab
+// network, such as a node's kube-apiserver. The socket is made on a locked
+// OS thread switched into the namespace and keeps that namespace for life.
+func (n *Node) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		self, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer self.Close()
+		target, err := os.Open("/run/netns/" + n.NS)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer target.Close()
+		if err := setns(target); err != nil {
+			ch <- result{err: err}
+			return
+		}
+		var d net.Dialer
+		c, derr := d.DialContext(ctx, network, addr)
+		if err := setns(self); err != nil {
+			// The thread stays locked and is discarded with this goroutine.
+			if c != nil {
+				c.Close()
+			}
+			ch <- result{err: err}
+			return
+		}
+		runtime.UnlockOSThread()
+		ch <- result{c, derr}
+	}()
+	r := <-ch
+	return r.c, r.err
 }
 
 // listen creates a TCP listener inside the node's namespace.
