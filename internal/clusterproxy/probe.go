@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -168,5 +169,59 @@ func (s *Server) renewLease(ctx context.Context, key types.NamespacedName, now t
 	}
 	lease.Spec.HolderIdentity = &s.opts.Identity
 	lease.Spec.RenewTime = &t
+	return s.client.Update(ctx, lease)
+}
+
+// releaseLeases gives up this replica's hold on the tunnel Leases of keys
+// when it stops. Without it, another replica refuses the reconnecting agents
+// (409: the holder looks alive) until the Leases go stale, so every rolling
+// upgrade of the manager cut the kube-api proxy for about a minute. Only the
+// holder is cleared: renewTime stays, so Connected does not flap. Bounded: a
+// shutdown must not wait on a slow apiserver; a Lease not released goes stale
+// as before.
+func (s *Server) releaseLeases(keys []types.NamespacedName) {
+	if s.client == nil || len(keys) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	defer cancel()
+	work := make(chan types.NamespacedName)
+	var wg sync.WaitGroup
+	var released atomic.Int64
+	for range min(len(keys), releaseWorkers) {
+		wg.Go(func() {
+			for key := range work {
+				if s.releaseLease(ctx, key) == nil {
+					released.Add(1)
+				}
+			}
+		})
+	}
+	for _, k := range keys {
+		select {
+		case work <- k:
+		case <-ctx.Done():
+		}
+	}
+	close(work)
+	wg.Wait()
+	s.opts.Log.Info("Released tunnel Leases on shutdown", "released", released.Load(), "of", len(keys))
+}
+
+const (
+	releaseTimeout = 5 * time.Second
+	releaseWorkers = 16
+)
+
+func (s *Server) releaseLease(ctx context.Context, key types.NamespacedName) error {
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: clusterns.Name(key.Namespace, key.Name), Name: clusterns.TunnelLease}}
+	if err := s.client.Get(ctx, client.ObjectKeyFromObject(lease), lease); err != nil {
+		return err
+	}
+	if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != s.opts.Identity {
+		return nil // another replica took it over meanwhile
+	}
+	lease.Spec.HolderIdentity = nil
+	// Update, not patch: a conflict means someone renewed it since.
 	return s.client.Update(ctx, lease)
 }

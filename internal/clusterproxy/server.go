@@ -207,8 +207,10 @@ func (s *Server) closeOnShutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
 	open := make([]*entry, 0, len(s.sessions))
-	for _, e := range s.sessions {
+	keys := make([]types.NamespacedName, 0, len(s.sessions))
+	for k, e := range s.sessions {
 		open = append(open, e)
+		keys = append(keys, k)
 	}
 	s.mu.Unlock()
 	for _, e := range open {
@@ -217,6 +219,7 @@ func (s *Server) closeOnShutdown(ctx context.Context) error {
 	if len(open) > 0 {
 		s.opts.Log.Info("Closed agent tunnels on shutdown", "count", len(open))
 	}
+	s.releaseLeases(keys)
 	return nil
 }
 
