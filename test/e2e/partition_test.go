@@ -1,0 +1,319 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/content"
+	"github.com/edgefleet/edgefleet/internal/tunnel"
+	"github.com/edgefleet/edgefleet/test/harness"
+	"github.com/edgefleet/edgefleet/test/netlab"
+)
+
+// Issue #20 scenario 3: agents partitioned.
+
+// agentBinary is the edgefleet-agent next to the edgefleet binary under
+// test (make build puts both in bin/), or one built from this checkout.
+func agentBinary(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(filepath.Dir(harness.EdgefleetBinary(t)), "edgefleet-agent")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return harness.BuildWithVersion(t, "edgefleet-agent", "v0.0.0-e2e")
+}
+
+// site is one downstream cluster whose edgefleet-agent process runs in its
+// own network namespace: the manager is reached through the lab's gateway
+// (over the node's link, which the test cuts), the cluster's own API on the
+// node's loopback (not on the link: a site's agent keeps its cluster).
+type site struct {
+	id      string
+	node    *netlab.Node
+	cluster *harness.Cluster
+	// versions are the values of ConfigMap settings' data.version on the
+	// downstream cluster, in the order the agent wrote them, with when.
+	mu       sync.Mutex
+	versions []string
+	at       []time.Time
+}
+
+func (s *site) seen() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.versions)
+}
+
+// watchApplies records every change of the deployed ConfigMap's version
+// on the downstream cluster: what the agent applied, counted where it
+// lands, not as the manager reports it.
+func (s *site) watchApplies(ctx context.Context, t *testing.T) {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(s.cluster.RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := cs.CoreV1().ConfigMaps("app").Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=settings"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer w.Stop()
+		for ev := range w.ResultChan() {
+			cm, ok := ev.Object.(*corev1.ConfigMap)
+			if !ok || (ev.Type != watch.Added && ev.Type != watch.Modified) {
+				continue
+			}
+			s.mu.Lock()
+			if v := cm.Data["version"]; len(s.versions) == 0 || s.versions[len(s.versions)-1] != v {
+				s.versions = append(s.versions, v)
+				s.at = append(s.at, time.Now())
+			}
+			s.mu.Unlock()
+		}
+	}()
+}
+
+// appliedAt is when the site's cluster first had version v.
+func (s *site) appliedAt(v string) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i := slices.Index(s.versions, v); i >= 0 {
+		return s.at[i]
+	}
+	return time.Time{}
+}
+
+// TestAgentsPartitioned: three sites, each a real cluster whose real
+// edgefleet-agent runs in its own network namespace. One site's link is cut
+// for over a minute, dozens of offline thresholds and long enough for the
+// agent's reconnect backoff to reach its cap. The site goes Offline (condition
+// and printer column); a bundle with maxUnavailable 1 moves through three
+// versions on the two other sites meanwhile (the offline site holds no
+// budget); when the link returns the agent applies only the latest version,
+// once, without a human, and every status converges.
+func TestAgentsPartitioned(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a control plane")
+	}
+	if why := netlab.Supported(); why != "" {
+		t.Skip(why)
+	}
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const offlineAfter = 4 * time.Second
+	lab := netlab.New(t, "10.93.0")
+	m, err := harness.LaunchManager(t, harness.ManagerOptions{ExternalHost: lab.Gateway(),
+		Args: []string{"--cluster-offline-threshold", offlineAfter.String(), "--tunnel-probe-interval", "1s"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusters := harness.StartClusters(t, 3, harness.ClusterOptions{})
+	if err := m.WaitReady(2 * time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(m.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := strconv.Atoi(u.Port())
+	if err := lab.ForwardGateway(port); err != nil {
+		t.Fatal(err)
+	}
+	c := m.Client
+	for _, ns := range []string{fleetNS} {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, token, _ := createToken(t, m, "1h")
+	server := fmt.Sprintf("https://%s:%d", lab.Gateway(), port)
+	bin := agentBinary(t)
+	sites := make([]*site, len(clusters))
+	for i, cl := range clusters {
+		s := &site{id: fmt.Sprintf("site-%c", 'a'+i), cluster: cl}
+		s.node = lab.AddNode(s.id)
+		apiURL, err := url.Parse(cl.RESTConfig().Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		apiPort, _ := strconv.Atoi(apiURL.Port())
+		if err := s.node.Forward(apiPort); err != nil {
+			t.Fatal(err)
+		}
+		startNetnsAgent(t, s, bin, "--server", server, "--token", token, "--ca-checksum", m.CAChecksum,
+			"--kubeconfig", cl.KubeconfigPath(), "--client-id", s.id, "--heartbeat-interval", "1s", "--monitor-interval", "2s")
+		s.watchApplies(ctx, t)
+		sites[i] = s
+	}
+	clusterOf := func(s *site) *fleetv1.Cluster { return clusterByClientID(ctx, c, s.id) }
+	for _, s := range sites {
+		waitFor(t, 90*time.Second, s.id+" connected", func() bool {
+			cl := clusterOf(s)
+			return cl != nil && connectedReason(cl) == "True/"+fleetv1.AgentConnectedReason
+		})
+	}
+
+	ids := map[int]string{}
+	for v := 1; v <= 4; v++ {
+		id, err := content.Store(ctx, c, &content.Manifest{Resources: []fleetv1.BundleResource{{Name: "settings.yaml",
+			Content: fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  version: \"%d\"\n", v)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[v] = id
+	}
+	one := intstr.FromInt32(1)
+	bundle := &fleetv1.Bundle{ObjectMeta: metav1.ObjectMeta{Name: "settings", Namespace: fleetNS},
+		Spec: fleetv1.BundleSpec{
+			BundleDeploymentOptions: fleetv1.BundleDeploymentOptions{DefaultNamespace: "app"},
+			ContentsID:              ids[1],
+			RolloutStrategy:         &fleetv1.RolloutStrategy{MaxUnavailable: &one},
+			Targets:                 []fleetv1.BundleTarget{{ClusterSelector: &metav1.LabelSelector{}}},
+		}}
+	if err := c.Create(ctx, bundle); err != nil {
+		t.Fatal(err)
+	}
+	// deployment is the site's BundleDeployment of the bundle.
+	deployment := func(s *site) *fleetv1.BundleDeployment {
+		cl := clusterOf(s)
+		if cl == nil {
+			return nil
+		}
+		var bds fleetv1.BundleDeploymentList
+		if c.List(ctx, &bds, client.MatchingLabels{fleetv1.BundleNameLabel: bundle.Name, fleetv1.ClusterNameLabel: cl.Name}) != nil || len(bds.Items) != 1 {
+			return nil
+		}
+		return &bds.Items[0]
+	}
+	applied := func(s *site, v int) bool {
+		bd := deployment(s)
+		return bd != nil && strings.HasPrefix(bd.Status.AppliedDeploymentID, ids[v]+":") && bd.Status.Ready
+	}
+	for _, s := range sites {
+		waitFor(t, 60*time.Second, s.id+" at version 1", func() bool { return applied(s, 1) })
+	}
+
+	dark, lit := sites[2], sites[:2]
+	if err := dark.node.Disconnect(); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Now()
+	waitFor(t, 30*time.Second, dark.id+" Offline", func() bool {
+		cl := clusterOf(dark)
+		return cl != nil && connectedReason(cl) == "False/"+fleetv1.AgentOfflineReason && cl.Status.Display.State == fleetv1.ClusterStateOffline
+	})
+	timeToOffline := time.Since(cut)
+	t.Logf("%s Offline %s after its link was cut (offline threshold %s)", dark.id, timeToOffline.Round(100*time.Millisecond), offlineAfter)
+	if out := kubectl(t, m.Kubeconfig, nil, "get", "clusters.fleet.edgefleet.io", "-n", fleetNS, clusterOf(dark).Name); !strings.Contains(out, "Offline") {
+		t.Errorf("kubectl get cluster does not show Offline:\n%s", out)
+	}
+
+	// Three versions while the site is dark: each completes on the lit
+	// sites although the dark one can apply none, with maxUnavailable 1.
+	for v := 2; v <= 4; v++ {
+		var b fleetv1.Bundle
+		if err := c.Get(ctx, client.ObjectKeyFromObject(bundle), &b); err != nil {
+			t.Fatal(err)
+		}
+		b.Spec.ContentsID = ids[v]
+		if err := c.Update(ctx, &b); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range lit {
+			waitFor(t, 60*time.Second, fmt.Sprintf("%s at version %d while %s is dark", s.id, v, dark.id), func() bool { return applied(s, v) })
+		}
+		// The dark site's deployment is promoted too, so it catches up in
+		// one step; it does not count as unavailable.
+		waitFor(t, 30*time.Second, fmt.Sprintf("%s's deployment promoted to version %d", dark.id, v), func() bool {
+			bd := deployment(dark)
+			return bd != nil && strings.HasPrefix(bd.Spec.DeploymentID, ids[v]+":")
+		})
+		waitFor(t, 30*time.Second, fmt.Sprintf("version %d: no partition counting the offline site as unavailable", v), func() bool {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(bundle), &b); err != nil || len(b.Status.Partitions) == 0 {
+				return false
+			}
+			for _, p := range b.Status.Partitions {
+				if p.Unavailable != 0 {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	if got := dark.seen(); !slices.Equal(got, []string{"1"}) {
+		t.Fatalf("the dark site's cluster changed during the partition: versions %v", got)
+	}
+	// Dark for over a minute: the tunnel's reconnect backoff reaches its cap.
+	if hold := tunnel.MaxBackoff*2 - time.Since(cut); hold > 0 {
+		time.Sleep(hold)
+	}
+	if err := dark.node.Reconnect(); err != nil {
+		t.Fatal(err)
+	}
+	healed := time.Now()
+	t.Logf("%s was dark for %s", dark.id, healed.Sub(cut).Round(time.Second))
+	waitFor(t, 2*time.Minute, dark.id+" at version 4 after the link returned", func() bool { return applied(dark, 4) })
+	caughtUp := dark.appliedAt("4").Sub(healed)
+	waitFor(t, 2*time.Minute, dark.id+" connected with its tunnel", func() bool {
+		cl := clusterOf(dark)
+		return cl != nil && connectedReason(cl) == "True/"+fleetv1.AgentConnectedReason && cl.Status.Display.State != fleetv1.ClusterStateOffline
+	})
+	reconnected := time.Since(healed)
+	waitFor(t, 60*time.Second, "the bundle Ready on every site", func() bool {
+		var b fleetv1.Bundle
+		return c.Get(ctx, client.ObjectKeyFromObject(bundle), &b) == nil && b.Status.ObservedGeneration == b.Generation &&
+			b.Status.ReadyClusters == 3 && b.Status.DesiredReadyClusters == 3 && meta.IsStatusConditionTrue(b.Status.Conditions, fleetv1.ReadyCondition)
+	})
+	t.Logf("after the link returned: version 4 applied on %s in %s, tunnel connected in %s", dark.id, caughtUp.Round(100*time.Millisecond), reconnected.Round(100*time.Millisecond))
+	for _, s := range lit {
+		if got := s.seen(); !slices.Equal(got, []string{"1", "2", "3", "4"}) {
+			t.Errorf("%s applied versions %v, want 1 2 3 4", s.id, got)
+		}
+	}
+	if got := dark.seen(); !slices.Equal(got, []string{"1", "4"}) {
+		t.Errorf("%s applied versions %v, want 1 then only the latest, 4", dark.id, got)
+	}
+}
+
+// startNetnsAgent runs edgefleet-agent in the site's network namespace
+// until the test ends.
+func startNetnsAgent(t *testing.T, s *site, bin string, args ...string) {
+	t.Helper()
+	cmd := s.node.Command(bin, append([]string{"run"}, args...)...)
+	log, err := os.Create(filepath.Join(t.TempDir(), "agent.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(log.Name())
+			t.Logf("agent of %s:\n%s", s.id, b)
+		}
+	})
+}
