@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -85,13 +86,22 @@ func (h *handlers) register(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// renew: POST /v1/renew with the current credential.
+// renew: POST /v1/renew with the current credential or, once it expired,
+// the registration's renewal key (RenewRequest body).
 func (h *handlers) renew(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	cluster, err := ClusterOf(ctx, h.auth, h.client, r)
 	if err != nil {
-		writeError(w, http.StatusUnauthorized, "%v", err)
-		return
+		var req clusterjoin.RenewRequest
+		if json.NewDecoder(io.LimitReader(r.Body, 4<<10)).Decode(&req) != nil || req.RenewalKey == "" {
+			writeError(w, http.StatusUnauthorized, "%v", err)
+			return
+		}
+		if cluster, err = h.ClusterOfRenewalKey(ctx, req); err != nil {
+			writeError(w, http.StatusUnauthorized, "%v", err)
+			return
+		}
+		h.log.Info("Renewing an expired credential with the registration's renewal key", "Cluster", klog.KObj(cluster))
 	}
 	resp, err := h.Renew(ctx, cluster)
 	var ended *lifetimeEnded

@@ -141,8 +141,10 @@ func (s *Service) issue(ctx context.Context, cluster *fleetv1.Cluster, renewing 
 	if err := s.ensureRBAC(ctx, cluster, ns); err != nil {
 		return nil, err
 	}
+	var renewalKey string
 	if !renewing {
-		if err := s.stampRegistration(ctx, cluster, ns.Name); err != nil {
+		renewalKey = newRenewalKey()
+		if err := s.stampRegistration(ctx, cluster, ns.Name, renewalKey); err != nil {
 			return nil, err
 		}
 	}
@@ -164,6 +166,7 @@ func (s *Service) issue(ctx context.Context, cluster *fleetv1.Cluster, renewing 
 		Expires:          tr.Status.ExpirationTimestamp.Time,
 		ManagerAPIPath:   clusterjoin.ManagerAPIPrefix,
 		CACert:           string(s.caPEM),
+		RenewalKey:       renewalKey,
 	}, nil
 }
 

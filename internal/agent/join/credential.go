@@ -148,9 +148,14 @@ func (s *store) load(ctx context.Context) (*clusterjoin.RegisterResponse, error)
 		return nil, fmt.Errorf("reading credential secret %s/%s: %w", clusterjoin.SystemNamespace, clusterjoin.CredentialSecret, err)
 	}
 	var st stored
-	if json.Unmarshal(sec.Data[keyCredential], &st) != nil || st.Server != s.server || st.CAChecksum != s.caChecksum || time.Now().After(st.Response.Expires) {
-		return nil, nil // for another manager, or expired: register again
+	if json.Unmarshal(sec.Data[keyCredential], &st) != nil || st.Server != s.server || st.CAChecksum != s.caChecksum {
+		return nil, nil // for another manager: register again
 	}
+	if time.Now().After(st.Response.Expires) && st.Response.RenewalKey == "" {
+		return nil, nil // expired, and nothing renews it: register again
+	}
+	// An expired credential with a renewal key is renewed with that key
+	// before anything else uses it (renewAt is past).
 	return &st.Response, nil
 }
 

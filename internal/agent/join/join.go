@@ -240,9 +240,19 @@ func (j *Joined) renewLoop(ctx context.Context) error {
 		var resp *clusterjoin.RegisterResponse
 		err := retry(ctx, j.o.Log, "Renewing the cluster credential", func() error {
 			var err error
-			resp, err = post(ctx, j.tls, j.o.Server+clusterjoin.RenewPath, j.cred.get().Token, nil)
+			cur := j.cred.get()
+			// The renewal key counts only if the credential expired (a
+			// site dark for longer than its life).
+			resp, err = post(ctx, j.tls, j.o.Server+clusterjoin.RenewPath, cur.Token,
+				clusterjoin.RenewRequest{ClusterNamespace: cur.ClusterNamespace, ClusterName: cur.ClusterName, RenewalKey: cur.RenewalKey})
+			if err == nil && resp.RenewalKey == "" {
+				resp.RenewalKey = cur.RenewalKey // renewals keep the registration's key
+			}
 			if errors.Is(err, errRejected) {
-				resp, err = j.register(ctx)
+				renewErr := err
+				if resp, err = j.register(ctx); err != nil {
+					err = fmt.Errorf("the credential cannot be renewed (%v) and registering again failed: %w", renewErr, err)
+				}
 			}
 			return err
 		})
