@@ -2,7 +2,15 @@ package e2e
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -24,6 +32,7 @@ import (
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/content"
 	"github.com/edgefleet/edgefleet/internal/tunnel"
+	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	"github.com/edgefleet/edgefleet/test/harness"
 	"github.com/edgefleet/edgefleet/test/netlab"
 )
@@ -49,6 +58,7 @@ type site struct {
 	id      string
 	node    *netlab.Node
 	cluster *harness.Cluster
+	kill    func()
 	// versions are the values of ConfigMap settings' data.version on the
 	// downstream cluster, in the order the agent wrote them, with when.
 	mu       sync.Mutex
@@ -160,7 +170,7 @@ func TestAgentsPartitioned(t *testing.T) {
 		if err := s.node.Forward(apiPort); err != nil {
 			t.Fatal(err)
 		}
-		startNetnsAgent(t, s, bin, "--server", server, "--token", token, "--ca-checksum", m.CAChecksum,
+		s.kill = startNetnsAgent(t, s, bin, "--server", server, "--token", token, "--ca-checksum", m.CAChecksum,
 			"--kubeconfig", cl.KubeconfigPath(), "--client-id", s.id, "--heartbeat-interval", "1s", "--monitor-interval", "2s")
 		s.watchApplies(ctx, t)
 		sites[i] = s
@@ -293,11 +303,63 @@ func TestAgentsPartitioned(t *testing.T) {
 	if got := dark.seen(); !slices.Equal(got, []string{"1", "4"}) {
 		t.Errorf("%s applied versions %v, want 1 then only the latest, 4", dark.id, got)
 	}
+
+	// Dark for longer than the credential's life (24 h by default), with a
+	// power cut: the agent restarts without a registration token (the import
+	// manifest's was erased after joining) and only an expired credential.
+	// Its renewal key gets it a new one: back without a human, as the same
+	// Cluster.
+	away := sites[1]
+	before := clusterOf(away).Name
+	away.kill()
+	if err := away.node.Disconnect(); err != nil {
+		t.Fatal(err)
+	}
+	oldToken := expire(ctx, t, away, m)
+	waitFor(t, 30*time.Second, away.id+" Offline", func() bool {
+		cl := clusterOf(away)
+		return cl != nil && connectedReason(cl) == "False/"+fleetv1.AgentOfflineReason
+	})
+	if err := away.node.Reconnect(); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	away.kill = startNetnsAgent(t, away, bin, "--server", server, "--ca-checksum", m.CAChecksum,
+		"--kubeconfig", away.cluster.KubeconfigPath(), "--client-id", away.id, "--heartbeat-interval", "1s", "--monitor-interval", "2s")
+	waitFor(t, 2*time.Minute, away.id+" connected again after its credential expired", func() bool {
+		cl := clusterOf(away)
+		return cl != nil && connectedReason(cl) == "True/"+fleetv1.AgentConnectedReason
+	})
+	t.Logf("%s back %s after restarting with an expired credential", away.id, time.Since(back).Round(100*time.Millisecond))
+	if after := clusterOf(away).Name; after != before {
+		t.Errorf("%s came back as Cluster %s, was %s", away.id, after, before)
+	}
+	var sec corev1.Secret
+	if err := away.cluster.Client.Get(ctx, client.ObjectKey{Namespace: clusterjoin.SystemNamespace, Name: clusterjoin.CredentialSecret}, &sec); err != nil {
+		t.Fatal(err)
+	}
+	var st storedCredential
+	if err := json.Unmarshal(sec.Data["credential"], &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Response.Token == "" || st.Response.Token == oldToken || !st.Response.Expires.After(time.Now()) || st.Response.RenewalKey == "" {
+		t.Errorf("%s's stored credential not renewed: expires %s, renewal key kept %t", away.id, st.Response.Expires, st.Response.RenewalKey != "")
+	}
+	if !strings.Contains(m.Output(), "Renewing an expired credential with the registration's renewal key") {
+		t.Errorf("the manager did not log the renewal with the renewal key")
+	}
+	var all fleetv1.ClusterList
+	if err := c.List(ctx, &all, client.InNamespace(fleetNS)); err != nil || len(all.Items) != len(sites) {
+		t.Errorf("%d Clusters after the return, want %d (%v)", len(all.Items), len(sites), err)
+	}
+	if got := away.seen(); !slices.Equal(got, []string{"1", "2", "3", "4"}) {
+		t.Errorf("%s applied versions %v after its return, want 1 2 3 4 and nothing again", away.id, got)
+	}
 }
 
 // startNetnsAgent runs edgefleet-agent in the site's network namespace
-// until the test ends.
-func startNetnsAgent(t *testing.T, s *site, bin string, args ...string) {
+// until the test ends or kill (SIGKILL: a power cut) is called.
+func startNetnsAgent(t *testing.T, s *site, bin string, args ...string) (kill func()) {
 	t.Helper()
 	cmd := s.node.Command(bin, append([]string{"run"}, args...)...)
 	log, err := os.Create(filepath.Join(t.TempDir(), "agent.log"))
@@ -308,12 +370,111 @@ func startNetnsAgent(t *testing.T, s *site, bin string, args ...string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	var once sync.Once
+	kill = func() {
+		once.Do(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		})
+	}
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		kill()
 		if t.Failed() {
 			b, _ := os.ReadFile(log.Name())
 			t.Logf("agent of %s:\n%s", s.id, b)
 		}
 	})
+	return kill
+}
+
+// storedCredential is the agent's credential Secret's content
+// (internal/agent/join's store).
+type storedCredential struct {
+	Server     string                       `json:"server"`
+	CAChecksum string                       `json:"caChecksum"`
+	Response   clusterjoin.RegisterResponse `json:"response"`
+}
+
+// expire rewrites a site's stored credential as it is once its life has
+// passed: the same token re-signed with the manager's service-account key
+// with an expiry in the past (the kube-apiserver's TokenRequest issues no
+// token shorter than 10 minutes, so the test cannot wait one out), and the
+// recorded expiry in the past. Everything else is left as the agent wrote it.
+func expire(ctx context.Context, t *testing.T, s *site, m *harness.Manager) (old string) {
+	t.Helper()
+	var sec corev1.Secret
+	if err := s.cluster.Client.Get(ctx, client.ObjectKey{Namespace: clusterjoin.SystemNamespace, Name: clusterjoin.CredentialSecret}, &sec); err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]json.RawMessage
+	var resp clusterjoin.RegisterResponse
+	if err := json.Unmarshal(sec.Data["credential"], &st); err != nil || json.Unmarshal(st["response"], &resp) != nil {
+		t.Fatalf("credential Secret of %s: %v", s.id, err)
+	}
+	if resp.RenewalKey == "" {
+		t.Fatalf("%s's stored credential has no renewal key", s.id)
+	}
+	old = resp.Token
+	past := time.Now().Add(-time.Hour)
+	resp.Token = resignExpired(t, m, resp.Token, past)
+	resp.Expires = past
+	st["response"], _ = json.Marshal(resp)
+	sec.Data["credential"], _ = json.Marshal(st)
+	if err := s.cluster.Client.Update(ctx, &sec); err != nil {
+		t.Fatal(err)
+	}
+	return old
+}
+
+// resignExpired returns tok with exp (and iat, nbf before it) moved to
+// expired, signed with the embedded control plane's service-account key
+// (ECDSA P-256: ES256).
+func resignExpired(t *testing.T, m *harness.Manager, tok string, expired time.Time) string {
+	t.Helper()
+	var keyPath string
+	_ = filepath.WalkDir(m.DataDir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Name() == "service-account.key" {
+			keyPath = p
+		}
+		return nil
+	})
+	data, err := os.ReadFile(keyPath)
+	if err != nil {
+		t.Fatalf("the manager's service-account key: %v", err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		t.Fatalf("%s is not PEM", keyPath)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	key, ok := k.(*ecdsa.PrivateKey)
+	if err != nil || !ok {
+		t.Fatalf("%s: not an ECDSA key: %v", keyPath, err)
+	}
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("the credential is not a JWT")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		t.Fatal(err)
+	}
+	claims["exp"] = expired.Unix()
+	claims["iat"] = expired.Add(-24 * time.Hour).Unix()
+	claims["nbf"] = expired.Add(-24 * time.Hour).Unix()
+	payload, _ = json.Marshal(claims)
+	signing := parts[0] + "." + base64.RawURLEncoding.EncodeToString(payload)
+	sum := sha256.Sum256([]byte(signing))
+	r, sg, err := ecdsa.Sign(rand.Reader, key, sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := make([]byte, 64)
+	r.FillBytes(sig[:32])
+	sg.FillBytes(sig[32:])
+	return signing + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
