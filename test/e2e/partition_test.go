@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -11,8 +12,10 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -354,6 +357,70 @@ func TestAgentsPartitioned(t *testing.T) {
 	}
 	if got := away.seen(); !slices.Equal(got, []string{"1", "2", "3", "4"}) {
 		t.Errorf("%s applied versions %v after its return, want 1 2 3 4 and nothing again", away.id, got)
+	}
+
+	checkRenewalKeyRefusals(ctx, t, m, token)
+}
+
+// renewWithKey posts a renewal with no credential, only a RenewRequest.
+func renewWithKey(t *testing.T, m *harness.Manager, req clusterjoin.RenewRequest) (int, *clusterjoin.RegisterResponse) {
+	t.Helper()
+	body, _ := json.Marshal(req)
+	resp, err := m.HTTP.Post(m.URL+clusterjoin.RenewPath, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out clusterjoin.RegisterResponse
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&out) != nil {
+		return resp.StatusCode, nil
+	}
+	return resp.StatusCode, &out
+}
+
+// checkRenewalKeyRefusals: a renewal key renews only its own cluster's
+// credential, only for the cluster's current registration, and not after
+// `edgefleet cluster revoke`.
+func checkRenewalKeyRefusals(ctx context.Context, t *testing.T, m *harness.Manager, token string) {
+	t.Helper()
+	_, a := register(t, m, clusterjoin.RegisterRequest{Token: token, ClientID: "key-a"})
+	_, b := register(t, m, clusterjoin.RegisterRequest{Token: token, ClientID: "key-b"})
+	if a == nil || b == nil || a.RenewalKey == "" || a.RenewalKey == b.RenewalKey {
+		t.Fatalf("registrations without distinct renewal keys: %+v %+v", a, b)
+	}
+	keyOf := func(r *clusterjoin.RegisterResponse, key string) clusterjoin.RenewRequest {
+		return clusterjoin.RenewRequest{ClusterNamespace: r.ClusterNamespace, ClusterName: r.ClusterName, RenewalKey: key}
+	}
+	if code, r := renewWithKey(t, m, keyOf(a, a.RenewalKey)); code != http.StatusOK || r.ClusterName != a.ClusterName || r.Token == "" || r.RenewalKey != "" {
+		t.Fatalf("renewal with A's key: %d %+v, want A's new credential and no new key", code, r)
+	}
+	for what, req := range map[string]clusterjoin.RenewRequest{
+		"a wrong key":          keyOf(a, a.RenewalKey+"x"),
+		"A's key for B":        keyOf(b, a.RenewalKey),
+		"an empty key":         keyOf(a, ""),
+		"A's key, no cluster":  {RenewalKey: a.RenewalKey},
+		"B's token as A's key": keyOf(a, b.Token),
+	} {
+		if code, _ := renewWithKey(t, m, req); code != http.StatusUnauthorized {
+			t.Errorf("renewal with %s: status %d, want 401", what, code)
+		}
+	}
+	// A registration replaces the key.
+	_, again := register(t, m, clusterjoin.RegisterRequest{Token: token, ClientID: "key-a"})
+	if again == nil || again.ClusterName != a.ClusterName {
+		t.Fatalf("re-registration of A: %+v", again)
+	}
+	if code, _ := renewWithKey(t, m, keyOf(a, a.RenewalKey)); code != http.StatusUnauthorized {
+		t.Errorf("renewal with the key of A's previous registration: status %d, want 401", code)
+	}
+	if code, _ := renewWithKey(t, m, keyOf(a, again.RenewalKey)); code != http.StatusOK {
+		t.Errorf("renewal with the key of A's registration: status %d, want 200", code)
+	}
+	if out, err := exec.Command(harness.EdgefleetBinary(t), "cluster", "revoke", a.ClusterName, "-n", fleetNS, "--kubeconfig", m.Kubeconfig).CombinedOutput(); err != nil {
+		t.Fatalf("edgefleet cluster revoke: %v\n%s", err, out)
+	}
+	if code, _ := renewWithKey(t, m, keyOf(a, again.RenewalKey)); code != http.StatusUnauthorized {
+		t.Errorf("renewal with a revoked cluster's key: status %d, want 401", code)
 	}
 }
 
