@@ -55,6 +55,9 @@ type RegisterInput struct {
 	// Credential is the bearer credential the caller presented, if any: the
 	// proof that lets a registration take over the Cluster it belongs to.
 	Credential string
+	// RenewalKey is the renewal key the caller presented, if any: also
+	// proof, when it is the Cluster's current registration's.
+	RenewalKey string
 	// Source is where the registration came from (remote address), for
 	// events.
 	Source string

@@ -139,11 +139,11 @@ func (j *Joined) register(ctx context.Context) (*clusterjoin.RegisterResponse, e
 	// the cluster that registered with this clientID before: without it
 	// (or an admin's approval) the manager refuses to hand the Cluster to a
 	// token holder.
-	var proof string
+	var proof, renewalKey string
 	if j.cred != nil {
-		proof = j.cred.get().Token
+		proof, renewalKey = j.cred.get().Token, j.cred.get().RenewalKey
 	}
-	resp, err := post(ctx, j.tls, j.o.Server+clusterjoin.RegisterPath, proof, clusterjoin.RegisterRequest{Token: j.o.Token, ClientID: j.clientID, Labels: j.o.Labels})
+	resp, err := post(ctx, j.tls, j.o.Server+clusterjoin.RegisterPath, proof, clusterjoin.RegisterRequest{Token: j.o.Token, ClientID: j.clientID, Labels: j.o.Labels, RenewalKey: renewalKey})
 	if err != nil {
 		if errors.Is(err, errRejected) {
 			return nil, fmt.Errorf("%w (the registration token is wrong or expired: create a new one with `edgefleet token create`)", err)

@@ -113,6 +113,10 @@ type RegisterRequest struct {
 	// Labels are proposed for the Cluster; reserved *edgefleet.io keys are
 	// dropped.
 	Labels map[string]string `json:"labels,omitempty"`
+	// RenewalKey of the cluster's current registration, if the agent has
+	// one: proof that it is that cluster, like its credential, also once
+	// the credential can no longer be renewed.
+	RenewalKey string `json:"renewalKey,omitempty"`
 }
 
 // RegisterResponse is the credential the manager issues.
