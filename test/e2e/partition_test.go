@@ -359,7 +359,7 @@ func TestAgentsPartitioned(t *testing.T) {
 		t.Errorf("%s applied versions %v after its return, want 1 2 3 4 and nothing again", away.id, got)
 	}
 
-	checkRenewalKeyRefusals(ctx, t, m, token)
+	checkRenewalKeyRefusals(ctx, t, m, token, sites[0])
 }
 
 // renewWithKey posts a renewal with no credential, only a RenewRequest.
@@ -380,9 +380,25 @@ func renewWithKey(t *testing.T, m *harness.Manager, req clusterjoin.RenewRequest
 
 // checkRenewalKeyRefusals: a renewal key renews only its own cluster's
 // credential, only for the cluster's current registration, and not after
-// `edgefleet cluster revoke`.
-func checkRenewalKeyRefusals(ctx context.Context, t *testing.T, m *harness.Manager, token string) {
+// `edgefleet cluster revoke`. With a registration token it proves a
+// checked-in cluster's identity (the way back past the maximum lifetime).
+func checkRenewalKeyRefusals(ctx context.Context, t *testing.T, m *harness.Manager, token string, checkedIn *site) {
 	t.Helper()
+	var sec corev1.Secret
+	if err := checkedIn.cluster.Client.Get(ctx, client.ObjectKey{Namespace: clusterjoin.SystemNamespace, Name: clusterjoin.CredentialSecret}, &sec); err != nil {
+		t.Fatal(err)
+	}
+	var st storedCredential
+	if err := json.Unmarshal(sec.Data["credential"], &st); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := register(t, m, clusterjoin.RegisterRequest{Token: token, ClientID: checkedIn.id, RenewalKey: st.Response.RenewalKey + "x"}); code != http.StatusConflict {
+		t.Errorf("registration as checked-in %s with a wrong renewal key: status %d, want 409", checkedIn.id, code)
+	}
+	if code, r := register(t, m, clusterjoin.RegisterRequest{Token: token, ClientID: checkedIn.id, RenewalKey: st.Response.RenewalKey}); code != http.StatusOK || r.ClusterName != st.Response.ClusterName {
+		t.Errorf("registration as checked-in %s with its renewal key: status %d, want 200 for Cluster %s", checkedIn.id, code, st.Response.ClusterName)
+	}
+
 	_, a := register(t, m, clusterjoin.RegisterRequest{Token: token, ClientID: "key-a"})
 	_, b := register(t, m, clusterjoin.RegisterRequest{Token: token, ClientID: "key-b"})
 	if a == nil || b == nil || a.RenewalKey == "" || a.RenewalKey == b.RenewalKey {
