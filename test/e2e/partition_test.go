@@ -25,6 +25,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -560,4 +561,16 @@ func resignExpired(t *testing.T, m *harness.Manager, tok string, expired time.Ti
 	r.FillBytes(sig[:32])
 	sg.FillBytes(sig[32:])
 	return signing + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// clusterEvent reports whether Cluster name in fleetNS has an Event with reason.
+func clusterEvent(ctx context.Context, m *harness.Manager, name, reason string) bool {
+	var evs eventsv1.EventList
+	_ = m.Client.List(ctx, &evs, client.InNamespace(fleetNS))
+	for _, e := range evs.Items {
+		if e.Regarding.Name == name && e.Reason == reason {
+			return true
+		}
+	}
+	return false
 }
