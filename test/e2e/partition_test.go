@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -499,6 +500,12 @@ func expire(ctx context.Context, t *testing.T, s *site, m *harness.Manager) (old
 		t.Fatalf("%s's stored credential has no renewal key", s.id)
 	}
 	old = resp.Token
+	// The re-signing is faithful: the same token valid an hour more is
+	// accepted, so the stored one differs by its expiry alone.
+	review := &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: resignExpired(t, m, resp.Token, time.Now().Add(time.Hour))}}
+	if err := m.Client.Create(ctx, review); err != nil || !review.Status.Authenticated {
+		t.Fatalf("the re-signed credential is not accepted when unexpired: %v %s", err, review.Status.Error)
+	}
 	past := time.Now().Add(-time.Hour)
 	resp.Token = resignExpired(t, m, resp.Token, past)
 	resp.Expires = past
@@ -510,8 +517,8 @@ func expire(ctx context.Context, t *testing.T, s *site, m *harness.Manager) (old
 	return old
 }
 
-// resignExpired returns tok with exp (and iat, nbf before it) moved to
-// expired, signed with the embedded control plane's service-account key
+// resignExpired returns tok with exp at expired (iat and nbf a day
+// before), signed with the embedded control plane's service-account key
 // (ECDSA P-256: ES256).
 func resignExpired(t *testing.T, m *harness.Manager, tok string, expired time.Time) string {
 	t.Helper()
