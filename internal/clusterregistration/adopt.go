@@ -43,6 +43,9 @@ func refusedStatus(err error) (int, bool) {
 const (
 	ReasonReregistrationRefused = "ReregistrationRefused"
 	ReasonReregistered          = "Reregistered"
+	// ReasonRenewalRefused: the credential's renewal was refused past the
+	// registration's maximum lifetime; only a registration helps.
+	ReasonRenewalRefused = "RenewalRefused"
 	// ReasonMaxClustersReached is on the ClusterRegistrationToken.
 	ReasonMaxClustersReached = "MaxClustersReached"
 )
@@ -54,6 +57,10 @@ type reregistrationProof string
 const (
 	// proofCredential: the request carries the Cluster's current credential.
 	proofCredential reregistrationProof = "credential"
+	// proofRenewalKey: the request carries the renewal key of the
+	// Cluster's current registration (a credential past the maximum
+	// lifetime, renewed by registering with a new token).
+	proofRenewalKey reregistrationProof = "renewal key"
 	// proofApproval: an admin annotated the Cluster.
 	proofApproval reregistrationProof = "approval"
 	// proofNeverCheckedIn: no agent ever checked in for the Cluster (an
@@ -71,6 +78,11 @@ func (s *Service) authorizeReregistration(ctx context.Context, cluster *fleetv1.
 	if in.Credential != "" {
 		if own, err := clusterOfCredential(ctx, s.auth, s.client, in.Credential); err == nil && own.UID == cluster.UID {
 			return proofCredential, nil
+		}
+	}
+	if in.RenewalKey != "" {
+		if own, err := s.ClusterOfRenewalKey(ctx, clusterjoin.RenewRequest{ClusterNamespace: cluster.Namespace, ClusterName: cluster.Name, RenewalKey: in.RenewalKey}); err == nil && own.UID == cluster.UID {
+			return proofRenewalKey, nil
 		}
 	}
 	if cluster.Annotations[fleetv1.ApproveReregistrationAnnotation] == "true" {

@@ -2,6 +2,12 @@ package clusterregistration
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -13,6 +19,7 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/authn"
+	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 )
 
@@ -35,6 +42,9 @@ const (
 	// RegisteredAtAnnotation on the cluster's ServiceAccount is when the
 	// cluster last registered with a registration token (RFC 3339).
 	RegisteredAtAnnotation = "fleet.edgefleet.io/registered-at"
+	// RenewalKeyHashAnnotation on the cluster's ServiceAccount is the
+	// SHA-256 (hex) of the renewal key issued with its last registration.
+	RenewalKeyHashAnnotation = "fleet.edgefleet.io/renewal-key-sha256"
 )
 
 // minTokenTTL is the kube-apiserver's shortest TokenRequest.
@@ -73,12 +83,23 @@ func registeredAt(sa *corev1.ServiceAccount) (t time.Time, ok bool) {
 }
 
 // stampRegistration records a registration on the cluster's ServiceAccount:
-// its time (the lifetime starts again) and the Cluster's generation.
-func (s *Service) stampRegistration(ctx context.Context, cluster *fleetv1.Cluster, nsName string) error {
+// its time (the lifetime starts again), the Cluster's generation and, when
+// renewalKey is set, the hash of the renewal key issued with it (replacing
+// the previous registration's).
+func (s *Service) stampRegistration(ctx context.Context, cluster *fleetv1.Cluster, nsName, renewalKey string) error {
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: nsName, Name: clusterjoin.ClusterServiceAccount}}
-	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q,%q:%q}}}`,
-		RegisteredAtAnnotation, s.now().UTC().Format(time.RFC3339), CredentialGenerationAnnotation, CredentialGeneration(cluster))
-	if err := s.client.Patch(ctx, sa, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+	annotations := map[string]string{
+		RegisteredAtAnnotation:         s.now().UTC().Format(time.RFC3339),
+		CredentialGenerationAnnotation: CredentialGeneration(cluster),
+	}
+	if renewalKey != "" {
+		annotations[RenewalKeyHashAnnotation] = renewalKeyHash(renewalKey)
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": annotations}})
+	if err != nil {
+		return err
+	}
+	if err := s.client.Patch(ctx, sa, client.RawPatch(types.MergePatchType, patch)); err != nil {
 		return fmt.Errorf("recording the registration of cluster %s: %w", klogRef(cluster), err)
 	}
 	return nil
@@ -99,7 +120,7 @@ func (s *Service) tokenTTL(ctx context.Context, cluster *fleetv1.Cluster, nsName
 	if !ok {
 		// Registered before lifetimes were recorded (an upgrade): the
 		// lifetime starts now rather than cutting off every old cluster.
-		if err := s.stampRegistration(ctx, cluster, nsName); err != nil {
+		if err := s.stampRegistration(ctx, cluster, nsName, ""); err != nil {
 			return 0, err
 		}
 		registered = s.now()
@@ -119,4 +140,49 @@ type lifetimeEnded struct {
 func (e *lifetimeEnded) Error() string {
 	return fmt.Sprintf("cluster credential reached its maximum lifetime (%s since registration at %s): register the cluster again with a registration token (the manager's --cluster-credential-max-lifetime)",
 		e.max, e.registered.UTC().Format(time.RFC3339))
+}
+
+// newRenewalKey is a registration's renewal key: 256 random bits.
+func newRenewalKey() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func renewalKeyHash(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}
+
+// errRenewalKey answers every renewal key that does not renew: which check
+// failed is not disclosed.
+var errRenewalKey = errors.New("cluster credential is not valid and the renewal key does not renew it (expired past the registration's maximum lifetime, revoked, or from another registration): register the cluster again with a registration token")
+
+// ClusterOfRenewalKey returns the Cluster whose current registration issued
+// the renewal key in req: the stand-in for a credential that expired while
+// its agent could not renew it (a site dark for longer than the
+// credential's life). A revocation (new ServiceAccount or generation) or a
+// newer registration invalidates the key; Renew still enforces the
+// registration's maximum lifetime.
+func (s *Service) ClusterOfRenewalKey(ctx context.Context, req clusterjoin.RenewRequest) (*fleetv1.Cluster, error) {
+	if req.RenewalKey == "" || len(req.RenewalKey) > 256 || req.ClusterName == "" || req.ClusterNamespace == "" {
+		return nil, errRenewalKey
+	}
+	var cluster fleetv1.Cluster
+	if err := s.client.Get(ctx, client.ObjectKey{Namespace: req.ClusterNamespace, Name: req.ClusterName}, &cluster); err != nil || !cluster.DeletionTimestamp.IsZero() {
+		return nil, errRenewalKey
+	}
+	nsName, ok := clusterns.Of(&cluster)
+	if !ok {
+		return nil, errRenewalKey
+	}
+	sa, err := checkServiceAccount(ctx, s.client, &authn.User{}, nsName, &cluster)
+	if err != nil {
+		return nil, errRenewalKey
+	}
+	want := sa.Annotations[RenewalKeyHashAnnotation]
+	if want == "" || subtle.ConstantTimeCompare([]byte(want), []byte(renewalKeyHash(req.RenewalKey))) != 1 {
+		return nil, errRenewalKey
+	}
+	return &cluster, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -69,7 +70,7 @@ func (h *handlers) register(w http.ResponseWriter, r *http.Request) {
 	}
 	log := h.log.WithValues("clientID", req.ClientID, "ClusterRegistrationToken", klog.KObj(crt))
 	cluster, resp, err := h.Register(ctrl.LoggerInto(r.Context(), log), RegisterInput{
-		Token: crt, ClientID: req.ClientID, Labels: req.Labels, Credential: authn.BearerToken(r), Source: r.RemoteAddr,
+		Token: crt, ClientID: req.ClientID, Labels: req.Labels, Credential: authn.BearerToken(r), RenewalKey: req.RenewalKey, Source: r.RemoteAddr,
 	})
 	if status, refused := refusedStatus(err); refused {
 		log.Info("Refused registration", "remote", r.RemoteAddr, "reason", err.Error())
@@ -85,18 +86,31 @@ func (h *handlers) register(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// renew: POST /v1/renew with the current credential.
+// renew: POST /v1/renew with the current credential or, once it expired,
+// the registration's renewal key (RenewRequest body).
 func (h *handlers) renew(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	cluster, err := ClusterOf(ctx, h.auth, h.client, r)
 	if err != nil {
-		writeError(w, http.StatusUnauthorized, "%v", err)
-		return
+		var req clusterjoin.RenewRequest
+		if json.NewDecoder(io.LimitReader(r.Body, 4<<10)).Decode(&req) != nil || req.RenewalKey == "" {
+			writeError(w, http.StatusUnauthorized, "%v", err)
+			return
+		}
+		if cluster, err = h.ClusterOfRenewalKey(ctx, req); err != nil {
+			writeError(w, http.StatusUnauthorized, "%v", err)
+			return
+		}
+		h.log.Info("Renewing an expired credential with the registration's renewal key", "Cluster", klog.KObj(cluster))
 	}
 	resp, err := h.Renew(ctx, cluster)
 	var ended *lifetimeEnded
 	if errors.As(err, &ended) {
 		h.log.Info("Refused renewal past the credential's maximum lifetime", "Cluster", klog.KObj(cluster), "registered", ended.registered)
+		// On the Cluster, where an operator looking at an Offline cluster
+		// sees why it stays so: its agent cannot say, it has no credential.
+		h.recorder.Eventf(cluster, nil, corev1.EventTypeWarning, ReasonRenewalRefused, "Renew",
+			"Refused to renew the cluster credential: %v. Create a token (`edgefleet token create`) and apply its import manifest on the cluster", err)
 		writeError(w, http.StatusUnauthorized, "%v", err)
 		return
 	}

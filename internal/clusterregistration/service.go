@@ -55,6 +55,9 @@ type RegisterInput struct {
 	// Credential is the bearer credential the caller presented, if any: the
 	// proof that lets a registration take over the Cluster it belongs to.
 	Credential string
+	// RenewalKey is the renewal key the caller presented, if any: also
+	// proof, when it is the Cluster's current registration's.
+	RenewalKey string
 	// Source is where the registration came from (remote address), for
 	// events.
 	Source string
@@ -141,8 +144,10 @@ func (s *Service) issue(ctx context.Context, cluster *fleetv1.Cluster, renewing 
 	if err := s.ensureRBAC(ctx, cluster, ns); err != nil {
 		return nil, err
 	}
+	var renewalKey string
 	if !renewing {
-		if err := s.stampRegistration(ctx, cluster, ns.Name); err != nil {
+		renewalKey = newRenewalKey()
+		if err := s.stampRegistration(ctx, cluster, ns.Name, renewalKey); err != nil {
 			return nil, err
 		}
 	}
@@ -164,6 +169,7 @@ func (s *Service) issue(ctx context.Context, cluster *fleetv1.Cluster, renewing 
 		Expires:          tr.Status.ExpirationTimestamp.Time,
 		ManagerAPIPath:   clusterjoin.ManagerAPIPrefix,
 		CACert:           string(s.caPEM),
+		RenewalKey:       renewalKey,
 	}, nil
 }
 

@@ -323,6 +323,12 @@ func TestEndpointAttacks(t *testing.T) {
 		if code, body := postBearer(t, m, clusterjoin.RenewPath, r.Token); code != http.StatusUnauthorized || !strings.Contains(body, "maximum lifetime") {
 			t.Fatalf("renewal within 10 minutes of the end of a 10m lifetime: %d %s, want 401 naming the lifetime", code, body)
 		}
+		// The renewal key does not extend the lifetime; the Cluster says
+		// what to do.
+		if code, _ := renewWithKey(t, m, clusterjoin.RenewRequest{ClusterNamespace: r.ClusterNamespace, ClusterName: r.ClusterName, RenewalKey: r.RenewalKey}); code != http.StatusUnauthorized {
+			t.Fatalf("renewal key past the maximum lifetime: %d, want 401", code)
+		}
+		waitFor(t, 20*time.Second, "a RenewalRefused event on the Cluster", func() bool { return clusterEvent(context.Background(), m, r.ClusterName, "RenewalRefused") })
 	})
 
 	// Last: it spends this source's join budget.

@@ -44,6 +44,9 @@ type Node struct {
 	IP string
 	ln []net.Listener
 	mu sync.Mutex
+	// labNS and hostIf are the lab namespace and the node's veth end in
+	// it (the switch port), which Disconnect takes down.
+	labNS, hostIf string
 }
 
 // Supported reports why netlab cannot run here ("" when it can): it needs
@@ -88,9 +91,9 @@ func (l *Lab) AddNode(name string) *Node {
 	t := l.t
 	t.Helper()
 	i := len(l.nodes)
-	n := &Node{Name: name, NS: fmt.Sprintf("%s-%d", l.prefix, i), IP: fmt.Sprintf("%s.%d", l.net, i+2)}
-	l.nodes = append(l.nodes, n)
 	host := fmt.Sprintf("%sv%d", l.prefix, i)
+	n := &Node{Name: name, NS: fmt.Sprintf("%s-%d", l.prefix, i), IP: fmt.Sprintf("%s.%d", l.net, i+2), labNS: l.ns, hostIf: host}
+	l.nodes = append(l.nodes, n)
 	l.ip(t, "netns", "add", n.NS)
 	l.ip(t, "-n", n.NS, "link", "set", "lo", "up")
 	l.ip(t, "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", n.NS)
@@ -128,6 +131,22 @@ func (l *Lab) Close() {
 // hierarchies are mounted).
 func (n *Node) Command(name string, args ...string) *exec.Cmd {
 	return exec.Command("nsenter", append([]string{"--net=/run/netns/" + n.NS, "--", name}, args...)...)
+}
+
+// Disconnect cuts the node's link to the lab, as a cable pulled at the
+// switch: packets to and from the node are dropped (open connections
+// stall, new ones time out), nothing is reset. Forwards to the node's own
+// loopback (Forward) are not on the link and keep working.
+func (n *Node) Disconnect() error { return n.setLink("down") }
+
+// Reconnect restores the link Disconnect cut.
+func (n *Node) Reconnect() error { return n.setLink("up") }
+
+func (n *Node) setLink(state string) error {
+	if out, err := exec.Command("ip", "-n", n.labNS, "link", "set", n.hostIf, state).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip link set %s %s: %v: %s", n.hostIf, state, err, out)
+	}
+	return nil
 }
 
 // Forward makes the host's 127.0.0.1:port answer on the node's

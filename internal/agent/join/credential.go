@@ -148,10 +148,21 @@ func (s *store) load(ctx context.Context) (*clusterjoin.RegisterResponse, error)
 		return nil, fmt.Errorf("reading credential secret %s/%s: %w", clusterjoin.SystemNamespace, clusterjoin.CredentialSecret, err)
 	}
 	var st stored
-	if json.Unmarshal(sec.Data[keyCredential], &st) != nil || st.Server != s.server || st.CAChecksum != s.caChecksum || time.Now().After(st.Response.Expires) {
-		return nil, nil // for another manager, or expired: register again
+	if json.Unmarshal(sec.Data[keyCredential], &st) != nil || !s.usable(st, time.Now()) {
+		return nil, nil // register again
 	}
 	return &st.Response, nil
+}
+
+// usable: a stored credential for this manager that is valid, or expired
+// with a renewal key (renewed with that key before anything else uses it:
+// its renewAt is past). One for another manager, or expired with nothing
+// to renew it, is not.
+func (s *store) usable(st stored, now time.Time) bool {
+	if st.Server != s.server || st.CAChecksum != s.caChecksum {
+		return false
+	}
+	return now.Before(st.Response.Expires) || st.Response.RenewalKey != ""
 }
 
 func (s *store) save(ctx context.Context, r *clusterjoin.RegisterResponse) error {

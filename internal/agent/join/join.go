@@ -139,11 +139,11 @@ func (j *Joined) register(ctx context.Context) (*clusterjoin.RegisterResponse, e
 	// the cluster that registered with this clientID before: without it
 	// (or an admin's approval) the manager refuses to hand the Cluster to a
 	// token holder.
-	var proof string
+	var proof, renewalKey string
 	if j.cred != nil {
-		proof = j.cred.get().Token
+		proof, renewalKey = j.cred.get().Token, j.cred.get().RenewalKey
 	}
-	resp, err := post(ctx, j.tls, j.o.Server+clusterjoin.RegisterPath, proof, clusterjoin.RegisterRequest{Token: j.o.Token, ClientID: j.clientID, Labels: j.o.Labels})
+	resp, err := post(ctx, j.tls, j.o.Server+clusterjoin.RegisterPath, proof, clusterjoin.RegisterRequest{Token: j.o.Token, ClientID: j.clientID, Labels: j.o.Labels, RenewalKey: renewalKey})
 	if err != nil {
 		if errors.Is(err, errRejected) {
 			return nil, fmt.Errorf("%w (the registration token is wrong or expired: create a new one with `edgefleet token create`)", err)
@@ -240,9 +240,19 @@ func (j *Joined) renewLoop(ctx context.Context) error {
 		var resp *clusterjoin.RegisterResponse
 		err := retry(ctx, j.o.Log, "Renewing the cluster credential", func() error {
 			var err error
-			resp, err = post(ctx, j.tls, j.o.Server+clusterjoin.RenewPath, j.cred.get().Token, nil)
+			cur := j.cred.get()
+			// The renewal key counts only if the credential expired (a
+			// site dark for longer than its life).
+			resp, err = post(ctx, j.tls, j.o.Server+clusterjoin.RenewPath, cur.Token,
+				clusterjoin.RenewRequest{ClusterNamespace: cur.ClusterNamespace, ClusterName: cur.ClusterName, RenewalKey: cur.RenewalKey})
+			if err == nil && resp.RenewalKey == "" {
+				resp.RenewalKey = cur.RenewalKey // renewals keep the registration's key
+			}
 			if errors.Is(err, errRejected) {
-				resp, err = j.register(ctx)
+				renewErr := err
+				if resp, err = j.register(ctx); err != nil {
+					err = fmt.Errorf("the credential cannot be renewed (%v) and registering again failed: %w", renewErr, err)
+				}
 			}
 			return err
 		})

@@ -17,7 +17,8 @@ const (
 	// credential (POST, RegisterRequest → RegisterResponse).
 	RegisterPath = "/v1/register"
 	// RenewPath exchanges a still-valid cluster credential (Authorization:
-	// Bearer) for a fresh one (POST, no body → RegisterResponse).
+	// Bearer) for a fresh one (POST → RegisterResponse); with an expired
+	// credential, the RenewRequest body's renewal key is checked instead.
 	RenewPath = "/v1/renew"
 	// ImportPathPrefix + "<token>.yaml" serves the import manifest.
 	ImportPathPrefix = "/v1/import/"
@@ -112,6 +113,10 @@ type RegisterRequest struct {
 	// Labels are proposed for the Cluster; reserved *edgefleet.io keys are
 	// dropped.
 	Labels map[string]string `json:"labels,omitempty"`
+	// RenewalKey of the cluster's current registration, if the agent has
+	// one: proof that it is that cluster, like its credential, also once
+	// the credential can no longer be renewed.
+	RenewalKey string `json:"renewalKey,omitempty"`
 }
 
 // RegisterResponse is the credential the manager issues.
@@ -130,6 +135,21 @@ type RegisterResponse struct {
 	ManagerAPIPath string `json:"managerAPIPath"`
 	// CACert is the endpoint's CA (PEM), the one the agent pinned.
 	CACert string `json:"caCert"`
+	// RenewalKey, issued with a registration only (renewals leave it
+	// empty: the agent keeps the one it has), renews the credential after
+	// Token expired, e.g. at a site that was dark for longer than the
+	// credential's life, until the registration's maximum lifetime ends or
+	// the cluster's credentials are revoked. Secret like Token.
+	RenewalKey string `json:"renewalKey,omitempty"`
+}
+
+// RenewRequest is the body of POST /v1/renew. It is read only when the
+// bearer credential is no longer valid: the renewal key of the cluster's
+// registration then stands in for it.
+type RenewRequest struct {
+	ClusterNamespace string `json:"clusterNamespace"`
+	ClusterName      string `json:"clusterName"`
+	RenewalKey       string `json:"renewalKey"`
 }
 
 // Error is the JSON body of every non-2xx answer.
