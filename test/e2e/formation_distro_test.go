@@ -459,7 +459,7 @@ spec:
 		})
 	})
 
-	t.Run("upgrade "+version+" → "+upgradeVersion+": every kubelet reports it", func(t *testing.T) {
+	t.Run("upgrade "+version+" → "+upgradeVersion+": the API server and every kubelet report it", func(t *testing.T) {
 		if t.Failed() {
 			return
 		}
@@ -481,9 +481,35 @@ spec:
 					return fmt.Errorf("nodes: %s", out)
 				}
 			}
-			return nodesReady("server-1", "worker-1", "worker-2", "worker-3")()
+			if err := nodesReady("server-1", "worker-1", "worker-2", "worker-3")(); err != nil {
+				return err
+			}
+			// The server's control plane moved too (servers first), on the
+			// same etcd data.
+			out, err = kubectlOn("get", "--raw", "/version")
+			if err != nil || !strings.Contains(strings.ReplaceAll(out, " ", ""), `"gitVersion":"`+upgradeVersion+`"`) {
+				return fmt.Errorf("the API server's /version: %v %s", err, out)
+			}
+			return nil
 		})
-		t.Logf("upgrade: 4 nodes at %s in %s", upgradeVersion, time.Since(start).Round(time.Millisecond))
+		t.Logf("upgrade: the API server and 4 nodes at %s in %s", upgradeVersion, time.Since(start).Round(time.Millisecond))
+		// The running control-plane processes are the new binaries (the
+		// controller manager and scheduler have no version endpoint a
+		// test can read without their credentials).
+		var st kubedistro.State
+		data, err := os.ReadFile(kubedistro.NewPaths(server.root).State())
+		if err != nil || yaml.Unmarshal(data, &st) != nil {
+			t.Fatalf("server state: %v", err)
+		}
+		for _, comp := range st.Components {
+			if comp.Name != "kube-controller-manager" && comp.Name != "kube-scheduler" {
+				continue
+			}
+			exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", comp.PID))
+			if want, _ := filepath.EvalSymlinks(filepath.Join(newBins, comp.Name)); err != nil || exe != want {
+				t.Errorf("%s runs %s (%v), want %s", comp.Name, exe, err, want)
+			}
+		}
 		waitCluster(t, 2*time.Minute, "the cluster Ready after the upgrade", clusterReady)
 	})
 
@@ -558,20 +584,20 @@ func shortTempDir(t *testing.T) string {
 	return d
 }
 
-// upgradeBinDir is the binaries folder of the upgrade version: its node
-// binaries (kubelet, kubectl, kube-proxy, what hack/build-kube-node.sh
-// builds) and the pinned version's control plane and etcd, so servers move
-// their kubelets while their control plane stays at the pinned patch
-// version (a patch skew Kubernetes supports).
+// upgradeBinDir is the binaries folder of the upgrade version: what
+// hack/build-kube-node.sh builds at that version (kubelet, kubectl,
+// kube-proxy, kube-apiserver, kube-controller-manager, kube-scheduler) and
+// the pinned etcd (etcd has its own versions; a Kubernetes patch upgrade
+// keeps it).
 func upgradeBinDir(t *testing.T, pinned, node string) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, b := range []string{"kubelet", "kubectl", "kube-proxy"} {
+	for _, b := range []string{"kubelet", "kubectl", "kube-proxy", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
 		if err := os.Symlink(filepath.Join(node, b), filepath.Join(dir, b)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+	for _, b := range []string{"etcd"} {
 		if err := os.Symlink(filepath.Join(pinned, b), filepath.Join(dir, b)); err != nil {
 			t.Fatal(err)
 		}
