@@ -11,11 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -486,6 +490,68 @@ func TestFormation(t *testing.T) {
 			t.Fatalf("the remaining server ran a release plan: %v", h)
 		}
 		serversReady(1)
+	})
+
+	t.Run("ClusterMachines for kstatus: work under way is Reconciling with Normal Events, a failed plan Stalled", func(t *testing.T) {
+		ns := "kstatus"
+		sim := newSim(t, c, ns)
+		sim.add("s-0", map[string]string{"role": "server"}, "10.0.10.10")
+		sim.add("w-0", map[string]string{"role": "worker"}, "10.0.10.20")
+		sim.waitReady()
+		sim.failNext("w-0", true)
+		if err := c.Create(ctx, &provisioningv1.ProvisionedCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "c"}, Spec: provisioningv1.ProvisionedClusterSpec{
+			Distro: provisioningv1.DistroEdgefleet, Version: v1, ControlPlane: pool(1, map[string]string{"role": "server"}),
+			Workers: []provisioningv1.WorkerPool{{Name: "default", MachinePool: pool(1, map[string]string{"role": "worker"})}},
+		}}); err != nil {
+			t.Fatal(err)
+		}
+		kstatusOf := func(name string) (status.Status, string) {
+			cm := &provisioningv1.ClusterMachine{}
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cm); err != nil {
+				return status.UnknownStatus, err.Error()
+			}
+			obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(cm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := status.Compute(&unstructured.Unstructured{Object: obj})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res.Status, res.Message
+		}
+		ctrltest.Eventually(t, 30*time.Second, func() error {
+			if st, msg := kstatusOf("s-0"); st != status.CurrentStatus {
+				return fmt.Errorf("s-0: %s %s", st, msg)
+			}
+			if st, msg := kstatusOf("w-0"); st != status.FailedStatus || !strings.Contains(msg, "simulated") {
+				return fmt.Errorf("w-0: %s %s", st, msg)
+			}
+			return nil
+		})
+		// The machines' Events: Bootstrapping (both went through it) is
+		// progress, the failure a Warning.
+		ctrltest.Eventually(t, 30*time.Second, func() error {
+			var evs eventsv1.EventList
+			if err := c.List(ctx, &evs, client.InNamespace(ns)); err != nil {
+				return err
+			}
+			seen := map[string]string{}
+			for _, e := range evs.Items {
+				if e.Regarding.Kind != "ClusterMachine" {
+					continue
+				}
+				key := e.Regarding.Name + "/" + e.Reason
+				if e.Reason == provisioningv1.BootstrappingReason && e.Type != corev1.EventTypeNormal {
+					t.Fatalf("%s: a %s Event for work under way: %s", key, e.Type, e.Note)
+				}
+				seen[key] = e.Type
+			}
+			if seen["s-0/"+provisioningv1.BootstrappingReason] != corev1.EventTypeNormal || seen["w-0/"+provisioningv1.BootstrapFailedReason] != corev1.EventTypeWarning {
+				return fmt.Errorf("ClusterMachine Events so far: %v", seen)
+			}
+			return nil
+		})
 	})
 
 	t.Run("an unknown version stalls with the versions available and adopts nothing", func(t *testing.T) {
