@@ -513,14 +513,19 @@ spec:
 		if err != nil || yaml.Unmarshal(data, &st) != nil {
 			t.Fatalf("server state: %v", err)
 		}
+		checked := 0
 		for _, comp := range st.Components {
 			if comp.Name != "kube-controller-manager" && comp.Name != "kube-scheduler" {
 				continue
 			}
+			checked++
 			exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", comp.PID))
 			if want, _ := filepath.EvalSymlinks(filepath.Join(newBins, comp.Name)); err != nil || exe != want {
 				t.Errorf("%s runs %s (%v), want %s", comp.Name, exe, err, want)
 			}
+		}
+		if checked != 2 {
+			t.Errorf("the server's state lists %d of kube-controller-manager and kube-scheduler: %+v", checked, st.Components)
 		}
 		waitCluster(t, 2*time.Minute, "the cluster Ready after the upgrade", clusterReady)
 	})
