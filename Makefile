@@ -17,12 +17,12 @@ all: build
 deps:
 	hack/install-deps.sh
 
-## kube-binaries: build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl, kube-proxy, etcd and kwok, and the v1.37.2 node binaries (cached)
+## kube-binaries: build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl, kube-proxy, etcd and kwok, and the same six (no etcd) at v1.37.2 (cached)
 kube-binaries:
 	@mkdir -p .cache
 	@hack/build-kube.sh | tail -n 1 > $(KUBE_BIN_DIR_FILE)
 	@echo "Kubernetes binaries: $$(cat $(KUBE_BIN_DIR_FILE))"
-	@# the edgefleet distribution's upgrade test moves a node to this version
+	@# the edgefleet distribution's upgrade test moves nodes and servers' control plane to this version
 	@hack/build-kube-node.sh v1.37.2 | tail -n 1
 
 ## build: the manager/CLI, the cluster agent and the node agent into bin/

@@ -36,8 +36,9 @@ import (
 // `edgefleet-node agent` in its own network namespace with its own root.
 type formationMachine struct {
 	*netlab.Node
-	root  string
-	agent *nodeAgent
+	root              string
+	cfgPath, stateDir string
+	agent             *nodeAgent
 }
 
 // Cluster formation for real with the built-in edgefleet distribution:
@@ -111,12 +112,18 @@ func TestFormationEdgefleetDistro(t *testing.T) {
 	l := &machineLab{m: m, ns: ns}
 	_, l.caPEM = get(t, m, "/cacerts")
 	regURL := map[string]string{}
-	for _, role := range []string{"server", "worker"} {
+	// "worker-reset": workers whose registration allows a reset, so a
+	// scale-down releases them by deleting their inventory.
+	for _, role := range []string{"server", "worker", "worker-reset"} {
+		kind := strings.TrimSuffix(role, "-reset")
 		mr := &machinesv1.MachineRegistration{ObjectMeta: metav1.ObjectMeta{Name: role + "s", Namespace: ns}, Spec: machinesv1.MachineRegistrationSpec{
-			MachineName:            role + "-${System Information/Serial Number}",
-			MachineInventoryLabels: map[string]string{"role": role},
+			MachineName:            kind + "-${System Information/Serial Number}",
+			MachineInventoryLabels: map[string]string{"role": kind},
 			Config:                 machinesv1.MachineRegistrationConfig{Registration: &machinesv1.RegistrationConfig{EmulateTPM: true, EmulatedTPMSeed: -1}},
 		}}
+		if kind != role {
+			mr.Spec.Config.Reset = &machinesv1.ResetConfig{Enabled: true}
+		}
 		if err := c.Create(ctx, mr); err != nil {
 			t.Fatal(err)
 		}
@@ -146,9 +153,28 @@ func TestFormationEdgefleetDistro(t *testing.T) {
 	binDir := func(v string) string { return "/opt/kubernetes/" + v + "/bin" }
 	pathEnv := "PATH=" + filepath.Dir(node) + ":" + os.Getenv("PATH")
 	machines := map[string]*formationMachine{}
+	startAgent := func(fm *formationMachine) {
+		t.Helper()
+		a := &nodeAgent{out: &syncBuf{}, done: make(chan struct{})}
+		a.cmd = fm.Command(node, "agent", "--config", fm.cfgPath, "--root", fm.root, "--retry-base", "1s", "--retry-max", "4s", "--no-images")
+		a.cmd.Env = append(os.Environ(), pathEnv)
+		a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
+		a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if err := a.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = a.cmd.Wait(); close(a.done) }()
+		t.Cleanup(func() {
+			a.stop()
+			if t.Failed() {
+				t.Logf("%s: edgefleet-node agent output (tail):\n%s", fm.Name, tailString(a.out.String(), 4000))
+			}
+		})
+		fm.agent = a
+	}
 	addMachine := func(role, serial string) *formationMachine {
 		t.Helper()
-		name := role + "-" + serial
+		name := strings.TrimSuffix(role, "-reset") + "-" + serial
 		fm := &formationMachine{Node: lab.AddNode(name), root: shortTempDir(t)}
 		machines[name] = fm
 		for v, dir := range map[string]string{version: bins, upgradeVersion: newBins} {
@@ -195,26 +221,12 @@ func TestFormationEdgefleetDistro(t *testing.T) {
 				t.Logf("%s: kubernetes down: %v: %s", name, err, out)
 			}
 		})
-		a := &nodeAgent{out: &syncBuf{}, done: make(chan struct{})}
-		a.cmd = fm.Command(node, "agent", "--config", cfgPath, "--root", fm.root, "--retry-base", "1s", "--retry-max", "4s", "--no-images")
-		a.cmd.Env = append(os.Environ(), pathEnv)
-		a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
-		a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		if err := a.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() { _ = a.cmd.Wait(); close(a.done) }()
-		t.Cleanup(func() {
-			a.stop()
-			if t.Failed() {
-				t.Logf("%s: edgefleet-node agent output (tail):\n%s", name, tailString(a.out.String(), 4000))
-			}
-		})
-		fm.agent = a
+		fm.cfgPath, fm.stateDir = cfgPath, cfg.StateDir
+		startAgent(fm)
 		return fm
 	}
 	start := time.Now()
-	for _, m := range [][2]string{{"server", "1"}, {"worker", "1"}, {"worker", "2"}, {"worker", "3"}} {
+	for _, m := range [][2]string{{"server", "1"}, {"worker", "1"}, {"worker", "2"}, {"worker-reset", "3"}} {
 		addMachine(m[0], m[1])
 	}
 	waitFor(t, 90*time.Second, "4 machines registered and Ready", func() bool {
@@ -459,7 +471,7 @@ spec:
 		})
 	})
 
-	t.Run("upgrade "+version+" → "+upgradeVersion+": every kubelet reports it", func(t *testing.T) {
+	t.Run("upgrade "+version+" → "+upgradeVersion+": the API server and every kubelet report it", func(t *testing.T) {
 		if t.Failed() {
 			return
 		}
@@ -481,14 +493,49 @@ spec:
 					return fmt.Errorf("nodes: %s", out)
 				}
 			}
-			return nodesReady("server-1", "worker-1", "worker-2", "worker-3")()
+			if err := nodesReady("server-1", "worker-1", "worker-2", "worker-3")(); err != nil {
+				return err
+			}
+			// The server's control plane moved too (servers first), on the
+			// same etcd data.
+			out, err = kubectlOn("get", "--raw", "/version")
+			if err != nil || !strings.Contains(strings.ReplaceAll(out, " ", ""), `"gitVersion":"`+upgradeVersion+`"`) {
+				return fmt.Errorf("the API server's /version: %v %s", err, out)
+			}
+			return nil
 		})
-		t.Logf("upgrade: 4 nodes at %s in %s", upgradeVersion, time.Since(start).Round(time.Millisecond))
+		t.Logf("upgrade: the API server and 4 nodes at %s in %s", upgradeVersion, time.Since(start).Round(time.Millisecond))
+		// The running control-plane processes are the new binaries (the
+		// controller manager and scheduler have no version endpoint a
+		// test can read without their credentials).
+		var st kubedistro.State
+		data, err := os.ReadFile(kubedistro.NewPaths(server.root).State())
+		if err != nil || yaml.Unmarshal(data, &st) != nil {
+			t.Fatalf("server state: %v", err)
+		}
+		checked := 0
+		for _, comp := range st.Components {
+			if comp.Name != "kube-controller-manager" && comp.Name != "kube-scheduler" {
+				continue
+			}
+			checked++
+			exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", comp.PID))
+			if want, _ := filepath.EvalSymlinks(filepath.Join(newBins, comp.Name)); err != nil || exe != want {
+				t.Errorf("%s runs %s (%v), want %s", comp.Name, exe, err, want)
+			}
+		}
+		if checked != 2 {
+			t.Errorf("the server's state lists %d of kube-controller-manager and kube-scheduler: %+v", checked, st.Components)
+		}
 		waitCluster(t, 2*time.Minute, "the cluster Ready after the upgrade", clusterReady)
 	})
 
-	t.Run("scale workers 3 → 2: drained, Node removed, machine released", func(t *testing.T) {
+	t.Run("scale workers 3 → 2: drained, Node removed, machine reset, back as a new inventory", func(t *testing.T) {
 		start := time.Now()
+		var old machinesv1.MachineInventory
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "worker-3"}, &old); err != nil {
+			t.Fatal(err)
+		}
 		waitFor(t, 10*time.Second, "replicas 2", func() bool {
 			if c.Get(ctx, client.ObjectKeyFromObject(pc), pc) != nil {
 				return false
@@ -496,29 +543,20 @@ spec:
 			pc.Spec.Workers[0].Replicas = 2
 			return c.Update(ctx, pc) == nil
 		})
-		waitCluster(t, 3*time.Minute, "worker-3's Node deleted and its machine released", func() error {
+		// worker-3's registration allows a reset: its inventory is deleted
+		// (the machine resets at its next contact) and its Node removed.
+		waitCluster(t, 3*time.Minute, "worker-3's Node deleted and its inventory deleted", func() error {
 			out, err := kubectlOn("get", "node", "worker-3", "-o", "name")
 			if err == nil || !strings.Contains(out, "NotFound") {
 				return fmt.Errorf("node worker-3 still there: %v %s", err, out)
 			}
 			var inv machinesv1.MachineInventory
-			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "worker-3"}, &inv); err != nil {
-				return err
-			}
-			if inv.Labels[provisioningv1.ClusterLabel] != "" {
-				return fmt.Errorf("worker-3 still claimed by %s", inv.Labels[provisioningv1.ClusterLabel])
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "worker-3"}, &inv); err == nil && inv.UID == old.UID {
+				return fmt.Errorf("worker-3's inventory still there (claimed by %q)", inv.Labels[provisioningv1.ClusterLabel])
 			}
 			return nil
 		})
-		t.Logf("scale-down: worker-3 drained, deleted and released in %s", time.Since(start).Round(time.Millisecond))
-		// Its release plan stops its Kubernetes: no kubelet keeps running
-		// with the cluster's credentials.
-		waitCluster(t, time.Minute, "worker-3's kubelet stopped", func() error {
-			if out, err := machines["worker-3"].Command("curl", "-sS", "-m", "2", "http://127.0.0.1:10248/healthz").CombinedOutput(); err == nil {
-				return fmt.Errorf("worker-3's kubelet still answers: %s", out)
-			}
-			return nil
-		})
+		t.Logf("scale-down: worker-3 drained, deleted and released by reset in %s", time.Since(start).Round(time.Millisecond))
 		out, err := proxyKubectl("get", "pods", "-n", "hello", "-l", "app=hello", "-o", "json")
 		if err != nil {
 			t.Fatal(err, string(out))
@@ -528,6 +566,49 @@ spec:
 				t.Errorf("pod %s still on the released node", p.name)
 			}
 		}
+
+		// The node agent learns its inventory is gone (its credential is
+		// refused, registering again says re-provision) and exits with code 3.
+		w3 := machines["worker-3"]
+		select {
+		case <-w3.agent.done:
+		case <-time.After(time.Minute):
+			t.Fatalf("worker-3's agent still runs a minute after its inventory was deleted:\n%s", tailString(w3.agent.out.String(), 2000))
+		}
+		if code := w3.agent.cmd.ProcessState.ExitCode(); code != 3 {
+			t.Fatalf("worker-3's agent exited with %d, want 3 (re-provision):\n%s", code, tailString(w3.agent.out.String(), 2000))
+		}
+		// A FAKE of the OS reset, which needs an installed OS (A/B slots,
+		// recovery, GRUB: the VM rig's) that these process machines lack:
+		// what the reboot and the wipe do — its Kubernetes stops, its
+		// data and the node's state (credential, TPM seed) are gone — then
+		// the agent starts again from the same seed config.
+		if out, err := w3.Command(node, "kubernetes", "down", "--root", w3.root).CombinedOutput(); err != nil {
+			t.Fatalf("worker-3: kubernetes down: %v: %s", err, out)
+		}
+		for _, dir := range []string{w3.stateDir, filepath.Join(w3.root, "var"), filepath.Join(w3.root, "etc")} {
+			if err := os.RemoveAll(dir); err != nil {
+				t.Fatal(err)
+			}
+		}
+		startAgent(w3)
+		var back machinesv1.MachineInventory
+		waitCluster(t, time.Minute, "worker-3 registered again as a new, unclaimed inventory", func() error {
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "worker-3"}, &back); err != nil {
+				return err
+			}
+			if back.UID == old.UID || !meta.IsStatusConditionTrue(back.Status.Conditions, machinesv1.ReadyCondition) {
+				return fmt.Errorf("worker-3's inventory: uid %s (old %s), Ready %v", back.UID, old.UID, meta.IsStatusConditionTrue(back.Status.Conditions, machinesv1.ReadyCondition))
+			}
+			return nil
+		})
+		// It matches the workers' selector but the pool is full: free for
+		// the next scale-up.
+		time.Sleep(2 * time.Second)
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "worker-3"}, &back); err != nil || back.Labels[provisioningv1.ClusterLabel] != "" {
+			t.Errorf("the new worker-3 inventory is claimed (%v): %v", err, back.Labels)
+		}
+		t.Logf("worker-3 back as a new inventory %s after the release", time.Since(start).Round(time.Millisecond))
 	})
 
 	t.Run("memory of the node processes", func(t *testing.T) {
@@ -558,20 +639,20 @@ func shortTempDir(t *testing.T) string {
 	return d
 }
 
-// upgradeBinDir is the binaries folder of the upgrade version: its node
-// binaries (kubelet, kubectl, kube-proxy, what hack/build-kube-node.sh
-// builds) and the pinned version's control plane and etcd, so servers move
-// their kubelets while their control plane stays at the pinned patch
-// version (a patch skew Kubernetes supports).
+// upgradeBinDir is the binaries folder of the upgrade version: what
+// hack/build-kube-node.sh builds at that version (kubelet, kubectl,
+// kube-proxy, kube-apiserver, kube-controller-manager, kube-scheduler) and
+// the pinned etcd (etcd has its own versions; a Kubernetes patch upgrade
+// keeps it).
 func upgradeBinDir(t *testing.T, pinned, node string) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, b := range []string{"kubelet", "kubectl", "kube-proxy"} {
+	for _, b := range []string{"kubelet", "kubectl", "kube-proxy", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
 		if err := os.Symlink(filepath.Join(node, b), filepath.Join(dir, b)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+	for _, b := range []string{"etcd"} {
 		if err := os.Symlink(filepath.Join(pinned, b), filepath.Join(dir, b)); err != nil {
 			t.Fatal(err)
 		}

@@ -398,6 +398,31 @@ spec:
 		if st := status(joined[0]); !strings.Contains(st, "etcd members: 3 (") {
 			t.Errorf("status of %s:\n%s", joined[0].Name, st)
 		}
+		// One server upgraded in place while the others serve: its whole
+		// control plane restarts on the new binaries, its etcd member (same
+		// binary, same data) comes back; the cluster keeps 3 members.
+		up2 := joined[0]
+		newBins := upgradeBinDir(t, bins, kubeNodeBinDir(t, upgradeVersion))
+		if err := os.Symlink(newBins, filepath.Join(up2.root, "opt/kubernetes-"+upgradeVersion)); err != nil {
+			t.Fatal(err)
+		}
+		up2.cfg.Version, up2.cfg.Binaries.Dir = upgradeVersion, "/opt/kubernetes-"+upgradeVersion
+		data, err := up2.cfg.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(up2.root, wire.ConfigPath), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		d := up(t, up2)
+		out, err := up2.Command(filepath.Join(bins, "kubectl"), "--kubeconfig", kubedistro.NewPaths(up2.root).AdminKubeconfig(), "get", "--raw", "/version").CombinedOutput()
+		if err != nil || !strings.Contains(strings.ReplaceAll(string(out), " ", ""), `"gitVersion":"`+upgradeVersion+`"`) {
+			t.Fatalf("%s's API after the upgrade: %v %s", up2.Name, err, out)
+		}
+		if st := status(joined[1]); !strings.Contains(st, "etcd members: 3 (") {
+			t.Errorf("after %s's upgrade, status of %s:\n%s", up2.Name, joined[1].Name, st)
+		}
+		t.Logf("%s upgraded in place to %s (API, controllers, kubelet): up %s", up2.Name, upgradeVersion, d.Round(time.Millisecond))
 		// The first server leaves (scale-down): it removes itself from etcd,
 		// and the other servers' APIs go on serving, from the same data.
 		if out, err := server.Command(node, "kubernetes", "down", "--leave-etcd", "--root", server.root).CombinedOutput(); err != nil {

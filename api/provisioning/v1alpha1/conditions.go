@@ -105,4 +105,10 @@ const (
 	NodeNotReadyReason = "NodeNotReady"
 	// ClaimedReason: the inventory is claimed.
 	ClaimedReason = "Claimed"
+	// LeavingEtcdReason: a server being scaled down runs its release plan,
+	// which removes it from the cluster's etcd before it stops.
+	LeavingEtcdReason = "LeavingEtcd"
+	// LeaveEtcdFailedReason: a server being scaled down failed to leave
+	// etcd; it keeps running and stays in the cluster.
+	LeaveEtcdFailedReason = "LeaveEtcdFailed"
 )

@@ -182,6 +182,19 @@ func TestConditionEvents(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a False condition with a transient reason is progress: Normal", func(t *testing.T) {
+		waiting := cond("Bootstrapped", metav1.ConditionFalse, "Bootstrapping", "applying its plan")
+		failed := cond("Bootstrapped", metav1.ConditionFalse, "BootstrapFailed", "exit 1")
+		if got := conditions.ConditionEventsWith(nil, []metav1.Condition{waiting}, "Bootstrapping"); len(got) != 1 || got[0].Type != corev1.EventTypeNormal {
+			t.Errorf("transient: %+v", got)
+		}
+		if got := conditions.ConditionEvents(nil, []metav1.Condition{waiting}); len(got) != 1 || got[0].Type != corev1.EventTypeWarning {
+			t.Errorf("without the option: %+v", got)
+		}
+		if got := conditions.ConditionEventsWith([]metav1.Condition{waiting}, []metav1.Condition{failed}, "Bootstrapping"); len(got) != 1 || got[0].Type != corev1.EventTypeWarning {
+			t.Errorf("a failure stays a Warning: %+v", got)
+		}
+	})
 	t.Run("notes fit the events API", func(t *testing.T) {
 		long := cond(conditions.Ready, metav1.ConditionFalse, "RenderError", strings.Repeat("é", conditions.MaxNote))
 		got := conditions.ConditionEvents(nil, []metav1.Condition{long})

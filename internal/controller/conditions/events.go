@@ -2,6 +2,7 @@ package conditions
 
 import (
 	"reflect"
+	"slices"
 	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,7 +23,15 @@ const EventAction = "Reconcile"
 type Option func(*options)
 
 type options struct {
-	events events.EventRecorder
+	events    events.EventRecorder
+	transient []string
+}
+
+// Transient names condition reasons that mean work under way (waiting for
+// a machine, a rollout's next step): a condition going False with one of
+// them is a Normal Event, not a Warning, as Ready is while Reconciling.
+func Transient(reasons ...string) Option {
+	return func(o *options) { o.transient = append(o.transient, reasons...) }
 }
 
 // RecordTo makes PatchStatus record an Event for every condition reason its
@@ -48,6 +57,12 @@ type ConditionEvent struct {
 // changing to the same reason (MarkStalled's Ready and Stalled) make one
 // Event, a Warning if either is bad news.
 func ConditionEvents(before, after []metav1.Condition) []ConditionEvent {
+	return ConditionEventsWith(before, after)
+}
+
+// ConditionEventsWith is ConditionEvents where a False condition with one
+// of the transient reasons is progress (Normal), not bad news.
+func ConditionEventsWith(before, after []metav1.Condition, transient ...string) []ConditionEvent {
 	var out []ConditionEvent
 	index := map[string]int{}
 	for _, c := range after {
@@ -55,7 +70,7 @@ func ConditionEvents(before, after []metav1.Condition) []ConditionEvent {
 			continue
 		}
 		typ := corev1.EventTypeNormal
-		if bad(c, after) {
+		if bad(c, after) && !(c.Status == metav1.ConditionFalse && slices.Contains(transient, c.Reason)) {
 			typ = corev1.EventTypeWarning
 		}
 		if i, ok := index[c.Reason]; ok {
@@ -90,11 +105,11 @@ func bad(c metav1.Condition, all []metav1.Condition) bool {
 }
 
 // record emits the Events for the conditions obj's status write changed.
-func record(r events.EventRecorder, before, after runtime.Object) {
+func record(r events.EventRecorder, before, after runtime.Object, transient []string) {
 	if r == nil {
 		return
 	}
-	for _, e := range ConditionEvents(conditionsOf(before), conditionsOf(after)) {
+	for _, e := range ConditionEventsWith(conditionsOf(before), conditionsOf(after), transient...) {
 		r.Eventf(after, nil, e.Type, e.Reason, EventAction, "%s", e.Note)
 	}
 }

@@ -11,11 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -408,6 +412,146 @@ func TestFormation(t *testing.T) {
 		if cond := meta.FindStatusCondition(w0.Status.Conditions, provisioningv1.UpgradedCondition); cond == nil || cond.Reason != provisioningv1.UpgradeFailedReason {
 			t.Fatalf("w-0 Upgraded = %+v", cond)
 		}
+	})
+
+	t.Run("a server scaled down leaves etcd before it is reset; a failed leave keeps it and says why", func(t *testing.T) {
+		ns := "leave"
+		sim := newSim(t, c, ns)
+		if err := c.Create(ctx, &machinesv1.MachineRegistration{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "resettable"},
+			Spec: machinesv1.MachineRegistrationSpec{Config: machinesv1.MachineRegistrationConfig{Reset: &machinesv1.ResetConfig{Enabled: true}}}}); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			sim.add(fmt.Sprintf("s-%d", i), map[string]string{"role": "server"}, fmt.Sprintf("10.0.9.%d", 10+i))
+			ctrltest.Eventually(t, 10*time.Second, func() error {
+				inv := get(t, c, ns, fmt.Sprintf("s-%d", i), &machinesv1.MachineInventory{})
+				inv.Spec.RegistrationRef = &machinesv1.ObjectReference{Name: "resettable"}
+				return c.Update(ctx, inv)
+			})
+		}
+		sim.waitReady()
+		if err := c.Create(ctx, &provisioningv1.ProvisionedCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "c"}, Spec: provisioningv1.ProvisionedClusterSpec{
+			Distro: provisioningv1.DistroEdgefleet, Version: v1, ControlPlane: pool(3, map[string]string{"role": "server"}),
+		}}); err != nil {
+			t.Fatal(err)
+		}
+		serversReady := func(n int32) {
+			t.Helper()
+			ctrltest.Eventually(t, 30*time.Second, func() error {
+				if pc := get(t, c, ns, "c", &provisioningv1.ProvisionedCluster{}); pc.Status.ControlPlane.Ready != n {
+					return fmt.Errorf("control plane %+v, want %d ready", pc.Status.ControlPlane, n)
+				}
+				return nil
+			})
+		}
+		serversReady(3)
+		leave, _ := render.LeaveEtcdPlan(render.Edgefleet)
+
+		// The leaves fail: the machines stay claimed, their Kubernetes up,
+		// and the cluster says why.
+		sim.failNext("s-1", true)
+		sim.failNext("s-2", true)
+		patchSpec(t, c, ns, "c", func(s *provisioningv1.ProvisionedClusterSpec) { s.ControlPlane.Replicas = 1 })
+		pc := waitCondition(t, c, ns, "c", provisioningv1.ReadyCondition, metav1.ConditionFalse, provisioningv1.LeaveEtcdFailedReason, 30*time.Second)
+		if msg := meta.FindStatusCondition(pc.Status.Conditions, provisioningv1.ReadyCondition).Message; !strings.Contains(msg, "failed to leave etcd") || !strings.Contains(msg, "simulated") {
+			t.Fatalf("Ready message = %q", msg)
+		}
+		for _, name := range []string{"s-1", "s-2"} {
+			var sec corev1.Secret
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &sec); err != nil || string(sec.Data[nodeplan.SecretKey]) != string(leave) {
+				t.Fatalf("%s's plan = %s (%v), want the leave-etcd release plan %s", name, sec.Data[nodeplan.SecretKey], err, leave)
+			}
+		}
+		if claims := claimsOf(t, c, ns); claims["s-1"] != "c/control-plane" || claims["s-2"] != "c/control-plane" {
+			t.Fatalf("a server was released although it did not leave etcd: claims %v", claims)
+		}
+
+		// The machines retry their plan (the planner backs off); once the
+		// leave succeeds, and only then, they are reset (their inventories
+		// deleted).
+		before := len(sim.history())
+		sim.failNext("s-1", false)
+		sim.failNext("s-2", false)
+		ctrltest.Eventually(t, 30*time.Second, func() error {
+			for _, name := range []string{"s-1", "s-2"} {
+				if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &machinesv1.MachineInventory{}); !apierrors.IsNotFound(err) {
+					return fmt.Errorf("%s not reset yet: %v", name, err)
+				}
+			}
+			return nil
+		})
+		h := sim.history()[before:]
+		for _, name := range []string{"s-1", "s-2"} {
+			if !slices.Contains(h, name+"@(0 files)") {
+				t.Fatalf("plan applications since the scale-down = %v: %s was reset without running its leave-etcd plan", h, name)
+			}
+		}
+		if slices.Contains(h, "s-0@(0 files)") {
+			t.Fatalf("the remaining server ran a release plan: %v", h)
+		}
+		serversReady(1)
+	})
+
+	t.Run("ClusterMachines for kstatus: work under way is Reconciling with Normal Events, a failed plan Stalled", func(t *testing.T) {
+		ns := "kstatus"
+		sim := newSim(t, c, ns)
+		sim.add("s-0", map[string]string{"role": "server"}, "10.0.10.10")
+		sim.add("w-0", map[string]string{"role": "worker"}, "10.0.10.20")
+		sim.waitReady()
+		sim.failNext("w-0", true)
+		if err := c.Create(ctx, &provisioningv1.ProvisionedCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "c"}, Spec: provisioningv1.ProvisionedClusterSpec{
+			Distro: provisioningv1.DistroEdgefleet, Version: v1, ControlPlane: pool(1, map[string]string{"role": "server"}),
+			Workers: []provisioningv1.WorkerPool{{Name: "default", MachinePool: pool(1, map[string]string{"role": "worker"})}},
+		}}); err != nil {
+			t.Fatal(err)
+		}
+		kstatusOf := func(name string) (status.Status, string) {
+			cm := &provisioningv1.ClusterMachine{}
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cm); err != nil {
+				return status.UnknownStatus, err.Error()
+			}
+			obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(cm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := status.Compute(&unstructured.Unstructured{Object: obj})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res.Status, res.Message
+		}
+		ctrltest.Eventually(t, 30*time.Second, func() error {
+			if st, msg := kstatusOf("s-0"); st != status.CurrentStatus {
+				return fmt.Errorf("s-0: %s %s", st, msg)
+			}
+			if st, msg := kstatusOf("w-0"); st != status.FailedStatus || !strings.Contains(msg, "simulated") {
+				return fmt.Errorf("w-0: %s %s", st, msg)
+			}
+			return nil
+		})
+		// The machines' Events: Bootstrapping (both went through it) is
+		// progress, the failure a Warning.
+		ctrltest.Eventually(t, 30*time.Second, func() error {
+			var evs eventsv1.EventList
+			if err := c.List(ctx, &evs, client.InNamespace(ns)); err != nil {
+				return err
+			}
+			seen := map[string]string{}
+			for _, e := range evs.Items {
+				if e.Regarding.Kind != "ClusterMachine" {
+					continue
+				}
+				key := e.Regarding.Name + "/" + e.Reason
+				if e.Reason == provisioningv1.BootstrappingReason && e.Type != corev1.EventTypeNormal {
+					t.Fatalf("%s: a %s Event for work under way: %s", key, e.Type, e.Note)
+				}
+				seen[key] = e.Type
+			}
+			if seen["s-0/"+provisioningv1.BootstrappingReason] != corev1.EventTypeNormal || seen["w-0/"+provisioningv1.BootstrapFailedReason] != corev1.EventTypeWarning {
+				return fmt.Errorf("ClusterMachine Events so far: %v", seen)
+			}
+			return nil
+		})
 	})
 
 	t.Run("an unknown version stalls with the versions available and adopts nothing", func(t *testing.T) {

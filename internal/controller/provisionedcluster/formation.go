@@ -41,6 +41,9 @@ type machine struct {
 	held bool
 	// wait says why no plan was written this time.
 	wait waitState
+	// leaving: a server being scaled down whose plan is its LeaveEtcdPlan
+	// (writePlans leaves it alone).
+	leaving bool
 }
 
 type waitState struct{ reason, message string }
@@ -436,6 +439,12 @@ func (f *formation) scaleDown(ctx context.Context, current []*machine, surplus i
 			}
 			continue
 		}
+		if done, err := f.leaveEtcdStep(ctx, m); err != nil || !done {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		if err := f.release(ctx, m); err != nil {
 			return err
 		}
@@ -465,7 +474,11 @@ func (f *formation) release(ctx context.Context, m *machine) error {
 		}
 		return f.deleteNode(ctx, inv.Name)
 	}
-	raw, err := render.ReleasePlan(string(f.pc.Spec.Distro))
+	release := render.ReleasePlan
+	if m.leaving {
+		release = render.LeaveEtcdPlan // as applied: not rewritten
+	}
+	raw, err := release(string(f.pc.Spec.Distro))
 	if err != nil {
 		return err
 	}

@@ -210,7 +210,7 @@ func (f *formation) writePlans(ctx context.Context) error {
 		}
 	}
 	for _, m := range f.machines {
-		if m.inv == nil {
+		if m.inv == nil || m.leaving {
 			continue
 		}
 		if f.server == "" {

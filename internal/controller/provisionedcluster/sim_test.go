@@ -143,7 +143,7 @@ func (s *simMachines) step(ctx context.Context) {
 		raw := sec.Data[nodeplan.SecretKey]
 		sum := nodeplan.Checksum(raw)
 		st := &inv.Status.Plan
-		if st.AppliedChecksum == sum || st.FailedChecksum == sum {
+		if st.AppliedChecksum == sum {
 			continue
 		}
 		p, err := nodeplan.Parse(raw)
@@ -154,6 +154,11 @@ func (s *simMachines) step(ctx context.Context) {
 		// Only a formation plan fails: the empty plan of a fresh machine applies.
 		fail := s.failing[inv.Name] && len(p.Instructions) > 0
 		s.mu.Unlock()
+		// A failed plan is retried (the real planner backs off) once the
+		// machine no longer fails.
+		if fail && st.FailedChecksum == sum {
+			continue
+		}
 		now := metav1.Now()
 		if fail {
 			st.FailedChecksum = sum

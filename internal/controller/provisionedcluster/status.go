@@ -120,12 +120,17 @@ func (f *formation) machineStatuses(ctx context.Context) error {
 			conditions.Set(&st.Conditions, provisioningv1.UpgradedCondition, metav1.ConditionFalse, provisioningv1.PendingUpgradeReason,
 				fmt.Sprintf("runs %s; waits for its turn to move to %s", m.cm.Spec.Version, want), gen)
 		}
-		if c := firstFalse(st.Conditions, provisioningv1.BootstrappedCondition, provisioningv1.NodeReadyCondition, provisioningv1.UpgradedCondition); c != nil {
-			conditions.Set(&st.Conditions, provisioningv1.ReadyCondition, metav1.ConditionFalse, c.Reason, c.Type+": "+c.Message, gen)
-		} else {
+		// kstatus: a failed plan is Stalled (the rollout halts on it); any
+		// other not-Ready machine is Reconciling, as formation works on it.
+		if c := firstFalse(st.Conditions, provisioningv1.BootstrappedCondition, provisioningv1.NodeReadyCondition, provisioningv1.UpgradedCondition); c == nil {
 			conditions.MarkReady(&st.Conditions, provisioningv1.SucceededReason, "bootstrapped at "+want+", kubelet healthy", gen)
+		} else if c.Reason == provisioningv1.BootstrapFailedReason || c.Reason == provisioningv1.UpgradeFailedReason {
+			conditions.MarkStalled(&st.Conditions, c.Reason, c.Type+": "+c.Message, gen)
+		} else {
+			conditions.Set(&st.Conditions, provisioningv1.ReadyCondition, metav1.ConditionFalse, c.Reason, c.Type+": "+c.Message, gen)
+			conditions.MarkReconciling(&st.Conditions, c.Reason, c.Type+": "+c.Message, gen)
 		}
-		if err := conditions.PatchStatus(ctx, f.r.Client, m.before, m.cm, &st.ObservedGeneration, nil, conditions.RecordTo(f.r.Events)); err != nil {
+		if err := conditions.PatchStatus(ctx, f.r.Client, m.before, m.cm, &st.ObservedGeneration, nil, conditions.RecordTo(f.r.Events), conditions.Transient(machineTransientReasons...)); err != nil {
 			return err
 		}
 		if err := f.uncordon(ctx, m); err != nil {
@@ -133,6 +138,16 @@ func (f *formation) machineStatuses(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// machineTransientReasons are the ClusterMachine reasons of work under
+// way: their conditions going False are Normal Events (and Ready Reconciling),
+// not Warnings. Failures (BootstrapFailed, UpgradeFailed) and an unhealthy
+// or missing node (KubeletUnhealthy, NodeNotReady) stay Warnings.
+var machineTransientReasons = []string{
+	provisioningv1.WaitingForInitReason, provisioningv1.WaitingForAddressReason, provisioningv1.BootstrappingReason,
+	provisioningv1.PendingUpgradeReason, provisioningv1.UpgradingReason, provisioningv1.DrainingReason,
+	provisioningv1.ProgressingReason, provisioningv1.LeavingEtcdReason,
 }
 
 func firstFalse(conds []metav1.Condition, types ...string) *metav1.Condition {

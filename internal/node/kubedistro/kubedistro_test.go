@@ -184,8 +184,27 @@ func TestInstallBinaries(t *testing.T) {
 		t.Fatal(err)
 	}
 	server := &kubedistro.NodeConfig{Role: kubedistro.RoleServer, Version: "v1.37.2", Binaries: kubedistro.Binaries{Dir: "/opt/kube"}}
-	if err := installBinaries(context.Background(), p, server); err == nil || !strings.Contains(err.Error(), "are Kubernetes v1.37.1, the config asks for v1.37.2") {
+	if err := installBinaries(context.Background(), p, server); err == nil || !strings.Contains(err.Error(), "are Kubernetes v1.37.1 (kubelet), the config asks for v1.37.2") {
 		t.Errorf("version mismatch: %v", err)
+	}
+	// A new kubelet beside the old control plane: the server would keep
+	// running the old API server, so it is refused, naming the binary.
+	mixed := fake("v1.37.1")
+	if err := os.WriteFile(filepath.Join(mixed, "kubelet"), []byte("#!/bin/sh\necho Kubernetes v1.37.2\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(root, "opt", "kube")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(mixed, filepath.Join(root, "opt", "kube")); err != nil {
+		t.Fatal(err)
+	}
+	if err := installBinaries(context.Background(), p, server); err == nil || !strings.Contains(err.Error(), "are Kubernetes v1.37.1 (kube-apiserver), the config asks for v1.37.2") {
+		t.Errorf("old control plane beside a new kubelet: %v", err)
+	}
+	agentOnly := &kubedistro.NodeConfig{Role: kubedistro.RoleAgent, Version: "v1.37.2", Binaries: kubedistro.Binaries{Dir: "/opt/kube"}}
+	if err := installBinaries(context.Background(), p, agentOnly); err != nil {
+		t.Errorf("an agent needs only the kubelet at the version: %v", err)
 	}
 	server.Version = "v1.37.1"
 	_ = os.Remove(filepath.Join(root, "opt", "kube", "kube-scheduler"))

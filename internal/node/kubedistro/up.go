@@ -191,12 +191,21 @@ func installBinaries(ctx context.Context, p Paths, c *kubedistro.NodeConfig) err
 			return err
 		}
 	}
-	out, err := exec.CommandContext(ctx, filepath.Join(dst, "kubelet"), "--version").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("running kubelet --version: %v: %s", err, out)
-	}
-	if got := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "Kubernetes")); got != c.Version {
-		return fmt.Errorf("the binaries are Kubernetes %s, the config asks for %s: install %s's binaries", got, c.Version, c.Version)
+	// Every Kubernetes binary, not only the kubelet: a server upgraded in
+	// place must restart its control plane on the new version, and a folder
+	// with a new kubelet but the old kube-apiserver would silently keep it.
+	// etcd has its own versions and is not checked.
+	for _, n := range names {
+		if n == "etcd" || n == "kubectl" {
+			continue
+		}
+		out, err := exec.CommandContext(ctx, filepath.Join(dst, n), "--version").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("running %s --version: %v: %s", n, err, out)
+		}
+		if got := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "Kubernetes")); got != c.Version {
+			return fmt.Errorf("the binaries are Kubernetes %s (%s), the config asks for %s: install %s's binaries", got, n, c.Version, c.Version)
+		}
 	}
 	return nil
 }

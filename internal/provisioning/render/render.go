@@ -345,14 +345,26 @@ const InstructionKubernetesDown = "kubernetes-down"
 // gets instead of its cluster plan, as plan Secret bytes; nil clears the
 // plan. An edgefleet-distro machine stops its Kubernetes: a cleared plan
 // alone would leave its kubelet running with the cluster's credentials.
-// A server does not leave etcd here (`down --leave-etcd` fails on the last
-// member, and a deleted cluster releases every server). k3s and rke2
-// machines get a cleared plan (their uninstall scripts are the admin's).
-func ReleasePlan(distro string) ([]byte, error) {
+// k3s and rke2 machines get a cleared plan (their uninstall scripts are
+// the admin's).
+func ReleasePlan(distro string) ([]byte, error) { return releasePlan(distro, false) }
+
+// LeaveEtcdPlan is the release plan of an edgefleet-distro server scaled
+// down while other servers remain: it first removes itself from the
+// cluster's etcd (`down --leave-etcd`), so no stale member is left to
+// count against the quorum. Not for the last server (etcd refuses to lose
+// its only member) nor a deleted cluster (every server goes). Other
+// distros: ReleasePlan's.
+func LeaveEtcdPlan(distro string) ([]byte, error) { return releasePlan(distro, true) }
+
+func releasePlan(distro string, leaveEtcd bool) ([]byte, error) {
 	if distro != Edgefleet {
 		return nil, nil
 	}
 	args := []string{"kubernetes", "down", "--config", kubedistro.ConfigPath}
+	if leaveEtcd {
+		args = append(args, "--leave-etcd")
+	}
 	p := &nodeplan.Plan{Instructions: []nodeplan.Instruction{{CommonInstruction: nodeplan.CommonInstruction{
 		Name: InstructionKubernetesDown, Command: NodeBinary, Args: args, TimeoutSeconds: installTimeoutSeconds,
 	}, SaveOutput: true}}}

@@ -172,18 +172,25 @@ func TestGeneratedSecretsRoundTrip(t *testing.T) {
 	}
 }
 
-// A released edgefleet-distro machine stops its Kubernetes; k3s and rke2
-// machines get a cleared plan.
+// A released edgefleet-distro machine stops its Kubernetes (a server
+// scaled down leaves etcd first); k3s and rke2 machines get a cleared plan.
 func TestReleasePlan(t *testing.T) {
 	for _, tc := range []struct {
-		distro string
-		want   string // the instruction's arguments; "" = cleared plan
+		distro    string
+		leaveEtcd bool
+		want      string // the instruction's arguments; "" = cleared plan
 	}{
-		{Edgefleet, "kubernetes down --config " + kubedistro.ConfigPath},
-		{K3s, ""},
-		{RKE2, ""},
+		{Edgefleet, false, "kubernetes down --config " + kubedistro.ConfigPath},
+		{Edgefleet, true, "kubernetes down --config " + kubedistro.ConfigPath + " --leave-etcd"},
+		{K3s, false, ""},
+		{K3s, true, ""},
+		{RKE2, false, ""},
 	} {
-		raw, err := ReleasePlan(tc.distro)
+		plan := ReleasePlan
+		if tc.leaveEtcd {
+			plan = LeaveEtcdPlan
+		}
+		raw, err := plan(tc.distro)
 		if err != nil {
 			t.Fatal(err)
 		}

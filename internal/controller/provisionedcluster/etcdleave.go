@@ -1,0 +1,76 @@
+package provisionedcluster
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/provisioning/render"
+	"github.com/edgefleet/edgefleet/internal/wire/nodeplan"
+)
+
+// leavesEtcd: m is an edgefleet-distro server that is an etcd member and
+// another bootstrapped server stays, so scaling it down must remove its
+// member first; otherwise the stale member counts against the quorum of
+// the servers that remain (3 members with one gone tolerate no further
+// loss).
+func (f *formation) leavesEtcd(m *machine) bool {
+	if f.pc.Spec.Distro != provisioningv1.DistroEdgefleet || !m.server() || m.inv == nil || (m.cm.Status.Version == "" && !m.bootstrapped()) {
+		return false
+	}
+	for _, o := range f.machines {
+		if o != m && o.server() && !o.leaving && o.inv != nil && o.bootstrapped() {
+			return true
+		}
+	}
+	return false
+}
+
+// leaveEtcdStep runs a scaled-down server's LeaveEtcdPlan (`kubernetes
+// down --leave-etcd`) before the machine is released, across reconciles:
+// true once the machine applied it (or has nothing to leave). A reset
+// alone would not do: the machine reboots without telling etcd. A failed
+// leave keeps the machine (its Kubernetes keeps running, still a member)
+// and says why; the machine's planner retries the plan with backoff.
+func (f *formation) leaveEtcdStep(ctx context.Context, m *machine) (bool, error) {
+	if !m.leaving && !f.leavesEtcd(m) {
+		return true, nil
+	}
+	raw, err := render.LeaveEtcdPlan(string(f.pc.Spec.Distro))
+	if err != nil {
+		return false, err
+	}
+	m.leaving = true
+	sum, plan := nodeplan.Checksum(raw), m.inv.Status.Plan
+	if plan.AppliedChecksum == sum {
+		return true, nil
+	}
+	if plan.FailedChecksum == sum {
+		msg := fmt.Sprintf("server %s failed to leave etcd; it keeps running as a member", m.inv.Name)
+		if plan.Failure != nil {
+			msg += fmt.Sprintf(": %s", plan.Failure.Message)
+		}
+		msg += "; the machine retries it (backing off up to 5 minutes): see `edgefleet-node kubernetes status` on it"
+		m.wait = waitState{provisioningv1.LeaveEtcdFailedReason, msg}
+		f.wait(provisioningv1.LeaveEtcdFailedReason, msg)
+		return false, nil
+	}
+	_, held, err := f.putPlan(ctx, m.inv, raw)
+	if apierrors.IsNotFound(err) {
+		return true, nil // no plan Secret: nothing runs there to leave
+	}
+	if err != nil {
+		return false, err
+	}
+	msg := fmt.Sprintf("server %s leaves etcd: waiting for it to apply its release plan (kubernetes down --leave-etcd)", m.inv.Name)
+	if held {
+		msg = fmt.Sprintf("server %s leaves etcd once the OS upgrade holding its plan is done", m.inv.Name)
+	}
+	m.wait = waitState{provisioningv1.LeavingEtcdReason, msg}
+	f.wait(provisioningv1.LeavingEtcdReason, msg)
+	f.requeueAfter(2 * time.Second)
+	return false, nil
+}
