@@ -4,10 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/edgefleet/edgefleet/internal/clusterns"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgefleet/edgefleet/internal/clusterns"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -89,12 +91,16 @@ func (e *env) checkIn(name string) {
 
 func (e *env) setLabels(name string, labels map[string]string) {
 	e.t.Helper()
-	var c fleetv1.Cluster
-	if err := e.c.Get(context.Background(), types.NamespacedName{Namespace: e.ns, Name: name}, &c); err != nil {
-		e.t.Fatal(err)
-	}
-	c.Labels = labels
-	if err := e.c.Update(context.Background(), &c); err != nil {
+	// Retried on conflict: status writes race the test's read.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var c fleetv1.Cluster
+		if err := e.c.Get(context.Background(), types.NamespacedName{Namespace: e.ns, Name: name}, &c); err != nil {
+			return err
+		}
+		c.Labels = labels
+		return e.c.Update(context.Background(), &c)
+	})
+	if err != nil {
 		e.t.Fatal(err)
 	}
 }
