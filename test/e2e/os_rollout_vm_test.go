@@ -211,6 +211,9 @@ config:
 		if err := m.Client.Get(ctx, client.ObjectKeyFromObject(mosi), mosi); err != nil {
 			return err
 		}
+		if c := meta.FindStatusCondition(mosi.Status.Conditions, machinesv1.StalledCondition); c != nil && c.Status == metav1.ConditionTrue {
+			t.Fatalf("the 2.0.0 rollout stalled: %s", c.Message)
+		}
 		if c := meta.FindStatusCondition(mosi.Status.Conditions, machinesv1.ReadyCondition); c == nil || c.Status != metav1.ConditionTrue {
 			return fmt.Errorf("ManagedOSImage Ready %+v", c)
 		}
