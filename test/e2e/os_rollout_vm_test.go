@@ -184,18 +184,21 @@ config:
 	defer keepers.Wait()
 	defer cancel()
 
-	// upgradingNow samples which machines hold the rollout's upgrade plan.
+	// upgradingNow samples which machines hold the rollout's upgrade plan,
+	// from one LIST (one consistent snapshot of both plan Secrets).
 	upgradingNow := func() []string {
 		t.Helper()
+		var list corev1.SecretList
+		if err := m.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			t.Fatalf("listing the plan Secrets: %v", err)
+		}
 		var out []string
 		for _, name := range names {
-			var s corev1.Secret
 			inv := &machinesv1.MachineInventory{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
-			if err := m.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: machineregistration.PlanName(inv)}, &s); err != nil {
-				t.Fatalf("plan Secret of %s: %v", name, err)
-			}
-			if s.Annotations[managedosimage.AnnotationUpgrade] != "" {
-				out = append(out, name)
+			for _, s := range list.Items {
+				if s.Name == machineregistration.PlanName(inv) && s.Annotations[managedosimage.AnnotationUpgrade] != "" {
+					out = append(out, name)
+				}
 			}
 		}
 		return out
