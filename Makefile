@@ -56,13 +56,15 @@ test: deps kube-binaries build ui-deps
 	cd api && go test $(GO_TEST_FLAGS) ./...
 
 ## bench: every benchmark (fleet scenarios, idle, registration storm, tunnel, seed image,
-## footprint); writes BENCHMARKS.md. Pick fleet scenarios with BENCH_SCENARIOS=50x50,500x10
+## footprint); writes BENCHMARKS.md; then the two-VM OS rollout (TestOSRolloutInVMs). Pick fleet scenarios with BENCH_SCENARIOS=50x50,500x10
 BENCH_SCENARIOS ?= 50x50,500x10,500x50,5000x1
 bench: kube-binaries build
 	EDGEFLEET_BENCH=1 EDGEFLEET_BENCH_SCENARIOS="$(BENCH_SCENARIOS)" EDGEFLEET_BENCH_OUT="$(CURDIR)/BENCHMARKS.md" \
 		EDGEFLEET_BENCH_CMD="make bench BENCH_SCENARIOS=$(BENCH_SCENARIOS)" \
 		EDGEFLEET_KUBE_BIN_DIR="$$(cat $(KUBE_BIN_DIR_FILE))" EDGEFLEET_BIN="$(CURDIR)/bin/edgefleet" \
 		go test -count=1 -timeout 120m -v ./test/bench/
+	EDGEFLEET_BENCH=1 EDGEFLEET_KUBE_BIN_DIR="$$(cat $(KUBE_BIN_DIR_FILE))" EDGEFLEET_BIN="$(CURDIR)/bin/edgefleet" \
+		go test -count=1 -timeout 45m -run TestOSRolloutInVMs -v ./test/e2e/
 
 ## soak: issue #20 scenario 7, not in CI: SOAK_CLUSTERS simulated clusters (500) with a
 ## Bundle change every minute for SOAK_DURATION (1h; SOAK_DURATION=5m for a short check);

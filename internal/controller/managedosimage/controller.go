@@ -414,6 +414,11 @@ func judge(mosi *machinesv1.ManagedOSImage, tgt target, m *machine) {
 			m.state, m.msg = machinesv1.MachineUpgradeFailed, last.Message
 		case plan.FailedChecksum == checksum && plan.Failure != nil:
 			m.state, m.msg = machinesv1.MachineUpgradeFailed, fmt.Sprintf("upgrade plan failed at %q (exit code %d): %s", plan.Failure.Instruction, plan.Failure.ExitCode, plan.Failure.Message)
+			if out := strings.TrimSpace(plan.Failure.Output); out != "" {
+				// The end of the output says why; the plan is put back
+				// right after, taking the machine's report of it along.
+				m.msg += "; output ends: " + tail(out, 600)
+			}
 		case last != nil && last.Image == tgt.image && last.Result == machinesv1.OSUpgradePending:
 			m.msg = "new slot on trial"
 		case plan.AppliedChecksum == checksum:
@@ -533,6 +538,14 @@ func removeStalled(st *machinesv1.ManagedOSImageStatus) {
 
 func removeReconciling(st *machinesv1.ManagedOSImageStatus) {
 	st.Conditions = slices.DeleteFunc(st.Conditions, func(c metav1.Condition) bool { return c.Type == machinesv1.ReconcilingCondition })
+}
+
+// tail is the last n bytes of s, at a rune boundary.
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + strings.ToValidUTF8(s[len(s)-n:], "")
 }
 
 func truncate(s string, n int) string {

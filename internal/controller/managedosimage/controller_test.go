@@ -245,6 +245,26 @@ func TestManagedOSImageRollout(t *testing.T) {
 		}
 	})
 
+	t.Run("a failed upgrade plan halts the rollout and keeps the end of its output", func(t *testing.T) {
+		f := newFleet(t, c, "planfail", 1, shop)
+		if err := c.Create(ctx, mosi(f.ns, "v2", 1, shop)); err != nil {
+			t.Fatal(err)
+		}
+		ctrltest.Eventually(t, 10*time.Second, func() error {
+			if len(f.upgrading()) != 1 {
+				return fmt.Errorf("upgrading %v", f.upgrading())
+			}
+			return nil
+		})
+		sum := nodeplan.Checksum([]byte(f.plan("m-0")))
+		f.report("m-0", func(st *machinesv1.MachineInventoryStatus) {
+			st.Plan.Checksum, st.Plan.FailedChecksum = sum, sum
+			st.Plan.Failure = &machinesv1.PlanFailure{Instruction: managedosimage.InstructionName, ExitCode: 1, Message: "instruction os-upgrade exited with code 1",
+				Output: strings.Repeat("progress line\n", 100) + "edgefleet-node: mounting EF_STATE: device busy\n"}
+		})
+		f.waitFor("v2", condition(machinesv1.StalledCondition, machinesv1.MachineUpgradeFailedReason, "m-0", "exit code 1", "output ends: ...", "mounting EF_STATE: device busy"))
+	})
+
 	t.Run("paused starts nothing; unpaused completes", func(t *testing.T) {
 		f := newFleet(t, c, "paused", 2, shop)
 		m := mosi(f.ns, "v2", 5, shop)
