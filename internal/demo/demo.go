@@ -56,6 +56,8 @@ const (
 	AppNamespace = "hello"
 	OSImageV1    = "edgefleet.test/edgefleet/os:v1"
 	OSImageV2    = "edgefleet.test/edgefleet/os:v2"
+	// UIUser is the ServiceAccount whose token signs in to the web UI.
+	UIUser = "demo-admin"
 )
 
 // demo is one run's state; undo holds what cleanup reverses, newest last.
@@ -92,6 +94,9 @@ func Run(ctx context.Context, o Options) (err error) {
 	d := &demo{o: o, p: &progress{out: o.Out, tty: o.TTY}}
 	defer func() {
 		d.p.end(err)
+		if err != nil {
+			d.logTails()
+		}
 		d.cleanup()
 	}()
 	started := time.Now()
@@ -124,9 +129,9 @@ func (d *demo) run(ctx context.Context) error {
 		netnsOnly bool
 	}{
 		{"Check binaries and tools", d.prepare, false},
-		{"Build images (pause, hello, edgefleet-agent) into a loopback registry", d.images, false},
+		{"Build images (pause, hello, edgefleet-agent) into a loopback registry", d.images, true},
 		{"Start the manager (embedded etcd + kube-apiserver)", d.startManager, false},
-		{"Create MachineRegistrations (servers, workers)", d.registrations, false},
+		{"Create namespace " + Namespace + ", a web UI user and MachineRegistrations (servers, workers)", d.registrations, false},
 		{"Build seed media (config-only ISOs) and read the machines' config from them", d.seedMedia, false},
 		{"", d.startMachines, false},
 		{"Machines registered with emulated TPMs, simulated OS v1 reported", d.waitRegistered, false},
@@ -380,6 +385,23 @@ func tail(path string, n int) string {
 		b = b[len(b)-n:]
 	}
 	return string(b)
+}
+
+// logTails prints the end of every log before cleanup removes them: what
+// a failed run leaves to read.
+func (d *demo) logTails() {
+	var logs []string
+	if d.mgr != nil {
+		logs = append(logs, d.mgr.log)
+	}
+	for _, m := range d.machines {
+		logs = append(logs, filepath.Join(m.dir, "agent.log"))
+	}
+	for _, l := range logs {
+		if t := tail(l, 2000); t != "" {
+			fmt.Fprintf(d.o.Out, "--- %s (tail) ---\n%s\n", l, t)
+		}
+	}
 }
 
 // poll calls ok every interval until it returns nil or ctx ends; the

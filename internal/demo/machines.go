@@ -12,12 +12,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -50,6 +52,16 @@ var roles = []string{"server", "worker"}
 func (d *demo) registrations(ctx context.Context) error {
 	c := d.mgr.client
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
+		return err
+	}
+	// A web UI user: the summary prints how to get its token. Admin of a
+	// throwaway control plane.
+	if err := c.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: UIUser, Namespace: Namespace}}); err != nil {
+		return err
+	}
+	if err := c.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "edgefleet-demo-" + UIUser},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: UIUser, Namespace: Namespace}}}); err != nil {
 		return err
 	}
 	for _, role := range roles {
@@ -154,6 +166,7 @@ func (d *demo) startMachines(ctx context.Context) error {
 		return err
 	}
 	d.onCleanup(func() { _ = os.RemoveAll(short) })
+	d.onCleanup(d.stopMachines)
 	for i := 0; i < d.o.Machines; i++ {
 		role, serial := "worker", fmt.Sprint(i)
 		if i == 0 {
@@ -235,17 +248,27 @@ func (d *demo) startMachine(ctx context.Context, m *machine) error {
 	}
 	m.agent = agent
 	d.machines = append(d.machines, m)
-	d.onCleanup(func() {
-		agent.stop(20 * time.Second)
-		// Nothing restarts the machine's Kubernetes once its agent is
-		// stopped: take it down.
-		if d.netns {
+	return nil
+}
+
+// stopMachines stops every machine at once: its agent first, then its
+// Kubernetes, which nothing restarts once the agent is stopped.
+func (d *demo) stopMachines() {
+	var wg sync.WaitGroup
+	for _, m := range d.machines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.agent.stop(20 * time.Second)
+			if m.node == nil {
+				return
+			}
 			if out, err := m.command(d.bins.node, "kubernetes", "down", "--root", m.root).CombinedOutput(); err != nil {
 				d.p.note("%s: kubernetes down: %v: %s", m.name, err, out)
 			}
-		}
-	})
-	return nil
+		}()
+	}
+	wg.Wait()
 }
 
 func binDir(version string) string { return "/opt/kubernetes/" + version + "/bin" }

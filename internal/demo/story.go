@@ -247,7 +247,7 @@ func (d *demo) summary(took time.Duration) {
 	fmt.Fprintf(w, "  data dir:            %s\n", d.dataDir)
 	fmt.Fprintf(w, "\nTry:\n")
 	fmt.Fprintf(w, "  kubectl --kubeconfig %s get machineinventories,provisionedclusters,clusters.fleet.edgefleet.io,gitrepos,managedosimages -n %s\n", d.mgr.kubeconfig, Namespace)
-	fmt.Fprintf(w, "  kubectl --kubeconfig %s -n %s create token default   # a token to sign in to the web UI\n", d.mgr.kubeconfig, Namespace)
+	fmt.Fprintf(w, "  kubectl --kubeconfig %s -n %s create token %s   # a token to sign in to the web UI\n", d.mgr.kubeconfig, Namespace, UIUser)
 	if d.clusterKubeconfig != "" {
 		fmt.Fprintf(w, "  kubectl --kubeconfig %s get nodes -o wide\n", d.clusterKubeconfig)
 		fmt.Fprintf(w, "  kubectl --kubeconfig %s -n %s get pods -o wide\n", d.clusterKubeconfig, AppNamespace)
