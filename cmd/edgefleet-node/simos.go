@@ -46,30 +46,8 @@ func newSimulatedOSCommand() *cobra.Command {
 			} else if !errors.Is(err, os.ErrNotExist) {
 				return err
 			}
-			now := time.Now().UTC()
-			switch args[0] {
-			case "report":
-				// The first boot: slot a runs image.
-				if st.ActiveSlot == "" {
-					st.ActiveSlot = osinstall.SlotA
-					st.Slots = map[string]osinstall.SlotInfo{osinstall.SlotA: {Image: image, Name: "simulated", Version: versionOf(image), Written: now}}
-				}
-			case "upgrade":
-				// Write the passive slot, "reboot" into it and confirm it:
-				// what a healthy upgrade ends with.
-				next := osinstall.SlotB
-				if st.ActiveSlot == osinstall.SlotB {
-					next = osinstall.SlotA
-				}
-				if st.Slots == nil {
-					st.Slots = map[string]osinstall.SlotInfo{}
-				}
-				st.Slots[next] = osinstall.SlotInfo{Image: image, Name: "simulated", Version: versionOf(image), Written: now}
-				st.ActiveSlot, st.BootedSlot = next, next
-				st.LastUpgrade = &osinstall.UpgradeInfo{Image: image, Version: versionOf(image), Slot: next, Result: osinstall.UpgradeSucceeded, Time: now,
-					Message: "simulated OS: no disk was written and the machine did not reboot"}
-			default:
-				return fmt.Errorf("unknown action %q: use report or upgrade", args[0])
+			if err := simulateOS(st, args[0], image, time.Now().UTC()); err != nil {
+				return err
 			}
 			data, _ := json.MarshalIndent(st, "", "  ")
 			if err := os.MkdirAll(filepath.Dir(stateFile), 0o755); err != nil {
@@ -89,6 +67,35 @@ func newSimulatedOSCommand() *cobra.Command {
 	cmd.Flags().StringVar(&stateFile, "state-file", "", "where the simulated slots are kept")
 	cmd.Flags().StringVar(&image, "image", "", "the OS image the slot runs")
 	return cmd
+}
+
+// simulateOS changes st as action would on a disk: report (first boot:
+// slot a runs image, unless slots are recorded already) or upgrade (image
+// written to the passive slot, booted and confirmed: a healthy upgrade's
+// end).
+func simulateOS(st *simulatedOS, action, image string, now time.Time) error {
+	switch action {
+	case "report":
+		if st.ActiveSlot == "" {
+			st.ActiveSlot = osinstall.SlotA
+			st.Slots = map[string]osinstall.SlotInfo{osinstall.SlotA: {Image: image, Name: "simulated", Version: versionOf(image), Written: now}}
+		}
+	case "upgrade":
+		next := osinstall.SlotB
+		if st.ActiveSlot == osinstall.SlotB {
+			next = osinstall.SlotA
+		}
+		if st.Slots == nil {
+			st.Slots = map[string]osinstall.SlotInfo{}
+		}
+		st.Slots[next] = osinstall.SlotInfo{Image: image, Name: "simulated", Version: versionOf(image), Written: now}
+		st.ActiveSlot, st.BootedSlot = next, next
+		st.LastUpgrade = &osinstall.UpgradeInfo{Image: image, Version: versionOf(image), Slot: next, Result: osinstall.UpgradeSucceeded, Time: now,
+			Message: "simulated OS: no disk was written and the machine did not reboot"}
+	default:
+		return fmt.Errorf("unknown action %q: use report or upgrade", action)
+	}
+	return nil
 }
 
 // versionOf is an image reference's tag ("" without one).
