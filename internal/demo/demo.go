@@ -77,6 +77,10 @@ type demo struct {
 	clusterKubeconfig string
 	gitDir            string
 	fleetCluster      string
+	// devKubeconfig is the simulated cluster's (without namespaces).
+	devKubeconfig string
+	// extraLogs are logs of further children, for logTails.
+	extraLogs []string
 }
 
 // Run tells the story, prints the summary and cleans up (after ctx ends
@@ -121,39 +125,44 @@ func Run(ctx context.Context, o Options) (err error) {
 }
 
 func (d *demo) run(ctx context.Context) error {
+	const (
+		always = iota
+		netnsOnly
+		loopbackOnly
+	)
 	steps := []struct {
 		title string
 		run   func(context.Context) error
-		// netnsOnly steps need machines in network namespaces (real
-		// kubelets).
-		netnsOnly bool
+		// when: netnsOnly steps need machines in network namespaces (real
+		// kubelets); loopbackOnly steps stand in for them.
+		when int
 	}{
-		{"Check binaries and tools", d.prepare, false},
-		{"Build images (pause, hello, edgefleet-agent) into a loopback registry", d.images, true},
-		{"Start the manager (embedded etcd + kube-apiserver)", d.startManager, false},
-		{"Create namespace " + Namespace + ", a web UI user and MachineRegistrations (servers, workers)", d.registrations, false},
-		{"Build seed media (config-only ISOs) and read the machines' config from them", d.seedMedia, false},
-		{"", d.startMachines, false},
-		{"Machines registered with emulated TPMs, simulated OS v1 reported", d.waitRegistered, false},
-		{"Form cluster " + ClusterName + " from the machines by label (edgefleet distro, real kubelets)", d.formCluster, true},
-		{"Cluster " + ClusterName + " joins the fleet (agent image from the loopback registry)", d.waitJoined, true},
-		{"Create a git repository and a GitRepo for the app " + AppName, d.gitRepo, true},
-		{"App pods Ready on the formed cluster (read through the manager's tunnel)", d.waitApp, true},
-		{"Roll OS upgrade v1 → v2 across the machines (ManagedOSImage, one at a time)", d.osUpgrade, false},
+		{"Check binaries and tools", d.prepare, always},
+		{"Build images (pause, hello, edgefleet-agent) into a loopback registry", d.images, netnsOnly},
+		{"Start the manager (embedded etcd + kube-apiserver)", d.startManager, always},
+		{"Create namespace " + Namespace + ", a web UI user and MachineRegistrations (servers, workers)", d.registrations, always},
+		{"Build seed media (config-only ISOs) and read the machines' config from them", d.seedMedia, always},
+		{"", d.startMachines, always},
+		{"Machines registered with emulated TPMs, simulated OS v1 reported", d.waitRegistered, always},
+		{"Form cluster " + ClusterName + " from the machines by label (edgefleet distro, real kubelets)", d.formCluster, netnsOnly},
+		{"Cluster " + ClusterName + " joins the fleet (agent image from the loopback registry)", d.waitJoined, netnsOnly},
+		{"Start a simulated cluster instead (dev-cluster: real API server, kwok fake nodes)", d.startSimulatedCluster, loopbackOnly},
+		{"The simulated cluster joins the fleet (edgefleet agent with a registration token)", d.joinSimulatedCluster, loopbackOnly},
+		{"Create a git repository and a GitRepo for the app " + AppName, d.gitRepo, always},
+		{"App pods Ready on the cluster (read through the manager's tunnel)", d.waitApp, always},
+		{"Roll OS upgrade v1 → v2 across the machines (ManagedOSImage, one at a time)", d.osUpgrade, always},
 	}
 	for _, s := range steps {
 		// prepare decides d.netns: the titles and skips after it read it.
 		if s.title == "" {
-			s.title = fmt.Sprintf("Start %d machines (edgefleet-node agent)", d.o.Machines)
+			s.title = fmt.Sprintf("Start %d machine(s) (edgefleet-node agent)", d.o.Machines)
 			if d.netns {
 				s.title += ", each in its own network namespace"
 			} else {
 				s.title += " on loopback"
 			}
 		}
-		if s.netnsOnly && !d.netns {
-			d.p.end(nil)
-			d.p.note("skipped (machines on loopback): %s", s.title)
+		if (s.when == netnsOnly && !d.netns) || (s.when == loopbackOnly && d.netns) {
 			continue
 		}
 		d.p.begin(s.title)
@@ -217,11 +226,14 @@ func (d *demo) prepare(ctx context.Context) error {
 	}
 	d.bins.kube = kube
 	d.netns = !d.o.NoNetns
+	why := "--no-netns"
 	if d.netns {
-		if why := netnsUnsupported(); why != "" {
+		if why = netnsUnsupported(); why != "" {
 			d.netns = false
-			d.p.note("WARNING: %s: machines run on loopback and no cluster of real kubelets is formed (--no-netns does this on purpose)", why)
 		}
+	}
+	if !d.netns {
+		d.p.note("WARNING: %s: the machines run on loopback, so no cluster of real kubelets can be formed from them; a dev cluster with fake nodes (kwok) stands in for it", why)
 	}
 	if d.netns {
 		for _, c := range []string{"containerd", "runc", "iptables", "xorriso"} {
@@ -397,6 +409,7 @@ func (d *demo) logTails() {
 	for _, m := range d.machines {
 		logs = append(logs, filepath.Join(m.dir, "agent.log"))
 	}
+	logs = append(logs, d.extraLogs...)
 	for _, l := range logs {
 		if t := tail(l, 2000); t != "" {
 			fmt.Fprintf(d.o.Out, "--- %s (tail) ---\n%s\n", l, t)

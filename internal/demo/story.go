@@ -82,9 +82,14 @@ func (d *demo) waitJoined(ctx context.Context) error {
 		return err
 	}
 	d.fleetCluster = pc.Status.FleetClusterRef.Name
-	// kubectl to the formed cluster through the manager's tunnel, as
-	// `edgefleet kubeconfig` gives it; it names the external URL (the
-	// lab's gateway), so the host's copy names the loopback listener.
+	return d.writeClusterKubeconfig(ctx)
+}
+
+// writeClusterKubeconfig writes kubectl's way to the fleet cluster through
+// the manager's tunnel, as `edgefleet kubeconfig` gives it; it names the
+// external URL (the lab's gateway), so the host's copy names the loopback
+// listener.
+func (d *demo) writeClusterKubeconfig(ctx context.Context) error {
 	out, err := exec.CommandContext(ctx, d.bins.edgefleet, "kubeconfig", d.fleetCluster, "-n", Namespace, "--kubeconfig", d.mgr.kubeconfig).Output()
 	if err != nil {
 		return fmt.Errorf("edgefleet kubeconfig: %w", err)
@@ -98,6 +103,21 @@ func (d *demo) waitJoined(ctx context.Context) error {
 	}
 	d.clusterKubeconfig = filepath.Join(d.dataDir, ClusterName+".kubeconfig")
 	return clientcmd.WriteToFile(*kc, d.clusterKubeconfig)
+}
+
+// connectedCluster is a fleet Cluster of the demo's namespace labelled
+// key=value whose agent is connected.
+func (d *demo) connectedCluster(ctx context.Context, key, value string) (string, error) {
+	var cls fleetv1.ClusterList
+	if err := d.mgr.client.List(ctx, &cls, client.InNamespace(Namespace), client.MatchingLabels{key: value}); err != nil {
+		return "", err
+	}
+	for _, cl := range cls.Items {
+		if meta.IsStatusConditionTrue(cl.Status.Conditions, fleetv1.ConnectedCondition) {
+			return cl.Name, nil
+		}
+	}
+	return "", fmt.Errorf("%d clusters labelled %s=%s, none connected", len(cls.Items), key, value)
 }
 
 // appFiles are the demo app: the hello image, two replicas, on the
@@ -241,7 +261,11 @@ func (d *demo) summary(took time.Duration) {
 	fmt.Fprintf(w, "  web UI:              %s/ui/\n", d.mgr.url)
 	fmt.Fprintf(w, "  admin kubeconfig:    %s\n", d.mgr.kubeconfig)
 	if d.clusterKubeconfig != "" {
-		fmt.Fprintf(w, "  cluster kubeconfig:  %s   (cluster %s through the manager's tunnel)\n", d.clusterKubeconfig, ClusterName)
+		what := "cluster " + ClusterName + " through the manager's tunnel"
+		if !d.netns {
+			what = "simulated cluster: dev-cluster with fake nodes, through the manager's tunnel"
+		}
+		fmt.Fprintf(w, "  cluster kubeconfig:  %s   (%s)\n", d.clusterKubeconfig, what)
 		fmt.Fprintf(w, "  app repository:      %s   (commit to it: the GitRepo polls)\n", d.gitDir)
 	}
 	fmt.Fprintf(w, "  data dir:            %s\n", d.dataDir)
