@@ -332,8 +332,11 @@ func (d *demo) claimMarkerDir() error {
 		return fmt.Errorf("creating %s for the simulated OS upgrades: %w", markerDir, err)
 	}
 	d.onCleanup(func() {
+		// The marker folder is the demo's; its parents only if empty (a
+		// process of the host may have put something there meanwhile).
+		_ = os.RemoveAll(markerDir)
 		for _, p := range created {
-			_ = os.RemoveAll(p)
+			_ = os.Remove(p)
 		}
 	})
 	return nil
@@ -408,6 +411,12 @@ func (d *demo) logTails() {
 	}
 	for _, m := range d.machines {
 		logs = append(logs, filepath.Join(m.dir, "agent.log"))
+		// What `edgefleet-node kubernetes up` runs logs there (the node
+		// package's kubedistro.Paths.Logs, which the manager's binary does
+		// not link).
+		for _, c := range []string{"supervisor", "containerd", "kubelet"} {
+			logs = append(logs, filepath.Join(m.root, "var/lib/edgefleet/kubernetes/logs", c+".log"))
+		}
 	}
 	logs = append(logs, d.extraLogs...)
 	for _, l := range logs {

@@ -28,12 +28,65 @@ import (
 // terminal: plain step lines, then the summary. While it keeps running,
 // its end state is checked through the kubeconfigs the summary names:
 // three machines registered and upgraded to OS v2, the formed cluster
-// Ready in the fleet, the app's pods Ready on it (read through the
+// Ready in the fleet, its Nodes and the app's pods Ready (read through the
 // manager's tunnel). Ctrl-C then removes every process, network namespace
 // and file the demo created.
 func TestDemo(t *testing.T) {
+	r := startDemo(t, "--machines", "3")
+	r.checkCommon(t, 3, []string{"Build images", "Start 3 machine(s)", "Form cluster demo", "Cluster demo joins the fleet", "App pods Ready", "Roll OS upgrade v1 → v2"})
+
+	t.Run("the formed cluster is Ready in the fleet, its Nodes Ready through the tunnel", func(t *testing.T) {
+		var pc provisioningv1.ProvisionedCluster
+		if err := r.client.Get(context.Background(), client.ObjectKey{Namespace: demo.Namespace, Name: demo.ClusterName}, &pc); err != nil {
+			t.Fatal(err)
+		}
+		if !meta.IsStatusConditionTrue(pc.Status.Conditions, provisioningv1.ReadyCondition) || pc.Status.FleetClusterRef == nil || pc.Status.WorkersReady != 2 {
+			t.Errorf("ProvisionedCluster: %+v", pc.Status)
+		}
+		nodes, err := exec.Command(r.kubectl, "--kubeconfig", r.clusterKC, "get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`).CombinedOutput()
+		if err != nil || strings.Count(string(nodes), "=True") != 3 || !strings.Contains(string(nodes), "server-1=True") {
+			t.Errorf("nodes through the tunnel: %v %s", err, nodes)
+		}
+	})
+	r.stopAndCheckCleanup(t, true)
+}
+
+// Without network namespaces (--no-netns, what a host without root or
+// CAP_NET_ADMIN gets, with a warning): machines on loopback, a dev cluster
+// with fake nodes in place of the formed one; registration, GitOps, the
+// tunnel and the OS rollout still run, and everything is cleaned up.
+func TestDemoWithoutNetworkNamespaces(t *testing.T) {
+	r := startDemo(t, "--machines", "2", "--no-netns")
+	if !strings.Contains(r.text, "WARNING: --no-netns: the machines run on loopback") {
+		t.Errorf("no warning about the fallback:\n%s", r.text)
+	}
+	if strings.Contains(r.text, "Form cluster") || strings.Contains(r.text, "Build images") {
+		t.Errorf("steps that need namespaces ran:\n%s", r.text)
+	}
+	r.checkCommon(t, 2, []string{"Start 2 machine(s) (edgefleet-node agent) on loopback", "Start a simulated cluster instead", "The simulated cluster joins the fleet", "App pods Ready", "Roll OS upgrade v1 → v2"})
+	r.stopAndCheckCleanup(t, false)
+}
+
+// demoRun is a running `edgefleet demo --keep`.
+type demoRun struct {
+	cmd              *exec.Cmd
+	exited           chan struct{}
+	out              *syncBuf
+	text             string
+	dataDir          string
+	kubectl          string
+	adminKC          string
+	clusterKC, uiURL string
+	client           client.Client
+	stopped          bool
+	markerBefore     error
+	nsBefore         map[string]bool
+}
+
+func startDemo(t *testing.T, args ...string) *demoRun {
+	t.Helper()
 	if testing.Short() {
-		t.Skip("runs the whole demo: a manager and a cluster of real kubelets")
+		t.Skip("runs the whole demo: a manager, machines and clusters")
 	}
 	if why := netlab.Supported(); why != "" {
 		t.Skip(why)
@@ -45,89 +98,85 @@ func TestDemo(t *testing.T) {
 		}
 	}
 	kube := harness.KubeBinDir(t)
-	_, markerBefore := os.Stat("/var/lib/edgefleet")
-	nsBefore := demoNamespaces(t)
-
-	dataDir := filepath.Join(t.TempDir(), "demo")
-	cmd := exec.Command(bin, "demo", "--keep", "--data-dir", dataDir, "--timeout", "4m")
-	cmd.Env = append(os.Environ(), "EDGEFLEET_KUBE_BIN_DIR="+kube)
-	out := &syncBuf{}
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGINT}
+	r := &demoRun{dataDir: filepath.Join(t.TempDir(), "demo"), kubectl: filepath.Join(kube, "kubectl"), out: &syncBuf{}, exited: make(chan struct{})}
+	_, r.markerBefore = os.Stat("/var/lib/edgefleet")
+	r.nsBefore = demoNamespaces(t)
+	r.cmd = exec.Command(bin, append([]string{"demo", "--keep", "--data-dir", r.dataDir, "--timeout", "4m"}, args...)...)
+	r.cmd.Env = append(os.Environ(), "EDGEFLEET_KUBE_BIN_DIR="+kube)
+	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGINT}
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	stopped := false
+	go func() { _ = r.cmd.Wait(); close(r.exited) }()
 	t.Cleanup(func() {
-		if !stopped {
-			_ = cmd.Process.Signal(syscall.SIGINT)
+		if !r.stopped {
+			_ = r.cmd.Process.Signal(syscall.SIGINT)
 			select {
-			case <-exited:
+			case <-r.exited:
 			case <-time.After(2 * time.Minute):
-				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
 			}
 		}
 		if t.Failed() {
 			// On failure the demo prints its logs' tails before removing them.
-			t.Logf("demo output:\n%s", out.String())
+			t.Logf("demo output:\n%s", r.out.String())
 		}
 	})
 	waitFor(t, 5*time.Minute, "the demo's summary", func() bool {
 		select {
-		case <-exited:
-			t.Fatalf("the demo exited before its summary: %s", cmd.ProcessState)
+		case <-r.exited:
+			t.Fatalf("the demo exited before its summary: %s", r.cmd.ProcessState)
 		default:
 		}
-		return strings.Contains(out.String(), "Running until Ctrl-C")
+		return strings.Contains(r.out.String(), "Running until Ctrl-C")
 	})
-	text := out.String()
+	r.text = r.out.String()
 	t.Logf("demo story done after %s (wall time, images and manager start included)", time.Since(start).Round(time.Second))
-	if m := regexp.MustCompile(`edgefleet demo is done in (\S+)\.`).FindStringSubmatch(text); m != nil {
-		t.Logf("the demo reports %s", m[1])
-	}
-
-	t.Run("plain progress lines when not on a terminal", func(t *testing.T) {
-		if strings.ContainsAny(text, "\r\033") {
-			t.Errorf("terminal control characters in non-TTY output:\n%q", text)
+	field := func(name string) string {
+		m := regexp.MustCompile(`(?m)^  ` + name + `: +(\S+)`).FindStringSubmatch(r.text)
+		if m == nil {
+			t.Fatalf("no %q in the summary:\n%s", name, r.text)
 		}
-		for _, step := range []string{"Start 3 machines", "Form cluster demo", "Cluster demo joins the fleet", "App pods Ready", "Roll OS upgrade v1 → v2"} {
-			if !regexp.MustCompile(`(?m)^\[ OK \] +\d+\. ` + regexp.QuoteMeta(step)).MatchString(text) {
+		return m[1]
+	}
+	r.adminKC, r.clusterKC, r.uiURL = field("admin kubeconfig"), field("cluster kubeconfig"), field("web UI")
+	cfg, err := clientcmd.BuildConfigFromFlags("", r.adminKC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.client, err = client.New(cfg, client.Options{Scheme: server.Scheme()}); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// checkCommon checks what both modes end with: the steps' plain lines,
+// the machines on OS v2, the app's pods Ready through the tunnel, the UI.
+func (r *demoRun) checkCommon(t *testing.T, machines int, steps []string) {
+	t.Run("plain progress lines when not on a terminal", func(t *testing.T) {
+		if strings.ContainsAny(r.text, "\r\033") {
+			t.Errorf("terminal control characters in non-TTY output:\n%q", r.text)
+		}
+		for _, step := range steps {
+			if !regexp.MustCompile(`(?m)^\[ OK \] +\d+\. ` + regexp.QuoteMeta(step)).MatchString(r.text) {
 				t.Errorf("no done line for step %q", step)
 			}
 		}
-		if !strings.Contains(text, "simulated OS") {
+		if !strings.Contains(r.text, "simulated OS") {
 			t.Error("the simulated OS upgrade is not said on screen")
 		}
 	})
 
-	field := func(name string) string {
-		m := regexp.MustCompile(`(?m)^  ` + name + `: +(\S+)`).FindStringSubmatch(text)
-		if m == nil {
-			t.Fatalf("no %q in the summary:\n%s", name, text)
-		}
-		return m[1]
-	}
-	adminKC, clusterKC, uiURL := field("admin kubeconfig"), field("cluster kubeconfig"), field("web UI")
-	cfg, err := clientcmd.BuildConfigFromFlags("", adminKC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(cfg, client.Options{Scheme: server.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-
-	t.Run("three machines registered, all on OS v2 after the rollout", func(t *testing.T) {
+	t.Run("the machines registered, all on OS v2 after the rollout", func(t *testing.T) {
+		ctx := context.Background()
 		var invs machinesv1.MachineInventoryList
-		if err := c.List(ctx, &invs, client.InNamespace(demo.Namespace)); err != nil {
+		if err := r.client.List(ctx, &invs, client.InNamespace(demo.Namespace)); err != nil {
 			t.Fatal(err)
 		}
-		if len(invs.Items) != 3 {
-			t.Fatalf("%d machines, want 3", len(invs.Items))
+		if len(invs.Items) != machines {
+			t.Fatalf("%d machines, want %d", len(invs.Items), machines)
 		}
 		for _, inv := range invs.Items {
 			os := inv.Status.OS
@@ -136,28 +185,16 @@ func TestDemo(t *testing.T) {
 			}
 		}
 		var mosi machinesv1.ManagedOSImage
-		if err := c.Get(ctx, client.ObjectKey{Namespace: demo.Namespace, Name: "os-v2"}, &mosi); err != nil {
+		if err := r.client.Get(ctx, client.ObjectKey{Namespace: demo.Namespace, Name: "os-v2"}, &mosi); err != nil {
 			t.Fatal(err)
 		}
-		if !meta.IsStatusConditionTrue(mosi.Status.Conditions, machinesv1.ReadyCondition) || mosi.Status.Upgraded != 3 {
+		if !meta.IsStatusConditionTrue(mosi.Status.Conditions, machinesv1.ReadyCondition) || mosi.Status.Upgraded != int32(machines) {
 			t.Errorf("ManagedOSImage: upgraded %d, conditions %+v", mosi.Status.Upgraded, mosi.Status.Conditions)
 		}
 	})
 
-	t.Run("the formed cluster is Ready in the fleet, its app pods Ready through the tunnel", func(t *testing.T) {
-		var pc provisioningv1.ProvisionedCluster
-		if err := c.Get(ctx, client.ObjectKey{Namespace: demo.Namespace, Name: demo.ClusterName}, &pc); err != nil {
-			t.Fatal(err)
-		}
-		if !meta.IsStatusConditionTrue(pc.Status.Conditions, provisioningv1.ReadyCondition) || pc.Status.FleetClusterRef == nil || pc.Status.WorkersReady != 2 {
-			t.Errorf("ProvisionedCluster: %+v", pc.Status)
-		}
-		kubectl := filepath.Join(kube, "kubectl")
-		nodes, err := exec.Command(kubectl, "--kubeconfig", clusterKC, "get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`).CombinedOutput()
-		if err != nil || strings.Count(string(nodes), "=True") != 3 {
-			t.Errorf("nodes through the tunnel: %v %s", err, nodes)
-		}
-		pods, err := exec.Command(kubectl, "--kubeconfig", clusterKC, "get", "pods", "-n", demo.AppNamespace, "-l", "app="+demo.AppName, "-o", "json").CombinedOutput()
+	t.Run("the GitRepo's app pods Ready, read through the tunnel", func(t *testing.T) {
+		pods, err := exec.Command(r.kubectl, "--kubeconfig", r.clusterKC, "get", "pods", "-n", demo.AppNamespace, "-l", "app="+demo.AppName, "-o", "json").CombinedOutput()
 		if err != nil {
 			t.Fatalf("%v %s", err, pods)
 		}
@@ -167,36 +204,39 @@ func TestDemo(t *testing.T) {
 	})
 
 	t.Run("the web UI URL answers", func(t *testing.T) {
-		if !strings.HasPrefix(uiURL, "https://127.0.0.1:") {
-			t.Errorf("web UI URL %s", uiURL)
+		if !strings.HasPrefix(r.uiURL, "https://127.0.0.1:") {
+			t.Errorf("web UI URL %s", r.uiURL)
 		}
-		if code, err := exec.Command("curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", uiURL).Output(); err != nil || string(code) != "200" {
-			t.Errorf("GET %s: %v %s", uiURL, err, code)
+		if code, err := exec.Command("curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", r.uiURL).Output(); err != nil || string(code) != "200" {
+			t.Errorf("GET %s: %v %s", r.uiURL, err, code)
 		}
 	})
+}
 
-	// What must be gone after Ctrl-C: the demo's process tree and every
-	// process naming its folders (a machine's Kubernetes is started under
-	// its agent but may be reparented), and its network namespaces.
-	procs := demoProcesses(t, cmd.Process.Pid, dataDir)
+// stopAndCheckCleanup sends Ctrl-C and checks that nothing is left: the
+// demo's process tree and every process naming its folders (a machine's
+// Kubernetes is started under its agent but may be reparented), its
+// network namespaces, its data dir and the upgrade markers' folder.
+func (r *demoRun) stopAndCheckCleanup(t *testing.T, wantNamespaces bool) {
+	procs := demoProcesses(t, r.cmd.Process.Pid, r.dataDir)
 	nsDuring := demoNamespaces(t)
-	if len(nsDuring) <= len(nsBefore) {
-		t.Errorf("no demo network namespaces while it runs: %v", nsDuring)
+	if wantNamespaces != (len(nsDuring) > len(r.nsBefore)) {
+		t.Errorf("demo network namespaces while it runs: %v", nsDuring)
 	}
-	t.Logf("%d processes and %d network namespaces while the demo runs", len(procs), len(nsDuring)-len(nsBefore))
+	t.Logf("%d processes and %d network namespaces while the demo runs", len(procs), len(nsDuring)-len(r.nsBefore))
 
 	t.Run("Ctrl-C cleans up every process, namespace and file", func(t *testing.T) {
-		stopped = true
+		r.stopped = true
 		sigint := time.Now()
-		_ = cmd.Process.Signal(syscall.SIGINT)
+		_ = r.cmd.Process.Signal(syscall.SIGINT)
 		select {
-		case <-exited:
+		case <-r.exited:
 		case <-time.After(2 * time.Minute):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
 			t.Fatal("the demo did not exit within 2 minutes of Ctrl-C")
 		}
 		t.Logf("cleanup took %s", time.Since(sigint).Round(100*time.Millisecond))
-		if code := cmd.ProcessState.ExitCode(); code != 0 {
+		if code := r.cmd.ProcessState.ExitCode(); code != 0 {
 			t.Errorf("exit code %d after Ctrl-C with --keep", code)
 		}
 		for pid, args := range procs {
@@ -205,14 +245,14 @@ func TestDemo(t *testing.T) {
 			}
 		}
 		for ns := range demoNamespaces(t) {
-			if !nsBefore[ns] {
+			if !r.nsBefore[ns] {
 				t.Errorf("network namespace %s left behind", ns)
 			}
 		}
-		if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
-			t.Errorf("data dir %s left behind (%v)", dataDir, err)
+		if _, err := os.Stat(r.dataDir); !os.IsNotExist(err) {
+			t.Errorf("data dir %s left behind (%v)", r.dataDir, err)
 		}
-		if _, err := os.Stat("/var/lib/edgefleet"); os.IsNotExist(markerBefore) && !os.IsNotExist(err) {
+		if _, err := os.Stat("/var/lib/edgefleet"); os.IsNotExist(r.markerBefore) && !os.IsNotExist(err) {
 			t.Errorf("/var/lib/edgefleet (the simulated OS upgrades' markers) left behind")
 		}
 	})
@@ -262,29 +302,35 @@ func demoProcesses(t *testing.T, root int, dir string) map[int]string {
 		ppid, _ := strconv.Atoi(rest[1])
 		all[pid] = proc{ppid, strings.ReplaceAll(string(cmdline), "\x00", " ")}
 	}
+	under := func(pid int) bool {
+		for q := pid; q > 1; q = all[q].ppid {
+			if q == root {
+				return true
+			}
+			if _, ok := all[q]; !ok {
+				return false
+			}
+		}
+		return false
+	}
+	// The demo's agents' roots: other tests' machines may run meanwhile.
 	marks := []string{dir}
-	for _, p := range all {
-		if f := strings.Fields(p.args); len(f) > 1 && strings.HasSuffix(f[0], "edgefleet-node") && f[1] == "agent" {
+	for pid, p := range all {
+		if f := strings.Fields(p.args); under(pid) && len(f) > 1 && strings.HasSuffix(f[0], "edgefleet-node") && f[1] == "agent" {
 			for i, a := range f {
 				if a == "--root" && i+1 < len(f) {
-					marks = append(marks, f[i+1])
+					marks = append(marks, f[i+1]+"/")
 				}
 			}
 		}
 	}
 	out := map[int]string{}
 	for pid, p := range all {
-		under := false
-		for q := pid; q > 1 && !under; q = all[q].ppid {
-			under = q == root
-			if _, ok := all[q]; !ok {
-				break
-			}
-		}
+		ours := under(pid)
 		for _, m := range marks {
-			under = under || strings.Contains(p.args, m)
+			ours = ours || strings.Contains(p.args, m)
 		}
-		if under && pid != root {
+		if ours && pid != root {
 			out[pid] = p.args
 		}
 	}
