@@ -101,7 +101,7 @@ func startDemo(t *testing.T, args ...string) *demoRun {
 	r := &demoRun{dataDir: filepath.Join(t.TempDir(), "demo"), kubectl: filepath.Join(kube, "kubectl"), out: &syncBuf{}, exited: make(chan struct{})}
 	_, r.markerBefore = os.Stat("/var/lib/edgefleet")
 	r.nsBefore = demoNamespaces(t)
-	r.cmd = exec.Command(bin, append([]string{"demo", "--keep", "--data-dir", r.dataDir, "--timeout", "4m"}, args...)...)
+	r.cmd = exec.Command(bin, append([]string{"demo", "--keep", "--data-dir", r.dataDir, "--timeout", "5m"}, args...)...)
 	r.cmd.Env = append(os.Environ(), "EDGEFLEET_KUBE_BIN_DIR="+kube)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGINT}
@@ -124,7 +124,7 @@ func startDemo(t *testing.T, args ...string) *demoRun {
 			t.Logf("demo output:\n%s", r.out.String())
 		}
 	})
-	waitFor(t, 5*time.Minute, "the demo's summary", func() bool {
+	waitFor(t, 6*time.Minute, "the demo's summary", func() bool {
 		select {
 		case <-r.exited:
 			t.Fatalf("the demo exited before its summary: %s", r.cmd.ProcessState)
