@@ -23,7 +23,8 @@ OS upgrade across the machines (simulated OS: no disk is written). Then print
 what to open. Without --keep everything is removed at the end; with --keep it
 runs until Ctrl-C, which removes everything (processes, network namespaces,
 files). Network namespaces need root; without them (or with --no-netns) the
-machines run on loopback and no cluster is formed. See docs/demo.md.`,
+machines run on loopback and a dev cluster with fake nodes (kwok) stands in
+for the formed cluster. See docs/demo.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Out = cmd.OutOrStdout()
@@ -39,7 +40,7 @@ machines run on loopback and no cluster is formed. See docs/demo.md.`,
 	f.IntVar(&o.Machines, "machines", 3, "machines to start: one server, the others workers")
 	f.StringVar(&o.DataDir, "data-dir", "", "folder for everything the demo writes (new or empty; removed at the end; default: a temporary folder)")
 	f.BoolVar(&o.Keep, "keep", false, "keep everything running after the story until Ctrl-C")
-	f.BoolVar(&o.NoNetns, "no-netns", false, "run the machines on loopback instead of network namespaces (no cluster of real kubelets then)")
+	f.BoolVar(&o.NoNetns, "no-netns", false, "run the machines on loopback instead of network namespaces (a dev cluster with fake nodes stands in for the formed cluster)")
 	f.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "give up when the story takes longer")
 	f.StringVar(&o.KubeBinDir, "kube-bin-dir", "", "folder of the Kubernetes binaries (default: $EDGEFLEET_KUBE_BIN_DIR, the checkout's .cache/kube-bin-dir, or next to edgefleet)")
 	return cmd
