@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/edgefleet/edgefleet/internal/demo"
 )
@@ -31,6 +32,9 @@ for the formed cluster. See docs/demo.md.`,
 			if f, ok := o.Out.(*os.File); ok {
 				if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 					o.TTY = true
+					if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil {
+						o.Width = int(ws.Col)
+					}
 				}
 			}
 			return demo.Run(cmd.Context(), o)

@@ -45,6 +45,9 @@ type Options struct {
 	Out        io.Writer
 	// TTY draws spinners; otherwise one plain line per event.
 	TTY bool
+	// Width is the terminal's, in columns: the spinner's line is cut to
+	// it, so redrawing in place never wraps (0: not cut).
+	Width int
 }
 
 // Names the demo's objects use.
@@ -95,7 +98,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
-	d := &demo{o: o, p: &progress{out: o.Out, tty: o.TTY}}
+	d := &demo{o: o, p: &progress{out: o.Out, tty: o.TTY, width: o.Width}}
 	defer func() {
 		d.p.end(err)
 		if err != nil {

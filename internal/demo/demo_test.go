@@ -206,3 +206,20 @@ func (w *syncWriter) String() string {
 	defer w.mu.Unlock()
 	return w.buf.String()
 }
+
+func TestCut(t *testing.T) {
+	for _, tc := range []struct {
+		s     string
+		width int
+		want  string
+	}{
+		{"short", 80, "short"},
+		{"exactly", 7, "exactly"},
+		{" ⠋ 12. Roll OS upgrade v1 → v2", 12, " ⠋ 12. Roll…"},
+		{"unlimited", 0, "unlimited"},
+	} {
+		if got := cut(tc.s, tc.width); got != tc.want {
+			t.Errorf("cut(%q, %d) = %q, want %q", tc.s, tc.width, got, tc.want)
+		}
+	}
+}

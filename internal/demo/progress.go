@@ -13,6 +13,7 @@ import (
 type progress struct {
 	out   io.Writer
 	tty   bool
+	width int
 	mu    sync.Mutex
 	title string
 	start time.Time
@@ -44,7 +45,8 @@ func (p *progress) spin(stop, done chan struct{}) {
 	defer tick.Stop()
 	for i := 0; ; i++ {
 		p.mu.Lock()
-		fmt.Fprintf(p.out, "\r\033[K %s %s (%s)", spinnerFrames[i%len(spinnerFrames)], p.title, time.Since(p.start).Round(time.Second))
+		line := fmt.Sprintf(" %s %s (%s)", spinnerFrames[i%len(spinnerFrames)], p.title, time.Since(p.start).Round(time.Second))
+		fmt.Fprint(p.out, "\r\033[K"+cut(line, p.width-1))
 		p.mu.Unlock()
 		select {
 		case <-stop:
@@ -84,4 +86,13 @@ func (p *progress) note(format string, args ...any) {
 		fmt.Fprint(p.out, "\r\033[K")
 	}
 	fmt.Fprintf(p.out, "       "+format+"\n", args...)
+}
+
+// cut shortens s to width runes with an ellipsis (width < 1: unchanged).
+func cut(s string, width int) string {
+	r := []rune(s)
+	if width < 1 || len(r) <= width {
+		return s
+	}
+	return string(r[:width-1]) + "…"
 }
