@@ -101,7 +101,8 @@ func Run(ctx context.Context, o Options) (err error) {
 	d := &demo{o: o, p: &progress{out: o.Out, tty: o.TTY, width: o.Width}}
 	defer func() {
 		d.p.end(err)
-		if err != nil {
+		// A failure leaves the logs' ends to read; Ctrl-C does not.
+		if err != nil && ctx.Err() == nil {
 			d.logTails()
 		}
 		d.cleanup()
