@@ -49,6 +49,11 @@ run: kube-binaries build
 dev-cluster: kube-binaries build
 	bin/edgefleet dev-cluster --data-dir ./dev-cluster-data --kube-bin-dir "$$(cat $(KUBE_BIN_DIR_FILE))"
 
+## demo: the whole story on this host (root: network namespaces), docs/demo.md; DEMO_FLAGS=--keep leaves it running
+.PHONY: demo
+demo: kube-binaries build
+	bin/edgefleet demo --kube-bin-dir "$$(cat $(KUBE_BIN_DIR_FILE))" $(DEMO_FLAGS)
+
 ## test: unit, integration and end-to-end tests against real control planes
 test: deps kube-binaries build ui-deps
 	EDGEFLEET_KUBE_BIN_DIR="$$(cat $(KUBE_BIN_DIR_FILE))" KUBEBUILDER_ASSETS="$$(cat $(KUBE_BIN_DIR_FILE))" EDGEFLEET_BIN="$(CURDIR)/bin/edgefleet" \

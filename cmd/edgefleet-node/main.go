@@ -34,6 +34,7 @@ func main() {
 	root.AddCommand(newRegisterCommand(), newInventoryCommand(), newAgentCommand())
 	root.AddCommand(newInstallCommand(), newUpgradeCommand(), newBootCommand(), newResetCommand(), newCloudConfigCommand())
 	root.AddCommand(newKubernetesCommand())
+	root.AddCommand(newSimulatedOSCommand())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	code := run(ctx, root)

@@ -68,6 +68,7 @@ Start with:  edgefleet server --data-dir ./edgefleet-data`,
 		newFleetTestCommand(),
 		newBackupCommand(),
 		newRestoreCommand(),
+		newDemoCommand(),
 	)
 	return root
 }
