@@ -19,6 +19,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/edgefleet/edgefleet/internal/netlab"
 )
 
 // Options shape a demo.
@@ -71,7 +73,7 @@ type demo struct {
 	bins     binaries
 	dataDir  string
 	netns    bool
-	lab      *lab
+	lab      *netlab.Lab
 	reg      *imageRegistry
 	mgr      *manager
 	machines []*machine

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/netlab"
 	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 )
 
@@ -36,13 +37,13 @@ type machine struct {
 	root               string // the machine's "/" for plans (short: unix sockets)
 	config             string
 	osState            string
-	node               *labNode
+	node               *netlab.Node
 	agent              *process
 }
 
 func (m *machine) command(name string, args ...string) *exec.Cmd {
 	if m.node != nil {
-		return m.node.command(name, args...)
+		return m.node.Command(name, args...)
 	}
 	return exec.Command(name, args...)
 }
@@ -219,15 +220,15 @@ func (d *demo) startMachine(ctx context.Context, m *machine) error {
 		return err
 	}
 	if d.netns {
-		if m.node, err = d.lab.addNode(m.name); err != nil {
+		if m.node, err = d.lab.AddNode(m.name); err != nil {
 			return err
 		}
 		// The registry on the machine's loopback (containerd pulls from
 		// there); pods reach the gateway masqueraded as their node.
-		if err := m.node.forward(d.reg.port); err != nil {
+		if err := m.node.Forward(d.reg.port); err != nil {
 			return err
 		}
-		if out, err := m.command("iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "10.42.0.0/16", "-d", d.lab.gateway()+"/32", "-j", "MASQUERADE").CombinedOutput(); err != nil {
+		if out, err := m.command("iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "10.42.0.0/16", "-d", d.lab.Gateway()+"/32", "-j", "MASQUERADE").CombinedOutput(); err != nil {
 			return fmt.Errorf("iptables: %v: %s", err, out)
 		}
 		// The Kubernetes binaries where the ProvisionedCluster's

@@ -64,11 +64,11 @@ func (d *demo) startManager(ctx context.Context) error {
 			return fmt.Errorf("creating the machines' network: %w", err)
 		}
 		d.lab = lb
-		d.onCleanup(lb.close)
-		if err := lb.forwardGateway(port); err != nil {
+		d.onCleanup(lb.Close)
+		if err := lb.ForwardGateway(port); err != nil {
 			return fmt.Errorf("forwarding the manager to the lab's gateway: %w", err)
 		}
-		m.externalURL = "https://" + net.JoinHostPort(lb.gateway(), strconv.Itoa(port))
+		m.externalURL = "https://" + net.JoinHostPort(lb.Gateway(), strconv.Itoa(port))
 		args = append(args, "--external-url", m.externalURL)
 	}
 	proc, err := startProcess(exec.Command(d.bins.edgefleet, args...), m.log, syscall.SIGTERM)

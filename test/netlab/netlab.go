@@ -1,304 +1,46 @@
-// Package netlab is a network lab for tests that run several machines on
-// one host: each machine gets its own network namespace with one veth
-// into a bridge that lives in the lab's own namespace (so nothing touches
-// the host's interfaces), its own address and a default route, and
-// forwarders that make chosen loopback ports of the host (the manager, a
-// local registry) appear on the machine's 127.0.0.1, like qemu's guestfwd.
-// Everything is removed when the test ends, also when it fails.
+// Package netlab gives tests internal/netlab's network lab (a network
+// namespace per machine on a bridge of the lab's own, loopback forwarders
+// from the host): failures stop the test and the lab is removed when the
+// test ends, also when it fails.
 package netlab
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
-	"io"
-	"net"
-	"os"
-	"os/exec"
-	"runtime"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
+
+	"github.com/edgefleet/edgefleet/internal/netlab"
 )
 
-// Lab is one test's network: a bridge in the lab namespace and the nodes
-// attached to it, in Subnet (a /24; the bridge holds .1).
+// Lab is one test's network.
 type Lab struct {
-	t      testing.TB
-	prefix string
-	ns     string
-	// Subnet's first three octets, e.g. "10.99.0".
-	net   string
-	nodes []*Node
-	// gw holds the forwarders on the gateway address (the lab namespace).
-	gw *Node
+	*netlab.Lab
+	t testing.TB
 }
 
 // Node is one machine's network namespace.
-type Node struct {
-	Name string
-	// NS is the namespace's name under /run/netns.
-	NS string
-	IP string
-	ln []net.Listener
-	mu sync.Mutex
-	// labNS and hostIf are the lab namespace and the node's veth end in
-	// it (the switch port), which Disconnect takes down.
-	labNS, hostIf string
-}
+type Node = netlab.Node
 
-// Supported reports why netlab cannot run here ("" when it can): it needs
-// root and the ip command.
-func Supported() string {
-	if os.Geteuid() != 0 {
-		return "network namespaces need root"
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		return "the ip command (iproute2) is missing"
-	}
-	return ""
-}
+// Supported reports why netlab cannot run here ("" when it can).
+func Supported() string { return netlab.Supported() }
 
 // New creates the lab; subnet3 is the /24's first three octets
 // ("10.99.0"). It is removed by t.Cleanup.
 func New(t testing.TB, subnet3 string) *Lab {
 	t.Helper()
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	l := &Lab{t: t, prefix: "nl" + hex.EncodeToString(b), net: subnet3}
-	l.ns = l.prefix + "-lab"
-	t.Cleanup(l.Close)
-	l.ip(t, "netns", "add", l.ns)
-	l.ip(t, "-n", l.ns, "link", "set", "lo", "up")
-	l.ip(t, "-n", l.ns, "link", "add", "br0", "type", "bridge")
-	l.ip(t, "-n", l.ns, "addr", "add", subnet3+".1/24", "dev", "br0")
-	l.ip(t, "-n", l.ns, "link", "set", "br0", "up")
-	return l
-}
-
-func (l *Lab) ip(t testing.TB, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	l, err := netlab.New("nl", subnet3)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(l.Close)
+	return &Lab{Lab: l, t: t}
 }
 
 // AddNode creates a machine's namespace with eth0 at subnet.<2+index>,
 // loopback up and a default route via the lab's bridge.
 func (l *Lab) AddNode(name string) *Node {
-	t := l.t
-	t.Helper()
-	i := len(l.nodes)
-	host := fmt.Sprintf("%sv%d", l.prefix, i)
-	n := &Node{Name: name, NS: fmt.Sprintf("%s-%d", l.prefix, i), IP: fmt.Sprintf("%s.%d", l.net, i+2), labNS: l.ns, hostIf: host}
-	l.nodes = append(l.nodes, n)
-	l.ip(t, "netns", "add", n.NS)
-	l.ip(t, "-n", n.NS, "link", "set", "lo", "up")
-	l.ip(t, "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", n.NS)
-	l.ip(t, "link", "set", host, "netns", l.ns)
-	l.ip(t, "-n", l.ns, "link", "set", host, "master", "br0", "up")
-	l.ip(t, "-n", n.NS, "addr", "add", n.IP+"/24", "dev", "eth0")
-	l.ip(t, "-n", n.NS, "link", "set", "eth0", "up")
-	l.ip(t, "-n", n.NS, "route", "add", "default", "via", l.net+".1")
+	l.t.Helper()
+	n, err := l.Lab.AddNode(name)
+	if err != nil {
+		l.t.Fatal(err)
+	}
 	return n
 }
-
-// Close stops the forwarders and removes every namespace (their veths go
-// with them).
-func (l *Lab) Close() {
-	if l.gw != nil {
-		l.gw.mu.Lock()
-		for _, ln := range l.gw.ln {
-			ln.Close()
-		}
-		l.gw.mu.Unlock()
-	}
-	for _, n := range l.nodes {
-		n.mu.Lock()
-		for _, ln := range n.ln {
-			ln.Close()
-		}
-		n.mu.Unlock()
-		_ = exec.Command("ip", "netns", "del", n.NS).Run()
-	}
-	_ = exec.Command("ip", "netns", "del", l.ns).Run()
-}
-
-// Command runs name in the node's network namespace only (nsenter --net:
-// unlike `ip netns exec` it keeps the host's /sys, where the cgroup
-// hierarchies are mounted).
-func (n *Node) Command(name string, args ...string) *exec.Cmd {
-	return exec.Command("nsenter", append([]string{"--net=/run/netns/" + n.NS, "--", name}, args...)...)
-}
-
-// Disconnect cuts the node's link to the lab, as a cable pulled at the
-// switch: packets to and from the node are dropped (open connections
-// stall, new ones time out), nothing is reset. Forwards to the node's own
-// loopback (Forward) are not on the link and keep working.
-func (n *Node) Disconnect() error { return n.setLink("down") }
-
-// Reconnect restores the link Disconnect cut.
-func (n *Node) Reconnect() error { return n.setLink("up") }
-
-func (n *Node) setLink(state string) error {
-	if out, err := exec.Command("ip", "-n", n.labNS, "link", "set", n.hostIf, state).CombinedOutput(); err != nil {
-		return fmt.Errorf("ip link set %s %s: %v: %s", n.hostIf, state, err, out)
-	}
-	return nil
-}
-
-// Forward makes the host's 127.0.0.1:port answer on the node's
-// 127.0.0.1:port: a listener made inside the namespace (on a locked OS
-// thread switched there and back) whose connections are dialled from the
-// host's namespace.
-func (n *Node) Forward(port int) error {
-	return n.forwardOn(fmt.Sprintf("127.0.0.1:%d", port), port)
-}
-
-// Gateway is the bridge's address: every node's default route, so the
-// one address of the lab that nodes and the pods behind them all reach.
-func (l *Lab) Gateway() string { return l.net + ".1" }
-
-// ForwardGateway makes the host's 127.0.0.1:port answer on
-// Gateway():port, for every node and whatever runs behind a node's own
-// routing (a kubelet's pods): one address a manager can announce as its
-// external URL.
-func (l *Lab) ForwardGateway(port int) error {
-	if l.gw == nil {
-		l.gw = &Node{Name: "gateway", NS: l.ns, IP: l.Gateway()}
-	}
-	return l.gw.forwardOn(fmt.Sprintf("%s:%d", l.Gateway(), port), port)
-}
-
-// forwardOn listens on addr in the node's namespace and dials the host's
-// 127.0.0.1:port for each connection.
-func (n *Node) forwardOn(addr string, port int) error {
-	ln, err := n.listen(addr)
-	if err != nil {
-		return err
-	}
-	n.mu.Lock()
-	n.ln = append(n.ln, ln)
-	n.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				up, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				done := make(chan struct{}, 2)
-				go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
-				go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
-				<-done
-			}()
-		}
-	}()
-	return nil
-}
-
-// DialContext dials addr from inside the node's namespace, so a test's own
-// clients (client-go, the Helm SDK) reach what listens only on the lab
-// network, such as a node's kube-apiserver. The socket is made on a locked
-// OS thread switched into the namespace and keeps that namespace for life.
-func (n *Node) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		self, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer self.Close()
-		target, err := os.Open("/run/netns/" + n.NS)
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer target.Close()
-		if err := setns(target); err != nil {
-			ch <- result{err: err}
-			return
-		}
-		var d net.Dialer
-		c, derr := d.DialContext(ctx, network, addr)
-		if err := setns(self); err != nil {
-			// The thread stays locked and is discarded with this goroutine.
-			if c != nil {
-				c.Close()
-			}
-			ch <- result{err: err}
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- result{c, derr}
-	}()
-	r := <-ch
-	return r.c, r.err
-}
-
-// listen creates a TCP listener inside the node's namespace.
-func (n *Node) listen(addr string) (net.Listener, error) {
-	type result struct {
-		ln  net.Listener
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		// The thread stays locked (and is discarded when this goroutine
-		// ends) if switching back fails.
-		runtime.LockOSThread()
-		self, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer self.Close()
-		target, err := os.Open("/run/netns/" + n.NS)
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer target.Close()
-		if err := setns(target); err != nil {
-			ch <- result{err: err}
-			return
-		}
-		ln, lerr := net.Listen("tcp", addr)
-		if err := setns(self); err != nil {
-			if ln != nil {
-				ln.Close()
-			}
-			ch <- result{err: err}
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- result{ln, lerr}
-	}()
-	r := <-ch
-	return r.ln, r.err
-}
-
-func setns(f *os.File) error {
-	if _, _, e := syscall.Syscall(sysSetns, f.Fd(), syscall.CLONE_NEWNET, 0); e != 0 {
-		return fmt.Errorf("setns: %w", e)
-	}
-	return nil
-}
-
-// sysSetns is setns(2)'s number on linux/amd64 (the syscall package has
-// no constant for it).
-const sysSetns = 308
