@@ -183,6 +183,9 @@ func (f *formation) remediate(ctx context.Context) error {
 func (f *formation) remediatePool(ctx context.Context, sp specPool, members []*machine, block func(reason, msg string)) error {
 	c := checksOf(sp.pool.HealthCheck)
 	row := healthRow{}
+	// Node conditions change without waking this controller (they live in
+	// the formed cluster): look again at the node read interval.
+	f.requeueAfter(f.r.NodeReadInterval)
 	// Nodes unknown: the cluster is not reachable (a site gone dark, or not
 	// joined yet). Nothing is judged or remediated; a remediation under way
 	// waits.
