@@ -221,7 +221,7 @@ type BMCSystem struct {
 // BMCAction is an action the manager took through the BMC.
 type BMCAction struct {
 	// action is what was done: PowerOn, GracefulShutdown, ForceOff,
-	// InsertMedia, SetBootOnce or Boot (a whole boot request).
+	// InsertMedia, SetBootOnce, Boot (a whole boot request) or PowerCycle.
 	// +required
 	// +kubebuilder:validation:MaxLength=64
 	Action string `json:"action,omitempty"`
