@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,14 +34,17 @@ import (
 )
 
 // Health remediation for real, on the lean lab of TestFormationEdgefleetDistro:
-// one server, one worker and one spare worker, each an `edgefleet-node
+// one server, two workers and one spare worker, each an `edgefleet-node
 // agent` in its own network namespace running real kubelets. The worker
-// pool has a healthCheck. The worker's processes are killed (its node agent
-// and its Kubernetes: a machine that died); its Node goes NotReady, the
-// pool's health check finds it unhealthy, and with no BMC the machine is
-// replaced: Node deleted, machine released and quarantined, the spare
-// adopted and bootstrapped; a Deployment's pod moves to the spare and the
-// cluster is Ready again.
+// pool has a healthCheck (maxUnhealthy: the default 40%, 1 of 2). A
+// worker's processes are killed (its node agent and its Kubernetes: a
+// machine that died); its Node goes NotReady, the pool's health check finds
+// it unhealthy, and with no BMC the machine is replaced: Node deleted,
+// machine released and quarantined, the spare adopted and bootstrapped; a
+// Deployment's pod moves to the spare and the cluster is Ready again. Then
+// the site loses its workers' network: both workers NotReady is more than
+// maxUnhealthy, so nothing is remediated and status says why; when the
+// links come back the nodes are Ready and the same machines serve.
 func TestRemediationEdgefleetDistro(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a manager and a Kubernetes cluster of real kubelets")
@@ -187,10 +191,10 @@ func TestRemediationEdgefleetDistro(t *testing.T) {
 		})
 		fm.agent = a
 	}
-	for _, mm := range [][2]string{{"server", "1"}, {"worker", "1"}, {"worker", "2"}} {
+	for _, mm := range [][2]string{{"server", "1"}, {"worker", "1"}, {"worker", "2"}, {"worker", "3"}} {
 		addMachine(mm[0], mm[1])
 	}
-	waitFor(t, 90*time.Second, "3 machines registered and Ready", func() bool {
+	waitFor(t, 90*time.Second, "4 machines registered and Ready", func() bool {
 		var invs machinesv1.MachineInventoryList
 		if c.List(ctx, &invs, client.InNamespace(ns)) != nil {
 			return false
@@ -201,12 +205,12 @@ func TestRemediationEdgefleetDistro(t *testing.T) {
 				n++
 			}
 		}
-		return n == 3
+		return n == 4
 	})
 
-	// One worker wanted: worker-1 is adopted (name order), worker-2 is
-	// the spare. NotReady for 10s is unhealthy.
-	workerPool := provisioningv1.MachinePool{Replicas: 1, MachineSelector: metav1.LabelSelector{MatchLabels: map[string]string{"role": "worker"}},
+	// Two workers wanted: worker-1 and worker-2 are adopted (name order),
+	// worker-3 is the spare. NotReady for 10s is unhealthy.
+	workerPool := provisioningv1.MachinePool{Replicas: 2, MachineSelector: metav1.LabelSelector{MatchLabels: map[string]string{"role": "worker"}},
 		HealthCheck: &provisioningv1.HealthCheck{UnhealthyNodeConditions: []provisioningv1.UnhealthyNodeCondition{
 			{Type: "Ready", Status: "Unknown", Timeout: metav1.Duration{Duration: 10 * time.Second}},
 			{Type: "Ready", Status: "False", Timeout: metav1.Duration{Duration: 10 * time.Second}},
@@ -272,21 +276,26 @@ func TestRemediationEdgefleetDistro(t *testing.T) {
 		}
 		return nil
 	}
-	helloOn := func(want string) func() error {
+	// helloOn: the two hello pods (one per worker node) are Ready on want.
+	helloOn := func(want ...string) func() error {
 		return func() error {
 			out, err := kubectlOn("get", "pods", "-n", "default", "-l", "app=hello", "-o", "json")
 			if err != nil {
 				return fmt.Errorf("%v %s", err, out)
 			}
-			pods := readyPods(out)
-			if len(pods) != 1 || pods[0].node != want {
-				return fmt.Errorf("ready hello pods %+v, want one on %s", pods, want)
+			var on []string
+			for _, p := range readyPods(out) {
+				on = append(on, p.node)
+			}
+			slices.Sort(on)
+			if !slices.Equal(on, want) {
+				return fmt.Errorf("ready hello pods on %v, want on %v", on, want)
 			}
 			return nil
 		}
 	}
 
-	t.Run("1 server + 1 worker formed, a spare left, a Deployment's pod on the worker", func(t *testing.T) {
+	t.Run("1 server + 2 workers formed, a spare left, a Deployment's pods on the workers", func(t *testing.T) {
 		created := time.Now()
 		if err := c.Create(ctx, pc); err != nil {
 			t.Fatal(err)
@@ -296,20 +305,25 @@ func TestRemediationEdgefleetDistro(t *testing.T) {
 		if cond := meta.FindStatusCondition(pc.Status.Conditions, provisioningv1.RemediationAllowedCondition); cond == nil || cond.Status != metav1.ConditionTrue {
 			t.Errorf("RemediationAllowed = %+v, want True", cond)
 		}
-		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "worker-2"}, &provisioningv1.ClusterMachine{}); !apierrors.IsNotFound(err) {
-			t.Fatalf("the spare worker-2 is adopted already (%v)", err)
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "worker-3"}, &provisioningv1.ClusterMachine{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("the spare worker-3 is adopted already (%v)", err)
 		}
 		manifest := `apiVersion: apps/v1
 kind: Deployment
 metadata: {name: hello, namespace: default}
 spec:
-  replicas: 1
+  replicas: 2
   selector: {matchLabels: {app: hello}}
   template:
     metadata: {labels: {app: hello}}
     spec:
       automountServiceAccountToken: false
       nodeSelector: {role: worker}
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+          - labelSelector: {matchLabels: {app: hello}}
+            topologyKey: kubernetes.io/hostname
       terminationGracePeriodSeconds: 1
       containers:
       - name: hello
@@ -324,7 +338,7 @@ spec:
 		if out, err := kubectlOn("apply", "-f", path); err != nil {
 			t.Fatalf("kubectl apply: %v %s", err, out)
 		}
-		waitCluster(t, 2*time.Minute, "the hello pod Ready on worker-1", helloOn("worker-1"))
+		waitCluster(t, 2*time.Minute, "the hello pods Ready on both workers", helloOn("worker-1", "worker-2"))
 	})
 	if t.Failed() {
 		return
@@ -349,11 +363,11 @@ spec:
 		})
 		notReady := time.Now()
 		t.Logf("worker-1 NotReady %s after its processes were killed", notReady.Sub(killed).Round(time.Second))
-		waitCluster(t, 2*time.Minute, "worker-1 replaced: its ClusterMachine and Node gone, worker-2 adopted", func() error {
+		waitCluster(t, 2*time.Minute, "worker-1 replaced: its ClusterMachine and Node gone, worker-3 adopted", func() error {
 			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "worker-1"}, &provisioningv1.ClusterMachine{}); !apierrors.IsNotFound(err) {
 				return fmt.Errorf("ClusterMachine worker-1 still there (%v)", err)
 			}
-			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "worker-2"}, &provisioningv1.ClusterMachine{}); err != nil {
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "worker-3"}, &provisioningv1.ClusterMachine{}); err != nil {
 				return fmt.Errorf("spare not adopted: %w", err)
 			}
 			if out, err := kubectlOn("get", "node", "worker-1", "-o", "name"); err == nil {
@@ -370,7 +384,7 @@ spec:
 		if inv.Labels[provisioningv1.ClusterLabel] != "" || !strings.HasPrefix(inv.Annotations[provisioningv1.RemediatedAnnotation], "lab ") {
 			t.Errorf("worker-1's inventory labels %v annotations %v: want released and quarantined", inv.Labels, inv.Annotations)
 		}
-		waitCluster(t, 3*time.Minute, "the hello pod Ready on worker-2", helloOn("worker-2"))
+		waitCluster(t, 3*time.Minute, "a hello pod Ready on the spare", helloOn("worker-2", "worker-3"))
 		t.Logf("hello pod Ready on the spare %s after the replacement", time.Since(replaced).Round(time.Second))
 		waitCluster(t, 2*time.Minute, "the cluster Ready again", clusterReady)
 		t.Logf("cluster Ready again %s after worker-1 was killed", time.Since(killed).Round(time.Second))
@@ -387,6 +401,91 @@ spec:
 		if s := strings.Join(seen, ","); !strings.Contains(s, provisioningv1.UnhealthyNodeReason) || !strings.Contains(s, provisioningv1.RemediatedReason) {
 			t.Errorf("events about worker-1: %v, want %s and %s", seen, provisioningv1.UnhealthyNodeReason, provisioningv1.RemediatedReason)
 		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("the site's workers lose their network: short-circuit, nothing remediated, status says why", func(t *testing.T) {
+		cut := time.Now()
+		for _, name := range []string{"worker-2", "worker-3"} {
+			if out, err := machines[name].Command("ip", "link", "set", "eth0", "down").CombinedOutput(); err != nil {
+				t.Fatalf("cutting %s: %v %s", name, err, out)
+			}
+		}
+		// Which short-circuit comes first depends on where the fleet agent
+		// runs: on a cut worker the fleet Cluster disconnects
+		// (ClusterUnreachable: node conditions unknown); else the nodes go
+		// NotReady together (TooManyUnhealthy). Both say why and act on
+		// nothing.
+		var why string
+		waitCluster(t, 3*time.Minute, "RemediationAllowed False (TooManyUnhealthy or ClusterUnreachable)", func() error {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(pc), pc); err != nil {
+				return err
+			}
+			cond := meta.FindStatusCondition(pc.Status.Conditions, provisioningv1.RemediationAllowedCondition)
+			switch {
+			case cond == nil || cond.Status != metav1.ConditionFalse:
+				return fmt.Errorf("RemediationAllowed %+v", cond)
+			case cond.Reason == provisioningv1.TooManyUnhealthyReason && strings.Contains(cond.Message, "2 of 2 machines unhealthy (worker-2, worker-3)"),
+				cond.Reason == provisioningv1.ClusterUnreachableReason && strings.Contains(cond.Message, "is not connected"):
+				why = cond.Reason + ": " + cond.Message
+				return nil
+			}
+			return fmt.Errorf("RemediationAllowed %s %q does not say why", cond.Reason, cond.Message)
+		})
+		t.Logf("short-circuit %s after the links were cut: %s", time.Since(cut).Round(time.Second), why)
+		// Both Nodes NotReady (read on the server, which the site kept)
+		// for longer than the 10s the health check allows: still nothing
+		// is remediated.
+		waitCluster(t, 2*time.Minute, "worker-2 and worker-3 NotReady", func() error {
+			for _, name := range []string{"worker-2", "worker-3"} {
+				out, err := kubectlOn("get", "node", name, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+				if err != nil || out == "True" {
+					return fmt.Errorf("%s Ready=%s %v", name, out, err)
+				}
+			}
+			return nil
+		})
+		time.Sleep(15 * time.Second)
+		if err := c.Get(ctx, client.ObjectKeyFromObject(pc), pc); err != nil {
+			t.Fatal(err)
+		}
+		if cond := meta.FindStatusCondition(pc.Status.Conditions, provisioningv1.RemediationAllowedCondition); cond == nil || cond.Status != metav1.ConditionFalse {
+			t.Errorf("RemediationAllowed %+v with the site's workers NotReady, want False", cond)
+		}
+		for _, name := range []string{"worker-2", "worker-3"} {
+			var cm provisioningv1.ClusterMachine
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &cm); err != nil {
+				t.Fatalf("ClusterMachine %s: %v (nothing may be remediated)", name, err)
+			}
+			if cm.Status.Remediation != nil {
+				t.Errorf("ClusterMachine %s is being remediated while short-circuited: %+v", name, cm.Status.Remediation)
+			}
+		}
+		for _, name := range []string{"worker-2", "worker-3"} {
+			if out, err := machines[name].Command("ip", "link", "set", "eth0", "up").CombinedOutput(); err != nil {
+				t.Fatalf("restoring %s: %v %s", name, err, out)
+			}
+			if out, err := machines[name].Command("ip", "route", "replace", "default", "via", lab.Gateway()).CombinedOutput(); err != nil {
+				t.Fatalf("restoring %s's route: %v %s", name, err, out)
+			}
+		}
+		waitCluster(t, 3*time.Minute, "the same machines Ready again and remediation allowed", func() error {
+			if err := clusterReady(); err != nil {
+				return err
+			}
+			if !meta.IsStatusConditionTrue(pc.Status.Conditions, provisioningv1.RemediationAllowedCondition) {
+				return fmt.Errorf("RemediationAllowed not True")
+			}
+			for _, name := range []string{"worker-2", "worker-3"} {
+				if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &provisioningv1.ClusterMachine{}); err != nil {
+					return fmt.Errorf("ClusterMachine %s: %w", name, err)
+				}
+			}
+			return nil
+		})
+		t.Logf("site back and cluster Ready %s after the links were cut", time.Since(cut).Round(time.Second))
 	})
 	t.Logf("whole test %s", time.Since(began).Round(time.Second))
 }
