@@ -183,10 +183,14 @@ func TestRemediation(t *testing.T) {
 	r.Nodes, r.NodeReadInterval = sameAPIServer{cs}, 500*time.Millisecond
 	startManager(t, kube.RESTConfig(), r.SetupWithManager,
 		(&machineinventory.Reconciler{}).SetupWithManager, (&crtctrl.Reconciler{}).SetupWithManager,
-		func(m ctrl.Manager) error { return (&bmcctrl.Reconciler{PollInterval: time.Second}).SetupWithManager(m) })
+		func(m ctrl.Manager) error {
+			return (&bmcctrl.Reconciler{PollInterval: time.Second}).SetupWithManager(m)
+		})
 	n := nodes{t: t, cs: cs}
 	ctx := context.Background()
-	cp := func(replicas int32) provisioningv1.MachinePool { return pool(replicas, map[string]string{"role": "server"}) }
+	cp := func(replicas int32) provisioningv1.MachinePool {
+		return pool(replicas, map[string]string{"role": "server"})
+	}
 	workers := func(replicas int32, hc *provisioningv1.HealthCheck) []provisioningv1.WorkerPool {
 		p := pool(replicas, map[string]string{"role": "worker"})
 		p.HealthCheck = hc
