@@ -199,7 +199,8 @@ type HealthCheck struct {
 	// remediation to go on: a count or a percentage of the pool's machines,
 	// rounded up (default 40%). Above it nothing is remediated
 	// (RemediationAllowed False): a site that went dark is not a reason to
-	// replace its machines.
+	// replace its machines. A machine whose node shows a listed condition
+	// counts before its timeout ran out.
 	// +optional
 	// +kubebuilder:validation:XIntOrString
 	MaxUnhealthy *intstr.IntOrString `json:"maxUnhealthy,omitempty"`

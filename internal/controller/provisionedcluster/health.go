@@ -42,6 +42,10 @@ type verdict struct {
 	unhealthy bool
 	reason    string
 	message   string
+	// failing: a node condition of the list holds but has not lasted its
+	// timeout yet. maxUnhealthy counts it, so a site going dark is caught
+	// as a whole though its nodes' timers run out at different moments.
+	failing bool
 }
 
 // checks is a pool's healthCheck with defaults applied.
@@ -95,7 +99,7 @@ func (f *formation) judge(m *machine, c checks) verdict {
 		if plan.Failure != nil {
 			msg += fmt.Sprintf(": instruction %q: %s", plan.Failure.Instruction, plan.Failure.Message)
 		}
-		return verdict{true, provisioningv1.MachineFailedReason, msg}
+		return verdict{unhealthy: true, reason: provisioningv1.MachineFailedReason, message: msg}
 	}
 	name := m.inv.Name
 	node, ok := f.nodes[name]
@@ -105,7 +109,7 @@ func (f *formation) judge(m *machine, c checks) verdict {
 		}
 		since := f.now.Sub(m.cm.CreationTimestamp.Time)
 		if since >= c.startup {
-			return verdict{true, provisioningv1.NodeStartupTimeoutReason, fmt.Sprintf("node %s is not in the cluster %s after the machine was adopted (nodeStartupTimeout %s)", name, since.Round(time.Second), c.startup)}
+			return verdict{unhealthy: true, reason: provisioningv1.NodeStartupTimeoutReason, message: fmt.Sprintf("node %s is not in the cluster %s after the machine was adopted (nodeStartupTimeout %s)", name, since.Round(time.Second), c.startup)}
 		}
 		f.requeueAfter(c.startup - since + time.Second)
 		return verdict{}
@@ -121,9 +125,10 @@ func (f *formation) judge(m *machine, c checks) verdict {
 				if nc.Message != "" {
 					msg += ": " + nc.Message
 				}
-				return verdict{true, provisioningv1.UnhealthyNodeReason, msg}
+				return verdict{unhealthy: true, reason: provisioningv1.UnhealthyNodeReason, message: msg}
 			}
 			f.requeueAfter(want.Timeout.Duration - lasted + time.Second)
+			return verdict{failing: true}
 		}
 	}
 	return verdict{}
@@ -211,14 +216,17 @@ func (f *formation) remediatePool(ctx context.Context, sp specPool, members []*m
 		return nil
 	}
 	verdicts := map[*machine]verdict{}
-	var unhealthy []string
+	var unhealthy, failing []string
 	for _, m := range members {
 		v := f.judge(m, c)
 		if !v.unhealthy && m.cm.Status.Remediation != nil && m.cm.Status.Remediation.Phase == provisioningv1.PhaseReplacing {
-			v = verdict{true, provisioningv1.RemediatingReason, "being replaced: " + m.cm.Status.Remediation.Reason}
+			v = verdict{unhealthy: true, reason: provisioningv1.RemediatingReason, message: "being replaced: " + m.cm.Status.Remediation.Reason}
 		}
 		verdicts[m] = v
 		gen := m.cm.Generation
+		if v.unhealthy || v.failing {
+			failing = append(failing, m.cm.Name)
+		}
 		if v.unhealthy {
 			unhealthy = append(unhealthy, m.cm.Name)
 			conditions.Set(&m.cm.Status.Conditions, provisioningv1.HealthCheckSucceededCondition, metav1.ConditionFalse, v.reason, v.message, gen)
@@ -254,13 +262,13 @@ func (f *formation) remediatePool(ctx context.Context, sp specPool, members []*m
 		block(provisioningv1.InvalidSpecReason, fmt.Sprintf("pool %s: %v: use a count or a percentage like 40%%", sp.name, err))
 		return nil
 	}
-	if len(unhealthy) > allowed {
+	if len(failing) > allowed {
 		if current != nil {
 			row.remediating++
 		}
 		block(provisioningv1.TooManyUnhealthyReason, fmt.Sprintf(
 			"pool %s: %d of %d machines unhealthy (%s), more than maxUnhealthy %s (%d): no machine is remediated until at most %d is unhealthy (a site that lost its network or power is not fixed by replacing machines)",
-			sp.name, len(unhealthy), len(members), strings.Join(unhealthy, ", "), c.maxUnhealthy.String(), allowed, allowed))
+			sp.name, len(failing), len(members), strings.Join(failing, ", "), c.maxUnhealthy.String(), allowed, allowed))
 		return nil
 	}
 	if current == nil {

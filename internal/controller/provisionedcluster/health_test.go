@@ -259,6 +259,29 @@ func TestRemediation(t *testing.T) {
 		waitCondition(t, c, ns, "site", provisioningv1.RemediationAllowedCondition, metav1.ConditionTrue, "", 10*time.Second)
 	})
 
+	t.Run("a site going dark is caught before every node's timer ran out", func(t *testing.T) {
+		ns := "rem-dark"
+		sim := newSim(t, c, ns)
+		hc := fastChecks("1")
+		hc.UnhealthyNodeConditions = []provisioningv1.UnhealthyNodeCondition{{Type: "Ready", Status: "Unknown", Timeout: metav1.Duration{Duration: time.Minute}}}
+		formed(t, c, sim, n, ns, "dark", provisioningv1.ProvisionedClusterSpec{ControlPlane: cp(1), Workers: workers(2, hc)},
+			map[string]string{"g-s0": "server", "g-w0": "worker", "g-w1": "worker", "g-w2": "worker"})
+		// g-w0's timer ran out; g-w1 went dark just now.
+		n.ready("g-w1", corev1.ConditionUnknown, time.Now())
+		n.ready("g-w0", corev1.ConditionUnknown, time.Now().Add(-2*time.Minute))
+		pc := waitCondition(t, c, ns, "dark", provisioningv1.RemediationAllowedCondition, metav1.ConditionFalse, provisioningv1.TooManyUnhealthyReason, 30*time.Second)
+		if msg := meta.FindStatusCondition(pc.Status.Conditions, provisioningv1.RemediationAllowedCondition).Message; !strings.Contains(msg, "2 of 2 machines unhealthy (g-w0, g-w1)") {
+			t.Fatalf("message %q", msg)
+		}
+		stays(t, 2*time.Second, func() error {
+			cm, err := machineOf(t, c, ns, "g-w0")
+			if err != nil || cm.Status.Remediation != nil {
+				return fmt.Errorf("g-w0 remediated while its site is dark: %v %+v", err, cm.Status.Remediation)
+			}
+			return nil
+		})
+	})
+
 	t.Run("the last control-plane machine and etcd quorum are protected", func(t *testing.T) {
 		ns := "rem-quorum"
 		sim := newSim(t, c, ns)
