@@ -197,6 +197,9 @@ func writeDescribe(w io.Writer, pc *provisioningv1.ProvisionedCluster, cms []pro
 		fleet = "Cluster/" + pc.Status.FleetClusterRef.Name
 	}
 	row("├─", "FleetJoined "+fleet, pc.Status.Conditions, provisioningv1.FleetJoinedCondition)
+	if meta.FindStatusCondition(pc.Status.Conditions, provisioningv1.RemediationAllowedCondition) != nil {
+		row("├─", "RemediationAllowed", pc.Status.Conditions, provisioningv1.RemediationAllowedCondition)
+	}
 	type poolRow struct {
 		name, cond string
 		st         provisioningv1.PoolStatus
@@ -228,6 +231,9 @@ func writeDescribe(w io.Writer, pc *provisioningv1.ProvisionedCluster, cms []pro
 			name := fmt.Sprintf("ClusterMachine/%s %s %s", cm.Name, cm.Spec.Role, cmp(cm.Status.Version, "-"))
 			if cm.Spec.Init {
 				name += " (init)"
+			}
+			if r := cm.Status.Remediation; r != nil {
+				name += " remediation:" + string(r.Phase)
 			}
 			row(indent+b2, name, cm.Status.Conditions, provisioningv1.ReadyCondition)
 		}

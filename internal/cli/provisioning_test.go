@@ -85,6 +85,7 @@ func TestClusterDescribe(t *testing.T) {
 			cond("FleetJoined", metav1.ConditionTrue, "Succeeded", ""),
 			cond("ControlPlaneReady", metav1.ConditionTrue, "Succeeded", ""),
 			cond("WorkersReady", metav1.ConditionFalse, "Progressing", "workers not ready yet"),
+			cond("RemediationAllowed", metav1.ConditionTrue, "Healthy", ""),
 		},
 		ControlPlane:    provisioningv1.PoolStatus{Name: "control-plane", Replicas: 1, Current: 1, Ready: 1, Updated: 1},
 		Workers:         []provisioningv1.PoolStatus{{Name: "default", Replicas: 2, Current: 1, Ready: 1, Updated: 1, Message: "pool default needs 1 more machine(s)"}},
@@ -92,7 +93,8 @@ func TestClusterDescribe(t *testing.T) {
 	}}
 	cms := []provisioningv1.ClusterMachine{
 		{ObjectMeta: metav1.ObjectMeta{Name: "w-0"}, Spec: provisioningv1.ClusterMachineSpec{Pool: "default", Role: "agent"},
-			Status: provisioningv1.ClusterMachineStatus{Version: "v1.37.1", Conditions: []metav1.Condition{cond("Ready", metav1.ConditionTrue, "Succeeded", "")}}},
+			Status: provisioningv1.ClusterMachineStatus{Version: "v1.37.1", Conditions: []metav1.Condition{cond("Ready", metav1.ConditionTrue, "Succeeded", "")},
+				Remediation: &provisioningv1.Remediation{Phase: provisioningv1.PhaseWaitingForHealthy}}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "s-0"}, Spec: provisioningv1.ClusterMachineSpec{Pool: "control-plane", Role: "server", Init: true},
 			Status: provisioningv1.ClusterMachineStatus{Version: "v1.37.1", Conditions: []metav1.Condition{cond("Ready", metav1.ConditionTrue, "Succeeded", "")}}},
 	}
@@ -102,7 +104,7 @@ func TestClusterDescribe(t *testing.T) {
 	}
 	got := out.String()
 	lines := strings.Split(strings.TrimSpace(got), "\n")
-	wantOrder := []string{"ProvisionedCluster/shop", "FleetJoined Cluster/cluster-abc", "Pool/control-plane 1/1 ready", "ClusterMachine/s-0 server v1.37.1 (init)", "Pool/default 1/2 ready", "ClusterMachine/w-0 agent v1.37.1", "needs 1 more"}
+	wantOrder := []string{"ProvisionedCluster/shop", "FleetJoined Cluster/cluster-abc", "RemediationAllowed", "Pool/control-plane 1/1 ready", "ClusterMachine/s-0 server v1.37.1 (init)", "Pool/default 1/2 ready", "ClusterMachine/w-0 agent v1.37.1 remediation:WaitingForHealthy", "needs 1 more"}
 	if len(lines) != len(wantOrder)+1 {
 		t.Fatalf("describe:\n%s", got)
 	}

@@ -66,6 +66,11 @@ const (
 	AnnotationSystemSerial = "machines.edgefleet.io/system-serial"
 )
 
+// AnnotationPowerCycle on a BMC requests one power cycle (forced off, then
+// on, both verified) per value; health remediation sets it. The result is
+// in status.powerCycle.
+const AnnotationPowerCycle = "machines.edgefleet.io/power-cycle"
+
 // BMC is a machine's baseboard management controller, reached over
 // Redfish: the manager reads the machine's power state and system facts,
 // applies the desired power state, boots the machine once from virtual
@@ -216,7 +221,7 @@ type BMCSystem struct {
 // BMCAction is an action the manager took through the BMC.
 type BMCAction struct {
 	// action is what was done: PowerOn, GracefulShutdown, ForceOff,
-	// InsertMedia, SetBootOnce or Boot (a whole boot request).
+	// InsertMedia, SetBootOnce, Boot (a whole boot request) or PowerCycle.
 	// +required
 	// +kubebuilder:validation:MaxLength=64
 	Action string `json:"action,omitempty"`
@@ -253,6 +258,24 @@ type BMCBootStatus struct {
 	Time *metav1.Time `json:"time,omitempty"`
 }
 
+// BMCPowerCycleStatus is the state of the last power-cycle request.
+type BMCPowerCycleStatus struct {
+	// id is the request's annotation value.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	ID string `json:"id,omitempty"`
+	// result is Succeeded (the power was seen off, then on) or Failed.
+	// +optional
+	Result BMCActionResult `json:"result,omitempty"`
+	// message says what failed.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Message string `json:"message,omitempty"`
+	// time the result was reached.
+	// +optional
+	Time *metav1.Time `json:"time,omitempty"`
+}
+
 // BMCStatus is the observed state of a BMC.
 type BMCStatus struct {
 	// powerState is the machine's power state as the BMC reported it last:
@@ -282,6 +305,11 @@ type BMCStatus struct {
 	// boot is the state of the last one-time boot request.
 	// +optional
 	Boot *BMCBootStatus `json:"boot,omitempty"`
+
+	// powerCycle is the state of the last power-cycle request (annotation
+	// machines.edgefleet.io/power-cycle).
+	// +optional
+	PowerCycle *BMCPowerCycleStatus `json:"powerCycle,omitempty"`
 
 	// lastPollTime is when the BMC last answered.
 	// +optional

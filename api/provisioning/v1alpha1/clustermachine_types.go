@@ -47,6 +47,8 @@ const (
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=10
 // +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.status.address`,priority=10
+// +kubebuilder:printcolumn:name="Healthy",type=string,JSONPath=`.status.conditions[?(@.type=="HealthCheckSucceeded")].status`,priority=10
+// +kubebuilder:printcolumn:name="Remediation",type=string,JSONPath=`.status.remediation.phase`,priority=10
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ClusterMachine struct {
 	metav1.TypeMeta `json:",inline"`
@@ -90,7 +92,8 @@ type ClusterMachineSpec struct {
 
 // ClusterMachineStatus is how far the machine got.
 type ClusterMachineStatus struct {
-	// conditions: Ready, Adopted, Bootstrapped, NodeReady, Upgraded.
+	// conditions: Ready, Adopted, Bootstrapped, NodeReady, Upgraded,
+	// HealthCheckSucceeded (pools with a healthCheck).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -108,9 +111,52 @@ type ClusterMachineStatus struct {
 	// planChecksum is the checksum of the plan formation wrote.
 	// +optional
 	PlanChecksum string `json:"planChecksum,omitempty"`
+	// remediation is the health remediation under way (unset when the
+	// machine is healthy or none is allowed).
+	// +optional
+	Remediation *Remediation `json:"remediation,omitempty"`
 	// observedGeneration is the generation acted on.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+}
+
+// RemediationPhase is the step a remediation is at.
+// +kubebuilder:validation:Enum=PowerCycling;WaitingForHealthy;Replacing
+type RemediationPhase string
+
+const (
+	// PhasePowerCycling: the node is cordoned and the BMC asked to cycle
+	// the power.
+	PhasePowerCycling RemediationPhase = "PowerCycling"
+	// PhaseWaitingForHealthy: the power was cycled; the node has
+	// powerCycleTimeout to become healthy.
+	PhaseWaitingForHealthy RemediationPhase = "WaitingForHealthy"
+	// PhaseReplacing: the node is drained and removed, the machine released
+	// and the pool adopts a spare.
+	PhaseReplacing RemediationPhase = "Replacing"
+)
+
+// Remediation is one machine's health remediation.
+type Remediation struct {
+	// phase is the step under way.
+	// +required
+	Phase RemediationPhase `json:"phase"`
+	// reason is why the machine is unhealthy.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Reason string `json:"reason,omitempty"`
+	// started is when the remediation began.
+	// +optional
+	Started *metav1.Time `json:"started,omitempty"`
+	// bmcName is the BMC used to power-cycle the machine.
+	// +optional
+	BMCName string `json:"bmcName,omitempty"`
+	// powerCycleID is the power-cycle request sent to the BMC.
+	// +optional
+	PowerCycleID string `json:"powerCycleID,omitempty"`
+	// powerCycled is when the BMC reported the power cycled.
+	// +optional
+	PowerCycled *metav1.Time `json:"powerCycled,omitempty"`
 }
 
 // +kubebuilder:object:root=true

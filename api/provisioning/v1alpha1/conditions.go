@@ -32,6 +32,11 @@ const (
 	// DrainStartedAnnotation on a ClusterMachine is when formation cordoned
 	// its node to drain it (RFC 3339); removed when the node is uncordoned.
 	DrainStartedAnnotation = "provisioning.edgefleet.io/drain-started"
+	// RemediatedAnnotation on a MachineInventory released by health
+	// remediation names the cluster and time ("<cluster> <RFC 3339>"): no
+	// pool adopts it until someone removes the annotation (the machine was
+	// unhealthy; a reset machine comes back as a new inventory without it).
+	RemediatedAnnotation = "provisioning.edgefleet.io/remediated"
 )
 
 // Condition types. Ready, Reconciling and Stalled as every edgefleet kind.
@@ -61,6 +66,13 @@ const (
 	// UpgradedCondition (ClusterMachine): the machine runs the cluster's
 	// version.
 	UpgradedCondition = "Upgraded"
+	// HealthCheckSucceededCondition (ClusterMachine): the pool's
+	// healthCheck finds the machine healthy.
+	HealthCheckSucceededCondition = "HealthCheckSucceeded"
+	// RemediationAllowedCondition (ProvisionedCluster): unhealthy machines
+	// may be remediated (False says why not: maxUnhealthy, quorum, the
+	// cluster unreachable).
+	RemediationAllowedCondition = "RemediationAllowed"
 )
 
 // Condition reasons.
@@ -111,4 +123,26 @@ const (
 	// LeaveEtcdFailedReason: a server being scaled down failed to leave
 	// etcd; it keeps running and stays in the cluster.
 	LeaveEtcdFailedReason = "LeaveEtcdFailed"
+	// HealthyReason: the health check finds nothing wrong.
+	HealthyReason = "Healthy"
+	// UnhealthyNodeReason: a node condition lasted its timeout.
+	UnhealthyNodeReason = "UnhealthyNode"
+	// NodeStartupTimeoutReason: the node did not appear in time.
+	NodeStartupTimeoutReason = "NodeStartupTimeout"
+	// MachineFailedReason: the machine failed its bootstrap plan.
+	MachineFailedReason = "MachineFailed"
+	// RemediatingReason: a remediation is under way.
+	RemediatingReason = "Remediating"
+	// PowerCycledReason (Event): the machine was power-cycled through its BMC.
+	PowerCycledReason = "PowerCycled"
+	// RemediatedReason (Event): a remediation ended (healed or replaced).
+	RemediatedReason = "Remediated"
+	// TooManyUnhealthyReason: more unhealthy machines than maxUnhealthy.
+	TooManyUnhealthyReason = "TooManyUnhealthy"
+	// ClusterUnreachableReason: the cluster's node conditions cannot be
+	// read (fleet Cluster not connected).
+	ClusterUnreachableReason = "ClusterUnreachable"
+	// ControlPlaneProtectedReason: remediating the machine would remove the
+	// last control-plane node or break etcd quorum.
+	ControlPlaneProtectedReason = "ControlPlaneProtected"
 )

@@ -19,6 +19,7 @@ package v1alpha1
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // Distro is the Kubernetes distribution a ProvisionedCluster runs.
@@ -168,6 +169,63 @@ type MachinePool struct {
 	// +kubebuilder:validation:Type=object
 	// +kubebuilder:pruning:PreserveUnknownFields
 	Config *runtime.RawExtension `json:"config,omitempty"`
+
+	// healthCheck turns on health remediation for the pool (Cluster API's
+	// MachineHealthCheck semantics, docs/adr/0015): unhealthy machines are
+	// power-cycled through their BMC, then replaced by a spare. Unset: no
+	// remediation.
+	// +optional
+	HealthCheck *HealthCheck `json:"healthCheck,omitempty"`
+}
+
+// HealthCheck is when a pool's machines count as unhealthy and how many
+// may be remediated at once.
+type HealthCheck struct {
+	// unhealthyNodeConditions: a node with one of these conditions for at
+	// least its timeout is unhealthy. Default: Ready False and Ready
+	// Unknown for 5m.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	UnhealthyNodeConditions []UnhealthyNodeCondition `json:"unhealthyNodeConditions,omitempty"`
+
+	// nodeStartupTimeout: a machine whose node has not appeared in the
+	// cluster this long after it was adopted is unhealthy (default 10m;
+	// 0s turns the check off).
+	// +optional
+	NodeStartupTimeout *metav1.Duration `json:"nodeStartupTimeout,omitempty"`
+
+	// maxUnhealthy is how many machines of the pool may be unhealthy for
+	// remediation to go on: a count or a percentage of the pool's machines,
+	// rounded up (default 40%). Above it nothing is remediated
+	// (RemediationAllowed False): a site that went dark is not a reason to
+	// replace its machines. A machine whose node shows a listed condition
+	// counts before its timeout ran out.
+	// +optional
+	// +kubebuilder:validation:XIntOrString
+	MaxUnhealthy *intstr.IntOrString `json:"maxUnhealthy,omitempty"`
+
+	// powerCycleTimeout is how long a machine power-cycled through its BMC
+	// has to become healthy before it is replaced (default 5m).
+	// +optional
+	PowerCycleTimeout *metav1.Duration `json:"powerCycleTimeout,omitempty"`
+}
+
+// UnhealthyNodeCondition is a node condition that makes a machine
+// unhealthy when it lasts its timeout.
+type UnhealthyNodeCondition struct {
+	// type is the node condition type, e.g. Ready.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=316
+	Type string `json:"type"`
+	// status is the condition status: True, False or Unknown.
+	// +required
+	// +kubebuilder:validation:Enum=True;False;Unknown
+	Status string `json:"status"`
+	// timeout is how long the condition must last.
+	// +required
+	Timeout metav1.Duration `json:"timeout"`
 }
 
 // WorkerPool is a named pool of agents.
@@ -278,7 +336,8 @@ type FleetSpec struct {
 // ProvisionedClusterStatus is what formation reached.
 type ProvisionedClusterStatus struct {
 	// conditions: Ready, Reconciling, Stalled, ControlPlaneReady,
-	// WorkersReady, FleetJoined.
+	// WorkersReady, FleetJoined, RemediationAllowed (pools with a
+	// healthCheck).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -341,6 +400,12 @@ type PoolStatus struct {
 	// message says what the pool waits for.
 	// +optional
 	Message string `json:"message,omitempty"`
+	// unhealthy machines by the pool's healthCheck.
+	// +optional
+	Unhealthy int32 `json:"unhealthy,omitempty"`
+	// remediating machines (power-cycle or replacement under way).
+	// +optional
+	Remediating int32 `json:"remediating,omitempty"`
 }
 
 // LocalObjectReference names an object in the same namespace.

@@ -93,7 +93,13 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 	return ctrl.ControllerManagedBy(mgr).Named("bmc").
 		// Spec changes only: status writes (every failed poll counts one)
 		// must not re-trigger the poll, or backoff would never apply.
-		For(&machinesv1.BMC{}, ctrl.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// A power-cycle request (an annotation) triggers it too.
+		For(&machinesv1.BMC{}, ctrl.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.Funcs{
+			UpdateFunc: func(e event.UpdateEvent) bool {
+				return e.ObjectOld.GetAnnotations()[machinesv1.AnnotationPowerCycle] != e.ObjectNew.GetAnnotations()[machinesv1.AnnotationPowerCycle]
+			},
+			CreateFunc: func(event.CreateEvent) bool { return false }, DeleteFunc: func(event.DeleteEvent) bool { return false }, GenericFunc: func(event.GenericEvent) bool { return false },
+		}))).
 		// An inventory appearing (a machine registering) or a SeedImage
 		// becoming Ready re-triggers the BMCs of its namespace at once.
 		// Inventories change status all the time (plan reports): only
@@ -183,6 +189,9 @@ func (r *Reconciler) reconcile(ctx context.Context, b *machinesv1.BMC) (reconcil
 		return reconcile.Result{RequeueAfter: r.PollInterval}, nil
 	}
 
+	if res, done := r.powerCycle(ctx, b, conn, sys); done {
+		return res, nil
+	}
 	if res, done := r.boot(ctx, b, conn, sys); done {
 		return res, nil
 	}
@@ -497,6 +506,49 @@ func (r *Reconciler) boot(ctx context.Context, b *machinesv1.BMC, conn *bmc.Conn
 	done := metav1.NewTime(r.Now())
 	st.Boot.Time = &done
 	st.LastAction = &machinesv1.BMCAction{Action: "Boot", Result: machinesv1.ActionSucceeded, Message: "powered on to boot " + describe(target, image) + " once", Time: &done}
+	return reconcile.Result{}, false
+}
+
+// powerCycle carries out a power-cycle request (annotation
+// machines.edgefleet.io/power-cycle, set by health remediation) once per
+// value: the power forced off and seen off, then on and seen on. A failed
+// request is not retried under the same value; the requester decides.
+func (r *Reconciler) powerCycle(ctx context.Context, b *machinesv1.BMC, conn *bmc.Conn, sys *bmc.System) (reconcile.Result, bool) {
+	id, st := b.Annotations[machinesv1.AnnotationPowerCycle], &b.Status
+	if id == "" || (st.PowerCycle != nil && st.PowerCycle.ID == id) {
+		return reconcile.Result{}, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, bootTimeout)
+	defer cancel()
+	now := metav1.NewTime(r.Now())
+	st.PowerCycle = &machinesv1.BMCPowerCycleStatus{ID: cut(id, 128), Result: machinesv1.ActionPending, Time: &now}
+	fail := func(action string, err error) (reconcile.Result, bool) {
+		r.act(b, action, err, "")
+		st.PowerCycle.Result, st.PowerCycle.Message = machinesv1.ActionFailed, cut(action+": "+err.Error(), 4096)
+		return r.actionFailed(b, err), true
+	}
+	if sys.PowerState != "Off" {
+		if err := conn.Reset(sys, "ForceOff"); err != nil {
+			return fail("ForceOff", err)
+		}
+		r.act(b, "ForceOff", nil, "forced the power off to power-cycle the machine (request "+id+")")
+		var err error
+		if sys, err = conn.WaitPower(ctx, "Off", 60*time.Second); err != nil {
+			return fail("ForceOff", err)
+		}
+	}
+	if err := conn.Reset(sys, "On"); err != nil {
+		return fail("PowerOn", err)
+	}
+	r.act(b, "PowerOn", nil, "powered on to finish the power cycle (request "+id+")")
+	sys, err := conn.WaitPower(ctx, "On", 60*time.Second)
+	if err != nil {
+		return fail("PowerOn", err)
+	}
+	r.observe(b, sys)
+	done := metav1.NewTime(r.Now())
+	st.PowerCycle.Result, st.PowerCycle.Time = machinesv1.ActionSucceeded, &done
+	st.LastAction = &machinesv1.BMCAction{Action: "PowerCycle", Result: machinesv1.ActionSucceeded, Message: "power cycled (request " + id + ")", Time: &done}
 	return reconcile.Result{}, false
 }
 

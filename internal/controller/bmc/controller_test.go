@@ -233,6 +233,36 @@ func TestBMCController(t *testing.T) {
 		}
 	})
 
+	t.Run("a power-cycle request is carried out once per id", func(t *testing.T) {
+		f := fixture{t: t, c: c}
+		m := &redfishemu.SimulatedMachine{}
+		emu := startBMC(t, redfishemu.Options{Machine: m, SerialNumber: "SN-PC"})
+		if err := m.PowerOn(context.Background(), ""); err != nil {
+			t.Fatal(err)
+		}
+		f.create("cycle", machinesv1.BMCSpec{Address: emu.URL, CredentialsSecretRef: machinesv1.ObjectReference{Name: "creds"}, CertificateSHA256: emu.CertSHA256})
+		f.waitCondition("cycle", "Ready", metav1.ConditionTrue, machinesv1.BMCReadyReason)
+		for i, id := range []string{"r-1", "r-2"} {
+			f.patch("cycle", func(b *machinesv1.BMC) { b.Annotations = map[string]string{machinesv1.AnnotationPowerCycle: id} })
+			ctrltest.Eventually(t, 20*time.Second, func() error {
+				b := f.get("cycle")
+				if pc := b.Status.PowerCycle; pc == nil || pc.ID != id || pc.Result != machinesv1.ActionSucceeded || b.Status.PowerState != machinesv1.PowerOn {
+					return fmt.Errorf("status.powerCycle %+v, power %q", pc, b.Status.PowerState)
+				}
+				return nil
+			})
+			// Off, then on again: one more boot each time, on at the end.
+			if got := len(m.Boots()); got != i+2 || !m.PoweredOn() {
+				t.Fatalf("after request %s: %d boots, on %v; want %d boots and on", id, got, m.PoweredOn(), i+2)
+			}
+		}
+		// The same id again does nothing more.
+		time.Sleep(3 * time.Second)
+		if got := len(m.Boots()); got != 3 {
+			t.Fatalf("%d boots after the requests settled, want 3 (one per id)", got)
+		}
+	})
+
 	t.Run("one-time boot from the network", func(t *testing.T) {
 		f := fixture{t: t, c: c}
 		m := &redfishemu.SimulatedMachine{}

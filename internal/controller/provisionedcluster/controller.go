@@ -73,6 +73,10 @@ type Reconciler struct {
 	// from the Node, cordon, drain, Node removal); nil: the kubelet probe
 	// alone decides NodeReady and nothing is drained.
 	Nodes NodeAccess
+	// NodeReadInterval is how often one formed cluster's nodes are listed
+	// at most, and how often a cluster with a health check looks at them
+	// (default 10s).
+	NodeReadInterval time.Duration
 	// Grace is how long a claim may wait for its ClusterMachine (default
 	// adopt.DefaultGrace).
 	Grace time.Duration
@@ -87,8 +91,9 @@ type NodeAccess interface {
 	Clientset(ctx context.Context, fleetCluster types.NamespacedName) (kubernetes.Interface, error)
 }
 
-// nodeCacheTTL bounds how often one cluster's nodes are listed through its
-// tunnel: one LIST per cluster per TTL, whatever the number of machines.
+// nodeCacheTTL (NodeReadInterval's default) bounds how often one cluster's
+// nodes are listed through its tunnel: one LIST per cluster per TTL,
+// whatever the number of machines.
 const nodeCacheTTL = 10 * time.Second
 
 type nodeSnapshot struct {
@@ -112,6 +117,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.Grace == 0 {
 		r.Grace = adopt.DefaultGrace
+	}
+	if r.NodeReadInterval <= 0 {
+		r.NodeReadInterval = nodeCacheTTL
 	}
 	if r.Now == nil {
 		r.Now = time.Now

@@ -82,7 +82,9 @@ type formation struct {
 	nodes      map[string]nodeops.NodeState
 
 	// halt names a machine whose plan failed: no further machine changes.
-	halt    *machine
+	halt *machine
+	// health is each pool's health check result, by pool name.
+	health  map[string]healthRow
 	requeue time.Duration
 	// waiting collects what the cluster waits for (Ready's message).
 	waiting []string
@@ -156,6 +158,9 @@ func (f *formation) run(ctx context.Context) error {
 	}
 	f.connect(ctx)
 	if !pc.Spec.Paused {
+		if err := f.remediate(ctx); err != nil {
+			return err
+		}
 		if err := f.scale(ctx); err != nil {
 			return err
 		}

@@ -27,6 +27,14 @@ var (
 		Name: "edgefleet_provisioning_plan_writes_total",
 		Help: "Writes of a machine's plan Secret by formation (bootstrap, upgrade, release).",
 	})
+	remediations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "edgefleet_provisioning_remediations_total",
+		Help: "Health remediation outcomes by strategy (powercycle, replace, none) and result (healed, not-healed, failed, replaced).",
+	}, []string{"strategy", "result"})
+	shortCircuits = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "edgefleet_provisioning_remediation_short_circuits_total",
+		Help: "Times remediation was stopped for a cluster, by reason (TooManyUnhealthy, ClusterUnreachable, ControlPlaneProtected, InvalidSpec).",
+	}, []string{"reason"})
 	upgradesStarted = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "edgefleet_provisioning_machine_upgrades_total",
 		Help: "Machines moved to a new Kubernetes version by a rolling upgrade.",
@@ -34,5 +42,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(adoptions, claimConflicts, releases, machinesLost, planWrites, upgradesStarted)
+	metrics.Registry.MustRegister(adoptions, claimConflicts, releases, machinesLost, planWrites, upgradesStarted, remediations, shortCircuits)
 }

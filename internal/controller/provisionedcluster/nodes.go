@@ -20,7 +20,7 @@ const defaultDrainTimeout = 5 * time.Minute
 
 // connect reaches the formed cluster through its tunnel once its fleet
 // Cluster is connected, and reads its nodes (one LIST per cluster per
-// nodeCacheTTL).
+// NodeReadInterval).
 func (f *formation) connect(ctx context.Context) {
 	fc := f.fleetCluster
 	if f.r.Nodes == nil || fc == nil || !meta.IsStatusConditionTrue(fc.Status.Conditions, fleetv1.ConnectedCondition) {
@@ -35,7 +35,7 @@ func (f *formation) connect(ctx context.Context) {
 	f.downstream = cs
 	// NodeReady follows the nodes: look again while nothing else wakes us.
 	f.requeueAfter(30 * time.Second)
-	if v, ok := f.r.nodeCache.Load(key); ok && f.now.Sub(v.(nodeSnapshot).at) < nodeCacheTTL {
+	if v, ok := f.r.nodeCache.Load(key); ok && f.now.Sub(v.(nodeSnapshot).at) < f.r.NodeReadInterval {
 		f.nodes = v.(nodeSnapshot).nodes
 		return
 	}

@@ -192,6 +192,11 @@ func (f *formation) clusterStatus(gen int64) {
 			row.Updated++
 		}
 	}
+	for name, h := range f.health {
+		if row := rows[name]; row != nil {
+			row.Unhealthy, row.Remediating = h.unhealthy, h.remediating
+		}
+	}
 	st.ControlPlane = *rows[provisioningv1.ControlPlanePool]
 	st.Workers, st.WorkersReady = nil, 0
 	workersOK := true

@@ -138,7 +138,8 @@ func Match(cluster string, pools []Pool, inventories []machinesv1.MachineInvento
 				m.Taken[inv.Name] = c + "/" + pool
 			case offered[inv.Name]:
 				m.Taken[inv.Name] = cluster + "/" + "(an earlier pool)"
-			case !Ready(inv):
+			case !Ready(inv) || inv.Annotations[provisioningv1.RemediatedAnnotation] != "":
+				// Quarantined: released by health remediation.
 				m.NotReady = append(m.NotReady, inv.Name)
 			default:
 				m.Available = append(m.Available, inv.Name)

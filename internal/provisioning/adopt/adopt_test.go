@@ -21,6 +21,11 @@ func inv(name string, ready bool, l map[string]string) machinesv1.MachineInvento
 		Status: machinesv1.MachineInventoryStatus{Conditions: []metav1.Condition{{Type: machinesv1.ReadyCondition, Status: s}}}}
 }
 
+func quarantined(i machinesv1.MachineInventory) machinesv1.MachineInventory {
+	i.Annotations = map[string]string{provisioningv1.RemediatedAnnotation: "shop 2026-12-07T00:00:00Z"}
+	return i
+}
+
 func TestMatch(t *testing.T) {
 	shared := map[string]string{"site": "a"}
 	claimed := func(cluster, pool string) map[string]string {
@@ -42,6 +47,10 @@ func TestMatch(t *testing.T) {
 			[]Pool{{"w", 3, sel}},
 			[]machinesv1.MachineInventory{inv("m-0", true, claimed("me", "w")), inv("m-1", true, claimed("other", "w")), inv("m-2", false, shared), inv("m-3", true, shared)},
 			[][]any{{[]string{"m-0"}, []string{"m-3"}, []string{"m-2"}, 1, 1}}},
+		{"a machine released by health remediation is quarantined: matched but not adoptable",
+			[]Pool{{"w", 1, sel}},
+			[]machinesv1.MachineInventory{quarantined(inv("m-0", true, shared)), inv("m-1", true, shared)},
+			[][]any{{[]string(nil), []string{"m-1"}, []string{"m-0"}, 0, 0}}},
 		{"a selector matching nothing",
 			[]Pool{{"gpu", 2, labels.SelectorFromSet(map[string]string{"gpu": "true"})}},
 			[]machinesv1.MachineInventory{inv("m-0", true, shared)},

@@ -30,6 +30,9 @@ type NodeState struct {
 	Ready         bool
 	Message       string
 	Unschedulable bool
+	// Conditions are the node's conditions (health checks time them from
+	// their lastTransitionTime).
+	Conditions []corev1.NodeCondition
 }
 
 // Nodes reads every node's state with one LIST.
@@ -40,7 +43,7 @@ func Nodes(ctx context.Context, cs kubernetes.Interface) (map[string]NodeState, 
 	}
 	out := make(map[string]NodeState, len(list.Items))
 	for _, n := range list.Items {
-		st := NodeState{Unschedulable: n.Spec.Unschedulable, Message: "the node has no Ready condition yet"}
+		st := NodeState{Unschedulable: n.Spec.Unschedulable, Message: "the node has no Ready condition yet", Conditions: n.Status.Conditions}
 		for _, c := range n.Status.Conditions {
 			if c.Type == corev1.NodeReady {
 				st.Ready, st.Message = c.Status == corev1.ConditionTrue, c.Message

@@ -1,0 +1,516 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/imagebuild"
+	"github.com/edgefleet/edgefleet/internal/machineregistration"
+	"github.com/edgefleet/edgefleet/internal/node/kubedistro"
+	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
+	"github.com/edgefleet/edgefleet/test/harness"
+	"github.com/edgefleet/edgefleet/test/kubeimages"
+	"github.com/edgefleet/edgefleet/test/netlab"
+)
+
+// Health remediation for real, on the lean lab of TestFormationEdgefleetDistro:
+// one server, two workers and one spare worker, each an `edgefleet-node
+// agent` in its own network namespace running real kubelets. The worker
+// pool has a healthCheck (maxUnhealthy: the default 40%, 1 of 2). A
+// worker's processes are killed (its node agent and its Kubernetes: a
+// machine that died); its Node goes NotReady, the pool's health check finds
+// it unhealthy, and with no BMC the machine is replaced: Node deleted,
+// machine released and quarantined, the spare adopted and bootstrapped; a
+// Deployment's pod moves to the spare and the cluster is Ready again. Then
+// the site loses its workers' network: both workers NotReady is more than
+// maxUnhealthy, so nothing is remediated and status says why; when the
+// links come back the nodes are Ready and the same machines serve.
+func TestRemediationEdgefleetDistro(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a manager and a Kubernetes cluster of real kubelets")
+	}
+	if why := netlab.Supported(); why != "" {
+		t.Skip(why)
+	}
+	for _, cmd := range []string{"containerd", "runc", "nsenter", "iptables"} {
+		if _, err := exec.LookPath(cmd); err != nil {
+			t.Fatalf("%s is missing: run hack/install-deps.sh", cmd)
+		}
+	}
+	ctx := context.Background()
+	bins := harness.KubeBinDir(t)
+	if _, err := os.Stat(filepath.Join(bins, "kubelet")); err != nil {
+		t.Fatalf("no kubelet in %s: run hack/build-kube.sh", bins)
+	}
+	node := nodeBinary(t)
+	version := kubeletVersion(t, bins)
+	repo, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+
+	reg := kubeimages.StartRegistry(t)
+	reg.Push(t, "pause", "3.10", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/pause"), "pause"))
+	reg.Push(t, "hello", "v1", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/hello"), "hello"))
+	agentBin := filepath.Join(filepath.Dir(harness.EdgefleetBinary(t)), "edgefleet-agent")
+	caBundle, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := imagebuild.Build(imagebuild.Spec{Name: "edgefleet-agent", Binaries: map[string]string{"amd64": agentBin}, CABundle: caBundle, Created: time.Unix(0, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := imagebuild.Push(ctx, reg.Host+"/edgefleet/edgefleet-agent:e2e", idx); err != nil {
+		t.Fatal(err)
+	}
+	agentImage := "edgefleet.test/edgefleet/edgefleet-agent:e2e"
+
+	lab := netlab.New(t, "10.97.0")
+	m := harness.StartManager(t, harness.ManagerOptions{ExternalHost: lab.Gateway(), Args: []string{"--agent-image", agentImage, "--tunnel-probe-interval", "2s"}})
+	u, err := url.Parse(m.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := strconv.Atoi(u.Port())
+	if err := lab.ForwardGateway(port); err != nil {
+		t.Fatal(err)
+	}
+	c := m.Client
+	ns := "remediation-lab"
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	l := &machineLab{m: m, ns: ns}
+	_, l.caPEM = get(t, m, "/cacerts")
+	regURL := map[string]string{}
+	for _, role := range []string{"server", "worker"} {
+		mr := &machinesv1.MachineRegistration{ObjectMeta: metav1.ObjectMeta{Name: role + "s", Namespace: ns}, Spec: machinesv1.MachineRegistrationSpec{
+			MachineName:            role + "-${System Information/Serial Number}",
+			MachineInventoryLabels: map[string]string{"role": role},
+			Config:                 machinesv1.MachineRegistrationConfig{Registration: &machinesv1.RegistrationConfig{EmulateTPM: true, EmulatedTPMSeed: -1}},
+		}}
+		if err := c.Create(ctx, mr); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, 30*time.Second, func() error {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(mr), mr); err != nil {
+				return err
+			}
+			var err error
+			if regURL[role], err = machineregistration.RegistrationURLFromSecret(ctx, c, mr); err != nil {
+				return err
+			}
+			if code := l.status(t, strings.Replace(regURL[role], lab.Gateway(), "127.0.0.1", 1)); code == http.StatusUnauthorized {
+				return fmt.Errorf("URL not served yet")
+			}
+			return nil
+		})
+	}
+
+	binDir := "/opt/kubernetes/" + version + "/bin"
+	pathEnv := "PATH=" + filepath.Dir(node) + ":" + os.Getenv("PATH")
+	machines := map[string]*formationMachine{}
+	addMachine := func(role, serial string) {
+		t.Helper()
+		name := role + "-" + serial
+		fm := &formationMachine{Node: lab.AddNode(name), root: shortTempDir(t)}
+		machines[name] = fm
+		if err := os.MkdirAll(filepath.Join(fm.root, "opt/kubernetes", version), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(bins, filepath.Join(fm.root, binDir)); err != nil {
+			t.Fatal(err)
+		}
+		if err := fm.Forward(reg.Port); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := fm.Command("iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "10.42.0.0/16", "-d", lab.Gateway()+"/32", "-j", "MASQUERADE").CombinedOutput(); err != nil {
+			t.Fatalf("iptables: %v %s", err, out)
+		}
+		dmi := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dmi, "product_serial"), []byte(serial), 0o444); err != nil {
+			t.Fatal(err)
+		}
+		cfg := machinereg.NodeConfig{
+			Registration: machinereg.NodeRegistration{URL: regURL[role], CACert: l.caPEM, EmulateTPM: true, EmulatedTPMSeed: -1, DMIDir: dmi},
+			StateDir:     filepath.Join(t.TempDir(), "state"),
+		}
+		data, _ := yaml.Marshal(cfg)
+		cfgPath := filepath.Join(t.TempDir(), "node.yaml")
+		if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if t.Failed() {
+				for _, comp := range []string{"supervisor", "kube-apiserver", "containerd", "kubelet"} {
+					if b, err := os.ReadFile(filepath.Join(kubedistro.NewPaths(fm.root).Logs(), comp+".log")); err == nil {
+						t.Logf("%s %s log (tail):\n%s", name, comp, tailString(string(b), 2000))
+					}
+				}
+			}
+			if out, err := fm.Command(node, "kubernetes", "down", "--root", fm.root).CombinedOutput(); err != nil {
+				t.Logf("%s: kubernetes down: %v: %s", name, err, out)
+			}
+		})
+		a := &nodeAgent{out: &syncBuf{}, done: make(chan struct{})}
+		a.cmd = fm.Command(node, "agent", "--config", cfgPath, "--root", fm.root, "--retry-base", "1s", "--retry-max", "4s", "--no-images")
+		a.cmd.Env = append(os.Environ(), pathEnv)
+		a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
+		a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if err := a.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = a.cmd.Wait(); close(a.done) }()
+		t.Cleanup(func() {
+			a.stop()
+			if t.Failed() {
+				t.Logf("%s: edgefleet-node agent output (tail):\n%s", name, tailString(a.out.String(), 4000))
+			}
+		})
+		fm.agent = a
+	}
+	for _, mm := range [][2]string{{"server", "1"}, {"worker", "1"}, {"worker", "2"}, {"worker", "3"}} {
+		addMachine(mm[0], mm[1])
+	}
+	waitFor(t, 90*time.Second, "4 machines registered and Ready", func() bool {
+		var invs machinesv1.MachineInventoryList
+		if c.List(ctx, &invs, client.InNamespace(ns)) != nil {
+			return false
+		}
+		n := 0
+		for _, inv := range invs.Items {
+			if meta.IsStatusConditionTrue(inv.Status.Conditions, machinesv1.ReadyCondition) && inv.Status.Network.PrimaryAddress != "" {
+				n++
+			}
+		}
+		return n == 4
+	})
+
+	// Two workers wanted: worker-1 and worker-2 are adopted (name order),
+	// worker-3 is the spare. NotReady for 10s is unhealthy.
+	workerPool := provisioningv1.MachinePool{Replicas: 2, MachineSelector: metav1.LabelSelector{MatchLabels: map[string]string{"role": "worker"}},
+		HealthCheck: &provisioningv1.HealthCheck{UnhealthyNodeConditions: []provisioningv1.UnhealthyNodeCondition{
+			{Type: "Ready", Status: "Unknown", Timeout: metav1.Duration{Duration: 10 * time.Second}},
+			{Type: "Ready", Status: "False", Timeout: metav1.Duration{Duration: 10 * time.Second}},
+		}}}
+	pc := &provisioningv1.ProvisionedCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "lab"}, Spec: provisioningv1.ProvisionedClusterSpec{
+		Distro: provisioningv1.DistroEdgefleet, Version: version, Binaries: &provisioningv1.Binaries{Dir: binDir},
+		ControlPlane: provisioningv1.MachinePool{Replicas: 1, MachineSelector: metav1.LabelSelector{MatchLabels: map[string]string{"role": "server"}}},
+		Workers:      []provisioningv1.WorkerPool{{Name: "workers", MachinePool: workerPool}},
+		Registries: []provisioningv1.RegistryMirror{
+			{Host: "registry.k8s.io", Endpoints: []string{"http://" + reg.Host}},
+			{Host: "edgefleet.test", Endpoints: []string{"http://" + reg.Host}},
+		},
+	}}
+	server := machines["server-1"]
+	kubectlOn := func(args ...string) (string, error) {
+		full := append([]string{"--kubeconfig", kubedistro.NewPaths(server.root).AdminKubeconfig()}, args...)
+		out, err := server.Command(filepath.Join(bins, "kubectl"), full...).CombinedOutput()
+		return string(out), err
+	}
+	describe := func() string {
+		var b strings.Builder
+		if c.Get(ctx, client.ObjectKeyFromObject(pc), pc) == nil {
+			for _, cond := range pc.Status.Conditions {
+				fmt.Fprintf(&b, "cluster %s=%s %s: %s\n", cond.Type, cond.Status, cond.Reason, cond.Message)
+			}
+		}
+		var cms provisioningv1.ClusterMachineList
+		if c.List(ctx, &cms, client.InNamespace(ns)) == nil {
+			for _, cm := range cms.Items {
+				for _, cond := range cm.Status.Conditions {
+					if cond.Status != metav1.ConditionTrue {
+						fmt.Fprintf(&b, "%s %s=%s %s: %s\n", cm.Name, cond.Type, cond.Status, cond.Reason, cond.Message)
+					}
+				}
+				if r := cm.Status.Remediation; r != nil {
+					fmt.Fprintf(&b, "%s remediation %s: %s\n", cm.Name, r.Phase, r.Reason)
+				}
+			}
+		}
+		out, _ := kubectlOn("get", "nodes,pods", "-A", "-o", "wide")
+		return b.String() + out
+	}
+	waitCluster := func(t *testing.T, timeout time.Duration, what string, ok func() error) {
+		t.Helper()
+		deadline := time.Now().Add(timeout)
+		for {
+			err := ok()
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after %s, %s: %v\n%s", timeout, what, err, describe())
+			}
+			time.Sleep(time.Second)
+		}
+	}
+	clusterReady := func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(pc), pc); err != nil {
+			return err
+		}
+		if !meta.IsStatusConditionTrue(pc.Status.Conditions, provisioningv1.ReadyCondition) {
+			return fmt.Errorf("cluster not Ready")
+		}
+		return nil
+	}
+	// helloOn: the two hello pods (one per worker node) are Ready on want.
+	helloOn := func(want ...string) func() error {
+		return func() error {
+			out, err := kubectlOn("get", "pods", "-n", "default", "-l", "app=hello", "-o", "json")
+			if err != nil {
+				return fmt.Errorf("%v %s", err, out)
+			}
+			var on []string
+			for _, p := range readyPods(out) {
+				on = append(on, p.node)
+			}
+			slices.Sort(on)
+			if !slices.Equal(on, want) {
+				return fmt.Errorf("ready hello pods on %v, want on %v", on, want)
+			}
+			return nil
+		}
+	}
+
+	t.Run("1 server + 2 workers formed, a spare left, a Deployment's pods on the workers", func(t *testing.T) {
+		created := time.Now()
+		if err := c.Create(ctx, pc); err != nil {
+			t.Fatal(err)
+		}
+		waitCluster(t, 5*time.Minute, "the cluster Ready (nodes Ready, fleet joined)", clusterReady)
+		t.Logf("cluster Ready %s after it was created", time.Since(created).Round(time.Millisecond))
+		if cond := meta.FindStatusCondition(pc.Status.Conditions, provisioningv1.RemediationAllowedCondition); cond == nil || cond.Status != metav1.ConditionTrue {
+			t.Errorf("RemediationAllowed = %+v, want True", cond)
+		}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "worker-3"}, &provisioningv1.ClusterMachine{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("the spare worker-3 is adopted already (%v)", err)
+		}
+		manifest := `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: hello, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: hello}}
+  template:
+    metadata: {labels: {app: hello}}
+    spec:
+      automountServiceAccountToken: false
+      nodeSelector: {role: worker}
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+          - labelSelector: {matchLabels: {app: hello}}
+            topologyKey: kubernetes.io/hostname
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: hello
+        image: edgefleet.test/hello:v1
+        ports: [{containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
+`
+		path := filepath.Join(server.root, "hello.yaml")
+		if err := os.WriteFile(path, []byte(manifest), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := kubectlOn("apply", "-f", path); err != nil {
+			t.Fatalf("kubectl apply: %v %s", err, out)
+		}
+		waitCluster(t, 2*time.Minute, "the hello pods Ready on both workers", helloOn("worker-1", "worker-2"))
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("a worker's processes killed: NotReady, replaced by the spare, the pod moves, cluster Ready", func(t *testing.T) {
+		// The victim is the worker that does not run the fleet agent: with
+		// the agent's node dead the manager cannot read the cluster's
+		// nodes, and remediation waits (ClusterUnreachable) until
+		// Kubernetes moves the agent (docs/provisioning.md).
+		out, err := kubectlOn("get", "pods", "-n", "edgefleet-system", "-o", "jsonpath={.items[*].spec.nodeName}")
+		if err != nil {
+			t.Fatalf("where the fleet agent runs: %v %s", err, out)
+		}
+		victim, survivor := "worker-1", "worker-2"
+		if strings.Contains(out, "worker-1") {
+			victim, survivor = survivor, victim
+		}
+		t.Logf("fleet agent on %q: killing %s", out, victim)
+		w := machines[victim]
+		// The machine dies: its node agent is killed, then everything its
+		// Kubernetes ran (kubelet, containerd, the pods' shims) stops.
+		killed := time.Now()
+		_ = syscall.Kill(-w.agent.cmd.Process.Pid, syscall.SIGKILL)
+		<-w.agent.done
+		if out, err := w.Command(node, "kubernetes", "down", "--root", w.root).CombinedOutput(); err != nil {
+			t.Fatalf("stopping worker-1's Kubernetes: %v %s", err, out)
+		}
+		waitCluster(t, 2*time.Minute, victim+" NotReady", func() error {
+			out, err := kubectlOn("get", "node", victim, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+			if err != nil || out == "True" {
+				return fmt.Errorf("%s Ready=%s %v", victim, out, err)
+			}
+			return nil
+		})
+		notReady := time.Now()
+		t.Logf("%s NotReady %s after its processes were killed", victim, notReady.Sub(killed).Round(time.Second))
+		waitCluster(t, 2*time.Minute, victim+" replaced: its ClusterMachine and Node gone, worker-3 adopted", func() error {
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: victim}, &provisioningv1.ClusterMachine{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("ClusterMachine %s still there (%v)", victim, err)
+			}
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "worker-3"}, &provisioningv1.ClusterMachine{}); err != nil {
+				return fmt.Errorf("spare not adopted: %w", err)
+			}
+			if out, err := kubectlOn("get", "node", victim, "-o", "name"); err == nil {
+				return fmt.Errorf("node %s still there: %s", victim, out)
+			}
+			return nil
+		})
+		replaced := time.Now()
+		t.Logf("%s replaced %s after its Node went NotReady", victim, replaced.Sub(notReady).Round(time.Second))
+		var inv machinesv1.MachineInventory
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: victim}, &inv); err != nil {
+			t.Fatal(err)
+		}
+		if inv.Labels[provisioningv1.ClusterLabel] != "" || !strings.HasPrefix(inv.Annotations[provisioningv1.RemediatedAnnotation], "lab ") {
+			t.Errorf("%s's inventory labels %v annotations %v: want released and quarantined", victim, inv.Labels, inv.Annotations)
+		}
+		waitCluster(t, 3*time.Minute, "a hello pod Ready on the spare", helloOn(survivor, "worker-3"))
+		t.Logf("hello pod Ready on the spare %s after the replacement", time.Since(replaced).Round(time.Second))
+		waitCluster(t, 2*time.Minute, "the cluster Ready again", clusterReady)
+		t.Logf("cluster Ready again %s after %s was killed", time.Since(killed).Round(time.Second), victim)
+		var evs corev1.EventList
+		if err := c.List(ctx, &evs, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		var seen []string
+		for _, e := range evs.Items {
+			if e.Related != nil && e.Related.Name == victim {
+				seen = append(seen, e.Reason)
+			}
+		}
+		if s := strings.Join(seen, ","); !strings.Contains(s, provisioningv1.UnhealthyNodeReason) || !strings.Contains(s, provisioningv1.RemediatedReason) {
+			t.Errorf("events about %s: %v, want %s and %s", victim, seen, provisioningv1.UnhealthyNodeReason, provisioningv1.RemediatedReason)
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("the site's workers lose their network: short-circuit, nothing remediated, status says why", func(t *testing.T) {
+		var workers []string
+		var cms provisioningv1.ClusterMachineList
+		if err := c.List(ctx, &cms, client.InNamespace(ns), client.MatchingLabels{provisioningv1.PoolLabel: "workers"}); err != nil {
+			t.Fatal(err)
+		}
+		for _, cm := range cms.Items {
+			workers = append(workers, cm.Name)
+		}
+		slices.Sort(workers)
+		if len(workers) != 2 {
+			t.Fatalf("workers %v, want 2", workers)
+		}
+		cut := time.Now()
+		for _, name := range workers {
+			if out, err := machines[name].Command("ip", "link", "set", "eth0", "down").CombinedOutput(); err != nil {
+				t.Fatalf("cutting %s: %v %s", name, err, out)
+			}
+		}
+		// Which short-circuit comes first depends on where the fleet agent
+		// runs: on a cut worker the fleet Cluster disconnects
+		// (ClusterUnreachable: node conditions unknown); else the nodes go
+		// NotReady together (TooManyUnhealthy). Both say why and act on
+		// nothing.
+		var why string
+		waitCluster(t, 3*time.Minute, "RemediationAllowed False (TooManyUnhealthy or ClusterUnreachable)", func() error {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(pc), pc); err != nil {
+				return err
+			}
+			cond := meta.FindStatusCondition(pc.Status.Conditions, provisioningv1.RemediationAllowedCondition)
+			switch {
+			case cond == nil || cond.Status != metav1.ConditionFalse:
+				return fmt.Errorf("RemediationAllowed %+v", cond)
+			case cond.Reason == provisioningv1.TooManyUnhealthyReason && strings.Contains(cond.Message, "2 of 2 machines unhealthy ("+strings.Join(workers, ", ")+")"),
+				cond.Reason == provisioningv1.ClusterUnreachableReason && strings.Contains(cond.Message, "is not connected"):
+				why = cond.Reason + ": " + cond.Message
+				return nil
+			}
+			return fmt.Errorf("RemediationAllowed %s %q does not say why", cond.Reason, cond.Message)
+		})
+		t.Logf("short-circuit %s after the links were cut: %s", time.Since(cut).Round(time.Second), why)
+		// Both Nodes NotReady (read on the server, which the site kept)
+		// for longer than the 10s the health check allows: still nothing
+		// is remediated.
+		waitCluster(t, 2*time.Minute, "both workers NotReady", func() error {
+			for _, name := range workers {
+				out, err := kubectlOn("get", "node", name, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+				if err != nil || out == "True" {
+					return fmt.Errorf("%s Ready=%s %v", name, out, err)
+				}
+			}
+			return nil
+		})
+		time.Sleep(15 * time.Second)
+		if err := c.Get(ctx, client.ObjectKeyFromObject(pc), pc); err != nil {
+			t.Fatal(err)
+		}
+		if cond := meta.FindStatusCondition(pc.Status.Conditions, provisioningv1.RemediationAllowedCondition); cond == nil || cond.Status != metav1.ConditionFalse {
+			t.Errorf("RemediationAllowed %+v with the site's workers NotReady, want False", cond)
+		}
+		for _, name := range workers {
+			var cm provisioningv1.ClusterMachine
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &cm); err != nil {
+				t.Fatalf("ClusterMachine %s: %v (nothing may be remediated)", name, err)
+			}
+			if cm.Status.Remediation != nil {
+				t.Errorf("ClusterMachine %s is being remediated while short-circuited: %+v", name, cm.Status.Remediation)
+			}
+		}
+		for _, name := range workers {
+			if out, err := machines[name].Command("ip", "link", "set", "eth0", "up").CombinedOutput(); err != nil {
+				t.Fatalf("restoring %s: %v %s", name, err, out)
+			}
+			if out, err := machines[name].Command("ip", "route", "replace", "default", "via", lab.Gateway()).CombinedOutput(); err != nil {
+				t.Fatalf("restoring %s's route: %v %s", name, err, out)
+			}
+		}
+		waitCluster(t, 3*time.Minute, "the same machines Ready again and remediation allowed", func() error {
+			if err := clusterReady(); err != nil {
+				return err
+			}
+			if !meta.IsStatusConditionTrue(pc.Status.Conditions, provisioningv1.RemediationAllowedCondition) {
+				return fmt.Errorf("RemediationAllowed not True")
+			}
+			for _, name := range workers {
+				if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &provisioningv1.ClusterMachine{}); err != nil {
+					return fmt.Errorf("ClusterMachine %s: %w", name, err)
+				}
+			}
+			return nil
+		})
+		t.Logf("site back and cluster Ready %s after the links were cut", time.Since(cut).Round(time.Second))
+	})
+	t.Logf("whole test %s", time.Since(began).Round(time.Second))
+}
