@@ -329,6 +329,7 @@ type trend struct {
 	first, last, mean, min, max float64
 	slopePerHour                float64
 	flat                        bool
+	fitted                      bool // false: too few readings for a line
 }
 
 // flatTolerance: a series is flat when its line moves less than 5 % of its
@@ -336,7 +337,7 @@ type trend struct {
 const flatTolerance = 0.05
 
 func fitTrend(at []time.Duration, v []float64, noise float64) trend {
-	tr := trend{first: v[0], last: v[len(v)-1], min: math.Inf(1), max: math.Inf(-1)}
+	tr := trend{first: v[0], last: v[len(v)-1], min: math.Inf(1), max: math.Inf(-1), fitted: true}
 	var sx, sy float64
 	for i := range v {
 		sx += at[i].Hours()
@@ -434,6 +435,9 @@ func finishSoakReport(r soakReport, samples []soakSample, changes []soakChange) 
 }
 
 func flatWord(t trend, unit string) string {
+	if !t.fitted {
+		return "not judged (too few readings)"
+	}
 	if t.flat {
 		return fmt.Sprintf("flat (%+.1f %s/h)", t.slopePerHour, unit)
 	}
@@ -456,6 +460,10 @@ func soakMarkdown(r soakReport, cfg soakConfig, n int, setup time.Duration) stri
 	}
 	w("| figure | after warm-up: first → last (min–max) | slope per hour | verdict |\n|---|---|---|---|\n")
 	row := func(name string, t trend, unit, format string) {
+		if !t.fitted {
+			w("| %s | too few readings | — | — |\n", name)
+			return
+		}
 		w("| %s | "+format+" → "+format+" ("+format+"–"+format+") %s | %+.1f %s | %s |\n", name, t.first, t.last, t.min, t.max, unit, t.slopePerHour, unit, flatWord(t, unit))
 	}
 	row("manager RSS", r.rss, "MiB", "%.0f")
@@ -469,6 +477,9 @@ func soakMarkdown(r soakReport, cfg soakConfig, n int, setup time.Duration) stri
 	verdict := "flat"
 	if !r.rss.flat || !r.goroutines.flat {
 		verdict = "not flat (see the slopes above)"
+	}
+	if cfg.duration < 15*time.Minute {
+		verdict += " (a run under 15 minutes is a check of the machinery: slopes per hour from it mean little)"
 	}
 	w("Verdict: manager memory and goroutines %s; request rate %s; %d of %d changes converged.\n\n", verdict, flatWord(r.rate, "req/s"), r.converged, r.changes)
 	w("Run with `make soak` (1 h, 500 clusters); `make soak SOAK_DURATION=5m` for a short check; `SOAK_CLUSTERS=` for another fleet size. Not part of `make bench` or CI.\n")
