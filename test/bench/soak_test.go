@@ -274,6 +274,9 @@ func TestSoak(t *testing.T) {
 		if err := os.WriteFile(cfg.svg, []byte(soakSVG(samples, changes, cfg)), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		if err := os.WriteFile(strings.TrimSuffix(cfg.svg, ".svg")+".csv", []byte(soakCSV(samples)), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	md := soakMarkdown(rep, cfg, n, setup)
 	t.Log("\n" + md)
@@ -326,6 +329,7 @@ type trend struct {
 	first, last, mean, min, max float64
 	slopePerHour                float64
 	flat                        bool
+	fitted                      bool // false: too few readings for a line
 }
 
 // flatTolerance: a series is flat when its line moves less than 5 % of its
@@ -333,7 +337,7 @@ type trend struct {
 const flatTolerance = 0.05
 
 func fitTrend(at []time.Duration, v []float64, noise float64) trend {
-	tr := trend{first: v[0], last: v[len(v)-1], min: math.Inf(1), max: math.Inf(-1)}
+	tr := trend{first: v[0], last: v[len(v)-1], min: math.Inf(1), max: math.Inf(-1), fitted: true}
 	var sx, sy float64
 	for i := range v {
 		sx += at[i].Hours()
@@ -377,8 +381,9 @@ func judgeSoak(samples []soakSample, changes []soakChange, cfg soakConfig) soakR
 	if samples[len(samples)-2].at < r.warmup { // too short to leave a warm-up out
 		r.warmup = 0
 	}
-	var at, rateAt []time.Duration
+	var at, dbAt, rateAt []time.Duration
 	var rss, gor, db, apiRSS, rate []float64
+	last := -1 // the sample the current rate window starts at
 	for i, s := range samples {
 		if s.at < r.warmup {
 			continue
@@ -386,15 +391,30 @@ func judgeSoak(samples []soakSample, changes []soakChange, cfg soakConfig) soakR
 		at = append(at, s.at)
 		rss = append(rss, float64(s.managerRSS)/1024)
 		gor = append(gor, s.goroutines)
-		db = append(db, s.etcdDBBytes/(1<<20))
 		apiRSS = append(apiRSS, float64(s.apiserverRSS)/1024)
-		if i > 0 {
+		// A scrape without the storage size metric (the apiserver
+		// sometimes omits it) is no reading, not an empty database.
+		if s.etcdDBBytes > 0 {
+			dbAt = append(dbAt, s.at)
+			db = append(db, s.etcdDBBytes/(1<<20))
+		}
+		// The rate over whole change intervals: each holds one change's
+		// burst, so the windows compare like with like.
+		if last < 0 {
+			last = i
+		} else if s.at-samples[last].at >= cfg.changeEvery {
 			rateAt = append(rateAt, s.at)
-			rate = append(rate, (s.apiRequests-samples[i-1].apiRequests)/(s.at-samples[i-1].at).Seconds())
+			rate = append(rate, (s.apiRequests-samples[last].apiRequests)/(s.at-samples[last].at).Seconds())
+			last = i
 		}
 	}
-	r.rss, r.goroutines, r.db, r.apiRSS = fitTrend(at, rss, 10), fitTrend(at, gor, 50), fitTrend(at, db, 5), fitTrend(at, apiRSS, 20)
-	r.rate = fitTrend(rateAt, rate, 2)
+	r.rss, r.goroutines, r.apiRSS = fitTrend(at, rss, 10), fitTrend(at, gor, 50), fitTrend(at, apiRSS, 20)
+	if len(db) >= 2 {
+		r.db = fitTrend(dbAt, db, 5)
+	}
+	if len(rate) >= 2 {
+		r.rate = fitTrend(rateAt, rate, 2)
+	}
 	return finishSoakReport(r, samples, changes)
 }
 
@@ -415,6 +435,9 @@ func finishSoakReport(r soakReport, samples []soakSample, changes []soakChange) 
 }
 
 func flatWord(t trend, unit string) string {
+	if !t.fitted {
+		return "not judged (too few readings)"
+	}
 	if t.flat {
 		return fmt.Sprintf("flat (%+.1f %s/h)", t.slopePerHour, unit)
 	}
@@ -437,11 +460,15 @@ func soakMarkdown(r soakReport, cfg soakConfig, n int, setup time.Duration) stri
 	}
 	w("| figure | after warm-up: first → last (min–max) | slope per hour | verdict |\n|---|---|---|---|\n")
 	row := func(name string, t trend, unit, format string) {
+		if !t.fitted {
+			w("| %s | too few readings | — | — |\n", name)
+			return
+		}
 		w("| %s | "+format+" → "+format+" ("+format+"–"+format+") %s | %+.1f %s | %s |\n", name, t.first, t.last, t.min, t.max, unit, t.slopePerHour, unit, flatWord(t, unit))
 	}
 	row("manager RSS", r.rss, "MiB", "%.0f")
 	row("manager goroutines", r.goroutines, "goroutines", "%.0f")
-	row("kube-apiserver request rate", r.rate, "req/s", "%.1f")
+	row("kube-apiserver request rate (per change interval)", r.rate, "req/s", "%.1f")
 	row("kube-apiserver RSS", r.apiRSS, "MiB", "%.0f")
 	row("etcd database size", r.db, "MiB", "%.1f")
 	w("\n| changes | converged on all %d clusters | time to converge p50 / p95 / worst | mean kube-apiserver rate over the run | agents' (bench process) goroutines first / last | samples |\n|---|---|---|---|---|---|\n", n)
@@ -451,7 +478,20 @@ func soakMarkdown(r soakReport, cfg soakConfig, n int, setup time.Duration) stri
 	if !r.rss.flat || !r.goroutines.flat {
 		verdict = "not flat (see the slopes above)"
 	}
+	if cfg.duration < 15*time.Minute {
+		verdict += " (a run under 15 minutes is a check of the machinery: slopes per hour from it mean little)"
+	}
 	w("Verdict: manager memory and goroutines %s; request rate %s; %d of %d changes converged.\n\n", verdict, flatWord(r.rate, "req/s"), r.converged, r.changes)
 	w("Run with `make soak` (1 h, 500 clusters); `make soak SOAK_DURATION=5m` for a short check; `SOAK_CLUSTERS=` for another fleet size. Not part of `make bench` or CI.\n")
+	return b.String()
+}
+
+// soakCSV is the raw samples, for a look beyond the plot.
+func soakCSV(samples []soakSample) string {
+	var b strings.Builder
+	b.WriteString("seconds,manager_rss_kib,manager_goroutines,apiserver_requests_total,apiserver_rss_kib,etcd_db_bytes,bench_goroutines\n")
+	for _, s := range samples {
+		fmt.Fprintf(&b, "%.1f,%d,%.0f,%.0f,%d,%.0f,%d\n", s.at.Seconds(), s.managerRSS, s.goroutines, s.apiRequests, s.apiserverRSS, s.etcdDBBytes, s.benchRoutines)
+	}
 	return b.String()
 }

@@ -97,13 +97,16 @@ func trimFloat(v float64) string {
 
 // soakSVG plots the soak's samples.
 func soakSVG(samples []soakSample, changes []soakChange, cfg soakConfig) string {
-	var at, rateAt []time.Duration
+	var at, rateAt, dbAt []time.Duration
 	var rss, gor, rate, db []float64
 	for i, s := range samples {
 		at = append(at, s.at)
 		rss = append(rss, float64(s.managerRSS)/1024)
 		gor = append(gor, s.goroutines)
-		db = append(db, s.etcdDBBytes/(1<<20))
+		if s.etcdDBBytes > 0 { // 0: the scrape lacked the metric
+			dbAt = append(dbAt, s.at)
+			db = append(db, s.etcdDBBytes/(1<<20))
+		}
 		if i > 0 {
 			rateAt = append(rateAt, s.at)
 			rate = append(rate, (s.apiRequests-samples[i-1].apiRequests)/(s.at-samples[i-1].at).Seconds())
@@ -117,7 +120,7 @@ func soakSVG(samples []soakSample, changes []soakChange, cfg soakConfig) string 
 		{"manager RSS", "MiB", at, rss},
 		{"manager goroutines", "count", at, gor},
 		{"kube-apiserver requests", "req/s", rateAt, rate},
-		{"etcd database size", "MiB", at, db},
+		{"etcd database size", "MiB", dbAt, db},
 	}, cfg.duration, marks)
 }
 
@@ -180,5 +183,38 @@ func TestSoakSVG(t *testing.T) {
 	}
 	if strings.Count(svg, "<polyline") != 4 || strings.Contains(svg, "NaN") || strings.Contains(svg, "Inf") {
 		t.Errorf("want 4 finite lines:\n%s", svg)
+	}
+}
+
+func TestJudgeSoak(t *testing.T) {
+	// An hour of 10 s samples: level memory and goroutines, 50 req/s with a
+	// burst of 1,000 requests at each minute's change, a database of
+	// 80 MiB with readings that lack the metric now and then.
+	var samples []soakSample
+	var requests float64
+	for i := range 361 {
+		at := time.Duration(i) * 10 * time.Second
+		requests += 500
+		if i%6 == 0 {
+			requests += 1000
+		}
+		db := float64(80 << 20)
+		if i%50 == 7 {
+			db = 0
+		}
+		samples = append(samples, soakSample{at: at, managerRSS: 350 << 10, goroutines: 5100, apiRequests: requests, apiserverRSS: 800 << 10, etcdDBBytes: db})
+	}
+	changes := []soakChange{{at: 0, converged: 5 * time.Second}, {at: time.Minute, converged: 9 * time.Second}, {at: 2 * time.Minute}}
+	r := judgeSoak(samples, changes, soakConfig{duration: time.Hour, changeEvery: time.Minute, sampleEvery: 10 * time.Second})
+	for name, tr := range map[string]trend{"rss": r.rss, "goroutines": r.goroutines, "rate": r.rate, "db": r.db, "apiserver rss": r.apiRSS} {
+		if !tr.flat {
+			t.Errorf("%s judged not flat: slope %+.2f/h (%v)", name, tr.slopePerHour, tr)
+		}
+	}
+	if r.db.min != 80 {
+		t.Errorf("etcd size minimum %v MiB: a reading without the metric was taken for an empty database", r.db.min)
+	}
+	if r.changes != 3 || r.converged != 2 || r.worst != 9*time.Second {
+		t.Errorf("changes %d converged %d worst %s, want 3, 2, 9s", r.changes, r.converged, r.worst)
 	}
 }
