@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.1
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X github.com/edgefleet/edgefleet/internal/version.Version=$(VERSION) -X github.com/edgefleet/edgefleet/internal/version.Commit=$(COMMIT)
 DATA_DIR ?= ./edgefleet-data
-GO_TEST_FLAGS ?= -timeout 40m
+GO_TEST_FLAGS ?= -timeout 60m
 KUBE_BIN_DIR_FILE := .cache/kube-bin-dir
 
 .PHONY: all build run dev-cluster test test-unit bench bench-short soak deps kube-binaries generate verify-generate vet fmt clean os-image ui ui-deps verify-ui
