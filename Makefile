@@ -9,7 +9,7 @@ DATA_DIR ?= ./edgefleet-data
 GO_TEST_FLAGS ?= -timeout 60m
 KUBE_BIN_DIR_FILE := .cache/kube-bin-dir
 
-.PHONY: all build run dev-cluster test test-unit bench bench-short soak deps kube-binaries generate verify-generate vet fmt clean os-image ui ui-deps verify-ui
+.PHONY: all build run dev-cluster test test-unit bench bench-short soak deps kube-binaries kube-upgrade-binaries generate verify-generate vet fmt clean os-image ui ui-deps verify-ui
 
 all: build
 
@@ -17,12 +17,15 @@ all: build
 deps:
 	hack/install-deps.sh
 
-## kube-binaries: build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl, kube-proxy, etcd and kwok, and the same six (no etcd) at v1.37.2 (cached)
+## kube-binaries: build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl, kube-proxy, etcd and kwok (cached)
 kube-binaries:
 	@mkdir -p .cache
 	@hack/build-kube.sh | tail -n 1 > $(KUBE_BIN_DIR_FILE)
 	@echo "Kubernetes binaries: $$(cat $(KUBE_BIN_DIR_FILE))"
-	@# the edgefleet distribution's upgrade test moves nodes and servers' control plane to this version
+
+## kube-upgrade-binaries: the same six (no etcd, no kwok) at v1.37.2, what the edgefleet distribution's upgrade
+## tests move nodes and servers' control plane to (cached; only `make test` needs them, not `make run` or the demo)
+kube-upgrade-binaries:
 	@hack/build-kube-node.sh v1.37.2 | tail -n 1
 
 ## build: the manager/CLI, the cluster agent and the node agent into bin/
@@ -55,7 +58,7 @@ demo: kube-binaries build
 	bin/edgefleet demo --kube-bin-dir "$$(cat $(KUBE_BIN_DIR_FILE))" $(DEMO_FLAGS)
 
 ## test: unit, integration and end-to-end tests against real control planes
-test: deps kube-binaries build ui-deps
+test: deps kube-binaries kube-upgrade-binaries build ui-deps
 	EDGEFLEET_KUBE_BIN_DIR="$$(cat $(KUBE_BIN_DIR_FILE))" KUBEBUILDER_ASSETS="$$(cat $(KUBE_BIN_DIR_FILE))" EDGEFLEET_BIN="$(CURDIR)/bin/edgefleet" \
 		go test $(GO_TEST_FLAGS) ./...
 	cd api && go test $(GO_TEST_FLAGS) ./...
