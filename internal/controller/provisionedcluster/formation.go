@@ -84,7 +84,10 @@ type formation struct {
 	// halt names a machine whose plan failed: no further machine changes.
 	halt *machine
 	// health is each pool's health check result, by pool name.
-	health  map[string]healthRow
+	health map[string]healthRow
+	// resumed restarts the health checks' timers: after a short-circuit
+	// every node gets its full timeout again (health.go).
+	resumed time.Time
 	requeue time.Duration
 	// waiting collects what the cluster waits for (Ready's message).
 	waiting []string

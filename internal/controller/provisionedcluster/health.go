@@ -119,7 +119,11 @@ func (f *formation) judge(m *machine, c checks) verdict {
 			if string(nc.Type) != want.Type || string(nc.Status) != want.Status {
 				continue
 			}
-			lasted := f.now.Sub(nc.LastTransitionTime.Time)
+			since := nc.LastTransitionTime.Time
+			if f.resumed.After(since) {
+				since = f.resumed
+			}
+			lasted := f.now.Sub(since)
 			if lasted >= want.Timeout.Duration {
 				msg := fmt.Sprintf("node %s: %s is %s for %s (timeout %s)", name, nc.Type, nc.Status, lasted.Round(time.Second), want.Timeout.Duration)
 				if nc.Message != "" {
@@ -147,6 +151,18 @@ func (f *formation) remediate(ctx context.Context) error {
 			blockedReason = reason
 		}
 		blocked = append(blocked, msg)
+	}
+	// A short-circuit holds every timer, and when it ends each node gets its
+	// full timeout again: the nodes of a site that comes back turn Ready a
+	// few seconds apart, and the last one must not be replaced for having
+	// been dark longer than its timeout.
+	if was := meta.FindStatusCondition(st.Conditions, provisioningv1.RemediationAllowedCondition); was != nil {
+		switch {
+		case was.Status == metav1.ConditionTrue:
+			f.resumed = was.LastTransitionTime.Time
+		case was.Reason == provisioningv1.TooManyUnhealthyReason || was.Reason == provisioningv1.ClusterUnreachableReason:
+			f.resumed = f.now
+		}
 	}
 	checked := false
 	for _, sp := range f.specPools() {
@@ -219,7 +235,7 @@ func (f *formation) remediatePool(ctx context.Context, sp specPool, members []*m
 	var unhealthy, failing []string
 	for _, m := range members {
 		v := f.judge(m, c)
-		if !v.unhealthy && m.cm.Status.Remediation != nil && m.cm.Status.Remediation.Phase == provisioningv1.PhaseReplacing {
+		if !v.unhealthy && m.cm.Status.Remediation != nil && m.cm.Status.Remediation.Phase == provisioningv1.PhaseReplacing && replacing(m) {
 			v = verdict{unhealthy: true, reason: provisioningv1.RemediatingReason, message: "being replaced: " + m.cm.Status.Remediation.Reason}
 		}
 		verdicts[m] = v
@@ -254,7 +270,7 @@ func (f *formation) remediatePool(ctx context.Context, sp specPool, members []*m
 			current = m
 		}
 	}
-	if len(unhealthy) == 0 {
+	if len(failing) == 0 {
 		return nil
 	}
 	allowed, err := MaxUnhealthy(c.maxUnhealthy, len(members))
@@ -263,12 +279,29 @@ func (f *formation) remediatePool(ctx context.Context, sp specPool, members []*m
 		return nil
 	}
 	if len(failing) > allowed {
-		if current != nil {
-			row.remediating++
+		// Timers are held while short-circuited: count what fails.
+		row.unhealthy = int32(len(failing))
+		// A remediation that started before the others' nodes failed (their
+		// timers run seconds apart) is held back unless its replacement has
+		// begun: a dark site is not fixed by replacing machines.
+		for _, m := range members {
+			if m.cm.Status.Remediation == nil {
+				continue
+			}
+			if replacing(m) {
+				row.remediating++
+				continue
+			}
+			if err := f.hold(ctx, m); err != nil {
+				return err
+			}
 		}
 		block(provisioningv1.TooManyUnhealthyReason, fmt.Sprintf(
 			"pool %s: %d of %d machines unhealthy (%s), more than maxUnhealthy %s (%d): no machine is remediated until at most %d is unhealthy (a site that lost its network or power is not fixed by replacing machines)",
 			sp.name, len(failing), len(members), strings.Join(failing, ", "), c.maxUnhealthy.String(), allowed, allowed))
+		return nil
+	}
+	if len(unhealthy) == 0 {
 		return nil
 	}
 	if current == nil {
@@ -473,6 +506,30 @@ func (f *formation) healed(ctx context.Context, m *machine) error {
 	}
 	remediations.WithLabelValues(strategy, "healed").Inc()
 	f.r.Events.Eventf(f.pc, m.cm, corev1.EventTypeNormal, provisioningv1.RemediatedReason, "Heal", "Machine %s is healthy again %s", m.cm.Name, how)
+	m.cm.Status.Remediation = nil
+	return nil
+}
+
+// replacing: m's replacement has begun (its inventory is marked
+// remediated), so it cannot be called back.
+func replacing(m *machine) bool {
+	_, ok := m.inv.Annotations[provisioningv1.RemediatedAnnotation]
+	return ok
+}
+
+// hold calls back a remediation that a short-circuit stopped before its
+// replacement began: the node is uncordoned and the machine judged afresh
+// once the short-circuit ends.
+func (f *formation) hold(ctx context.Context, m *machine) error {
+	if f.downstream != nil {
+		if err := nodeops.SetUnschedulable(ctx, f.downstream, m.inv.Name, false); err != nil {
+			return fmt.Errorf("uncordoning node %s: %w", m.inv.Name, err)
+		}
+		f.r.nodeCache.Delete(client.ObjectKeyFromObject(f.fleetCluster))
+	}
+	remediations.WithLabelValues("none", "held").Inc()
+	f.r.Events.Eventf(f.pc, m.cm, corev1.EventTypeNormal, provisioningv1.RemediatingReason, "Hold",
+		"Remediation of machine %s is called back: more machines of its pool are unhealthy than maxUnhealthy allows", m.cm.Name)
 	m.cm.Status.Remediation = nil
 	return nil
 }
