@@ -4,17 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -23,12 +20,10 @@ import (
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/imagebuild"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/node/kubedistro"
 	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 	"github.com/edgefleet/edgefleet/test/harness"
-	"github.com/edgefleet/edgefleet/test/kubeimages"
 	"github.com/edgefleet/edgefleet/test/netlab"
 )
 
@@ -70,47 +65,10 @@ func TestFormationEdgefleetDistro(t *testing.T) {
 	}
 	node := nodeBinary(t)
 	version := kubeletVersion(t, bins)
-	repo, err := harness.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 
-	// The images: pause and hello as in TestKubeDistro, and the fleet agent
-	// built from bin/edgefleet-agent, single-arch.
-	reg := kubeimages.StartRegistry(t)
-	reg.Push(t, "pause", "3.10", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/pause"), "pause"))
-	reg.Push(t, "hello", "v1", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/hello"), "hello"))
-	agentBin := filepath.Join(filepath.Dir(harness.EdgefleetBinary(t)), "edgefleet-agent")
-	caBundle, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx, err := imagebuild.Build(imagebuild.Spec{Name: "edgefleet-agent", Binaries: map[string]string{"amd64": agentBin}, CABundle: caBundle, Created: time.Unix(0, 0)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := imagebuild.Push(ctx, reg.Host+"/edgefleet/edgefleet-agent:e2e", idx); err != nil {
-		t.Fatal(err)
-	}
-	agentImage := "edgefleet.test/edgefleet/edgefleet-agent:e2e"
-
-	lab := netlab.New(t, "10.96.0")
-	m := harness.StartManager(t, harness.ManagerOptions{ExternalHost: lab.Gateway(), Args: []string{"--agent-image", agentImage, "--tunnel-probe-interval", "2s"}})
-	u, err := url.Parse(m.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	port, _ := strconv.Atoi(u.Port())
-	if err := lab.ForwardGateway(port); err != nil {
-		t.Fatal(err)
-	}
-	c := m.Client
-	ns := "formation-lab"
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		t.Fatal(err)
-	}
-	l := &machineLab{m: m, ns: ns}
-	_, l.caPEM = get(t, m, "/cacerts")
+	d := startDistroLab(t, "10.96.0", "formation-lab")
+	lab, reg, m, l, agentImage := d.lab, d.reg, d.m, d.l, d.agentImage
+	c, ns := m.Client, l.ns
 	regURL := map[string]string{}
 	// "worker-reset": workers whose registration allows a reset, so a
 	// scale-down releases them by deleting their inventory.

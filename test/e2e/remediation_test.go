@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,12 +22,10 @@ import (
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/imagebuild"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/node/kubedistro"
 	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 	"github.com/edgefleet/edgefleet/test/harness"
-	"github.com/edgefleet/edgefleet/test/kubeimages"
 	"github.com/edgefleet/edgefleet/test/netlab"
 )
 
@@ -64,46 +60,11 @@ func TestRemediationEdgefleetDistro(t *testing.T) {
 	}
 	node := nodeBinary(t)
 	version := kubeletVersion(t, bins)
-	repo, err := harness.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	began := time.Now()
 
-	reg := kubeimages.StartRegistry(t)
-	reg.Push(t, "pause", "3.10", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/pause"), "pause"))
-	reg.Push(t, "hello", "v1", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/hello"), "hello"))
-	agentBin := filepath.Join(filepath.Dir(harness.EdgefleetBinary(t)), "edgefleet-agent")
-	caBundle, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx, err := imagebuild.Build(imagebuild.Spec{Name: "edgefleet-agent", Binaries: map[string]string{"amd64": agentBin}, CABundle: caBundle, Created: time.Unix(0, 0)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := imagebuild.Push(ctx, reg.Host+"/edgefleet/edgefleet-agent:e2e", idx); err != nil {
-		t.Fatal(err)
-	}
-	agentImage := "edgefleet.test/edgefleet/edgefleet-agent:e2e"
-
-	lab := netlab.New(t, "10.97.0")
-	m := harness.StartManager(t, harness.ManagerOptions{ExternalHost: lab.Gateway(), Args: []string{"--agent-image", agentImage, "--tunnel-probe-interval", "2s"}})
-	u, err := url.Parse(m.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	port, _ := strconv.Atoi(u.Port())
-	if err := lab.ForwardGateway(port); err != nil {
-		t.Fatal(err)
-	}
-	c := m.Client
-	ns := "remediation-lab"
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		t.Fatal(err)
-	}
-	l := &machineLab{m: m, ns: ns}
-	_, l.caPEM = get(t, m, "/cacerts")
+	d := startDistroLab(t, "10.97.0", "remediation-lab")
+	lab, reg, m, l := d.lab, d.reg, d.m, d.l
+	c, ns := m.Client, l.ns
 	regURL := map[string]string{}
 	for _, role := range []string{"server", "worker"} {
 		mr := &machinesv1.MachineRegistration{ObjectMeta: metav1.ObjectMeta{Name: role + "s", Namespace: ns}, Spec: machinesv1.MachineRegistrationSpec{
