@@ -8,6 +8,14 @@
 # <kube cache>/<version>-node/ (a no-op when built already); prints the folder
 # on its last line. Usage: hack/build-kube-node.sh v1.37.2
 set -euo pipefail
+# A throw-away Go build cache: Kubernetes' packages fill several GiB of
+# GOCACHE that nothing but this script would reuse, and the binaries are
+# cached already (a full disk makes kubelets in the tests evict their pods).
+if [ -z "${EDGEFLEET_KEEP_GOCACHE:-}" ]; then
+  GOCACHE_TMP=$(mktemp -d -t edgefleet-kube-gocache-XXXXXX)
+  export GOCACHE=$GOCACHE_TMP
+  trap 'rm -rf "$GOCACHE_TMP"' EXIT
+fi
 version=${1:?usage: $0 v1.37.x}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache_root=${EDGEFLEET_KUBE_CACHE:-$root/.cache/kube}
@@ -22,7 +30,7 @@ missing=
 for bin in $bins; do [ -x "$out/$bin" ] || missing=1; done
 if [ -n "$missing" ]; then
   tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
+  trap 'rm -rf "$tmp" "${GOCACHE_TMP:-}"' EXIT
   sed -e "s/$pinned_staging/$staging/g" -e "s#k8s.io/kubernetes $pinned#k8s.io/kubernetes $version#" "$root/hack/kube/go.mod" > "$tmp/go.mod"
   cp -r "$root/hack/kube/cmd" "$tmp/cmd"
   cd "$tmp"

@@ -6,6 +6,14 @@
 # unchanged one is a no-op. EDGEFLEET_KUBE_CACHE moves the cache (CI shares one
 # across clones). Prints the folder of the binaries on its last line.
 set -euo pipefail
+# A throw-away Go build cache: Kubernetes' packages fill several GiB of
+# GOCACHE that nothing but this script would reuse, and the binaries are
+# cached already (a full disk makes kubelets in the tests evict their pods).
+if [ -z "${EDGEFLEET_KEEP_GOCACHE:-}" ]; then
+  GOCACHE=$(mktemp -d -t edgefleet-kube-gocache-XXXXXX)
+  export GOCACHE
+  trap 'rm -rf "$GOCACHE"' EXIT
+fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 modver() { awk -v m="$1" '/^[[:space:]]*\/\//{next} {for (i = 1; i < NF; i++) if ($i == m) {print $(i+1); exit}}' "$root/hack/kube/go.mod"; }
 kube_version=$(modver k8s.io/kubernetes)

@@ -192,9 +192,14 @@ func writeKubeletConfig(p Paths, c *kubedistro.NodeConfig) error {
 		"clusterDomain":            "cluster.local",
 		"registerWithTaints":       taints(c.NodeTaints),
 		"resolvConf":               "/etc/resolv.conf",
-		// A test host's disk is shared and often past the default
-		// thresholds; eviction and image GC act only near full.
-		"evictionHard":                map[string]string{"memory.available": "50Mi", "nodefs.available": "2%", "imagefs.available": "2%", "nodefs.inodesFree": "2%"},
+		// Absolute disk thresholds, not percentages: on thin-provisioned
+		// and shared disks (cloud volumes, CI hosts, several kubelets on one
+		// host in tests) a percentage of the reported size says little —
+		// a 252 GiB volume with 5 GiB really free reads as 2% and evicted
+		// every pod in CI — while 512 MiB free is what a node needs to keep
+		// pulling images and writing logs. Edge disks of 16–64 GiB get about
+		// the 1–3% reserve k3s and MicroShift keep.
+		"evictionHard":                map[string]string{"memory.available": "100Mi", "nodefs.available": "512Mi", "imagefs.available": "512Mi", "nodefs.inodesFree": "2%"},
 		"imageGCHighThresholdPercent": 98,
 		"imageGCLowThresholdPercent":  95,
 		"serializeImagePulls":         false,
