@@ -27,17 +27,35 @@ func (s *supervisor) bootstrap(ctx context.Context) {
 		s.log.Error("Writing the bootstrap manifest", "err", err)
 		return
 	}
+	// The cluster DNS goes with it: kubelets point pods at ClusterDNSIP.
+	files := []string{file}
+	if ClusterDNSIP(s.c) != nil {
+		dns := filepath.Join(s.p.Server(), "coredns.json")
+		if err := writeFile(dns, coreDNSManifest(s.c), 0o600); err != nil {
+			s.log.Error("Writing the CoreDNS manifest", "err", err)
+			return
+		}
+		files = append(files, dns)
+	} else {
+		s.log.Warn("No cluster DNS: the service CIDR has no 10th address", "serviceCIDR", serviceCIDR(s.c))
+	}
 	for {
-		out, err := s.kubectlApply(ctx, file)
+		var out string
+		var err error
+		for _, f := range files {
+			if out, err = s.kubectlApply(ctx, f); err != nil {
+				break
+			}
+		}
 		if err == nil {
-			s.log.Info("Bootstrap token and RBAC applied")
+			s.log.Info("Bootstrap token, RBAC and cluster DNS applied")
 			s.mu.Lock()
 			s.state.Bootstrapped = true
 			s.mu.Unlock()
 			s.save()
 			break
 		}
-		s.log.Warn("Applying the bootstrap token and RBAC failed; retrying", "err", err, "output", out)
+		s.log.Warn("Applying the bootstrap token, RBAC or cluster DNS failed; retrying", "err", err, "output", out)
 		if !sleepCtx(ctx, 2*time.Second) {
 			return
 		}

@@ -189,9 +189,9 @@ func writeKubeletConfig(p Paths, c *kubedistro.NodeConfig) error {
 		"healthzPort":              KubeletHealthzPort,
 		"readOnlyPort":             0,
 		"rotateCertificates":       true,
-		"clusterDomain":            "cluster.local",
+		"clusterDomain":            ClusterDomain,
 		"registerWithTaints":       taints(c.NodeTaints),
-		"resolvConf":               "/etc/resolv.conf",
+		"resolvConf":               hostResolvConf(),
 		// Absolute disk thresholds, not percentages: on thin-provisioned
 		// and shared disks (cloud volumes, CI hosts, several kubelets on one
 		// host in tests) a percentage of the reported size says little —
@@ -206,6 +206,10 @@ func writeKubeletConfig(p Paths, c *kubedistro.NodeConfig) error {
 	}
 	if ip := c.NodeIP; ip != "" {
 		cfg["address"] = ip
+	}
+	// Pods ask the cluster DNS (coredns.go), which the init server deploys.
+	if ip := ClusterDNSIP(c); ip != nil {
+		cfg["clusterDNS"] = []string{ip.String()}
 	}
 	data, _ := json.MarshalIndent(cfg, "", "  ")
 	if err := writeFile(filepath.Join(k, "config.json"), data, 0o644); err != nil {

@@ -106,6 +106,10 @@ type NodeConfig struct {
 	// Images the distribution itself needs (the pause image); pulled
 	// through Registries like any other.
 	PauseImage string `json:"pauseImage,omitempty"`
+	// CoreDNSImage is the cluster DNS image the init server deploys;
+	// empty means the distribution's default (upstream CoreDNS on
+	// registry.k8s.io).
+	CoreDNSImage string `json:"coreDNSImage,omitempty"`
 }
 
 // KeyPair is PEM text.
@@ -259,6 +263,9 @@ func (c *NodeConfig) Validate() error {
 	}
 	if c.PauseImage != "" && !imageRefRE.MatchString(c.PauseImage) {
 		bad("pauseImage %q is not an image reference", c.PauseImage)
+	}
+	if c.CoreDNSImage != "" && !imageRefRE.MatchString(c.CoreDNSImage) {
+		bad("coreDNSImage %q is not an image reference", c.CoreDNSImage)
 	}
 	for k, v := range c.NodeLabels {
 		if len(k) > 316 || !labelKeyRE.MatchString(k) || len(v) > 63 || !labelValueRE.MatchString(v) {

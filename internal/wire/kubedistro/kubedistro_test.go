@@ -43,11 +43,12 @@ func TestRoundTripAndRefusals(t *testing.T) {
 		"label injection": {func(c *NodeConfig) {
 			c.NodeLabels = map[string]string{"a": "b,node-role.kubernetes.io/control-plane=x"}
 		}, "node label"},
-		"quoted pause image": {func(c *NodeConfig) { c.PauseImage = "p\"\nx" }, "pauseImage"},
-		"http etcd endpoint": {func(c *NodeConfig) { c.Etcd = &EtcdJoin{Endpoints: []string{"http://10.0.0.1:2379"}} }, "etcd.endpoints"},
-		"path in version":    {func(c *NodeConfig) { c.Version = "v1.37.1/../../etc" }, "not a Kubernetes version"},
-		"path in node name":  {func(c *NodeConfig) { c.NodeName = "../.." }, "nodeName"},
-		"upper-case name":    {func(c *NodeConfig) { c.NodeName = "Node-1" }, "nodeName"},
+		"quoted pause image":   {func(c *NodeConfig) { c.PauseImage = "p\"\nx" }, "pauseImage"},
+		"quoted coredns image": {func(c *NodeConfig) { c.CoreDNSImage = "c\"\nx" }, "coreDNSImage"},
+		"http etcd endpoint":   {func(c *NodeConfig) { c.Etcd = &EtcdJoin{Endpoints: []string{"http://10.0.0.1:2379"}} }, "etcd.endpoints"},
+		"path in version":      {func(c *NodeConfig) { c.Version = "v1.37.1/../../etc" }, "not a Kubernetes version"},
+		"path in node name":    {func(c *NodeConfig) { c.NodeName = "../.." }, "nodeName"},
+		"upper-case name":      {func(c *NodeConfig) { c.NodeName = "Node-1" }, "nodeName"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := agent()
