@@ -17,11 +17,14 @@ all: build
 deps:
 	hack/install-deps.sh
 
-## kube-binaries: build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl, kube-proxy, etcd and kwok (cached)
+## kube-binaries: build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl, kube-proxy, etcd and kwok,
+## and CoreDNS with a minimal plugin set (hack/build-coredns.sh) (cached)
 kube-binaries:
 	@mkdir -p .cache
 	@hack/build-kube.sh | tail -n 1 > $(KUBE_BIN_DIR_FILE)
 	@echo "Kubernetes binaries: $$(cat $(KUBE_BIN_DIR_FILE))"
+	@hack/build-coredns.sh | tail -n 1 > .cache/coredns-bin
+	@echo "CoreDNS (the edgefleet distribution's cluster DNS): $$(cat .cache/coredns-bin)"
 
 ## kube-upgrade-binaries: the same six (no etcd, no kwok) at v1.37.2, what the edgefleet distribution's upgrade
 ## tests move nodes and servers' control plane to (cached; only `make test` needs them, not `make run` or the demo)

@@ -13,6 +13,8 @@ import (
 	"github.com/coredns/coredns/coremain"
 
 	// The plugins, one import each; directives below must name the same set.
+	// (forward and kubernetes link dnstap, metadata and transfer too;
+	// without a directive a Corefile cannot use them.)
 	_ "github.com/coredns/coredns/plugin/cache"
 	_ "github.com/coredns/coredns/plugin/errors"
 	_ "github.com/coredns/coredns/plugin/forward"
@@ -21,6 +23,7 @@ import (
 	_ "github.com/coredns/coredns/plugin/loadbalance"
 	_ "github.com/coredns/coredns/plugin/log"
 	_ "github.com/coredns/coredns/plugin/loop"
+	_ "github.com/coredns/coredns/plugin/metrics"
 	_ "github.com/coredns/coredns/plugin/ready"
 	_ "github.com/coredns/coredns/plugin/reload"
 )
@@ -32,6 +35,7 @@ var directives = []string{
 	"reload",
 	"ready",
 	"health",
+	"prometheus",
 	"errors",
 	"log",
 	"loadbalance",

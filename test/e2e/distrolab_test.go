@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/edgefleet/edgefleet/internal/imagebuild"
+	"github.com/edgefleet/edgefleet/internal/node/kubedistro"
 	"github.com/edgefleet/edgefleet/test/harness"
 	"github.com/edgefleet/edgefleet/test/kubeimages"
 	"github.com/edgefleet/edgefleet/test/netlab"
@@ -41,6 +42,8 @@ func startDistroLab(t *testing.T, subnet3, ns string) *distroLab {
 	reg := kubeimages.StartRegistry(t)
 	reg.Push(t, "pause", "3.10", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/pause"), "pause"))
 	reg.Push(t, "hello", "v1", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/hello"), "hello"))
+	// The cluster DNS every formed cluster's init server deploys (mirrored registry.k8s.io).
+	reg.Push(t, "coredns/coredns", kubedistro.CoreDNSVersion, kubeimages.CoreDNSImage(t, repo))
 	agentBin := filepath.Join(filepath.Dir(harness.EdgefleetBinary(t)), "edgefleet-agent")
 	caBundle, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
 	if err != nil {

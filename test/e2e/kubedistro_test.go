@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -58,6 +59,7 @@ func TestKubeDistro(t *testing.T) {
 	reg := kubeimages.StartRegistry(t)
 	reg.Push(t, "pause", "3.10", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/pause"), "pause"))
 	reg.Push(t, "hello", "v1", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/hello"), "hello"))
+	reg.Push(t, "coredns/coredns", kubedistro.CoreDNSVersion, kubeimages.CoreDNSImage(t, repo))
 
 	lab := netlab.New(t, "10.97.0")
 	server := &distroNode{Node: lab.AddNode("server")}
@@ -281,6 +283,67 @@ spec:
 			if !strings.HasPrefix(a, "hello from hello-") {
 				t.Errorf("the Service answered %q", a)
 			}
+		}
+	})
+
+	t.Run("cluster DNS: pods resolve Services and headless Services by name", func(t *testing.T) {
+		if len(pods) == 0 {
+			t.Skip("no workload")
+		}
+		// The init server deployed CoreDNS (upstream's image name, pulled
+		// through the registry.k8s.io mirror) next to the bootstrap RBAC.
+		eventually(t, 2*time.Minute, func() error {
+			out, err := kubectl("-n", "kube-system", "get", "deployment", "coredns", "-o", "jsonpath={.status.readyReplicas}")
+			if err != nil || out != "1" {
+				return fmt.Errorf("coredns ready replicas %q: %v", out, err)
+			}
+			return nil
+		})
+		t.Logf("CoreDNS Ready %s after the server's up began", time.Since(start).Round(time.Millisecond))
+		headless := `apiVersion: v1
+kind: Service
+metadata: {name: hello-pods, namespace: default}
+spec:
+  clusterIP: None
+  selector: {app: hello}
+  ports: [{port: 8080}]
+`
+		f := filepath.Join(t.TempDir(), "headless.yaml")
+		if err := os.WriteFile(f, []byte(headless), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := kubectl("apply", "-f", f); err != nil {
+			t.Fatalf("apply: %v %s", err, out)
+		}
+		svcIP, err := kubectl("get", "service", "hello", "-o", "jsonpath={.spec.clusterIP}")
+		if err != nil {
+			t.Fatal(err, svcIP)
+		}
+		podIPs := []string{pods[0].ip, pods[1].ip}
+		sort.Strings(podIPs)
+		// What a pod's own resolver (its resolv.conf from the kubelet:
+		// nameserver 10.43.0.10, the cluster search domains) answers.
+		resolve := func(name string) (string, error) {
+			out, err := server.Command("curl", "-sS", "-m", "5", "-f", "http://"+pods[0].ip+":8080/resolve?name="+name).CombinedOutput()
+			return strings.TrimSpace(string(out)), err
+		}
+		for name, want := range map[string]string{
+			"hello.default.svc.cluster.local":      svcIP,
+			"hello":                                svcIP, // the pod's namespace from its search path
+			"kubernetes.default":                   "10.43.0.1",
+			"hello-pods.default.svc.cluster.local": strings.Join(podIPs, " "), // headless: the pods' own addresses
+			strings.ReplaceAll(pods[1].ip, ".", "-") + ".default.pod.cluster.local": pods[1].ip,
+		} {
+			eventually(t, time.Minute, func() error {
+				got, err := resolve(name)
+				if err != nil || got != want {
+					return fmt.Errorf("a pod resolved %s to %q (%v), want %q", name, got, err, want)
+				}
+				return nil
+			})
+		}
+		if got, err := resolve("no-such-service.default.svc.cluster.local"); err == nil {
+			t.Errorf("a missing Service resolved to %q", got)
 		}
 	})
 

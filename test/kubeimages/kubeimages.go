@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,4 +136,28 @@ func FilesImage(files map[string]string) (v1.Image, error) {
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", runtime.GOARCH
 	return mutate.ConfigFile(img, cf)
+}
+
+// CoreDNSImage is the cluster DNS image: the CoreDNS that
+// hack/build-coredns.sh builds (cached by version; built on first use) at
+// /coredns, its entrypoint as in upstream's image. repo is the repository
+// root.
+func CoreDNSImage(t testing.TB, repo string) v1.Image {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(repo, "hack", "build-coredns.sh"))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("building CoreDNS (hack/build-coredns.sh): %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	img, err := FilesImage(map[string]string{"/coredns": lines[len(lines)-1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err = mutate.Config(img, v1.Config{Entrypoint: []string{"/coredns"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }

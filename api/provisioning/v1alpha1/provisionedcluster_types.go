@@ -281,6 +281,14 @@ type ClusterNetwork struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	Services string `json:"services,omitempty"`
+	// dnsImage is the cluster DNS (CoreDNS) image the edgefleet distro's
+	// init server deploys as kube-system/coredns behind the kube-dns
+	// Service; unset: registry.k8s.io/coredns/coredns at the distro's
+	// CoreDNS version (pulled through registries like any image).
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$`
+	DNSImage string `json:"dnsImage,omitempty"`
 }
 
 // RegistryMirror redirects pulls from a registry host.

@@ -228,6 +228,7 @@ func (f *formation) writePlans(ctx context.Context) error {
 		c := render.Cluster{
 			Distro: string(f.pc.Spec.Distro), Version: m.cm.Spec.Version, Server: f.server,
 			ClusterCIDR: f.pc.Spec.ClusterNetwork.Pods, ServiceCIDR: f.pc.Spec.ClusterNetwork.Services,
+			DNSImage: f.pc.Spec.ClusterNetwork.DNSImage,
 			Binaries: f.binaries, Secrets: f.secrets,
 			EtcdEndpoints: slices.DeleteFunc(slices.Clone(etcd), func(e string) bool { return e == "https://"+net.JoinHostPort(Address(m.inv), "2379") }),
 		}

@@ -83,7 +83,8 @@ func onlyLoopbackNameservers(conf []byte) bool {
 }
 
 // corefile serves the cluster domain from the API (pods' A records too, for
-// the <a-b-c-d>.<ns>.pod names some charts use), forwards everything else
+// the <a-b-c-d>.<ns>.pod names some charts use), serves Prometheus metrics
+// on :9153, forwards everything else
 // to the node's resolvers and stops when it would forward to itself
 // (loop: a node whose resolv.conf points at a local stub).
 const corefile = `.:53 {
@@ -97,6 +98,7 @@ const corefile = `.:53 {
         fallthrough in-addr.arpa ip6.arpa
         ttl 30
     }
+    prometheus :9153
     forward . /etc/resolv.conf {
         max_concurrent 1000
     }
@@ -165,6 +167,7 @@ func coreDNSManifest(c *kubedistro.NodeConfig) []byte {
 							"ports": []any{
 								map[string]any{"name": "dns", "containerPort": 53, "protocol": "UDP"},
 								map[string]any{"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
+								map[string]any{"name": "metrics", "containerPort": 9153, "protocol": "TCP"},
 							},
 							"resources": map[string]any{
 								"requests": map[string]string{"cpu": "100m", "memory": "70Mi"},

@@ -74,6 +74,8 @@ type Cluster struct {
 	// endpoint's host).
 	TLSSANs                  []string
 	ClusterCIDR, ServiceCIDR string
+	// DNSImage is the edgefleet distro's CoreDNS image (empty: its default).
+	DNSImage string
 	// Mirrors maps a registry host to its mirror endpoints.
 	Mirrors map[string][]string
 	// Binaries: image or dir (air-gap); both empty for k3s/rke2 means the
@@ -150,6 +152,7 @@ func edgefleetPlan(c Cluster, m Machine) (*nodeplan.Plan, error) {
 		ClusterCA:   kubedistro.KeyPair{Cert: c.Secrets.ClusterCA.Cert},
 		ClusterCIDR: c.ClusterCIDR, ServiceCIDR: c.ServiceCIDR,
 		NodeLabels: m.Labels, NodeTaints: m.Taints, Binaries: c.Binaries,
+		CoreDNSImage: c.DNSImage,
 	}
 	if m.Server {
 		nc.Role = kubedistro.RoleServer

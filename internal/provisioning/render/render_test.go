@@ -63,6 +63,7 @@ func TestPlansGolden(t *testing.T) {
 		"edgefleet-init-server": {func() Cluster {
 			c := base(Edgefleet, "v1.37.1")
 			c.Binaries.Image, c.ImportManifest = "registry.local/kube@sha256:0123", manifest
+			c.DNSImage = "registry.local/dns/coredns:v1.15.0"
 			return c
 		}(), server},
 		"edgefleet-joining-server": {func() Cluster {
