@@ -3,8 +3,8 @@
 # (a main with only the plugins a cluster DNS needs, its version pinned in
 # hack/coredns/go.mod) into a cache folder named after that version and the
 # main's content, so an unchanged build is a no-op. EDGEFLEET_KUBE_CACHE moves
-# the cache, as for the
-# Kubernetes binaries. Prints the path of the binary on its last line.
+# the cache, as for the Kubernetes binaries. Prints the path of the binary on
+# its last line.
 set -euo pipefail
 # A throw-away Go build cache, as in hack/build-kube.sh: client-go and the
 # CoreDNS packages would otherwise stay in GOCACHE for nothing.
