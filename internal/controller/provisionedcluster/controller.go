@@ -36,6 +36,7 @@ import (
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/controller/conditions"
+	"github.com/edgefleet/edgefleet/internal/controller/queue"
 	"github.com/edgefleet/edgefleet/internal/provisioning/adopt"
 	"github.com/edgefleet/edgefleet/internal/provisioning/nodeops"
 	"github.com/edgefleet/edgefleet/internal/wire/kubedistro"
@@ -61,6 +62,8 @@ const (
 	// shortIndex indexes ProvisionedClusters that may want another machine
 	// (value "true"): a free inventory's event wakes those, not all.
 	shortIndex = "provisioning.short"
+	// workers is how many clusters are reconciled at once.
+	workers = 4
 )
 
 // Reconciler forms ProvisionedClusters.
@@ -155,6 +158,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&fleetv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(clusterForFleetCluster), builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			return strings.HasSuffix(o.GetAnnotations()[fleetv1.RegistrationTokenAnnotation], joinTokenSuffix) || o.GetLabels()[provisioningv1.ClusterLabel] != ""
 		}))).
+		// A reconcile is a few round trips; hundreds of clusters forming at
+		// once need several in flight. One cluster is never reconciled twice
+		// at once, and claims between clusters are optimistic (adopt.Claim).
+		WithOptions(queue.Options(workers)).
 		Complete(r)
 }
 
