@@ -159,11 +159,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	computeStatus(status, &cluster, bds.Items)
 	updated := cluster.DeepCopy()
 	updated.Status = *status
-	if err := conditions.PatchStatus(ctx, r.Client, &cluster, updated, &updated.Status.ObservedGeneration, nsErr, conditions.RecordTo(r.Events)); err != nil {
+	if err := conditions.PatchStatus(ctx, r.Client, &cluster, updated, &updated.Status.ObservedGeneration, nsErr, conditions.RecordTo(r.Events), readyUnrecorded); err != nil {
 		return ctrl.Result{}, err
 	}
 	return result, nsErr
 }
+
+// readyUnrecorded: Ready follows the cluster's bundles, so a rollout
+// changes it on every targeted cluster at once; an Event per cluster per
+// transition was thousands of Events (etcd writes) per rollout. The Bundle
+// records the rollout once; each Cluster keeps it in its Ready condition.
+var readyUnrecorded = conditions.Unrecorded(fleetv1.ReadyCondition)
 
 // ensureNamespace creates the cluster's namespace. A namespace of that name
 // that belongs to something else stalls the cluster; a terminating one

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	clusterctrl "github.com/edgefleet/edgefleet/internal/controller/cluster"
@@ -98,6 +99,29 @@ func TestClusterController(t *testing.T) {
 		if ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != fleetv1.BundlesNotReadyReason ||
 			!strings.Contains(ready.Message, "WaitApplied(1) [Bundle fleet/waiting") {
 			return fmt.Errorf("Ready condition %+v", ready)
+		}
+		return nil
+	})
+
+	// A rollout is recorded on its Bundle, not as an Event per Cluster:
+	// Ready (True, then False BundlesNotReady) recorded none, while the
+	// agent's check-in (Connected) still did, in the same status write.
+	ctrltest.Eventually(t, wait, func() error {
+		var evs corev1.EventList
+		if err := c.List(ctx, &evs, client.InNamespace("fleet")); err != nil {
+			return err
+		}
+		reasons := map[string]bool{}
+		for _, e := range evs.Items {
+			if e.InvolvedObject.Kind == "Cluster" && e.InvolvedObject.Name == "edge1" {
+				reasons[e.Reason] = true
+			}
+		}
+		if reasons[fleetv1.SucceededReason] || reasons[fleetv1.BundlesNotReadyReason] {
+			t.Fatalf("the Cluster's Ready changes were recorded as Events: %v", reasons)
+		}
+		if !reasons[fleetv1.AgentConnectedReason] {
+			return fmt.Errorf("no %s Event on the Cluster yet: %v", fleetv1.AgentConnectedReason, reasons)
 		}
 		return nil
 	})

@@ -94,6 +94,6 @@ func PatchStatus(ctx context.Context, c client.Client, before, after client.Obje
 		}
 		return fmt.Errorf("patching status of %s %s/%s: %w", kind, after.GetNamespace(), after.GetName(), err)
 	}
-	record(o.events, before, after, o.transient)
+	record(o.events, before, after, o)
 	return nil
 }

@@ -3,6 +3,7 @@ package conditions_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -11,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
@@ -202,4 +204,47 @@ func TestConditionEvents(t *testing.T) {
 			t.Fatalf("note of %d bytes (valid UTF-8 %v)", len(got[0].Note), utf8.ValidString(got[0].Note))
 		}
 	})
+}
+
+// TestUnrecorded: a condition type named by Unrecorded is written but
+// records no Event; the other conditions of the same write still do.
+func TestUnrecorded(t *testing.T) {
+	c := ctrltest.Start(t)
+	ctx := context.Background()
+	for i, tc := range []struct {
+		name string
+		opts []conditions.Option
+		want []string
+	}{
+		{"every changed condition recorded", nil, []string{"BundlesNotReady", "AgentOffline"}},
+		{"Ready unrecorded", []conditions.Option{conditions.Unrecorded(fleetv1.ReadyCondition)}, []string{"AgentOffline"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := &fleetv1.ClusterGroup{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "unrecorded-" + string(rune('a'+i))}}
+			if err := c.Create(ctx, g); err != nil {
+				t.Fatal(err)
+			}
+			after := g.DeepCopy()
+			conditions.Set(&after.Status.Conditions, fleetv1.ReadyCondition, metav1.ConditionFalse, "BundlesNotReady", "1/2 bundles ready", 1)
+			conditions.Set(&after.Status.Conditions, "Connected", metav1.ConditionFalse, "AgentOffline", "no heartbeat", 1)
+			rec := events.NewFakeRecorder(10)
+			if err := conditions.PatchStatus(ctx, c, g, after, nil, nil, append(tc.opts, conditions.RecordTo(rec))...); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for len(rec.Events) > 0 {
+				got = append(got, strings.Fields(<-rec.Events)[1])
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("Event reasons %v, want %v", got, tc.want)
+			}
+			var now fleetv1.ClusterGroup
+			if err := c.Get(ctx, client.ObjectKeyFromObject(g), &now); err != nil {
+				t.Fatal(err)
+			}
+			if !meta.IsStatusConditionFalse(now.Status.Conditions, fleetv1.ReadyCondition) {
+				t.Fatalf("Ready not written: %+v", now.Status.Conditions)
+			}
+		})
+	}
 }

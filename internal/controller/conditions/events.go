@@ -23,8 +23,18 @@ const EventAction = "Reconcile"
 type Option func(*options)
 
 type options struct {
-	events    events.EventRecorder
-	transient []string
+	events     events.EventRecorder
+	transient  []string
+	unrecorded []string
+}
+
+// Unrecorded names condition types whose changes record no Event: state
+// that many objects change at once because of one cause recorded elsewhere
+// (a fleet Cluster's Ready follows its bundles: one rollout would be an
+// Event per cluster, while the Bundle records the rollout once). The
+// condition itself is still written; other conditions still record.
+func Unrecorded(types ...string) Option {
+	return func(o *options) { o.unrecorded = append(o.unrecorded, types...) }
 }
 
 // Transient names condition reasons that mean work under way (waiting for
@@ -105,11 +115,14 @@ func bad(c metav1.Condition, all []metav1.Condition) bool {
 }
 
 // record emits the Events for the conditions obj's status write changed.
-func record(r events.EventRecorder, before, after runtime.Object, transient []string) {
+func record(r events.EventRecorder, before, after runtime.Object, o options) {
 	if r == nil {
 		return
 	}
-	for _, e := range ConditionEventsWith(conditionsOf(before), conditionsOf(after), transient...) {
+	unrecorded := func(c metav1.Condition) bool { return slices.Contains(o.unrecorded, c.Type) }
+	was := slices.DeleteFunc(slices.Clone(conditionsOf(before)), unrecorded)
+	is := slices.DeleteFunc(slices.Clone(conditionsOf(after)), unrecorded)
+	for _, e := range ConditionEventsWith(was, is, o.transient...) {
 		r.Eventf(after, nil, e.Type, e.Reason, EventAction, "%s", e.Note)
 	}
 }

@@ -18,14 +18,17 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -33,6 +36,7 @@ import (
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/controller/conditions"
+	"github.com/edgefleet/edgefleet/internal/controller/queue"
 	"github.com/edgefleet/edgefleet/internal/provisioning/adopt"
 	"github.com/edgefleet/edgefleet/internal/provisioning/nodeops"
 	"github.com/edgefleet/edgefleet/internal/wire/kubedistro"
@@ -48,6 +52,18 @@ const (
 	// registrationTokenIndex indexes fleet Clusters by the name of the
 	// registration token that created them.
 	registrationTokenIndex = "provisioning.registrationTokenName"
+	// claimIndex indexes MachineInventories by the cluster that claimed
+	// them, unclaimed ones under unclaimed: a reconcile reads its own
+	// machines and the free candidates, never the whole namespace.
+	claimIndex = "provisioning.claimedBy"
+	// unclaimed is claimIndex's value for free inventories (not a valid
+	// object name, so no cluster can be called that).
+	unclaimed = "(unclaimed)"
+	// shortIndex indexes ProvisionedClusters that may want another machine
+	// (value "true"): a free inventory's event wakes those, not all.
+	shortIndex = "provisioning.short"
+	// workers is how many clusters are reconciled at once.
+	workers = 4
 )
 
 // Reconciler forms ProvisionedClusters.
@@ -132,6 +148,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}); err != nil {
 		return fmt.Errorf("indexing clusters by registration token: %w", err)
 	}
+	if err := indexClaims(mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).Named("provisionedcluster").
 		For(&provisioningv1.ProvisionedCluster{}).
 		Owns(&provisioningv1.ClusterMachine{}).
@@ -139,27 +158,74 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&fleetv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(clusterForFleetCluster), builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			return strings.HasSuffix(o.GetAnnotations()[fleetv1.RegistrationTokenAnnotation], joinTokenSuffix) || o.GetLabels()[provisioningv1.ClusterLabel] != ""
 		}))).
+		// A reconcile is a few round trips; hundreds of clusters forming at
+		// once need several in flight. One cluster is never reconciled twice
+		// at once, and claims between clusters are optimistic (adopt.Claim).
+		WithOptions(queue.Options(workers)).
 		Complete(r)
 }
 
-// clustersForInventory: a claimed inventory wakes its cluster; a free one
-// wakes the namespace's clusters that are short of machines (not every
-// cluster: an inventory's status changes often).
+// indexClaims registers claimIndex and shortIndex.
+func indexClaims(indexer client.FieldIndexer) error {
+	if err := indexer.IndexField(context.Background(), &machinesv1.MachineInventory{}, claimIndex, func(o client.Object) []string {
+		if c := o.GetLabels()[provisioningv1.ClusterLabel]; c != "" {
+			return []string{c}
+		}
+		return []string{unclaimed}
+	}); err != nil {
+		return fmt.Errorf("indexing machine inventories by claim: %w", err)
+	}
+	if err := indexer.IndexField(context.Background(), &provisioningv1.ProvisionedCluster{}, shortIndex, func(o client.Object) []string {
+		if pc, ok := o.(*provisioningv1.ProvisionedCluster); ok && short(pc) {
+			return []string{"true"}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing provisioned clusters short of machines: %w", err)
+	}
+	return nil
+}
+
+// clustersForInventory: a claimed inventory wakes its cluster (also one
+// that no longer exists: Reconcile releases its stale claims); a free one
+// wakes the namespace's clusters that are short of machines and whose
+// pools' selectors match it (not every cluster: an inventory's status
+// changes often, and thousands of clusters would each list the
+// namespace's inventories).
 func (r *Reconciler) clustersForInventory(ctx context.Context, o client.Object) []reconcile.Request {
 	if c := o.GetLabels()[provisioningv1.ClusterLabel]; c != "" {
 		return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: c}}}
 	}
 	var list provisioningv1.ProvisionedClusterList
-	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+	// Read only: the cache's objects, not copies.
+	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{shortIndex: "true"}, client.UnsafeDisableDeepCopy); err != nil {
+		log.FromContext(ctx).Error(err, "Listing clusters short of machines failed", "MachineInventory", klog.KObj(o))
 		return nil
 	}
+	set := labels.Set(o.GetLabels())
 	var out []reconcile.Request
 	for i := range list.Items {
-		if short(&list.Items[i]) {
-			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		pc := &list.Items[i]
+		if wants(pc, set) {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(pc)})
 		}
 	}
 	return out
+}
+
+// wants: a pool of pc selects an inventory with these labels. A cluster
+// whose selectors do not parse is stalled and adopts nothing.
+func wants(pc *provisioningv1.ProvisionedCluster, set labels.Set) bool {
+	pools, err := adopt.Pools(pc)
+	if err != nil {
+		return false
+	}
+	for _, p := range pools {
+		if p.Selector.Matches(set) {
+			return true
+		}
+	}
+	return false
 }
 
 // short: the cluster may want another machine.
@@ -193,8 +259,10 @@ func clusterForFleetCluster(_ context.Context, o client.Object) []reconcile.Requ
 // Reconcile implements reconcile.Reconciler.
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var pc provisioningv1.ProvisionedCluster
-	if err := r.Client.Get(ctx, req.NamespacedName, &pc); err != nil {
-		return reconcile.Result{}, client.IgnoreNotFound(err)
+	if err := r.Client.Get(ctx, req.NamespacedName, &pc); apierrors.IsNotFound(err) {
+		return r.releaseStaleClaims(ctx, req.NamespacedName)
+	} else if err != nil {
+		return reconcile.Result{}, err
 	}
 	if !pc.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, r.finalize(ctx, &pc)
@@ -216,6 +284,32 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	return reconcile.Result{RequeueAfter: f.requeue}, nil
 }
 
+// releaseStaleClaims releases the claims of a cluster that does not exist
+// (deleted, or a claim written by hand or by a claimer that died) once
+// they are older than the grace period: a cluster just created may claim
+// before this manager's cache has it.
+func (r *Reconciler) releaseStaleClaims(ctx context.Context, cluster types.NamespacedName) (reconcile.Result, error) {
+	var invs machinesv1.MachineInventoryList
+	if err := r.Client.List(ctx, &invs, client.InNamespace(cluster.Namespace), client.MatchingFields{claimIndex: cluster.Name}); err != nil {
+		return reconcile.Result{}, err
+	}
+	var wait time.Duration
+	for i := range invs.Items {
+		inv := &invs.Items[i]
+		if age := adopt.ClaimAge(inv, r.Now()); age < r.Grace {
+			if wait == 0 || r.Grace-age < wait {
+				wait = r.Grace - age
+			}
+			continue
+		}
+		log.FromContext(ctx).Info("Releasing the claim of a cluster that does not exist", "MachineInventory", klog.KObj(inv))
+		if err := adopt.Release(ctx, r.Client, inv, cluster.Name); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	return reconcile.Result{RequeueAfter: wait}, nil
+}
+
 // finalize releases every machine, deletes the fleet Cluster the formed
 // cluster registered as (its machines are reset or cleared, so it will
 // never connect again), then lets the object go.
@@ -234,11 +328,8 @@ func (r *Reconciler) finalize(ctx context.Context, pc *provisioningv1.Provisione
 	}
 	// Claims without a ClusterMachine (between the two phases).
 	for i := range f.inventories {
-		inv := &f.inventories[i]
-		if c, _ := adopt.ClaimOf(inv); c == pc.Name {
-			if err := adopt.Release(ctx, r.Client, inv, pc.Name); err != nil {
-				return err
-			}
+		if err := adopt.Release(ctx, r.Client, &f.inventories[i], pc.Name); err != nil {
+			return err
 		}
 	}
 	if ref := pc.Status.FleetClusterRef; ref != nil {

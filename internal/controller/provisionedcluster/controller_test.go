@@ -695,6 +695,11 @@ func TestFormation(t *testing.T) {
 				pc := get(t, c, ns, name, &provisioningv1.ProvisionedCluster{})
 				if cond := meta.FindStatusCondition(pc.Status.Conditions, provisioningv1.ReadyCondition); cond != nil && cond.Reason == provisioningv1.WaitingForMachinesReason {
 					waiting++
+					// Every machine matches and is taken: the message counts
+					// other clusters' claims (not read per reconcile) too.
+					if !strings.Contains(cond.Message, "(0 matching not Ready, 5 in other clusters or pools)") {
+						return fmt.Errorf("cluster %s waits with %q, want 5 in other clusters or pools", name, cond.Message)
+					}
 				}
 			}
 			if waiting != 1 {
@@ -715,6 +720,25 @@ func TestFormation(t *testing.T) {
 		ctrltest.Eventually(t, 20*time.Second, func() error {
 			if got := claimsOf(t, c, ns)["orphan"]; got != "" {
 				return fmt.Errorf("orphan still claimed by %q", got)
+			}
+			return nil
+		})
+		// A claim of a cluster that does not exist (deleted without its
+		// finalizer, or written by hand) is released once older than the
+		// grace period: the claim's event goes to the missing cluster.
+		sim.add("stale", map[string]string{"pool": "none"}, "10.0.5.98")
+		ctrltest.Eventually(t, 10*time.Second, func() error {
+			inv = get(t, c, ns, "stale", &machinesv1.MachineInventory{})
+			inv.Labels[provisioningv1.ClusterLabel], inv.Labels[provisioningv1.PoolLabel] = "gone", "w"
+			inv.Annotations = map[string]string{provisioningv1.ClaimedAtAnnotation: time.Now().UTC().Format(time.RFC3339)}
+			return c.Update(ctx, inv)
+		})
+		if got := claimsOf(t, c, ns)["stale"]; got != "gone/w" {
+			t.Fatalf("stale claim %q released before the grace period, want gone/w", got)
+		}
+		ctrltest.Eventually(t, 20*time.Second, func() error {
+			if got := claimsOf(t, c, ns)["stale"]; got != "" {
+				return fmt.Errorf("stale still claimed by %q", got)
 			}
 			return nil
 		})

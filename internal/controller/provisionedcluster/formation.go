@@ -64,10 +64,14 @@ type formation struct {
 	pc  *provisioningv1.ProvisionedCluster
 	now time.Time
 
-	pools       []adopt.Pool
+	pools []adopt.Pool
+	// inventories are the ones this cluster claimed (claimIndex).
 	inventories []machinesv1.MachineInventory
 	machines    []*machine
-	matches     []adopt.PoolMatch
+	// candidates are inventories and the free ones the pools select
+	// (match); matches is what adoption found among them.
+	candidates []machinesv1.MachineInventory
+	matches    []adopt.PoolMatch
 
 	secrets  *render.Secrets
 	manifest []byte
@@ -107,11 +111,11 @@ func (f *formation) wait(reason, msg string) {
 	f.waiting = append(f.waiting, msg)
 }
 
-// load reads the namespace's inventories and the cluster's ClusterMachines.
+// load reads the inventories this cluster claimed and its ClusterMachines.
 func (f *formation) load(ctx context.Context) error {
 	c := f.r.Client
 	var invs machinesv1.MachineInventoryList
-	if err := c.List(ctx, &invs, client.InNamespace(f.pc.Namespace)); err != nil {
+	if err := c.List(ctx, &invs, client.InNamespace(f.pc.Namespace), client.MatchingFields{claimIndex: f.pc.Name}); err != nil {
 		return err
 	}
 	f.inventories = invs.Items
@@ -184,7 +188,9 @@ func (f *formation) run(ctx context.Context) error {
 			return err
 		}
 	} else {
-		f.matches = adopt.Match(pc.Name, f.pools, f.inventories)
+		if err := f.match(ctx); err != nil {
+			return err
+		}
 		f.resolveServer()
 	}
 	if err := f.machineStatuses(ctx); err != nil {
@@ -288,42 +294,22 @@ func (f *formation) dropLost(ctx context.Context) error {
 	return nil
 }
 
-// settleClaims finishes or releases claims without a ClusterMachine:
-// this cluster's within the grace period get their ClusterMachine (phase
-// two), older ones are released; claims of clusters that no longer exist
-// are released after the grace period too.
+// settleClaims finishes or releases this cluster's claims without a
+// ClusterMachine: within the grace period they get their ClusterMachine
+// (phase two), older ones are released. (Claims of clusters that no longer
+// exist are released by Reconcile's releaseStaleClaims.)
 func (f *formation) settleClaims(ctx context.Context) error {
 	has := map[string]bool{}
 	for _, m := range f.machines {
 		has[m.cm.Spec.InventoryName] = true
 	}
-	var clusters provisioningv1.ProvisionedClusterList
-	listed := false
 	for i := range f.inventories {
 		inv := &f.inventories[i]
 		cl, pool := adopt.ClaimOf(inv)
-		if cl == "" || has[inv.Name] {
+		if cl != f.pc.Name || has[inv.Name] {
 			continue
 		}
 		age := adopt.ClaimAge(inv, f.now)
-		if cl != f.pc.Name {
-			if age < f.r.Grace {
-				continue
-			}
-			if !listed {
-				if err := f.r.Client.List(ctx, &clusters, client.InNamespace(f.pc.Namespace)); err != nil {
-					return err
-				}
-				listed = true
-			}
-			if slices.ContainsFunc(clusters.Items, func(c provisioningv1.ProvisionedCluster) bool { return c.Name == cl }) {
-				continue // its own controller settles it
-			}
-			if err := adopt.Release(ctx, f.r.Client, inv, cl); err != nil {
-				return err
-			}
-			continue
-		}
 		if age >= f.r.Grace || f.specPool(pool) == nil || f.pc.Spec.Paused {
 			log.FromContext(ctx).Info("Releasing a claim that has no ClusterMachine", "MachineInventory", klog.KObj(inv))
 			if err := adopt.Release(ctx, f.r.Client, inv, f.pc.Name); err != nil {
@@ -341,10 +327,12 @@ func (f *formation) settleClaims(ctx context.Context) error {
 // scale adopts machines for pools short of replicas and releases the
 // surplus of pools above them.
 func (f *formation) scale(ctx context.Context) error {
-	f.matches = adopt.Match(f.pc.Name, f.pools, f.inventories)
+	if err := f.match(ctx); err != nil {
+		return err
+	}
 	byName := map[string]*machinesv1.MachineInventory{}
-	for i := range f.inventories {
-		byName[f.inventories[i].Name] = &f.inventories[i]
+	for i := range f.candidates {
+		byName[f.candidates[i].Name] = &f.candidates[i]
 	}
 	for _, pm := range f.matches {
 		var current []*machine
