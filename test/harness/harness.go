@@ -31,6 +31,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/crds"
 	"github.com/edgefleet/edgefleet/internal/devcluster"
 	"github.com/edgefleet/edgefleet/internal/server"
+	"github.com/edgefleet/edgefleet/test/tmpguard"
 )
 
 // EnvEdgefleetBin points at a prebuilt edgefleet binary (the Makefile sets it).
@@ -112,6 +113,8 @@ func EdgefleetBinary(t testing.TB) string {
 			binErr = err
 			return
 		}
+		// Shared by every test of the binary: removed once they all ran.
+		tmpguard.AtExit(func() { _ = os.RemoveAll(dir) })
 		binPath = filepath.Join(dir, "edgefleet")
 		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/edgefleet")
 		cmd.Dir = root
