@@ -52,7 +52,7 @@ func Main(m *testing.M) int {
 	runExitHooks()
 	leaks := Check(dir)
 	if len(leaks) > 0 {
-		fmt.Fprintf(os.Stderr, "tmpguard: the tests left %d things in their temporary folder %s (a test or the program it ran does not clean up; see docs/testing/leaks.md):\n", len(leaks), dir)
+		fmt.Fprintf(os.Stderr, "tmpguard: FAIL: the tests left this behind in their temporary folder %s (a test, or a program it ran, does not clean up; see docs/testing/leaks.md):\n", dir)
 		for _, l := range leaks {
 			fmt.Fprintln(os.Stderr, "  ", l)
 		}
