@@ -214,7 +214,8 @@ func processesUsing(dir string) []process {
 		args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
 		cwd, _ := os.Readlink(filepath.Join(p, "cwd"))
 		exe, _ := os.Readlink(filepath.Join(p, "exe"))
-		uses := within(cwd, dir) || within(exe, dir)
+		root, _ := os.Readlink(filepath.Join(p, "root")) // a container's
+		uses := within(cwd, dir) || within(exe, dir) || within(root, dir)
 		for _, a := range args {
 			if strings.Contains(a, dir+"/") || a == dir {
 				uses = true
@@ -233,7 +234,9 @@ func processesUsing(dir string) []process {
 
 func within(path, dir string) bool { return path == dir || strings.HasPrefix(path, dir+"/") }
 
-// mountsBelow lists the mount points below dir, deepest first.
+// MountsBelow lists the mount points below dir, deepest first.
+func MountsBelow(dir string) ([]string, error) { return mountsBelow(dir) }
+
 func mountsBelow(dir string) ([]string, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
