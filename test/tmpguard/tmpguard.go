@@ -29,9 +29,11 @@ import (
 // <start time>" (the start time tells a reused pid apart).
 const marker = ".tmpguard"
 
-// prefix of the guarded folders. Short on purpose: machine roots under it
-// hold unix sockets, whose paths must stay under 108 bytes.
-const prefix = "ef-"
+// prefix of the guarded folders ("ef" and the pid). Short on purpose: the
+// guard adds its length to every temporary path, and machine roots hold
+// unix sockets, whose paths must stay under 108 bytes (a kubelet under
+// t.TempDir of TestKubeDistro already needs 94).
+const prefix = "ef"
 
 // Main runs m with TMPDIR pointing at a fresh folder and returns the exit
 // code: a failure when the tests passed but left something behind. Use it
@@ -82,16 +84,18 @@ func runExitHooks() {
 
 func create(base string) (string, error) {
 	self := os.Getpid()
+	// Named by the pid; taken (by something else, or a dead run's folder
+	// SweepDead could not remove): the next free suffix.
 	dir := filepath.Join(base, prefix+strconv.Itoa(self))
-	// A folder with this pid belongs to a dead process that had the same
-	// pid (SweepDead left it only if it could not remove it).
-	if _, err := os.Lstat(dir); err == nil {
-		if msgs := Remove(dir); len(msgs) > 0 {
-			return "", fmt.Errorf("an earlier run's %s cannot be removed: %s", dir, strings.Join(msgs, "; "))
+	for i := 1; ; i++ {
+		err := os.Mkdir(dir, 0o700)
+		if err == nil {
+			break
 		}
-	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return "", err
+		if !os.IsExist(err) || i > 100 {
+			return "", err
+		}
+		dir = filepath.Join(base, fmt.Sprintf("%s%d.%d", prefix, self, i))
 	}
 	start, _ := startTime(self)
 	if err := os.WriteFile(filepath.Join(dir, marker), []byte(fmt.Sprintf("%d %s\n", self, start)), 0o600); err != nil {

@@ -137,3 +137,26 @@ func TestCheckAndRemove(t *testing.T) {
 	}
 	<-done // Remove killed it
 }
+
+// A folder that already has the guard's name is never reused or removed:
+// it may be anyone's.
+func TestCreateLeavesTakenNames(t *testing.T) {
+	base := t.TempDir()
+	taken := filepath.Join(base, prefix+strconv.Itoa(os.Getpid()))
+	if err := os.MkdirAll(filepath.Join(taken, "keep"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := create(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir == taken {
+		t.Fatalf("create reused %s", taken)
+	}
+	if _, err := os.Stat(filepath.Join(taken, "keep")); err != nil {
+		t.Errorf("the taken folder was touched: %v", err)
+	}
+	if got := Check(dir); len(got) != 0 {
+		t.Errorf("a fresh folder is not empty to Check: %q", got)
+	}
+}
