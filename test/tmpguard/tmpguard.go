@@ -52,7 +52,12 @@ func Main(m *testing.M) int {
 	code := m.Run()
 	os.Setenv("TMPDIR", base)
 	runExitHooks()
+	// A process told to stop in a test's cleanup may take a moment to exit
+	// and remove its files; what is still there after the grace is a leak.
 	leaks := Check(dir)
+	for deadline := time.Now().Add(settle); len(leaks) > 0 && time.Now().Before(deadline); leaks = Check(dir) {
+		time.Sleep(250 * time.Millisecond)
+	}
 	if len(leaks) > 0 {
 		fmt.Fprintf(os.Stderr, "tmpguard: FAIL: the tests left this behind in their temporary folder %s (a test, or a program it ran, does not clean up; see docs/testing/leaks.md):\n", dir)
 		for _, l := range leaks {
@@ -67,6 +72,9 @@ func Main(m *testing.M) int {
 	}
 	return code
 }
+
+// settle is how long Main waits for the folder to empty after the tests.
+const settle = 5 * time.Second
 
 var exitHooks []func()
 
