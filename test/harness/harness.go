@@ -402,6 +402,18 @@ func (m *Manager) Stop() {
 		_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
 		<-m.done
 	}
+	// The manager's children (etcd, kube-apiserver; their own process
+	// groups, killed by Pdeathsig when the manager dies) may outlive it by
+	// a moment: wait until none runs from the data folder, or they write
+	// into it while t.TempDir removes it (left as TestXxx* folders).
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if len(tmpguard.ProcessesUsing(m.DataDir)) == 0 {
+			return
+		}
+	}
+	for _, pid := range tmpguard.ProcessesUsing(m.DataDir) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 }
 
 // Output is everything the manager printed so far.

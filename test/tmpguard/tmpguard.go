@@ -206,6 +206,16 @@ func Remove(dir string) []string {
 	return out
 }
 
+// ProcessesUsing lists the pids of the processes whose command line,
+// working folder, executable or root lies in dir.
+func ProcessesUsing(dir string) []int {
+	var pids []int
+	for _, p := range processesUsing(filepath.Clean(dir)) {
+		pids = append(pids, p.pid)
+	}
+	return pids
+}
+
 type process struct {
 	pid  int
 	desc string
