@@ -209,6 +209,9 @@ func Remove(dir string) []string {
 // ProcessesUsing lists the pids of the processes whose command line,
 // working folder, executable or root lies in dir.
 func ProcessesUsing(dir string) []int {
+	if !filepath.IsAbs(dir) {
+		return nil
+	}
 	var pids []int
 	for _, p := range processesUsing(filepath.Clean(dir)) {
 		pids = append(pids, p.pid)
