@@ -19,6 +19,7 @@ import (
 
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	"github.com/edgefleet/edgefleet/test/harness"
+	"github.com/edgefleet/edgefleet/test/tmpguard"
 )
 
 const agentNS = "fleet-default"
@@ -48,6 +49,7 @@ func benchBinary(t *testing.T, name string) string {
 			t.Fatal(err)
 		}
 		binDirTmp = dir
+		tmpguard.AtExit(func() { _ = os.RemoveAll(dir) })
 	}
 	out := filepath.Join(binDirTmp, name)
 	if fileExists(out) {

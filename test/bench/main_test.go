@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edgefleet/edgefleet/test/tmpguard"
 )
 
 // Each benchmark adds its Markdown section to the report; TestMain merges
@@ -39,7 +41,8 @@ func addSection(order int, markdown string) {
 }
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	// tmpguard: a benchmark that leaves temporary files behind fails.
+	code := tmpguard.Main(m)
 	out := os.Getenv("EDGEFLEET_BENCH_OUT")
 	if out == "" || len(sections) == 0 {
 		os.Exit(code)

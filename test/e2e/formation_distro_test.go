@@ -25,6 +25,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 	"github.com/edgefleet/edgefleet/test/harness"
 	"github.com/edgefleet/edgefleet/test/netlab"
+	"github.com/edgefleet/edgefleet/test/tmpguard"
 )
 
 // formationMachine is one machine of the formation lab: a real
@@ -593,7 +594,16 @@ func shortTempDir(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(d) })
+	t.Cleanup(func() {
+		// Registered first, so it runs after the machine's `kubernetes
+		// down`, which must have unmounted everything below its root.
+		if left, _ := tmpguard.MountsBelow(d); len(left) > 0 {
+			t.Errorf("still mounted below a machine's root after `kubernetes down`: %s", strings.Join(left, ", "))
+		}
+		if msgs := tmpguard.Remove(d); len(msgs) > 0 {
+			t.Errorf("removing a machine's root %s: %s", d, strings.Join(msgs, "; "))
+		}
+	})
 	return d
 }
 

@@ -97,7 +97,7 @@ func TestKubeDistro(t *testing.T) {
 		if err := n.Forward(reg.Port); err != nil {
 			t.Fatal(err)
 		}
-		n.root = t.TempDir()
+		n.root = shortTempDir(t) // the kubelet's sockets below it: at most 107 bytes
 		if err := os.MkdirAll(filepath.Join(n.root, "opt/kubernetes"), 0o755); err != nil {
 			t.Fatal(err)
 		}

@@ -31,6 +31,7 @@ import (
 	"github.com/edgefleet/edgefleet/internal/crds"
 	"github.com/edgefleet/edgefleet/internal/devcluster"
 	"github.com/edgefleet/edgefleet/internal/server"
+	"github.com/edgefleet/edgefleet/test/tmpguard"
 )
 
 // EnvEdgefleetBin points at a prebuilt edgefleet binary (the Makefile sets it).
@@ -112,6 +113,8 @@ func EdgefleetBinary(t testing.TB) string {
 			binErr = err
 			return
 		}
+		// Shared by every test of the binary: removed once they all ran.
+		tmpguard.AtExit(func() { _ = os.RemoveAll(dir) })
 		binPath = filepath.Join(dir, "edgefleet")
 		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/edgefleet")
 		cmd.Dir = root
@@ -398,6 +401,18 @@ func (m *Manager) Stop() {
 	if _, err := m.Wait(30 * time.Second); err != nil {
 		_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
 		<-m.done
+	}
+	// The manager's children (etcd, kube-apiserver; their own process
+	// groups, killed by Pdeathsig when the manager dies) may outlive it by
+	// a moment: wait until none runs from the data folder, or they write
+	// into it while t.TempDir removes it (left as TestXxx* folders).
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if len(tmpguard.ProcessesUsing(m.DataDir)) == 0 {
+			return
+		}
+	}
+	for _, pid := range tmpguard.ProcessesUsing(m.DataDir) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -47,8 +48,8 @@ type Options struct {
 	Machine Machine
 	// System facts.
 	Manufacturer, Model, SerialNumber, UUID string
-	// MediaDir is where InsertMedia downloads images (default: a new
-	// temporary directory, removed by Close).
+	// MediaDir is where InsertMedia downloads images (default: a
+	// temporary directory made at the first insert, removed by Close).
 	MediaDir string
 	// MediaClient downloads images (default: one that trusts the system
 	// roots). Real BMCs often skip verification; tests give a client that
@@ -76,6 +77,10 @@ type BMC struct {
 	ln       net.Listener
 	tmpDir   string
 	requests atomic.Int64
+	// downloads in flight: Close waits for them before removing tmpDir
+	// (http.Server.Close does not wait for handlers).
+	downloads sync.WaitGroup
+	closed    bool
 
 	mu       sync.Mutex
 	sessions map[string]string // token → session id
@@ -106,13 +111,6 @@ func Start(opts Options) (*BMC, error) {
 		opts.Addr = "127.0.0.1:0"
 	}
 	b := &BMC{CA: opts.CA, Machine: opts.Machine, opts: opts, sessions: map[string]string{}, boot: bootOverride{Target: "None", Enabled: "Disabled"}}
-	if opts.MediaDir == "" {
-		dir, err := os.MkdirTemp("", "redfishemu-")
-		if err != nil {
-			return nil, err
-		}
-		b.tmpDir, b.opts.MediaDir = dir, dir
-	}
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		return nil, err
@@ -135,10 +133,40 @@ func Start(opts Options) (*BMC, error) {
 
 // Close stops the server and removes downloaded media it owns.
 func (b *BMC) Close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
 	_ = b.srv.Close()
+	b.downloads.Wait()
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.tmpDir != "" {
 		os.RemoveAll(b.tmpDir)
+		b.tmpDir = ""
 	}
+}
+
+// mediaDir is where a download goes; the default folder is made at the
+// first insert, so the many BMCs of a benchmark leave nothing on disk.
+// The caller calls b.downloads.Done when its download ends.
+func (b *BMC) mediaDir() (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return "", errors.New("the BMC is shutting down")
+	}
+	if b.opts.MediaDir == "" && b.tmpDir == "" {
+		dir, err := os.MkdirTemp("", "redfishemu-")
+		if err != nil {
+			return "", err
+		}
+		b.tmpDir = dir
+	}
+	b.downloads.Add(1)
+	if b.opts.MediaDir != "" {
+		return b.opts.MediaDir, nil
+	}
+	return b.tmpDir, nil
 }
 
 // Requests is how many HTTP requests the BMC has served.
@@ -600,7 +628,12 @@ func (b *BMC) download(ctx context.Context, image string) (string, error) {
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("HTTP %s", resp.Status)
 	}
-	f, err := os.CreateTemp(b.opts.MediaDir, "media-*.iso")
+	dir, err := b.mediaDir()
+	if err != nil {
+		return "", err
+	}
+	defer b.downloads.Done()
+	f, err := os.CreateTemp(dir, "media-*.iso")
 	if err != nil {
 		return "", err
 	}

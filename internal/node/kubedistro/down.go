@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -44,13 +45,17 @@ func DownWith(ctx context.Context, root string, leave bool) error {
 	if err := stopSupervisor(p); err != nil {
 		return err
 	}
+	// Nothing may mount again once the unmounting starts: components a
+	// dead supervisor left running (the kubelet remounts its root and the
+	// pods' volumes), the shims, then the pods themselves.
+	killStragglers(p)
 	killShims(p.ContainerdSocket())
+	if nodeName != "" {
+		removeCgroups(CgroupRoot(p, nodeName))
+	}
 	var errs []string
 	if err := unmountBelow(p.Data); err != nil {
 		errs = append(errs, err.Error())
-	}
-	if nodeName != "" {
-		removeCgroups(CgroupRoot(p, nodeName))
 	}
 	if leave {
 		if err := os.RemoveAll(p.Etcd()); err != nil {
@@ -96,28 +101,77 @@ func killShims(socket string) {
 	}
 }
 
-// unmountBelow lazily unmounts every mount point below dir, deepest first
-// (pod volumes, container root filesystems, pod network namespaces).
-func unmountBelow(dir string) error {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	points, err := mountPointsBelow(f, dir)
-	if err != nil {
-		return err
-	}
-	var failed []string
-	for _, m := range points {
-		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil && err != syscall.EINVAL && err != syscall.ENOENT {
-			failed = append(failed, m+": "+err.Error())
+// componentNames are the programs the supervisor runs.
+var componentNames = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet", "kube-proxy"}
+
+// killStragglers kills the node's components that outlived their
+// supervisor (killed, or crashed while its children kept running): a
+// component program whose arguments name a path under the data folder.
+func killStragglers(p Paths) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range procs {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
 		}
+		args := strings.Split(string(data), "\x00")
+		if len(args) < 2 || !slices.Contains(componentNames, filepath.Base(args[0])) {
+			continue
+		}
+		for _, a := range args[1:] {
+			if strings.Contains(a, p.Data+"/") {
+				pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				break
+			}
+		}
+	}
+}
+
+// unmountBelow lazily unmounts every mount point below dir, deepest first
+// (the kubelet's root, pod volumes, container root filesystems, pod network
+// namespaces), and checks that none is left: a node reset must not keep
+// mounts (nor the disk space behind them).
+func unmountBelow(dir string) error {
+	var failed []string
+	for try := 0; try < 3; try++ {
+		if try > 0 {
+			time.Sleep(500 * time.Millisecond)
+		}
+		points, err := mountsBelow(dir)
+		if err != nil {
+			return err
+		}
+		if len(points) == 0 {
+			return nil
+		}
+		failed = failed[:0]
+		for _, m := range points {
+			if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil && err != syscall.EINVAL && err != syscall.ENOENT {
+				failed = append(failed, m+": "+err.Error())
+			}
+		}
+	}
+	points, err := mountsBelow(dir)
+	if err != nil {
+		return err
+	}
+	if len(points) == 0 {
+		return nil
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("unmounting: %s", strings.Join(failed, ", "))
 	}
-	return nil
+	return fmt.Errorf("still mounted after unmounting (a process mounts them again; see `edgefleet-node kubernetes status`): %s", strings.Join(points, ", "))
+}
+
+func mountsBelow(dir string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return mountPointsBelow(f, dir)
 }
 
 // mountPointsBelow lists mountinfo's mount points below dir, deepest first.

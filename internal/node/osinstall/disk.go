@@ -344,11 +344,11 @@ func reuseMount(ctx context.Context, dev string) (string, func() error, bool) {
 }
 
 func mountDev(ctx context.Context, dev, fs string) (string, func() error, error) {
-	dir, err := os.MkdirTemp("", "edgefleet-mnt-")
+	mount, err := lookTool("mount", "mount")
 	if err != nil {
 		return "", nil, err
 	}
-	mount, err := lookTool("mount", "mount")
+	dir, err := os.MkdirTemp("", "edgefleet-mnt-")
 	if err != nil {
 		return "", nil, err
 	}

@@ -35,12 +35,16 @@ func TestHelperProcess(t *testing.T) {
 
 // killAt runs op in a child and SIGKILLs it when it prints a line
 // containing at: the process dies mid-write, as on a power cut (without the
-// page cache loss). It then cleans up the mounts and loop devices the child
-// left behind.
+// page cache loss). It then cleans up the mounts, loop devices and
+// temporary files the child left behind.
 func killAt(t *testing.T, op, disk, image, cache, at string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-	cmd.Env = append(os.Environ(), "EDGEFLEET_OSINSTALL_HELPER="+op, "HELPER_DISK="+disk, "HELPER_IMAGE="+image, "HELPER_CACHE="+cache)
+	// The killed child cannot remove its work folder (its edgefleet-install-
+	// or -upgrade- download, ~26 MB) nor unmount: both go to a folder of
+	// this test's, emptied below and removed when the test ends.
+	tmp := t.TempDir()
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp, "EDGEFLEET_OSINSTALL_HELPER="+op, "HELPER_DISK="+disk, "HELPER_IMAGE="+image, "HELPER_CACHE="+cache)
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -61,7 +65,7 @@ func killAt(t *testing.T, op, disk, image, cache, at string) {
 	// Unmount what the dead process mounted, detach its loop devices.
 	mi, _ := os.ReadFile("/proc/self/mountinfo")
 	for _, l := range strings.Split(string(mi), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && strings.Contains(f[4], "edgefleet-mnt-") {
+		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], tmp+"/") {
 			exec.Command("umount", f[4]).Run()
 			os.Remove(f[4])
 		}
