@@ -6,6 +6,7 @@ import { MediaPage } from "./media";
 import { OSUpgradesPage } from "./osupgrades";
 import { CreateClusterPage, ProvisionedPage } from "./create";
 import { route } from "./route";
+import { ErrorBanner } from "./table";
 import "./app.css";
 
 const pages = [
@@ -42,11 +43,7 @@ function Login() {
         Sign in with a Kubernetes bearer token of the manager (for example <code>kubectl -n NAMESPACE create token SERVICEACCOUNT</code>) or with the client
         certificate your browser presents. Everything you do here is a Kubernetes request made as you: the manager's RBAC decides what you see and can change.
       </p>
-      {sessionError.value && (
-        <div class="banner error" role="alert">
-          {sessionError.value}
-        </div>
-      )}
+      <ErrorBanner text={sessionError.value} />
       <form
         onSubmit={(e) => {
           e.preventDefault();
@@ -64,11 +61,7 @@ function Login() {
           </button>
         </div>
       </form>
-      {err && (
-        <div class="banner error" role="alert">
-          {err}
-        </div>
-      )}
+      <ErrorBanner text={err} />
     </main>
   );
 }
