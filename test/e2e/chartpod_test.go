@@ -41,7 +41,6 @@ import (
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	wire "github.com/edgefleet/edgefleet/internal/wire/kubedistro"
 	"github.com/edgefleet/edgefleet/test/harness"
-	"github.com/edgefleet/edgefleet/test/kubeimages"
 	"github.com/edgefleet/edgefleet/test/netlab"
 )
 
@@ -64,19 +63,8 @@ func TestChartInstallsOnDistroCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Kubernetes cluster of a real kubelet")
 	}
-	if why := netlab.Supported(); why != "" {
-		t.Skip(why)
-	}
-	for _, cmd := range []string{"containerd", "runc", "nsenter", "curl"} {
-		if _, err := exec.LookPath(cmd); err != nil {
-			t.Fatalf("%s is missing: run hack/install-deps.sh", cmd)
-		}
-	}
+	bins := requireRealKubelets(t, "containerd", "runc", "nsenter", "curl")
 	ctx := context.Background()
-	bins := harness.KubeBinDir(t)
-	if _, err := os.Stat(filepath.Join(bins, "kubelet")); err != nil {
-		t.Fatalf("no kubelet in %s: run hack/build-kube.sh", bins)
-	}
 	nodeBin := nodeBinary(t)
 	repo, err := harness.RepoRoot()
 	if err != nil {
@@ -86,9 +74,7 @@ func TestChartInstallsOnDistroCluster(t *testing.T) {
 	// The images. The registry is the site's own (air-gapped): containerd
 	// knows it as edgefleet.test through a mirror; the manager image names
 	// the agent image there by digest, as `make images` does for its repo.
-	reg := kubeimages.StartRegistry(t)
-	reg.Push(t, "pause", "3.10", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/pause"), "pause"))
-	reg.Push(t, "hello", "v1", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/hello"), "hello"))
+	reg := startNodeImageRegistry(t)
 	static := staticBinaries(t, repo)
 	caBundle, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
 	if err != nil {

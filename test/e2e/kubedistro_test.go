@@ -37,27 +37,9 @@ type distroNode struct {
 // Both Nodes become Ready, a Deployment of a locally built image runs on
 // the agent and answers over the pod network from the server's namespace.
 func TestKubeDistro(t *testing.T) {
-	if why := netlab.Supported(); why != "" {
-		t.Skip(why)
-	}
-	for _, cmd := range []string{"containerd", "runc", "nsenter", "curl"} {
-		if _, err := exec.LookPath(cmd); err != nil {
-			t.Fatalf("%s is missing: run hack/install-deps.sh", cmd)
-		}
-	}
-	bins := harness.KubeBinDir(t)
-	if _, err := os.Stat(filepath.Join(bins, "kubelet")); err != nil {
-		t.Fatalf("no kubelet in %s: run hack/build-kube.sh", bins)
-	}
+	bins := requireRealKubelets(t, "containerd", "runc", "nsenter", "curl")
 	node := nodeBinary(t)
-
-	repo, err := harness.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := kubeimages.StartRegistry(t)
-	reg.Push(t, "pause", "3.10", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/pause"), "pause"))
-	reg.Push(t, "hello", "v1", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/hello"), "hello"))
+	reg := startNodeImageRegistry(t)
 
 	lab := netlab.New(t, "10.97.0")
 	server := &distroNode{Node: lab.AddNode("server")}
@@ -512,6 +494,41 @@ func readyPods(listJSON string) []podInfo {
 		}
 	}
 	return out
+}
+
+// requireRealKubelets skips where network namespaces are not available
+// (netlab) and fails where a command the nodes need or the kubelet is
+// missing; it returns the folder of the Kubernetes binaries.
+func requireRealKubelets(t *testing.T, commands ...string) (bins string) {
+	t.Helper()
+	if why := netlab.Supported(); why != "" {
+		t.Skip(why)
+	}
+	for _, cmd := range commands {
+		if _, err := exec.LookPath(cmd); err != nil {
+			t.Fatalf("%s is missing: run hack/install-deps.sh", cmd)
+		}
+	}
+	bins = harness.KubeBinDir(t)
+	if _, err := os.Stat(filepath.Join(bins, "kubelet")); err != nil {
+		t.Fatalf("no kubelet in %s: run hack/build-kube.sh", bins)
+	}
+	return bins
+}
+
+// startNodeImageRegistry is a loopback registry with the images the test
+// nodes pull, built from test/kubeimages: pause:3.10 (the sandbox image)
+// and hello:v1.
+func startNodeImageRegistry(t *testing.T) *kubeimages.Registry {
+	t.Helper()
+	repo, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := kubeimages.StartRegistry(t)
+	reg.Push(t, "pause", "3.10", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/pause"), "pause"))
+	reg.Push(t, "hello", "v1", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/hello"), "hello"))
+	return reg
 }
 
 func kubeletVersion(t *testing.T, bins string) string {
