@@ -4,7 +4,7 @@
 // as the signed-in user; then the cluster's formation progress, live.
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { age, ApiError, condition, createObject, KObject, requestAt } from "./api";
-import { Badge, byName, Column, Conditions, DetailHead, ErrorBanner, Freshness, ListTable, StateCell, Table, Toolbar, useAction, useCollection, usePermission } from "./table";
+import { Badge, byName, Column, Conditions, DetailHead, Freshness, ListTable, StateCell, Submit, submitWith, Table, Toolbar, useAction, useCollection, usePermission } from "./table";
 import { qname, ready } from "./model";
 import {
   clusterObject,
@@ -302,13 +302,7 @@ export function CreateClusterPage() {
   if (invs.state.value !== "loading" && invs.state.value !== "error" && all.length === 0) return <NoMachines />;
   const otherNs = namespaces.filter((n) => n !== form.namespace);
   return (
-    <form
-      class="create-cluster"
-      onSubmit={(e) => {
-        e.preventDefault();
-        void submit();
-      }}
-    >
+    <form class="create-cluster" onSubmit={submitWith(submit)}>
       <p>
         Choose machines from the inventory by label for a control plane and worker pools. The preview beside each pool is the manager's own answer (as{" "}
         <code>edgefleet cluster preview</code>), live as machines register or are taken. <Freshness state={invs.state.value} since={invs.since.value} error={invs.error.value} />
@@ -437,12 +431,7 @@ export function CreateClusterPage() {
           {perm.reason ? ` (${perm.reason})` : ""}: the API will refuse it. Ask an administrator for a Role that allows it.
         </div>
       )}
-      <div class="actions">
-        <button type="submit" class="primary" disabled={busy || !!built.error}>
-          {busy ? "Creating…" : "Create cluster"}
-        </button>
-      </div>
-      <ErrorBanner text={err} />
+      <Submit text="Create cluster" busyText="Creating…" busy={busy} disabled={!!built.error} err={err} />
     </form>
   );
 }

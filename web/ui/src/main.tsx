@@ -6,7 +6,7 @@ import { MediaPage } from "./media";
 import { OSUpgradesPage } from "./osupgrades";
 import { CreateClusterPage, ProvisionedPage } from "./create";
 import { route } from "./route";
-import { ErrorBanner } from "./table";
+import { ErrorBanner, submitWith } from "./table";
 import "./app.css";
 
 const pages = [
@@ -44,12 +44,7 @@ function Login() {
         certificate your browser presents. Everything you do here is a Kubernetes request made as you: the manager's RBAC decides what you see and can change.
       </p>
       <ErrorBanner text={sessionError.value} />
-      <form
-        onSubmit={(e) => {
-          e.preventDefault();
-          void submit(tok);
-        }}
-      >
+      <form onSubmit={submitWith(() => submit(tok))}>
         <label for="token">Bearer token</label>
         <textarea id="token" rows={4} value={tok} autocomplete="off" spellcheck={false} onInput={(e) => setTok((e.target as HTMLTextAreaElement).value)} />
         <div class="actions">

@@ -3,7 +3,7 @@
 // downloaded through the manager as the signed-in user.
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { age, condition, createObject, fetchAuthorized, KObject, patchObject, saveFile, sha256Hex } from "./api";
-import { Badge, byName, Column, Conditions, DetailHead, ErrorBanner, Table, Toolbar, useAction, useCollection, usePermission } from "./table";
+import { Badge, byName, Column, Conditions, DetailHead, ErrorBanner, Submit, submitWith, Table, Toolbar, useAction, useCollection, usePermission } from "./table";
 import { NAME_RE, qname, ready, seedImageName, seedImageSource } from "./model";
 import { useParam } from "./route";
 import { Events } from "./pages";
@@ -65,12 +65,7 @@ function BuildForm({ registrations, initial, onDone }: { registrations: KObject[
   return (
     <section class="detail" aria-labelledby="build-title">
       <h2 id="build-title">Build media</h2>
-      <form
-        onSubmit={(e) => {
-          e.preventDefault();
-          void submit();
-        }}
-      >
+      <form onSubmit={submitWith(submit)}>
         <label for="media-reg">Registration</label>
         <select id="media-reg" value={reg} onChange={(e) => setReg((e.target as HTMLSelectElement).value)}>
           {!reg && <option value="">—</option>}
@@ -130,12 +125,7 @@ function BuildForm({ registrations, initial, onDone }: { registrations: KObject[
             {perm!.reason ? ` (${perm!.reason})` : ""}.
           </div>
         )}
-        <div class="actions">
-          <button type="submit" class="primary" disabled={busy || !!denied || !!validation}>
-            {busy ? "Starting…" : "Build media"}
-          </button>
-        </div>
-        <ErrorBanner text={err} />
+        <Submit text="Build media" busyText="Starting…" busy={busy} disabled={!!denied || !!validation} err={err} />
       </form>
     </section>
   );

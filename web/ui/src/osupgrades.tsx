@@ -3,7 +3,7 @@
 // install, and the channels that sync those versions.
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { age, createObject, KObject, patchObject } from "./api";
-import { Badge, byName, Column, Conditions, DetailHead, ErrorBanner, Freshness, ListTable, StateCell, Table, useAction, useCollection, usePermission } from "./table";
+import { Badge, byName, Column, Conditions, DetailHead, ErrorBanner, Freshness, ListTable, StateCell, Submit, submitWith, Table, useAction, useCollection, usePermission } from "./table";
 import { NAME_RE, parseSelector, qname, ready, rolloutText } from "./model";
 import { useParam } from "./route";
 import { Events } from "./pages";
@@ -58,12 +58,7 @@ function CreateUpgrade({ versions, initial, onDone }: { versions: KObject[]; ini
   return (
     <section class="detail" aria-labelledby="upgrade-title">
       <h2 id="upgrade-title">New OS upgrade</h2>
-      <form
-        onSubmit={(e) => {
-          e.preventDefault();
-          void submit();
-        }}
-      >
+      <form onSubmit={submitWith(submit)}>
         <label for="up-ns">Namespace</label>
         <input id="up-ns" value={ns} onInput={(e) => setNs((e.target as HTMLInputElement).value)} />
         <label for="up-name">Name</label>
@@ -107,12 +102,7 @@ function CreateUpgrade({ versions, initial, onDone }: { versions: KObject[]; ini
             <code>managedosimages.machines.edgefleet.io</code> there{perm!.reason ? ` (${perm!.reason})` : ""}.
           </div>
         )}
-        <div class="actions">
-          <button type="submit" class="primary" disabled={busy || !!denied || !!validation}>
-            {busy ? "Creating…" : "Start upgrade"}
-          </button>
-        </div>
-        <ErrorBanner text={err} />
+        <Submit text="Start upgrade" busyText="Creating…" busy={busy} disabled={!!denied || !!validation} err={err} />
       </form>
     </section>
   );

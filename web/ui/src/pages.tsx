@@ -1,6 +1,6 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { age, condition, createObject, KObject, patchObject, request, saveFile, session, token } from "./api";
-import { Badge, byName, Column, Conditions, DetailHead, ErrorBanner, Freshness, Labels, ListTable, StateCell, Table, Toolbar, useAction, useCollection, usePermission } from "./table";
+import { Badge, byName, Column, Conditions, DetailHead, ErrorBanner, Freshness, Labels, ListTable, StateCell, Submit, submitWith, Table, Toolbar, useAction, useCollection, usePermission } from "./table";
 import { bdWhy, kubeconfigYAML, NAME_RE, parseLabels, qname, ready, registrationYAML } from "./model";
 import { go, useParam } from "./route";
 
@@ -327,12 +327,7 @@ function CreateRegistration({ onDone }: { onDone: (ns: string, name: string) => 
         </button>
       </div>
       <div id="reg-panel" role="tabpanel">
-      <form
-        onSubmit={(e) => {
-          e.preventDefault();
-          void submit();
-        }}
-      >
+      <form onSubmit={submitWith(submit)}>
         {mode === "form" ? (
           <>
             <label for="reg-ns">Namespace</label>
@@ -357,12 +352,7 @@ function CreateRegistration({ onDone }: { onDone: (ns: string, name: string) => 
             there{perm!.reason ? ` (${perm!.reason})` : ""}. Ask an administrator for a RoleBinding that grants it.
           </div>
         )}
-        <div class="actions">
-          <button type="submit" class="primary" disabled={busy || !!denied || (mode === "form" && !!validation)}>
-            {busy ? "Creating…" : "Create"}
-          </button>
-        </div>
-        <ErrorBanner text={err} />
+        <Submit text="Create" busyText="Creating…" busy={busy} disabled={!!denied || (mode === "form" && !!validation)} err={err} />
       </form>
       </div>
     </section>

@@ -211,6 +211,29 @@ export function StateCell({ o, state }: { o: KObject; state?: string }) {
   return <Badge ok={tone === "ok"} warn={tone === "warn"} text={text} />;
 }
 
+// submitWith is a form's onSubmit: the page stays, action runs.
+export function submitWith(action: () => unknown) {
+  return (e: Event) => {
+    e.preventDefault();
+    void action();
+  };
+}
+
+// Submit is a form's submit button, off while busy or disabled, and the
+// error of its last try.
+export function Submit({ text, busyText, busy, disabled, err }: { text: string; busyText: string; busy: boolean; disabled?: boolean; err: string }) {
+  return (
+    <>
+      <div class="actions">
+        <button type="submit" class="primary" disabled={busy || disabled}>
+          {busy ? busyText : text}
+        </button>
+      </div>
+      <ErrorBanner text={err} />
+    </>
+  );
+}
+
 // ErrorBanner shows a failed action's error; nothing without one.
 export function ErrorBanner({ text }: { text: string }) {
   if (!text) return null;
@@ -320,13 +343,7 @@ export function SelectorInput({ value, onChange, id }: { value: string; onChange
   const [draft, setDraft] = useState(value);
   useEffect(() => setDraft(value), [value]);
   return (
-    <form
-      class="filters"
-      onSubmit={(e) => {
-        e.preventDefault();
-        onChange(draft.trim());
-      }}
-    >
+    <form class="filters" onSubmit={submitWith(() => onChange(draft.trim()))}>
       <label for={id}>Label selector (filtered by the API server)</label>
       <input id={id} value={draft} placeholder="env=prod,region in (eu,us)" onInput={(e) => setDraft((e.target as HTMLInputElement).value)} />
       <button type="submit">Apply</button>
