@@ -100,26 +100,8 @@ func TestChartInstallsOnDistroCluster(t *testing.T) {
 	// One node: the init server, schedulable, running everything.
 	lab := netlab.New(t, "10.94.0")
 	node0 := &distroNode{Node: lab.AddNode("server"), root: shortTempDir(t)}
-	if err := node0.Forward(reg.Port); err != nil {
-		t.Fatal(err)
-	}
 	node0.cfg = oneNodeConfig(t, kubeletVersion(t, bins), node0.IP, reg.Host)
-	if err := os.MkdirAll(filepath.Join(node0.root, "opt/kubernetes"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(bins, filepath.Join(node0.root, "opt/kubernetes/bin")); err != nil {
-		t.Fatal(err)
-	}
-	data, err := node0.cfg.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Dir(filepath.Join(node0.root, wire.ConfigPath)), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(node0.root, wire.ConfigPath), data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	node0.prepareRoot(t, bins, reg.Port)
 	adminKC := kubedistro.NewPaths(node0.root).AdminKubeconfig()
 	kubectl := func(args ...string) (string, error) {
 		out, err := node0.Command(filepath.Join(bins, "kubectl"), append([]string{"--kubeconfig", adminKC}, args...)...).CombinedOutput()

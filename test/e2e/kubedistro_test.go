@@ -74,26 +74,8 @@ func TestKubeDistro(t *testing.T) {
 	agent.cfg.NodeLabels = map[string]string{"edgefleet.io/pool": "workers"}
 
 	setup := func(n *distroNode) {
-		if err := n.Forward(reg.Port); err != nil {
-			t.Fatal(err)
-		}
 		n.root = t.TempDir()
-		if err := os.MkdirAll(filepath.Join(n.root, "opt/kubernetes"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink(bins, filepath.Join(n.root, "opt/kubernetes/bin")); err != nil {
-			t.Fatal(err)
-		}
-		data, err := n.cfg.Marshal()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(n.root, wire.ConfigPath)), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(n.root, wire.ConfigPath), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		n.prepareRoot(t, bins, reg.Port)
 		t.Cleanup(func() {
 			if t.Failed() {
 				for _, c := range []string{"supervisor", "etcd", "kube-apiserver", "kube-controller-manager", "containerd", "kubelet", "kube-proxy"} {
@@ -494,6 +476,33 @@ func readyPods(listJSON string) []podInfo {
 		}
 	}
 	return out
+}
+
+// prepareRoot makes the node's root folder what `edgefleet-node kubernetes
+// up` expects: the Kubernetes binaries (bins) at /opt/kubernetes/bin and
+// n.cfg at wire.ConfigPath; the registry's port is forwarded into the
+// node's namespace.
+func (n *distroNode) prepareRoot(t *testing.T, bins string, registryPort int) {
+	t.Helper()
+	if err := n.Forward(registryPort); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(n.root, "opt/kubernetes"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(bins, filepath.Join(n.root, "opt/kubernetes/bin")); err != nil {
+		t.Fatal(err)
+	}
+	data, err := n.cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(filepath.Join(n.root, wire.ConfigPath)), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(n.root, wire.ConfigPath), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // requireRealKubelets skips where network namespaces are not available
