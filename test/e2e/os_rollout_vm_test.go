@@ -18,8 +18,6 @@ import (
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/controller/managedosimage"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
-	"github.com/edgefleet/edgefleet/internal/osimage/osimagetest"
-	sit "github.com/edgefleet/edgefleet/internal/seedimage/seedimagetest"
 	"github.com/edgefleet/edgefleet/test/vmrig"
 )
 
@@ -43,8 +41,6 @@ func TestOSRolloutInVMs(t *testing.T) {
 	if os.Getenv("EDGEFLEET_BENCH") == "" {
 		t.Skip("two VMs through install, a rollout and a rollback: runs in make bench (EDGEFLEET_BENCH=1)")
 	}
-	sit.RequireTools(t, "xorriso", "grub-mkrescue", "mksquashfs", "swtpm", "qemu-system-x86_64", "busybox")
-	osimagetest.SkipWithoutBuilder(t)
 	ctx := context.Background()
 	steps := newStepClock(t)
 

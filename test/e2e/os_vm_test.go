@@ -58,8 +58,6 @@ func TestOSLifecycleInVM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds an OS image, starts a manager and boots a VM several times")
 	}
-	sit.RequireTools(t, "xorriso", "grub-mkrescue", "mksquashfs", "swtpm", "qemu-system-x86_64", "busybox")
-	osimagetest.SkipWithoutBuilder(t)
 	ctx := context.Background()
 	steps := newStepClock(t)
 
@@ -311,7 +309,12 @@ type osVMLab struct {
 	managerPort   string
 }
 
+// newOSVMLab starts the registry; it skips without the tools that build OS
+// images and seeds and run the VMs.
 func newOSVMLab(t *testing.T) *osVMLab {
+	t.Helper()
+	sit.RequireTools(t, "xorriso", "grub-mkrescue", "mksquashfs", "swtpm", "qemu-system-x86_64", "busybox")
+	osimagetest.SkipWithoutBuilder(t)
 	reg := sit.StartRegistry(t)
 	_, regPort, _ := net.SplitHostPort(reg)
 	return &osVMLab{reg: reg, guestReg: net.JoinHostPort(guestRegistryIP, regPort)}
