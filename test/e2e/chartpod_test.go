@@ -3,8 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -548,25 +546,12 @@ func containerRSS(root string) string {
 // loopback registry as registry.k8s.io and edgefleet.test.
 func oneNodeConfig(t *testing.T, version, ip, registry string) wire.NodeConfig {
 	t.Helper()
-	ca := func(cn string) *wire.KeyPair {
-		_, kp, err := pki.NewCA(cn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &wire.KeyPair{Cert: string(kp.CertPEM), Key: string(kp.KeyPEM)}
-	}
-	cluster, etcd, front, sa := ca("cluster-ca"), ca("etcd-ca"), ca("front-proxy-ca"), ca("service-accounts")
-	tok := make([]byte, 11)
-	_, _ = rand.Read(tok)
-	h := hex.EncodeToString(tok)
+	s := newDistroSecrets(t)
 	return wire.NodeConfig{
-		Version: version, Server: "https://" + ip + ":6443", Token: h[:6] + "." + h[6:22],
-		Binaries: wire.Binaries{Dir: "/opt/kubernetes/bin"},
-		Registries: &wire.Registries{Mirrors: map[string][]string{
-			"registry.k8s.io": {"http://" + registry}, "edgefleet.test": {"http://" + registry},
-		}},
+		Version: version, Server: "https://" + ip + ":6443", Token: s.token,
+		Binaries: wire.Binaries{Dir: "/opt/kubernetes/bin"}, Registries: registryMirrors(registry),
 		Role: wire.RoleServer, Init: true, NodeName: "server", NodeIP: ip,
-		ClusterCA: *cluster, EtcdCA: etcd, FrontProxyCA: front, ServiceAccountKey: sa.Key,
+		ClusterCA: *s.cluster, EtcdCA: s.etcd, FrontProxyCA: s.frontProxy, ServiceAccountKey: s.serviceAccounts.Key,
 	}
 }
 

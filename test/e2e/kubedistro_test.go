@@ -45,32 +45,18 @@ func TestKubeDistro(t *testing.T) {
 	server := &distroNode{Node: lab.AddNode("server")}
 	agent := &distroNode{Node: lab.AddNode("agent")}
 
-	ca := func(cn string) *wire.KeyPair {
-		_, kp, err := pki.NewCA(cn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &wire.KeyPair{Cert: string(kp.CertPEM), Key: string(kp.KeyPEM)}
-	}
-	cluster, etcd, front, sa := ca("cluster-ca"), ca("etcd-ca"), ca("front-proxy-ca"), ca("service-accounts")
-	tok := make([]byte, 11)
-	_, _ = rand.Read(tok)
-	h := hex.EncodeToString(tok)
-	token := h[:6] + "." + h[6:22]
+	s := newDistroSecrets(t)
 	version := kubeletVersion(t, bins)
-	mirrors := &wire.Registries{Mirrors: map[string][]string{
-		"registry.k8s.io": {"http://" + reg.Host}, "edgefleet.test": {"http://" + reg.Host},
-	}}
 	common := wire.NodeConfig{
-		Version: version, Server: "https://" + server.IP + ":6443", Token: token,
-		Binaries: wire.Binaries{Dir: "/opt/kubernetes/bin"}, Registries: mirrors,
+		Version: version, Server: "https://" + server.IP + ":6443", Token: s.token,
+		Binaries: wire.Binaries{Dir: "/opt/kubernetes/bin"}, Registries: registryMirrors(reg.Host),
 	}
 	server.cfg = common
 	server.cfg.Role, server.cfg.Init, server.cfg.NodeName, server.cfg.NodeIP = wire.RoleServer, true, "server", server.IP
-	server.cfg.ClusterCA, server.cfg.EtcdCA, server.cfg.FrontProxyCA, server.cfg.ServiceAccountKey = *cluster, etcd, front, sa.Key
+	server.cfg.ClusterCA, server.cfg.EtcdCA, server.cfg.FrontProxyCA, server.cfg.ServiceAccountKey = *s.cluster, s.etcd, s.frontProxy, s.serviceAccounts.Key
 	agent.cfg = common
 	agent.cfg.Role, agent.cfg.NodeName, agent.cfg.NodeIP = wire.RoleAgent, "agent", agent.IP
-	agent.cfg.ClusterCA = wire.KeyPair{Cert: cluster.Cert}
+	agent.cfg.ClusterCA = wire.KeyPair{Cert: s.cluster.Cert}
 	agent.cfg.NodeLabels = map[string]string{"edgefleet.io/pool": "workers"}
 
 	setup := func(n *distroNode) {
@@ -503,6 +489,36 @@ func (n *distroNode) prepareRoot(t *testing.T, bins string, registryPort int) {
 	if err := os.WriteFile(filepath.Join(n.root, wire.ConfigPath), data, 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// distroSecrets are a new test cluster's CAs and bootstrap token.
+type distroSecrets struct {
+	cluster, etcd, frontProxy, serviceAccounts *wire.KeyPair
+	token                                      string
+}
+
+func newDistroSecrets(t *testing.T) distroSecrets {
+	t.Helper()
+	ca := func(cn string) *wire.KeyPair {
+		_, kp, err := pki.NewCA(cn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &wire.KeyPair{Cert: string(kp.CertPEM), Key: string(kp.KeyPEM)}
+	}
+	tok := make([]byte, 11)
+	_, _ = rand.Read(tok)
+	h := hex.EncodeToString(tok)
+	return distroSecrets{cluster: ca("cluster-ca"), etcd: ca("etcd-ca"), frontProxy: ca("front-proxy-ca"), serviceAccounts: ca("service-accounts"),
+		token: h[:6] + "." + h[6:22]}
+}
+
+// registryMirrors pull registry.k8s.io and edgefleet.test through the
+// loopback registry at host (air-gapped).
+func registryMirrors(host string) *wire.Registries {
+	return &wire.Registries{Mirrors: map[string][]string{
+		"registry.k8s.io": {"http://" + host}, "edgefleet.test": {"http://" + host},
+	}}
 }
 
 // requireRealKubelets skips where network namespaces are not available
