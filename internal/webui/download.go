@@ -1,9 +1,7 @@
 package webui
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -100,36 +98,10 @@ func orPending(s machinesv1.SeedImageState) machinesv1.SeedImageState {
 // get reads the SeedImage from the manager's API impersonating user, so
 // the manager's RBAC decides; a refusal comes back with the API's message.
 func (d *seedDownload) get(r *http.Request, user *authn.User, ns, name string) (*machinesv1.SeedImage, int, string) {
-	u := *d.p.target
-	u.Path = path.Join("/", u.Path, "apis", machinesv1.GroupVersion.Group, machinesv1.GroupVersion.Version, "namespaces", url.PathEscape(ns), "seedimages", url.PathEscape(name))
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, u.String(), nil)
-	if err != nil {
-		return nil, http.StatusBadRequest, err.Error()
-	}
-	req.Header.Set("Accept", "application/json")
-	authn.SetImpersonation(req.Header, user)
-	res, err := d.p.rt.RoundTrip(req)
-	if err != nil {
-		return nil, http.StatusBadGateway, "the manager's Kubernetes API is unreachable: " + err.Error()
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-	if err != nil {
-		return nil, http.StatusBadGateway, err.Error()
-	}
-	if res.StatusCode != http.StatusOK {
-		var s struct {
-			Message string `json:"message"`
-		}
-		_ = json.Unmarshal(body, &s)
-		if s.Message == "" {
-			s.Message = res.Status
-		}
-		return nil, res.StatusCode, s.Message
-	}
 	var si machinesv1.SeedImage
-	if err := json.Unmarshal(body, &si); err != nil {
-		return nil, http.StatusBadGateway, "reading the SeedImage: " + err.Error()
+	if code, msg := d.p.getAs(r.Context(), user, nil, 1<<20, "the SeedImage", &si,
+		"apis", machinesv1.GroupVersion.Group, machinesv1.GroupVersion.Version, "namespaces", url.PathEscape(ns), "seedimages", url.PathEscape(name)); code != 0 {
+		return nil, code, msg
 	}
 	return &si, 0, ""
 }

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
-	"path"
 	"slices"
 	"strings"
 
@@ -165,40 +164,14 @@ func (h *provisioningRoutes) listInventories(r *http.Request, user *authn.User, 
 	var all []machinesv1.MachineInventory
 	cont := ""
 	for {
-		u := *h.p.target
-		u.Path = path.Join("/", u.Path, "apis", machinesv1.GroupVersion.Group, machinesv1.GroupVersion.Version, "namespaces", url.PathEscape(ns), "machineinventories")
 		q := url.Values{"limit": {"500"}}
 		if cont != "" {
 			q.Set("continue", cont)
 		}
-		u.RawQuery = q.Encode()
-		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, u.String(), nil)
-		if err != nil {
-			return nil, http.StatusBadRequest, err.Error()
-		}
-		req.Header.Set("Accept", "application/json")
-		authn.SetImpersonation(req.Header, user)
-		res, err := h.p.rt.RoundTrip(req)
-		if err != nil {
-			return nil, http.StatusBadGateway, "the manager's Kubernetes API is unreachable: " + err.Error()
-		}
-		if res.StatusCode != http.StatusOK {
-			body, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-			res.Body.Close()
-			var s struct {
-				Message string `json:"message"`
-			}
-			_ = json.Unmarshal(body, &s)
-			if s.Message == "" {
-				s.Message = res.Status
-			}
-			return nil, res.StatusCode, s.Message
-		}
 		var page matchList
-		err = json.NewDecoder(io.LimitReader(res.Body, 64<<20)).Decode(&page)
-		res.Body.Close()
-		if err != nil {
-			return nil, http.StatusBadGateway, fmt.Sprintf("reading the MachineInventories of %s: %v", ns, err)
+		if code, msg := h.p.getAs(r.Context(), user, q, 64<<20, "the MachineInventories of "+ns, &page,
+			"apis", machinesv1.GroupVersion.Group, machinesv1.GroupVersion.Version, "namespaces", url.PathEscape(ns), "machineinventories"); code != 0 {
+			return nil, code, msg
 		}
 		for _, it := range page.Items {
 			inv := machinesv1.MachineInventory{ObjectMeta: metav1.ObjectMeta{Name: it.Metadata.Name, Namespace: ns, Labels: it.Metadata.Labels,

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"path"
 	"strings"
 
 	"github.com/go-logr/logr"
@@ -140,4 +142,41 @@ func writeStatus(w http.ResponseWriter, code int, msg string) {
 	w.WriteHeader(code)
 	reason := map[int]string{401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict", 413: "RequestEntityTooLarge", 502: "InternalError", 503: "ServiceUnavailable"}[code]
 	_ = json.NewEncoder(w).Encode(map[string]any{"kind": "Status", "apiVersion": "v1", "metadata": map[string]any{}, "status": "Failure", "message": msg, "reason": reason, "code": code})
+}
+
+// getAs GETs the path of segments (with query) from the manager's Kubernetes
+// API impersonating user, so the manager's RBAC decides, and decodes the
+// JSON answer (at most limit bytes) into v. A refusal comes back with the
+// API's code and message, an unreachable API or an unreadable answer (what
+// names it) as 502; success is code 0.
+func (p *proxy) getAs(ctx context.Context, user *authn.User, query url.Values, limit int64, what string, v any, segments ...string) (int, string) {
+	u := *p.target
+	u.Path = path.Join(append([]string{"/", u.Path}, segments...)...)
+	u.RawQuery = query.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return http.StatusBadRequest, err.Error()
+	}
+	req.Header.Set("Accept", "application/json")
+	authn.SetImpersonation(req.Header, user)
+	res, err := p.rt.RoundTrip(req)
+	if err != nil {
+		return http.StatusBadGateway, "the manager's Kubernetes API is unreachable: " + err.Error()
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+		var s struct {
+			Message string `json:"message"`
+		}
+		_ = json.Unmarshal(body, &s)
+		if s.Message == "" {
+			s.Message = res.Status
+		}
+		return res.StatusCode, s.Message
+	}
+	if err := json.NewDecoder(io.LimitReader(res.Body, limit)).Decode(v); err != nil {
+		return http.StatusBadGateway, "reading " + what + ": " + err.Error()
+	}
+	return 0, ""
 }

@@ -293,14 +293,7 @@ func TestManagerRestartWithConnectedAgents(t *testing.T) {
 	if err := m.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: restartNS}}); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(harness.EdgefleetBinary(t), "token", "create", "--kubeconfig", m.Kubeconfig, "-n", restartNS, "--ttl", "2h", "--max-clusters", strconv.Itoa(n)).CombinedOutput()
-	if err != nil {
-		t.Fatalf("edgefleet token create: %v\n%s", err, out)
-	}
-	g := tokenLine.FindStringSubmatch(string(out))
-	if g == nil {
-		t.Fatalf("no token in:\n%s", out)
-	}
+	token := createSimToken(t, m, restartNS, 2*time.Hour, n)
 	ids := make([]string, restartBundles+1)
 	for b := range ids {
 		if ids[b], err = content.Store(ctx, m.Client, benchManifest(b)); err != nil {
@@ -320,31 +313,8 @@ func TestManagerRestartWithConnectedAgents(t *testing.T) {
 		}
 	}
 
-	// Join N agents, 32 at a time (a fleet comes up over time, not in one
-	// instant; the join path's own storm is TestRegistrationStorm's).
-	f := &simFleet{agents: make([]*simJoinedAgent, n), inventory: map[simKey]string{},
-		queue: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[simKey]())}
-	defer f.queue.ShutDown()
-	for range 32 {
-		go f.work(ctx)
-	}
 	tJoin := time.Now()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	joinErrs := make([]error, n)
-	for range 32 {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				f.agents[i], joinErrs[i] = f.startSimAgent(ctx, i, m, g[3], downstream.RESTConfig())
-			}
-		})
-	}
-	wg.Wait()
-	for _, err := range joinErrs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	f := joinSimFleet(ctx, t, m, token, downstream.RESTConfig(), n)
 	t.Logf("%d agents joined in %s", n, secs(time.Since(tJoin)))
 	waitProgress(t, 20*time.Minute, "every tunnel and every deployment", func() (bool, string) {
 		sessions, _, _, err := managerSample(m)
@@ -384,34 +354,19 @@ func TestManagerRestartWithConnectedAgents(t *testing.T) {
 		requests float64
 		sessions float64
 	}
-	var samplesMu sync.Mutex
-	var samples []sample
-	sampleCtx, stopSampling := context.WithCancel(ctx)
 	var current atomic.Pointer[harness.Manager]
 	current.Store(m)
-	var sampling sync.WaitGroup
-	sampling.Go(func() {
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case <-sampleCtx.Done():
-				return
-			case <-tick.C:
-			}
-			s := sample{at: time.Now(), requests: -1, sessions: -1}
-			c, cancel := context.WithTimeout(sampleCtx, 900*time.Millisecond)
-			if api, err := scrapeAPIServer(c, cfg); err == nil {
-				s.requests = api.requests
-			}
-			cancel()
-			if sess, _, _, err := managerSample(current.Load()); err == nil {
-				s.sessions = sess
-			}
-			samplesMu.Lock()
-			samples = append(samples, s)
-			samplesMu.Unlock()
+	stopSampling := sampleEvery(ctx, time.Second, func(ctx context.Context) (sample, bool) {
+		s := sample{at: time.Now(), requests: -1, sessions: -1}
+		c, cancel := context.WithTimeout(ctx, 900*time.Millisecond)
+		if api, err := scrapeAPIServer(c, cfg); err == nil {
+			s.requests = api.requests
 		}
+		cancel()
+		if sess, _, _, err := managerSample(current.Load()); err == nil {
+			s.sessions = sess
+		}
+		return s, true
 	})
 
 	tStop := time.Now()
@@ -452,8 +407,7 @@ func TestManagerRestartWithConnectedAgents(t *testing.T) {
 
 	// Settle, then compare with before.
 	time.Sleep(20 * time.Second)
-	stopSampling()
-	sampling.Wait()
+	samples := stopSampling()
 	sessions1, gor1, bdWrites1, err := managerSample(m)
 	if err != nil {
 		t.Fatal(err)
@@ -554,6 +508,81 @@ func TestManagerRestartWithConnectedAgents(t *testing.T) {
 	w("| a change after the restart on every cluster | %s, %d deploys | once per cluster |\n\n", secs(changed), n)
 	w("Run alone with `EDGEFLEET_BENCH=1 go test -run TestManagerRestartWithConnectedAgents ./test/bench/` (set `EDGEFLEET_BENCH_RESTART_AGENTS` for another fleet size).\n")
 	addSection(orderFaults, sb.String())
+}
+
+// createSimToken creates a registration token for n clusters in ns, valid
+// for ttl, with the edgefleet CLI, and returns it.
+func createSimToken(t *testing.T, m *harness.Manager, ns string, ttl time.Duration, n int) string {
+	t.Helper()
+	out, err := exec.Command(harness.EdgefleetBinary(t), "token", "create", "--kubeconfig", m.Kubeconfig, "-n", ns,
+		"--ttl", ttl.String(), "--max-clusters", strconv.Itoa(n)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("edgefleet token create: %v\n%s", err, out)
+	}
+	g := tokenLine.FindStringSubmatch(string(out))
+	if g == nil {
+		t.Fatalf("no token in:\n%s", out)
+	}
+	return g[3]
+}
+
+// joinSimFleet joins n simulated agents with token, 32 at a time (a fleet
+// comes up over time, not in one instant; the join path's own storm is
+// TestRegistrationStorm's), with 32 workers running their deployments until
+// the test ends.
+func joinSimFleet(ctx context.Context, t *testing.T, m *harness.Manager, token string, downstream *rest.Config, n int) *simFleet {
+	t.Helper()
+	f := &simFleet{agents: make([]*simJoinedAgent, n), inventory: map[simKey]string{},
+		queue: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[simKey]())}
+	t.Cleanup(f.queue.ShutDown)
+	for range 32 {
+		go f.work(ctx)
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	joinErrs := make([]error, n)
+	for range 32 {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				f.agents[i], joinErrs[i] = f.startSimAgent(ctx, i, m, token, downstream)
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range joinErrs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+// sampleEvery takes a sample now and then every interval in the
+// background (take drops one by returning false); stop ends the sampling
+// and returns the samples in order.
+func sampleEvery[T any](ctx context.Context, every time.Duration, take func(ctx context.Context) (T, bool)) (stop func() []T) {
+	ctx, cancel := context.WithCancel(ctx)
+	var samples []T
+	var done sync.WaitGroup
+	done.Go(func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			if s, ok := take(ctx); ok {
+				samples = append(samples, s)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	})
+	return func() []T {
+		cancel()
+		done.Wait()
+		return samples
+	}
 }
 
 // freeLocalPort is a port free on 127.0.0.1 now, for a manager that must

@@ -5,13 +5,10 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -125,15 +121,7 @@ func TestSoak(t *testing.T) {
 	if err := m.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: soakNS}}); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(harness.EdgefleetBinary(t), "token", "create", "--kubeconfig", m.Kubeconfig, "-n", soakNS,
-		"--ttl", (cfg.duration + time.Hour).String(), "--max-clusters", strconv.Itoa(n)).CombinedOutput()
-	if err != nil {
-		t.Fatalf("edgefleet token create: %v\n%s", err, out)
-	}
-	g := tokenLine.FindStringSubmatch(string(out))
-	if g == nil {
-		t.Fatalf("no token in:\n%s", out)
-	}
+	token := createSimToken(t, m, soakNS, cfg.duration+time.Hour, n)
 	// Each Bundle flips between two contents: a change is a new
 	// deploymentID on every cluster, as after a git push, without the
 	// benchmark itself piling up Content objects.
@@ -155,29 +143,8 @@ func TestSoak(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	f := &simFleet{agents: make([]*simJoinedAgent, n), inventory: map[simKey]string{},
-		queue: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[simKey]())}
-	defer f.queue.ShutDown()
-	for range 32 {
-		go f.work(ctx)
-	}
 	tJoin := time.Now()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	joinErrs := make([]error, n)
-	for range 32 {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				f.agents[i], joinErrs[i] = f.startSimAgent(ctx, i, m, g[3], downstream.RESTConfig())
-			}
-		})
-	}
-	wg.Wait()
-	for _, err := range joinErrs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	f := joinSimFleet(ctx, t, m, token, downstream.RESTConfig(), n)
 	waitProgress(t, 20*time.Minute, "every tunnel and every deployment", func() (bool, string) {
 		sessions, _, _, err := managerSample(m)
 		if err != nil {
@@ -196,27 +163,12 @@ func TestSoak(t *testing.T) {
 
 	// Phase 2: sample while changing.
 	t0 := time.Now()
-	var samplesMu sync.Mutex
-	var samples []soakSample
-	sampleCtx, stopSampling := context.WithCancel(ctx)
-	var sampling sync.WaitGroup
-	sampling.Go(func() {
-		tick := time.NewTicker(cfg.sampleEvery)
-		defer tick.Stop()
-		for {
-			if s, err := takeSoakSample(sampleCtx, m, restCfg, t0); err == nil {
-				samplesMu.Lock()
-				samples = append(samples, s)
-				samplesMu.Unlock()
-			} else if sampleCtx.Err() == nil {
-				t.Logf("sample at %s: %v", secs(time.Since(t0)), err)
-			}
-			select {
-			case <-sampleCtx.Done():
-				return
-			case <-tick.C:
-			}
+	stopSampling := sampleEvery(ctx, cfg.sampleEvery, func(ctx context.Context) (soakSample, bool) {
+		s, err := takeSoakSample(ctx, m, restCfg, t0)
+		if err != nil && ctx.Err() == nil {
+			t.Logf("sample at %s: %v", secs(time.Since(t0)), err)
 		}
+		return s, err == nil
 	})
 
 	var changes []soakChange
@@ -256,8 +208,7 @@ func TestSoak(t *testing.T) {
 	}
 	// One last sample after the last interval.
 	time.Sleep(time.Until(t0.Add(cfg.duration)))
-	stopSampling()
-	sampling.Wait()
+	samples := stopSampling()
 	if s, err := takeSoakSample(ctx, m, restCfg, t0); err == nil {
 		samples = append(samples, s)
 	}

@@ -3,8 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -41,7 +39,6 @@ import (
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
 	wire "github.com/edgefleet/edgefleet/internal/wire/kubedistro"
 	"github.com/edgefleet/edgefleet/test/harness"
-	"github.com/edgefleet/edgefleet/test/kubeimages"
 	"github.com/edgefleet/edgefleet/test/netlab"
 )
 
@@ -64,19 +61,8 @@ func TestChartInstallsOnDistroCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Kubernetes cluster of a real kubelet")
 	}
-	if why := netlab.Supported(); why != "" {
-		t.Skip(why)
-	}
-	for _, cmd := range []string{"containerd", "runc", "nsenter", "curl"} {
-		if _, err := exec.LookPath(cmd); err != nil {
-			t.Fatalf("%s is missing: run hack/install-deps.sh", cmd)
-		}
-	}
+	bins := requireRealKubelets(t, "containerd", "runc", "nsenter", "curl")
 	ctx := context.Background()
-	bins := harness.KubeBinDir(t)
-	if _, err := os.Stat(filepath.Join(bins, "kubelet")); err != nil {
-		t.Fatalf("no kubelet in %s: run hack/build-kube.sh", bins)
-	}
 	nodeBin := nodeBinary(t)
 	repo, err := harness.RepoRoot()
 	if err != nil {
@@ -86,9 +72,7 @@ func TestChartInstallsOnDistroCluster(t *testing.T) {
 	// The images. The registry is the site's own (air-gapped): containerd
 	// knows it as edgefleet.test through a mirror; the manager image names
 	// the agent image there by digest, as `make images` does for its repo.
-	reg := kubeimages.StartRegistry(t)
-	reg.Push(t, "pause", "3.10", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/pause"), "pause"))
-	reg.Push(t, "hello", "v1", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/hello"), "hello"))
+	reg := startNodeImageRegistry(t)
 	static := staticBinaries(t, repo)
 	caBundle, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
 	if err != nil {
@@ -114,26 +98,8 @@ func TestChartInstallsOnDistroCluster(t *testing.T) {
 	// One node: the init server, schedulable, running everything.
 	lab := netlab.New(t, "10.94.0")
 	node0 := &distroNode{Node: lab.AddNode("server"), root: shortTempDir(t)}
-	if err := node0.Forward(reg.Port); err != nil {
-		t.Fatal(err)
-	}
 	node0.cfg = oneNodeConfig(t, kubeletVersion(t, bins), node0.IP, reg.Host)
-	if err := os.MkdirAll(filepath.Join(node0.root, "opt/kubernetes"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(bins, filepath.Join(node0.root, "opt/kubernetes/bin")); err != nil {
-		t.Fatal(err)
-	}
-	data, err := node0.cfg.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Dir(filepath.Join(node0.root, wire.ConfigPath)), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(node0.root, wire.ConfigPath), data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	node0.prepareRoot(t, bins, reg.Port)
 	adminKC := kubedistro.NewPaths(node0.root).AdminKubeconfig()
 	kubectl := func(args ...string) (string, error) {
 		out, err := node0.Command(filepath.Join(bins, "kubectl"), append([]string{"--kubeconfig", adminKC}, args...)...).CombinedOutput()
@@ -580,25 +546,12 @@ func containerRSS(root string) string {
 // loopback registry as registry.k8s.io and edgefleet.test.
 func oneNodeConfig(t *testing.T, version, ip, registry string) wire.NodeConfig {
 	t.Helper()
-	ca := func(cn string) *wire.KeyPair {
-		_, kp, err := pki.NewCA(cn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &wire.KeyPair{Cert: string(kp.CertPEM), Key: string(kp.KeyPEM)}
-	}
-	cluster, etcd, front, sa := ca("cluster-ca"), ca("etcd-ca"), ca("front-proxy-ca"), ca("service-accounts")
-	tok := make([]byte, 11)
-	_, _ = rand.Read(tok)
-	h := hex.EncodeToString(tok)
+	s := newDistroSecrets(t)
 	return wire.NodeConfig{
-		Version: version, Server: "https://" + ip + ":6443", Token: h[:6] + "." + h[6:22],
-		Binaries: wire.Binaries{Dir: "/opt/kubernetes/bin"},
-		Registries: &wire.Registries{Mirrors: map[string][]string{
-			"registry.k8s.io": {"http://" + registry}, "edgefleet.test": {"http://" + registry},
-		}},
+		Version: version, Server: "https://" + ip + ":6443", Token: s.token,
+		Binaries: wire.Binaries{Dir: "/opt/kubernetes/bin"}, Registries: registryMirrors(registry),
 		Role: wire.RoleServer, Init: true, NodeName: "server", NodeIP: ip,
-		ClusterCA: *cluster, EtcdCA: etcd, FrontProxyCA: front, ServiceAccountKey: sa.Key,
+		ClusterCA: *s.cluster, EtcdCA: s.etcd, FrontProxyCA: s.frontProxy, ServiceAccountKey: s.serviceAccounts.Key,
 	}
 }
 

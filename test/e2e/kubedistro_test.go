@@ -38,82 +38,31 @@ type distroNode struct {
 // Both Nodes become Ready, a Deployment of a locally built image runs on
 // the agent and answers over the pod network from the server's namespace.
 func TestKubeDistro(t *testing.T) {
-	if why := netlab.Supported(); why != "" {
-		t.Skip(why)
-	}
-	for _, cmd := range []string{"containerd", "runc", "nsenter", "curl"} {
-		if _, err := exec.LookPath(cmd); err != nil {
-			t.Fatalf("%s is missing: run hack/install-deps.sh", cmd)
-		}
-	}
-	bins := harness.KubeBinDir(t)
-	if _, err := os.Stat(filepath.Join(bins, "kubelet")); err != nil {
-		t.Fatalf("no kubelet in %s: run hack/build-kube.sh", bins)
-	}
+	bins := requireRealKubelets(t, "containerd", "runc", "nsenter", "curl")
 	node := nodeBinary(t)
-
-	repo, err := harness.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := kubeimages.StartRegistry(t)
-	reg.Push(t, "pause", "3.10", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/pause"), "pause"))
-	reg.Push(t, "hello", "v1", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/hello"), "hello"))
-	reg.Push(t, "coredns/coredns", kubedistro.CoreDNSVersion, kubeimages.CoreDNSImage(t, repo))
+	reg := startNodeImageRegistry(t)
 
 	lab := netlab.New(t, "10.97.0")
 	server := &distroNode{Node: lab.AddNode("server")}
 	agent := &distroNode{Node: lab.AddNode("agent")}
 
-	ca := func(cn string) *wire.KeyPair {
-		_, kp, err := pki.NewCA(cn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &wire.KeyPair{Cert: string(kp.CertPEM), Key: string(kp.KeyPEM)}
-	}
-	cluster, etcd, front, sa := ca("cluster-ca"), ca("etcd-ca"), ca("front-proxy-ca"), ca("service-accounts")
-	tok := make([]byte, 11)
-	_, _ = rand.Read(tok)
-	h := hex.EncodeToString(tok)
-	token := h[:6] + "." + h[6:22]
+	s := newDistroSecrets(t)
 	version := kubeletVersion(t, bins)
-	mirrors := &wire.Registries{Mirrors: map[string][]string{
-		"registry.k8s.io": {"http://" + reg.Host}, "edgefleet.test": {"http://" + reg.Host},
-	}}
 	common := wire.NodeConfig{
-		Version: version, Server: "https://" + server.IP + ":6443", Token: token,
-		Binaries: wire.Binaries{Dir: "/opt/kubernetes/bin"}, Registries: mirrors,
+		Version: version, Server: "https://" + server.IP + ":6443", Token: s.token,
+		Binaries: wire.Binaries{Dir: "/opt/kubernetes/bin"}, Registries: registryMirrors(reg.Host),
 	}
 	server.cfg = common
 	server.cfg.Role, server.cfg.Init, server.cfg.NodeName, server.cfg.NodeIP = wire.RoleServer, true, "server", server.IP
-	server.cfg.ClusterCA, server.cfg.EtcdCA, server.cfg.FrontProxyCA, server.cfg.ServiceAccountKey = *cluster, etcd, front, sa.Key
+	server.cfg.ClusterCA, server.cfg.EtcdCA, server.cfg.FrontProxyCA, server.cfg.ServiceAccountKey = *s.cluster, s.etcd, s.frontProxy, s.serviceAccounts.Key
 	agent.cfg = common
 	agent.cfg.Role, agent.cfg.NodeName, agent.cfg.NodeIP = wire.RoleAgent, "agent", agent.IP
-	agent.cfg.ClusterCA = wire.KeyPair{Cert: cluster.Cert}
+	agent.cfg.ClusterCA = wire.KeyPair{Cert: s.cluster.Cert}
 	agent.cfg.NodeLabels = map[string]string{"edgefleet.io/pool": "workers"}
 
 	setup := func(n *distroNode) {
-		if err := n.Forward(reg.Port); err != nil {
-			t.Fatal(err)
-		}
 		n.root = shortTempDir(t) // the kubelet's sockets below it: at most 107 bytes
-		if err := os.MkdirAll(filepath.Join(n.root, "opt/kubernetes"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink(bins, filepath.Join(n.root, "opt/kubernetes/bin")); err != nil {
-			t.Fatal(err)
-		}
-		data, err := n.cfg.Marshal()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(n.root, wire.ConfigPath)), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(n.root, wire.ConfigPath), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		n.prepareRoot(t, bins, reg.Port)
 		t.Cleanup(func() {
 			if t.Failed() {
 				for _, c := range []string{"supervisor", "etcd", "kube-apiserver", "kube-controller-manager", "containerd", "kubelet", "kube-proxy"} {
@@ -575,6 +524,99 @@ func readyPods(listJSON string) []podInfo {
 		}
 	}
 	return out
+}
+
+// prepareRoot makes the node's root folder what `edgefleet-node kubernetes
+// up` expects: the Kubernetes binaries (bins) at /opt/kubernetes/bin and
+// n.cfg at wire.ConfigPath; the registry's port is forwarded into the
+// node's namespace.
+func (n *distroNode) prepareRoot(t *testing.T, bins string, registryPort int) {
+	t.Helper()
+	if err := n.Forward(registryPort); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(n.root, "opt/kubernetes"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(bins, filepath.Join(n.root, "opt/kubernetes/bin")); err != nil {
+		t.Fatal(err)
+	}
+	data, err := n.cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(filepath.Join(n.root, wire.ConfigPath)), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(n.root, wire.ConfigPath), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// distroSecrets are a new test cluster's CAs and bootstrap token.
+type distroSecrets struct {
+	cluster, etcd, frontProxy, serviceAccounts *wire.KeyPair
+	token                                      string
+}
+
+func newDistroSecrets(t *testing.T) distroSecrets {
+	t.Helper()
+	ca := func(cn string) *wire.KeyPair {
+		_, kp, err := pki.NewCA(cn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &wire.KeyPair{Cert: string(kp.CertPEM), Key: string(kp.KeyPEM)}
+	}
+	tok := make([]byte, 11)
+	_, _ = rand.Read(tok)
+	h := hex.EncodeToString(tok)
+	return distroSecrets{cluster: ca("cluster-ca"), etcd: ca("etcd-ca"), frontProxy: ca("front-proxy-ca"), serviceAccounts: ca("service-accounts"),
+		token: h[:6] + "." + h[6:22]}
+}
+
+// registryMirrors pull registry.k8s.io and edgefleet.test through the
+// loopback registry at host (air-gapped).
+func registryMirrors(host string) *wire.Registries {
+	return &wire.Registries{Mirrors: map[string][]string{
+		"registry.k8s.io": {"http://" + host}, "edgefleet.test": {"http://" + host},
+	}}
+}
+
+// requireRealKubelets skips where network namespaces are not available
+// (netlab) and fails where a command the nodes need or the kubelet is
+// missing; it returns the folder of the Kubernetes binaries.
+func requireRealKubelets(t *testing.T, commands ...string) (bins string) {
+	t.Helper()
+	if why := netlab.Supported(); why != "" {
+		t.Skip(why)
+	}
+	for _, cmd := range commands {
+		if _, err := exec.LookPath(cmd); err != nil {
+			t.Fatalf("%s is missing: run hack/install-deps.sh", cmd)
+		}
+	}
+	bins = harness.KubeBinDir(t)
+	if _, err := os.Stat(filepath.Join(bins, "kubelet")); err != nil {
+		t.Fatalf("no kubelet in %s: run hack/build-kube.sh", bins)
+	}
+	return bins
+}
+
+// startNodeImageRegistry is a loopback registry with the images the test
+// nodes pull, built from test/kubeimages: pause:3.10 (the sandbox image)
+// hello:v1 and CoreDNS (the cluster DNS every init server deploys).
+func startNodeImageRegistry(t *testing.T) *kubeimages.Registry {
+	t.Helper()
+	repo, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := kubeimages.StartRegistry(t)
+	reg.Push(t, "pause", "3.10", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/pause"), "pause"))
+	reg.Push(t, "hello", "v1", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/hello"), "hello"))
+	reg.Push(t, "coredns/coredns", kubedistro.CoreDNSVersion, kubeimages.CoreDNSImage(t, repo))
+	return reg
 }
 
 func kubeletVersion(t *testing.T, bins string) string {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"regexp"
 	"strings"
@@ -15,14 +14,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/controller/managedosimage"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
-	"github.com/edgefleet/edgefleet/internal/osimage/osimagetest"
-	sit "github.com/edgefleet/edgefleet/internal/seedimage/seedimagetest"
-	"github.com/edgefleet/edgefleet/test/harness"
 	"github.com/edgefleet/edgefleet/test/vmrig"
 )
 
@@ -46,58 +41,24 @@ func TestOSRolloutInVMs(t *testing.T) {
 	if os.Getenv("EDGEFLEET_BENCH") == "" {
 		t.Skip("two VMs through install, a rollout and a rollback: runs in make bench (EDGEFLEET_BENCH=1)")
 	}
-	sit.RequireTools(t, "xorriso", "grub-mkrescue", "mksquashfs", "swtpm", "qemu-system-x86_64", "busybox")
-	osimagetest.SkipWithoutBuilder(t)
 	ctx := context.Background()
 	steps := newStepClock(t)
 
-	reg := sit.StartRegistry(t)
-	_, regPort, _ := net.SplitHostPort(reg)
-	guestReg := net.JoinHostPort(guestRegistryIP, regPort)
-	push := func(v string, broken bool) (hostRef, guestRef string) {
-		t.Helper()
-		ref := pushOSImage(t, reg, v, broken)
-		return ref, strings.Replace(ref, reg, guestReg, 1)
-	}
-	v1Host, v1Guest := push("1.0.0", false)
-	_, v2Guest := push("2.0.0", false)
-	_, v3Guest := push("3.0.0", true)
+	lab := newOSVMLab(t)
+	v1Host, v1Guest := lab.push(t, "1.0.0", false)
+	_, v2Guest := lab.push(t, "2.0.0", false)
+	_, v3Guest := lab.push(t, "3.0.0", true)
 	steps.done("OS images 1.0.0, 2.0.0, 3.0.0 (--broken) built and pushed")
 
-	m := harness.StartManager(t, harness.ManagerOptions{ExternalHost: guestManagerIP, Args: []string{"--seed-allow-insecure-base-urls"}})
-	_, port, _ := net.SplitHostPort(strings.TrimPrefix(m.URL, "https://"))
 	ns := "os-rollout"
-	if err := m.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		t.Fatal(err)
-	}
-	var spec machinesv1.MachineRegistrationSpec
-	if err := yaml.UnmarshalStrict(fmt.Appendf(nil, `
+	m := lab.startManager(ctx, t, ns)
+	iso := lab.seedISO(ctx, t, ns, `
 machineName: "vm-${System Information/Serial Number}"
 machineInventoryLabels: {serial: "${System Information/Serial Number}", ring: canary}
 tpm: {trustOnFirstUse: true}
 config:
-  install: {device: /dev/vda, system-uri: "oci:%s", reboot: true}
-`, v1Guest), &spec); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Client.Create(ctx, &machinesv1.MachineRegistration{ObjectMeta: metav1.ObjectMeta{Name: "vm", Namespace: ns}, Spec: spec}); err != nil {
-		t.Fatal(err)
-	}
-	si := &machinesv1.SeedImage{ObjectMeta: metav1.ObjectMeta{Name: "live", Namespace: ns}, Spec: machinesv1.SeedImageSpec{
-		RegistrationRef: machinesv1.ObjectReference{Name: "vm"}, OSImage: v1Host}}
-	if err := m.Client.Create(ctx, si); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, 5*time.Minute, func() error {
-		if err := m.Client.Get(ctx, client.ObjectKeyFromObject(si), si); err != nil {
-			return err
-		}
-		if si.Status.State != machinesv1.SeedImageReady {
-			return fmt.Errorf("SeedImage state %q: %+v", si.Status.State, si.Status.Conditions)
-		}
-		return nil
-	})
-	iso := downloadSeed(t, m, si)
+  install: {device: /dev/vda, system-uri: "oci:`+v1Guest+`", reboot: true}
+`, v1Host)
 	steps.done("seed ISO built by the manager")
 
 	// Two machines install 1.0.0 from the seed at the same time.
@@ -107,10 +68,7 @@ config:
 		vms[names[i]] = vmrig.New(t, vmrig.Config{
 			Firmware: vmrig.UEFI, MemoryMiB: 1024, CDROM: iso, TPM: true, Network: true, Serial: serial,
 			UUID: fmt.Sprintf("7c0e5b1a-2d3f-4a6b-8c9d-0e1f2a3b4c%02d", i), Disks: []vmrig.Disk{{Size: 3 << 30}}, ExitOnReboot: true,
-			Forwards: []vmrig.Forward{
-				{Guest: net.JoinHostPort(guestManagerIP, port), Host: net.JoinHostPort("127.0.0.1", port)},
-				{Guest: guestReg, Host: reg},
-			},
+			Forwards: lab.forwards(true),
 		})
 	}
 	vctx, cancel := context.WithTimeout(ctx, 30*time.Minute)

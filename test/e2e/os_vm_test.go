@@ -58,58 +58,23 @@ func TestOSLifecycleInVM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds an OS image, starts a manager and boots a VM several times")
 	}
-	sit.RequireTools(t, "xorriso", "grub-mkrescue", "mksquashfs", "swtpm", "qemu-system-x86_64", "busybox")
-	osimagetest.SkipWithoutBuilder(t)
 	ctx := context.Background()
 	steps := newStepClock(t)
 
-	reg := sit.StartRegistry(t)
-	_, regPort, _ := net.SplitHostPort(reg)
-	guestReg := net.JoinHostPort(guestRegistryIP, regPort)
-	push := func(v string, broken bool) (hostRef, guestRef string) {
-		t.Helper()
-		ref := pushOSImage(t, reg, v, broken)
-		return ref, strings.Replace(ref, reg, guestReg, 1)
-	}
-	v1Host, v1Guest := push("1.0.0", false)
+	lab := newOSVMLab(t)
+	v1Host, v1Guest := lab.push(t, "1.0.0", false)
 	steps.done("OS image 1.0.0 built and pushed")
 
-	m := harness.StartManager(t, harness.ManagerOptions{ExternalHost: guestManagerIP, Args: []string{"--seed-allow-insecure-base-urls"}})
-	_, port, _ := net.SplitHostPort(strings.TrimPrefix(m.URL, "https://"))
 	ns := "os-vm"
-	if err := m.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		t.Fatal(err)
-	}
-	var spec machinesv1.MachineRegistrationSpec
-	if err := yaml.UnmarshalStrict(fmt.Appendf(nil, `
+	m := lab.startManager(ctx, t, ns)
+	iso := lab.seedISO(ctx, t, ns, `
 machineName: "vm-${System Information/Serial Number}"
 machineInventoryLabels: {serial: "${System Information/Serial Number}", cores: "${CPU/TotalCores}"}
 tpm: {trustOnFirstUse: true}
 config:
-  install: {device: /dev/vda, system-uri: "oci:%s", reboot: true}
+  install: {device: /dev/vda, system-uri: "oci:`+v1Guest+`", reboot: true}
   reset: {enabled: true}
-`, v1Guest), &spec); err != nil {
-		t.Fatal(err)
-	}
-	mr := &machinesv1.MachineRegistration{ObjectMeta: metav1.ObjectMeta{Name: "vm", Namespace: ns}, Spec: spec}
-	if err := m.Client.Create(ctx, mr); err != nil {
-		t.Fatal(err)
-	}
-	si := &machinesv1.SeedImage{ObjectMeta: metav1.ObjectMeta{Name: "live", Namespace: ns}, Spec: machinesv1.SeedImageSpec{
-		RegistrationRef: machinesv1.ObjectReference{Name: "vm"}, OSImage: v1Host}}
-	if err := m.Client.Create(ctx, si); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, 5*time.Minute, func() error {
-		if err := m.Client.Get(ctx, client.ObjectKeyFromObject(si), si); err != nil {
-			return err
-		}
-		if si.Status.State != machinesv1.SeedImageReady {
-			return fmt.Errorf("SeedImage state %q: %+v", si.Status.State, si.Status.Conditions)
-		}
-		return nil
-	})
-	iso := downloadSeed(t, m, si)
+`, v1Host)
 	steps.done("seed ISO built by the manager")
 
 	// A machine without a TPM boots the same seed (BIOS this time): the
@@ -117,7 +82,7 @@ config:
 	// and says why on the console; the manager never hears of it.
 	noTPM := vmrig.New(t, vmrig.Config{
 		Firmware: vmrig.BIOS, MemoryMiB: 1024, CDROM: iso, Network: true, Serial: "NOTPM1",
-		Forwards: []vmrig.Forward{{Guest: net.JoinHostPort(guestManagerIP, port), Host: net.JoinHostPort("127.0.0.1", port)}},
+		Forwards: lab.forwards(false),
 	})
 	nctx, ncancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer ncancel()
@@ -139,11 +104,7 @@ config:
 
 	vm := vmrig.New(t, vmrig.Config{
 		Firmware: vmrig.UEFI, MemoryMiB: 1024, CDROM: iso, TPM: true, Network: true, Serial: "VM9", UUID: "9a3c1e02-6f1b-4d7e-9c55-0d4f1c2b3a09",
-		Disks: []vmrig.Disk{{Size: 3 << 30}}, ExitOnReboot: true,
-		Forwards: []vmrig.Forward{
-			{Guest: net.JoinHostPort(guestManagerIP, port), Host: net.JoinHostPort("127.0.0.1", port)},
-			{Guest: guestReg, Host: reg},
-		},
+		Disks: []vmrig.Disk{{Size: 3 << 30}}, ExitOnReboot: true, Forwards: lab.forwards(true),
 	})
 	vctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
@@ -230,8 +191,8 @@ config:
 	// Upgrades come as node plans: the machine's agent runs
 	// `edgefleet-node upgrade` and reboots (the marker file makes the
 	// instruction harmless when it runs again after the reboot).
-	_, v2Guest := push("2.0.0", false)
-	_, v3Guest := push("3.0.0", true)
+	_, v2Guest := lab.push(t, "2.0.0", false)
+	_, v3Guest := lab.push(t, "3.0.0", true)
 	steps.done("OS images 2.0.0 and 3.0.0 (--broken) built and pushed")
 	powerOnAfterReboot := func() {
 		t.Helper()
@@ -337,6 +298,85 @@ config:
 	steps.done("inventory deleted → recovery, reset, registered again as new")
 	q, sw := vm.RSS()
 	t.Logf("qemu RSS %d KiB, swtpm RSS %d KiB (accelerator %s)", q, sw, vm.Accel())
+}
+
+// osVMLab is what the OS VM tests' machines reach: a loopback registry of
+// OS images and a manager, each at a fixed guest address the VM rig
+// forwards to the host's loopback.
+type osVMLab struct {
+	reg, guestReg string // the registry's host and guest addresses
+	m             *harness.Manager
+	managerPort   string
+}
+
+// newOSVMLab starts the registry; it skips without the tools that build OS
+// images and seeds and run the VMs.
+func newOSVMLab(t *testing.T) *osVMLab {
+	t.Helper()
+	sit.RequireTools(t, "xorriso", "grub-mkrescue", "mksquashfs", "swtpm", "qemu-system-x86_64", "busybox")
+	osimagetest.SkipWithoutBuilder(t)
+	reg := sit.StartRegistry(t)
+	_, regPort, _ := net.SplitHostPort(reg)
+	return &osVMLab{reg: reg, guestReg: net.JoinHostPort(guestRegistryIP, regPort)}
+}
+
+// push pushes OS image version v; it returns its reference by digest as
+// the host (the manager's seed build) and as the guests reach it.
+func (l *osVMLab) push(t *testing.T, v string, broken bool) (hostRef, guestRef string) {
+	t.Helper()
+	ref := pushOSImage(t, l.reg, v, broken)
+	return ref, strings.Replace(ref, l.reg, l.guestReg, 1)
+}
+
+// startManager starts the manager, reached by the guests at
+// guestManagerIP, and creates namespace ns.
+func (l *osVMLab) startManager(ctx context.Context, t *testing.T, ns string) *harness.Manager {
+	t.Helper()
+	l.m = harness.StartManager(t, harness.ManagerOptions{ExternalHost: guestManagerIP, Args: []string{"--seed-allow-insecure-base-urls"}})
+	_, l.managerPort, _ = net.SplitHostPort(strings.TrimPrefix(l.m.URL, "https://"))
+	if err := l.m.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	return l.m
+}
+
+// seedISO creates MachineRegistration "vm" in ns from the spec YAML and
+// SeedImage "live" of it booting osImage; once the manager built it, it
+// downloads the ISO and returns its path.
+func (l *osVMLab) seedISO(ctx context.Context, t *testing.T, ns, registrationSpec, osImage string) string {
+	t.Helper()
+	var spec machinesv1.MachineRegistrationSpec
+	if err := yaml.UnmarshalStrict([]byte(registrationSpec), &spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.m.Client.Create(ctx, &machinesv1.MachineRegistration{ObjectMeta: metav1.ObjectMeta{Name: "vm", Namespace: ns}, Spec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	si := &machinesv1.SeedImage{ObjectMeta: metav1.ObjectMeta{Name: "live", Namespace: ns}, Spec: machinesv1.SeedImageSpec{
+		RegistrationRef: machinesv1.ObjectReference{Name: "vm"}, OSImage: osImage}}
+	if err := l.m.Client.Create(ctx, si); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 5*time.Minute, func() error {
+		if err := l.m.Client.Get(ctx, client.ObjectKeyFromObject(si), si); err != nil {
+			return err
+		}
+		if si.Status.State != machinesv1.SeedImageReady {
+			return fmt.Errorf("SeedImage state %q: %+v", si.Status.State, si.Status.Conditions)
+		}
+		return nil
+	})
+	return downloadSeed(t, l.m, si)
+}
+
+// forwards are a VM's forwards to the manager and, with registry, to the
+// registry (a machine that installs pulls its OS image).
+func (l *osVMLab) forwards(registry bool) []vmrig.Forward {
+	fw := []vmrig.Forward{{Guest: net.JoinHostPort(guestManagerIP, l.managerPort), Host: net.JoinHostPort("127.0.0.1", l.managerPort)}}
+	if registry {
+		fw = append(fw, vmrig.Forward{Guest: l.guestReg, Host: l.reg})
+	}
+	return fw
 }
 
 // pushOSImage builds (or takes from the cache) the reference OS image

@@ -120,6 +120,23 @@ export function logout(reason = ""): void {
   sessionError.value = reason;
 }
 
+// createObject POSTs an object (JSON, or YAML with that content type) to
+// resource in namespace as the UI's field manager; it returns the object
+// the API server created.
+export function createObject(group: string, resource: string, namespace: string, body: string, contentType = "application/json"): Promise<KObject> {
+  return request<KObject>(`${group}/namespaces/${encodeURIComponent(namespace)}/${resource}?fieldManager=edgefleet-ui`, { method: "POST", contentType, body });
+}
+
+// patchObject merge-patches o (of resource under group path, e.g.
+// "/apis/machines.edgefleet.io/v1alpha1") as the UI's field manager.
+export async function patchObject(group: string, resource: string, o: KObject, patch: unknown): Promise<void> {
+  await request(`${group}/namespaces/${encodeURIComponent(o.metadata.namespace!)}/${resource}/${encodeURIComponent(o.metadata.name)}?fieldManager=edgefleet-ui`, {
+    method: "PATCH",
+    contentType: "application/merge-patch+json",
+    body: JSON.stringify(patch),
+  });
+}
+
 // can asks whether the current user may do verb on a resource
 // (SelfSubjectAccessReview); reason explains a refusal.
 export async function can(verb: string, group: string, resource: string, namespace: string, subresource = "", name = ""): Promise<{ allowed: boolean; reason: string }> {

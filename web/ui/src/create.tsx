@@ -3,9 +3,9 @@
 // the manager with formation's own matching, distro and version), created
 // as the signed-in user; then the cluster's formation progress, live.
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { age, ApiError, can, condition, KObject, request, requestAt } from "./api";
-import { Badge, Column, Conditions, Freshness, Table, useCollection } from "./table";
-import { qname, ready, stateTone } from "./model";
+import { age, ApiError, condition, createObject, KObject, requestAt } from "./api";
+import { Badge, byName, Column, Conditions, DetailHead, Freshness, ListTable, StateCell, Submit, submitWith, Table, Toolbar, useAction, useCollection, usePermission } from "./table";
+import { qname, ready } from "./model";
 import {
   clusterObject,
   ClusterForm,
@@ -288,50 +288,21 @@ export function CreateClusterPage() {
     return () => clearTimeout(t);
   }, [body, matchInput]);
 
-  const [perm, setPerm] = useState<{ allowed: boolean; reason: string } | null>(null);
-  useEffect(() => {
-    let live = true;
-    setPerm(null);
-    if (!form.namespace) return;
-    can("create", "provisioning.edgefleet.io", "provisionedclusters", form.namespace)
-      .then((p) => live && setPerm(p))
-      .catch((e) => live && setPerm({ allowed: false, reason: (e as Error).message }));
-    return () => {
-      live = false;
-    };
-  }, [form.namespace]);
+  const perm = usePermission("create", "provisioning.edgefleet.io", "provisionedclusters", form.namespace);
 
-  const [err, setErr] = useState("");
-  const [busy, setBusy] = useState(false);
-  const submit = async () => {
-    setBusy(true);
-    setErr("");
-    try {
-      const created = await request<KObject>(`${PROVISIONING}/namespaces/${encodeURIComponent(form.namespace)}/provisionedclusters?fieldManager=edgefleet-ui`, {
-        method: "POST",
-        contentType: "application/json",
-        body,
-      });
+  const { busy, err, run } = useAction();
+  const submit = () =>
+    run(async () => {
+      const created = await createObject(PROVISIONING, "provisionedclusters", form.namespace, body);
       go("provisioned", { open: qname(created) });
-    } catch (e) {
-      setErr((e as ApiError).message);
-    } finally {
-      setBusy(false);
-    }
-  };
+    });
 
   const poolPreview = (name: string) => preview.pools.find((p) => p.name === name);
   const poolError = (id: string) => built.poolErrors[id] || preview.error;
   if (invs.state.value !== "loading" && invs.state.value !== "error" && all.length === 0) return <NoMachines />;
   const otherNs = namespaces.filter((n) => n !== form.namespace);
   return (
-    <form
-      class="create-cluster"
-      onSubmit={(e) => {
-        e.preventDefault();
-        void submit();
-      }}
-    >
+    <form class="create-cluster" onSubmit={submitWith(submit)}>
       <p>
         Choose machines from the inventory by label for a control plane and worker pools. The preview beside each pool is the manager's own answer (as{" "}
         <code>edgefleet cluster preview</code>), live as machines register or are taken. <Freshness state={invs.state.value} since={invs.since.value} error={invs.error.value} />
@@ -460,26 +431,12 @@ export function CreateClusterPage() {
           {perm.reason ? ` (${perm.reason})` : ""}: the API will refuse it. Ask an administrator for a Role that allows it.
         </div>
       )}
-      <div class="actions">
-        <button type="submit" class="primary" disabled={busy || !!built.error}>
-          {busy ? "Creating…" : "Create cluster"}
-        </button>
-      </div>
-      {err && (
-        <div class="banner error" role="alert">
-          {err}
-        </div>
-      )}
+      <Submit text="Create cluster" busyText="Creating…" busy={busy} disabled={!!built.error} err={err} />
     </form>
   );
 }
 
 // ---------------------------------------------------------------- progress
-
-function StateBadge({ o }: { o: KObject }) {
-  const t = stateTone(o);
-  return <Badge ok={t.tone === "ok"} warn={t.tone === "warn"} text={t.text} />;
-}
 
 function Steps({ pc, machines }: { pc: KObject; machines: KObject[] }) {
   const pools = poolProgress(pc, machines);
@@ -513,13 +470,9 @@ function Progress({ pc, onClose }: { pc: KObject; onClose: () => void }) {
   const fleet = pc.status?.fleetClusterRef?.name;
   return (
     <section class="detail" aria-labelledby="pc-title">
-      <div class="detail-head">
-        <h2 id="pc-title">{qname(pc)}</h2>
+      <DetailHead id="pc-title" title={qname(pc)} onClose={onClose}>
         <Freshness state={cms.state.value} since={cms.since.value} error={cms.error.value} />
-        <button type="button" onClick={onClose}>
-          Close
-        </button>
-      </div>
+      </DetailHead>
       <Steps pc={pc} machines={machines} />
       <dl class="facts">
         <dt>Distribution</dt>
@@ -528,7 +481,7 @@ function Progress({ pc, onClose }: { pc: KObject; onClose: () => void }) {
         </dd>
         <dt>Status</dt>
         <dd>
-          <StateBadge o={pc} /> {ready(pc).message}
+          <StateCell o={pc} /> {ready(pc).message}
         </dd>
         {stalled?.status === "True" && (
           <>
@@ -552,73 +505,47 @@ function Progress({ pc, onClose }: { pc: KObject; onClose: () => void }) {
         </dd>
       </dl>
       <h3>Pools</h3>
-      <table class="conditions" aria-label="Pools">
-        <thead>
+      <ListTable label="Pools" head={["Pool", "Wanted", "Adopted", "Bootstrapped", "Node Ready", "Free matching", "Waiting for"]}>
+        {pools.map((p) => (
           <tr>
-            <th scope="col">Pool</th>
-            <th scope="col">Wanted</th>
-            <th scope="col">Adopted</th>
-            <th scope="col">Bootstrapped</th>
-            <th scope="col">Node Ready</th>
-            <th scope="col">Free matching</th>
-            <th scope="col">Waiting for</th>
+            <td>{p.name}</td>
+            <td>{p.wanted}</td>
+            <td>{p.adopted}</td>
+            <td>{p.bootstrapped}</td>
+            <td>{p.nodeReady}</td>
+            <td>{p.matchingAvailable}</td>
+            <td class="msg">{p.message}</td>
           </tr>
-        </thead>
-        <tbody>
-          {pools.map((p) => (
-            <tr>
-              <td>{p.name}</td>
-              <td>{p.wanted}</td>
-              <td>{p.adopted}</td>
-              <td>{p.bootstrapped}</td>
-              <td>{p.nodeReady}</td>
-              <td>{p.matchingAvailable}</td>
-              <td class="msg">{p.message}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+        ))}
+      </ListTable>
       <h3>Machines ({machines.length})</h3>
       {machines.length === 0 ? (
         <p>{cms.state.value === "loading" ? "Loading…" : "No machine adopted yet: see the pools' messages above for what formation waits for."}</p>
       ) : (
-        <table class="conditions" aria-label="Machines of this cluster">
-          <thead>
-            <tr>
-              <th scope="col">Machine</th>
-              <th scope="col">Pool</th>
-              <th scope="col">Role</th>
-              <th scope="col">Adopted</th>
-              <th scope="col">Bootstrapped</th>
-              <th scope="col">Node Ready</th>
-              <th scope="col">Waiting for</th>
-            </tr>
-          </thead>
-          <tbody>
-            {machines.map((m) => {
-              const c = (t: string) => {
-                const x = condition(m, t);
-                return <Badge ok={x?.status === "True"} warn={!x || x.status === "Unknown"} text={x ? (x.status === "True" ? "Yes" : x.reason || "No") : "—"} />;
-              };
-              return (
-                <tr>
-                  <td>
-                    <a href={`#/inventory?open=${encodeURIComponent(ns + "/" + (m.spec?.inventoryName ?? m.metadata.name))}`}>{m.metadata.name}</a>
-                  </td>
-                  <td>{m.spec?.pool}</td>
-                  <td>
-                    {m.spec?.role}
-                    {m.spec?.init ? " (init)" : ""}
-                  </td>
-                  <td>{c("Adopted")}</td>
-                  <td>{c("Bootstrapped")}</td>
-                  <td>{c("NodeReady")}</td>
-                  <td class="msg">{machineWhy(m)}</td>
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
+        <ListTable label="Machines of this cluster" head={["Machine", "Pool", "Role", "Adopted", "Bootstrapped", "Node Ready", "Waiting for"]}>
+          {machines.map((m) => {
+            const c = (t: string) => {
+              const x = condition(m, t);
+              return <Badge ok={x?.status === "True"} warn={!x || x.status === "Unknown"} text={x ? (x.status === "True" ? "Yes" : x.reason || "No") : "—"} />;
+            };
+            return (
+              <tr>
+                <td>
+                  <a href={`#/inventory?open=${encodeURIComponent(ns + "/" + (m.spec?.inventoryName ?? m.metadata.name))}`}>{m.metadata.name}</a>
+                </td>
+                <td>{m.spec?.pool}</td>
+                <td>
+                  {m.spec?.role}
+                  {m.spec?.init ? " (init)" : ""}
+                </td>
+                <td>{c("Adopted")}</td>
+                <td>{c("Bootstrapped")}</td>
+                <td>{c("NodeReady")}</td>
+                <td class="msg">{machineWhy(m)}</td>
+              </tr>
+            );
+          })}
+        </ListTable>
       )}
       <h3>Conditions</h3>
       <Conditions o={pc} />
@@ -638,7 +565,7 @@ export function ProvisionedPage() {
       {
         title: "Ready",
         value: (o) => ready(o).text,
-        cell: (o) => <StateBadge o={o} />,
+        cell: (o) => <StateCell o={o} />,
       },
       { title: "Distribution", value: (o) => `${o.spec?.distro ?? ""} ${o.spec?.version ?? ""}` },
       { title: "Control plane ready", value: (o) => `${o.status?.controlPlane?.ready ?? 0}/${o.spec?.controlPlane?.replicas ?? 0}` },
@@ -652,7 +579,7 @@ export function ProvisionedPage() {
     ],
     [],
   );
-  const sel = open ? [...coll.items.values()].find((o) => qname(o) === open) : undefined;
+  const sel = byName(coll, open);
   return (
     <>
       <div class="section-head">
@@ -661,13 +588,7 @@ export function ProvisionedPage() {
           Create cluster
         </button>
       </div>
-      <div class="toolbar">
-        <div class="filters">
-          <label for="pcs-filter">Filter by name</label>
-          <input id="pcs-filter" type="search" value={filter} onInput={(e) => setFilter((e.target as HTMLInputElement).value)} />
-        </div>
-        <Freshness state={coll.state.value} since={coll.since.value} error={coll.error.value} />
-      </div>
+      <Toolbar coll={coll} filter={filter} setFilter={setFilter} id="pcs" />
       <Table
         label="Provisioned clusters"
         columns={columns}

@@ -6,6 +6,7 @@ import { MediaPage } from "./media";
 import { OSUpgradesPage } from "./osupgrades";
 import { CreateClusterPage, ProvisionedPage } from "./create";
 import { route } from "./route";
+import { ErrorBanner, submitWith } from "./table";
 import "./app.css";
 
 const pages = [
@@ -42,17 +43,8 @@ function Login() {
         Sign in with a Kubernetes bearer token of the manager (for example <code>kubectl -n NAMESPACE create token SERVICEACCOUNT</code>) or with the client
         certificate your browser presents. Everything you do here is a Kubernetes request made as you: the manager's RBAC decides what you see and can change.
       </p>
-      {sessionError.value && (
-        <div class="banner error" role="alert">
-          {sessionError.value}
-        </div>
-      )}
-      <form
-        onSubmit={(e) => {
-          e.preventDefault();
-          void submit(tok);
-        }}
-      >
+      <ErrorBanner text={sessionError.value} />
+      <form onSubmit={submitWith(() => submit(tok))}>
         <label for="token">Bearer token</label>
         <textarea id="token" rows={4} value={tok} autocomplete="off" spellcheck={false} onInput={(e) => setTok((e.target as HTMLTextAreaElement).value)} />
         <div class="actions">
@@ -64,11 +56,7 @@ function Login() {
           </button>
         </div>
       </form>
-      {err && (
-        <div class="banner error" role="alert">
-          {err}
-        </div>
-      )}
+      <ErrorBanner text={err} />
     </main>
   );
 }

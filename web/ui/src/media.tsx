@@ -2,8 +2,8 @@
 // created from a MachineRegistration, followed while they build, and
 // downloaded through the manager as the signed-in user.
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { age, ApiError, can, condition, fetchAuthorized, KObject, request, saveFile, sha256Hex } from "./api";
-import { Badge, Column, Conditions, Freshness, SelectorInput, Table, useCollection } from "./table";
+import { age, condition, createObject, fetchAuthorized, KObject, patchObject, saveFile, sha256Hex } from "./api";
+import { Badge, byName, Column, Conditions, DetailHead, ErrorBanner, Submit, submitWith, Table, Toolbar, useAction, useCollection, usePermission } from "./table";
 import { NAME_RE, qname, ready, seedImageName, seedImageSource } from "./model";
 import { useParam } from "./route";
 import { Events } from "./pages";
@@ -30,23 +30,12 @@ function BuildForm({ registrations, initial, onDone }: { registrations: KObject[
   const [osImage, setOsImage] = useState("");
   const [minutes, setMinutes] = useState("60");
   const [suffix] = useState(randomSuffix);
-  const [err, setErr] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [perm, setPerm] = useState<{ allowed: boolean; reason: string } | null>(null);
+  const { busy, err, run } = useAction();
   useEffect(() => {
     if (!reg && registrations.length) setReg(qname(registrations[0]));
   }, [registrations.length]);
   const [ns, regName] = reg.split("/");
-  useEffect(() => {
-    if (!ns) return;
-    let live = true;
-    can("create", "machines.edgefleet.io", "seedimages", ns)
-      .then((p) => live && setPerm(p))
-      .catch((e) => live && setPerm({ allowed: false, reason: (e as Error).message }));
-    return () => {
-      live = false;
-    };
-  }, [ns]);
+  const perm = usePermission("create", "machines.edgefleet.io", "seedimages", ns);
   const name = regName ? seedImageName(regName, suffix) : "";
   const validation = !reg
     ? "Choose the registration whose URL the media carry."
@@ -61,38 +50,22 @@ function BuildForm({ registrations, initial, onDone }: { registrations: KObject[
             : !NAME_RE.test(name)
               ? "The registration's name does not make a valid media name."
               : "";
-  const submit = async () => {
-    setBusy(true);
-    setErr("");
-    const spec: Record<string, unknown> = { type, registrationRef: { name: regName }, cleanupAfterMinutes: Number(minutes) };
-    if (source === "base") {
-      spec.baseImage = baseImage.trim();
-      if (baseSHA.trim()) spec.baseImageSHA256 = baseSHA.trim();
-    }
-    if (source === "os") spec.osImage = osImage.trim();
-    try {
-      const created = await request<KObject>(`${MACHINES}/namespaces/${encodeURIComponent(ns)}/seedimages?fieldManager=edgefleet-ui`, {
-        method: "POST",
-        contentType: "application/json",
-        body: JSON.stringify({ apiVersion: "machines.edgefleet.io/v1alpha1", kind: "SeedImage", metadata: { name, namespace: ns }, spec }),
-      });
+  const submit = () =>
+    run(async () => {
+      const spec: Record<string, unknown> = { type, registrationRef: { name: regName }, cleanupAfterMinutes: Number(minutes) };
+      if (source === "base") {
+        spec.baseImage = baseImage.trim();
+        if (baseSHA.trim()) spec.baseImageSHA256 = baseSHA.trim();
+      }
+      if (source === "os") spec.osImage = osImage.trim();
+      const created = await createObject(MACHINES, "seedimages", ns, JSON.stringify({ apiVersion: "machines.edgefleet.io/v1alpha1", kind: "SeedImage", metadata: { name, namespace: ns }, spec }));
       onDone(qname(created));
-    } catch (e) {
-      setErr((e as ApiError).message);
-    } finally {
-      setBusy(false);
-    }
-  };
+    });
   const denied = perm && !perm.allowed;
   return (
     <section class="detail" aria-labelledby="build-title">
       <h2 id="build-title">Build media</h2>
-      <form
-        onSubmit={(e) => {
-          e.preventDefault();
-          void submit();
-        }}
-      >
+      <form onSubmit={submitWith(submit)}>
         <label for="media-reg">Registration</label>
         <select id="media-reg" value={reg} onChange={(e) => setReg((e.target as HTMLSelectElement).value)}>
           {!reg && <option value="">—</option>}
@@ -152,16 +125,7 @@ function BuildForm({ registrations, initial, onDone }: { registrations: KObject[
             {perm!.reason ? ` (${perm!.reason})` : ""}.
           </div>
         )}
-        <div class="actions">
-          <button type="submit" class="primary" disabled={busy || !!denied || !!validation}>
-            {busy ? "Starting…" : "Build media"}
-          </button>
-        </div>
-        {err && (
-          <div class="banner error" role="alert">
-            {err}
-          </div>
-        )}
+        <Submit text="Build media" busyText="Starting…" busy={busy} disabled={!!denied || !!validation} err={err} />
       </form>
     </section>
   );
@@ -191,16 +155,13 @@ function Progress({ o }: { o: KObject }) {
 }
 
 function Download({ o }: { o: KObject }) {
-  const [busy, setBusy] = useState(false);
-  const [err, setErr] = useState("");
+  const { busy, err, run } = useAction();
   const [verified, setVerified] = useState("");
   const base = `/ui/api/seedimages/${encodeURIComponent(o.metadata.namespace!)}/${encodeURIComponent(o.metadata.name)}/`;
   const ext = o.spec?.type === "raw" ? ".img" : ".iso";
-  const get = async (file: "image" | "checksum") => {
-    setBusy(true);
-    setErr("");
-    setVerified("");
-    try {
+  const get = (file: "image" | "checksum") =>
+    run(async () => {
+      setVerified("");
       const blob = await (await fetchAuthorized(base + file)).blob();
       if (file === "image" && o.status?.checksum) {
         // Verify before saving: what lands on disk is what the manager built.
@@ -213,12 +174,7 @@ function Download({ o }: { o: KObject }) {
         }
       }
       saveFile(blob, o.metadata.name + (file === "image" ? ext : ".sha256"));
-    } catch (e) {
-      setErr((e as Error).message);
-    } finally {
-      setBusy(false);
-    }
-  };
+    });
   return (
     <>
       <div class="actions">
@@ -230,38 +186,20 @@ function Download({ o }: { o: KObject }) {
         </button>
       </div>
       <span role="status">{verified}</span>
-      {err && (
-        <div class="banner error" role="alert">
-          {err}
-        </div>
-      )}
+      <ErrorBanner text={err} />
     </>
   );
 }
 
 function Retrigger({ o }: { o: KObject }) {
-  const [err, setErr] = useState("");
-  const again = async () => {
-    try {
-      await request(`${MACHINES}/namespaces/${encodeURIComponent(o.metadata.namespace!)}/seedimages/${encodeURIComponent(o.metadata.name)}?fieldManager=edgefleet-ui`, {
-        method: "PATCH",
-        contentType: "application/merge-patch+json",
-        body: JSON.stringify({ spec: { retriggerBuild: true } }),
-      });
-    } catch (e) {
-      setErr((e as Error).message);
-    }
-  };
+  const { err, run } = useAction();
+  const again = () => run(() => patchObject(MACHINES, "seedimages", o, { spec: { retriggerBuild: true } }));
   return (
     <>
       <button type="button" onClick={() => void again()}>
         Build again
       </button>
-      {err && (
-        <div class="banner error" role="alert">
-          {err}
-        </div>
-      )}
+      <ErrorBanner text={err} />
     </>
   );
 }
@@ -287,8 +225,7 @@ export function MediaPage() {
     ],
     [],
   );
-  let sel: KObject | undefined;
-  for (const o of coll.items.values()) if (qname(o) === open) sel = o;
+  const sel = byName(coll, open);
   return (
     <>
       <div class="section-head">
@@ -314,14 +251,7 @@ export function MediaPage() {
             }}
           />
         ))}
-      <div class="toolbar">
-        <div class="filters">
-          <label for="media-filter">Filter by name</label>
-          <input id="media-filter" type="search" value={filter} onInput={(e) => setFilter((e.target as HTMLInputElement).value)} />
-        </div>
-        <SelectorInput id="media-selector" value={selector} onChange={setSelector} />
-        <Freshness state={coll.state.value} since={coll.since.value} error={coll.error.value} />
-      </div>
+      <Toolbar coll={coll} filter={filter} setFilter={setFilter} id="media" selector={selector} setSelector={setSelector} />
       <Table
         label="Seed images"
         columns={columns}
@@ -338,12 +268,7 @@ export function MediaPage() {
       />
       {sel && (
         <section class="detail" aria-labelledby="media-title">
-          <div class="detail-head">
-            <h2 id="media-title">{qname(sel)}</h2>
-            <button type="button" onClick={() => setOpen("")}>
-              Close
-            </button>
-          </div>
+          <DetailHead id="media-title" title={qname(sel)} onClose={() => setOpen("")} />
           <Progress o={sel} />
           <dl class="facts">
             <dt>Registration</dt>

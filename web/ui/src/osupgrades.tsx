@@ -2,19 +2,14 @@
 // selector picks) with per-machine progress, the ManagedOSVersions they can
 // install, and the channels that sync those versions.
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { age, ApiError, can, KObject, request } from "./api";
-import { Badge, Column, Conditions, Freshness, Table, useCollection } from "./table";
-import { NAME_RE, parseSelector, qname, ready, rolloutText, stateTone } from "./model";
+import { age, createObject, KObject, patchObject } from "./api";
+import { Badge, byName, Column, Conditions, DetailHead, ErrorBanner, Freshness, ListTable, StateCell, Submit, submitWith, Table, useAction, useCollection, usePermission } from "./table";
+import { NAME_RE, parseSelector, qname, ready, rolloutText } from "./model";
 import { useParam } from "./route";
 import { Events } from "./pages";
 
 const MACHINES = "/apis/machines.edgefleet.io/v1alpha1";
 const CHANNEL_LABEL = "machines.edgefleet.io/channel";
-
-function StateCell({ o }: { o: KObject }) {
-  const { tone, text } = stateTone(o);
-  return <Badge ok={tone === "ok"} warn={tone === "warn"} text={text} />;
-}
 
 function selectorText(sel?: { matchLabels?: Record<string, string>; matchExpressions?: { key: string; operator: string; values?: string[] }[] }): string {
   if (!sel) return "";
@@ -35,18 +30,8 @@ function CreateUpgrade({ versions, initial, onDone }: { versions: KObject[]; ini
   const [image, setImage] = useState("");
   const [selText, setSelText] = useState("");
   const [concurrency, setConcurrency] = useState("1");
-  const [err, setErr] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [perm, setPerm] = useState<{ allowed: boolean; reason: string } | null>(null);
-  useEffect(() => {
-    let live = true;
-    can("create", "machines.edgefleet.io", "managedosimages", ns)
-      .then((p) => live && setPerm(p))
-      .catch((e) => live && setPerm({ allowed: false, reason: (e as Error).message }));
-    return () => {
-      live = false;
-    };
-  }, [ns]);
+  const { busy, err, run } = useAction();
+  const perm = usePermission("create", "machines.edgefleet.io", "managedosimages", ns);
   const inNs = versions.filter((v) => v.metadata.namespace === ns);
   useEffect(() => {
     if (from === "version" && !inNs.some((v) => v.metadata.name === version) && inNs.length) setVersion(inNs[0].metadata.name);
@@ -61,35 +46,19 @@ function CreateUpgrade({ versions, initial, onDone }: { versions: KObject[]; ini
         : from === "image" && !image.trim()
           ? "Give the OS image to install."
           : sel.error || (!/^\d+$/.test(concurrency) || Number(concurrency) < 1 || Number(concurrency) > 1000 ? "Concurrency is a number from 1 to 1000." : "");
-  const submit = async () => {
-    setBusy(true);
-    setErr("");
-    const spec: Record<string, unknown> = { targets: { selector: sel.selector }, concurrency: Number(concurrency) };
-    if (from === "version") spec.managedOSVersionName = version;
-    else spec.osImage = image.trim();
-    try {
-      const created = await request<KObject>(`${MACHINES}/namespaces/${encodeURIComponent(ns)}/managedosimages?fieldManager=edgefleet-ui`, {
-        method: "POST",
-        contentType: "application/json",
-        body: JSON.stringify({ apiVersion: "machines.edgefleet.io/v1alpha1", kind: "ManagedOSImage", metadata: { name, namespace: ns }, spec }),
-      });
+  const submit = () =>
+    run(async () => {
+      const spec: Record<string, unknown> = { targets: { selector: sel.selector }, concurrency: Number(concurrency) };
+      if (from === "version") spec.managedOSVersionName = version;
+      else spec.osImage = image.trim();
+      const created = await createObject(MACHINES, "managedosimages", ns, JSON.stringify({ apiVersion: "machines.edgefleet.io/v1alpha1", kind: "ManagedOSImage", metadata: { name, namespace: ns }, spec }));
       onDone(qname(created));
-    } catch (e) {
-      setErr((e as ApiError).message);
-    } finally {
-      setBusy(false);
-    }
-  };
+    });
   const denied = perm && !perm.allowed;
   return (
     <section class="detail" aria-labelledby="upgrade-title">
       <h2 id="upgrade-title">New OS upgrade</h2>
-      <form
-        onSubmit={(e) => {
-          e.preventDefault();
-          void submit();
-        }}
-      >
+      <form onSubmit={submitWith(submit)}>
         <label for="up-ns">Namespace</label>
         <input id="up-ns" value={ns} onInput={(e) => setNs((e.target as HTMLInputElement).value)} />
         <label for="up-name">Name</label>
@@ -133,58 +102,25 @@ function CreateUpgrade({ versions, initial, onDone }: { versions: KObject[]; ini
             <code>managedosimages.machines.edgefleet.io</code> there{perm!.reason ? ` (${perm!.reason})` : ""}.
           </div>
         )}
-        <div class="actions">
-          <button type="submit" class="primary" disabled={busy || !!denied || !!validation}>
-            {busy ? "Creating…" : "Start upgrade"}
-          </button>
-        </div>
-        {err && (
-          <div class="banner error" role="alert">
-            {err}
-          </div>
-        )}
+        <Submit text="Start upgrade" busyText="Creating…" busy={busy} disabled={!!denied || !!validation} err={err} />
       </form>
     </section>
   );
 }
 
 function PauseButton({ o }: { o: KObject }) {
-  const [err, setErr] = useState("");
-  const [perm, setPerm] = useState<{ allowed: boolean; reason: string } | null>(null);
+  const { err, run } = useAction();
   const ns = o.metadata.namespace!;
-  useEffect(() => {
-    let live = true;
-    can("patch", "machines.edgefleet.io", "managedosimages", ns)
-      .then((p) => live && setPerm(p))
-      .catch((e) => live && setPerm({ allowed: false, reason: (e as Error).message }));
-    return () => {
-      live = false;
-    };
-  }, [ns]);
+  const perm = usePermission("patch", "machines.edgefleet.io", "managedosimages", ns);
   const paused = !!o.spec?.paused;
-  const toggle = async () => {
-    setErr("");
-    try {
-      await request(`${MACHINES}/namespaces/${encodeURIComponent(ns)}/managedosimages/${encodeURIComponent(o.metadata.name)}?fieldManager=edgefleet-ui`, {
-        method: "PATCH",
-        contentType: "application/merge-patch+json",
-        body: JSON.stringify({ spec: { paused: !paused } }),
-      });
-    } catch (e) {
-      setErr((e as Error).message);
-    }
-  };
+  const toggle = () => run(() => patchObject(MACHINES, "managedosimages", o, { spec: { paused: !paused } }));
   if (perm && !perm.allowed) return <span class="muted">(you may not pause or resume: the manager's RBAC does not allow you to patch managedosimages in “{ns}”)</span>;
   return (
     <>
       <button type="button" disabled={!perm} onClick={() => void toggle()}>
         {paused ? "Resume" : "Pause"}
       </button>
-      {err && (
-        <div class="banner error" role="alert">
-          {err}
-        </div>
-      )}
+      <ErrorBanner text={err} />
     </>
   );
 }
@@ -194,12 +130,7 @@ function UpgradeDetail({ o, onClose }: { o: KObject; onClose: () => void }) {
   const s = o.status ?? {};
   return (
     <section class="detail" aria-labelledby="upgrade-detail">
-      <div class="detail-head">
-        <h2 id="upgrade-detail">{qname(o)}</h2>
-        <button type="button" onClick={onClose}>
-          Close
-        </button>
-      </div>
+      <DetailHead id="upgrade-detail" title={qname(o)} onClose={onClose} />
       <dl class="facts">
         <dt>Image</dt>
         <dd>
@@ -225,28 +156,19 @@ function UpgradeDetail({ o, onClose }: { o: KObject; onClose: () => void }) {
       {machines.length === 0 ? (
         <p>{s.total ? "Every selected machine runs the image or waits its turn." : "No machine matches the selector yet: the rollout starts when one registers."}</p>
       ) : (
-        <table class="conditions" aria-label="Machines in this upgrade">
-          <thead>
+        <ListTable label="Machines in this upgrade" head={["Machine", "State", "Why"]}>
+          {machines.slice(0, 500).map((m) => (
             <tr>
-              <th scope="col">Machine</th>
-              <th scope="col">State</th>
-              <th scope="col">Why</th>
+              <td>
+                <a href={`#/inventory?open=${encodeURIComponent(o.metadata.namespace + "/" + m.name)}`}>{m.name}</a>
+              </td>
+              <td>
+                <Badge ok={m.state === "Upgraded"} warn={m.state === "Waiting" || m.state === "Upgrading" || m.state === "Held"} text={m.state} />
+              </td>
+              <td class="msg">{m.message}</td>
             </tr>
-          </thead>
-          <tbody>
-            {machines.slice(0, 500).map((m) => (
-              <tr>
-                <td>
-                  <a href={`#/inventory?open=${encodeURIComponent(o.metadata.namespace + "/" + m.name)}`}>{m.name}</a>
-                </td>
-                <td>
-                  <Badge ok={m.state === "Upgraded"} warn={m.state === "Waiting" || m.state === "Upgrading" || m.state === "Held"} text={m.state} />
-                </td>
-                <td class="msg">{m.message}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          ))}
+        </ListTable>
       )}
       <h3>Conditions</h3>
       <Conditions o={o} />
@@ -308,8 +230,7 @@ export function OSUpgradesPage() {
     ],
     [],
   );
-  let sel: KObject | undefined;
-  for (const o of images.items.values()) if (qname(o) === open) sel = o;
+  const sel = byName(images, open);
   return (
     <>
       <section aria-labelledby="mosi-h">

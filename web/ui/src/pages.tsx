@@ -1,8 +1,7 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { ApiError, age, can, condition, KObject, request, saveFile, session, token } from "./api";
-import { Badge, Column, Conditions, Freshness, Labels, SelectorInput, Table, useCollection } from "./table";
-import { Collection } from "./api";
-import { bdWhy, kubeconfigYAML, NAME_RE, parseLabels, qname, ready, registrationYAML, stateTone } from "./model";
+import { age, condition, createObject, KObject, patchObject, request, saveFile, session, token } from "./api";
+import { Badge, byName, Column, Conditions, DetailHead, ErrorBanner, Freshness, Labels, ListTable, StateCell, Submit, submitWith, Table, Toolbar, useAction, useCollection, usePermission } from "./table";
+import { bdWhy, kubeconfigYAML, NAME_RE, parseLabels, qname, ready, registrationYAML } from "./model";
 import { go, useParam } from "./route";
 
 const FLEET = "/apis/fleet.edgefleet.io/v1alpha1";
@@ -11,46 +10,15 @@ const MACHINES = "/apis/machines.edgefleet.io/v1alpha1";
 // Labels edgefleet itself sets; hidden from label columns to keep them readable.
 const SYSTEM_LABELS = ["fleet.edgefleet.io/", "machines.edgefleet.io/"];
 
-// StateCell shows the kind's state word, coloured by stateTone.
-function StateCell({ o, state }: { o: KObject; state?: string }) {
-  const { tone, text } = stateTone(o, state);
-  return <Badge ok={tone === "ok"} warn={tone === "warn"} text={text} />;
-}
-
-function Toolbar({ coll, filter, setFilter, id, selector, setSelector }: { coll: Collection; filter: string; setFilter: (s: string) => void; id: string; selector: string; setSelector: (s: string) => void }) {
-  return (
-    <div class="toolbar">
-      <div class="filters">
-        <label for={id + "-filter"}>Filter by name</label>
-        <input id={id + "-filter"} type="search" value={filter} onInput={(e) => setFilter((e.target as HTMLInputElement).value)} />
-      </div>
-      <SelectorInput id={id + "-selector"} value={selector} onChange={setSelector} />
-      <Freshness state={coll.state.value} since={coll.since.value} error={coll.error.value} />
-    </div>
-  );
-}
-
 function Detail({ o, onClose, children }: { o: KObject; onClose: () => void; children?: preact.ComponentChildren }) {
   return (
     <section class="detail" aria-labelledby="detail-title">
-      <div class="detail-head">
-        <h2 id="detail-title">{qname(o)}</h2>
-        <button type="button" onClick={onClose}>
-          Close
-        </button>
-      </div>
+      <DetailHead id="detail-title" title={qname(o)} onClose={onClose} />
       {children}
       <h3>Conditions</h3>
       <Conditions o={o} />
     </section>
   );
-}
-
-// byName finds the object a URL names ("namespace/name").
-function byName(coll: Collection, name: string): KObject | undefined {
-  if (!name) return undefined;
-  for (const o of coll.items.values()) if (qname(o) === name) return o;
-  return undefined;
 }
 
 // Events lists the Kubernetes Events about an object, live.
@@ -63,30 +31,19 @@ export function Events({ o }: { o: KObject }) {
   if (ev.state.value === "error") return <p class="muted">Events are not shown: {ev.error.value}</p>;
   if (items.length === 0) return <p>{ev.state.value === "loading" ? "Loading…" : "No events about this object (Kubernetes keeps them for an hour)."}</p>;
   return (
-    <table class="conditions" aria-label="Events">
-      <thead>
+    <ListTable label="Events" head={["Type", "Reason", "Message", "Count", "Last seen"]}>
+      {items.slice(0, 50).map((e: any) => (
         <tr>
-          <th scope="col">Type</th>
-          <th scope="col">Reason</th>
-          <th scope="col">Message</th>
-          <th scope="col">Count</th>
-          <th scope="col">Last seen</th>
+          <td>
+            <Badge ok={e.type === "Normal"} text={e.type} />
+          </td>
+          <td>{e.reason}</td>
+          <td class="msg">{e.message}</td>
+          <td>{e.count ?? 1}</td>
+          <td>{age(e.lastTimestamp ?? e.eventTime)}</td>
         </tr>
-      </thead>
-      <tbody>
-        {items.slice(0, 50).map((e: any) => (
-          <tr>
-            <td>
-              <Badge ok={e.type === "Normal"} text={e.type} />
-            </td>
-            <td>{e.reason}</td>
-            <td class="msg">{e.message}</td>
-            <td>{e.count ?? 1}</td>
-            <td>{age(e.lastTimestamp ?? e.eventTime)}</td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
+      ))}
+    </ListTable>
   );
 }
 
@@ -96,23 +53,12 @@ export function Events({ o }: { o: KObject }) {
 // client-certificate sign-in, a user entry for them to fill with their
 // certificate (the browser never reveals its key). Never another identity.
 function KubeconfigDownload({ cluster }: { cluster: KObject }) {
-  const [perm, setPerm] = useState<{ allowed: boolean; reason: string } | null>(null);
-  const [err, setErr] = useState("");
+  const { err, run } = useAction();
   const [done, setDone] = useState("");
   const ns = cluster.metadata.namespace!;
-  useEffect(() => {
-    let live = true;
-    setPerm(null);
-    can("proxy", "fleet.edgefleet.io", "clusters", ns, "proxy", cluster.metadata.name)
-      .then((p) => live && setPerm(p))
-      .catch((e) => live && setPerm({ allowed: false, reason: (e as Error).message }));
-    return () => {
-      live = false;
-    };
-  }, [ns, cluster.metadata.name]);
-  const download = async () => {
-    setErr("");
-    try {
+  const perm = usePermission("proxy", "fleet.edgefleet.io", "clusters", ns, "proxy", cluster.metadata.name);
+  const download = () =>
+    run(async () => {
       // The manager's CA is public (/cacerts): no credential is sent for it.
       const res = await fetch("/cacerts", { credentials: "omit", cache: "no-store" });
       if (!res.ok) throw new Error(`reading the manager's CA from /cacerts: ${res.status} ${res.statusText}`);
@@ -121,10 +67,7 @@ function KubeconfigDownload({ cluster }: { cluster: KObject }) {
       const yaml = kubeconfigYAML({ name, server: location.origin + "/k8s/clusters/" + name, caPEM: ca, user: session.value?.user ?? "", token: token() });
       saveFile(new Blob([yaml], { type: "application/yaml" }), name + ".kubeconfig");
       setDone(token() ? "Saved. It carries your sign-in token: keep it like a password; it stops working when the token expires." : "Saved. Add your client certificate and key to its user entry (see the comment in the file).");
-    } catch (e) {
-      setErr((e as Error).message);
-    }
-  };
+    });
   return (
     <>
       <button type="button" onClick={() => void download()} disabled={!perm}>
@@ -140,11 +83,7 @@ function KubeconfigDownload({ cluster }: { cluster: KObject }) {
         </div>
       )}
       <span role="status">{done}</span>
-      {err && (
-        <div class="banner error" role="alert">
-          {err}
-        </div>
-      )}
+      <ErrorBanner text={err} />
     </>
   );
 }
@@ -254,35 +193,22 @@ function BundleDrillDown({ bundle, onClose }: { bundle: KObject; onClose: () => 
         Ready on <strong>{bundle.status?.display?.readyClusters ?? `${bundle.status?.readyClusters ?? 0}/${bundle.status?.desiredReadyClusters ?? 0}`}</strong> target
         clusters. <Freshness state={bds.state.value} since={bds.since.value} error={bds.error.value} />
       </p>
-      {bds.state.value === "error" && (
-        <div class="banner error" role="alert">
-          {bds.error.value}
-        </div>
-      )}
+      {bds.state.value === "error" && <ErrorBanner text={bds.error.value} />}
       <h3>Clusters where it is not ready ({notReady.length})</h3>
       {notReady.length === 0 ? (
         <p>{all.length === 0 ? "The bundle targets no cluster: check its targets in fleet.yaml or the GitRepo's targets." : "Ready on every target cluster."}</p>
       ) : (
-        <table class="conditions" aria-label="Clusters where the bundle is not ready">
-          <thead>
+        <ListTable label="Clusters where the bundle is not ready" head={["Cluster", "State", "Why"]}>
+          {notReady.slice(0, 200).map((o) => (
             <tr>
-              <th scope="col">Cluster</th>
-              <th scope="col">State</th>
-              <th scope="col">Why</th>
+              <td>{(o.metadata.labels?.["fleet.edgefleet.io/cluster-namespace"] ?? "") + "/" + (o.metadata.labels?.["fleet.edgefleet.io/cluster"] ?? o.metadata.namespace)}</td>
+              <td>
+                <Badge ok={false} warn={!o.status?.display?.state} text={o.status?.display?.state || "Pending"} />
+              </td>
+              <td class="msg">{bdWhy(o)}</td>
             </tr>
-          </thead>
-          <tbody>
-            {notReady.slice(0, 200).map((o) => (
-              <tr>
-                <td>{(o.metadata.labels?.["fleet.edgefleet.io/cluster-namespace"] ?? "") + "/" + (o.metadata.labels?.["fleet.edgefleet.io/cluster"] ?? o.metadata.namespace)}</td>
-                <td>
-                  <Badge ok={false} warn={!o.status?.display?.state} text={o.status?.display?.state || "Pending"} />
-                </td>
-                <td class="msg">{bdWhy(o)}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          ))}
+        </ListTable>
       )}
     </Detail>
   );
@@ -364,43 +290,20 @@ function CreateRegistration({ onDone }: { onDone: (ns: string, name: string) => 
   const [labelText, setLabelText] = useState("");
   const [mode, setMode] = useState<"form" | "yaml">("form");
   const [yaml, setYaml] = useState("");
-  const [err, setErr] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [perm, setPerm] = useState<{ allowed: boolean; reason: string } | null>(null);
-
-  useEffect(() => {
-    let live = true;
-    setPerm(null);
-    can("create", "machines.edgefleet.io", "machineregistrations", ns)
-      .then((p) => live && setPerm(p))
-      .catch((e) => live && setPerm({ allowed: false, reason: (e as Error).message }));
-    return () => {
-      live = false;
-    };
-  }, [ns]);
+  const { busy, err, run } = useAction();
+  const perm = usePermission("create", "machines.edgefleet.io", "machineregistrations", ns);
 
   const parsed = parseLabels(labelText);
   const formYAML = registrationYAML(name, ns, machineName, parsed.labels);
   const validation = !name ? "Give the registration a name." : !NAME_RE.test(name) || name.length > 253 ? "The name must be lowercase letters, digits, '-' and '.' (a DNS subdomain)." : parsed.error;
 
-  const submit = async () => {
-    setBusy(true);
-    setErr("");
-    const body = mode === "yaml" ? yaml : formYAML;
-    const target = mode === "yaml" ? (/^\s*namespace:\s*"?([a-z0-9-]+)"?\s*$/m.exec(yaml)?.[1] ?? ns) : ns;
-    try {
-      const created = await request<KObject>(`${MACHINES}/namespaces/${encodeURIComponent(target)}/machineregistrations?fieldManager=edgefleet-ui`, {
-        method: "POST",
-        contentType: "application/yaml",
-        body,
-      });
+  const submit = () =>
+    run(async () => {
+      const body = mode === "yaml" ? yaml : formYAML;
+      const target = mode === "yaml" ? (/^\s*namespace:\s*"?([a-z0-9-]+)"?\s*$/m.exec(yaml)?.[1] ?? ns) : ns;
+      const created = await createObject(MACHINES, "machineregistrations", target, body, "application/yaml");
       onDone(created.metadata.namespace ?? target, created.metadata.name);
-    } catch (e) {
-      setErr((e as ApiError).message);
-    } finally {
-      setBusy(false);
-    }
-  };
+    });
 
   const denied = perm && !perm.allowed;
   return (
@@ -424,12 +327,7 @@ function CreateRegistration({ onDone }: { onDone: (ns: string, name: string) => 
         </button>
       </div>
       <div id="reg-panel" role="tabpanel">
-      <form
-        onSubmit={(e) => {
-          e.preventDefault();
-          void submit();
-        }}
-      >
+      <form onSubmit={submitWith(submit)}>
         {mode === "form" ? (
           <>
             <label for="reg-ns">Namespace</label>
@@ -454,16 +352,7 @@ function CreateRegistration({ onDone }: { onDone: (ns: string, name: string) => 
             there{perm!.reason ? ` (${perm!.reason})` : ""}. Ask an administrator for a RoleBinding that grants it.
           </div>
         )}
-        <div class="actions">
-          <button type="submit" class="primary" disabled={busy || !!denied || (mode === "form" && !!validation)}>
-            {busy ? "Creating…" : "Create"}
-          </button>
-        </div>
-        {err && (
-          <div class="banner error" role="alert">
-            {err}
-          </div>
-        )}
+        <Submit text="Create" busyText="Creating…" busy={busy} disabled={!!denied || (mode === "form" && !!validation)} err={err} />
       </form>
       </div>
     </section>
@@ -518,31 +407,14 @@ function RegistrationURL({ reg }: { reg: KObject }) {
 // registering, so it asks first.
 function RotateToken({ reg }: { reg: KObject }) {
   const [asking, setAsking] = useState(false);
-  const [err, setErr] = useState("");
-  const [perm, setPerm] = useState<{ allowed: boolean; reason: string } | null>(null);
+  const { err, run } = useAction();
   const ns = reg.metadata.namespace!;
-  useEffect(() => {
-    let live = true;
-    can("patch", "machines.edgefleet.io", "machineregistrations", ns)
-      .then((p) => live && setPerm(p))
-      .catch((e) => live && setPerm({ allowed: false, reason: (e as Error).message }));
-    return () => {
-      live = false;
-    };
-  }, [ns]);
-  const rotate = async () => {
-    setErr("");
-    try {
-      await request(`${MACHINES}/namespaces/${encodeURIComponent(ns)}/machineregistrations/${encodeURIComponent(reg.metadata.name)}?fieldManager=edgefleet-ui`, {
-        method: "PATCH",
-        contentType: "application/merge-patch+json",
-        body: JSON.stringify({ spec: { token: { rotation: new Date().toISOString() } } }),
-      });
+  const perm = usePermission("patch", "machines.edgefleet.io", "machineregistrations", ns);
+  const rotate = () =>
+    run(async () => {
+      await patchObject(MACHINES, "machineregistrations", reg, { spec: { token: { rotation: new Date().toISOString() } } });
       setAsking(false);
-    } catch (e) {
-      setErr((e as Error).message);
-    }
-  };
+    });
   if (perm && !perm.allowed) {
     return <span class="muted">(you may not rotate the token: the manager's RBAC does not allow you to patch machineregistrations in “{ns}”)</span>;
   }
@@ -563,11 +435,7 @@ function RotateToken({ reg }: { reg: KObject }) {
           </button>
         </span>
       )}
-      {err && (
-        <div class="banner error" role="alert">
-          {err}
-        </div>
-      )}
+      <ErrorBanner text={err} />
     </>
   );
 }
@@ -837,82 +705,50 @@ function MachinePlan({ m }: { m: KObject }) {
         </div>
       )}
       {instr.length > 0 && (
-        <table class="conditions" aria-label="Plan instructions">
-          <thead>
+        <ListTable label="Plan instructions" head={["Instruction", "Exit code", "Took", "Finished", "Output"]}>
+          {instr.map((i) => (
             <tr>
-              <th scope="col">Instruction</th>
-              <th scope="col">Exit code</th>
-              <th scope="col">Took</th>
-              <th scope="col">Finished</th>
-              <th scope="col">Output</th>
+              <td>{i.name}</td>
+              <td>
+                <Badge ok={i.exitCode === 0} text={String(i.exitCode)} />
+              </td>
+              <td>{i.durationMilliseconds !== undefined ? `${(i.durationMilliseconds / 1000).toFixed(1)} s` : "—"}</td>
+              <td>{age(i.finishedTime)}</td>
+              <td class="msg">{i.output ? <pre class="output">{i.output}</pre> : ""}</td>
             </tr>
-          </thead>
-          <tbody>
-            {instr.map((i) => (
-              <tr>
-                <td>{i.name}</td>
-                <td>
-                  <Badge ok={i.exitCode === 0} text={String(i.exitCode)} />
-                </td>
-                <td>{i.durationMilliseconds !== undefined ? `${(i.durationMilliseconds / 1000).toFixed(1)} s` : "—"}</td>
-                <td>{age(i.finishedTime)}</td>
-                <td class="msg">{i.output ? <pre class="output">{i.output}</pre> : ""}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          ))}
+        </ListTable>
       )}
       {periodic.length > 0 && (
-        <table class="conditions" aria-label="Periodic instructions">
-          <thead>
+        <ListTable label="Periodic instructions" head={["Periodic instruction", "Exit code", "Failures in a row", "Last run", "Output"]}>
+          {periodic.map((i) => (
             <tr>
-              <th scope="col">Periodic instruction</th>
-              <th scope="col">Exit code</th>
-              <th scope="col">Failures in a row</th>
-              <th scope="col">Last run</th>
-              <th scope="col">Output</th>
+              <td>{i.name}</td>
+              <td>
+                <Badge ok={i.exitCode === 0} text={String(i.exitCode)} />
+              </td>
+              <td>{i.failures ?? 0}</td>
+              <td>{age(i.lastRunTime)}</td>
+              <td class="msg">{i.output ? <pre class="output">{i.output}</pre> : ""}</td>
             </tr>
-          </thead>
-          <tbody>
-            {periodic.map((i) => (
-              <tr>
-                <td>{i.name}</td>
-                <td>
-                  <Badge ok={i.exitCode === 0} text={String(i.exitCode)} />
-                </td>
-                <td>{i.failures ?? 0}</td>
-                <td>{age(i.lastRunTime)}</td>
-                <td class="msg">{i.output ? <pre class="output">{i.output}</pre> : ""}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          ))}
+        </ListTable>
       )}
       {probes.length > 0 && (
-        <table class="conditions" aria-label="Probes">
-          <thead>
+        <ListTable label="Probes" head={["Probe", "Healthy", "Successes / failures in a row", "Last error"]}>
+          {probes.map((pr) => (
             <tr>
-              <th scope="col">Probe</th>
-              <th scope="col">Healthy</th>
-              <th scope="col">Successes / failures in a row</th>
-              <th scope="col">Last error</th>
+              <td>{pr.name}</td>
+              <td>
+                <Badge ok={pr.healthy} text={pr.healthy ? "Healthy" : "Unhealthy"} />
+              </td>
+              <td>
+                {pr.successCount ?? 0} / {pr.failureCount ?? 0}
+              </td>
+              <td class="msg">{pr.lastError}</td>
             </tr>
-          </thead>
-          <tbody>
-            {probes.map((pr) => (
-              <tr>
-                <td>{pr.name}</td>
-                <td>
-                  <Badge ok={pr.healthy} text={pr.healthy ? "Healthy" : "Unhealthy"} />
-                </td>
-                <td>
-                  {pr.successCount ?? 0} / {pr.failureCount ?? 0}
-                </td>
-                <td class="msg">{pr.lastError}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          ))}
+        </ListTable>
       )}
     </>
   );

@@ -4,7 +4,8 @@
 // and aria-rowindex so screen readers know where they are.
 import { ComponentChildren } from "preact";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { Collection, KObject, StreamState } from "./api";
+import { can, Collection, KObject, StreamState } from "./api";
+import { qname, stateTone } from "./model";
 import { useParam } from "./route";
 
 export interface Column {
@@ -164,37 +165,164 @@ export function useCollection(path: string, labelSelector = "", fieldSelector = 
   return coll;
 }
 
+// ListTable is a small static table (conditions, events, a plan's
+// instructions): a header row of column titles over the rows given.
+export function ListTable({ label, head, children }: { label: string; head: string[]; children: ComponentChildren }) {
+  return (
+    <table class="conditions" aria-label={label}>
+      <thead>
+        <tr>
+          {head.map((h) => (
+            <th scope="col">{h}</th>
+          ))}
+        </tr>
+      </thead>
+      <tbody>{children}</tbody>
+    </table>
+  );
+}
+
 export function Conditions({ o }: { o: KObject }) {
   const conds = (o.status?.conditions ?? []) as { type: string; status: string; reason?: string; message?: string; lastTransitionTime?: string }[];
   if (conds.length === 0) return <p>No conditions reported yet: the controller has not processed this object.</p>;
   return (
-    <table class="conditions" aria-label="Conditions">
-      <thead>
+    <ListTable label="Conditions" head={["Type", "Status", "Reason", "Message"]}>
+      {conds.map((c) => (
         <tr>
-          <th scope="col">Type</th>
-          <th scope="col">Status</th>
-          <th scope="col">Reason</th>
-          <th scope="col">Message</th>
+          <td>{c.type}</td>
+          <td>
+            <Badge ok={c.status === "True"} text={c.status} />
+          </td>
+          <td>{c.reason}</td>
+          <td class="msg">{c.message}</td>
         </tr>
-      </thead>
-      <tbody>
-        {conds.map((c) => (
-          <tr>
-            <td>{c.type}</td>
-            <td>
-              <Badge ok={c.status === "True"} text={c.status} />
-            </td>
-            <td>{c.reason}</td>
-            <td class="msg">{c.message}</td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
+      ))}
+    </ListTable>
   );
 }
 
 export function Badge({ ok, text, warn }: { ok: boolean; text: string; warn?: boolean }) {
   return <span class={"badge " + (ok ? "ok" : warn ? "warn" : "bad")}>{text || "—"}</span>;
+}
+
+// StateCell shows the kind's state word, coloured by stateTone.
+export function StateCell({ o, state }: { o: KObject; state?: string }) {
+  const { tone, text } = stateTone(o, state);
+  return <Badge ok={tone === "ok"} warn={tone === "warn"} text={text} />;
+}
+
+// submitWith is a form's onSubmit: the page stays, action runs.
+export function submitWith(action: () => unknown) {
+  return (e: Event) => {
+    e.preventDefault();
+    void action();
+  };
+}
+
+// Submit is a form's submit button, off while busy or disabled, and the
+// error of its last try.
+export function Submit({ text, busyText, busy, disabled, err }: { text: string; busyText: string; busy: boolean; disabled?: boolean; err: string }) {
+  return (
+    <>
+      <div class="actions">
+        <button type="submit" class="primary" disabled={busy || disabled}>
+          {busy ? busyText : text}
+        </button>
+      </div>
+      <ErrorBanner text={err} />
+    </>
+  );
+}
+
+// ErrorBanner shows a failed action's error; nothing without one.
+export function ErrorBanner({ text }: { text: string }) {
+  if (!text) return null;
+  return (
+    <div class="banner error" role="alert">
+      {text}
+    </div>
+  );
+}
+
+// useAction runs a user's action (a create, a patch, a download): busy
+// while it runs, and its error kept for an ErrorBanner until the next run.
+export function useAction(): { busy: boolean; err: string; run: (action: () => Promise<void>) => Promise<void> } {
+  const [busy, setBusy] = useState(false);
+  const [err, setErr] = useState("");
+  const run = async (action: () => Promise<void>) => {
+    setBusy(true);
+    setErr("");
+    try {
+      await action();
+    } catch (e) {
+      setErr((e as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { busy, err, run };
+}
+
+export interface Permission {
+  allowed: boolean;
+  reason: string;
+}
+
+// usePermission asks the API server whether the signed-in user may do verb
+// (SelfSubjectAccessReview): null while it asks and without a namespace, so
+// a form neither offers nor refuses what it does not know yet.
+export function usePermission(verb: string, group: string, resource: string, namespace: string, subresource = "", name = ""): Permission | null {
+  const [perm, setPerm] = useState<Permission | null>(null);
+  useEffect(() => {
+    let live = true;
+    setPerm(null);
+    if (!namespace) return;
+    can(verb, group, resource, namespace, subresource, name)
+      .then((p) => live && setPerm(p))
+      .catch((e) => live && setPerm({ allowed: false, reason: (e as Error).message }));
+    return () => {
+      live = false;
+    };
+  }, [verb, group, resource, namespace, subresource, name]);
+  return perm;
+}
+
+// byName finds the object a URL names ("namespace/name").
+export function byName(coll: Collection, name: string): KObject | undefined {
+  if (!name) return undefined;
+  for (const o of coll.items.values()) if (qname(o) === name) return o;
+  return undefined;
+}
+
+// Toolbar is a list page's filters: by name (in the browser), by label
+// selector (by the API server; only where setSelector is given) and how
+// fresh the list is.
+export function Toolbar(props: { coll: Collection; id: string; filter: string; setFilter: (s: string) => void; selector?: string; setSelector?: (s: string) => void }) {
+  const { coll, id } = props;
+  return (
+    <div class="toolbar">
+      <div class="filters">
+        <label for={id + "-filter"}>Filter by name</label>
+        <input id={id + "-filter"} type="search" value={props.filter} onInput={(e) => props.setFilter((e.target as HTMLInputElement).value)} />
+      </div>
+      {props.setSelector && <SelectorInput id={id + "-selector"} value={props.selector ?? ""} onChange={props.setSelector} />}
+      <Freshness state={coll.state.value} since={coll.since.value} error={coll.error.value} />
+    </div>
+  );
+}
+
+// DetailHead is the title row of a detail panel: the heading (id for
+// aria-labelledby), anything given as children, and Close.
+export function DetailHead({ id, title, onClose, children }: { id: string; title: string; onClose: () => void; children?: ComponentChildren }) {
+  return (
+    <div class="detail-head">
+      <h2 id={id}>{title}</h2>
+      {children}
+      <button type="button" onClick={onClose}>
+        Close
+      </button>
+    </div>
+  );
 }
 
 export function Labels({ labels, hide = [] as string[] }: { labels?: Record<string, string>; hide?: string[] }) {
@@ -215,13 +343,7 @@ export function SelectorInput({ value, onChange, id }: { value: string; onChange
   const [draft, setDraft] = useState(value);
   useEffect(() => setDraft(value), [value]);
   return (
-    <form
-      class="filters"
-      onSubmit={(e) => {
-        e.preventDefault();
-        onChange(draft.trim());
-      }}
-    >
+    <form class="filters" onSubmit={submitWith(() => onChange(draft.trim()))}>
       <label for={id}>Label selector (filtered by the API server)</label>
       <input id={id} value={draft} placeholder="env=prod,region in (eu,us)" onInput={(e) => setDraft((e.target as HTMLInputElement).value)} />
       <button type="submit">Apply</button>
