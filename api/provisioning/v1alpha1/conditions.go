@@ -129,6 +129,9 @@ const (
 	UnhealthyNodeReason = "UnhealthyNode"
 	// NodeStartupTimeoutReason: the node did not appear in time.
 	NodeStartupTimeoutReason = "NodeStartupTimeout"
+	// NodeAgentSilentReason: the machine's node agent has not reported
+	// for longer than nodeAgentSilentTimeout.
+	NodeAgentSilentReason = "NodeAgentSilent"
 	// MachineFailedReason: the machine failed its bootstrap plan.
 	MachineFailedReason = "MachineFailed"
 	// RemediatingReason: a remediation is under way.

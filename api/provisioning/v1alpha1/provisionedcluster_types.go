@@ -209,6 +209,16 @@ type HealthCheck struct {
 	// has to become healthy before it is replaced (default 5m).
 	// +optional
 	PowerCycleTimeout *metav1.Duration `json:"powerCycleTimeout,omitempty"`
+
+	// nodeAgentSilentTimeout: a machine whose node agent (edgefleet-node)
+	// has not reported to the manager (its MachineInventory's
+	// status.lastSeen, refreshed by the agent's heartbeat at least every
+	// minute) for this long is unhealthy. Unset or 0s: off (the default: a
+	// stopped node agent does not stop the machine's Kubernetes, and agents
+	// older than the heartbeat refresh lastSeen only when their plan
+	// report changes). At least 3m when set (three heartbeats).
+	// +optional
+	NodeAgentSilentTimeout *metav1.Duration `json:"nodeAgentSilentTimeout,omitempty"`
 }
 
 // UnhealthyNodeCondition is a node condition that makes a machine
