@@ -61,7 +61,10 @@ func TestIdleAgentHeartbeats(t *testing.T) {
 	a := &agent{o: Options{Heartbeat: 200 * time.Millisecond, Log: slog.New(slog.DiscardHandler)}, reports: make(chan planner.Report, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); a.report(ctx, &identity{namespace: "ns", inventory: "m1", kube: kube}, make(chan *identity)) }()
+	go func() {
+		defer close(done)
+		a.report(ctx, &identity{namespace: "ns", inventory: "m1", kube: kube}, make(chan *identity))
+	}()
 	defer func() { cancel(); <-done }()
 
 	time.Sleep(700 * time.Millisecond)
