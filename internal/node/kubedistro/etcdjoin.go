@@ -75,6 +75,9 @@ func tryJoinEtcd(ctx context.Context, p Paths, c *kubedistro.NodeConfig, nodeIP 
 	if err != nil {
 		return err
 	}
+	if err := removeStaleMembers(ctx, client, c.Etcd.Endpoints, c.Etcd.RemoveMembers, peer); err != nil {
+		return err
+	}
 	var errs []error
 	for _, ep := range c.Etcd.Endpoints {
 		var list struct {
