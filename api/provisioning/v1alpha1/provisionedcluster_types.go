@@ -381,9 +381,44 @@ type ProvisionedClusterStatus struct {
 	// +optional
 	AvailableVersions []string `json:"availableVersions,omitempty"`
 
+	// etcdMemberRemovals are the etcd members of edgefleet-distro servers
+	// that were replaced while dead (a dead server cannot leave etcd
+	// itself): the next server that joins removes them, through the
+	// surviving servers, before it adds itself. An entry is marked removed
+	// (Event EtcdMemberRemoved) once that server has bootstrapped, and
+	// stays while that server is in the cluster (its plan carries the
+	// removal).
+	// +optional
+	// +listType=map
+	// +listMapKey=peerURL
+	// +kubebuilder:validation:MaxItems=16
+	EtcdMemberRemovals []EtcdMemberRemoval `json:"etcdMemberRemovals,omitempty"`
+
 	// observedGeneration is the generation acted on.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+}
+
+// EtcdMemberRemoval is the etcd member of a replaced dead server.
+type EtcdMemberRemoval struct {
+	// peerURL is the member's peer URL (https://ip:2380).
+	// +required
+	// +kubebuilder:validation:MaxLength=256
+	PeerURL string `json:"peerURL"`
+	// machine is the replaced server's MachineInventory.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Machine string `json:"machine"`
+	// since is when the server was replaced.
+	// +required
+	Since metav1.Time `json:"since"`
+	// removedBy is the joining server (ClusterMachine) whose plan removes
+	// the member.
+	// +optional
+	RemovedBy string `json:"removedBy,omitempty"`
+	// removed is when removedBy bootstrapped, the member removed.
+	// +optional
+	Removed *metav1.Time `json:"removed,omitempty"`
 }
 
 // PoolStatus is one pool's progress (clusterctl describe's per-pool row).

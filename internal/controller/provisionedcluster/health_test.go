@@ -420,4 +420,5 @@ func TestRemediation(t *testing.T) {
 		waitEvent(t, c, ns, "f-w0", provisioningv1.RemediatingReason, "still unhealthy 4s after its power cycle")
 	})
 	t.Run("node agent silent", func(t *testing.T) { testNodeAgentSilent(t, c, n) })
+	t.Run("a replaced dead server's etcd member is removed", func(t *testing.T) { testEtcdMemberRemoval(t, c, n) })
 }

@@ -200,6 +200,7 @@ func (f *formation) writePlans(ctx context.Context) error {
 	if f.secrets == nil {
 		return nil
 	}
+	f.settleEtcdMemberRemovals()
 	anchor := f.anchor()
 	var etcd []string
 	for _, m := range f.machines {
@@ -232,6 +233,7 @@ func (f *formation) writePlans(ctx context.Context) error {
 			EtcdEndpoints: slices.DeleteFunc(slices.Clone(etcd), func(e string) bool { return e == "https://"+net.JoinHostPort(Address(m.inv), "2379") }),
 		}
 		if f.pc.Spec.Distro == provisioningv1.DistroEdgefleet {
+			c.EtcdRemoveMembers = f.etcdRemovalsFor(m)
 			c.ClusterCIDR = cmpOr(c.ClusterCIDR, kubedistro.DefaultClusterCIDR)
 			c.ServiceCIDR = cmpOr(c.ServiceCIDR, kubedistro.DefaultServiceCIDR)
 		}
