@@ -1,13 +1,19 @@
 package provisionedcluster
 
 import (
+	"context"
 	"net"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/machineregistration"
+	"github.com/edgefleet/edgefleet/internal/provisioning/render"
+	"github.com/edgefleet/edgefleet/internal/wire/kubedistro"
+	"github.com/edgefleet/edgefleet/internal/wire/nodeplan"
 )
 
 // A dead server cannot run its release plan (`down --leave-etcd`), so a
@@ -105,4 +111,42 @@ func (f *formation) settleEtcdMemberRemovals() {
 	if pending {
 		f.requeueAfter(remediationPoll)
 	}
+}
+
+// keepJoinedEndpoints re-renders the plan of a server that already joined
+// etcd at its version with the etcd endpoints its current plan has, when
+// they are all that changed: endpoints only matter for joining (an `up`
+// with etcd data skips the join), and a changed NodeConfig restarts the
+// node's Kubernetes. Without this, replacing a dead server (or scaling one
+// down) changed every other joined server's endpoints and restarted it,
+// taking a second etcd member down while the dead one still counted: the
+// quorum was lost until it came back. The current plan is read only when
+// the rendered one differs from it.
+func (f *formation) keepJoinedEndpoints(ctx context.Context, m *machine, c render.Cluster, mach render.Machine, raw []byte) []byte {
+	if f.pc.Spec.Distro != provisioningv1.DistroEdgefleet || !m.server() || m.cm.Spec.Init || !m.bootstrapped() ||
+		m.cm.Status.Version != m.cm.Spec.Version || m.cm.Status.PlanChecksum == "" || m.cm.Status.PlanChecksum == nodeplan.Checksum(raw) {
+		return raw
+	}
+	var s corev1.Secret
+	if err := f.r.Reader.Get(ctx, client.ObjectKey{Namespace: m.inv.Namespace, Name: machineregistration.PlanName(m.inv)}, &s); err != nil {
+		return raw
+	}
+	cur, err := nodeplan.Parse(s.Data[nodeplan.SecretKey])
+	if err != nil || nodeplan.Checksum(s.Data[nodeplan.SecretKey]) != m.cm.Status.PlanChecksum {
+		return raw
+	}
+	for _, file := range cur.Files {
+		if file.Path != kubedistro.ConfigPath {
+			continue
+		}
+		nc, err := kubedistro.Parse(file.Data())
+		if err != nil || nc.Etcd == nil {
+			return raw
+		}
+		c.EtcdEndpoints = nc.Etcd.Endpoints
+		if _, again, err := render.Plan(c, mach); err == nil {
+			return again
+		}
+	}
+	return raw
 }

@@ -270,6 +270,7 @@ func (f *formation) writePlans(ctx context.Context) error {
 			m.wait = waitState{provisioningv1.BootstrapFailedReason, fmt.Sprintf("cannot render the plan: %v", err)}
 			continue
 		}
+		raw = f.keepJoinedEndpoints(ctx, m, c, mach, raw)
 		if f.halt != nil && m.cm.Status.PlanChecksum != "" && m.cm.Status.PlanChecksum != nodeplan.Checksum(raw) {
 			continue // halted: no machine's plan changes until the spec does
 		}
