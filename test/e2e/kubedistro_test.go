@@ -456,6 +456,49 @@ spec:
 		if st := status(joined[1]); !strings.Contains(st, "etcd members: 2 (") || strings.Contains(st, "(server,") {
 			t.Errorf("after the first server left, status of %s:\n%s", joined[1].Name, st)
 		}
+
+		// A server dies (stopped without leaving: a powered-off machine's
+		// member stays) and its replacement removes the dead member before
+		// it joins (etcd.removeMembers, as formation renders it for a spare
+		// replacing a remediated server): etcd refuses a new member while
+		// one is unreachable.
+		joinWith := func(name string, etcd wire.EtcdJoin) *distroNode {
+			n := &distroNode{Node: lab.AddNode(name)}
+			n.cfg = server.cfg
+			n.cfg.Init, n.cfg.NodeName, n.cfg.NodeIP = false, n.Name, n.IP
+			n.cfg.Etcd = &etcd
+			setup(n)
+			d := up(t, n)
+			t.Logf("%s joined: up %s", n.Name, d.Round(time.Millisecond))
+			return n
+		}
+		fourth := joinWith("server-4", wire.EtcdJoin{Endpoints: []string{"https://" + joined[0].IP + ":2379"}})
+		if st := status(joined[0]); !strings.Contains(st, "etcd members: 3 (") {
+			t.Fatalf("after server-4 joined, status of %s:\n%s", joined[0].Name, st)
+		}
+		dead := joined[1]
+		if out, err := dead.Command(node, "kubernetes", "down", "--root", dead.root).CombinedOutput(); err != nil {
+			t.Fatalf("stopping %s: %v %s", dead.Name, err, out)
+		}
+		replaced := time.Now()
+		fifth := joinWith("server-5", wire.EtcdJoin{
+			Endpoints:     []string{"https://" + joined[0].IP + ":2379", "https://" + fourth.IP + ":2379"},
+			RemoveMembers: []string{"https://" + dead.IP + ":2380"},
+		})
+		t.Logf("dead %s's member removed and server-5 joined in %s", dead.Name, time.Since(replaced).Round(time.Millisecond))
+		for _, n := range []*distroNode{joined[0], fourth, fifth} {
+			if st := status(n); !strings.Contains(st, "etcd members: 3 (") || strings.Contains(st, dead.Name) {
+				t.Errorf("after %s replaced the dead %s, status of %s:\n%s", fifth.Name, dead.Name, n.Name, st)
+			}
+		}
+		eventually(t, time.Minute, func() error {
+			out, err := fifth.Command(filepath.Join(bins, "kubectl"), "--kubeconfig", kubedistro.NewPaths(fifth.root).AdminKubeconfig(),
+				"get", "deployment", "hello", "-o", "jsonpath={.metadata.name}").CombinedOutput()
+			if err != nil || string(out) != "hello" {
+				return fmt.Errorf("%s's API: %v %s", fifth.Name, err, out)
+			}
+			return nil
+		})
 	})
 
 	t.Run("down stops the components and the pods", func(t *testing.T) {

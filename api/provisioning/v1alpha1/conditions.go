@@ -123,12 +123,21 @@ const (
 	// LeaveEtcdFailedReason: a server being scaled down failed to leave
 	// etcd; it keeps running and stays in the cluster.
 	LeaveEtcdFailedReason = "LeaveEtcdFailed"
+	// EtcdMemberStaleReason (Event): a dead server was replaced; its etcd
+	// member is removed when the next server joins.
+	EtcdMemberStaleReason = "EtcdMemberStale"
+	// EtcdMemberRemovedReason (Event): a replaced dead server's etcd
+	// member was removed by the server that joined after it.
+	EtcdMemberRemovedReason = "EtcdMemberRemoved"
 	// HealthyReason: the health check finds nothing wrong.
 	HealthyReason = "Healthy"
 	// UnhealthyNodeReason: a node condition lasted its timeout.
 	UnhealthyNodeReason = "UnhealthyNode"
 	// NodeStartupTimeoutReason: the node did not appear in time.
 	NodeStartupTimeoutReason = "NodeStartupTimeout"
+	// NodeAgentSilentReason: the machine's node agent has not reported
+	// for longer than nodeAgentSilentTimeout.
+	NodeAgentSilentReason = "NodeAgentSilent"
 	// MachineFailedReason: the machine failed its bootstrap plan.
 	MachineFailedReason = "MachineFailed"
 	// RemediatingReason: a remediation is under way.

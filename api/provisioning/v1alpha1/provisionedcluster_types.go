@@ -209,6 +209,16 @@ type HealthCheck struct {
 	// has to become healthy before it is replaced (default 5m).
 	// +optional
 	PowerCycleTimeout *metav1.Duration `json:"powerCycleTimeout,omitempty"`
+
+	// nodeAgentSilentTimeout: a machine whose node agent (edgefleet-node)
+	// has not reported to the manager (its MachineInventory's
+	// status.lastSeen, refreshed by the agent's heartbeat at least every
+	// minute) for this long is unhealthy. Unset or 0s: off (the default: a
+	// stopped node agent does not stop the machine's Kubernetes, and agents
+	// older than the heartbeat refresh lastSeen only when their plan
+	// report changes). At least 3m when set (three heartbeats).
+	// +optional
+	NodeAgentSilentTimeout *metav1.Duration `json:"nodeAgentSilentTimeout,omitempty"`
 }
 
 // UnhealthyNodeCondition is a node condition that makes a machine
@@ -379,9 +389,44 @@ type ProvisionedClusterStatus struct {
 	// +optional
 	AvailableVersions []string `json:"availableVersions,omitempty"`
 
+	// etcdMemberRemovals are the etcd members of edgefleet-distro servers
+	// that were replaced while dead (a dead server cannot leave etcd
+	// itself): the next server that joins removes them, through the
+	// surviving servers, before it adds itself. An entry is marked removed
+	// (Event EtcdMemberRemoved) once that server has bootstrapped, and
+	// stays while that server is in the cluster (its plan carries the
+	// removal).
+	// +optional
+	// +listType=map
+	// +listMapKey=peerURL
+	// +kubebuilder:validation:MaxItems=16
+	EtcdMemberRemovals []EtcdMemberRemoval `json:"etcdMemberRemovals,omitempty"`
+
 	// observedGeneration is the generation acted on.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+}
+
+// EtcdMemberRemoval is the etcd member of a replaced dead server.
+type EtcdMemberRemoval struct {
+	// peerURL is the member's peer URL (https://ip:2380).
+	// +required
+	// +kubebuilder:validation:MaxLength=256
+	PeerURL string `json:"peerURL"`
+	// machine is the replaced server's MachineInventory.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Machine string `json:"machine"`
+	// since is when the server was replaced.
+	// +required
+	Since metav1.Time `json:"since"`
+	// removedBy is the joining server (ClusterMachine) whose plan removes
+	// the member.
+	// +optional
+	RemovedBy string `json:"removedBy,omitempty"`
+	// removed is when removedBy bootstrapped, the member removed.
+	// +optional
+	Removed *metav1.Time `json:"removed,omitempty"`
 }
 
 // PoolStatus is one pool's progress (clusterctl describe's per-pool row).

@@ -93,6 +93,10 @@ type Reconciler struct {
 	// at most, and how often a cluster with a health check looks at them
 	// (default 10s).
 	NodeReadInterval time.Duration
+	// NodeAgentHeartbeat is how often idle node agents refresh their
+	// inventory's lastSeen (default NodeAgentHeartbeat, the agents'
+	// default): nodeAgentSilentTimeout must be at least three of them.
+	NodeAgentHeartbeat time.Duration
 	// Grace is how long a claim may wait for its ClusterMachine (default
 	// adopt.DefaultGrace).
 	Grace time.Duration
@@ -137,6 +141,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.NodeReadInterval <= 0 {
 		r.NodeReadInterval = nodeCacheTTL
 	}
+	if r.NodeAgentHeartbeat <= 0 {
+		r.NodeAgentHeartbeat = NodeAgentHeartbeat
+	}
 	if r.Now == nil {
 		r.Now = time.Now
 	}
@@ -154,7 +161,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).Named("provisionedcluster").
 		For(&provisioningv1.ProvisionedCluster{}).
 		Owns(&provisioningv1.ClusterMachine{}).
-		Watches(&machinesv1.MachineInventory{}, handler.EnqueueRequestsFromMapFunc(r.clustersForInventory)).
+		Watches(&machinesv1.MachineInventory{}, handler.EnqueueRequestsFromMapFunc(r.clustersForInventory), builder.WithPredicates(heartbeatOnly)).
 		Watches(&fleetv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(clusterForFleetCluster), builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			return strings.HasSuffix(o.GetAnnotations()[fleetv1.RegistrationTokenAnnotation], joinTokenSuffix) || o.GetLabels()[provisioningv1.ClusterLabel] != ""
 		}))).

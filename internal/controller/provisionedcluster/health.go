@@ -54,6 +54,8 @@ type checks struct {
 	startup      time.Duration
 	maxUnhealthy intstr.IntOrString
 	powerCycle   time.Duration
+	// silent: nodeAgentSilentTimeout (0: off).
+	silent time.Duration
 }
 
 func checksOf(hc *provisioningv1.HealthCheck) checks {
@@ -72,6 +74,9 @@ func checksOf(hc *provisioningv1.HealthCheck) checks {
 	}
 	if hc.PowerCycleTimeout != nil && hc.PowerCycleTimeout.Duration > 0 {
 		c.powerCycle = hc.PowerCycleTimeout.Duration
+	}
+	if hc.NodeAgentSilentTimeout != nil {
+		c.silent = hc.NodeAgentSilentTimeout.Duration
 	}
 	return c
 }
@@ -233,8 +238,12 @@ func (f *formation) remediatePool(ctx context.Context, sp specPool, members []*m
 	}
 	verdicts := map[*machine]verdict{}
 	var unhealthy, failing []string
+	if msg := validSilentTimeout(sp.pool.HealthCheck, 3*f.r.NodeAgentHeartbeat); msg != "" {
+		block(provisioningv1.InvalidSpecReason, fmt.Sprintf("pool %s: %s", sp.name, msg))
+		return nil
+	}
 	for _, m := range members {
-		v := f.judge(m, c)
+		v := f.judgeWithAgent(m, c)
 		if !v.unhealthy && m.cm.Status.Remediation != nil && m.cm.Status.Remediation.Phase == provisioningv1.PhaseReplacing && replacing(m) {
 			v = verdict{unhealthy: true, reason: provisioningv1.RemediatingReason, message: "being replaced: " + m.cm.Status.Remediation.Reason}
 		}
@@ -468,6 +477,7 @@ func (f *formation) replace(ctx context.Context, m *machine) error {
 		inv.Annotations = map[string]string{}
 	}
 	inv.Annotations[provisioningv1.RemediatedAnnotation] = f.pc.Name + " " + f.now.UTC().Format(time.RFC3339)
+	f.recordEtcdMemberRemoval(m)
 	if err := f.r.Client.Update(ctx, inv); err != nil {
 		return err
 	}

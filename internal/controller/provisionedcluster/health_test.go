@@ -181,6 +181,7 @@ func TestRemediation(t *testing.T) {
 	cs := kubernetes.NewForConfigOrDie(rest.CopyConfig(kube.RESTConfig()))
 	r := newReconciler()
 	r.Nodes, r.NodeReadInterval = sameAPIServer{cs}, 500*time.Millisecond
+	r.NodeAgentHeartbeat = testHeartbeat
 	startManager(t, kube.RESTConfig(), r.SetupWithManager,
 		(&machineinventory.Reconciler{}).SetupWithManager, (&crtctrl.Reconciler{}).SetupWithManager,
 		func(m ctrl.Manager) error {
@@ -418,4 +419,6 @@ func TestRemediation(t *testing.T) {
 		}
 		waitEvent(t, c, ns, "f-w0", provisioningv1.RemediatingReason, "still unhealthy 4s after its power cycle")
 	})
+	t.Run("node agent silent", func(t *testing.T) { testNodeAgentSilent(t, c, n) })
+	t.Run("a replaced dead server's etcd member is removed", func(t *testing.T) { testEtcdMemberRemoval(t, c, n) })
 }

@@ -200,6 +200,7 @@ func (f *formation) writePlans(ctx context.Context) error {
 	if f.secrets == nil {
 		return nil
 	}
+	f.settleEtcdMemberRemovals()
 	anchor := f.anchor()
 	var etcd []string
 	for _, m := range f.machines {
@@ -233,6 +234,7 @@ func (f *formation) writePlans(ctx context.Context) error {
 			EtcdEndpoints: slices.DeleteFunc(slices.Clone(etcd), func(e string) bool { return e == "https://"+net.JoinHostPort(Address(m.inv), "2379") }),
 		}
 		if f.pc.Spec.Distro == provisioningv1.DistroEdgefleet {
+			c.EtcdRemoveMembers = f.etcdRemovalsFor(m)
 			c.ClusterCIDR = cmpOr(c.ClusterCIDR, kubedistro.DefaultClusterCIDR)
 			c.ServiceCIDR = cmpOr(c.ServiceCIDR, kubedistro.DefaultServiceCIDR)
 		}
@@ -269,6 +271,7 @@ func (f *formation) writePlans(ctx context.Context) error {
 			m.wait = waitState{provisioningv1.BootstrapFailedReason, fmt.Sprintf("cannot render the plan: %v", err)}
 			continue
 		}
+		raw = f.keepJoinedEndpoints(ctx, m, c, mach, raw)
 		if f.halt != nil && m.cm.Status.PlanChecksum != "" && m.cm.Status.PlanChecksum != nodeplan.Checksum(raw) {
 			continue // halted: no machine's plan changes until the spec does
 		}

@@ -36,6 +36,10 @@ const FieldManager = "edgefleet-node"
 // Defaults of Options.
 const (
 	DefaultReRegisterEvery = 24 * time.Hour
+	// DefaultHeartbeat is how often an idle agent refreshes its
+	// MachineInventory's status.lastSeen (the manager's
+	// provisionedcluster.NodeAgentHeartbeat assumes it).
+	DefaultHeartbeat = time.Minute
 	// The watch and the reports retry after minRetry, doubling up to
 	// maxRetry (±20% jitter): a fleet finds a restarted manager within
 	// about half a minute without hammering it.
@@ -55,6 +59,9 @@ type Options struct {
 	// ReRegisterEvery renews the machine's credential (7 days by default
 	// on the manager) and refreshes its labels.
 	ReRegisterEvery time.Duration
+	// Heartbeat: an idle agent reports again (status.lastSeen) at this
+	// interval; default DefaultHeartbeat.
+	Heartbeat time.Duration
 	// BackoffBase and BackoffMax: the planner's retry of a failed plan.
 	BackoffBase, BackoffMax time.Duration
 	// Images extracts image instructions; nil refuses them.
@@ -77,6 +84,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.ReRegisterEvery <= 0 {
 		o.ReRegisterEvery = DefaultReRegisterEvery
+	}
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = DefaultHeartbeat
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()

@@ -15,8 +15,17 @@ import (
 // retrying with jittered backoff while the manager is unreachable; a newer
 // report replaces one not sent yet, so what arrives when the manager is
 // back is the current state.
+//
+// An idle agent (nothing new to report) sends its last report again every
+// Heartbeat, so status.lastSeen tells the manager it is alive (a pool's
+// nodeAgentSilentTimeout) with one status write per machine per
+// heartbeat, never more: a report sent meanwhile restarts the wait.
 func (a *agent) report(ctx context.Context, id *identity, ids <-chan *identity) {
 	var sent *nodeplan.Status
+	var last planner.Report
+	have := false
+	heartbeat := time.NewTimer(jitter(a.o.Heartbeat))
+	defer heartbeat.Stop()
 	for {
 		var r planner.Report
 		select {
@@ -25,7 +34,14 @@ func (a *agent) report(ctx context.Context, id *identity, ids <-chan *identity) 
 		case id = <-ids:
 			continue
 		case r = <-a.reports:
+		case <-heartbeat.C:
+			if !have {
+				heartbeat.Reset(jitter(a.o.Heartbeat))
+				continue // nothing reported yet: the first report says it all
+			}
+			r, sent = last, nil // the same report, with a fresh lastSeen
 		}
+		last, have = r, true
 		wait := minRetry
 		for {
 			status := planStatus(r)
@@ -35,6 +51,7 @@ func (a *agent) report(ctx context.Context, id *identity, ids <-chan *identity) 
 			err := a.apply(ctx, id, status)
 			if err == nil {
 				sent = &status
+				heartbeat.Reset(jitter(a.o.Heartbeat))
 				break
 			}
 			if nodekube.IsUnauthorized(err) {
@@ -54,6 +71,7 @@ func (a *agent) report(ctx context.Context, id *identity, ids <-chan *identity) 
 					timer.Stop()
 					break waiting
 				case r = <-a.reports:
+					last = r
 				case <-timer.C:
 					break waiting
 				}

@@ -75,6 +75,9 @@ func tryJoinEtcd(ctx context.Context, p Paths, c *kubedistro.NodeConfig, nodeIP 
 	if err != nil {
 		return err
 	}
+	if err := removeStaleMembers(ctx, client, c.Etcd.Endpoints, c.Etcd.RemoveMembers, peer); err != nil {
+		return err
+	}
 	var errs []error
 	for _, ep := range c.Etcd.Endpoints {
 		var list struct {
@@ -162,39 +165,49 @@ func etcdMembers(ctx context.Context, p Paths) ([]etcdMemberID, error) {
 }
 
 type etcdMemberID struct {
-	ID       string   `json:"ID"`
-	Name     string   `json:"name"`
-	PeerURLs []string `json:"peerURLs"`
+	ID         string   `json:"ID"`
+	Name       string   `json:"name"`
+	PeerURLs   []string `json:"peerURLs"`
+	ClientURLs []string `json:"clientURLs"`
 }
 
 // leaveEtcd removes this server (by its peer URL) from the cluster's etcd
 // and deletes its etcd data, so the cluster's quorum no longer counts it
 // and a later `up` joins afresh. Used by `down --leave-etcd` (scale-down).
+// The removal goes through another member: this server's own etcd stops
+// as soon as it is removed, so a retry (etcd answers 503 while a member
+// that joined or restarted moments ago catches up, or a timeout whose
+// removal went through anyway) must ask a member that stays, and finds
+// the removal done when the peer URL is no longer listed.
 func leaveEtcd(ctx context.Context, p Paths, nodeIP string) error {
 	peer := "https://" + net.JoinHostPort(nodeIP, strconv.Itoa(etcdPeerPort))
 	members, err := etcdMembers(ctx, p)
 	if err != nil {
 		return fmt.Errorf("listing etcd members: %w", err)
 	}
+	var others []string
+	found := false
 	for _, m := range members {
-		if !slices.Contains(m.PeerURLs, peer) {
+		if slices.Contains(m.PeerURLs, peer) {
+			found = true
 			continue
 		}
-		if len(members) == 1 {
-			return errors.New("this server is etcd's only member: removing it would delete the cluster")
-		}
-		client, err := etcdClient(p)
-		if err != nil {
-			return err
-		}
-		var out map[string]any
-		// Removal is refused (503 "unhealthy cluster") while a member
-		// that joined moments ago catches up.
-		if err := retrySettling(ctx, func() error {
-			return etcdCall(ctx, client, "https://127.0.0.1:2379", "/v3/cluster/member/remove", map[string]any{"ID": m.ID}, &out)
-		}); err != nil {
-			return fmt.Errorf("removing the etcd member: %w", err)
-		}
+		others = append(others, m.ClientURLs...)
+	}
+	if !found {
+		return nil
+	}
+	if len(members) == 1 {
+		return errors.New("this server is etcd's only member: removing it would delete the cluster")
+	}
+	client, err := etcdClient(p)
+	if err != nil {
+		return err
+	}
+	if err := retrySettling(ctx, func() error {
+		return removeStaleMembers(ctx, client, others, []string{peer}, "")
+	}); err != nil {
+		return fmt.Errorf("removing the etcd member: %w", err)
 	}
 	return nil
 }

@@ -85,6 +85,9 @@ type Cluster struct {
 	// EtcdEndpoints are existing etcd members' client URLs, for servers
 	// joining an edgefleet cluster.
 	EtcdEndpoints []string
+	// EtcdRemoveMembers are peer URLs of replaced dead servers' etcd
+	// members a joining server removes before it adds itself.
+	EtcdRemoveMembers []string
 	// ImportManifest is the fleet agent's import manifest (init server
 	// only; empty leaves it out).
 	ImportManifest []byte
@@ -160,7 +163,7 @@ func edgefleetPlan(c Cluster, m Machine) (*nodeplan.Plan, error) {
 		etcd, fp := c.Secrets.EtcdCA, c.Secrets.FrontProxyCA
 		nc.EtcdCA, nc.FrontProxyCA, nc.ServiceAccountKey = &etcd, &fp, c.Secrets.ServiceAccountKey
 		if !m.Init {
-			nc.Etcd = &kubedistro.EtcdJoin{Endpoints: c.EtcdEndpoints}
+			nc.Etcd = &kubedistro.EtcdJoin{Endpoints: c.EtcdEndpoints, RemoveMembers: c.EtcdRemoveMembers}
 		}
 	}
 	if len(c.Mirrors) > 0 {

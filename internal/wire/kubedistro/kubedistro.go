@@ -122,6 +122,11 @@ type KeyPair struct {
 type EtcdJoin struct {
 	// Endpoints are existing members' client URLs (https://ip:2379).
 	Endpoints []string `json:"endpoints"`
+	// RemoveMembers are peer URLs (https://ip:2380) of dead servers that
+	// were replaced without leaving etcd: the joining server removes them
+	// before it adds itself (etcd refuses a new member while one it has
+	// cannot reach; the stale one also counts against the quorum).
+	RemoveMembers []string `json:"removeMembers,omitempty"`
 }
 
 // Binaries says where the Kubernetes binaries come from: an OCI image
@@ -258,6 +263,11 @@ func (c *NodeConfig) Validate() error {
 		for _, e := range c.Etcd.Endpoints {
 			if u, err := url.Parse(e); err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
 				bad("etcd.endpoints: %q must be https://host:port", e)
+			}
+		}
+		for _, e := range c.Etcd.RemoveMembers {
+			if u, err := url.Parse(e); err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+				bad("etcd.removeMembers: %q must be https://host:port", e)
 			}
 		}
 	}

@@ -1,0 +1,152 @@
+package provisionedcluster
+
+import (
+	"context"
+	"net"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
+	"github.com/edgefleet/edgefleet/internal/machineregistration"
+	"github.com/edgefleet/edgefleet/internal/provisioning/render"
+	"github.com/edgefleet/edgefleet/internal/wire/kubedistro"
+	"github.com/edgefleet/edgefleet/internal/wire/nodeplan"
+)
+
+// A dead server cannot run its release plan (`down --leave-etcd`), so a
+// server replaced by remediation leaves its etcd member behind: it counts
+// against the quorum, and etcd refuses every new member while it cannot
+// reach one (HTTP 503 "unhealthy cluster"), so without its removal the
+// replacement could never join. The member is recorded on
+// status.etcdMemberRemovals and the next joining server removes it
+// through the surviving servers right before it adds itself (kubedistro's
+// removeStaleMembers): the one moment the removal is both needed and
+// safe, since remediation replaces a server only while every other server
+// is healthy (quorumRisk), and etcd itself refuses a removal that would
+// leave fewer reachable members than its quorum. A removal entry stays,
+// marked removed, while its joining server is in the cluster, so that
+// server's plan does not change (a changed NodeConfig restarts its
+// Kubernetes).
+
+// recordEtcdMemberRemoval: m, an edgefleet-distro server that joined etcd,
+// is being replaced while dead.
+func (f *formation) recordEtcdMemberRemoval(m *machine) {
+	if f.pc.Spec.Distro != provisioningv1.DistroEdgefleet || !m.server() || m.inv == nil || (m.cm.Status.Version == "" && !m.bootstrapped()) {
+		return
+	}
+	addr := Address(m.inv)
+	if addr == "" {
+		f.r.Events.Eventf(f.pc, m.cm, corev1.EventTypeWarning, provisioningv1.EtcdMemberStaleReason, "Replace",
+			"Server %s was replaced while dead, but its address is unknown: remove its etcd member by hand (`etcdctl member remove` on a surviving server)", m.cm.Name)
+		return
+	}
+	peer := "https://" + net.JoinHostPort(addr, "2380")
+	st := &f.pc.Status
+	if slices.ContainsFunc(st.EtcdMemberRemovals, func(r provisioningv1.EtcdMemberRemoval) bool { return r.PeerURL == peer && r.Removed == nil }) {
+		return
+	}
+	st.EtcdMemberRemovals = slices.DeleteFunc(st.EtcdMemberRemovals, func(r provisioningv1.EtcdMemberRemoval) bool { return r.PeerURL == peer })
+	st.EtcdMemberRemovals = append(st.EtcdMemberRemovals, provisioningv1.EtcdMemberRemoval{PeerURL: peer, Machine: m.inv.Name, Since: metav1.NewTime(f.now)})
+	f.r.Events.Eventf(f.pc, m.cm, corev1.EventTypeNormal, provisioningv1.EtcdMemberStaleReason, "Replace",
+		"Server %s was replaced while dead: its etcd member %s is removed by the next server that joins", m.cm.Name, peer)
+}
+
+// etcdRemovalsFor are the peer URLs m removes from etcd before it joins:
+// pending removals go to the first joining server (a server that has not
+// bootstrapped yet), and stay with it.
+func (f *formation) etcdRemovalsFor(m *machine) []string {
+	st := &f.pc.Status
+	if len(st.EtcdMemberRemovals) == 0 || !m.server() || m.cm.Spec.Init {
+		return nil
+	}
+	var out []string
+	for i := range st.EtcdMemberRemovals {
+		r := &st.EtcdMemberRemovals[i]
+		if r.RemovedBy == "" && r.Removed == nil && !m.bootstrapped() && m.cm.Status.Version == "" && m.inv != nil && m.inv.Name != r.Machine {
+			r.RemovedBy = m.cm.Name
+		}
+		if r.RemovedBy == m.cm.Name {
+			out = append(out, r.PeerURL)
+		}
+	}
+	return out
+}
+
+// settleEtcdMemberRemovals marks a removal done once its joining server
+// bootstrapped (it removed the member before it joined), hands a pending
+// one whose joining server went away to the next one, and forgets a done
+// one once its server left the cluster.
+func (f *formation) settleEtcdMemberRemovals() {
+	st := &f.pc.Status
+	byName := map[string]*machine{}
+	for _, m := range f.machines {
+		byName[m.cm.Name] = m
+	}
+	pending := false
+	st.EtcdMemberRemovals = slices.DeleteFunc(st.EtcdMemberRemovals, func(r provisioningv1.EtcdMemberRemoval) bool {
+		_, exists := byName[r.RemovedBy]
+		return r.Removed != nil && !exists
+	})
+	for i := range st.EtcdMemberRemovals {
+		r := &st.EtcdMemberRemovals[i]
+		if r.Removed != nil {
+			continue
+		}
+		m := byName[r.RemovedBy]
+		switch {
+		case m == nil:
+			r.RemovedBy, pending = "", true
+		case m.bootstrapped():
+			now := metav1.NewTime(f.now)
+			r.Removed = &now
+			f.r.Events.Eventf(f.pc, m.cm, corev1.EventTypeNormal, provisioningv1.EtcdMemberRemovedReason, "RemoveEtcdMember",
+				"Server %s removed the etcd member %s of replaced server %s before it joined", m.cm.Name, r.PeerURL, r.Machine)
+		default:
+			pending = true
+		}
+	}
+	if pending {
+		f.requeueAfter(remediationPoll)
+	}
+}
+
+// keepJoinedEndpoints re-renders the plan of a server that already joined
+// etcd at its version with the etcd endpoints its current plan has, when
+// they are all that changed: endpoints only matter for joining (an `up`
+// with etcd data skips the join), and a changed NodeConfig restarts the
+// node's Kubernetes. Without this, replacing a dead server (or scaling one
+// down) changed every other joined server's endpoints and restarted it,
+// taking a second etcd member down while the dead one still counted: the
+// quorum was lost until it came back. The current plan is read only when
+// the rendered one differs from it.
+func (f *formation) keepJoinedEndpoints(ctx context.Context, m *machine, c render.Cluster, mach render.Machine, raw []byte) []byte {
+	if f.pc.Spec.Distro != provisioningv1.DistroEdgefleet || !m.server() || m.cm.Spec.Init || !m.bootstrapped() ||
+		m.cm.Status.Version != m.cm.Spec.Version || m.cm.Status.PlanChecksum == "" || m.cm.Status.PlanChecksum == nodeplan.Checksum(raw) {
+		return raw
+	}
+	var s corev1.Secret
+	if err := f.r.Reader.Get(ctx, client.ObjectKey{Namespace: m.inv.Namespace, Name: machineregistration.PlanName(m.inv)}, &s); err != nil {
+		return raw
+	}
+	cur, err := nodeplan.Parse(s.Data[nodeplan.SecretKey])
+	if err != nil || nodeplan.Checksum(s.Data[nodeplan.SecretKey]) != m.cm.Status.PlanChecksum {
+		return raw
+	}
+	for _, file := range cur.Files {
+		if file.Path != kubedistro.ConfigPath {
+			continue
+		}
+		nc, err := kubedistro.Parse(file.Data())
+		if err != nil || nc.Etcd == nil {
+			return raw
+		}
+		c.EtcdEndpoints = nc.Etcd.Endpoints
+		if _, again, err := render.Plan(c, mach); err == nil {
+			return again
+		}
+	}
+	return raw
+}
