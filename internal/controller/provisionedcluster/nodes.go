@@ -46,6 +46,73 @@ func (f *formation) connect(ctx context.Context) {
 	}
 	f.r.nodeCache.Store(key, nodeSnapshot{at: f.now, nodes: nodes})
 	f.nodes = nodes
+	f.r.observeHeartbeats(key, nodes, f.now)
+}
+
+// heartbeat is a kubelet's last Lease renewal and when this manager first
+// saw it.
+type heartbeat struct {
+	renew, seen time.Time
+	duration    time.Duration
+}
+
+// observeHeartbeats records, per node, when its heartbeat last changed as
+// this manager's clock sees it.
+func (r *Reconciler) observeHeartbeats(key client.ObjectKey, nodes map[string]nodeops.NodeState, now time.Time) {
+	prev := map[string]heartbeat{}
+	if v, ok := r.heartbeats.Load(key); ok {
+		prev = v.(map[string]heartbeat)
+	}
+	next := make(map[string]heartbeat, len(nodes))
+	for name, n := range nodes {
+		if n.Heartbeat.IsZero() {
+			continue
+		}
+		hb := heartbeat{renew: n.Heartbeat, seen: now, duration: n.LeaseDuration}
+		if p, ok := prev[name]; ok && p.renew.Equal(n.Heartbeat) {
+			hb.seen = p.seen
+		}
+		next[name] = hb
+	}
+	r.heartbeats.Store(key, next)
+}
+
+// heartbeatKnown: node's kubelet heartbeat has been read.
+func (f *formation) heartbeatKnown(node string) bool {
+	if f.fleetCluster == nil {
+		return false
+	}
+	v, ok := f.r.heartbeats.Load(client.ObjectKeyFromObject(f.fleetCluster))
+	if !ok {
+		return false
+	}
+	_, ok = v.(map[string]heartbeat)[node]
+	return ok
+}
+
+// heartbeatStale: node's kubelet has not renewed its Lease for longer than
+// half the Lease's duration plus one node read, as this manager saw it
+// (false when unknown). The nodes of a site that went dark stop renewing
+// at once, while the node lifecycle controller marks them Unknown up to a
+// renewal interval (10s) plus its monitor period apart.
+func (f *formation) heartbeatStale(node string) (time.Duration, bool) {
+	if f.fleetCluster == nil {
+		return 0, false
+	}
+	v, ok := f.r.heartbeats.Load(client.ObjectKeyFromObject(f.fleetCluster))
+	if !ok {
+		return 0, false
+	}
+	hb, ok := v.(map[string]heartbeat)[node]
+	if !ok {
+		return 0, false
+	}
+	d := hb.duration
+	if d <= 0 {
+		d = 40 * time.Second // the kubelet's default
+	}
+	age := f.now.Sub(hb.seen)
+	return age, age > d/2+f.r.NodeReadInterval
 }
 
 // drainStep cordons and drains m's node before it is upgraded or removed,

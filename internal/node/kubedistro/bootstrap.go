@@ -99,3 +99,29 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
+
+// ControlPlaneLabel marks servers' Nodes, as kubeadm and k3s do: the fleet
+// agent prefers them (a site whose workers go dark still reports).
+const ControlPlaneLabel = "node-role.kubernetes.io/control-plane"
+
+// labelControlPlane labels this server's Node with ControlPlaneLabel once
+// its kubelet has registered it. The kubelet cannot: NodeRestriction
+// forbids a kubelet to set node-role.kubernetes.io/ labels on itself, so the
+// server's supervisor does, with the admin credential it already holds.
+func (s *supervisor) labelControlPlane(ctx context.Context) {
+	for {
+		lctx, cancel := context.WithTimeout(ctx, time.Minute)
+		cmd := exec.CommandContext(lctx, filepath.Join(s.p.Bin(s.c.Version), "kubectl"), "--kubeconfig", s.p.AdminKubeconfig(),
+			"label", "node", s.c.NodeName, ControlPlaneLabel+"=", "--overwrite")
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err == nil {
+			s.log.Info("Node labelled as control plane", "node", s.c.NodeName, "label", ControlPlaneLabel)
+			return
+		}
+		s.log.Debug("Labelling the node as control plane failed (not registered yet?); retrying", "err", err, "output", strings.TrimSpace(string(out)))
+		if !sleepCtx(ctx, 2*time.Second) {
+			return
+		}
+	}
+}

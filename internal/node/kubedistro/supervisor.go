@@ -115,6 +115,9 @@ func Run(ctx context.Context, root, configPath string, log *slog.Logger) error {
 		if comp.Name == "kube-apiserver" && c.Init {
 			go s.bootstrap(ctx)
 		}
+		if comp.Name == "kubelet" && c.Role == kubedistro.RoleServer {
+			go s.labelControlPlane(ctx)
+		}
 	}
 	go s.routes(ctx)
 	<-ctx.Done()
