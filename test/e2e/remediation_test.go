@@ -435,6 +435,14 @@ spec:
 			}
 			return nil
 		})
+		var marked []string
+		for _, name := range workers {
+			out, _ := kubectlOn("get", "node", name, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].lastTransitionTime}`)
+			if at, err := time.Parse(time.RFC3339, strings.TrimSpace(out)); err == nil {
+				marked = append(marked, fmt.Sprintf("%s %s", name, at.Sub(cut).Round(time.Second)))
+			}
+		}
+		t.Logf("nodes marked NotReady after the cut: %s (Kubernetes marks them apart; the short-circuit came first)", strings.Join(marked, ", "))
 		time.Sleep(15 * time.Second)
 		if err := c.Get(ctx, client.ObjectKeyFromObject(pc), pc); err != nil {
 			t.Fatal(err)
