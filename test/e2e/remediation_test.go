@@ -266,6 +266,14 @@ func TestRemediationEdgefleetDistro(t *testing.T) {
 		if cond := meta.FindStatusCondition(pc.Status.Conditions, provisioningv1.RemediationAllowedCondition); cond == nil || cond.Status != metav1.ConditionTrue {
 			t.Errorf("RemediationAllowed = %+v, want True", cond)
 		}
+		// Servers label themselves (the kubelet may not): only server-1.
+		waitCluster(t, time.Minute, "server-1 alone labelled "+kubedistro.ControlPlaneLabel, func() error {
+			out, err := kubectlOn("get", "nodes", "-l", kubedistro.ControlPlaneLabel, "-o", "jsonpath={.items[*].metadata.name}")
+			if err != nil || out != "server-1" {
+				return fmt.Errorf("control-plane nodes %q %v", out, err)
+			}
+			return nil
+		})
 		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "worker-3"}, &provisioningv1.ClusterMachine{}); !apierrors.IsNotFound(err) {
 			t.Fatalf("the spare worker-3 is adopted already (%v)", err)
 		}
