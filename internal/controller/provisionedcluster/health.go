@@ -120,7 +120,7 @@ func (f *formation) judge(m *machine, c checks) verdict {
 				continue
 			}
 			if nc.Type == corev1.NodeReady && nc.Status == corev1.ConditionUnknown {
-				if _, stale := f.heartbeatStale(name); !stale && f.heartbeatKnown(name) {
+				if age, silentAfter, ok := f.heartbeatAge(name); ok && age <= silentAfter {
 					// Unknown is "no news", and a renewed heartbeat is news:
 					// the kubelet is back (a site whose network returned)
 					// and posts its status within seconds. Counted, not
@@ -145,11 +145,14 @@ func (f *formation) judge(m *machine, c checks) verdict {
 			return verdict{failing: true}
 		}
 	}
-	if _, stale := f.heartbeatStale(name); stale {
-		// Its kubelet went silent and the node will turn Unknown: counted
-		// toward maxUnhealthy now, so the nodes of a dark site are seen
-		// together though Kubernetes marks them seconds apart.
-		return verdict{failing: true}
+	if age, silentAfter, ok := f.heartbeatAge(name); ok {
+		if age > silentAfter {
+			// Its kubelet went silent and the node will turn Unknown:
+			// counted toward maxUnhealthy now, so the nodes of a dark site
+			// are seen together though Kubernetes marks them seconds apart.
+			return verdict{failing: true}
+		}
+		f.requeueAfter(silentAfter - age + time.Second)
 	}
 	return verdict{}
 }

@@ -298,7 +298,7 @@ func TestRemediation(t *testing.T) {
 		// The site goes dark: both kubelets stop renewing; later h-w0's
 		// node is marked Unknown (its 1s timer runs out), h-w1's not yet.
 		hb.stop("h-w0", "h-w1")
-		time.Sleep(2 * time.Second)
+		time.Sleep(3 * time.Second)
 		n.ready("h-w0", corev1.ConditionUnknown, time.Now())
 		pc := waitCondition(t, c, ns, "hb", provisioningv1.RemediationAllowedCondition, metav1.ConditionFalse, provisioningv1.TooManyUnhealthyReason, 30*time.Second)
 		if msg := meta.FindStatusCondition(pc.Status.Conditions, provisioningv1.RemediationAllowedCondition).Message; !strings.Contains(msg, "2 of 2 machines unhealthy (h-w0, h-w1)") {
@@ -467,7 +467,8 @@ func TestRemediation(t *testing.T) {
 }
 
 // leaseRenewer plays the kubelets' heartbeats: a Lease per node in
-// kube-node-lease (duration 1s), renewed every 200ms while started.
+// kube-node-lease (duration 2s: silent after 1.5s), renewed every 200ms
+// while started.
 type leaseRenewer struct {
 	mu      sync.Mutex
 	renewed map[string]bool
@@ -480,7 +481,7 @@ func heartbeats(t *testing.T, cs kubernetes.Interface, names ...string) *leaseRe
 	t.Cleanup(func() { cancel(); <-done })
 	r := &leaseRenewer{renewed: map[string]bool{}}
 	r.start(names...)
-	one := int32(1)
+	two := int32(2)
 	go func() {
 		defer close(done)
 		for ctx.Err() == nil {
@@ -495,7 +496,7 @@ func heartbeats(t *testing.T, cs kubernetes.Interface, names ...string) *leaseRe
 				l, err := cs.CoordinationV1().Leases(nodeops.NodeLeaseNamespace).Get(ctx, name, metav1.GetOptions{})
 				if apierrors.IsNotFound(err) {
 					_, _ = cs.CoordinationV1().Leases(nodeops.NodeLeaseNamespace).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name},
-						Spec: coordinationv1.LeaseSpec{HolderIdentity: &name, LeaseDurationSeconds: &one, RenewTime: &now}}, metav1.CreateOptions{})
+						Spec: coordinationv1.LeaseSpec{HolderIdentity: &name, LeaseDurationSeconds: &two, RenewTime: &now}}, metav1.CreateOptions{})
 					continue
 				}
 				if err == nil {
