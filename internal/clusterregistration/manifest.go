@@ -149,6 +149,17 @@ spec:
         app: edgefleet-agent
     spec:
       serviceAccountName: {{.AgentSA}}
+      # Preferred, not required: on a control-plane node the agent keeps
+      # reporting when a site's workers lose their network (else the whole
+      # cluster reads unreachable); clusters without such nodes run it
+      # anywhere.
+      affinity:
+        nodeAffinity:
+          preferredDuringSchedulingIgnoredDuringExecution:
+          - weight: 100
+            preference:
+              matchExpressions:
+              - {key: node-role.kubernetes.io/control-plane, operator: Exists}
       tolerations:
       - key: node-role.kubernetes.io/control-plane
         operator: Exists

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/yaml"
 
 	"github.com/edgefleet/edgefleet/internal/wire/clusterjoin"
@@ -118,5 +120,49 @@ func TestAgentDeploymentMatchesTheImportManifest(t *testing.T) {
 		t.Errorf("args %v: a flag older agents do not know would stop them from starting after a rollback", c.Args)
 	case d.Name != clusterjoin.AgentDeployment || d.Namespace != clusterjoin.SystemNamespace:
 		t.Errorf("Deployment %s/%s", d.Namespace, d.Name)
+	}
+}
+
+// The agent prefers control-plane nodes (a site whose workers go dark
+// still reports through it) and tolerates their NoSchedule taint, but
+// does not require them: imported clusters without such labels run it
+// anywhere.
+func TestAgentPrefersControlPlaneNodes(t *testing.T) {
+	dep, err := AgentDeployment("registry.local/edgefleet-agent:v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d appsv1.Deployment
+	if err := yaml.UnmarshalStrict(dep, &d); err != nil {
+		t.Fatalf("Deployment does not parse strictly: %v\n%s", err, dep)
+	}
+	spec := d.Spec.Template.Spec
+	if spec.Affinity == nil || spec.Affinity.NodeAffinity == nil {
+		t.Fatalf("no node affinity: %+v", spec.Affinity)
+	}
+	na := spec.Affinity.NodeAffinity
+	if na.RequiredDuringSchedulingIgnoredDuringExecution != nil {
+		t.Errorf("required node affinity %+v: clusters without control-plane labels could not run the agent", na.RequiredDuringSchedulingIgnoredDuringExecution)
+	}
+	prefers := false
+	for _, p := range na.PreferredDuringSchedulingIgnoredDuringExecution {
+		for _, e := range p.Preference.MatchExpressions {
+			if e.Key == "node-role.kubernetes.io/control-plane" && e.Operator == corev1.NodeSelectorOpExists && p.Weight > 0 {
+				prefers = true
+			}
+		}
+	}
+	if !prefers {
+		t.Errorf("preferred affinity %+v: want node-role.kubernetes.io/control-plane Exists", na.PreferredDuringSchedulingIgnoredDuringExecution)
+	}
+	taint := corev1.Taint{Key: "node-role.kubernetes.io/control-plane", Effect: corev1.TaintEffectNoSchedule}
+	tolerated := false
+	for _, tol := range spec.Tolerations {
+		if tol.ToleratesTaint(klog.Background(), &taint, false) {
+			tolerated = true
+		}
+	}
+	if !tolerated {
+		t.Errorf("tolerations %+v do not tolerate %v", spec.Tolerations, taint)
 	}
 }

@@ -104,6 +104,9 @@ type Reconciler struct {
 	Now func() time.Time
 
 	nodeCache sync.Map // types.NamespacedName → nodeSnapshot
+	// heartbeats: when this manager saw each node's kubelet heartbeat
+	// change, its own clock (kubelets' and manager's clocks may differ).
+	heartbeats sync.Map // types.NamespacedName → map[string]heartbeat
 }
 
 // NodeAccess makes clients of formed clusters (nodeops.Tunnel).
@@ -341,6 +344,7 @@ func (r *Reconciler) finalize(ctx context.Context, pc *provisioningv1.Provisione
 	}
 	if ref := pc.Status.FleetClusterRef; ref != nil {
 		r.nodeCache.Delete(client.ObjectKey{Namespace: pc.Namespace, Name: ref.Name})
+		r.heartbeats.Delete(client.ObjectKey{Namespace: pc.Namespace, Name: ref.Name})
 		fc := &fleetv1.Cluster{}
 		err := r.Client.Get(ctx, client.ObjectKey{Namespace: pc.Namespace, Name: ref.Name}, fc)
 		if err == nil && fc.Labels[provisioningv1.ClusterLabel] == pc.Name {

@@ -124,6 +124,16 @@ func (f *formation) judge(m *machine, c checks) verdict {
 			if string(nc.Type) != want.Type || string(nc.Status) != want.Status {
 				continue
 			}
+			if nc.Type == corev1.NodeReady && nc.Status == corev1.ConditionUnknown {
+				if age, silentAfter, ok := f.heartbeatAge(name); ok && age <= silentAfter {
+					// Unknown is "no news", and a renewed heartbeat is news:
+					// the kubelet is back (a site whose network returned)
+					// and posts its status within seconds. Counted, not
+					// remediated.
+					f.requeueAfter(f.r.NodeReadInterval)
+					return verdict{failing: true}
+				}
+			}
 			since := nc.LastTransitionTime.Time
 			if f.resumed.After(since) {
 				since = f.resumed
@@ -139,6 +149,15 @@ func (f *formation) judge(m *machine, c checks) verdict {
 			f.requeueAfter(want.Timeout.Duration - lasted + time.Second)
 			return verdict{failing: true}
 		}
+	}
+	if age, silentAfter, ok := f.heartbeatAge(name); ok {
+		if age > silentAfter {
+			// Its kubelet went silent and the node will turn Unknown:
+			// counted toward maxUnhealthy now, so the nodes of a dark site
+			// are seen together though Kubernetes marks them seconds apart.
+			return verdict{failing: true}
+		}
+		f.requeueAfter(silentAfter - age + time.Second)
 	}
 	return verdict{}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -24,6 +26,7 @@ import (
 	crtctrl "github.com/edgefleet/edgefleet/internal/controller/clusterregistrationtoken"
 	"github.com/edgefleet/edgefleet/internal/controller/internal/ctrltest"
 	"github.com/edgefleet/edgefleet/internal/controller/machineinventory"
+	"github.com/edgefleet/edgefleet/internal/provisioning/nodeops"
 	"github.com/edgefleet/edgefleet/test/harness"
 	"github.com/edgefleet/edgefleet/test/redfishemu"
 )
@@ -283,6 +286,49 @@ func TestRemediation(t *testing.T) {
 		})
 	})
 
+	t.Run("kubelet heartbeats: a dark site seen before its nodes turn Unknown, a returning one not replaced", func(t *testing.T) {
+		// Real kubelets renew their Lease every 10s and the node lifecycle
+		// controller marks each node Unknown 50s after its own last
+		// renewal: a site's nodes turn Unknown up to 15s apart, more than a
+		// short timeout (CI: a dark site's first worker was replaced).
+		ns := "rem-hb"
+		sim := newSim(t, c, ns)
+		hb := heartbeats(t, cs, "h-s0", "h-w0", "h-w1", "h-w2")
+		formed(t, c, sim, n, ns, "hb", provisioningv1.ProvisionedClusterSpec{ControlPlane: cp(1), Workers: workers(2, fastChecks("1"))},
+			map[string]string{"h-s0": "server", "h-w0": "worker", "h-w1": "worker", "h-w2": "worker"})
+		// The site goes dark: both kubelets stop renewing; later h-w0's
+		// node is marked Unknown (its 1s timer runs out), h-w1's not yet.
+		hb.stop("h-w0", "h-w1")
+		time.Sleep(3 * time.Second)
+		n.ready("h-w0", corev1.ConditionUnknown, time.Now())
+		pc := waitCondition(t, c, ns, "hb", provisioningv1.RemediationAllowedCondition, metav1.ConditionFalse, provisioningv1.TooManyUnhealthyReason, 30*time.Second)
+		if msg := meta.FindStatusCondition(pc.Status.Conditions, provisioningv1.RemediationAllowedCondition).Message; !strings.Contains(msg, "2 of 2 machines unhealthy (h-w0, h-w1)") {
+			t.Fatalf("message %q", msg)
+		}
+		notRemediated := func() error {
+			for _, name := range []string{"h-w0", "h-w1"} {
+				cm, err := machineOf(t, c, ns, name)
+				if err != nil || cm.Status.Remediation != nil {
+					return fmt.Errorf("%s remediated: %v %+v", name, err, cm.Status.Remediation)
+				}
+			}
+			return nil
+		}
+		stays(t, 3*time.Second, notRemediated)
+		// The network returns: both kubelets renew again, h-w1's node was
+		// never marked, h-w0's is still Unknown until its kubelet posts
+		// status. The short-circuit ends; h-w0 is not remediated for the
+		// seconds its status takes, though its timer ran out long ago.
+		hb.start("h-w0", "h-w1")
+		waitCondition(t, c, ns, "hb", provisioningv1.RemediationAllowedCondition, metav1.ConditionTrue, "", 30*time.Second)
+		stays(t, 3*time.Second, notRemediated)
+		n.ready("h-w0", corev1.ConditionTrue, time.Now())
+		// A kubelet that stays silent is still found: h-w1 dies alone.
+		hb.stop("h-w1")
+		n.ready("h-w1", corev1.ConditionUnknown, time.Now())
+		waitReplaced(t, c, n, ns, "hb", "h-w1", "h-w2")
+	})
+
 	t.Run("the last control-plane machine and etcd quorum are protected", func(t *testing.T) {
 		ns := "rem-quorum"
 		sim := newSim(t, c, ns)
@@ -422,3 +468,61 @@ func TestRemediation(t *testing.T) {
 	t.Run("node agent silent", func(t *testing.T) { testNodeAgentSilent(t, c, n) })
 	t.Run("a replaced dead server's etcd member is removed", func(t *testing.T) { testEtcdMemberRemoval(t, c, n) })
 }
+
+// leaseRenewer plays the kubelets' heartbeats: a Lease per node in
+// kube-node-lease (duration 2s: silent after 1.5s), renewed every 200ms
+// while started.
+type leaseRenewer struct {
+	mu      sync.Mutex
+	renewed map[string]bool
+}
+
+func heartbeats(t *testing.T, cs kubernetes.Interface, names ...string) *leaseRenewer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	r := &leaseRenewer{renewed: map[string]bool{}}
+	r.start(names...)
+	two := int32(2)
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			for _, name := range names {
+				r.mu.Lock()
+				on := r.renewed[name]
+				r.mu.Unlock()
+				if !on {
+					continue
+				}
+				now := metav1.NewMicroTime(time.Now())
+				l, err := cs.CoordinationV1().Leases(nodeops.NodeLeaseNamespace).Get(ctx, name, metav1.GetOptions{})
+				if apierrors.IsNotFound(err) {
+					_, _ = cs.CoordinationV1().Leases(nodeops.NodeLeaseNamespace).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name},
+						Spec: coordinationv1.LeaseSpec{HolderIdentity: &name, LeaseDurationSeconds: &two, RenewTime: &now}}, metav1.CreateOptions{})
+					continue
+				}
+				if err == nil {
+					l.Spec.RenewTime = &now
+					_, _ = cs.CoordinationV1().Leases(nodeops.NodeLeaseNamespace).Update(ctx, l, metav1.UpdateOptions{})
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	return r
+}
+
+func (r *leaseRenewer) set(on bool, names ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range names {
+		r.renewed[n] = on
+	}
+}
+
+func (r *leaseRenewer) start(names ...string) { r.set(true, names...) }
+func (r *leaseRenewer) stop(names ...string)  { r.set(false, names...) }

@@ -46,6 +46,68 @@ func (f *formation) connect(ctx context.Context) {
 	}
 	f.r.nodeCache.Store(key, nodeSnapshot{at: f.now, nodes: nodes})
 	f.nodes = nodes
+	f.r.observeHeartbeats(key, nodes, f.now)
+}
+
+// heartbeat is a kubelet's last Lease renewal (its own clock) and the
+// offset to this manager's clock.
+type heartbeat struct {
+	renew    time.Time
+	duration time.Duration
+	// offset is the least (seen - renew) observed: clock skew plus the
+	// shortest read lag. renew+offset is when the renewal happened on the
+	// manager's clock, never later than it did (so a silent kubelet is
+	// not found late by the node read interval), and kubelet clocks are
+	// not trusted against the manager's.
+	offset time.Duration
+}
+
+// observeHeartbeats records each node's heartbeat and refines its clock
+// offset.
+func (r *Reconciler) observeHeartbeats(key client.ObjectKey, nodes map[string]nodeops.NodeState, now time.Time) {
+	prev := map[string]heartbeat{}
+	if v, ok := r.heartbeats.Load(key); ok {
+		prev = v.(map[string]heartbeat)
+	}
+	next := make(map[string]heartbeat, len(nodes))
+	for name, n := range nodes {
+		if n.Heartbeat.IsZero() {
+			continue
+		}
+		hb := heartbeat{renew: n.Heartbeat, duration: n.LeaseDuration, offset: now.Sub(n.Heartbeat)}
+		if p, ok := prev[name]; ok && !n.Heartbeat.Before(p.renew) && p.offset < hb.offset {
+			// (a renewal earlier than the last one: the kubelet's clock
+			// went back, start over)
+			hb.offset = p.offset
+		}
+		next[name] = hb
+	}
+	r.heartbeats.Store(key, next)
+}
+
+// heartbeatAge is how long ago node's kubelet last renewed its Lease on
+// this manager's clock, and the age from which it counts as silent: three
+// quarters of the Lease's duration (two renewals missed; 30s by default).
+// The nodes of a site that went dark stop renewing at once, while the
+// node lifecycle controller marks them Unknown 50s after each one's own
+// last renewal, up to a renewal interval plus its monitor period apart.
+func (f *formation) heartbeatAge(node string) (age, silentAfter time.Duration, ok bool) {
+	if f.fleetCluster == nil {
+		return 0, 0, false
+	}
+	v, ok := f.r.heartbeats.Load(client.ObjectKeyFromObject(f.fleetCluster))
+	if !ok {
+		return 0, 0, false
+	}
+	hb, ok := v.(map[string]heartbeat)[node]
+	if !ok {
+		return 0, 0, false
+	}
+	d := hb.duration
+	if d <= 0 {
+		d = 40 * time.Second // the kubelet's default
+	}
+	return f.now.Sub(hb.renew.Add(hb.offset)), d * 3 / 4, true
 }
 
 // drainStep cordons and drains m's node before it is upgraded or removed,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,5 +116,44 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 		return false
 	case <-t.C:
 		return true
+	}
+}
+
+// ControlPlaneLabel marks servers' Nodes, as kubeadm and k3s do: the fleet
+// agent prefers them (a site whose workers go dark still reports).
+const ControlPlaneLabel = "node-role.kubernetes.io/control-plane"
+
+// labelControlPlane gives this server's Node ControlPlaneLabel. The
+// kubelet cannot: it refuses node-role.kubernetes.io/ labels in
+// --node-labels and NodeRestriction forbids a node to set them, so the
+// server's supervisor does, with the admin credential it already holds.
+// It runs once the local API is up, before the kubelet starts: a
+// server-side apply creates the Node with its label (the kubelet then
+// registers into it), so nothing is scheduled onto the server while it is
+// unlabelled, the fleet agent included; and again once the kubelet is up,
+// for a Node that was deleted and registered anew. Within bounds the
+// retries (0: until it succeeds).
+func (s *supervisor) labelControlPlane(ctx context.Context, within time.Duration) {
+	manifest := fmt.Sprintf(`{"apiVersion":"v1","kind":"Node","metadata":{"name":%q,"labels":{%q:""}}}`, s.c.NodeName, ControlPlaneLabel)
+	deadline := time.Now().Add(within)
+	for {
+		lctx, cancel := context.WithTimeout(ctx, time.Minute)
+		cmd := exec.CommandContext(lctx, filepath.Join(s.p.Bin(s.c.Version), "kubectl"), "--kubeconfig", s.p.AdminKubeconfig(),
+			"apply", "--server-side", "--field-manager=edgefleet-kubedistro-role", "-f", "-")
+		cmd.Stdin = strings.NewReader(manifest)
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err == nil {
+			s.log.Info("Node labelled as control plane", "node", s.c.NodeName, "label", ControlPlaneLabel)
+			return
+		}
+		if within > 0 && time.Now().After(deadline) {
+			s.log.Warn("Labelling the node as control plane failed; retrying once the kubelet is up", "err", err, "output", strings.TrimSpace(string(out)))
+			return
+		}
+		s.log.Debug("Labelling the node as control plane failed; retrying", "err", err, "output", strings.TrimSpace(string(out)))
+		if !sleepCtx(ctx, 2*time.Second) {
+			return
+		}
 	}
 }

@@ -115,6 +115,12 @@ func Run(ctx context.Context, root, configPath string, log *slog.Logger) error {
 		if comp.Name == "kube-apiserver" && c.Init {
 			go s.bootstrap(ctx)
 		}
+		if comp.Name == "kube-apiserver" {
+			s.labelControlPlane(ctx, 30*time.Second)
+		}
+		if comp.Name == "kubelet" && c.Role == kubedistro.RoleServer {
+			go s.labelControlPlane(ctx, 0)
+		}
 	}
 	go s.routes(ctx)
 	<-ctx.Done()

@@ -49,6 +49,9 @@ func DownstreamRBAC() []byte {
 			// delete: a ManagedOSImage's drain.disableEviction deletes pods.
 			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list", "delete"}},
 			{APIGroups: []string{""}, Resources: []string{"pods/eviction"}, Verbs: []string{"create"}},
+			// The kubelets' heartbeats (kube-node-lease): health checks see
+			// a site going dark as a whole.
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"list"}},
 		}}
 	binding := rbacv1.ClusterRoleBinding{TypeMeta: metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRoleBinding"},
 		ObjectMeta: metav1.ObjectMeta{Name: DownstreamRole},

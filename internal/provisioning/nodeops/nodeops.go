@@ -33,7 +33,17 @@ type NodeState struct {
 	// Conditions are the node's conditions (health checks time them from
 	// their lastTransitionTime).
 	Conditions []corev1.NodeCondition
+	// Heartbeat is the kubelet's last renewal of its Lease in
+	// kube-node-lease (zero when unknown), and LeaseDuration the Lease's
+	// duration: a kubelet that stopped renewing is seen before the node
+	// lifecycle controller marks its node Unknown (grace period 50s), and
+	// the nodes of a site going dark stop renewing together.
+	Heartbeat     time.Time
+	LeaseDuration time.Duration
 }
+
+// NodeLeaseNamespace holds the kubelets' heartbeat Leases.
+const NodeLeaseNamespace = "kube-node-lease"
 
 // Nodes reads every node's state with one LIST.
 func Nodes(ctx context.Context, cs kubernetes.Interface) (map[string]NodeState, error) {
@@ -50,6 +60,23 @@ func Nodes(ctx context.Context, cs kubernetes.Interface) (map[string]NodeState, 
 			}
 		}
 		out[n.Name] = st
+	}
+	// Heartbeats are a hint: a cluster joined before the formation role
+	// could list Leases reads nodes without them.
+	leases, err := cs.CoordinationV1().Leases(NodeLeaseNamespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return out, nil
+	}
+	for _, l := range leases.Items {
+		st, ok := out[l.Name]
+		if !ok || l.Spec.RenewTime == nil {
+			continue
+		}
+		st.Heartbeat = l.Spec.RenewTime.Time
+		if l.Spec.LeaseDurationSeconds != nil {
+			st.LeaseDuration = time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
+		}
+		out[l.Name] = st
 	}
 	return out, nil
 }

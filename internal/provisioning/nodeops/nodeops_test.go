@@ -7,7 +7,7 @@ import (
 
 func TestDownstreamRBACIsLeastPrivilege(t *testing.T) {
 	rbac := string(DownstreamRBAC())
-	for _, want := range []string{"name: " + DownstreamUser(), "pods/eviction", "kind: ClusterRoleBinding"} {
+	for _, want := range []string{"name: " + DownstreamUser(), "pods/eviction", "leases", "kind: ClusterRoleBinding"} {
 		if !strings.Contains(rbac, want) {
 			t.Errorf("downstream RBAC lacks %q:\n%s", want, rbac)
 		}
