@@ -13,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/edgefleet/edgefleet/internal/imagebuild"
-	"github.com/edgefleet/edgefleet/internal/node/kubedistro"
 	"github.com/edgefleet/edgefleet/test/harness"
 	"github.com/edgefleet/edgefleet/test/kubeimages"
 	"github.com/edgefleet/edgefleet/test/netlab"
@@ -35,15 +34,7 @@ type distroLab struct {
 func startDistroLab(t *testing.T, subnet3, ns string) *distroLab {
 	t.Helper()
 	ctx := context.Background()
-	repo, err := harness.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := kubeimages.StartRegistry(t)
-	reg.Push(t, "pause", "3.10", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/pause"), "pause"))
-	reg.Push(t, "hello", "v1", kubeimages.GoImage(t, filepath.Join(repo, "test/kubeimages/hello"), "hello"))
-	// The cluster DNS every formed cluster's init server deploys (mirrored registry.k8s.io).
-	reg.Push(t, "coredns/coredns", kubedistro.CoreDNSVersion, kubeimages.CoreDNSImage(t, repo))
+	reg := startNodeImageRegistry(t)
 	agentBin := filepath.Join(filepath.Dir(harness.EdgefleetBinary(t)), "edgefleet-agent")
 	caBundle, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
 	if err != nil {

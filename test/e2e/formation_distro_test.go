@@ -51,19 +51,8 @@ func TestFormationEdgefleetDistro(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a manager and a Kubernetes cluster of real kubelets")
 	}
-	if why := netlab.Supported(); why != "" {
-		t.Skip(why)
-	}
-	for _, cmd := range []string{"containerd", "runc", "nsenter", "iptables"} {
-		if _, err := exec.LookPath(cmd); err != nil {
-			t.Fatalf("%s is missing: run hack/install-deps.sh", cmd)
-		}
-	}
+	bins := requireRealKubelets(t, "containerd", "runc", "nsenter", "iptables")
 	ctx := context.Background()
-	bins := harness.KubeBinDir(t)
-	if _, err := os.Stat(filepath.Join(bins, "kubelet")); err != nil {
-		t.Fatalf("no kubelet in %s: run hack/build-kube.sh", bins)
-	}
 	node := nodeBinary(t)
 	version := kubeletVersion(t, bins)
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -25,8 +24,6 @@ import (
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/node/kubedistro"
 	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
-	"github.com/edgefleet/edgefleet/test/harness"
-	"github.com/edgefleet/edgefleet/test/netlab"
 )
 
 // Health remediation for real, on the lean lab of TestFormationEdgefleetDistro:
@@ -45,19 +42,8 @@ func TestRemediationEdgefleetDistro(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a manager and a Kubernetes cluster of real kubelets")
 	}
-	if why := netlab.Supported(); why != "" {
-		t.Skip(why)
-	}
-	for _, cmd := range []string{"containerd", "runc", "nsenter", "iptables"} {
-		if _, err := exec.LookPath(cmd); err != nil {
-			t.Fatalf("%s is missing: run hack/install-deps.sh", cmd)
-		}
-	}
+	bins := requireRealKubelets(t, "containerd", "runc", "nsenter", "iptables")
 	ctx := context.Background()
-	bins := harness.KubeBinDir(t)
-	if _, err := os.Stat(filepath.Join(bins, "kubelet")); err != nil {
-		t.Fatalf("no kubelet in %s: run hack/build-kube.sh", bins)
-	}
 	node := nodeBinary(t)
 	version := kubeletVersion(t, bins)
 	began := time.Now()

@@ -293,7 +293,7 @@ func TestRemediation(t *testing.T) {
 		// short timeout (CI: a dark site's first worker was replaced).
 		ns := "rem-hb"
 		sim := newSim(t, c, ns)
-		hb := heartbeats(t, cs, "h-s0", "h-w0", "h-w1", "h-w2")
+		hb := kubeletLeases(t, cs, "h-s0", "h-w0", "h-w1", "h-w2")
 		formed(t, c, sim, n, ns, "hb", provisioningv1.ProvisionedClusterSpec{ControlPlane: cp(1), Workers: workers(2, fastChecks("1"))},
 			map[string]string{"h-s0": "server", "h-w0": "worker", "h-w1": "worker", "h-w2": "worker"})
 		// The site goes dark: both kubelets stop renewing; later h-w0's
@@ -477,7 +477,7 @@ type leaseRenewer struct {
 	renewed map[string]bool
 }
 
-func heartbeats(t *testing.T, cs kubernetes.Interface, names ...string) *leaseRenewer {
+func kubeletLeases(t *testing.T, cs kubernetes.Interface, names ...string) *leaseRenewer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

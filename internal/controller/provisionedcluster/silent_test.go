@@ -29,7 +29,7 @@ type agents struct {
 	muted map[string]bool
 }
 
-func heartbeats(t *testing.T, c client.Client, ns string) *agents {
+func nodeAgents(t *testing.T, c client.Client, ns string) *agents {
 	a := &agents{muted: map[string]bool{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -102,7 +102,7 @@ func testNodeAgentSilent(t *testing.T, c client.Client, n nodes) {
 	t.Run("a machine whose node agent is silent is replaced by a spare", func(t *testing.T) {
 		ns := "silent-one"
 		sim := newSim(t, c, ns)
-		a := heartbeats(t, c, ns)
+		a := nodeAgents(t, c, ns)
 		formed(t, c, sim, n, ns, "quiet", provisioningv1.ProvisionedClusterSpec{ControlPlane: cp, Workers: workers(1, silentChecks(""))},
 			map[string]string{"h-s0": "server", "h-w0": "worker", "h-w1": "worker"})
 		// Its node stays Ready: only the agent stops reporting.
@@ -114,7 +114,7 @@ func testNodeAgentSilent(t *testing.T, c client.Client, n nodes) {
 	t.Run("a node agent that speaks again before the timeout is left alone", func(t *testing.T) {
 		ns := "silent-back"
 		sim := newSim(t, c, ns)
-		a := heartbeats(t, c, ns)
+		a := nodeAgents(t, c, ns)
 		formed(t, c, sim, n, ns, "back", provisioningv1.ProvisionedClusterSpec{ControlPlane: cp, Workers: workers(1, silentChecks(""))},
 			map[string]string{"i-s0": "server", "i-w0": "worker", "i-w1": "worker"})
 		a.mute("i-w0", true)
@@ -137,7 +137,7 @@ func testNodeAgentSilent(t *testing.T, c client.Client, n nodes) {
 	t.Run("many silent node agents at once short-circuit", func(t *testing.T) {
 		ns := "silent-many"
 		sim := newSim(t, c, ns)
-		a := heartbeats(t, c, ns)
+		a := nodeAgents(t, c, ns)
 		formed(t, c, sim, n, ns, "hush", provisioningv1.ProvisionedClusterSpec{ControlPlane: cp, Workers: workers(2, silentChecks("1"))},
 			map[string]string{"j-s0": "server", "j-w0": "worker", "j-w1": "worker", "j-w2": "worker"})
 		a.mute("j-w0", true)
