@@ -11,18 +11,17 @@
 package tmpguard
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgefleet/edgefleet/internal/mountinfo"
 )
 
 // marker names the test process that owns a guarded folder: "<pid>
@@ -154,7 +153,7 @@ func Check(dir string) []string {
 	for _, p := range processesUsing(dir) {
 		out = append(out, "process still running: "+p.desc)
 	}
-	mounts, _ := mountsBelow(dir)
+	mounts, _ := mountinfo.Below(dir)
 	for _, m := range mounts {
 		out = append(out, "still mounted: "+m)
 	}
@@ -183,7 +182,7 @@ func Remove(dir string) []string {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	mounts, err := mountsBelow(dir)
+	mounts, err := mountinfo.Below(dir)
 	if err != nil {
 		out = append(out, err.Error())
 	}
@@ -260,50 +259,7 @@ func processesUsing(dir string) []process {
 func within(path, dir string) bool { return path == dir || strings.HasPrefix(path, dir+"/") }
 
 // MountsBelow lists the mount points below dir, deepest first.
-func MountsBelow(dir string) ([]string, error) { return mountsBelow(dir) }
-
-func mountsBelow(dir string) ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return parseMountsBelow(f, dir)
-}
-
-func parseMountsBelow(r io.Reader, dir string) ([]string, error) {
-	dir = filepath.Clean(dir)
-	var out []string
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 5 {
-			continue
-		}
-		if m := unescape(f[4]); strings.HasPrefix(m, dir+"/") {
-			out = append(out, m)
-		}
-	}
-	sort.SliceStable(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
-	return out, sc.Err()
-}
-
-// unescape undoes mountinfo's octal escapes (\040 for a space).
-func unescape(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
+func MountsBelow(dir string) ([]string, error) { return mountinfo.Below(dir) }
 
 // startTime is field 22 of /proc/<pid>/stat: when the process started, in
 // clock ticks since boot.

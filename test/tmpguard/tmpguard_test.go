@@ -4,37 +4,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 )
-
-func TestParseMountsBelow(t *testing.T) {
-	mountinfo := strings.Join([]string{
-		"27 1 254:0 / / rw,relatime - ext4 /dev/vda rw",
-		"51 27 254:0 /x /tmp/ef-1/fm1/kubelet/root rw shared:7 - ext4 /dev/vda rw",
-		"55 51 0:61 / /tmp/ef-1/fm1/kubelet/root/pods/a/volumes/kube-api-access rw shared:12 - tmpfs tmpfs rw",
-		"56 27 0:4 net:[1] /tmp/ef-1/fm1/netns/cni-1 rw - nsfs nsfs rw",
-		"57 27 0:62 / /tmp/ef-1/with\\040space rw - tmpfs tmpfs rw",
-		"58 27 0:63 / /tmp/ef-10/other rw - tmpfs tmpfs rw",
-		"59 27 0:64 / /tmp/ef-1 rw - tmpfs tmpfs rw",
-	}, "\n")
-	got, err := parseMountsBelow(strings.NewReader(mountinfo), "/tmp/ef-1/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []string{
-		"/tmp/ef-1/fm1/kubelet/root/pods/a/volumes/kube-api-access", // deepest first: unmounted before its parent
-		"/tmp/ef-1/fm1/kubelet/root",
-		"/tmp/ef-1/fm1/netns/cni-1",
-		"/tmp/ef-1/with space",
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("got %q\nwant %q (not ef-10's, not the folder itself)", got, want)
-	}
-}
 
 // A folder whose test process is gone is swept with what it holds; the
 // folder of a running test process is left alone.

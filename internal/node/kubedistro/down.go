@@ -1,20 +1,19 @@
 package kubedistro
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/edgefleet/edgefleet/internal/mountinfo"
 	"github.com/edgefleet/edgefleet/internal/wire/kubedistro"
 )
 
@@ -138,7 +137,7 @@ func unmountBelow(dir string) error {
 		if try > 0 {
 			time.Sleep(500 * time.Millisecond)
 		}
-		points, err := mountsBelow(dir)
+		points, err := mountinfo.Below(dir)
 		if err != nil {
 			return err
 		}
@@ -152,7 +151,7 @@ func unmountBelow(dir string) error {
 			}
 		}
 	}
-	points, err := mountsBelow(dir)
+	points, err := mountinfo.Below(dir)
 	if err != nil {
 		return err
 	}
@@ -163,54 +162,6 @@ func unmountBelow(dir string) error {
 		return fmt.Errorf("unmounting: %s", strings.Join(failed, ", "))
 	}
 	return fmt.Errorf("still mounted after unmounting (a process mounts them again; see `edgefleet-node kubernetes status`): %s", strings.Join(points, ", "))
-}
-
-func mountsBelow(dir string) ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return mountPointsBelow(f, dir)
-}
-
-// mountPointsBelow lists mountinfo's mount points below dir, deepest first.
-func mountPointsBelow(r io.Reader, dir string) ([]string, error) {
-	dir = filepath.Clean(dir)
-	var out []string
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 5 {
-			continue
-		}
-		m := unescapeMount(f[4])
-		if strings.HasPrefix(m, dir+"/") {
-			out = append(out, m)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
-	return out, sc.Err()
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // removeCgroups kills what is left in the node's cgroup subtree (pod

@@ -56,30 +56,6 @@ func TestHostsTOML(t *testing.T) {
 	}
 }
 
-func TestMountPointsBelow(t *testing.T) {
-	info := `22 1 8:1 / / rw - ext4 /dev/vda rw
-40 22 0:50 / /data/kube/kubelet/root/pods/p1/volumes/kubernetes.io~projected/token rw - tmpfs tmpfs rw
-41 22 0:51 / /data/kube/containerd/state/io.containerd.runtime.v2.task/k8s.io/abc/rootfs rw - overlay overlay rw
-42 22 0:52 / /data/kube/run/with\040space rw - tmpfs tmpfs rw
-43 22 0:53 / /data/kubelet-other rw - tmpfs tmpfs rw
-`
-	got, err := mountPointsBelow(strings.NewReader(info), "/data/kube")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 3 {
-		t.Fatalf("got %q, want the 3 mounts below /data/kube (not /data/kubelet-other)", got)
-	}
-	for i := 1; i < len(got); i++ {
-		if len(got[i]) > len(got[i-1]) {
-			t.Errorf("not deepest first: %q", got)
-		}
-	}
-	if got[2] != "/data/kube/run/with space" {
-		t.Errorf("escaped name: %q", got[2])
-	}
-}
-
 func TestNodeSettings(t *testing.T) {
 	if got := nodeLabels(map[string]string{"b": "2", "a": "1"}); got != "a=1,b=2" {
 		t.Errorf("labels %q", got)

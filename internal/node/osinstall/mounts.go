@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/edgefleet/edgefleet/internal/mountinfo"
 )
 
 // sysBlock maps device numbers to disks and loop backing files.
@@ -34,7 +36,7 @@ func readMounts(file string) ([]mount, error) {
 		if len(f) < 10 {
 			continue
 		}
-		m := mount{devNum: f[2], point: unescapeMount(f[4])}
+		m := mount{devNum: f[2], point: mountinfo.Unescape(f[4])}
 		for _, o := range strings.Split(f[5], ",") {
 			m.readOnly = m.readOnly || o == "ro"
 		}
@@ -46,10 +48,6 @@ func readMounts(file string) ([]mount, error) {
 		out = append(out, m)
 	}
 	return out, sc.Err()
-}
-
-func unescapeMount(s string) string {
-	return strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(s)
 }
 
 // diskOf returns the sysfs name of the disk a device number belongs to
