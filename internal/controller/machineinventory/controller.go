@@ -32,6 +32,7 @@ import (
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/controller/conditions"
+	"github.com/edgefleet/edgefleet/internal/controller/internal/heartbeat"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
 )
 
@@ -64,7 +65,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named("machineinventory").
-		For(&machinesv1.MachineInventory{}).
+		For(&machinesv1.MachineInventory{}, builder.WithPredicates(heartbeat.Ignore)).
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
 		Owns(&corev1.ServiceAccount{}, builder.OnlyMetadata).
 		Owns(&rbacv1.Role{}, builder.OnlyMetadata).

@@ -36,6 +36,7 @@ import (
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/controller/conditions"
+	agentheartbeat "github.com/edgefleet/edgefleet/internal/controller/internal/heartbeat"
 	"github.com/edgefleet/edgefleet/internal/controller/queue"
 	"github.com/edgefleet/edgefleet/internal/provisioning/adopt"
 	"github.com/edgefleet/edgefleet/internal/provisioning/nodeops"
@@ -164,7 +165,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).Named("provisionedcluster").
 		For(&provisioningv1.ProvisionedCluster{}).
 		Owns(&provisioningv1.ClusterMachine{}).
-		Watches(&machinesv1.MachineInventory{}, handler.EnqueueRequestsFromMapFunc(r.clustersForInventory), builder.WithPredicates(heartbeatOnly)).
+		Watches(&machinesv1.MachineInventory{}, handler.EnqueueRequestsFromMapFunc(r.clustersForInventory), builder.WithPredicates(agentheartbeat.Ignore)).
 		Watches(&fleetv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(clusterForFleetCluster), builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			return strings.HasSuffix(o.GetAnnotations()[fleetv1.RegistrationTokenAnnotation], joinTokenSuffix) || o.GetLabels()[provisioningv1.ClusterLabel] != ""
 		}))).

@@ -4,11 +4,6 @@ import (
 	"fmt"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/equality"
-	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
-
-	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
 )
 
@@ -78,22 +73,3 @@ func validSilentTimeout(hc *provisioningv1.HealthCheck, minimum time.Duration) s
 	}
 	return ""
 }
-
-// heartbeatOnly drops MachineInventory updates that only refresh
-// status.lastSeen (node agents' heartbeats, one per machine per minute):
-// the silent check looks at lastSeen when its timer runs out
-// (requeueAfter), so a heartbeat needs no reconcile of the cluster.
-var heartbeatOnly = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
-	a, okA := e.ObjectOld.(*machinesv1.MachineInventory)
-	b, okB := e.ObjectNew.(*machinesv1.MachineInventory)
-	if !okA || !okB || a.Status.LastSeen.Equal(&b.Status.LastSeen) {
-		return true
-	}
-	if !equality.Semantic.DeepEqual(a.ObjectMeta.Labels, b.ObjectMeta.Labels) || !equality.Semantic.DeepEqual(a.ObjectMeta.Annotations, b.ObjectMeta.Annotations) ||
-		a.Generation != b.Generation || !a.DeletionTimestamp.Equal(b.DeletionTimestamp) || !equality.Semantic.DeepEqual(a.Spec, b.Spec) {
-		return true
-	}
-	sa, sb := a.Status.DeepCopy(), b.Status.DeepCopy()
-	sa.LastSeen = sb.LastSeen
-	return !equality.Semantic.DeepEqual(sa, sb)
-}}

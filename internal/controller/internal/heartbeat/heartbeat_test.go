@@ -1,4 +1,4 @@
-package provisionedcluster
+package heartbeat
 
 import (
 	"testing"
@@ -10,9 +10,9 @@ import (
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 )
 
-// A node agent's heartbeat (lastSeen alone) wakes no cluster; anything
+// A node agent's heartbeat (lastSeen alone) wakes no controller; anything
 // else the inventory says does.
-func TestHeartbeatOnlyWakesNothing(t *testing.T) {
+func TestIgnore(t *testing.T) {
 	t0 := metav1.NewTime(time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC))
 	base := &machinesv1.MachineInventory{ObjectMeta: metav1.ObjectMeta{Name: "m", Labels: map[string]string{"a": "b"}}}
 	base.Status.LastSeen = t0
@@ -39,8 +39,8 @@ func TestHeartbeatOnlyWakesNothing(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cur := base.DeepCopy()
 			tc.change(cur)
-			if got := heartbeatOnly.Update(event.UpdateEvent{ObjectOld: base, ObjectNew: cur}); got != tc.wake {
-				t.Errorf("wakes the cluster = %v, want %v", got, tc.wake)
+			if got := Ignore.Update(event.UpdateEvent{ObjectOld: base, ObjectNew: cur}); got != tc.wake {
+				t.Errorf("wakes the controllers = %v, want %v", got, tc.wake)
 			}
 		})
 	}
