@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
@@ -58,6 +59,9 @@ func (f *formation) leaveEtcdStep(ctx context.Context, m *machine) (bool, error)
 		f.wait(provisioningv1.LeaveEtcdFailedReason, msg)
 		return false, nil
 	}
+	if dead, err := f.leavesDead(m); dead || err != nil {
+		return dead, err
+	}
 	_, held, err := f.putPlan(ctx, m.inv, raw)
 	if apierrors.IsNotFound(err) {
 		return true, nil // no plan Secret: nothing runs there to leave
@@ -73,4 +77,37 @@ func (f *formation) leaveEtcdStep(ctx context.Context, m *machine) (bool, error)
 	f.wait(provisioningv1.LeavingEtcdReason, msg)
 	f.requeueAfter(2 * time.Second)
 	return false, nil
+}
+
+// leavesDead: a leaving server that the health check finds unhealthy (a
+// node condition lasted its timeout, its node went missing past
+// nodeStartupTimeout, or its node agent is silent past
+// nodeAgentSilentTimeout) is not waited for: a dead machine never applies
+// its leave plan, and scale-down would wait forever. Those timeouts are
+// the bound. Its etcd member is recorded for removal as remediation's
+// replace does, and the machine is released. Not while the other servers
+// are not all healthy (quorumRisk): removing a member then could break
+// etcd's quorum; the leave keeps waiting and says why.
+func (f *formation) leavesDead(m *machine) (bool, error) {
+	v, ok := f.verdicts[m]
+	if !ok || !v.unhealthy {
+		return false, nil
+	}
+	var servers []*machine
+	for _, o := range f.machines {
+		if o.server() && o.inv != nil {
+			servers = append(servers, o)
+		}
+	}
+	if risk := f.quorumRisk(m, servers, f.verdicts); risk != "" {
+		msg := fmt.Sprintf("server %s is unhealthy (%s) and has not applied its leave plan; it is not released without leaving etcd: %s", m.inv.Name, v.message, risk)
+		m.wait = waitState{provisioningv1.LeavingEtcdReason, msg}
+		f.wait(provisioningv1.LeavingEtcdReason, msg)
+		f.requeueAfter(remediationPoll)
+		return false, nil
+	}
+	f.r.Events.Eventf(f.pc, m.cm, corev1.EventTypeWarning, provisioningv1.LeavingEtcdReason, "ScaleDown",
+		"Server %s is scaled down but unhealthy (%s): it cannot apply its leave plan (kubernetes down --leave-etcd), so it is released without leaving and its etcd member is recorded in status.etcdMemberRemovals", m.cm.Name, v.message)
+	f.recordEtcdMemberRemoval(m, "scaled down", "ScaleDown")
+	return true, nil
 }

@@ -32,15 +32,16 @@ import (
 // Kubernetes).
 
 // recordEtcdMemberRemoval: m, an edgefleet-distro server that joined etcd,
-// is being replaced while dead.
-func (f *formation) recordEtcdMemberRemoval(m *machine) {
+// is being replaced (or scaled down, how) while dead; action is the
+// Event's action.
+func (f *formation) recordEtcdMemberRemoval(m *machine, how, action string) {
 	if f.pc.Spec.Distro != provisioningv1.DistroEdgefleet || !m.server() || m.inv == nil || (m.cm.Status.Version == "" && !m.bootstrapped()) {
 		return
 	}
 	addr := Address(m.inv)
 	if addr == "" {
-		f.r.Events.Eventf(f.pc, m.cm, corev1.EventTypeWarning, provisioningv1.EtcdMemberStaleReason, "Replace",
-			"Server %s was replaced while dead, but its address is unknown: remove its etcd member by hand (`etcdctl member remove` on a surviving server)", m.cm.Name)
+		f.r.Events.Eventf(f.pc, m.cm, corev1.EventTypeWarning, provisioningv1.EtcdMemberStaleReason, action,
+			"Server %s was %s while dead, but its address is unknown: remove its etcd member by hand (`etcdctl member remove` on a surviving server)", m.cm.Name, how)
 		return
 	}
 	peer := "https://" + net.JoinHostPort(addr, "2380")
@@ -50,8 +51,8 @@ func (f *formation) recordEtcdMemberRemoval(m *machine) {
 	}
 	st.EtcdMemberRemovals = slices.DeleteFunc(st.EtcdMemberRemovals, func(r provisioningv1.EtcdMemberRemoval) bool { return r.PeerURL == peer })
 	st.EtcdMemberRemovals = append(st.EtcdMemberRemovals, provisioningv1.EtcdMemberRemoval{PeerURL: peer, Machine: m.inv.Name, Since: metav1.NewTime(f.now)})
-	f.r.Events.Eventf(f.pc, m.cm, corev1.EventTypeNormal, provisioningv1.EtcdMemberStaleReason, "Replace",
-		"Server %s was replaced while dead: its etcd member %s is removed by the next server that joins", m.cm.Name, peer)
+	f.r.Events.Eventf(f.pc, m.cm, corev1.EventTypeNormal, provisioningv1.EtcdMemberStaleReason, action,
+		"Server %s was %s while dead: its etcd member %s is removed by the next server that joins", m.cm.Name, how, peer)
 }
 
 // etcdRemovalsFor are the peer URLs m removes from etcd before it joins:

@@ -89,6 +89,9 @@ type formation struct {
 	halt *machine
 	// health is each pool's health check result, by pool name.
 	health map[string]healthRow
+	// verdicts are the health checks' verdicts of this reconcile (machines
+	// of pools with a healthCheck, when the cluster's nodes were read).
+	verdicts map[*machine]verdict
 	// resumed restarts the health checks' timers: after a short-circuit
 	// every node gets its full timeout again (health.go).
 	resumed time.Time

@@ -46,6 +46,22 @@ type verdict struct {
 	// timeout yet. maxUnhealthy counts it, so a site going dark is caught
 	// as a whole though its nodes' timers run out at different moments.
 	failing bool
+	// why is the short reason, per machine, in TooManyUnhealthy's message
+	// and in a failing machine's HealthCheckSucceeded ("kubelet heartbeat
+	// silent 34s").
+	why string
+}
+
+// failingCondition is a failing (not yet unhealthy) machine's
+// HealthCheckSucceeded: still True, since none of its timeouts ran out,
+// but with the failing check as its reason, so a machine counted towards
+// maxUnhealthy does not read "nothing wrong".
+func failingCondition(v verdict) (reason, message string) {
+	reason = provisioningv1.UnhealthyNodeReason
+	if strings.HasPrefix(v.why, "node agent") {
+		reason = provisioningv1.NodeAgentSilentReason
+	}
+	return reason, "failing, not unhealthy yet (its timeout has not run out): " + v.why + "; counted towards the pool's maxUnhealthy"
 }
 
 // checks is a pool's healthCheck with defaults applied.
@@ -104,7 +120,7 @@ func (f *formation) judge(m *machine, c checks) verdict {
 		if plan.Failure != nil {
 			msg += fmt.Sprintf(": instruction %q: %s", plan.Failure.Instruction, plan.Failure.Message)
 		}
-		return verdict{unhealthy: true, reason: provisioningv1.MachineFailedReason, message: msg}
+		return verdict{unhealthy: true, reason: provisioningv1.MachineFailedReason, message: msg, why: "bootstrap plan failed"}
 	}
 	name := m.inv.Name
 	node, ok := f.nodes[name]
@@ -114,7 +130,8 @@ func (f *formation) judge(m *machine, c checks) verdict {
 		}
 		since := f.now.Sub(m.cm.CreationTimestamp.Time)
 		if since >= c.startup {
-			return verdict{unhealthy: true, reason: provisioningv1.NodeStartupTimeoutReason, message: fmt.Sprintf("node %s is not in the cluster %s after the machine was adopted (nodeStartupTimeout %s)", name, since.Round(time.Second), c.startup)}
+			return verdict{unhealthy: true, reason: provisioningv1.NodeStartupTimeoutReason, message: fmt.Sprintf("node %s is not in the cluster %s after the machine was adopted (nodeStartupTimeout %s)", name, since.Round(time.Second), c.startup),
+				why: fmt.Sprintf("node missing %s", since.Round(time.Second))}
 		}
 		f.requeueAfter(c.startup - since + time.Second)
 		return verdict{}
@@ -131,7 +148,7 @@ func (f *formation) judge(m *machine, c checks) verdict {
 					// and posts its status within seconds. Counted, not
 					// remediated.
 					f.requeueAfter(f.r.NodeReadInterval)
-					return verdict{failing: true}
+					return verdict{failing: true, why: "Ready Unknown, kubelet heartbeat renewed"}
 				}
 			}
 			since := nc.LastTransitionTime.Time
@@ -144,10 +161,10 @@ func (f *formation) judge(m *machine, c checks) verdict {
 				if nc.Message != "" {
 					msg += ": " + nc.Message
 				}
-				return verdict{unhealthy: true, reason: provisioningv1.UnhealthyNodeReason, message: msg}
+				return verdict{unhealthy: true, reason: provisioningv1.UnhealthyNodeReason, message: msg, why: fmt.Sprintf("%s %s %s", nc.Type, nc.Status, lasted.Round(time.Second))}
 			}
 			f.requeueAfter(want.Timeout.Duration - lasted + time.Second)
-			return verdict{failing: true}
+			return verdict{failing: true, why: fmt.Sprintf("%s %s %s of %s", nc.Type, nc.Status, lasted.Round(time.Second), want.Timeout.Duration)}
 		}
 	}
 	if age, silentAfter, ok := f.heartbeatAge(name); ok {
@@ -155,7 +172,7 @@ func (f *formation) judge(m *machine, c checks) verdict {
 			// Its kubelet went silent and the node will turn Unknown:
 			// counted toward maxUnhealthy now, so the nodes of a dark site
 			// are seen together though Kubernetes marks them seconds apart.
-			return verdict{failing: true}
+			return verdict{failing: true, why: fmt.Sprintf("kubelet heartbeat silent %s", age.Round(time.Second))}
 		}
 		f.requeueAfter(silentAfter - age + time.Second)
 	}
@@ -168,6 +185,7 @@ func (f *formation) judge(m *machine, c checks) verdict {
 func (f *formation) remediate(ctx context.Context) error {
 	st, gen := &f.pc.Status, f.pc.Generation
 	f.health = map[string]healthRow{}
+	f.verdicts = map[*machine]verdict{}
 	var blocked []string
 	blockedReason := ""
 	block := func(reason, msg string) {
@@ -264,16 +282,24 @@ func (f *formation) remediatePool(ctx context.Context, sp specPool, members []*m
 	for _, m := range members {
 		v := f.judgeWithAgent(m, c)
 		if !v.unhealthy && m.cm.Status.Remediation != nil && m.cm.Status.Remediation.Phase == provisioningv1.PhaseReplacing && replacing(m) {
-			v = verdict{unhealthy: true, reason: provisioningv1.RemediatingReason, message: "being replaced: " + m.cm.Status.Remediation.Reason}
+			v = verdict{unhealthy: true, reason: provisioningv1.RemediatingReason, message: "being replaced: " + m.cm.Status.Remediation.Reason, why: "being replaced"}
 		}
 		verdicts[m] = v
+		f.verdicts[m] = v
 		gen := m.cm.Generation
 		if v.unhealthy || v.failing {
-			failing = append(failing, m.cm.Name)
+			name := m.cm.Name
+			if v.why != "" {
+				name += " (" + v.why + ")"
+			}
+			failing = append(failing, name)
 		}
 		if v.unhealthy {
 			unhealthy = append(unhealthy, m.cm.Name)
 			conditions.Set(&m.cm.Status.Conditions, provisioningv1.HealthCheckSucceededCondition, metav1.ConditionFalse, v.reason, v.message, gen)
+		} else if v.failing && v.why != "" {
+			reason, msg := failingCondition(v)
+			conditions.Set(&m.cm.Status.Conditions, provisioningv1.HealthCheckSucceededCondition, metav1.ConditionTrue, reason, msg, gen)
 		} else {
 			conditions.Set(&m.cm.Status.Conditions, provisioningv1.HealthCheckSucceededCondition, metav1.ConditionTrue, provisioningv1.HealthyReason, "the pool's health check finds nothing wrong", gen)
 		}
@@ -496,7 +522,7 @@ func (f *formation) replace(ctx context.Context, m *machine) error {
 		inv.Annotations = map[string]string{}
 	}
 	inv.Annotations[provisioningv1.RemediatedAnnotation] = f.pc.Name + " " + f.now.UTC().Format(time.RFC3339)
-	f.recordEtcdMemberRemoval(m)
+	f.recordEtcdMemberRemoval(m, "replaced", "Replace")
 	if err := f.r.Client.Update(ctx, inv); err != nil {
 		return err
 	}

@@ -236,7 +236,7 @@ func TestRemediation(t *testing.T) {
 		n.ready("b-w1", corev1.ConditionUnknown, time.Now())
 		pc := waitCondition(t, c, ns, "site", provisioningv1.RemediationAllowedCondition, metav1.ConditionFalse, provisioningv1.TooManyUnhealthyReason, 30*time.Second)
 		msg := meta.FindStatusCondition(pc.Status.Conditions, provisioningv1.RemediationAllowedCondition).Message
-		if !strings.Contains(msg, "2 of 2 machines unhealthy (b-w0, b-w1)") || !strings.Contains(msg, "maxUnhealthy 1") {
+		if !strings.Contains(msg, "2 of 2 machines unhealthy (b-w0 (Ready Unknown ") || !strings.Contains(msg, ", b-w1 (Ready Unknown ") || !strings.Contains(msg, "maxUnhealthy 1") {
 			t.Fatalf("RemediationAllowed message %q: want the count, the machines and the limit", msg)
 		}
 		if pc.Status.Workers[0].Unhealthy != 2 {
@@ -274,7 +274,7 @@ func TestRemediation(t *testing.T) {
 		n.ready("g-w1", corev1.ConditionUnknown, time.Now())
 		n.ready("g-w0", corev1.ConditionUnknown, time.Now().Add(-2*time.Minute))
 		pc := waitCondition(t, c, ns, "dark", provisioningv1.RemediationAllowedCondition, metav1.ConditionFalse, provisioningv1.TooManyUnhealthyReason, 30*time.Second)
-		if msg := meta.FindStatusCondition(pc.Status.Conditions, provisioningv1.RemediationAllowedCondition).Message; !strings.Contains(msg, "2 of 2 machines unhealthy (g-w0, g-w1)") {
+		if msg := meta.FindStatusCondition(pc.Status.Conditions, provisioningv1.RemediationAllowedCondition).Message; !strings.Contains(msg, "2 of 2 machines unhealthy (g-w0 (Ready Unknown ") || !strings.Contains(msg, ", g-w1 (Ready Unknown ") {
 			t.Fatalf("message %q", msg)
 		}
 		stays(t, 2*time.Second, func() error {
@@ -302,9 +302,22 @@ func TestRemediation(t *testing.T) {
 		time.Sleep(3 * time.Second)
 		n.ready("h-w0", corev1.ConditionUnknown, time.Now())
 		pc := waitCondition(t, c, ns, "hb", provisioningv1.RemediationAllowedCondition, metav1.ConditionFalse, provisioningv1.TooManyUnhealthyReason, 30*time.Second)
-		if msg := meta.FindStatusCondition(pc.Status.Conditions, provisioningv1.RemediationAllowedCondition).Message; !strings.Contains(msg, "2 of 2 machines unhealthy (h-w0, h-w1)") {
-			t.Fatalf("message %q", msg)
+		// Each machine's reason is named: h-w1 counts only for its silent
+		// kubelet heartbeat, and its own condition says so.
+		if msg := meta.FindStatusCondition(pc.Status.Conditions, provisioningv1.RemediationAllowedCondition).Message; !strings.Contains(msg, "2 of 2 machines unhealthy (h-w0 (Ready Unknown ") || !strings.Contains(msg, ", h-w1 (kubelet heartbeat silent ") {
+			t.Fatalf("message %q: want each machine with its reason", msg)
 		}
+		ctrltest.Eventually(t, 10*time.Second, func() error {
+			cm, err := machineOf(t, c, ns, "h-w1")
+			if err != nil {
+				return err
+			}
+			hc := meta.FindStatusCondition(cm.Status.Conditions, provisioningv1.HealthCheckSucceededCondition)
+			if hc == nil || hc.Status != metav1.ConditionTrue || hc.Reason != provisioningv1.UnhealthyNodeReason || !strings.Contains(hc.Message, "kubelet heartbeat silent") || !strings.Contains(hc.Message, "not unhealthy yet") {
+				return fmt.Errorf("h-w1 HealthCheckSucceeded %+v: want True, UnhealthyNode, failing for its silent heartbeat", hc)
+			}
+			return nil
+		})
 		notRemediated := func() error {
 			for _, name := range []string{"h-w0", "h-w1"} {
 				cm, err := machineOf(t, c, ns, name)
@@ -467,6 +480,7 @@ func TestRemediation(t *testing.T) {
 	})
 	t.Run("node agent silent", func(t *testing.T) { testNodeAgentSilent(t, c, n) })
 	t.Run("a replaced dead server's etcd member is removed", func(t *testing.T) { testEtcdMemberRemoval(t, c, n) })
+	t.Run("a dead server scaled down is not waited for", func(t *testing.T) { testDeadScaleDown(t, c, n) })
 }
 
 // leaseRenewer plays the kubelets' heartbeats: a Lease per node in

@@ -30,6 +30,10 @@ func (f *formation) judgeWithAgent(m *machine, c checks) verdict {
 		return s
 	}
 	v.failing = true
+	if v.why != "" {
+		s.why = v.why + ", " + s.why
+	}
+	v.why = s.why
 	return v
 }
 
@@ -52,11 +56,12 @@ func (f *formation) silentCheck(m *machine, timeout time.Duration) (v verdict, o
 	if silent >= timeout {
 		return verdict{unhealthy: true, reason: provisioningv1.NodeAgentSilentReason, message: fmt.Sprintf(
 			"the node agent of machine %s has not reported for %s (last seen %s, nodeAgentSilentTimeout %s): the machine is down, cut off from the manager, or edgefleet-node is not running",
-			m.inv.Name, silent.Round(time.Second), seen.UTC().Format(time.RFC3339), timeout)}, true
+			m.inv.Name, silent.Round(time.Second), seen.UTC().Format(time.RFC3339), timeout),
+			why: fmt.Sprintf("node agent silent %s", silent.Round(time.Second))}, true
 	}
 	f.requeueAfter(timeout - silent + time.Second)
 	if silent >= min(2*f.r.NodeAgentHeartbeat, timeout/2) {
-		return verdict{failing: true}, true
+		return verdict{failing: true, why: fmt.Sprintf("node agent silent %s of %s", silent.Round(time.Second), timeout)}, true
 	}
 	return verdict{}, false
 }

@@ -35,6 +35,8 @@ type simMachines struct {
 
 	mu      sync.Mutex
 	failing map[string]bool
+	// dead machines apply nothing (powered off).
+	dead map[string]bool
 	// applied is every plan application in order: "machine@version".
 	applied []string
 }
@@ -44,7 +46,7 @@ func newSim(t *testing.T, c client.Client, ns string) *simMachines {
 	if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		t.Fatal(err)
 	}
-	s := &simMachines{t: t, c: c, ns: ns, failing: map[string]bool{}}
+	s := &simMachines{t: t, c: c, ns: ns, failing: map[string]bool{}, dead: map[string]bool{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -122,6 +124,13 @@ func (s *simMachines) failNext(name string, fail bool) {
 	s.failing[name] = fail
 }
 
+// kill powers a machine off: it applies no plan any more.
+func (s *simMachines) kill(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dead[name] = true
+}
+
 func (s *simMachines) history() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -153,7 +162,11 @@ func (s *simMachines) step(ctx context.Context) {
 		s.mu.Lock()
 		// Only a formation plan fails: the empty plan of a fresh machine applies.
 		fail := s.failing[inv.Name] && len(p.Instructions) > 0
+		dead := s.dead[inv.Name]
 		s.mu.Unlock()
+		if dead {
+			continue
+		}
 		// A failed plan is retried (the real planner backs off) once the
 		// machine no longer fails.
 		if fail && st.FailedChecksum == sum {
