@@ -27,8 +27,6 @@ import (
 // machine is released. With a second server dead, releasing one could
 // break etcd's quorum: the scale-down waits and says why.
 func testDeadScaleDown(t *testing.T, c client.Client, n nodes) {
-	ns := "rem-deadscale"
-	sim := newSim(t, c, ns)
 	for _, tc := range []struct {
 		cluster, role string
 		dead          int // how many non-init servers die
@@ -36,6 +34,9 @@ func testDeadScaleDown(t *testing.T, c client.Client, n nodes) {
 		{"quorum", "q", 2},
 		{"scale", "z", 1},
 	} {
+		// One namespace each: a dead machine is never Ready again.
+		ns := "rem-deadscale-" + tc.cluster
+		sim := newSim(t, c, ns)
 		servers := pool(3, map[string]string{"role": tc.role})
 		servers.HealthCheck = fastChecks("")
 		names := []string{tc.role + "-s0", tc.role + "-s1", tc.role + "-s2"}

@@ -111,7 +111,7 @@ func (s *simMachines) waitReady() {
 		}
 		for _, inv := range invs.Items {
 			if !meta.IsStatusConditionTrue(inv.Status.Conditions, machinesv1.ReadyCondition) {
-				return fmt.Errorf("MachineInventory %s is not Ready yet", inv.Name)
+				return fmt.Errorf("MachineInventory %s is not Ready yet: %+v", inv.Name, inv.Status.Conditions)
 			}
 		}
 		return nil
