@@ -200,7 +200,12 @@ type HealthCheck struct {
 	// rounded up (default 40%). Above it nothing is remediated
 	// (RemediationAllowed False): a site that went dark is not a reason to
 	// replace its machines. A machine whose node shows a listed condition
-	// counts before its timeout ran out.
+	// counts before its timeout ran out, and so do a machine whose
+	// kubelet's Lease heartbeat is silent (not renewed for three quarters
+	// of its duration, before its node turns Unknown) and, with
+	// nodeAgentSilentTimeout set, one whose node agent missed two
+	// heartbeats. TooManyUnhealthy's message names each machine with its
+	// reason.
 	// +optional
 	// +kubebuilder:validation:XIntOrString
 	MaxUnhealthy *intstr.IntOrString `json:"maxUnhealthy,omitempty"`
