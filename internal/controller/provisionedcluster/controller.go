@@ -284,7 +284,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 	}
 	before := pc.DeepCopy()
-	f := &formation{r: r, pc: &pc, now: r.Now()}
+	f := &formation{r: r, pc: &pc, before: before, now: r.Now()}
 	err := f.run(ctx)
 	if perr := conditions.PatchStatus(ctx, r.Client, before, &pc, &pc.Status.ObservedGeneration, err, conditions.RecordTo(r.Events)); perr != nil && err == nil {
 		err = perr

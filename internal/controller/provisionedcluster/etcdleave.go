@@ -59,7 +59,7 @@ func (f *formation) leaveEtcdStep(ctx context.Context, m *machine) (bool, error)
 		f.wait(provisioningv1.LeaveEtcdFailedReason, msg)
 		return false, nil
 	}
-	if dead, err := f.leavesDead(m); dead || err != nil {
+	if dead, err := f.leavesDead(ctx, m); dead || err != nil {
 		return dead, err
 	}
 	_, held, err := f.putPlan(ctx, m.inv, raw)
@@ -88,7 +88,7 @@ func (f *formation) leaveEtcdStep(ctx context.Context, m *machine) (bool, error)
 // replace does, and the machine is released. Not while the other servers
 // are not all healthy (quorumRisk): removing a member then could break
 // etcd's quorum; the leave keeps waiting and says why.
-func (f *formation) leavesDead(m *machine) (bool, error) {
+func (f *formation) leavesDead(ctx context.Context, m *machine) (bool, error) {
 	v, ok := f.verdicts[m]
 	if !ok || !v.unhealthy {
 		return false, nil
@@ -106,8 +106,10 @@ func (f *formation) leavesDead(m *machine) (bool, error) {
 		f.requeueAfter(remediationPoll)
 		return false, nil
 	}
+	if err := f.recordEtcdMemberRemoval(ctx, m, "scaled down", "ScaleDown"); err != nil {
+		return false, err
+	}
 	f.r.Events.Eventf(f.pc, m.cm, corev1.EventTypeWarning, provisioningv1.LeavingEtcdReason, "ScaleDown",
 		"Server %s is scaled down but unhealthy (%s): it cannot apply its leave plan (kubernetes down --leave-etcd), so it is released without leaving and its etcd member is recorded in status.etcdMemberRemovals", m.cm.Name, v.message)
-	f.recordEtcdMemberRemoval(m, "scaled down", "ScaleDown")
 	return true, nil
 }

@@ -2,6 +2,7 @@ package provisionedcluster
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"slices"
 
@@ -33,26 +34,44 @@ import (
 
 // recordEtcdMemberRemoval: m, an edgefleet-distro server that joined etcd,
 // is being replaced (or scaled down, how) while dead; action is the
-// Event's action.
-func (f *formation) recordEtcdMemberRemoval(m *machine, how, action string) {
+// Event's action. The record is written at once, before the machine is
+// released: the reconcile's status patch comes last and fails on a
+// conflict (optimistic lock, a stale cache), and a record lost then is
+// lost for good, since the machine is gone by the next reconcile (the
+// replacement joined without removing the member). A conflict here fails
+// the reconcile before anything is released.
+func (f *formation) recordEtcdMemberRemoval(ctx context.Context, m *machine, how, action string) error {
 	if f.pc.Spec.Distro != provisioningv1.DistroEdgefleet || !m.server() || m.inv == nil || (m.cm.Status.Version == "" && !m.bootstrapped()) {
-		return
+		return nil
 	}
 	addr := Address(m.inv)
 	if addr == "" {
 		f.r.Events.Eventf(f.pc, m.cm, corev1.EventTypeWarning, provisioningv1.EtcdMemberStaleReason, action,
 			"Server %s was %s while dead, but its address is unknown: remove its etcd member by hand (`etcdctl member remove` on a surviving server)", m.cm.Name, how)
-		return
+		return nil
 	}
 	peer := "https://" + net.JoinHostPort(addr, "2380")
 	st := &f.pc.Status
 	if slices.ContainsFunc(st.EtcdMemberRemovals, func(r provisioningv1.EtcdMemberRemoval) bool { return r.PeerURL == peer && r.Removed == nil }) {
-		return
+		return nil
 	}
+	base := f.pc.DeepCopy()
 	st.EtcdMemberRemovals = slices.DeleteFunc(st.EtcdMemberRemovals, func(r provisioningv1.EtcdMemberRemoval) bool { return r.PeerURL == peer })
 	st.EtcdMemberRemovals = append(st.EtcdMemberRemovals, provisioningv1.EtcdMemberRemoval{PeerURL: peer, Machine: m.inv.Name, Since: metav1.NewTime(f.now)})
+	written := f.pc.DeepCopy()
+	if err := f.r.Client.Status().Patch(ctx, written, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		st.EtcdMemberRemovals = base.Status.EtcdMemberRemovals
+		return fmt.Errorf("recording the etcd member of server %s for removal: %w", m.cm.Name, err)
+	}
+	// The reconcile's own status patch comes after this one, locked on
+	// the version this patch made (it was locked on the one read).
+	f.pc.ResourceVersion = written.ResourceVersion
+	if f.before != nil {
+		f.before.ResourceVersion = written.ResourceVersion
+	}
 	f.r.Events.Eventf(f.pc, m.cm, corev1.EventTypeNormal, provisioningv1.EtcdMemberStaleReason, action,
 		"Server %s was %s while dead: its etcd member %s is removed by the next server that joins", m.cm.Name, how, peer)
+	return nil
 }
 
 // etcdRemovalsFor are the peer URLs m removes from etcd before it joins:

@@ -45,7 +45,7 @@ func testEtcdMemberRemoval(t *testing.T, c client.Client, n nodes) {
 	n.ready(dead, corev1.ConditionUnknown, time.Now())
 	waitReplaced(t, c, n, ns, "etcd", dead, spare)
 	if nc := nodeConfig(t, c, ns, spare); nc.Etcd == nil || !slices.Equal(nc.Etcd.RemoveMembers, []string{peer}) {
-		t.Fatalf("the replacement %s's etcd join %+v: want it to remove %s first", spare, nc.Etcd, peer)
+		t.Fatalf("the replacement %s's etcd join %+v: want it to remove %s first (removals %+v)", spare, nc.Etcd, peer, get(t, c, ns, "etcd", &provisioningv1.ProvisionedCluster{}).Status.EtcdMemberRemovals)
 	}
 	ctrltest.Eventually(t, 20*time.Second, func() error {
 		pc := get(t, c, ns, "etcd", &provisioningv1.ProvisionedCluster{})

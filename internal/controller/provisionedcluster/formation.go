@@ -63,6 +63,8 @@ type formation struct {
 	r   *Reconciler
 	pc  *provisioningv1.ProvisionedCluster
 	now time.Time
+	// before is pc as read, the base of the reconcile's status patch.
+	before *provisioningv1.ProvisionedCluster
 
 	pools []adopt.Pool
 	// inventories are the ones this cluster claimed (claimIndex).

@@ -522,7 +522,9 @@ func (f *formation) replace(ctx context.Context, m *machine) error {
 		inv.Annotations = map[string]string{}
 	}
 	inv.Annotations[provisioningv1.RemediatedAnnotation] = f.pc.Name + " " + f.now.UTC().Format(time.RFC3339)
-	f.recordEtcdMemberRemoval(m, "replaced", "Replace")
+	if err := f.recordEtcdMemberRemoval(ctx, m, "replaced", "Replace"); err != nil {
+		return err
+	}
 	if err := f.r.Client.Update(ctx, inv); err != nil {
 		return err
 	}
