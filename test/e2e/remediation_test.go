@@ -410,7 +410,8 @@ spec:
 			switch {
 			case cond == nil || cond.Status != metav1.ConditionFalse:
 				return fmt.Errorf("RemediationAllowed %+v", cond)
-			case cond.Reason == provisioningv1.TooManyUnhealthyReason && strings.Contains(cond.Message, "2 of 2 machines unhealthy ("+strings.Join(workers, ", ")+")"):
+			case cond.Reason == provisioningv1.TooManyUnhealthyReason && strings.Contains(cond.Message, "2 of 2 machines unhealthy ("+workers[0]+" (") &&
+				strings.Contains(cond.Message, "), "+workers[1]+" ("):
 				why = cond.Reason + ": " + cond.Message
 				return nil
 			}
