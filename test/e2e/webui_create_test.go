@@ -47,19 +47,21 @@ func uiReleasesFile(t *testing.T) string {
 // uiShopMachines registers the machines the browser builds a cluster
 // from, in fleetNS: shop-1 (server) and shop-2, shop-3 (workers) Ready;
 // shop-4 a worker not Ready (never registered); shop-5 a worker held by
-// another cluster. Their node agents are simulated (no edgefleet-node
-// runs): each new plan is reported applied with a healthy kubelet probe.
+// another cluster, "warehouse", which adopts it (and waits for a control
+// plane no machine matches). Their node agents are simulated (no
+// edgefleet-node runs): each new plan is reported applied with a healthy
+// kubelet probe.
 func uiShopMachines(ctx context.Context, t *testing.T, c client.Client) {
 	type machine struct {
 		name, role string
 		registered bool
-		claim      string
+		heldBy     string
 	}
 	machines := []machine{{"shop-1", "server", true, ""}, {"shop-2", "worker", true, ""}, {"shop-3", "worker", true, ""}, {"shop-4", "worker", false, ""}, {"shop-5", "worker", true, "warehouse"}}
 	for i, m := range machines {
 		l := map[string]string{"role": m.role, "site": "shop", "machines.edgefleet.io/manufacturer": "ACME", "machines.edgefleet.io/product-name": "Edge-1000", "machines.edgefleet.io/arch": "x86_64"}
-		if m.claim != "" {
-			l[provisioningv1.ClusterLabel], l[provisioningv1.PoolLabel] = m.claim, "default"
+		if m.heldBy != "" {
+			l["held-by"] = m.heldBy
 		}
 		inv := &machinesv1.MachineInventory{ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: m.name, Labels: l}}
 		createAll(ctx, t, c, inv)
@@ -87,6 +89,20 @@ func uiShopMachines(ctx context.Context, t *testing.T, c client.Client) {
 	done := make(chan struct{})
 	go func() { defer close(done); simulatePlansOf(simCtx, c, fleetNS, "shop-") }()
 	t.Cleanup(func() { stop(); <-done })
+	// A claim only holds while its cluster exists (formation releases the
+	// claims of clusters that do not), so "warehouse" is a real one.
+	warehouse := &provisioningv1.ProvisionedCluster{ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: "warehouse"}, Spec: provisioningv1.ProvisionedClusterSpec{
+		Distro: provisioningv1.DistroK3s, Version: "v1.34.1+k3s1",
+		ControlPlane: provisioningv1.MachinePool{Replicas: 1, MachineSelector: metav1.LabelSelector{MatchLabels: map[string]string{"site": "warehouse"}}},
+		Workers: []provisioningv1.WorkerPool{{Name: "default", MachinePool: provisioningv1.MachinePool{Replicas: 1,
+			MachineSelector: metav1.LabelSelector{MatchLabels: map[string]string{"held-by": "warehouse"}}}}},
+	}}
+	createAll(ctx, t, c, warehouse)
+	waitFor(t, 60*time.Second, "shop-5 held by warehouse/default", func() bool {
+		var inv machinesv1.MachineInventory
+		return c.Get(ctx, client.ObjectKey{Namespace: fleetNS, Name: "shop-5"}, &inv) == nil &&
+			inv.Labels[provisioningv1.ClusterLabel] == "warehouse" && inv.Labels[provisioningv1.PoolLabel] == "default"
+	})
 	waitFor(t, 60*time.Second, "shop-1..3 Ready", func() bool {
 		for _, name := range []string{"shop-1", "shop-2", "shop-3"} {
 			var inv machinesv1.MachineInventory
