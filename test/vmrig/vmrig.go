@@ -12,6 +12,7 @@
 package vmrig
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -497,12 +498,18 @@ func (vm *VM) Console() string {
 }
 
 // WaitFor waits until the console prints a match of re after the previous
-// WaitFor's match, and returns the submatches. It fails early when the VM
-// stops.
+// WaitFor's match, and returns the submatches. It looks at complete lines
+// only: a serial read can end in the middle of a word, and `slot=(\S+)`
+// must not match "recover" of "recovery". It fails early when the VM stops
+// (and then reads the unterminated last line too).
 func (vm *VM) WaitFor(ctx context.Context, re *regexp.Regexp) ([]string, error) {
+	stopped := false
 	for {
 		vm.mu.Lock()
 		seen := vm.console[vm.cursor:]
+		if !stopped {
+			seen = completeLines(seen)
+		}
 		if loc := re.FindSubmatchIndex(seen); loc != nil {
 			m := re.FindSubmatch(seen)
 			vm.cursor += loc[1]
@@ -524,11 +531,9 @@ func (vm *VM) WaitFor(ctx context.Context, re *regexp.Regexp) ([]string, error) 
 		case <-ch:
 		case <-done:
 			// Let the console reader drain the last bytes, then look once more.
-			r.readers.Wait()
-			vm.mu.Lock()
-			found := re.Match(vm.console[vm.cursor:])
-			vm.mu.Unlock()
-			if found {
+			if !stopped {
+				r.readers.Wait()
+				stopped = true
 				continue
 			}
 			return nil, fmt.Errorf("vm stopped before the console printed %q", re)
@@ -536,6 +541,11 @@ func (vm *VM) WaitFor(ctx context.Context, re *regexp.Regexp) ([]string, error) 
 			return nil, fmt.Errorf("waiting for %q on the console: %w", re, ctx.Err())
 		}
 	}
+}
+
+// completeLines is b up to and including its last newline.
+func completeLines(b []byte) []byte {
+	return b[:bytes.LastIndexByte(b, '\n')+1]
 }
 
 // Wait waits until qemu exits (the guest powered off, or a reboot with
