@@ -89,6 +89,11 @@ type Options struct {
 	// tunnel up; ManagerConfig, Namespace and the Cluster's name come from
 	// the registration.
 	Join *join.Options
+	// PodName and PodNamespace name the agent's own Pod downstream (from
+	// $EDGEFLEET_POD_NAME and $EDGEFLEET_POD_NAMESPACE); with them the
+	// agent moves itself to a control-plane node when it was scheduled
+	// elsewhere (see placement).
+	PodName, PodNamespace string
 	// DisableUpgradePlans turns off the cluster upgrade Plan controller
 	// (and the installation of its CRD downstream).
 	DisableUpgradePlans bool
@@ -226,6 +231,13 @@ func Run(ctx context.Context, o Options) error {
 			o.Log.Error(err, "Cluster upgrade Plans are off on this cluster; bundles carrying Plans will fail to apply")
 		} else if err := mgr.Add(plans); err != nil {
 			return fmt.Errorf("adding the Plan controller: %w", err)
+		}
+	}
+	if o.PodName != "" && o.PodNamespace != "" {
+		pl := &placement{client: downstream, namespace: o.PodNamespace, pod: o.PodName,
+			every: placementEvery, settle: placementSettle, now: time.Now, log: o.Log.WithName("placement")}
+		if err := mgr.Add(manager.RunnableFunc(pl.run)); err != nil {
+			return fmt.Errorf("adding placement: %w", err)
 		}
 	}
 	hb := &heartbeat{client: mgr.GetClient(), kubeVersion: v.GitVersion, opts: o, image: cmp.Or(o.Image, os.Getenv(clusterjoin.EnvAgentImage))}

@@ -60,6 +60,7 @@ func (f *Flags) AddFlags(fs *pflag.FlagSet) {
 func (f *Flags) Complete() (Options, error) {
 	o := f.Options
 	o.DisableUpgradePlans = !f.UpgradePlans
+	o.PodName, o.PodNamespace = os.Getenv(clusterjoin.EnvPodName), os.Getenv(clusterjoin.EnvPodNamespace)
 	limit, err := parseMemoryLimit(f.MemoryLimit)
 	if err != nil {
 		return o, err

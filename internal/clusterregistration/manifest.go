@@ -152,16 +152,17 @@ spec:
       # Preferred, not required: on a control-plane node the agent keeps
       # reporting when a site's workers lose their network (else the whole
       # cluster reads unreachable); clusters without such nodes run it
-      # anywhere.
+      # anywhere. An agent scheduled on a worker while the control-plane
+      # nodes were not ready moves itself once one is.
       affinity:
         nodeAffinity:
           preferredDuringSchedulingIgnoredDuringExecution:
           - weight: 100
             preference:
               matchExpressions:
-              - {key: node-role.kubernetes.io/control-plane, operator: Exists}
+              - {key: {{.ControlPlaneLabel}}, operator: Exists}
       tolerations:
-      - key: node-role.kubernetes.io/control-plane
+      - key: {{.ControlPlaneLabel}}
         operator: Exists
         effect: NoSchedule
       containers:
@@ -175,6 +176,10 @@ spec:
           value: {{printf "%q" .Image}}
         - name: {{.EnvProbe}}
           value: ":8081"
+        - name: {{.EnvPodName}}
+          valueFrom: {fieldRef: {fieldPath: metadata.name}}
+        - name: {{.EnvPodNamespace}}
+          valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
         - name: EDGEFLEET_SERVER
           valueFrom: {secretKeyRef: {name: {{.BootstrapSecret}}, key: {{.KeyServer}}}}
         - name: EDGEFLEET_TOKEN
@@ -226,6 +231,7 @@ func deploymentValues(image string) map[string]string {
 	return map[string]string{
 		"Namespace": clusterjoin.SystemNamespace, "AgentSA": clusterjoin.AgentServiceAccount, "DeploymentName": clusterjoin.AgentDeployment,
 		"BootstrapSecret": clusterjoin.BootstrapSecret, "EnvImage": clusterjoin.EnvAgentImage, "EnvProbe": clusterjoin.EnvHealthProbeAddress,
+		"EnvPodName": clusterjoin.EnvPodName, "EnvPodNamespace": clusterjoin.EnvPodNamespace, "ControlPlaneLabel": clusterjoin.ControlPlaneNodeLabel,
 		"KeyServer": clusterjoin.KeyServer, "KeyToken": clusterjoin.KeyToken, "KeyCAChecksum": clusterjoin.KeyCAChecksum,
 		"Image": image,
 	}

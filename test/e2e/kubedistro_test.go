@@ -544,12 +544,17 @@ func kubeNodeBinDir(t *testing.T, version string) string {
 
 type podInfo struct{ name, node, ip string }
 
+// readyPods are the Ready pods, not terminating, of a `kubectl get pods -o
+// json` list.
 func readyPods(listJSON string) []podInfo {
 	var list struct {
 		Items []struct {
-			Metadata struct{ Name string }
-			Spec     struct{ NodeName string }
-			Status   struct {
+			Metadata struct {
+				Name              string
+				DeletionTimestamp *string
+			}
+			Spec   struct{ NodeName string }
+			Status struct {
 				PodIP      string
 				Conditions []struct{ Type, Status string }
 			}
@@ -560,6 +565,9 @@ func readyPods(listJSON string) []podInfo {
 	}
 	var out []podInfo
 	for _, it := range list.Items {
+		if it.Metadata.DeletionTimestamp != nil {
+			continue // terminating: Ready until its containers stop
+		}
 		for _, c := range it.Status.Conditions {
 			if c.Type == "Ready" && c.Status == "True" {
 				out = append(out, podInfo{it.Metadata.Name, it.Spec.NodeName, it.Status.PodIP})

@@ -121,6 +121,8 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 
 // ControlPlaneLabel marks servers' Nodes, as kubeadm and k3s do: the fleet
 // agent prefers them (a site whose workers go dark still reports).
+// The same as clusterjoin.ControlPlaneNodeLabel, which the node binary does
+// not link (it pulls Kubernetes API machinery).
 const ControlPlaneLabel = "node-role.kubernetes.io/control-plane"
 
 // labelControlPlane gives this server's Node ControlPlaneLabel. The

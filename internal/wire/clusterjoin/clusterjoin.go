@@ -103,6 +103,24 @@ const EnvHealthProbeAddress = "EDGEFLEET_HEALTH_PROBE_ADDRESS"
 // EnvAgentImage names the agent's own image inside its Deployment.
 const EnvAgentImage = "EDGEFLEET_AGENT_IMAGE"
 
+// EnvPodName and EnvPodNamespace name the agent's own Pod (the downward
+// API sets them in its Deployment): the agent moves itself to a
+// control-plane node when it was scheduled elsewhere.
+const (
+	EnvPodName      = "EDGEFLEET_POD_NAME"
+	EnvPodNamespace = "EDGEFLEET_POD_NAMESPACE"
+)
+
+// ControlPlaneNodeLabel marks control-plane nodes (kubeadm, k3s, RKE2 and
+// edgefleet's distro set it): the agent's Deployment prefers them.
+const ControlPlaneNodeLabel = "node-role.kubernetes.io/control-plane"
+
+// AnnotationAgentMovedAt on the agent's ReplicaSet is when an agent of it
+// last deleted its own Pod to move to a control-plane node: a new Pod of
+// the same ReplicaSet waits MoveCooldown from then before moving again, so
+// a scheduler that keeps choosing a worker cannot make the agent loop.
+const AnnotationAgentMovedAt = "fleet.edgefleet.io/agent-moved-at"
+
 // RegisterRequest is the body of POST /v1/register.
 type RegisterRequest struct {
 	// Token is the ClusterRegistrationToken's secret value.
