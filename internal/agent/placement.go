@@ -60,6 +60,10 @@ func (p *placement) run(ctx context.Context) error {
 		}
 		target, err := p.check(ctx)
 		switch {
+		case apierrors.IsForbidden(err):
+			// The agent's rights were narrowed: say so once, stop trying.
+			p.log.Info("Not moving to a control-plane node: the agent may not read nodes or delete its Pod", "err", err.Error())
+			return nil
 		case err != nil:
 			p.log.V(1).Info("Checking whether to move to a control-plane node failed", "err", err.Error())
 		case target != "":

@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -156,6 +157,30 @@ func TestPlacement(t *testing.T) {
 				t.Fatalf("ReplicaSet %s = %q, want the time of this move", clusterjoin.AnnotationAgentMovedAt, movedAt)
 			}
 		})
+	}
+}
+
+// TestPlacementGivesUpWithoutRights: an agent whose rights were narrowed
+// (it may not read its Pod, list nodes or delete Pods) says so once and
+// stops checking, instead of failing every minute.
+func TestPlacementGivesUpWithoutRights(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a kube-apiserver")
+	}
+	cfg := harness.StartClusters(t, 1, harness.ClusterOptions{})[0].RESTConfig()
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:edgefleet-system:narrowed"}
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &placement{client: c, namespace: "edgefleet-system", pod: "edgefleet-agent-1-x", every: 10 * time.Millisecond, settle: time.Minute, now: time.Now, log: testr.New(t)}
+	if _, err := p.check(context.Background()); !apierrors.IsForbidden(err) {
+		t.Fatalf("check without rights = %v, want Forbidden", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.run(ctx); err != nil || ctx.Err() != nil {
+		t.Fatalf("run without rights = %v (context: %v), want it to stop by itself", err, ctx.Err())
 	}
 }
 
