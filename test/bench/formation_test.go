@@ -30,6 +30,8 @@ const (
 	// 2 workers (EDGEFLEET_BENCH_FORMATION_CLUSTERS overrides it).
 	formationClusters = 100
 	formationVersion  = "v1.37.1"
+	// simWorkers is how many simulated machines report a plan at once.
+	simWorkers = 32
 )
 
 // TestFormation100Clusters forms 100 edgefleet-distro clusters (1 server
@@ -37,9 +39,10 @@ const (
 // Adoption, ClusterMachines, PKI, join tokens, plans and status are real;
 // the machines are simulated by this benchmark (no node agent runs): each
 // sees its plan by polling the plan Secrets every 200 ms and reports it
-// applied with a healthy kubelet probe at once. The clock runs from
-// creating the ProvisionedClusters to every one reporting ControlPlaneReady
-// and WorkersReady (the fleet join is not simulated: no agent registers).
+// applied with a healthy kubelet probe at once (simWorkers at a time). The
+// clock runs from creating the ProvisionedClusters to every one reporting
+// ControlPlaneReady and WorkersReady (the fleet join is not simulated: no
+// agent registers).
 func TestFormation100Clusters(t *testing.T) {
 	requireBench(t)
 	ctx := context.Background()
@@ -104,6 +107,11 @@ func TestFormation100Clusters(t *testing.T) {
 		for simCtx.Err() == nil {
 			var list corev1.SecretList
 			if err := c.List(simCtx, &list, client.InNamespace(ns)); err == nil {
+				// Machines act independently: the new plans are reported
+				// applied concurrently (one at a time made the benchmark,
+				// not the manager, the bottleneck of a plan round).
+				sem := make(chan struct{}, simWorkers)
+				var wg sync.WaitGroup
 				for _, s := range list.Items {
 					raw := s.Data[nodeplan.SecretKey]
 					if len(raw) == 0 || s.Type != machineregistration.PlanSecret(&machinesv1.MachineInventory{}).Type {
@@ -113,14 +121,22 @@ func TestFormation100Clusters(t *testing.T) {
 					mu.Lock()
 					done := applied[s.Name] == sum
 					mu.Unlock()
-					if done || simulateApplied(simCtx, c, ns, s.Name, sum) != nil {
+					if done {
 						continue
 					}
-					mu.Lock()
-					applied[s.Name] = sum
-					simWrites++
-					mu.Unlock()
+					sem <- struct{}{}
+					wg.Go(func() {
+						defer func() { <-sem }()
+						if simulateApplied(simCtx, c, ns, s.Name, sum) != nil {
+							return
+						}
+						mu.Lock()
+						applied[s.Name] = sum
+						simWrites++
+						mu.Unlock()
+					})
 				}
+				wg.Wait()
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
@@ -202,7 +218,7 @@ func TestFormation100Clusters(t *testing.T) {
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	w("## Cluster formation (ProvisionedCluster)\n\n")
 	w("%d edgefleet-distro clusters (1 server + 2 workers each) formed from %d simulated machines through the real manager: adoption, ClusterMachines, cluster PKI, join tokens, plans and status are real. ", clusters, machines)
-	w("The machines are simulated by the benchmark: each polls the plan Secrets every 200 ms and reports a new plan applied with a healthy kubelet probe at once. ")
+	w("The machines are simulated by the benchmark: each polls the plan Secrets every 200 ms and reports a new plan applied with a healthy kubelet probe at once (32 machines at a time). ")
 	w("The clock runs from creating the ProvisionedClusters to every one reporting ControlPlaneReady and WorkersReady (joining the fleet is not simulated).\n\n")
 	w("| clusters | machines | all formed | first formed | manager CPU | manager peak RSS | etcd writes / machine (manager's) |\n|---|---|---|---|---|---|---|\n")
 	w("| %d | %d | %s | %s | %.1f s | %s | %.1f (%.1f) |\n", clusters, machines, secs(total), secs(firstFormed), mgrCPU, mib(procs1["edgefleet"].hwmKiB), writes, mgrWrites)

@@ -198,7 +198,11 @@ func TestRemediationEdgefleetDistro(t *testing.T) {
 			}
 		}
 		out, _ := kubectlOn("get", "nodes,pods", "-A", "-o", "wide")
-		return b.String() + out
+		// Where and why the fleet agent was scheduled, and the nodes'
+		// taints and Ready history.
+		events, _ := kubectlOn("get", "events", "-n", "edgefleet-system", "--sort-by=.lastTimestamp")
+		nodes, _ := kubectlOn("get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name} taints={.spec.taints} {range .status.conditions[*]}{.type}={.status}@{.lastTransitionTime} {end}{"\n"}{end}`)
+		return b.String() + out + "\n" + events + "\n" + nodes
 	}
 	waitCluster := func(t *testing.T, timeout time.Duration, what string, ok func() error) {
 		t.Helper()
