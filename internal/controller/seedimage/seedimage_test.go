@@ -133,7 +133,9 @@ func TestSeedImageLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	wait := func(name string, want machinesv1.SeedImageState) *machinesv1.SeedImage {
+	// wait and download take the running (sub)test's t: FailNow belongs
+	// to the goroutine of the test that calls it.
+	wait := func(t *testing.T, name string, want machinesv1.SeedImageState) *machinesv1.SeedImage {
 		t.Helper()
 		si := &machinesv1.SeedImage{}
 		deadline := time.Now().Add(30 * time.Second)
@@ -150,7 +152,7 @@ func TestSeedImageLifecycle(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	download := func(si *machinesv1.SeedImage) string {
+	download := func(t *testing.T, si *machinesv1.SeedImage) string {
 		t.Helper()
 		code, iso := get(t, si.Status.DownloadURL)
 		if code != http.StatusOK {
@@ -177,8 +179,8 @@ func TestSeedImageLifecycle(t *testing.T) {
 	if err := c.Create(ctx, si); err != nil {
 		t.Fatal(err)
 	}
-	si = wait(si.Name, machinesv1.SeedImageReady)
-	files := download(si)
+	si = wait(t, si.Name, machinesv1.SeedImageReady)
+	files := download(t, si)
 	nodeCfg, _, err := register.LoadConfig(filepath.Join(files, machinereg.SeedConfigFile))
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +197,7 @@ func TestSeedImageLifecycle(t *testing.T) {
 	oldURL := si.Status.DownloadURL
 	clk.Add(6 * time.Minute)
 	touch(t, c, si) // the requeue is minutes away in real time; poke the controller
-	si = wait(si.Name, machinesv1.SeedImageExpired)
+	si = wait(t, si.Name, machinesv1.SeedImageExpired)
 	if code, _ := get(t, oldURL); code != http.StatusNotFound {
 		t.Errorf("expired image still served: %d", code)
 	}
@@ -205,11 +207,11 @@ func TestSeedImageLifecycle(t *testing.T) {
 	if err := c.Patch(ctx, si, client.MergeFrom(before)); err != nil {
 		t.Fatal(err)
 	}
-	si = wait(si.Name, machinesv1.SeedImageReady)
+	si = wait(t, si.Name, machinesv1.SeedImageReady)
 	if si.Status.DownloadURL == oldURL || si.Spec.RetriggerBuild {
 		t.Errorf("retrigger: url %s (old %s), retriggerBuild %v", si.Status.DownloadURL, oldURL, si.Spec.RetriggerBuild)
 	}
-	download(si)
+	download(t, si)
 
 	// A base ISO from a local file and from a URL keeps its content and gains the config.
 	baseDir := t.TempDir()
@@ -228,7 +230,7 @@ func TestSeedImageLifecycle(t *testing.T) {
 		if err := c.Create(ctx, s); err != nil {
 			t.Fatal(err)
 		}
-		files := download(wait(name, machinesv1.SeedImageReady))
+		files := download(t, wait(t, name, machinesv1.SeedImageReady))
 		for _, f := range []string{"os-release", machinereg.SeedConfigFile} {
 			if _, err := os.Stat(filepath.Join(files, f)); err != nil {
 				t.Errorf("%s: %s missing from the remastered image", name, f)
@@ -244,7 +246,7 @@ func TestSeedImageLifecycle(t *testing.T) {
 	if err := c.Create(ctx, rawSI); err != nil {
 		t.Fatal(err)
 	}
-	rawSI = wait(rawSI.Name, machinesv1.SeedImageReady)
+	rawSI = wait(t, rawSI.Name, machinesv1.SeedImageReady)
 	if !strings.HasSuffix(rawSI.Status.DownloadURL, "/seed.img") {
 		t.Errorf("raw downloadURL %s, want .../seed.img", rawSI.Status.DownloadURL)
 	}
@@ -273,7 +275,7 @@ func TestSeedImageLifecycle(t *testing.T) {
 	if err := c.Create(ctx, ociSI); err != nil {
 		t.Fatal(err)
 	}
-	files = download(wait(ociSI.Name, machinesv1.SeedImageReady))
+	files = download(t, wait(t, ociSI.Name, machinesv1.SeedImageReady))
 	for _, f := range []string{"os-release", machinereg.SeedConfigFile} {
 		if _, err := os.Stat(filepath.Join(files, f)); err != nil {
 			t.Errorf("oci-base: %s missing from the remastered image", f)
@@ -289,7 +291,7 @@ func TestSeedImageLifecycle(t *testing.T) {
 		if err := c.Create(ctx, s); err != nil {
 			t.Fatal(err)
 		}
-		s = wait(name, machinesv1.SeedImageFailed)
+		s = wait(t, name, machinesv1.SeedImageFailed)
 		if msg := readyMessage(s); msg == "" {
 			t.Errorf("%s: failed without a message", name)
 		} else {
@@ -311,11 +313,11 @@ func TestSeedImageLifecycle(t *testing.T) {
 		if err := c.Create(ctx, live); err != nil {
 			t.Fatal(err)
 		}
-		live = wait(live.Name, machinesv1.SeedImageReady)
+		live = wait(t, live.Name, machinesv1.SeedImageReady)
 		if live.Status.OSImageDigest != digest {
 			t.Errorf("status.osImageDigest %q, want %s", live.Status.OSImageDigest, digest)
 		}
-		files := download(live)
+		files := download(t, live)
 		for _, f := range []string{"boot/vmlinuz", "boot/initrd", "edgefleet/rootfs.squashfs", "boot/grub/grub.cfg", machinereg.SeedConfigFile} {
 			if _, err := os.Stat(filepath.Join(files, f)); err != nil {
 				t.Errorf("live ISO: %s missing", f)
@@ -326,7 +328,7 @@ func TestSeedImageLifecycle(t *testing.T) {
 		if err := c.Create(ctx, notOS); err != nil {
 			t.Fatal(err)
 		}
-		notOS = wait(notOS.Name, machinesv1.SeedImageFailed)
+		notOS = wait(t, notOS.Name, machinesv1.SeedImageFailed)
 		if cond := meta.FindStatusCondition(notOS.Status.Conditions, machinesv1.StalledCondition); cond == nil || cond.Reason != machinesv1.InvalidSpecReason ||
 			!strings.Contains(cond.Message, "is not an edgefleet OS image: it has no /boot/vmlinuz, /boot/initrd, /usr/bin/edgefleet-node") {
 			t.Errorf("not-an-os Stalled condition %+v", cond)
