@@ -147,7 +147,10 @@ func (p *placement) replicaSet(ctx context.Context, pod *corev1.Pod) (*appsv1.Re
 
 // canTake tells whether n is a node the scheduler would place pod on
 // now: Ready for p.settle, schedulable, every NoSchedule and NoExecute
-// taint tolerated, the Pod's nodeSelector matched and room for a Pod.
+// taint tolerated, the Pod's nodeSelector matched, and no zero Pod
+// capacity reported. How many Pods already run there is not counted: a
+// full node sends the next Pod back to a worker, and the cooldown stops
+// a second move.
 func (p *placement) canTake(n *corev1.Node, pod *corev1.Pod, now time.Time) bool {
 	if n.Spec.Unschedulable || !labels.SelectorFromSet(pod.Spec.NodeSelector).Matches(labels.Set(n.Labels)) {
 		return false
