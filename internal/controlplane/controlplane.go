@@ -233,28 +233,43 @@ func (p *Processes) stopSince(n int) {
 	}
 }
 
+// choosePorts holds every chosen port bound until all three are chosen, so no
+// two of them can be the same port (the kernel reuses a just-released one).
 func (p *Processes) choosePorts(prev ports) (ports, error) {
 	var pt ports
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	reserve := func(host string, previous int) (int, error) {
+		l, err := reservePort(host, previous)
+		if err != nil {
+			return 0, err
+		}
+		held = append(held, l)
+		return l.Addr().(*net.TCPAddr).Port, nil
+	}
 	var err error
 	if p.cfg.APIServerPort != 0 {
-		if !portFree(p.cfg.Host, p.cfg.APIServerPort) {
+		l, err := net.Listen("tcp", net.JoinHostPort(p.cfg.Host, strconv.Itoa(p.cfg.APIServerPort)))
+		if err != nil {
 			return pt, fmt.Errorf("port %d on %s is in use: stop what uses it or choose another API server port", p.cfg.APIServerPort, p.cfg.Host)
 		}
+		held = append(held, l)
 		pt.APIServer = p.cfg.APIServerPort
-	} else if pt.APIServer, err = choosePort(p.cfg.Host, prev.APIServer); err != nil {
+	} else if pt.APIServer, err = reserve(p.cfg.Host, prev.APIServer); err != nil {
 		return pt, err
 	}
 	if prev.APIServer != 0 && pt.APIServer != prev.APIServer {
 		p.cfg.Log.Info("Previous API server port is taken; serving on a new one and rewriting the kubeconfig", "previous", prev.APIServer, "port", pt.APIServer)
 	}
-	if pt.EtcdClient, err = choosePort("127.0.0.1", prev.EtcdClient); err != nil {
+	if pt.EtcdClient, err = reserve("127.0.0.1", prev.EtcdClient); err != nil {
 		return pt, err
 	}
-	if pt.EtcdPeer, err = choosePort("127.0.0.1", prev.EtcdPeer); err != nil {
+	if pt.EtcdPeer, err = reserve("127.0.0.1", prev.EtcdPeer); err != nil {
 		return pt, err
-	}
-	if pt.EtcdPeer == pt.EtcdClient || pt.EtcdPeer == pt.APIServer || pt.EtcdClient == pt.APIServer {
-		return pt, errors.New("could not find distinct free ports; try again")
 	}
 	return pt, nil
 }

@@ -44,10 +44,7 @@ func (p ports) save(path string) error {
 // choosePort keeps a previously used port when it is still free, and otherwise
 // asks the kernel for a free one.
 func choosePort(host string, previous int) (int, error) {
-	if previous != 0 && portFree(host, previous) {
-		return previous, nil
-	}
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	l, err := reservePort(host, previous)
 	if err != nil {
 		return 0, err
 	}
@@ -55,11 +52,14 @@ func choosePort(host string, previous int) (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func portFree(host string, port int) bool {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-	if err != nil {
-		return false
+// reservePort is choosePort that keeps the port bound until the caller closes
+// the listener: while it is held the kernel hands the port to nobody else, so
+// ports chosen together are distinct by construction.
+func reservePort(host string, previous int) (net.Listener, error) {
+	if previous != 0 {
+		if l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(previous))); err == nil {
+			return l, nil
+		}
 	}
-	l.Close()
-	return true
+	return net.Listen("tcp", net.JoinHostPort(host, "0"))
 }
