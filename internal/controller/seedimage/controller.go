@@ -139,10 +139,27 @@ func (r *Reconciler) build(ctx context.Context, si *machinesv1.SeedImage) (ctrl.
 	if err != nil {
 		return ctrl.Result{}, r.setState(ctx, si, machinesv1.SeedImageFailed, machinesv1.BuildFailedReason, err.Error())
 	}
-	if err := os.WriteFile(stored+".sha256", []byte(sum+"  "+file+"\n"), 0o600); err != nil {
+	// Until the status names the new file nothing would ever remove it: on
+	// any error below it goes, and the next reconcile builds again.
+	discard := func(err error) (ctrl.Result, error) {
+		_ = os.Remove(stored)
+		_ = os.Remove(stored + ".sha256")
 		return ctrl.Result{}, err
 	}
+	if err := os.WriteFile(stored+".sha256", []byte(sum+"  "+file+"\n"), 0o600); err != nil {
+		return discard(err)
+	}
 	log.Info("Built seed image", "type", kind, "took", time.Since(started).Round(time.Millisecond).String())
+	// retriggerBuild is reset before Ready is written, so Ready for the
+	// current generation always means the request was served: a client
+	// that waits for Ready never sees the flag still set.
+	if si.Spec.RetriggerBuild {
+		spec := si.DeepCopy()
+		si.Spec.RetriggerBuild = false
+		if err := r.Client.Patch(ctx, si, client.MergeFrom(spec)); err != nil {
+			return discard(err)
+		}
+	}
 	before := si.DeepCopy()
 	si.Status.DownloadURL = seedimage.DownloadURL(r.ExternalURL, token, file)
 	si.Status.ChecksumURL = seedimage.DownloadURL(r.ExternalURL, token, file+".sha256")
@@ -158,24 +175,7 @@ func (r *Reconciler) build(ctx context.Context, si *machinesv1.SeedImage) (ctrl.
 	}
 	markState(si, machinesv1.SeedImageReady, machinesv1.BuildSucceededReason, readyMessage)
 	if err := conditions.PatchStatus(ctx, r.Client, before, si, &si.Status.ObservedGeneration, nil, conditions.RecordTo(r.Events)); err != nil {
-		// The status does not name the new file, so nothing would ever
-		// remove it: the next reconcile builds again.
-		_ = os.Remove(stored)
-		_ = os.Remove(stored + ".sha256")
-		return ctrl.Result{}, err
-	}
-	if si.Spec.RetriggerBuild {
-		spec := si.DeepCopy()
-		si.Spec.RetriggerBuild = false
-		if err := r.Client.Patch(ctx, si, client.MergeFrom(spec)); err != nil {
-			return ctrl.Result{}, err
-		}
-		// Resetting retriggerBuild is not a change to build again for.
-		st := si.DeepCopy()
-		markState(si, machinesv1.SeedImageReady, machinesv1.BuildSucceededReason, readyMessage)
-		if err := conditions.PatchStatus(ctx, r.Client, st, si, &si.Status.ObservedGeneration, nil, conditions.RecordTo(r.Events)); err != nil {
-			return ctrl.Result{}, err
-		}
+		return discard(err)
 	}
 	if si.Status.ExpiresAt != nil {
 		return ctrl.Result{RequeueAfter: time.Duration(minutes)*time.Minute + time.Second}, nil
