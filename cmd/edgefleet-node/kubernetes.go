@@ -49,6 +49,13 @@ func newKubernetesCommand() *cobra.Command {
 			return kubedistro.Run(cmd.Context(), root, config, logger())
 		},
 	}, down, &cobra.Command{
+		Use:   "remove-etcd-members PEER_URL...",
+		Short: "Remove dead servers' members (https://ip:2380) from the cluster's etcd through this running server",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, peers []string) error {
+			return kubedistro.RemoveEtcdMembers(cmd.Context(), root, peers, cmd.OutOrStdout())
+		},
+	}, &cobra.Command{
 		Use:   "status",
 		Short: "Print what runs: the supervisor and each component",
 		Args:  cobra.NoArgs,

@@ -412,7 +412,8 @@ type ProvisionedClusterStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 }
 
-// EtcdMemberRemoval is the etcd member of a replaced dead server.
+// EtcdMemberRemoval is the etcd member of a dead server that was replaced
+// or scaled down: it could not leave etcd itself.
 type EtcdMemberRemoval struct {
 	// peerURL is the member's peer URL (https://ip:2380).
 	// +required
@@ -422,14 +423,20 @@ type EtcdMemberRemoval struct {
 	// +required
 	// +kubebuilder:validation:MaxLength=253
 	Machine string `json:"machine"`
-	// since is when the server was replaced.
+	// since is when the server was replaced or released.
 	// +required
 	Since metav1.Time `json:"since"`
-	// removedBy is the joining server (ClusterMachine) whose plan removes
-	// the member.
+	// removedBy is the server (ClusterMachine) whose plan removes the
+	// member: the next joining server, before it adds itself; when none
+	// joins, a healthy running server (byRunningServer).
 	// +optional
 	RemovedBy string `json:"removedBy,omitempty"`
-	// removed is when removedBy bootstrapped, the member removed.
+	// byRunningServer: removedBy was already running in the cluster; it
+	// removes the member with a plan instruction that restarts nothing
+	// (`edgefleet-node kubernetes remove-etcd-members`).
+	// +optional
+	ByRunningServer bool `json:"byRunningServer,omitempty"`
+	// removed is when removedBy applied the plan that removed the member.
 	// +optional
 	Removed *metav1.Time `json:"removed,omitempty"`
 }

@@ -16,6 +16,8 @@ import (
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/controller/internal/ctrltest"
+	"github.com/edgefleet/edgefleet/internal/provisioning/render"
+	"github.com/edgefleet/edgefleet/internal/wire/kubedistro"
 )
 
 // testDeadScaleDown runs in TestRemediation's manager: three servers,
@@ -23,8 +25,10 @@ import (
 // plan, its node still Ready). It waits for the leave plan until the
 // health check finds it unhealthy; then the scale-down stops waiting (in
 // the reconcile that finds it, before remediation would replace it): its
-// etcd member is recorded as remediation's replace records it and the
-// machine is released. With a second server dead, releasing one could
+// etcd member is recorded as remediation's replace records it, the
+// machine is released, and, no server joining, the running server that
+// stays removes the member (its plan gains an instruction, its NodeConfig
+// stays). With a second server dead, releasing one could
 // break etcd's quorum: the scale-down waits and says why.
 func testDeadScaleDown(t *testing.T, c client.Client, n nodes) {
 	for _, tc := range []struct {
@@ -49,6 +53,10 @@ func testDeadScaleDown(t *testing.T, c client.Client, n nodes) {
 			} else {
 				alive = append(alive, name)
 			}
+		}
+		configs := map[string]string{}
+		for _, name := range alive {
+			configs[name] = string(planFile(t, c, ns, name, kubedistro.ConfigPath))
 		}
 		for _, name := range dead {
 			sim.kill(name)
@@ -106,10 +114,33 @@ func testDeadScaleDown(t *testing.T, c client.Client, n nodes) {
 			}
 			return nil
 		})
-		pc := get(t, c, ns, tc.cluster, &provisioningv1.ProvisionedCluster{})
-		if r := pc.Status.EtcdMemberRemovals; len(r) != 1 || r[0].PeerURL != peer || r[0].Machine != gone || r[0].Removed != nil {
-			t.Fatalf("status.etcdMemberRemovals %+v: want %s of %s recorded (not removed: no server joins)", r, peer, gone)
+		// No server joins: the running server that stays removes the
+		// member with an instruction after its `kubernetes up`; its
+		// NodeConfig does not change (that would restart it).
+		var survivor string
+		for _, name := range alive {
+			if cm, err := machineOf(t, c, ns, name); err == nil && cm.Name != "" {
+				survivor = name
+			}
 		}
+		ctrltest.Eventually(t, 30*time.Second, func() error {
+			pc := get(t, c, ns, tc.cluster, &provisioningv1.ProvisionedCluster{})
+			if r := pc.Status.EtcdMemberRemovals; len(r) != 1 || r[0].PeerURL != peer || r[0].Machine != gone || r[0].RemovedBy != survivor || !r[0].ByRunningServer || r[0].Removed == nil {
+				return fmt.Errorf("status.etcdMemberRemovals %+v: want %s of %s removed by the running server %s", r, peer, gone, survivor)
+			}
+			return nil
+		})
+		var in []string
+		for _, i := range planOf(t, c, ns, survivor).Instructions {
+			in = append(in, i.Name+" "+strings.Join(i.Args, " "))
+		}
+		if len(in) != 2 || in[1] != render.InstructionRemoveEtcdMembers+" kubernetes remove-etcd-members "+peer {
+			t.Fatalf("survivor %s's plan instructions %q: want `kubernetes up` then remove-etcd-members %s", survivor, in, peer)
+		}
+		if got := string(planFile(t, c, ns, survivor, kubedistro.ConfigPath)); got != configs[survivor] {
+			t.Fatalf("survivor %s's NodeConfig changed to remove the member: it would restart while the dead member counts", survivor)
+		}
+		waitEvent(t, c, ns, survivor, provisioningv1.EtcdMemberRemovedReason, "Server "+survivor+" removed the etcd member "+peer+" of server "+gone)
 		// Released by the scale-down, not replaced by remediation.
 		if inv := get(t, c, ns, gone, &machinesv1.MachineInventory{}); inv.Annotations[provisioningv1.RemediatedAnnotation] != "" {
 			t.Fatalf("%s was remediated (%v), want released by the scale-down", gone, inv.Annotations)

@@ -23,7 +23,9 @@ func (f *formation) leavesEtcd(m *machine) bool {
 		return false
 	}
 	for _, o := range f.machines {
-		if o != m && o.server() && !o.leaving && o.inv != nil && o.bootstrapped() {
+		// A server re-applying a changed plan is not Bootstrapped for a
+		// while but still an etcd member: its version says it joined.
+		if o != m && o.server() && !o.leaving && o.inv != nil && (o.bootstrapped() || o.cm.Status.Version != "") {
 			return true
 		}
 	}

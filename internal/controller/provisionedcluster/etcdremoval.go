@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,19 +20,24 @@ import (
 )
 
 // A dead server cannot run its release plan (`down --leave-etcd`), so a
-// server replaced by remediation leaves its etcd member behind: it counts
-// against the quorum, and etcd refuses every new member while it cannot
-// reach one (HTTP 503 "unhealthy cluster"), so without its removal the
-// replacement could never join. The member is recorded on
-// status.etcdMemberRemovals and the next joining server removes it
-// through the surviving servers right before it adds itself (kubedistro's
-// removeStaleMembers): the one moment the removal is both needed and
-// safe, since remediation replaces a server only while every other server
-// is healthy (quorumRisk), and etcd itself refuses a removal that would
-// leave fewer reachable members than its quorum. A removal entry stays,
-// marked removed, while its joining server is in the cluster, so that
-// server's plan does not change (a changed NodeConfig restarts its
-// Kubernetes).
+// server replaced by remediation (or scaled down) while dead leaves its
+// etcd member behind: it counts against the quorum, and etcd refuses every
+// new member while it cannot reach one (HTTP 503 "unhealthy cluster"), so
+// without its removal a replacement could never join. The member is
+// recorded on status.etcdMemberRemovals and removed by:
+//   - the next joining server, through the surviving servers right before
+//     it adds itself (kubedistro's removeStaleMembers): remediation
+//     replaces a server only while every other server is healthy
+//     (quorumRisk), so the removal is then both needed and safe;
+//   - when no server is joining (a dead server scaled down), a healthy
+//     running server at the cluster's version, by an instruction after its
+//     `kubernetes up` that restarts nothing (its NodeConfig is unchanged:
+//     restarting a survivor while the dead member counts could lose the
+//     quorum). Only while every server is healthy.
+//
+// etcd itself refuses a removal that would leave fewer reachable members
+// than its quorum. A removal entry stays, marked removed, while its
+// server is in the cluster, so that server's plan does not change.
 
 // recordEtcdMemberRemoval: m, an edgefleet-distro server that joined etcd,
 // is being replaced (or scaled down, how) while dead; action is the
@@ -70,7 +77,7 @@ func (f *formation) recordEtcdMemberRemoval(ctx context.Context, m *machine, how
 		f.before.ResourceVersion = written.ResourceVersion
 	}
 	f.r.Events.Eventf(f.pc, m.cm, corev1.EventTypeNormal, provisioningv1.EtcdMemberStaleReason, action,
-		"Server %s was %s while dead: its etcd member %s is removed by the next server that joins", m.cm.Name, how, peer)
+		"Server %s was %s while dead: its etcd member %s is removed by the next server that joins, or by a running server when none joins", m.cm.Name, how, peer)
 	return nil
 }
 
@@ -85,20 +92,40 @@ func (f *formation) etcdRemovalsFor(m *machine) []string {
 	var out []string
 	for i := range st.EtcdMemberRemovals {
 		r := &st.EtcdMemberRemovals[i]
-		if r.RemovedBy == "" && r.Removed == nil && !m.bootstrapped() && m.cm.Status.Version == "" && m.inv != nil && m.inv.Name != r.Machine {
+		if r.RemovedBy == "" && r.Removed == nil && f.joining(m) && m.inv.Name != r.Machine {
 			r.RemovedBy = m.cm.Name
 		}
-		if r.RemovedBy == m.cm.Name {
+		if r.RemovedBy == m.cm.Name && !r.ByRunningServer {
 			out = append(out, r.PeerURL)
 		}
 	}
 	return out
 }
 
-// settleEtcdMemberRemovals marks a removal done once its joining server
+// joining: m is a server that has not bootstrapped at any version yet, so
+// its `up` joins etcd.
+func (f *formation) joining(m *machine) bool {
+	return m.server() && !m.cm.Spec.Init && m.inv != nil && !m.leaving && !m.bootstrapped() && m.cm.Status.Version == ""
+}
+
+// runningRemovalsFor are the peer URLs the running server m removes with
+// its plan's remove-etcd-members instruction.
+func (f *formation) runningRemovalsFor(m *machine) []string {
+	var out []string
+	for _, r := range f.pc.Status.EtcdMemberRemovals {
+		if r.ByRunningServer && r.RemovedBy == m.cm.Name {
+			out = append(out, r.PeerURL)
+		}
+	}
+	return out
+}
+
+// settleEtcdMemberRemovals marks a joining server's removal done once it
 // bootstrapped (it removed the member before it joined), hands a pending
-// one whose joining server went away to the next one, and forgets a done
-// one once its server left the cluster.
+// one whose server went away (or, for a running server, is leaving or
+// unhealthy) to the next, forgets a done one once its server left the
+// cluster, and gives a pending one to a running server when no server is
+// joining to take it.
 func (f *formation) settleEtcdMemberRemovals() {
 	st := &f.pc.Status
 	byName := map[string]*machine{}
@@ -117,8 +144,10 @@ func (f *formation) settleEtcdMemberRemovals() {
 		}
 		m := byName[r.RemovedBy]
 		switch {
-		case m == nil:
-			r.RemovedBy, pending = "", true
+		case m == nil, r.ByRunningServer && (m.inv == nil || m.leaving || f.verdicts[m].unhealthy):
+			r.RemovedBy, r.ByRunningServer, pending = "", false, true
+		case r.ByRunningServer:
+			pending = true // done once m applied the plan that carries it (writePlans)
 		case m.bootstrapped():
 			now := metav1.NewTime(f.now)
 			r.Removed = &now
@@ -130,6 +159,76 @@ func (f *formation) settleEtcdMemberRemovals() {
 	}
 	if pending {
 		f.requeueAfter(remediationPoll)
+		f.assignRunningRemovals()
+	}
+}
+
+// assignRunningRemovals gives each unassigned pending removal to a running
+// server (the first healthy one by name) when no server is joining, and
+// only while no server is unhealthy. While the control plane is short of
+// its replicas a joining server is on its way (remediation's spare, a
+// machine being matched): it gets joinerGrace to appear and take it.
+func (f *formation) assignRunningRemovals() {
+	var runners []*machine
+	servers := 0
+	for _, m := range f.machines {
+		if f.joining(m) {
+			return // it takes them before it joins
+		}
+		if m.server() && m.inv != nil && f.verdicts[m].unhealthy {
+			return
+		}
+		if m.server() && !m.leaving {
+			servers++
+		}
+		runners = append(runners, m)
+	}
+	short := servers < int(f.pc.Spec.ControlPlane.Replicas)
+	slices.SortFunc(runners, func(a, b *machine) int { return strings.Compare(a.cm.Name, b.cm.Name) })
+	for i := range f.pc.Status.EtcdMemberRemovals {
+		r := &f.pc.Status.EtcdMemberRemovals[i]
+		if r.RemovedBy != "" || r.Removed != nil || short && f.now.Sub(r.Since.Time) < joinerGrace {
+			continue
+		}
+		for _, m := range runners {
+			if f.canRemoveRunning(m, r.PeerURL) && m.inv.Name != r.Machine {
+				r.RemovedBy, r.ByRunningServer = m.cm.Name, true
+				f.r.Events.Eventf(f.pc, m.cm, corev1.EventTypeNormal, provisioningv1.EtcdMemberStaleReason, "RemoveEtcdMember",
+					"No server is joining: running server %s removes the etcd member %s of server %s", m.cm.Name, r.PeerURL, r.Machine)
+				break
+			}
+		}
+	}
+}
+
+// joinerGrace is how long a removal waits for a joining server while the
+// control plane is short of its replicas.
+const joinerGrace = 2 * time.Minute
+
+// canRemoveRunning: m is a running edgefleet-distro server that can remove
+// the member peer with its plan now: bootstrapped at the cluster's
+// version (not upgrading, its plan not held by an OS upgrade), not
+// leaving, healthy, and not the member itself (an address reused).
+func (f *formation) canRemoveRunning(m *machine, peer string) bool {
+	return m != nil && m.server() && m.inv != nil && !m.leaving && !m.held && m.bootstrapped() && !f.verdicts[m].unhealthy &&
+		m.cm.Status.Version == f.pc.Spec.Version && m.cm.Spec.Version == f.pc.Spec.Version &&
+		peer != "https://"+net.JoinHostPort(Address(m.inv), "2380")
+}
+
+// settleRunningRemovals: the running server m applied the plan (checksum
+// sum) that carries its removals, so they are done.
+func (f *formation) settleRunningRemovals(m *machine, sum string) {
+	if m.inv == nil || m.inv.Status.Plan.AppliedChecksum != sum {
+		return
+	}
+	for i := range f.pc.Status.EtcdMemberRemovals {
+		r := &f.pc.Status.EtcdMemberRemovals[i]
+		if r.ByRunningServer && r.RemovedBy == m.cm.Name && r.Removed == nil {
+			now := metav1.NewTime(f.now)
+			r.Removed = &now
+			f.r.Events.Eventf(f.pc, m.cm, corev1.EventTypeNormal, provisioningv1.EtcdMemberRemovedReason, "RemoveEtcdMember",
+				"Server %s removed the etcd member %s of server %s", m.cm.Name, r.PeerURL, r.Machine)
+		}
 	}
 }
 

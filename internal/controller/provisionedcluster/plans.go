@@ -262,6 +262,9 @@ func (f *formation) writePlans(ctx context.Context) error {
 			Name: m.inv.Name, Server: m.server(), Init: m.cm.Spec.Init, NodeIP: Address(m.inv),
 			Labels: render.NodeLabels(m.inv.Labels, sp.pool.NodeLabels), Taints: taints, Config: maps.Clone(f.configs[sp.name]),
 		}
+		if f.pc.Spec.Distro == provisioningv1.DistroEdgefleet {
+			mach.RemoveEtcdMembers = f.runningRemovalsFor(m)
+		}
 		if m.server() && !m.cm.Spec.Init && f.pc.Spec.Distro == provisioningv1.DistroEdgefleet && len(c.EtcdEndpoints) == 0 {
 			m.wait = waitState{provisioningv1.WaitingForInitReason, "waiting for a bootstrapped server's address to join its etcd"}
 			continue
@@ -286,6 +289,9 @@ func (f *formation) writePlans(ctx context.Context) error {
 		}
 		m.held = held
 		m.cm.Status.PlanChecksum = sum
+		if !held {
+			f.settleRunningRemovals(m, sum)
+		}
 	}
 	return nil
 }

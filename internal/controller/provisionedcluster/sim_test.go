@@ -221,15 +221,7 @@ func planVersion(p *nodeplan.Plan) string {
 // nodeConfig is the NodeConfig in a machine's current plan (nil when none).
 func nodeConfig(t *testing.T, c client.Client, ns, machine string) *kubedistro.NodeConfig {
 	t.Helper()
-	var sec corev1.Secret
-	if err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: machineregistration.PlanName(&machinesv1.MachineInventory{ObjectMeta: metav1.ObjectMeta{Name: machine}})}, &sec); err != nil {
-		t.Fatal(err)
-	}
-	p, err := nodeplan.Parse(sec.Data[nodeplan.SecretKey])
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range p.Files {
+	for _, f := range planOf(t, c, ns, machine).Files {
 		if f.Path == kubedistro.ConfigPath {
 			nc, err := kubedistro.Parse(f.Data())
 			if err != nil {
@@ -238,5 +230,31 @@ func nodeConfig(t *testing.T, c client.Client, ns, machine string) *kubedistro.N
 			return nc
 		}
 	}
+	return nil
+}
+
+// planOf is a machine's current plan.
+func planOf(t *testing.T, c client.Client, ns, machine string) *nodeplan.Plan {
+	t.Helper()
+	var sec corev1.Secret
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: machineregistration.PlanName(&machinesv1.MachineInventory{ObjectMeta: metav1.ObjectMeta{Name: machine}})}, &sec); err != nil {
+		t.Fatal(err)
+	}
+	p, err := nodeplan.Parse(sec.Data[nodeplan.SecretKey])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// planFile is the content of the file at path in a machine's current plan.
+func planFile(t *testing.T, c client.Client, ns, machine, path string) []byte {
+	t.Helper()
+	for _, f := range planOf(t, c, ns, machine).Files {
+		if f.Path == path {
+			return f.Data()
+		}
+	}
+	t.Fatalf("machine %s's plan has no %s", machine, path)
 	return nil
 }

@@ -4,9 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+
+	"github.com/edgefleet/edgefleet/internal/wire/kubedistro"
 )
 
 // removeStaleMembers removes the members whose peer URLs are listed
@@ -49,4 +54,64 @@ func removeStaleMembers(ctx context.Context, client *http.Client, endpoints, sta
 		return nil
 	}
 	return fmt.Errorf("removing stale etcd members through %s: %w", strings.Join(endpoints, ", "), errors.Join(errs...))
+}
+
+// RemoveEtcdMembers is `kubernetes remove-etcd-members`: a running server
+// removes the members of dead servers (by peer URL) from the cluster's
+// etcd through its own etcd, restarting nothing. The manager asks a
+// surviving server for it when a dead server was scaled down or replaced
+// and no server is joining to do it (a joining server removes them in its
+// `up`): until then the dead member counts against the quorum. A member
+// already gone is fine; this server's own member is refused (a server
+// leaves with `down --leave-etcd`).
+func RemoveEtcdMembers(ctx context.Context, root string, peers []string, out io.Writer) error {
+	p := NewPaths(root)
+	st, alive := running(p)
+	if st == nil || !alive || st.Role != kubedistro.RoleServer {
+		return errors.New("no edgefleet-distro server runs on this machine, so there is no etcd to remove members through: run `kubernetes up` with a server config first")
+	}
+	client, err := etcdClient(p)
+	if err != nil {
+		return err
+	}
+	self := "https://" + net.JoinHostPort(st.NodeIP, strconv.Itoa(etcdPeerPort))
+	return removeMembersThrough(ctx, client, "https://127.0.0.1:2379", self, peers, out)
+}
+
+// removeMembersThrough removes the stale members through the local etcd
+// endpoint or, should it not answer, another member that stays.
+func removeMembersThrough(ctx context.Context, client *http.Client, local, self string, stale []string, out io.Writer) error {
+	if slices.Contains(stale, self) {
+		return fmt.Errorf("%s is this server's own etcd member: a server leaves etcd with `kubernetes down --leave-etcd`, not by removing itself", self)
+	}
+	return retrySettling(ctx, func() error {
+		var list struct {
+			Members []etcdMemberID `json:"members"`
+		}
+		if err := etcdCall(ctx, client, local, "/v3/cluster/member/list", map[string]any{}, &list); err != nil {
+			return fmt.Errorf("listing etcd members: %w", err)
+		}
+		endpoints := []string{local}
+		var gone []string
+		for _, m := range list.Members {
+			if slices.ContainsFunc(m.PeerURLs, func(u string) bool { return slices.Contains(stale, u) }) {
+				gone = append(gone, m.Name+" ("+strings.Join(m.PeerURLs, ",")+")")
+				continue
+			}
+			for _, u := range m.ClientURLs {
+				if !slices.Contains(endpoints, u) {
+					endpoints = append(endpoints, u)
+				}
+			}
+		}
+		if err := removeStaleMembers(ctx, client, endpoints, stale, self); err != nil {
+			return err
+		}
+		if len(gone) == 0 {
+			fmt.Fprintf(out, "no etcd member has peer URL %s: nothing to remove\n", strings.Join(stale, ", "))
+		} else {
+			fmt.Fprintf(out, "removed etcd members %s; %d remain\n", strings.Join(gone, ", "), len(list.Members)-len(gone))
+		}
+		return nil
+	})
 }

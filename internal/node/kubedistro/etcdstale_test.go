@@ -27,12 +27,14 @@ func startEtcds(t *testing.T, n int) (clients, peers []string, procs []*exec.Cmd
 	if _, err := os.Stat(bin); dir == "" || err != nil {
 		t.Fatalf("needs the etcd binary: set EDGEFLEET_KUBE_BIN_DIR to the Kubernetes binaries (make kube-binaries; `cat .cache/kube-bin-dir`)")
 	}
+	// Every port stays bound until all are chosen, so no two are the same.
+	var held []net.Listener
 	port := func() string {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer l.Close()
+		held = append(held, l)
 		return l.Addr().String()
 	}
 	var initial []string
@@ -40,6 +42,9 @@ func startEtcds(t *testing.T, n int) (clients, peers []string, procs []*exec.Cmd
 		clients = append(clients, "http://"+port())
 		peers = append(peers, "http://"+port())
 		initial = append(initial, fmt.Sprintf("m%d=%s", i, peers[i]))
+	}
+	for _, l := range held {
+		l.Close()
 	}
 	for i := range n {
 		cmd := exec.Command(bin, "--name", fmt.Sprintf("m%d", i), "--data-dir", filepath.Join(t.TempDir(), "etcd"),
@@ -152,5 +157,43 @@ func TestRemoveStaleMembersKeepsTheLast(t *testing.T) {
 	}
 	if got := memberPeers(t, clients[0]); len(got) != 1 {
 		t.Fatalf("members: %v", got)
+	}
+}
+
+// A dead server scaled down while no server joins: a survivor removes its
+// member through its own etcd, restarting nothing; a second run finds it
+// gone; a server never removes itself.
+func TestRemoveMembersThroughARunningServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs three etcd processes")
+	}
+	ctx := context.Background()
+	clients, peers, procs := startEtcds(t, 3)
+	_ = procs[2].Process.Kill()
+	_ = procs[2].Wait()
+
+	var out strings.Builder
+	if err := removeMembersThrough(ctx, testClient, clients[0], peers[0], []string{peers[2]}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if want := "removed etcd members m2 (" + peers[2] + "); 2 remain"; !strings.Contains(out.String(), want) {
+		t.Errorf("output %q, want %q", out.String(), want)
+	}
+	waitPeers(t, clients[1], func(got []string) bool { return len(got) == 2 && !strings.Contains(strings.Join(got, " "), peers[2]) }, "the two survivors")
+
+	out.Reset()
+	if err := removeMembersThrough(ctx, testClient, clients[1], peers[1], []string{peers[2]}, &out); err != nil {
+		t.Fatalf("removing again: %v", err)
+	}
+	if !strings.Contains(out.String(), "nothing to remove") {
+		t.Errorf("second removal said %q, want nothing to remove", out.String())
+	}
+
+	err := removeMembersThrough(ctx, testClient, clients[0], peers[0], []string{peers[0]}, &out)
+	if err == nil || !strings.Contains(err.Error(), "own etcd member") {
+		t.Fatalf("removing the server's own member: %v, want a refusal", err)
+	}
+	if got := memberPeers(t, clients[0]); len(got) != 2 {
+		t.Fatalf("members after the refused removal: %v", got)
 	}
 }

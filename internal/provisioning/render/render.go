@@ -42,8 +42,11 @@ const (
 
 // Names in the plans.
 const (
-	// InstructionKubernetes is the edgefleet distro's one instruction.
+	// InstructionKubernetes is the edgefleet distro's instruction.
 	InstructionKubernetes = "kubernetes"
+	// InstructionRemoveEtcdMembers follows it on a running server that
+	// removes dead servers' etcd members (Machine.RemoveEtcdMembers).
+	InstructionRemoveEtcdMembers = "remove-etcd-members"
 	// InstructionInstall is k3s's and rke2's install instruction.
 	InstructionInstall = "install"
 	// ProbeKubelet is every distro's kubelet health probe.
@@ -63,6 +66,9 @@ const (
 	RKE2SupervisorPort = 9345
 
 	installTimeoutSeconds = 1800
+	// removeMembersTimeoutSeconds covers etcd's "unhealthy cluster"
+	// retries (two minutes) with room.
+	removeMembersTimeoutSeconds = 300
 )
 
 // Cluster is what every machine of a cluster shares.
@@ -105,6 +111,12 @@ type Machine struct {
 	Taints []string
 	// Config is the pool's free-form k3s/rke2 configuration.
 	Config map[string]any
+	// RemoveEtcdMembers are peer URLs of dead servers' etcd members this
+	// running edgefleet-distro server removes (no server joins to do it).
+	// An instruction after `kubernetes up`, outside the NodeConfig: a
+	// changed NodeConfig restarts the server, and restarting a survivor
+	// while a dead member still counts could lose the quorum.
+	RemoveEtcdMembers []string
 }
 
 // Plan renders m's plan, and its bytes as they go into the plan Secret.
@@ -182,6 +194,13 @@ func edgefleetPlan(c Cluster, m Machine) (*nodeplan.Plan, error) {
 		Args:           []string{"kubernetes", "up", "--config", kubedistro.ConfigPath},
 		TimeoutSeconds: installTimeoutSeconds,
 	}, SaveOutput: true}}
+	if m.Server && len(m.RemoveEtcdMembers) > 0 {
+		p.Instructions = append(p.Instructions, nodeplan.Instruction{CommonInstruction: nodeplan.CommonInstruction{
+			Name: InstructionRemoveEtcdMembers, Command: NodeBinary,
+			Args:           append([]string{"kubernetes", "remove-etcd-members"}, m.RemoveEtcdMembers...),
+			TimeoutSeconds: removeMembersTimeoutSeconds,
+		}, SaveOutput: true})
+	}
 	p.Probes = kubeletProbe()
 	return p, nil
 }

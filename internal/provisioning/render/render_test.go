@@ -210,3 +210,56 @@ func TestReleasePlan(t *testing.T) {
 		}
 	}
 }
+
+// A running server that removes dead servers' etcd members keeps its
+// NodeConfig byte for byte (a changed one restarts it) and runs the
+// removal after `kubernetes up`; an agent has no etcd to do it with.
+func TestRunningServerRemovesEtcdMembersWithoutRestart(t *testing.T) {
+	c := Cluster{Distro: Edgefleet, Version: "v1.37.1", Server: "https://10.0.0.10:6443", Secrets: fixedSecrets,
+		Binaries: kubedistro.Binaries{Dir: "/usr/lib/edgefleet/kubernetes"}, EtcdEndpoints: []string{"https://10.0.0.10:2379"}}
+	dead := []string{"https://10.0.0.13:2380", "https://10.0.0.14:2380"}
+	for _, tc := range []struct {
+		name string
+		m    Machine
+		want bool
+	}{
+		{"init server", Machine{Name: "m-0", Server: true, Init: true, NodeIP: "10.0.0.10"}, true},
+		{"joined server", Machine{Name: "m-1", Server: true, NodeIP: "10.0.0.11"}, true},
+		{"agent", Machine{Name: "m-2", NodeIP: "10.0.0.12"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plain, _, err := Plan(c, tc.m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := tc.m
+			m.RemoveEtcdMembers = dead
+			p, raw, err := Plan(c, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := nodeplan.Parse(raw); err != nil {
+				t.Fatalf("the node would refuse the plan: %v", err)
+			}
+			if len(p.Files) != len(plain.Files) || p.Files[0].Content != plain.Files[0].Content {
+				t.Fatal("the NodeConfig changed: the server would restart its Kubernetes while a dead member counts")
+			}
+			var names []string
+			for _, in := range p.Instructions {
+				names = append(names, in.Name)
+			}
+			if !tc.want {
+				if len(names) != 1 {
+					t.Fatalf("instructions %v, want only %s", names, InstructionKubernetes)
+				}
+				return
+			}
+			if len(names) != 2 || names[0] != InstructionKubernetes || names[1] != InstructionRemoveEtcdMembers {
+				t.Fatalf("instructions %v, want %s then %s", names, InstructionKubernetes, InstructionRemoveEtcdMembers)
+			}
+			if got, want := strings.Join(p.Instructions[1].Args, " "), "kubernetes remove-etcd-members "+strings.Join(dead, " "); got != want {
+				t.Errorf("removal args %q, want %q", got, want)
+			}
+		})
+	}
+}
