@@ -499,6 +499,32 @@ spec:
 			}
 			return nil
 		})
+
+		// Another server dies and nobody joins (a dead server scaled
+		// down): a running server removes its member, restarting nothing
+		// (the command formation appends to a survivor's plan).
+		if out, err := fourth.Command(node, "kubernetes", "down", "--root", fourth.root).CombinedOutput(); err != nil {
+			t.Fatalf("stopping %s: %v %s", fourth.Name, err, out)
+		}
+		before := status(joined[0])
+		if out, err := joined[0].Command(node, "kubernetes", "remove-etcd-members", "--root", joined[0].root, "https://"+joined[0].IP+":2380").CombinedOutput(); err == nil || !strings.Contains(string(out), "own etcd member") {
+			t.Fatalf("a server removing its own member: %v %s", err, out)
+		}
+		out, err = joined[0].Command(node, "kubernetes", "remove-etcd-members", "--root", joined[0].root, "https://"+fourth.IP+":2380").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "removed etcd members "+fourth.Name) {
+			t.Fatalf("remove-etcd-members of the dead %s: %v %s", fourth.Name, err, out)
+		}
+		t.Logf("%s", strings.TrimSpace(string(out)))
+		for _, n := range []*distroNode{joined[0], fifth} {
+			if st := status(n); !strings.Contains(st, "etcd members: 2 (") || strings.Contains(st, fourth.Name) {
+				t.Errorf("after the dead %s's member was removed, status of %s:\n%s", fourth.Name, n.Name, st)
+			}
+		}
+		// The first line names the supervisor's pid and start time.
+		firstLine := func(st string) string { line, _, _ := strings.Cut(st, "\n"); return line }
+		if after := status(joined[0]); firstLine(after) != firstLine(before) {
+			t.Errorf("%s's supervisor changed while removing a member (it must restart nothing): %q → %q", joined[0].Name, firstLine(before), firstLine(after))
+		}
 	})
 
 	t.Run("down stops the components and the pods", func(t *testing.T) {

@@ -109,11 +109,13 @@ func (f *formation) joining(m *machine) bool {
 }
 
 // runningRemovalsFor are the peer URLs the running server m removes with
-// its plan's remove-etcd-members instruction.
+// its plan's remove-etcd-members instruction, until it has: the plan runs
+// again (a later change, a reboot), and the address of a removed member
+// may by then belong to a live server.
 func (f *formation) runningRemovalsFor(m *machine) []string {
 	var out []string
 	for _, r := range f.pc.Status.EtcdMemberRemovals {
-		if r.ByRunningServer && r.RemovedBy == m.cm.Name {
+		if r.ByRunningServer && r.RemovedBy == m.cm.Name && r.Removed == nil {
 			out = append(out, r.PeerURL)
 		}
 	}

@@ -39,6 +39,8 @@ type simMachines struct {
 	dead map[string]bool
 	// applied is every plan application in order: "machine@version".
 	applied []string
+	// ran is every instruction of every applied plan: "machine: name args".
+	ran []string
 }
 
 func newSim(t *testing.T, c client.Client, ns string) *simMachines {
@@ -137,6 +139,12 @@ func (s *simMachines) history() []string {
 	return append([]string(nil), s.applied...)
 }
 
+func (s *simMachines) instructions() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.ran...)
+}
+
 // step applies every machine's new plan once.
 func (s *simMachines) step(ctx context.Context) {
 	var invs machinesv1.MachineInventoryList
@@ -190,6 +198,9 @@ func (s *simMachines) step(ctx context.Context) {
 		if !fail && len(p.Files)+len(p.Instructions) > 0 {
 			s.mu.Lock()
 			s.applied = append(s.applied, inv.Name+"@"+planVersion(p))
+			for _, in := range p.Instructions {
+				s.ran = append(s.ran, inv.Name+": "+in.Name+" "+strings.Join(in.Args, " "))
+			}
 			s.mu.Unlock()
 		}
 	}

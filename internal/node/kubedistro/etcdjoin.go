@@ -47,13 +47,15 @@ func joinEtcd(ctx context.Context, p Paths, c *kubedistro.NodeConfig, nodeIP str
 }
 
 // retrySettling retries call while etcd answers like a cluster that is
-// settling (anything but a 4xx refusal), for up to etcdJoinTimeout.
+// settling (anything but a 4xx refusal or a permanent error), for up to
+// etcdJoinTimeout.
 func retrySettling(ctx context.Context, call func() error) error {
 	deadline := time.Now().Add(etcdJoinTimeout)
 	wait := time.Second
 	for {
 		err := call()
-		if err == nil || strings.Contains(err.Error(), "HTTP 4") || time.Now().Add(wait).After(deadline) {
+		var final permanent
+		if err == nil || strings.Contains(err.Error(), "HTTP 4") || errors.As(err, &final) || time.Now().Add(wait).After(deadline) {
 			return err
 		}
 		select {

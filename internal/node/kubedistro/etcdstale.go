@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/edgefleet/edgefleet/internal/wire/kubedistro"
 )
@@ -95,6 +96,11 @@ func removeMembersThrough(ctx context.Context, client *http.Client, local, self 
 		var gone []string
 		for _, m := range list.Members {
 			if slices.ContainsFunc(m.PeerURLs, func(u string) bool { return slices.Contains(stale, u) }) {
+				// The manager names dead servers, but an address can be
+				// reused by a live one: a member that answers stays.
+				if u, ok := answering(ctx, client, m.ClientURLs); ok {
+					return permanent{fmt.Errorf("etcd member %s (%s) answers at %s: it is alive, so it is not removed", m.Name, strings.Join(m.PeerURLs, ","), u)}
+				}
 				gone = append(gone, m.Name+" ("+strings.Join(m.PeerURLs, ",")+")")
 				continue
 			}
@@ -115,3 +121,25 @@ func removeMembersThrough(ctx context.Context, client *http.Client, local, self 
 		return nil
 	})
 }
+
+// answering is the first of a member's client URLs whose /health answers.
+func answering(ctx context.Context, client *http.Client, urls []string) (string, bool) {
+	for _, u := range urls {
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(u, "/")+"/health", nil)
+		if err == nil {
+			if resp, err := client.Do(req); err == nil {
+				resp.Body.Close()
+				cancel()
+				return u, true
+			}
+		}
+		cancel()
+	}
+	return "", false
+}
+
+// permanent is an error retrySettling does not retry.
+type permanent struct{ error }
+
+func (p permanent) Unwrap() error { return p.error }

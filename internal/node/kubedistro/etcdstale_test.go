@@ -193,7 +193,12 @@ func TestRemoveMembersThroughARunningServer(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "own etcd member") {
 		t.Fatalf("removing the server's own member: %v, want a refusal", err)
 	}
+	// A live member named as dead (its address reused) answers: refused.
+	err = removeMembersThrough(ctx, testClient, clients[0], peers[0], []string{peers[1]}, &out)
+	if err == nil || !strings.Contains(err.Error(), "it is alive, so it is not removed") {
+		t.Fatalf("removing a live member: %v, want a refusal", err)
+	}
 	if got := memberPeers(t, clients[0]); len(got) != 2 {
-		t.Fatalf("members after the refused removal: %v", got)
+		t.Fatalf("members after the refused removals: %v", got)
 	}
 }
