@@ -103,18 +103,25 @@ func waitPeers(t *testing.T, endpoint string, ok func([]string) bool, want strin
 	t.Fatalf("etcd members %v, want %s", got, want)
 }
 
+// threeEtcdsOneDead is a three-member etcd whose member m2's server died
+// (powered off: it could not leave).
+func threeEtcdsOneDead(t *testing.T) (clients, peers []string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs three etcd processes")
+	}
+	clients, peers, procs := startEtcds(t, 3)
+	_ = procs[2].Process.Kill()
+	_ = procs[2].Wait()
+	return clients, peers
+}
+
 // A dead server's member blocks a replacement's join (etcd refuses a new
 // member while one is unreachable) until the replacement removes it
 // through a survivor; the survivors keep their quorum throughout.
 func TestRemoveStaleMembers(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs three etcd processes")
-	}
 	ctx := context.Background()
-	clients, peers, procs := startEtcds(t, 3)
-	// The server of m2 dies (powered off: it cannot leave).
-	_ = procs[2].Process.Kill()
-	_ = procs[2].Wait()
+	clients, peers := threeEtcdsOneDead(t)
 	survivors := clients[:2]
 	replacement := "http://127.0.0.1:1" // never started: only its membership matters
 
@@ -164,13 +171,8 @@ func TestRemoveStaleMembersKeepsTheLast(t *testing.T) {
 // member through its own etcd, restarting nothing; a second run finds it
 // gone; a server never removes itself.
 func TestRemoveMembersThroughARunningServer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs three etcd processes")
-	}
 	ctx := context.Background()
-	clients, peers, procs := startEtcds(t, 3)
-	_ = procs[2].Process.Kill()
-	_ = procs[2].Wait()
+	clients, peers := threeEtcdsOneDead(t)
 
 	var out strings.Builder
 	if err := removeMembersThrough(ctx, testClient, clients[0], peers[0], []string{peers[2]}, &out); err != nil {
