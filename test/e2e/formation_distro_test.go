@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,7 +21,6 @@ import (
 	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/node/kubedistro"
-	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 	"github.com/edgefleet/edgefleet/test/harness"
 	"github.com/edgefleet/edgefleet/test/netlab"
 	"github.com/edgefleet/edgefleet/test/tmpguard"
@@ -53,10 +51,10 @@ func TestFormationEdgefleetDistro(t *testing.T) {
 	}
 	bins := requireRealKubelets(t, "containerd", "runc", "nsenter", "iptables")
 	ctx := context.Background()
-	node := nodeBinary(t)
 	version := kubeletVersion(t, bins)
 
 	d := startDistroLab(t, "10.96.0", "formation-lab")
+	node := d.node
 	lab, reg, m, l, agentImage := d.lab, d.reg, d.m, d.l, d.agentImage
 	c, ns := m.Client, l.ns
 	regURL := map[string]string{}
@@ -98,80 +96,14 @@ func TestFormationEdgefleetDistro(t *testing.T) {
 	// Both Kubernetes versions' binaries on every machine, where
 	// spec.binaries.dir names them.
 	newBins := upgradeBinDir(t, bins, kubeNodeBinDir(t, upgradeVersion))
-	binDir := func(v string) string { return "/opt/kubernetes/" + v + "/bin" }
-	pathEnv := "PATH=" + filepath.Dir(node) + ":" + os.Getenv("PATH")
+	binDir := distroBinDir
 	machines := map[string]*formationMachine{}
-	startAgent := func(fm *formationMachine) {
-		t.Helper()
-		a := &nodeAgent{out: &syncBuf{}, done: make(chan struct{})}
-		a.cmd = fm.Command(node, "agent", "--config", fm.cfgPath, "--root", fm.root, "--retry-base", "1s", "--retry-max", "4s", "--no-images")
-		a.cmd.Env = append(os.Environ(), pathEnv)
-		a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
-		a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		if err := a.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() { _ = a.cmd.Wait(); close(a.done) }()
-		t.Cleanup(func() {
-			a.stop()
-			if t.Failed() {
-				t.Logf("%s: edgefleet-node agent output (tail):\n%s", fm.Name, tailString(a.out.String(), 4000))
-			}
-		})
-		fm.agent = a
-	}
+	startAgent := func(fm *formationMachine) { t.Helper(); d.startAgent(t, fm) }
 	addMachine := func(role, serial string) *formationMachine {
 		t.Helper()
 		name := strings.TrimSuffix(role, "-reset") + "-" + serial
-		fm := &formationMachine{Node: lab.AddNode(name), root: shortTempDir(t)}
-		machines[name] = fm
-		for v, dir := range map[string]string{version: bins, upgradeVersion: newBins} {
-			if err := os.MkdirAll(filepath.Join(fm.root, "opt/kubernetes", v), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Symlink(dir, filepath.Join(fm.root, binDir(v))); err != nil {
-				t.Fatal(err)
-			}
-		}
-		// The registry on the machine's loopback (containerd pulls from
-		// there); pods reach the gateway masqueraded as their node, like
-		// behind any home router.
-		if err := fm.Forward(reg.Port); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := fm.Command("iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "10.42.0.0/16", "-d", lab.Gateway()+"/32", "-j", "MASQUERADE").CombinedOutput(); err != nil {
-			t.Fatalf("iptables: %v %s", err, out)
-		}
-		dmi := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dmi, "product_serial"), []byte(serial), 0o444); err != nil {
-			t.Fatal(err)
-		}
-		cfg := machinereg.NodeConfig{
-			Registration: machinereg.NodeRegistration{URL: regURL[role], CACert: l.caPEM, EmulateTPM: true, EmulatedTPMSeed: -1, DMIDir: dmi},
-			StateDir:     filepath.Join(t.TempDir(), "state"),
-		}
-		data, _ := yaml.Marshal(cfg)
-		cfgPath := filepath.Join(t.TempDir(), "node.yaml")
-		if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		// Registered before the agent's own cleanup, so it runs after the
-		// agent stopped: nothing restarts the node's Kubernetes.
-		t.Cleanup(func() {
-			if t.Failed() {
-				for _, comp := range []string{"supervisor", "kube-apiserver", "containerd", "kubelet"} {
-					if b, err := os.ReadFile(filepath.Join(kubedistro.NewPaths(fm.root).Logs(), comp+".log")); err == nil {
-						t.Logf("%s %s log (tail):\n%s", name, comp, tailString(string(b), 2000))
-					}
-				}
-			}
-			if out, err := fm.Command(node, "kubernetes", "down", "--root", fm.root).CombinedOutput(); err != nil {
-				t.Logf("%s: kubernetes down: %v: %s", name, err, out)
-			}
-		})
-		fm.cfgPath, fm.stateDir = cfgPath, cfg.StateDir
-		startAgent(fm)
-		return fm
+		machines[name] = d.addMachine(t, name, serial, regURL[role], map[string]string{version: bins, upgradeVersion: newBins})
+		return machines[name]
 	}
 	start := time.Now()
 	for _, m := range [][2]string{{"server", "1"}, {"worker", "1"}, {"worker", "2"}, {"worker-reset", "3"}} {

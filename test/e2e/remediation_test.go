@@ -17,13 +17,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
 	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/node/kubedistro"
-	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 )
 
 // Health remediation for real, on the lean lab of TestFormationEdgefleetDistro:
@@ -44,11 +42,11 @@ func TestRemediationEdgefleetDistro(t *testing.T) {
 	}
 	bins := requireRealKubelets(t, "containerd", "runc", "nsenter", "iptables")
 	ctx := context.Background()
-	node := nodeBinary(t)
 	version := kubeletVersion(t, bins)
 	began := time.Now()
 
 	d := startDistroLab(t, "10.97.0", "remediation-lab")
+	node := d.node
 	lab, reg, m, l := d.lab, d.reg, d.m, d.l
 	c, ns := m.Client, l.ns
 	regURL := map[string]string{}
@@ -76,67 +74,12 @@ func TestRemediationEdgefleetDistro(t *testing.T) {
 		})
 	}
 
-	binDir := "/opt/kubernetes/" + version + "/bin"
-	pathEnv := "PATH=" + filepath.Dir(node) + ":" + os.Getenv("PATH")
+	binDir := distroBinDir(version)
 	machines := map[string]*formationMachine{}
 	addMachine := func(role, serial string) {
 		t.Helper()
 		name := role + "-" + serial
-		fm := &formationMachine{Node: lab.AddNode(name), root: shortTempDir(t)}
-		machines[name] = fm
-		if err := os.MkdirAll(filepath.Join(fm.root, "opt/kubernetes", version), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink(bins, filepath.Join(fm.root, binDir)); err != nil {
-			t.Fatal(err)
-		}
-		if err := fm.Forward(reg.Port); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := fm.Command("iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "10.42.0.0/16", "-d", lab.Gateway()+"/32", "-j", "MASQUERADE").CombinedOutput(); err != nil {
-			t.Fatalf("iptables: %v %s", err, out)
-		}
-		dmi := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dmi, "product_serial"), []byte(serial), 0o444); err != nil {
-			t.Fatal(err)
-		}
-		cfg := machinereg.NodeConfig{
-			Registration: machinereg.NodeRegistration{URL: regURL[role], CACert: l.caPEM, EmulateTPM: true, EmulatedTPMSeed: -1, DMIDir: dmi},
-			StateDir:     filepath.Join(t.TempDir(), "state"),
-		}
-		data, _ := yaml.Marshal(cfg)
-		cfgPath := filepath.Join(t.TempDir(), "node.yaml")
-		if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if t.Failed() {
-				for _, comp := range []string{"supervisor", "kube-apiserver", "containerd", "kubelet"} {
-					if b, err := os.ReadFile(filepath.Join(kubedistro.NewPaths(fm.root).Logs(), comp+".log")); err == nil {
-						t.Logf("%s %s log (tail):\n%s", name, comp, tailString(string(b), 2000))
-					}
-				}
-			}
-			if out, err := fm.Command(node, "kubernetes", "down", "--root", fm.root).CombinedOutput(); err != nil {
-				t.Logf("%s: kubernetes down: %v: %s", name, err, out)
-			}
-		})
-		a := &nodeAgent{out: &syncBuf{}, done: make(chan struct{})}
-		a.cmd = fm.Command(node, "agent", "--config", cfgPath, "--root", fm.root, "--retry-base", "1s", "--retry-max", "4s", "--no-images")
-		a.cmd.Env = append(os.Environ(), pathEnv)
-		a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
-		a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		if err := a.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() { _ = a.cmd.Wait(); close(a.done) }()
-		t.Cleanup(func() {
-			a.stop()
-			if t.Failed() {
-				t.Logf("%s: edgefleet-node agent output (tail):\n%s", name, tailString(a.out.String(), 4000))
-			}
-		})
-		fm.agent = a
+		machines[name] = d.addMachine(t, name, serial, regURL[role], map[string]string{version: bins})
 	}
 	for _, mm := range [][2]string{{"server", "1"}, {"worker", "1"}, {"worker", "2"}, {"worker", "3"}} {
 		addMachine(mm[0], mm[1])
