@@ -165,6 +165,18 @@ spec:
       - key: {{.ControlPlaneLabel}}
         operator: Exists
         effect: NoSchedule
+      # Off a dead node in 30 s, not Kubernetes' default 5 minutes: while
+      # the agent's node is unreachable so is the cluster for the manager,
+      # and its health checks cannot judge any machine (a dead server of
+      # three that ran the agent would block remediation and scale-down).
+      - key: node.kubernetes.io/unreachable
+        operator: Exists
+        effect: NoExecute
+        tolerationSeconds: 30
+      - key: node.kubernetes.io/not-ready
+        operator: Exists
+        effect: NoExecute
+        tolerationSeconds: 30
       containers:
       - name: agent
         image: {{.Image}}

@@ -166,3 +166,29 @@ func TestAgentPrefersControlPlaneNodes(t *testing.T) {
 		t.Errorf("tolerations %+v do not tolerate %v", spec.Tolerations, taint)
 	}
 }
+
+// The agent leaves a dead node after 30 s, not Kubernetes' default 5
+// minutes: while its node is unreachable the manager cannot see the
+// cluster at all.
+func TestAgentLeavesADeadNodeQuickly(t *testing.T) {
+	dep, err := AgentDeployment("registry.local/edgefleet-agent:v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d appsv1.Deployment
+	if err := yaml.UnmarshalStrict(dep, &d); err != nil {
+		t.Fatalf("Deployment does not parse strictly: %v\n%s", err, dep)
+	}
+	for _, key := range []string{corev1.TaintNodeUnreachable, corev1.TaintNodeNotReady} {
+		taint := corev1.Taint{Key: key, Effect: corev1.TaintEffectNoExecute}
+		var seconds *int64
+		for _, tol := range d.Spec.Template.Spec.Tolerations {
+			if tol.ToleratesTaint(klog.Background(), &taint, false) {
+				seconds = tol.TolerationSeconds
+			}
+		}
+		if seconds == nil || *seconds != 30 {
+			t.Errorf("toleration of %s: %v seconds, want 30 (without one Kubernetes adds 300)", key, seconds)
+		}
+	}
+}

@@ -206,6 +206,9 @@ func leaveEtcd(ctx context.Context, p Paths, nodeIP string) error {
 	if err != nil {
 		return err
 	}
+	if err := leaveKeepsQuorum(ctx, client, members, peer); err != nil {
+		return err
+	}
 	if err := retrySettling(ctx, func() error {
 		return removeStaleMembers(ctx, client, others, []string{peer}, "")
 	}); err != nil {

@@ -1,6 +1,7 @@
 package kubedistro
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -143,3 +144,30 @@ func answering(ctx context.Context, client *http.Client, urls []string) (string,
 type permanent struct{ error }
 
 func (p permanent) Unwrap() error { return p.error }
+
+// leaveKeepsQuorum refuses to remove the member self when the members that
+// would remain, counting only those that answer, are fewer than their
+// quorum: the cluster's API would stop. etcd's own check is not enough: it
+// counts a member that stopped answering seconds ago as started. A server
+// scaled down while another one is dead waits (the plan fails and is
+// retried) until the dead server's member is removed.
+func leaveKeepsQuorum(ctx context.Context, client *http.Client, members []etcdMemberID, self string) error {
+	var remain, unreachable []string
+	reachable := 0
+	for _, m := range members {
+		if slices.Contains(m.PeerURLs, self) {
+			continue
+		}
+		remain = append(remain, m.Name)
+		if _, ok := answering(ctx, client, m.ClientURLs); ok {
+			reachable++
+		} else {
+			unreachable = append(unreachable, cmp.Or(m.Name, strings.Join(m.PeerURLs, ",")))
+		}
+	}
+	if quorum := len(remain)/2 + 1; len(remain) > 0 && reachable < quorum {
+		return fmt.Errorf("not leaving etcd now: the %d members that would remain need %d reachable for a quorum, and only %d answer (%s does not): "+
+			"the cluster's API would stop. This is retried; it succeeds once they answer or a dead server's member is removed", len(remain), quorum, reachable, strings.Join(unreachable, ", "))
+	}
+	return nil
+}

@@ -3,6 +3,7 @@ package kubedistro
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -202,5 +203,34 @@ func TestRemoveMembersThroughARunningServer(t *testing.T) {
 	}
 	if got := memberPeers(t, clients[0]); len(got) != 2 {
 		t.Fatalf("members after the refused removals: %v", got)
+	}
+}
+
+// A server scaled down while another is dead (its member still listed,
+// etcd still counting it as started for a while) must not leave: 1 of the
+// 2 members that would remain answers, below their quorum, and the API
+// would stop. With the dead member removed it may.
+func TestLeaveKeepsQuorum(t *testing.T) {
+	ctx := context.Background()
+	clients, peers := threeEtcdsOneDead(t)
+	list := func() []etcdMemberID {
+		var l struct {
+			Members []etcdMemberID `json:"members"`
+		}
+		if err := etcdCall(ctx, testClient, clients[0], "/v3/cluster/member/list", map[string]any{}, &l); err != nil {
+			t.Fatal(err)
+		}
+		return l.Members
+	}
+	err := leaveKeepsQuorum(ctx, testClient, list(), peers[1])
+	if err == nil || !strings.Contains(err.Error(), "need 2 reachable for a quorum, and only 1 answer (m2 does not)") {
+		t.Fatalf("leaving with a dead member listed: %v, want a refusal naming m2", err)
+	}
+	if err := removeMembersThrough(ctx, testClient, clients[0], peers[0], []string{peers[2]}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	waitPeers(t, clients[1], func(got []string) bool { return len(got) == 2 }, "the two live members")
+	if err := leaveKeepsQuorum(ctx, testClient, list(), peers[1]); err != nil {
+		t.Fatalf("leaving with the dead member removed: %v", err)
 	}
 }
