@@ -3,6 +3,7 @@ package provisionedcluster
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -55,6 +56,9 @@ func (f *formation) leaveEtcdStep(ctx context.Context, m *machine) (bool, error)
 		msg := fmt.Sprintf("server %s failed to leave etcd; it keeps running as a member", m.inv.Name)
 		if plan.Failure != nil {
 			msg += fmt.Sprintf(": %s", plan.Failure.Message)
+			if why := lastLine(plan.Failure.Output); why != "" {
+				msg += fmt.Sprintf(" (%s)", why)
+			}
 		}
 		msg += "; the machine retries it (backing off up to 5 minutes): see `edgefleet-node kubernetes status` on it"
 		m.wait = waitState{provisioningv1.LeaveEtcdFailedReason, msg}
@@ -114,4 +118,15 @@ func (f *formation) leavesDead(ctx context.Context, m *machine) (bool, error) {
 	f.r.Events.Eventf(f.pc, m.cm, corev1.EventTypeWarning, provisioningv1.LeavingEtcdReason, "ScaleDown",
 		"Server %s is scaled down but unhealthy (%s): it cannot apply its leave plan (kubernetes down --leave-etcd), so it is released without leaving and its etcd member is recorded in status.etcdMemberRemovals", m.cm.Name, v.message)
 	return true, nil
+}
+
+// lastLine is the last non-empty line of an instruction's output (where
+// edgefleet-node prints why it failed), at most 400 bytes.
+func lastLine(out string) string {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	line := strings.TrimSpace(lines[len(lines)-1])
+	if len(line) > 400 {
+		line = line[:400] + "…"
+	}
+	return line
 }
