@@ -171,7 +171,7 @@ func TestDeadServerScaledDownEdgefleetDistro(t *testing.T) {
 	}
 	// The live server's leave is refused on the node while the dead
 	// member counts (its plan fails with why, and is retried).
-	refusal, readyWhy := "", ""
+	refusal := ""
 	waitCluster(6*time.Minute, "scaled down to "+survivor+" alone, the dead member removed by it", func() error {
 		var inv machinesv1.MachineInventory
 		if c.Get(ctx, client.ObjectKey{Namespace: ns, Name: live}, &inv) == nil {
@@ -181,9 +181,6 @@ func TestDeadServerScaledDownEdgefleetDistro(t *testing.T) {
 		}
 		if err := c.Get(ctx, client.ObjectKeyFromObject(pc), pc); err != nil {
 			return err
-		}
-		if cond := meta.FindStatusCondition(pc.Status.Conditions, provisioningv1.ReadyCondition); cond != nil && strings.Contains(cond.Message, "not leaving etcd now") {
-			readyWhy = cond.Message
 		}
 		if left := cms(); len(left) != 1 {
 			return fmt.Errorf("%d ClusterMachines left", len(left))
@@ -206,9 +203,6 @@ func TestDeadServerScaledDownEdgefleetDistro(t *testing.T) {
 		t.Errorf("%s never reported its leave refused while %s's member counted: it left etcd with 1 of 2 members reachable", live, dead)
 	} else {
 		t.Logf("%s's leave, refused meanwhile: %s", live, strings.TrimSpace(refusal))
-	}
-	if readyWhy == "" {
-		t.Errorf("the cluster's Ready message never said why %s's leave failed", live)
 	}
 	out, err := machines[survivor].Command(filepath.Join(bins, "kubectl"), "--kubeconfig", kubedistro.NewPaths(machines[survivor].root).AdminKubeconfig(),
 		"get", "nodes", "-o", "name").CombinedOutput()
