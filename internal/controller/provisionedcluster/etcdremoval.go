@@ -37,7 +37,8 @@ import (
 //
 // etcd itself refuses a removal that would leave fewer reachable members
 // than its quorum. A removal entry stays, marked removed, while its
-// server is in the cluster, so that server's plan does not change.
+// server is in the cluster: a joining server's plan keeps the removal (it
+// does not change); a running server's instruction leaves its plan.
 
 // recordEtcdMemberRemoval: m, an edgefleet-distro server that joined etcd,
 // is being replaced (or scaled down, how) while dead; action is the
