@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -13,9 +16,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
+
 	"github.com/edgefleet/edgefleet/internal/imagebuild"
+	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/node/kubedistro"
 	"github.com/edgefleet/edgefleet/internal/wire/machinereg"
 	"github.com/edgefleet/edgefleet/test/harness"
@@ -155,4 +162,60 @@ func (d *distroLab) startAgent(t *testing.T, fm *formationMachine) {
 		}
 	})
 	fm.agent = a
+}
+
+// registration creates a MachineRegistration whose machines are named
+// kind-<serial> and labelled role=kind (emulated TPMs; change adjusts the
+// spec) and returns its registration URL once the manager serves it. The
+// URL names the gateway, which only the lab's namespaces reach; the test
+// asks the same endpoint on its loopback.
+func (d *distroLab) registration(t *testing.T, name, kind string, change func(*machinesv1.MachineRegistration)) string {
+	t.Helper()
+	ctx, c := context.Background(), d.m.Client
+	mr := &machinesv1.MachineRegistration{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: d.l.ns}, Spec: machinesv1.MachineRegistrationSpec{
+		MachineName:            kind + "-${System Information/Serial Number}",
+		MachineInventoryLabels: map[string]string{"role": kind},
+		Config:                 machinesv1.MachineRegistrationConfig{Registration: &machinesv1.RegistrationConfig{EmulateTPM: true, EmulatedTPMSeed: -1}},
+	}}
+	if change != nil {
+		change(mr)
+	}
+	if err := c.Create(ctx, mr); err != nil {
+		t.Fatal(err)
+	}
+	var regURL string
+	waitUntil(t, 30*time.Second, func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(mr), mr); err != nil {
+			return err
+		}
+		var err error
+		if regURL, err = machineregistration.RegistrationURLFromSecret(ctx, c, mr); err != nil {
+			return err
+		}
+		if code := d.l.status(t, strings.Replace(regURL, d.lab.Gateway(), "127.0.0.1", 1)); code == http.StatusUnauthorized {
+			return fmt.Errorf("URL not served yet")
+		}
+		return nil
+	})
+	if !strings.Contains(regURL, d.lab.Gateway()) {
+		t.Fatalf("registration URL %s does not use the external URL", regURL)
+	}
+	return regURL
+}
+
+// waitDescribed polls ok every second until it passes; after timeout it
+// fails the test with what, the last error and describe()'s picture.
+func waitDescribed(t *testing.T, timeout time.Duration, what string, ok func() error, describe func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := ok()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s, %s: %v\n%s", timeout, what, err, describe())
+		}
+		time.Sleep(time.Second)
+	}
 }

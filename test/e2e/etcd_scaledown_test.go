@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,7 +14,6 @@ import (
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/node/kubedistro"
 )
 
@@ -37,28 +35,7 @@ func TestDeadServerScaledDownEdgefleetDistro(t *testing.T) {
 	d := startDistroLab(t, "10.92.0", "etcd-lab")
 	c, ns := d.m.Client, d.l.ns
 
-	mr := &machinesv1.MachineRegistration{ObjectMeta: metav1.ObjectMeta{Name: "servers", Namespace: ns}, Spec: machinesv1.MachineRegistrationSpec{
-		MachineName:            "server-${System Information/Serial Number}",
-		MachineInventoryLabels: map[string]string{"role": "server"},
-		Config:                 machinesv1.MachineRegistrationConfig{Registration: &machinesv1.RegistrationConfig{EmulateTPM: true, EmulatedTPMSeed: -1}},
-	}}
-	if err := c.Create(ctx, mr); err != nil {
-		t.Fatal(err)
-	}
-	var regURL string
-	waitUntil(t, 30*time.Second, func() error {
-		if err := c.Get(ctx, client.ObjectKeyFromObject(mr), mr); err != nil {
-			return err
-		}
-		var err error
-		if regURL, err = machineregistration.RegistrationURLFromSecret(ctx, c, mr); err != nil {
-			return err
-		}
-		if code := d.l.status(t, strings.Replace(regURL, d.lab.Gateway(), "127.0.0.1", 1)); code == http.StatusUnauthorized {
-			return fmt.Errorf("URL not served yet")
-		}
-		return nil
-	})
+	regURL := d.registration(t, "servers", "server", nil)
 	machines := map[string]*formationMachine{}
 	for _, serial := range []string{"1", "2", "3"} {
 		machines["server-"+serial] = d.addMachine(t, "server-"+serial, serial, regURL, map[string]string{version: bins})
@@ -118,17 +95,7 @@ func TestDeadServerScaledDownEdgefleetDistro(t *testing.T) {
 	}
 	waitCluster := func(timeout time.Duration, what string, ok func() error) {
 		t.Helper()
-		deadline := time.Now().Add(timeout)
-		for {
-			err := ok()
-			if err == nil {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("after %s, %s: %v\n%s", timeout, what, err, describe())
-			}
-			time.Sleep(time.Second)
-		}
+		waitDescribed(t, timeout, what, ok, describe)
 	}
 	waitCluster(5*time.Minute, "three servers formed, the cluster Ready", func() error {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(pc), pc); err != nil {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +18,6 @@ import (
 	fleetv1 "github.com/edgefleet/edgefleet/api/fleet/v1alpha1"
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/node/kubedistro"
 	"github.com/edgefleet/edgefleet/test/harness"
 	"github.com/edgefleet/edgefleet/test/netlab"
@@ -55,42 +53,18 @@ func TestFormationEdgefleetDistro(t *testing.T) {
 
 	d := startDistroLab(t, "10.96.0", "formation-lab")
 	node := d.node
-	lab, reg, m, l, agentImage := d.lab, d.reg, d.m, d.l, d.agentImage
+	reg, m, l, agentImage := d.reg, d.m, d.l, d.agentImage
 	c, ns := m.Client, l.ns
 	regURL := map[string]string{}
 	// "worker-reset": workers whose registration allows a reset, so a
 	// scale-down releases them by deleting their inventory.
 	for _, role := range []string{"server", "worker", "worker-reset"} {
 		kind := strings.TrimSuffix(role, "-reset")
-		mr := &machinesv1.MachineRegistration{ObjectMeta: metav1.ObjectMeta{Name: role + "s", Namespace: ns}, Spec: machinesv1.MachineRegistrationSpec{
-			MachineName:            kind + "-${System Information/Serial Number}",
-			MachineInventoryLabels: map[string]string{"role": kind},
-			Config:                 machinesv1.MachineRegistrationConfig{Registration: &machinesv1.RegistrationConfig{EmulateTPM: true, EmulatedTPMSeed: -1}},
-		}}
-		if kind != role {
-			mr.Spec.Config.Reset = &machinesv1.ResetConfig{Enabled: true}
-		}
-		if err := c.Create(ctx, mr); err != nil {
-			t.Fatal(err)
-		}
-		// The URL names the gateway, which only the lab's namespaces reach;
-		// the test asks the same endpoint on its loopback.
-		waitUntil(t, 30*time.Second, func() error {
-			if err := c.Get(ctx, client.ObjectKeyFromObject(mr), mr); err != nil {
-				return err
+		regURL[role] = d.registration(t, role+"s", kind, func(mr *machinesv1.MachineRegistration) {
+			if kind != role {
+				mr.Spec.Config.Reset = &machinesv1.ResetConfig{Enabled: true}
 			}
-			var err error
-			if regURL[role], err = machineregistration.RegistrationURLFromSecret(ctx, c, mr); err != nil {
-				return err
-			}
-			if code := l.status(t, strings.Replace(regURL[role], lab.Gateway(), "127.0.0.1", 1)); code == http.StatusUnauthorized {
-				return fmt.Errorf("URL not served yet")
-			}
-			return nil
 		})
-		if !strings.Contains(regURL[role], lab.Gateway()) {
-			t.Fatalf("registration URL %s does not use the external URL", regURL[role])
-		}
 	}
 
 	// Both Kubernetes versions' binaries on every machine, where
@@ -180,17 +154,7 @@ func TestFormationEdgefleetDistro(t *testing.T) {
 	}
 	waitCluster := func(t *testing.T, timeout time.Duration, what string, ok func() error) {
 		t.Helper()
-		deadline := time.Now().Add(timeout)
-		for {
-			err := ok()
-			if err == nil {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("after %s, %s: %v\n%s", timeout, what, err, describe())
-			}
-			time.Sleep(time.Second)
-		}
+		waitDescribed(t, timeout, what, ok, describe)
 	}
 	nodesReady := func(want ...string) func() error {
 		return func() error {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,7 +19,6 @@ import (
 
 	machinesv1 "github.com/edgefleet/edgefleet/api/machines/v1alpha1"
 	provisioningv1 "github.com/edgefleet/edgefleet/api/provisioning/v1alpha1"
-	"github.com/edgefleet/edgefleet/internal/machineregistration"
 	"github.com/edgefleet/edgefleet/internal/node/kubedistro"
 )
 
@@ -51,27 +49,7 @@ func TestRemediationEdgefleetDistro(t *testing.T) {
 	c, ns := m.Client, l.ns
 	regURL := map[string]string{}
 	for _, role := range []string{"server", "worker"} {
-		mr := &machinesv1.MachineRegistration{ObjectMeta: metav1.ObjectMeta{Name: role + "s", Namespace: ns}, Spec: machinesv1.MachineRegistrationSpec{
-			MachineName:            role + "-${System Information/Serial Number}",
-			MachineInventoryLabels: map[string]string{"role": role},
-			Config:                 machinesv1.MachineRegistrationConfig{Registration: &machinesv1.RegistrationConfig{EmulateTPM: true, EmulatedTPMSeed: -1}},
-		}}
-		if err := c.Create(ctx, mr); err != nil {
-			t.Fatal(err)
-		}
-		waitUntil(t, 30*time.Second, func() error {
-			if err := c.Get(ctx, client.ObjectKeyFromObject(mr), mr); err != nil {
-				return err
-			}
-			var err error
-			if regURL[role], err = machineregistration.RegistrationURLFromSecret(ctx, c, mr); err != nil {
-				return err
-			}
-			if code := l.status(t, strings.Replace(regURL[role], lab.Gateway(), "127.0.0.1", 1)); code == http.StatusUnauthorized {
-				return fmt.Errorf("URL not served yet")
-			}
-			return nil
-		})
+		regURL[role] = d.registration(t, role+"s", role, nil)
 	}
 
 	binDir := distroBinDir(version)
@@ -149,17 +127,7 @@ func TestRemediationEdgefleetDistro(t *testing.T) {
 	}
 	waitCluster := func(t *testing.T, timeout time.Duration, what string, ok func() error) {
 		t.Helper()
-		deadline := time.Now().Add(timeout)
-		for {
-			err := ok()
-			if err == nil {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("after %s, %s: %v\n%s", timeout, what, err, describe())
-			}
-			time.Sleep(time.Second)
-		}
+		waitDescribed(t, timeout, what, ok, describe)
 	}
 	clusterReady := func() error {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(pc), pc); err != nil {
