@@ -128,15 +128,7 @@ func TestAgentDeploymentMatchesTheImportManifest(t *testing.T) {
 // does not require them: imported clusters without such labels run it
 // anywhere.
 func TestAgentPrefersControlPlaneNodes(t *testing.T) {
-	dep, err := AgentDeployment("registry.local/edgefleet-agent:v2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var d appsv1.Deployment
-	if err := yaml.UnmarshalStrict(dep, &d); err != nil {
-		t.Fatalf("Deployment does not parse strictly: %v\n%s", err, dep)
-	}
-	spec := d.Spec.Template.Spec
+	spec := agentPodSpec(t)
 	if spec.Affinity == nil || spec.Affinity.NodeAffinity == nil {
 		t.Fatalf("no node affinity: %+v", spec.Affinity)
 	}
@@ -171,18 +163,11 @@ func TestAgentPrefersControlPlaneNodes(t *testing.T) {
 // minutes: while its node is unreachable the manager cannot see the
 // cluster at all.
 func TestAgentLeavesADeadNodeQuickly(t *testing.T) {
-	dep, err := AgentDeployment("registry.local/edgefleet-agent:v2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var d appsv1.Deployment
-	if err := yaml.UnmarshalStrict(dep, &d); err != nil {
-		t.Fatalf("Deployment does not parse strictly: %v\n%s", err, dep)
-	}
+	spec := agentPodSpec(t)
 	for _, key := range []string{corev1.TaintNodeUnreachable, corev1.TaintNodeNotReady} {
 		taint := corev1.Taint{Key: key, Effect: corev1.TaintEffectNoExecute}
 		var seconds *int64
-		for _, tol := range d.Spec.Template.Spec.Tolerations {
+		for _, tol := range spec.Tolerations {
 			if tol.ToleratesTaint(klog.Background(), &taint, false) {
 				seconds = tol.TolerationSeconds
 			}
@@ -191,4 +176,19 @@ func TestAgentLeavesADeadNodeQuickly(t *testing.T) {
 			t.Errorf("toleration of %s: %v seconds, want 30 (without one Kubernetes adds 300)", key, seconds)
 		}
 	}
+}
+
+// agentPodSpec is the Pod template of the agent's Deployment, parsed
+// strictly.
+func agentPodSpec(t *testing.T) corev1.PodSpec {
+	t.Helper()
+	dep, err := AgentDeployment("registry.local/edgefleet-agent:v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d appsv1.Deployment
+	if err := yaml.UnmarshalStrict(dep, &d); err != nil {
+		t.Fatalf("Deployment does not parse strictly: %v\n%s", err, dep)
+	}
+	return d.Spec.Template.Spec
 }

@@ -58,7 +58,7 @@ func (f *formation) recordEtcdMemberRemoval(ctx context.Context, m *machine, how
 			"Server %s was %s while dead, but its address is unknown: remove its etcd member by hand (`etcdctl member remove` on a surviving server)", m.cm.Name, how)
 		return nil
 	}
-	peer := "https://" + net.JoinHostPort(addr, "2380")
+	peer := etcdPeerURL(addr)
 	st := &f.pc.Status
 	if slices.ContainsFunc(st.EtcdMemberRemovals, func(r provisioningv1.EtcdMemberRemoval) bool { return r.PeerURL == peer && r.Removed == nil }) {
 		return nil
@@ -215,8 +215,11 @@ const joinerGrace = 2 * time.Minute
 func (f *formation) canRemoveRunning(m *machine, peer string) bool {
 	return m != nil && m.server() && m.inv != nil && !m.leaving && !m.held && m.bootstrapped() && !f.verdicts[m].unhealthy &&
 		m.cm.Status.Version == f.pc.Spec.Version && m.cm.Spec.Version == f.pc.Spec.Version &&
-		peer != "https://"+net.JoinHostPort(Address(m.inv), "2380")
+		peer != etcdPeerURL(Address(m.inv))
 }
+
+// etcdPeerURL is the peer URL of the edgefleet-distro server at addr.
+func etcdPeerURL(addr string) string { return "https://" + net.JoinHostPort(addr, "2380") }
 
 // settleRunningRemovals: the running server m applied the plan (checksum
 // sum) that carries its removals, so they are done.

@@ -80,8 +80,9 @@ func RemoveEtcdMembers(ctx context.Context, root string, peers []string, out io.
 	return removeMembersThrough(ctx, client, "https://127.0.0.1:2379", self, peers, out)
 }
 
-// removeMembersThrough removes the stale members through the local etcd
-// endpoint or, should it not answer, another member that stays.
+// removeMembersThrough lists the members through the local etcd endpoint
+// and removes the stale ones through it or, should the removal fail there,
+// another member that stays.
 func removeMembersThrough(ctx context.Context, client *http.Client, local, self string, stale []string, out io.Writer) error {
 	if slices.Contains(stale, self) {
 		return fmt.Errorf("%s is this server's own etcd member: a server leaves etcd with `kubernetes down --leave-etcd`, not by removing itself", self)
